@@ -1,0 +1,155 @@
+"""catalog: the SQLite bookkeeping of an index folder (one row per image file).
+
+The catalog is the commit point of the index: a vector exists for a row only
+once the transaction naming its segment file has committed. WAL mode lets
+readers (dedupe, query) see the last committed state while a writer runs.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS images (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    path TEXT NOT NULL UNIQUE,
+    root TEXT NOT NULL,
+    size INTEGER,
+    mtime_ns INTEGER,
+    width INTEGER,
+    height INTEGER,
+    status TEXT NOT NULL CHECK (status IN ('embedded', 'error')),
+    error TEXT,
+    segment TEXT,
+    added_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS images_segment ON images (segment);
+CREATE TABLE IF NOT EXISTS segments (
+    name TEXT PRIMARY KEY,
+    count INTEGER NOT NULL,
+    created_at REAL NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class Row:
+    id: int
+    path: str
+    root: str
+    size: int | None
+    mtime_ns: int | None
+    width: int | None
+    height: int | None
+    status: str
+    error: str | None
+    segment: str | None
+    added_at: float
+
+
+@dataclass(frozen=True)
+class NewRow:
+    """A row to write: `segment` is None for errors."""
+
+    path: str
+    root: str
+    size: int | None
+    mtime_ns: int | None
+    width: int | None = None
+    height: int | None = None
+    error: str | None = None
+
+
+_COLUMNS = "id, path, root, size, mtime_ns, width, height, status, error, segment, added_at"
+
+
+class Catalog:
+    def __init__(self, path: str, readonly: bool = False):
+        uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
+        self.db = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30)
+        self.db.execute("PRAGMA busy_timeout = 30000")
+        if not readonly:
+            self.db.execute("PRAGMA journal_mode = WAL")
+            self.db.execute("PRAGMA synchronous = FULL")
+            self.db.executescript(_SCHEMA)
+            self.db.execute(
+                "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            )
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- reads -------------------------------------------------------------
+    def rows(self, where: str = "", params: Sequence[object] = ()) -> list[Row]:
+        sql = f"SELECT {_COLUMNS} FROM images {where} ORDER BY id"
+        return [Row(*r) for r in self.db.execute(sql, params)]
+
+    def rows_by_path(self) -> dict[str, Row]:
+        return {r.path: r for r in self.rows()}
+
+    def segments(self) -> dict[str, int]:
+        return dict(self.db.execute("SELECT name, count FROM segments"))
+
+    def counts(self) -> dict[str, int]:
+        got = dict(self.db.execute("SELECT status, COUNT(*) FROM images GROUP BY status"))
+        return {"embedded": got.get("embedded", 0), "errors": got.get("error", 0)}
+
+    def get_meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    # -- writes (inside `transaction`) --------------------------------------
+    def begin(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def commit(self) -> None:
+        self.db.execute("COMMIT")
+
+    def rollback(self) -> None:
+        if self.db.in_transaction:
+            self.db.execute("ROLLBACK")
+
+    def upsert(self, rows: Iterable[NewRow], segment: str | None) -> list[int]:
+        """Insert or replace rows by path, keeping an existing path's id. Returns ids."""
+        now = time.time()
+        ids = []
+        for r in rows:
+            status = "error" if r.error is not None else "embedded"
+            cur = self.db.execute(
+                "INSERT INTO images (path, root, size, mtime_ns, width, height, status, error,"
+                " segment, added_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT(path) DO UPDATE SET root=excluded.root, size=excluded.size,"
+                " mtime_ns=excluded.mtime_ns, width=excluded.width, height=excluded.height,"
+                " status=excluded.status, error=excluded.error, segment=excluded.segment,"
+                " added_at=excluded.added_at RETURNING id",
+                (r.path, r.root, r.size, r.mtime_ns, r.width, r.height, status, r.error,
+                 None if r.error is not None else segment, now),
+            )
+            ids.append(int(cur.fetchone()[0]))
+        return ids
+
+    def add_segment(self, name: str, count: int) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO segments VALUES (?, ?, ?)", (name, count, time.time())
+        )
+
+    def move_all_to(self, segment: str, count: int) -> None:
+        """After a compaction: every embedded row's vector now lives in `segment`."""
+        self.db.execute("UPDATE images SET segment = ? WHERE status = 'embedded'", (segment,))
+        self.db.execute("DELETE FROM segments")
+        self.add_segment(segment, count)
+
+    def delete_paths(self, paths: Iterable[str]) -> int:
+        n = 0
+        for p in paths:
+            n += self.db.execute("DELETE FROM images WHERE path = ?", (p,)).rowcount
+        return n
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))

@@ -1,0 +1,122 @@
+"""dedupe: index (+ folders) -> pairs -> groups -> report.json + collage in a new folder."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .catalog import Row
+from .groups import Groups, connected_components
+from .indexer import BuildResult, BuildSettings, build_index
+from .pairs import Pairs, PairSettings, find_pairs
+from .progress import NoProgress, Progress
+from .report import build_report, write_collage, write_report
+from .store import IndexStore
+
+
+@dataclass(frozen=True)
+class DedupeSettings:
+    pairs: PairSettings = field(default_factory=PairSettings)
+    output: str = "results"
+    max_pairs_for_collage: int = 20
+    build: BuildSettings = field(default_factory=BuildSettings)
+
+
+@dataclass
+class DedupeResult:
+    output_dir: str
+    report_path: str
+    collage_path: str
+    report: dict[str, Any]
+    build: BuildResult | None
+
+
+def make_output_dir(base: str) -> tuple[str, str]:
+    """OUTPUT/<YYYYmmdd_HHMMSS>, never an existing one. Returns (folder, timestamp)."""
+    stamp = time.strftime("%Y%m%d_%H%M%S")
+    os.makedirs(base, exist_ok=True)
+    for k in range(1, 1000):
+        name = stamp if k == 1 else f"{stamp}_{k}"
+        path = os.path.join(base, name)
+        try:
+            os.mkdir(path)
+            return path, stamp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"too many result folders for {stamp} in {base}")
+
+
+def folder_codes(rows: Sequence[Row], folders: Sequence[str] | None) -> np.ndarray:
+    """Which input folder each row belongs to: the deepest given folder, else its scan root."""
+    if not folders:
+        roots = sorted({r.root for r in rows})
+        code = {root: k for k, root in enumerate(roots)}
+        return np.asarray([code[r.root] for r in rows], np.int64)
+    prefixes = sorted(((os.path.join(os.path.abspath(f), ""), k) for k, f in enumerate(folders)),
+                      key=lambda t: -len(t[0]))
+    out = np.empty(len(rows), np.int64)
+    for n, r in enumerate(rows):
+        out[n] = next((k for p, k in prefixes if r.path.startswith(p)), -1)
+    return out
+
+
+def dedupe(
+    index_dir: str,
+    folders: Sequence[str] | None = None,
+    settings: DedupeSettings | None = None,
+    progress: Progress | None = None,
+) -> DedupeResult:
+    settings = settings or DedupeSettings()
+    progress = progress or NoProgress()
+    settings.pairs.validate()
+    timings: dict[str, float] = {}
+    built = None
+    t = time.perf_counter()
+    if folders:
+        built = build_index(folders, index_dir, settings.build, progress)
+        timings["index_update"] = time.perf_counter() - t
+    t = time.perf_counter()
+    with IndexStore.open_reader(index_dir) as store:
+        loaded = store.load(folders or None)
+        errors = store.error_rows(folders or None)
+        manifest = dict(store.manifest)
+        index_path = store.folder
+    rows, vectors = loaded.rows, loaded.vectors
+    if built is not None:  # only files that are in the folders now, not stale catalog rows
+        present = set(built.scanned_paths)
+        keep = [k for k, r in enumerate(rows) if r.path in present]
+        rows, vectors = [rows[k] for k in keep], vectors[keep]
+        errors = [r for r in errors if r.path in present]
+    timings["load_vectors"] = time.perf_counter() - t
+    t = time.perf_counter()
+    pairs = find_pairs(vectors, settings.pairs, folder_codes(rows, folders))
+    timings["pair_search"] = time.perf_counter() - t
+    groups = connected_components(len(rows), pairs.i, pairs.j)
+    folder_list = [os.path.abspath(f) for f in folders] if folders else sorted(
+        {r.root for r in rows})
+    out_dir, stamp = make_output_dir(settings.output)
+    report = build_report(
+        timestamp=stamp, folders=folder_list, rows=rows, pairs=pairs, groups=groups,
+        settings=settings.pairs, errors=errors, index_path=index_path, timings=timings,
+        model={k: manifest.get(k) for k in ("model", "dim", "weights_id", "preprocessing")},
+    )
+    collage_path = os.path.join(out_dir, "similar_pairs_sample", "random_collage.jpg")
+    write_collage(_pair_paths(rows, pairs), collage_path, settings.max_pairs_for_collage,
+                  settings.pairs.seed, settings.pairs.threshold)
+    report_path = os.path.join(out_dir, "report.json")
+    write_report(report, report_path)
+    return DedupeResult(out_dir, report_path, collage_path, report, built)
+
+
+def _pair_paths(rows: Sequence[Row], pairs: Pairs) -> list[tuple[str, str, float]]:
+    return [(rows[a].path, rows[b].path, s)
+            for a, b, s in zip(pairs.i.tolist(), pairs.j.tolist(), pairs.score.tolist(),
+                               strict=True)]
+
+
+__all__ = ["DedupeResult", "DedupeSettings", "Groups", "dedupe", "make_output_dir"]

@@ -1,0 +1,149 @@
+"""embed: files -> batches of float32 (n, dim) L2-normalised vectors, model-pinned.
+
+Decoding runs in worker processes (a torch DataLoader with a bounded prefetch
+queue), so the network never waits on JPEG decoding and memory stays flat. A
+file that cannot be decoded comes out as an error with its reason; the batch
+goes on without it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .decode import DEFAULT_MAX_PIXELS, Preprocess, decode_file
+from .errors import DecodeError, InputError
+from .models import LoadedModel
+
+
+@dataclass(frozen=True)
+class EmbedSettings:
+    batch_size: int = 32
+    workers: int | None = None  # decode processes; None = one per core beyond the first
+    device: str = "auto"  # auto | cpu | cuda
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+    def resolved_workers(self) -> int:
+        if self.workers is not None:
+            return self.workers
+        return max(1, min(8, (os.cpu_count() or 2) - 1))
+
+
+@dataclass
+class EmbeddedBatch:
+    """Results for some of the inputs, by their position in the input list."""
+
+    positions: list[int] = field(default_factory=list)  # rows of `vectors`
+    vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    sizes: list[tuple[int, int]] = field(default_factory=list)  # (width, height) per row
+    errors: list[tuple[int, str]] = field(default_factory=list)  # (position, reason)
+
+
+def resolve_device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda was asked for, but torch sees no CUDA device")
+    if name not in ("cpu", "cuda"):
+        raise InputError(f"unknown device {name!r}; use auto, cpu or cuda")
+    return name
+
+
+class _Files:
+    """Map-style dataset: position -> (position, pixels | None, width, height, error)."""
+
+    def __init__(self, paths: Sequence[str], pre: Preprocess, max_pixels: int):
+        self.paths, self.pre, self.max_pixels = list(paths), pre, max_pixels
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, pos: int) -> tuple[int, np.ndarray | None, int, int, str | None]:
+        try:
+            d = decode_file(self.paths[pos], self.pre, self.max_pixels)
+        except DecodeError as exc:
+            return pos, None, 0, 0, str(exc)
+        except Exception as exc:  # a decoder bug must cost one file, not the run
+            return pos, None, 0, 0, f"decoder failed: {type(exc).__name__}: {exc}"
+        return pos, d.pixels, d.width, d.height, None
+
+
+def _collate(items: list[Any]) -> list[Any]:
+    return items
+
+
+def _quiet_worker(_: int) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+class Embedder:
+    """A loaded model on a device, turning uint8 pixel batches into unit vectors."""
+
+    def __init__(self, model: LoadedModel, device: str = "auto"):
+        import torch
+
+        self.model = model
+        self.device = resolve_device(device)
+        pre = model.info.preprocess
+        self._mean = torch.tensor(pre.mean, device=self.device).view(1, 3, 1, 1) * 255.0
+        self._std = torch.tensor(pre.std, device=self.device).view(1, 3, 1, 1) * 255.0
+        self.network = model.network.to(self.device).to(memory_format=torch.channels_last)
+
+    def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """(n, H, W, 3) uint8 -> (n, dim) float32, unit length."""
+        import torch
+
+        with torch.inference_mode():
+            x = torch.from_numpy(pixels).to(self.device).permute(0, 3, 1, 2).float()
+            x = ((x - self._mean) / self._std).contiguous(memory_format=torch.channels_last)
+            feats = self.network(x).float()
+            feats = torch.nn.functional.normalize(feats, dim=1)
+            return feats.cpu().numpy().astype(np.float32, copy=False)
+
+    def embed_files(
+        self,
+        paths: Sequence[str],
+        settings: EmbedSettings,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> Iterator[EmbeddedBatch]:
+        """Yield one EmbeddedBatch per decoded batch, in input order."""
+        from torch.utils.data import DataLoader
+
+        if not paths:
+            return
+        workers = settings.resolved_workers()
+        dataset: Any = _Files(paths, self.model.info.preprocess, settings.max_pixels)
+        loader: Any = DataLoader(
+            dataset,
+            batch_size=settings.batch_size,
+            num_workers=workers,
+            collate_fn=_collate,
+            worker_init_fn=_quiet_worker if workers else None,
+            prefetch_factor=2 if workers else None,
+            pin_memory=self.device == "cuda",
+        )
+        for items in loader:
+            out = EmbeddedBatch()
+            good = []
+            for pos, pixels, w, h, err in items:
+                if err is not None:
+                    out.errors.append((pos, err))
+                else:
+                    out.positions.append(pos)
+                    out.sizes.append((w, h))
+                    good.append(pixels)
+            if good:
+                out.vectors = self.embed_pixels(np.stack(good))
+            else:
+                out.vectors = np.zeros((0, self.model.info.dim), np.float32)
+            if on_progress:
+                on_progress(len(items))
+            yield out

@@ -1,0 +1,29 @@
+"""The project's exception types. Every message says what to do next."""
+
+
+class ImgsimError(Exception):
+    """Base class: the CLI prints these as one-line errors."""
+
+
+class ModelError(ImgsimError):
+    """A model cannot be built or its weights cannot be found."""
+
+
+class IndexMismatchError(ImgsimError):
+    """Vectors of another model, preprocessing or dimension than the index's."""
+
+
+class IndexFormatError(ImgsimError):
+    """The index folder is missing, damaged or of an unknown format."""
+
+
+class IndexLockedError(ImgsimError):
+    """Another writer holds the index."""
+
+
+class DecodeError(ImgsimError):
+    """One file could not be turned into pixels; the run goes on without it."""
+
+
+class InputError(ImgsimError):
+    """A bad argument: a folder that does not exist, a value out of range."""

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from .errors import ImgsimError
+from .errors import ImgsimError, ModelError
 from .models import MODEL_NAMES
 
 DEFAULT_INDEX = "imgsim-index"
@@ -165,7 +165,8 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("Aborted.", err=True)
         sys.exit(130)
     except ImgsimError as exc:
-        click.echo(f"Error: {exc}", err=True)
+        # a download attempt may have left a partial line on stderr
+        click.echo(f"{chr(10) if isinstance(exc, ModelError) else ''}Error: {exc}", err=True)
         sys.exit(1)
     except KeyboardInterrupt:
         click.echo("Interrupted: work committed so far is kept; run again to resume.", err=True)

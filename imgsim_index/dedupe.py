@@ -13,9 +13,11 @@ import numpy as np
 from .catalog import Row
 from .groups import Groups, connected_components
 from .indexer import BuildResult, BuildSettings, build_index
+from .keep import DEFAULT_KEEP, KeepSettings, choose_keepers
 from .pairs import Pairs, PairSettings, find_pairs
 from .progress import NoProgress, Progress
 from .report import build_report, write_collage, write_report
+from .report.html import write_gallery
 from .store import IndexStore
 
 
@@ -25,6 +27,8 @@ class DedupeSettings:
     output: str = "results"
     max_pairs_for_collage: int = 20
     build: BuildSettings = field(default_factory=BuildSettings)
+    keep: str = DEFAULT_KEEP  # see keep.KEEP_POLICIES
+    protect: tuple[str, ...] = ()  # folders whose files are always kept
 
 
 @dataclass
@@ -34,6 +38,7 @@ class DedupeResult:
     collage_path: str
     report: dict[str, Any]
     build: BuildResult | None
+    gallery_path: str = ""
 
 
 def make_output_dir(base: str) -> tuple[str, str]:
@@ -74,6 +79,8 @@ def dedupe(
     settings = settings or DedupeSettings()
     progress = progress or NoProgress()
     settings.pairs.validate()
+    keep_settings = KeepSettings(settings.keep, tuple(settings.protect))
+    keep_settings.validate()
     timings: dict[str, float] = {}
     built = None
     t = time.perf_counter()
@@ -94,9 +101,11 @@ def dedupe(
         errors = [r for r in errors if r.path in present]
     timings["load_vectors"] = time.perf_counter() - t
     t = time.perf_counter()
-    pairs = find_pairs(vectors, settings.pairs, folder_codes(rows, folders))
+    codes = folder_codes(rows, folders)
+    pairs = find_pairs(vectors, settings.pairs, codes)
     timings["pair_search"] = time.perf_counter() - t
     groups = connected_components(len(rows), pairs.i, pairs.j)
+    decisions = choose_keepers(rows, groups, keep_settings, codes, vectors)
     folder_list = [os.path.abspath(f) for f in folders] if folders else sorted(
         {r.root for r in rows})
     out_dir, stamp = make_output_dir(settings.output)
@@ -104,13 +113,15 @@ def dedupe(
         timestamp=stamp, folders=folder_list, rows=rows, pairs=pairs, groups=groups,
         settings=settings.pairs, errors=errors, index_path=index_path, timings=timings,
         model={k: manifest.get(k) for k in ("model", "dim", "weights_id", "preprocessing")},
+        keep=keep_settings, decisions=decisions,
     )
     collage_path = os.path.join(out_dir, "similar_pairs_sample", "random_collage.jpg")
     write_collage(_pair_paths(rows, pairs), collage_path, settings.max_pairs_for_collage,
                   settings.pairs.seed, settings.pairs.threshold)
     report_path = os.path.join(out_dir, "report.json")
     write_report(report, report_path)
-    return DedupeResult(out_dir, report_path, collage_path, report, built)
+    gallery_path = write_gallery(report, os.path.join(out_dir, "report.html"), progress)
+    return DedupeResult(out_dir, report_path, collage_path, report, built, gallery_path)
 
 
 def _pair_paths(rows: Sequence[Row], pairs: Pairs) -> list[tuple[str, str, float]]:

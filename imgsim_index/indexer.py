@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from .catalog import NewRow, Row
 from .embed import EmbeddedBatch, Embedder, EmbedSettings
-from .errors import IndexFormatError
+from .errors import IndexFormatError, InputError
 from .models import DEFAULT_MODEL, LoadedModel, load_model, model_info
 from .progress import NoProgress, Progress
 from .scan import ImageRef, scan_folders
@@ -82,8 +82,12 @@ def build_index(
     settings = settings or BuildSettings()
     progress = progress or NoProgress()
     t0 = time.perf_counter()
-    refs = scan_folders(folders)  # validates the folders before the model loads
+    for folder in folders:  # cheap checks first, then the model, then the (long) scan
+        if not os.path.isdir(folder):
+            raise InputError(f"not a folder: {folder}")
     model = model or resolve_model(index_dir, settings)
+    progress.note(f"scanning {len(folders)} folder(s)")
+    refs = scan_folders(folders)
     identity = {**model.identity(), "weights_source": model.weights_source}
     store = IndexStore.open_writer(index_dir, identity, wait=settings.wait_for_lock)
     try:

@@ -27,3 +27,11 @@ class DecodeError(ImgsimError):
 
 class InputError(ImgsimError):
     """A bad argument: a folder that does not exist, a value out of range."""
+
+
+class ReportError(ImgsimError):
+    """A report.json that is missing, damaged, or too old for apply or export."""
+
+
+class ActionError(ImgsimError):
+    """apply or undo cannot go ahead as asked (a bad destination, a journal in use, ...)."""

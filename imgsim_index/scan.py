@@ -3,8 +3,9 @@
 Files are matched by extension (any case). Symlinked folders are followed once
 (a loop is cut by remembering each folder's device and inode). Anything that
 cannot be a readable image file -- a FIFO or device named x.jpg, a broken
-symlink, a symlink loop -- comes out as an ImageRef with `error` set, so the
-catalog records it with its reason instead of the run crashing or blocking.
+symlink, a symlink loop, a name that is not UTF-8 -- comes out as an ImageRef
+with `error` set, so the catalog records it with its reason instead of the run
+crashing or blocking.
 """
 
 from __future__ import annotations
@@ -34,6 +35,12 @@ def is_image_name(name: str) -> bool:
 
 def _ref_for(path: str, root: str) -> ImageRef:
     try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:  # bytes that are not UTF-8 (os.fsdecode's surrogates)
+        # SQLite and report.json cannot hold such a name: record it, readably, as an error
+        return ImageRef(_printable(path), _printable(root), None, None,
+                        "file name is not valid UTF-8; rename it to index it")
+    try:
         st = os.stat(path)  # follows symlinks
     except FileNotFoundError:
         kind = "broken symlink" if os.path.islink(path) else "file vanished during scan"
@@ -43,6 +50,10 @@ def _ref_for(path: str, root: str) -> ImageRef:
     if not stat.S_ISREG(st.st_mode):
         return ImageRef(path, root, None, None, f"not a regular file ({_kind(st.st_mode)})")
     return ImageRef(path, root, st.st_size, st.st_mtime_ns)
+
+
+def _printable(path: str) -> str:
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def _kind(mode: int) -> str:

@@ -120,8 +120,8 @@ def test_broken_symlink(tmp_path: Path) -> None:
 def test_symlink_to_an_image_is_followed(tmp_path: Path) -> None:
     data = b"x" * 1234
     _touch(tmp_path / "elsewhere" / "real.bin", data)
-    os.symlink(tmp_path / "elsewhere" / "real.bin", tmp_path / "root" / "alias.jpg") if (
-        (tmp_path / "root").mkdir() is None) else None
+    (tmp_path / "root").mkdir()
+    os.symlink(tmp_path / "elsewhere" / "real.bin", tmp_path / "root" / "alias.jpg")
     (ref,) = _scan(tmp_path / "root")
     assert ref.error is None
     assert ref.path == str(tmp_path / "root" / "alias.jpg")  # the name the user knows
@@ -170,7 +170,7 @@ def test_unicode_and_odd_file_names(tmp_path: Path) -> None:
         "tab\tname.png",
     ]
     try:
-        _touch(tmp_path / "new\nline.jpg")
+        _touch(tmp_path / "probe" / "new\nline.jpg").unlink()
         names.append("new\nline.jpg")
     except OSError:
         pass  # the file system refuses newlines in names

@@ -1,0 +1,144 @@
+"""The gallery page's static style and script (no data in here; see html.py).
+
+The script reads the report from a <script type="application/json"> block and
+builds the page with createElement/textContent only: file names are untrusted
+input and never pass through innerHTML. It shows PAGE_SIZE groups at a time,
+so a report with tens of thousands of pairs opens as fast as a small one.
+"""
+
+STYLE = """
+body { font: 14px/1.4 system-ui, sans-serif; margin: 0; background: #f4f4f4; color: #222; }
+header { background: #fff; padding: 12px 20px 0; border-bottom: 1px solid #ddd; }
+h1 { font-size: 18px; margin: 0 0 6px; }
+dl#summary { display: grid; grid-template-columns: max-content 1fr; gap: 2px 12px; margin: 0 0 8px; }
+dl#summary dt { color: #666; } dl#summary dd { margin: 0; overflow-wrap: anywhere; }
+.controls { display: flex; flex-wrap: wrap; gap: 8px 18px; align-items: center; background: #fff;
+  position: sticky; top: 0; z-index: 1; padding: 8px 20px; border-bottom: 1px solid #ddd; }
+.controls label { white-space: nowrap; } .controls output { font-variant-numeric: tabular-nums; }
+main { padding: 12px 20px; }
+section.group { background: #fff; border: 1px solid #ddd; border-radius: 6px; margin: 0 0 14px;
+  padding: 10px; }
+section.group h2 { font-size: 15px; margin: 0 0 8px; }
+.members { display: flex; flex-wrap: wrap; gap: 10px; }
+figure.member { margin: 0; width: 244px; border: 3px solid #ccc; border-radius: 5px; padding: 4px;
+  background: #fafafa; }
+figure.role-keep { border-color: #2e8b3a; } figure.role-remove { border-color: #c0392b; }
+figure.role-protected { border-color: #2f6db5; } figure.dim { opacity: .35; }
+figure img, .nothumb { display: block; width: 240px; height: 180px; object-fit: contain;
+  background: #e8e8e8; }
+.nothumb { line-height: 180px; text-align: center; color: #777; }
+figcaption { font-size: 12px; margin-top: 4px; }
+.path { font-family: ui-monospace, monospace; overflow-wrap: anywhere; }
+.badge { display: inline-block; font-weight: 600; font-size: 11px; color: #fff; padding: 0 6px;
+  border-radius: 3px; background: #c0392b; }
+.role-keep .badge { background: #2e8b3a; } .role-protected .badge { background: #2f6db5; }
+.meta { color: #555; } .empty { color: #666; padding: 30px; text-align: center; }
+"""
+
+SCRIPT = r"""
+"use strict";
+window.addEventListener("error", (e) => {
+  document.body.dataset.errors = (document.body.dataset.errors || "") + e.message + "\n";
+});
+(() => {
+  const data = JSON.parse(document.getElementById("gallery-data").textContent);
+  const byId = (id) => document.getElementById(id);
+  const el = (tag, cls, text) => {
+    const e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined && text !== null) e.textContent = String(text);
+    return e;
+  };
+  const fmtBytes = (n) => {
+    if (n === null || n === undefined) return "? B";
+    const units = ["B", "KB", "MB", "GB", "TB"];
+    let v = n, i = 0;
+    while (v >= 1024 && i < units.length - 1) { v /= 1024; i += 1; }
+    return (i ? v.toFixed(1) : String(v)) + " " + units[i];
+  };
+  const fmtScore = (s) => (s === null || s === undefined ? "n/a" : String(s));
+  const BADGE = { keep: "KEEP", remove: "remove", protected: "protected (kept)" };
+  const groups = data.groups;
+  const pageSize = data.page_size;
+  const lo = byId("score-lo"), hi = byId("score-hi");
+  let page = 0;
+
+  for (const [label, value] of data.summary) {
+    byId("summary").append(el("dt", null, label), el("dd", null, value));
+  }
+  for (const input of [lo, hi]) {
+    input.min = String(data.score_min);
+    input.max = "1";
+    input.step = "0.0001";
+  }
+  lo.value = String(data.score_min);
+  hi.value = "1";
+
+  const inRange = (m) => m.score === null || (m.score >= +lo.value && m.score <= +hi.value);
+  const matches = (g) => g.members.some((m) => m.role !== "keep" && inRange(m));
+
+  function memberCard(m) {
+    const fig = el("figure", "member role-" + m.role + (m.role !== "keep" && !inRange(m) ? " dim" : ""));
+    if (m.thumb) {
+      const img = document.createElement("img");
+      img.loading = "lazy";
+      img.decoding = "async";
+      img.alt = "";
+      img.src = m.thumb;
+      fig.append(img);
+    } else {
+      fig.append(el("div", "nothumb", "no preview"));
+    }
+    const cap = el("figcaption");
+    cap.append(el("span", "badge", BADGE[m.role] || m.role));
+    cap.append(el("div", "path", m.path));
+    const res = m.w && m.h ? m.w + "\u00d7" + m.h : "?";
+    const score = m.role === "keep" ? "keeper" : "score " + fmtScore(m.score);
+    cap.append(el("div", "meta", fmtBytes(m.size) + " \u00b7 " + res + " \u00b7 " + score));
+    cap.append(el("div", "meta", "modified " + m.mtime));
+    fig.append(cap);
+    return fig;
+  }
+
+  function groupSection(g) {
+    const sec = el("section", "group");
+    sec.dataset.group = String(g.group);
+    const removable = g.members.filter((m) => m.role === "remove").length;
+    sec.append(el("h2", null, "Group " + g.group + ": " + g.members.length + " files, " +
+      removable + " removable (" + fmtBytes(g.bytes_removable) + ")"));
+    const box = el("div", "members");
+    for (const m of g.members) box.append(memberCard(m));
+    sec.append(box);
+    return sec;
+  }
+
+  function render() {
+    byId("lo-value").textContent = (+lo.value).toFixed(4);
+    byId("hi-value").textContent = (+hi.value).toFixed(4);
+    const shown = groups.filter(matches);
+    const pages = Math.max(1, Math.ceil(shown.length / pageSize));
+    page = Math.min(Math.max(page, 0), pages - 1);
+    const list = byId("groups");
+    const frag = document.createDocumentFragment();
+    const slice = shown.slice(page * pageSize, (page + 1) * pageSize);
+    for (const g of slice) frag.append(groupSection(g));
+    if (!groups.length) frag.append(el("p", "empty", "No duplicate groups at this threshold."));
+    else if (!shown.length) frag.append(el("p", "empty", "No groups in this score range."));
+    list.replaceChildren(frag);
+    byId("count").textContent = shown.length + " of " + groups.length + " groups";
+    byId("page-info").textContent = "page " + (page + 1) + " of " + pages;
+    byId("prev").disabled = page === 0;
+    byId("next").disabled = page >= pages - 1;
+    document.body.dataset.groupsShown = String(shown.length);
+    document.body.dataset.groupsOnPage = String(slice.length);
+  }
+
+  const onRange = () => { page = 0; render(); };
+  lo.addEventListener("input", () => { if (+lo.value > +hi.value) hi.value = lo.value; onRange(); });
+  hi.addEventListener("input", () => { if (+hi.value < +lo.value) lo.value = hi.value; onRange(); });
+  byId("prev").addEventListener("click", () => { page -= 1; render(); window.scrollTo(0, 0); });
+  byId("next").addEventListener("click", () => { page += 1; render(); window.scrollTo(0, 0); });
+  render();
+  document.body.dataset.ready = "1";
+})();
+"""

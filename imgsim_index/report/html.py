@@ -1,0 +1,138 @@
+"""html: report.json's groups -> report.html, a self-contained gallery, plus thumbs/ beside it.
+
+No network: no CDN, no fonts, no remote images; a Content-Security-Policy
+allows only the page's own inline style and script (pinned by hash) and
+images from the thumbs folder. The report's data travels as JSON in a
+<script type="application/json"> block with '<', '>' and '&' escaped, so a
+file named "</script><img src=x onerror=...>.jpg" stays text.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import json
+import math
+import os
+import time
+from typing import Any
+
+from ..fsutil import atomic_write_bytes
+from ..progress import Progress
+from .gallery_assets import SCRIPT, STYLE
+from .thumbs import write_thumbnails
+
+PAGE_SIZE = 50
+THUMBS_DIR = "thumbs"
+
+
+def human_bytes(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TB"
+
+
+def _mtime_text(mtime_ns: int | None) -> str:
+    if mtime_ns is None:
+        return "?"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(mtime_ns / 1e9))
+
+
+def _summary(report: dict[str, Any]) -> list[tuple[str, str]]:
+    protected = report.get("protected_folders") or []
+    return [
+        ("Run", str(report.get("timestamp", ""))),
+        ("Folders", "; ".join(report.get("folder_list", []))),
+        ("Threshold", str(report.get("threshold"))),
+        ("Images", str(report.get("total_images_in_folders"))),
+        ("Similar pairs", str(report.get("number_of_similar_pairs"))),
+        ("Duplicate groups", str(len(report.get("groups", [])))),
+        ("Keep policy", str(report.get("keep_policy", ""))),
+        ("Protected folders", "; ".join(protected) if protected else "none"),
+        ("Removable", f"{report.get('files_removable', 0)} files, "
+                      f"{human_bytes(int(report.get('bytes_removable', 0)))}"),
+    ]
+
+
+def gallery_data(report: dict[str, Any], thumbs: dict[str, str]) -> dict[str, Any]:
+    """What the page's script renders: groups largest first, keeper first in each group."""
+    groups = []
+    scores = []
+    for g in sorted(report.get("groups", []), key=lambda g: (-g["size"], g["group"])):
+        members = sorted(g["members"], key=lambda m: m["role"] != "keep")
+        groups.append({
+            "group": g["group"],
+            "bytes_removable": g.get("bytes_removable", 0),
+            "members": [{
+                "path": m["path"], "size": m["size"], "w": m["width"], "h": m["height"],
+                "score": m["score_to_keeper"], "role": m["role"],
+                "mtime": _mtime_text(m["mtime_ns"]),
+                "thumb": f"{THUMBS_DIR}/{thumbs[m['path']]}" if m["path"] in thumbs else None,
+            } for m in members],
+        })
+        scores += [m["score_to_keeper"] for m in g["members"]
+                   if m["role"] != "keep" and m["score_to_keeper"] is not None]
+    floor = min([*scores, float(report.get("threshold", 0.0))])
+    return {"page_size": PAGE_SIZE, "score_min": max(-1.0, math.floor(floor * 10000) / 10000),
+            "summary": _summary(report), "groups": groups}
+
+
+def _json_for_script(obj: Any) -> str:
+    """JSON that cannot end its <script> element or open a comment, whatever the strings say."""
+    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _csp_hash(source: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(source.encode()).digest()).decode() + "'"
+
+
+def render_gallery(data: dict[str, Any], title: str) -> str:
+    csp = (f"default-src 'none'; img-src 'self'; style-src {_csp_hash(STYLE)}; "
+           f"script-src {_csp_hash(SCRIPT)}; base-uri 'none'; form-action 'none'")
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{html.escape(csp)}">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{html.escape(title)}</title>
+<style>{STYLE}</style>
+</head>
+<body>
+<header>
+<h1>{html.escape(title)}</h1>
+<dl id="summary"></dl>
+</header>
+<div class="controls">
+<span id="count"></span>
+<label>score to keeper from <input type="range" id="score-lo"> <output id="lo-value"></output></label>
+<label>to <input type="range" id="score-hi"> <output id="hi-value"></output></label>
+<button type="button" id="prev">&larr; previous</button>
+<span id="page-info"></span>
+<button type="button" id="next">next &rarr;</button>
+</div>
+<main id="groups"></main>
+<script type="application/json" id="gallery-data">{_json_for_script(data)}</script>
+<script>{SCRIPT}</script>
+</body>
+</html>
+"""
+
+
+def write_gallery(report: dict[str, Any], path: str, progress: Progress | None = None,
+                  thumbnails: bool = True) -> str:
+    """Write report.html (and thumbs/ beside it) for `report`. Returns the page's path."""
+    folder = os.path.dirname(os.path.abspath(path))
+    thumbs: dict[str, str] = {}
+    if thumbnails:
+        paths = [m["path"] for g in report.get("groups", []) for m in g["members"]]
+        if paths:
+            thumbs = write_thumbnails(paths, os.path.join(folder, THUMBS_DIR), progress)
+    title = f"imgsim-index duplicates {report.get('timestamp', '')}".strip()
+    atomic_write_bytes(path, render_gallery(gallery_data(report, thumbs), title).encode("utf-8"))
+    return path

@@ -27,9 +27,19 @@ CREATE TABLE IF NOT EXISTS images (
     status TEXT NOT NULL CHECK (status IN ('embedded', 'error')),
     error TEXT,
     segment TEXT,
-    added_at REAL NOT NULL
+    added_at REAL NOT NULL,
+    seq INTEGER NOT NULL DEFAULT 0
 );
+CREATE INDEX IF NOT EXISTS images_seq ON images (seq);
 CREATE INDEX IF NOT EXISTS images_segment ON images (segment);
+CREATE TABLE IF NOT EXISTS videos (
+    path TEXT PRIMARY KEY,
+    root TEXT NOT NULL,
+    size INTEGER,
+    mtime_ns INTEGER,
+    frames INTEGER NOT NULL,
+    seq INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS segments (
     name TEXT PRIMARY KEY,
     count INTEGER NOT NULL,
@@ -51,6 +61,7 @@ class Row:
     error: str | None
     segment: str | None
     added_at: float
+    seq: int  # commit number that wrote this row: rows with seq > s are newer than commit s
 
 
 @dataclass(frozen=True)
@@ -66,7 +77,20 @@ class NewRow:
     error: str | None = None
 
 
-_COLUMNS = "id, path, root, size, mtime_ns, width, height, status, error, segment, added_at"
+@dataclass(frozen=True)
+class VideoDone:
+    """A video whose frames are all committed."""
+
+    path: str
+    root: str
+    size: int | None
+    mtime_ns: int | None
+    frames: int
+
+
+_COLUMNS = (
+    "id, path, root, size, mtime_ns, width, height, status, error, segment, added_at, seq"
+)
 
 
 class Catalog:
@@ -93,6 +117,11 @@ class Catalog:
     def rows_by_path(self) -> dict[str, Row]:
         return {r.path: r for r in self.rows()}
 
+    def videos(self) -> dict[str, tuple[int | None, int | None, int]]:
+        """Fully indexed videos: path -> (size, mtime_ns, frames)."""
+        return {p: (s, m, f) for p, s, m, f in
+                self.db.execute("SELECT path, size, mtime_ns, frames FROM videos")}
+
     def segments(self) -> dict[str, int]:
         return dict(self.db.execute("SELECT name, count FROM segments"))
 
@@ -115,7 +144,16 @@ class Catalog:
         if self.db.in_transaction:
             self.db.execute("ROLLBACK")
 
-    def upsert(self, rows: Iterable[NewRow], segment: str | None) -> list[int]:
+    def last_seq(self) -> int:
+        return int(self.get_meta("last_seq") or 0)
+
+    def next_seq(self) -> int:
+        """Number this commit (inside the transaction, so a rollback gives it back)."""
+        seq = self.last_seq() + 1
+        self.set_meta("last_seq", str(seq))
+        return seq
+
+    def upsert(self, rows: Iterable[NewRow], segment: str | None, seq: int = 0) -> list[int]:
         """Insert or replace rows by path, keeping an existing path's id. Returns ids."""
         now = time.time()
         ids = []
@@ -123,16 +161,27 @@ class Catalog:
             status = "error" if r.error is not None else "embedded"
             cur = self.db.execute(
                 "INSERT INTO images (path, root, size, mtime_ns, width, height, status, error,"
-                " segment, added_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " segment, added_at, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT(path) DO UPDATE SET root=excluded.root, size=excluded.size,"
                 " mtime_ns=excluded.mtime_ns, width=excluded.width, height=excluded.height,"
                 " status=excluded.status, error=excluded.error, segment=excluded.segment,"
-                " added_at=excluded.added_at RETURNING id",
+                " added_at=excluded.added_at, seq=excluded.seq RETURNING id",
                 (r.path, r.root, r.size, r.mtime_ns, r.width, r.height, status, r.error,
-                 None if r.error is not None else segment, now),
+                 None if r.error is not None else segment, now, seq),
             )
             ids.append(int(cur.fetchone()[0]))
         return ids
+
+    def video_done(self, v: VideoDone, seq: int) -> None:
+        self.db.execute("INSERT OR REPLACE INTO videos VALUES (?, ?, ?, ?, ?, ?)",
+                        (v.path, v.root, v.size, v.mtime_ns, v.frames, seq))
+
+    def delete_video(self, path: str) -> int:
+        """Forget a video: its completion record and every frame row."""
+        self.db.execute("DELETE FROM videos WHERE path = ?", (path,))
+        lo = path + "#t="
+        return self.db.execute("DELETE FROM images WHERE path >= ? AND path < ?",
+                               (lo, lo + "\U0010ffff")).rowcount
 
     def add_segment(self, name: str, count: int) -> None:
         self.db.execute(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shlex
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -78,6 +80,16 @@ def _build_settings(model: str | None, weights: str | None, device: str, batch_s
                                              device=device))
 
 
+def keep_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    from .keep import DEFAULT_KEEP, KEEP_POLICIES
+
+    f = click.option("--protect", multiple=True, type=click.Path(exists=True, file_okay=False),
+                     help="Files under this folder are always kept (repeatable).")(f)
+    return click.option("--keep", type=click.Choice(KEEP_POLICIES), default=DEFAULT_KEEP,
+                        show_default=True,
+                        help="Which file of each group to keep; the others are removable.")(f)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="imgsim-index")
 def cli() -> None:
@@ -118,11 +130,13 @@ def build(folders: tuple[str, ...], index_dir: str, model: str | None, weights: 
               show_default=True)
 @click.option("--output", default="results", show_default=True,
               type=click.Path(file_okay=False), help="Results go to OUTPUT/<timestamp>/.")
+@keep_options
 @embed_options
 def dedupe(folders: tuple[str, ...], index_dir: str, threshold: float, compare_mode: str,
            sample_ratio: float, seed: int, compare_scope: str, max_pairs_for_collage: int,
-           output: str, model: str | None, weights: str | None, device: str, batch_size: int,
-           workers: int | None, wait: bool, quiet: bool) -> None:
+           output: str, keep: str, protect: tuple[str, ...], model: str | None,
+           weights: str | None, device: str, batch_size: int, workers: int | None, wait: bool,
+           quiet: bool) -> None:
     """Find similar pairs and duplicate groups; update the index from FOLDERS first if given."""
     from .dedupe import DedupeSettings
     from .dedupe import dedupe as run_dedupe
@@ -134,6 +148,8 @@ def dedupe(folders: tuple[str, ...], index_dir: str, threshold: float, compare_m
         output=output,
         max_pairs_for_collage=max_pairs_for_collage,
         build=_build_settings(model, weights, device, batch_size, workers, wait),
+        keep=keep,
+        protect=protect,
     )
     r = run_dedupe(index_dir, list(folders) or None, settings, TqdmProgress(not quiet))
     rep = r.report
@@ -150,6 +166,172 @@ def dedupe(folders: tuple[str, ...], index_dir: str, threshold: float, compare_m
     click.echo(f"Collage saved: {r.collage_path}")
     click.echo(f"Result JSON: {r.report_path}")
     click.echo(f"Done. Output folder: {r.output_dir}")
+    click.echo(f"Gallery saved: {r.gallery_path}", err=True)
+
+
+
+@cli.command("import-vectors")
+@click.argument("vectors", type=click.Path(dir_okay=False))
+@click.argument("paths", type=click.Path(dir_okay=False))
+@index_option
+@click.option("--model", default=None,
+              help="Label of the model that made the vectors (checked against the index). "
+                   "Default: the index's, or \"imported\" for a new index.")
+@click.option("--compact/--no-compact", default=None,
+              help="Rewrite the index into one file afterwards (needs memory for all its "
+                   "vectors). Default: only when the index holds at most 1 GiB of vectors.")
+@click.option("--wait", is_flag=True, help="Wait for another writer instead of failing.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+def import_vectors(vectors: str, paths: str, index_dir: str, model: str | None,
+                   compact: bool | None, wait: bool, quiet: bool) -> None:
+    """Add precomputed vectors (a float .npy, one row per image) with their PATHS (a UTF-8
+    file, one path per line, line k for row k). Vectors are normalised on the way in; the
+    index can then be deduped like any other, but `build` will not add to it."""
+    from .importer import ImportSettings
+    from .importer import import_vectors as run_import
+
+    settings = ImportSettings(model=model, compact=compact, wait_for_lock=wait)
+    r = run_import(vectors, paths, index_dir, settings, TqdmProgress(not quiet))
+    click.echo(f"Imported {r.imported} vectors of dimension {r.dim} (model {r.model}).")
+    click.echo(f"Index {r.index}: {r.total_embedded} images.")
+
+
+def _shown(path: str) -> str:
+    """A path as one printable line: file names are untrusted and may hold control characters."""
+    return path if path.isprintable() else ascii(path)
+
+
+def _bytes(n: int) -> str:
+    from .report.html import human_bytes
+
+    return f"{human_bytes(n)} ({n} bytes)"
+
+
+def _chosen_action(move_to: str | None, hardlink: bool, delete: bool) -> str | None:
+    chosen = [name for name, on in (("move", move_to is not None), ("hardlink", hardlink),
+                                    ("delete", delete)) if on]
+    if len(chosen) > 1:
+        raise click.UsageError("choose one of --move-to DIR, --hardlink, --delete")
+    return chosen[0] if chosen else None
+
+
+def _apply_summary(action: str, n: int, freed: int, held: int, dest: str | None) -> str:
+    if action == "move":
+        return f"move {n} files into {dest}, freeing {_bytes(freed)} in the input folders"
+    if action == "delete":
+        return f"delete {n} files, freeing {_bytes(freed)}"
+    text = f"replace {n} files with hard links to their keepers, freeing {_bytes(freed)}"
+    if held:
+        text += f" now and {_bytes(held)} once the originals kept for undo are deleted"
+    return text
+
+
+@cli.command()
+@click.argument("report", type=click.Path(exists=True, dir_okay=False))
+@click.option("--move-to", type=click.Path(file_okay=False), default=None,
+              help="Move removable files under DIR/<input folder name>/, keeping sub-folders.")
+@click.option("--hardlink", is_flag=True,
+              help="Replace each removable file with a hard link to its keeper (same filesystem).")
+@click.option("--delete", is_flag=True, help="Delete removable files (cannot be undone).")
+@click.option("--yes", is_flag=True, help="Act. Without it, only show what would be done.")
+@click.option("--journal", type=click.Path(dir_okay=False), default=None,
+              help="Undo journal to write (default: apply-<action>-<time>.jsonl beside REPORT).")
+@click.option("--resume", "resume_journal", default=None,
+              type=click.Path(exists=True, dir_okay=False),
+              help="Finish an apply that was interrupted, from its journal (needs --yes).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def apply(report: str, move_to: str | None, hardlink: bool, delete: bool, yes: bool,
+          journal: str | None, resume_journal: str | None, quiet: bool) -> None:
+    """Move, hard-link or delete the removable files of REPORT (a dry run unless --yes).
+
+    Keepers and protected files are never touched; a file that changed since the
+    report, or that lies outside the report's input folders, is refused.
+    """
+    from .actions import apply_plan, default_journal_path, make_plan, resume_apply
+
+    action = _chosen_action(move_to, hardlink, delete)
+    if resume_journal:
+        if not yes:
+            raise click.UsageError("--resume acts on files; add --yes")
+        result = resume_apply(resume_journal, report, TqdmProgress(not quiet))
+        _print_refusals(result.refused)
+    else:
+        if action is None:
+            raise click.UsageError("choose what to do: --move-to DIR, --hardlink or --delete")
+        plan = make_plan(report, action, move_to)
+        _print_refusals(plan.refused)
+        if not yes:
+            _print_dry_run(plan)
+            return
+        journal = journal or default_journal_path(report, action)
+        click.echo(f"Journal: {journal}", err=True)
+        result = apply_plan(plan, journal, TqdmProgress(not quiet))
+        _print_refusals(result.refused[len(plan.refused):])  # refused at the last moment
+    _print_applied(result)
+
+
+def _print_refusals(refused: list[Any]) -> None:
+    for r in refused:
+        click.echo(f"refused {_shown(r.path)}: {r.reason}")
+
+
+def _print_dry_run(plan: Any) -> None:
+    for op in plan.operations:
+        target = f" -> {_shown(op.target)}" if op.target else f" (keeper {_shown(op.keeper)})"
+        click.echo(f"would {plan.action} {_shown(op.path)}{target}")
+    text = _apply_summary(plan.action, len(plan.operations), plan.bytes_freed, plan.bytes_held,
+                          plan.move_to)
+    click.echo(f"Dry run: would {text}; {len(plan.refused)} refused. "
+               "Run again with --yes to do it.")
+
+
+def _print_applied(result: Any) -> None:
+    text = _apply_summary(result.action, len(result.done), result.bytes_freed, result.bytes_held,
+                          result.move_to)
+    click.echo(f"Done: {text}; {len(result.refused)} refused.")
+    if result.already_done:
+        click.echo(f"{result.already_done} files had been done before the interruption.")
+    if result.bytes_held:
+        click.echo(f"Originals kept for undo: {result.backup_dir} "
+                   "(delete it to free their space once undo is no longer needed)")
+    click.echo(f"Undo with: imgsim-index undo {shlex.quote(result.journal)}")
+
+
+@cli.command()
+@click.argument("journal", type=click.Path(exists=True, dir_okay=False))
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def undo(journal: str, quiet: bool) -> None:
+    """Put back the files that an apply moved or hard-linked, from its JOURNAL."""
+    from .undo import undo as run_undo
+
+    result = run_undo(journal, TqdmProgress(not quiet))
+    for r in result.not_restored:
+        click.echo(f"not restored {_shown(r.path)}: {r.reason}")
+    if result.deleted:
+        click.echo(f"{len(result.deleted)} deleted files cannot be restored.")
+    click.echo(f"Restored {len(result.restored)} files; {len(result.not_restored)} not restored.")
+    if result.not_restored:
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("report", type=click.Path(exists=True, dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["csv"]), default="csv", show_default=True)
+@click.option("--output", "-o", type=click.Path(dir_okay=False, allow_dash=True), default=None,
+              help="File to write (default: REPORT with the format's extension; - for stdout).")
+def export(report: str, fmt: str, output: str | None) -> None:
+    """Write REPORT's groups as a table, one row per file, for spreadsheets."""
+    from .actions import load_report
+    from .report.export import write_export
+
+    data = load_report(report)
+    if output == "-":
+        write_export(data, sys.stdout, fmt)
+        return
+    path = output or os.path.splitext(report)[0] + "." + fmt
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        rows = write_export(data, fh, fmt)
+    click.echo(f"{fmt.upper()} saved: {path} ({rows} files)")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -82,7 +82,9 @@ def _to_rgb(im: Image.Image, background: tuple[int, int, int]) -> Image.Image:
         im = Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
     if im.mode == "P":
         im = im.convert("RGBA" if "transparency" in im.info else "RGB")
-    if im.mode in ("LA", "La", "PA", "RGBa"):
+    if im.mode in ("LA", "La", "PA", "RGBa") or (
+        im.mode in ("L", "RGB") and "transparency" in im.info  # a colour key
+    ):
         im = im.convert("RGBA")
     if im.mode == "RGBA":
         bg = Image.new("RGB", im.size, background)

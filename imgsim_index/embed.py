@@ -74,6 +74,51 @@ class _Files:
         return pos, d.pixels, d.width, d.height, None
 
 
+class _Videos:
+    """Iterable dataset: each worker decodes its share of the videos, frame by frame.
+
+    Yields ("frame", video, ms, pixels, w, h), then ("done", video, frames) when a video
+    is finished, or ("error", video, reason).
+    """
+
+    def __init__(self, paths: Sequence[str], starts: Sequence[int], every_s: float,
+                 pre: Preprocess):
+        self.paths, self.starts, self.every_s, self.pre = list(paths), list(starts), every_s, pre
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        from torch.utils.data import get_worker_info
+
+        from .video import iter_frames
+
+        info = get_worker_info()
+        share = range(len(self.paths)) if info is None else range(
+            info.id, len(self.paths), info.num_workers)
+        for v in share:
+            n = 0
+            try:
+                for f in iter_frames(self.paths[v], self.every_s, self.pre):
+                    if f.ms < self.starts[v]:
+                        continue  # committed by an earlier, interrupted run
+                    n += 1
+                    yield ("frame", v, f.ms, f.pixels, f.width, f.height)
+            except DecodeError as exc:
+                if n == 0 and self.starts[v] == 0:
+                    yield ("error", v, str(exc))
+                    continue
+            except Exception as exc:  # a decoder bug must cost one video, not the run
+                yield ("error", v, f"video decoder failed: {type(exc).__name__}: {exc}")
+                continue
+            yield ("done", v, n)
+
+
+@dataclass
+class VideoBatch:
+    frames: list[tuple[int, int, int, int]] = field(default_factory=list)  # (video, ms, w, h)
+    vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    done: list[int] = field(default_factory=list)  # videos whose frames are all out
+    errors: list[tuple[int, str]] = field(default_factory=list)
+
+
 def _collate(items: list[Any]) -> list[Any]:
     return items
 
@@ -108,20 +153,10 @@ class Embedder:
             feats = torch.nn.functional.normalize(feats, dim=1)
             return feats.cpu().numpy().astype(np.float32, copy=False)
 
-    def embed_files(
-        self,
-        paths: Sequence[str],
-        settings: EmbedSettings,
-        on_progress: Callable[[int], None] | None = None,
-    ) -> Iterator[EmbeddedBatch]:
-        """Yield one EmbeddedBatch per decoded batch, in input order."""
+    def _loader(self, dataset: Any, settings: EmbedSettings, workers: int) -> Any:
         from torch.utils.data import DataLoader
 
-        if not paths:
-            return
-        workers = settings.resolved_workers()
-        dataset: Any = _Files(paths, self.model.info.preprocess, settings.max_pixels)
-        loader: Any = DataLoader(
+        return DataLoader(
             dataset,
             batch_size=settings.batch_size,
             num_workers=workers,
@@ -130,7 +165,51 @@ class Embedder:
             prefetch_factor=2 if workers else None,
             pin_memory=self.device == "cuda",
         )
-        for items in loader:
+
+    def embed_videos(
+        self,
+        paths: Sequence[str],
+        settings: EmbedSettings,
+        every_s: float = 1.0,
+        starts: Sequence[int] | None = None,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> Iterator[VideoBatch]:
+        """Frames every `every_s` seconds of each video (from `starts[v]` ms on)."""
+        if not paths:
+            return
+        workers = min(settings.resolved_workers(), len(paths))
+        dataset = _Videos(paths, starts or [0] * len(paths), every_s,
+                          self.model.info.preprocess)
+        for items in self._loader(dataset, settings, workers):
+            out = VideoBatch()
+            good = []
+            for item in items:
+                if item[0] == "frame":
+                    _, v, ms, pixels, w, h = item
+                    out.frames.append((v, ms, w, h))
+                    good.append(pixels)
+                elif item[0] == "done":
+                    out.done.append(item[1])
+                else:
+                    out.errors.append((item[1], item[2]))
+            out.vectors = self.embed_pixels(np.stack(good)) if good else np.zeros(
+                (0, self.model.info.dim), np.float32)
+            if on_progress:
+                on_progress(len(good))
+            yield out
+
+    def embed_files(
+        self,
+        paths: Sequence[str],
+        settings: EmbedSettings,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> Iterator[EmbeddedBatch]:
+        """Yield one EmbeddedBatch per decoded batch, in input order."""
+        if not paths:
+            return
+        workers = min(settings.resolved_workers(), len(paths))
+        dataset = _Files(paths, self.model.info.preprocess, settings.max_pixels)
+        for items in self._loader(dataset, settings, workers):
             out = EmbeddedBatch()
             good = []
             for pos, pixels, w, h, err in items:

@@ -1,8 +1,11 @@
-"""build: folders -> an up-to-date index. Orchestrates scan -> decode/embed -> store.
+"""build/add: paths -> an up-to-date index. Orchestrates scan -> decode/embed -> store.
 
-Only files that are new or changed (path, size, mtime) are embedded. Work is
-committed in checkpoints, so an interrupted build keeps what it committed and
-the next run resumes from there.
+Only files that are new or changed (path, size, mtime) are embedded; a changed
+file keeps its id and gets a new vector. Videos become one entry per sampled
+frame (`cam.mp4#t=00:01:23.500`); a video counts as indexed once all its frames
+are committed, and an interrupted video resumes after its last committed
+frame. Work is committed in checkpoints, so an interrupted build keeps what it
+committed and the next run resumes from there.
 """
 
 from __future__ import annotations
@@ -12,13 +15,16 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .catalog import NewRow, Row
-from .embed import EmbeddedBatch, Embedder, EmbedSettings
-from .errors import IndexFormatError, InputError
+import numpy as np
+
+from .catalog import NewRow, Row, VideoDone
+from .embed import EmbeddedBatch, Embedder, EmbedSettings, VideoBatch
+from .errors import InputError
 from .models import DEFAULT_MODEL, LoadedModel, load_model, model_info
 from .progress import NoProgress, Progress
 from .scan import ImageRef, scan_folders
 from .store import IndexStore, check_identity
+from .video import frame_path, split_frame_path
 
 
 @dataclass(frozen=True)
@@ -26,36 +32,37 @@ class BuildSettings:
     model: str | None = None  # None: the index's model, or resnet50 for a new index
     weights: str | None = None
     embed: EmbedSettings = field(default_factory=EmbedSettings)
+    video_fps: float = 1.0  # frames sampled per second of video
+    prune: bool = False  # forget catalog entries under the scanned paths that are gone
     checkpoint_images: int = 2048
     checkpoint_seconds: float = 30.0
     wait_for_lock: bool = False
+
+    def validate(self) -> None:
+        if not 0 < self.video_fps <= 1000:
+            raise InputError(f"video fps must be in (0, 1000], got {self.video_fps}")
+        if self.checkpoint_images < 1:
+            raise InputError("checkpoint size must be at least 1 image")
 
 
 @dataclass
 class BuildResult:
     index: str
     model: str
-    scanned: int = 0
-    embedded: int = 0  # this run
+    scanned: int = 0  # files found (a video counts once)
+    embedded: int = 0  # images and frames embedded by this run
     unchanged: int = 0
-    errors: int = 0  # new unreadable files this run
+    errors: int = 0  # unreadable files recorded by this run
+    pruned: int = 0
     total_embedded: int = 0
     total_errors: int = 0
     seconds: float = 0.0
     scanned_paths: list[str] = field(default_factory=list)
 
 
-def _needs_work(ref: ImageRef, row: Row | None) -> bool:
-    if row is None:
-        return True
-    if ref.error is not None:
-        return row.status != "error" or row.error != ref.error
-    return (row.size, row.mtime_ns) != (ref.size, ref.mtime_ns)
-
-
 def resolve_model(index_dir: str, settings: BuildSettings) -> LoadedModel:
     """Pick and load the model before any work, checking it against an existing index."""
-    manifest = IndexStore._read_manifest(index_dir) if IndexStore.exists(index_dir) else None
+    manifest = IndexStore.read_manifest(index_dir) if IndexStore.exists(index_dir) else None
     name = settings.model or (manifest["model"] if manifest else DEFAULT_MODEL)
     info = model_info(name)
     weights = settings.weights
@@ -73,25 +80,27 @@ def resolve_model(index_dir: str, settings: BuildSettings) -> LoadedModel:
 
 
 def build_index(
-    folders: Sequence[str],
+    paths: Sequence[str],
     index_dir: str,
     settings: BuildSettings | None = None,
     progress: Progress | None = None,
     model: LoadedModel | None = None,
 ) -> BuildResult:
+    """Bring the index up to date with `paths` (folders, image files, video files)."""
     settings = settings or BuildSettings()
+    settings.validate()
     progress = progress or NoProgress()
     t0 = time.perf_counter()
-    for folder in folders:  # cheap checks first, then the model, then the (long) scan
-        if not os.path.isdir(folder):
-            raise InputError(f"not a folder: {folder}")
+    for p in paths:  # cheap checks first, then the model, then the (long) scan
+        if not os.path.exists(p):
+            raise InputError(f"no such folder or file: {p}")
     model = model or resolve_model(index_dir, settings)
-    progress.note(f"scanning {len(folders)} folder(s)")
-    refs = scan_folders(folders)
     identity = {**model.identity(), "weights_source": model.weights_source}
     store = IndexStore.open_writer(index_dir, identity, wait=settings.wait_for_lock)
     try:
-        result = _update(store, refs, model, settings, progress)
+        progress.note(f"scanning {len(paths)} path(s)")
+        refs = scan_folders(paths)
+        result = _Update(store, model, settings, progress).run(refs, paths)
         if store.needs_compaction():
             progress.note("compacting the index")
             store.compact()
@@ -103,69 +112,168 @@ def build_index(
     return result
 
 
-def _update(store: IndexStore, refs: list[ImageRef], model: LoadedModel,
-            settings: BuildSettings, progress: Progress) -> BuildResult:
-    known = store.catalog.rows_by_path()
-    result = BuildResult(index=store.folder, model=model.info.name, scanned=len(refs),
-                         scanned_paths=[r.path for r in refs])
-    scan_errors = [r for r in refs if r.error is not None and _needs_work(r, known.get(r.path))]
-    todo = [r for r in refs if r.error is None and _needs_work(r, known.get(r.path))]
-    result.unchanged = len(refs) - len(scan_errors) - len(todo)
-    if scan_errors:
-        store.commit([], _no_vectors(store), [_error_row(r, str(r.error)) for r in scan_errors])
-        result.errors += len(scan_errors)
-    if not todo:
-        return result
-    embedder = Embedder(model, settings.embed.device)
-    progress.start("embedding", len(todo))
-    pending: list[EmbeddedBatch] = []
-    pending_n, last = 0, time.monotonic()
-    try:
-        for batch in embedder.embed_files([r.path for r in todo], settings.embed,
-                                          on_progress=progress.update):
-            pending.append(batch)
-            pending_n += len(batch.positions) + len(batch.errors)
-            if (pending_n >= settings.checkpoint_images
-                    or time.monotonic() - last >= settings.checkpoint_seconds):
-                _checkpoint(store, todo, pending, result)
-                pending, pending_n, last = [], 0, time.monotonic()
-        _checkpoint(store, todo, pending, result)
-    finally:
-        progress.finish()
-    return result
+def _changed(ref: ImageRef, row: Row | None) -> bool:
+    if row is None:
+        return True
+    if ref.error is not None:
+        return row.status != "error" or row.error != ref.error
+    return (row.size, row.mtime_ns) != (ref.size, ref.mtime_ns)
 
 
-def _checkpoint(store: IndexStore, todo: list[ImageRef], batches: list[EmbeddedBatch],
-                result: BuildResult) -> None:
-    import numpy as np
+class _Update:
+    """One pass over the scanned files: decide what to do, embed, commit in checkpoints."""
 
-    rows: list[NewRow] = []
-    errors: list[NewRow] = []
-    vecs = []
-    for b in batches:
+    def __init__(self, store: IndexStore, model: LoadedModel, settings: BuildSettings,
+                 progress: Progress):
+        self.store, self.model, self.settings, self.progress = store, model, settings, progress
+        self.rows: list[NewRow] = []
+        self.vectors: list[np.ndarray] = []
+        self.errors: list[NewRow] = []
+        self.videos_done: list[VideoDone] = []
+        self.forget_videos: list[str] = []
+        self.forget_paths: list[str] = []  # a video's own error row, once it decodes
+        self.last = time.monotonic()
+        self.result = BuildResult(index=store.folder, model=model.info.name)
+        self._embedder: Embedder | None = None
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            self._embedder = Embedder(self.model, self.settings.embed.device)
+        return self._embedder
+
+    def run(self, refs: list[ImageRef], paths: Sequence[str]) -> BuildResult:
+        cat = self.store.catalog
+        known = cat.rows_by_path()
+        videos_done = cat.videos()
+        r = self.result
+        r.scanned, r.scanned_paths = len(refs), [x.path for x in refs]
+        images = [x for x in refs if x.error is None and x.kind == "image"
+                  and _changed(x, known.get(x.path))]
+        bad = [x for x in refs if x.error is not None and _changed(x, known.get(x.path))]
+        videos, starts = self._videos_to_do(refs, known, videos_done)
+        r.unchanged = len(refs) - len(images) - len(bad) - len(videos)
+        if self.settings.prune:
+            self._prune(refs, paths, known, videos_done)
+        self.errors.extend(NewRow(x.path, x.root, x.size, x.mtime_ns, error=x.error)
+                           for x in bad)
+        self._flush(force=True)
+        if images:
+            self._embed_images(images)
+        if videos:
+            self._embed_videos(videos, starts)
+        return r
+
+    def _videos_to_do(self, refs: list[ImageRef], known: dict[str, Row],
+                      done: dict[str, tuple[int | None, int | None, int]]
+                      ) -> tuple[list[ImageRef], list[int]]:
+        """Videos that are new, changed, or interrupted; and the ms to resume each from."""
+        committed: dict[str, tuple[int | None, int | None, int]] = {}
+        for row in known.values():
+            video, ms = split_frame_path(row.path)
+            if ms is not None:
+                size, mtime, last = committed.get(video, (row.size, row.mtime_ns, -1))
+                committed[video] = (size, mtime, max(last, ms))
+        todo, starts = [], []
+        for x in refs:
+            if x.kind != "video" or x.error is not None:
+                continue
+            state = (x.size, x.mtime_ns)
+            if x.path in done and done[x.path][:2] == state:
+                continue
+            if x.path in known:
+                self.forget_paths.append(x.path)
+            prior = committed.get(x.path)
+            if prior is not None and prior[:2] == state:
+                starts.append(prior[2] + 1)  # resume after the last committed frame
+            else:
+                if prior is not None or x.path in done:
+                    self.forget_videos.append(x.path)  # changed: its old frames go
+                starts.append(0)
+            todo.append(x)
+        return todo, starts
+
+    def _prune(self, refs: list[ImageRef], paths: Sequence[str], known: dict[str, Row],
+               videos_done: dict[str, tuple[int | None, int | None, int]]) -> None:
+        seen = {x.path for x in refs}
+        folders = [os.path.join(os.path.abspath(p), "") for p in paths if os.path.isdir(p)]
+
+        def under(p: str) -> bool:
+            return any(p.startswith(f) for f in folders)
+
+        gone = [p for p in known if split_frame_path(p)[0] not in seen and under(p)]
+        gone_videos = [v for v in videos_done if v not in seen and under(v)]
+        if gone or gone_videos:
+            self.store.commit([], self._empty(), forget=gone, forget_videos=gone_videos)
+            self.result.pruned = len(gone)
+
+    def _embed_images(self, todo: list[ImageRef]) -> None:
+        self.progress.start("embedding images", len(todo))
+        try:
+            for b in self.embedder.embed_files([x.path for x in todo], self.settings.embed,
+                                               on_progress=self.progress.update):
+                self._take_images(todo, b)
+                self._flush()
+            self._flush(force=True)
+        finally:
+            self.progress.finish()
+
+    def _take_images(self, todo: list[ImageRef], b: EmbeddedBatch) -> None:
         for k, pos in enumerate(b.positions):
-            r = todo[pos]
+            x = todo[pos]
             w, h = b.sizes[k]
-            rows.append(NewRow(r.path, r.root, r.size, r.mtime_ns, w, h))
-        if len(b.positions):
-            vecs.append(b.vectors)
-        errors.extend(_error_row(todo[pos], reason) for pos, reason in b.errors)
-    if not rows and not errors:
-        return
-    matrix = np.concatenate(vecs) if vecs else _no_vectors(store)
-    store.commit(rows, matrix, errors)
-    result.embedded += len(rows)
-    result.errors += len(errors)
+            self.rows.append(NewRow(x.path, x.root, x.size, x.mtime_ns, w, h))
+        if b.positions:
+            self.vectors.append(b.vectors)
+        for pos, reason in b.errors:
+            x = todo[pos]
+            self.errors.append(NewRow(x.path, x.root, x.size, x.mtime_ns, error=reason))
+
+    def _embed_videos(self, todo: list[ImageRef], starts: list[int]) -> None:
+        self.progress.start(f"embedding frames of {len(todo)} video(s)", None)
+        counts = [0] * len(todo)
+        try:
+            for b in self.embedder.embed_videos(
+                [x.path for x in todo], self.settings.embed, 1.0 / self.settings.video_fps,
+                starts, on_progress=self.progress.update,
+            ):
+                self._take_frames(todo, b, counts)
+                self._flush()
+            self._flush(force=True)
+        finally:
+            self.progress.finish()
+
+    def _take_frames(self, todo: list[ImageRef], b: VideoBatch, counts: list[int]) -> None:
+        for v, ms, w, h in b.frames:
+            x = todo[v]
+            self.rows.append(NewRow(frame_path(x.path, ms), x.root, x.size, x.mtime_ns, w, h))
+            counts[v] += 1
+        if b.frames:
+            self.vectors.append(b.vectors)
+        for v, reason in b.errors:
+            x = todo[v]
+            self.errors.append(NewRow(x.path, x.root, x.size, x.mtime_ns, error=reason))
+        for v in b.done:
+            x = todo[v]
+            self.videos_done.append(VideoDone(x.path, x.root, x.size, x.mtime_ns, counts[v]))
+
+    def _flush(self, force: bool = False) -> None:
+        pending = len(self.rows) + len(self.errors) + len(self.videos_done)
+        due = (len(self.rows) + len(self.errors) >= self.settings.checkpoint_images
+               or time.monotonic() - self.last >= self.settings.checkpoint_seconds)
+        if not (pending or self.forget_videos or self.forget_paths) or not (force or due):
+            return
+        matrix = np.concatenate(self.vectors) if self.vectors else self._empty()
+        self.store.commit(self.rows, matrix, self.errors, self.videos_done,
+                          forget=self.forget_paths, forget_videos=self.forget_videos)
+        self.result.embedded += len(self.rows)
+        self.result.errors += len(self.errors)
+        self.rows, self.vectors, self.errors, self.videos_done = [], [], [], []
+        self.forget_videos, self.forget_paths = [], []
+        self.last = time.monotonic()
+
+    def _empty(self) -> np.ndarray:
+        return np.zeros((0, self.store.dim), np.float32)
 
 
-def _error_row(ref: ImageRef, reason: str) -> NewRow:
-    return NewRow(ref.path, ref.root, ref.size, ref.mtime_ns, error=reason)
-
-
-def _no_vectors(store: IndexStore):  # type: ignore[no-untyped-def]
-    import numpy as np
-
-    return np.zeros((0, store.dim), np.float32)
-
-
-__all__ = ["BuildResult", "BuildSettings", "IndexFormatError", "build_index", "resolve_model"]
+__all__ = ["BuildResult", "BuildSettings", "build_index", "resolve_model"]

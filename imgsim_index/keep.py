@@ -101,8 +101,8 @@ def choose_keepers(
     codes = folder_codes if folder_codes is not None else np.zeros(len(rows), np.int64)
     out = []
     for members in groups.members:
-        protected = np.asarray([under_any(rows[m].path, settings.protect) for m in members.tolist()],
-                               dtype=bool)
+        protected = np.asarray(
+            [under_any(rows[m].path, settings.protect) for m in members.tolist()], dtype=bool)
         candidates = members[protected] if protected.any() else members
         keeper = min(candidates.tolist(), key=lambda m: key(rows[m], int(codes[m])))
         removable = [m for m, p in zip(members.tolist(), protected.tolist(), strict=True)

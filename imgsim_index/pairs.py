@@ -86,11 +86,15 @@ def find_pairs(
     settings: PairSettings,
     folders: np.ndarray | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    queries: np.ndarray | None = None,
 ) -> Pairs:
     """All pairs with score >= threshold (see module doc), never an N x N matrix.
 
     `folders`: an int code per row (its input folder); with compare_scope
     inter_folder, pairs within one folder are left out.
+    `queries`: search only from these rows (against all rows), e.g. the images added
+    since the last dedupe; every pair found has at least one of them. Overrides the
+    compare mode's choice of queries.
     """
     import faiss
 
@@ -99,7 +103,10 @@ def find_pairs(
     n = len(x)
     if settings.compare_scope == "inter_folder" and folders is None:
         raise InputError("inter_folder needs each image's input folder")
-    if settings.compare_mode == "sample":
+    partial = queries is not None or settings.compare_mode == "sample"
+    if queries is not None:
+        queries = np.unique(np.asarray(queries, np.int64))
+    elif settings.compare_mode == "sample":
         rng = np.random.default_rng(settings.seed)
         k = max(1, round(settings.sample_ratio * n)) if n else 0
         queries = np.sort(rng.choice(n, size=k, replace=False)) if n else np.zeros(0, np.int64)
@@ -109,14 +116,14 @@ def find_pairs(
     bs = settings.block_size
     starts = list(range(0, n, bs))
     found_i, found_j = [], []
-    total_steps = len(starts) * (len(starts) + 1) // 2 if settings.compare_mode == "full" else (
+    total_steps = len(starts) * (len(starts) + 1) // 2 if not partial else (
         len(starts) * max(1, -(-len(queries) // bs)))
     step = 0
     for b0 in starts:
         b1 = min(n, b0 + bs)
         index = faiss.IndexFlatIP(x.shape[1])
         index.add(x[b0:b1])
-        if settings.compare_mode == "full":
+        if not partial:
             q_blocks = [np.arange(a0, min(n, a0 + bs), dtype=np.int64) for a0 in starts if a0 <= b0]
         else:
             q_blocks = [queries[s:s + bs] for s in range(0, len(queries), bs)]
@@ -124,7 +131,7 @@ def find_pairs(
             if len(qrows):
                 qi, rj = _range_search(index, x[qrows], radius)
                 gi, gj = qrows[qi], rj + b0
-                keep = gi != gj if settings.compare_mode == "sample" else gi < gj
+                keep = gi != gj if partial else gi < gj
                 found_i.append(gi[keep])
                 found_j.append(gj[keep])
             step += 1
@@ -133,14 +140,14 @@ def find_pairs(
     i = np.concatenate(found_i) if found_i else np.zeros(0, np.int64)
     j = np.concatenate(found_j) if found_j else np.zeros(0, np.int64)
     lo, hi = np.minimum(i, j), np.maximum(i, j)
-    if settings.compare_mode == "sample" and len(lo):  # a pair of two sampled rows came twice
+    if partial and len(lo):  # a pair of two query rows came twice
         key = np.unique(lo * n + hi)
         lo, hi = key // n, key % n
     if settings.compare_scope == "inter_folder" and folders is not None and len(lo):
         other = folders[lo] != folders[hi]
         lo, hi = lo[other], hi[other]
     score = exact_scores(x, lo, hi)
-    keep = score >= round(float(settings.threshold), SCORE_DECIMALS)
+    keep = score >= float(settings.threshold)
     lo, hi, score = lo[keep], hi[keep], score[keep]
     order = np.lexsort((hi, lo, -score))
     return Pairs(lo[order], hi[order], score[order])

@@ -1,6 +1,6 @@
-"""scan: folders -> ImageRef(path, root, size, mtime_ns), recursively, without hanging.
+"""scan: folders and files -> ImageRef(path, root, size, mtime_ns, kind), without hanging.
 
-Files are matched by extension (any case). Symlinked folders are followed once
+Images and videos are matched by extension (any case). Symlinked folders are followed once
 (a loop is cut by remembering each folder's device and inode). Anything that
 cannot be a readable image file -- a FIFO or device named x.jpg, a broken
 symlink, a symlink loop, a name that is not UTF-8 -- comes out as an ImageRef
@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from .errors import InputError
+from .video import is_video_name
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 
@@ -27,6 +28,7 @@ class ImageRef:
     size: int | None
     mtime_ns: int | None
     error: str | None = None
+    kind: str = "image"  # image | video (a video becomes one entry per sampled frame)
 
 
 def is_image_name(name: str) -> bool:
@@ -34,6 +36,7 @@ def is_image_name(name: str) -> bool:
 
 
 def _ref_for(path: str, root: str) -> ImageRef:
+    kind = "video" if is_video_name(path) else "image"
     try:
         path.encode("utf-8")
     except UnicodeEncodeError:  # bytes that are not UTF-8 (os.fsdecode's surrogates)
@@ -43,13 +46,13 @@ def _ref_for(path: str, root: str) -> ImageRef:
     try:
         st = os.stat(path)  # follows symlinks
     except FileNotFoundError:
-        kind = "broken symlink" if os.path.islink(path) else "file vanished during scan"
-        return ImageRef(path, root, None, None, kind)
+        why = "broken symlink" if os.path.islink(path) else "file vanished during scan"
+        return ImageRef(path, root, None, None, why, kind)
     except OSError as exc:  # ELOOP, EACCES, ...
-        return ImageRef(path, root, None, None, f"cannot stat: {exc.strerror or exc}")
+        return ImageRef(path, root, None, None, f"cannot stat: {exc.strerror or exc}", kind)
     if not stat.S_ISREG(st.st_mode):
-        return ImageRef(path, root, None, None, f"not a regular file ({_kind(st.st_mode)})")
-    return ImageRef(path, root, st.st_size, st.st_mtime_ns)
+        return ImageRef(path, root, None, None, f"not a regular file ({_kind(st.st_mode)})", kind)
+    return ImageRef(path, root, st.st_size, st.st_mtime_ns, None, kind)
 
 
 def _printable(path: str) -> str:
@@ -94,16 +97,23 @@ def scan_folder(root: str) -> Iterator[ImageRef]:
                 is_dir = False
             if is_dir:
                 subfolders.append(entry.path)
-            elif is_image_name(entry.name):
+            elif is_image_name(entry.name) or is_video_name(entry.name):
                 yield _ref_for(entry.path, root)
         stack.extend(reversed(subfolders))
 
 
 def scan_folders(roots: Sequence[str]) -> list[ImageRef]:
-    """Scan every root; a file reachable from two roots is listed once, under the first."""
+    """Scan every root (a folder, or a single image or video file); a file reachable from
+    two roots is listed once, under the first."""
     refs: list[ImageRef] = []
     seen_paths: set[str] = set()
     for root in roots:
+        if os.path.isfile(root):
+            path = os.path.abspath(root)
+            if path not in seen_paths:
+                seen_paths.add(path)
+                refs.append(_ref_for(path, os.path.dirname(path)))
+            continue
         if not os.path.isdir(root):
             raise InputError(f"not a folder: {root}")
         for ref in scan_folder(root):

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from .catalog import Catalog, NewRow, Row
+from .catalog import Catalog, NewRow, Row, VideoDone
 from .errors import IndexFormatError, IndexLockedError, IndexMismatchError
 from .fsutil import atomic_write_bytes, atomic_write_json
 
@@ -63,6 +63,8 @@ def read_segment(path: str) -> tuple[np.ndarray, np.ndarray]:
     """A segment file -> (ids int64 (n,), vectors float32 (n, dim))."""
     import faiss
 
+    if not os.path.isfile(path):  # faiss would raise a bare RuntimeError
+        raise FileNotFoundError(path)
     index = faiss.read_index(path)
     idmap: Any = faiss.downcast_index(index)
     flat: Any = faiss.downcast_index(idmap.index)
@@ -94,7 +96,7 @@ class IndexStore:
 
     @classmethod
     def open_reader(cls, folder: str) -> IndexStore:
-        manifest = cls._read_manifest(folder)
+        manifest = cls.read_manifest(folder)
         catalog = Catalog(os.path.join(folder, CATALOG), readonly=True)
         return cls(folder, catalog, manifest, writable=False)
 
@@ -108,7 +110,7 @@ class IndexStore:
         lock_fd = _acquire_lock(os.path.join(folder, LOCK), wait)
         try:
             if os.path.isfile(os.path.join(folder, MANIFEST)):
-                manifest = cls._read_manifest(folder)
+                manifest = cls.read_manifest(folder)
                 check_identity(manifest, identity, folder)
             elif os.path.isfile(os.path.join(folder, CATALOG)):
                 raise IndexFormatError(
@@ -134,7 +136,7 @@ class IndexStore:
             raise
 
     @staticmethod
-    def _read_manifest(folder: str) -> dict[str, Any]:
+    def read_manifest(folder: str) -> dict[str, Any]:
         path = os.path.join(folder, MANIFEST)
         if not os.path.isfile(path):
             raise IndexFormatError(
@@ -173,8 +175,10 @@ class IndexStore:
 
     # -- writing -------------------------------------------------------------
     def commit(self, embedded: Sequence[NewRow], vectors: np.ndarray,
-               errors: Sequence[NewRow] = ()) -> list[int]:
-        """Durably add `embedded` rows with their vectors, and error rows. Returns the ids."""
+               errors: Sequence[NewRow] = (), videos_done: Sequence[VideoDone] = (),
+               forget: Sequence[str] = (), forget_videos: Sequence[str] = ()) -> list[int]:
+        """Durably, in one transaction: forget paths and videos, add `embedded` rows with
+        their vectors, error rows, and completed videos. Returns the embedded rows' ids."""
         assert self.writable
         if len(embedded) != len(vectors):
             raise ValueError("one vector per embedded row")
@@ -186,15 +190,19 @@ class IndexStore:
         cat.begin()
         try:
             ids: list[int] = []
+            seq = cat.next_seq()
+            cat.delete_paths(forget)
+            for video in forget_videos:
+                cat.delete_video(video)
             if len(embedded):
-                seq = int(cat.get_meta("next_segment") or 1)
-                cat.set_meta("next_segment", str(seq + 1))
                 name = f"{SEGMENTS}/{seq:08d}.faiss"
-                ids = cat.upsert(embedded, name)
+                ids = cat.upsert(embedded, name, seq)
                 data = _serialize(np.asarray(ids, np.int64), vectors)
                 atomic_write_bytes(os.path.join(self.folder, name), data.tobytes())
                 cat.add_segment(name, len(ids))
-            cat.upsert(errors, None)
+            cat.upsert(errors, None, seq)
+            for v in videos_done:
+                cat.video_done(v, seq)
             cat.commit()
         except BaseException:
             cat.rollback()
@@ -253,7 +261,21 @@ class IndexStore:
 
     # -- reading -------------------------------------------------------------
     def load(self, roots: Sequence[str] | None = None) -> LoadedVectors:
-        """All embedded rows (under `roots` if given) with their current vectors."""
+        """All embedded rows (under `roots` if given) with their current vectors.
+
+        A writer may compact (and delete segment files) between our reading the rows and
+        opening the files; then the rows are read again, naming the new files.
+        """
+        for attempt in range(5):
+            try:
+                return self._load_once(roots)
+            except FileNotFoundError:
+                if attempt == 4:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    def _load_once(self, roots: Sequence[str] | None) -> LoadedVectors:
         rows = self.catalog.rows("WHERE status = 'embedded'")
         if roots is not None:
             prefixes = [os.path.join(os.path.abspath(r), "") for r in roots]

@@ -38,7 +38,7 @@ def test_module_entry_point_answers_help() -> None:
         (["dedupe", "--sample-ratio", "0"], "--sample-ratio"),
         (["dedupe", "--compare-scope", "folders"], "--compare-scope"),
         (["build"], "FOLDERS"),
-        (["build", "/no/such/folder"], "not a folder: /no/such/folder"),
+        (["build", "/no/such/folder"], "no such folder or file: /no/such/folder"),
         (["build", ".", "--batch-size", "0"], "--batch-size"),
         (["build", ".", "--model", "vgg"], "--model"),
     ],

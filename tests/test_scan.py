@@ -205,9 +205,12 @@ def test_name_that_is_not_utf8_is_an_error_with_a_storable_path(tmp_path: Path) 
 def test_missing_root_raises_input_error(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="not a folder"):
         scan_folders([str(tmp_path / "nope")])
+
+
+def test_a_file_given_as_a_root_is_scanned_alone(tmp_path: Path) -> None:
     _touch(tmp_path / "file.jpg")
-    with pytest.raises(InputError):
-        scan_folders([str(tmp_path / "file.jpg")])
+    refs = scan_folders([str(tmp_path / "file.jpg")])
+    assert [(r.path, r.root) for r in refs] == [(str(tmp_path / "file.jpg"), str(tmp_path))]
 
 
 def test_empty_folder(tmp_path: Path) -> None:

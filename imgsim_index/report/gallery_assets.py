@@ -10,7 +10,8 @@ STYLE = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 0; background: #f4f4f4; color: #222; }
 header { background: #fff; padding: 12px 20px 0; border-bottom: 1px solid #ddd; }
 h1 { font-size: 18px; margin: 0 0 6px; }
-dl#summary { display: grid; grid-template-columns: max-content 1fr; gap: 2px 12px; margin: 0 0 8px; }
+dl#summary { display: grid; grid-template-columns: max-content 1fr; gap: 2px 12px;
+  margin: 0 0 8px; }
 dl#summary dt { color: #666; } dl#summary dd { margin: 0; overflow-wrap: anywhere; }
 .controls { display: flex; flex-wrap: wrap; gap: 8px 18px; align-items: center; background: #fff;
   position: sticky; top: 0; z-index: 1; padding: 8px 20px; border-bottom: 1px solid #ddd; }
@@ -78,7 +79,8 @@ window.addEventListener("error", (e) => {
   const matches = (g) => g.members.some((m) => m.role !== "keep" && inRange(m));
 
   function memberCard(m) {
-    const fig = el("figure", "member role-" + m.role + (m.role !== "keep" && !inRange(m) ? " dim" : ""));
+    const dim = m.role !== "keep" && !inRange(m) ? " dim" : "";
+    const fig = el("figure", "member role-" + m.role + dim);
     if (m.thumb) {
       const img = document.createElement("img");
       img.loading = "lazy";
@@ -134,8 +136,14 @@ window.addEventListener("error", (e) => {
   }
 
   const onRange = () => { page = 0; render(); };
-  lo.addEventListener("input", () => { if (+lo.value > +hi.value) hi.value = lo.value; onRange(); });
-  hi.addEventListener("input", () => { if (+hi.value < +lo.value) lo.value = hi.value; onRange(); });
+  lo.addEventListener("input", () => {
+    if (+lo.value > +hi.value) hi.value = lo.value;
+    onRange();
+  });
+  hi.addEventListener("input", () => {
+    if (+hi.value < +lo.value) lo.value = hi.value;
+    onRange();
+  });
   byId("prev").addEventListener("click", () => { page -= 1; render(); window.scrollTo(0, 0); });
   byId("next").addEventListener("click", () => { page += 1; render(); window.scrollTo(0, 0); });
   render();

@@ -110,7 +110,8 @@ def render_gallery(data: dict[str, Any], title: str) -> str:
 </header>
 <div class="controls">
 <span id="count"></span>
-<label>score to keeper from <input type="range" id="score-lo"> <output id="lo-value"></output></label>
+<label>score to keeper from <input type="range" id="score-lo">
+<output id="lo-value"></output></label>
 <label>to <input type="range" id="score-hi"> <output id="hi-value"></output></label>
 <button type="button" id="prev">&larr; previous</button>
 <span id="page-info"></span>

@@ -62,6 +62,12 @@ def embed_options(f: Callable[..., Any]) -> Callable[..., Any]:
                      show_default=True),
         click.option("--workers", type=click.IntRange(0, 64), default=None,
                      help="Decoding processes (default: cores - 1, at least 1)."),
+        click.option("--video-fps", type=click.FloatRange(0.0, 1000.0, min_open=True),
+                     default=1.0, show_default=True,
+                     help="Frames sampled per second of video (each frame is an entry)."),
+        click.option("--checkpoint-every", type=click.IntRange(1), default=2048,
+                     show_default=True, hidden=True,
+                     help="Commit after this many images (or 30 s, whichever comes first)."),
         click.option("--wait", is_flag=True, help="Wait for another writer instead of failing."),
         click.option("--quiet", "-q", is_flag=True, help="No progress bars."),
     ]
@@ -71,13 +77,24 @@ def embed_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _build_settings(model: str | None, weights: str | None, device: str, batch_size: int,
-                    workers: int | None, wait: bool) -> Any:
+                    workers: int | None, wait: bool, video_fps: float = 1.0,
+                    checkpoint_every: int = 2048, prune: bool = False, **_: Any) -> Any:
+    """BuildSettings from embed_options' values (passed as keyword arguments)."""
     from .embed import EmbedSettings
     from .indexer import BuildSettings
 
-    return BuildSettings(model=model, weights=weights, wait_for_lock=wait,
+    return BuildSettings(model=model, weights=weights, wait_for_lock=wait, video_fps=video_fps,
+                         checkpoint_images=checkpoint_every, prune=prune,
                          embed=EmbedSettings(batch_size=batch_size, workers=workers,
                                              device=device))
+
+
+def _print_build(r: Any) -> None:
+    pruned = f", forgot {r.pruned} missing" if r.pruned else ""
+    click.echo(f"Scanned {r.scanned} files: embedded {r.embedded}, unchanged {r.unchanged}, "
+               f"unreadable {r.errors}{pruned}.")
+    click.echo(f"Index {r.index} ({r.model}): {r.total_embedded} images, "
+               f"{r.total_errors} unreadable files.")
 
 
 def keep_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -96,21 +113,39 @@ def cli() -> None:
     """Find duplicate and near-duplicate images with CNN embeddings and a FAISS index."""
 
 
-@cli.command()
-@click.argument("folders", nargs=-1, required=True, type=click.Path(file_okay=False))
-@index_option
-@embed_options
-def build(folders: tuple[str, ...], index_dir: str, model: str | None, weights: str | None,
-          device: str, batch_size: int, workers: int | None, wait: bool, quiet: bool) -> None:
-    """Scan FOLDERS for images and embed the new or changed ones into the index."""
+def _index_paths(paths: tuple[str, ...], index_dir: str, quiet: bool, **embed: Any) -> None:
     from .indexer import build_index
 
-    settings = _build_settings(model, weights, device, batch_size, workers, wait)
-    r = build_index(list(folders), index_dir, settings, TqdmProgress(not quiet))
-    click.echo(f"Scanned {r.scanned} files: embedded {r.embedded}, unchanged {r.unchanged}, "
-               f"unreadable {r.errors}.")
-    click.echo(f"Index {r.index} ({r.model}): {r.total_embedded} images, "
-               f"{r.total_errors} unreadable files.")
+    r = build_index(list(paths), index_dir, _build_settings(**embed), TqdmProgress(not quiet))
+    _print_build(r)
+
+
+prune_option = click.option(
+    "--prune", is_flag=True,
+    help="Forget indexed files under these folders that no longer exist.")
+
+
+@cli.command()
+@click.argument("folders", nargs=-1, required=True, type=click.Path())
+@index_option
+@prune_option
+@embed_options
+def build(folders: tuple[str, ...], index_dir: str, quiet: bool, **embed: Any) -> None:
+    """Scan FOLDERS for images and videos; embed the new or changed ones into the index."""
+    _index_paths(folders, index_dir, quiet, **embed)
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@index_option
+@prune_option
+@embed_options
+def add(paths: tuple[str, ...], index_dir: str, quiet: bool, **embed: Any) -> None:
+    """Add image and video files or folders to the index (only new or changed ones).
+
+    Adding k files costs time in proportion to k, not to the size of the index.
+    """
+    _index_paths(paths, index_dir, quiet, **embed)
 
 
 @cli.command()
@@ -130,13 +165,17 @@ def build(folders: tuple[str, ...], index_dir: str, model: str | None, weights: 
               show_default=True)
 @click.option("--output", default="results", show_default=True,
               type=click.Path(file_okay=False), help="Results go to OUTPUT/<timestamp>/.")
+@click.option("--new-only", is_flag=True,
+              help="Only pairs involving images added since the last dedupe of this index.")
+@click.option("--since", type=click.DateTime(["%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S",
+                                              "%Y-%m-%d"]), default=None,
+              help="Only pairs involving images added at or after this local time.")
 @keep_options
 @embed_options
 def dedupe(folders: tuple[str, ...], index_dir: str, threshold: float, compare_mode: str,
            sample_ratio: float, seed: int, compare_scope: str, max_pairs_for_collage: int,
-           output: str, keep: str, protect: tuple[str, ...], model: str | None,
-           weights: str | None, device: str, batch_size: int, workers: int | None, wait: bool,
-           quiet: bool) -> None:
+           output: str, new_only: bool, since: Any, keep: str, protect: tuple[str, ...],
+           quiet: bool, **embed: Any) -> None:
     """Find similar pairs and duplicate groups; update the index from FOLDERS first if given."""
     from .dedupe import DedupeSettings
     from .dedupe import dedupe as run_dedupe
@@ -147,9 +186,11 @@ def dedupe(folders: tuple[str, ...], index_dir: str, threshold: float, compare_m
                            sample_ratio=sample_ratio, seed=seed, compare_scope=compare_scope),
         output=output,
         max_pairs_for_collage=max_pairs_for_collage,
-        build=_build_settings(model, weights, device, batch_size, workers, wait),
+        build=_build_settings(**embed),
         keep=keep,
         protect=protect,
+        new_only=new_only,
+        since=since.timestamp() if since is not None else None,
     )
     r = run_dedupe(index_dir, list(folders) or None, settings, TqdmProgress(not quiet))
     rep = r.report
@@ -356,3 +397,6 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
+
+
+from . import cli_index  # noqa: E402,F401  (registers query, verify, watch)

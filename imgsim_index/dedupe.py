@@ -19,6 +19,7 @@ from .progress import NoProgress, Progress
 from .report import build_report, write_collage, write_report
 from .report.html import write_gallery
 from .store import IndexStore
+from .video import split_frame_path
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,8 @@ class DedupeSettings:
     build: BuildSettings = field(default_factory=BuildSettings)
     keep: str = DEFAULT_KEEP  # see keep.KEEP_POLICIES
     protect: tuple[str, ...] = ()  # folders whose files are always kept
+    new_only: bool = False  # only pairs involving images added since the last dedupe
+    since: float | None = None  # ... or added at/after this time (epoch seconds)
 
 
 @dataclass
@@ -93,16 +96,22 @@ def dedupe(
         errors = store.error_rows(folders or None)
         manifest = dict(store.manifest)
         index_path = store.folder
+        last_dedupe = store.last_dedupe_seq()
     rows, vectors = loaded.rows, loaded.vectors
     if built is not None:  # only files that are in the folders now, not stale catalog rows
         present = set(built.scanned_paths)
-        keep = [k for k, r in enumerate(rows) if r.path in present]
+        keep = [k for k, r in enumerate(rows) if split_frame_path(r.path)[0] in present]
         rows, vectors = [rows[k] for k in keep], vectors[keep]
         errors = [r for r in errors if r.path in present]
+    queries = None
+    if settings.since is not None:
+        queries = np.flatnonzero([r.added_at >= settings.since for r in rows])
+    elif settings.new_only:
+        queries = np.flatnonzero([r.seq > last_dedupe for r in rows])
     timings["load_vectors"] = time.perf_counter() - t
     t = time.perf_counter()
     codes = folder_codes(rows, folders)
-    pairs = find_pairs(vectors, settings.pairs, codes)
+    pairs = find_pairs(vectors, settings.pairs, codes, queries=queries)
     timings["pair_search"] = time.perf_counter() - t
     groups = connected_components(len(rows), pairs.i, pairs.j)
     decisions = choose_keepers(rows, groups, keep_settings, codes, vectors)
@@ -118,8 +127,15 @@ def dedupe(
     collage_path = os.path.join(out_dir, "similar_pairs_sample", "random_collage.jpg")
     write_collage(_pair_paths(rows, pairs), collage_path, settings.max_pairs_for_collage,
                   settings.pairs.seed, settings.pairs.threshold)
+    if queries is not None:
+        report["compare_mode"] = "new_only"
+        report["new_images"] = len(queries)
+        report["new_since"] = (time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(settings.since))
+                               if settings.since is not None else "last dedupe")
     report_path = os.path.join(out_dir, "report.json")
     write_report(report, report_path)
+    if not folders:  # the whole index was covered up to this snapshot
+        IndexStore.record_dedupe(index_dir, loaded.seq)
     gallery_path = write_gallery(report, os.path.join(out_dir, "report.html"), progress)
     return DedupeResult(out_dir, report_path, collage_path, report, built, gallery_path)
 

@@ -178,8 +178,12 @@ class Embedder:
         if not paths:
             return
         workers = min(settings.resolved_workers(), len(paths))
-        dataset = _Videos(paths, starts or [0] * len(paths), every_s,
-                          self.model.info.preprocess)
+        from torch.utils.data import IterableDataset
+
+        class Videos(_Videos, IterableDataset):  # type: ignore[misc]
+            """torch needs the IterableDataset base; torch is imported only here."""
+
+        dataset = Videos(paths, starts or [0] * len(paths), every_s, self.model.info.preprocess)
         for items in self._loader(dataset, settings, workers):
             out = VideoBatch()
             good = []

@@ -161,23 +161,18 @@ def resolve_identity(index_dir: str, model: str | None, dim: int, source: str
 
     manifest = IndexStore.read_manifest(index_dir) if IndexStore.exists(index_dir) else None
     name = model or (str(manifest["model"]) if manifest else DEFAULT_IMPORT_MODEL)
-    if name in MODEL_NAMES and model_info(name).dim != dim:
-        raise IndexMismatchError(
-            f"{source} holds {dim}-d vectors, but {name} gives {model_info(name).dim}-d "
-            "vectors; pass the --model name of the network that made them"
-        )
     if manifest is not None:
-        if manifest.get("dim") != dim:
-            raise IndexMismatchError(
-                f"{source} holds {dim}-d vectors; the index at {index_dir} holds "
-                f"{manifest.get('dim')}-d vectors ({manifest.get('model')}). "
-                "Use --index to pick another folder"
-            )
         if manifest.get("weights_id") != IMPORTED_WEIGHTS:
             raise IndexMismatchError(
                 f"the index at {index_dir} was built by imgsim-index with "
                 f"{manifest.get('model')}; imported vectors cannot be mixed with the ones it "
                 "embeds. Use --index to import into another folder"
+            )
+        if manifest.get("dim") != dim:
+            raise IndexMismatchError(
+                f"{source} holds {dim}-d vectors; the index at {index_dir} holds "
+                f"{manifest.get('dim')}-d vectors ({manifest.get('model')}). "
+                "Use --index to pick another folder"
             )
         if manifest.get("model") != name:
             raise IndexMismatchError(
@@ -185,6 +180,11 @@ def resolve_identity(index_dir: str, model: str | None, dim: int, source: str
                 f"{manifest.get('model')!r}; refusing to add vectors labelled {name!r}. "
                 f"Use --model {manifest.get('model')} or --index to pick another folder"
             )
+    if name in MODEL_NAMES and model_info(name).dim != dim:
+        raise IndexMismatchError(
+            f"{source} holds {dim}-d vectors, but {name} gives {model_info(name).dim}-d "
+            "vectors; pass the --model name of the network that made them"
+        )
     return imported_identity(name, dim)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -85,8 +85,15 @@ def build_index(
     settings: BuildSettings | None = None,
     progress: Progress | None = None,
     model: LoadedModel | None = None,
+    accept: Callable[[ImageRef], bool] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> BuildResult:
-    """Bring the index up to date with `paths` (folders, image files, video files)."""
+    """Bring the index up to date with `paths` (folders, image files, video files).
+
+    `accept` filters the scanned files (e.g. only files that finished being written);
+    `should_stop` is polled between batches: when it says so, the work done so far is
+    committed and the build returns early.
+    """
     settings = settings or BuildSettings()
     settings.validate()
     progress = progress or NoProgress()
@@ -100,7 +107,9 @@ def build_index(
     try:
         progress.note(f"scanning {len(paths)} path(s)")
         refs = scan_folders(paths)
-        result = _Update(store, model, settings, progress).run(refs, paths)
+        if accept is not None:
+            refs = [r for r in refs if accept(r)]
+        result = _Update(store, model, settings, progress, should_stop).run(refs, paths)
         if store.needs_compaction():
             progress.note("compacting the index")
             store.compact()
@@ -124,8 +133,9 @@ class _Update:
     """One pass over the scanned files: decide what to do, embed, commit in checkpoints."""
 
     def __init__(self, store: IndexStore, model: LoadedModel, settings: BuildSettings,
-                 progress: Progress):
+                 progress: Progress, should_stop: Callable[[], bool] | None = None):
         self.store, self.model, self.settings, self.progress = store, model, settings, progress
+        self.should_stop = should_stop or (lambda: False)
         self.rows: list[NewRow] = []
         self.vectors: list[np.ndarray] = []
         self.errors: list[NewRow] = []
@@ -160,7 +170,7 @@ class _Update:
         self._flush(force=True)
         if images:
             self._embed_images(images)
-        if videos:
+        if videos and not self.should_stop():
             self._embed_videos(videos, starts)
         return r
 
@@ -214,6 +224,8 @@ class _Update:
                                                on_progress=self.progress.update):
                 self._take_images(todo, b)
                 self._flush()
+                if self.should_stop():
+                    break
             self._flush(force=True)
         finally:
             self.progress.finish()
@@ -239,6 +251,8 @@ class _Update:
             ):
                 self._take_frames(todo, b, counts)
                 self._flush()
+                if self.should_stop():
+                    break
             self._flush(force=True)
         finally:
             self.progress.finish()

@@ -48,6 +48,7 @@ MAX_SEGMENTS = 16
 class LoadedVectors:
     rows: list[Row]  # embedded rows, in id order
     vectors: np.ndarray  # (len(rows), dim) float32, row i belongs to rows[i]
+    seq: int = 0  # the last commit these rows include (see Catalog.last_seq)
 
 
 def _serialize(ids: np.ndarray, vectors: np.ndarray) -> np.ndarray:
@@ -276,7 +277,13 @@ class IndexStore:
         raise AssertionError("unreachable")
 
     def _load_once(self, roots: Sequence[str] | None) -> LoadedVectors:
-        rows = self.catalog.rows("WHERE status = 'embedded'")
+        db = self.catalog.db
+        db.execute("BEGIN")  # rows and commit number from one snapshot
+        try:
+            rows = self.catalog.rows("WHERE status = 'embedded'")
+            seq = self.catalog.last_seq()
+        finally:
+            db.execute("COMMIT")
         if roots is not None:
             prefixes = [os.path.join(os.path.abspath(r), "") for r in roots]
             rows = [r for r in rows if any(r.path.startswith(p) for p in prefixes)]
@@ -297,7 +304,19 @@ class IndexStore:
                 f"{self.folder}: {len(rows) - filled} catalog rows have no vector; "
                 "the index is damaged"
             )
-        return LoadedVectors(rows, out)
+        return LoadedVectors(rows, out, seq)
+
+    @staticmethod
+    def record_dedupe(folder: str, seq: int) -> None:
+        """Remember that a dedupe covered every commit up to `seq` (for --new-only)."""
+        catalog = Catalog(os.path.join(folder, CATALOG))
+        try:
+            catalog.set_meta("last_dedupe_seq", str(seq))
+        finally:
+            catalog.close()
+
+    def last_dedupe_seq(self) -> int:
+        return int(self.catalog.get_meta("last_dedupe_seq") or 0)
 
     def error_rows(self, roots: Sequence[str] | None = None) -> list[Row]:
         rows = self.catalog.rows("WHERE status = 'error'")

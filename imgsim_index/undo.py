@@ -8,6 +8,7 @@ after apply, is reported and left as it is. Deleted files cannot come back.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any
 
@@ -60,6 +61,17 @@ def _undo_hardlink(rec: dict[str, Any]) -> str | None:
     return None
 
 
+def _prune_empty_folders(start: str, stop: str) -> None:
+    """Remove the folders under `stop` that undo has emptied, from `start` upwards."""
+    folder = os.path.abspath(start)
+    while under_any(folder, [stop]):
+        try:
+            os.rmdir(folder)  # only ever succeeds on an empty folder
+        except OSError:
+            return
+        folder = os.path.dirname(folder)
+
+
 def undo(journal_path: str, progress: Progress | None = None) -> UndoResult:
     """Undo the moves and hard links recorded in an apply journal (finished or not)."""
     progress = progress or NoProgress()
@@ -85,6 +97,10 @@ def undo(journal_path: str, progress: Progress | None = None) -> UndoResult:
                 continue
             journal.append({"type": "undone", "n": rec["n"]})
             result.restored.append(rec["path"])
+            if rec["action"] == "move":
+                _prune_empty_folders(os.path.dirname(rec["target"]), head["move_to"])
         progress.finish()
+        with contextlib.suppress(OSError):
+            os.rmdir(head["backup_dir"])  # when every original has gone back
         journal.append({"type": "undo_end"})
     return result

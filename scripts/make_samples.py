@@ -30,7 +30,8 @@ def scene(rng: random.Random, size: tuple[int, int] = (960, 720)) -> Image.Image
     horizon = rng.randrange(h // 3, 2 * h // 3)
     for y in range(horizon):
         f = y / horizon
-        d.line([(0, y), (w, y)], fill=tuple(int(a * (1 - f) + b * f) for a, b in zip(top, bottom)))
+        colour = tuple(int(a * (1 - f) + b * f) for a, b in zip(top, bottom, strict=True))
+        d.line([(0, y), (w, y)], fill=colour)
     ground = tuple(rng.randrange(256) for _ in range(3))
     d.rectangle([0, horizon, w, h], fill=ground)
     for _ in range(rng.randrange(4, 12)):

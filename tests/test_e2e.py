@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import truth_pairs
 from PIL import Image
 
 from imgsim_index.cli import cli
-
-from conftest import truth_pairs
 
 SEED_KEYS = [
     "timestamp", "folder_list", "total_images_in_folders", "compare_mode", "threshold",

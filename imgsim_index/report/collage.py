@@ -6,9 +6,9 @@ import os
 import random
 from collections.abc import Sequence
 
-from PIL import Image, ImageDraw, ImageFont, ImageOps
+from PIL import Image, ImageDraw, ImageFont
 
-from ..decode import BACKGROUND, _to_rgb, read_file
+from .preview import preview_image
 
 THUMB = (360, 270)
 CAPTION_H = 44
@@ -26,18 +26,12 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
 
 
 def _thumb(path: str) -> Image.Image:
-    import io
-
     try:
-        im: Image.Image = Image.open(io.BytesIO(read_file(path)))
-        im.draft("RGB", THUMB)
-        im = ImageOps.exif_transpose(im)
-        im = _to_rgb(im, BACKGROUND)
-        im.thumbnail(THUMB)
+        return preview_image(path, THUMB)
     except Exception:  # the file changed since it was indexed: show a placeholder
         im = Image.new("RGB", (THUMB[0], THUMB[1]), (60, 60, 60))
         ImageDraw.Draw(im).text((10, 10), "cannot read", fill=(255, 255, 255), font=_font(14))
-    return im
+        return im
 
 
 def _short(path: str, width: int) -> str:
@@ -72,7 +66,7 @@ def write_collage(
             left = PAD + col * (THUMB[0] + PAD)
             canvas.paste(im, (left + (THUMB[0] - im.width) // 2, top + (THUMB[1] - im.height) // 2))
             draw.text((left, top + THUMB[1] + 4), _short(p, 40), fill=(0, 0, 0), font=font)
-        draw.text((PAD, top + THUMB[1] + 4 + FONT_SIZE + 4), f"similarity {score:.4f}",
+        draw.text((PAD, top + THUMB[1] + 4 + FONT_SIZE + 4), f"similarity {score:.6f}",
                   fill=(180, 0, 0), font=font)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     canvas.save(path, quality=90)

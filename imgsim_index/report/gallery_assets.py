@@ -4,6 +4,7 @@ The script reads the report from a <script type="application/json"> block and
 builds the page with createElement/textContent only: file names are untrusted
 input and never pass through innerHTML. It shows PAGE_SIZE groups at a time,
 so a report with tens of thousands of pairs opens as fast as a small one.
+The URL fragment can preset the view: report.html#min=0.995&max=1&page=2.
 """
 
 STYLE = """
@@ -74,6 +75,10 @@ window.addEventListener("error", (e) => {
   }
   lo.value = String(data.score_min);
   hi.value = "1";
+  const start = new URLSearchParams(location.hash.slice(1));  // e.g. #min=0.995&page=2
+  if (start.has("min")) lo.value = start.get("min");
+  if (start.has("max")) hi.value = start.get("max");
+  if (start.has("page")) page = (parseInt(start.get("page"), 10) || 1) - 1;
 
   const inRange = (m) => m.score === null || (m.score >= +lo.value && m.score <= +hi.value);
   const matches = (g) => g.members.some((m) => m.role !== "keep" && inRange(m));

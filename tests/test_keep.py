@@ -1,0 +1,189 @@
+"""Keep policies, --protect, and the keeper data in report.json (no CNN: hand-made vectors)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from library_fixture import THRESHOLD, Img, make_library, run_dedupe, simple_library
+
+from imgsim_index.catalog import Row
+from imgsim_index.cli import main
+from imgsim_index.errors import InputError
+from imgsim_index.groups import connected_components
+from imgsim_index.keep import DEFAULT_KEEP, KEEP_POLICIES, KeepSettings, choose_keepers
+
+
+def row(k: int, path: str, size: int | None = 100, w: int | None = 10, h: int | None = 10,
+        mtime: int | None = 5) -> Row:
+    values = {"id": k, "path": path, "root": "/lib", "size": size, "mtime_ns": mtime, "width": w,
+              "height": h, "status": "embedded", "error": None, "segment": "s", "added_at": 0.0}
+    return Row(**{f.name: values.get(f.name, 0) for f in dataclasses.fields(Row)})
+
+
+def keeper_of(rows: list[Row], policy: str, codes: list[int] | None = None,
+              protect: tuple[str, ...] = ()) -> str:
+    """The keeper when all `rows` form one group."""
+    n = len(rows)
+    groups = connected_components(n, np.zeros(n - 1, np.int64), np.arange(1, n, dtype=np.int64))
+    code_arr = None if codes is None else np.asarray(codes, np.int64)
+    (d,) = choose_keepers(rows, groups, KeepSettings(policy, protect), code_arr)
+    assert sorted(d.removable + [d.keeper]) == list(range(n)) or protect
+    return rows[d.keeper].path
+
+
+# One row wins under each policy, and only under it.
+ROWS = [
+    row(0, "/lib/b/big_pixels.jpg", size=500, w=400, h=300, mtime=50),
+    row(1, "/lib/a/big_file_name.png", size=900, w=200, h=150, mtime=40),
+    row(2, "/lib/c/oldest_one.jpg", size=300, w=100, h=75, mtime=10),
+    row(3, "/lib/c/newest_one.jpg", size=200, w=100, h=75, mtime=90),
+    row(4, "/lib/a/s.jpg", size=100, w=50, h=40, mtime=60),
+]
+EXPECTED = {
+    "highest-resolution": "/lib/b/big_pixels.jpg",
+    "largest": "/lib/a/big_file_name.png",
+    "oldest": "/lib/c/oldest_one.jpg",
+    "newest": "/lib/c/newest_one.jpg",
+    "shortest-path": "/lib/a/s.jpg",
+}
+
+
+@pytest.mark.parametrize("policy", sorted(EXPECTED))
+def test_each_policy_picks_its_keeper(policy: str) -> None:
+    assert keeper_of(ROWS, policy) == EXPECTED[policy]
+
+
+def test_first_follows_the_folder_order_then_the_path() -> None:
+    # folder codes are the input folders in command-line order: code 0 wins over path order
+    assert keeper_of(ROWS, "first", codes=[1, 1, 0, 0, 1]) == "/lib/c/newest_one.jpg"
+    assert keeper_of(ROWS, "first", codes=[0] * 5) == "/lib/a/big_file_name.png"
+
+
+def test_every_policy_is_covered_and_the_default_is_documented() -> None:
+    assert set(EXPECTED) | {"first"} == set(KEEP_POLICIES)
+    assert DEFAULT_KEEP == "highest-resolution"
+
+
+def test_ties_break_on_file_size_then_shorter_path() -> None:
+    rows = [row(0, "/lib/long_name.jpg", size=100), row(1, "/lib/x.jpg", size=100),
+            row(2, "/lib/bigger_file.jpg", size=101)]
+    assert keeper_of(rows, "highest-resolution") == "/lib/bigger_file.jpg"
+    assert keeper_of(rows[:2], "highest-resolution") == "/lib/x.jpg"
+    assert keeper_of(list(reversed(rows[:2])), "oldest") == "/lib/x.jpg"  # not catalog order
+
+
+def test_missing_metadata_never_wins() -> None:
+    rows = [row(0, "/lib/a.jpg"), row(1, "/lib/b.jpg", None, None, None, None)]
+    for policy in KEEP_POLICIES:
+        if policy not in ("shortest-path", "first"):
+            assert keeper_of(rows, policy) == "/lib/a.jpg", policy
+
+
+def test_protected_files_are_kept_and_the_keeper_is_one_of_them() -> None:
+    n = len(ROWS)
+    groups = connected_components(n, np.zeros(n - 1, np.int64), np.arange(1, n, dtype=np.int64))
+    (d,) = choose_keepers(ROWS, groups, KeepSettings("highest-resolution", ("/lib/c",)))
+    assert ROWS[d.keeper].path.startswith("/lib/c/")
+    assert {ROWS[m].path for m in d.removable} == {"/lib/b/big_pixels.jpg",
+                                                   "/lib/a/big_file_name.png", "/lib/a/s.jpg"}
+    assert d.protected.tolist() == [False, False, True, True, False]
+
+
+def test_a_group_of_only_protected_files_removes_nothing() -> None:
+    assert keeper_of(ROWS, "largest", protect=("/lib",)) == "/lib/a/big_file_name.png"
+    n = len(ROWS)
+    groups = connected_components(n, np.zeros(n - 1, np.int64), np.arange(1, n, dtype=np.int64))
+    (d,) = choose_keepers(ROWS, groups, KeepSettings("largest", ("/lib/",)))
+    assert d.removable == [] and d.protected.all()
+
+
+def test_protect_matches_whole_folder_names_only() -> None:
+    rows = [row(0, "/lib/c2/x.jpg", w=1), row(1, "/lib/y.jpg", w=99)]
+    assert keeper_of(rows, "highest-resolution", protect=("/lib/c",)) == "/lib/y.jpg"
+
+
+def test_unknown_policy_is_refused_with_the_choices() -> None:
+    with pytest.raises(InputError, match="highest-resolution"):
+        KeepSettings("biggest").validate()
+
+
+# -- through dedupe: report.json ----------------------------------------------------------
+def test_report_lists_groups_with_keeper_members_scores_and_removable(tmp_path: Path) -> None:
+    photos, r = simple_library(tmp_path)
+    rep = json.loads(Path(r.report_path).read_text())
+    assert rep["photos_to_remove"] == 3 and rep["number_of_unique_groups"] == 4  # seed meaning
+    assert rep["keep_policy"] == "highest-resolution" and rep["protected_folders"] == []
+    g0, g1 = rep["groups"]
+    assert g0["keeper"] == str(photos / "a/sunset.jpg")
+    assert g1["keeper"] == str(photos / "a/dog.jpg")
+    assert g0["removable"] == [str(photos / "a/sunset_small.jpg"), str(photos / "b/sunset copy.jpg")]
+    for g in (g0, g1):
+        assert g["size"] == len(g["members"])
+        roles = {m["path"]: m["role"] for m in g["members"]}
+        assert roles[g["keeper"]] == "keep"
+        assert sorted(p for p, role in roles.items() if role == "remove") == sorted(g["removable"])
+        for m in g["members"]:
+            st = os.stat(m["path"])
+            assert (m["size"], m["mtime_ns"]) == (st.st_size, st.st_mtime_ns)
+            assert m["width"] and m["height"] and m["protected"] is False
+            assert THRESHOLD - 0.05 < m["score_to_keeper"] <= 1.0
+            assert round(m["score_to_keeper"], 6) == m["score_to_keeper"]
+        assert g["bytes_removable"] == sum(os.stat(p).st_size for p in g["removable"])
+    assert rep["files_removable"] == 3
+    assert rep["bytes_removable"] == g0["bytes_removable"] + g1["bytes_removable"]
+
+
+def test_score_to_keeper_is_the_float64_dot_of_the_stored_vectors(tmp_path: Path) -> None:
+    from imgsim_index.store import IndexStore
+
+    _, r = simple_library(tmp_path)
+    with IndexStore.open_reader(str(tmp_path / "index")) as store:
+        loaded = store.load()
+    vec = {row.path: loaded.vectors[k].astype(np.float64) for k, row in enumerate(loaded.rows)}
+    for g in r.report["groups"]:
+        for m in g["members"]:
+            assert m["score_to_keeper"] == round(float(vec[m["path"]] @ vec[g["keeper"]]), 6)
+
+
+def test_dedupe_keep_and_protect_settings(tmp_path: Path) -> None:
+    photos, index = make_library(tmp_path, [
+        Img("ref/original.jpg", 0, (40, 30), mtime=1_500_000_000),
+        Img("new/edit.jpg", 0, (160, 120), pad=5000, mtime=1_700_000_000),
+        Img("new/other.jpg", 0, (80, 60), mtime=1_600_000_000),
+        Img("ref/a.jpg", 1), Img("ref/b.jpg", 1),
+    ])
+    largest = run_dedupe(tmp_path, index, keep="largest").report["groups"][0]
+    assert largest["keeper"] == str(photos / "new/edit.jpg")
+    oldest = run_dedupe(tmp_path, index, keep="oldest").report["groups"][0]
+    assert oldest["keeper"] == str(photos / "ref/original.jpg")
+    rep = run_dedupe(tmp_path, index, protect=(str(photos / "ref"),)).report
+    g0, g1 = rep["groups"]
+    assert g0["keeper"] == str(photos / "ref/original.jpg")  # the reference copy, though smallest
+    assert sorted(g0["removable"]) == [str(photos / "new/edit.jpg"), str(photos / "new/other.jpg")]
+    assert g1["removable"] == [] and g1["all_protected"]
+    assert [m["protected"] for m in g1["members"]] == [True, True]
+    assert rep["files_removable"] == 2 and rep["photos_to_remove"] == 3
+
+
+def test_cli_dedupe_keeps_its_eight_lines_and_names_the_gallery_on_stderr(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    photos, r = simple_library(tmp_path)
+    main(["dedupe", "--index", str(tmp_path / "index"), "--threshold", str(THRESHOLD),
+          "--output", str(tmp_path / "cli"), "--keep", "shortest-path",
+          "--protect", str(photos / "b"), "-q"])
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    assert len(lines) == 8 and lines[0] == "Total images found: 7"
+    assert lines[6].startswith("Result JSON: ")
+    assert "Gallery saved: " in err and err.strip().endswith("report.html")
+    rep = json.loads(Path(lines[6].removeprefix("Result JSON: ")).read_text())
+    assert rep["keep_policy"] == "shortest-path"
+    assert rep["protected_folders"] == [str(photos / "b")]
+    # b/ is protected: "b/sunset copy.jpg" is kept as the keeper, b/dog-2.jpg too
+    assert [g["keeper"] for g in rep["groups"]] == [str(photos / "b/sunset copy.jpg"),
+                                                    str(photos / "b/dog-2.jpg")]

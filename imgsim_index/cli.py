@@ -306,7 +306,14 @@ def apply(report: str, move_to: str | None, hardlink: bool, delete: bool, yes: b
             return
         journal = journal or default_journal_path(report, action)
         click.echo(f"Journal: {journal}", err=True)
-        result = apply_plan(plan, journal, TqdmProgress(not quiet))
+        try:
+            result = apply_plan(plan, journal, TqdmProgress(not quiet))
+        except KeyboardInterrupt:
+            j = shlex.quote(journal)
+            click.echo(f"Interrupted. Finish with: imgsim-index apply {shlex.quote(report)} "
+                       f"--resume {j} --yes   or take it back with: imgsim-index undo {j}",
+                       err=True)
+            raise
         _print_refusals(result.refused[len(plan.refused):])  # refused at the last moment
     _print_applied(result)
 
@@ -362,8 +369,8 @@ def undo(journal: str, quiet: bool) -> None:
               help="File to write (default: REPORT with the format's extension; - for stdout).")
 def export(report: str, fmt: str, output: str | None) -> None:
     """Write REPORT's groups as a table, one row per file, for spreadsheets."""
-    from .actions import load_report
     from .report.export import write_export
+    from .safety import load_report
 
     data = load_report(report)
     if output == "-":

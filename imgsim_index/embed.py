@@ -126,6 +126,9 @@ def _collate(items: list[Any]) -> list[Any]:
 def _quiet_worker(_: int) -> None:
     import torch
 
+    from .store import release_inherited_locks
+
+    release_inherited_locks()
     torch.set_num_threads(1)
 
 

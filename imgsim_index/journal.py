@@ -40,6 +40,9 @@ class Journal:
                 f"journal {path} already exists; pass --resume {path} to finish it, "
                 "or --journal with a new name"
             ) from None
+        except OSError as exc:
+            raise ActionError(f"cannot write the journal {path}: {exc.strerror or exc}; "
+                              "pass --journal with a writable place") from None
         journal = cls(path, fh, [])
         journal._lock()
         journal.append({"type": "apply", "version": JOURNAL_VERSION, **header})

@@ -8,6 +8,7 @@ depends on catalog order):
   oldest / newest     earliest / latest modification time, then most pixels, ...
   shortest-path       shortest path (e.g. "IMG_1.jpg" over "Copy of IMG_1 (2).jpg")
   first               the earliest input folder as given on the command line, then path order
+                      (a run on the index alone orders its scan roots alphabetically)
 
 highest-resolution is the default: a near-duplicate group is mostly one picture
 at several sizes and qualities (an original, a thumbnail, a re-saved export),

@@ -1,16 +1,19 @@
-"""pairs: vectors + threshold -> Pairs(i, j, score), i < j, by FAISS range search.
+"""pairs: vectors + threshold -> Pairs(i, j, score), i < j, by tiled float32 GEMM.
 
-Memory is O(N x dim + pairs): the vectors are cut into blocks, one block at a
-time becomes a FAISS IndexFlatIP, and query blocks are range-searched against
-it. In full mode only blocks on or above the diagonal are searched, so each
-pair is scored once, not twice.
+Memory is O(N x dim + block^2 + pairs): the vectors are cut into blocks of
+`block_size` rows and one block x block tile of float32 scores (a BLAS GEMM)
+exists at a time; its candidates are kept and the tile is reused. In full
+mode only tiles on or above the diagonal are computed, so each pair is scored
+once, not twice. (This replaced FAISS range search over IndexFlatIP blocks:
+the same BLAS work, but bigger GEMMs and no diagonal blocks scored twice, so
+it runs at the speed of a plain numpy GEMM; see benchmarks/bench_pairs.py.)
 
-Threshold rule (deliberate, documented in ARCHITECTURE.md): FAISS scores in
-float32 and keeps only scores strictly above its radius, so it searches with
-a radius a little below the threshold (SEARCH_MARGIN), every candidate is
-re-scored in float64 from the stored float32 vectors, and a pair counts when
-that score, rounded to the 6 decimals the report shows, is >= the threshold.
-A pair shown as 0.990000 at threshold 0.99 is therefore always included.
+Threshold rule (deliberate, documented in ARCHITECTURE.md): float32 scores
+are off by up to ~1e-6, so tiles are thresholded a little below the threshold
+(SEARCH_MARGIN), every candidate is re-scored in float64 from the stored
+float32 vectors, and a pair counts when that score, rounded to the 6 decimals
+the report shows, is >= the threshold. A pair shown as 0.990000 at threshold
+0.99 is therefore always included.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ class PairSettings:
     sample_ratio: float = 0.3
     seed: int = 0
     compare_scope: str = "all"  # all | inter_folder
-    block_size: int = 16384  # vectors per FAISS block; bounds the extra memory
+    block_size: int = 4096  # rows per side of a score tile; bounds the extra memory
 
     def validate(self) -> None:
         if not -1.0 <= self.threshold <= 1.0:
@@ -73,12 +76,18 @@ def exact_scores(vectors: np.ndarray, i: np.ndarray, j: np.ndarray,
     return np.round(out, SCORE_DECIMALS)
 
 
-def _range_search(index: object, queries: np.ndarray, radius: float
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """-> (query row, index row) of every candidate above `radius`."""
-    lims, _, found = index.range_search(queries, radius)  # type: ignore[attr-defined]
-    q = np.repeat(np.arange(len(queries), dtype=np.int64), np.diff(lims).astype(np.int64))
-    return q, found.astype(np.int64)
+def _above(scores: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
+    """(row, column) of the entries >= radius of a score tile, as int64.
+
+    Row maxima first: most rows have no candidate, and np.nonzero over a whole
+    2-D tile costs ~10x a max-reduction over it."""
+    cols = scores.shape[1]
+    rows = np.flatnonzero(scores.max(axis=1) >= radius)
+    if 4 * len(rows) > len(scores):  # many hits: a low threshold, or a diagonal tile
+        flat = np.flatnonzero(scores >= radius)
+        return flat // cols, flat % cols
+    flat = np.flatnonzero(scores[rows] >= radius)
+    return rows[flat // cols], flat % cols
 
 
 def find_pairs(
@@ -96,8 +105,6 @@ def find_pairs(
     since the last dedupe; every pair found has at least one of them. Overrides the
     compare mode's choice of queries.
     """
-    import faiss
-
     settings.validate()
     x = np.ascontiguousarray(vectors, dtype=np.float32)
     n = len(x)
@@ -116,27 +123,33 @@ def find_pairs(
     bs = settings.block_size
     starts = list(range(0, n, bs))
     found_i, found_j = [], []
-    total_steps = len(starts) * (len(starts) + 1) // 2 if not partial else (
-        len(starts) * max(1, -(-len(queries) // bs)))
+    if partial:  # query blocks outer, so each is gathered once
+        blocks = [(a0, b0) for a0 in range(0, len(queries), bs) for b0 in starts]
+    else:  # the upper triangle of blocks: each pair is scored once
+        blocks = [(a0, b0) for b0 in starts for a0 in starts if a0 <= b0]
+    total_steps = len(blocks)
     step = 0
-    for b0 in starts:
-        b1 = min(n, b0 + bs)
-        index = faiss.IndexFlatIP(x.shape[1])
-        index.add(x[b0:b1])
-        if not partial:
-            q_blocks = [np.arange(a0, min(n, a0 + bs), dtype=np.int64) for a0 in starts if a0 <= b0]
+    tile = np.empty((bs, bs), np.float32) if n >= bs else None  # reused by full-size tiles
+    q = x[:0]
+    for a0, b0 in blocks:
+        block = x[b0:min(n, b0 + bs)]
+        if partial:  # a0 indexes `queries`; gather each query block once
+            qrows = queries[a0:a0 + bs]
+            if b0 == 0:
+                q = x[qrows]
         else:
-            q_blocks = [queries[s:s + bs] for s in range(0, len(queries), bs)]
-        for qrows in q_blocks:
-            if len(qrows):
-                qi, rj = _range_search(index, x[qrows], radius)
-                gi, gj = qrows[qi], rj + b0
-                keep = gi != gj if partial else gi < gj
-                found_i.append(gi[keep])
-                found_j.append(gj[keep])
-            step += 1
-            if on_progress:
-                on_progress(step, total_steps)
+            q = x[a0:min(n, a0 + bs)]
+        full = tile is not None and len(q) == len(block) == bs
+        scores = np.matmul(q, block.T, out=tile) if full else q @ block.T
+        qi, rj = _above(scores, radius)
+        gi = qrows[qi] if partial else qi + a0
+        gj = rj + b0
+        keep = gi != gj if partial else gi < gj
+        found_i.append(gi[keep])
+        found_j.append(gj[keep])
+        step += 1
+        if on_progress:
+            on_progress(step, total_steps)
     i = np.concatenate(found_i) if found_i else np.zeros(0, np.int64)
     j = np.concatenate(found_j) if found_j else np.zeros(0, np.int64)
     lo, hi = np.minimum(i, j), np.maximum(i, j)

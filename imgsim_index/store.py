@@ -133,6 +133,7 @@ class IndexStore:
             store._remove_orphans()
             return store
         except BaseException:
+            _HELD_LOCKS.discard(lock_fd)
             os.close(lock_fd)
             raise
 
@@ -161,6 +162,7 @@ class IndexStore:
             self._write_manifest()
         self.catalog.close()
         if self._lock_fd is not None:
+            _HELD_LOCKS.discard(self._lock_fd)
             os.close(self._lock_fd)
             self._lock_fd = None
 
@@ -337,6 +339,24 @@ def check_identity(manifest: dict[str, Any], identity: dict[str, Any], folder: s
             )
 
 
+_HELD_LOCKS: set[int] = set()
+
+
+def release_inherited_locks() -> None:
+    """In a forked child (a decoding worker): close our copies of the writer lock.
+
+    flock locks belong to the open file, which a fork shares; a worker orphaned by a
+    SIGKILLed parent would otherwise keep the index locked. Closing the child's copy
+    leaves the parent's lock in place.
+    """
+    for fd in list(_HELD_LOCKS):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _HELD_LOCKS.clear()
+
+
 def _acquire_lock(path: str, wait: bool) -> int:
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -348,6 +368,7 @@ def _acquire_lock(path: str, wait: bool) -> int:
             f"the index is being written by {holder}; wait for it to finish "
             "or pass --wait to queue behind it"
         ) from None
+    _HELD_LOCKS.add(fd)
     os.ftruncate(fd, 0)
     info = f"pid {os.getpid()} on {socket.gethostname()} ({' '.join(sys.argv[:3])}) since {_now()}"
     os.pwrite(fd, info.encode(), 0)

@@ -52,3 +52,44 @@ def truth_pairs(root: Path) -> set[tuple[str, str]]:
             for b in range(a + 1, len(paths)):
                 pairs.add((paths[a], paths[b]))
     return pairs
+
+
+def cli_ok(*args: str) -> str:
+    """Run the CLI in-process; fail the test with its output unless it exits 0."""
+    from click.testing import CliRunner
+
+    from imgsim_index.cli import cli
+
+    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def report_of(stdout: str) -> dict:  # type: ignore[type-arg]
+    """The report.json a dedupe run printed the path of."""
+    line = next(x for x in stdout.splitlines() if x.startswith("Result JSON: "))
+    return json.loads(Path(line.removeprefix("Result JSON: ")).read_text())  # type: ignore[no-any-return]
+
+
+def pair_set(report: dict) -> set[tuple[str, str]]:  # type: ignore[type-arg]
+    return {tuple(sorted((p["image1"], p["image2"]))) for p in report["similar_pairs"]}  # type: ignore[misc]
+
+
+def write_scene_video(path: Path, scenes: int = 3, seconds_each: int = 4, fps: int = 10,
+                      seed: int = 1) -> None:
+    """A static-camera clip: `scenes` still scenes with a little sensor noise, back to back."""
+    import random
+
+    import cv2
+    import numpy as np
+
+    make = _load_script("make_samples")
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (640, 480))
+    rng = random.Random(seed)
+    noise = np.random.default_rng(seed)
+    for _ in range(scenes):
+        frame = np.asarray(make.scene(rng, (640, 480)))[:, :, ::-1]
+        for _ in range(seconds_each * fps):
+            jitter = noise.integers(-2, 3, frame.shape)
+            writer.write(np.clip(frame.astype(np.int16) + jitter, 0, 255).astype(np.uint8))
+    writer.release()

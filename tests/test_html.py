@@ -121,10 +121,11 @@ def synthetic_report(sizes: list[int], threshold: float = 0.9) -> dict[str, Any]
     """A report.json's groups without image files (the gallery then shows 'no preview')."""
     groups = []
     for g, n in enumerate(sizes):
-        members = [{"path": f"/photos/g{g}/img_{k}.jpg", "size": 1000 + k, "mtime_ns": 10**18,
-                    "width": 64, "height": 48, "score_to_keeper": 1.0 if k == 0 else 0.95,
-                    "role": "keep" if k == 0 else "remove", "protected": False}
-                   for k in range(n)]
+        members: list[dict[str, Any]] = [
+            {"path": f"/photos/g{g}/img_{k}.jpg", "size": 1000 + k, "mtime_ns": 10**18,
+             "width": 64, "height": 48, "score_to_keeper": 1.0 if k == 0 else 0.95,
+             "role": "keep" if k == 0 else "remove", "protected": False}
+            for k in range(n)]
         groups.append({"group": g, "size": n, "keeper": members[0]["path"], "members": members,
                        "removable": [m["path"] for m in members[1:]],
                        "bytes_removable": sum(m["size"] for m in members[1:]),

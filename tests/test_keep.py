@@ -6,6 +6,7 @@ import dataclasses
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -20,8 +21,9 @@ from imgsim_index.keep import DEFAULT_KEEP, KEEP_POLICIES, KeepSettings, choose_
 
 def row(k: int, path: str, size: int | None = 100, w: int | None = 10, h: int | None = 10,
         mtime: int | None = 5) -> Row:
-    values = {"id": k, "path": path, "root": "/lib", "size": size, "mtime_ns": mtime, "width": w,
-              "height": h, "status": "embedded", "error": None, "segment": "s", "added_at": 0.0}
+    values: dict[str, Any] = {
+        "id": k, "path": path, "root": "/lib", "size": size, "mtime_ns": mtime, "width": w,
+        "height": h, "status": "embedded", "error": None, "segment": "s", "added_at": 0.0}
     return Row(**{f.name: values.get(f.name, 0) for f in dataclasses.fields(Row)})
 
 
@@ -121,7 +123,8 @@ def test_report_lists_groups_with_keeper_members_scores_and_removable(tmp_path: 
     g0, g1 = rep["groups"]
     assert g0["keeper"] == str(photos / "a/sunset.jpg")
     assert g1["keeper"] == str(photos / "a/dog.jpg")
-    assert g0["removable"] == [str(photos / "a/sunset_small.jpg"), str(photos / "b/sunset copy.jpg")]
+    assert g0["removable"] == [str(photos / "a/sunset_small.jpg"),
+                               str(photos / "b/sunset copy.jpg")]
     for g in (g0, g1):
         assert g["size"] == len(g["members"])
         roles = {m["path"]: m["role"] for m in g["members"]}

@@ -82,8 +82,11 @@ def gallery_data(report: dict[str, Any], thumbs: dict[str, str]) -> dict[str, An
 
 
 def _json_for_script(obj: Any) -> str:
-    """JSON that cannot end its <script> element or open a comment, whatever the strings say."""
-    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    """JSON that cannot end its <script> element or open a comment, whatever the strings say.
+
+    ASCII only: a file name that is not valid UTF-8 (a lone surrogate in Python) still encodes.
+    """
+    text = json.dumps(obj, ensure_ascii=True, separators=(",", ":"))
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 

@@ -1,0 +1,98 @@
+"""Helpers shared by the benchmarks: seeded vectors with planted near-duplicates, one
+subprocess per measured method (so peak memory is that method's own), and pair comparison."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def planted_vectors(n: int, dim: int, seed: int, low: float, share: float = 0.01,
+                    chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+    """Random unit vectors (float32, generated in chunks) and about `share` x n planted
+    near-duplicate pairs whose cosine is uniform in [low, 1): a copy b = t a + sqrt(1-t^2) u
+    with u orthogonal to a. A tenth of the copies get a second copy (groups of three).
+    Random pairs at dim >= 512 score below ~0.3, so the pairs above `low` are the planted
+    ones and some (source, second copy) pairs. Returns (vectors, planted (k, 2) int64 rows)."""
+    rng = np.random.default_rng(seed)
+    x = np.empty((n, dim), np.float32)
+    for s in range(0, n, chunk):
+        block = rng.standard_normal((min(n, s + chunk) - s, dim), dtype=np.float32)
+        block /= np.linalg.norm(block, axis=1, keepdims=True)
+        x[s:s + len(block)] = block
+    k = int(share * n)
+    slots = rng.permutation(n)[: 2 * k + k // 10]
+    sources = list(slots[:k]) + list(slots[k:2 * k][: k // 10])
+    copies = list(slots[k:2 * k]) + list(slots[2 * k:])
+    planted = []
+    for a, b in zip(sources, copies, strict=True):
+        t = rng.uniform(low, 1.0)
+        va = x[a].astype(np.float64)
+        u = rng.standard_normal(dim)
+        u -= (u @ va) * va
+        u /= np.linalg.norm(u)
+        x[b] = (t * va + np.sqrt(1 - t * t) * u).astype(np.float32)
+        planted.append((min(a, b), max(a, b)))
+    return x, np.asarray(planted, np.int64).reshape(-1, 2)
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory so far (ru_maxrss is KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def current_rss_mib() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+@dataclass
+class ChildResult:
+    method: str
+    seconds: float
+    peak_rss_mib: float  # the child's whole peak
+    loaded_rss_mib: float  # its resident memory after loading the inputs
+    info: dict[str, Any]
+
+    @property
+    def extra_mib(self) -> float:
+        """Peak memory above what the loaded inputs already took."""
+        return max(0.0, self.peak_rss_mib - self.loaded_rss_mib)
+
+
+def run_child(script: str, args: list[str]) -> ChildResult:
+    """Run `script --child ...` in a fresh interpreter; it prints one JSON line last."""
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    proc = subprocess.run([sys.executable, script, *args], capture_output=True, text=True,
+                          env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{script} {' '.join(args)} failed:\n{proc.stderr[-4000:]}")
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    return ChildResult(out.pop("method"), out.pop("seconds"), out.pop("peak_rss_mib"),
+                       out.pop("loaded_rss_mib"), out)
+
+
+def pair_keys(i: np.ndarray, j: np.ndarray, n: int) -> np.ndarray:
+    return np.asarray(i, np.int64) * n + np.asarray(j, np.int64)
+
+
+def fmt_table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[k]) for r in rows)) for k, h in enumerate(header)]
+    line = "| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |"
+    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    body = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |"
+            for r in rows]
+    return "\n".join([line, sep, *body])

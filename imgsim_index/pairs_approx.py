@@ -1,0 +1,172 @@
+"""pairs_approx: vectors + threshold -> Pairs like pairs.find_pairs, from IVF candidates.
+
+For large N the exact search's N^2/2 scores dominate. Here the vectors are
+split into `nlist` cells by spherical k-means (trained and assigned in a
+PCA-reduced space, which is cheap and keeps near-duplicates together), every
+vector is filed under its nearest cell and probes its `nprobe` nearest cells,
+and each cell is compared, as one float32 GEMM per tile, with every vector
+that probes it. A pair is a candidate when one vector's home cell is among the
+other's probes. Candidates go through the same rule as exact mode: float32
+threshold lowered by pairs.SEARCH_MARGIN, float64 re-score from the stored
+vectors, rounded to 6 decimals, >= threshold. So every approximate pair is an
+exact pair with its exact score; only recall can be lower (a pair whose two
+vectors fall in cells too far apart). Cost ~ N x (nprobe x N / nlist + nlist x
+coarse_dim / dim) scores instead of N^2 / 2; benchmarks/bench_approx.py
+measures time and recall against exact mode.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import InputError
+from .pairs import SEARCH_MARGIN, Pairs, PairSettings, _above, exact_scores, find_pairs
+
+AUTO_APPROX_ABOVE = 200_000  # `auto` picks approx mode above this many vectors
+
+
+@dataclass(frozen=True)
+class ApproxSettings:
+    nprobe: int = 16  # cells each vector probes, its own included
+    nlist: int | None = None  # cells; None: about sqrt(nprobe x N), see cells_for
+    coarse_dim: int = 128  # PCA dimensions for k-means and cell assignment (0: no PCA)
+    train_points: int = 40  # k-means sample per cell
+    kmeans_iter: int = 10
+    seed: int = 0
+    tile: int = 4096  # query rows per GEMM
+
+    def validate(self) -> None:
+        if self.nprobe < 1:
+            raise InputError(f"nprobe must be at least 1, got {self.nprobe}")
+        if self.nlist is not None and self.nlist < 1:
+            raise InputError(f"nlist must be at least 1, got {self.nlist}")
+        if self.coarse_dim < 0 or self.train_points < 1 or self.kmeans_iter < 1:
+            raise InputError("coarse_dim, train_points and kmeans_iter must be positive")
+        if self.tile < 1:
+            raise InputError("tile must be positive")
+
+
+def use_approx(method: str, n: int, settings: PairSettings, partial: bool = False) -> bool:
+    """exact | approx | auto -> whether to search approximately.
+
+    auto: approx above AUTO_APPROX_ABOVE vectors in full mode; exact otherwise.
+    Approx mode compares every vector, so it does not combine with a partial
+    search (sample mode, new-only queries)."""
+    if method not in ("exact", "approx", "auto"):
+        raise InputError(f"pair search must be exact, approx or auto, got {method!r}")
+    partial = partial or settings.compare_mode == "sample"
+    if method == "approx" and partial:
+        raise InputError("--approx compares every image; it cannot be combined with "
+                         "--compare-mode sample or a new-only dedupe. Use --exact there")
+    return method == "approx" or (method == "auto" and not partial and n > AUTO_APPROX_ABOVE)
+
+
+def cells_for(n: int, nprobe: int) -> int:
+    """nlist balancing the two costs, scoring against centroids (~nlist per vector, at
+    the reduced dimension) and against probed cells (~nprobe x n / nlist per vector),
+    with cells of at least ~64 vectors so the GEMMs stay efficient."""
+    return max(1, min(round(2 * math.sqrt(nprobe * n)), n // 64))
+
+
+def _coarse_space(x: np.ndarray, a: ApproxSettings, rng: np.random.Generator,
+                  sample: np.ndarray) -> tuple[np.ndarray, object | None]:
+    """Unit vectors in the PCA-reduced space used for cells (the input when no PCA)."""
+    import faiss
+
+    d = x.shape[1]
+    if not 0 < a.coarse_dim < d:
+        return x, None
+    pca = faiss.PCAMatrix(d, a.coarse_dim)
+    pca.train(np.ascontiguousarray(x[sample]))
+    y = np.empty((len(x), a.coarse_dim), np.float32)
+    for s in range(0, len(x), 65536):
+        y[s:s + 65536] = pca.apply(np.ascontiguousarray(x[s:s + 65536]))
+    y /= np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)
+    return y, pca
+
+
+def assign_cells(x: np.ndarray, a: ApproxSettings, nlist: int) -> np.ndarray:
+    """(n, nprobe) int64: each vector's nearest cells, nearest first (column 0: its home)."""
+    import faiss
+
+    n = len(x)
+    rng = np.random.default_rng(a.seed)
+    sample = np.sort(rng.choice(n, size=min(n, max(nlist * a.train_points, 20_000)),
+                                replace=False))
+    y, _ = _coarse_space(x, a, rng, sample)
+    km = faiss.Kmeans(y.shape[1], nlist, niter=a.kmeans_iter, spherical=True, seed=a.seed,
+                      max_points_per_centroid=a.train_points, verbose=False)
+    km.train(np.ascontiguousarray(y[sample]))
+    index = faiss.IndexFlatIP(y.shape[1])
+    index.add(km.centroids)
+    probes = np.empty((n, min(a.nprobe, nlist)), np.int64)
+    for s in range(0, n, 65536):
+        _, probes[s:s + 65536] = index.search(np.ascontiguousarray(y[s:s + 65536]),
+                                              probes.shape[1])
+    return probes
+
+
+def find_pairs_approx(
+    vectors: np.ndarray,
+    settings: PairSettings,
+    approx: ApproxSettings | None = None,
+    folders: np.ndarray | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> Pairs:
+    """Pairs with score >= threshold, a subset of find_pairs' answer with the same scores."""
+    approx = approx or ApproxSettings()
+    settings.validate()
+    approx.validate()
+    if settings.compare_mode != "full":
+        raise InputError("approximate pair search compares every image (compare mode full)")
+    if settings.compare_scope == "inter_folder" and folders is None:
+        raise InputError("inter_folder needs each image's input folder")
+    x = np.ascontiguousarray(vectors, dtype=np.float32)
+    n = len(x)
+    nlist = approx.nlist or cells_for(n, approx.nprobe)
+    if nlist <= approx.nprobe:  # every cell probed: nothing to gain over exact
+        return find_pairs(x, settings, folders, on_progress)
+    probes = assign_cells(x, approx, nlist)
+    home = probes[:, 0]
+    members = np.argsort(home, kind="stable")
+    m_bounds = np.searchsorted(home[members], np.arange(nlist + 1))
+    flat = probes.ravel()
+    probers = np.argsort(flat, kind="stable") // probes.shape[1]  # rows, grouped by cell
+    p_bounds = np.searchsorted(np.sort(flat), np.arange(nlist + 1))
+    del flat
+    radius = float(settings.threshold) - SEARCH_MARGIN
+    found_i, found_j = [], []
+    for c in range(nlist):
+        cell = members[m_bounds[c]:m_bounds[c + 1]]
+        if len(cell):
+            block = x[cell]
+            rows = probers[p_bounds[c]:p_bounds[c + 1]]
+            for s in range(0, len(rows), approx.tile):
+                qrows = rows[s:s + approx.tile]
+                qi, cj = _above(x[qrows] @ block.T, radius)
+                gi, gj = qrows[qi], cell[cj]
+                keep = gi != gj
+                found_i.append(gi[keep])
+                found_j.append(gj[keep])
+        if on_progress:
+            on_progress(c + 1, nlist)
+    i = np.concatenate(found_i) if found_i else np.zeros(0, np.int64)
+    j = np.concatenate(found_j) if found_j else np.zeros(0, np.int64)
+    key = np.unique(np.minimum(i, j) * n + np.maximum(i, j))  # a pair can come from 2 cells
+    lo, hi = key // n, key % n
+    if settings.compare_scope == "inter_folder" and folders is not None and len(lo):
+        other = folders[lo] != folders[hi]
+        lo, hi = lo[other], hi[other]
+    score = exact_scores(x, lo, hi)
+    keep = score >= float(settings.threshold)
+    lo, hi, score = lo[keep], hi[keep], score[keep]
+    order = np.lexsort((hi, lo, -score))
+    return Pairs(lo[order], hi[order], score[order])
+
+
+__all__ = ["AUTO_APPROX_ABOVE", "ApproxSettings", "cells_for", "find_pairs_approx",
+           "use_approx"]

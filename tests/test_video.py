@@ -1,0 +1,54 @@
+"""Videos: frames sampled at --video-fps become entries `clip.avi#t=HH:MM:SS.mmm`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conftest import cli_ok, report_of, write_scene_video
+
+from imgsim_index.report.preview import preview_image
+from imgsim_index.video import frame_path, split_frame_path
+
+
+def test_frame_names_round_trip() -> None:
+    p = frame_path("/cam/cam1.mp4", 83_500)
+    assert p == "/cam/cam1.mp4#t=00:01:23.500"
+    assert split_frame_path(p) == ("/cam/cam1.mp4", 83_500)
+    assert split_frame_path("/a/b.jpg") == ("/a/b.jpg", None)
+    assert split_frame_path("/a/b.jpg#t=00:00:01.000") == ("/a/b.jpg#t=00:00:01.000", None)
+
+
+def test_static_scenes_give_one_group_each(tmp_path: Path) -> None:
+    clips = tmp_path / "cctv"
+    clips.mkdir()
+    write_scene_video(clips / "cam1.avi", scenes=3, seconds_each=4)
+    idx = tmp_path / "idx"
+    out = cli_ok("build", clips, "--index", idx, "--model", "efficientnet-lite0", "-q")
+    assert "embedded 12," in out  # 12 s at 1 frame/s
+    rep = report_of(cli_ok("dedupe", "--index", idx, "--threshold", "0.99",
+                           "--output", tmp_path / "r", "-q"))
+    assert rep["total_images_in_folders"] == 12
+    assert rep["number_of_unique_groups"] == 3 and rep["photos_to_remove"] == 9
+    for group in rep["groups"]:
+        members = [m if isinstance(m, str) else m["path"] for m in group["members"]]
+        seconds = sorted(split_frame_path(m)[1] // 1000 for m in members)  # type: ignore[operator]
+        assert len(seconds) == 4 and seconds[-1] - seconds[0] == 3
+        assert seconds[0] % 4 == 0  # all four frames of one scene, none of another
+    pair = rep["similar_pairs"][0]
+    assert pair["image1"].startswith(str(clips / "cam1.avi#t=00:00:"))
+    im = preview_image(pair["image1"], (320, 240))
+    assert im.size == (320, 240)
+    # a second build finds the video complete; a higher rate re-samples nothing old
+    assert "embedded 0," in cli_ok("build", clips, "--index", idx, "-q")
+
+
+def test_unreadable_video_is_an_error(tmp_path: Path) -> None:
+    clips = tmp_path / "cctv"
+    clips.mkdir()
+    (clips / "broken.mp4").write_bytes(b"\x00" * 1000)
+    idx = tmp_path / "idx"
+    out = cli_ok("build", clips, "--index", idx, "--model", "efficientnet-lite0", "-q")
+    assert "unreadable 1" in out
+    rep = report_of(cli_ok("dedupe", "--index", idx, "--output", tmp_path / "r", "-q"))
+    assert rep["errors"][0]["path"] == str(clips / "broken.mp4")
+    assert rep["errors"][0]["error"] == "OpenCV cannot open this video"

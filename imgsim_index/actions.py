@@ -112,7 +112,10 @@ def _examine(path: str, ctx: ReportContext, action: str, move_to: str | None
     if reason:
         return Refusal(path, reason)
     keeper = ctx.keeper_of[path]
-    st, kst = os.stat(path), os.stat(keeper)
+    try:
+        st, kst = os.stat(path), os.stat(keeper)
+    except OSError as exc:  # it vanished a moment after the checks
+        return Refusal(path, f"cannot be examined ({exc.strerror or exc})")
     linked = (st.st_dev, st.st_ino) == (kst.st_dev, kst.st_ino)
     frees = 0 if linked or st.st_nlink > 1 else st.st_size
     base = Operation(path, keeper, st.st_size, st.st_mtime_ns, stat.S_IMODE(st.st_mode), frees)
@@ -200,22 +203,24 @@ def _recover(rec: dict[str, Any]) -> bool:
     action, path = rec["action"], rec["path"]
     if action == "delete":
         return not os.path.lexists(path)
+    original = matches(path, rec["size"], rec["mtime_ns"])
     if action == "move":
         target = rec["target"]
         remove_if_exists(part_name(target))
-        if os.path.lexists(target) and not os.path.lexists(path):
-            return True
-        if os.path.lexists(target) and matches(target, rec["size"], rec["mtime_ns"]):
-            os.unlink(target)  # a copy across filesystems was complete, the source still there
-        return False
+        if not os.path.lexists(target):
+            return False
+        if original and matches(target, rec["size"], rec["mtime_ns"]):
+            os.unlink(target)  # both names are whole: the source was never removed
+            return False
+        return True
     if same_file(path, rec["keeper"]):
         return True
     remove_if_exists(rec["tmp"])
     backup = rec["backup"]
     if backup and os.path.lexists(backup):
-        if os.path.lexists(path):
-            os.unlink(backup)
-        else:
+        if original:
+            os.unlink(backup)  # the original is still in place
+        elif not os.path.lexists(path):
             os.replace(backup, path)
     return False
 

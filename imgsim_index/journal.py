@@ -29,6 +29,7 @@ class Journal:
         self.path = path
         self.fh = fh
         self.records = records
+        self.last_number = 0
 
     @classmethod
     def create(cls, path: str, header: dict[str, Any]) -> Journal:
@@ -60,6 +61,7 @@ class Journal:
         journal._lock()
         text = fh.read()
         journal.records = _parse(text)
+        journal.last_number = max((int(r["n"]) for r in journal.begun()), default=0)
         head = journal.records[0] if journal.records else {}
         if head.get("type") != "apply" or head.get("version") != JOURNAL_VERSION:
             fh.close()
@@ -94,6 +96,8 @@ class Journal:
         self.fh.flush()
         os.fsync(self.fh.fileno())
         self.records.append(record)
+        if record.get("type") == "begin":
+            self.last_number = max(self.last_number, int(record["n"]))
 
     # -- reading ---------------------------------------------------------------
     @property
@@ -107,7 +111,7 @@ class Journal:
         return [r for r in self.records if r.get("type") == "begin"]
 
     def next_number(self) -> int:
-        return max((int(r["n"]) for r in self.begun()), default=0) + 1
+        return self.last_number + 1
 
     def has(self, kind: str) -> bool:
         return any(r.get("type") == kind for r in self.records)

@@ -141,10 +141,10 @@ def find_pairs_approx(
     radius = float(settings.threshold) - SEARCH_MARGIN
     found_i, found_j = [], []
     for c in range(nlist):
-        cell = members[m_bounds[c]:m_bounds[c + 1]]
-        if len(cell):
+        rows = probers[p_bounds[c]:p_bounds[c + 1]]
+        for m in range(m_bounds[c], m_bounds[c + 1], approx.tile):  # a big cell: in parts
+            cell = members[m:min(m + approx.tile, m_bounds[c + 1])]
             block = x[cell]
-            rows = probers[p_bounds[c]:p_bounds[c + 1]]
             for s in range(0, len(rows), approx.tile):
                 qrows = rows[s:s + approx.tile]
                 qi, cj = _above(x[qrows] @ block.T, radius)

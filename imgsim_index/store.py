@@ -19,6 +19,7 @@ so its cost is amortised.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -350,10 +351,8 @@ def release_inherited_locks() -> None:
     leaves the parent's lock in place.
     """
     for fd in list(_HELD_LOCKS):
-        try:
+        with contextlib.suppress(OSError):
             os.close(fd)
-        except OSError:
-            pass
     _HELD_LOCKS.clear()
 
 

@@ -411,6 +411,24 @@ def test_resume_finishes_an_interrupted_apply(lib: tuple[Path, str, dict[str, An
     assert contents(snapshot(photos)) == contents(before)
 
 
+def test_a_file_recreated_at_the_source_is_never_lost(
+        lib: tuple[Path, str, dict[str, Any]], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    photos, report, _ = lib
+    journal = str(tmp_path / "j.jsonl")
+    with monkeypatch.context() as m:
+        crash_on_call(m, Journal, "append", 3)  # the first move is made, its 'done' is not
+        with pytest.raises(Crash):
+            apply_plan(make_plan(report, "move", str(tmp_path / "dupes")), journal)
+    moved = tmp_path / "dupes/photos/a/sunset_small.jpg"
+    moved_bytes = moved.read_bytes()
+    (photos / "a/sunset_small.jpg").write_bytes(b"someone put a new file here")
+    u = undo(journal)
+    assert "exists again" in u.not_restored[0].reason
+    assert moved.read_bytes() == moved_bytes
+    assert (photos / "a/sunset_small.jpg").read_bytes() == b"someone put a new file here"
+
+
 def test_cli_resume_after_an_interruption(lib: tuple[Path, str, dict[str, Any]],
                                           tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                           capsys: pytest.CaptureFixture[str]) -> None:

@@ -18,7 +18,9 @@ JPEG; dates are rewritten by copies and downloads.
 
 Protected files (under a --protect folder) are a reference set: they are never
 removable, the keeper is picked among them when a group has any, and a group
-made only of protected files removes nothing.
+made only of protected files removes nothing. Video frames (`clip.mp4#t=...`)
+are not files: they are never removable, and the keeper is a still image when
+the group has one.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from .catalog import Row
 from .errors import InputError
 from .groups import Groups
 from .pairs import exact_scores
+from .video import split_frame_path
 
 KEEP_POLICIES = ("highest-resolution", "largest", "oldest", "newest", "shortest-path", "first")
 DEFAULT_KEEP = "highest-resolution"
@@ -55,6 +58,7 @@ class GroupDecision:
     members: np.ndarray  # row positions, ascending
     keeper: int  # row position of the keeper
     protected: np.ndarray  # bool per member
+    frames: np.ndarray  # bool per member: a video frame entry, not a file
     removable: list[int]  # row positions, ascending
     scores: np.ndarray | None  # float64 per member: score to the keeper (None: no vectors)
 
@@ -77,6 +81,10 @@ _POLICY_KEYS: dict[str, SortKey] = {
     "shortest-path": lambda r, _: (len(r.path), r.path),
     "first": lambda r, folder: (folder if folder >= 0 else 2**31, r.path),
 }
+
+
+def is_frame(path: str) -> bool:
+    return split_frame_path(path)[1] is not None
 
 
 def under_any(path: str, folders: Sequence[str]) -> bool:
@@ -102,14 +110,17 @@ def choose_keepers(
     codes = folder_codes if folder_codes is not None else np.zeros(len(rows), np.int64)
     out = []
     for members in groups.members:
-        protected = np.asarray(
-            [under_any(rows[m].path, settings.protect) for m in members.tolist()], dtype=bool)
-        candidates = members[protected] if protected.any() else members
+        paths = [rows[m].path for m in members.tolist()]
+        protected = np.asarray([under_any(p, settings.protect) for p in paths], dtype=bool)
+        frames = np.asarray([is_frame(p) for p in paths], dtype=bool)
+        candidates = (members[protected] if protected.any() else
+                      members[~frames] if not frames.all() else members)
         keeper = min(candidates.tolist(), key=lambda m: key(rows[m], int(codes[m])))
-        removable = [m for m, p in zip(members.tolist(), protected.tolist(), strict=True)
-                     if m != keeper and not p]
+        fixed = (protected | frames).tolist()
+        removable = [m for m, f in zip(members.tolist(), fixed, strict=True)
+                     if m != keeper and not f]
         scores = None
         if vectors is not None:
             scores = exact_scores(vectors, members, np.full(len(members), keeper, np.int64))
-        out.append(GroupDecision(members, keeper, protected, removable, scores))
+        out.append(GroupDecision(members, keeper, protected, frames, removable, scores))
     return out

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import ActionError, InputError, ReportError
-from .keep import under_any
+from .keep import is_frame, under_any
 
 
 @dataclass(frozen=True)
@@ -103,6 +103,8 @@ def problem_with(path: str, ctx: ReportContext) -> str | None:
         return "is not a removable file of the report"
     if member.get("protected") or under_any(path, ctx.protected):
         return "is under a protected folder"
+    if is_frame(path):
+        return "is a frame of a video, not a file; apply acts on whole files only"
     reason = _outside(path, ctx) or _changed(path, member)
     if reason:
         return reason

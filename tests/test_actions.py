@@ -245,6 +245,18 @@ def test_refuses_paths_outside_the_input_folders(lib: tuple[Path, str, dict[str,
     assert victim.read_bytes() == b"x" * 100
 
 
+def test_refuses_a_video_frame_entry(lib: tuple[Path, str, dict[str, Any]]) -> None:
+    photos, report, _ = lib
+    frame = str(photos / "a/clip.mp4#t=00:00:01.000")
+
+    def tamper(rep: dict[str, Any]) -> None:
+        rep["groups"][0]["removable"].append(frame)
+        rep["groups"][0]["members"].append({"path": frame, "size": 1, "mtime_ns": 1,
+                                            "protected": False, "role": "remove"})
+    edit_report(report, tamper)
+    assert "frame of a video" in reasons(make_plan(report, "delete"))[frame]
+
+
 def test_refuses_to_overwrite_at_the_destination(lib: tuple[Path, str, dict[str, Any]],
                                                  tmp_path: Path) -> None:
     photos, report, _ = lib

@@ -109,6 +109,19 @@ def test_protect_matches_whole_folder_names_only() -> None:
     assert keeper_of(rows, "highest-resolution", protect=("/lib/c",)) == "/lib/y.jpg"
 
 
+def test_video_frames_are_never_removable_and_a_still_image_is_kept() -> None:
+    frames = [row(0, "/lib/cam.mp4#t=00:00:01.000", w=1920, h=1080),
+              row(1, "/lib/cam.mp4#t=00:00:02.000", w=1920, h=1080)]
+    rows = [*frames, row(2, "/lib/still.jpg", w=10, h=10)]
+    groups = connected_components(3, np.asarray([0, 0]), np.asarray([1, 2]))
+    (d,) = choose_keepers(rows, groups, KeepSettings())
+    assert rows[d.keeper].path == "/lib/still.jpg" and d.removable == []
+    assert d.frames.tolist() == [True, True, False]
+    only_frames = connected_components(2, np.asarray([0]), np.asarray([1]))
+    (d,) = choose_keepers(frames, only_frames, KeepSettings())
+    assert d.removable == [] and d.keeper in (0, 1)
+
+
 def test_unknown_policy_is_refused_with_the_choices() -> None:
     with pytest.raises(InputError, match="highest-resolution"):
         KeepSettings("biggest").validate()

@@ -52,3 +52,26 @@ def test_unreadable_video_is_an_error(tmp_path: Path) -> None:
     rep = report_of(cli_ok("dedupe", "--index", idx, "--output", tmp_path / "r", "-q"))
     assert rep["errors"][0]["path"] == str(clips / "broken.mp4")
     assert rep["errors"][0]["error"] == "OpenCV cannot open this video"
+
+
+def test_cctv_clip_groups_each_quiet_stretch(tmp_path: Path) -> None:
+    """The README's CCTV workflow: quiet stretches (lit differently) are separate groups."""
+    from conftest import _load_script
+
+    clip = _load_script("make_cctv_clip")
+    folder = tmp_path / "cctv"
+    folder.mkdir()
+    quiet = clip.write_clip(str(folder / "cam1.avi"), seconds=40, seed=0)
+    idx = tmp_path / "idx"
+    cli_ok("build", folder, "--index", idx, "--model", "efficientnet-lite0", "-q")
+    rep = report_of(cli_ok("dedupe", "--index", idx, "--threshold", "0.99",
+                           "--output", tmp_path / "r", "-q"))
+    stretch_of = {s: k for k, (a, b) in enumerate(quiet) for s in range(a, b + 1)}
+    seen = set()
+    for group in rep["groups"]:
+        secs = [split_frame_path(m if isinstance(m, str) else m["path"])[1] // 1000
+                for m in group["members"]]  # type: ignore[operator]
+        stretches = {stretch_of[s] for s in secs if s in stretch_of}
+        assert len(stretches) <= 1, f"a group mixes quiet stretches: {secs}"
+        seen |= stretches
+    assert seen == set(range(len(quiet)))  # every quiet stretch was found

@@ -5,7 +5,7 @@ number_of_similar_pairs, number_of_unique_groups, photos_to_remove, similar_pair
 (index, image1, image2, similarity_score; sorted by score, highest first).
 
 groups (largest first): group, size, keeper, members (path, size, mtime_ns, width,
-height, score_to_keeper, role keep|remove|protected, protected), removable (paths),
+height, score_to_keeper, role keep|remove|protected|frame, protected), removable (paths),
 bytes_removable, all_protected. `apply` works from these alone: it re-checks each
 removable file's size and mtime_ns and stays inside folder_list.
 """
@@ -88,12 +88,13 @@ def group_entry(number: int, d: GroupDecision, rows: Sequence[Row]) -> dict[str,
     members = []
     for k, (m, prot) in enumerate(zip(d.members.tolist(), d.protected.tolist(), strict=True)):
         r = rows[m]
+        role = ("keep" if m == d.keeper else "remove" if m in removable else
+                "protected" if prot else "frame")
         members.append({
             "path": r.path, "size": r.size, "mtime_ns": r.mtime_ns,
             "width": r.width, "height": r.height,
             "score_to_keeper": None if d.scores is None else float(d.scores[k]),
-            "role": "keep" if m == d.keeper else "remove" if m in removable else "protected",
-            "protected": bool(prot),
+            "role": role, "protected": bool(prot),
         })
     return {
         "group": number,

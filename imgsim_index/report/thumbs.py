@@ -1,4 +1,4 @@
-"""thumbs: image files -> small JPEG thumbnails in a folder, for the HTML gallery.
+"""thumbs: indexed entries (image files, video frames) -> small JPEGs in a folder, for the gallery.
 
 Thumbnails are named by position (t000001.jpg, ...), never by the source file's
 name, so an untrusted file name never reaches a URL or the file system here.
@@ -6,32 +6,21 @@ name, so an untrusted file name never reaches a URL or the file system here.
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from PIL import Image, ImageOps
-
-from ..decode import BACKGROUND, _to_rgb, read_file
 from ..progress import NoProgress, Progress
+from .preview import preview_image
 
 THUMB_BOX = (240, 180)
 THUMB_QUALITY = 72
-MAX_THUMB_SOURCE_PIXELS = 200_000_000
 
 
 def make_thumbnail(src: str, dst: str, box: tuple[int, int] = THUMB_BOX) -> bool:
-    """Write a JPEG thumbnail of `src` to `dst`; False if `src` cannot be read as an image."""
+    """Write a JPEG thumbnail of `src` to `dst`; False if `src` cannot be shown."""
     try:
-        im: Image.Image = Image.open(io.BytesIO(read_file(src)))
-        if im.width * im.height > MAX_THUMB_SOURCE_PIXELS:
-            return False
-        im.draft("RGB", box)  # JPEG: decode at a reduced DCT scale, much faster
-        im = ImageOps.exif_transpose(im)
-        im = _to_rgb(im, BACKGROUND)
-        im.thumbnail(box)
-        im.save(dst, "JPEG", quality=THUMB_QUALITY)
+        preview_image(src, box).save(dst, "JPEG", quality=THUMB_QUALITY)
         return True
     except Exception:  # a file that changed or broke since indexing: the gallery shows text
         return False
@@ -48,7 +37,7 @@ def write_thumbnails(
     names = [f"t{k:06d}.jpg" for k in range(1, len(unique) + 1)]
     progress.start("thumbnails", len(unique))
     done: dict[str, str] = {}
-    # PIL releases the GIL while decoding and encoding, so threads scale here
+    # PIL and OpenCV release the GIL while decoding and encoding, so threads scale here
     with ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1)) as pool:
         jobs = pool.map(lambda t: make_thumbnail(t[0], os.path.join(folder, t[1])),
                         zip(unique, names, strict=True))

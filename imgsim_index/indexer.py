@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -217,18 +218,24 @@ class _Update:
             self.store.commit([], self._empty(), forget=gone, forget_videos=gone_videos)
             self.result.pruned = len(gone)
 
-    def _embed_images(self, todo: list[ImageRef]) -> None:
-        self.progress.start("embedding images", len(todo))
+    def _drain(self, description: str, total: int | None, batches: Iterator[Any],
+               take: Callable[[Any], None]) -> None:
+        """Take batches, committing at checkpoints, until done or asked to stop."""
+        self.progress.start(description, total)
         try:
-            for b in self.embedder.embed_files([x.path for x in todo], self.settings.embed,
-                                               on_progress=self.progress.update):
-                self._take_images(todo, b)
+            for batch in batches:
+                take(batch)
                 self._flush()
                 if self.should_stop():
                     break
             self._flush(force=True)
         finally:
             self.progress.finish()
+
+    def _embed_images(self, todo: list[ImageRef]) -> None:
+        batches = self.embedder.embed_files([x.path for x in todo], self.settings.embed,
+                                            on_progress=self.progress.update)
+        self._drain("embedding images", len(todo), batches, lambda b: self._take_images(todo, b))
 
     def _take_images(self, todo: list[ImageRef], b: EmbeddedBatch) -> None:
         for k, pos in enumerate(b.positions):
@@ -242,20 +249,12 @@ class _Update:
             self.errors.append(NewRow(x.path, x.root, x.size, x.mtime_ns, error=reason))
 
     def _embed_videos(self, todo: list[ImageRef], starts: list[int]) -> None:
-        self.progress.start(f"embedding frames of {len(todo)} video(s)", None)
         counts = [0] * len(todo)
-        try:
-            for b in self.embedder.embed_videos(
-                [x.path for x in todo], self.settings.embed, 1.0 / self.settings.video_fps,
-                starts, on_progress=self.progress.update,
-            ):
-                self._take_frames(todo, b, counts)
-                self._flush()
-                if self.should_stop():
-                    break
-            self._flush(force=True)
-        finally:
-            self.progress.finish()
+        batches = self.embedder.embed_videos(
+            [x.path for x in todo], self.settings.embed, 1.0 / self.settings.video_fps, starts,
+            on_progress=self.progress.update)
+        self._drain(f"embedding frames of {len(todo)} video(s)", None, batches,
+                    lambda b: self._take_frames(todo, b, counts))
 
     def _take_frames(self, todo: list[ImageRef], b: VideoBatch, counts: list[int]) -> None:
         for v, ms, w, h in b.frames:

@@ -72,17 +72,28 @@ def cells_for(n: int, nprobe: int) -> int:
     return max(1, min(round(math.sqrt(nprobe * n)), n // 64))
 
 
+def _orthonormal(y: np.ndarray) -> np.ndarray:
+    """Orthonormal columns spanning y (n x k, n >> k), by Cholesky QR: two GEMMs and a
+    k x k factorisation (LAPACK's QR on a tall matrix is ~10x slower, and erratic when
+    the cores are busy)."""
+    g = (y.T @ y).astype(np.float64)
+    g += np.eye(len(g)) * (1e-9 * np.trace(g) / len(g))
+    lower = np.linalg.cholesky(g)
+    return np.ascontiguousarray(y @ np.linalg.inv(lower).T.astype(np.float32))
+
+
 def pca_basis(sample: np.ndarray, k: int, rng: np.random.Generator
               ) -> tuple[np.ndarray, np.ndarray]:
     """(mean (d,), top-k principal directions (k, d)) of `sample`, by randomized SVD
-    (two power iterations): seconds where a full d x d eigendecomposition takes tens."""
+    with two power iterations: well under a second where a full d x d eigen-
+    decomposition takes tens of seconds at d = 2048."""
     mean = sample.mean(axis=0, dtype=np.float64).astype(np.float32)
     s = sample - mean
     y = s @ rng.standard_normal((s.shape[1], k + 16)).astype(np.float32)
     for _ in range(2):
-        y, _ = np.linalg.qr(y)
+        y = _orthonormal(y)
         y = s @ (s.T @ y)
-    q, _ = np.linalg.qr(y)
+    q = _orthonormal(y)
     _, _, vt = np.linalg.svd(q.T @ s, full_matrices=False)
     return mean, np.ascontiguousarray(vt[:k], dtype=np.float32)
 
@@ -108,9 +119,10 @@ def assign_cells(x: np.ndarray, a: ApproxSettings, nlist: int) -> np.ndarray:
     n = len(x)
     rng = np.random.default_rng(a.seed)
     sample = rng.choice(n, size=min(n, max(nlist * a.train_points, 20_000)), replace=False)
-    y = coarse_vectors(x, a, sample[: 20_000], rng)
+    y = coarse_vectors(x, a, sample[: 10_000], rng)
     km = faiss.Kmeans(y.shape[1], nlist, niter=a.kmeans_iter, spherical=True, seed=a.seed,
-                      max_points_per_centroid=a.train_points, verbose=False)
+                      max_points_per_centroid=a.train_points, min_points_per_centroid=1,
+                      verbose=False)
     km.train(np.ascontiguousarray(y[sample]))
     index = faiss.IndexFlatIP(y.shape[1])
     index.add(km.centroids)

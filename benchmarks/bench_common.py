@@ -18,17 +18,26 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def planted_vectors(n: int, dim: int, seed: int, low: float, share: float = 0.01,
-                    chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+                    clusters: int = 0, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
     """Random unit vectors (float32, generated in chunks) and about `share` x n planted
     near-duplicate pairs whose cosine is uniform in [low, 1): a copy b = t a + sqrt(1-t^2) u
     with u orthogonal to a. A tenth of the copies get a second copy (groups of three).
-    Random pairs at dim >= 512 score below ~0.3, so the pairs above `low` are the planted
-    ones and some (source, second copy) pairs. Returns (vectors, planted (k, 2) int64 rows)."""
+    Random pairs at dim >= 512 score below ~0.3 (~0.5 within a cluster), so the pairs
+    above `low` are the planted ones and some (source, second copy) pairs.
+    Returns (vectors, planted (k, 2) int64 rows)."""
     rng = np.random.default_rng(seed)
     x = np.empty((n, dim), np.float32)
+    if clusters:  # centres of Zipf-like sizes; same-centre vectors score about 0.5
+        centres = rng.standard_normal((clusters, dim), dtype=np.float32)
+        centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+        weights = 1.0 / np.arange(1, clusters + 1) ** 0.7
+        of = rng.choice(clusters, size=n, p=weights / weights.sum())
     for s in range(0, n, chunk):
         block = rng.standard_normal((min(n, s + chunk) - s, dim), dtype=np.float32)
         block /= np.linalg.norm(block, axis=1, keepdims=True)
+        if clusters:
+            block += centres[of[s:s + len(block)]]
+            block /= np.linalg.norm(block, axis=1, keepdims=True)
         x[s:s + len(block)] = block
     k = int(share * n)
     slots = rng.permutation(n)[: 2 * k + k // 10]

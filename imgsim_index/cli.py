@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shlex
 import sys
@@ -10,6 +11,7 @@ from typing import Any
 
 import click
 
+from .cli_engine import engine_options, engine_session
 from .errors import ImgsimError, ModelError
 from .models import MODEL_NAMES
 
@@ -113,10 +115,13 @@ def cli() -> None:
     """Find duplicate and near-duplicate images with CNN embeddings and a FAISS index."""
 
 
-def _index_paths(paths: tuple[str, ...], index_dir: str, quiet: bool, **embed: Any) -> None:
+def _index_paths(paths: tuple[str, ...], index_dir: str, quiet: bool, engine: str = "local",
+                 ray_address: str | None = None, **embed: Any) -> None:
     from .indexer import build_index
 
-    r = build_index(list(paths), index_dir, _build_settings(**embed), TqdmProgress(not quiet))
+    with engine_session(engine, ray_address) as eng:
+        r = build_index(list(paths), index_dir, _build_settings(**embed),
+                        TqdmProgress(not quiet), engine=eng.file_embedder if eng else None)
     _print_build(r)
 
 
@@ -130,6 +135,7 @@ prune_option = click.option(
 @index_option
 @prune_option
 @embed_options
+@engine_options
 def build(folders: tuple[str, ...], index_dir: str, quiet: bool, **embed: Any) -> None:
     """Scan FOLDERS for images and videos; embed the new or changed ones into the index."""
     _index_paths(folders, index_dir, quiet, **embed)
@@ -140,6 +146,7 @@ def build(folders: tuple[str, ...], index_dir: str, quiet: bool, **embed: Any) -
 @index_option
 @prune_option
 @embed_options
+@engine_options
 def add(paths: tuple[str, ...], index_dir: str, quiet: bool, **embed: Any) -> None:
     """Add image and video files or folders to the index (only new or changed ones).
 
@@ -170,17 +177,25 @@ def add(paths: tuple[str, ...], index_dir: str, quiet: bool, **embed: Any) -> No
 @click.option("--since", type=click.DateTime(["%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S",
                                               "%Y-%m-%d"]), default=None,
               help="Only pairs involving images added at or after this local time.")
+@click.option("--exact/--approx", "exact", default=None,
+              help="Pair search. exact: every pair is scored. approx: candidates from "
+                   "k-means cells, scored exactly; much faster on large indexes, may miss "
+                   "a few pairs (see benchmarks). Default: approx above 200,000 images.")
 @keep_options
 @embed_options
+@engine_options
 def dedupe(folders: tuple[str, ...], index_dir: str, threshold: float, compare_mode: str,
            sample_ratio: float, seed: int, compare_scope: str, max_pairs_for_collage: int,
-           output: str, new_only: bool, since: Any, keep: str, protect: tuple[str, ...],
-           quiet: bool, **embed: Any) -> None:
+           output: str, new_only: bool, since: Any, exact: bool | None, keep: str,
+           protect: tuple[str, ...], quiet: bool, **embed: Any) -> None:
     """Find similar pairs and duplicate groups; update the index from FOLDERS first if given."""
     from .dedupe import DedupeSettings
     from .dedupe import dedupe as run_dedupe
     from .pairs import PairSettings
 
+    engine, ray_address = embed.pop("engine"), embed.pop("ray_address")
+    if engine == "ray" and exact is None:
+        exact = True  # the cluster's job is the exact search
     settings = DedupeSettings(
         pairs=PairSettings(threshold=threshold, compare_mode=compare_mode,
                            sample_ratio=sample_ratio, seed=seed, compare_scope=compare_scope),
@@ -191,8 +206,11 @@ def dedupe(folders: tuple[str, ...], index_dir: str, threshold: float, compare_m
         protect=protect,
         new_only=new_only,
         since=since.timestamp() if since is not None else None,
+        search="auto" if exact is None else "exact" if exact else "approx",
     )
-    r = run_dedupe(index_dir, list(folders) or None, settings, TqdmProgress(not quiet))
+    with engine_session(engine, ray_address) as eng:
+        settings = dataclasses.replace(settings, engine=eng)
+        r = run_dedupe(index_dir, list(folders) or None, settings, TqdmProgress(not quiet))
     rep = r.report
     if rep["number_of_errors"]:
         click.echo(f"{rep['number_of_errors']} unreadable files were skipped "

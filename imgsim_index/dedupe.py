@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -15,11 +15,15 @@ from .groups import Groups, connected_components
 from .indexer import BuildResult, BuildSettings, build_index
 from .keep import DEFAULT_KEEP, KeepSettings, choose_keepers
 from .pairs import Pairs, PairSettings, find_pairs
+from .pairs_approx import ApproxSettings, find_pairs_approx, use_approx
 from .progress import NoProgress, Progress
 from .report import build_report, write_collage, write_report
 from .report.html import write_gallery
 from .store import IndexStore
 from .video import split_frame_path
+
+if TYPE_CHECKING:
+    from .distributed import RayEngine
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,9 @@ class DedupeSettings:
     protect: tuple[str, ...] = ()  # folders whose files are always kept
     new_only: bool = False  # only pairs involving images added since the last dedupe
     since: float | None = None  # ... or added at/after this time (epoch seconds)
+    search: str = "auto"  # exact | approx | auto (approx above pairs_approx.AUTO_APPROX_ABOVE)
+    approx: ApproxSettings = field(default_factory=ApproxSettings)
+    engine: RayEngine | None = None  # embed and search exact pairs on a Ray cluster
 
 
 @dataclass
@@ -82,13 +89,17 @@ def dedupe(
     settings = settings or DedupeSettings()
     progress = progress or NoProgress()
     settings.pairs.validate()
+    settings.approx.validate()
+    use_approx(settings.search, 0, settings.pairs,  # a bad combination fails before any work
+               settings.new_only or settings.since is not None)
     keep_settings = KeepSettings(settings.keep, tuple(settings.protect))
     keep_settings.validate()
     timings: dict[str, float] = {}
     built = None
     t = time.perf_counter()
     if folders:
-        built = build_index(folders, index_dir, settings.build, progress)
+        built = build_index(folders, index_dir, settings.build, progress,
+                            engine=settings.engine.file_embedder if settings.engine else None)
         timings["index_update"] = time.perf_counter() - t
     t = time.perf_counter()
     with IndexStore.open_reader(index_dir) as store:
@@ -111,7 +122,13 @@ def dedupe(
     timings["load_vectors"] = time.perf_counter() - t
     t = time.perf_counter()
     codes = folder_codes(rows, folders)
-    pairs = find_pairs(vectors, settings.pairs, codes, queries=queries)
+    approx = use_approx(settings.search, len(rows), settings.pairs, queries is not None)
+    if approx:
+        pairs = find_pairs_approx(vectors, settings.pairs, settings.approx, codes)
+    elif settings.engine is not None:
+        pairs = settings.engine.find_pairs(vectors, settings.pairs, codes, queries=queries)
+    else:
+        pairs = find_pairs(vectors, settings.pairs, codes, queries=queries)
     timings["pair_search"] = time.perf_counter() - t
     groups = connected_components(len(rows), pairs.i, pairs.j)
     decisions = choose_keepers(rows, groups, keep_settings, codes, vectors)
@@ -127,6 +144,9 @@ def dedupe(
     collage_path = os.path.join(out_dir, "similar_pairs_sample", "random_collage.jpg")
     write_collage(_pair_paths(rows, pairs), collage_path, settings.max_pairs_for_collage,
                   settings.pairs.seed, settings.pairs.threshold)
+    report["pair_search"] = ({"method": "approx", **asdict(settings.approx),
+                              "nprobe": settings.approx.probes_for(settings.pairs.threshold)}
+                             if approx else {"method": "exact"})
     if queries is not None:
         report["compare_mode"] = "new_only"
         report["new_images"] = len(queries)

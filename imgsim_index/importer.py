@@ -4,9 +4,12 @@ For users with their own embeddings (and for the benchmarks): every other
 command (dedupe, the reports, apply) then works on the imported index.
 
 Streaming: the .npy is opened with mmap_mode="r" and read in chunks of about
-`chunk_bytes`; each chunk is normalised and committed through
-IndexStore.commit as one segment, so memory is O(chunk), not O(N x dim). The
-only O(N) state is 8 bytes per path (a hash, to refuse duplicate paths).
+`chunk_bytes` (64 MiB); each chunk is normalised and committed through
+IndexStore.commit as one segment, so memory is O(chunk), not O(N x dim):
+about 4 chunks at the peak (the chunk, and the store's copies while it
+writes the segment). The only O(N) state is a hash per path, to refuse
+duplicate paths. (The mapped file's pages count in RSS while they are read,
+but they are page cache, not memory the import holds.)
 
 All input is checked before anything is written: the paths file (UTF-8, one
 path per line, no empty or repeated lines, as many lines as vectors), the
@@ -45,7 +48,7 @@ COMPACT_AUTO_BYTES = 1 << 30  # auto: compact afterwards only if the live vector
 @dataclass(frozen=True)
 class ImportSettings:
     model: str | None = None  # None: the index's model label, or "imported" for a new index
-    chunk_bytes: int = 128 << 20  # float32 bytes per commit (one segment file each)
+    chunk_bytes: int = 64 << 20  # float32 bytes per commit (one segment file each)
     compact: bool | None = None  # None: when the index needs it and holds <= COMPACT_AUTO_BYTES
     stat_files: bool = True  # record size and mtime of paths that exist (for --keep policies)
     wait_for_lock: bool = False
@@ -137,21 +140,27 @@ def _chunks(n: int, rows: int) -> Iterator[tuple[int, int]]:
         yield s, min(n, s + rows)
 
 
-def normalised(block: np.ndarray, first_row: int, source: str) -> np.ndarray:
-    """Rows scaled to unit length in float64, returned as float32; bad rows are refused."""
-    x = np.asarray(block, dtype=np.float64)
-    norms = np.sqrt(np.einsum("ij,ij->i", x, x))
-    bad = ~np.isfinite(norms) | (norms == 0)
-    if bad.any():
-        k = int(np.argmax(bad))
-        what = "is all zeros" if norms[k] == 0 else "holds NaN or infinite values"
-        raise InputError(f"{source} row {first_row + k} {what}; it has no direction to compare")
-    return (x / norms[:, None]).astype(np.float32)
+def normalised(block: np.ndarray, first_row: int, source: str, step: int = 2048) -> np.ndarray:
+    """Rows scaled to unit length in float64, returned as float32; bad rows are refused.
+
+    Works `step` rows at a time, so the float64 temporaries stay small."""
+    out = np.empty(block.shape, np.float32)
+    for s in range(0, len(block), step):
+        x = np.asarray(block[s:s + step], dtype=np.float64)
+        norms = np.sqrt(np.einsum("ij,ij->i", x, x))
+        bad = ~np.isfinite(norms) | (norms == 0)
+        if bad.any():
+            k = int(np.argmax(bad))
+            what = "is all zeros" if norms[k] == 0 else "holds NaN or infinite values"
+            raise InputError(
+                f"{source} row {first_row + s + k} {what}; it has no direction to compare")
+        out[s:s + step] = x / norms[:, None]
+    return out
 
 
 def check_vectors(mm: np.ndarray, source: str, rows: int) -> None:
     for s, e in _chunks(len(mm), rows):
-        normalised(mm[s:e], s, source)
+        normalised(mm[s:e], s, source)  # the result is dropped: only the checks count
 
 
 def resolve_identity(index_dir: str, model: str | None, dim: int, source: str

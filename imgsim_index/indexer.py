@@ -14,7 +14,7 @@ import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -26,6 +26,22 @@ from .progress import NoProgress, Progress
 from .scan import ImageRef, scan_folders
 from .store import IndexStore, check_identity
 from .video import frame_path, split_frame_path
+
+
+class FileEmbedder(Protocol):
+    """What embeds image files: `embed.Embedder` here, or another engine (a Ray cluster).
+
+    Yields batches in input order, each covering the next `settings.batch_size`
+    positions (as `Embedder.embed_files` does), so commits, and the catalog ids they
+    assign, come out the same whichever engine embedded the files."""
+
+    def embed_files(self, paths: Sequence[str], settings: EmbedSettings,
+                    on_progress: Callable[[int], None] | None = None
+                    ) -> Iterator[EmbeddedBatch]: ...
+
+
+# model -> the engine that embeds still images; videos are always embedded here
+ImageEngine = Callable[[LoadedModel], FileEmbedder]
 
 
 @dataclass(frozen=True)
@@ -88,12 +104,14 @@ def build_index(
     model: LoadedModel | None = None,
     accept: Callable[[ImageRef], bool] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    engine: ImageEngine | None = None,
 ) -> BuildResult:
     """Bring the index up to date with `paths` (folders, image files, video files).
 
     `accept` filters the scanned files (e.g. only files that finished being written);
     `should_stop` is polled between batches: when it says so, the work done so far is
-    committed and the build returns early.
+    committed and the build returns early. `engine` embeds the still images
+    (default: this process, `embed.Embedder`); this process stays the only writer.
     """
     settings = settings or BuildSettings()
     settings.validate()
@@ -110,7 +128,7 @@ def build_index(
         refs = scan_folders(paths)
         if accept is not None:
             refs = [r for r in refs if accept(r)]
-        result = _Update(store, model, settings, progress, should_stop).run(refs, paths)
+        result = _Update(store, model, settings, progress, should_stop, engine).run(refs, paths)
         if store.needs_compaction():
             progress.note("compacting the index")
             store.compact()
@@ -134,7 +152,8 @@ class _Update:
     """One pass over the scanned files: decide what to do, embed, commit in checkpoints."""
 
     def __init__(self, store: IndexStore, model: LoadedModel, settings: BuildSettings,
-                 progress: Progress, should_stop: Callable[[], bool] | None = None):
+                 progress: Progress, should_stop: Callable[[], bool] | None = None,
+                 engine: ImageEngine | None = None):
         self.store, self.model, self.settings, self.progress = store, model, settings, progress
         self.should_stop = should_stop or (lambda: False)
         self.rows: list[NewRow] = []
@@ -146,6 +165,7 @@ class _Update:
         self.last = time.monotonic()
         self.result = BuildResult(index=store.folder, model=model.info.name)
         self._embedder: Embedder | None = None
+        self.engine = engine
 
     @property
     def embedder(self) -> Embedder:
@@ -233,8 +253,9 @@ class _Update:
             self.progress.finish()
 
     def _embed_images(self, todo: list[ImageRef]) -> None:
-        batches = self.embedder.embed_files([x.path for x in todo], self.settings.embed,
-                                            on_progress=self.progress.update)
+        source: FileEmbedder = self.engine(self.model) if self.engine else self.embedder
+        batches = source.embed_files([x.path for x in todo], self.settings.embed,
+                                     on_progress=self.progress.update)
         self._drain("embedding images", len(todo), batches, lambda b: self._take_images(todo, b))
 
     def _take_images(self, todo: list[ImageRef], b: EmbeddedBatch) -> None:
@@ -289,4 +310,5 @@ class _Update:
         return np.zeros((0, self.store.dim), np.float32)
 
 
-__all__ = ["BuildResult", "BuildSettings", "build_index", "resolve_model"]
+__all__ = ["BuildResult", "BuildSettings", "FileEmbedder", "ImageEngine", "build_index",
+           "resolve_model"]

@@ -1,25 +1,29 @@
-"""pairs: vectors + threshold -> Pairs(i, j, score), i < j, by tiled float32 GEMM.
+"""pairs: vectors + threshold -> Pairs(i, j, score), i < j, by FAISS range search in tiles.
 
-Memory is O(N x dim + block^2 + pairs): the vectors are cut into blocks of
-`block_size` rows and one block x block tile of float32 scores (a BLAS GEMM)
-exists at a time; its candidates are kept and the tile is reused. In full
-mode only tiles on or above the diagonal are computed, so each pair is scored
-once, not twice. (This replaced FAISS range search over IndexFlatIP blocks:
-the same BLAS work, but bigger GEMMs and no diagonal blocks scored twice, so
-it runs at the speed of a plain numpy GEMM; see benchmarks/bench_pairs.py.)
+Memory is O(N x dim + block x dim + pairs), never N x N: the vectors are cut into
+blocks of `block_size` rows; one block at a time is a FAISS IndexFlatIP, and
+query blocks are range-searched against it. In full mode only tiles on or
+above the diagonal are searched, so each pair is scored once. Blocks of 4096
+and FAISS BLAS tiles of the same size make each tile one large GEMM, which
+runs at the speed of a plain numpy GEMM (benchmarks/bench_pairs.py); the
+first version, with blocks of 16,384 and FAISS's default 4096 x 1024 tiles,
+scored diagonal blocks in full and ran 2.46x slower.
 
 Threshold rule (deliberate, documented in ARCHITECTURE.md): float32 scores
-are off by up to ~1e-6, so tiles are thresholded a little below the threshold
-(SEARCH_MARGIN), every candidate is re-scored in float64 from the stored
-float32 vectors, and a pair counts when that score, rounded to the 6 decimals
-the report shows, is >= the threshold. A pair shown as 0.990000 at threshold
-0.99 is therefore always included.
+are off by up to ~1e-6 and FAISS keeps only scores strictly above its radius,
+so it searches a little below the threshold (SEARCH_MARGIN); every
+candidate is re-scored in float64 from the stored float32 vectors, and a pair
+counts when that score, rounded to the 6 decimals the report shows, is >= the
+threshold. A pair shown as 0.990000 at threshold 0.99 is therefore always
+included.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -76,18 +80,27 @@ def exact_scores(vectors: np.ndarray, i: np.ndarray, j: np.ndarray,
     return np.round(out, SCORE_DECIMALS)
 
 
-def _above(scores: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
-    """(row, column) of the entries >= radius of a score tile, as int64.
+def _range_search(index: Any, queries: np.ndarray, radius: float
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """(query row, index row) of every score above `radius`: FAISS range search."""
+    lims, _, found = index.range_search(queries, radius)
+    q = np.repeat(np.arange(len(queries), dtype=np.int64), np.diff(lims).astype(np.int64))
+    return q, found.astype(np.int64)
 
-    Row maxima first: most rows have no candidate, and np.nonzero over a whole
-    2-D tile costs ~10x a max-reduction over it."""
-    cols = scores.shape[1]
-    rows = np.flatnonzero(scores.max(axis=1) >= radius)
-    if 4 * len(rows) > len(scores):  # many hits: a low threshold, or a diagonal tile
-        flat = np.flatnonzero(scores >= radius)
-        return flat // cols, flat % cols
-    flat = np.flatnonzero(scores[rows] >= radius)
-    return rows[flat // cols], flat % cols
+
+@contextmanager
+def _blas_tiles(size: int) -> Iterator[None]:
+    """FAISS scores a range search in BLAS tiles of 4096 x 1024 by default; tiles as large
+    as our blocks run at the speed of one plain GEMM (see benchmarks/bench_pairs.py)."""
+    import faiss
+
+    cv = faiss.cvar
+    saved = cv.distance_compute_blas_query_bs, cv.distance_compute_blas_database_bs
+    cv.distance_compute_blas_query_bs = cv.distance_compute_blas_database_bs = max(size, 1)
+    try:
+        yield
+    finally:
+        cv.distance_compute_blas_query_bs, cv.distance_compute_blas_database_bs = saved
 
 
 def find_pairs(
@@ -107,51 +120,97 @@ def find_pairs(
     """
     settings.validate()
     x = np.ascontiguousarray(vectors, dtype=np.float32)
-    n = len(x)
+    check_scope(settings, folders)
+    rows = query_rows(len(x), settings, queries)
+    i, j = candidate_pairs(x, search_radius(settings), settings.block_size, rows,
+                           on_progress=on_progress)
+    return pairs_from_candidates(x, i, j, settings, folders, partial=rows is not None)
+
+
+def check_scope(settings: PairSettings, folders: np.ndarray | None) -> None:
     if settings.compare_scope == "inter_folder" and folders is None:
         raise InputError("inter_folder needs each image's input folder")
-    partial = queries is not None or settings.compare_mode == "sample"
+
+
+def search_radius(settings: PairSettings) -> float:
+    """The float32 score a candidate needs (a little below the threshold, see module doc)."""
+    return float(settings.threshold) - SEARCH_MARGIN
+
+
+def query_rows(n: int, settings: PairSettings, queries: np.ndarray | None = None
+               ) -> np.ndarray | None:
+    """The rows searched against all rows, sorted and unique; None for a full search
+    (every pair once). Sample mode draws them with the seed; `queries` overrides."""
     if queries is not None:
-        queries = np.unique(np.asarray(queries, np.int64))
-    elif settings.compare_mode == "sample":
+        return np.unique(np.asarray(queries, np.int64))
+    if settings.compare_mode == "sample":
         rng = np.random.default_rng(settings.seed)
         k = max(1, round(settings.sample_ratio * n)) if n else 0
-        queries = np.sort(rng.choice(n, size=k, replace=False)) if n else np.zeros(0, np.int64)
-    else:
-        queries = np.arange(n, dtype=np.int64)
-    radius = float(settings.threshold) - SEARCH_MARGIN
-    bs = settings.block_size
-    starts = list(range(0, n, bs))
-    found_i, found_j = [], []
-    if partial:  # query blocks outer, so each is gathered once
-        blocks = [(a0, b0) for a0 in range(0, len(queries), bs) for b0 in starts]
+        return np.sort(rng.choice(n, size=k, replace=False)) if n else np.zeros(0, np.int64)
+    return None
+
+
+def candidate_pairs(
+    x: np.ndarray,
+    radius: float,
+    block_size: int,
+    queries: np.ndarray | None = None,
+    first: int = 0,
+    stop: int | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(i, j) row pairs whose float32 score is >= radius, by tiles of block_size rows.
+
+    queries None: rows first..stop (first a multiple of block_size) against
+    themselves and every later row, i < j; shards [0, b), [b, 2b), ... together
+    score each pair once. queries given: those rows against all rows, i != j (a
+    pair of two query rows comes twice). `x` is only read, so it may be a
+    read-only shared array.
+    """
+    import faiss
+
+    n, bs = len(x), block_size
+    starts = range(0, n, bs)
+    partial = queries is not None
+    if queries is not None:
+        q_starts = list(range(0, len(queries), bs))
+        blocks = [(a0, b0) for b0 in starts for a0 in q_starts]
     else:  # the upper triangle of blocks: each pair is scored once
-        blocks = [(a0, b0) for b0 in starts for a0 in starts if a0 <= b0]
-    total_steps = len(blocks)
-    step = 0
-    tile = np.empty((bs, bs), np.float32) if n >= bs else None  # reused by full-size tiles
-    q = x[:0]
-    for a0, b0 in blocks:
-        block = x[b0:min(n, b0 + bs)]
-        if partial:  # a0 indexes `queries`; gather each query block once
-            qrows = queries[a0:a0 + bs]
-            if b0 == 0:
-                q = x[qrows]
-        else:
-            q = x[a0:min(n, a0 + bs)]
-        full = tile is not None and len(q) == len(block) == bs
-        scores = np.matmul(q, block.T, out=tile) if full else q @ block.T
-        qi, rj = _above(scores, radius)
-        gi = qrows[qi] if partial else qi + a0
-        gj = rj + b0
-        keep = gi != gj if partial else gi < gj
-        found_i.append(gi[keep])
-        found_j.append(gj[keep])
-        step += 1
-        if on_progress:
-            on_progress(step, total_steps)
+        if first % bs:
+            raise ValueError("a shard of a full search starts at a multiple of block_size")
+        end = n if stop is None else min(n, stop)
+        blocks = [(a0, b0) for b0 in starts for a0 in range(first, end, bs) if a0 <= b0]
+    found_i, found_j = [], []
+    index, index_at = None, -1
+    with _blas_tiles(bs):
+        for step, (a0, b0) in enumerate(blocks, 1):
+            if b0 != index_at:  # one FAISS block at a time: memory O(block x dim)
+                index, index_at = faiss.IndexFlatIP(x.shape[1]), b0
+                index.add(np.ascontiguousarray(x[b0:min(n, b0 + bs)]))
+            if queries is not None:  # a0 indexes `queries`
+                qrows = queries[a0:a0 + bs]
+                qi, rj = _range_search(index, x[qrows], radius)
+                gi = qrows[qi]
+            else:
+                qi, rj = _range_search(index, x[a0:min(n, a0 + bs)], radius)
+                gi = qi + a0
+            gj = rj + b0
+            keep = gi != gj if partial else gi < gj
+            found_i.append(gi[keep])
+            found_j.append(gj[keep])
+            if on_progress:
+                on_progress(step, len(blocks))
     i = np.concatenate(found_i) if found_i else np.zeros(0, np.int64)
     j = np.concatenate(found_j) if found_j else np.zeros(0, np.int64)
+    return i.astype(np.int64, copy=False), j.astype(np.int64, copy=False)
+
+
+def pairs_from_candidates(x: np.ndarray, i: np.ndarray, j: np.ndarray, settings: PairSettings,
+                          folders: np.ndarray | None = None, partial: bool = True) -> Pairs:
+    """Candidates -> Pairs: each pair once (i < j), the folder scope applied, re-scored in
+    float64 and kept by the threshold rule, sorted by score. `partial`: the candidates
+    may hold a pair twice (set it when in doubt)."""
+    n = len(x)
     lo, hi = np.minimum(i, j), np.maximum(i, j)
     if partial and len(lo):  # a pair of two query rows came twice
         key = np.unique(lo * n + hi)

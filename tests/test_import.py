@@ -205,3 +205,28 @@ def test_cli_import_then_dedupe(tmp_path: Path) -> None:
                               "--output", str(tmp_path / "out"), "-q"], catch_exceptions=False)
     assert res.exit_code == 0, res.output
     assert f"Found {len(truth)} pairs" in res.stdout
+
+
+def test_vectors_are_memory_mapped_and_committed_in_chunks(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import imgsim_index.importer as importer
+    from imgsim_index.store import IndexStore as Store
+
+    x, _ = planted(n=50)
+    vec, txt = write_input(tmp_path, x)
+    modes, commits = [], []
+    real_load, real_commit = np.load, Store.commit
+
+    def load(*args, **kwargs):  # type: ignore[no-untyped-def]
+        modes.append(kwargs.get("mmap_mode"))
+        return real_load(*args, **kwargs)
+
+    def commit(self, rows, vectors, *rest):  # type: ignore[no-untyped-def]
+        commits.append(len(vectors))
+        return real_commit(self, rows, vectors, *rest)
+
+    monkeypatch.setattr(importer.np, "load", load)
+    monkeypatch.setattr(Store, "commit", commit)
+    import_vectors(vec, txt, str(tmp_path / "idx"), ImportSettings(chunk_bytes=4 * DIM * 16))
+    assert modes == ["r"]
+    assert commits == [16, 16, 16, 2]

@@ -8,9 +8,13 @@ goes on without it.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -123,11 +127,29 @@ def _collate(items: list[Any]) -> list[Any]:
     return items
 
 
-def _quiet_worker(_: int) -> None:
+def _die_with_parent(parent: int) -> None:
+    """A decoding worker must not outlive the process it decodes for.
+
+    If that process is SIGKILLed (or OOM-killed), a worker blocked on its full result
+    queue would otherwise hang forever, holding memory (seen in the crash tests).
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _init_worker(_: int, parent: int) -> None:
     import torch
 
     from .store import release_inherited_locks
 
+    _die_with_parent(parent)
     release_inherited_locks()
     torch.set_num_threads(1)
 
@@ -164,7 +186,7 @@ class Embedder:
             batch_size=settings.batch_size,
             num_workers=workers,
             collate_fn=_collate,
-            worker_init_fn=_quiet_worker if workers else None,
+            worker_init_fn=partial(_init_worker, parent=os.getpid()) if workers else None,
             prefetch_factor=2 if workers else None,
             pin_memory=self.device == "cuda",
         )

@@ -75,6 +75,24 @@ def reference_build(images: Path, work: Path) -> tuple[dict[str, np.ndarray], fl
     return snapshot(index), time.monotonic() - opened
 
 
+def _no_survivors(index: Path, timeout: float = 15.0) -> None:
+    """The build's decoding workers must die with it, not linger holding memory."""
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = []
+        for pid in os.listdir("/proc"):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                    if str(index).encode() in fh.read():
+                        alive.append(pid)
+            except OSError:
+                continue
+        if not alive or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert not alive, f"processes of the killed build survive: {alive}"
+
+
 def one_iteration(images: Path, work: Path, seed: int, reference: dict[str, np.ndarray],
                   window: float, model: object) -> str:
     rng = random.Random(seed)
@@ -84,6 +102,7 @@ def one_iteration(images: Path, work: Path, seed: int, reference: dict[str, np.n
     finished_first = proc.poll() is not None
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    _no_survivors(index)
     committed = 0
     if (index / "manifest.json").exists():
         report = verify_index(str(index))

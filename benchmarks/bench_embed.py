@@ -3,7 +3,7 @@
 
 usage: python benchmarks/bench_embed.py [--model efficientnet-lite0|resnet50-random]
          [--frames 24] [--photos 24] [--batch-size 32] [--workers N] [--seed 0]
-         [--work DIR] [--no-write]
+         [--repeat 3] [--no-onnx] [--work DIR] [--no-write]
 
 Generates JPEGs with PIL (1920x1080 "video frames" and 4000x3000 12-megapixel
 "photos": blurred colour fields with shapes and grain, so they compress like
@@ -13,13 +13,20 @@ photos, not like flat colour), then embeds them twice in the same run:
   CenterCrop(224) (with the model's interpolation) + Normalize, eager fp32
   torch (default memory format) under no_grad, batches of --batch-size;
 - ours: imgsim_index.embed.Embedder.embed_files (JPEG draft-mode decoding in
-  DataLoader worker processes, channels-last, inference_mode).
+  DataLoader worker processes, channels-last, inference_mode);
+- ours with onnx: the same with backend "onnx" (the network exported once and run
+  by ONNX Runtime, graph optimisation level ALL), when onnxruntime is installed.
 
-Prints images/s of both and their ratio, the cosine between the two vectors of
-each image (draft decoding changes pixels slightly), the network alone on a
-decoded batch (both ways), the model's GFLOP per
-image (torch's FlopCounterMode) times images/s, and SGEMM GFLOP/s measured
-with torch.mm in the same run, as the machine's ceiling. `resnet50-random` is
+The end-to-end runs are interleaved (baseline, ours, ours with onnx) --repeat
+times and the best run of each is reported (the machine may be shared); the
+Embedders are built (and the ONNX file exported or loaded) before the timings.
+Prints images/s and ratios, the cosine between the vectors of each image
+(baseline vs ours: draft decoding changes pixels slightly; torch vs onnx: same
+pixels, so only the arithmetic differs), the network alone on a decoded batch
+(eager, ours, ours with onnx; best of the interleaved batches), the model's
+GFLOP per image (torch's FlopCounterMode) times images/s, and SGEMM GFLOP/s
+measured with torch.mm in the same run (best of before and after), as the
+machine's ceiling. `resnet50-random` is
 torchvision's ResNet50 with random weights: ImageNet weights cannot be
 downloaded here, and the speed does not depend on the weights, but its
 vectors mean nothing, so use it for speed only.
@@ -28,6 +35,7 @@ vectors mean nothing, so use it for speed only.
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import sys
 import tempfile
@@ -113,11 +121,10 @@ def baseline(model: Any, paths: list[str], batch_size: int) -> np.ndarray:
     return np.concatenate(out)
 
 
-def ours(model: Any, paths: list[str], batch_size: int, workers: int | None) -> np.ndarray:
-    from imgsim_index.embed import Embedder, EmbedSettings
+def ours(embedder: Any, paths: list[str], batch_size: int, workers: int | None) -> np.ndarray:
+    from imgsim_index.embed import EmbedSettings
 
-    embedder = Embedder(model, "cpu")
-    out = np.zeros((len(paths), model.info.dim), np.float32)
+    out = np.zeros((len(paths), embedder.model.info.dim), np.float32)
     for batch in embedder.embed_files(paths, EmbedSettings(batch_size=batch_size,
                                                           workers=workers, device="cpu")):
         if batch.errors:
@@ -136,29 +143,42 @@ def gflop_per_image(model: Any) -> float:
     return counter.get_total_flops() / 1e9
 
 
-def model_only(model: Any, batch_size: int, repeat: int = 3) -> tuple[float, float]:
-    """images/s of the network alone on a decoded batch: (eager fp32 NCHW under no_grad,
-    ours: Embedder.embed_pixels, channels-last under inference_mode)."""
-    import torch
+def model_only(model: Any, embedders: dict[str, Any], batch_size: int,
+               repeat: int = 3) -> dict[str, float]:
+    """images/s of the network alone on a decoded batch, best of `repeat` interleaved
+    batches: "eager" (fp32 NCHW under no_grad, on a copy of the network) and each
+    embedder's embed_pixels (ours: channels-last under inference_mode; onnx: ORT)."""
+    import copy
 
-    from imgsim_index.embed import Embedder
+    import torch
 
     crop = model.info.preprocess.crop
     pixels = np.random.default_rng(0).integers(0, 256, (batch_size, crop, crop, 3), np.uint8)
     x = torch.from_numpy(pixels).permute(0, 3, 1, 2).float().contiguous() / 255.0
-    net = model.network.to(memory_format=torch.contiguous_format)
-    with torch.no_grad():
-        net(x)
-        t = time.perf_counter()
-        for _ in range(repeat):
+    net = copy.deepcopy(model.network).to(memory_format=torch.contiguous_format)
+
+    def eager() -> None:
+        with torch.no_grad():
             net(x)
-        eager = batch_size * repeat / (time.perf_counter() - t)
-    embedder = Embedder(model, "cpu")  # converts the network to channels-last
-    embedder.embed_pixels(pixels)
-    t = time.perf_counter()
+
+    runs: dict[str, Any] = {"eager": eager}
+    for name, e in embedders.items():
+        runs[name] = lambda e=e: e.embed_pixels(pixels)
+    best = dict.fromkeys(runs, 0.0)
+    for f in runs.values():
+        f()  # warm-up
     for _ in range(repeat):
-        embedder.embed_pixels(pixels)
-    return eager, batch_size * repeat / (time.perf_counter() - t)
+        for name, f in runs.items():
+            t = time.perf_counter()
+            f()
+            best[name] = max(best[name], batch_size / (time.perf_counter() - t))
+    return best
+
+
+def onnxruntime_version() -> str:
+    import onnxruntime
+
+    return str(onnxruntime.__version__)
 
 
 def sgemm_gflops(size: int = 2048, repeat: int = 10) -> float:
@@ -182,6 +202,10 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=None,
                     help="our decode processes (default: cores - 1)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="interleaved rounds; the best of each is reported")
+    ap.add_argument("--no-onnx", action="store_true",
+                    help="leave out the ONNX Runtime rows (they need onnxruntime and onnx)")
     ap.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "imgsim-bench-embed"),
                     help="where the generated JPEGs are kept between runs")
     ap.add_argument("--no-write", action="store_true", help="do not update RESULTS.md")
@@ -201,53 +225,107 @@ def main() -> None:
     flops = gflop_per_image(model)
     gemm_before = sgemm_gflops()
 
-    t = time.perf_counter()
-    base = baseline(model, paths, a.batch_size)
-    base_s = time.perf_counter() - t
-    print(f"baseline: {len(paths) / base_s:.2f} images/s", flush=True)
-    t = time.perf_counter()
-    mine = ours(model, paths, a.batch_size, a.workers)
-    ours_s = time.perf_counter() - t
-    print(f"ours: {len(paths) / ours_s:.2f} images/s", flush=True)
-    eager_net, ours_net = model_only(model, a.batch_size)
-    print(f"network only: eager {eager_net:.2f}, ours {ours_net:.2f} images/s", flush=True)
+    from imgsim_index.embed import Embedder
+    from imgsim_index.onnx_backend import onnx_available
+
+    base_model = copy.copy(model)  # the baseline keeps a default-format copy of the network
+    base_model.network = copy.deepcopy(model.network)
+    embedders: dict[str, Any] = {}
+    onnx_note = ""
+    if a.no_onnx:
+        onnx_note = "left out (--no-onnx)"
+    elif not onnx_available():
+        onnx_note = "left out: onnxruntime/onnx not installed (pip install -e '.[onnx]')"
+    else:
+        t = time.perf_counter()
+        embedders["onnx"] = Embedder(model, "cpu", "onnx")  # exported once, then cached
+        print(f"onnx session ready in {time.perf_counter() - t:.1f}s "
+              f"({embedders['onnx'].onnx.source})", flush=True)
+    embedders["ours"] = Embedder(model, "cpu")  # converts the network to channels-last
+
+    runs: dict[str, Any] = {"baseline": lambda: baseline(base_model, paths, a.batch_size)}
+    for name, e in embedders.items():
+        runs[name] = lambda e=e: ours(e, paths, a.batch_size, a.workers)
+    runs = {k: runs[k] for k in ("baseline", "ours", "onnx") if k in runs}
+    seconds: dict[str, list[float]] = {k: [] for k in runs}
+    vectors: dict[str, np.ndarray] = {}
+    for r in range(a.repeat):
+        for name, f in runs.items():
+            t = time.perf_counter()
+            vectors[name] = f()
+            seconds[name].append(time.perf_counter() - t)
+            print(f"round {r + 1}: {name} {len(paths) / seconds[name][-1]:.2f} images/s",
+                  flush=True)
+    net_ips = model_only(model, embedders, a.batch_size, repeat=max(3, a.repeat))
+    print("network only: " + ", ".join(f"{k} {v:.2f}" for k, v in net_ips.items())
+          + " images/s", flush=True)
     gemm_after = sgemm_gflops()
     gemm = max(gemm_before, gemm_after)
 
-    cos = np.einsum("ij,ij->i", base.astype(np.float64), mine.astype(np.float64))
-    base_ips, ours_ips = len(paths) / base_s, len(paths) / ours_s
+    def cosines(x: str, y: str) -> np.ndarray:
+        return np.einsum("ij,ij->i", vectors[x].astype(np.float64),
+                         vectors[y].astype(np.float64))
+
+    ips = {k: len(paths) / min(v) for k, v in seconds.items()}
+    base_ips = ips["baseline"]
+
+    def row(label: str, v: float) -> str:
+        return (f"| {label} | {v:.2f} | {v / base_ips:.2f}x | {flops * v:.0f} "
+                f"| {flops * v / gemm:.0%} |")
+
     lines = [
         f"Model: {a.model}"
         + (" (random weights: speed only, vectors meaningless)" if "random" in a.model else "")
         + f"; {a.frames} 1920x1080 + {a.photos} 4000x3000 JPEGs (quality 90), batch "
         f"{a.batch_size}, torch {torch.__version__} with {torch.get_num_threads()} threads, "
-        f"{os.cpu_count()} cores.",
+        f"{os.cpu_count()} cores" + ("" if "onnx" not in embedders else
+                                     f", onnxruntime {onnxruntime_version()}")
+        + f". Best of {a.repeat} interleaved runs (network only: of "
+        f"{max(3, a.repeat)} interleaved batches).",
         "",
         "| pipeline | images/s | vs baseline | model GFLOP/s achieved | share of SGEMM |",
         "|---|---|---|---|---|",
-        f"| baseline: PIL full decode, torchvision Resize+CenterCrop, eager fp32, 1 process "
-        f"| {base_ips:.2f} | 1.00x | {flops * base_ips:.0f} | {flops * base_ips / gemm:.0%} |",
-        f"| ours: Embedder.embed_files (draft decode in workers, channels-last) "
-        f"| {ours_ips:.2f} | {ours_ips / base_ips:.2f}x | {flops * ours_ips:.0f} "
-        f"| {flops * ours_ips / gemm:.0%} |",
-        f"| network only, decoded batch: eager fp32 NCHW, no_grad | {eager_net:.2f} | "
-        f"{eager_net / base_ips:.2f}x | {flops * eager_net:.0f} | {flops * eager_net / gemm:.0%} |",
-        f"| network only, decoded batch: ours (channels-last, inference_mode) | {ours_net:.2f} "
-        f"| {ours_net / base_ips:.2f}x | {flops * ours_net:.0f} | {flops * ours_net / gemm:.0%} |",
+        row("baseline: PIL full decode, torchvision Resize+CenterCrop, eager fp32, 1 process",
+            base_ips),
+        row("ours: Embedder.embed_files (draft decode in workers, channels-last)", ips["ours"]),
+    ]
+    if "onnx" in ips:
+        lines.append(row("ours with onnx: the same, network in ONNX Runtime (--backend onnx)",
+                         ips["onnx"]))
+    lines += [
+        row("network only, decoded batch: eager fp32 NCHW, no_grad", net_ips["eager"]),
+        row("network only, decoded batch: ours (channels-last, inference_mode)",
+            net_ips["ours"]),
+    ]
+    if "onnx" in net_ips:
+        lines.append(row("network only, decoded batch: ours with onnx (ORT, graph level ALL, "
+                         f"{torch.get_num_threads()} threads)", net_ips["onnx"]))
+    lines += [
         "",
         f"- model cost: {flops:.2f} GFLOP per image at {crop}x{crop} (FlopCounterMode); "
         f"SGEMM (torch.mm 2048^2, same run): {gemm:.0f} GFLOP/s "
         f"(before {gemm_before:.0f}, after {gemm_after:.0f})",
+        "- end-to-end runs (images/s): " + "; ".join(
+            f"{k} " + ", ".join(f"{len(paths) / x:.2f}" for x in v) for k, v in seconds.items()),
     ]
+    if onnx_note:
+        lines.append(f"- ONNX Runtime rows {onnx_note}")
+    else:
+        c = cosines("ours", "onnx")
+        lines.append(f"- cosine(ours, ours with onnx), same decoded pixels: min {c.min():.6f}, "
+                     f"median {np.median(c):.6f}"
+                     + (" (random weights: trivially high, see tests/test_onnx_backend.py)"
+                        if "random" in a.model else ""))
     for kind in ("frame", "photo"):
-        c = cos[kinds == kind]
         if "random" in a.model:
             lines.append("- cosine(baseline, ours): not meaningful with random weights "
                          "(their features barely depend on the image)")
             break
-        if len(c):
-            lines.append(f"- cosine(baseline, ours) for {kind}s: min {c.min():.4f}, "
-                         f"median {np.median(c):.4f}")
+        for other in [k for k in ("ours", "onnx") if k in vectors]:
+            c = cosines("baseline", other)[kinds == kind]
+            if len(c):
+                lines.append(f"- cosine(baseline, {other}) for {kind}s: min {c.min():.4f}, "
+                             f"median {np.median(c):.4f}")
     body = "\n".join(lines)
     print(body)
     if not a.no_write:

@@ -213,9 +213,7 @@ def main() -> None:
     ])
     print(body)
     if not a.no_write:
-        cmd = "python benchmarks/bench_ray.py" + (
-            f" --model {a.model}" if a.model != "efficientnet-lite0" else "") + (
-            f" --images {a.images}" if a.images != 200 else "")
+        cmd = " ".join(["python benchmarks/bench_ray.py", *sys.argv[1:]])
         update_section(f"bench-ray-{a.model}", f"Local engine vs Ray engine ({a.model})", cmd,
                        body)
 

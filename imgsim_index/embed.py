@@ -22,6 +22,7 @@ import numpy as np
 from .decode import DEFAULT_MAX_PIXELS, Preprocess, decode_file
 from .errors import DecodeError, InputError
 from .models import LoadedModel
+from .onnx_backend import OnnxNetwork, check_backend, load_onnx_network, resolve_backend
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,10 @@ class EmbedSettings:
     workers: int | None = None  # decode processes; None = one per core beyond the first
     device: str = "auto"  # auto | cpu | cuda
     max_pixels: int = DEFAULT_MAX_PIXELS
+    backend: str = "auto"  # torch | onnx (ONNX Runtime, CPU) | auto (onnx on the CPU if installed)
+
+    def __post_init__(self) -> None:
+        check_backend(self.backend)
 
     def resolved_workers(self) -> int:
         if self.workers is not None:
@@ -155,17 +160,30 @@ def _init_worker(_: int, parent: int) -> None:
 
 
 class Embedder:
-    """A loaded model on a device, turning uint8 pixel batches into unit vectors."""
+    """A loaded model on a device, turning uint8 pixel batches into unit vectors.
 
-    def __init__(self, model: LoadedModel, device: str = "auto"):
+    backend "torch" runs the network eagerly (channels-last, inference_mode); "onnx"
+    runs it exported, in ONNX Runtime on the CPU (onnx_backend.py); "auto" is onnx on
+    the CPU when onnxruntime is installed. Both give the same vectors (cosine >= 0.9999).
+    """
+
+    def __init__(self, model: LoadedModel, device: str = "auto", backend: str = "torch"):
         import torch
 
         self.model = model
+        if backend == "onnx" and device == "auto":
+            device = "cpu"  # ORT runs on the CPU only
         self.device = resolve_device(device)
+        self.backend = resolve_backend(backend, self.device)
         pre = model.info.preprocess
         self._mean = torch.tensor(pre.mean, device=self.device).view(1, 3, 1, 1) * 255.0
         self._std = torch.tensor(pre.std, device=self.device).view(1, 3, 1, 1) * 255.0
-        self.network = model.network.to(self.device).to(memory_format=torch.channels_last)
+        self.onnx: OnnxNetwork | None = None
+        if self.backend == "onnx":
+            self.onnx = load_onnx_network(model)
+            self.network = model.network
+        else:
+            self.network = model.network.to(self.device).to(memory_format=torch.channels_last)
 
     def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
         """(n, H, W, 3) uint8 -> (n, dim) float32, unit length."""
@@ -173,8 +191,12 @@ class Embedder:
 
         with torch.inference_mode():
             x = torch.from_numpy(pixels).to(self.device).permute(0, 3, 1, 2).float()
-            x = ((x - self._mean) / self._std).contiguous(memory_format=torch.channels_last)
-            feats = self.network(x).float()
+            if self.onnx is not None:
+                x = ((x - self._mean) / self._std).contiguous()
+                feats = torch.from_numpy(self.onnx(x.numpy()))
+            else:
+                x = ((x - self._mean) / self._std).contiguous(memory_format=torch.channels_last)
+                feats = self.network(x).float()
             feats = torch.nn.functional.normalize(feats, dim=1)
             return feats.cpu().numpy().astype(np.float32, copy=False)
 

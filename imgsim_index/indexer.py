@@ -170,7 +170,8 @@ class _Update:
     @property
     def embedder(self) -> Embedder:
         if self._embedder is None:
-            self._embedder = Embedder(self.model, self.settings.embed.device)
+            self._embedder = Embedder(self.model, self.settings.embed.device,
+                                     self.settings.embed.backend)
         return self._embedder
 
     def run(self, refs: list[ImageRef], paths: Sequence[str]) -> BuildResult:

@@ -43,7 +43,7 @@ def query_index(
     model = resolve_model(index_dir, settings)
     check_identity(manifest, model.identity(), index_dir)
     results = [QueryResult(p) for p in images]
-    embedder = Embedder(model, settings.embed.device)
+    embedder = Embedder(model, settings.embed.device, settings.embed.backend)
     vectors = np.zeros((len(images), model.info.dim), np.float32)
     ok = np.zeros(len(images), bool)
     from dataclasses import replace

@@ -54,7 +54,7 @@ class EmbedActor:
     (or of pixels already decoded by decode tasks)."""
 
     def __init__(self, model: Any, device: str, threads: int, max_pixels: int,
-                 decode: bool):
+                 decode: bool, backend: str = "torch"):
         import ray
         import torch
 
@@ -64,7 +64,9 @@ class EmbedActor:
             model = ray.get(model)
         if resolve_device(device) == "cpu":
             torch.set_num_threads(max(1, threads))
-        self.embedder = Embedder(model, device)
+        # the local Embedder, so the vectors are the local ones (backend: see EmbedSettings)
+        self.embedder = (Embedder(model, device) if backend == "torch"
+                         else Embedder(model, device, backend))  # type: ignore[call-arg]
         self.pre: Preprocess = model.info.preprocess
         self.dim: int = model.info.dim
         self.max_pixels, self.decode = max_pixels, decode
@@ -210,7 +212,8 @@ class RayFileEmbedder:
                 compute=ActorPoolStrategy(min_size=1, max_size=layout["actors"]),
                 fn_constructor_kwargs={"model": [self._model_ref], "device": layout["device"],
                                        "threads": threads, "max_pixels": settings.max_pixels,
-                                       "decode": not layout["decode_tasks"]},
+                                       "decode": not layout["decode_tasks"],
+                                       "backend": getattr(settings, "backend", "torch")},
                 num_cpus=0 if layout["gpus"] else s.cpus_per_actor,
                 num_gpus=layout["gpus"],
                 max_restarts=s.max_restarts,

@@ -12,6 +12,8 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from .errors import IndexFormatError
+
 SCHEMA_VERSION = 1
 
 _SCHEMA = """
@@ -101,7 +103,14 @@ class Catalog:
         if not readonly:
             self.db.execute("PRAGMA journal_mode = WAL")
             self.db.execute("PRAGMA synchronous = FULL")
-            self.db.executescript(_SCHEMA)
+            try:
+                self.db.executescript(_SCHEMA)
+            except sqlite3.OperationalError as exc:
+                self.db.close()
+                raise IndexFormatError(
+                    f"{path} has an unknown catalog layout ({exc}); it was written by another "
+                    "version of imgsim-index. Build a new index with --index NEW_DIR"
+                ) from None
             self.db.execute(
                 "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
             )

@@ -12,6 +12,8 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from .errors import IndexFormatError
 
 SCHEMA_VERSION = 1
@@ -133,6 +135,12 @@ class Catalog:
 
     def segments(self) -> dict[str, int]:
         return dict(self.db.execute("SELECT name, count FROM segments"))
+
+    def live_ids(self, segment: str) -> np.ndarray:
+        """Sorted ids of the embedded rows whose current vector is in `segment`."""
+        cur = self.db.execute("SELECT id FROM images WHERE segment = ? AND status = 'embedded'"
+                              " ORDER BY id", (segment,))
+        return np.fromiter((r[0] for r in cur), np.int64)
 
     def counts(self) -> dict[str, int]:
         got = dict(self.db.execute("SELECT status, COUNT(*) FROM images GROUP BY status"))

@@ -243,19 +243,24 @@ def dedupe(folders: tuple[str, ...], index_dir: str, threshold: float, compare_m
               help="Label of the model that made the vectors (checked against the index). "
                    "Default: the index's, or \"imported\" for a new index.")
 @click.option("--compact/--no-compact", default=None,
-              help="Rewrite the index into one file afterwards (needs memory for all its "
-                   "vectors). Default: only when the index holds at most 1 GiB of vectors.")
+              help="Rewrite the index's vectors into one file afterwards (streamed, in "
+                   "chunks). Default: when the index needs it (over 16 segment files, or more "
+                   "vectors in segments than in the compacted file).")
+@click.option("--chunk-mb", type=click.IntRange(1, 1 << 20), default=64, show_default=True,
+              help="Vectors read, normalised and written per step: memory stays about 3x "
+                   "this, whatever the number of vectors.")
 @click.option("--wait", is_flag=True, help="Wait for another writer instead of failing.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def import_vectors(vectors: str, paths: str, index_dir: str, model: str | None,
-                   compact: bool | None, wait: bool, quiet: bool) -> None:
+                   compact: bool | None, chunk_mb: int, wait: bool, quiet: bool) -> None:
     """Add precomputed vectors (a float .npy, one row per image) with their PATHS (a UTF-8
     file, one path per line, line k for row k). Vectors are normalised on the way in; the
     index can then be deduped like any other, but `build` will not add to it."""
     from .importer import ImportSettings
     from .importer import import_vectors as run_import
 
-    settings = ImportSettings(model=model, compact=compact, wait_for_lock=wait)
+    settings = ImportSettings(model=model, compact=compact, chunk_bytes=chunk_mb << 20,
+                              wait_for_lock=wait)
     r = run_import(vectors, paths, index_dir, settings, TqdmProgress(not quiet))
     click.echo(f"Imported {r.imported} vectors of dimension {r.dim} (model {r.model}).")
     click.echo(f"Index {r.index}: {r.total_embedded} images.")

@@ -3,13 +3,13 @@
 For users with their own embeddings (and for the benchmarks): every other
 command (dedupe, the reports, apply) then works on the imported index.
 
-Streaming: the .npy is opened with mmap_mode="r" and read in chunks of about
-`chunk_bytes` (64 MiB); each chunk is normalised and committed through
-IndexStore.commit as one segment, so memory is O(chunk), not O(N x dim):
-about 4 chunks at the peak (the chunk, and the store's copies while it
-writes the segment). The only O(N) state is a hash per path, to refuse
-duplicate paths. (The mapped file's pages count in RSS while they are read,
-but they are page cache, not memory the import holds.)
+Streaming: the .npy is read in blocks of about `chunk_bytes` (64 MiB) of
+rows with plain file reads; each block is normalised and committed through
+IndexStore.commit as one segment, and the compaction afterwards streams too
+(store.compact), so memory is O(chunk), not O(N x dim): about 3 chunks at the
+peak. The O(N) state is 8 bytes a row: a hash per path (to refuse duplicate
+paths) and the ids during compaction. benchmarks/bench_build_memory.py
+measures the peak at several N.
 
 All input is checked before anything is written: the paths file (UTF-8, one
 path per line, no empty or repeated lines, as many lines as vectors), the
@@ -42,14 +42,13 @@ from .store import IndexStore
 
 IMPORTED_WEIGHTS = "imported"
 DEFAULT_IMPORT_MODEL = "imported"
-COMPACT_AUTO_BYTES = 1 << 30  # auto: compact afterwards only if the live vectors fit in this
 
 
 @dataclass(frozen=True)
 class ImportSettings:
     model: str | None = None  # None: the index's model label, or "imported" for a new index
     chunk_bytes: int = 64 << 20  # float32 bytes per commit (one segment file each)
-    compact: bool | None = None  # None: when the index needs it and holds <= COMPACT_AUTO_BYTES
+    compact: bool | None = None  # None: when the index needs it (store.needs_compaction)
     stat_files: bool = True  # record size and mtime of paths that exist (for --keep policies)
     wait_for_lock: bool = False
 
@@ -75,21 +74,67 @@ def imported_identity(model: str, dim: int) -> dict[str, Any]:
     return {"model": model, "dim": dim, "weights_id": IMPORTED_WEIGHTS, "preprocessing": {}}
 
 
-def open_vectors(path: str) -> np.ndarray:
-    """The .npy file as a read-only memory map, checked to be a 2-D numeric matrix."""
-    try:
-        mm = np.load(path, mmap_mode="r", allow_pickle=False)
-    except FileNotFoundError:
-        raise InputError(f"vectors file not found: {path}") from None
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path} is not a readable .npy file: {exc}") from None
-    if not isinstance(mm, np.ndarray):
-        raise InputError(f"{path} holds several arrays; save one (n, dim) array with numpy.save")
-    if mm.ndim != 2 or mm.shape[1] < 1:
-        raise InputError(f"{path} holds an array of shape {mm.shape}; expected (n, dim)")
-    if not (np.issubdtype(mm.dtype, np.floating) or np.issubdtype(mm.dtype, np.integer)):
-        raise InputError(f"{path} holds {mm.dtype} values; expected floats")
-    return mm
+class NpyRows:
+    """A 2-D .npy file read a block of rows at a time with plain file reads.
+
+    Not np.load(mmap_mode="r"): mapped pages count in the process's resident memory,
+    so importing 1M x 2048 vectors would look 8 GiB big. A Fortran-ordered file has
+    no contiguous rows; it falls back to a memory map."""
+
+    def __init__(self, path: str):
+        self.path = path
+        try:
+            self._fh = open(path, "rb")  # noqa: SIM115 - closed by close()
+        except FileNotFoundError:
+            raise InputError(f"vectors file not found: {path}") from None
+        except OSError as exc:
+            raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
+        try:
+            fmt = np.lib.format
+            version = fmt.read_magic(self._fh)
+            if version not in ((1, 0), (2, 0)):
+                raise ValueError(f".npy format version {version[0]}.{version[1]}")
+            read_header = (fmt.read_array_header_1_0 if version == (1, 0) else
+                           fmt.read_array_header_2_0)
+            shape, fortran, dtype = read_header(self._fh)
+        except (OSError, ValueError) as exc:
+            self._fh.close()
+            raise InputError(f"{path} is not a readable .npy file: {exc}") from None
+        self.offset = self._fh.tell()
+        if len(shape) != 2 or shape[1] < 1:
+            self._fh.close()
+            raise InputError(f"{path} holds an array of shape {shape}; expected (n, dim)")
+        if not (np.issubdtype(dtype, np.floating) or np.issubdtype(dtype, np.integer)):
+            self._fh.close()
+            raise InputError(f"{path} holds {dtype} values; expected floats")
+        self.shape: tuple[int, int] = (int(shape[0]), int(shape[1]))
+        self.dtype = dtype
+        want = self.offset + shape[0] * shape[1] * dtype.itemsize
+        if os.fstat(self._fh.fileno()).st_size < want:
+            self._fh.close()
+            raise InputError(f"{path} is truncated: its header promises {shape[0]} rows")
+        self._fortran = (np.load(path, mmap_mode="r", allow_pickle=False) if fortran
+                         else None)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        start, stop, _ = rows.indices(self.shape[0])
+        if self._fortran is not None:
+            return np.asarray(self._fortran[start:stop])
+        d = self.shape[1]
+        self._fh.seek(self.offset + start * d * self.dtype.itemsize)
+        block = np.fromfile(self._fh, dtype=self.dtype, count=max(0, stop - start) * d)
+        return block.reshape(-1, d)
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+def open_vectors(path: str) -> NpyRows:
+    """The .npy file, checked to be a 2-D numeric matrix, for reading in blocks of rows."""
+    return NpyRows(path)
 
 
 def iter_paths(path: str) -> Iterator[tuple[int, str]]:
@@ -158,7 +203,7 @@ def normalised(block: np.ndarray, first_row: int, source: str, step: int = 2048)
     return out
 
 
-def check_vectors(mm: np.ndarray, source: str, rows: int) -> None:
+def check_vectors(mm: NpyRows, source: str, rows: int) -> None:
     for s, e in _chunks(len(mm), rows):
         normalised(mm[s:e], s, source)  # the result is dropped: only the checks count
 
@@ -224,6 +269,14 @@ def import_vectors(
     settings.validate()
     t0 = time.perf_counter()
     mm = open_vectors(vectors_file)
+    try:
+        return _import(mm, vectors_file, paths_file, index_dir, settings, progress, t0)
+    finally:
+        mm.close()
+
+
+def _import(mm: NpyRows, vectors_file: str, paths_file: str, index_dir: str,
+            settings: ImportSettings, progress: Progress, t0: float) -> ImportResult:
     n, dim = mm.shape
     count = check_paths(paths_file)
     if count != n:
@@ -248,10 +301,9 @@ def import_vectors(
         finally:
             progress.finish()
         total = store.catalog.counts()["embedded"]
-        if settings.compact or (settings.compact is None and store.needs_compaction()
-                                and total * dim * 4 <= COMPACT_AUTO_BYTES):
+        if settings.compact or (settings.compact is None and store.needs_compaction()):
             progress.note("compacting the index")
-            store.compact()
+            store.compact(settings.chunk_bytes)
             compacted = True
     finally:
         store.close()

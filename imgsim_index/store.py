@@ -34,7 +34,8 @@ import numpy as np
 
 from .catalog import Catalog, NewRow, Row, VideoDone
 from .errors import IndexFormatError, IndexLockedError, IndexMismatchError
-from .fsutil import atomic_write_bytes, atomic_write_json
+from .fsutil import atomic_write_json
+from .vecfile import CHUNK_BYTES, VectorFile, VectorFileWriter, read_vectors, write_vectors
 
 FORMAT_VERSION = 1
 BASE = "vectors.faiss"
@@ -52,29 +53,9 @@ class LoadedVectors:
     seq: int = 0  # the last commit these rows include (see Catalog.last_seq)
 
 
-def _serialize(ids: np.ndarray, vectors: np.ndarray) -> np.ndarray:
-    import faiss
-
-    index = faiss.IndexIDMap2(faiss.IndexFlatIP(vectors.shape[1]))
-    if len(ids):
-        index.add_with_ids(np.ascontiguousarray(vectors, np.float32), ids.astype(np.int64))
-    return faiss.serialize_index(index)
-
-
 def read_segment(path: str) -> tuple[np.ndarray, np.ndarray]:
-    """A segment file -> (ids int64 (n,), vectors float32 (n, dim))."""
-    import faiss
-
-    if not os.path.isfile(path):  # faiss would raise a bare RuntimeError
-        raise FileNotFoundError(path)
-    index = faiss.read_index(path)
-    idmap: Any = faiss.downcast_index(index)
-    flat: Any = faiss.downcast_index(idmap.index)
-    n, d = flat.ntotal, flat.d
-    ids = faiss.vector_to_array(idmap.id_map).astype(np.int64)
-    vecs = faiss.rev_swig_ptr(flat.get_xb(), n * d).reshape(n, d).copy() if n else (
-        np.zeros((0, d), np.float32))
-    return ids, vecs
+    """A (small) vector file -> (ids int64 (n,), vectors float32 (n, dim))."""
+    return read_vectors(path)
 
 
 def describe_identity(identity: dict[str, Any]) -> str:
@@ -201,8 +182,8 @@ class IndexStore:
             if len(embedded):
                 name = f"{SEGMENTS}/{seq:08d}.faiss"
                 ids = cat.upsert(embedded, name, seq)
-                data = _serialize(np.asarray(ids, np.int64), vectors)
-                atomic_write_bytes(os.path.join(self.folder, name), data.tobytes())
+                write_vectors(os.path.join(self.folder, name), np.asarray(ids, np.int64),
+                              vectors)
                 cat.add_segment(name, len(ids))
             cat.upsert(errors, None, seq)
             for v in videos_done:
@@ -230,17 +211,28 @@ class IndexStore:
         delta = sum(c for name, c in segs.items() if name != BASE)
         return len(segs) > MAX_SEGMENTS or delta > base
 
-    def compact(self) -> None:
-        """Rewrite all live vectors into vectors.faiss and drop the segments."""
-        loaded = self.load()
-        ids = np.asarray([r.id for r in loaded.rows], np.int64)
-        data = _serialize(ids, loaded.vectors.reshape(len(ids), self.dim))
-        # Safe at every step: the new base holds every live vector, so rows that still
-        # name an old segment and rows that name the base both find theirs.
-        atomic_write_bytes(os.path.join(self.folder, BASE), data.tobytes())
+    def compact(self, chunk_bytes: int = CHUNK_BYTES) -> None:
+        """Rewrite all live vectors into vectors.faiss and drop the segments.
+
+        Streams: each file is read `chunk_bytes` at a time and only the live rows are
+        appended to the new base, so memory stays about 2 x chunk_bytes plus 8 bytes per
+        row for the ids, whatever N is."""
+        path = os.path.join(self.folder, BASE)
+        with VectorFileWriter(path, self.dim) as out:
+            for segment in sorted(self.catalog.segments()):  # the base sorts first
+                wanted = self.catalog.live_ids(segment)
+                if not len(wanted):
+                    continue
+                with VectorFile(os.path.join(self.folder, segment)) as vf:
+                    for ids, vecs in vf.chunks(chunk_bytes):
+                        live = np.isin(ids, wanted)
+                        out.append(ids[live], vecs[live])
+            # Safe at every step: the new base holds every live vector, so rows that still
+            # name an old segment and rows that name the base both find theirs.
+            count = out.finish()
         self.catalog.begin()
         try:
-            self.catalog.move_all_to(BASE, len(ids))
+            self.catalog.move_all_to(BASE, count)
             self.catalog.commit()
         except BaseException:
             self.catalog.rollback()
@@ -290,18 +282,19 @@ class IndexStore:
         if roots is not None:
             prefixes = [os.path.join(os.path.abspath(r), "") for r in roots]
             rows = [r for r in rows if any(r.path.startswith(p) for p in prefixes)]
-        position = {r.id: i for i, r in enumerate(rows)}
+        row_ids = np.fromiter((r.id for r in rows), np.int64, len(rows))  # ascending
         by_segment: dict[str, list[int]] = {}
         for r in rows:
             by_segment.setdefault(str(r.segment), []).append(r.id)
         out = np.zeros((len(rows), self.dim), np.float32)
         filled = 0
         for segment, wanted in by_segment.items():
-            ids, vecs = read_segment(os.path.join(self.folder, segment))
-            mask = np.isin(ids, np.asarray(wanted, np.int64))
-            rows_at = np.fromiter((position[int(v)] for v in ids[mask]), np.int64)
-            out[rows_at] = vecs[mask]
-            filled += len(rows_at)
+            want = np.asarray(wanted, np.int64)
+            with VectorFile(os.path.join(self.folder, segment)) as vf:
+                for ids, vecs in vf.chunks():  # file reads: no copy of a whole file
+                    mask = np.isin(ids, want)
+                    out[np.searchsorted(row_ids, ids[mask])] = vecs[mask]
+                    filled += int(mask.sum())
         if filled != len(rows):
             raise IndexFormatError(
                 f"{self.folder}: {len(rows) - filled} catalog rows have no vector; "

@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .store import SEGMENTS, IndexStore, read_segment
+from .errors import IndexFormatError
+from .store import SEGMENTS, IndexStore
+from .vecfile import VectorFile
 
 
 @dataclass
@@ -64,18 +66,21 @@ def _check(store: IndexStore, report: VerifyReport) -> list[str]:
     for name in segments:
         path = os.path.join(store.folder, name)
         try:
-            ids, vecs = read_segment(path)
-        except (OSError, RuntimeError) as exc:
+            with VectorFile(path) as vf:
+                ids = vf.ids
+                norm_parts = [np.linalg.norm(v, axis=1) for _, v in vf.chunks()]
+        except (OSError, IndexFormatError) as exc:
             report.problems.append(f"vector file {name} cannot be read: {exc}")
             damaged += [by_id[i].path for i in wanted.get(name, [])]
             continue
-        if len(ids) and vecs.shape[1] != store.dim:
-            report.problems.append(f"{name} holds {vecs.shape[1]}-d vectors, not {store.dim}")
+        if vf.dim != store.dim:
+            report.problems.append(f"{name} holds {vf.dim}-d vectors, not {store.dim}")
         dup = [i for i, c in Counter(ids.tolist()).items() if c > 1]
         if dup:
             report.problems.append(f"{name} holds ids {dup[:5]} more than once")
         here = set(ids.tolist())
-        norms = dict(zip(ids.tolist(), np.linalg.norm(vecs, axis=1).tolist(), strict=True))
+        norms = dict(zip(ids.tolist(), np.concatenate([np.zeros(0), *norm_parts]).tolist(),
+                         strict=True))
         mine = wanted.get(name, [])
         for i in mine:
             if i not in here:

@@ -207,7 +207,7 @@ def test_cli_import_then_dedupe(tmp_path: Path) -> None:
     assert f"Found {len(truth)} pairs" in res.stdout
 
 
-def test_vectors_are_memory_mapped_and_committed_in_chunks(
+def test_vectors_are_read_in_blocks_and_committed_in_chunks(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import imgsim_index.importer as importer
     from imgsim_index.store import IndexStore as Store
@@ -228,5 +228,29 @@ def test_vectors_are_memory_mapped_and_committed_in_chunks(
     monkeypatch.setattr(importer.np, "load", load)
     monkeypatch.setattr(Store, "commit", commit)
     import_vectors(vec, txt, str(tmp_path / "idx"), ImportSettings(chunk_bytes=4 * DIM * 16))
-    assert modes == ["r"]
+    assert modes == []  # plain file reads, no memory map (its pages would count in RSS)
     assert commits == [16, 16, 16, 2]
+
+
+@pytest.mark.parametrize("order", ["F", "C"])
+def test_fortran_order_and_other_dtypes_import_the_same_vectors(tmp_path: Path, order: str
+                                                                ) -> None:
+    x, _ = planted(n=40)
+    vec, txt = write_input(tmp_path, x)
+    other = tmp_path / "other.npy"
+    np.save(other, np.asarray(x, dtype=np.float64, order=order))
+    import_vectors(vec, txt, str(tmp_path / "a"), ImportSettings(chunk_bytes=4 * DIM * 7))
+    import_vectors(str(other), txt, str(tmp_path / "b"), ImportSettings(chunk_bytes=4 * DIM * 7))
+    with IndexStore.open_reader(str(tmp_path / "a")) as a, \
+            IndexStore.open_reader(str(tmp_path / "b")) as b:
+        assert np.allclose(a.load().vectors, b.load().vectors, atol=1e-7)
+
+
+def test_truncated_npy_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    x, _ = planted(n=40)
+    vec, txt = write_input(tmp_path, x)
+    data = Path(vec).read_bytes()
+    Path(vec).write_bytes(data[:-100])
+    with pytest.raises(InputError, match="truncated"):
+        import_vectors(vec, txt, str(tmp_path / "idx"))
+    assert not (tmp_path / "idx").exists()

@@ -16,6 +16,7 @@ import pytest
 from imgsim_index.catalog import NewRow
 from imgsim_index.errors import IndexFormatError, IndexLockedError, IndexMismatchError
 from imgsim_index.store import BASE, CATALOG, MANIFEST, SEGMENTS, IndexStore, read_segment
+from imgsim_index.vecfile import CHUNK_BYTES
 
 DIM = 8
 IDENTITY: dict[str, Any] = {"model": "alphanet", "dim": DIM, "weights_id": "x",
@@ -178,7 +179,8 @@ def test_changed_file_gets_its_new_vector_in_one_row(tmp_path: Path) -> None:
     assert np.array_equal(vecs, expect)
 
 
-def test_compact_preserves_load_and_removes_segments(tmp_path: Path) -> None:
+@pytest.mark.parametrize("chunk_bytes", [CHUNK_BYTES, 4 * DIM * 3])  # 3 rows: many chunks
+def test_compact_preserves_load_and_removes_segments(tmp_path: Path, chunk_bytes: int) -> None:
     with IndexStore.open_writer(str(tmp_path), IDENTITY) as store:
         for k in range(5):
             store.commit(rows(names(10, f"b{k}_")), unit(10, k))
@@ -189,7 +191,7 @@ def test_compact_preserves_load_and_removes_segments(tmp_path: Path) -> None:
         before = store.load()
         assert len(segment_files(tmp_path)) == 6
         assert store.needs_compaction()
-        store.compact()
+        store.compact(chunk_bytes)
         after = store.load()
         assert segment_files(tmp_path) == []
         assert (tmp_path / BASE).is_file()
@@ -205,7 +207,7 @@ def test_compact_preserves_load_and_removes_segments(tmp_path: Path) -> None:
         again = store.load()
         assert len(again.rows) == 51
         assert np.array_equal(again.vectors[0], unit(1, 51)[0])
-        store.compact()
+        store.compact(chunk_bytes)
         assert np.array_equal(store.load().vectors, again.vectors)
         assert segment_files(tmp_path) == []
     ids, vecs = read_segment(str(tmp_path / BASE))
@@ -220,10 +222,10 @@ def test_orphan_segment_is_removed_by_the_next_writer(tmp_path: Path) -> None:
     kept = segment_files(tmp_path)
     assert len(kept) == 1
     # a writer that crashed after writing its segment, before the catalog commit
-    from imgsim_index.store import _serialize
+    from imgsim_index.vecfile import write_vectors
 
     orphan = tmp_path / SEGMENTS / "00000002.faiss"
-    orphan.write_bytes(_serialize(np.arange(100, 103, dtype=np.int64), unit(3, 7)).tobytes())
+    write_vectors(str(orphan), np.arange(100, 103, dtype=np.int64), unit(3, 7))
     (tmp_path / SEGMENTS / "00000009.faiss").write_bytes(b"half written")
     (tmp_path / f"{BASE}.tmp-12345").write_bytes(b"unfinished compaction")
     with IndexStore.open_writer(str(tmp_path), IDENTITY) as store:

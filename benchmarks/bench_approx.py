@@ -34,7 +34,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.bench_common import fmt_table, pair_keys, planted_vectors  # noqa: E402
 from benchmarks.results_file import update_section  # noqa: E402
 from imgsim_index.pairs import PairSettings, find_pairs  # noqa: E402
-from imgsim_index.pairs_approx import ApproxSettings, cells_for, find_pairs_approx  # noqa: E402
+from imgsim_index.pairs_approx import (  # noqa: E402
+    ApproxSettings,
+    bf16_is_faster,
+    cells_for,
+    find_pairs_approx,
+)
+
+
+def peak_gib() -> float:
+    """VmHWM: the kernel's high-water mark of this process's resident memory."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**20
+    return float("nan")
 
 
 def main() -> None:
@@ -48,6 +62,8 @@ def main() -> None:
                     help="cells probed per vector (default: by threshold, AUTO_NPROBE)")
     ap.add_argument("--nlist", type=int, default=None)
     ap.add_argument("--coarse-dim", type=int, default=ApproxSettings.coarse_dim)
+    ap.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
+                    help="candidate scores (auto: bf16 where this CPU does it faster)")
     ap.add_argument("--data", choices=["uniform", "clustered"], default="uniform")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--exact-full", action="store_true", help="time exact mode over all N")
@@ -63,7 +79,7 @@ def main() -> None:
     print(f"generated {a.n} x {a.dim} {a.data} vectors, {len(planted)} planted pairs in "
           f"{time.perf_counter() - t0:.0f}s", flush=True)
     settings = ApproxSettings(nprobe=a.nprobe, nlist=a.nlist, coarse_dim=a.coarse_dim,
-                              seed=a.seed)
+                              seed=a.seed, precision=a.precision)
 
     # ground truth: exact pairs touching the sampled queries (all N with --exact-full)
     rng = np.random.default_rng(a.seed + 7)
@@ -85,6 +101,8 @@ def main() -> None:
             approx_runs[thr].append(time.perf_counter() - t)
             print(f"[{rep + 1}/{a.repeat}] approx t={thr}: {approx_runs[thr][-1]:.1f}s",
                   flush=True)
+    precision = a.precision if a.precision != "auto" else (
+        "bf16" if bf16_is_faster() else "fp32")
     exact_s = min(exact_runs)
     exact_full_s = exact_s if a.exact_full else exact_s * (a.n - 1) / (2 * q)
     how = ("measured" if a.exact_full else
@@ -134,6 +152,9 @@ def main() -> None:
         "",
         "- target: >= 20x faster than exact with recall >= 0.995",
         "- approx time includes PCA, k-means training and cell assignment",
+        f"- candidate scores in {precision} (--precision {a.precision}), then float64 re-score",
+        f"- peak resident memory of this benchmark process (vectors, exact and approx "
+        f"runs): {peak_gib():.1f} GiB",
     ])
     print(body)
     if not a.no_write:

@@ -145,7 +145,8 @@ def dedupe(
     write_collage(_pair_paths(rows, pairs), collage_path, settings.max_pairs_for_collage,
                   settings.pairs.seed, settings.pairs.threshold)
     report["pair_search"] = ({"method": "approx", **asdict(settings.approx),
-                              "nprobe": settings.approx.probes_for(settings.pairs.threshold)}
+                              "nprobe": settings.approx.probes_for(settings.pairs.threshold),
+                              "precision": settings.approx.resolved_precision()}
                              if approx else {"method": "exact"})
     if queries is not None:
         report["compare_mode"] = "new_only"

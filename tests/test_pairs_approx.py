@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from imgsim_index.importer import import_vectors
 from imgsim_index.pairs import Pairs, PairSettings, exact_scores, find_pairs
 from imgsim_index.pairs_approx import (
     AUTO_APPROX_ABOVE,
+    BF16_MARGIN,
     ApproxSettings,
     assign_cells,
     find_pairs_approx,
@@ -93,6 +95,34 @@ def test_probing_every_cell_equals_exact(vectors: np.ndarray) -> None:
             assert got == exact
         else:
             assert set(got) <= set(exact) and len(got) >= 0.995 * len(exact)
+
+
+@pytest.mark.parametrize("threshold", [0.9, 0.95, 0.99])
+def test_bf16_candidates_lose_nothing_against_fp32(vectors: np.ndarray, threshold: float
+                                                  ) -> None:
+    """bf16 scores with BF16_MARGIN give a superset of the fp32 candidates; after the
+    float64 re-score both give the same pairs, including those right at 0.95."""
+    settings = PairSettings(threshold=threshold)
+    got = {}
+    for precision in ("fp32", "bf16"):
+        a = replace(SMALL, precision=precision)
+        got[precision] = find_pairs_approx(vectors, settings, a)
+    assert as_dict(got["bf16"]) == as_dict(got["fp32"])
+    assert np.array_equal(got["bf16"].i, got["fp32"].i)
+
+
+def test_bf16_margin_covers_the_worst_rounding() -> None:
+    """Every component just below a bf16 halfway point, so every input loses ~2^-8 of its
+    value in the same direction (the worst case, ~2u on the score): still inside
+    BF16_MARGIN."""
+    import torch
+
+    d = 4096
+    x = np.full((1, d), (1 + 2.0**-8 - 2.0**-16) * 2.0**-6, np.float32)  # norm ~1.004
+    exact = float(x[0].astype(np.float64) @ x[0].astype(np.float64))
+    t = torch.from_numpy(x).bfloat16()
+    approx = float(torch.mm(t, t.T).double().item())
+    assert 0.007 < exact - approx < BF16_MARGIN
 
 
 def test_more_probes_find_at_least_as_much(vectors: np.ndarray) -> None:
@@ -177,8 +207,8 @@ def test_nprobe_follows_the_threshold_unless_set() -> None:
 
 
 @pytest.mark.parametrize("bad", [{"nprobe": 0}, {"nlist": 0}, {"coarse_dim": -1},
-                                 {"tile": 0}, {"kmeans_iter": 0}])
-def test_invalid_settings(bad: dict[str, int]) -> None:
+                                 {"tile": 0}, {"kmeans_iter": 0}, {"precision": "fp8"}])
+def test_invalid_settings(bad: dict[str, object]) -> None:
     with pytest.raises(InputError):
         ApproxSettings(**bad).validate()  # type: ignore[arg-type]
 
@@ -201,3 +231,26 @@ def test_dedupe_with_approx_reports_it(tmp_path: Path, vectors: np.ndarray) -> N
         dedupe(str(tmp_path / "idx"), None, DedupeSettings(
             pairs=PairSettings(compare_mode="sample"), search="approx",
             output=str(tmp_path / "x")))
+
+
+def test_cli_approx_takes_nprobe_and_reports_precision(tmp_path: Path, vectors: np.ndarray
+                                                       ) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from imgsim_index.cli import cli
+
+    np.save(tmp_path / "v.npy", vectors)
+    (tmp_path / "p.txt").write_text("".join(f"/photos/{k:05d}.jpg\n" for k in range(N)))
+    import_vectors(str(tmp_path / "v.npy"), str(tmp_path / "p.txt"), str(tmp_path / "idx"))
+    runner = CliRunner()
+    res = runner.invoke(cli, ["dedupe", "--index", str(tmp_path / "idx"), "--approx",
+                              "--nprobe", "5", "--threshold", "0.95", "--output",
+                              str(tmp_path / "out"), "-q"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    report = json.loads(next((tmp_path / "out").glob("*/report.json")).read_text())
+    assert report["pair_search"]["nprobe"] == 5
+    assert report["pair_search"]["precision"] in ("bf16", "fp32")
+    bad = runner.invoke(cli, ["dedupe", "--index", str(tmp_path / "idx"), "--nprobe", "0"])
+    assert bad.exit_code == 2 and "--nprobe" in bad.output

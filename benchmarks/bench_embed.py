@@ -17,8 +17,9 @@ photos, not like flat colour), then embeds them twice in the same run:
 - ours with onnx: the same with backend "onnx" (the network exported once and run
   by ONNX Runtime, graph optimisation level ALL), when onnxruntime is installed.
 
-The end-to-end runs are interleaved (baseline, ours, ours with onnx) --repeat
-times and the best run of each is reported (the machine may be shared); the
+Each set (frames, photos) is timed on its own. The end-to-end runs are
+interleaved (every method on every set, --repeat times) and the best run of
+each is reported (the machine may be shared); the
 Embedders are built (and the ONNX file exported or loaded) before the timings.
 Prints images/s and ratios, the cosine between the vectors of each image
 (baseline vs ours: draft decoding changes pixels slightly; torch vs onnx: same
@@ -26,7 +27,9 @@ pixels, so only the arithmetic differs), the network alone on a decoded batch
 (eager, ours, ours with onnx; best of the interleaved batches), the model's
 GFLOP per image (torch's FlopCounterMode) times images/s, and SGEMM GFLOP/s
 measured with torch.mm in the same run (best of before and after), as the
-machine's ceiling. `resnet50-random` is
+machine's ceiling. It also times our decoding alone (one process, CPU time per
+image) and from it the ceiling of a pipeline whose decoding and network share
+the cores: 1 / (decode seconds / cores + 1 / network images/s). `resnet50-random` is
 torchvision's ResNet50 with random weights: ImageNet weights cannot be
 downloaded here, and the speed does not depend on the weights, but its
 vectors mean nothing, so use it for speed only.
@@ -175,6 +178,22 @@ def model_only(model: Any, embedders: dict[str, Any], batch_size: int,
     return best
 
 
+def decode_core_ms(model: Any, paths: list[str], repeat: int = 2) -> float:
+    """Milliseconds of one core per image for our decoding alone (JPEG draft, resize,
+    crop: what a DataLoader worker does), best of `repeat` passes in this process."""
+    from imgsim_index.decode import DEFAULT_MAX_PIXELS
+    from imgsim_index.embed import _Files
+
+    dataset = _Files(paths, model.info.preprocess, DEFAULT_MAX_PIXELS)
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.process_time()
+        for k in range(len(paths)):
+            dataset[k]
+        best = min(best, time.process_time() - t)
+    return 1000 * best / len(paths)
+
+
 def onnxruntime_version() -> str:
     import onnxruntime
 
@@ -216,8 +235,7 @@ def main() -> None:
     folder.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
     images = make_images(folder, a.frames, a.photos, a.seed)
-    paths, kinds = [p for p, _ in images], np.asarray([k for _, k in images])
-    print(f"{len(paths)} JPEGs in {folder} ({time.perf_counter() - t:.0f}s)", flush=True)
+    print(f"{len(images)} JPEGs in {folder} ({time.perf_counter() - t:.0f}s)", flush=True)
     model = load(a.model)
     crop = model.info.preprocess.crop
     with torch.no_grad():  # warm-up outside the timings (first-call allocations)
@@ -243,88 +261,109 @@ def main() -> None:
               f"({embedders['onnx'].onnx.source})", flush=True)
     embedders["ours"] = Embedder(model, "cpu")  # converts the network to channels-last
 
-    runs: dict[str, Any] = {"baseline": lambda: baseline(base_model, paths, a.batch_size)}
+    sets = {"frames": [p for p, k in images if k == "frame"],
+            "photos": [p for p, k in images if k == "photo"]}
+    sets = {k: v for k, v in sets.items() if v}
+    methods: dict[str, Any] = {"baseline": lambda ps: baseline(base_model, ps, a.batch_size)}
     for name, e in embedders.items():
-        runs[name] = lambda e=e: ours(e, paths, a.batch_size, a.workers)
-    runs = {k: runs[k] for k in ("baseline", "ours", "onnx") if k in runs}
-    seconds: dict[str, list[float]] = {k: [] for k in runs}
-    vectors: dict[str, np.ndarray] = {}
-    for r in range(a.repeat):
-        for name, f in runs.items():
-            t = time.perf_counter()
-            vectors[name] = f()
-            seconds[name].append(time.perf_counter() - t)
-            print(f"round {r + 1}: {name} {len(paths) / seconds[name][-1]:.2f} images/s",
-                  flush=True)
+        methods[name] = lambda ps, e=e: ours(e, ps, a.batch_size, a.workers)
+    methods = {k: methods[k] for k in ("baseline", "ours", "onnx") if k in methods}
+    seconds: dict[tuple[str, str], list[float]] = {}
+    vectors: dict[tuple[str, str], np.ndarray] = {}
+    for r in range(a.repeat):  # interleaved: every method on every set, then again
+        for kind, ps in sets.items():
+            for name, f in methods.items():
+                t = time.perf_counter()
+                vectors[kind, name] = f(ps)
+                seconds.setdefault((kind, name), []).append(time.perf_counter() - t)
+                print(f"round {r + 1}: {kind} {name} "
+                      f"{len(ps) / seconds[kind, name][-1]:.2f} images/s", flush=True)
+    decode_ms = {kind: decode_core_ms(model, ps) for kind, ps in sets.items()}
+    print("decode only, one process: " + ", ".join(
+        f"{k} {v:.1f} ms/image" for k, v in decode_ms.items()), flush=True)
     net_ips = model_only(model, embedders, a.batch_size, repeat=max(3, a.repeat))
     print("network only: " + ", ".join(f"{k} {v:.2f}" for k, v in net_ips.items())
           + " images/s", flush=True)
     gemm_after = sgemm_gflops()
     gemm = max(gemm_before, gemm_after)
+    cores = os.cpu_count() or 1
 
-    def cosines(x: str, y: str) -> np.ndarray:
-        return np.einsum("ij,ij->i", vectors[x].astype(np.float64),
-                         vectors[y].astype(np.float64))
+    def cosines(kind: str, x: str, y: str) -> np.ndarray:
+        return np.einsum("ij,ij->i", vectors[kind, x].astype(np.float64),
+                         vectors[kind, y].astype(np.float64))
 
-    ips = {k: len(paths) / min(v) for k, v in seconds.items()}
-    base_ips = ips["baseline"]
+    ips = {key: len(sets[key[0]]) / min(v) for key, v in seconds.items()}
 
-    def row(label: str, v: float) -> str:
-        return (f"| {label} | {v:.2f} | {v / base_ips:.2f}x | {flops * v:.0f} "
-                f"| {flops * v / gemm:.0%} |")
+    def cells(v: float, base: float | None) -> str:
+        ratio = f"{v / base:.2f}x" if base else "-"
+        return f"{v:.2f} | {ratio} | {flops * v:.0f} ({flops * v / gemm:.0%})"
 
+    def row(label: str, values: dict[str, float], vs_baseline: bool = True) -> str:
+        return f"| {label} | " + " | ".join(
+            cells(values[k], ips[k, "baseline"] if vs_baseline else None) for k in sets) + " |"
+
+    head = " | ".join(f"{k}: images/s | {k}: vs baseline | {k}: model GFLOP/s (share of "
+                      "SGEMM)" for k in sets)
     lines = [
         f"Model: {a.model}"
         + (" (random weights: speed only, vectors meaningless)" if "random" in a.model else "")
-        + f"; {a.frames} 1920x1080 + {a.photos} 4000x3000 JPEGs (quality 90), batch "
-        f"{a.batch_size}, torch {torch.__version__} with {torch.get_num_threads()} threads, "
-        f"{os.cpu_count()} cores" + ("" if "onnx" not in embedders else
-                                     f", onnxruntime {onnxruntime_version()}")
+        + f"; {a.frames} 1920x1080 frames and {a.photos} 4000x3000 photos, JPEG quality 90, "
+        f"each set timed on its own; batch {a.batch_size}, torch {torch.__version__} with "
+        f"{torch.get_num_threads()} threads, {cores} cores"
+        + ("" if "onnx" not in embedders else f", onnxruntime {onnxruntime_version()}")
         + f". Best of {a.repeat} interleaved runs (network only: of "
         f"{max(3, a.repeat)} interleaved batches).",
         "",
-        "| pipeline | images/s | vs baseline | model GFLOP/s achieved | share of SGEMM |",
-        "|---|---|---|---|---|",
+        f"| pipeline | {head} |",
+        "|---|" + "---|" * (3 * len(sets)),
         row("baseline: PIL full decode, torchvision Resize+CenterCrop, eager fp32, 1 process",
-            base_ips),
-        row("ours: Embedder.embed_files (draft decode in workers, channels-last)", ips["ours"]),
+            {k: ips[k, "baseline"] for k in sets}),
+        row("ours: Embedder.embed_files (draft decode in workers, channels-last)",
+            {k: ips[k, "ours"] for k in sets}),
     ]
-    if "onnx" in ips:
+    if "onnx" in embedders:
         lines.append(row("ours with onnx: the same, network in ONNX Runtime (--backend onnx)",
-                         ips["onnx"]))
-    lines += [
-        row("network only, decoded batch: eager fp32 NCHW, no_grad", net_ips["eager"]),
-        row("network only, decoded batch: ours (channels-last, inference_mode)",
-            net_ips["ours"]),
-    ]
-    if "onnx" in net_ips:
-        lines.append(row("network only, decoded batch: ours with onnx (ORT, graph level ALL, "
-                         f"{torch.get_num_threads()} threads)", net_ips["onnx"]))
+                         {k: ips[k, "onnx"] for k in sets}))
+    for label, key in [("eager fp32 NCHW, no_grad", "eager"),
+                       ("ours (channels-last, inference_mode)", "ours"),
+                       (f"ours with onnx (ORT, graph level ALL, {torch.get_num_threads()} "
+                        "threads)", "onnx")]:
+        if key in net_ips:
+            lines.append(row(f"network only, decoded batch: {label}",
+                             dict.fromkeys(sets, net_ips[key])))
+    best_net = max(net_ips.values())
+    ceiling = {k: 1.0 / (decode_ms[k] / 1000 / cores + 1.0 / best_net) for k in sets}
     lines += [
         "",
         f"- model cost: {flops:.2f} GFLOP per image at {crop}x{crop} (FlopCounterMode); "
         f"SGEMM (torch.mm 2048^2, same run): {gemm:.0f} GFLOP/s "
         f"(before {gemm_before:.0f}, after {gemm_after:.0f})",
+        "- decode only (our decoder: JPEG draft, resize, crop; one process): "
+        + ", ".join(f"{k} {decode_ms[k]:.1f} ms of one core per image" for k in sets),
+        f"- ceiling when decoding and the fastest network share the {cores} cores "
+        "(1 / (decode ms / cores + 1 / network images/s)): "
+        + ", ".join(f"{k} {ceiling[k]:.1f} images/s = {flops * ceiling[k] / gemm:.0%} of SGEMM"
+                    for k in sets),
         "- end-to-end runs (images/s): " + "; ".join(
-            f"{k} " + ", ".join(f"{len(paths) / x:.2f}" for x in v) for k, v in seconds.items()),
+            f"{k} {n} " + ", ".join(f"{len(sets[k]) / x:.2f}" for x in v)
+            for (k, n), v in seconds.items()),
     ]
     if onnx_note:
         lines.append(f"- ONNX Runtime rows {onnx_note}")
     else:
-        c = cosines("ours", "onnx")
+        c = np.concatenate([cosines(k, "ours", "onnx") for k in sets])
         lines.append(f"- cosine(ours, ours with onnx), same decoded pixels: min {c.min():.6f}, "
                      f"median {np.median(c):.6f}"
                      + (" (random weights: trivially high, see tests/test_onnx_backend.py)"
                         if "random" in a.model else ""))
-    for kind in ("frame", "photo"):
-        if "random" in a.model:
-            lines.append("- cosine(baseline, ours): not meaningful with random weights "
-                         "(their features barely depend on the image)")
-            break
-        for other in [k for k in ("ours", "onnx") if k in vectors]:
-            c = cosines("baseline", other)[kinds == kind]
-            if len(c):
-                lines.append(f"- cosine(baseline, {other}) for {kind}s: min {c.min():.4f}, "
+    if "random" in a.model:
+        lines.append("- cosine(baseline, ours): not meaningful with random weights "
+                     "(their features barely depend on the image)")
+    else:
+        for kind in sets:
+            for other in [k for k in ("ours", "onnx") if k in methods]:
+                c = cosines(kind, "baseline", other)
+                lines.append(f"- cosine(baseline, {other}) for {kind}: min {c.min():.4f}, "
                              f"median {np.median(c):.4f}")
     body = "\n".join(lines)
     print(body)

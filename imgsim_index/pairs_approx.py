@@ -12,9 +12,9 @@ vectors, rounded to 6 decimals, >= threshold. So every approximate pair is an
 exact pair with its exact score; only recall can be lower (a pair whose two
 vectors fall in cells too far apart). Where the CPU does bfloat16 GEMMs faster
 (AMX, AVX512-BF16), the cell GEMMs run in bf16 with the radius lowered by a
-worst-case rounding bound (BF16_MARGIN), so they lose no candidate. Cost ~ N x (nprobe x N / nlist + nlist x
-coarse_dim / dim) scores instead of N^2 / 2; benchmarks/bench_approx.py
-measures time and recall against exact mode.
+worst-case rounding bound (BF16_MARGIN), so they lose no candidate.
+Cost ~ N x (nprobe x N / nlist + nlist x coarse_dim / dim) scores instead of
+N^2 / 2; benchmarks/bench_approx.py measures time and recall against exact mode.
 """
 
 from __future__ import annotations

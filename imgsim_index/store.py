@@ -58,6 +58,15 @@ def read_segment(path: str) -> tuple[np.ndarray, np.ndarray]:
     return read_vectors(path)
 
 
+def _members(ids: np.ndarray, sorted_ids: np.ndarray) -> np.ndarray:
+    """Boolean mask of the `ids` found in `sorted_ids` (ascending): a binary search per
+    id, where np.isin would sort all of `sorted_ids` again for every chunk."""
+    if not len(sorted_ids):
+        return np.zeros(len(ids), bool)
+    at = np.minimum(np.searchsorted(sorted_ids, ids), len(sorted_ids) - 1)
+    return sorted_ids[at] == ids
+
+
 def describe_identity(identity: dict[str, Any]) -> str:
     return f"{identity.get('model')} (weights {identity.get('weights_id')})"
 
@@ -225,7 +234,7 @@ class IndexStore:
                     continue
                 with VectorFile(os.path.join(self.folder, segment)) as vf:
                     for ids, vecs in vf.chunks(chunk_bytes):
-                        live = np.isin(ids, wanted)
+                        live = _members(ids, wanted)
                         out.append(ids[live], vecs[live])
             # Safe at every step: the new base holds every live vector, so rows that still
             # name an old segment and rows that name the base both find theirs.
@@ -289,10 +298,10 @@ class IndexStore:
         out = np.zeros((len(rows), self.dim), np.float32)
         filled = 0
         for segment, wanted in by_segment.items():
-            want = np.asarray(wanted, np.int64)
+            want = np.asarray(wanted, np.int64)  # ascending: rows come in id order
             with VectorFile(os.path.join(self.folder, segment)) as vf:
                 for ids, vecs in vf.chunks():  # file reads: no copy of a whole file
-                    mask = np.isin(ids, want)
+                    mask = _members(ids, want)
                     out[np.searchsorted(row_ids, ids[mask])] = vecs[mask]
                     filled += int(mask.sum())
         if filled != len(rows):

@@ -14,6 +14,7 @@ from .catalog import Row
 from .groups import Groups, connected_components
 from .indexer import BuildResult, BuildSettings, build_index
 from .keep import DEFAULT_KEEP, KeepSettings, choose_keepers
+from .lowp import resolve_precision
 from .pairs import Pairs, PairSettings, find_pairs
 from .pairs_approx import ApproxSettings, find_pairs_approx, use_approx
 from .progress import NoProgress, Progress
@@ -144,10 +145,11 @@ def dedupe(
     collage_path = os.path.join(out_dir, "similar_pairs_sample", "random_collage.jpg")
     write_collage(_pair_paths(rows, pairs), collage_path, settings.max_pairs_for_collage,
                   settings.pairs.seed, settings.pairs.threshold)
+    precision = resolve_precision(settings.pairs.precision, len(rows))
     report["pair_search"] = ({"method": "approx", **asdict(settings.approx),
                               "nprobe": settings.approx.probes_for(settings.pairs.threshold),
-                              "precision": settings.approx.resolved_precision()}
-                             if approx else {"method": "exact"})
+                              "precision": precision}
+                             if approx else {"method": "exact", "precision": precision})
     if queries is not None:
         report["compare_mode"] = "new_only"
         report["new_images"] = len(queries)

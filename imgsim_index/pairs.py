@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError
+from .lowp import above_bf16, check_precision, resolve_precision, to_bf16
 
 SEARCH_MARGIN = 1e-4  # far above float32 dot-product error for unit vectors (~1e-6)
 SCORE_DECIMALS = 6
@@ -41,6 +42,7 @@ class PairSettings:
     seed: int = 0
     compare_scope: str = "all"  # all | inter_folder
     block_size: int = 4096  # rows per side of a score tile; bounds the extra memory
+    precision: str = "auto"  # candidate scores: fp32 | bf16 | auto (lowp.resolve_precision)
 
     def validate(self) -> None:
         if not -1.0 <= self.threshold <= 1.0:
@@ -55,6 +57,7 @@ class PairSettings:
             raise InputError(f"sample ratio must be in (0, 1], got {self.sample_ratio}")
         if self.block_size < 1:
             raise InputError("block size must be positive")
+        check_precision(self.precision)
 
 
 @dataclass
@@ -123,7 +126,8 @@ def find_pairs(
     check_scope(settings, folders)
     rows = query_rows(len(x), settings, queries)
     i, j = candidate_pairs(x, search_radius(settings), settings.block_size, rows,
-                           on_progress=on_progress)
+                           on_progress=on_progress,
+                           precision=resolve_precision(settings.precision, len(x)))
     return pairs_from_candidates(x, i, j, settings, folders, partial=rows is not None)
 
 
@@ -158,8 +162,14 @@ def candidate_pairs(
     first: int = 0,
     stop: int | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    precision: str = "fp32",
 ) -> tuple[np.ndarray, np.ndarray]:
     """(i, j) row pairs whose float32 score is >= radius, by tiles of block_size rows.
+
+    precision fp32: FAISS range search per tile. bf16: torch bf16 GEMM per tile with
+    the radius lowered by lowp.BF16_MARGIN, a superset of the fp32 candidates (the
+    float64 re-score makes the answers equal); tiles are converted as they are used,
+    so there is no bf16 copy of x.
 
     queries None: rows first..stop (first a multiple of block_size) against
     themselves and every later row, i < j; shards [0, b), [b, 2b), ... together
@@ -181,18 +191,31 @@ def candidate_pairs(
         end = n if stop is None else min(n, stop)
         blocks = [(a0, b0) for b0 in starts for a0 in range(first, end, bs) if a0 <= b0]
     found_i, found_j = [], []
-    index, index_at = None, -1
+    index: Any = None
+    index_at, width = -1, 0
+    bf16 = resolve_precision(precision, n) == "bf16"
+
+    def search(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if bf16:
+            return above_bf16(to_bf16(q), len(q), index, width, radius)
+        return _range_search(index, q, radius)
+
     with _blas_tiles(bs):
         for step, (a0, b0) in enumerate(blocks, 1):
-            if b0 != index_at:  # one FAISS block at a time: memory O(block x dim)
-                index, index_at = faiss.IndexFlatIP(x.shape[1]), b0
-                index.add(np.ascontiguousarray(x[b0:min(n, b0 + bs)]))
+            if b0 != index_at:  # one block at a time: memory O(block x dim)
+                block = np.ascontiguousarray(x[b0:min(n, b0 + bs)])
+                index_at, width = b0, len(block)
+                if bf16:
+                    index = to_bf16(block)
+                else:
+                    index = faiss.IndexFlatIP(x.shape[1])
+                    index.add(block)
             if queries is not None:  # a0 indexes `queries`
                 qrows = queries[a0:a0 + bs]
-                qi, rj = _range_search(index, x[qrows], radius)
+                qi, rj = search(x[qrows])
                 gi = qrows[qi]
             else:
-                qi, rj = _range_search(index, x[a0:min(n, a0 + bs)], radius)
+                qi, rj = search(x[a0:min(n, a0 + bs)])
                 gi = qi + a0
             gj = rj + b0
             keep = gi != gj if partial else gi < gj

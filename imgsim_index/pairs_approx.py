@@ -19,9 +19,7 @@ N^2 / 2; benchmarks/bench_approx.py measures time and recall against exact mode.
 
 from __future__ import annotations
 
-import functools
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError
+from .lowp import above_bf16, bf16_copy, gather_bf16, resolve_precision
 from .pairs import (
     Pairs,
     PairSettings,
@@ -55,87 +54,25 @@ def _above(scores: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
     return rows[flat // cols], flat % cols
 
 
-# bfloat16 candidate scores: inputs rounded to 8 significant bits (unit roundoff
-# u = 2^-8), products accumulated in float32, the result rounded to bfloat16. For unit
-# vectors |bf16 score - exact| <= (2u + u^2) (inputs) + d 2^-24 (accumulation, d <= 4096)
-# + u (1 + that) (output) < 0.0121, so a pair whose exact score reaches the threshold always
-# passes `radius - BF16_MARGIN`; the float64 re-score then decides, as in fp32.
-BF16_MARGIN = 0.0125
-
-
-@functools.lru_cache(maxsize=1)
-def bf16_is_faster() -> bool:
-    """Whether bfloat16 GEMMs beat float32 here (AMX or AVX512-BF16 CPUs, ~4x), checked
-    once per process by timing both (about 0.1 s) and checking bf16 accuracy."""
-    import torch
-
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((2048, 1024), dtype=np.float32)
-    b = rng.standard_normal((256, 1024), dtype=np.float32)
-    a /= np.linalg.norm(a, axis=1, keepdims=True)
-    b /= np.linalg.norm(b, axis=1, keepdims=True)
-    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
-    ha, hb = ta.bfloat16(), tb.bfloat16()
-    err = (torch.mm(ha, hb.T).double() - torch.from_numpy(a.astype(np.float64) @ b.T.astype(
-        np.float64))).abs().max().item()
-    if err > BF16_MARGIN / 2:
-        return False
-
-    def best(f: Callable[[], object]) -> float:
-        times = []
-        for _ in range(4):
-            t = time.perf_counter()
-            f()
-            times.append(time.perf_counter() - t)
-        return min(times[1:])
-
-    return best(lambda: torch.mm(ha, hb.T)) * 1.5 < best(lambda: torch.mm(ta, tb.T))
-
-
 class _Scorer:
-    """Candidate scores of row tiles against a cell's block: float32 GEMMs (numpy) with
-    threshold `radius`, or bfloat16 GEMMs (torch, a bf16 copy of the vectors: half the
-    memory of x) with threshold radius - BF16_MARGIN."""
+    """Candidate scores of row tiles against a cell's block: float32 GEMMs (numpy), or
+    bf16 GEMMs (lowp: a bf16 copy of the vectors, half the memory of x, and the radius
+    lowered by lowp.BF16_MARGIN)."""
 
     def __init__(self, x: np.ndarray, radius: float, precision: str):
-        self.x = x
+        self.x, self.radius = x, radius
         self.bf16 = precision == "bf16"
-        self.radius = radius
         if self.bf16:
-            import torch
-
-            self.xb = torch.empty(x.shape, dtype=torch.bfloat16)
-            for s in range(0, len(x), 65536):  # no float32 temporary of all of x
-                self.xb[s:s + 65536] = torch.from_numpy(x[s:s + 65536])
-            self.radius = radius - BF16_MARGIN
+            self.xb = bf16_copy(x)
 
     def rows(self, idx: np.ndarray) -> Any:
-        """The rows `idx` of the vectors; in bf16, zero-padded to a bucketed row count:
-        oneDNN builds a kernel per GEMM shape (~3 ms each), so shapes must repeat."""
-        if not self.bf16:
-            return self.x[idx]
-        import torch
-
-        n = len(idx)
-        step = 32 if n <= 256 else 256
-        out = torch.empty((-(-n // step) * step, self.x.shape[1]), dtype=torch.bfloat16)
-        torch.index_select(self.xb, 0, torch.from_numpy(idx), out=out[:n])
-        out[n:].zero_()
-        return out
+        return gather_bf16(self.xb, idx) if self.bf16 else self.x[idx]
 
     def above(self, q: Any, nq: int, block: Any, nb: int) -> tuple[np.ndarray, np.ndarray]:
         """(row, column) of the scores >= the radius among the first nq x nb."""
-        if not self.bf16:
-            return _above(q @ block.T, self.radius)
-        import torch
-
-        scores = torch.mm(q, block.T)
-        hit_rows = torch.nonzero(scores.amax(dim=1) >= self.radius).squeeze(1)
-        hits = torch.nonzero(scores.index_select(0, hit_rows) >= self.radius).numpy()
-        qi = hit_rows.numpy()[hits[:, 0]].astype(np.int64)
-        cj = hits[:, 1].astype(np.int64)
-        real = (qi < nq) & (cj < nb)  # padding rows are zeros; a radius <= 0 would match them
-        return qi[real], cj[real]
+        if self.bf16:
+            return above_bf16(q, nq, block, nb, self.radius)
+        return _above(q @ block.T, self.radius)
 
 
 # nprobe by threshold: closer pairs need fewer probes. Tuned on the hard case, isotropic
@@ -153,7 +90,6 @@ class ApproxSettings:
     kmeans_iter: int = 8
     seed: int = 0
     tile: int = 4096  # query rows per GEMM
-    precision: str = "auto"  # candidate scores: bf16 | fp32 | auto (bf16 where it is faster)
 
     def validate(self) -> None:
         if self.nprobe is not None and self.nprobe < 1:
@@ -164,14 +100,6 @@ class ApproxSettings:
             raise InputError("coarse_dim, train_points and kmeans_iter must be positive")
         if self.tile < 1:
             raise InputError("tile must be positive")
-        if self.precision not in ("auto", "bf16", "fp32"):
-            raise InputError(f"precision must be auto, bf16 or fp32, got {self.precision!r}")
-
-    def resolved_precision(self) -> str:
-        """bf16 or fp32: what `auto` means on this machine."""
-        if self.precision != "auto":
-            return self.precision
-        return "bf16" if bf16_is_faster() else "fp32"
 
     def probes_for(self, threshold: float) -> int:
         if self.nprobe is not None:
@@ -292,7 +220,7 @@ def find_pairs_approx(
     probers = np.argsort(flat, kind="stable") // probes.shape[1]  # rows, grouped by cell
     p_bounds = np.searchsorted(np.sort(flat), np.arange(nlist + 1))
     del flat
-    scorer = _Scorer(x, search_radius(settings), approx.resolved_precision())
+    scorer = _Scorer(x, search_radius(settings), resolve_precision(settings.precision, n))
     found_i, found_j = [], []
     for c in range(nlist):
         rows = probers[p_bounds[c]:p_bounds[c + 1]]

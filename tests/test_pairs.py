@@ -12,6 +12,18 @@ N, D = 700, 64
 THRESHOLD = 0.99
 
 
+@pytest.fixture(autouse=True, params=["fp32", "bf16"])
+def precision(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test here runs with FAISS float32 tiles and with bf16 tiles (lowp): the
+    answers must be the same, pair for pair and score for score."""
+    import imgsim_index.pairs as pairs
+
+    real = pairs.resolve_precision
+    monkeypatch.setattr(pairs, "resolve_precision",
+                        lambda p, n=None: real(request.param) if p == "auto" else real(p))
+    return str(request.param)
+
+
 def _normalise(v: np.ndarray) -> np.ndarray:
     return v / np.linalg.norm(v, axis=-1, keepdims=True)
 
@@ -193,7 +205,7 @@ def test_inter_folder_needs_folders(vectors: np.ndarray) -> None:
     {"threshold": 1.5}, {"threshold": -1.01}, {"threshold": float("nan")},
     {"compare_mode": "fast"}, {"compare_scope": "folders"},
     {"compare_mode": "sample", "sample_ratio": 0.0}, {"sample_ratio": 1.2},
-    {"sample_ratio": float("nan")}, {"block_size": 0},
+    {"sample_ratio": float("nan")}, {"block_size": 0}, {"precision": "fp16"},
 ])
 def test_invalid_settings_raise_input_error(bad: dict[str, object]) -> None:
     s = PairSettings(**bad)  # type: ignore[arg-type]
@@ -231,3 +243,19 @@ def test_progress_reaches_its_total(vectors: np.ndarray, mode: str) -> None:
     steps = [c[0] for c in calls]
     assert steps == list(range(1, len(calls) + 1))
     assert calls[-1][0] == calls[-1][1]
+
+
+def test_worst_case_bf16_rounding_still_finds_the_pair(precision: str) -> None:
+    """Components just below bf16 halfway points lose ~2^-8 each in the same direction,
+    so a bf16 score is ~0.0077 low: the pair is found only thanks to BF16_MARGIN."""
+    d, k = 4096, 4032
+    v = np.zeros(d, np.float32)
+    v[:k] = (1 + 2.0**-8 - 2.0**-16) * 2.0**-6
+    rng = np.random.default_rng(0)
+    others = _normalise(rng.standard_normal((30, d))).astype(np.float32)
+    x = np.vstack([v, v, others])
+    exact = float(v.astype(np.float64) @ v.astype(np.float64))
+    threshold = np.floor(exact * 1e6) / 1e6
+    got = find_pairs(x, PairSettings(threshold=threshold, block_size=16))
+    assert [(int(a), int(b)) for a, b in zip(got.i, got.j, strict=True)] == [(0, 1)]
+    assert got.score[0] == round(exact, 6)

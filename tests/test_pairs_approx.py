@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,10 +10,10 @@ import pytest
 from imgsim_index.dedupe import DedupeSettings, dedupe
 from imgsim_index.errors import InputError
 from imgsim_index.importer import import_vectors
+from imgsim_index.lowp import BF16_MARGIN
 from imgsim_index.pairs import Pairs, PairSettings, exact_scores, find_pairs
 from imgsim_index.pairs_approx import (
     AUTO_APPROX_ABOVE,
-    BF16_MARGIN,
     ApproxSettings,
     assign_cells,
     find_pairs_approx,
@@ -102,11 +101,10 @@ def test_bf16_candidates_lose_nothing_against_fp32(vectors: np.ndarray, threshol
                                                   ) -> None:
     """bf16 scores with BF16_MARGIN give a superset of the fp32 candidates; after the
     float64 re-score both give the same pairs, including those right at 0.95."""
-    settings = PairSettings(threshold=threshold)
     got = {}
     for precision in ("fp32", "bf16"):
-        a = replace(SMALL, precision=precision)
-        got[precision] = find_pairs_approx(vectors, settings, a)
+        settings = PairSettings(threshold=threshold, precision=precision)
+        got[precision] = find_pairs_approx(vectors, settings, SMALL)
     assert as_dict(got["bf16"]) == as_dict(got["fp32"])
     assert np.array_equal(got["bf16"].i, got["fp32"].i)
 
@@ -207,7 +205,7 @@ def test_nprobe_follows_the_threshold_unless_set() -> None:
 
 
 @pytest.mark.parametrize("bad", [{"nprobe": 0}, {"nlist": 0}, {"coarse_dim": -1},
-                                 {"tile": 0}, {"kmeans_iter": 0}, {"precision": "fp8"}])
+                                 {"tile": 0}, {"kmeans_iter": 0}])
 def test_invalid_settings(bad: dict[str, object]) -> None:
     with pytest.raises(InputError):
         ApproxSettings(**bad).validate()  # type: ignore[arg-type]

@@ -30,9 +30,11 @@ from . import EngineError, RaySettings
 
 
 def search_shard(x: np.ndarray, radius: float, block_size: int, queries: np.ndarray | None,
-                 first: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
-    """One task's share: candidates of rows first..stop (or of `queries`) against all rows."""
-    return candidate_pairs(x, radius, block_size, queries, first, stop)
+                 first: int, stop: int, precision: str = "auto"
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """One task's share: candidates of rows first..stop (or of `queries`) against all rows.
+    `auto` precision is resolved on the worker's own CPU."""
+    return candidate_pairs(x, radius, block_size, queries, first, stop, precision=precision)
 
 
 def shards(n: int, rows: np.ndarray | None, block_size: int
@@ -62,7 +64,7 @@ def find_pairs_ray(
     radius = search_radius(settings)
     search = ray.remote(search_shard).options(num_cpus=1, max_retries=ray_settings.max_retries)
     x_ref = ray.put(x)
-    pending = [search.remote(x_ref, radius, settings.block_size, q, a, b)
+    pending = [search.remote(x_ref, radius, settings.block_size, q, a, b, settings.precision)
                for q, a, b in shards(len(x), rows, settings.block_size)]
     total, found_i, found_j = len(pending), [], []
     try:

@@ -31,7 +31,12 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.bench_common import fmt_table, pair_keys, planted_vectors  # noqa: E402
+from benchmarks.bench_common import (  # noqa: E402
+    fmt_table,
+    pair_keys,
+    peak_rss_mib,
+    planted_vectors,
+)
 from benchmarks.results_file import update_section  # noqa: E402
 from imgsim_index.lowp import resolve_precision  # noqa: E402
 from imgsim_index.pairs import PairSettings, find_pairs  # noqa: E402
@@ -40,15 +45,6 @@ from imgsim_index.pairs_approx import (  # noqa: E402
     cells_for,
     find_pairs_approx,
 )
-
-
-def peak_gib() -> float:
-    """VmHWM: the kernel's high-water mark of this process's resident memory."""
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 2**20
-    return float("nan")
 
 
 def main() -> None:
@@ -160,7 +156,7 @@ def main() -> None:
         f"{resolve_precision(a.exact_precision, a.n)} (--exact-precision {a.exact_precision}); "
         "both then re-scored in float64",
         f"- peak resident memory of this benchmark process (vectors, exact and approx "
-        f"runs): {peak_gib():.1f} GiB",
+        f"runs): {peak_rss_mib() / 1024:.1f} GiB",
     ])
     print(body)
     if not a.no_write:

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.bench_common import fmt_table  # noqa: E402
+from benchmarks.bench_common import current_rss_mib, fmt_table, peak_rss_mib  # noqa: E402
 from benchmarks.results_file import update_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,21 +57,12 @@ def write_inputs(folder: Path, n: int, dim: int, seed: int) -> tuple[str, str]:
 
 
 def child(method: str, vec: str, txt: str, out: str, chunk_mb: int) -> None:
-    def rss(field: str = "VmHWM") -> float:
-        """MiB from /proc/self/status. VmHWM (peak) starts afresh at exec; ru_maxrss
-        would carry over the forking parent's size."""
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) / 1024
-        raise RuntimeError(f"no {field} in /proc/self/status")
-
     import faiss
 
     from imgsim_index.importer import ImportSettings, import_vectors
     from imgsim_index.store import IndexStore
 
-    loaded = rss("VmRSS")
+    loaded = current_rss_mib()
     t = time.perf_counter()
     if method == "baseline":
         x = np.load(vec)
@@ -86,7 +77,7 @@ def child(method: str, vec: str, txt: str, out: str, chunk_mb: int) -> None:
         with IndexStore.open_reader(out) as store:
             count = store.catalog.counts()["embedded"]
             assert list(store.catalog.segments()) == ["vectors.faiss"]
-    print(json.dumps({"seconds": time.perf_counter() - t, "peak_rss_mib": rss(),
+    print(json.dumps({"seconds": time.perf_counter() - t, "peak_rss_mib": peak_rss_mib(),
                       "loaded_rss_mib": loaded, "count": count}))
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -55,17 +54,23 @@ def planted_vectors(n: int, dim: int, seed: int, low: float, share: float = 0.01
     return x, np.asarray(planted, np.int64).reshape(-1, 2)
 
 
+def proc_status_mib(field: str) -> float:
+    """A memory field of /proc/self/status (VmHWM, VmRSS, ...) in MiB."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def peak_rss_mib() -> float:
-    """This process's peak resident memory so far (ru_maxrss is KiB on Linux)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak resident memory so far: VmHWM, which starts afresh at exec.
+    (ru_maxrss would carry over the forking parent's size at the fork.)"""
+    return proc_status_mib("VmHWM")
 
 
 def current_rss_mib() -> float:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+    return proc_status_mib("VmRSS")
 
 
 @dataclass

@@ -37,7 +37,7 @@ from benchmarks.bench_common import (  # noqa: E402
     peak_rss_mib,
     planted_vectors,
 )
-from benchmarks.results_file import update_section  # noqa: E402
+from benchmarks.results_file import this_command, update_section  # noqa: E402
 from imgsim_index.lowp import resolve_precision  # noqa: E402
 from imgsim_index.pairs import PairSettings, find_pairs  # noqa: E402
 from imgsim_index.pairs_approx import (  # noqa: E402
@@ -160,7 +160,7 @@ def main() -> None:
     ])
     print(body)
     if not a.no_write:
-        cmd = " ".join(["python benchmarks/bench_approx.py", *sys.argv[1:]])
+        cmd = this_command()
         size = "" if a.n == 200_000 else f"-{a.n}"
         update_section(f"bench-approx-{a.data}{size}",
                        f"Approximate pair search ({a.data} data, N = {a.n})", cmd, body)

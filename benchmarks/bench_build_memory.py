@@ -35,7 +35,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.bench_common import current_rss_mib, fmt_table, peak_rss_mib  # noqa: E402
-from benchmarks.results_file import update_section  # noqa: E402
+from benchmarks.results_file import this_command, update_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -154,7 +154,7 @@ def main() -> None:
     ])
     print(body)
     if not a.no_write:
-        cmd = " ".join(["python benchmarks/bench_build_memory.py", *sys.argv[1:]])
+        cmd = this_command()
         update_section("bench-build-memory", "Building an index: peak memory against N", cmd,
                        body)
 

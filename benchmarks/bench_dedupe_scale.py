@@ -35,7 +35,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.bench_common import fmt_table, planted_vectors  # noqa: E402
-from benchmarks.results_file import update_section  # noqa: E402
+from benchmarks.results_file import this_command, update_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 WRAPPER = """
@@ -125,7 +125,7 @@ def main() -> None:
         ])
         print(body)
         if not a.no_write:
-            cmd = " ".join(["python benchmarks/bench_dedupe_scale.py", *sys.argv[1:]])
+            cmd = this_command()
             update_section(f"bench-dedupe-scale-{a.data}-{a.n}",
                            f"A whole dedupe through the CLI ({a.data}, N = {a.n:,})", cmd, body)
     finally:

@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.results_file import update_section  # noqa: E402
+from benchmarks.results_file import this_command, update_section  # noqa: E402
 
 
 def make_jpeg(path: Path, size: tuple[int, int], rng: np.random.Generator) -> None:
@@ -370,7 +370,7 @@ def main() -> None:
     body = "\n".join(lines)
     print(body)
     if not a.no_write:
-        cmd = " ".join(["python benchmarks/bench_embed.py", *sys.argv[1:]])
+        cmd = this_command()
         update_section(f"bench-embed-{a.model}", f"Embedding end to end ({a.model})", cmd, body)
 
 

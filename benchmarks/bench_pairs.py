@@ -39,7 +39,7 @@ from benchmarks.bench_common import (  # noqa: E402
     planted_vectors,
     run_child,
 )
-from benchmarks.results_file import update_section  # noqa: E402
+from benchmarks.results_file import this_command, update_section  # noqa: E402
 
 MARGIN = 1e-4  # the same search margin as imgsim_index.pairs
 
@@ -209,7 +209,7 @@ def main() -> None:
     ])
     print(body)
     if not a.no_write:
-        cmd = " ".join(["python benchmarks/bench_pairs.py", *sys.argv[1:]])
+        cmd = this_command()
         update_section("bench-pairs", "Exact pair search vs brute-force GEMM", cmd, body)
     if not agree_all:
         sys.exit(1)

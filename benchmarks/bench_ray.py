@@ -33,7 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.bench_common import planted_vectors  # noqa: E402
-from benchmarks.results_file import update_section  # noqa: E402
+from benchmarks.results_file import this_command, update_section  # noqa: E402
 from imgsim_index.catalog import NewRow  # noqa: E402
 from imgsim_index.embed import EmbedSettings  # noqa: E402
 from imgsim_index.indexer import BuildSettings, build_index  # noqa: E402
@@ -213,7 +213,7 @@ def main() -> None:
     ])
     print(body)
     if not a.no_write:
-        cmd = " ".join(["python benchmarks/bench_ray.py", *sys.argv[1:]])
+        cmd = this_command()
         update_section(f"bench-ray-{a.model}", f"Local engine vs Ray engine ({a.model})", cmd,
                        body)
 

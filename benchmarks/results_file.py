@@ -6,6 +6,7 @@ import os
 import platform
 import re
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -32,6 +33,11 @@ def machine() -> str:
         pass
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, GPU: {gpu}"
+
+
+def this_command() -> str:
+    """How this benchmark was started: `python benchmarks/NAME.py ARGS`, for its section."""
+    return " ".join([f"python benchmarks/{Path(sys.argv[0]).name}", *sys.argv[1:]])
 
 
 def update_section(name: str, title: str, command: str, body: str) -> None:

@@ -38,13 +38,13 @@ from benchmarks.bench_common import (  # noqa: E402
     planted_vectors,
 )
 from benchmarks.results_file import this_command, update_section  # noqa: E402
-from imgsim_index.lowp import resolve_precision  # noqa: E402
-from imgsim_index.pairs import PairSettings, find_pairs  # noqa: E402
-from imgsim_index.pairs_approx import (  # noqa: E402
+from imgsim_index.search.approx import (  # noqa: E402
     ApproxSettings,
     cells_for,
     find_pairs_approx,
 )
+from imgsim_index.search.exact import PairSettings, find_pairs  # noqa: E402
+from imgsim_index.search.tiles import resolve_precision  # noqa: E402
 
 
 def main() -> None:

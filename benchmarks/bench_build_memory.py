@@ -59,8 +59,8 @@ def write_inputs(folder: Path, n: int, dim: int, seed: int) -> tuple[str, str]:
 def child(method: str, vec: str, txt: str, out: str, chunk_mb: int) -> None:
     import faiss
 
-    from imgsim_index.importer import ImportSettings, import_vectors
-    from imgsim_index.store import IndexStore
+    from imgsim_index.index.import_vectors import ImportSettings, import_vectors
+    from imgsim_index.index.store import IndexStore
 
     loaded = current_rss_mib()
     t = time.perf_counter()
@@ -92,7 +92,7 @@ def run(method: str, vec: str, txt: str, out: str, chunk_mb: int) -> dict[str, f
 
 def same_vectors(base_dir: str, ours_dir: str, n: int) -> bool:
     """Spot check: 1000 seeded rows of our index equal the baseline's."""
-    from imgsim_index.vecfile import VectorFile
+    from imgsim_index.index.vector_file import VectorFile
 
     rows = np.random.default_rng(1).choice(n, size=min(n, 1000), replace=False)
     with VectorFile(os.path.join(base_dir, "vectors.faiss")) as b, \

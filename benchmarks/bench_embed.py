@@ -12,7 +12,7 @@ photos, not like flat colour), then embeds them twice in the same run:
 - baseline: one process; PIL full decode, torchvision Resize(256) +
   CenterCrop(224) (with the model's interpolation) + Normalize, eager fp32
   torch (default memory format) under no_grad, batches of --batch-size;
-- ours: imgsim_index.embed.Embedder.embed_files (JPEG draft-mode decoding in
+- ours: imgsim_index.embed.embedder.Embedder.embed_files (JPEG draft-mode decoding in
   DataLoader worker processes, channels-last, inference_mode);
 - ours with onnx: the same with backend "onnx" (the network exported once and run
   by ONNX Runtime, graph optimisation level ALL), when onnxruntime is installed.
@@ -87,14 +87,14 @@ def make_images(folder: Path, frames: int, photos: int, seed: int) -> list[tuple
 
 def load(name: str) -> Any:
     """A LoadedModel: efficientnet-lite0 with its real weights, or a random ResNet50."""
-    from imgsim_index.models import LoadedModel, load_model
+    from imgsim_index.embed.models import LoadedModel, load_model
 
     if name != "resnet50-random":
         return load_model(name)
     import torch
     from torchvision.models import resnet50
 
-    from imgsim_index.models.resnet import RESNET50
+    from imgsim_index.embed.models.resnet import RESNET50
 
     torch.manual_seed(0)
     net = resnet50(weights=None)
@@ -127,7 +127,7 @@ def baseline(model: Any, paths: list[str], batch_size: int) -> np.ndarray:
 
 
 def ours(embedder: Any, paths: list[str], batch_size: int, workers: int | None) -> np.ndarray:
-    from imgsim_index.embed import EmbedSettings
+    from imgsim_index.embed.embedder import EmbedSettings
 
     out = np.zeros((len(paths), embedder.model.info.dim), np.float32)
     for batch in embedder.embed_files(paths, EmbedSettings(batch_size=batch_size,
@@ -183,8 +183,8 @@ def model_only(model: Any, embedders: dict[str, Any], batch_size: int,
 def decode_core_ms(model: Any, paths: list[str], repeat: int = 2) -> float:
     """Milliseconds of one core per image for our decoding alone (JPEG draft, resize,
     crop: what a DataLoader worker does), best of `repeat` passes in this process."""
-    from imgsim_index.decode import DEFAULT_MAX_PIXELS
-    from imgsim_index.embed import _Files
+    from imgsim_index.embed.embedder import _Files
+    from imgsim_index.ingest.decode import DEFAULT_MAX_PIXELS
 
     dataset = _Files(paths, model.info.preprocess, DEFAULT_MAX_PIXELS)
     best = float("inf")
@@ -245,8 +245,8 @@ def main() -> None:
     flops = gflop_per_image(model)
     gemm_before = sgemm_gflops()
 
-    from imgsim_index.embed import Embedder
-    from imgsim_index.onnx_backend import onnx_available
+    from imgsim_index.embed.embedder import Embedder
+    from imgsim_index.embed.onnx_runtime import onnx_available
 
     base_model = copy.copy(model)  # the baseline keeps a default-format copy of the network
     base_model.network = copy.deepcopy(model.network)

@@ -21,8 +21,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.results_file import update_section  # noqa: E402
-from imgsim_index.catalog import NewRow  # noqa: E402
-from imgsim_index.store import IndexStore  # noqa: E402
+from imgsim_index.index.catalog import NewRow  # noqa: E402
+from imgsim_index.index.store import IndexStore  # noqa: E402
 
 IDENTITY = {"model": "synthetic", "dim": 0, "weights_id": "none", "preprocessing": {}}
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Exact pair search (imgsim_index.pairs.find_pairs) against a brute-force tiled GEMM.
+"""Exact pair search (imgsim_index.search.exact.find_pairs) against a brute-force tiled GEMM.
 
 usage: python benchmarks/bench_pairs.py [--n 50000] [--dim 2048] [--threshold 0.9]
          [--seed 0] [--tile 4096] [--repeat 1] [--also OLD_PAIRS.py] [--no-write]
@@ -41,7 +41,7 @@ from benchmarks.bench_common import (  # noqa: E402
 )
 from benchmarks.results_file import this_command, update_section  # noqa: E402
 
-MARGIN = 1e-4  # the same search margin as imgsim_index.pairs
+MARGIN = 1e-4  # the same search margin as imgsim_index.search.exact
 
 
 def brute_force(x: np.ndarray, threshold: float, tile: int
@@ -72,7 +72,7 @@ def brute_force(x: np.ndarray, threshold: float, tile: int
 
 
 def load_pairs_module(path: str):  # type: ignore[no-untyped-def]
-    """A pairs.py from elsewhere, imported as a sibling of imgsim_index.pairs."""
+    """A pairs.py from elsewhere, imported as a sibling of imgsim_index.search.exact."""
     import imgsim_index
 
     name = f"imgsim_index.bench_alt_{abs(hash(path))}"
@@ -95,7 +95,7 @@ def child(a: argparse.Namespace) -> None:
         extra: dict[str, Any] = {}
         if a.child in ("exact", "exact-fp32"):
             from imgsim_index import pairs as mod
-            from imgsim_index.lowp import resolve_precision
+            from imgsim_index.search.tiles import resolve_precision
 
             extra = {"precision": "fp32" if a.child == "exact-fp32" else "auto"}
             resolve_precision("auto")  # its one-time check (~0.1 s) outside the timing
@@ -162,7 +162,7 @@ def main() -> None:
         results.append(best)
     base = results[0]
     ref = found["brute"]
-    from imgsim_index.lowp import resolve_precision
+    from imgsim_index.search.tiles import resolve_precision
 
     auto_precision = resolve_precision("auto", a.n)
     rows, agree_all = [], True

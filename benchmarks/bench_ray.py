@@ -34,24 +34,24 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.bench_common import planted_vectors  # noqa: E402
 from benchmarks.results_file import this_command, update_section  # noqa: E402
-from imgsim_index.catalog import NewRow  # noqa: E402
-from imgsim_index.embed import EmbedSettings  # noqa: E402
-from imgsim_index.indexer import BuildSettings, build_index  # noqa: E402
-from imgsim_index.pairs import PairSettings, find_pairs  # noqa: E402
-from imgsim_index.store import IndexStore  # noqa: E402
+from imgsim_index.embed.embedder import EmbedSettings  # noqa: E402
+from imgsim_index.index.catalog import NewRow  # noqa: E402
+from imgsim_index.index.store import IndexStore  # noqa: E402
+from imgsim_index.pipeline.build import BuildSettings, build_index  # noqa: E402
+from imgsim_index.search.exact import PairSettings, find_pairs  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def load(name: str) -> Any:
-    from imgsim_index.models import LoadedModel, load_model
+    from imgsim_index.embed.models import LoadedModel, load_model
 
     if name != "resnet50-random":
         return load_model(name)
     import torch
     from torchvision.models import resnet50
 
-    from imgsim_index.models.resnet import RESNET50
+    from imgsim_index.embed.models.resnet import RESNET50
 
     net = resnet50(weights=None)
     net.fc = torch.nn.Identity()  # type: ignore[assignment]
@@ -139,7 +139,7 @@ def main() -> None:
 
     import ray
 
-    from imgsim_index.distributed import RayEngine
+    from imgsim_index.pipeline.ray_engine import RayEngine
 
     work = Path(tempfile.mkdtemp(prefix="imgsim-bench-ray-"))
     try:

@@ -26,8 +26,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from make_cctv_clip import write_clip  # noqa: E402
 
 from benchmarks.results_file import update_section  # noqa: E402
-from imgsim_index.store import IndexStore  # noqa: E402
-from imgsim_index.video import split_frame_path  # noqa: E402
+from imgsim_index.index.store import IndexStore  # noqa: E402
+from imgsim_index.ingest.video import split_frame_path  # noqa: E402
 
 
 def frame_vectors(folder: Path, index: Path, model: str) -> tuple[list[int], np.ndarray]:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.results_file import update_section  # noqa: E402
-from imgsim_index.store import IndexStore  # noqa: E402
+from imgsim_index.index.store import IndexStore  # noqa: E402
 
 
 def average_precision(truth_groups: list[list[str]], report: dict) -> float:  # type: ignore[type-arg]

@@ -7,12 +7,12 @@ Public API:
     find_pairs(vectors, PairSettings(...)) -> Pairs
 """
 
-from .dedupe import DedupeResult, DedupeSettings, dedupe
-from .embed import EmbedSettings
-from .errors import ImgsimError
-from .indexer import BuildResult, BuildSettings, build_index
-from .pairs import Pairs, PairSettings, find_pairs
-from .store import IndexStore
+from imgsim_index.embed.embedder import EmbedSettings
+from imgsim_index.errors import ImgsimError
+from imgsim_index.index.store import IndexStore
+from imgsim_index.pipeline.build import BuildResult, BuildSettings, build_index
+from imgsim_index.pipeline.dedupe import DedupeResult, DedupeSettings, dedupe
+from imgsim_index.search.exact import Pairs, PairSettings, find_pairs
 
 __version__ = "0.1.0"
 

@@ -1,3 +1,3 @@
-from .cli import main
+from imgsim_index.cli import main
 
 main()

@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from imgsim_index.store import IndexStore  # noqa: E402
-from imgsim_index.verify import verify_index  # noqa: E402
+from imgsim_index.index.check import verify_index  # noqa: E402
+from imgsim_index.index.store import IndexStore  # noqa: E402
 
 ARGS = ("--checkpoint-every", "4", "--batch-size", "4", "--workers", "1")
 
@@ -41,8 +41,8 @@ def build_cmd(images: Path, index: Path) -> list[str]:
 
 def resume(images: Path, index: Path, model: object) -> tuple[int, int]:
     """The next build, in this process (the model is loaded once): (embedded, unchanged)."""
-    from imgsim_index.embed import EmbedSettings
-    from imgsim_index.indexer import BuildSettings, build_index
+    from imgsim_index.embed.embedder import EmbedSettings
+    from imgsim_index.pipeline.build import BuildSettings, build_index
 
     settings = BuildSettings(checkpoint_images=4, embed=EmbedSettings(batch_size=4, workers=1))
     r = build_index([str(images)], str(index), settings, model=model)  # type: ignore[arg-type]
@@ -131,7 +131,7 @@ def main() -> None:
     a = ap.parse_args()
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
-    from imgsim_index.models import load_model
+    from imgsim_index.embed.models import load_model
 
     model = load_model("efficientnet-lite0")
     reference, window = reference_build(Path(a.images), work)

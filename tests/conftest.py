@@ -22,7 +22,7 @@ def _load_script(name: str):  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="session")
 def lite0():  # type: ignore[no-untyped-def]
-    from imgsim_index.models import load_model
+    from imgsim_index.embed.models import load_model
 
     return load_model("efficientnet-lite0")
 
@@ -58,7 +58,7 @@ def cli_ok(*args: str) -> str:
     """Run the CLI in-process; fail the test with its output unless it exits 0."""
     from click.testing import CliRunner
 
-    from imgsim_index.cli import cli
+    from imgsim_index.cli.commands import cli
 
     result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
     assert result.exit_code == 0, result.output

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from imgsim_index.catalog import NewRow
-from imgsim_index.dedupe import DedupeResult, DedupeSettings, dedupe
-from imgsim_index.pairs import PairSettings
-from imgsim_index.store import IndexStore
+from imgsim_index.index.catalog import NewRow
+from imgsim_index.index.store import IndexStore
+from imgsim_index.pipeline.dedupe import DedupeResult, DedupeSettings, dedupe
+from imgsim_index.search.exact import PairSettings
 
 DIM = 32
 IDENTITY = {"model": "test", "dim": DIM, "weights_id": "x", "preprocessing": {}}

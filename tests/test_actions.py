@@ -12,13 +12,14 @@ from typing import Any
 import pytest
 from library_fixture import Img, make_library, run_dedupe, simple_library
 
-from imgsim_index import actions, fileops
-from imgsim_index.actions import apply_plan, make_plan, resume_apply
-from imgsim_index.cli import main
+from imgsim_index.actions import file_ops as fileops
+from imgsim_index.actions import plan as actions
+from imgsim_index.actions.journal import Journal
+from imgsim_index.actions.plan import apply_plan, make_plan, resume_apply
+from imgsim_index.actions.undo import undo
+from imgsim_index.cli.commands import main
 from imgsim_index.errors import ActionError, ReportError
-from imgsim_index.journal import Journal
 from imgsim_index.report.export import CSV_COLUMNS, write_export
-from imgsim_index.undo import undo
 
 Snapshot = dict[str, tuple[bytes, int, int]]
 

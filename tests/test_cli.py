@@ -8,7 +8,7 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from imgsim_index.cli import cli
+from imgsim_index.cli.commands import cli
 
 
 def run(*args: str, cwd: str | None = None) -> subprocess.CompletedProcess[str]:

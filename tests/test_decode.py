@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imgsim_index.decode import DEFAULT_MAX_PIXELS, decode_bytes, decode_file
+from imgsim_index.embed.models.efficientnet import EFFICIENTNET_LITE0
+from imgsim_index.embed.models.resnet import RESNET50
 from imgsim_index.errors import DecodeError
-from imgsim_index.models.efficientnet import EFFICIENTNET_LITE0
-from imgsim_index.models.resnet import RESNET50
+from imgsim_index.ingest.decode import DEFAULT_MAX_PIXELS, decode_bytes, decode_file
 
 PRE = RESNET50.preprocess
 SHAPE = (PRE.crop, PRE.crop, 3)
@@ -230,7 +230,7 @@ def test_vanished_file(tmp_path: Path) -> None:
 
 
 def test_file_over_max_bytes(tmp_path: Path) -> None:
-    from imgsim_index.decode import read_file
+    from imgsim_index.ingest.decode import read_file
 
     path = write(tmp_path / "big.jpg", b"\xff" * 1000)
     with pytest.raises(DecodeError, match="too large"):

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from conftest import truth_pairs
 from PIL import Image
 
-from imgsim_index.cli import cli
+from imgsim_index.cli.commands import cli
 
 SEED_KEYS = [
     "timestamp", "folder_list", "total_images_in_folders", "compare_mode", "threshold",
@@ -141,7 +141,7 @@ def test_bad_and_odd_files(samples, tmp_path) -> None:  # type: ignore[no-untype
     assert rep["total_images_in_folders"] == n_images
     paired = {os.path.basename(p) for pair in report_pairs(rep) for p in pair}
     assert {"cmyk.jpg", "odd name ünï <b>.PNG", "really_a_png.jpg"} <= paired
-    from imgsim_index.store import IndexStore
+    from imgsim_index.index.store import IndexStore
 
     with IndexStore.open_reader(str(tmp_path / "idx")) as store:
         embedded = {os.path.basename(r.path) for r in store.load().rows}

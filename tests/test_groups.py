@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from imgsim_index.groups import connected_components
+from imgsim_index.groups.components import connected_components
 
 
 def arr(values: list[int]) -> np.ndarray:

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from imgsim_index.cli import cli
-from imgsim_index.dedupe import DedupeSettings, dedupe
+from imgsim_index.cli.commands import cli
 from imgsim_index.errors import ImgsimError, IndexMismatchError, InputError
-from imgsim_index.importer import ImportSettings, import_vectors
-from imgsim_index.indexer import BuildSettings, build_index
-from imgsim_index.pairs import PairSettings
-from imgsim_index.store import MANIFEST, IndexStore
+from imgsim_index.index.import_vectors import ImportSettings, import_vectors
+from imgsim_index.index.store import MANIFEST, IndexStore
+from imgsim_index.pipeline.build import BuildSettings, build_index
+from imgsim_index.pipeline.dedupe import DedupeSettings, dedupe
+from imgsim_index.search.exact import PairSettings
 
 DIM = 48
 
@@ -209,8 +209,8 @@ def test_cli_import_then_dedupe(tmp_path: Path) -> None:
 
 def test_vectors_are_read_in_blocks_and_committed_in_chunks(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import imgsim_index.importer as importer
-    from imgsim_index.store import IndexStore as Store
+    import imgsim_index.index.import_vectors as importer
+    from imgsim_index.index.store import IndexStore as Store
 
     x, _ = planted(n=50)
     vec, txt = write_input(tmp_path, x)

@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 from conftest import cli_ok, pair_set, report_of
 
-from imgsim_index.cli import cli
-from imgsim_index.store import IndexStore
+from imgsim_index.cli.commands import cli
+from imgsim_index.index.store import IndexStore
 
 M = ("--model", "efficientnet-lite0")
 

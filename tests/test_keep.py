@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from library_fixture import THRESHOLD, Img, make_library, run_dedupe, simple_library
 
-from imgsim_index.catalog import Row
-from imgsim_index.cli import main
+from imgsim_index.cli.commands import main
 from imgsim_index.errors import InputError
-from imgsim_index.groups import connected_components
-from imgsim_index.keep import DEFAULT_KEEP, KEEP_POLICIES, KeepSettings, choose_keepers
+from imgsim_index.groups.components import connected_components
+from imgsim_index.groups.keep import DEFAULT_KEEP, KEEP_POLICIES, KeepSettings, choose_keepers
+from imgsim_index.index.catalog import Row
 
 
 def row(k: int, path: str, size: int | None = 100, w: int | None = 10, h: int | None = 10,
@@ -155,7 +155,7 @@ def test_report_lists_groups_with_keeper_members_scores_and_removable(tmp_path: 
 
 
 def test_score_to_keeper_is_the_float64_dot_of_the_stored_vectors(tmp_path: Path) -> None:
-    from imgsim_index.store import IndexStore
+    from imgsim_index.index.store import IndexStore
 
     _, r = simple_library(tmp_path)
     with IndexStore.open_reader(str(tmp_path / "index")) as store:

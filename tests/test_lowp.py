@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from imgsim_index.errors import InputError
-from imgsim_index.lowp import (
+from imgsim_index.search.tiles import (
     AUTO_BF16_FROM,
     above_bf16,
     bf16_floor,

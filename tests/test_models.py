@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from imgsim_index.decode import decode_file
-from imgsim_index.embed import Embedder
+from imgsim_index.embed.embedder import Embedder
+from imgsim_index.embed.models import load_model, model_info
+from imgsim_index.embed.models.efficientnet import EFFICIENTNET_LITE0, build_classifier
 from imgsim_index.errors import ModelError
-from imgsim_index.models import load_model, model_info
-from imgsim_index.models.efficientnet import EFFICIENTNET_LITE0, build_classifier
+from imgsim_index.ingest.decode import decode_file
 
 
 def _photo(name: str) -> str:

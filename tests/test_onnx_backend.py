@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 import torch
 
-from imgsim_index import onnx_backend
-from imgsim_index.decode import decode_file
-from imgsim_index.embed import Embedder, EmbedSettings
+from imgsim_index.embed.embedder import Embedder, EmbedSettings
+from imgsim_index.embed import onnx_runtime as onnx_backend
+from imgsim_index.embed.models import load_model
+from imgsim_index.embed.onnx_runtime import cache_path, resolve_backend
 from imgsim_index.errors import ImgsimError, InputError, ModelError
-from imgsim_index.models import load_model
-from imgsim_index.onnx_backend import cache_path, resolve_backend
+from imgsim_index.ingest.decode import decode_file
 
 MIN_COSINE = 0.9999
 
@@ -147,7 +147,7 @@ def test_build_with_onnx_gives_the_torch_index(samples, cache, tmp_path) -> None
     """The backend is not part of the model identity: same manifest, same vectors."""
     from conftest import cli_ok
 
-    from imgsim_index.store import IndexStore
+    from imgsim_index.index.store import IndexStore
 
     folder = samples / "images"
     loaded = {}
@@ -191,7 +191,7 @@ def test_without_onnxruntime_onnx_is_refused_and_auto_is_torch(no_onnxruntime, l
 
 def test_without_onnxruntime_the_cli_says_how_to_install(no_onnxruntime, tmp_path,  # type: ignore[no-untyped-def]
                                                          capsys) -> None:
-    from imgsim_index.cli import main
+    from imgsim_index.cli.commands import main
 
     with pytest.raises(SystemExit) as exit_:
         main(["build", str(tmp_path), "--index", str(tmp_path / "index"), "--backend", "onnx"])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from imgsim_index.errors import InputError
-from imgsim_index.pairs import Pairs, PairSettings, exact_scores, find_pairs
+from imgsim_index.search.exact import Pairs, PairSettings, exact_scores, find_pairs
 
 N, D = 700, 64
 THRESHOLD = 0.99
@@ -16,7 +16,7 @@ THRESHOLD = 0.99
 def precision(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Every test here runs with FAISS float32 tiles and with bf16 tiles (lowp): the
     answers must be the same, pair for pair and score for score."""
-    import imgsim_index.pairs as pairs
+    import imgsim_index.search.exact as pairs
 
     real = pairs.resolve_precision
     monkeypatch.setattr(pairs, "resolve_precision",

@@ -7,12 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imgsim_index.dedupe import DedupeSettings, dedupe
 from imgsim_index.errors import InputError
-from imgsim_index.importer import import_vectors
-from imgsim_index.lowp import BF16_MARGIN
-from imgsim_index.pairs import Pairs, PairSettings, exact_scores, find_pairs
-from imgsim_index.pairs_approx import (
+from imgsim_index.index.import_vectors import import_vectors
+from imgsim_index.pipeline.dedupe import DedupeSettings, dedupe
+from imgsim_index.search.approx import (
     AUTO_APPROX_ABOVE,
     ApproxSettings,
     assign_cells,
@@ -20,6 +18,8 @@ from imgsim_index.pairs_approx import (
     pca_basis,
     use_approx,
 )
+from imgsim_index.search.exact import Pairs, PairSettings, exact_scores, find_pairs
+from imgsim_index.search.tiles import BF16_MARGIN
 
 N, D = 3000, 64
 SMALL = ApproxSettings(nlist=40, nprobe=4, coarse_dim=16, seed=1)
@@ -237,7 +237,7 @@ def test_cli_approx_takes_nprobe_and_reports_precision(tmp_path: Path, vectors: 
 
     from click.testing import CliRunner
 
-    from imgsim_index.cli import cli
+    from imgsim_index.cli.commands import cli
 
     np.save(tmp_path / "v.npy", vectors)
     (tmp_path / "p.txt").write_text("".join(f"/photos/{k:05d}.jpg\n" for k in range(N)))

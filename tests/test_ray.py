@@ -14,15 +14,15 @@ import numpy as np
 import pytest
 from conftest import cli_ok, report_of
 
-from imgsim_index.cli import main
-from imgsim_index.distributed import RayMissingError, make_engine, require_ray
-from imgsim_index.distributed.ray_embed import block_rows, ordered_batches
-from imgsim_index.embed import EmbedSettings
+from imgsim_index.cli.commands import main
+from imgsim_index.embed.embedder import EmbedSettings
+from imgsim_index.embed.ray_embed import block_rows, ordered_batches
 from imgsim_index.errors import ImgsimError
-from imgsim_index.indexer import BuildSettings, build_index
-from imgsim_index.pairs import PairSettings, find_pairs
+from imgsim_index.index.store import IndexStore
+from imgsim_index.pipeline.build import BuildSettings, build_index
+from imgsim_index.pipeline.ray_engine import RayMissingError, make_engine, require_ray
 from imgsim_index.progress import NoProgress
-from imgsim_index.store import IndexStore
+from imgsim_index.search.exact import PairSettings, find_pairs
 
 # small batches and checkpoints, so a build is many Ray tasks and several commits;
 # no time-based checkpoints, so commit boundaries (and so ids) depend on counts only
@@ -150,7 +150,7 @@ def test_worker_killed_mid_build_loses_and_duplicates_nothing(ray_session, photo
 
 def test_interrupted_ray_build_resumes_to_the_same_index(ray_session, photos, local_index,  # type: ignore[no-untyped-def]
                                                          lite0, tmp_path):
-    from imgsim_index.distributed import RayEngine, RaySettings
+    from imgsim_index.pipeline.ray_engine import RayEngine, RaySettings
 
     idx = tmp_path / "resumed"
     batches = []

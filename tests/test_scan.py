@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from imgsim_index.errors import InputError
-from imgsim_index.scan import ImageRef, is_image_name, scan_folder, scan_folders
+from imgsim_index.ingest.scan import ImageRef, is_image_name, scan_folder, scan_folders
 
 needs_posix = pytest.mark.skipif(sys.platform == "win32", reason="POSIX file types")
 

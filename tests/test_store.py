@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from imgsim_index.catalog import NewRow
 from imgsim_index.errors import IndexFormatError, IndexLockedError, IndexMismatchError
-from imgsim_index.store import BASE, CATALOG, MANIFEST, SEGMENTS, IndexStore, read_segment
-from imgsim_index.vecfile import CHUNK_BYTES
+from imgsim_index.index.catalog import NewRow
+from imgsim_index.index.store import BASE, CATALOG, MANIFEST, SEGMENTS, IndexStore, read_segment
+from imgsim_index.index.vector_file import CHUNK_BYTES
 
 DIM = 8
 IDENTITY: dict[str, Any] = {"model": "alphanet", "dim": DIM, "weights_id": "x",
@@ -139,7 +139,7 @@ def test_second_writer_is_refused_naming_the_holder(tmp_path: Path) -> None:
 def test_writer_in_another_process_is_named(tmp_path: Path) -> None:
     code = textwrap.dedent(f"""
         import sys, time
-        from imgsim_index.store import IndexStore
+        from imgsim_index.index.store import IndexStore
         s = IndexStore.open_writer({str(tmp_path)!r}, {IDENTITY!r})
         print("ready", flush=True)
         sys.stdin.readline()
@@ -222,7 +222,7 @@ def test_orphan_segment_is_removed_by_the_next_writer(tmp_path: Path) -> None:
     kept = segment_files(tmp_path)
     assert len(kept) == 1
     # a writer that crashed after writing its segment, before the catalog commit
-    from imgsim_index.vecfile import write_vectors
+    from imgsim_index.index.vector_file import write_vectors
 
     orphan = tmp_path / SEGMENTS / "00000002.faiss"
     write_vectors(str(orphan), np.arange(100, 103, dtype=np.int64), unit(3, 7))

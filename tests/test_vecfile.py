@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from imgsim_index.errors import IndexFormatError
-from imgsim_index.vecfile import VectorFile, VectorFileWriter, read_vectors, write_vectors
+from imgsim_index.index.vector_file import VectorFile, VectorFileWriter, read_vectors, write_vectors
 
 
 def faiss_bytes(ids: np.ndarray, x: np.ndarray) -> bytes:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from conftest import cli_ok, report_of, write_scene_video
 
+from imgsim_index.ingest.video import frame_path, split_frame_path
 from imgsim_index.report.preview import preview_image
-from imgsim_index.video import frame_path, split_frame_path
 
 
 def test_frame_names_round_trip() -> None:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from PIL import Image, ImageDraw, ImageFont
 
-from .preview import preview_image
+from imgsim_index.report.preview import preview_image
 
 THUMB = (360, 270)
 CAPTION_H = 44

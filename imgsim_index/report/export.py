@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator
 from typing import IO, Any
 
-from ..errors import InputError
+from imgsim_index.errors import InputError
 
 EXPORT_FORMATS = ("csv",)
 CSV_COLUMNS = ("group", "role", "path", "keeper", "score_to_keeper", "size_bytes", "width",

@@ -18,10 +18,10 @@ import os
 import time
 from typing import Any
 
-from ..fsutil import atomic_write_bytes
-from ..progress import Progress
-from .gallery_assets import SCRIPT, STYLE
-from .thumbs import write_thumbnails
+from imgsim_index.atomic_files import atomic_write_bytes
+from imgsim_index.progress import Progress
+from imgsim_index.report.gallery_assets import SCRIPT, STYLE
+from imgsim_index.report.thumbs import write_thumbnails
 
 PAGE_SIZE = 50
 THUMBS_DIR = "thumbs"

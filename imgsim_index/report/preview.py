@@ -6,9 +6,9 @@ import io
 
 from PIL import Image, ImageOps
 
-from ..decode import BACKGROUND, DEFAULT_MAX_PIXELS, _to_rgb, read_file
-from ..errors import DecodeError
-from ..video import read_frame, split_frame_path
+from imgsim_index.errors import DecodeError
+from imgsim_index.ingest.decode import BACKGROUND, DEFAULT_MAX_PIXELS, _to_rgb, read_file
+from imgsim_index.ingest.video import read_frame, split_frame_path
 
 
 def preview_image(path: str, box: tuple[int, int]) -> Image.Image:

@@ -10,8 +10,8 @@ import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from ..progress import NoProgress, Progress
-from .preview import preview_image
+from imgsim_index.progress import NoProgress, Progress
+from imgsim_index.report.preview import preview_image
 
 THUMB_BOX = (240, 180)
 THUMB_QUALITY = 72

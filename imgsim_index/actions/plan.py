@@ -1,0 +1,288 @@
+"""actions: report.json -> a checked plan -> move, hard-link or delete the removable files.
+
+Every file passes safety.problem_with when planning and again just before it
+is touched, and the journal's 'begin' record is on disk before it is touched.
+
+Moves and hard links can be undone from the journal; deletions cannot. A hard
+link keeps the replaced file under the journal's originals folder for undo,
+unless it was byte-identical to its keeper (then undo copies the keeper back).
+An interrupted apply is resumed or undone from its journal: the one operation
+it was in the middle of is first finished or put back (see _recover).
+"""
+
+from __future__ import annotations
+
+import filecmp
+import os
+import stat
+import time
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from typing import Any
+
+from imgsim_index.actions.file_ops import (
+    keep_original,
+    link_over,
+    matches,
+    move_file,
+    part_name,
+    remove_if_exists,
+    same_file,
+)
+from imgsim_index.actions.journal import Journal
+from imgsim_index.actions.safety import (
+    ReportContext,
+    check_move_to,
+    load_report,
+    move_target,
+    problem_with,
+    report_context,
+)
+from imgsim_index.errors import ActionError, InputError
+from imgsim_index.progress import NoProgress, Progress
+
+ACTIONS = ("move", "hardlink", "delete")
+
+
+@dataclass(frozen=True)
+class Operation:
+    path: str
+    keeper: str
+    size: int
+    mtime_ns: int
+    mode: int  # permission bits, to give a restored file back
+    frees: int  # bytes freed in the input folders right away
+    held: int = 0  # bytes freed only once the originals kept for undo are deleted
+    target: str | None = None  # move: destination
+    identical: bool = False  # hardlink: same bytes as the keeper, so no backup is needed
+
+
+@dataclass(frozen=True)
+class Refusal:
+    path: str
+    reason: str
+
+
+@dataclass
+class Plan:
+    action: str
+    move_to: str | None
+    context: ReportContext
+    operations: list[Operation]
+    refused: list[Refusal]
+
+    @property
+    def bytes_freed(self) -> int:
+        return sum(op.frees for op in self.operations)
+
+    @property
+    def bytes_held(self) -> int:
+        return sum(op.held for op in self.operations)
+
+
+@dataclass
+class ApplyResult:
+    journal: str
+    action: str
+    done: list[Operation]
+    refused: list[Refusal]
+    backup_dir: str | None
+    move_to: str | None = None
+    already_done: int = 0  # finished by the interrupted run this one resumed
+
+    @property
+    def bytes_freed(self) -> int:
+        return sum(op.frees for op in self.done)
+
+    @property
+    def bytes_held(self) -> int:
+        return sum(op.held for op in self.done)
+
+
+@dataclass
+class UndoResult:
+    restored: list[str] = field(default_factory=list)
+    not_restored: list[Refusal] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)  # deletions cannot be undone
+
+
+def _examine(path: str, ctx: ReportContext, action: str, move_to: str | None
+             ) -> Operation | Refusal:
+    reason = problem_with(path, ctx)
+    if reason:
+        return Refusal(path, reason)
+    keeper = ctx.keeper_of[path]
+    try:
+        st, kst = os.stat(path), os.stat(keeper)
+    except OSError as exc:  # it vanished a moment after the checks
+        return Refusal(path, f"cannot be examined ({exc.strerror or exc})")
+    linked = (st.st_dev, st.st_ino) == (kst.st_dev, kst.st_ino)
+    frees = 0 if linked or st.st_nlink > 1 else st.st_size
+    base = Operation(path, keeper, st.st_size, st.st_mtime_ns, stat.S_IMODE(st.st_mode), frees)
+    if action == "move":
+        target = move_target(path, ctx.folders, str(move_to))
+        if os.path.lexists(target):
+            return Refusal(path, f"{target} already exists; not overwriting it")
+        return Operation(**{**base.__dict__, "target": target})
+    if action == "hardlink":
+        if linked:
+            return Refusal(path, f"is already a hard link to its keeper {keeper}")
+        if st.st_dev != kst.st_dev:
+            return Refusal(path, f"is on another filesystem than its keeper {keeper}; hard links "
+                                 "cannot cross filesystems (use --move-to or --delete for it)")
+        identical = st.st_size == kst.st_size and filecmp.cmp(path, keeper, shallow=False)
+        return Operation(**{**base.__dict__, "identical": identical,
+                            "frees": frees if identical else 0,
+                            "held": 0 if identical else frees})
+    return base
+
+
+# -- planning -------------------------------------------------------------------------
+def make_plan(report_path: str, action: str, move_to: str | None = None,
+              skip: Collection[str] = ()) -> Plan:
+    """What apply would do, file by file, and what it refuses and why. Touches nothing."""
+    if action not in ACTIONS:
+        raise InputError(f"unknown action {action!r}; choose one of {', '.join(ACTIONS)}")
+    ctx = report_context(load_report(report_path), report_path)
+    dest = check_move_to(move_to, ctx) if action == "move" else None
+    ops: list[Operation] = []
+    refused: list[Refusal] = []
+    seen: set[str] = set(skip)
+    for path in ctx.keeper_of:
+        if path in seen:
+            continue
+        seen.add(path)
+        got = _examine(path, ctx, action, dest)
+        if isinstance(got, Operation):
+            ops.append(got)
+        else:
+            refused.append(got)
+    return Plan(action, dest, ctx, ops, refused)
+
+
+def default_journal_path(report_path: str, action: str) -> str:
+    stamp = time.strftime("%Y%m%d_%H%M%S")
+    return os.path.join(os.path.dirname(os.path.abspath(report_path)),
+                        f"apply-{action}-{stamp}.jsonl")
+
+
+def backup_dir_for(journal_path: str) -> str:
+    return os.path.splitext(os.path.abspath(journal_path))[0] + "-originals"
+
+
+# -- acting ---------------------------------------------------------------------------
+def _tmp_link_name(path: str, n: int) -> str:
+    return os.path.join(os.path.dirname(path), f".imgsim-link-{n}.tmp")
+
+
+def _begin_record(op: Operation, action: str, n: int, backup_dir: str) -> dict[str, Any]:
+    backup = None
+    if action == "hardlink" and not op.identical:
+        backup = os.path.join(backup_dir, f"{n:06d}{os.path.splitext(op.path)[1][:16]}")
+    return {"type": "begin", "n": n, "action": action, "path": op.path, "keeper": op.keeper,
+            "target": op.target, "backup": backup, "tmp": _tmp_link_name(op.path, n),
+            "size": op.size, "mtime_ns": op.mtime_ns, "mode": op.mode,
+            "identical": op.identical}
+
+
+def _perform(rec: dict[str, Any]) -> None:
+    action, path = rec["action"], rec["path"]
+    if action == "delete":
+        os.unlink(path)
+    elif action == "move":
+        move_file(path, rec["target"])
+    else:
+        if rec["backup"]:
+            keep_original(path, rec["backup"])
+        link_over(path, rec["keeper"], rec["tmp"])
+
+
+def _recover(rec: dict[str, Any]) -> bool:
+    """Bring an operation that was cut short to a clean state. True: it had completed;
+    False: it is put back as before (any half-made copy or link removed)."""
+    action, path = rec["action"], rec["path"]
+    if action == "delete":
+        return not os.path.lexists(path)
+    original = matches(path, rec["size"], rec["mtime_ns"])
+    if action == "move":
+        target = rec["target"]
+        remove_if_exists(part_name(target))
+        if not os.path.lexists(target):
+            return False
+        if original and matches(target, rec["size"], rec["mtime_ns"]):
+            os.unlink(target)  # both names are whole: the source was never removed
+            return False
+        return True
+    if same_file(path, rec["keeper"]):
+        return True
+    remove_if_exists(rec["tmp"])
+    backup = rec["backup"]
+    if backup and os.path.lexists(backup):
+        if original:
+            os.unlink(backup)  # the original is still in place
+        elif not os.path.lexists(path):
+            os.replace(backup, path)
+    return False
+
+
+def settle_interrupted(journal: Journal) -> None:
+    for rec in journal.interrupted():
+        done = _recover(rec)
+        journal.append({"type": "done" if done else "rolled_back", "n": rec["n"]})
+
+
+def _execute(plan: Plan, journal: Journal, progress: Progress) -> ApplyResult:
+    backup_dir = str(journal.header["backup_dir"])
+    done: list[Operation] = []
+    refused = list(plan.refused)
+    progress.start(plan.action, len(plan.operations))
+    for planned in plan.operations:
+        progress.update(1)
+        op = _examine(planned.path, plan.context, plan.action, plan.move_to)  # re-check now
+        if isinstance(op, Refusal):
+            refused.append(op)
+            continue
+        rec = _begin_record(op, plan.action, journal.next_number(), backup_dir)
+        journal.append(rec)
+        try:
+            _perform(rec)
+        except OSError as exc:
+            journal.append({"type": "done" if _recover(rec) else "rolled_back", "n": rec["n"]})
+            refused.append(Refusal(op.path, f"failed: {exc.strerror or exc}"))
+            continue
+        journal.append({"type": "done", "n": rec["n"]})
+        done.append(op)
+    progress.finish()
+    journal.append({"type": "end"})
+    return ApplyResult(journal.path, plan.action, done, refused,
+                       backup_dir if plan.action == "hardlink" else None, plan.move_to)
+
+
+def apply_plan(plan: Plan, journal_path: str, progress: Progress | None = None) -> ApplyResult:
+    """Carry out `plan`, journaling every step to `journal_path` (a new file)."""
+    header = {"action": plan.action, "report": plan.context.report_path,
+              "folders": list(plan.context.folders), "move_to": plan.move_to,
+              "backup_dir": backup_dir_for(journal_path),
+              "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    with Journal.create(journal_path, header) as journal:
+        return _execute(plan, journal, progress or NoProgress())
+
+
+def resume_apply(journal_path: str, report_path: str | None = None,
+                 progress: Progress | None = None) -> ApplyResult:
+    """Finish an interrupted apply: settle the operation it stopped in, then do the rest."""
+    with Journal.open(journal_path) as journal:
+        head = journal.header
+        if journal.has("undone") or journal.has("undo_end"):
+            raise ActionError(f"{journal.path} has been undone; run apply again for a new plan")
+        if journal.has("end"):
+            raise ActionError(f"{journal.path} is complete; there is nothing to resume")
+        if report_path and os.path.realpath(report_path) != os.path.realpath(head["report"]):
+            raise ActionError(f"{journal.path} belongs to {head['report']}, not {report_path}")
+        settle_interrupted(journal)
+        done = journal.numbers("done")
+        finished = {r["path"] for r in journal.begun() if r["n"] in done}
+        plan = make_plan(head["report"], head["action"], head["move_to"], skip=finished)
+        result = _execute(plan, journal, progress or NoProgress())
+        result.already_done = len(finished)
+        return result

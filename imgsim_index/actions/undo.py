@@ -1,0 +1,106 @@
+"""undo: an apply journal -> the moved files back in place, hard-linked files restored.
+
+Operations are undone newest first, each recorded as 'undone' in the same
+journal, so an interrupted undo can simply be run again. Nothing is
+overwritten: a file that came back meanwhile, or a link that was changed
+after apply, is reported and left as it is. Deleted files cannot come back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any
+
+from imgsim_index.actions.file_ops import copy_over, matches, move_file, put_back, same_file
+from imgsim_index.actions.journal import Journal
+from imgsim_index.actions.plan import Refusal, UndoResult, settle_interrupted
+from imgsim_index.groups.keep import under_any
+from imgsim_index.progress import NoProgress, Progress
+
+
+def _outside_journal_scope(rec: dict[str, Any], head: dict[str, Any]) -> str | None:
+    """A journal is a file anyone could edit: stay inside the places apply could have used."""
+    if not under_any(rec["path"], head["folders"]):
+        return "the journal names a file outside the report's input folders"
+    if rec["action"] == "move" and not under_any(rec["target"], [head["move_to"]]):
+        return "the journal names a destination outside --move-to"
+    if rec.get("backup") and not under_any(rec["backup"], [head["backup_dir"]]):
+        return "the journal names an original outside its originals folder"
+    return None
+
+
+def _undo_move(rec: dict[str, Any]) -> str | None:
+    path, target, size, mtime = rec["path"], rec["target"], rec["size"], rec["mtime_ns"]
+    if not os.path.lexists(target) and matches(path, size, mtime):
+        return None  # put back already, by an undo that was interrupted before recording it
+    if os.path.lexists(path):
+        return f"{path} exists again; the moved file stays at {target}"
+    if not matches(target, size, mtime):
+        return f"the moved file {target} is missing or changed since apply; left as it is"
+    move_file(target, path)
+    return None
+
+
+def _undo_hardlink(rec: dict[str, Any]) -> str | None:
+    path, keeper, backup = rec["path"], rec["keeper"], rec["backup"]
+    size, mtime = rec["size"], rec["mtime_ns"]
+    if not same_file(path, keeper):
+        if matches(path, size, mtime) and not (backup and os.path.lexists(backup)):
+            return None  # restored already
+        kept = f" (its original is kept at {backup})" if backup else ""
+        return f"{path} is no longer a link to {keeper}; left as it is{kept}"
+    if backup:
+        if not matches(backup, size, mtime):
+            return f"the original kept at {backup} is missing or changed; cannot restore {path}"
+        put_back(backup, path)
+        return None
+    if os.path.getsize(keeper) != size:
+        return f"its keeper {keeper} changed since apply; cannot restore an identical copy"
+    copy_over(keeper, path, mtime, int(rec["mode"]))
+    return None
+
+
+def _prune_empty_folders(start: str, stop: str) -> None:
+    """Remove the folders under `stop` that undo has emptied, from `start` upwards."""
+    folder = os.path.abspath(start)
+    while under_any(folder, [stop]):
+        try:
+            os.rmdir(folder)  # only ever succeeds on an empty folder
+        except OSError:
+            return
+        folder = os.path.dirname(folder)
+
+
+def undo(journal_path: str, progress: Progress | None = None) -> UndoResult:
+    """Undo the moves and hard links recorded in an apply journal (finished or not)."""
+    progress = progress or NoProgress()
+    result = UndoResult()
+    with Journal.open(journal_path) as journal:
+        head = journal.header
+        settle_interrupted(journal)
+        done, undone = journal.numbers("done"), journal.numbers("undone")
+        todo = [r for r in reversed(journal.begun()) if r["n"] in done and r["n"] not in undone]
+        progress.start("undo", len(todo))
+        for rec in todo:
+            progress.update(1)
+            if rec["action"] == "delete":
+                result.deleted.append(rec["path"])
+                continue
+            try:
+                problem = _outside_journal_scope(rec, head) or (
+                    _undo_move(rec) if rec["action"] == "move" else _undo_hardlink(rec))
+            except OSError as exc:
+                problem = f"failed: {exc.strerror or exc}"
+            if problem:
+                result.not_restored.append(Refusal(rec["path"], problem))
+                continue
+            journal.append({"type": "undone", "n": rec["n"]})
+            result.restored.append(rec["path"])
+            if rec["action"] == "move":
+                _prune_empty_folders(os.path.dirname(rec["target"]), head["move_to"])
+        progress.finish()
+        with contextlib.suppress(OSError):
+            os.rmdir(head["backup_dir"])  # when every original has gone back
+        journal.append({"type": "undo_end"})
+    return result

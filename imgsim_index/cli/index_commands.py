@@ -1,0 +1,124 @@
+"""Commands for a long-lived index: query, verify, watch (registered on the main group)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from typing import Any
+
+import click
+
+from imgsim_index.cli.commands import (
+    TqdmProgress,
+    _build_settings,
+    cli,
+    embed_options,
+    index_option,
+)
+
+
+@cli.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path())
+@index_option
+@click.option("--top-k", type=click.IntRange(1, 10000), default=10, show_default=True)
+@click.option("--threshold", type=click.FloatRange(-1.0, 1.0), default=None,
+              help="Only matches at or above this similarity.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@embed_options
+def query(images: tuple[str, ...], index_dir: str, top_k: int, threshold: float | None,
+          as_json: bool, quiet: bool, **embed: Any) -> None:
+    """Show the indexed images most similar to each of IMAGES, with scores."""
+    from imgsim_index.pipeline.query import query_index
+
+    results = query_index(index_dir, list(images), top_k, threshold, _build_settings(**embed))
+    if as_json:
+        click.echo(json.dumps([{"query": r.path, "error": r.error,
+                                "matches": [{"path": p, "similarity_score": s}
+                                            for p, s in r.matches]} for r in results],
+                              indent=2, ensure_ascii=False))
+        return
+    for r in results:
+        click.echo(f"{r.path}")
+        if r.error:
+            click.echo(f"  unreadable: {r.error}")
+        elif not r.matches:
+            click.echo("  no matches")
+        for path, score in r.matches:
+            click.echo(f"  {score:.6f}  {path}")
+
+
+@cli.command()
+@index_option
+@click.option("--repair", is_flag=True,
+              help="Delete orphan files, drop rows without a sound vector, compact.")
+@click.option("--wait", is_flag=True, help="Wait for another writer instead of failing.")
+def verify(index_dir: str, repair: bool, wait: bool) -> None:
+    """Check the catalog, vectors and manifest against each other."""
+    from imgsim_index.index.check import verify_index
+
+    r = verify_index(index_dir, repair=repair, wait=wait)
+    click.echo(f"{r.embedded} embedded images, {r.errors} unreadable files, "
+               f"{r.segments} vector files, {r.superseded_vectors} superseded vectors "
+               "awaiting compaction.")
+    for note in r.notes:
+        click.echo(f"note: {note}")
+    for problem in r.problems:
+        click.echo(f"problem: {problem}")
+    for fix in r.repaired:
+        click.echo(f"repaired: {fix}")
+    if r.problems and not repair:
+        click.echo("Run `imgsim-index verify --repair` to fix these.")
+        raise SystemExit(1)
+    if not r.problems:
+        click.echo("OK: the index is consistent.")
+
+
+@cli.command()
+@click.argument("folder", type=click.Path(exists=True, file_okay=False))
+@index_option
+@click.option("--interval", type=click.FloatRange(0.1), default=10.0, show_default=True,
+              help="Seconds between scans.")
+@click.option("--settle", type=click.FloatRange(0.0), default=None,
+              help="Seconds a file must stay unmodified before it is taken (default: interval).")
+@click.option("--threshold", type=click.FloatRange(-1.0, 1.0), default=0.99, show_default=True)
+@click.option("--log", "log_path", type=click.Path(dir_okay=False), default=None,
+              help="JSON Lines log of findings (default: INDEX/watch.jsonl).")
+@click.option("--output", default="results", show_default=True,
+              type=click.Path(file_okay=False), help="Reports go to OUTPUT/<timestamp>/.")
+@click.option("--max-cycles", type=click.IntRange(1), default=None, hidden=True)
+@embed_options
+def watch(folder: str, index_dir: str, interval: float, settle: float | None, threshold: float,
+          log_path: str | None, output: str, max_cycles: int | None, quiet: bool,
+          **embed: Any) -> None:
+    """Keep adding new files and footage from FOLDER, logging new duplicates as they appear.
+
+    Stops cleanly on Ctrl-C or SIGTERM, after committing the batch in progress.
+    """
+    from imgsim_index.pipeline.dedupe import DedupeSettings
+    from imgsim_index.pipeline.watch import WatchSettings, watch_folder
+    from imgsim_index.search.exact import PairSettings
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        click.echo(f"{signal.Signals(signum).name}: stopping after the current batch", err=True)
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    settings = WatchSettings(
+        interval=interval, settle=settle, log=log_path, max_cycles=max_cycles,
+        build=_build_settings(**embed),
+        dedupe=DedupeSettings(pairs=PairSettings(threshold=threshold), output=output,
+                              max_pairs_for_collage=20),
+    )
+
+    def on_cycle(event: dict[str, Any]) -> None:
+        if event["added"] or event["unreadable"]:
+            n = len(event.get("pairs", []))
+            click.echo(f"{event['time']}: added {event['added']}, unreadable "
+                       f"{event['unreadable']}, new pairs {n}")
+
+    watch_folder(folder, index_dir, settings, stop, on_cycle, TqdmProgress(not quiet))
+    click.echo("Stopped.")

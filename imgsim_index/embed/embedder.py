@@ -1,0 +1,284 @@
+"""embed: files -> batches of float32 (n, dim) L2-normalised vectors, model-pinned.
+
+Decoding runs in worker processes (a torch DataLoader with a bounded prefetch
+queue), so the network never waits on JPEG decoding and memory stays flat. A
+file that cannot be decoded comes out as an error with its reason; the batch
+goes on without it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import numpy as np
+
+from imgsim_index.embed.models import LoadedModel
+from imgsim_index.embed.onnx_runtime import (
+    OnnxNetwork,
+    check_backend,
+    load_onnx_network,
+    resolve_backend,
+)
+from imgsim_index.errors import DecodeError, InputError
+from imgsim_index.ingest.decode import DEFAULT_MAX_PIXELS, Preprocess, decode_file
+
+
+@dataclass(frozen=True)
+class EmbedSettings:
+    batch_size: int = 32
+    workers: int | None = None  # decode processes; None = one per core beyond the first
+    device: str = "auto"  # auto | cpu | cuda
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    backend: str = "auto"  # torch | onnx (ONNX Runtime, CPU) | auto (onnx on the CPU if installed)
+
+    def __post_init__(self) -> None:
+        check_backend(self.backend)
+
+    def resolved_workers(self) -> int:
+        if self.workers is not None:
+            return self.workers
+        return max(1, min(8, (os.cpu_count() or 2) - 1))
+
+
+@dataclass
+class EmbeddedBatch:
+    """Results for some of the inputs, by their position in the input list."""
+
+    positions: list[int] = field(default_factory=list)  # rows of `vectors`
+    vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    sizes: list[tuple[int, int]] = field(default_factory=list)  # (width, height) per row
+    errors: list[tuple[int, str]] = field(default_factory=list)  # (position, reason)
+
+
+def resolve_device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda was asked for, but torch sees no CUDA device")
+    if name not in ("cpu", "cuda"):
+        raise InputError(f"unknown device {name!r}; use auto, cpu or cuda")
+    return name
+
+
+class _Files:
+    """Map-style dataset: position -> (position, pixels | None, width, height, error)."""
+
+    def __init__(self, paths: Sequence[str], pre: Preprocess, max_pixels: int):
+        self.paths, self.pre, self.max_pixels = list(paths), pre, max_pixels
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, pos: int) -> tuple[int, np.ndarray | None, int, int, str | None]:
+        try:
+            d = decode_file(self.paths[pos], self.pre, self.max_pixels)
+        except DecodeError as exc:
+            return pos, None, 0, 0, str(exc)
+        except Exception as exc:  # a decoder bug must cost one file, not the run
+            return pos, None, 0, 0, f"decoder failed: {type(exc).__name__}: {exc}"
+        return pos, d.pixels, d.width, d.height, None
+
+
+class _Videos:
+    """Iterable dataset: each worker decodes its share of the videos, frame by frame.
+
+    Yields ("frame", video, ms, pixels, w, h), then ("done", video, frames) when a video
+    is finished, or ("error", video, reason).
+    """
+
+    def __init__(self, paths: Sequence[str], starts: Sequence[int], every_s: float,
+                 pre: Preprocess):
+        self.paths, self.starts, self.every_s, self.pre = list(paths), list(starts), every_s, pre
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        from torch.utils.data import get_worker_info
+
+        from imgsim_index.ingest.video import iter_frames
+
+        info = get_worker_info()
+        share = range(len(self.paths)) if info is None else range(
+            info.id, len(self.paths), info.num_workers)
+        for v in share:
+            n = 0
+            try:
+                for f in iter_frames(self.paths[v], self.every_s, self.pre):
+                    if f.ms < self.starts[v]:
+                        continue  # committed by an earlier, interrupted run
+                    n += 1
+                    yield ("frame", v, f.ms, f.pixels, f.width, f.height)
+            except DecodeError as exc:
+                if n == 0 and self.starts[v] == 0:
+                    yield ("error", v, str(exc))
+                    continue
+            except Exception as exc:  # a decoder bug must cost one video, not the run
+                yield ("error", v, f"video decoder failed: {type(exc).__name__}: {exc}")
+                continue
+            yield ("done", v, n)
+
+
+@dataclass
+class VideoBatch:
+    frames: list[tuple[int, int, int, int]] = field(default_factory=list)  # (video, ms, w, h)
+    vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    done: list[int] = field(default_factory=list)  # videos whose frames are all out
+    errors: list[tuple[int, str]] = field(default_factory=list)
+
+
+def _collate(items: list[Any]) -> list[Any]:
+    return items
+
+
+def _die_with_parent(parent: int) -> None:
+    """A decoding worker must not outlive the process it decodes for.
+
+    If that process is SIGKILLed (or OOM-killed), a worker blocked on its full result
+    queue would otherwise hang forever, holding memory (seen in the crash tests).
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _init_worker(_: int, parent: int) -> None:
+    import torch
+
+    from imgsim_index.index.store import release_inherited_locks
+
+    _die_with_parent(parent)
+    release_inherited_locks()
+    torch.set_num_threads(1)
+
+
+class Embedder:
+    """A loaded model on a device, turning uint8 pixel batches into unit vectors.
+
+    backend "torch" runs the network eagerly (channels-last, inference_mode); "onnx"
+    runs it exported, in ONNX Runtime on the CPU (onnx_backend.py); "auto" is onnx on
+    the CPU when onnxruntime is installed. Both give the same vectors (cosine >= 0.9999).
+    """
+
+    def __init__(self, model: LoadedModel, device: str = "auto", backend: str = "torch"):
+        import torch
+
+        self.model = model
+        if backend == "onnx" and device == "auto":
+            device = "cpu"  # ORT runs on the CPU only
+        self.device = resolve_device(device)
+        self.backend = resolve_backend(backend, self.device)
+        pre = model.info.preprocess
+        self._mean = torch.tensor(pre.mean, device=self.device).view(1, 3, 1, 1) * 255.0
+        self._std = torch.tensor(pre.std, device=self.device).view(1, 3, 1, 1) * 255.0
+        self.onnx: OnnxNetwork | None = None
+        if self.backend == "onnx":
+            self.onnx = load_onnx_network(model)
+            self.network = model.network
+        else:
+            self.network = model.network.to(self.device).to(memory_format=torch.channels_last)
+
+    def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """(n, H, W, 3) uint8 -> (n, dim) float32, unit length."""
+        import torch
+
+        with torch.inference_mode():
+            x = torch.from_numpy(pixels).to(self.device).permute(0, 3, 1, 2).float()
+            if self.onnx is not None:
+                x = ((x - self._mean) / self._std).contiguous()
+                feats = torch.from_numpy(self.onnx(x.numpy()))
+            else:
+                x = ((x - self._mean) / self._std).contiguous(memory_format=torch.channels_last)
+                feats = self.network(x).float()
+            feats = torch.nn.functional.normalize(feats, dim=1)
+            return feats.cpu().numpy().astype(np.float32, copy=False)
+
+    def _loader(self, dataset: Any, settings: EmbedSettings, workers: int) -> Any:
+        from torch.utils.data import DataLoader
+
+        return DataLoader(
+            dataset,
+            batch_size=settings.batch_size,
+            num_workers=workers,
+            collate_fn=_collate,
+            worker_init_fn=partial(_init_worker, parent=os.getpid()) if workers else None,
+            prefetch_factor=2 if workers else None,
+            pin_memory=self.device == "cuda",
+        )
+
+    def embed_videos(
+        self,
+        paths: Sequence[str],
+        settings: EmbedSettings,
+        every_s: float = 1.0,
+        starts: Sequence[int] | None = None,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> Iterator[VideoBatch]:
+        """Frames every `every_s` seconds of each video (from `starts[v]` ms on)."""
+        if not paths:
+            return
+        workers = min(settings.resolved_workers(), len(paths))
+        from torch.utils.data import IterableDataset
+
+        class Videos(_Videos, IterableDataset):  # type: ignore[misc]
+            """torch needs the IterableDataset base; torch is imported only here."""
+
+        dataset = Videos(paths, starts or [0] * len(paths), every_s, self.model.info.preprocess)
+        for items in self._loader(dataset, settings, workers):
+            out = VideoBatch()
+            good = []
+            for item in items:
+                if item[0] == "frame":
+                    _, v, ms, pixels, w, h = item
+                    out.frames.append((v, ms, w, h))
+                    good.append(pixels)
+                elif item[0] == "done":
+                    out.done.append(item[1])
+                else:
+                    out.errors.append((item[1], item[2]))
+            out.vectors = self.embed_pixels(np.stack(good)) if good else np.zeros(
+                (0, self.model.info.dim), np.float32)
+            if on_progress:
+                on_progress(len(good))
+            yield out
+
+    def embed_files(
+        self,
+        paths: Sequence[str],
+        settings: EmbedSettings,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> Iterator[EmbeddedBatch]:
+        """Yield one EmbeddedBatch per decoded batch, in input order."""
+        if not paths:
+            return
+        workers = min(settings.resolved_workers(), len(paths))
+        dataset = _Files(paths, self.model.info.preprocess, settings.max_pixels)
+        for items in self._loader(dataset, settings, workers):
+            out = EmbeddedBatch()
+            good = []
+            for pos, pixels, w, h, err in items:
+                if err is not None:
+                    out.errors.append((pos, err))
+                else:
+                    out.positions.append(pos)
+                    out.sizes.append((w, h))
+                    good.append(pixels)
+            if good:
+                out.vectors = self.embed_pixels(np.stack(good))
+            else:
+                out.vectors = np.zeros((0, self.model.info.dim), np.float32)
+            if on_progress:
+                on_progress(len(items))
+            yield out

@@ -1,0 +1,221 @@
+"""catalog: the SQLite bookkeeping of an index folder (one row per image file).
+
+The catalog is the commit point of the index: a vector exists for a row only
+once the transaction naming its segment file has committed. WAL mode lets
+readers (dedupe, query) see the last committed state while a writer runs.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from imgsim_index.errors import IndexFormatError
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS images (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    path TEXT NOT NULL UNIQUE,
+    root TEXT NOT NULL,
+    size INTEGER,
+    mtime_ns INTEGER,
+    width INTEGER,
+    height INTEGER,
+    status TEXT NOT NULL CHECK (status IN ('embedded', 'error')),
+    error TEXT,
+    segment TEXT,
+    added_at REAL NOT NULL,
+    seq INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS images_seq ON images (seq);
+CREATE INDEX IF NOT EXISTS images_segment ON images (segment);
+CREATE TABLE IF NOT EXISTS videos (
+    path TEXT PRIMARY KEY,
+    root TEXT NOT NULL,
+    size INTEGER,
+    mtime_ns INTEGER,
+    frames INTEGER NOT NULL,
+    seq INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS segments (
+    name TEXT PRIMARY KEY,
+    count INTEGER NOT NULL,
+    created_at REAL NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class Row:
+    id: int
+    path: str
+    root: str
+    size: int | None
+    mtime_ns: int | None
+    width: int | None
+    height: int | None
+    status: str
+    error: str | None
+    segment: str | None
+    added_at: float
+    seq: int  # commit number that wrote this row: rows with seq > s are newer than commit s
+
+
+@dataclass(frozen=True)
+class NewRow:
+    """A row to write: `segment` is None for errors."""
+
+    path: str
+    root: str
+    size: int | None
+    mtime_ns: int | None
+    width: int | None = None
+    height: int | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class VideoDone:
+    """A video whose frames are all committed."""
+
+    path: str
+    root: str
+    size: int | None
+    mtime_ns: int | None
+    frames: int
+
+
+_COLUMNS = (
+    "id, path, root, size, mtime_ns, width, height, status, error, segment, added_at, seq"
+)
+
+
+class Catalog:
+    def __init__(self, path: str, readonly: bool = False):
+        uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
+        self.db = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30)
+        self.db.execute("PRAGMA busy_timeout = 30000")
+        if not readonly:
+            self.db.execute("PRAGMA journal_mode = WAL")
+            self.db.execute("PRAGMA synchronous = FULL")
+            try:
+                self.db.executescript(_SCHEMA)
+            except sqlite3.OperationalError as exc:
+                self.db.close()
+                raise IndexFormatError(
+                    f"{path} has an unknown catalog layout ({exc}); it was written by another "
+                    "version of imgsim-index. Build a new index with --index NEW_DIR"
+                ) from None
+            self.db.execute(
+                "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            )
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- reads -------------------------------------------------------------
+    def rows(self, where: str = "", params: Sequence[object] = ()) -> list[Row]:
+        sql = f"SELECT {_COLUMNS} FROM images {where} ORDER BY id"
+        return [Row(*r) for r in self.db.execute(sql, params)]
+
+    def rows_by_path(self) -> dict[str, Row]:
+        return {r.path: r for r in self.rows()}
+
+    def videos(self) -> dict[str, tuple[int | None, int | None, int]]:
+        """Fully indexed videos: path -> (size, mtime_ns, frames)."""
+        return {p: (s, m, f) for p, s, m, f in
+                self.db.execute("SELECT path, size, mtime_ns, frames FROM videos")}
+
+    def segments(self) -> dict[str, int]:
+        return dict(self.db.execute("SELECT name, count FROM segments"))
+
+    def live_ids(self, segment: str) -> np.ndarray:
+        """Sorted ids of the embedded rows whose current vector is in `segment`."""
+        cur = self.db.execute("SELECT id FROM images WHERE segment = ? AND status = 'embedded'"
+                              " ORDER BY id", (segment,))
+        return np.fromiter((r[0] for r in cur), np.int64)
+
+    def counts(self) -> dict[str, int]:
+        got = dict(self.db.execute("SELECT status, COUNT(*) FROM images GROUP BY status"))
+        return {"embedded": got.get("embedded", 0), "errors": got.get("error", 0)}
+
+    def get_meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    # -- writes (inside `transaction`) --------------------------------------
+    def begin(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def commit(self) -> None:
+        self.db.execute("COMMIT")
+
+    def rollback(self) -> None:
+        if self.db.in_transaction:
+            self.db.execute("ROLLBACK")
+
+    def last_seq(self) -> int:
+        return int(self.get_meta("last_seq") or 0)
+
+    def next_seq(self) -> int:
+        """Number this commit (inside the transaction, so a rollback gives it back)."""
+        seq = self.last_seq() + 1
+        self.set_meta("last_seq", str(seq))
+        return seq
+
+    def upsert(self, rows: Iterable[NewRow], segment: str | None, seq: int = 0) -> list[int]:
+        """Insert or replace rows by path, keeping an existing path's id. Returns ids."""
+        now = time.time()
+        ids = []
+        for r in rows:
+            status = "error" if r.error is not None else "embedded"
+            cur = self.db.execute(
+                "INSERT INTO images (path, root, size, mtime_ns, width, height, status, error,"
+                " segment, added_at, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT(path) DO UPDATE SET root=excluded.root, size=excluded.size,"
+                " mtime_ns=excluded.mtime_ns, width=excluded.width, height=excluded.height,"
+                " status=excluded.status, error=excluded.error, segment=excluded.segment,"
+                " added_at=excluded.added_at, seq=excluded.seq RETURNING id",
+                (r.path, r.root, r.size, r.mtime_ns, r.width, r.height, status, r.error,
+                 None if r.error is not None else segment, now, seq),
+            )
+            ids.append(int(cur.fetchone()[0]))
+        return ids
+
+    def video_done(self, v: VideoDone, seq: int) -> None:
+        self.db.execute("INSERT OR REPLACE INTO videos VALUES (?, ?, ?, ?, ?, ?)",
+                        (v.path, v.root, v.size, v.mtime_ns, v.frames, seq))
+
+    def delete_video(self, path: str) -> int:
+        """Forget a video: its completion record and every frame row."""
+        self.db.execute("DELETE FROM videos WHERE path = ?", (path,))
+        lo = path + "#t="
+        return self.db.execute("DELETE FROM images WHERE path >= ? AND path < ?",
+                               (lo, lo + "\U0010ffff")).rowcount
+
+    def add_segment(self, name: str, count: int) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO segments VALUES (?, ?, ?)", (name, count, time.time())
+        )
+
+    def move_all_to(self, segment: str, count: int) -> None:
+        """After a compaction: every embedded row's vector now lives in `segment`."""
+        self.db.execute("UPDATE images SET segment = ? WHERE status = 'embedded'", (segment,))
+        self.db.execute("DELETE FROM segments")
+        self.add_segment(segment, count)
+
+    def delete_paths(self, paths: Iterable[str]) -> int:
+        n = 0
+        for p in paths:
+            n += self.db.execute("DELETE FROM images WHERE path = ?", (p,)).rowcount
+        return n
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))

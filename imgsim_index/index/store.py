@@ -1,0 +1,386 @@
+"""store: vectors + refs -> an index folder: catalog.sqlite, vectors.faiss, manifest.json.
+
+Layout
+  catalog.sqlite   one row per file (see catalog.py); the commit point
+  vectors.faiss    the compacted base: IndexIDMap2(IndexFlatIP), ids = catalog ids
+  segments/*.faiss vectors added since the last compaction, same format
+  manifest.json    format version, model identity, preprocessing, dim, counts
+  writer.lock      held (flock) by the one writer, names the holder
+
+A writer embeds in checkpoints: it writes a new immutable segment file
+atomically, then commits the catalog rows that point at it in one
+transaction. A crash before the commit leaves an orphan file that the next
+writer deletes; a crash after it loses nothing. Each row names the file that
+holds its current vector, so a changed file's old vector (still in an older
+segment) is ignored until compaction rewrites vectors.faiss. Adding k images
+writes O(k) bytes; compaction runs only when the segments outgrow the base,
+so its cost is amortised.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import socket
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from imgsim_index.atomic_files import atomic_write_json
+from imgsim_index.errors import IndexFormatError, IndexLockedError, IndexMismatchError
+from imgsim_index.index.catalog import Catalog, NewRow, Row, VideoDone
+from imgsim_index.index.vector_file import (
+    CHUNK_BYTES,
+    VectorFile,
+    VectorFileWriter,
+    read_vectors,
+    write_vectors,
+)
+
+FORMAT_VERSION = 1
+BASE = "vectors.faiss"
+SEGMENTS = "segments"
+CATALOG = "catalog.sqlite"
+MANIFEST = "manifest.json"
+LOCK = "writer.lock"
+MAX_SEGMENTS = 16
+
+
+@dataclass
+class LoadedVectors:
+    rows: list[Row]  # embedded rows, in id order
+    vectors: np.ndarray  # (len(rows), dim) float32, row i belongs to rows[i]
+    seq: int = 0  # the last commit these rows include (see Catalog.last_seq)
+
+
+def read_segment(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """A (small) vector file -> (ids int64 (n,), vectors float32 (n, dim))."""
+    return read_vectors(path)
+
+
+def _members(ids: np.ndarray, sorted_ids: np.ndarray) -> np.ndarray:
+    """Boolean mask of the `ids` found in `sorted_ids` (ascending): a binary search per
+    id, where np.isin would sort all of `sorted_ids` again for every chunk."""
+    if not len(sorted_ids):
+        return np.zeros(len(ids), bool)
+    at = np.minimum(np.searchsorted(sorted_ids, ids), len(sorted_ids) - 1)
+    return sorted_ids[at] == ids
+
+
+def describe_identity(identity: dict[str, Any]) -> str:
+    return f"{identity.get('model')} (weights {identity.get('weights_id')})"
+
+
+class IndexStore:
+    """An index folder. Open with `IndexStore.open_reader` or `IndexStore.open_writer`."""
+
+    def __init__(self, folder: str, catalog: Catalog, manifest: dict[str, Any], writable: bool):
+        self.folder = os.path.abspath(folder)
+        self.catalog = catalog
+        self.manifest = manifest
+        self.writable = writable
+        self._lock_fd: int | None = None
+
+    # -- opening -----------------------------------------------------------
+    @staticmethod
+    def exists(folder: str) -> bool:
+        return os.path.isfile(os.path.join(folder, MANIFEST))
+
+    @classmethod
+    def open_reader(cls, folder: str) -> IndexStore:
+        manifest = cls.read_manifest(folder)
+        catalog = Catalog(os.path.join(folder, CATALOG), readonly=True)
+        return cls(folder, catalog, manifest, writable=False)
+
+    @classmethod
+    def open_writer(cls, folder: str, identity: dict[str, Any], wait: bool = False) -> IndexStore:
+        """Lock the folder for writing, creating the index if it is new.
+
+        Refuses an index built with another model identity than `identity`.
+        """
+        os.makedirs(os.path.join(folder, SEGMENTS), exist_ok=True)
+        lock_fd = _acquire_lock(os.path.join(folder, LOCK), wait)
+        try:
+            if os.path.isfile(os.path.join(folder, MANIFEST)):
+                manifest = cls.read_manifest(folder)
+                check_identity(manifest, identity, folder)
+            elif os.path.isfile(os.path.join(folder, CATALOG)):
+                raise IndexFormatError(
+                    f"{folder} has a catalog but no {MANIFEST}; it is not an index this "
+                    "version can open safely. Move it aside and build again."
+                )
+            else:
+                manifest = {
+                    "format_version": FORMAT_VERSION,
+                    **identity,
+                    "created_at": _now(),
+                    "updated_at": _now(),
+                    "counts": {"embedded": 0, "errors": 0},
+                }
+            catalog = Catalog(os.path.join(folder, CATALOG))
+            store = cls(folder, catalog, manifest, writable=True)
+            store._lock_fd = lock_fd
+            store._write_manifest()
+            store._remove_orphans()
+            return store
+        except BaseException:
+            _HELD_LOCKS.discard(lock_fd)
+            os.close(lock_fd)
+            raise
+
+    @staticmethod
+    def read_manifest(folder: str) -> dict[str, Any]:
+        path = os.path.join(folder, MANIFEST)
+        if not os.path.isfile(path):
+            raise IndexFormatError(
+                f"no index at {folder} (missing {MANIFEST}); build one with "
+                "`imgsim-index build FOLDER --index DIR`"
+            )
+        try:
+            with open(path, encoding="utf-8") as fh:
+                manifest: dict[str, Any] = json.load(fh)
+        except (OSError, json.JSONDecodeError) as exc:
+            raise IndexFormatError(f"cannot read {path}: {exc}") from None
+        if manifest.get("format_version") != FORMAT_VERSION:
+            raise IndexFormatError(
+                f"{path} has format version {manifest.get('format_version')}, "
+                f"this imgsim-index reads version {FORMAT_VERSION}"
+            )
+        return manifest
+
+    def close(self) -> None:
+        if self.writable:
+            self._write_manifest()
+        self.catalog.close()
+        if self._lock_fd is not None:
+            _HELD_LOCKS.discard(self._lock_fd)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self) -> IndexStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def dim(self) -> int:
+        return int(self.manifest["dim"])
+
+    # -- writing -------------------------------------------------------------
+    def commit(self, embedded: Sequence[NewRow], vectors: np.ndarray,
+               errors: Sequence[NewRow] = (), videos_done: Sequence[VideoDone] = (),
+               forget: Sequence[str] = (), forget_videos: Sequence[str] = ()) -> list[int]:
+        """Durably, in one transaction: forget paths and videos, add `embedded` rows with
+        their vectors, error rows, and completed videos. Returns the embedded rows' ids."""
+        assert self.writable
+        if len(embedded) != len(vectors):
+            raise ValueError("one vector per embedded row")
+        if len(embedded) and vectors.shape[1] != self.dim:
+            raise IndexMismatchError(
+                f"vectors have dimension {vectors.shape[1]}, the index holds {self.dim}"
+            )
+        cat = self.catalog
+        cat.begin()
+        try:
+            ids: list[int] = []
+            seq = cat.next_seq()
+            cat.delete_paths(forget)
+            for video in forget_videos:
+                cat.delete_video(video)
+            if len(embedded):
+                name = f"{SEGMENTS}/{seq:08d}.faiss"
+                ids = cat.upsert(embedded, name, seq)
+                write_vectors(os.path.join(self.folder, name), np.asarray(ids, np.int64),
+                              vectors)
+                cat.add_segment(name, len(ids))
+            cat.upsert(errors, None, seq)
+            for v in videos_done:
+                cat.video_done(v, seq)
+            cat.commit()
+        except BaseException:
+            cat.rollback()
+            raise
+        return ids
+
+    def remove_paths(self, paths: Sequence[str]) -> int:
+        """Forget files (their vectors become garbage until the next compaction)."""
+        self.catalog.begin()
+        try:
+            n = self.catalog.delete_paths(paths)
+            self.catalog.commit()
+        except BaseException:
+            self.catalog.rollback()
+            raise
+        return n
+
+    def needs_compaction(self) -> bool:
+        segs = self.catalog.segments()
+        base = segs.get(BASE, 0)
+        delta = sum(c for name, c in segs.items() if name != BASE)
+        return len(segs) > MAX_SEGMENTS or delta > base
+
+    def compact(self, chunk_bytes: int = CHUNK_BYTES) -> None:
+        """Rewrite all live vectors into vectors.faiss and drop the segments.
+
+        Streams: each file is read `chunk_bytes` at a time and only the live rows are
+        appended to the new base, so memory stays about 2 x chunk_bytes plus 8 bytes per
+        row for the ids, whatever N is."""
+        path = os.path.join(self.folder, BASE)
+        with VectorFileWriter(path, self.dim) as out:
+            for segment in sorted(self.catalog.segments()):  # the base sorts first
+                wanted = self.catalog.live_ids(segment)
+                if not len(wanted):
+                    continue
+                with VectorFile(os.path.join(self.folder, segment)) as vf:
+                    for ids, vecs in vf.chunks(chunk_bytes):
+                        live = _members(ids, wanted)
+                        out.append(ids[live], vecs[live])
+            # Safe at every step: the new base holds every live vector, so rows that still
+            # name an old segment and rows that name the base both find theirs.
+            count = out.finish()
+        self.catalog.begin()
+        try:
+            self.catalog.move_all_to(BASE, count)
+            self.catalog.commit()
+        except BaseException:
+            self.catalog.rollback()
+            raise
+        self._remove_orphans()
+
+    def _remove_orphans(self) -> None:
+        known = set(self.catalog.segments())
+        seg_dir = os.path.join(self.folder, SEGMENTS)
+        for name in os.listdir(seg_dir):
+            rel = f"{SEGMENTS}/{name}"
+            if rel not in known:
+                os.unlink(os.path.join(seg_dir, name))
+        for name in os.listdir(self.folder):
+            if ".tmp-" in name:
+                os.unlink(os.path.join(self.folder, name))
+
+    def _write_manifest(self) -> None:
+        self.manifest["counts"] = self.catalog.counts()
+        self.manifest["updated_at"] = _now()
+        atomic_write_json(os.path.join(self.folder, MANIFEST), self.manifest)
+
+    # -- reading -------------------------------------------------------------
+    def load(self, roots: Sequence[str] | None = None) -> LoadedVectors:
+        """All embedded rows (under `roots` if given) with their current vectors.
+
+        A writer may compact (and delete segment files) between our reading the rows and
+        opening the files; then the rows are read again, naming the new files.
+        """
+        for attempt in range(5):
+            try:
+                return self._load_once(roots)
+            except FileNotFoundError:
+                if attempt == 4:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    def _load_once(self, roots: Sequence[str] | None) -> LoadedVectors:
+        db = self.catalog.db
+        db.execute("BEGIN")  # rows and commit number from one snapshot
+        try:
+            rows = self.catalog.rows("WHERE status = 'embedded'")
+            seq = self.catalog.last_seq()
+        finally:
+            db.execute("COMMIT")
+        if roots is not None:
+            prefixes = [os.path.join(os.path.abspath(r), "") for r in roots]
+            rows = [r for r in rows if any(r.path.startswith(p) for p in prefixes)]
+        row_ids = np.fromiter((r.id for r in rows), np.int64, len(rows))  # ascending
+        by_segment: dict[str, list[int]] = {}
+        for r in rows:
+            by_segment.setdefault(str(r.segment), []).append(r.id)
+        out = np.zeros((len(rows), self.dim), np.float32)
+        filled = 0
+        for segment, wanted in by_segment.items():
+            want = np.asarray(wanted, np.int64)  # ascending: rows come in id order
+            with VectorFile(os.path.join(self.folder, segment)) as vf:
+                for ids, vecs in vf.chunks():  # file reads: no copy of a whole file
+                    mask = _members(ids, want)
+                    out[np.searchsorted(row_ids, ids[mask])] = vecs[mask]
+                    filled += int(mask.sum())
+        if filled != len(rows):
+            raise IndexFormatError(
+                f"{self.folder}: {len(rows) - filled} catalog rows have no vector; "
+                "the index is damaged"
+            )
+        return LoadedVectors(rows, out, seq)
+
+    @staticmethod
+    def record_dedupe(folder: str, seq: int) -> None:
+        """Remember that a dedupe covered every commit up to `seq` (for --new-only)."""
+        catalog = Catalog(os.path.join(folder, CATALOG))
+        try:
+            catalog.set_meta("last_dedupe_seq", str(seq))
+        finally:
+            catalog.close()
+
+    def last_dedupe_seq(self) -> int:
+        return int(self.catalog.get_meta("last_dedupe_seq") or 0)
+
+    def error_rows(self, roots: Sequence[str] | None = None) -> list[Row]:
+        rows = self.catalog.rows("WHERE status = 'error'")
+        if roots is not None:
+            prefixes = [os.path.join(os.path.abspath(r), "") for r in roots]
+            rows = [r for r in rows if any(r.path.startswith(p) for p in prefixes)]
+        return rows
+
+
+def check_identity(manifest: dict[str, Any], identity: dict[str, Any], folder: str) -> None:
+    for key in ("model", "dim", "preprocessing", "weights_id"):
+        if manifest.get(key) != identity.get(key):
+            raise IndexMismatchError(
+                f"the index at {folder} was built with {describe_identity(manifest)}; "
+                f"refusing to add vectors from {describe_identity(identity)} "
+                f"({key} differs). Use --index to pick another folder, or "
+                f"--model {manifest.get('model')}"
+            )
+
+
+_HELD_LOCKS: set[int] = set()
+
+
+def release_inherited_locks() -> None:
+    """In a forked child (a decoding worker): close our copies of the writer lock.
+
+    flock locks belong to the open file, which a fork shares; a worker orphaned by a
+    SIGKILLed parent would otherwise keep the index locked. Closing the child's copy
+    leaves the parent's lock in place.
+    """
+    for fd in list(_HELD_LOCKS):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _HELD_LOCKS.clear()
+
+
+def _acquire_lock(path: str, wait: bool) -> int:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+    except BlockingIOError:
+        holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "another process"
+        os.close(fd)
+        raise IndexLockedError(
+            f"the index is being written by {holder}; wait for it to finish "
+            "or pass --wait to queue behind it"
+        ) from None
+    _HELD_LOCKS.add(fd)
+    os.ftruncate(fd, 0)
+    info = f"pid {os.getpid()} on {socket.gethostname()} ({' '.join(sys.argv[:3])}) since {_now()}"
+    os.pwrite(fd, info.encode(), 0)
+    return fd
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")

@@ -1,0 +1,315 @@
+"""build/add: paths -> an up-to-date index. Orchestrates scan -> decode/embed -> store.
+
+Only files that are new or changed (path, size, mtime) are embedded; a changed
+file keeps its id and gets a new vector. Videos become one entry per sampled
+frame (`cam.mp4#t=00:01:23.500`); a video counts as indexed once all its frames
+are committed, and an interrupted video resumes after its last committed
+frame. Work is committed in checkpoints, so an interrupted build keeps what it
+committed and the next run resumes from there.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from imgsim_index.embed.embedder import EmbeddedBatch, Embedder, EmbedSettings, VideoBatch
+from imgsim_index.embed.models import DEFAULT_MODEL, LoadedModel, load_model, model_info
+from imgsim_index.errors import InputError
+from imgsim_index.index.catalog import NewRow, Row, VideoDone
+from imgsim_index.index.store import IndexStore, check_identity
+from imgsim_index.ingest.scan import ImageRef, scan_folders
+from imgsim_index.ingest.video import frame_path, split_frame_path
+from imgsim_index.progress import NoProgress, Progress
+
+
+class FileEmbedder(Protocol):
+    """What embeds image files: `embed.Embedder` here, or another engine (a Ray cluster).
+
+    Yields batches in input order, each covering the next `settings.batch_size`
+    positions (as `Embedder.embed_files` does), so commits, and the catalog ids they
+    assign, come out the same whichever engine embedded the files."""
+
+    def embed_files(self, paths: Sequence[str], settings: EmbedSettings,
+                    on_progress: Callable[[int], None] | None = None
+                    ) -> Iterator[EmbeddedBatch]: ...
+
+
+# model -> the engine that embeds still images; videos are always embedded here
+ImageEngine = Callable[[LoadedModel], FileEmbedder]
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    model: str | None = None  # None: the index's model, or resnet50 for a new index
+    weights: str | None = None
+    embed: EmbedSettings = field(default_factory=EmbedSettings)
+    video_fps: float = 1.0  # frames sampled per second of video
+    prune: bool = False  # forget catalog entries under the scanned paths that are gone
+    checkpoint_images: int = 2048
+    checkpoint_seconds: float = 30.0
+    wait_for_lock: bool = False
+
+    def validate(self) -> None:
+        if not 0 < self.video_fps <= 1000:
+            raise InputError(f"video fps must be in (0, 1000], got {self.video_fps}")
+        if self.checkpoint_images < 1:
+            raise InputError("checkpoint size must be at least 1 image")
+
+
+@dataclass
+class BuildResult:
+    index: str
+    model: str
+    scanned: int = 0  # files found (a video counts once)
+    embedded: int = 0  # images and frames embedded by this run
+    unchanged: int = 0
+    errors: int = 0  # unreadable files recorded by this run
+    pruned: int = 0
+    total_embedded: int = 0
+    total_errors: int = 0
+    seconds: float = 0.0
+    scanned_paths: list[str] = field(default_factory=list)
+
+
+def resolve_model(index_dir: str, settings: BuildSettings) -> LoadedModel:
+    """Pick and load the model before any work, checking it against an existing index."""
+    manifest = IndexStore.read_manifest(index_dir) if IndexStore.exists(index_dir) else None
+    name = settings.model or (manifest["model"] if manifest else DEFAULT_MODEL)
+    info = model_info(name)
+    weights = settings.weights
+    if manifest is not None:
+        check_identity(
+            manifest,
+            {**manifest, "model": name, "dim": info.dim,
+             "preprocessing": info.preprocess.identity()},
+            index_dir,
+        )
+        hint = manifest.get("weights_source")
+        if weights is None and hint and os.path.isfile(hint):
+            weights = hint  # the local file this index was built from
+    return load_model(name, weights)
+
+
+def build_index(
+    paths: Sequence[str],
+    index_dir: str,
+    settings: BuildSettings | None = None,
+    progress: Progress | None = None,
+    model: LoadedModel | None = None,
+    accept: Callable[[ImageRef], bool] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    engine: ImageEngine | None = None,
+) -> BuildResult:
+    """Bring the index up to date with `paths` (folders, image files, video files).
+
+    `accept` filters the scanned files (e.g. only files that finished being written);
+    `should_stop` is polled between batches: when it says so, the work done so far is
+    committed and the build returns early. `engine` embeds the still images
+    (default: this process, `embed.Embedder`); this process stays the only writer.
+    """
+    settings = settings or BuildSettings()
+    settings.validate()
+    progress = progress or NoProgress()
+    t0 = time.perf_counter()
+    for p in paths:  # cheap checks first, then the model, then the (long) scan
+        if not os.path.exists(p):
+            raise InputError(f"no such folder or file: {p}")
+    model = model or resolve_model(index_dir, settings)
+    identity = {**model.identity(), "weights_source": model.weights_source}
+    store = IndexStore.open_writer(index_dir, identity, wait=settings.wait_for_lock)
+    try:
+        progress.note(f"scanning {len(paths)} path(s)")
+        refs = scan_folders(paths)
+        if accept is not None:
+            refs = [r for r in refs if accept(r)]
+        result = _Update(store, model, settings, progress, should_stop, engine).run(refs, paths)
+        if store.needs_compaction():
+            progress.note("compacting the index")
+            store.compact()
+        counts = store.catalog.counts()
+    finally:
+        store.close()
+    result.total_embedded, result.total_errors = counts["embedded"], counts["errors"]
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def _changed(ref: ImageRef, row: Row | None) -> bool:
+    if row is None:
+        return True
+    if ref.error is not None:
+        return row.status != "error" or row.error != ref.error
+    return (row.size, row.mtime_ns) != (ref.size, ref.mtime_ns)
+
+
+class _Update:
+    """One pass over the scanned files: decide what to do, embed, commit in checkpoints."""
+
+    def __init__(self, store: IndexStore, model: LoadedModel, settings: BuildSettings,
+                 progress: Progress, should_stop: Callable[[], bool] | None = None,
+                 engine: ImageEngine | None = None):
+        self.store, self.model, self.settings, self.progress = store, model, settings, progress
+        self.should_stop = should_stop or (lambda: False)
+        self.rows: list[NewRow] = []
+        self.vectors: list[np.ndarray] = []
+        self.errors: list[NewRow] = []
+        self.videos_done: list[VideoDone] = []
+        self.forget_videos: list[str] = []
+        self.forget_paths: list[str] = []  # a video's own error row, once it decodes
+        self.last = time.monotonic()
+        self.result = BuildResult(index=store.folder, model=model.info.name)
+        self._embedder: Embedder | None = None
+        self.engine = engine
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            self._embedder = Embedder(self.model, self.settings.embed.device,
+                                     self.settings.embed.backend)
+        return self._embedder
+
+    def run(self, refs: list[ImageRef], paths: Sequence[str]) -> BuildResult:
+        cat = self.store.catalog
+        known = cat.rows_by_path()
+        videos_done = cat.videos()
+        r = self.result
+        r.scanned, r.scanned_paths = len(refs), [x.path for x in refs]
+        images = [x for x in refs if x.error is None and x.kind == "image"
+                  and _changed(x, known.get(x.path))]
+        bad = [x for x in refs if x.error is not None and _changed(x, known.get(x.path))]
+        videos, starts = self._videos_to_do(refs, known, videos_done)
+        r.unchanged = len(refs) - len(images) - len(bad) - len(videos)
+        if self.settings.prune:
+            self._prune(refs, paths, known, videos_done)
+        self.errors.extend(NewRow(x.path, x.root, x.size, x.mtime_ns, error=x.error)
+                           for x in bad)
+        self._flush(force=True)
+        if images:
+            self._embed_images(images)
+        if videos and not self.should_stop():
+            self._embed_videos(videos, starts)
+        return r
+
+    def _videos_to_do(self, refs: list[ImageRef], known: dict[str, Row],
+                      done: dict[str, tuple[int | None, int | None, int]]
+                      ) -> tuple[list[ImageRef], list[int]]:
+        """Videos that are new, changed, or interrupted; and the ms to resume each from."""
+        committed: dict[str, tuple[int | None, int | None, int]] = {}
+        for row in known.values():
+            video, ms = split_frame_path(row.path)
+            if ms is not None:
+                size, mtime, last = committed.get(video, (row.size, row.mtime_ns, -1))
+                committed[video] = (size, mtime, max(last, ms))
+        todo, starts = [], []
+        for x in refs:
+            if x.kind != "video" or x.error is not None:
+                continue
+            state = (x.size, x.mtime_ns)
+            if x.path in done and done[x.path][:2] == state:
+                continue
+            if x.path in known:
+                self.forget_paths.append(x.path)
+            prior = committed.get(x.path)
+            if prior is not None and prior[:2] == state:
+                starts.append(prior[2] + 1)  # resume after the last committed frame
+            else:
+                if prior is not None or x.path in done:
+                    self.forget_videos.append(x.path)  # changed: its old frames go
+                starts.append(0)
+            todo.append(x)
+        return todo, starts
+
+    def _prune(self, refs: list[ImageRef], paths: Sequence[str], known: dict[str, Row],
+               videos_done: dict[str, tuple[int | None, int | None, int]]) -> None:
+        seen = {x.path for x in refs}
+        folders = [os.path.join(os.path.abspath(p), "") for p in paths if os.path.isdir(p)]
+
+        def under(p: str) -> bool:
+            return any(p.startswith(f) for f in folders)
+
+        gone = [p for p in known if split_frame_path(p)[0] not in seen and under(p)]
+        gone_videos = [v for v in videos_done if v not in seen and under(v)]
+        if gone or gone_videos:
+            self.store.commit([], self._empty(), forget=gone, forget_videos=gone_videos)
+            self.result.pruned = len(gone)
+
+    def _drain(self, description: str, total: int | None, batches: Iterator[Any],
+               take: Callable[[Any], None]) -> None:
+        """Take batches, committing at checkpoints, until done or asked to stop."""
+        self.progress.start(description, total)
+        try:
+            for batch in batches:
+                take(batch)
+                self._flush()
+                if self.should_stop():
+                    break
+            self._flush(force=True)
+        finally:
+            self.progress.finish()
+
+    def _embed_images(self, todo: list[ImageRef]) -> None:
+        source: FileEmbedder = self.engine(self.model) if self.engine else self.embedder
+        batches = source.embed_files([x.path for x in todo], self.settings.embed,
+                                     on_progress=self.progress.update)
+        self._drain("embedding images", len(todo), batches, lambda b: self._take_images(todo, b))
+
+    def _take_images(self, todo: list[ImageRef], b: EmbeddedBatch) -> None:
+        for k, pos in enumerate(b.positions):
+            x = todo[pos]
+            w, h = b.sizes[k]
+            self.rows.append(NewRow(x.path, x.root, x.size, x.mtime_ns, w, h))
+        if b.positions:
+            self.vectors.append(b.vectors)
+        for pos, reason in b.errors:
+            x = todo[pos]
+            self.errors.append(NewRow(x.path, x.root, x.size, x.mtime_ns, error=reason))
+
+    def _embed_videos(self, todo: list[ImageRef], starts: list[int]) -> None:
+        counts = [0] * len(todo)
+        batches = self.embedder.embed_videos(
+            [x.path for x in todo], self.settings.embed, 1.0 / self.settings.video_fps, starts,
+            on_progress=self.progress.update)
+        self._drain(f"embedding frames of {len(todo)} video(s)", None, batches,
+                    lambda b: self._take_frames(todo, b, counts))
+
+    def _take_frames(self, todo: list[ImageRef], b: VideoBatch, counts: list[int]) -> None:
+        for v, ms, w, h in b.frames:
+            x = todo[v]
+            self.rows.append(NewRow(frame_path(x.path, ms), x.root, x.size, x.mtime_ns, w, h))
+            counts[v] += 1
+        if b.frames:
+            self.vectors.append(b.vectors)
+        for v, reason in b.errors:
+            x = todo[v]
+            self.errors.append(NewRow(x.path, x.root, x.size, x.mtime_ns, error=reason))
+        for v in b.done:
+            x = todo[v]
+            self.videos_done.append(VideoDone(x.path, x.root, x.size, x.mtime_ns, counts[v]))
+
+    def _flush(self, force: bool = False) -> None:
+        pending = len(self.rows) + len(self.errors) + len(self.videos_done)
+        due = (len(self.rows) + len(self.errors) >= self.settings.checkpoint_images
+               or time.monotonic() - self.last >= self.settings.checkpoint_seconds)
+        if not (pending or self.forget_videos or self.forget_paths) or not (force or due):
+            return
+        matrix = np.concatenate(self.vectors) if self.vectors else self._empty()
+        self.store.commit(self.rows, matrix, self.errors, self.videos_done,
+                          forget=self.forget_paths, forget_videos=self.forget_videos)
+        self.result.embedded += len(self.rows)
+        self.result.errors += len(self.errors)
+        self.rows, self.vectors, self.errors, self.videos_done = [], [], [], []
+        self.forget_videos, self.forget_paths = [], []
+        self.last = time.monotonic()
+
+    def _empty(self) -> np.ndarray:
+        return np.zeros((0, self.store.dim), np.float32)
+
+
+__all__ = ["BuildResult", "BuildSettings", "FileEmbedder", "ImageEngine", "build_index",
+           "resolve_model"]

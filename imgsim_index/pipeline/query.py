@@ -1,0 +1,72 @@
+"""query: image files -> the most similar indexed images, with scores.
+
+The query images are embedded with the index's own model (checked against the
+manifest, weights included), then searched against every vector in the index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from imgsim_index.embed.embedder import Embedder
+from imgsim_index.errors import InputError
+from imgsim_index.index.store import IndexStore, check_identity
+from imgsim_index.pipeline.build import BuildSettings, resolve_model
+from imgsim_index.search.exact import SCORE_DECIMALS
+
+
+@dataclass
+class QueryResult:
+    path: str
+    error: str | None = None
+    matches: list[tuple[str, float]] = field(default_factory=list)  # (path, score), best first
+
+
+def query_index(
+    index_dir: str,
+    images: Sequence[str],
+    top_k: int = 10,
+    threshold: float | None = None,
+    settings: BuildSettings | None = None,
+) -> list[QueryResult]:
+    import faiss
+
+    if top_k < 1:
+        raise InputError("top-k must be at least 1")
+    settings = settings or BuildSettings()
+    with IndexStore.open_reader(index_dir) as store:
+        manifest = dict(store.manifest)
+        loaded = store.load()
+    model = resolve_model(index_dir, settings)
+    check_identity(manifest, model.identity(), index_dir)
+    results = [QueryResult(p) for p in images]
+    embedder = Embedder(model, settings.embed.device, settings.embed.backend)
+    vectors = np.zeros((len(images), model.info.dim), np.float32)
+    ok = np.zeros(len(images), bool)
+    from dataclasses import replace
+
+    embed_settings = replace(settings.embed, workers=0) if len(images) < 8 else settings.embed
+    for batch in embedder.embed_files(list(images), embed_settings):
+        vectors[batch.positions] = batch.vectors
+        ok[batch.positions] = True
+        for pos, reason in batch.errors:
+            results[pos].error = reason
+    if not len(loaded.rows):
+        return results
+    index = faiss.IndexFlatIP(loaded.vectors.shape[1])
+    index.add(loaded.vectors)
+    k = min(top_k, len(loaded.rows))
+    rows = np.flatnonzero(ok)
+    _, found = index.search(vectors[rows], k)
+    for q, hits in zip(rows.tolist(), found, strict=True):
+        hits = hits[hits >= 0]
+        scores = np.round(loaded.vectors[hits].astype(np.float64)
+                          @ vectors[q].astype(np.float64), SCORE_DECIMALS)
+        order = np.argsort(-scores, kind="stable")
+        for h, s in zip(hits[order].tolist(), scores[order].tolist(), strict=True):
+            if threshold is None or s >= threshold:
+                results[q].matches.append((loaded.rows[h].path, float(s)))
+    return results

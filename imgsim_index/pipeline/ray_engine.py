@@ -1,0 +1,162 @@
+"""distributed: embedding and pair search on a Ray cluster (`--engine ray`).
+
+The process that runs `build` or `dedupe` stays the driver and the only writer
+of the index: Ray actors decode and embed images and hand vectors back, the
+driver commits them in the same checkpoints, in the same order, as a local
+build (indexer.FileEmbedder), so ids, crash safety and resume are the local
+ones. Pair search sends query shards to Ray tasks that search the whole
+vector set (one copy per node, in Ray's object store) and merges their
+candidates with the local threshold rule, so the pairs equal a local search.
+
+Ray is an optional extra and is imported only when an engine is used.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from imgsim_index.errors import ImgsimError, InputError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from imgsim_index.embed.models import LoadedModel
+    from imgsim_index.embed.ray_embed import RayFileEmbedder
+    from imgsim_index.search.exact import Pairs, PairSettings
+
+ENGINES = ("local", "ray")
+INSTALL_HINT = "--engine ray needs Ray: pip install 'imgsim-index[ray]'"
+
+
+class RayMissingError(ImgsimError):
+    """--engine ray was asked for, but Ray (with Ray Data) is not installed."""
+
+
+class EngineError(ImgsimError):
+    """The cluster could not finish the work; what was committed is kept."""
+
+
+def require_ray() -> None:
+    """Raise RayMissingError, with the install command, unless ray and ray.data import."""
+    try:
+        missing = importlib.util.find_spec("ray") is None
+    except (ImportError, ValueError):
+        missing = True
+    if missing:
+        raise RayMissingError(INSTALL_HINT)
+    try:
+        import ray.data  # noqa: F401
+    except ImportError as exc:
+        raise RayMissingError(f"{INSTALL_HINT} ({exc})") from None
+
+
+@dataclass(frozen=True)
+class RaySettings:
+    address: str | None = None  # None: $RAY_ADDRESS, `ray start` here, or a new local instance
+    actors: int | None = None  # embedding actors; None: one per GPU, else CPUs // cpus_per_actor
+    cpus_per_actor: float = 1.0  # CPU actors: also their torch threads
+    decode_tasks: bool | None = None  # decode in separate tasks; None: when actors use GPUs
+    max_restarts: int = 4  # an embedding actor whose process dies is restarted this often
+    max_retries: int = 4  # a batch or search task whose worker dies is run again this often
+    num_cpus: int | None = None  # set: always a new local instance with this many CPUs
+
+    def validate(self) -> None:
+        if self.actors is not None and self.actors < 1:
+            raise InputError(f"actors must be at least 1, got {self.actors}")
+        if self.cpus_per_actor <= 0:
+            raise InputError("cpus per actor must be positive")
+        if self.max_restarts < 0 or self.max_retries < 0:
+            raise InputError("restarts and retries cannot be negative")
+
+
+class RayEngine:
+    """Embeds still images and searches pairs on a Ray cluster; connects on first use.
+
+    Use as a context manager (or call close()): a Ray session this engine opened is
+    closed at the end (a local instance it started stops; a cluster it joined keeps
+    running); one the caller opened is left alone.
+    """
+
+    name = "ray"
+
+    def __init__(self, settings: RaySettings | None = None):
+        require_ray()
+        self.settings = settings or RaySettings()
+        self.settings.validate()
+        self._started = False
+        self._connected = False
+
+    def connect(self) -> None:
+        import ray
+
+        if self._connected:
+            return
+        if not ray.is_initialized():
+            kwargs: dict[str, Any] = {"logging_level": logging.WARNING}
+            address = self.settings.address or os.environ.get("RAY_ADDRESS")
+            if address:
+                kwargs["address"] = address
+            elif self.settings.num_cpus is not None:  # a new local instance of this size
+                kwargs.update(address="local", num_cpus=self.settings.num_cpus,
+                              include_dashboard=False)
+            # else: a cluster started on this machine with `ray start`, or a new local one
+            try:
+                ray.init(**kwargs)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                hint = (" (check the address; on a cluster with token authentication set "
+                        "RAY_AUTH_MODE=token here too)") if address else ""
+                raise EngineError(f"cannot connect to Ray at {address or 'a new local instance'}"
+                                  f": {exc}{hint}") from None
+            self._started = True
+        self._connected = True
+
+    def file_embedder(self, model: LoadedModel) -> RayFileEmbedder:
+        """indexer.ImageEngine: the still images of a build are embedded on the cluster."""
+        from imgsim_index.embed.ray_embed import RayFileEmbedder
+
+        self.connect()
+        return RayFileEmbedder(model, self.settings)
+
+    def find_pairs(self, vectors: np.ndarray, settings: PairSettings,
+                   folders: np.ndarray | None = None, queries: np.ndarray | None = None,
+                   on_progress: Callable[[int, int], None] | None = None) -> Pairs:
+        """pairs.find_pairs with query shards searched by Ray tasks; the same answer."""
+        from imgsim_index.search.ray_shards import find_pairs_ray
+
+        self.connect()
+        return find_pairs_ray(vectors, settings, folders, queries, self.settings, on_progress)
+
+    def close(self) -> None:
+        if self._started:
+            import ray
+
+            ray.shutdown()
+        self._started = self._connected = False
+
+    def __enter__(self) -> RayEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def make_engine(name: str, address: str | None = None) -> RayEngine | None:
+    """`--engine NAME [--ray-address ADDR]` -> None for local, else a RayEngine (checked now,
+    connected on first use)."""
+    if name == "local":
+        if address:
+            raise InputError("--ray-address needs --engine ray")
+        return None
+    if name == "ray":
+        return RayEngine(RaySettings(address=address))
+    raise InputError(f"unknown engine {name!r}; use {' or '.join(ENGINES)}")
+
+
+__all__ = ["ENGINES", "EngineError", "RayEngine", "RayMissingError", "RaySettings",
+           "make_engine", "require_ray"]

@@ -38,13 +38,19 @@ from benchmarks.bench_common import (  # noqa: E402
     planted_vectors,
 )
 from benchmarks.results_file import this_command, update_section  # noqa: E402
-from imgsim_index.search.approx import (  # noqa: E402
-    ApproxSettings,
-    cells_for,
-    find_pairs_approx,
-)
-from imgsim_index.search.exact import PairSettings, find_pairs  # noqa: E402
+from imgsim_index import search  # noqa: E402
+from imgsim_index.search import ApproxSettings, Pairs, PairSettings  # noqa: E402
+from imgsim_index.search.approx import cells_for  # noqa: E402
 from imgsim_index.search.tiles import resolve_precision  # noqa: E402
+
+
+def find_pairs(x: np.ndarray, settings: PairSettings, queries: np.ndarray | None = None
+               ) -> Pairs:
+    return search.find_pairs(x, settings, method="exact", queries=queries)[0]
+
+
+def find_pairs_approx(x: np.ndarray, settings: PairSettings, approx: ApproxSettings) -> Pairs:
+    return search.find_pairs(x, settings, method="approx", approx=approx)[0]
 
 
 def main() -> None:

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Exact pair search (imgsim_index.search.exact.find_pairs) against a brute-force tiled GEMM.
+"""Exact pair search (imgsim_index.search.find_pairs, exact) against a brute-force tiled GEMM.
 
 usage: python benchmarks/bench_pairs.py [--n 50000] [--dim 2048] [--threshold 0.9]
          [--seed 0] [--tile 4096] [--repeat 1] [--also OLD_PAIRS.py] [--no-write]
@@ -41,7 +41,7 @@ from benchmarks.bench_common import (  # noqa: E402
 )
 from benchmarks.results_file import this_command, update_section  # noqa: E402
 
-MARGIN = 1e-4  # the same search margin as imgsim_index.search.exact
+MARGIN = 1e-4  # the same search margin as imgsim_index.search.threshold
 
 
 def brute_force(x: np.ndarray, threshold: float, tile: int
@@ -72,7 +72,7 @@ def brute_force(x: np.ndarray, threshold: float, tile: int
 
 
 def load_pairs_module(path: str):  # type: ignore[no-untyped-def]
-    """A pairs.py from elsewhere, imported as a sibling of imgsim_index.search.exact."""
+    """A pairs.py from elsewhere, imported as a module inside imgsim_index."""
     import imgsim_index
 
     name = f"imgsim_index.bench_alt_{abs(hash(path))}"
@@ -94,17 +94,22 @@ def child(a: argparse.Namespace) -> None:
     else:
         extra: dict[str, Any] = {}
         if a.child in ("exact", "exact-fp32"):
-            from imgsim_index import pairs as mod
+            from imgsim_index import search
             from imgsim_index.search.tiles import resolve_precision
 
             extra = {"precision": "fp32" if a.child == "exact-fp32" else "auto"}
             resolve_precision("auto")  # its one-time check (~0.1 s) outside the timing
-        else:
+
+            def find(v: np.ndarray, s: Any) -> Any:
+                return search.find_pairs(v, s, method="exact")[0]
+            settings_type: Any = search.PairSettings
+        else:  # an older pairs.py: find_pairs(vectors, settings) -> Pairs
             mod = load_pairs_module(a.child.removeprefix("file:"))
+            find, settings_type = mod.find_pairs, mod.PairSettings
         # warm the lazy imports (faiss) outside the timing
-        mod.find_pairs(x[:2], mod.PairSettings(threshold=a.threshold))
+        find(x[:2], settings_type(threshold=a.threshold))
         t = time.perf_counter()
-        p = mod.find_pairs(x, mod.PairSettings(threshold=a.threshold, **extra))
+        p = find(x, settings_type(threshold=a.threshold, **extra))
         seconds = time.perf_counter() - t
         i, j, score = p.i, p.j, p.score
     np.savez(a.out, i=i, j=j, score=score)

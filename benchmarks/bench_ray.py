@@ -38,7 +38,7 @@ from imgsim_index.embed.embedder import EmbedSettings  # noqa: E402
 from imgsim_index.index.catalog import NewRow  # noqa: E402
 from imgsim_index.index.store import IndexStore  # noqa: E402
 from imgsim_index.pipeline.build import BuildSettings, build_index  # noqa: E402
-from imgsim_index.search.exact import PairSettings, find_pairs  # noqa: E402
+from imgsim_index.search import PairSettings, find_pairs  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -165,10 +165,10 @@ def main() -> None:
             x, _ = planted_vectors(a.pairs_n, model.info.dim, 0, 0.85)
             ps = PairSettings(threshold=0.9)
             t = time.perf_counter()
-            want = find_pairs(x, ps)
+            want, _ = find_pairs(x, ps, method="exact")
             pairs_local = time.perf_counter() - t
             t = time.perf_counter()
-            got = engine.find_pairs(x, ps)
+            got, _ = find_pairs(x, ps, method="exact", engine=engine)
             pairs_ray = time.perf_counter() - t
             pairs_equal = (np.array_equal(want.i, got.i) and np.array_equal(want.j, got.j)
                            and np.array_equal(want.score, got.score))

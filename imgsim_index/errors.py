@@ -35,3 +35,11 @@ class ReportError(ImgsimError):
 
 class ActionError(ImgsimError):
     """apply or undo cannot go ahead as asked (a bad destination, a journal in use, ...)."""
+
+
+class RayMissingError(ImgsimError):
+    """The Ray engine was asked for, but Ray (with Ray Data) is not installed."""
+
+
+class EngineError(ImgsimError):
+    """The cluster could not finish the work; what was committed is kept."""

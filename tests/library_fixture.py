@@ -17,7 +17,7 @@ from PIL import Image
 from imgsim_index.index.catalog import NewRow
 from imgsim_index.index.store import IndexStore
 from imgsim_index.pipeline.dedupe import DedupeResult, DedupeSettings, dedupe
-from imgsim_index.search.exact import PairSettings
+from imgsim_index.search import PairSettings
 
 DIM = 32
 IDENTITY = {"model": "test", "dim": DIM, "weights_id": "x", "preprocessing": {}}

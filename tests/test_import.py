@@ -15,7 +15,7 @@ from imgsim_index.index.import_vectors import ImportSettings, import_vectors
 from imgsim_index.index.store import MANIFEST, IndexStore
 from imgsim_index.pipeline.build import BuildSettings, build_index
 from imgsim_index.pipeline.dedupe import DedupeSettings, dedupe
-from imgsim_index.search.exact import PairSettings
+from imgsim_index.search import PairSettings
 
 DIM = 48
 

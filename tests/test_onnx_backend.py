@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from imgsim_index.embed.embedder import Embedder, EmbedSettings
 from imgsim_index.embed import onnx_runtime as onnx_backend
+from imgsim_index.embed.embedder import Embedder, EmbedSettings
 from imgsim_index.embed.models import load_model
 from imgsim_index.embed.onnx_runtime import cache_path, resolve_backend
 from imgsim_index.errors import ImgsimError, InputError, ModelError

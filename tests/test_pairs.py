@@ -5,8 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from imgsim_index import search
 from imgsim_index.errors import InputError
-from imgsim_index.search.exact import Pairs, PairSettings, exact_scores, find_pairs
+from imgsim_index.search import Pairs, PairSettings, exact_scores
+
+
+def find_pairs(vectors: np.ndarray, settings: PairSettings, folders: np.ndarray | None = None,
+               **kw: object) -> Pairs:
+    """The exact search through the one entry point."""
+    return search.find_pairs(vectors, settings, method="exact", folders=folders, **kw)[0]  # type: ignore[arg-type]
 
 N, D = 700, 64
 THRESHOLD = 0.99
@@ -14,12 +21,10 @@ THRESHOLD = 0.99
 
 @pytest.fixture(autouse=True, params=["fp32", "bf16"])
 def precision(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Every test here runs with FAISS float32 tiles and with bf16 tiles (lowp): the
+    """Every test here runs with FAISS float32 tiles and with bf16 tiles (search/tiles.py): the
     answers must be the same, pair for pair and score for score."""
-    import imgsim_index.search.exact as pairs
-
-    real = pairs.resolve_precision
-    monkeypatch.setattr(pairs, "resolve_precision",
+    real = search.resolve_precision
+    monkeypatch.setattr(search, "resolve_precision",
                         lambda p, n=None: real(request.param) if p == "auto" else real(p))
     return str(request.param)
 

@@ -7,19 +7,30 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from imgsim_index import search
 from imgsim_index.errors import InputError
 from imgsim_index.index.import_vectors import import_vectors
 from imgsim_index.pipeline.dedupe import DedupeSettings, dedupe
-from imgsim_index.search.approx import (
-    AUTO_APPROX_ABOVE,
-    ApproxSettings,
-    assign_cells,
-    find_pairs_approx,
-    pca_basis,
-    use_approx,
-)
-from imgsim_index.search.exact import Pairs, PairSettings, exact_scores, find_pairs
+from imgsim_index.search import ApproxSettings, Pairs, PairSettings, exact_scores
+from imgsim_index.search.approx import assign_cells, pca_basis
+from imgsim_index.search.settings import AUTO_APPROX_ABOVE, choose_method
 from imgsim_index.search.tiles import BF16_MARGIN
+
+
+def find_pairs(vectors: np.ndarray, settings: PairSettings, folders: np.ndarray | None = None,
+               ) -> Pairs:
+    return search.find_pairs(vectors, settings, method="exact", folders=folders)[0]
+
+
+def find_pairs_approx(vectors: np.ndarray, settings: PairSettings,
+                      approx: ApproxSettings | None = None, folders: np.ndarray | None = None,
+                      ) -> Pairs:
+    return search.find_pairs(vectors, settings, method="approx", approx=approx,
+                             folders=folders)[0]
+
+
+def use_approx(method: str, n: int, settings: PairSettings, partial: bool = False) -> bool:
+    return choose_method(method, n, settings, partial) == "approx"
 
 N, D = 3000, 64
 SMALL = ApproxSettings(nlist=40, nprobe=4, coarse_dim=16, seed=1)
@@ -217,12 +228,12 @@ def test_dedupe_with_approx_reports_it(tmp_path: Path, vectors: np.ndarray) -> N
     (tmp_path / "p.txt").write_text("\n".join(paths) + "\n")
     import_vectors(str(tmp_path / "v.npy"), str(tmp_path / "p.txt"), str(tmp_path / "idx"))
     runs = {}
-    for search in ("exact", "approx"):
+    for method in ("exact", "approx"):
         r = dedupe(str(tmp_path / "idx"), None, DedupeSettings(
-            pairs=PairSettings(threshold=0.95), output=str(tmp_path / search), search=search,
+            pairs=PairSettings(threshold=0.95), output=str(tmp_path / method), search=method,
             approx=ApproxSettings(nlist=40, nprobe=12, coarse_dim=16)))
-        assert r.report["pair_search"]["method"] == search
-        runs[search] = {(p["image1"], p["image2"]) for p in r.report["similar_pairs"]}
+        assert r.report["pair_search"]["method"] == method
+        runs[method] = {(p["image1"], p["image2"]) for p in r.report["similar_pairs"]}
     assert runs["approx"] <= runs["exact"] and len(runs["approx"]) >= 0.99 * len(runs["exact"])
     assert r.report["pair_search"]["nprobe"] == 12
     with pytest.raises(InputError, match="sample"):

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from conftest import cli_ok, report_of
 
+from imgsim_index import search
 from imgsim_index.cli.commands import main
 from imgsim_index.embed.embedder import EmbedSettings
 from imgsim_index.embed.ray_embed import block_rows, ordered_batches
@@ -22,7 +23,13 @@ from imgsim_index.index.store import IndexStore
 from imgsim_index.pipeline.build import BuildSettings, build_index
 from imgsim_index.pipeline.ray_engine import RayMissingError, make_engine, require_ray
 from imgsim_index.progress import NoProgress
-from imgsim_index.search.exact import PairSettings, find_pairs
+from imgsim_index.search import Pairs, PairSettings
+
+
+def find_pairs(x: np.ndarray, settings: PairSettings, folders: np.ndarray | None = None,
+               queries: np.ndarray | None = None, engine: object = None) -> Pairs:
+    return search.find_pairs(x, settings, method="exact", folders=folders, queries=queries,
+                             engine=engine)[0]  # type: ignore[arg-type]
 
 # small batches and checkpoints, so a build is many Ray tasks and several commits;
 # no time-based checkpoints, so commit boundaries (and so ids) depend on counts only
@@ -197,8 +204,8 @@ def test_ray_pair_search_equals_local(ray_session, settings: PairSettings) -> No
     x = _planted(120, 64, 1)
     folders = (np.arange(120) // 7) % 3  # some planted pairs within a folder, some across
     with make_engine("ray") as engine:  # type: ignore[union-attr]
-        got = engine.find_pairs(x, settings, folders)
-        new_only = engine.find_pairs(x, settings, folders, queries=np.arange(100, 120))
+        got = find_pairs(x, settings, folders, engine=engine)
+        new_only = find_pairs(x, settings, folders, np.arange(100, 120), engine)
     want = find_pairs(x, settings, folders)
     assert len(want) > 5
     for a, b in ((got, want),

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from imgsim_index.errors import ActionError, InputError, ReportError
-from imgsim_index.groups.keep import is_frame, under_any
+from imgsim_index.groups.keep import is_frame
+from imgsim_index.paths import under_any
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import Any
 from imgsim_index.actions.file_ops import copy_over, matches, move_file, put_back, same_file
 from imgsim_index.actions.journal import Journal
 from imgsim_index.actions.plan import Refusal, UndoResult, settle_interrupted
-from imgsim_index.groups.keep import under_any
+from imgsim_index.paths import under_any
 from imgsim_index.progress import NoProgress, Progress
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shlex
 import sys
@@ -201,8 +200,7 @@ def dedupe(folders: tuple[str, ...], index_dir: str, threshold: float, compare_m
     """Find similar pairs and duplicate groups; update the index from FOLDERS first if given."""
     from imgsim_index.pipeline.dedupe import DedupeSettings
     from imgsim_index.pipeline.dedupe import dedupe as run_dedupe
-    from imgsim_index.search.approx import ApproxSettings
-    from imgsim_index.search.exact import PairSettings
+    from imgsim_index.search import ApproxSettings, PairSettings
 
     engine, ray_address = embed.pop("engine"), embed.pop("ray_address")
     if engine == "ray" and exact is None:
@@ -221,8 +219,8 @@ def dedupe(folders: tuple[str, ...], index_dir: str, threshold: float, compare_m
         approx=ApproxSettings(nprobe=nprobe),
     )
     with engine_session(engine, ray_address) as eng:
-        settings = dataclasses.replace(settings, engine=eng)
-        r = run_dedupe(index_dir, list(folders) or None, settings, TqdmProgress(not quiet))
+        r = run_dedupe(index_dir, list(folders) or None, settings, TqdmProgress(not quiet),
+                       engine=eng)
     rep = r.report
     if rep["number_of_errors"]:
         click.echo(f"{rep['number_of_errors']} unreadable files were skipped "

@@ -97,7 +97,7 @@ def watch(folder: str, index_dir: str, interval: float, settle: float | None, th
     """
     from imgsim_index.pipeline.dedupe import DedupeSettings
     from imgsim_index.pipeline.watch import WatchSettings, watch_folder
-    from imgsim_index.search.exact import PairSettings
+    from imgsim_index.search import PairSettings
 
     stop = threading.Event()
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -31,9 +32,8 @@ from imgsim_index.embed.embedder import (
     resolve_device,
 )
 from imgsim_index.embed.models import LoadedModel
-from imgsim_index.errors import ImgsimError
+from imgsim_index.errors import EngineError, ImgsimError, InputError
 from imgsim_index.ingest.decode import Preprocess
-from imgsim_index.pipeline.ray_engine import EngineError, RaySettings
 
 MAX_BATCHES_PER_BLOCK = 16  # a block is the unit Ray retries and the driver reorders
 
@@ -53,6 +53,26 @@ def decode_batch(batch: dict[str, np.ndarray], pre: Preprocess,
         errors.append(err or "")
     return {"pos": np.asarray(batch["pos"], np.int64), "pixels": pixels, "width": width,
             "height": height, "error": np.asarray(errors, dtype=str)}
+
+
+
+@dataclass(frozen=True)
+class RaySettings:
+    address: str | None = None  # None: $RAY_ADDRESS, `ray start` here, or a new local instance
+    actors: int | None = None  # embedding actors; None: one per GPU, else CPUs // cpus_per_actor
+    cpus_per_actor: float = 1.0  # CPU actors: also their torch threads
+    decode_tasks: bool | None = None  # decode in separate tasks; None: when actors use GPUs
+    max_restarts: int = 4  # an embedding actor whose process dies is restarted this often
+    max_retries: int = 4  # a batch or search task whose worker dies is run again this often
+    num_cpus: int | None = None  # set: always a new local instance with this many CPUs
+
+    def validate(self) -> None:
+        if self.actors is not None and self.actors < 1:
+            raise InputError(f"actors must be at least 1, got {self.actors}")
+        if self.cpus_per_actor <= 0:
+            raise InputError("cpus per actor must be positive")
+        if self.max_restarts < 0 or self.max_retries < 0:
+            raise InputError("restarts and retries cannot be negative")
 
 
 class EmbedActor:

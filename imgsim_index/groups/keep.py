@@ -25,7 +25,6 @@ the group has one.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -35,7 +34,8 @@ from imgsim_index.errors import InputError
 from imgsim_index.groups.components import Groups
 from imgsim_index.index.catalog import Row
 from imgsim_index.ingest.video import split_frame_path
-from imgsim_index.search.exact import exact_scores
+from imgsim_index.paths import under_any
+from imgsim_index.search.threshold import exact_scores
 
 KEEP_POLICIES = ("highest-resolution", "largest", "oldest", "newest", "shortest-path", "first")
 DEFAULT_KEEP = "highest-resolution"
@@ -85,12 +85,6 @@ _POLICY_KEYS: dict[str, SortKey] = {
 
 def is_frame(path: str) -> bool:
     return split_frame_path(path)[1] is not None
-
-
-def under_any(path: str, folders: Sequence[str]) -> bool:
-    """Is `path` inside one of `folders` (compared as absolute, normalised paths)?"""
-    p = os.path.abspath(path)
-    return any(p.startswith(os.path.join(os.path.abspath(f), "")) for f in folders)
 
 
 def choose_keepers(

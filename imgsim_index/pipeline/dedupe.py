@@ -1,30 +1,44 @@
-"""dedupe: index (+ folders) -> pairs -> groups -> report.json + collage in a new folder."""
+"""dedupe: index (+ folders) -> Duplicates (pairs, groups, decisions), then the report files.
+
+`find_duplicates` computes and writes nothing; `write_report` writes report.json,
+the collage and the gallery for a Duplicates; `dedupe` is what the command does:
+update the index from the folders, find, write into a new timestamped folder, and
+remember the snapshot so the next new-only dedupe starts after it.
+"""
 
 from __future__ import annotations
 
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from imgsim_index.groups.components import Groups, connected_components
-from imgsim_index.groups.keep import DEFAULT_KEEP, KeepSettings, choose_keepers
+from imgsim_index.groups.keep import DEFAULT_KEEP, GroupDecision, KeepSettings, choose_keepers
 from imgsim_index.index.catalog import Row
 from imgsim_index.index.store import IndexStore
 from imgsim_index.ingest.video import split_frame_path
+from imgsim_index.paths import deepest_folder, folder_prefix
 from imgsim_index.pipeline.build import BuildResult, BuildSettings, build_index
 from imgsim_index.progress import NoProgress, Progress
-from imgsim_index.report import build_report, write_collage, write_report
+from imgsim_index.report import build_report, write_collage
+from imgsim_index.report import write_report as write_report_json
 from imgsim_index.report.html import write_gallery
-from imgsim_index.search.approx import ApproxSettings, find_pairs_approx, use_approx
-from imgsim_index.search.exact import Pairs, PairSettings, find_pairs
-from imgsim_index.search.tiles import resolve_precision
+from imgsim_index.search import (
+    ApproxSettings,
+    Pairs,
+    PairSettings,
+    SearchEngine,
+    SearchInfo,
+    find_pairs,
+)
+from imgsim_index.search.settings import choose_method
 
 if TYPE_CHECKING:
-    from imgsim_index.pipeline.ray_engine import RayEngine
+    from imgsim_index.search.plan import OnProgress
 
 
 @dataclass(frozen=True)
@@ -37,9 +51,71 @@ class DedupeSettings:
     protect: tuple[str, ...] = ()  # folders whose files are always kept
     new_only: bool = False  # only pairs involving images added since the last dedupe
     since: float | None = None  # ... or added at/after this time (epoch seconds)
-    search: str = "auto"  # exact | approx | auto (approx above pairs_approx.AUTO_APPROX_ABOVE)
+    search: str = "auto"  # exact | approx | auto (approx above search.AUTO_APPROX_ABOVE)
     approx: ApproxSettings = field(default_factory=ApproxSettings)
-    engine: RayEngine | None = None  # embed and search exact pairs on a Ray cluster
+
+    def validate(self) -> None:
+        self.pairs.validate()
+        self.approx.validate()
+        KeepSettings(self.keep, tuple(self.protect)).validate()
+        # a bad combination (approx with sample or new-only) fails before any work
+        choose_method(self.search, 0, self.pairs, self.new_only or self.since is not None)
+
+
+@dataclass
+class Duplicates:
+    """What find_duplicates found. Row positions index `rows`; nothing is written yet."""
+
+    rows: list[Row]  # the images compared (embedded catalog rows)
+    pairs: Pairs  # i < j row positions, score desc
+    groups: Groups  # connected components of the pairs
+    decisions: list[GroupDecision]  # keeper and removable files per group of 2+
+    errors: list[Row]  # files that could not be read, with their reasons
+    search: SearchInfo
+    settings: DedupeSettings
+    folder_list: list[str]  # the input folders (or the index's scan roots)
+    model: dict[str, Any]  # the index's model identity
+    index_path: str
+    timings: dict[str, float]
+    snapshot_seq: int  # catalog commit the search saw
+    new_images: int | None = None  # new-only: how many images were searched from
+    new_since: str | None = None
+    build: BuildResult | None = None
+
+    def pair_paths(self) -> list[tuple[str, str, float]]:
+        """(path 1, path 2, score) of every pair, highest score first."""
+        return [(self.rows[a].path, self.rows[b].path, s)
+                for a, b, s in zip(self.pairs.i.tolist(), self.pairs.j.tolist(),
+                                   self.pairs.score.tolist(), strict=True)]
+
+    def removable_paths(self) -> list[str]:
+        """The files the keep policy would remove, group by group."""
+        return [self.rows[m].path for d in self.decisions for m in d.removable]
+
+    def to_report(self, timestamp: str | None = None) -> dict[str, Any]:
+        """The report.json content (the seed's keys first)."""
+        s = self.settings
+        report = build_report(
+            timestamp=timestamp or time.strftime("%Y%m%d_%H%M%S"), folders=self.folder_list,
+            rows=self.rows, pairs=self.pairs, groups=self.groups, settings=s.pairs,
+            errors=self.errors, index_path=self.index_path, timings=self.timings,
+            model=self.model, keep=KeepSettings(s.keep, tuple(s.protect)),
+            decisions=self.decisions)
+        report["pair_search"] = self.search.as_report()
+        if self.new_images is not None:
+            report["compare_mode"] = "new_only"
+            report["new_images"] = self.new_images
+            report["new_since"] = self.new_since
+        return report
+
+
+@dataclass
+class ReportFiles:
+    output_dir: str
+    report_path: str
+    collage_path: str  # "" when not written
+    gallery_path: str  # "" when not written
+    report: dict[str, Any]
 
 
 @dataclass
@@ -50,6 +126,7 @@ class DedupeResult:
     report: dict[str, Any]
     build: BuildResult | None
     gallery_path: str = ""
+    duplicates: Duplicates | None = None
 
 
 def make_output_dir(base: str) -> tuple[str, str]:
@@ -73,35 +150,44 @@ def folder_codes(rows: Sequence[Row], folders: Sequence[str] | None) -> np.ndarr
         roots = sorted({r.root for r in rows})
         code = {root: k for k, root in enumerate(roots)}
         return np.asarray([code[r.root] for r in rows], np.int64)
-    prefixes = sorted(((os.path.join(os.path.abspath(f), ""), k) for k, f in enumerate(folders)),
+    prefixes = sorted(((folder_prefix(f), k) for k, f in enumerate(folders)),
                       key=lambda t: -len(t[0]))
-    out = np.empty(len(rows), np.int64)
-    for n, r in enumerate(rows):
-        out[n] = next((k for p, k in prefixes if r.path.startswith(p)), -1)
-    return out
+    return np.asarray([deepest_folder(r.path, prefixes) for r in rows], np.int64)
 
 
-def dedupe(
+def progress_steps(progress: Progress, description: str) -> OnProgress:
+    """An on_progress(done, total) callback that drives a Progress bar."""
+    shown = {"done": 0, "started": False}
+
+    def on_progress(done: int, total: int) -> None:
+        if not shown["started"]:
+            progress.start(description, total)
+            shown["started"] = True
+        progress.update(done - int(shown["done"]))
+        shown["done"] = done
+
+    return on_progress
+
+
+def find_duplicates(
     index_dir: str,
     folders: Sequence[str] | None = None,
     settings: DedupeSettings | None = None,
     progress: Progress | None = None,
-) -> DedupeResult:
+    *,
+    engine: SearchEngine | None = None,
+    present: set[str] | None = None,
+) -> Duplicates:
+    """Pairs, groups and keep decisions of the index's images (those under `folders` when
+    given), read from the last committed state. Writes nothing.
+
+    `present`: only files in this set of paths (e.g. what a scan found just now), so rows
+    of files deleted since they were indexed are left out.
+    """
     settings = settings or DedupeSettings()
     progress = progress or NoProgress()
-    settings.pairs.validate()
-    settings.approx.validate()
-    use_approx(settings.search, 0, settings.pairs,  # a bad combination fails before any work
-               settings.new_only or settings.since is not None)
-    keep_settings = KeepSettings(settings.keep, tuple(settings.protect))
-    keep_settings.validate()
+    settings.validate()
     timings: dict[str, float] = {}
-    built = None
-    t = time.perf_counter()
-    if folders:
-        built = build_index(folders, index_dir, settings.build, progress,
-                            engine=settings.engine.file_embedder if settings.engine else None)
-        timings["index_update"] = time.perf_counter() - t
     t = time.perf_counter()
     with IndexStore.open_reader(index_dir) as store:
         loaded = store.load(folders or None)
@@ -110,63 +196,97 @@ def dedupe(
         index_path = store.folder
         last_dedupe = store.last_dedupe_seq()
     rows, vectors = loaded.rows, loaded.vectors
-    if built is not None:  # only files that are in the folders now, not stale catalog rows
-        present = set(built.scanned_paths)
+    if present is not None:
         keep = [k for k, r in enumerate(rows) if split_frame_path(r.path)[0] in present]
         rows, vectors = [rows[k] for k in keep], vectors[keep]
         errors = [r for r in errors if r.path in present]
-    queries = None
+    queries, new_since = None, None
     if settings.since is not None:
         queries = np.flatnonzero([r.added_at >= settings.since for r in rows])
+        new_since = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(settings.since))
     elif settings.new_only:
         queries = np.flatnonzero([r.seq > last_dedupe for r in rows])
+        new_since = "last dedupe"
     timings["load_vectors"] = time.perf_counter() - t
     t = time.perf_counter()
     codes = folder_codes(rows, folders)
-    approx = use_approx(settings.search, len(rows), settings.pairs, queries is not None)
-    if approx:
-        pairs = find_pairs_approx(vectors, settings.pairs, settings.approx, codes)
-    elif settings.engine is not None:
-        pairs = settings.engine.find_pairs(vectors, settings.pairs, codes, queries=queries)
-    else:
-        pairs = find_pairs(vectors, settings.pairs, codes, queries=queries)
+    pairs, info = find_pairs(vectors, settings.pairs, method=settings.search,
+                             approx=settings.approx, folders=codes, queries=queries,
+                             engine=engine, on_progress=progress_steps(progress, "Pair search"))
+    progress.finish()
     timings["pair_search"] = time.perf_counter() - t
     groups = connected_components(len(rows), pairs.i, pairs.j)
-    decisions = choose_keepers(rows, groups, keep_settings, codes, vectors)
-    folder_list = [os.path.abspath(f) for f in folders] if folders else sorted(
-        {r.root for r in rows})
-    out_dir, stamp = make_output_dir(settings.output)
-    report = build_report(
-        timestamp=stamp, folders=folder_list, rows=rows, pairs=pairs, groups=groups,
-        settings=settings.pairs, errors=errors, index_path=index_path, timings=timings,
+    decisions = choose_keepers(rows, groups, KeepSettings(settings.keep, tuple(settings.protect)),
+                               codes, vectors)
+    folder_list = ([os.path.abspath(f) for f in folders] if folders
+                   else sorted({r.root for r in rows}))
+    return Duplicates(
+        rows=list(rows), pairs=pairs, groups=groups, decisions=decisions, errors=list(errors),
+        search=info, settings=settings, folder_list=folder_list,
         model={k: manifest.get(k) for k in ("model", "dim", "weights_id", "preprocessing")},
-        keep=keep_settings, decisions=decisions,
-    )
-    collage_path = os.path.join(out_dir, "similar_pairs_sample", "random_collage.jpg")
-    write_collage(_pair_paths(rows, pairs), collage_path, settings.max_pairs_for_collage,
-                  settings.pairs.seed, settings.pairs.threshold)
-    precision = resolve_precision(settings.pairs.precision, len(rows))
-    report["pair_search"] = ({"method": "approx", **asdict(settings.approx),
-                              "nprobe": settings.approx.probes_for(settings.pairs.threshold),
-                              "precision": precision}
-                             if approx else {"method": "exact", "precision": precision})
-    if queries is not None:
-        report["compare_mode"] = "new_only"
-        report["new_images"] = len(queries)
-        report["new_since"] = (time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(settings.since))
-                               if settings.since is not None else "last dedupe")
+        index_path=index_path, timings=timings, snapshot_seq=loaded.seq,
+        new_images=None if queries is None else len(queries), new_since=new_since)
+
+
+def write_report(
+    dups: Duplicates,
+    out_dir: str,
+    *,
+    collage: bool = True,
+    gallery: bool = True,
+    timestamp: str | None = None,
+    progress: Progress | None = None,
+) -> ReportFiles:
+    """report.json (and the collage and gallery unless turned off) into `out_dir`."""
+    os.makedirs(out_dir, exist_ok=True)
+    report = dups.to_report(timestamp)
+    collage_path = gallery_path = ""
+    if collage:
+        collage_path = os.path.join(out_dir, "similar_pairs_sample", "random_collage.jpg")
+        s = dups.settings
+        write_collage(dups.pair_paths(), collage_path, s.max_pairs_for_collage, s.pairs.seed,
+                      s.pairs.threshold)
     report_path = os.path.join(out_dir, "report.json")
-    write_report(report, report_path)
+    write_report_json(report, report_path)
+    if gallery:
+        gallery_path = write_gallery(report, os.path.join(out_dir, "report.html"),
+                                     progress or NoProgress())
+    return ReportFiles(out_dir, report_path, collage_path, gallery_path, report)
+
+
+def dedupe(
+    index_dir: str,
+    folders: Sequence[str] | None = None,
+    settings: DedupeSettings | None = None,
+    progress: Progress | None = None,
+    *,
+    engine: Any = None,
+) -> DedupeResult:
+    """The dedupe command: update the index from `folders` (if given), find duplicates,
+    write the report files into a new OUTPUT/<timestamp>/ folder, and record the snapshot
+    for the next new-only dedupe when the whole index was covered.
+
+    `engine`: a pipeline.ray_engine.RayEngine to embed and search on a Ray cluster."""
+    settings = settings or DedupeSettings()
+    progress = progress or NoProgress()
+    settings.validate()
+    built, update = None, {}
+    if folders:
+        t = time.perf_counter()
+        built = build_index(folders, index_dir, settings.build, progress,
+                            engine=engine.file_embedder if engine is not None else None)
+        update = {"index_update": time.perf_counter() - t}
+    dups = find_duplicates(index_dir, folders, settings, progress, engine=engine,
+                           present=set(built.scanned_paths) if built is not None else None)
+    dups.build = built
+    dups.timings = {**update, **dups.timings}
+    out_dir, stamp = make_output_dir(settings.output)
+    files = write_report(dups, out_dir, timestamp=stamp, progress=progress)
     if not folders:  # the whole index was covered up to this snapshot
-        IndexStore.record_dedupe(index_dir, loaded.seq)
-    gallery_path = write_gallery(report, os.path.join(out_dir, "report.html"), progress)
-    return DedupeResult(out_dir, report_path, collage_path, report, built, gallery_path)
+        IndexStore.record_dedupe(index_dir, dups.snapshot_seq)
+    return DedupeResult(files.output_dir, files.report_path, files.collage_path, files.report,
+                        built, files.gallery_path, dups)
 
 
-def _pair_paths(rows: Sequence[Row], pairs: Pairs) -> list[tuple[str, str, float]]:
-    return [(rows[a].path, rows[b].path, s)
-            for a, b, s in zip(pairs.i.tolist(), pairs.j.tolist(), pairs.score.tolist(),
-                               strict=True)]
-
-
-__all__ = ["DedupeResult", "DedupeSettings", "Groups", "dedupe", "make_output_dir"]
+__all__ = ["DedupeResult", "DedupeSettings", "Duplicates", "Groups", "ReportFiles", "dedupe",
+           "find_duplicates", "folder_codes", "make_output_dir", "write_report"]

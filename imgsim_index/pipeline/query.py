@@ -15,7 +15,7 @@ from imgsim_index.embed.embedder import Embedder
 from imgsim_index.errors import InputError
 from imgsim_index.index.store import IndexStore, check_identity
 from imgsim_index.pipeline.build import BuildSettings, resolve_model
-from imgsim_index.search.exact import SCORE_DECIMALS
+from imgsim_index.search.threshold import SCORE_DECIMALS
 
 
 @dataclass

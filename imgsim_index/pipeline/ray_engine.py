@@ -16,30 +16,20 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from imgsim_index.errors import ImgsimError, InputError
+from imgsim_index.embed.ray_embed import RaySettings
+from imgsim_index.errors import EngineError, InputError, RayMissingError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from imgsim_index.embed.models import LoadedModel
     from imgsim_index.embed.ray_embed import RayFileEmbedder
-    from imgsim_index.search.exact import Pairs, PairSettings
+    from imgsim_index.search.plan import OnProgress, SearchPlan
 
 ENGINES = ("local", "ray")
 INSTALL_HINT = "--engine ray needs Ray: pip install 'imgsim-index[ray]'"
-
-
-class RayMissingError(ImgsimError):
-    """--engine ray was asked for, but Ray (with Ray Data) is not installed."""
-
-
-class EngineError(ImgsimError):
-    """The cluster could not finish the work; what was committed is kept."""
 
 
 def require_ray() -> None:
@@ -54,25 +44,6 @@ def require_ray() -> None:
         import ray.data  # noqa: F401
     except ImportError as exc:
         raise RayMissingError(f"{INSTALL_HINT} ({exc})") from None
-
-
-@dataclass(frozen=True)
-class RaySettings:
-    address: str | None = None  # None: $RAY_ADDRESS, `ray start` here, or a new local instance
-    actors: int | None = None  # embedding actors; None: one per GPU, else CPUs // cpus_per_actor
-    cpus_per_actor: float = 1.0  # CPU actors: also their torch threads
-    decode_tasks: bool | None = None  # decode in separate tasks; None: when actors use GPUs
-    max_restarts: int = 4  # an embedding actor whose process dies is restarted this often
-    max_retries: int = 4  # a batch or search task whose worker dies is run again this often
-    num_cpus: int | None = None  # set: always a new local instance with this many CPUs
-
-    def validate(self) -> None:
-        if self.actors is not None and self.actors < 1:
-            raise InputError(f"actors must be at least 1, got {self.actors}")
-        if self.cpus_per_actor <= 0:
-            raise InputError("cpus per actor must be positive")
-        if self.max_restarts < 0 or self.max_retries < 0:
-            raise InputError("restarts and retries cannot be negative")
 
 
 class RayEngine:
@@ -123,14 +94,13 @@ class RayEngine:
         self.connect()
         return RayFileEmbedder(model, self.settings)
 
-    def find_pairs(self, vectors: np.ndarray, settings: PairSettings,
-                   folders: np.ndarray | None = None, queries: np.ndarray | None = None,
-                   on_progress: Callable[[int, int], None] | None = None) -> Pairs:
-        """pairs.find_pairs with query shards searched by Ray tasks; the same answer."""
-        from imgsim_index.search.ray_shards import find_pairs_ray
+    def candidates(self, x: np.ndarray, plan: SearchPlan, on_progress: OnProgress | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """search.plan.CandidateSearch: the exact tiles, sharded over Ray tasks."""
+        from imgsim_index.search.ray_shards import ray_candidates
 
         self.connect()
-        return find_pairs_ray(vectors, settings, folders, queries, self.settings, on_progress)
+        return ray_candidates(x, plan, on_progress, self.settings.max_retries)
 
     def close(self) -> None:
         if self._started:

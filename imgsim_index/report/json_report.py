@@ -20,7 +20,7 @@ from imgsim_index.atomic_files import atomic_write_json
 from imgsim_index.groups.components import Groups
 from imgsim_index.groups.keep import GroupDecision, KeepSettings, choose_keepers
 from imgsim_index.index.catalog import Row
-from imgsim_index.search.exact import Pairs, PairSettings
+from imgsim_index.search import Pairs, PairSettings
 
 # 2: groups carry keeper, members with size/resolution/mtime/score, removable
 REPORT_SCHEMA_VERSION = 2

@@ -1,18 +1,15 @@
-"""pairs_approx: vectors + threshold -> Pairs like pairs.find_pairs, from IVF candidates.
+"""approx: candidate pairs from IVF cells, for large N (the same contract as exact.py).
 
 For large N the exact search's N^2/2 scores dominate. Here the vectors are
 split into `nlist` cells by spherical k-means (trained and assigned in a
 PCA-reduced space, which is cheap and keeps near-duplicates together), every
 vector is filed under its nearest cell and probes its `nprobe` nearest cells,
-and each cell is compared, as one float32 GEMM per tile, with every vector
+and each cell is scored, tile by tile (tiles.TileScorer: FAISS range search in
+float32, or bf16 GEMMs where the CPU is faster at them), against every vector
 that probes it. A pair is a candidate when one vector's home cell is among the
-other's probes. Candidates go through the same rule as exact mode: float32
-threshold lowered by pairs.SEARCH_MARGIN, float64 re-score from the stored
-vectors, rounded to 6 decimals, >= threshold. So every approximate pair is an
-exact pair with its exact score; only recall can be lower (a pair whose two
-vectors fall in cells too far apart). Where the CPU does bfloat16 GEMMs faster
-(AMX, AVX512-BF16), the cell GEMMs run in bf16 with the radius lowered by a
-worst-case rounding bound (BF16_MARGIN), so they lose no candidate.
+other's probes. Candidates go through the same rule as exact mode (threshold.py),
+so every approximate pair is an exact pair with its exact score; only recall can
+be lower (a pair whose two vectors fall in cells too far apart).
 Cost ~ N x (nprobe x N / nlist + nlist x coarse_dim / dim) scores instead of
 N^2 / 2; benchmarks/bench_approx.py measures time and recall against exact mode.
 """
@@ -20,106 +17,15 @@ N^2 / 2; benchmarks/bench_approx.py measures time and recall against exact mode.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from imgsim_index.errors import InputError
-from imgsim_index.search.exact import (
-    Pairs,
-    PairSettings,
-    check_scope,
-    find_pairs,
-    pairs_from_candidates,
-    search_radius,
-)
-from imgsim_index.search.tiles import above_bf16, bf16_copy, gather_bf16, resolve_precision
-
-AUTO_APPROX_ABOVE = 200_000  # `auto` picks approx mode above this many vectors
-
-
-def _above(scores: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
-    """(row, column) of the entries >= radius of a score tile, as int64.
-
-    Row maxima first: most rows have no candidate, and np.nonzero over a whole
-    2-D tile costs ~10x a max-reduction over it."""
-    cols = scores.shape[1]
-    rows = np.flatnonzero(scores.max(axis=1) >= radius)
-    if 4 * len(rows) > len(scores):  # many hits: a low threshold
-        flat = np.flatnonzero(scores >= radius)
-        return flat // cols, flat % cols
-    flat = np.flatnonzero(scores[rows] >= radius)
-    return rows[flat // cols], flat % cols
-
-
-class _Scorer:
-    """Candidate scores of row tiles against a cell's block: float32 GEMMs (numpy), or
-    bf16 GEMMs (lowp: a bf16 copy of the vectors, half the memory of x, and the radius
-    lowered by lowp.BF16_MARGIN)."""
-
-    def __init__(self, x: np.ndarray, radius: float, precision: str):
-        self.x, self.radius = x, radius
-        self.bf16 = precision == "bf16"
-        if self.bf16:
-            self.xb = bf16_copy(x)
-
-    def rows(self, idx: np.ndarray) -> Any:
-        return gather_bf16(self.xb, idx) if self.bf16 else self.x[idx]
-
-    def above(self, q: Any, nq: int, block: Any, nb: int) -> tuple[np.ndarray, np.ndarray]:
-        """(row, column) of the scores >= the radius among the first nq x nb."""
-        if self.bf16:
-            return above_bf16(q, nq, block, nb, self.radius)
-        return _above(q @ block.T, self.radius)
-
-
-# nprobe by threshold: closer pairs need fewer probes. Tuned on the hard case, isotropic
-# 2048-d vectors (bench_approx.py, 200k vectors): recall of planted pairs 0.9992 / 0.9994
-# / 1.0 at 0.9 / 0.95 / 0.99 (real embeddings are clustered, which helps the cells).
-AUTO_NPROBE = ((0.97, 8), (0.93, 12), (0.88, 24), (-1.0, 32))
-
-
-@dataclass(frozen=True)
-class ApproxSettings:
-    nprobe: int | None = None  # cells each vector probes, its own included; None: AUTO_NPROBE
-    nlist: int | None = None  # cells; None: about sqrt(nprobe x N), see cells_for
-    coarse_dim: int = 128  # PCA dimensions for k-means and cell assignment (0: no PCA)
-    train_points: int = 32  # k-means sample per cell
-    kmeans_iter: int = 8
-    seed: int = 0
-    tile: int = 4096  # query rows per GEMM
-
-    def validate(self) -> None:
-        if self.nprobe is not None and self.nprobe < 1:
-            raise InputError(f"nprobe must be at least 1, got {self.nprobe}")
-        if self.nlist is not None and self.nlist < 1:
-            raise InputError(f"nlist must be at least 1, got {self.nlist}")
-        if self.coarse_dim < 0 or self.train_points < 1 or self.kmeans_iter < 1:
-            raise InputError("coarse_dim, train_points and kmeans_iter must be positive")
-        if self.tile < 1:
-            raise InputError("tile must be positive")
-
-    def probes_for(self, threshold: float) -> int:
-        if self.nprobe is not None:
-            return self.nprobe
-        return next(p for t, p in AUTO_NPROBE if threshold >= t)
-
-
-def use_approx(method: str, n: int, settings: PairSettings, partial: bool = False) -> bool:
-    """exact | approx | auto -> whether to search approximately.
-
-    auto: approx above AUTO_APPROX_ABOVE vectors in full mode; exact otherwise.
-    Approx mode compares every vector, so it does not combine with a partial
-    search (sample mode, new-only queries)."""
-    if method not in ("exact", "approx", "auto"):
-        raise InputError(f"pair search must be exact, approx or auto, got {method!r}")
-    partial = partial or settings.compare_mode == "sample"
-    if method == "approx" and partial:
-        raise InputError("--approx compares every image; it cannot be combined with "
-                         "--compare-mode sample or a new-only dedupe. Use --exact there")
-    return method == "approx" or (method == "auto" and not partial and n > AUTO_APPROX_ABOVE)
+from imgsim_index.search.exact import exact_candidates
+from imgsim_index.search.plan import OnProgress, SearchPlan
+from imgsim_index.search.settings import ApproxSettings
+from imgsim_index.search.threshold import concat_candidates
+from imgsim_index.search.tiles import TileScorer
 
 
 def cells_for(n: int, nprobe: int) -> int:
@@ -192,26 +98,17 @@ def assign_cells(x: np.ndarray, a: ApproxSettings, nlist: int, nprobe: int) -> n
     return probes
 
 
-def find_pairs_approx(
-    vectors: np.ndarray,
-    settings: PairSettings,
-    approx: ApproxSettings | None = None,
-    folders: np.ndarray | None = None,
-    on_progress: Callable[[int, int], None] | None = None,
-) -> Pairs:
-    """Pairs with score >= threshold, a subset of find_pairs' answer with the same scores."""
-    approx = approx or ApproxSettings()
-    settings.validate()
-    approx.validate()
-    if settings.compare_mode != "full":
-        raise InputError("approximate pair search compares every image (compare mode full)")
-    check_scope(settings, folders)
-    x = np.ascontiguousarray(vectors, dtype=np.float32)
-    n = len(x)
-    nprobe = approx.probes_for(settings.threshold)
+def approx_candidates(x: np.ndarray, plan: SearchPlan, on_progress: OnProgress | None = None
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """(i, j) candidate pairs from the IVF cells (a pair may come twice, from two cells).
+    With as few cells as probes every cell would be compared with every vector, so the
+    exact tiles answer instead."""
+    if plan.rows is not None:
+        raise ValueError("the approximate search compares every vector (no query rows)")
+    approx, nprobe, n = plan.approx, plan.nprobe, len(x)
     nlist = min(approx.nlist or cells_for(n, nprobe), n // 2)  # k-means needs points
-    if nlist <= nprobe:  # every cell probed: nothing to gain over exact
-        return find_pairs(x, settings, folders, on_progress)
+    if nlist <= nprobe:
+        return exact_candidates(x, plan, on_progress)
     probes = assign_cells(x, approx, nlist, nprobe)
     home = probes[:, 0]
     members = np.argsort(home, kind="stable")
@@ -220,16 +117,16 @@ def find_pairs_approx(
     probers = np.argsort(flat, kind="stable") // probes.shape[1]  # rows, grouped by cell
     p_bounds = np.searchsorted(np.sort(flat), np.arange(nlist + 1))
     del flat
-    scorer = _Scorer(x, search_radius(settings), resolve_precision(settings.precision, n))
+    scorer = TileScorer(x, plan.radius, plan.precision, bf16_copy=True)
     found_i, found_j = [], []
     for c in range(nlist):
         rows = probers[p_bounds[c]:p_bounds[c + 1]]
         for m in range(m_bounds[c], m_bounds[c + 1], approx.tile):  # a big cell: in parts
             cell = members[m:min(m + approx.tile, m_bounds[c + 1])]
-            block = scorer.rows(cell)
+            block = scorer.block(cell)
             for s in range(0, len(rows), approx.tile):
                 qrows = rows[s:s + approx.tile]
-                qi, cj = scorer.above(scorer.rows(qrows), len(qrows), block, len(cell))
+                qi, cj = scorer.above(scorer.operand(qrows), len(qrows), block, len(cell))
                 gi, gj = qrows[qi], cell[cj]
                 keep = gi != gj
                 found_i.append(gi[keep])
@@ -237,11 +134,7 @@ def find_pairs_approx(
         if on_progress:
             on_progress(c + 1, nlist)
     del scorer
-    i = np.concatenate(found_i) if found_i else np.zeros(0, np.int64)
-    j = np.concatenate(found_j) if found_j else np.zeros(0, np.int64)
-    # a pair can come from two cells; the shared tail dedupes, re-scores and sorts
-    return pairs_from_candidates(x, i, j, settings, folders, partial=True)
+    return concat_candidates(found_i, found_j)
 
 
-__all__ = ["AUTO_APPROX_ABOVE", "AUTO_NPROBE", "ApproxSettings", "cells_for", "find_pairs_approx",
-           "use_approx"]
+__all__ = ["approx_candidates", "assign_cells", "cells_for", "coarse_vectors", "pca_basis"]

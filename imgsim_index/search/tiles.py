@@ -1,10 +1,11 @@
-"""lowp: bfloat16 score tiles for the pair search, with a worst-case error margin.
+"""tiles: one scorer of candidate tiles for every pair search, in float32 (FAISS range search)
+or bfloat16 (torch GEMM with a worst-case error margin).
 
 On CPUs with AMX or AVX512-BF16, a bfloat16 GEMM runs several times faster
 than a float32 one (measured on this project's machine: about 2 TFLOP/s against
 0.3). The pair searches use it only to pick candidates: a tile is scored in
 bf16 and every entry >= radius - BF16_MARGIN is a candidate, which the float64
-re-score (pairs.pairs_from_candidates) then decides exactly. The margin is a
+re-score (threshold.pairs_from_candidates) then decides exactly. The margin is a
 worst-case bound for unit vectors, so no pair that float32 scoring would find
 is lost and the answer is the same pair for pair (tests compare both):
 
@@ -24,6 +25,8 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -125,7 +128,7 @@ def gather_bf16(xb: Any, idx: np.ndarray) -> Any:
     return out
 
 
-def bf16_copy(x: np.ndarray, step: int = 65536) -> Any:
+def bf16_copy_of(x: np.ndarray, step: int = 65536) -> Any:
     """A bf16 tensor copy of x (half its memory), converted in steps."""
     import torch
 
@@ -163,6 +166,67 @@ def above_bf16(q: Any, nq: int, block: Any, nb: int, radius: float
     return qi[real], cj[real]
 
 
-__all__ = ["AUTO_BF16_FROM", "BF16_CPU_FLAGS", "BF16_MARGIN", "PRECISIONS", "above_bf16",
-           "bf16_copy", "bf16_floor", "bf16_is_faster", "check_precision", "cpu_has_bf16",
+
+
+@contextmanager
+def faiss_blas_tiles(size: int) -> Iterator[None]:
+    """FAISS scores a range search in BLAS tiles of 4096 x 1024 by default; tiles as large
+    as our blocks run at the speed of one plain GEMM (see benchmarks/bench_pairs.py)."""
+    import faiss
+
+    cv = faiss.cvar
+    saved = cv.distance_compute_blas_query_bs, cv.distance_compute_blas_database_bs
+    cv.distance_compute_blas_query_bs = cv.distance_compute_blas_database_bs = max(size, 1)
+    try:
+        yield
+    finally:
+        cv.distance_compute_blas_query_bs, cv.distance_compute_blas_database_bs = saved
+
+
+class TileScorer:
+    """Which scores of a tile (query rows x block rows) reach the radius, in one precision.
+
+    fp32: the block becomes a FAISS IndexFlatIP and the query rows are range-searched
+    against it. bf16: both sides become zero-padded bf16 tensors (to_bf16 / gather_bf16)
+    and above_bf16 keeps the scores >= radius - BF16_MARGIN, a superset of the fp32
+    candidates. `bf16_copy`: keep a whole bf16 copy of x (half its memory) for searches
+    that gather scattered rows many times (IVF cells); the tile search converts its
+    contiguous tiles as it goes instead. `x` is only read.
+    """
+
+    def __init__(self, x: np.ndarray, radius: float, precision: str, bf16_copy: bool = False):
+        self.x, self.radius = x, radius
+        self.bf16 = precision == "bf16"
+        self.xb = bf16_copy_of(x) if self.bf16 and bf16_copy else None
+
+    def operand(self, rows: slice | np.ndarray) -> Any:
+        """Query-side operand of rows `rows` (a slice or an index array) of x."""
+        if not self.bf16:
+            return np.ascontiguousarray(self.x[rows])
+        if self.xb is not None and not isinstance(rows, slice):
+            return gather_bf16(self.xb, rows)
+        return to_bf16(self.x[rows])
+
+    def block(self, rows: slice | np.ndarray) -> Any:
+        """Block-side operand: a FAISS index (fp32) or a bf16 tensor."""
+        if self.bf16:
+            return self.operand(rows)
+        import faiss
+
+        index = faiss.IndexFlatIP(self.x.shape[1])
+        index.add(np.ascontiguousarray(self.x[rows]))
+        return index
+
+    def above(self, q: Any, nq: int, block: Any, nb: int) -> tuple[np.ndarray, np.ndarray]:
+        """(query row, block row) int64 of the scores that reach the radius."""
+        if self.bf16:
+            return above_bf16(q, nq, block, nb, self.radius)
+        lims, _, found = block.range_search(q, self.radius)
+        qi = np.repeat(np.arange(nq, dtype=np.int64), np.diff(lims).astype(np.int64))
+        return qi, found.astype(np.int64)
+
+
+__all__ = ["AUTO_BF16_FROM", "BF16_CPU_FLAGS", "BF16_MARGIN", "PRECISIONS", "TileScorer",
+           "above_bf16", "faiss_blas_tiles",
+           "bf16_copy_of", "bf16_floor", "bf16_is_faster", "check_precision", "cpu_has_bf16",
            "gather_bf16", "padded_rows", "resolve_precision", "to_bf16"]

@@ -1,0 +1,104 @@
+"""api: the Python entry points, thin over the pipeline. Everything returns data; nothing
+is written unless a function says it writes (Index.add writes the index, write_report the
+report files, apply_plan and undo act on files through a journal)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from imgsim_index.pipeline.build import BuildResult, BuildSettings, build_index
+from imgsim_index.pipeline.dedupe import DedupeSettings, Duplicates
+from imgsim_index.pipeline.dedupe import find_duplicates as _find_duplicates
+from imgsim_index.progress import Progress
+
+if TYPE_CHECKING:
+    from imgsim_index.actions.plan import ApplyResult, Plan
+    from imgsim_index.index.check import VerifyReport
+    from imgsim_index.pipeline.query import QueryResult
+    from imgsim_index.search import SearchEngine
+
+
+class Index:
+    """An index folder (catalog.sqlite, vectors, manifest.json), created on the first add.
+
+    `settings` choose the model and how images are embedded; an existing index keeps
+    its own model (another one is refused with IndexMismatchError)."""
+
+    def __init__(self, path: str, settings: BuildSettings | None = None):
+        self.path = str(path)
+        self.settings = settings or BuildSettings()
+
+    def __repr__(self) -> str:
+        return f"Index({self.path!r})"
+
+    def add(self, paths: Sequence[str], progress: Progress | None = None,
+            engine: Any = None) -> BuildResult:
+        """Embed the new or changed image and video files under `paths` (files or folders).
+        Files already indexed and unchanged are not read again."""
+        return build_index([str(p) for p in paths], self.path, self.settings, progress,
+                           engine=engine.file_embedder if engine is not None else None)
+
+    def find_duplicates(self, folders: Sequence[str] | None = None, **options: Any
+                        ) -> Duplicates:
+        """find_duplicates(self, folders, **options); see there."""
+        return find_duplicates(self, folders, **options)
+
+    def query(self, images: Sequence[str], top_k: int = 10,
+              threshold: float | None = None) -> list[QueryResult]:
+        """The `top_k` most similar indexed images of each query image, best first."""
+        from imgsim_index.pipeline.query import query_index
+
+        return query_index(self.path, [str(p) for p in images], top_k, threshold,
+                           self.settings)
+
+    def check(self, repair: bool = False) -> VerifyReport:
+        """Check catalog, vectors and manifest against each other (and repair)."""
+        from imgsim_index.index.check import verify_index
+
+        return verify_index(self.path, repair=repair, wait=self.settings.wait_for_lock)
+
+
+def find_duplicates(
+    index: Index | str,
+    folders: Sequence[str] | None = None,
+    *,
+    threshold: float | None = None,
+    settings: DedupeSettings | None = None,
+    progress: Progress | None = None,
+    engine: SearchEngine | None = None,
+) -> Duplicates:
+    """Pairs at or above the threshold (cosine, 6 decimals), their groups and the keep
+    decisions, over the whole index or the images under `folders`. Writes nothing.
+
+    `threshold` overrides settings.pairs.threshold (default 0.99)."""
+    settings = settings or DedupeSettings()
+    if threshold is not None:
+        settings = dataclasses.replace(
+            settings, pairs=dataclasses.replace(settings.pairs, threshold=threshold))
+    path = index.path if isinstance(index, Index) else str(index)
+    return _find_duplicates(path, [str(f) for f in folders] if folders else None, settings,
+                            progress, engine=engine)
+
+
+def make_plan(report_path: str, action: str, move_to: str | None = None) -> Plan:
+    """The checked plan of `action` (move | hardlink | delete) for a report.json: what
+    would be done and what is refused, with reasons. Touches nothing."""
+    from imgsim_index.actions.plan import make_plan as _make_plan
+
+    return _make_plan(report_path, action, move_to)
+
+
+def apply_plan(plan: Plan, journal_path: str | None = None,
+               progress: Progress | None = None) -> ApplyResult:
+    """Carry out a plan, every file re-checked just before it is touched, with an undo
+    journal (default: apply-<action>-<time>.jsonl beside the report)."""
+    from imgsim_index.actions.plan import apply_plan as _apply_plan
+    from imgsim_index.actions.plan import default_journal_path
+
+    journal_path = journal_path or default_journal_path(plan.context.report_path, plan.action)
+    return _apply_plan(plan, journal_path, progress)
+
+
+__all__ = ["Index", "apply_plan", "find_duplicates", "make_plan"]

@@ -1,0 +1,134 @@
+"""The public Python API: README's example runs as written, the API returns data and writes
+nothing unless asked, and the search entry point reports how it searched."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import imgsim_index
+from imgsim_index import search
+from imgsim_index.search import PairSettings, SearchInfo
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def readme_python_example() -> str:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Python", 1)[1]
+    match = re.search(r"```python\n(.*?)```", section, re.S)
+    assert match, "README's Python section has no python block"
+    return match.group(1)
+
+
+def test_public_names_resolve_lazily() -> None:
+    code = ("import sys, imgsim_index; heavy = [m for m in ('torch', 'faiss', 'cv2') "
+            "if m in sys.modules]; print(heavy); imgsim_index.find_duplicates; "
+            "imgsim_index.Index; imgsim_index.PairSettings; imgsim_index.undo")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"  # importing the package loads no heavy library
+    for name in imgsim_index.__all__:
+        assert getattr(imgsim_index, name) is not None, name
+    with pytest.raises(AttributeError):
+        imgsim_index.no_such_name  # noqa: B018
+
+
+def test_readme_python_example_runs_as_written(samples: Path, tmp_path: Path) -> None:
+    """The 10-line example, run in a folder holding `photos/` (generated images)."""
+    shutil.copytree(samples / "images", tmp_path / "photos")
+    code = readme_python_example()
+    assert len([ln for ln in code.splitlines() if ln.strip()]) <= 12
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    namespace: dict[str, object] = {}
+    try:
+        exec(compile(code, "README.md", "exec"), namespace)
+    finally:
+        os.chdir(cwd)
+    dups = namespace["dups"]
+    assert isinstance(dups, imgsim_index.Duplicates)
+    assert len(dups.pairs) > 0 and dups.search.method == "exact"
+    assert (tmp_path / "results/python-run/report.json").is_file()
+    assert (tmp_path / "results/python-run/report.html").is_file()
+    plan = namespace["plan"]
+    assert len(plan.operations) == len(dups.removable_paths())  # type: ignore[attr-defined]
+    assert not (tmp_path / "duplicates").exists()  # a plan moves nothing
+
+
+def test_find_duplicates_writes_nothing(samples: Path, tmp_path: Path) -> None:
+    from imgsim_index import BuildSettings, Index, find_duplicates
+
+    index = Index(str(tmp_path / "idx"), BuildSettings(model="efficientnet-lite0"))
+    index.add([str(samples / "images")])
+    def state() -> list[tuple[str, int, int]]:  # SQLite's WAL files belong to readers too
+        return sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size)
+                      for p in (tmp_path / "idx").rglob("*")
+                      if not p.name.endswith(("-shm", "-wal")))
+
+    before = state()
+    dups = find_duplicates(index, threshold=0.9)
+    again = index.find_duplicates(threshold=0.9)
+    after = state()
+    assert before == after and sorted(os.listdir(tmp_path)) == ["idx"]
+    assert [p[:2] for p in dups.pair_paths()] == [p[:2] for p in again.pair_paths()]
+    report = dups.to_report("20260101_000000")
+    assert report["number_of_similar_pairs"] == len(dups.pairs)
+    assert report["photos_to_remove"] == dups.groups.n_removable
+    assert report["pair_search"] == {"method": "exact", "precision": dups.search.precision}
+    files = imgsim_index.write_report(dups, str(tmp_path / "out"), collage=False,
+                                      gallery=False)
+    assert sorted(os.listdir(tmp_path / "out")) == ["report.json"]
+    assert files.collage_path == files.gallery_path == ""
+
+
+def test_find_pairs_returns_search_info() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((300, 32)).astype(np.float32)
+    x[1] = x[0] + 0.01
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    pairs, info = search.find_pairs(x, PairSettings(threshold=0.99, block_size=64))
+    assert isinstance(info, SearchInfo)
+    assert (info.method, info.engine, info.vectors, info.queries) == ("exact", "local", 300, None)
+    assert info.pairs == len(pairs) >= 1 and info.candidates >= info.pairs
+    steps: list[tuple[int, int]] = []
+    search.find_pairs(x, PairSettings(threshold=0.99, block_size=64),
+                      on_progress=lambda d, t: steps.append((d, t)))
+    assert steps[-1][0] == steps[-1][1] == 5 * 6 // 2  # upper triangle of 5 x 5 blocks
+    _, sampled = search.find_pairs(x, PairSettings(threshold=0.99, compare_mode="sample",
+                                                   sample_ratio=0.1))
+    assert sampled.queries == 30
+
+
+def test_dedupe_shows_progress_for_the_search(samples: Path, tmp_path: Path) -> None:
+    """The pair search reports to the progress sink, so the console shows it."""
+    from imgsim_index import BuildSettings, DedupeSettings, dedupe
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.started: list[tuple[str, int | None]] = []
+
+        def start(self, description: str, total: int | None) -> None:
+            self.started.append((description, total))
+
+        def update(self, n: int) -> None:
+            pass
+
+        def note(self, message: str) -> None:
+            pass
+
+        def finish(self) -> None:
+            pass
+
+    rec = Recorder()
+    dedupe(str(tmp_path / "idx"), [str(samples / "images")],
+           DedupeSettings(output=str(tmp_path / "out"),
+                          build=BuildSettings(model="efficientnet-lite0")), rec)
+    assert ("Pair search", 1) in rec.started

@@ -4,7 +4,7 @@ For large N the exact search's N^2/2 scores dominate. Here the vectors are
 split into `nlist` cells by spherical k-means (trained and assigned in a
 PCA-reduced space, which is cheap and keeps near-duplicates together), every
 vector is filed under its nearest cell and probes its `nprobe` nearest cells,
-and each cell is scored, tile by tile (tiles.TileScorer: FAISS range search in
+and each cell is scored, tile by tile (tiles.TileScorer: numpy GEMMs in
 float32, or bf16 GEMMs where the CPU is faster at them), against every vector
 that probes it. A pair is a candidate when one vector's home cell is among the
 other's probes. Candidates go through the same rule as exact mode (threshold.py),
@@ -117,7 +117,7 @@ def approx_candidates(x: np.ndarray, plan: SearchPlan, on_progress: OnProgress |
     probers = np.argsort(flat, kind="stable") // probes.shape[1]  # rows, grouped by cell
     p_bounds = np.searchsorted(np.sort(flat), np.arange(nlist + 1))
     del flat
-    scorer = TileScorer(x, plan.radius, plan.precision, bf16_copy=True)
+    scorer = TileScorer(x, plan.radius, plan.precision, bf16_copy=True, fp32_kernel="gemm")
     found_i, found_j = [], []
     for c in range(nlist):
         rows = probers[p_bounds[c]:p_bounds[c + 1]]

@@ -183,20 +183,37 @@ def faiss_blas_tiles(size: int) -> Iterator[None]:
         cv.distance_compute_blas_query_bs, cv.distance_compute_blas_database_bs = saved
 
 
+def above_fp32(scores: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
+    """(row, column) int64 of the entries >= radius of a float32 score tile. Row maxima
+    first: most rows have no candidate, and np.nonzero over a whole 2-D tile costs ~10x
+    a max-reduction over it."""
+    cols = scores.shape[1]
+    rows = np.flatnonzero(scores.max(axis=1) >= radius) if len(scores) else np.zeros(0, np.int64)
+    if 4 * len(rows) > len(scores):  # many hits: a low threshold
+        flat = np.flatnonzero(scores >= radius)
+        return flat // cols, flat % cols
+    flat = np.flatnonzero(scores[rows] >= radius)
+    return rows[flat // cols], flat % cols
+
+
 class TileScorer:
     """Which scores of a tile (query rows x block rows) reach the radius, in one precision.
 
-    fp32: the block becomes a FAISS IndexFlatIP and the query rows are range-searched
-    against it. bf16: both sides become zero-padded bf16 tensors (to_bf16 / gather_bf16)
-    and above_bf16 keeps the scores >= radius - BF16_MARGIN, a superset of the fp32
-    candidates. `bf16_copy`: keep a whole bf16 copy of x (half its memory) for searches
+    fp32, kernel "faiss": the block becomes a FAISS IndexFlatIP and the query rows are
+    range-searched against it (the exact tiles: large square tiles). fp32, kernel "gemm":
+    one numpy GEMM per tile, thresholded by row maxima first (the IVF cells: many small
+    blocks; it kept the IVF search at its earlier speed, see ARCHITECTURE.md). bf16: both
+    sides become zero-padded bf16 tensors (to_bf16 / gather_bf16) and above_bf16 keeps
+    the scores >= radius - BF16_MARGIN, a superset of the fp32 candidates. `bf16_copy`: keep a whole bf16 copy of x (half its memory) for searches
     that gather scattered rows many times (IVF cells); the tile search converts its
     contiguous tiles as it goes instead. `x` is only read.
     """
 
-    def __init__(self, x: np.ndarray, radius: float, precision: str, bf16_copy: bool = False):
+    def __init__(self, x: np.ndarray, radius: float, precision: str, bf16_copy: bool = False,
+                 fp32_kernel: str = "faiss"):
         self.x, self.radius = x, radius
         self.bf16 = precision == "bf16"
+        self.faiss = fp32_kernel == "faiss"
         self.xb = bf16_copy_of(x) if self.bf16 and bf16_copy else None
 
     def operand(self, rows: slice | np.ndarray) -> Any:
@@ -209,7 +226,7 @@ class TileScorer:
 
     def block(self, rows: slice | np.ndarray) -> Any:
         """Block-side operand: a FAISS index (fp32) or a bf16 tensor."""
-        if self.bf16:
+        if self.bf16 or not self.faiss:
             return self.operand(rows)
         import faiss
 
@@ -221,12 +238,14 @@ class TileScorer:
         """(query row, block row) int64 of the scores that reach the radius."""
         if self.bf16:
             return above_bf16(q, nq, block, nb, self.radius)
+        if not self.faiss:
+            return above_fp32(q @ block.T, self.radius)
         lims, _, found = block.range_search(q, self.radius)
         qi = np.repeat(np.arange(nq, dtype=np.int64), np.diff(lims).astype(np.int64))
         return qi, found.astype(np.int64)
 
 
 __all__ = ["AUTO_BF16_FROM", "BF16_CPU_FLAGS", "BF16_MARGIN", "PRECISIONS", "TileScorer",
-           "above_bf16", "faiss_blas_tiles",
+           "above_bf16", "above_fp32", "faiss_blas_tiles",
            "bf16_copy_of", "bf16_floor", "bf16_is_faster", "check_precision", "cpu_has_bf16",
            "gather_bf16", "padded_rows", "resolve_precision", "to_bf16"]

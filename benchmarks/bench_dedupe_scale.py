@@ -46,7 +46,7 @@ def peak():
             if line.startswith("VmHWM:"):
                 sys.stderr.write("PEAK_KIB " + line.split()[1] + "\\n")
 atexit.register(peak)
-from imgsim_index.cli.commands import main
+from imgsim_index.cli import main
 sys.argv = ["imgsim-index", *sys.argv[1:]]
 main()
 """

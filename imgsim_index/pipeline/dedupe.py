@@ -39,7 +39,6 @@ class DedupeSettings:
     since: float | None = None  # ... or added at/after this time (epoch seconds)
     search: str = "auto"  # exact | approx | auto (approx above pairs_approx.AUTO_APPROX_ABOVE)
     approx: ApproxSettings = field(default_factory=ApproxSettings)
-    engine: RayEngine | None = None  # embed and search exact pairs on a Ray cluster
 
 
 @dataclass
@@ -86,7 +85,9 @@ def dedupe(
     folders: Sequence[str] | None = None,
     settings: DedupeSettings | None = None,
     progress: Progress | None = None,
+    engine: RayEngine | None = None,
 ) -> DedupeResult:
+    """`engine`: embed (when `folders` are given) and search exact pairs on a Ray cluster."""
     settings = settings or DedupeSettings()
     progress = progress or NoProgress()
     settings.pairs.validate()
@@ -100,7 +101,7 @@ def dedupe(
     t = time.perf_counter()
     if folders:
         built = build_index(folders, index_dir, settings.build, progress,
-                            engine=settings.engine.file_embedder if settings.engine else None)
+                            engine=engine.file_embedder if engine else None)
         timings["index_update"] = time.perf_counter() - t
     t = time.perf_counter()
     with IndexStore.open_reader(index_dir) as store:
@@ -126,8 +127,8 @@ def dedupe(
     approx = use_approx(settings.search, len(rows), settings.pairs, queries is not None)
     if approx:
         pairs = find_pairs_approx(vectors, settings.pairs, settings.approx, codes)
-    elif settings.engine is not None:
-        pairs = settings.engine.find_pairs(vectors, settings.pairs, codes, queries=queries)
+    elif engine is not None:
+        pairs = engine.find_pairs(vectors, settings.pairs, codes, queries=queries)
     else:
         pairs = find_pairs(vectors, settings.pairs, codes, queries=queries)
     timings["pair_search"] = time.perf_counter() - t

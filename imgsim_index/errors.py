@@ -17,6 +17,10 @@ class IndexFormatError(ImgsimError):
     """The index folder is missing, damaged or of an unknown format."""
 
 
+class IndexMissingError(IndexFormatError):
+    """There is no index in the folder (no manifest.json)."""
+
+
 class IndexLockedError(ImgsimError):
     """Another writer holds the index."""
 

@@ -58,7 +58,7 @@ def cli_ok(*args: str) -> str:
     """Run the CLI in-process; fail the test with its output unless it exits 0."""
     from click.testing import CliRunner
 
-    from imgsim_index.cli.commands import cli
+    from imgsim_index.cli import cli
 
     result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
     assert result.exit_code == 0, result.output

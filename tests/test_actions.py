@@ -17,7 +17,7 @@ from imgsim_index.actions import plan as actions
 from imgsim_index.actions.journal import Journal
 from imgsim_index.actions.plan import apply_plan, make_plan, resume_apply
 from imgsim_index.actions.undo import undo
-from imgsim_index.cli.commands import main
+from imgsim_index.cli import main
 from imgsim_index.errors import ActionError, ReportError
 from imgsim_index.report.export import CSV_COLUMNS, write_export
 

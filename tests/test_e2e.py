@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from conftest import truth_pairs
 from PIL import Image
 
-from imgsim_index.cli.commands import cli
+from imgsim_index.cli import cli
 
 SEED_KEYS = [
     "timestamp", "folder_list", "total_images_in_folders", "compare_mode", "threshold",

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from imgsim_index.cli.commands import cli
+from imgsim_index.cli import cli
 from imgsim_index.errors import ImgsimError, IndexMismatchError, InputError
 from imgsim_index.index.import_vectors import ImportSettings, import_vectors
 from imgsim_index.index.store import MANIFEST, IndexStore

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import cli_ok, pair_set, report_of
 
-from imgsim_index.cli.commands import cli
+from imgsim_index.cli import cli
 from imgsim_index.index.store import IndexStore
 
 M = ("--model", "efficientnet-lite0")
@@ -71,7 +71,7 @@ def test_changed_file_is_re_embedded_under_its_id_and_prune_forgets(split, tmp_p
     assert "embedded 1, unchanged" in cli_ok("add", folder, "--index", idx, "-q")
     row = db.execute("SELECT id, size FROM images WHERE path = ?", (str(target),)).fetchone()
     assert row == (old_id, other.stat().st_size)
-    hits = json.loads(cli_ok("query", target, "--index", idx, "--json", "--top-k", "3", "-q"))
+    hits = json.loads(cli_ok("query", target, "--index", idx, "--json", "--top-k", "3"))
     top = {m["path"] for m in hits[0]["matches"] if m["similarity_score"] > 0.9999}
     assert {str(target), str(other)} <= top  # the new content, twice in the index now
     target.unlink()
@@ -90,12 +90,11 @@ def test_query_lists_best_matches_and_reports_unreadable_files(split, tmp_path):
     probe = sorted(folder.rglob("*.jpg"))[0]
     bad = tmp_path / "bad.jpg"
     bad.write_text("no")
-    text = cli_ok("query", probe, bad, "--index", idx, "--top-k", "2", "-q")
+    text = cli_ok("query", probe, bad, "--index", idx, "--top-k", "2")
     lines = text.splitlines()
     assert lines[0] == str(probe) and lines[1].split() == ["1.000000", str(probe)]
     assert f"{bad}" in lines and "  unreadable: not a recognised image format" in lines
-    data = json.loads(cli_ok("query", probe, "--index", idx, "--json", "--threshold", "0.999",
-                             "-q"))
+    data = json.loads(cli_ok("query", probe, "--index", idx, "--json", "--threshold", "0.999"))
     assert [m["path"] for m in data[0]["matches"]] == [str(probe)]
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from library_fixture import THRESHOLD, Img, make_library, run_dedupe, simple_library
 
-from imgsim_index.cli.commands import main
+from imgsim_index.cli import main
 from imgsim_index.errors import InputError
 from imgsim_index.groups.components import connected_components
 from imgsim_index.groups.keep import DEFAULT_KEEP, KEEP_POLICIES, KeepSettings, choose_keepers

@@ -191,7 +191,7 @@ def test_without_onnxruntime_onnx_is_refused_and_auto_is_torch(no_onnxruntime, l
 
 def test_without_onnxruntime_the_cli_says_how_to_install(no_onnxruntime, tmp_path,  # type: ignore[no-untyped-def]
                                                          capsys) -> None:
-    from imgsim_index.cli.commands import main
+    from imgsim_index.cli import main
 
     with pytest.raises(SystemExit) as exit_:
         main(["build", str(tmp_path), "--index", str(tmp_path / "index"), "--backend", "onnx"])

@@ -248,7 +248,7 @@ def test_cli_approx_takes_nprobe_and_reports_precision(tmp_path: Path, vectors: 
 
     from click.testing import CliRunner
 
-    from imgsim_index.cli.commands import cli
+    from imgsim_index.cli import cli
 
     np.save(tmp_path / "v.npy", vectors)
     (tmp_path / "p.txt").write_text("".join(f"/photos/{k:05d}.jpg\n" for k in range(N)))

@@ -15,7 +15,7 @@ import pytest
 from conftest import cli_ok, report_of
 
 from imgsim_index import search
-from imgsim_index.cli.commands import main
+from imgsim_index.cli import main
 from imgsim_index.embed.embedder import EmbedSettings
 from imgsim_index.embed.ray_embed import block_rows, ordered_batches
 from imgsim_index.errors import ImgsimError

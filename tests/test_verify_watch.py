@@ -14,7 +14,7 @@ from pathlib import Path
 from click.testing import CliRunner
 from conftest import cli_ok
 
-from imgsim_index.cli.commands import cli
+from imgsim_index.cli import cli
 
 
 def test_verify_reports_and_repairs(samples: Path, tmp_path: Path) -> None:

@@ -33,7 +33,12 @@ from typing import Any
 import numpy as np
 
 from imgsim_index.atomic_files import atomic_write_json
-from imgsim_index.errors import IndexFormatError, IndexLockedError, IndexMismatchError
+from imgsim_index.errors import (
+    IndexFormatError,
+    IndexLockedError,
+    IndexMismatchError,
+    IndexMissingError,
+)
 from imgsim_index.index.catalog import Catalog, NewRow, Row, VideoDone
 from imgsim_index.index.vector_file import (
     CHUNK_BYTES,
@@ -138,10 +143,7 @@ class IndexStore:
     def read_manifest(folder: str) -> dict[str, Any]:
         path = os.path.join(folder, MANIFEST)
         if not os.path.isfile(path):
-            raise IndexFormatError(
-                f"no index at {folder} (missing {MANIFEST}); build one with "
-                "`imgsim-index build FOLDER --index DIR`"
-            )
+            raise IndexMissingError(f"no index at {folder} (missing {MANIFEST})")
         try:
             with open(path, encoding="utf-8") as fh:
                 manifest: dict[str, Any] = json.load(fh)
@@ -372,8 +374,7 @@ def _acquire_lock(path: str, wait: bool) -> int:
         holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "another process"
         os.close(fd)
         raise IndexLockedError(
-            f"the index is being written by {holder}; wait for it to finish "
-            "or pass --wait to queue behind it"
+            f"the index is being written by {holder}; wait for it to finish"
         ) from None
     _HELD_LOCKS.add(fd)
     os.ftruncate(fd, 0)

@@ -22,18 +22,10 @@ from imgsim_index.atomic_files import atomic_write_bytes
 from imgsim_index.progress import Progress
 from imgsim_index.report.gallery_assets import SCRIPT, STYLE
 from imgsim_index.report.thumbs import write_thumbnails
+from imgsim_index.report.units import human_bytes
 
 PAGE_SIZE = 50
 THUMBS_DIR = "thumbs"
-
-
-def human_bytes(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1024:
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TB"
 
 
 def _mtime_text(mtime_ns: int | None) -> str:

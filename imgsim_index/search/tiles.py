@@ -204,9 +204,10 @@ class TileScorer:
     one numpy GEMM per tile, thresholded by row maxima first (the IVF cells: many small
     blocks; it kept the IVF search at its earlier speed, see ARCHITECTURE.md). bf16: both
     sides become zero-padded bf16 tensors (to_bf16 / gather_bf16) and above_bf16 keeps
-    the scores >= radius - BF16_MARGIN, a superset of the fp32 candidates. `bf16_copy`: keep a whole bf16 copy of x (half its memory) for searches
-    that gather scattered rows many times (IVF cells); the tile search converts its
-    contiguous tiles as it goes instead. `x` is only read.
+    the scores >= radius - BF16_MARGIN, a superset of the fp32 candidates. `bf16_copy`:
+    keep a whole bf16 copy of x (half its memory) for searches that gather scattered rows
+    many times (IVF cells); the tile search converts its contiguous tiles as it goes
+    instead. `x` is only read.
     """
 
     def __init__(self, x: np.ndarray, radius: float, precision: str, bf16_copy: bool = False,

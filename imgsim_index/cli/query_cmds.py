@@ -1,4 +1,4 @@
-"""Commands for a long-lived index: query, verify, watch (registered on the main group)."""
+"""Commands for a long-lived index: query, verify, watch."""
 
 from __future__ import annotations
 
@@ -9,29 +9,37 @@ from typing import Any
 
 import click
 
-from imgsim_index.cli.commands import (
-    TqdmProgress,
-    _build_settings,
-    cli,
+from imgsim_index.cli.options import (
+    build_options,
+    build_settings,
     embed_options,
     index_option,
+    output_option,
+    quiet_option,
+    threshold_option,
+    wait_option,
 )
+from imgsim_index.cli.progress import TqdmProgress
 
 
-@cli.command()
+@click.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path())
 @index_option
-@click.option("--top-k", type=click.IntRange(1, 10000), default=10, show_default=True)
+@click.option("--top-k", type=click.IntRange(1, 10000), default=10, show_default=True,
+              help="Matches shown per image.")
 @click.option("--threshold", type=click.FloatRange(-1.0, 1.0), default=None,
               help="Only matches at or above this similarity.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @embed_options
 def query(images: tuple[str, ...], index_dir: str, top_k: int, threshold: float | None,
-          as_json: bool, quiet: bool, **embed: Any) -> None:
+          as_json: bool, model: str | None, weights: str | None, device: str, backend: str,
+          batch_size: int, workers: int | None) -> None:
     """Show the indexed images most similar to each of IMAGES, with scores."""
     from imgsim_index.pipeline.query import query_index
 
-    results = query_index(index_dir, list(images), top_k, threshold, _build_settings(**embed))
+    settings = build_settings(model=model, weights=weights, device=device, backend=backend,
+                              batch_size=batch_size, workers=workers)
+    results = query_index(index_dir, list(images), top_k, threshold, settings)
     if as_json:
         click.echo(json.dumps([{"query": r.path, "error": r.error,
                                 "matches": [{"path": p, "similarity_score": s}
@@ -48,11 +56,11 @@ def query(images: tuple[str, ...], index_dir: str, top_k: int, threshold: float 
             click.echo(f"  {score:.6f}  {path}")
 
 
-@cli.command()
+@click.command()
 @index_option
 @click.option("--repair", is_flag=True,
               help="Delete orphan files, drop rows without a sound vector, compact.")
-@click.option("--wait", is_flag=True, help="Wait for another writer instead of failing.")
+@wait_option
 def verify(index_dir: str, repair: bool, wait: bool) -> None:
     """Check the catalog, vectors and manifest against each other."""
     from imgsim_index.index.check import verify_index
@@ -74,23 +82,26 @@ def verify(index_dir: str, repair: bool, wait: bool) -> None:
         click.echo("OK: the index is consistent.")
 
 
-@cli.command()
+@click.command()
 @click.argument("folder", type=click.Path(exists=True, file_okay=False))
 @index_option
 @click.option("--interval", type=click.FloatRange(0.1), default=10.0, show_default=True,
               help="Seconds between scans.")
 @click.option("--settle", type=click.FloatRange(0.0), default=None,
               help="Seconds a file must stay unmodified before it is taken (default: interval).")
-@click.option("--threshold", type=click.FloatRange(-1.0, 1.0), default=0.99, show_default=True)
+@threshold_option
 @click.option("--log", "log_path", type=click.Path(dir_okay=False), default=None,
               help="JSON Lines log of findings (default: INDEX/watch.jsonl).")
-@click.option("--output", default="results", show_default=True,
-              type=click.Path(file_okay=False), help="Reports go to OUTPUT/<timestamp>/.")
-@click.option("--max-cycles", type=click.IntRange(1), default=None, hidden=True)
-@embed_options
+@output_option
+@click.option("--max-cycles", type=click.IntRange(1), default=None, hidden=True,
+              help="Stop after this many scans.")
+@build_options
+@quiet_option
 def watch(folder: str, index_dir: str, interval: float, settle: float | None, threshold: float,
-          log_path: str | None, output: str, max_cycles: int | None, quiet: bool,
-          **embed: Any) -> None:
+          log_path: str | None, output: str, max_cycles: int | None, model: str | None,
+          weights: str | None, device: str, backend: str, batch_size: int,
+          workers: int | None, video_fps: float, checkpoint_every: int, wait: bool,
+          quiet: bool) -> None:
     """Keep adding new files and footage from FOLDER, logging new duplicates as they appear.
 
     Stops cleanly on Ctrl-C or SIGTERM, after committing the batch in progress.
@@ -109,7 +120,9 @@ def watch(folder: str, index_dir: str, interval: float, settle: float | None, th
     signal.signal(signal.SIGTERM, on_signal)
     settings = WatchSettings(
         interval=interval, settle=settle, log=log_path, max_cycles=max_cycles,
-        build=_build_settings(**embed),
+        build=build_settings(model=model, weights=weights, device=device, backend=backend,
+                             batch_size=batch_size, workers=workers, video_fps=video_fps,
+                             checkpoint_every=checkpoint_every, wait=wait),
         dedupe=DedupeSettings(pairs=PairSettings(threshold=threshold), output=output,
                               max_pairs_for_collage=20),
     )
@@ -122,3 +135,6 @@ def watch(folder: str, index_dir: str, interval: float, settle: float | None, th
 
     watch_folder(folder, index_dir, settings, stop, on_cycle, TqdmProgress(not quiet))
     click.echo("Stopped.")
+
+
+COMMANDS = (query, verify, watch)

@@ -1,0 +1,162 @@
+"""Commands that act on a report: apply (move, hard-link, delete), undo, export."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from typing import Any
+
+import click
+
+from imgsim_index.cli.options import quiet_option
+from imgsim_index.cli.progress import TqdmProgress
+
+
+def _shown(path: str) -> str:
+    """A path as one printable line: file names are untrusted and may hold control characters."""
+    return path if path.isprintable() else ascii(path)
+
+
+def _bytes(n: int) -> str:
+    from imgsim_index.report.units import human_bytes
+
+    return f"{human_bytes(n)} ({n} bytes)"
+
+
+def _chosen_action(move_to: str | None, hardlink: bool, delete: bool) -> str | None:
+    chosen = [name for name, on in (("move", move_to is not None), ("hardlink", hardlink),
+                                    ("delete", delete)) if on]
+    if len(chosen) > 1:
+        raise click.UsageError("choose one of --move-to DIR, --hardlink, --delete")
+    return chosen[0] if chosen else None
+
+
+def _apply_summary(action: str, n: int, freed: int, held: int, dest: str | None) -> str:
+    if action == "move":
+        return f"move {n} files into {dest}, freeing {_bytes(freed)} in the input folders"
+    if action == "delete":
+        return f"delete {n} files, freeing {_bytes(freed)}"
+    text = f"replace {n} files with hard links to their keepers, freeing {_bytes(freed)}"
+    if held:
+        text += f" now and {_bytes(held)} once the originals kept for undo are deleted"
+    return text
+
+
+@click.command()
+@click.argument("report", type=click.Path(exists=True, dir_okay=False))
+@click.option("--move-to", type=click.Path(file_okay=False), default=None,
+              help="Move removable files under DIR/<input folder name>/, keeping sub-folders.")
+@click.option("--hardlink", is_flag=True,
+              help="Replace each removable file with a hard link to its keeper (same filesystem).")
+@click.option("--delete", is_flag=True, help="Delete removable files (cannot be undone).")
+@click.option("--yes", is_flag=True, help="Act. Without it, only show what would be done.")
+@click.option("--journal", type=click.Path(dir_okay=False), default=None,
+              help="Undo journal to write (default: apply-<action>-<time>.jsonl beside REPORT).")
+@click.option("--resume", "resume_journal", default=None,
+              type=click.Path(exists=True, dir_okay=False),
+              help="Finish an apply that was interrupted, from its journal (needs --yes).")
+@quiet_option
+def apply(report: str, move_to: str | None, hardlink: bool, delete: bool, yes: bool,
+          journal: str | None, resume_journal: str | None, quiet: bool) -> None:
+    """Move, hard-link or delete the removable files of REPORT (a dry run unless --yes).
+
+    Keepers and protected files are never touched; a file that changed since the
+    report, or that lies outside the report's input folders, is refused.
+    """
+    from imgsim_index.actions.plan import apply_plan, default_journal_path, make_plan, resume_apply
+
+    action = _chosen_action(move_to, hardlink, delete)
+    if resume_journal:
+        if not yes:
+            raise click.UsageError("--resume acts on files; add --yes")
+        result = resume_apply(resume_journal, report, TqdmProgress(not quiet))
+        _print_refusals(result.refused)
+    else:
+        if action is None:
+            raise click.UsageError("choose what to do: --move-to DIR, --hardlink or --delete")
+        plan = make_plan(report, action, move_to)
+        _print_refusals(plan.refused)
+        if not yes:
+            _print_dry_run(plan)
+            return
+        journal = journal or default_journal_path(report, action)
+        click.echo(f"Journal: {journal}", err=True)
+        try:
+            result = apply_plan(plan, journal, TqdmProgress(not quiet))
+        except KeyboardInterrupt:
+            j = shlex.quote(journal)
+            click.echo(f"Interrupted. Finish with: imgsim-index apply {shlex.quote(report)} "
+                       f"--resume {j} --yes   or take it back with: imgsim-index undo {j}",
+                       err=True)
+            raise
+        _print_refusals(result.refused[len(plan.refused):])  # refused at the last moment
+    _print_applied(result)
+
+
+def _print_refusals(refused: list[Any]) -> None:
+    for r in refused:
+        click.echo(f"refused {_shown(r.path)}: {r.reason}")
+
+
+def _print_dry_run(plan: Any) -> None:
+    for op in plan.operations:
+        target = f" -> {_shown(op.target)}" if op.target else f" (keeper {_shown(op.keeper)})"
+        click.echo(f"would {plan.action} {_shown(op.path)}{target}")
+    text = _apply_summary(plan.action, len(plan.operations), plan.bytes_freed, plan.bytes_held,
+                          plan.move_to)
+    click.echo(f"Dry run: would {text}; {len(plan.refused)} refused. "
+               "Run again with --yes to do it.")
+
+
+def _print_applied(result: Any) -> None:
+    text = _apply_summary(result.action, len(result.done), result.bytes_freed, result.bytes_held,
+                          result.move_to)
+    click.echo(f"Done: {text}; {len(result.refused)} refused.")
+    if result.already_done:
+        click.echo(f"{result.already_done} files had been done before the interruption.")
+    if result.bytes_held:
+        click.echo(f"Originals kept for undo: {result.backup_dir} "
+                   "(delete it to free their space once undo is no longer needed)")
+    click.echo(f"Undo with: imgsim-index undo {shlex.quote(result.journal)}")
+
+
+@click.command()
+@click.argument("journal", type=click.Path(exists=True, dir_okay=False))
+@quiet_option
+def undo(journal: str, quiet: bool) -> None:
+    """Put back the files that an apply moved or hard-linked, from its JOURNAL."""
+    from imgsim_index.actions.undo import undo as run_undo
+
+    result = run_undo(journal, TqdmProgress(not quiet))
+    for r in result.not_restored:
+        click.echo(f"not restored {_shown(r.path)}: {r.reason}")
+    if result.deleted:
+        click.echo(f"{len(result.deleted)} deleted files cannot be restored.")
+    click.echo(f"Restored {len(result.restored)} files; {len(result.not_restored)} not restored.")
+    if result.not_restored:
+        sys.exit(1)
+
+
+@click.command()
+@click.argument("report", type=click.Path(exists=True, dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["csv"]), default="csv", show_default=True,
+              help="Table format.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, allow_dash=True), default=None,
+              help="File to write (default: REPORT with the format's extension; - for stdout).")
+def export(report: str, fmt: str, output: str | None) -> None:
+    """Write REPORT's groups as a table, one row per file, for spreadsheets."""
+    from imgsim_index.actions.safety import load_report
+    from imgsim_index.report.export import write_export
+
+    data = load_report(report)
+    if output == "-":
+        write_export(data, sys.stdout, fmt)
+        return
+    path = output or os.path.splitext(report)[0] + "." + fmt
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        rows = write_export(data, fh, fmt)
+    click.echo(f"{fmt.upper()} saved: {path} ({rows} files)")
+
+
+COMMANDS = (apply, undo, export)

@@ -1,0 +1,105 @@
+"""The dedupe command: pairs, groups and a report, after an optional index update."""
+
+from __future__ import annotations
+
+import datetime
+
+import click
+
+from imgsim_index.cli.options import (
+    build_options,
+    build_settings,
+    engine_options,
+    engine_session,
+    index_option,
+    keep_options,
+    output_option,
+    quiet_option,
+    threshold_option,
+)
+from imgsim_index.cli.progress import TqdmProgress
+
+
+@click.command()
+@click.argument("folders", nargs=-1, type=click.Path(file_okay=False))
+@index_option
+@threshold_option
+@click.option("--compare-mode", type=click.Choice(["full", "sample"]), default="full",
+              show_default=True, help="full: every image; sample: a random share as queries.")
+@click.option("--sample-ratio", type=click.FloatRange(0.0, 1.0, min_open=True), default=0.3,
+              show_default=True, help="Share of images used as queries in sample mode.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed for the sample and the collage's choice of pairs.")
+@click.option("--compare-scope", type=click.Choice(["all", "inter_folder"]), default="all",
+              show_default=True, help="inter_folder: only pairs across input folders.")
+@click.option("--max-pairs-for-collage", type=click.IntRange(0, 10000), default=20,
+              show_default=True, help="Pairs shown in the collage image.")
+@output_option
+@click.option("--new-only", is_flag=True,
+              help="Only pairs involving images added since the last dedupe of this index.")
+@click.option("--since", type=click.DateTime(["%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S",
+                                              "%Y-%m-%d"]), default=None,
+              help="Only pairs involving images added at or after this local time.")
+@click.option("--exact/--approx", "exact", default=None,
+              help="Pair search. exact: every pair is scored. approx: candidates from "
+                   "k-means cells, scored exactly; much faster on large indexes, may miss "
+                   "a few pairs (see benchmarks). Default: approx above 200,000 images.")
+@click.option("--nprobe", type=click.IntRange(1, 100_000), default=None,
+              help="Approx only: cells each image is compared with. More finds more pairs, "
+                   "slower. Default by threshold: 24 at 0.9, 12 at 0.95, 8 at 0.99.")
+@keep_options
+@build_options
+@quiet_option
+@engine_options
+def dedupe(folders: tuple[str, ...], index_dir: str, threshold: float, compare_mode: str,
+           sample_ratio: float, seed: int, compare_scope: str, max_pairs_for_collage: int,
+           output: str, new_only: bool, since: datetime.datetime | None, exact: bool | None,
+           nprobe: int | None, keep: str, protect: tuple[str, ...], model: str | None,
+           weights: str | None, device: str, backend: str, batch_size: int,
+           workers: int | None, video_fps: float, checkpoint_every: int, wait: bool,
+           quiet: bool, engine: str, ray_address: str | None) -> None:
+    """Find similar pairs and duplicate groups; update the index from FOLDERS first if given.
+
+    The options of the embedding model apply to that update only."""
+    from imgsim_index.pipeline.dedupe import DedupeSettings
+    from imgsim_index.pipeline.dedupe import dedupe as run_dedupe
+    from imgsim_index.search import ApproxSettings, PairSettings
+
+    if engine == "ray" and exact is None:
+        exact = True  # the cluster's job is the exact search
+    settings = DedupeSettings(
+        pairs=PairSettings(threshold=threshold, compare_mode=compare_mode,
+                           sample_ratio=sample_ratio, seed=seed, compare_scope=compare_scope),
+        output=output,
+        max_pairs_for_collage=max_pairs_for_collage,
+        build=build_settings(model=model, weights=weights, device=device, backend=backend,
+                             batch_size=batch_size, workers=workers, video_fps=video_fps,
+                             checkpoint_every=checkpoint_every, wait=wait),
+        keep=keep,
+        protect=protect,
+        new_only=new_only,
+        since=since.timestamp() if since is not None else None,
+        search="auto" if exact is None else "exact" if exact else "approx",
+        approx=ApproxSettings(nprobe=nprobe),
+    )
+    with engine_session(engine, ray_address) as eng:
+        r = run_dedupe(index_dir, list(folders) or None, settings, TqdmProgress(not quiet),
+                       engine=eng)
+    rep = r.report
+    if rep["number_of_errors"]:
+        click.echo(f"{rep['number_of_errors']} unreadable files were skipped "
+                   f"(listed under \"errors\" in {r.report_path})", err=True)
+    click.echo(f"Total images found: {rep['total_images_in_folders']}")
+    click.echo(f"Threshold = {rep['threshold']}")
+    click.echo(f"Found {rep['number_of_similar_pairs']} pairs of images that meet the "
+               "similarity threshold.")
+    click.echo(f"Number of unique groups: {rep['number_of_unique_groups']}")
+    click.echo("Photos that can be removed if only keeping 1 from each group: "
+               f"{rep['photos_to_remove']}")
+    click.echo(f"Collage saved: {r.collage_path}")
+    click.echo(f"Result JSON: {r.report_path}")
+    click.echo(f"Done. Output folder: {r.output_dir}")
+    click.echo(f"Gallery saved: {r.gallery_path}", err=True)
+
+
+COMMANDS = (dedupe,)

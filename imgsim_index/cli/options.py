@@ -1,0 +1,181 @@
+"""Every option shared by two or more commands, defined once, and the typed builders that
+turn parsed values into the library's settings.
+
+A command lists exactly the options it uses in its signature and passes them by name to a
+builder; builders take keyword-only parameters and nothing else, so an option a command
+does not declare cannot reach the library, and one it declares but drops is a test failure
+(tests/test_cli.py checks every command's parameters against its body).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+if TYPE_CHECKING:
+    from imgsim_index.embed.embedder import EmbedSettings
+    from imgsim_index.pipeline.build import BuildSettings
+    from imgsim_index.pipeline.ray_engine import RayEngine
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_INDEX = "imgsim-index"
+
+
+class LazyChoice(click.Choice[str]):
+    """A Choice whose values come from a library module, imported only when a command's
+    help or value needs them (the modules import numpy; `imgsim-index --help` should not)."""
+
+    def __init__(self, load: Callable[[], Sequence[str]]):
+        self._load = load
+        self._choices: tuple[str, ...] | None = None
+        self.case_sensitive = True
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        if self._choices is None:
+            self._choices = tuple(self._load())
+        return self._choices
+
+    @choices.setter
+    def choices(self, values: Sequence[str]) -> None:
+        self._choices = tuple(values)
+
+
+def _model_names() -> Sequence[str]:
+    from imgsim_index.embed.models import MODEL_NAMES
+
+    return MODEL_NAMES
+
+
+def _keep_policies() -> Sequence[str]:
+    from imgsim_index.groups.keep import KEEP_POLICIES
+
+    return KEEP_POLICIES
+
+
+def _stack(*options: Callable[[F], F]) -> Callable[[F], F]:
+    """One decorator applying `options` in the order written (first one listed first)."""
+
+    def apply(f: F) -> F:
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return apply
+
+
+index_option = click.option(
+    "--index", "index_dir", default=DEFAULT_INDEX, show_default=True,
+    type=click.Path(file_okay=False),
+    help="Index folder (catalog.sqlite, vectors.faiss, manifest.json).")
+
+quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+
+wait_option = click.option("--wait", is_flag=True,
+                           help="Wait for another writer instead of failing.")
+
+prune_option = click.option(
+    "--prune", is_flag=True,
+    help="Forget indexed files under these folders that no longer exist.")
+
+threshold_option = click.option(
+    "--threshold", type=click.FloatRange(-1.0, 1.0), default=0.99, show_default=True,
+    help="Cosine similarity at or above which two images are a pair.")
+
+output_option = click.option(
+    "--output", default="results", show_default=True, type=click.Path(file_okay=False),
+    help="Reports go to OUTPUT/<timestamp>/.")
+
+# What embedding a query image needs: the model and where it runs.
+embed_options = _stack(
+    click.option("--model", type=LazyChoice(_model_names), default=None,
+                 help="Backbone. Default: the index's model, or resnet50 for a new index."),
+    click.option("--weights", type=click.Path(dir_okay=False), default=None,
+                 help="Local state_dict file for the model (offline use)."),
+    click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+                 show_default=True, help="Where the network runs."),
+    click.option("--backend", type=click.Choice(["torch", "onnx", "auto"]), default="auto",
+                 show_default=True,
+                 help="Inference engine: torch, or ONNX Runtime on the CPU (about 2x "
+                      "faster; pip install 'imgsim-index[onnx]'); auto: onnx when "
+                      "installed and on the CPU. Same vectors either way."),
+    click.option("--batch-size", type=click.IntRange(1, 4096), default=32, show_default=True,
+                 help="Images per forward pass."),
+    click.option("--workers", type=click.IntRange(0, 64), default=None,
+                 help="Decoding processes (default: cores - 1, at least 1)."),
+)
+
+# What writing files into the index needs on top: video sampling, checkpoints, the lock.
+build_options = _stack(
+    embed_options,
+    click.option("--video-fps", type=click.FloatRange(0.0, 1000.0, min_open=True),
+                 default=1.0, show_default=True,
+                 help="Frames sampled per second of video (each frame is an entry)."),
+    click.option("--checkpoint-every", type=click.IntRange(1), default=2048,
+                 show_default=True, hidden=True,
+                 help="Commit after this many images (or 30 s, whichever comes first)."),
+    wait_option,
+)
+
+keep_options = _stack(
+    click.option("--keep", type=LazyChoice(_keep_policies), default="highest-resolution",
+                 show_default=True,
+                 help="Which file of each group to keep; the others are removable."),
+    click.option("--protect", multiple=True, type=click.Path(exists=True, file_okay=False),
+                 help="Files under this folder are always kept (repeatable)."),
+)
+
+engine_options = _stack(
+    click.option("--engine", type=click.Choice(["local", "ray"]), default="local",
+                 show_default=True,
+                 help="Where still images are embedded and exact pairs searched: this "
+                      "process, or a Ray cluster (pip install 'imgsim-index[ray]'). "
+                      "This process still writes the index. With ray, dedupe's "
+                      "default search is exact, on the cluster (--approx runs here)."),
+    click.option("--ray-address", default=None, metavar="ADDR",
+                 help="Ray cluster for --engine ray (default: $RAY_ADDRESS, else a new "
+                      "local Ray instance)."),
+)
+
+
+def embed_settings(*, device: str, backend: str, batch_size: int,
+                   workers: int | None) -> EmbedSettings:
+    from imgsim_index.embed.embedder import EmbedSettings
+
+    return EmbedSettings(batch_size=batch_size, workers=workers, device=device, backend=backend)
+
+
+def build_settings(*, model: str | None, weights: str | None, device: str, backend: str,
+                   batch_size: int, workers: int | None, video_fps: float = 1.0,
+                   checkpoint_every: int = 2048, wait: bool = False,
+                   prune: bool = False) -> BuildSettings:
+    """BuildSettings from embed_options (+ build_options, + --prune) values. The defaults are
+    BuildSettings' own, for commands that embed but never write (query)."""
+    from imgsim_index.pipeline.build import BuildSettings
+
+    return BuildSettings(model=model, weights=weights, wait_for_lock=wait, video_fps=video_fps,
+                         checkpoint_images=checkpoint_every, prune=prune,
+                         embed=embed_settings(device=device, backend=backend,
+                                              batch_size=batch_size, workers=workers))
+
+
+@contextlib.contextmanager
+def engine_session(engine: str, ray_address: str | None) -> Iterator[RayEngine | None]:
+    """None for the local engine; else a RayEngine, checked now (Ray installed?) and closed
+    at the end."""
+    from imgsim_index.pipeline.ray_engine import make_engine
+
+    session = make_engine(engine, ray_address)
+    if session is None:
+        yield None
+        return
+    # Ray Data's INFO lines and notes would bury our progress bars; failures still
+    # reach us as exceptions.
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
+    with session:
+        yield session

@@ -351,6 +351,12 @@ def apply(report: str, move_to: str | None, hardlink: bool, delete: bool, yes: b
             raise
         _print_refusals(result.refused[len(plan.refused):])  # refused at the last moment
     _print_applied(result)
+    for f in result.failed:
+        click.echo(f"failed {_shown(f.path)}: {f.reason}")
+    if result.failed:
+        click.echo(f"{len(result.failed)} files failed and were left as they were; "
+                   "see the journal", err=True)
+        sys.exit(1)
 
 
 def _print_refusals(refused: list[Any]) -> None:
@@ -431,7 +437,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except ImgsimError as exc:
         # a download attempt may have left a partial line on stderr
-        click.echo(f"{chr(10) if isinstance(exc, ModelError) else ''}Error: {exc}", err=True)
+        text = str(exc).replace("run verify with repair", "run `imgsim-index verify --repair`")
+        click.echo(f"{chr(10) if isinstance(exc, ModelError) else ''}Error: {text}", err=True)
         sys.exit(1)
     except KeyboardInterrupt:
         click.echo("Interrupted: work committed so far is kept; run again to resume.", err=True)

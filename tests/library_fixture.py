@@ -16,6 +16,7 @@ from PIL import Image
 
 from imgsim_index.index.catalog import NewRow
 from imgsim_index.index.store import IndexStore
+from imgsim_index.ingest.identity import file_digest
 from imgsim_index.pipeline.dedupe import DedupeResult, DedupeSettings, dedupe
 from imgsim_index.search import PairSettings
 
@@ -31,6 +32,7 @@ class Img:
     size: tuple[int, int] = (64, 48)
     pad: int = 0  # extra bytes after the JPEG data, to set the file size
     mtime: int = 1_600_000_000  # seconds
+    same_bytes_as: str | None = None  # rel of an earlier image: write a byte-exact copy of it
 
 
 def write_image(path: Path, size: tuple[int, int], seed: int, pad: int = 0,
@@ -55,11 +57,17 @@ def make_library(root: Path, images: list[Img], seed: int = 0) -> tuple[Path, Pa
     rows, vectors = [], []
     for k, img in enumerate(images):
         path = photos / img.rel
-        write_image(path, img.size, seed=img.group if img.group is not None else 1000 + k,
-                    pad=img.pad, mtime=img.mtime)
+        if img.same_bytes_as is not None:
+            path.write_bytes((photos / img.same_bytes_as).read_bytes())
+            os.utime(path, ns=(img.mtime * 10**9,) * 2)
+        else:
+            write_image(path, img.size, seed=img.group if img.group is not None else 1000 + k,
+                        pad=img.pad, mtime=img.mtime)
         st = os.stat(path)
-        rows.append(NewRow(str(path), str(photos), st.st_size, st.st_mtime_ns,
-                           img.size[0], img.size[1]))
+        root = photos if path.is_relative_to(photos) else path.parent  # rel may be absolute
+        rows.append(NewRow(str(path), str(root), st.st_size, st.st_mtime_ns,
+                           img.size[0], img.size[1], dev=st.st_dev, ino=st.st_ino,
+                           digest=file_digest(str(path))))
         if img.group is None:
             v = rng.normal(size=DIM)
         else:

@@ -8,7 +8,6 @@ renamed over the duplicate, so the duplicate's path never disappears.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import hashlib
 import os
@@ -31,9 +30,17 @@ def part_name(dst: str) -> str:
     return os.path.join(parent(dst), f".imgsim-part-{digest}")
 
 
+# errors that mean "there is no such file to remove" (a file where a folder should be,
+# a name too long to exist): recovery must not fail on them
+_ABSENT = {errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG}
+
+
 def remove_if_exists(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
+    try:
         os.unlink(path)
+    except OSError as exc:
+        if exc.errno not in _ABSENT:
+            raise
 
 
 def matches(path: str, size: int, mtime_ns: int) -> bool:

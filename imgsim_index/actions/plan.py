@@ -8,6 +8,11 @@ link keeps the replaced file under the journal's originals folder for undo,
 unless it was byte-identical to its keeper (then undo copies the keeper back).
 An interrupted apply is resumed or undone from its journal: the one operation
 it was in the middle of is first finished or put back (see _recover).
+
+A failure of one file (a destination folder that cannot be made, a name too
+long, a full disk, no permission) is put back, journalled with its reason, and
+the rest go on; ApplyResult.failed lists them. A journal that cannot be written
+stops the run before the next file is touched.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from imgsim_index.actions.safety import (
     report_context,
 )
 from imgsim_index.errors import ActionError, InputError
+from imgsim_index.ingest.identity import FileKey, normal_path
 from imgsim_index.progress import NoProgress, Progress
 
 ACTIONS = ("move", "hardlink", "delete")
@@ -55,6 +61,8 @@ class Operation:
     held: int = 0  # bytes freed only once the originals kept for undo are deleted
     target: str | None = None  # move: destination
     identical: bool = False  # hardlink: same bytes as the keeper, so no backup is needed
+    name: str = ""  # as the report spells it (path is normalised)
+    key: FileKey = (0, 0)  # device and inode when planned
 
 
 @dataclass(frozen=True)
@@ -89,6 +97,7 @@ class ApplyResult:
     backup_dir: str | None
     move_to: str | None = None
     already_done: int = 0  # finished by the interrupted run this one resumed
+    failed: list[Refusal] = field(default_factory=list)  # tried, failed, put back
 
     @property
     def bytes_freed(self) -> int:
@@ -106,29 +115,30 @@ class UndoResult:
     deleted: list[str] = field(default_factory=list)  # deletions cannot be undone
 
 
-def _examine(path: str, ctx: ReportContext, action: str, move_to: str | None
+def _examine(name: str, ctx: ReportContext, action: str, move_to: str | None
              ) -> Operation | Refusal:
-    reason = problem_with(path, ctx)
+    reason = problem_with(name, ctx)
     if reason:
-        return Refusal(path, reason)
-    keeper = ctx.keeper_of[path]
+        return Refusal(name, reason)
+    path, keeper = normal_path(name), normal_path(ctx.keeper_of[name])
     try:
         st, kst = os.stat(path), os.stat(keeper)
     except OSError as exc:  # it vanished a moment after the checks
-        return Refusal(path, f"cannot be examined ({exc.strerror or exc})")
+        return Refusal(name, f"cannot be examined ({exc.strerror or exc})")
     linked = (st.st_dev, st.st_ino) == (kst.st_dev, kst.st_ino)
     frees = 0 if linked or st.st_nlink > 1 else st.st_size
-    base = Operation(path, keeper, st.st_size, st.st_mtime_ns, stat.S_IMODE(st.st_mode), frees)
+    base = Operation(path, keeper, st.st_size, st.st_mtime_ns, stat.S_IMODE(st.st_mode), frees,
+                     name=name, key=(st.st_dev, st.st_ino))
     if action == "move":
         target = move_target(path, ctx.folders, str(move_to))
         if os.path.lexists(target):
-            return Refusal(path, f"{target} already exists; not overwriting it")
+            return Refusal(name, f"{target} already exists; not overwriting it")
         return Operation(**{**base.__dict__, "target": target})
     if action == "hardlink":
         if linked:
-            return Refusal(path, f"is already a hard link to its keeper {keeper}")
+            return Refusal(name, f"is already a hard link to its keeper {keeper}")
         if st.st_dev != kst.st_dev:
-            return Refusal(path, f"is on another filesystem than its keeper {keeper}; hard links "
+            return Refusal(name, f"is on another filesystem than its keeper {keeper}; hard links "
                                  "cannot cross filesystems (use --move-to or --delete for it)")
         identical = st.st_size == kst.st_size and filecmp.cmp(path, keeper, shallow=False)
         return Operation(**{**base.__dict__, "identical": identical,
@@ -147,13 +157,17 @@ def make_plan(report_path: str, action: str, move_to: str | None = None,
     dest = check_move_to(move_to, ctx) if action == "move" else None
     ops: list[Operation] = []
     refused: list[Refusal] = []
-    seen: set[str] = set(skip)
-    for path in ctx.keeper_of:
-        if path in seen:
-            continue
-        seen.add(path)
-        got = _examine(path, ctx, action, dest)
+    finished = {normal_path(p) for p in skip}
+    planned: dict[FileKey, str] = {}
+    for name in ctx.keeper_of:
+        if normal_path(name) in finished:
+            continue  # done by the interrupted run being resumed
+        got = _examine(name, ctx, action, dest)
+        if isinstance(got, Operation) and got.key in planned:
+            got = Refusal(name, f"is the same file as {planned[got.key]}, already planned "
+                                "(another name for it)")
         if isinstance(got, Operation):
+            planned[got.key] = got.path
             ops.append(got)
         else:
             refused.append(got)
@@ -161,9 +175,14 @@ def make_plan(report_path: str, action: str, move_to: str | None = None,
 
 
 def default_journal_path(report_path: str, action: str) -> str:
-    stamp = time.strftime("%Y%m%d_%H%M%S")
-    return os.path.join(os.path.dirname(os.path.abspath(report_path)),
-                        f"apply-{action}-{stamp}.jsonl")
+    """A new name beside the report: time and process id, then _2, _3... if taken, so two
+    applies in the same second never share a journal (Journal.create refuses to reuse one)."""
+    stamp = f"{time.strftime('%Y%m%d_%H%M%S')}-{os.getpid()}"
+    base = os.path.join(os.path.dirname(os.path.abspath(report_path)), f"apply-{action}-{stamp}")
+    path, k = f"{base}.jsonl", 2
+    while os.path.lexists(path):
+        path, k = f"{base}_{k}.jsonl", k + 1
+    return path
 
 
 def backup_dir_for(journal_path: str) -> str:
@@ -225,37 +244,72 @@ def _recover(rec: dict[str, Any]) -> bool:
     return False
 
 
-def settle_interrupted(journal: Journal) -> None:
+def settle_interrupted(journal: Journal) -> list[Refusal]:
+    """Finish or put back every operation cut short; those that cannot be settled now
+    (recovery itself fails) stay open in the journal and are returned with the reason."""
+    unsettled = []
     for rec in journal.interrupted():
-        done = _recover(rec)
-        journal.append({"type": "done" if done else "rolled_back", "n": rec["n"]})
+        try:
+            done = _recover(rec)
+        except OSError as exc:
+            unsettled.append(Refusal(rec["path"], f"cannot be settled after an interrupted "
+                                                  f"{rec['action']}: {exc.strerror or exc}"))
+            continue
+        _write(journal, {"type": "done" if done else "rolled_back", "n": rec["n"]})
+    return unsettled
+
+
+def _write(journal: Journal, record: dict[str, Any]) -> None:
+    try:
+        journal.append(record)
+    except OSError as exc:
+        raise ActionError(
+            f"cannot write the journal {journal.path} ({exc.strerror or exc}); stopped before "
+            f"touching another file. Free space, then finish with --resume {journal.path} "
+            "or take it back with undo") from None
+
+
+def _try(rec: dict[str, Any], journal: Journal) -> str | None:
+    """Perform one journalled operation; on failure put it back and say why."""
+    try:
+        _perform(rec)
+    except OSError as exc:
+        why = f"failed: {exc.strerror or exc}" + (f" ({exc.filename})" if exc.filename else "")
+        try:
+            state = "done" if _recover(rec) else "rolled_back"
+        except OSError as again:  # left open: undo or --resume settles it later
+            return f"{why}; putting it back failed too ({again.strerror or again})"
+        _write(journal, {"type": state, "n": rec["n"], "error": why})
+        return None if state == "done" else why
+    _write(journal, {"type": "done", "n": rec["n"]})
+    return None
 
 
 def _execute(plan: Plan, journal: Journal, progress: Progress) -> ApplyResult:
     backup_dir = str(journal.header["backup_dir"])
     done: list[Operation] = []
     refused = list(plan.refused)
+    failed: list[Refusal] = []
     progress.start(plan.action, len(plan.operations))
     for planned in plan.operations:
         progress.update(1)
-        op = _examine(planned.path, plan.context, plan.action, plan.move_to)  # re-check now
+        op = _examine(planned.name or planned.path, plan.context, plan.action,
+                      plan.move_to)  # re-check now
         if isinstance(op, Refusal):
             refused.append(op)
             continue
         rec = _begin_record(op, plan.action, journal.next_number(), backup_dir)
-        journal.append(rec)
-        try:
-            _perform(rec)
-        except OSError as exc:
-            journal.append({"type": "done" if _recover(rec) else "rolled_back", "n": rec["n"]})
-            refused.append(Refusal(op.path, f"failed: {exc.strerror or exc}"))
-            continue
-        journal.append({"type": "done", "n": rec["n"]})
-        done.append(op)
+        _write(journal, rec)
+        why = _try(rec, journal)
+        if why:
+            failed.append(Refusal(op.path, why))
+        else:
+            done.append(op)
     progress.finish()
-    journal.append({"type": "end"})
+    _write(journal, {"type": "end", "failed": len(failed)})
     return ApplyResult(journal.path, plan.action, done, refused,
-                       backup_dir if plan.action == "hardlink" else None, plan.move_to)
+                       backup_dir if plan.action == "hardlink" else None, plan.move_to,
+                       failed=failed)
 
 
 def apply_plan(plan: Plan, journal_path: str, progress: Progress | None = None) -> ApplyResult:
@@ -279,7 +333,10 @@ def resume_apply(journal_path: str, report_path: str | None = None,
             raise ActionError(f"{journal.path} is complete; there is nothing to resume")
         if report_path and os.path.realpath(report_path) != os.path.realpath(head["report"]):
             raise ActionError(f"{journal.path} belongs to {head['report']}, not {report_path}")
-        settle_interrupted(journal)
+        unsettled = settle_interrupted(journal)
+        if unsettled:
+            r = unsettled[0]
+            raise ActionError(f"{r.path} {r.reason}; fix that, then run --resume again")
         done = journal.numbers("done")
         finished = {r["path"] for r in journal.begun() if r["n"] in done}
         plan = make_plan(head["report"], head["action"], head["move_to"], skip=finished)

@@ -5,6 +5,14 @@ and mtime_ns, a regular file), is not a keeper nor protected, its keeper is
 still there unchanged, and both lie inside the report's input folders, also
 once symbolic links are resolved. Each check answers with a reason a user can
 act on, or None.
+
+Paths are compared normalised (`d/sub/../a.png` is `d/a.png`) and files by
+identity (device, inode): a removable file that is a keeper under another name
+is refused. The report is bound to the index it was made from (`index_path`):
+a file is touched only when it lies inside the folders that index was built
+from, the index holds it, and it is still the same file (device, inode) with
+the same bytes (content digest) as when it was indexed. Editing the report
+cannot widen that.
 """
 
 from __future__ import annotations
@@ -16,8 +24,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from imgsim_index.errors import ActionError, InputError, ReportError
+from imgsim_index.errors import ActionError, ImgsimError, InputError, ReportError
 from imgsim_index.groups.keep import is_frame
+from imgsim_index.index.catalog import Row
+from imgsim_index.ingest.identity import FileKey, file_digest, file_key, normal_path
 from imgsim_index.paths import under_any
 
 
@@ -29,7 +39,10 @@ class ReportContext:
     protected: tuple[str, ...]
     members: dict[str, dict[str, Any]]
     keeper_of: dict[str, str]  # removable path -> its keeper
-    keepers: frozenset[str]
+    keepers: frozenset[str]  # normalised
+    index_rows: dict[str, Row]  # the index's rows for the report's paths (normalised)
+    index_roots: tuple[str, ...]  # the folders the index was built from
+    keeper_keys: dict[FileKey, str]  # identity of each keeper (when it was planned) -> keeper
 
 
 # -- the report -----------------------------------------------------------------------
@@ -45,11 +58,78 @@ def load_report(path: str) -> dict[str, Any]:
     if not isinstance(report, dict) or not isinstance(report.get("folder_list"), list):
         raise ReportError(f"{path} is not an imgsim-index report (no folder_list)")
     groups = report.get("groups")
-    if (int(report.get("report_schema_version") or 1) < 2 or not isinstance(groups, list)
-            or any("removable" not in g or "keeper" not in g for g in groups)):
+    if (_int(report.get("report_schema_version")) < 2 or not isinstance(groups, list)
+            or any(not isinstance(g, dict) or "removable" not in g or "keeper" not in g
+                   for g in groups)):
         raise ReportError(f"{path} was written by an older imgsim-index and names no keepers; "
                           "run `imgsim-index dedupe` again for a report apply can use")
+    problem = _malformed(report)
+    if problem:
+        raise ReportError(f"{path} is damaged: {problem}; run `imgsim-index dedupe` again")
     return report
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value or 1)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _malformed(report: dict[str, Any]) -> str | None:
+    """The first field of a report that apply cannot use, named as in the file."""
+    def text_list(v: Any) -> bool:
+        return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+    if not text_list(report["folder_list"]):
+        return "folder_list must be a list of folder names"
+    if not isinstance(report.get("index_path"), str):
+        return "index_path must name the index the report was made from"
+    if not text_list(report.get("protected_folders") or []):
+        return "protected_folders must be a list of folder names"
+    for k, g in enumerate(report["groups"]):
+        if not isinstance(g["keeper"], str):
+            return f"groups[{k}].keeper must be a path"
+        if not text_list(g["removable"]):
+            return f"groups[{k}].removable must be a list of paths"
+        members = g.get("members")
+        if not isinstance(members, list):
+            return f"groups[{k}].members must be a list"
+        for i, m in enumerate(members):
+            where = f"groups[{k}].members[{i}]"
+            if not isinstance(m, dict) or not isinstance(m.get("path"), str):
+                return f"{where}.path must be a path"
+            for key in ("size", "mtime_ns"):
+                if type(m.get(key)) is not int:
+                    return f"{where}.{key} must be an integer"
+        known = {m["path"] for m in members}
+        for p in [g["keeper"], *g["removable"]]:
+            if p not in known:
+                return f"groups[{k}] names {p} but has no member entry for it"
+    return None
+
+
+def _index_rows(report: dict[str, Any], paths: set[str]) -> tuple[dict[str, Row], tuple[str, ...]]:
+    """The rows of the report's index for `paths`, and the folders it was built from."""
+    from imgsim_index.index.store import CATALOG, IndexStore
+
+    folder = report["index_path"]
+    try:
+        IndexStore.read_manifest(folder)
+        from imgsim_index.index.catalog import Catalog
+
+        catalog = Catalog(os.path.join(folder, CATALOG), readonly=True)
+    except ImgsimError as exc:
+        raise ReportError(f"the report is bound to the index at {folder}, which cannot be "
+                          f"opened: {exc}") from None
+    try:
+        rows = {r.path: r for r in catalog.rows("WHERE status = 'embedded'")
+                if r.path in paths}
+        roots = tuple(sorted({str(r[0]) for r in
+                              catalog.db.execute("SELECT DISTINCT root FROM images")}))
+    finally:
+        catalog.close()
+    return rows, roots
 
 
 def report_context(report: dict[str, Any], report_path: str) -> ReportContext:
@@ -60,12 +140,20 @@ def report_context(report: dict[str, Any], report_path: str) -> ReportContext:
             members[m["path"]] = m
         for p in g["removable"]:
             keeper_of[p] = g["keeper"]
+    keepers = frozenset(normal_path(g["keeper"]) for g in report["groups"])
+    rows, roots = _index_rows(report, {normal_path(p) for p in members})
+    keeper_keys = {}
+    for k in keepers:
+        try:
+            keeper_keys[file_key(os.stat(k))] = k
+        except OSError:
+            continue  # a vanished keeper refuses its files (problem_with)
     return ReportContext(
         report_path=os.path.abspath(report_path), folders=folders,
         real_folders=tuple(os.path.realpath(f) for f in folders),
         protected=tuple(report.get("protected_folders") or ()),
-        members=members, keeper_of=keeper_of,
-        keepers=frozenset(g["keeper"] for g in report["groups"]),
+        members=members, keeper_of=keeper_of, keepers=keepers,
+        index_rows=rows, index_roots=roots, keeper_keys=keeper_keys,
     )
 
 
@@ -97,22 +185,54 @@ def _changed(path: str, member: dict[str, Any]) -> str | None:
 
 def problem_with(path: str, ctx: ReportContext) -> str | None:
     """Why `path` must not be touched, or None."""
-    if path in ctx.keepers:
+    norm = normal_path(path)
+    if path in ctx.keepers or norm in ctx.keepers:
         return "is a keeper"
     member = ctx.members.get(path)
     if member is None or path not in ctx.keeper_of:
         return "is not a removable file of the report"
-    if member.get("protected") or under_any(path, ctx.protected):
+    if member.get("protected") or under_any(norm, ctx.protected):
         return "is under a protected folder"
     if is_frame(path):
         return "is a frame of a video, not a file; apply acts on whole files only"
-    reason = _outside(path, ctx) or _changed(path, member)
+    reason = _outside(norm, ctx) or _changed(norm, member)
     if reason:
         return reason
-    keeper = ctx.keeper_of[path]
-    reason = _outside(keeper, ctx) or _changed(keeper, ctx.members[keeper])
+    keeper = normal_path(ctx.keeper_of[path])
+    reason = (_outside(keeper, ctx) or _changed(keeper, ctx.members[ctx.keeper_of[path]])
+              or _not_indexed(keeper, ctx, digest=False))
     if reason:
         return f"its keeper {keeper} {reason}; not touching a copy whose original may be gone"
+    return _not_indexed(norm, ctx, digest=True)
+
+
+def _not_indexed(path: str, ctx: ReportContext, digest: bool) -> str | None:
+    """Is `path` still the very file (and, with `digest`, the bytes) its index holds,
+    and not another name of a keeper?"""
+    if not under_any(path, ctx.index_roots):
+        return "is outside the folders the report's index was built from"
+    try:
+        key = file_key(os.stat(path))
+    except OSError as exc:
+        return f"cannot be examined ({exc.strerror or exc})"
+    other = ctx.keeper_keys.get(key)
+    if other is not None and other != path:
+        return f"is the same file as the keeper {other} (another name for it)"
+    row = ctx.index_rows.get(path)
+    if row is None:
+        return "is not in the index the report was made from"
+    if row.dev is None or row.ino is None or row.digest is None:
+        return ("was indexed by an older imgsim-index, which recorded no identity for it; "
+                "run build on its folder, then dedupe, to record one")
+    if key != (row.dev, row.ino):
+        return "is no longer the file that was indexed (another file has its name now)"
+    if digest:
+        try:
+            now = file_digest(path)
+        except OSError as exc:
+            return f"cannot be read ({exc.strerror or exc})"
+        if now != row.digest:
+            return "changed since it was indexed (its content digest differs); run dedupe again"
     return None
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from imgsim_index.actions.file_ops import copy_over, matches, move_file, put_back, same_file
 from imgsim_index.actions.journal import Journal
-from imgsim_index.actions.plan import Refusal, UndoResult, settle_interrupted
+from imgsim_index.actions.plan import Refusal, UndoResult, _write, settle_interrupted
 from imgsim_index.paths import under_any
 from imgsim_index.progress import NoProgress, Progress
 
@@ -78,7 +78,7 @@ def undo(journal_path: str, progress: Progress | None = None) -> UndoResult:
     result = UndoResult()
     with Journal.open(journal_path) as journal:
         head = journal.header
-        settle_interrupted(journal)
+        result.not_restored.extend(settle_interrupted(journal))
         done, undone = journal.numbers("done"), journal.numbers("undone")
         todo = [r for r in reversed(journal.begun()) if r["n"] in done and r["n"] not in undone]
         progress.start("undo", len(todo))
@@ -95,12 +95,12 @@ def undo(journal_path: str, progress: Progress | None = None) -> UndoResult:
             if problem:
                 result.not_restored.append(Refusal(rec["path"], problem))
                 continue
-            journal.append({"type": "undone", "n": rec["n"]})
+            _write(journal, {"type": "undone", "n": rec["n"]})
             result.restored.append(rec["path"])
             if rec["action"] == "move":
                 _prune_empty_folders(os.path.dirname(rec["target"]), head["move_to"])
         progress.finish()
         with contextlib.suppress(OSError):
             os.rmdir(head["backup_dir"])  # when every original has gone back
-        journal.append({"type": "undo_end"})
+        _write(journal, {"type": "undo_end"})
     return result

@@ -36,7 +36,8 @@ def error_line(exc: ImgsimError) -> str:
     """The one line printed for a library error, with the flag hint for its type."""
     hint = next((h for t, h in FLAG_HINTS.items() if isinstance(exc, t)), "")
     # a download attempt may have left a partial line on stderr
-    return f"{chr(10) if isinstance(exc, ModelError) else ''}Error: {exc}{hint}"
+    text = str(exc).replace("run verify with repair", "run `imgsim-index verify --repair`")
+    return f"{chr(10) if isinstance(exc, ModelError) else ''}Error: {text}{hint}"
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -92,6 +92,12 @@ def apply(report: str, move_to: str | None, hardlink: bool, delete: bool, yes: b
             raise
         _print_refusals(result.refused[len(plan.refused):])  # refused at the last moment
     _print_applied(result)
+    for f in result.failed:
+        click.echo(f"failed {_shown(f.path)}: {f.reason}")
+    if result.failed:
+        click.echo(f"{len(result.failed)} files failed and were left as they were; "
+                   "see the journal", err=True)
+        sys.exit(1)
 
 
 def _print_refusals(refused: list[Any]) -> None:

@@ -75,6 +75,10 @@ def verify(index_dir: str, repair: bool, wait: bool) -> None:
         click.echo(f"problem: {problem}")
     for fix in r.repaired:
         click.echo(f"repaired: {fix}")
+    for left in r.unrepairable:
+        click.echo(f"cannot repair: {left}")
+    if r.unrepairable:
+        raise SystemExit(1)
     if r.problems and not repair:
         click.echo("Run `imgsim-index verify --repair` to fix these.")
         raise SystemExit(1)

@@ -55,6 +55,7 @@ class EmbeddedBatch:
     vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
     sizes: list[tuple[int, int]] = field(default_factory=list)  # (width, height) per row
     errors: list[tuple[int, str]] = field(default_factory=list)  # (position, reason)
+    digests: list[str | None] = field(default_factory=list)  # content digest per row, if known
 
 
 def resolve_device(name: str) -> str:
@@ -70,7 +71,7 @@ def resolve_device(name: str) -> str:
 
 
 class _Files:
-    """Map-style dataset: position -> (position, pixels | None, width, height, error)."""
+    """Map-style dataset: position -> (position, pixels | None, width, height, error, digest)."""
 
     def __init__(self, paths: Sequence[str], pre: Preprocess, max_pixels: int):
         self.paths, self.pre, self.max_pixels = list(paths), pre, max_pixels
@@ -78,14 +79,15 @@ class _Files:
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, pos: int) -> tuple[int, np.ndarray | None, int, int, str | None]:
+    def __getitem__(self, pos: int
+                    ) -> tuple[int, np.ndarray | None, int, int, str | None, str | None]:
         try:
             d = decode_file(self.paths[pos], self.pre, self.max_pixels)
         except DecodeError as exc:
-            return pos, None, 0, 0, str(exc)
+            return pos, None, 0, 0, str(exc), None
         except Exception as exc:  # a decoder bug must cost one file, not the run
-            return pos, None, 0, 0, f"decoder failed: {type(exc).__name__}: {exc}"
-        return pos, d.pixels, d.width, d.height, None
+            return pos, None, 0, 0, f"decoder failed: {type(exc).__name__}: {exc}", None
+        return pos, d.pixels, d.width, d.height, None, d.digest
 
 
 class _Videos:
@@ -268,12 +270,13 @@ class Embedder:
         for items in self._loader(dataset, settings, workers):
             out = EmbeddedBatch()
             good = []
-            for pos, pixels, w, h, err in items:
+            for pos, pixels, w, h, err, digest in items:
                 if err is not None:
                     out.errors.append((pos, err))
                 else:
                     out.positions.append(pos)
                     out.sizes.append((w, h))
+                    out.digests.append(digest)
                     good.append(pixels)
             if good:
                 out.vectors = self.embed_pixels(np.stack(good))

@@ -47,7 +47,7 @@ def decode_batch(batch: dict[str, np.ndarray], pre: Preprocess,
     width, height = np.zeros(n, np.int64), np.zeros(n, np.int64)
     errors = []
     for k in range(n):
-        _, px, w, h, err = files[k]
+        _, px, w, h, err, _ = files[k]  # the driver takes the digest (see build.py)
         if err is None and px is not None:
             pixels[k], width[k], height[k] = px, w, h
         errors.append(err or "")

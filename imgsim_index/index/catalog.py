@@ -3,6 +3,11 @@
 The catalog is the commit point of the index: a vector exists for a row only
 once the transaction naming its segment file has committed. WAL mode lets
 readers (dedupe, query) see the last committed state while a writer runs.
+
+Schema 2 adds each file's identity (dev, ino) and content digest; an older
+catalog gains the columns (ALTER TABLE) when a writer opens it, and readers of
+an older catalog see them as NULL. Any SQLite error that means a damaged file
+becomes an IndexFormatError naming the repair.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import numpy as np
 
 from imgsim_index.errors import IndexFormatError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -32,7 +37,10 @@ CREATE TABLE IF NOT EXISTS images (
     error TEXT,
     segment TEXT,
     added_at REAL NOT NULL,
-    seq INTEGER NOT NULL DEFAULT 0
+    seq INTEGER NOT NULL DEFAULT 0,
+    dev INTEGER,
+    ino INTEGER,
+    digest TEXT
 );
 CREATE INDEX IF NOT EXISTS images_seq ON images (seq);
 CREATE INDEX IF NOT EXISTS images_segment ON images (segment);
@@ -66,6 +74,9 @@ class Row:
     segment: str | None
     added_at: float
     seq: int  # commit number that wrote this row: rows with seq > s are newer than commit s
+    dev: int | None = None  # the file's identity when it was scanned (st_dev, st_ino)
+    ino: int | None = None
+    digest: str | None = None  # BLAKE2b-128 of the bytes that were embedded (hex)
 
 
 @dataclass(frozen=True)
@@ -79,6 +90,9 @@ class NewRow:
     width: int | None = None
     height: int | None = None
     error: str | None = None
+    dev: int | None = None
+    ino: int | None = None
+    digest: str | None = None
 
 
 @dataclass(frozen=True)
@@ -95,12 +109,33 @@ class VideoDone:
 _COLUMNS = (
     "id, path, root, size, mtime_ns, width, height, status, error, segment, added_at, seq"
 )
+_IDENTITY_COLUMNS = (("dev", "INTEGER"), ("ino", "INTEGER"), ("digest", "TEXT"))
+
+REPAIR_HINT = "run verify with repair, or build a new index in another folder"
+
+
+def damaged(path: str, exc: sqlite3.Error) -> IndexFormatError:
+    """The one-line error for a catalog SQLite cannot read."""
+    return IndexFormatError(f"the index catalog {path} is damaged ({exc}); {REPAIR_HINT}")
 
 
 class Catalog:
     def __init__(self, path: str, readonly: bool = False):
+        self.path = path
         uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
-        self.db = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30)
+        try:
+            self.db = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30)
+        except sqlite3.Error as exc:
+            raise damaged(path, exc) from None
+        try:
+            self._open(path, readonly)
+        except sqlite3.DatabaseError as exc:
+            self.db.close()
+            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+                raise
+            raise damaged(path, exc) from None
+
+    def _open(self, path: str, readonly: bool) -> None:
         self.db.execute("PRAGMA busy_timeout = 30000")
         if not readonly:
             self.db.execute("PRAGMA journal_mode = WAL")
@@ -108,22 +143,47 @@ class Catalog:
             try:
                 self.db.executescript(_SCHEMA)
             except sqlite3.OperationalError as exc:
-                self.db.close()
                 raise IndexFormatError(
                     f"{path} has an unknown catalog layout ({exc}); it was written by another "
                     "version of imgsim-index. Build a new index with --index NEW_DIR"
                 ) from None
+            self._migrate()
             self.db.execute(
                 "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
             )
+        have = {r[1] for r in self.db.execute("PRAGMA table_info(images)")}
+        extra = [name if name in have else f"NULL AS {name}" for name, _ in _IDENTITY_COLUMNS]
+        self._columns = ", ".join([_COLUMNS, *extra])
+
+    def _migrate(self) -> None:
+        """Schema 1 -> 2: the identity columns, added in place (old rows hold NULL)."""
+        have = {r[1] for r in self.db.execute("PRAGMA table_info(images)")}
+        for name, kind in _IDENTITY_COLUMNS:
+            if name not in have:
+                self.db.execute(f"ALTER TABLE images ADD COLUMN {name} {kind}")
+        self.db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
+                        (str(SCHEMA_VERSION),))
+
+    def quick_check(self) -> list[str]:
+        """SQLite's own check of the file: [] when sound, else its findings."""
+        try:
+            got = [str(r[0]) for r in self.db.execute("PRAGMA quick_check")]
+        except sqlite3.DatabaseError as exc:
+            return [str(exc)]
+        return [] if got == ["ok"] else got
 
     def close(self) -> None:
         self.db.close()
 
     # -- reads -------------------------------------------------------------
     def rows(self, where: str = "", params: Sequence[object] = ()) -> list[Row]:
-        sql = f"SELECT {_COLUMNS} FROM images {where} ORDER BY id"
-        return [Row(*r) for r in self.db.execute(sql, params)]
+        sql = f"SELECT {self._columns} FROM images {where} ORDER BY id"
+        try:
+            return [Row(*r) for r in self.db.execute(sql, params)]
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+                raise
+            raise damaged(self.path, exc) from None
 
     def rows_by_path(self) -> dict[str, Row]:
         return {r.path: r for r in self.rows()}
@@ -178,13 +238,15 @@ class Catalog:
             status = "error" if r.error is not None else "embedded"
             cur = self.db.execute(
                 "INSERT INTO images (path, root, size, mtime_ns, width, height, status, error,"
-                " segment, added_at, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " segment, added_at, seq, dev, ino, digest)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT(path) DO UPDATE SET root=excluded.root, size=excluded.size,"
                 " mtime_ns=excluded.mtime_ns, width=excluded.width, height=excluded.height,"
                 " status=excluded.status, error=excluded.error, segment=excluded.segment,"
-                " added_at=excluded.added_at, seq=excluded.seq RETURNING id",
+                " added_at=excluded.added_at, seq=excluded.seq, dev=excluded.dev,"
+                " ino=excluded.ino, digest=excluded.digest RETURNING id",
                 (r.path, r.root, r.size, r.mtime_ns, r.width, r.height, status, r.error,
-                 None if r.error is not None else segment, now, seq),
+                 None if r.error is not None else segment, now, seq, r.dev, r.ino, r.digest),
             )
             ids.append(int(cur.fetchone()[0]))
         return ids
@@ -210,6 +272,11 @@ class Catalog:
         self.db.execute("UPDATE images SET segment = ? WHERE status = 'embedded'", (segment,))
         self.db.execute("DELETE FROM segments")
         self.add_segment(segment, count)
+
+    def set_identity(self, path: str, dev: int | None, ino: int | None, digest: str) -> None:
+        """Record an unchanged file's identity and digest (rows written before schema 2)."""
+        self.db.execute("UPDATE images SET dev = ?, ino = ?, digest = ? WHERE path = ?",
+                        (dev, ino, digest, path))
 
     def delete_paths(self, paths: Iterable[str]) -> int:
         n = 0

@@ -1,8 +1,10 @@
 """verify: check catalog, vectors and manifest against each other; optionally repair.
 
-Checks: the manifest reads and matches the catalog's counts; every segment the
-catalog names exists, reads, and has the manifest's dimension; every embedded
-row has exactly one current vector, of unit length; no segment file is unknown
+Checks: SQLite's own quick_check of the catalog; the manifest reads and matches
+the catalog's counts; every segment the catalog names exists, reads, and has the
+manifest's dimension (a file of another dimension is damaged as a whole); every
+embedded row has exactly one current vector, finite (no NaN or Inf) and of unit
+length; no segment file is unknown
 to the catalog (an orphan from an interrupted commit); error rows hold no vector.
 Superseded vectors (old versions of changed files, awaiting compaction) are
 counted, not reported as problems.
@@ -10,6 +12,8 @@ counted, not reported as problems.
 Repair (under the writer lock): orphan files are deleted; rows whose vector is
 missing or damaged are removed from the catalog so that the next build
 re-embeds those files; the index is compacted and the manifest rewritten.
+What repair cannot fix (a catalog SQLite cannot read or that fails quick_check)
+is said as such in `VerifyReport.unrepairable`, never raised.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from imgsim_index.errors import IndexFormatError
+from imgsim_index.errors import ImgsimError, IndexFormatError
 from imgsim_index.index.store import SEGMENTS, IndexStore
 from imgsim_index.index.vector_file import VectorFile
 
@@ -29,6 +33,7 @@ from imgsim_index.index.vector_file import VectorFile
 class VerifyReport:
     problems: list[str] = field(default_factory=list)
     repaired: list[str] = field(default_factory=list)
+    unrepairable: list[str] = field(default_factory=list)
     embedded: int = 0
     errors: int = 0
     segments: int = 0
@@ -43,6 +48,12 @@ class VerifyReport:
 def _check(store: IndexStore, report: VerifyReport) -> list[str]:
     """Fill `report`; return the paths whose vectors are missing or damaged."""
     cat = store.catalog
+    sqlite_findings = cat.quick_check()
+    if sqlite_findings:
+        report.problems.append(f"the catalog fails SQLite's quick_check: "
+                               f"{'; '.join(sqlite_findings[:3])}")
+        report.unrepairable.append(_CATALOG_LOST)
+        return []
     rows = cat.rows()
     embedded = [r for r in rows if r.status == "embedded"]
     report.embedded, report.errors = len(embedded), len(rows) - len(embedded)
@@ -75,6 +86,8 @@ def _check(store: IndexStore, report: VerifyReport) -> list[str]:
             continue
         if vf.dim != store.dim:
             report.problems.append(f"{name} holds {vf.dim}-d vectors, not {store.dim}")
+            damaged += [by_id[i].path for i in wanted.get(name, [])]
+            continue
         dup = [i for i, c in Counter(ids.tolist()).items() if c > 1]
         if dup:
             report.problems.append(f"{name} holds ids {dup[:5]} more than once")
@@ -85,6 +98,9 @@ def _check(store: IndexStore, report: VerifyReport) -> list[str]:
         for i in mine:
             if i not in here:
                 report.problems.append(f"{by_id[i].path}: no vector in {name}")
+                damaged.append(by_id[i].path)
+            elif not np.isfinite(norms[i]):
+                report.problems.append(f"{by_id[i].path}: vector holds NaN or Inf")
                 damaged.append(by_id[i].path)
             elif abs(norms[i] - 1.0) > 1e-3:
                 report.problems.append(f"{by_id[i].path}: vector norm {norms[i]:.4f}, not 1")
@@ -98,11 +114,21 @@ def _check(store: IndexStore, report: VerifyReport) -> list[str]:
     return damaged
 
 
+_CATALOG_LOST = ("the catalog cannot be repaired in place: move the index folder aside and "
+                 "build a new index (the image files are untouched)")
+
+
 def verify_index(index_dir: str, repair: bool = False, wait: bool = False) -> VerifyReport:
     report = VerifyReport()
-    with IndexStore.open_reader(index_dir) as store:
-        _check(store, report)
-    if not repair or report.ok:
+    try:
+        with IndexStore.open_reader(index_dir) as store:
+            _check(store, report)
+    except IndexFormatError as exc:
+        if not IndexStore.exists(index_dir):
+            raise  # no index at all: nothing to verify
+        report.problems.append(str(exc))
+        report.unrepairable.append(_CATALOG_LOST)
+    if not repair or report.ok or report.unrepairable:
         return report
     manifest = IndexStore.read_manifest(index_dir)
     store = IndexStore.open_writer(index_dir, manifest, wait=wait)  # removes orphan files
@@ -115,6 +141,9 @@ def verify_index(index_dir: str, repair: bool = False, wait: bool = False) -> Ve
                 "re-embeds those files")
         store.compact()
         report.repaired.append("removed orphan files, compacted the vectors, rewrote the manifest")
+    except (OSError, ImgsimError) as exc:
+        report.unrepairable.append(f"repair stopped: {exc}; the index is as it was before "
+                                   "the step that failed")
     finally:
         store.close()
     return report

@@ -282,9 +282,11 @@ class IndexStore:
         for attempt in range(5):
             try:
                 return self._load_once(roots)
-            except FileNotFoundError:
+            except FileNotFoundError as exc:
                 if attempt == 4:
-                    raise
+                    raise IndexFormatError(
+                        f"{self.folder}: the vector file {exc.filename} is missing; the index "
+                        "is damaged: run verify with repair") from None
                 time.sleep(0.2 * (attempt + 1))
         raise AssertionError("unreachable")
 
@@ -308,14 +310,23 @@ class IndexStore:
         for segment, wanted in by_segment.items():
             want = np.asarray(wanted, np.int64)  # ascending: rows come in id order
             with VectorFile(os.path.join(self.folder, segment)) as vf:
+                if vf.dim != self.dim:
+                    raise IndexFormatError(
+                        f"{self.folder}: {segment} holds {vf.dim}-d vectors, the index "
+                        f"{self.dim}-d; the index is damaged: run verify with repair")
                 for ids, vecs in vf.chunks():  # file reads: no copy of a whole file
                     mask = _members(ids, want)
-                    out[np.searchsorted(row_ids, ids[mask])] = vecs[mask]
+                    at = np.searchsorted(row_ids, ids[mask])
+                    out[at] = vecs[mask]
                     filled += int(mask.sum())
+                    if not np.isfinite(out[at]).all():  # NaN scores would lose pairs silently
+                        raise IndexFormatError(
+                            f"{self.folder}: {segment} holds vectors with NaN or Inf; the "
+                            "index is damaged: run verify with repair")
         if filled != len(rows):
             raise IndexFormatError(
                 f"{self.folder}: {len(rows) - filled} catalog rows have no vector; "
-                "the index is damaged"
+                "the index is damaged: run verify with repair"
             )
         return LoadedVectors(rows, out, seq)
 

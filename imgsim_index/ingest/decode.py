@@ -18,12 +18,13 @@ import json
 import os
 import stat
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from imgsim_index.errors import DecodeError
+from imgsim_index.ingest.identity import content_digest
 
 BACKGROUND = (128, 128, 128)
 DEFAULT_MAX_PIXELS = 178_956_970  # Pillow's own bomb limit; larger images are refused
@@ -52,6 +53,7 @@ class Decoded:
     pixels: np.ndarray  # (crop, crop, 3) uint8
     width: int  # of the upright original
     height: int
+    digest: str | None = None  # of the file's bytes (decode_file), see ingest/identity.py
 
 
 def read_file(path: str, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
@@ -136,15 +138,36 @@ def decode_bytes(
     return Decoded(resize_and_crop(rgb, pre), uw, uh)
 
 
+# Beyond this long side the resized image is never built whole: only the region the
+# centre crop keeps is resampled (see resize_and_crop). Resizing the shorter side of a
+# 1 x 100000 strip to 256 would otherwise make a 256 x 25.6M image (about 20 GB).
+MAX_RESIZED_SIDE = 4096
+
+
 def resize_and_crop(im: Image.Image, pre: Preprocess) -> np.ndarray:
     w, h = im.size
     scale = pre.resize / min(w, h)
     nw, nh = max(pre.crop, round(w * scale)), max(pre.crop, round(h * scale))
-    im = im.resize((nw, nh), _RESAMPLE[pre.interpolation])
     left, top = (nw - pre.crop) // 2, (nh - pre.crop) // 2
+    if max(nw, nh) > MAX_RESIZED_SIDE:
+        return _resize_crop_window(im, pre, (nw, nh), (left, top))
+    im = im.resize((nw, nh), _RESAMPLE[pre.interpolation])
     im = im.crop((left, top, left + pre.crop, top + pre.crop))
     return np.asarray(im, dtype=np.uint8)
 
 
+def _resize_crop_window(im: Image.Image, pre: Preprocess, resized: tuple[int, int],
+                        corner: tuple[int, int]) -> np.ndarray:
+    """The same crop window as resize-then-crop, resampled straight from the source region
+    that maps onto it (Pillow's `box`), so memory follows the crop, not the long side."""
+    w, h = im.size
+    sx, sy = w / resized[0], h / resized[1]
+    left, top = corner
+    box = (left * sx, top * sy, (left + pre.crop) * sx, (top + pre.crop) * sy)
+    out = im.resize((pre.crop, pre.crop), _RESAMPLE[pre.interpolation], box=box)
+    return np.asarray(out, dtype=np.uint8)
+
+
 def decode_file(path: str, pre: Preprocess, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
-    return decode_bytes(read_file(path), pre, max_pixels)
+    data = read_file(path)
+    return replace(decode_bytes(data, pre, max_pixels), digest=content_digest(data))

@@ -6,6 +6,11 @@ cannot be a readable image file -- a FIFO or device named x.jpg, a broken
 symlink, a symlink loop, a name that is not UTF-8 -- comes out as an ImageRef
 with `error` set, so the catalog records it with its reason instead of the run
 crashing or blocking.
+
+One identity per file: each file's (device, inode) is recorded, and a file
+reached under several names (a symlinked folder inside another input,
+overlapping inputs such as `photos photos/2024`, hard links) is listed once,
+under the first name found; `scan` notes the other names as `Alias`es.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from imgsim_index.errors import InputError
+from imgsim_index.ingest.identity import FileKey, normal_path
 from imgsim_index.ingest.video import is_video_name
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
@@ -29,6 +35,26 @@ class ImageRef:
     mtime_ns: int | None
     error: str | None = None
     kind: str = "image"  # image | video (a video becomes one entry per sampled frame)
+    dev: int | None = None  # st_dev and st_ino: the file's identity, whatever its name
+    ino: int | None = None
+
+    @property
+    def key(self) -> FileKey | None:
+        return None if self.dev is None or self.ino is None else (self.dev, self.ino)
+
+
+@dataclass(frozen=True)
+class Alias:
+    """A second name of a file that is indexed under its first name."""
+
+    path: str  # the name not indexed
+    indexed_as: str
+
+
+@dataclass
+class Scan:
+    refs: list[ImageRef]
+    aliases: list[Alias]
 
 
 def is_image_name(name: str) -> bool:
@@ -52,7 +78,7 @@ def _ref_for(path: str, root: str) -> ImageRef:
         return ImageRef(path, root, None, None, f"cannot stat: {exc.strerror or exc}", kind)
     if not stat.S_ISREG(st.st_mode):
         return ImageRef(path, root, None, None, f"not a regular file ({_kind(st.st_mode)})", kind)
-    return ImageRef(path, root, st.st_size, st.st_mtime_ns, None, kind)
+    return ImageRef(path, root, st.st_size, st.st_mtime_ns, None, kind, st.st_dev, st.st_ino)
 
 
 def _printable(path: str) -> str:
@@ -71,7 +97,7 @@ def _kind(mode: int) -> str:
 
 def scan_folder(root: str) -> Iterator[ImageRef]:
     """Yield image files under `root` in a stable (sorted) order."""
-    root = os.path.abspath(root)
+    root = normal_path(root)
     seen: set[tuple[int, int]] = set()
     stack = [root]
     while stack:
@@ -103,21 +129,36 @@ def scan_folder(root: str) -> Iterator[ImageRef]:
 
 
 def scan_folders(roots: Sequence[str]) -> list[ImageRef]:
-    """Scan every root (a folder, or a single image or video file); a file reachable from
-    two roots is listed once, under the first."""
-    refs: list[ImageRef] = []
-    seen_paths: set[str] = set()
+    """Scan every root (a folder, or a single image or video file); a file reachable
+    under several names is listed once, under the first."""
+    return scan(roots).refs
+
+
+def scan(roots: Sequence[str]) -> Scan:
+    """As `scan_folders`, also naming each file's other names (`Alias`)."""
+    out = Scan([], [])
+    by_path: set[str] = set()
+    by_key: dict[FileKey, str] = {}
+
+    def take(ref: ImageRef) -> None:
+        if ref.path in by_path:
+            return  # the same name again (an input given twice, or inside another)
+        key = ref.key
+        if key is not None and key in by_key:
+            out.aliases.append(Alias(ref.path, by_key[key]))
+            return
+        by_path.add(ref.path)
+        if key is not None:
+            by_key[key] = ref.path
+        out.refs.append(ref)
+
     for root in roots:
         if os.path.isfile(root):
-            path = os.path.abspath(root)
-            if path not in seen_paths:
-                seen_paths.add(path)
-                refs.append(_ref_for(path, os.path.dirname(path)))
+            path = normal_path(root)
+            take(_ref_for(path, os.path.dirname(path)))
             continue
         if not os.path.isdir(root):
             raise InputError(f"not a folder: {root}")
         for ref in scan_folder(root):
-            if ref.path not in seen_paths:
-                seen_paths.add(ref.path)
-                refs.append(ref)
-    return refs
+            take(ref)
+    return out

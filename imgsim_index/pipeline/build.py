@@ -23,7 +23,8 @@ from imgsim_index.embed.models import DEFAULT_MODEL, LoadedModel, load_model, mo
 from imgsim_index.errors import InputError
 from imgsim_index.index.catalog import NewRow, Row, VideoDone
 from imgsim_index.index.store import IndexStore, check_identity
-from imgsim_index.ingest.scan import ImageRef, scan_folders
+from imgsim_index.ingest.identity import file_digest
+from imgsim_index.ingest.scan import Alias, ImageRef, scan
 from imgsim_index.ingest.video import frame_path, split_frame_path
 from imgsim_index.progress import NoProgress, Progress
 
@@ -75,6 +76,7 @@ class BuildResult:
     total_errors: int = 0
     seconds: float = 0.0
     scanned_paths: list[str] = field(default_factory=list)
+    aliases: list[Alias] = field(default_factory=list)  # other names of files indexed once
 
 
 def resolve_model(index_dir: str, settings: BuildSettings) -> LoadedModel:
@@ -125,10 +127,17 @@ def build_index(
     store = IndexStore.open_writer(index_dir, identity, wait=settings.wait_for_lock)
     try:
         progress.note(f"scanning {len(paths)} path(s)")
-        refs = scan_folders(paths)
+        found = scan(paths)
+        refs = found.refs
+        if found.aliases:
+            a = found.aliases[0]
+            progress.note(f"{len(found.aliases)} file(s) reached under more than one name were "
+                          f"indexed once, under the first name found (e.g. {a.path} is "
+                          f"{a.indexed_as})")
         if accept is not None:
             refs = [r for r in refs if accept(r)]
         result = _Update(store, model, settings, progress, should_stop, engine).run(refs, paths)
+        result.aliases = found.aliases
         if store.needs_compaction():
             progress.note("compacting the index")
             store.compact()
@@ -146,6 +155,14 @@ def _changed(ref: ImageRef, row: Row | None) -> bool:
     if ref.error is not None:
         return row.status != "error" or row.error != ref.error
     return (row.size, row.mtime_ns) != (ref.size, ref.mtime_ns)
+
+
+def _digest_or_none(x: ImageRef) -> str | None:
+    """For engines that do not hand back the digest of the bytes they read."""
+    try:
+        return file_digest(x.path)
+    except OSError:
+        return None
 
 
 class _Update:
@@ -190,11 +207,35 @@ class _Update:
         self.errors.extend(NewRow(x.path, x.root, x.size, x.mtime_ns, error=x.error)
                            for x in bad)
         self._flush(force=True)
+        self._record_identities([x for x in refs if x.kind == "image" and x.error is None
+                                 and x.path in known and not _changed(x, known[x.path])],
+                                known)
         if images:
             self._embed_images(images)
         if videos and not self.should_stop():
             self._embed_videos(videos, starts)
         return r
+
+    def _record_identities(self, unchanged: list[ImageRef], known: dict[str, Row]) -> None:
+        """Unchanged files indexed before identities were recorded (or since moved to
+        another inode by a copy): store their (dev, ino) and content digest."""
+        todo = [x for x in unchanged
+                if (known[x.path].dev, known[x.path].ino) != (x.dev, x.ino)
+                or known[x.path].digest is None]
+        if not todo:
+            return
+        cat = self.store.catalog
+        cat.begin()
+        try:
+            for x in todo:
+                try:
+                    cat.set_identity(x.path, x.dev, x.ino, file_digest(x.path))
+                except OSError:
+                    continue  # unreadable now: its row keeps no digest, so apply refuses it
+            cat.commit()
+        except BaseException:
+            cat.rollback()
+            raise
 
     def _videos_to_do(self, refs: list[ImageRef], known: dict[str, Row],
                       done: dict[str, tuple[int | None, int | None, int]]
@@ -263,7 +304,9 @@ class _Update:
         for k, pos in enumerate(b.positions):
             x = todo[pos]
             w, h = b.sizes[k]
-            self.rows.append(NewRow(x.path, x.root, x.size, x.mtime_ns, w, h))
+            digest = b.digests[k] if k < len(b.digests) else None
+            self.rows.append(NewRow(x.path, x.root, x.size, x.mtime_ns, w, h,
+                                    dev=x.dev, ino=x.ino, digest=digest or _digest_or_none(x)))
         if b.positions:
             self.vectors.append(b.vectors)
         for pos, reason in b.errors:

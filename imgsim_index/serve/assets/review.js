@@ -43,6 +43,7 @@ function member(group, m) {
   } else {
     cap.append(el("div", { text: m.role + " (not changed)" }));
   }
+  fig.append(cap);
   return fig;
 }
 
@@ -53,6 +54,7 @@ function refresh(section) {
     const keep = fig.querySelector("input.keeper");
     const remove = fig.querySelector("input.remove");
     if (!keep) continue;
+    if (remove.disabled && !keep.checked) remove.checked = true;  // the former keeper
     remove.disabled = keep.checked;
     if (keep.checked) remove.checked = false;
     fig.classList.toggle("keeper", keep.checked);

@@ -8,4 +8,4 @@ if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip >/dev/null 2>&1 || true
-.venv/bin/python -m pip install --quiet -e '.[test,onnx,ray]'
+.venv/bin/python -m pip install --quiet -e '.[test,onnx,ray,serve,browser-test]'

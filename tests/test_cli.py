@@ -42,7 +42,8 @@ def run_main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, 
 def test_every_command_and_option_has_help() -> None:
     runner = CliRunner()
     assert sorted(cli.commands) == ["add", "apply", "build", "dedupe", "export",
-                                    "import-vectors", "query", "undo", "verify", "watch"]
+                                    "import-vectors", "query", "serve", "undo", "verify",
+                                    "watch"]
     for name, command in cli.commands.items():
         assert command.help, f"{name} has no help text"
         for param in command.params:

@@ -13,6 +13,7 @@ import click
 
 from imgsim_index.cli import apply_cmds, dedupe_cmd, index_cmds, query_cmds
 from imgsim_index.errors import ImgsimError, IndexLockedError, IndexMissingError, ModelError
+from imgsim_index.serve.command import serve
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -24,6 +25,7 @@ def cli() -> None:
 for _family in (index_cmds, dedupe_cmd, query_cmds, apply_cmds):
     for _command in _family.COMMANDS:
         cli.add_command(_command)
+cli.add_command(serve)  # the HTTP service: its options live beside it, in serve/
 
 # The library's messages speak of its own terms; these add the command-line way out.
 FLAG_HINTS: dict[type[ImgsimError], str] = {

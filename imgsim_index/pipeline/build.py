@@ -107,6 +107,7 @@ def build_index(
     accept: Callable[[ImageRef], bool] | None = None,
     should_stop: Callable[[], bool] | None = None,
     engine: ImageEngine | None = None,
+    store: IndexStore | None = None,
 ) -> BuildResult:
     """Bring the index up to date with `paths` (folders, image files, video files).
 
@@ -114,6 +115,7 @@ def build_index(
     `should_stop` is polled between batches: when it says so, the work done so far is
     committed and the build returns early. `engine` embeds the still images
     (default: this process, `embed.Embedder`); this process stays the only writer.
+    `store`: a writer the caller already holds (a long-running service); it stays open.
     """
     settings = settings or BuildSettings()
     settings.validate()
@@ -124,7 +126,11 @@ def build_index(
             raise InputError(f"no such folder or file: {p}")
     model = model or resolve_model(index_dir, settings)
     identity = {**model.identity(), "weights_source": model.weights_source}
-    store = IndexStore.open_writer(index_dir, identity, wait=settings.wait_for_lock)
+    owned = store is None
+    if store is None:
+        store = IndexStore.open_writer(index_dir, identity, wait=settings.wait_for_lock)
+    else:
+        check_identity(store.manifest, identity, index_dir)
     try:
         progress.note(f"scanning {len(paths)} path(s)")
         found = scan(paths)
@@ -143,7 +149,8 @@ def build_index(
             store.compact()
         counts = store.catalog.counts()
     finally:
-        store.close()
+        if owned:
+            store.close()
     result.total_embedded, result.total_errors = counts["embedded"], counts["errors"]
     result.seconds = time.perf_counter() - t0
     return result

@@ -13,7 +13,7 @@ import numpy as np
 
 from imgsim_index.embed.embedder import Embedder
 from imgsim_index.errors import InputError
-from imgsim_index.index.store import IndexStore, check_identity
+from imgsim_index.index.store import IndexStore, LoadedVectors, check_identity
 from imgsim_index.pipeline.build import BuildSettings, resolve_model
 from imgsim_index.search.threshold import SCORE_DECIMALS
 
@@ -31,7 +31,12 @@ def query_index(
     top_k: int = 10,
     threshold: float | None = None,
     settings: BuildSettings | None = None,
+    embedder: Embedder | None = None,
+    loaded: LoadedVectors | None = None,
 ) -> list[QueryResult]:
+    """`embedder` (the model, ready on its device) and `loaded` (the index's vectors) come
+    from a caller that keeps them between queries (a long-running service), or are
+    loaded here."""
     import faiss
 
     if top_k < 1:
@@ -39,11 +44,12 @@ def query_index(
     settings = settings or BuildSettings()
     with IndexStore.open_reader(index_dir) as store:
         manifest = dict(store.manifest)
-        loaded = store.load()
-    model = resolve_model(index_dir, settings)
+        if loaded is None:
+            loaded = store.load()
+    model = embedder.model if embedder else resolve_model(index_dir, settings)
     check_identity(manifest, model.identity(), index_dir)
     results = [QueryResult(p) for p in images]
-    embedder = Embedder(model, settings.embed.device, settings.embed.backend)
+    embedder = embedder or Embedder(model, settings.embed.device, settings.embed.backend)
     vectors = np.zeros((len(images), model.info.dim), np.float32)
     ok = np.zeros(len(images), bool)
     from dataclasses import replace

@@ -1,0 +1,247 @@
+"""app: the FastAPI application over an IndexService (JSON API, metrics, review page).
+
+Every error leaves as {"error": message} with a status: 400 for bad input, 401/403
+for refused callers, 404 for unknown things, 409 for a locked index, 413 for a
+too-large upload; anything unexpected is a 500 with a one-line message, never a
+stack trace.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from imgsim_index.errors import ImgsimError, IndexLockedError, InputError, ReportError
+from imgsim_index.groups.keep import DEFAULT_KEEP
+from imgsim_index.ingest.scan import is_image_name
+from imgsim_index.pipeline.dedupe import DedupeSettings
+from imgsim_index.search import PairSettings
+from imgsim_index.serve.body import read_json
+from imgsim_index.serve.review import add_review_routes
+from imgsim_index.serve.security import Refused, check_request, resolve_inside
+from imgsim_index.serve.service import IndexService
+
+MAX_PAGE_SIZE = 1000
+UPLOAD_CHUNK = 1 << 20
+
+
+class TooLarge(ImgsimError):
+    pass
+
+
+def error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _status_of(exc: ImgsimError) -> int:
+    if isinstance(exc, IndexLockedError):
+        return 409
+    if isinstance(exc, TooLarge):
+        return 413
+    if isinstance(exc, (InputError, ReportError)):
+        return 400
+    return 422
+
+
+def create_app(service: IndexService, start_service: bool = True) -> FastAPI:
+    """The app. Its startup starts the service (takes the writer lock) unless the caller
+    did; its shutdown always stops it (commits what was embedded), before uvicorn hands
+    a caught SIGTERM back to the process."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if start_service:
+            service.start()
+        try:
+            yield
+        finally:
+            service.stop()
+
+    app = FastAPI(title="imgsim-index", version="1",
+                  description="Near-duplicate image search over one index.", lifespan=lifespan)
+    token = service.settings.token
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]
+                    ) -> Response:
+        try:
+            check_request(request.method, {k.lower(): v for k, v in request.headers.items()},
+                          dict(request.cookies), token, request.query_params.get("token"))
+        except Refused as exc:
+            return error(exc.status, exc.message)
+        try:
+            return await call_next(request)
+        except Exception as exc:  # the last net: one line, no trace
+            return error(500, f"internal error: {type(exc).__name__}: {exc}")
+
+    @app.exception_handler(ImgsimError)
+    async def on_imgsim_error(_: Request, exc: ImgsimError) -> JSONResponse:
+        return error(_status_of(exc), str(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return error(400, f"{where}: {first.get('msg', 'invalid request')}")
+
+    add_api_routes(app, service)
+    add_review_routes(app, service)
+    return app
+
+
+def _paths_from(body: Any, roots: list[str]) -> list[str]:
+    if not isinstance(body, dict) or not ("path" in body or "paths" in body):
+        raise InputError('send JSON {"path": ...} or {"paths": [...]}, or upload files as '
+                         'multipart form data')
+    paths = body.get("paths") if "paths" in body else [body.get("path")]
+    if not isinstance(paths, list) or not paths:
+        raise InputError('"paths" must be a non-empty list of paths')
+    return [resolve_inside(p, roots) for p in paths]
+
+
+async def _save_uploads(request: Request, folder: str, limit: int) -> list[tuple[str, str]]:
+    """Uploaded files -> [(original name, saved path)], each at most `limit` bytes."""
+    length = request.headers.get("content-length")
+    if length is None:
+        raise InputError("uploads need a Content-Length header")
+    if int(length) > limit + 64 * 1024:
+        raise TooLarge(f"upload of {int(length)} bytes is over the limit of {limit} bytes "
+                       "(--max-upload-mb)")
+    form = await request.form(max_files=100)
+    saved = []
+    for n, (_, item) in enumerate(form.multi_items()):
+        if not isinstance(item, UploadFile):
+            continue
+        name = os.path.basename(item.filename or "") or f"upload{n}.jpg"
+        if not is_image_name(name):
+            raise InputError(f"{name!r} does not have an image file extension")
+        safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
+        dst = os.path.join(folder, f"{time.strftime('%Y%m%d_%H%M%S')}-{os.getpid()}-{n}-{safe}")
+        written = 0
+        with open(dst, "xb") as out:
+            while chunk := await item.read(UPLOAD_CHUNK):
+                written += len(chunk)
+                if written > limit:
+                    out.close()
+                    os.unlink(dst)
+                    raise TooLarge(f"{name} is over the upload limit of {limit} bytes "
+                                   "(--max-upload-mb)")
+                out.write(chunk)
+        saved.append((name, dst))
+    if not saved:
+        raise InputError("the form holds no file; upload images as multipart form data")
+    return saved
+
+
+def _is_multipart(request: Request) -> bool:
+    return request.headers.get("content-type", "").startswith("multipart/form-data")
+
+
+def add_api_routes(app: FastAPI, service: IndexService) -> None:
+    limit = service.settings.max_upload_bytes
+
+    @app.get("/v1/health")
+    def health() -> dict[str, Any]:
+        """Liveness, the index's size and last commit number."""
+        loaded = service.snapshot()
+        return {"status": "ok", "index": service.index_dir, "images": len(loaded.rows),
+                "seq": loaded.seq, "model": service.manifest.get("model"),
+                "queue_length": service.queue_length()}
+
+    @app.post("/v1/query")
+    async def query(request: Request, k: int = Query(10, ge=1, le=1000),
+                    threshold: float | None = Query(None, ge=-1.0, le=1.0)) -> dict[str, Any]:
+        """Top-k indexed neighbours of uploaded images (multipart) or of JSON
+        {"path"|"paths"} under the index's folders; `threshold` drops weaker matches."""
+        from starlette.concurrency import run_in_threadpool
+
+        with tempfile.TemporaryDirectory(prefix="imgsim-query-") as tmp:
+            if _is_multipart(request):
+                uploads = await _save_uploads(request, tmp, limit)
+                names, paths = [u[0] for u in uploads], [u[1] for u in uploads]
+            else:
+                paths = _paths_from(await read_json(request), service.roots())
+                names = paths
+            results, seq = await run_in_threadpool(service.query, paths, k, threshold)
+        return {"seq": seq, "results": [
+            {"query": name, "error": r.error,
+             "matches": [{"path": p, "score": s} for p, s in r.matches]}
+            for name, r in zip(names, results, strict=True)]}
+
+    @app.post("/v1/images", status_code=202)
+    async def add_images(request: Request) -> dict[str, Any]:
+        """Add JSON {"paths": [...]} under the index's folders, or uploaded files (saved
+        into the inbox folder first), to the index: returns a job to poll."""
+        if _is_multipart(request):
+            inbox = service.settings.inbox
+            if not inbox:
+                raise InputError("uploads are saved into an inbox folder; start the service "
+                                 "with --inbox DIR to accept them")
+            os.makedirs(inbox, exist_ok=True)
+            paths = [p for _, p in await _save_uploads(request, inbox, limit)]
+        else:
+            paths = _paths_from(await read_json(request), service.roots())
+        job = service.submit_add(paths)
+        return {"job": job.id, "paths": paths, "status_url": f"/v1/jobs/{job.id}"}
+
+    @app.get("/v1/pairs")
+    def pairs(since: int = Query(0, ge=0), threshold: float = Query(0.99, ge=-1.0, le=1.0),
+              page: int = Query(1, ge=1), page_size: int = Query(100, ge=1, le=MAX_PAGE_SIZE)
+              ) -> dict[str, Any]:
+        """Pairs scoring >= threshold that involve an image committed after commit `since`,
+        best first, paged; pass the returned `seq` as the next call's `since`."""
+        found, seq = service.new_pairs(since, threshold)
+        start = (page - 1) * page_size
+        return {"since": since, "seq": seq, "threshold": threshold, "total": len(found),
+                "page": page, "page_size": page_size,
+                "pairs": [{"image1": p.image1, "image2": p.image2, "score": p.score}
+                          for p in found[start:start + page_size]]}
+
+    @app.post("/v1/dedupe", status_code=202)
+    async def start_dedupe(request: Request) -> dict[str, Any]:
+        """Dedupe the whole index into a new report folder (a job). JSON options:
+        threshold, keep, new_only, compare_scope."""
+        body = await read_json(request, default={})
+        if not isinstance(body, dict):
+            raise InputError("send a JSON object of options (or nothing)")
+        unknown = set(body) - {"threshold", "keep", "new_only", "compare_scope"}
+        if unknown:
+            raise InputError(f"unknown dedupe option(s): {', '.join(sorted(unknown))}")
+        pair_settings = PairSettings(threshold=float(body.get("threshold", 0.99)),
+                                     compare_scope=str(body.get("compare_scope", "all")))
+        settings = DedupeSettings(pairs=pair_settings, new_only=bool(body.get("new_only")),
+                                  keep=str(body.get("keep", DEFAULT_KEEP)))
+        pair_settings.validate()
+        job = service.submit_dedupe(settings)
+        return {"job": job.id, "status_url": f"/v1/jobs/{job.id}"}
+
+    @app.get("/v1/jobs/{job_id}")
+    def job_status(job_id: str) -> dict[str, Any]:
+        """A job's state (queued, running, done, failed, cancelled), progress and result."""
+        job = service.jobs.get(job_id)
+        if job is None:
+            raise StarletteHTTPException(404, f"no job {job_id}")
+        return job.as_json()
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    def metrics() -> PlainTextResponse:
+        """Prometheus text format."""
+        text = service.metrics.render(len(service.snapshot().rows), service.queue_length)
+        return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
+
+
+__all__ = ["create_app"]

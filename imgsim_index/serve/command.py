@@ -1,0 +1,75 @@
+"""The `serve` click command: options -> ServeSettings -> uvicorn running the app."""
+
+from __future__ import annotations
+
+import signal
+import sys
+
+import click
+
+from imgsim_index.errors import ImgsimError
+
+
+@click.command("serve")
+@click.option("--index", "index_dir", required=True, type=click.Path(file_okay=False),
+              help="The index folder to serve (built with `build`).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind; anything but the loopback needs --token.")
+@click.option("--port", default=8750, show_default=True, type=click.IntRange(0, 65535),
+              help="TCP port to listen on (0: any free port).")
+@click.option("--token", envvar="IMGSIM_TOKEN", default=None,
+              help="Every request must send `Authorization: Bearer TOKEN` [env IMGSIM_TOKEN].")
+@click.option("--inbox", type=click.Path(file_okay=False), default=None,
+              help="Folder where uploaded images are saved before being added.")
+@click.option("--output", default="results", show_default=True, type=click.Path(file_okay=False),
+              help="Where dedupe jobs write report folders (the review page reads them).")
+@click.option("--max-upload-mb", default=50.0, show_default=True, type=click.FloatRange(0.001),
+              help="Largest accepted upload.")
+@click.option("--model", default=None, help="Model name (default: the index's own).")
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda")
+@click.option("--workers", default=0, show_default=True, type=click.IntRange(0, 64),
+              help="Decoding processes for adds (0: decode on the writer thread).")
+@click.option("--load-model/--lazy-model", default=False, show_default=True,
+              help="Load the model at start rather than on the first query or add.")
+def serve(index_dir: str, host: str, port: int, token: str | None, inbox: str | None,
+          output: str, max_upload_mb: float, model: str | None, device: str, workers: int,
+          load_model: bool) -> None:
+    """Serve an index over HTTP: query, add, new pairs, dedupe jobs, and a review page.
+
+    The service holds the index's writer lock while it runs; stop it with Ctrl-C or
+    SIGTERM, which commits what was embedded."""
+    import uvicorn
+
+    from imgsim_index.embed.embedder import EmbedSettings
+    from imgsim_index.pipeline.build import BuildSettings
+    from imgsim_index.serve.app import create_app
+    from imgsim_index.serve.security import check_bind
+    from imgsim_index.serve.service import IndexService, ServeSettings
+
+    try:
+        check_bind(host, token)
+        build = BuildSettings(model=model, embed=EmbedSettings(device=device, workers=workers),
+                              checkpoint_images=256, checkpoint_seconds=5.0)
+        settings = ServeSettings(index=index_dir, output=output, inbox=inbox,
+                                 max_upload_bytes=int(max_upload_mb * 1024 * 1024),
+                                 token=token or None, build=build)
+        service = IndexService(settings)
+        service.start()  # fail here (locked index, bad model) rather than inside uvicorn
+        if load_model:
+            service.embedder()
+    except ImgsimError as exc:
+        raise click.ClickException(str(exc)) from None
+    app = create_app(service, start_service=False)
+    click.echo(f"serving {service.index_dir} on http://{host}:{port} (API docs at /docs)",
+               err=True)
+    # uvicorn catches SIGTERM, shuts the app down (which stops the service) and then
+    # raises the signal again under the handler found at start: make that a clean exit.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    finally:
+        service.stop()
+        click.echo("stopped; everything embedded is committed", err=True)
+
+
+__all__ = ["serve"]

@@ -1,0 +1,183 @@
+"""review: the review page's routes. A report's groups -> the user's choices -> a reviewed
+report -> the same make_plan/apply_plan checks and journal as `apply` -> undo.
+
+The user's choices never widen what apply may do: a new keeper must be a member of
+its group, only members the report marked keep/remove can become removable
+(protected files and video frames stay), and the reviewed report is written next to
+the original so the journal names what was applied.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import os
+import time
+from importlib import resources
+from typing import Any
+
+from fastapi import FastAPI, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+from imgsim_index.actions.plan import apply_plan, default_journal_path, make_plan
+from imgsim_index.actions.safety import load_report
+from imgsim_index.actions.undo import undo
+from imgsim_index.atomic_files import atomic_write_json
+from imgsim_index.errors import InputError, ReportError
+from imgsim_index.report.thumbs import THUMB_BOX, THUMB_QUALITY
+from imgsim_index.serve.body import read_json
+from imgsim_index.serve.security import TOKEN_COOKIE, resolve_inside
+from imgsim_index.serve.service import IndexService
+
+PAGE_ACTIONS = ("move", "hardlink")  # deletion cannot be undone, so the page does not offer it
+
+
+def list_reports(output: str) -> list[str]:
+    """report.json files under `output`, newest first."""
+    if not os.path.isdir(output):
+        return []
+    found = [os.path.join(output, d, "report.json") for d in os.listdir(output)]
+    return sorted((p for p in found if os.path.isfile(p)), key=os.path.getmtime, reverse=True)
+
+
+def pick_report(output: str, report: str | None) -> str:
+    if report:
+        path = resolve_inside(report, [output])
+        if os.path.basename(path) != "report.json" or not os.path.isfile(path):
+            raise InputError(f"{report} is not a report.json under {output}")
+        return path
+    reports = list_reports(output)
+    if not reports:
+        raise ReportError(f"no report under {output} yet; run a dedupe (POST /v1/dedupe)")
+    return reports[0]
+
+
+def reviewed_report(report: dict[str, Any], keepers: dict[str, str], skip: set[str],
+                    skip_groups: set[int]) -> dict[str, Any]:
+    """The report with the user's keepers and unticked files and groups applied."""
+    out = copy.deepcopy(report)
+    groups = []
+    for g in out["groups"]:
+        if g["group"] in skip_groups:
+            continue
+        paths = {m["path"] for m in g["members"]}
+        keeper = keepers.get(str(g["group"]), g["keeper"])
+        if keeper not in paths:
+            raise InputError(f"{keeper} is not a member of group {g['group']}; "
+                             "a keeper must be one of its group's files")
+        candidates = {m["path"] for m in g["members"] if m["role"] in ("keep", "remove")}
+        if keeper not in candidates:
+            raise InputError(f"{keeper} is a {g['members'][0]['role']} entry of group "
+                             f"{g['group']} and cannot be its keeper")
+        for m in g["members"]:
+            if m["path"] in candidates:
+                m["role"] = "keep" if m["path"] == keeper else "remove"
+        g["keeper"] = keeper
+        g["removable"] = sorted(p for p in candidates if p != keeper and p not in skip)
+        sizes = {m["path"]: m["size"] or 0 for m in g["members"]}
+        g["bytes_removable"] = sum(sizes[p] for p in g["removable"])
+        groups.append(g)
+    out["groups"] = groups
+    out["files_removable"] = sum(len(g["removable"]) for g in groups)
+    out["bytes_removable"] = sum(g["bytes_removable"] for g in groups)
+    out["reviewed_from"] = "report.json"
+    return out
+
+
+def _str_list(value: Any, name: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise InputError(f"{name} must be a list")
+    return value
+
+
+def apply_review(report_path: str, body: dict[str, Any]) -> dict[str, Any]:
+    action = body.get("action", "move")
+    if action not in PAGE_ACTIONS:
+        raise InputError(f"the review page applies {' or '.join(PAGE_ACTIONS)}, not {action!r}")
+    keepers = body.get("keepers") or {}
+    if not isinstance(keepers, dict):
+        raise InputError("keepers must map a group number to a path")
+    skip = set(_str_list(body.get("skip", []), "skip"))
+    skip_groups = {int(g) for g in _str_list(body.get("skip_groups", []), "skip_groups")}
+    reviewed = reviewed_report(load_report(report_path), keepers, skip, skip_groups)
+    stamp = time.strftime("%Y%m%d_%H%M%S")
+    reviewed_path = os.path.join(os.path.dirname(report_path), f"report-reviewed-{stamp}.json")
+    atomic_write_json(reviewed_path, reviewed)
+    move_to = body.get("move_to") or os.path.join(os.path.dirname(report_path), "moved")
+    plan = make_plan(reviewed_path, action, move_to if action == "move" else None)
+    result = apply_plan(plan, default_journal_path(reviewed_path, action))
+    return {"journal": result.journal, "reviewed_report": reviewed_path, "action": action,
+            "move_to": result.move_to,
+            "done": [{"path": op.path, "target": op.target, "keeper": op.keeper}
+                     for op in result.done],
+            "refused": [{"path": r.path, "reason": r.reason} for r in result.refused],
+            "bytes_freed": result.bytes_freed}
+
+
+def _asset(name: str) -> str:
+    return resources.files("imgsim_index.serve").joinpath("assets", name).read_text("utf-8")
+
+
+def add_review_routes(app: FastAPI, service: IndexService) -> None:
+    output = os.path.abspath(service.settings.output)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def page(token: str | None = None) -> HTMLResponse:
+        html = _asset("review.html").replace("/*CSS*/", _asset("review.css")).replace(
+            "/*JS*/", _asset("review.js"))
+        response = HTMLResponse(html, headers={
+            "Content-Security-Policy": "default-src 'self'; img-src 'self'; "
+                                       "style-src 'unsafe-inline'; script-src 'unsafe-inline'",
+            "X-Frame-Options": "DENY"})
+        if token:  # the middleware checked it; later requests from the page carry the cookie
+            response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
+        return response
+
+    @app.get("/v1/reports")
+    def reports() -> dict[str, Any]:
+        """The report.json files of the output folder, newest first."""
+        return {"output": output, "reports": list_reports(output)}
+
+    @app.get("/v1/report")
+    def report(report: str | None = None) -> JSONResponse:
+        """A report (default: the latest) with its path, for the review page."""
+        path = pick_report(output, report)
+        return JSONResponse({"path": path, "report": load_report(path)})
+
+    @app.get("/v1/thumb")
+    def thumb(path: str = Query(...)) -> Response:
+        """A JPEG thumbnail of an indexed file."""
+        from imgsim_index.report.preview import preview_image
+
+        src = resolve_inside(path, service.roots())
+        buf = io.BytesIO()
+        try:
+            preview_image(src, THUMB_BOX).save(buf, "JPEG", quality=THUMB_QUALITY)
+        except Exception as exc:
+            return JSONResponse({"error": f"cannot show {path}: {exc}"}, status_code=404)
+        return Response(buf.getvalue(), media_type="image/jpeg",
+                        headers={"Cache-Control": "private, max-age=60"})
+
+    @app.post("/v1/apply")
+    async def apply(request: Request) -> dict[str, Any]:
+        """Apply the reviewed choices: JSON {report, action: move|hardlink, move_to,
+        keepers: {group: path}, skip: [path], skip_groups: [group]}."""
+        from starlette.concurrency import run_in_threadpool
+
+        body = await read_json(request)
+        if not isinstance(body, dict):
+            raise InputError("send a JSON object")
+        path = pick_report(output, body.get("report"))
+        return await run_in_threadpool(apply_review, path, body)
+
+    @app.post("/v1/undo")
+    async def undo_apply(request: Request) -> dict[str, Any]:
+        """Undo an apply from its journal: JSON {journal}."""
+        from starlette.concurrency import run_in_threadpool
+
+        body = await read_json(request)
+        journal = resolve_inside(str((body or {}).get("journal", "")), [output])
+        result = await run_in_threadpool(undo, journal)
+        return {"restored": result.restored,
+                "not_restored": [{"path": r.path, "reason": r.reason}
+                                 for r in result.not_restored]}

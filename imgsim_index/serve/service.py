@@ -1,0 +1,180 @@
+"""service: one index kept open for many requests.
+
+The writer lock is taken when the service starts and held until it stops: adds
+queue behind one writer thread, which owns the writer's catalog connection.
+Reads never wait for it: each read opens the catalog read-only (as dedupe does)
+and sees the last commit; the vectors are cached by commit number and reloaded
+only after a commit. The model is loaded on first need and kept.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from imgsim_index.embed.embedder import Embedder
+from imgsim_index.index.store import IndexStore, LoadedVectors
+from imgsim_index.pipeline.build import BuildSettings, build_index, resolve_model
+from imgsim_index.pipeline.dedupe import DedupeSettings, dedupe, folder_codes
+from imgsim_index.pipeline.query import QueryResult, query_index
+from imgsim_index.search import PairSettings
+from imgsim_index.serve.jobs import Job, JobBoard, JobProgress, JobRunner
+from imgsim_index.serve.metrics import Metrics
+
+IDENTITY_KEYS = ("model", "dim", "weights_id", "preprocessing")
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    index: str
+    output: str = "results"  # where dedupe jobs write their report folders
+    inbox: str | None = None  # where uploaded images are saved before being added
+    max_upload_bytes: int = 50 * 1024 * 1024
+    token: str | None = None
+    build: BuildSettings = field(default_factory=BuildSettings)
+
+
+@dataclass(frozen=True)
+class NewPair:
+    image1: str
+    image2: str
+    score: float
+
+
+def find_new_pairs(vectors: np.ndarray, settings: PairSettings, codes: np.ndarray,
+                   queries: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The one call into the pair search: every pair with one end among `queries`."""
+    from imgsim_index.search import find_pairs
+
+    pairs, _ = find_pairs(vectors, settings, method="exact", folders=codes, queries=queries)
+    return pairs.i, pairs.j, pairs.score
+
+
+class IndexService:
+    def __init__(self, settings: ServeSettings):
+        self.settings = settings
+        self.index_dir = os.path.abspath(settings.index)
+        self.manifest = IndexStore.read_manifest(self.index_dir)  # no index: fail at once
+        self.jobs = JobBoard()
+        self.metrics = Metrics()
+        self._store: IndexStore | None = None
+        self.writer = JobRunner("index-writer", self._open_writer, self._close_writer)
+        self.reader = JobRunner("index-dedupe")
+        self._embedder: Embedder | None = None
+        self._model_lock = threading.Lock()
+        self._cache: LoadedVectors | None = None
+        self._cache_lock = threading.Lock()
+
+    # -- lifetime -----------------------------------------------------------
+    def start(self) -> None:
+        self.writer.start()  # raises IndexLockedError if another writer holds the index
+        self.reader.start()
+
+    def stop(self) -> None:
+        """Stop the running add at its next batch (what it embedded is committed), cancel
+        queued jobs, release the writer lock."""
+        self.writer.stop()
+        self.reader.stop()
+
+    def _open_writer(self) -> None:
+        identity = {k: self.manifest.get(k) for k in IDENTITY_KEYS}
+        self._store = IndexStore.open_writer(self.index_dir, identity)
+
+    def _close_writer(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    # -- shared state -------------------------------------------------------
+    def embedder(self) -> Embedder:
+        with self._model_lock:
+            if self._embedder is None:
+                build = self.settings.build
+                model = resolve_model(self.index_dir, build)
+                self._embedder = Embedder(model, build.embed.device, build.embed.backend)
+            return self._embedder
+
+    def snapshot(self) -> LoadedVectors:
+        """Every embedded row and its vector as of the last commit (cached per commit)."""
+        with IndexStore.open_reader(self.index_dir) as store:
+            seq = store.catalog.last_seq()
+            with self._cache_lock:
+                if self._cache is None or self._cache.seq != seq:
+                    self._cache = store.load()
+                    self.metrics.images_indexed = len(self._cache.rows)
+                return self._cache
+
+    def roots(self) -> list[str]:
+        """The folders the index covers (catalog roots), plus the inbox."""
+        with IndexStore.open_reader(self.index_dir) as store:
+            roots = [r for (r,) in store.catalog.db.execute("SELECT DISTINCT root FROM images")]
+        if self.settings.inbox:
+            roots.append(os.path.abspath(self.settings.inbox))
+        return roots
+
+    def queue_length(self) -> int:
+        return self.writer.queued() + self.reader.queued()
+
+    # -- reads --------------------------------------------------------------
+    def query(self, paths: Sequence[str], top_k: int, threshold: float | None
+              ) -> tuple[list[QueryResult], int]:
+        t = time.perf_counter()
+        loaded = self.snapshot()
+        results = query_index(self.index_dir, paths, top_k, threshold, self.settings.build,
+                              embedder=self.embedder(), loaded=loaded)
+        self.metrics.query_seconds.observe(time.perf_counter() - t)
+        return results, loaded.seq
+
+    def new_pairs(self, since: int, threshold: float) -> tuple[list[NewPair], int]:
+        """Pairs scoring >= threshold with at least one image committed after `since`."""
+        loaded = self.snapshot()
+        rows = loaded.rows
+        queries = np.flatnonzero(np.fromiter((r.seq > since for r in rows), bool, len(rows)))
+        if not len(queries):
+            return [], loaded.seq
+        i, j, score = find_new_pairs(loaded.vectors, PairSettings(threshold=threshold),
+                                     folder_codes(rows, None), queries)
+        pairs = [NewPair(rows[a].path, rows[b].path, s)
+                 for a, b, s in zip(i.tolist(), j.tolist(), score.tolist(), strict=True)]
+        return pairs, loaded.seq
+
+    # -- jobs ---------------------------------------------------------------
+    def submit_add(self, paths: Sequence[str]) -> Job:
+        job = self.jobs.new("add")
+        self.writer.submit(job, lambda j: self._add(j, list(paths)))
+        return job
+
+    def _add(self, job: Job, paths: list[str]) -> dict[str, Any]:
+        t = time.perf_counter()
+        build = self.settings.build
+        result = build_index(paths, self.index_dir, build, JobProgress(job),
+                             model=self.embedder().model, should_stop=self.writer.stopping.is_set,
+                             store=self._store)
+        self.metrics.embedded_images += result.embedded
+        self.metrics.embed_seconds += time.perf_counter() - t
+        with IndexStore.open_reader(self.index_dir) as store:
+            seq = store.catalog.last_seq()
+        return {"embedded": result.embedded, "unchanged": result.unchanged,
+                "errors": result.errors, "total_embedded": result.total_embedded,
+                "stopped_early": self.writer.stopping.is_set(), "seq": seq}
+
+    def submit_dedupe(self, settings: DedupeSettings) -> Job:
+        job = self.jobs.new("dedupe")
+        settings = replace(settings, output=self.settings.output)
+        self.reader.submit(job, lambda j: self._dedupe(j, settings))
+        return job
+
+    def _dedupe(self, job: Job, settings: DedupeSettings) -> dict[str, Any]:
+        result = dedupe(self.index_dir, None, settings, JobProgress(job))
+        rep = result.report
+        return {"output_dir": result.output_dir, "report_path": result.report_path,
+                "gallery_path": result.gallery_path,
+                "pairs": rep["number_of_similar_pairs"],
+                "groups": rep["number_of_duplicate_groups"],
+                "files_removable": rep["files_removable"]}

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from imgsim_index.cli.commands import main
 from library_fixture import DIM, Img, make_library, run_dedupe
 
+from imgsim_index.cli import main
 from imgsim_index.errors import IndexFormatError
 from imgsim_index.index.check import verify_index
 from imgsim_index.index.store import IndexStore

@@ -159,7 +159,7 @@ def _die_with_parent(parent: int) -> None:
 def _init_worker(_: int, parent: int) -> None:
     import torch
 
-    from imgsim_index.index.store import release_inherited_locks
+    from imgsim_index.locks import release_inherited_locks
 
     _die_with_parent(parent)
     release_inherited_locks()

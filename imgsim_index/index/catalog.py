@@ -12,9 +12,10 @@ becomes an IndexFormatError naming the repair.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -211,15 +212,18 @@ class Catalog:
         return None if row is None else str(row[0])
 
     # -- writes (inside `transaction`) --------------------------------------
-    def begin(self) -> None:
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One write transaction (BEGIN IMMEDIATE): committed when the block ends,
+        rolled back when it raises (KeyboardInterrupt included)."""
         self.db.execute("BEGIN IMMEDIATE")
-
-    def commit(self) -> None:
-        self.db.execute("COMMIT")
-
-    def rollback(self) -> None:
-        if self.db.in_transaction:
-            self.db.execute("ROLLBACK")
+        try:
+            yield
+            self.db.execute("COMMIT")
+        except BaseException:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise
 
     def last_seq(self) -> int:
         return int(self.get_meta("last_seq") or 0)

@@ -19,12 +19,8 @@ so its cost is amortised.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
-import socket
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,7 +31,6 @@ import numpy as np
 from imgsim_index.atomic_files import atomic_write_json
 from imgsim_index.errors import (
     IndexFormatError,
-    IndexLockedError,
     IndexMismatchError,
     IndexMissingError,
 )
@@ -47,6 +42,7 @@ from imgsim_index.index.vector_file import (
     read_vectors,
     write_vectors,
 )
+from imgsim_index.locks import acquire_writer_lock, release_writer_lock
 
 FORMAT_VERSION = 1
 BASE = "vectors.faiss"
@@ -110,7 +106,7 @@ class IndexStore:
         Refuses an index built with another model identity than `identity`.
         """
         os.makedirs(os.path.join(folder, SEGMENTS), exist_ok=True)
-        lock_fd = _acquire_lock(os.path.join(folder, LOCK), wait)
+        lock_fd = acquire_writer_lock(os.path.join(folder, LOCK), wait)
         try:
             if os.path.isfile(os.path.join(folder, MANIFEST)):
                 manifest = cls.read_manifest(folder)
@@ -135,8 +131,7 @@ class IndexStore:
             store._remove_orphans()
             return store
         except BaseException:
-            _HELD_LOCKS.discard(lock_fd)
-            os.close(lock_fd)
+            release_writer_lock(lock_fd)
             raise
 
     @staticmethod
@@ -161,8 +156,7 @@ class IndexStore:
             self._write_manifest()
         self.catalog.close()
         if self._lock_fd is not None:
-            _HELD_LOCKS.discard(self._lock_fd)
-            os.close(self._lock_fd)
+            release_writer_lock(self._lock_fd)
             self._lock_fd = None
 
     def __enter__(self) -> IndexStore:
@@ -189,9 +183,8 @@ class IndexStore:
                 f"vectors have dimension {vectors.shape[1]}, the index holds {self.dim}"
             )
         cat = self.catalog
-        cat.begin()
-        try:
-            ids: list[int] = []
+        ids: list[int] = []
+        with cat.transaction():
             seq = cat.next_seq()
             cat.delete_paths(forget)
             for video in forget_videos:
@@ -205,22 +198,12 @@ class IndexStore:
             cat.upsert(errors, None, seq)
             for v in videos_done:
                 cat.video_done(v, seq)
-            cat.commit()
-        except BaseException:
-            cat.rollback()
-            raise
         return ids
 
     def remove_paths(self, paths: Sequence[str]) -> int:
         """Forget files (their vectors become garbage until the next compaction)."""
-        self.catalog.begin()
-        try:
-            n = self.catalog.delete_paths(paths)
-            self.catalog.commit()
-        except BaseException:
-            self.catalog.rollback()
-            raise
-        return n
+        with self.catalog.transaction():
+            return self.catalog.delete_paths(paths)
 
     def needs_compaction(self) -> bool:
         segs = self.catalog.segments()
@@ -247,13 +230,8 @@ class IndexStore:
             # Safe at every step: the new base holds every live vector, so rows that still
             # name an old segment and rows that name the base both find theirs.
             count = out.finish()
-        self.catalog.begin()
-        try:
+        with self.catalog.transaction():
             self.catalog.move_all_to(BASE, count)
-            self.catalog.commit()
-        except BaseException:
-            self.catalog.rollback()
-            raise
         self._remove_orphans()
 
     def _remove_orphans(self) -> None:
@@ -359,39 +337,6 @@ def check_identity(manifest: dict[str, Any], identity: dict[str, Any], folder: s
                 f"({key} differs). Use --index to pick another folder, or "
                 f"--model {manifest.get('model')}"
             )
-
-
-_HELD_LOCKS: set[int] = set()
-
-
-def release_inherited_locks() -> None:
-    """In a forked child (a decoding worker): close our copies of the writer lock.
-
-    flock locks belong to the open file, which a fork shares; a worker orphaned by a
-    SIGKILLed parent would otherwise keep the index locked. Closing the child's copy
-    leaves the parent's lock in place.
-    """
-    for fd in list(_HELD_LOCKS):
-        with contextlib.suppress(OSError):
-            os.close(fd)
-    _HELD_LOCKS.clear()
-
-
-def _acquire_lock(path: str, wait: bool) -> int:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-    except BlockingIOError:
-        holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "another process"
-        os.close(fd)
-        raise IndexLockedError(
-            f"the index is being written by {holder}; wait for it to finish"
-        ) from None
-    _HELD_LOCKS.add(fd)
-    os.ftruncate(fd, 0)
-    info = f"pid {os.getpid()} on {socket.gethostname()} ({' '.join(sys.argv[:3])}) since {_now()}"
-    os.pwrite(fd, info.encode(), 0)
-    return fd
 
 
 def _now() -> str:

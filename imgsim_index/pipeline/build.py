@@ -232,17 +232,12 @@ class _Update:
         if not todo:
             return
         cat = self.store.catalog
-        cat.begin()
-        try:
+        with cat.transaction():
             for x in todo:
                 try:
                     cat.set_identity(x.path, x.dev, x.ino, file_digest(x.path))
                 except OSError:
                     continue  # unreadable now: its row keeps no digest, so apply refuses it
-            cat.commit()
-        except BaseException:
-            cat.rollback()
-            raise
 
     def _videos_to_do(self, refs: list[ImageRef], known: dict[str, Row],
                       done: dict[str, tuple[int | None, int | None, int]]

@@ -52,8 +52,8 @@ main()
 """
 
 
-def run_cli(args: list[str]) -> tuple[float, float, str]:
-    """(seconds, peak GiB, stdout) of one CLI command in a fresh interpreter."""
+def run_cli(args: list[str]) -> tuple[float, float, str, str]:
+    """(seconds, peak GiB, stdout, stderr) of one CLI command in a fresh interpreter."""
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     t = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", WRAPPER, *args], capture_output=True,
@@ -62,7 +62,7 @@ def run_cli(args: list[str]) -> tuple[float, float, str]:
     if proc.returncode != 0:
         raise RuntimeError(f"imgsim-index {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
     peak = [line for line in proc.stderr.splitlines() if line.startswith("PEAK_KIB ")]
-    return seconds, int(peak[-1].split()[1]) / 2**20, proc.stdout
+    return seconds, int(peak[-1].split()[1]) / 2**20, proc.stdout, proc.stderr
 
 
 def main() -> None:
@@ -92,13 +92,19 @@ def main() -> None:
         print(f"inputs: {a.n} x {a.dim} {a.data}, {len(planted)} planted pairs, "
               f"{time.perf_counter() - t:.0f}s", flush=True)
         idx = str(work / "index")
-        imp_s, imp_gib, _ = run_cli(["import-vectors", str(work / "vectors.npy"),
+        imp_s, imp_gib, _, _ = run_cli(["import-vectors", str(work / "vectors.npy"),
                                      str(work / "paths.txt"), "--index", idx, "-q"])
         print(f"import-vectors: {imp_s:.0f}s, peak {imp_gib:.2f} GiB", flush=True)
         os.unlink(work / "vectors.npy")
-        ded_s, ded_gib, out = run_cli(["dedupe", "--index", idx, "--threshold",
-                                       str(a.threshold), "--output", str(work / "out"), "-q"])
+        # with progress bars: the console must show the pair search advancing
+        ded_s, ded_gib, out, err = run_cli(["dedupe", "--index", idx, "--threshold",
+                                            str(a.threshold), "--output", str(work / "out")])
         print(f"dedupe: {ded_s:.0f}s, peak {ded_gib:.2f} GiB", flush=True)
+        bars = [b.strip() for b in err.replace("\r", "\n").splitlines()
+                if b.startswith("Pair search")]
+        progress = (f"{len(bars)} progress updates, last: `{bars[-1]}`" if bars
+                    else "no progress shown for the pair search")
+        print(f"pair search progress on the console: {progress}", flush=True)
         report = json.loads(next((work / "out").glob("*/report.json")).read_text())
         row_of = {f"/archive/cam{k % 16:02d}/img{k:09d}.jpg": k for k in range(a.n)}
         got = {tuple(sorted((row_of[p["image1"]], row_of[p["image2"]])))
@@ -118,6 +124,7 @@ def main() -> None:
             table,
             "",
             f"- dedupe stages (report.json timings): {stages}",
+            f"- pair search progress on stderr: {progress}",
             f"- pairs reported: {report['number_of_similar_pairs']:,}; groups: "
             f"{report['number_of_unique_groups']:,}; planted pairs found: "
             f"{len(want & got):,} of {len(want):,} (recall {recall:.4f})",

@@ -48,15 +48,16 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from imgsim_index.errors import InputError
-from imgsim_index.groups.components import Groups
-from imgsim_index.index.catalog import Row
 from imgsim_index.ingest.formats import RAW_EXTENSIONS, register_plugins
-from imgsim_index.ingest.video import split_frame_path
-from imgsim_index.search.exact import exact_scores
+
+if TYPE_CHECKING:  # numpy and the rest load with choose_keepers: the CLI imports this module
+    import numpy as np
+
+    from imgsim_index.groups.components import Groups
+    from imgsim_index.index.catalog import Row
 
 KEEP_POLICIES = ("original", "highest-resolution", "largest", "oldest", "newest",
                  "shortest-path", "first")
@@ -124,6 +125,12 @@ def file_facts(path: str) -> FileFacts:
     if camera is None and _ext(path) in RAW_EXTENSIONS:
         camera = "camera RAW"
     return FileFacts(camera, captured)
+
+
+def split_frame_path(path: str) -> tuple[str, int | None]:
+    from imgsim_index.ingest.video import split_frame_path as split
+
+    return split(path)
 
 
 def _ext(path: str) -> str:
@@ -216,6 +223,10 @@ def choose_keepers(
     `folder_codes`: each row's input folder in command-line order (for "first");
     `vectors`: the rows' vectors, to score every member against its keeper.
     """
+    import numpy as np
+
+    from imgsim_index.search.exact import exact_scores
+
     settings.validate()
     rules = _POLICY_RULES[settings.policy]
     codes = folder_codes if folder_codes is not None else np.zeros(len(rows), np.int64)

@@ -20,11 +20,10 @@ A format whose decoder is not installed fails with the package to install.
 from __future__ import annotations
 
 import io
-import json
 import os
 import stat
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -32,27 +31,13 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from imgsim_index.errors import DecodeError
 from imgsim_index.ingest.formats import format_of, missing_decoder, register_plugins
+from imgsim_index.ingest.preprocess import BACKGROUND as BACKGROUND
+from imgsim_index.ingest.preprocess import Preprocess as Preprocess
 
-BACKGROUND = (128, 128, 128)
 DEFAULT_MAX_PIXELS = 178_956_970  # Pillow's own bomb limit; larger images are refused
 DEFAULT_MAX_BYTES = 512 * 1024 * 1024
 
 _RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
-
-
-@dataclass(frozen=True)
-class Preprocess:
-    resize: int  # shorter side after resizing
-    crop: int  # centre crop, square
-    interpolation: str  # "bilinear" | "bicubic"
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    background: tuple[int, int, int] = BACKGROUND
-    jpeg_draft: bool = True
-
-    def identity(self) -> dict[str, object]:
-        """As stored in manifest.json (JSON types, so it compares equal after a round trip)."""
-        return dict(json.loads(json.dumps(asdict(self))))
 
 
 @dataclass(frozen=True)

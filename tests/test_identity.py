@@ -20,7 +20,7 @@ from imgsim_index.errors import ReportError
 from imgsim_index.index.catalog import Catalog, NewRow
 from imgsim_index.index.store import IndexStore
 from imgsim_index.ingest.identity import file_digest
-from imgsim_index.ingest.scan import Alias, scan
+from imgsim_index.ingest.scan import Alias, scan_inputs
 
 
 def edit_report(report_path: str, change: Any) -> None:
@@ -40,7 +40,7 @@ def test_scan_lists_each_file_once_and_names_its_other_names(tmp_path: Path) -> 
     inbox.mkdir()
     (inbox / "linked_photos").symlink_to("../photos", target_is_directory=True)
     os.link(photos / "2024" / "b.png", inbox / "hard.png")
-    got = scan([str(photos), str(photos / "2024"), str(inbox)])
+    got = scan_inputs([str(photos), str(photos / "2024"), str(inbox)])
     assert [r.path for r in got.refs] == [str(photos / "a.png"), str(photos / "2024/b.png")]
     assert sorted(got.aliases, key=lambda a: a.path) == [
         Alias(str(inbox / "hard.png"), str(photos / "2024/b.png")),
@@ -50,7 +50,7 @@ def test_scan_lists_each_file_once_and_names_its_other_names(tmp_path: Path) -> 
     st = os.stat(photos / "a.png")
     assert (got.refs[0].dev, got.refs[0].ino) == (st.st_dev, st.st_ino)
     # an input spelled with `..` or `//` is the same folder
-    again = scan([str(photos / "2024" / ".."), f"{photos}//2024"])
+    again = scan_inputs([str(photos / "2024" / ".."), f"{photos}//2024"])
     assert [r.path for r in again.refs] == [str(photos / "a.png"), str(photos / "2024/b.png")]
     assert again.aliases == []
 

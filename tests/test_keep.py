@@ -67,8 +67,9 @@ def test_first_follows_the_folder_order_then_the_path() -> None:
 
 
 def test_every_policy_is_covered_and_the_default_is_documented() -> None:
-    assert set(EXPECTED) | {"first"} == set(KEEP_POLICIES)
-    assert DEFAULT_KEEP == "highest-resolution"
+    # "original" reads the files' EXIF: tested on real files below
+    assert set(EXPECTED) | {"first", "original"} == set(KEEP_POLICIES)
+    assert DEFAULT_KEEP == "original"
 
 
 def test_ties_break_on_file_size_then_shorter_path() -> None:
@@ -203,3 +204,77 @@ def test_cli_dedupe_keeps_its_eight_lines_and_names_the_gallery_on_stderr(
     # b/ is protected: "b/sunset copy.jpg" is kept as the keeper, b/dog-2.jpg too
     assert [g["keeper"] for g in rep["groups"]] == [str(photos / "b/sunset copy.jpg"),
                                                     str(photos / "b/dog-2.jpg")]
+
+
+# -- a keeper that is the original: EXIF read from generated files -------------------------
+def _photo(path: Path, w: int = 96, h: int = 64, make: str | None = None,
+           taken: str | None = None, mtime: int | None = None) -> Row:
+    """A real file (JPEG with the EXIF given, or PNG/TIFF by its extension) and its row."""
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    im = Image.fromarray(np.random.default_rng(w * h).integers(0, 255, (h, w, 3), np.uint8))
+    exif = Image.Exif()
+    if make:
+        exif[271], exif[272] = make, "Model X"
+    if taken:
+        exif.get_ifd(0x8769)[0x9003] = taken
+    im.save(path, exif=exif) if (make or taken) else im.save(path)
+    if mtime is not None:
+        os.utime(path, ns=(mtime, mtime))
+    st = path.stat()
+    return row(0, str(path), size=st.st_size, w=w, h=h, mtime=st.st_mtime_ns)
+
+
+def _decide(rows: list[Row], policy: str = DEFAULT_KEEP) -> tuple[str, str]:
+    rows = [dataclasses.replace(r, id=k) for k, r in enumerate(rows)]
+    n = len(rows)
+    groups = connected_components(n, np.zeros(n - 1, np.int64), np.arange(1, n, dtype=np.int64))
+    (d,) = choose_keepers(rows, groups, KeepSettings(policy))
+    return rows[d.keeper].path, d.keep_reason
+
+
+def test_the_camera_jpeg_is_kept_over_a_bigger_png_conversion(tmp_path: Path) -> None:
+    jpg = _photo(tmp_path / "camera" / "home.jpg", make="Canon")
+    png = _photo(tmp_path / "backup" / "home.png")
+    assert png.size is not None and jpg.size is not None and png.size > jpg.size
+    for policy in ("original", "highest-resolution"):  # same pixels: EXIF breaks the tie
+        assert _decide([png, jpg], policy) == (jpg.path, "camera EXIF (Canon Model X)")
+    assert _decide([png, jpg], "largest")[0] == png.path  # asked for: the biggest file
+
+
+def test_original_format_beats_a_conversion_when_neither_has_exif(tmp_path: Path) -> None:
+    jpg = _photo(tmp_path / "a" / "x.jpg")
+    tif = _photo(tmp_path / "x.tif")  # shorter path, bigger file
+    assert _decide([tif, jpg]) == (jpg.path, "original format (.jpg over .tif)")
+
+
+def test_earliest_capture_time_then_pixels_then_mtime_then_shorter_path(tmp_path: Path) -> None:
+    early = _photo(tmp_path / "later_copy" / "a.jpg", make="Sony", taken="2021:05:01 10:00:00",
+                   mtime=9 * 10**18)
+    late = _photo(tmp_path / "b.jpg", make="Sony", taken="2021:05:01 10:00:05", mtime=10**18)
+    assert _decide([late, early]) == (early.path, "earliest capture time")
+    # the same capture: the full-size original beats a downscaled export that kept EXIF
+    small = _photo(tmp_path / "s.jpg", 48, 32, make="Sony", taken="2021:05:01 10:00:00")
+    assert _decide([small, early]) == (early.path, "most pixels")
+    # no EXIF at all: most pixels, then the earliest modified, then the shorter path
+    old = _photo(tmp_path / "old" / "p.jpg", mtime=10**18)
+    new = _photo(tmp_path / "n.jpg", mtime=2 * 10**18)
+    assert _decide([new, old]) == (old.path, "earliest modification time")
+    same = _photo(tmp_path / "nn" / "q.jpg", mtime=2 * 10**18)
+    assert _decide([same, new]) == (new.path, "shortest path")
+
+
+def test_keep_reason_for_protected_and_frames() -> None:
+    n = len(ROWS)
+    groups = connected_components(n, np.zeros(n - 1, np.int64), np.arange(1, n, dtype=np.int64))
+    (d,) = choose_keepers(ROWS, groups, KeepSettings("highest-resolution", ("/lib/c",)))
+    assert d.keep_reason == "protected: largest file"  # same pixels, no EXIF, same format
+    (d,) = choose_keepers(ROWS, groups, KeepSettings("largest", ("/lib/b",)))
+    assert d.keep_reason == "the only protected file"
+    (d,) = choose_keepers(ROWS, groups, KeepSettings("highest-resolution"))
+    assert d.keep_reason == "most pixels"
+    frames = [row(0, "/lib/cam.mp4#t=00:00:01.000"), row(1, "/lib/still.jpg")]
+    (d,) = choose_keepers(frames, connected_components(2, np.asarray([0]), np.asarray([1])),
+                          KeepSettings())
+    assert d.keep_reason == "the only still image"

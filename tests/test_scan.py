@@ -52,8 +52,8 @@ def _by_name(refs: list[ImageRef]) -> dict[str, ImageRef]:
 def test_recursive_any_case_extensions_and_non_images_ignored(tmp_path: Path) -> None:
     images = [
         "a.JPG", "b.Jpeg", "c.jpeg", "e.PNG", "f.gif", "g.BMP", "h.tif", "i.TIFF", "j.webp",
-        "sub/k.WebP", "sub/deeper/l.tiff", "sub/deeper/deepest/m.jpg", ".hidden.jpg",
-    ]
+        "sub/k.WebP", "sub/deeper/l.tiff", "sub/deeper/deepest/m.jpg",
+    ]  # a hidden ".x.jpg" is skipped by default: see test_filters.py
     others = ["notes.txt", "README", "x.jpg.bak", "sub/data.json", "sub/deeper/jpg", "archive.zip"]
     for name in images + others:
         _touch(tmp_path / name)

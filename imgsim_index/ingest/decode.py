@@ -9,43 +9,36 @@ image), shorter side resized, centre crop. JPEGs are decoded in DCT-domain
 "draft" mode at the smallest scale that still covers the resize, which is
 several times faster on large photos and changes the pixels only slightly
 (to at least twice the resize target; see decode_bytes).
+
+Formats beyond Pillow's own (see formats.py): HEIC/HEIF and JPEG XL through
+their Pillow plugins, registered on the first decode; camera RAW through rawpy,
+using the embedded preview when its shorter side is at least twice the resize
+target (the same margin as JPEG draft mode) and a half-size demosaic otherwise.
+A format whose decoder is not installed fails with the package to install.
 """
 
 from __future__ import annotations
 
 import io
-import json
 import os
 import stat
 import warnings
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from imgsim_index.errors import DecodeError
+from imgsim_index.ingest.formats import format_of, missing_decoder, register_plugins
 from imgsim_index.ingest.identity import content_digest
+from imgsim_index.ingest.preprocess import BACKGROUND as BACKGROUND
+from imgsim_index.ingest.preprocess import Preprocess as Preprocess
 
-BACKGROUND = (128, 128, 128)
 DEFAULT_MAX_PIXELS = 178_956_970  # Pillow's own bomb limit; larger images are refused
 DEFAULT_MAX_BYTES = 512 * 1024 * 1024
 
 _RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
-
-
-@dataclass(frozen=True)
-class Preprocess:
-    resize: int  # shorter side after resizing
-    crop: int  # centre crop, square
-    interpolation: str  # "bilinear" | "bicubic"
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    background: tuple[int, int, int] = BACKGROUND
-    jpeg_draft: bool = True
-
-    def identity(self) -> dict[str, object]:
-        """As stored in manifest.json (JSON types, so it compares equal after a round trip)."""
-        return dict(json.loads(json.dumps(asdict(self))))
 
 
 @dataclass(frozen=True)
@@ -169,5 +162,68 @@ def _resize_crop_window(im: Image.Image, pre: Preprocess, resized: tuple[int, in
 
 
 def decode_file(path: str, pre: Preprocess, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
+    fmt = format_of(path)
+    if fmt is not None:
+        reason = missing_decoder(fmt)
+        if reason is not None:
+            raise DecodeError(reason)
+    register_plugins()
     data = read_file(path)
-    return replace(decode_bytes(data, pre, max_pixels), digest=content_digest(data))
+    decoded = (decode_raw(data, pre, max_pixels) if fmt is not None and fmt.raw
+               else decode_bytes(data, pre, max_pixels))
+    return replace(decoded, digest=content_digest(data))
+
+
+# libraw's `flip` -> the number of quarter turns (counter-clockwise) that make it upright
+_FLIP_TURNS = {3: 2, 5: 1, 6: 3}
+
+
+def decode_raw(data: bytes, pre: Preprocess, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
+    """A camera RAW file: its embedded preview when large enough, else a half-size demosaic."""
+    import rawpy
+
+    try:
+        with rawpy.imread(io.BytesIO(data)) as raw:
+            w, h, flip = raw.sizes.width, raw.sizes.height, raw.sizes.flip
+            if w * h > max_pixels:
+                raise DecodeError(f"decompression bomb: {w}x{h} pixels exceeds {max_pixels}")
+            upright = (h, w) if flip in (5, 6) else (w, h)
+            preview, upright_already = _raw_preview(raw, pre, max_pixels)
+            if preview is not None:
+                turns = 0 if upright_already else _FLIP_TURNS.get(flip, 0)
+                return Decoded(np.ascontiguousarray(np.rot90(preview, turns)), *upright)
+            # libraw applies the orientation itself here
+            rgb = raw.postprocess(half_size=True, use_camera_wb=True, output_bps=8)
+    except DecodeError:
+        raise
+    except (rawpy.LibRawError, OSError, ValueError) as exc:
+        raise DecodeError(f"camera RAW file could not be read: {exc}") from None
+    except MemoryError:
+        raise DecodeError("image too large to decode in memory") from None
+    return Decoded(resize_and_crop(Image.fromarray(rgb, "RGB"), pre), *upright)
+
+
+def _raw_preview(raw: Any, pre: Preprocess, max_pixels: int) -> tuple[np.ndarray | None, bool]:
+    """The embedded preview's pixels (resized and cropped), and whether they are upright
+    already (a JPEG preview with its own EXIF orientation, as libraw writes for some
+    cameras); None when there is none, it is unreadable, or its shorter side is under
+    2 x the resize target."""
+    import rawpy
+
+    try:
+        thumb = raw.extract_thumb()
+    except (rawpy.LibRawError, OSError, ValueError):
+        return None, False
+    if thumb.format == rawpy.ThumbFormat.BITMAP:
+        im = Image.fromarray(np.ascontiguousarray(thumb.data, dtype=np.uint8), "RGB")
+        if min(im.size) < 2 * pre.resize:
+            return None, False
+        return resize_and_crop(im, pre), False
+    try:
+        with Image.open(io.BytesIO(thumb.data)) as probe:
+            if min(probe.size) < 2 * pre.resize:
+                return None, False
+            oriented = probe.getexif().get(0x0112, 1) != 1
+        return decode_bytes(thumb.data, pre, max_pixels).pixels, oriented
+    except (DecodeError, OSError, ValueError):
+        return None, False

@@ -6,6 +6,11 @@ frame (`cam.mp4#t=00:01:23.500`); a video counts as indexed once all its frames
 are committed, and an interrupted video resumes after its last committed
 frame. Work is committed in checkpoints, so an interrupted build keeps what it
 committed and the next run resumes from there.
+
+The model is loaded only when something must be embedded: on an existing index
+(and no other model or weights asked for) the scan and the catalog lookups come
+first, so a run with nothing new or changed never loads it. Everything the scan
+leaves out is counted per reason in BuildResult.skipped (see ingest.scan).
 """
 
 from __future__ import annotations
@@ -24,7 +29,14 @@ from imgsim_index.errors import InputError
 from imgsim_index.index.catalog import NewRow, Row, VideoDone
 from imgsim_index.index.store import IndexStore, check_identity
 from imgsim_index.ingest.identity import file_digest
-from imgsim_index.ingest.scan import Alias, ImageRef, scan
+from imgsim_index.ingest.scan import (
+    Alias,
+    ImageRef,
+    ScanSettings,
+    Skipped,
+    scan_inputs,
+    skipped_counts,
+)
 from imgsim_index.ingest.video import frame_path, split_frame_path
 from imgsim_index.progress import NoProgress, Progress
 
@@ -55,8 +67,10 @@ class BuildSettings:
     checkpoint_images: int = 2048
     checkpoint_seconds: float = 30.0
     wait_for_lock: bool = False
+    scan: ScanSettings = field(default_factory=ScanSettings)  # filters: hidden, exclude, ...
 
     def validate(self) -> None:
+        self.scan.validate()
         if not 0 < self.video_fps <= 1000:
             raise InputError(f"video fps must be in (0, 1000], got {self.video_fps}")
         if self.checkpoint_images < 1:
@@ -77,6 +91,9 @@ class BuildResult:
     seconds: float = 0.0
     scanned_paths: list[str] = field(default_factory=list)
     aliases: list[Alias] = field(default_factory=list)  # other names of files indexed once
+    skipped: dict[str, int] = field(default_factory=dict)  # reason -> count
+    skipped_paths: list[Skipped] = field(default_factory=list)
+    model_loaded: bool = False  # False: nothing needed embedding, the model was not loaded
 
 
 def resolve_model(index_dir: str, settings: BuildSettings) -> LoadedModel:
@@ -124,16 +141,22 @@ def build_index(
     for p in paths:  # cheap checks first, then the model, then the (long) scan
         if not os.path.exists(p):
             raise InputError(f"no such folder or file: {p}")
-    model = model or resolve_model(index_dir, settings)
-    identity = {**model.identity(), "weights_source": model.weights_source}
+    deferred = model is None and _can_defer_model(index_dir, settings)
+    if model is None and not deferred:
+        model = resolve_model(index_dir, settings)
+    if model is not None:
+        identity = {**model.identity(), "weights_source": model.weights_source}
+    else:  # the index's own identity: checked against the model once it is loaded
+        identity = store.manifest if store is not None else IndexStore.read_manifest(index_dir)
     owned = store is None
     if store is None:
         store = IndexStore.open_writer(index_dir, identity, wait=settings.wait_for_lock)
-    else:
+    elif model is not None:
         check_identity(store.manifest, identity, index_dir)
+    writer = store
     try:
         progress.note(f"scanning {len(paths)} path(s)")
-        found = scan(paths)
+        found = scan_inputs(paths, settings.scan)
         refs = found.refs
         if found.aliases:
             a = found.aliases[0]
@@ -142,8 +165,11 @@ def build_index(
                           f"{a.indexed_as})")
         if accept is not None:
             refs = [r for r in refs if accept(r)]
-        result = _Update(store, model, settings, progress, should_stop, engine).run(refs, paths)
+        slot = _ModelSlot(model, lambda: _load_for(writer, index_dir, settings, progress))
+        result = _Update(store, slot, settings, progress, should_stop, engine).run(refs, paths)
         result.aliases = found.aliases
+        result.skipped, result.skipped_paths = skipped_counts(found.skipped), found.skipped
+        result.model_loaded = slot.loaded is not None
         if store.needs_compaction():
             progress.note("compacting the index")
             store.compact()
@@ -154,6 +180,34 @@ def build_index(
     result.total_embedded, result.total_errors = counts["embedded"], counts["errors"]
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def _can_defer_model(index_dir: str, settings: BuildSettings) -> bool:
+    """Can loading the model wait until something must be embedded? Yes on an existing
+    index when no other model and no weights file are asked for."""
+    if settings.weights is not None or not IndexStore.exists(index_dir):
+        return False
+    return settings.model in (None, IndexStore.read_manifest(index_dir).get("model"))
+
+
+def _load_for(store: IndexStore, index_dir: str, settings: BuildSettings,
+              progress: Progress) -> LoadedModel:
+    progress.note("loading the model")
+    model = resolve_model(index_dir, settings)
+    check_identity(store.manifest, model.identity(), index_dir)
+    return model
+
+
+class _ModelSlot:
+    """The model, loaded on first use."""
+
+    def __init__(self, model: LoadedModel | None, load: Callable[[], LoadedModel]):
+        self.loaded, self._load = model, load
+
+    def get(self) -> LoadedModel:
+        if self.loaded is None:
+            self.loaded = self._load()
+        return self.loaded
 
 
 def _changed(ref: ImageRef, row: Row | None) -> bool:
@@ -175,10 +229,10 @@ def _digest_or_none(x: ImageRef) -> str | None:
 class _Update:
     """One pass over the scanned files: decide what to do, embed, commit in checkpoints."""
 
-    def __init__(self, store: IndexStore, model: LoadedModel, settings: BuildSettings,
+    def __init__(self, store: IndexStore, model: _ModelSlot, settings: BuildSettings,
                  progress: Progress, should_stop: Callable[[], bool] | None = None,
                  engine: ImageEngine | None = None):
-        self.store, self.model, self.settings, self.progress = store, model, settings, progress
+        self.store, self.slot, self.settings, self.progress = store, model, settings, progress
         self.should_stop = should_stop or (lambda: False)
         self.rows: list[NewRow] = []
         self.vectors: list[np.ndarray] = []
@@ -187,14 +241,14 @@ class _Update:
         self.forget_videos: list[str] = []
         self.forget_paths: list[str] = []  # a video's own error row, once it decodes
         self.last = time.monotonic()
-        self.result = BuildResult(index=store.folder, model=model.info.name)
+        self.result = BuildResult(index=store.folder, model=str(store.manifest["model"]))
         self._embedder: Embedder | None = None
         self.engine = engine
 
     @property
     def embedder(self) -> Embedder:
         if self._embedder is None:
-            self._embedder = Embedder(self.model, self.settings.embed.device,
+            self._embedder = Embedder(self.slot.get(), self.settings.embed.device,
                                      self.settings.embed.backend)
         return self._embedder
 
@@ -297,7 +351,7 @@ class _Update:
             self.progress.finish()
 
     def _embed_images(self, todo: list[ImageRef]) -> None:
-        source: FileEmbedder = self.engine(self.model) if self.engine else self.embedder
+        source: FileEmbedder = self.engine(self.slot.get()) if self.engine else self.embedder
         batches = source.embed_files([x.path for x in todo], self.settings.embed,
                                      on_progress=self.progress.update)
         self._drain("embedding images", len(todo), batches, lambda b: self._take_images(todo, b))

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from imgsim_index.errors import ModelError
-from imgsim_index.ingest.decode import Preprocess
+from imgsim_index.ingest.preprocess import Preprocess
 
 if TYPE_CHECKING:
     import torch

@@ -17,7 +17,7 @@ from imgsim_index.embed.models.base import (
     state_dict_digest,
 )
 from imgsim_index.errors import ModelError
-from imgsim_index.ingest.decode import Preprocess
+from imgsim_index.ingest.preprocess import Preprocess
 
 EFFICIENTNET_LITE0 = ModelInfo(
     name="efficientnet-lite0",

@@ -17,7 +17,7 @@ from imgsim_index.embed.models.base import (
     state_dict_digest,
 )
 from imgsim_index.errors import ModelError
-from imgsim_index.ingest.decode import Preprocess
+from imgsim_index.ingest.preprocess import Preprocess
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

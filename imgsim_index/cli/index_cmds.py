@@ -12,6 +12,9 @@ from imgsim_index.cli.options import (
     index_option,
     prune_option,
     quiet_option,
+    scan_options,
+    scan_settings,
+    skipped_line,
     wait_option,
 )
 from imgsim_index.cli.progress import TqdmProgress
@@ -25,23 +28,30 @@ def _index_command(name: str, metavar: str, doc: str) -> click.Command:
     @index_option
     @prune_option
     @build_options
+    @scan_options
     @quiet_option
     @engine_options
     def index_paths(paths: tuple[str, ...], index_dir: str, prune: bool, model: str | None,
                     weights: str | None, device: str, backend: str, batch_size: int,
                     workers: int | None, video_fps: float, checkpoint_every: int, wait: bool,
-                    quiet: bool, engine: str, ray_address: str | None) -> None:
+                    include_hidden: bool, exclude: tuple[str, ...], min_size: int,
+                    min_pixels: int, quiet: bool, engine: str, ray_address: str | None) -> None:
         from imgsim_index.pipeline.build import build_index
 
+        scan = scan_settings(include_hidden=include_hidden, exclude=exclude,
+                             min_size=min_size, min_pixels=min_pixels)
         settings = build_settings(model=model, weights=weights, device=device, backend=backend,
                                   batch_size=batch_size, workers=workers, video_fps=video_fps,
-                                  checkpoint_every=checkpoint_every, wait=wait, prune=prune)
+                                  checkpoint_every=checkpoint_every, wait=wait, prune=prune,
+                                  scan=scan)
         with engine_session(engine, ray_address) as eng:
             r = build_index(list(paths), index_dir, settings, TqdmProgress(not quiet),
                             engine=eng.file_embedder if eng else None)
         pruned = f", forgot {r.pruned} missing" if r.pruned else ""
         click.echo(f"Scanned {r.scanned} files: embedded {r.embedded}, unchanged "
                    f"{r.unchanged}, unreadable {r.errors}{pruned}.")
+        if r.skipped:
+            click.echo(skipped_line(r.skipped))
         click.echo(f"Index {r.index} ({r.model}): {r.total_embedded} images, "
                    f"{r.total_errors} unreadable files.")
 

@@ -18,6 +18,7 @@ import click
 
 if TYPE_CHECKING:
     from imgsim_index.embed.embedder import EmbedSettings
+    from imgsim_index.ingest.scan import ScanSettings
     from imgsim_index.pipeline.build import BuildSettings
     from imgsim_index.pipeline.ray_engine import RayEngine
 
@@ -122,10 +123,29 @@ build_options = _stack(
     wait_option,
 )
 
+# Which files under the inputs are taken (each one left out is counted with its reason).
+scan_options = _stack(
+    click.option("--include-hidden", is_flag=True,
+                 help="Also index hidden files and folders (names starting with '.', "
+                      "@eaDir, Thumbs.db, desktop.ini); they are skipped by default."),
+    click.option("--exclude", multiple=True, metavar="PATTERN",
+                 help="Skip files and folders matching this gitignore-style pattern, "
+                      "relative to each input folder (repeatable; e.g. 'cache/', "
+                      "'*.tmp.jpg', '/scans/old/')."),
+    click.option("--min-size", type=click.IntRange(0), default=0, metavar="BYTES",
+                 help="Skip files smaller than this many bytes."),
+    click.option("--min-pixels", type=click.IntRange(0), default=0, metavar="N",
+                 help="Skip images with fewer pixels than this (width x height, read from "
+                      "the file header)."),
+)
+
 keep_options = _stack(
-    click.option("--keep", type=LazyChoice(_keep_policies), default="highest-resolution",
+    click.option("--keep", type=LazyChoice(_keep_policies), default="original",
                  show_default=True,
-                 help="Which file of each group to keep; the others are removable."),
+                 help="Which file of each group to keep; the others are removable. "
+                      "original: a file with camera EXIF, then the original format (JPEG, "
+                      "HEIC, RAW over PNG/TIFF conversions), the earliest capture time, the "
+                      "most pixels, the shorter path."),
     click.option("--protect", multiple=True, type=click.Path(exists=True, file_okay=False),
                  help="Files under this folder are always kept (repeatable)."),
 )
@@ -153,15 +173,33 @@ def embed_settings(*, device: str, backend: str, batch_size: int,
 def build_settings(*, model: str | None, weights: str | None, device: str, backend: str,
                    batch_size: int, workers: int | None, video_fps: float = 1.0,
                    checkpoint_every: int = 2048, wait: bool = False,
-                   prune: bool = False) -> BuildSettings:
-    """BuildSettings from embed_options (+ build_options, + --prune) values. The defaults are
-    BuildSettings' own, for commands that embed but never write (query)."""
+                   prune: bool = False, scan: ScanSettings | None = None) -> BuildSettings:
+    """BuildSettings from embed_options (+ build_options, + --prune, + scan_settings) values.
+    The defaults are BuildSettings' own, for commands that embed but never write (query)."""
+    from imgsim_index.ingest.scan import ScanSettings
     from imgsim_index.pipeline.build import BuildSettings
 
     return BuildSettings(model=model, weights=weights, wait_for_lock=wait, video_fps=video_fps,
                          checkpoint_images=checkpoint_every, prune=prune,
+                         scan=scan or ScanSettings(),
                          embed=embed_settings(device=device, backend=backend,
                                               batch_size=batch_size, workers=workers))
+
+
+def scan_settings(*, include_hidden: bool, exclude: tuple[str, ...], min_size: int,
+                  min_pixels: int) -> ScanSettings:
+    from imgsim_index.ingest.scan import ScanSettings
+
+    return ScanSettings(include_hidden=include_hidden, exclude=tuple(exclude),
+                        min_size=min_size, min_pixels=min_pixels)
+
+
+def skipped_line(skipped: dict[str, int]) -> str:
+    """The build summary's count of files left out, per reason ("" when none)."""
+    if not skipped:
+        return ""
+    parts = ", ".join(f"{n} {reason}" for reason, n in skipped.items())
+    return f"Left out {sum(skipped.values())} files: {parts}."
 
 
 @contextlib.contextmanager

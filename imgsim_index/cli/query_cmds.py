@@ -16,6 +16,8 @@ from imgsim_index.cli.options import (
     index_option,
     output_option,
     quiet_option,
+    scan_options,
+    scan_settings,
     threshold_option,
     wait_option,
 )
@@ -100,11 +102,13 @@ def verify(index_dir: str, repair: bool, wait: bool) -> None:
 @click.option("--max-cycles", type=click.IntRange(1), default=None, hidden=True,
               help="Stop after this many scans.")
 @build_options
+@scan_options
 @quiet_option
 def watch(folder: str, index_dir: str, interval: float, settle: float | None, threshold: float,
           log_path: str | None, output: str, max_cycles: int | None, model: str | None,
           weights: str | None, device: str, backend: str, batch_size: int,
           workers: int | None, video_fps: float, checkpoint_every: int, wait: bool,
+          include_hidden: bool, exclude: tuple[str, ...], min_size: int, min_pixels: int,
           quiet: bool) -> None:
     """Keep adding new files and footage from FOLDER, logging new duplicates as they appear.
 
@@ -126,7 +130,9 @@ def watch(folder: str, index_dir: str, interval: float, settle: float | None, th
         interval=interval, settle=settle, log=log_path, max_cycles=max_cycles,
         build=build_settings(model=model, weights=weights, device=device, backend=backend,
                              batch_size=batch_size, workers=workers, video_fps=video_fps,
-                             checkpoint_every=checkpoint_every, wait=wait),
+                             checkpoint_every=checkpoint_every, wait=wait,
+                             scan=scan_settings(include_hidden=include_hidden, exclude=exclude,
+                                                min_size=min_size, min_pixels=min_pixels)),
         dedupe=DedupeSettings(pairs=PairSettings(threshold=threshold), output=output,
                               max_pairs_for_collage=20),
     )

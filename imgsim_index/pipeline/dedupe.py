@@ -20,6 +20,7 @@ from imgsim_index.groups.components import Groups, connected_components
 from imgsim_index.groups.keep import DEFAULT_KEEP, GroupDecision, KeepSettings, choose_keepers
 from imgsim_index.index.catalog import Row
 from imgsim_index.index.store import IndexStore
+from imgsim_index.ingest.scan import skipped_report
 from imgsim_index.ingest.video import split_frame_path
 from imgsim_index.paths import deepest_folder, folder_prefix
 from imgsim_index.pipeline.build import BuildResult, BuildSettings, build_index
@@ -102,6 +103,8 @@ class Duplicates:
             model=self.model, keep=KeepSettings(s.keep, tuple(s.protect)),
             decisions=self.decisions)
         report["pair_search"] = self.search.as_report()
+        if self.build is not None:  # what the scan of the folders left out, and why
+            report["skipped"] = skipped_report(self.build.skipped_paths)
         if self.new_images is not None:
             report["compare_mode"] = "new_only"
             report["new_images"] = self.new_images

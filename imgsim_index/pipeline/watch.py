@@ -69,7 +69,7 @@ def watch_folder(
     dedupe_settings = replace(settings.dedupe, new_only=True)
     cycles = 0
     while not stop.is_set():
-        stability.observe(scan_folders([folder]))
+        stability.observe(scan_folders([folder], settings.build.scan))
         built = build_index([folder], index_dir, settings.build, progress, model=model,
                             accept=stability.complete, should_stop=stop.is_set)
         event: dict[str, Any] = {

@@ -1,5 +1,10 @@
 """The project's exception types. Every message says what to do next."""
 
+import errno
+
+# a write refused for lack of room: a full disk, a quota, a file-size limit (ulimit -f)
+NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
 
 class ImgsimError(Exception):
     """Base class: the CLI prints these as one-line errors."""
@@ -35,6 +40,16 @@ class InputError(ImgsimError):
 
 class ReportError(ImgsimError):
     """A report.json that is missing, damaged, or too old for apply or export."""
+
+
+class DiskFullError(ImgsimError):
+    """A write failed for lack of space; what was committed before it is kept."""
+
+
+def no_space(what: str, why: object) -> DiskFullError:
+    """The one-line error for a write of `what` that found no room (`why`: the cause)."""
+    return DiskFullError(f"no space left on device while writing {what} ({why}); the index "
+                         "keeps what was committed. Free some space and run the command again")
 
 
 class ActionError(ImgsimError):

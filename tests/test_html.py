@@ -6,6 +6,7 @@ installs it; CI does) and are skipped with a message where it is missing.
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -236,3 +237,35 @@ def test_browser_shows_an_empty_report(tmp_path: Path) -> None:
     write_gallery(synthetic_report([]), str(page))
     dom, _ = rendered(page, tmp_path / "profile")
     assert "No duplicate groups at this threshold." in dom
+
+
+# names that would reorder or hide text, and how the page must show them (as ascii() does)
+BIDI_NAMES = {
+    "/photos/g0/invoice\u202egpj.exe": "/photos/g0/invoice\\u202egpj.exe",
+    "/photos/g0/\u202a\u202b\u202c\u202d.jpg": "/photos/g0/\\u202a\\u202b\\u202c\\u202d.jpg",
+    "/photos/g0/\u2066\u2067\u2068\u2069.jpg": "/photos/g0/\\u2066\\u2067\\u2068\\u2069.jpg",
+    "/photos/g0/mark\u200e\u200f.jpg": "/photos/g0/mark\\u200e\\u200f.jpg",
+    "/photos/g0/line\nbreak\ttab\x1besc\\u202e.jpg":
+        "/photos/g0/line\\nbreak\\ttab\\x1besc\\\\u202e.jpg",
+    "/photos/g0/café \\ back.jpg": "/photos/g0/café \\ back.jpg",  # printable: as it is
+}
+
+
+@needs_browser
+def test_browser_shows_control_and_bidi_characters_escaped(tmp_path: Path) -> None:
+    report = synthetic_report([len(BIDI_NAMES)])
+    report["folder_list"] = ["/photos/\u202eevil"]
+    members = report["groups"][0]["members"]
+    for m, name in zip(members, BIDI_NAMES, strict=True):
+        m["path"] = name
+    assert all(ascii(name)[1:-1] == shown for name, shown in BIDI_NAMES.items()
+               if not name.isprintable())  # the same rule as the console's
+    page = tmp_path / "report.html"
+    write_gallery(report, str(page), thumbnails=False)
+    dom, _ = rendered(page, tmp_path / "profile")
+    texts = [html.unescape(t) for t in re.findall(r'<div class="path">(.*?)</div>', dom, re.S)]
+    assert texts == list(BIDI_NAMES.values())
+    assert "<dd>/photos/\\u202eevil</dd>" in dom
+    for bad in ("\u202a", "\u202b", "\u202c", "\u202d", "\u202e", "\u2066", "\u2067", "\u2068",
+                "\u2069", "\u200e", "\u200f", "\x1b"):
+        assert bad not in dom

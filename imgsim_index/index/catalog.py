@@ -7,7 +7,9 @@ readers (dedupe, query) see the last committed state while a writer runs.
 Schema 2 adds each file's identity (dev, ino) and content digest; an older
 catalog gains the columns (ALTER TABLE) when a writer opens it, and readers of
 an older catalog see them as NULL. Any SQLite error that means a damaged file
-becomes an IndexFormatError naming the repair.
+becomes an IndexFormatError naming the repair; a write that finds no room
+(SQLITE_FULL, or the I/O error SQLite reports for a file-size limit) becomes
+a DiskFullError (`writing`), and the last commit stays whole.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from imgsim_index.errors import IndexFormatError
+from imgsim_index.errors import NO_SPACE, IndexFormatError, no_space
 
 SCHEMA_VERSION = 2
 
@@ -120,6 +122,27 @@ def damaged(path: str, exc: sqlite3.Error) -> IndexFormatError:
     return IndexFormatError(f"the index catalog {path} is damaged ({exc}); {REPAIR_HINT}")
 
 
+def _no_room(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF  # the primary result code
+    return code in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR)
+
+
+@contextlib.contextmanager
+def writing(what: str) -> Iterator[None]:
+    """Turn a write of `what` that found no room (OSError ENOSPC, EDQUOT or EFBIG, or
+    SQLite's full-disk and write errors) into a one-line DiskFullError."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in NO_SPACE:
+            raise
+        raise no_space(what, exc.strerror or exc) from None
+    except sqlite3.OperationalError as exc:
+        if not _no_room(exc):
+            raise
+        raise no_space(what, f"SQLite: {exc}") from None
+
+
 class Catalog:
     def __init__(self, path: str, readonly: bool = False):
         self.path = path
@@ -134,6 +157,8 @@ class Catalog:
             self.db.close()
             if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
                 raise
+            if not readonly and _no_room(exc):
+                raise no_space(f"the index catalog {path}", f"SQLite: {exc}") from None
             raise damaged(path, exc) from None
 
     def _open(self, path: str, readonly: bool) -> None:
@@ -144,6 +169,8 @@ class Catalog:
             try:
                 self.db.executescript(_SCHEMA)
             except sqlite3.OperationalError as exc:
+                if _no_room(exc):
+                    raise no_space(f"the index catalog {path}", f"SQLite: {exc}") from None
                 raise IndexFormatError(
                     f"{path} has an unknown catalog layout ({exc}); it was written by another "
                     "version of imgsim-index. Build a new index with --index NEW_DIR"
@@ -219,7 +246,8 @@ class Catalog:
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield
-            self.db.execute("COMMIT")
+            with writing(f"the index catalog {self.path}"):
+                self.db.execute("COMMIT")
         except BaseException:
             if self.db.in_transaction:
                 self.db.execute("ROLLBACK")

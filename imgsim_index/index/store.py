@@ -19,6 +19,7 @@ so its cost is amortised.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -34,7 +35,7 @@ from imgsim_index.errors import (
     IndexMismatchError,
     IndexMissingError,
 )
-from imgsim_index.index.catalog import Catalog, NewRow, Row, VideoDone
+from imgsim_index.index.catalog import Catalog, NewRow, Row, VideoDone, writing
 from imgsim_index.index.vector_file import (
     CHUNK_BYTES,
     VectorFile,
@@ -105,13 +106,16 @@ class IndexStore:
 
         Refuses an index built with another model identity than `identity`.
         """
-        os.makedirs(os.path.join(folder, SEGMENTS), exist_ok=True)
-        lock_fd = acquire_writer_lock(os.path.join(folder, LOCK), wait)
+        with writing(f"the index {folder}"):
+            os.makedirs(os.path.join(folder, SEGMENTS), exist_ok=True)
+            lock_fd = acquire_writer_lock(os.path.join(folder, LOCK), wait)
+        has_manifest = os.path.isfile(os.path.join(folder, MANIFEST))
+        new = not has_manifest and not os.path.isfile(os.path.join(folder, CATALOG))
         try:
-            if os.path.isfile(os.path.join(folder, MANIFEST)):
+            if has_manifest:
                 manifest = cls.read_manifest(folder)
                 check_identity(manifest, identity, folder)
-            elif os.path.isfile(os.path.join(folder, CATALOG)):
+            elif not new:
                 raise IndexFormatError(
                     f"{folder} has a catalog but no {MANIFEST}; it is not an index this "
                     "version can open safely. Move it aside and build again."
@@ -127,10 +131,18 @@ class IndexStore:
             catalog = Catalog(os.path.join(folder, CATALOG))
             store = cls(folder, catalog, manifest, writable=True)
             store._lock_fd = lock_fd
-            store._write_manifest()
-            store._remove_orphans()
+            try:
+                store._write_manifest()
+                store._remove_orphans()
+            except BaseException:
+                catalog.close()
+                raise
             return store
         except BaseException:
+            if new:  # a new index that could not be made whole (a full disk): leave none
+                for name in (CATALOG, f"{CATALOG}-wal", f"{CATALOG}-shm"):
+                    with contextlib.suppress(OSError):
+                        os.unlink(os.path.join(folder, name))
             release_writer_lock(lock_fd)
             raise
 
@@ -152,12 +164,14 @@ class IndexStore:
         return manifest
 
     def close(self) -> None:
-        if self.writable:
-            self._write_manifest()
-        self.catalog.close()
-        if self._lock_fd is not None:
-            release_writer_lock(self._lock_fd)
-            self._lock_fd = None
+        try:
+            if self.writable:
+                self._write_manifest()  # counts only: the catalog is the commit point
+        finally:
+            self.catalog.close()
+            if self._lock_fd is not None:
+                release_writer_lock(self._lock_fd)
+                self._lock_fd = None
 
     def __enter__(self) -> IndexStore:
         return self
@@ -182,6 +196,12 @@ class IndexStore:
             raise IndexMismatchError(
                 f"vectors have dimension {vectors.shape[1]}, the index holds {self.dim}"
             )
+        with writing(f"the index {self.folder}"):
+            return self._commit(embedded, vectors, errors, videos_done, forget, forget_videos)
+
+    def _commit(self, embedded: Sequence[NewRow], vectors: np.ndarray, errors: Sequence[NewRow],
+                videos_done: Sequence[VideoDone], forget: Sequence[str],
+                forget_videos: Sequence[str]) -> list[int]:
         cat = self.catalog
         ids: list[int] = []
         with cat.transaction():
@@ -217,6 +237,10 @@ class IndexStore:
         Streams: each file is read `chunk_bytes` at a time and only the live rows are
         appended to the new base, so memory stays about 2 x chunk_bytes plus 8 bytes per
         row for the ids, whatever N is."""
+        with writing(f"the index {self.folder} (compacting)"):
+            self._compact(chunk_bytes)
+
+    def _compact(self, chunk_bytes: int) -> None:
         path = os.path.join(self.folder, BASE)
         with VectorFileWriter(path, self.dim) as out:
             for segment in sorted(self.catalog.segments()):  # the base sorts first
@@ -248,7 +272,14 @@ class IndexStore:
     def _write_manifest(self) -> None:
         self.manifest["counts"] = self.catalog.counts()
         self.manifest["updated_at"] = _now()
-        atomic_write_json(os.path.join(self.folder, MANIFEST), self.manifest)
+        path = os.path.join(self.folder, MANIFEST)
+        try:
+            with writing(path):
+                atomic_write_json(path, self.manifest)
+        except BaseException:
+            with contextlib.suppress(OSError):  # a write that failed leaves its temporary
+                os.unlink(f"{path}.tmp-{os.getpid()}")
+            raise
 
     # -- reading -------------------------------------------------------------
     def load(self, roots: Sequence[str] | None = None) -> LoadedVectors:

@@ -18,6 +18,7 @@ Layout, little-endian, as faiss/impl/index_write.cpp writes it:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 from collections.abc import Iterator
@@ -152,7 +153,8 @@ class VectorFileWriter:
         return self.n
 
     def abort(self) -> None:
-        self._fh.close()
+        with contextlib.suppress(OSError):  # flushing what is buffered may fail too (disk full)
+            self._fh.close()
         if os.path.exists(self.tmp):
             os.unlink(self.tmp)
 

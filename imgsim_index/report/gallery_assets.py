@@ -2,8 +2,12 @@
 
 The script reads the report from a <script type="application/json"> block and
 builds the page with createElement/textContent only: file names are untrusted
-input and never pass through innerHTML. It shows PAGE_SIZE groups at a time,
-so a report with tens of thousands of pairs opens as fast as a small one.
+input and never pass through innerHTML. A name holding a control character, a
+format character (bidirectional overrides such as U+202E, zero-width marks), a
+line separator or a lone surrogate is shown escaped, as the console shows it
+(Python's ascii()): \\u202e, \\n, \\x1b, backslashes doubled (`shown` in SCRIPT).
+It shows PAGE_SIZE groups at a time, so a report with tens of thousands of pairs
+opens as fast as a small one.
 The URL fragment can preset the view: report.html#min=0.995&max=1&page=2.
 """
 
@@ -53,6 +57,21 @@ window.addEventListener("error", (e) => {
     if (text !== undefined && text !== null) e.textContent = String(text);
     return e;
   };
+  // a name that could reorder or hide what is shown next to it: escape those characters,
+  // as Python's ascii() does (console output of apply/undo), and double the backslashes
+  const UNSAFE = /[\p{Cc}\p{Cf}\p{Cs}\p{Zl}\p{Zp}]/u;
+  const NAMED = { "\t": "\\t", "\n": "\\n", "\r": "\\r", "\\": "\\\\" };
+  const hex = (c, width) => c.codePointAt(0).toString(16).padStart(width, "0");
+  const shown = (value) => {
+    const text = String(value);
+    if (!UNSAFE.test(text)) return text;
+    return text.replace(/[\p{Cc}\p{Cf}\p{Cs}\p{Zl}\p{Zp}\\]/gu, (c) => {
+      const n = c.codePointAt(0);
+      if (NAMED[c]) return NAMED[c];
+      if (n < 0x100) return "\\x" + hex(c, 2);
+      return n < 0x10000 ? "\\u" + hex(c, 4) : "\\U" + hex(c, 8);
+    });
+  };
   const fmtBytes = (n) => {
     if (n === null || n === undefined) return "? B";
     const units = ["B", "KB", "MB", "GB", "TB"];
@@ -69,7 +88,7 @@ window.addEventListener("error", (e) => {
   let page = 0;
 
   for (const [label, value] of data.summary) {
-    byId("summary").append(el("dt", null, label), el("dd", null, value));
+    byId("summary").append(el("dt", null, label), el("dd", null, shown(value)));
   }
   for (const input of [lo, hi]) {
     input.min = String(data.score_min);
@@ -101,7 +120,7 @@ window.addEventListener("error", (e) => {
     }
     const cap = el("figcaption");
     cap.append(el("span", "badge", BADGE[m.role] || m.role));
-    cap.append(el("div", "path", m.path));
+    cap.append(el("div", "path", shown(m.path)));
     const res = m.w && m.h ? m.w + "\u00d7" + m.h : "?";
     const score = m.role === "keep" ? "keeper" : "score " + fmtScore(m.score);
     cap.append(el("div", "meta", fmtBytes(m.size) + " \u00b7 " + res + " \u00b7 " + score));

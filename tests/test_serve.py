@@ -24,7 +24,7 @@ from imgsim_index.index.store import IndexStore
 from imgsim_index.pipeline.build import BuildSettings, build_index
 from imgsim_index.pipeline.dedupe import DedupeSettings, dedupe
 from imgsim_index.pipeline.query import query_index
-from imgsim_index.search.exact import PairSettings
+from imgsim_index.search import PairSettings
 
 LITE0 = BuildSettings(model="efficientnet-lite0", embed=EmbedSettings(workers=0, device="cpu"))
 THRESHOLD = 0.97

@@ -56,9 +56,13 @@ def _apply_summary(action: str, n: int, freed: int, held: int, dest: str | None)
 @click.option("--resume", "resume_journal", default=None,
               type=click.Path(exists=True, dir_okay=False),
               help="Finish an apply that was interrupted, from its journal (needs --yes).")
+@click.option("--plan", "choices", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="Choices file from report.html's \"export my choices\" (keepers, unticked "
+                   "files and groups): apply only those. It may narrow REPORT, never widen it.")
 @quiet_option
 def apply(report: str, move_to: str | None, hardlink: bool, delete: bool, yes: bool,
-          journal: str | None, resume_journal: str | None, quiet: bool) -> None:
+          journal: str | None, resume_journal: str | None, choices: str | None,
+          quiet: bool) -> None:
     """Move, hard-link or delete the removable files of REPORT (a dry run unless --yes).
 
     Keepers and protected files are never touched; a file that changed since the
@@ -67,6 +71,9 @@ def apply(report: str, move_to: str | None, hardlink: bool, delete: bool, yes: b
     from imgsim_index.actions.plan import apply_plan, default_journal_path, make_plan, resume_apply
 
     action = _chosen_action(move_to, hardlink, delete)
+    if choices and resume_journal:
+        raise click.UsageError("--resume finishes the reviewed report the interrupted apply "
+                               "printed; pass that report, without --plan")
     if resume_journal:
         if not yes:
             raise click.UsageError("--resume acts on files; add --yes")
@@ -75,6 +82,8 @@ def apply(report: str, move_to: str | None, hardlink: bool, delete: bool, yes: b
     else:
         if action is None:
             raise click.UsageError("choose what to do: --move-to DIR, --hardlink or --delete")
+        if choices:
+            report = _reviewed(report, choices)
         plan = make_plan(report, action, move_to)
         _print_refusals(plan.refused)
         if not yes:
@@ -98,6 +107,19 @@ def apply(report: str, move_to: str | None, hardlink: bool, delete: bool, yes: b
         click.echo(f"{len(result.failed)} files failed and were left as they were; "
                    "see the journal", err=True)
         sys.exit(1)
+
+
+def _reviewed(report: str, choices: str) -> str:
+    """REPORT narrowed to the choices file, saved beside it: the report apply acts on."""
+    from imgsim_index.actions.choices import apply_choices_file
+    from imgsim_index.errors import InputError
+
+    try:
+        reviewed = apply_choices_file(report, choices)
+    except InputError as exc:
+        raise click.ClickException(f"--plan {choices}: {exc}") from None
+    click.echo(f"Reviewed report: {reviewed} (REPORT with the choices of {choices})", err=True)
+    return reviewed
 
 
 def _print_refusals(refused: list[Any]) -> None:

@@ -108,6 +108,7 @@ window.addEventListener("error", (e) => {
   function memberCard(m) {
     const dim = m.role !== "keep" && !inRange(m) ? " dim" : "";
     const fig = el("figure", "member role-" + m.role + dim);
+    fig.dataset.path = m.path;  // for the choices script
     if (m.thumb) {
       const img = document.createElement("img");
       img.loading = "lazy";
@@ -160,6 +161,7 @@ window.addEventListener("error", (e) => {
     byId("next").disabled = page >= pages - 1;
     document.body.dataset.groupsShown = String(shown.length);
     document.body.dataset.groupsOnPage = String(slice.length);
+    document.dispatchEvent(new Event("gallery-rendered"));
   }
 
   const onRange = () => { page = 0; render(); };
@@ -175,5 +177,134 @@ window.addEventListener("error", (e) => {
   byId("next").addEventListener("click", () => { page += 1; render(); window.scrollTo(0, 0); });
   render();
   document.body.dataset.ready = "1";
+})();
+"""
+
+
+# The user's choices (untick files and groups, change a keeper) and their export, in a
+# script of their own: it decorates each rendered group (the page script announces a
+# render with a "gallery-rendered" event) and keeps the choices across pages and filters.
+CHOICES_STYLE = """
+.choices { display: flex; gap: 10px; font-size: 12px; margin-top: 4px; }
+.group-choice { font-size: 12px; font-weight: normal; margin-left: 10px; }
+figure.unticked { opacity: .6; border-style: dashed; }
+section.group.skipped { opacity: .5; }
+"""
+
+CHOICES_SCRIPT = r"""
+(() => {
+  const data = JSON.parse(document.getElementById("gallery-data").textContent);
+  const byId = (id) => document.getElementById(id);
+  const state = new Map();  // group number (text) -> {keeper, candidates, unticked, skipped}
+  for (const g of data.groups) {
+    const candidates = g.members.filter((m) => m.role === "keep" || m.role === "remove")
+      .map((m) => m.path);
+    state.set(String(g.group), { group: g.group, keeper: g.keeper, candidates,
+      unticked: new Set(), skipped: false });
+  }
+  const removes = (s) => s.skipped ? [] :
+    s.candidates.filter((p) => p !== s.keeper && !s.unticked.has(p));
+  const input = (type, cls, name) => {
+    const e = document.createElement("input");
+    e.type = type;
+    e.className = cls;
+    if (name) e.name = name;
+    return e;
+  };
+  const labelled = (box, text) => {
+    const l = document.createElement("label");
+    l.append(box, " " + text);
+    return l;
+  };
+
+  function decorate(sec) {
+    const s = state.get(sec.dataset.group);
+    if (!s) return;
+    sec.classList.toggle("skipped", s.skipped);
+    let whole = sec.querySelector("input.choice-group");
+    if (!whole) {
+      whole = input("checkbox", "choice-group");
+      const l = labelled(whole, "act on this group");
+      l.className = "group-choice";
+      sec.querySelector("h2").append(l);
+    }
+    whole.checked = !s.skipped;
+    for (const fig of sec.querySelectorAll("figure.member")) {
+      const path = fig.dataset.path;
+      if (!s.candidates.includes(path)) continue;
+      let box = fig.querySelector(".choices");
+      if (!box) {
+        box = document.createElement("div");
+        box.className = "choices";
+        const keep = input("radio", "choice-keeper", "keeper-" + s.group);
+        const remove = input("checkbox", "choice-remove");
+        keep.dataset.path = path;
+        remove.dataset.path = path;
+        box.append(labelled(keep, "keeper"), labelled(remove, "remove"));
+        fig.querySelector("figcaption").append(box);
+      }
+      const isKeeper = path === s.keeper;
+      box.querySelector("input.choice-keeper").checked = isKeeper;
+      const remove = box.querySelector("input.choice-remove");
+      remove.checked = !isKeeper && !s.unticked.has(path);
+      remove.disabled = isKeeper || s.skipped;
+      box.querySelector("input.choice-keeper").disabled = s.skipped;
+      fig.classList.toggle("role-keep", isKeeper);
+      fig.classList.toggle("role-remove", !isKeeper);
+      fig.classList.toggle("unticked", !isKeeper && !remove.checked);
+      fig.querySelector(".badge").textContent = isKeeper ? "KEEP" : "remove";
+    }
+  }
+
+  function summary() {
+    let n = 0;
+    for (const s of state.values()) n += removes(s).length;
+    byId("choices-info").textContent = "your choices: " + n + " files to remove";
+  }
+
+  function decorateAll() {
+    for (const sec of document.querySelectorAll("section.group")) decorate(sec);
+    summary();
+  }
+
+  byId("groups").addEventListener("change", (e) => {
+    const t = e.target;
+    const sec = t.closest("section.group");
+    const s = sec && state.get(sec.dataset.group);
+    if (!s) return;
+    if (t.classList.contains("choice-group")) s.skipped = !t.checked;
+    else if (t.classList.contains("choice-keeper") && t.checked) {
+      s.unticked.delete(s.keeper);  // the former keeper becomes removable, as on the review page
+      s.keeper = t.dataset.path;
+      s.unticked.delete(s.keeper);
+    } else if (t.classList.contains("choice-remove")) {
+      if (t.checked) s.unticked.delete(t.dataset.path);
+      else s.unticked.add(t.dataset.path);
+    }
+    decorate(sec);
+    summary();
+  });
+
+  byId("export-choices").addEventListener("click", () => {
+    const groups = [];
+    for (const s of state.values()) {
+      if (!s.skipped) groups.push({ group: s.group, keeper: s.keeper, remove: removes(s) });
+    }
+    const plan = { format: "imgsim-index-choices", version: 1,
+      report_timestamp: data.timestamp, groups };
+    const blob = new Blob([JSON.stringify(plan, null, 2) + "\n"], { type: "application/json" });
+    const a = document.createElement("a");
+    a.href = URL.createObjectURL(blob);
+    a.download = "choices-" + String(data.timestamp || "report").replace(/[^0-9A-Za-z_-]/g, "_")
+      + ".json";
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+  });
+
+  document.addEventListener("gallery-rendered", decorateAll);
+  decorateAll();
+  document.body.dataset.choices = "1";
 })();
 """

@@ -2,7 +2,9 @@
 
 No network: no CDN, no fonts, no remote images; a Content-Security-Policy
 allows only the page's own inline style and script (pinned by hash) and
-images from the thumbs folder. The report's data travels as JSON in a
+images from the thumbs folder. The user can untick files and groups and change
+keepers, then "export my choices" downloads a choices file that
+`apply REPORT --plan FILE` accepts (see actions/choices.py). The report's data travels as JSON in a
 <script type="application/json"> block with '<', '>' and '&' escaped, so a
 file named "</script><img src=x onerror=...>.jpg" stays text.
 """
@@ -20,7 +22,7 @@ from typing import Any
 
 from imgsim_index.atomic_files import atomic_write_bytes
 from imgsim_index.progress import Progress
-from imgsim_index.report.gallery_assets import SCRIPT, STYLE
+from imgsim_index.report.gallery_assets import CHOICES_SCRIPT, CHOICES_STYLE, SCRIPT, STYLE
 from imgsim_index.report.thumbs import write_thumbnails
 from imgsim_index.report.units import human_bytes
 
@@ -58,6 +60,7 @@ def gallery_data(report: dict[str, Any], thumbs: dict[str, str]) -> dict[str, An
         members = sorted(g["members"], key=lambda m: m["role"] != "keep")
         groups.append({
             "group": g["group"],
+            "keeper": g["keeper"],
             "bytes_removable": g.get("bytes_removable", 0),
             "members": [{
                 "path": m["path"], "size": m["size"], "w": m["width"], "h": m["height"],
@@ -70,7 +73,8 @@ def gallery_data(report: dict[str, Any], thumbs: dict[str, str]) -> dict[str, An
                    if m["role"] != "keep" and m["score_to_keeper"] is not None]
     floor = min([*scores, float(report.get("threshold", 0.0))])
     return {"page_size": PAGE_SIZE, "score_min": max(-1.0, math.floor(floor * 10000) / 10000),
-            "summary": _summary(report), "groups": groups}
+            "summary": _summary(report), "groups": groups,
+            "timestamp": report.get("timestamp")}  # binds exported choices to this report
 
 
 def _json_for_script(obj: Any) -> str:
@@ -87,8 +91,9 @@ def _csp_hash(source: str) -> str:
 
 
 def render_gallery(data: dict[str, Any], title: str) -> str:
-    csp = (f"default-src 'none'; img-src 'self'; style-src {_csp_hash(STYLE)}; "
-           f"script-src {_csp_hash(SCRIPT)}; base-uri 'none'; form-action 'none'")
+    style, script = STYLE + CHOICES_STYLE, SCRIPT + CHOICES_SCRIPT  # one element each
+    csp = (f"default-src 'none'; img-src 'self'; style-src {_csp_hash(style)}; "
+           f"script-src {_csp_hash(script)}; base-uri 'none'; form-action 'none'")
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -96,7 +101,7 @@ def render_gallery(data: dict[str, Any], title: str) -> str:
 <meta http-equiv="Content-Security-Policy" content="{html.escape(csp)}">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{html.escape(title)}</title>
-<style>{STYLE}</style>
+<style>{style}</style>
 </head>
 <body>
 <header>
@@ -111,10 +116,12 @@ def render_gallery(data: dict[str, Any], title: str) -> str:
 <button type="button" id="prev">&larr; previous</button>
 <span id="page-info"></span>
 <button type="button" id="next">next &rarr;</button>
+<span id="choices-info"></span>
+<button type="button" id="export-choices">export my choices</button>
 </div>
 <main id="groups"></main>
 <script type="application/json" id="gallery-data">{_json_for_script(data)}</script>
-<script>{SCRIPT}</script>
+<script>{script}</script>
 </body>
 </html>
 """

@@ -1,28 +1,27 @@
 """review: the review page's routes. A report's groups -> the user's choices -> a reviewed
 report -> the same make_plan/apply_plan checks and journal as `apply` -> undo.
 
-The user's choices never widen what apply may do: a new keeper must be a member of
-its group, only members the report marked keep/remove can become removable
-(protected files and video frames stay), and the reviewed report is written next to
-the original so the journal names what was applied.
+The user's choices never widen what apply may do (actions/choices.py checks them, as
+for a choices file exported from report.html): a new keeper must be a member of its
+group, only members the report marked keep/remove can become removable (protected
+files and video frames stay), and the reviewed report is written next to the
+original so the journal names what was applied.
 """
 
 from __future__ import annotations
 
-import copy
 import io
 import os
-import time
 from importlib import resources
 from typing import Any
 
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
+from imgsim_index.actions.choices import choices_from_review, reviewed_report, write_reviewed
 from imgsim_index.actions.plan import apply_plan, default_journal_path, make_plan
 from imgsim_index.actions.safety import load_report
 from imgsim_index.actions.undo import undo
-from imgsim_index.atomic_files import atomic_write_json
 from imgsim_index.errors import InputError, ReportError
 from imgsim_index.report.thumbs import THUMB_BOX, THUMB_QUALITY
 from imgsim_index.serve.body import read_json
@@ -52,38 +51,6 @@ def pick_report(output: str, report: str | None) -> str:
     return reports[0]
 
 
-def reviewed_report(report: dict[str, Any], keepers: dict[str, str], skip: set[str],
-                    skip_groups: set[int]) -> dict[str, Any]:
-    """The report with the user's keepers and unticked files and groups applied."""
-    out = copy.deepcopy(report)
-    groups = []
-    for g in out["groups"]:
-        if g["group"] in skip_groups:
-            continue
-        paths = {m["path"] for m in g["members"]}
-        keeper = keepers.get(str(g["group"]), g["keeper"])
-        if keeper not in paths:
-            raise InputError(f"{keeper} is not a member of group {g['group']}; "
-                             "a keeper must be one of its group's files")
-        candidates = {m["path"] for m in g["members"] if m["role"] in ("keep", "remove")}
-        if keeper not in candidates:
-            raise InputError(f"{keeper} is a {g['members'][0]['role']} entry of group "
-                             f"{g['group']} and cannot be its keeper")
-        for m in g["members"]:
-            if m["path"] in candidates:
-                m["role"] = "keep" if m["path"] == keeper else "remove"
-        g["keeper"] = keeper
-        g["removable"] = sorted(p for p in candidates if p != keeper and p not in skip)
-        sizes = {m["path"]: m["size"] or 0 for m in g["members"]}
-        g["bytes_removable"] = sum(sizes[p] for p in g["removable"])
-        groups.append(g)
-    out["groups"] = groups
-    out["files_removable"] = sum(len(g["removable"]) for g in groups)
-    out["bytes_removable"] = sum(g["bytes_removable"] for g in groups)
-    out["reviewed_from"] = "report.json"
-    return out
-
-
 def _str_list(value: Any, name: str) -> list[Any]:
     if not isinstance(value, list):
         raise InputError(f"{name} must be a list")
@@ -99,10 +66,10 @@ def apply_review(report_path: str, body: dict[str, Any]) -> dict[str, Any]:
         raise InputError("keepers must map a group number to a path")
     skip = set(_str_list(body.get("skip", []), "skip"))
     skip_groups = {int(g) for g in _str_list(body.get("skip_groups", []), "skip_groups")}
-    reviewed = reviewed_report(load_report(report_path), keepers, skip, skip_groups)
-    stamp = time.strftime("%Y%m%d_%H%M%S")
-    reviewed_path = os.path.join(os.path.dirname(report_path), f"report-reviewed-{stamp}.json")
-    atomic_write_json(reviewed_path, reviewed)
+    report = load_report(report_path)
+    reviewed = reviewed_report(report, choices_from_review(report, keepers, skip, skip_groups),
+                               os.path.basename(report_path))
+    reviewed_path = write_reviewed(report_path, reviewed)
     move_to = body.get("move_to") or os.path.join(os.path.dirname(report_path), "moved")
     plan = make_plan(reviewed_path, action, move_to if action == "move" else None)
     result = apply_plan(plan, default_journal_path(reviewed_path, action))

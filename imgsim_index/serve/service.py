@@ -3,8 +3,11 @@
 The writer lock is taken when the service starts and held until it stops: adds
 queue behind one writer thread, which owns the writer's catalog connection.
 Reads never wait for it: each read opens the catalog read-only (as dedupe does)
-and sees the last commit; the vectors are cached by commit number and reloaded
-only after a commit. The model is loaded on first need and kept.
+and sees the last commit; the vectors are cached by commit number, as one contiguous
+float32 matrix, and reloaded only after a commit (the writer's own or, for an
+index shared with other readers, any). Queries search that matrix in place with
+FAISS's flat inner-product kernel: no per-request index build or copy. The model
+is loaded on first need and kept.
 """
 
 from __future__ import annotations
@@ -106,7 +109,11 @@ class IndexService:
             seq = store.catalog.last_seq()
             with self._cache_lock:
                 if self._cache is None or self._cache.seq != seq:
-                    self._cache = store.load()
+                    loaded = store.load()
+                    # one contiguous float32 matrix per commit: every query searches it in
+                    # place (faiss.knn in query_index), nothing is copied per request
+                    self._cache = replace(loaded, vectors=np.ascontiguousarray(
+                        loaded.vectors, dtype=np.float32))
                     self.metrics.images_indexed = len(self._cache.rows)
                 return self._cache
 

@@ -91,7 +91,7 @@ threshold_option = click.option(
 candidate_threshold_option = click.option(
     "--threshold", type=click.FloatRange(-1.0, 1.0), default=None,
     help="Cosine similarity at or above which two images are a candidate pair (6 decimals). "
-         "Default: the model's own (efficientnet-lite0 0.8 with verification, resnet50 0.99; "
+         "Default: the model's own (efficientnet-lite0 0.75 with verification, resnet50 0.99; "
          "0.99 with --verify off).")
 
 verify_options = _stack(

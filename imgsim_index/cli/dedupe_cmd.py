@@ -9,13 +9,14 @@ import click
 from imgsim_index.cli.options import (
     build_options,
     build_settings,
+    candidate_threshold_option,
     engine_options,
     engine_session,
     index_option,
     keep_options,
     output_option,
     quiet_option,
-    threshold_option,
+    verify_options,
 )
 from imgsim_index.cli.progress import TqdmProgress
 
@@ -23,7 +24,8 @@ from imgsim_index.cli.progress import TqdmProgress
 @click.command()
 @click.argument("folders", nargs=-1, type=click.Path(file_okay=False))
 @index_option
-@threshold_option
+@candidate_threshold_option
+@verify_options
 @click.option("--compare-mode", type=click.Choice(["full", "sample"]), default="full",
               show_default=True, help="full: every image; sample: a random share as queries.")
 @click.option("--sample-ratio", type=click.FloatRange(0.0, 1.0, min_open=True), default=0.3,
@@ -51,7 +53,8 @@ from imgsim_index.cli.progress import TqdmProgress
 @build_options
 @quiet_option
 @engine_options
-def dedupe(folders: tuple[str, ...], index_dir: str, threshold: float, compare_mode: str,
+def dedupe(folders: tuple[str, ...], index_dir: str, threshold: float | None, verify: str,
+           group_near_misses: bool, verify_workers: int | None, compare_mode: str,
            sample_ratio: float, seed: int, compare_scope: str, max_pairs_for_collage: int,
            output: str, new_only: bool, since: datetime.datetime | None, exact: bool | None,
            nprobe: int | None, keep: str, protect: tuple[str, ...], model: str | None,
@@ -64,11 +67,15 @@ def dedupe(folders: tuple[str, ...], index_dir: str, threshold: float, compare_m
     from imgsim_index.pipeline.dedupe import DedupeSettings
     from imgsim_index.pipeline.dedupe import dedupe as run_dedupe
     from imgsim_index.search import ApproxSettings, PairSettings
+    from imgsim_index.verify import VerifySettings
 
     if engine == "ray" and exact is None:
         exact = True  # the cluster's job is the exact search
     settings = DedupeSettings(
-        pairs=PairSettings(threshold=threshold, compare_mode=compare_mode,
+        threshold=threshold,
+        verify=VerifySettings(enabled=verify == "on", workers=verify_workers),
+        group_near_misses=group_near_misses,
+        pairs=PairSettings(compare_mode=compare_mode,
                            sample_ratio=sample_ratio, seed=seed, compare_scope=compare_scope),
         output=output,
         max_pairs_for_collage=max_pairs_for_collage,
@@ -93,6 +100,11 @@ def dedupe(folders: tuple[str, ...], index_dir: str, threshold: float, compare_m
     click.echo(f"Threshold = {rep['threshold']}")
     click.echo(f"Found {rep['number_of_similar_pairs']} pairs of images that meet the "
                "similarity threshold.")
+    if rep["verification"]["ran"]:
+        v = rep["verification"]
+        click.echo(f"Verified: {v['compared']} pairs compared, {v['skipped_as_grouped']} "
+                   f"joined through copies; {rep['number_of_near_misses']} other shots "
+                   "listed under near_misses.", err=True)
     click.echo(f"Number of unique groups: {rep['number_of_unique_groups']}")
     click.echo("Photos that can be removed if only keeping 1 from each group: "
                f"{rep['photos_to_remove']}")

@@ -88,6 +88,24 @@ threshold_option = click.option(
     "--threshold", type=click.FloatRange(-1.0, 1.0), default=0.99, show_default=True,
     help="Cosine similarity at or above which two images are a pair.")
 
+# dedupe's candidate threshold: the model's own unless given (see verify.CANDIDATE_THRESHOLDS)
+candidate_threshold_option = click.option(
+    "--threshold", type=click.FloatRange(-1.0, 1.0), default=None,
+    help="Cosine similarity at or above which two images are a candidate pair (6 decimals). "
+         "Default: the model's own (efficientnet-lite0 0.75 with verification, resnet50 0.99; "
+         "0.99 with --verify off).")
+
+verify_options = _stack(
+    click.option("--verify", "verify", type=click.Choice(["on", "off"]), default="on",
+                 show_default=True,
+                 help="on: check each candidate pair on its pixels (exact, edited copy or "
+                      "another shot); other shots go to near_misses. off: cosine only."),
+    click.option("--group-near-misses", is_flag=True,
+                 help="Put other-shot pairs (bursts, a moved subject) back into the groups."),
+    click.option("--verify-workers", type=click.IntRange(0, 256), default=None,
+                 help="Verification processes (default: cores - 1; 0: none)."),
+)
+
 output_option = click.option(
     "--output", default="results", show_default=True, type=click.Path(file_okay=False),
     help="Reports go to OUTPUT/<timestamp>/.")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -37,6 +37,7 @@ from imgsim_index.search import (
     find_pairs,
 )
 from imgsim_index.search.settings import choose_method
+from imgsim_index.verify import Verdicts, VerifySettings, candidate_threshold, verify_pairs
 
 if TYPE_CHECKING:
     from imgsim_index.search.plan import OnProgress
@@ -54,9 +55,17 @@ class DedupeSettings:
     since: float | None = None  # ... or added at/after this time (epoch seconds)
     search: str = "auto"  # exact | approx | auto (approx above search.AUTO_APPROX_ABOVE)
     approx: ApproxSettings = field(default_factory=ApproxSettings)
+    # candidate threshold: None = `pairs.threshold` when it is not PairSettings' default,
+    # else the model's own (verify.candidate_threshold); a number = that threshold
+    threshold: float | None = None
+    verify: VerifySettings = field(default_factory=VerifySettings)
+    group_near_misses: bool = False  # other-shot pairs join the groups (bursts grouped)
 
     def validate(self) -> None:
         self.pairs.validate()
+        if self.threshold is not None:
+            replace(self.pairs, threshold=self.threshold).validate()
+        self.verify.validate()
         self.approx.validate()
         KeepSettings(self.keep, tuple(self.protect)).validate()
         # a bad combination (approx with sample or new-only) fails before any work
@@ -82,12 +91,33 @@ class Duplicates:
     new_images: int | None = None  # new-only: how many images were searched from
     new_since: str | None = None
     build: BuildResult | None = None
+    # verification: `candidates` (every pair the search found) and a verdict for each;
+    # `pairs` holds the exact and copy ones, `near_misses` the other shots
+    candidates: Pairs | None = None
+    verdicts: Verdicts | None = None
+    near_misses: Pairs = field(default_factory=Pairs.empty)
+    threshold_used: float = 0.99  # the candidate threshold the search ran with
+    threshold_source: str = "given"  # "model default" | "given"
 
     def pair_paths(self) -> list[tuple[str, str, float]]:
         """(path 1, path 2, score) of every pair, highest score first."""
         return [(self.rows[a].path, self.rows[b].path, s)
                 for a, b, s in zip(self.pairs.i.tolist(), self.pairs.j.tolist(),
                                    self.pairs.score.tolist(), strict=True)]
+
+    def pair_verdicts(self, pairs: Pairs) -> list[tuple[str, str, dict[str, float]]] | None:
+        """(match, evidence, numbers) of each of `pairs` (a subset of the candidates)."""
+        if self.verdicts is None or self.candidates is None:
+            return None
+        where = {(a, b): k for k, (a, b) in enumerate(zip(self.candidates.i.tolist(),
+                                                          self.candidates.j.tolist(),
+                                                          strict=True))}
+        v = self.verdicts
+        out = []
+        for a, b in zip(pairs.i.tolist(), pairs.j.tolist(), strict=True):
+            k = where[(a, b)]
+            out.append((v.match[k], v.evidence[k], v.numbers[k]))
+        return out
 
     def removable_paths(self) -> list[str]:
         """The files the keep policy would remove, group by group."""
@@ -101,7 +131,11 @@ class Duplicates:
             rows=self.rows, pairs=self.pairs, groups=self.groups, settings=s.pairs,
             errors=self.errors, index_path=self.index_path, timings=self.timings,
             model=self.model, keep=KeepSettings(s.keep, tuple(s.protect)),
-            decisions=self.decisions)
+            decisions=self.decisions, threshold=self.threshold_used,
+            pair_verdicts=self.pair_verdicts(self.pairs),
+            near_misses=self.near_misses, near_miss_verdicts=self.pair_verdicts(self.near_misses),
+            verification=self.verdicts.summary() if self.verdicts is not None else None,
+            threshold_source=self.threshold_source)
         report["pair_search"] = self.search.as_report()
         if self.build is not None:  # what the scan of the folders left out, and why
             report["skipped"] = skipped_report(self.build.skipped_paths)
@@ -213,12 +247,22 @@ def find_duplicates(
     timings["load_vectors"] = time.perf_counter() - t
     t = time.perf_counter()
     codes = folder_codes(rows, folders)
-    pairs, info = find_pairs(vectors, settings.pairs, method=settings.search,
-                             approx=settings.approx, folders=codes, queries=queries,
-                             engine=engine, on_progress=progress_steps(progress, "Pair search"))
+    threshold, source = resolve_threshold(settings, manifest.get("model"))
+    pair_settings = replace(settings.pairs, threshold=threshold)
+    candidates, info = find_pairs(vectors, pair_settings, method=settings.search,
+                                  approx=settings.approx, folders=codes, queries=queries,
+                                  engine=engine,
+                                  on_progress=progress_steps(progress, "Pair search"))
     progress.finish()
     timings["pair_search"] = time.perf_counter() - t
-    groups = connected_components(len(rows), pairs.i, pairs.j)
+    t = time.perf_counter()
+    verdicts = verify_pairs(rows, candidates, settings.verify, progress)
+    if verdicts.ran:
+        timings["verify"] = time.perf_counter() - t
+    kept = verdicts.kept()
+    pairs, near = subset(candidates, kept), subset(candidates, ~kept)
+    edges = candidates if settings.group_near_misses else pairs
+    groups = connected_components(len(rows), edges.i, edges.j)
     decisions = choose_keepers(rows, groups, KeepSettings(settings.keep, tuple(settings.protect)),
                                codes, vectors)
     folder_list = ([os.path.abspath(f) for f in folders] if folders
@@ -228,7 +272,23 @@ def find_duplicates(
         search=info, settings=settings, folder_list=folder_list,
         model={k: manifest.get(k) for k in ("model", "dim", "weights_id", "preprocessing")},
         index_path=index_path, timings=timings, snapshot_seq=loaded.seq,
-        new_images=None if queries is None else len(queries), new_since=new_since)
+        new_images=None if queries is None else len(queries), new_since=new_since,
+        candidates=candidates, verdicts=verdicts, near_misses=near, threshold_source=source,
+        threshold_used=threshold)
+
+
+def resolve_threshold(settings: DedupeSettings, model: str | None) -> tuple[float, str]:
+    """(candidate threshold, "given" | "model default") for a dedupe of `model`'s index."""
+    if settings.threshold is not None:
+        return float(settings.threshold), "given"
+    if settings.pairs.threshold != PairSettings().threshold:
+        return float(settings.pairs.threshold), "given"
+    return candidate_threshold(model, settings.verify.enabled), "model default"
+
+
+def subset(pairs: Pairs, mask: np.ndarray) -> Pairs:
+    """The pairs where `mask` holds, in the same order."""
+    return Pairs(pairs.i[mask], pairs.j[mask], pairs.score[mask])
 
 
 def write_report(
@@ -248,7 +308,7 @@ def write_report(
         collage_path = os.path.join(out_dir, "similar_pairs_sample", "random_collage.jpg")
         s = dups.settings
         write_collage(dups.pair_paths(), collage_path, s.max_pairs_for_collage, s.pairs.seed,
-                      s.pairs.threshold)
+                      dups.threshold_used)
     report_path = os.path.join(out_dir, "report.json")
     write_report_json(report, report_path)
     if gallery:

@@ -8,6 +8,12 @@ groups (largest first): group, size, keeper, members (path, size, mtime_ns, widt
 height, score_to_keeper, role keep|remove|protected|frame, protected), removable (paths),
 bytes_removable, all_protected. `apply` works from these alone: it re-checks each
 removable file's size and mtime_ns and stays inside folder_list.
+
+Verification (schema 3): each similar_pairs row adds match (exact | copy), evidence (a
+short sentence) and verification (the numbers behind it, rounded); near_misses lists the
+other-shot pairs in the same shape (not in similar_pairs, groups or photos_to_remove);
+verification {ran, compared, skipped_as_grouped, same_bytes, not_verified, seconds};
+threshold_source "model default" | "given".
 """
 
 from __future__ import annotations
@@ -23,7 +29,26 @@ from imgsim_index.index.catalog import Row
 from imgsim_index.search import Pairs, PairSettings
 
 # 2: groups carry keeper, members with size/resolution/mtime/score, removable
-REPORT_SCHEMA_VERSION = 2
+# 3: pairs carry match, evidence and verification numbers; near_misses; verification
+REPORT_SCHEMA_VERSION = 3
+
+PairVerdict = tuple[str, str, dict[str, float]]  # match, evidence, numbers
+
+
+def pair_rows(paths: Sequence[str], pairs: Pairs,
+              verdicts: Sequence[PairVerdict] | None) -> list[dict[str, Any]]:
+    """similar_pairs / near_misses rows: the seed's four keys, then the verdict."""
+    out = []
+    for k, (a, b, s) in enumerate(zip(pairs.i.tolist(), pairs.j.tolist(), pairs.score.tolist(),
+                                      strict=True)):
+        row: dict[str, Any] = {"index": k, "image1": paths[a], "image2": paths[b],
+                               "similarity_score": s}
+        if verdicts is not None:
+            match, evidence, numbers = verdicts[k]
+            row["match"], row["evidence"] = match, evidence
+            row["verification"] = {n: round(float(v), 4) for n, v in numbers.items()}
+        out.append(row)
+    return out
 
 
 def build_report(
@@ -40,30 +65,38 @@ def build_report(
     timings: dict[str, float],
     keep: KeepSettings | None = None,
     decisions: Sequence[GroupDecision] | None = None,
+    threshold: float | None = None,
+    pair_verdicts: Sequence[PairVerdict] | None = None,
+    near_misses: Pairs | None = None,
+    near_miss_verdicts: Sequence[PairVerdict] | None = None,
+    verification: dict[str, Any] | None = None,
+    threshold_source: str = "given",
 ) -> dict[str, Any]:
+    """`threshold`: the candidate threshold used (default: settings.threshold)."""
     keep = keep or KeepSettings()
     if decisions is None:
         decisions = choose_keepers(rows, groups, keep)
     path = [r.path for r in rows]
-    similar = [
-        {"index": k, "image1": path[a], "image2": path[b], "similarity_score": s}
-        for k, (a, b, s) in enumerate(
-            zip(pairs.i.tolist(), pairs.j.tolist(), pairs.score.tolist(), strict=True)
-        )
-    ]
+    similar = pair_rows(path, pairs, pair_verdicts)
     group_list = [group_entry(g, d, rows) for g, d in enumerate(decisions)]
     return {
         "timestamp": timestamp,
         "folder_list": list(folders),
         "total_images_in_folders": len(rows),
         "compare_mode": settings.compare_mode,
-        "threshold": settings.threshold,
+        "threshold": settings.threshold if threshold is None else threshold,
         "number_of_similar_pairs": len(pairs),
         "number_of_unique_groups": groups.n_unique,
         "photos_to_remove": groups.n_removable,
         "similar_pairs": similar,
         # extras
         "report_schema_version": REPORT_SCHEMA_VERSION,
+        "threshold_source": threshold_source,
+        "verification": verification or {"ran": False, "compared": 0, "skipped_as_grouped": 0,
+                                         "same_bytes": 0, "not_verified": 0, "seconds": 0.0},
+        "number_of_near_misses": 0 if near_misses is None else len(near_misses),
+        "near_misses": [] if near_misses is None else pair_rows(path, near_misses,
+                                                                near_miss_verdicts),
         "compare_scope": settings.compare_scope,
         "sample_ratio": settings.sample_ratio if settings.compare_mode == "sample" else None,
         "seed": settings.seed,

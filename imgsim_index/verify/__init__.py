@@ -1,0 +1,308 @@
+"""verify: candidate pairs -> a verdict per pair (exact | copy | other_shot), with evidence.
+
+The stage between pair search and grouping. A candidate pair (cosine >= the threshold) is
+checked on the pixels themselves (`matching.py`: geometric alignment of the two images,
+then a block residual where they overlap), so an edited copy and another shot of the same
+scene come apart: groups, keep decisions and `photos_to_remove` use exact and copy only.
+
+Cost: each image is decoded (upright, long side <= `max_side`) and described at most once
+per call; descriptions and comparisons run in worker processes. Only the edges the groups
+need are compared: pairs are walked by descending score with a union-find, and a pair whose
+two ends are already joined through verified copies is not compared (it is a copy by
+transitivity). A static scene of N mutually similar frames costs about N - 1 compares.
+Comparisons run in rounds: each round compares, in parallel, the pairs that would join two
+not yet (tentatively) joined sets; a pair whose ends a pending comparison may join waits
+for the next round.
+
+cv2 is imported by `matching`, which is loaded only when a pair needs decoding.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from imgsim_index.errors import InputError
+from imgsim_index.progress import NoProgress, Progress
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from imgsim_index.index.catalog import Row
+    from imgsim_index.search import Pairs
+    from imgsim_index.verify.matching import Features
+
+MATCHES = ("exact", "copy", "other_shot")
+KEPT = ("exact", "copy")
+SKIPPED_EVIDENCE = "not compared: already grouped through verified copies"
+
+# The candidate threshold (cosine) per model when verification runs, and without it.
+# resnet50: 0.99 both ways (the seed's default). efficientnet-lite0: its edited copies score
+# as low as 0.80 (0.796 for a 6% crop); at 0.75 verification keeps precision 0.995 and
+# recall 1.0 on the public evaluation set (benchmarks/RESULTS.md, quality section).
+CANDIDATE_THRESHOLDS: dict[str, float] = {"resnet50": 0.99, "efficientnet-lite0": 0.75}
+COSINE_ONLY_THRESHOLDS: dict[str, float] = {"resnet50": 0.99, "efficientnet-lite0": 0.99}
+FALLBACK_THRESHOLD = 0.99  # a model without a measured default
+
+
+def candidate_threshold(model: str | None, verify: bool = True) -> float:
+    """The model's own candidate threshold (with or without verification)."""
+    table = CANDIDATE_THRESHOLDS if verify else COSINE_ONLY_THRESHOLDS
+    return table.get(model or "", FALLBACK_THRESHOLD)
+
+
+@dataclass(frozen=True)
+class VerifySettings:
+    enabled: bool = True
+    workers: int | None = None  # processes; None: cores - 1 (at least 1); 0: in this process
+    max_side: int = 1024  # images are decoded with their long side at most this
+    tunables: tuple[tuple[str, float], ...] = ()  # matching.VerifySettings fields to change
+
+    def validate(self) -> VerifySettings:
+        if self.workers is not None and not 0 <= self.workers <= 256:
+            raise InputError(f"verification workers must be in [0, 256], got {self.workers}")
+        if not 128 <= self.max_side <= 8192:
+            raise InputError(f"verification max side must be in [128, 8192], got "
+                             f"{self.max_side}")
+        self.matching()
+        return self
+
+    def matching(self) -> Any:
+        """The matching.VerifySettings these tunables give (InputError when one is bad)."""
+        from imgsim_index.verify import matching
+
+        names = {f.name for f in dataclasses.fields(matching.VerifySettings)}
+        bad = [k for k, _ in self.tunables if k not in names]
+        if bad:
+            raise InputError(f"unknown verification setting {bad[0]!r}; known: "
+                             f"{', '.join(sorted(names))}")
+        try:
+            changes: dict[str, Any] = dict(self.tunables)
+            return dataclasses.replace(matching.VerifySettings(), **changes).validate()
+        except ValueError as e:
+            raise InputError(str(e)) from None
+
+
+@dataclass
+class Verdicts:
+    """One verdict per candidate pair, aligned with the pairs given to verify_pairs."""
+
+    match: list[str]
+    evidence: list[str]
+    numbers: list[dict[str, float]]
+    compared: int = 0  # pairs compared on their pixels
+    skipped_as_grouped: int = 0  # pairs joined through verified copies, not compared
+    same_bytes: int = 0  # pairs with equal content digests (exact, not decoded)
+    not_verified: int = 0  # pairs where an image could not be decoded or described here
+    seconds: float = 0.0
+    ran: bool = True
+    errors: dict[int, str] = field(default_factory=dict)  # row position -> why not described
+
+    def kept(self) -> np.ndarray:
+        """Boolean mask of the pairs that are exact or copy."""
+        return np.asarray([m in KEPT for m in self.match], bool)
+
+    def summary(self) -> dict[str, Any]:
+        return {"ran": self.ran, "compared": self.compared,
+                "skipped_as_grouped": self.skipped_as_grouped, "same_bytes": self.same_bytes,
+                "not_verified": self.not_verified, "seconds": round(self.seconds, 3)}
+
+
+def unverified(n: int) -> Verdicts:
+    """Verdicts when verification is off: every pair stands on its score."""
+    return Verdicts(["copy"] * n, ["not verified (cosine only)"] * n, [{} for _ in range(n)],
+                    ran=False)
+
+
+class _Sets:
+    def __init__(self, n: int) -> None:
+        self.parent = list(range(n))
+
+    def find(self, x: int) -> int:
+        p = self.parent
+        while p[x] != x:
+            p[x] = p[p[x]]
+            x = p[x]
+        return x
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+    def copy(self) -> _Sets:
+        s = _Sets(0)
+        s.parent = list(self.parent)
+        return s
+
+
+def upright_image(path: str, box: tuple[int, int], purpose: str = "decode") -> Image.Image:
+    """An indexed entry (file or video frame) as an upright RGB image fitting `box`, with
+    JPEG draft decoding; DecodeError (or OSError) when it cannot be read."""
+    from PIL import Image, ImageOps
+
+    from imgsim_index.errors import DecodeError
+    from imgsim_index.ingest.decode import BACKGROUND, DEFAULT_MAX_PIXELS, _to_rgb, read_file
+    from imgsim_index.ingest.video import read_frame, split_frame_path
+
+    if split_frame_path(path)[1] is not None:
+        im = read_frame(path)
+    else:
+        im = Image.open(io.BytesIO(read_file(path)))
+        if im.width * im.height > DEFAULT_MAX_PIXELS:
+            raise DecodeError(f"too large to {purpose}")
+        im.draft("RGB", box)  # JPEG: decode at a reduced DCT scale (still covering box)
+        im = ImageOps.exif_transpose(im)
+        im = _to_rgb(im, BACKGROUND)
+    im.thumbnail(box)
+    return im
+
+
+def decode_for_verify(path: str, max_side: int) -> np.ndarray:
+    """An indexed entry as upright RGB uint8 pixels, long side <= max_side."""
+    im = upright_image(path, (max_side, max_side), "verify")
+    return np.asarray(im.convert("RGB"), np.uint8)
+
+
+def _describe(task: tuple[int, str, str | None, int, Any]) -> tuple[int, Any, str]:
+    """(row, Features | None, error) for one image; never raises."""
+    k, path, digest, max_side, msettings = task
+    from imgsim_index.verify import matching
+
+    try:
+        return k, matching.describe(decode_for_verify(path, max_side), digest, msettings), ""
+    except Exception as e:  # noqa: BLE001 - any decoder failure is this image's verdict
+        return k, None, (str(e).splitlines() or [type(e).__name__])[0][:200]
+
+
+def _no_detail(f: Features, flat_std: float) -> bool:
+    x0, y0, x1, y1 = f.box
+    return len(f.kp) == 0 and float(f.grey[y0:y1, x0:x1].std()) < flat_std
+
+
+def _compare(task: tuple[int, Any, Any, Any]) -> tuple[int, str, str, dict[str, float]]:
+    """(pair, match, evidence, numbers) for two Features; never raises."""
+    p, fa, fb, msettings = task
+    from imgsim_index.verify import matching
+
+    if fa.shape == fb.shape and fa.pixel_hash == fb.pixel_hash:
+        return p, "exact", "same decoded pixels", {}
+    if _no_detail(fa, msettings.flat_std) or _no_detail(fb, msettings.flat_std):
+        return p, "copy", "no detail to verify", {}
+    try:
+        v = matching.compare(fa, fb, msettings)
+    except Exception as e:  # noqa: BLE001 - a failed comparison keeps the embedding's word
+        return p, "copy", f"not verified: {type(e).__name__}: {e}"[:200], {}
+    return p, v.match, v.evidence, v.numbers
+
+
+def _workers(setting: int | None) -> int:
+    if setting is not None:
+        return setting
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
+def verify_pairs(
+    rows: Sequence[Row],
+    pairs: Pairs,
+    settings: VerifySettings | None = None,
+    progress: Progress | None = None,
+) -> Verdicts:
+    """A verdict per pair of `pairs` (row positions into `rows`, score descending)."""
+    settings = (settings or VerifySettings()).validate()
+    progress = progress or NoProgress()
+    n = len(pairs)
+    if not settings.enabled:
+        return unverified(n)
+    t0 = time.perf_counter()
+    msettings = settings.matching()
+    pi, pj = pairs.i.tolist(), pairs.j.tolist()
+    order = sorted(range(n), key=lambda p: -float(pairs.score[p]))
+    match: list[str] = [""] * n
+    evidence: list[str] = [""] * n
+    numbers: list[dict[str, float]] = [{} for _ in range(n)]
+    out = Verdicts(match, evidence, numbers)
+    sets = _Sets(len(rows))
+    feats: dict[int, Any] = {}
+    pool: Executor | None = None
+    n_workers = _workers(settings.workers)
+    progress.start("Verifying pairs", n)
+
+    def run(fn: Callable[[Any], Any], tasks: list[Any]) -> list[Any]:
+        nonlocal pool
+        if n_workers == 0 or len(tasks) < 4:
+            return [fn(t) for t in tasks]
+        if pool is None:
+            import multiprocessing
+
+            pool = ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context("spawn"))
+        return list(pool.map(fn, tasks, chunksize=max(1, len(tasks) // (4 * n_workers))))
+
+    try:
+        pending = order
+        while pending:
+            tentative = sets.copy()
+            batch: list[int] = []
+            later: list[int] = []
+            for p in pending:
+                a, b = pi[p], pj[p]
+                if sets.find(a) == sets.find(b):
+                    match[p], evidence[p] = "copy", SKIPPED_EVIDENCE
+                    out.skipped_as_grouped += 1
+                    progress.update(1)
+                elif tentative.find(a) == tentative.find(b):
+                    later.append(p)  # a comparison in this round may join them
+                else:
+                    da, db = rows[a].digest, rows[b].digest
+                    if da is not None and da == db:
+                        match[p], evidence[p] = "exact", "same bytes"
+                        out.same_bytes += 1
+                        sets.union(a, b)
+                        progress.update(1)
+                    else:
+                        batch.append(p)
+                    tentative.union(a, b)
+            need = sorted({k for p in batch for k in (pi[p], pj[p])} - feats.keys())
+            for k, f, err in run(_describe, [(k, rows[k].path, rows[k].digest,
+                                              settings.max_side, msettings) for k in need]):
+                feats[k] = f
+                if f is None:
+                    out.errors[k] = err
+            tasks = []
+            for p in batch:
+                a, b = pi[p], pj[p]
+                if feats[a] is None or feats[b] is None:
+                    why = out.errors.get(a) or out.errors.get(b) or "unknown"
+                    match[p] = "copy"
+                    evidence[p] = f"not verified: could not decode for verification ({why})"
+                    out.not_verified += 1
+                    sets.union(a, b)
+                    progress.update(1)
+                else:
+                    tasks.append((p, feats[a], feats[b], msettings))
+            for p, m, ev, nums in run(_compare, tasks):
+                match[p], evidence[p], numbers[p] = m, ev, nums
+                out.compared += 1
+                if m in KEPT:
+                    sets.union(pi[p], pj[p])
+                progress.update(1)
+            pending = later
+    finally:
+        if pool is not None:
+            pool.shutdown()
+        progress.finish()
+    out.seconds = time.perf_counter() - t0
+    return out
+
+
+__all__ = ["CANDIDATE_THRESHOLDS", "KEPT", "MATCHES", "SKIPPED_EVIDENCE", "VerifySettings",
+           "Verdicts", "candidate_threshold", "decode_for_verify", "unverified", "upright_image",
+           "verify_pairs"]

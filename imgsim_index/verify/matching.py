@@ -1,0 +1,645 @@
+"""Pair verification: is a candidate pair the same capture (exact / copy) or another shot?
+
+describe() reduces one decoded, upright RGB image to a small picklable Features record
+(a grey thumbnail, a half-size chroma thumbnail, the content box after trimming uniform
+margins, a 32x32 normalised sketch, SIFT keypoints and descriptors as arrays, a pixel hash).
+compare() decides, for two Features:
+
+1. ``exact``: equal content digest, or equal shape and equal pixel hash.
+2. Geometry candidates: the 8 dihedral transforms (mirror x rot90) tried on the 32x32 sketches
+   of the content boxes (cheap, covers exact / mirrored / rotated / resized / bordered copies),
+   then SIFT + RANSAC restricted to a similarity (mirrored features tried when needed).
+3. For each candidate the image with the smaller footprint is warped onto the other; the
+   sharper one is blurred to match, one monotone tone curve (isotonic fit of grey levels)
+   maps one onto the other, and the residual is measured per 16-px block where both images
+   have content. Blocks far above the noise level "differ"; thin horizontal bands of
+   differing blocks are taken as a text overlay. A hue check stops a colour redesign from
+   being explained by the grey tone curve.
+4. ``copy`` when (almost) nothing differs, else ``other_shot`` with the differing share.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+__all__ = ["Features", "Verdict", "VerifySettings", "compare", "describe"]
+
+
+@dataclass(frozen=True)
+class VerifySettings:
+    """Tunables. Pixel values are at the thumbnail scale (long side ``thumb_side``)."""
+
+    thumb_side: int = 512  # long side of the grey thumbnail used for alignment and residuals
+    sift_side: int = 384  # long side of the image SIFT runs on (smaller = faster describe)
+    max_features: int = 800  # SIFT keypoints kept per image
+    ratio: float = 0.8  # Lowe ratio test
+    ransac_px: float = 3.0  # RANSAC reprojection threshold (thumbnail px)
+    min_inliers: int = 12  # fewer RANSAC inliers = no alignment
+    sketch_ncc: float = 0.8  # dihedral sketch correlation needed to try that transform
+    block: int = 16  # residual block size (thumbnail px)
+    diff_floor: float = 10.0  # a block differs if its mean |residual| exceeds this grey level...
+    diff_noise_k: float = 3.0  # ...and this multiple of the median block residual
+    diff_contrast: float = 0.5  # ...and this multiple of the block's grey std (either image)
+    max_differing: float = 0.02  # share of overlap blocks allowed to differ in a copy
+    max_region: float = 0.01  # largest connected differing region (share of blocks) in a copy
+    max_block_median: float = 8.0  # median block residual above this = pixels do not agree
+    max_tone_dev: float = 55.0  # mean |tone curve - identity| above this = not an edit
+    band_rows: float = 0.12  # an overlay band is at most this share of the block rows high
+    overlay_contrast: float = 1.5  # ...and this many times more contrasted in one image
+    max_overlay: float = 0.12  # largest share of blocks a text-overlay band may cover
+    min_overlap: float = 0.55  # overlap / larger content area needed to verify at all
+    max_hue_deg: float = 25.0  # mean hue change allowed between two colour images
+    flat_std: float = 3.0  # overlap grey std below which an image counts as flat
+    trim_std: float = 2.5  # a margin row/column is uniform below this grey std
+
+    def validate(self) -> VerifySettings:
+        """Return self, or raise ValueError naming the first bad setting."""
+        checks = [
+            (64 <= self.thumb_side <= 2048, "thumb_side must be in [64, 2048]"),
+            (64 <= self.sift_side <= self.thumb_side, "sift_side must be in [64, thumb_side]"),
+            (self.max_features >= 50, "max_features must be >= 50"),
+            (0.5 <= self.ratio < 1.0, "ratio must be in [0.5, 1)"),
+            (self.ransac_px > 0, "ransac_px must be > 0"),
+            (self.min_inliers >= 4, "min_inliers must be >= 4"),
+            (0.0 < self.sketch_ncc <= 1.0, "sketch_ncc must be in (0, 1]"),
+            (4 <= self.block <= 64, "block must be in [4, 64]"),
+            (self.diff_floor > 0 and self.diff_noise_k > 0, "diff_floor, diff_noise_k must be > 0"),
+            (0.0 <= self.max_differing < 1.0, "max_differing must be in [0, 1)"),
+            (0.0 <= self.max_region < 1.0, "max_region must be in [0, 1)"),
+            (self.diff_contrast >= 0, "diff_contrast must be >= 0"),
+            (self.max_block_median > 0, "max_block_median must be > 0"),
+            (self.max_tone_dev > 0, "max_tone_dev must be > 0"),
+            (0.0 < self.band_rows <= 1.0, "band_rows must be in (0, 1]"),
+            (self.overlay_contrast >= 1.0, "overlay_contrast must be >= 1"),
+            (0.0 <= self.max_overlay < 1.0, "max_overlay must be in [0, 1)"),
+            (0.0 < self.min_overlap <= 1.0, "min_overlap must be in (0, 1]"),
+            (0.0 < self.max_hue_deg <= 180.0, "max_hue_deg must be in (0, 180]"),
+            (self.flat_std >= 0 and self.trim_std >= 0, "flat_std, trim_std must be >= 0"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ValueError(f"VerifySettings: {msg}")
+        return self
+
+
+DEFAULT = VerifySettings()
+
+
+@dataclass(frozen=True)
+class Features:
+    """What compare() needs about one image; small and picklable (plain arrays only)."""
+
+    shape: tuple[int, int]  # original (height, width)
+    digest: str | None  # content digest given by the caller (e.g. file hash)
+    pixel_hash: str  # sha1 of the decoded pixels
+    grey: np.ndarray  # uint8 grey thumbnail, long side <= thumb_side
+    chroma: np.ndarray  # uint8 Lab a*, b* at half the thumbnail size (128 = neutral)
+    box: tuple[int, int, int, int]  # content box x0, y0, x1, y1 in thumbnail px
+    sketch: np.ndarray  # float32 32x32 zero-mean unit-norm sketch of the content box
+    colourful: float  # share of thumbnail pixels with clear colour (chroma > 10)
+    kp: np.ndarray = field(repr=False)  # float32 (n, 2) keypoint x, y in thumbnail px
+    desc: np.ndarray = field(repr=False)  # uint8 (n, 128) SIFT descriptors
+
+    @property
+    def scale(self) -> float:
+        """Thumbnail px per original px."""
+        return self.grey.shape[1] / self.shape[1]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    match: str  # "exact" | "copy" | "other_shot"
+    evidence: str
+    numbers: dict[str, float]
+
+
+_SIFT: dict[int, cv2.SIFT] = {}
+
+
+def _sift(n: int) -> cv2.SIFT:
+    if n not in _SIFT:
+        _SIFT[n] = cv2.SIFT_create(nfeatures=n)  # type: ignore[attr-defined]
+    return _SIFT[n]
+
+
+def _resize_long(img: np.ndarray, side: int) -> np.ndarray:
+    h, w = img.shape[:2]
+    f = side / max(h, w)
+    if f >= 1.0:
+        return img
+    size = (max(1, round(w * f)), max(1, round(h * f)))
+    return cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+
+
+def _trim_box(g: np.ndarray, tol: float) -> tuple[int, int, int, int]:
+    """Content box after removing uniform margins (letterbox bars, added borders)."""
+    h, w = g.shape
+    f = g.astype(np.float32)
+
+    def first(std: np.ndarray, mean: np.ndarray, ref: float) -> int:
+        bad = (std > tol) | (np.abs(mean - ref) > 6.0)
+        idx = np.flatnonzero(bad)
+        return int(idx[0]) if idx.size else len(std)
+
+    rs, rm = f.std(axis=1), f.mean(axis=1)
+    cs, cm = f.std(axis=0), f.mean(axis=0)
+    y0 = first(rs, rm, float(rm[0]))
+    y1 = h - first(rs[::-1], rm[::-1], float(rm[-1]))
+    x0 = first(cs, cm, float(cm[0]))
+    x1 = w - first(cs[::-1], cm[::-1], float(cm[-1]))
+    if y1 - y0 < 0.3 * h or x1 - x0 < 0.3 * w:  # (nearly) flat image: keep everything
+        return 0, 0, w, h
+    # a margin of one or two px is resampling noise, not a border
+    y0 = y0 if y0 > 2 else 0
+    x0 = x0 if x0 > 2 else 0
+    y1 = y1 if h - y1 > 2 else h
+    x1 = x1 if w - x1 > 2 else w
+    return x0, y0, x1, y1
+
+
+def _sketch(g: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    x0, y0, x1, y1 = box
+    s = cv2.resize(g[y0:y1, x0:x1], (32, 32), interpolation=cv2.INTER_AREA).astype(np.float32)
+    s -= s.mean()
+    n = float(np.linalg.norm(s))
+    return s / n if n > 1e-6 else s
+
+
+def _sift_arrays(g: np.ndarray, settings: VerifySettings) -> tuple[np.ndarray, np.ndarray]:
+    small = _resize_long(g, settings.sift_side)
+    f = g.shape[1] / small.shape[1]
+    kps, desc = _sift(settings.max_features).detectAndCompute(small, None)
+    if desc is None or not kps:
+        return np.zeros((0, 2), np.float32), np.zeros((0, 128), np.uint8)
+    xy = np.array([k.pt for k in kps], np.float32) * f
+    return xy, np.clip(desc, 0, 255).astype(np.uint8)
+
+
+def describe(rgb: np.ndarray, digest: str | None = None,
+             settings: VerifySettings = DEFAULT) -> Features:
+    """Features of one upright HxWx3 uint8 RGB image (any size; downscaled inside)."""
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"describe: need HxWx3 uint8 RGB, got {rgb.shape} {rgb.dtype}")
+    h, w = rgb.shape[:2]
+    pixel_hash = hashlib.sha1(np.ascontiguousarray(rgb).data).hexdigest()
+    small = _resize_long(rgb, settings.thumb_side)
+    grey = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
+    half = cv2.resize(small, (max(1, small.shape[1] // 2), max(1, small.shape[0] // 2)),
+                      interpolation=cv2.INTER_AREA)
+    lab = cv2.cvtColor(half, cv2.COLOR_RGB2LAB)
+    chroma = np.ascontiguousarray(lab[:, :, 1:])
+    c = np.hypot(chroma[:, :, 0].astype(np.float32) - 128, chroma[:, :, 1].astype(np.float32) - 128)
+    box = _trim_box(grey, settings.trim_std)
+    kp, desc = _sift_arrays(grey, settings)
+    return Features(shape=(h, w), digest=digest, pixel_hash=pixel_hash, grey=grey, chroma=chroma,
+                    box=box, sketch=_sketch(grey, box), colourful=float((c > 10).mean()),
+                    kp=kp, desc=desc)
+
+
+# ---------------------------------------------------------------- geometry candidates
+
+
+def _dihedral(s: np.ndarray, k: int) -> np.ndarray:
+    t = np.fliplr(s) if k >= 4 else s
+    return np.rot90(t, k % 4)
+
+
+def _unit_to_box(box: tuple[int, int, int, int]) -> np.ndarray:
+    x0, y0, x1, y1 = box  # pixel centres at integers: the box spans x0 - 0.5 .. x1 - 0.5
+    return np.array([[x1 - x0, 0, x0 - 0.5], [0, y1 - y0, y0 - 0.5], [0, 0, 1]], np.float64)
+
+
+def _dihedral_matrix(k: int, box_a: tuple[int, int, int, int],
+                     box_b: tuple[int, int, int, int]) -> np.ndarray:
+    """2x3 matrix mapping b thumbnail px to a thumbnail px for dihedral transform k."""
+    n = 8
+    v, u = np.mgrid[0:n, 0:n].astype(np.float64)
+    u, v = (u + 0.5) / n, (v + 0.5) / n
+    su, sv = _dihedral(u, k), _dihedral(v, k)  # at a position of the a frame: b's unit coords
+    src = np.stack([u.ravel(), v.ravel(), np.ones(n * n)], 1)  # a unit coords
+    sol, *_ = np.linalg.lstsq(src, np.stack([su.ravel(), sv.ravel()], 1), rcond=None)
+    a_to_b = np.vstack([sol.T, [0, 0, 1]])  # a unit -> b unit
+    b_to_a = _unit_to_box(box_a) @ np.linalg.inv(a_to_b) @ np.linalg.inv(_unit_to_box(box_b))
+    return b_to_a[:2]
+
+
+def _match(kp_a: np.ndarray, d_a: np.ndarray, kp_b: np.ndarray, d_b: np.ndarray,
+           settings: VerifySettings) -> tuple[np.ndarray | None, int]:
+    if len(d_a) < settings.min_inliers or len(d_b) < settings.min_inliers:
+        return None, 0
+    bf = cv2.BFMatcher(cv2.NORM_L2)
+    pairs = bf.knnMatch(d_a.astype(np.float32), d_b.astype(np.float32), k=2)
+    good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < settings.ratio * p[1].distance]
+    if len(good) < settings.min_inliers:
+        return None, len(good)
+    pa = np.array([kp_a[m.queryIdx] for m in good], np.float32)
+    pb = np.array([kp_b[m.trainIdx] for m in good], np.float32)
+    cv2.setRNGSeed(12345)
+    m, inl = cv2.estimateAffinePartial2D(pb, pa, method=cv2.RANSAC,
+                                         ransacReprojThreshold=settings.ransac_px,
+                                         maxIters=2000, confidence=0.995, refineIters=10)
+    n = int(inl.sum()) if inl is not None else 0
+    if m is None or n < settings.min_inliers:
+        return None, n
+    return m.astype(np.float64), n
+
+
+def _template_fwd(a: Features, b: Features, k: int) -> tuple[float, np.ndarray]:
+    """Find b's content (dihedral k, shrunk by 80-100% per axis) inside a's content box.
+
+    Fallback for images with too few keypoints (smooth gradients): returns (ncc, b->a 2x3).
+    """
+    ax0, ay0, ax1, ay1 = a.box
+    bx0, by0, bx1, by1 = b.box
+    f = 64.0 / max(ax1 - ax0, ay1 - ay0)
+    wa, ha = max(8, round((ax1 - ax0) * f)), max(8, round((ay1 - ay0) * f))
+    ga = cv2.resize(a.grey[ay0:ay1, ax0:ax1], (wa, ha), interpolation=cv2.INTER_AREA)
+    gb = np.ascontiguousarray(_dihedral(b.grey[by0:by1, bx0:bx1], k))
+    best = (-1.0, np.zeros((2, 3)))
+    for qx in (1.0, 0.95, 0.9, 0.85, 0.8):
+        for qy in (1.0, 0.95, 0.9, 0.85, 0.8):
+            tw, th = max(4, round(wa * qx)), max(4, round(ha * qy))
+            t = cv2.resize(gb, (tw, th), interpolation=cv2.INTER_AREA)
+            if float(t.std()) < 1.0:
+                continue
+            r = cv2.matchTemplate(ga, t, cv2.TM_CCOEFF_NORMED)
+            _, score, _, loc = cv2.minMaxLoc(r)
+            if score > best[0]:
+                sub = (ax0 + loc[0] / f, ay0 + loc[1] / f, ax0 + (loc[0] + tw) / f,
+                       ay0 + (loc[1] + th) / f)
+                best = (float(score), _dihedral_matrix(k, sub, b.box))  # type: ignore[arg-type]
+    return best
+
+
+def _template(a: Features, b: Features, k: int) -> tuple[float, np.ndarray]:
+    s1, m1 = _template_fwd(a, b, k)
+    s2, m2 = _template_fwd(b, a, k if k >= 4 else (4 - k) % 4)
+    if s2 > s1:
+        return s2, np.linalg.inv(np.vstack([m2, [0, 0, 1]]))[:2]
+    return s1, m1
+
+
+def _flip_matrix(w: int) -> np.ndarray:
+    return np.array([[-1.0, 0.0, w - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+
+
+# ---------------------------------------------------------------- verification of one geometry
+
+
+def _isotonic(y: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Weighted non-decreasing least-squares fit (pool adjacent violators)."""
+    vals: list[float] = []
+    wts: list[float] = []
+    cnt: list[int] = []
+    for yi, wi in zip(y.tolist(), w.tolist(), strict=True):
+        vals.append(yi)
+        wts.append(wi)
+        cnt.append(1)
+        while len(vals) > 1 and vals[-2] > vals[-1]:
+            wsum = wts[-2] + wts[-1]
+            v = (vals[-2] * wts[-2] + vals[-1] * wts[-1]) / wsum if wsum > 0 else vals[-1]
+            c = cnt[-2] + cnt[-1]
+            del vals[-1], wts[-1], cnt[-1]
+            vals[-1], wts[-1], cnt[-1] = v, wsum, c
+    return np.repeat(np.array(vals), cnt)
+
+
+def _tone_curve(src: np.ndarray, dst: np.ndarray, bins: int = 64) -> np.ndarray:
+    """256-entry monotone curve mapping src grey levels onto dst (fitted on masked pixels)."""
+    q = (src.astype(np.int32) * bins) // 256
+    cnt = np.bincount(q, minlength=bins).astype(np.float64)
+    tot = np.bincount(q, weights=dst.astype(np.float64), minlength=bins)
+    mean = np.where(cnt > 0, tot / np.maximum(cnt, 1), 0.0)
+    used = cnt > 0
+    if not used.any():
+        return np.arange(256, dtype=np.float64)
+    fit = _isotonic(mean[used], cnt[used])
+    centres = (np.flatnonzero(used) + 0.5) * 256 / bins
+    return np.interp(np.arange(256), centres, fit)
+
+
+@dataclass
+class _Check:
+    copy: bool
+    differing: float
+    score: float
+    numbers: dict[str, float]
+    words: list[str]
+
+
+def _box_mask(shape: tuple[int, int], box: tuple[int, int, int, int]) -> np.ndarray:
+    m = np.zeros(shape, np.uint8)
+    x0, y0, x1, y1 = box
+    m[y0:y1, x0:x1] = 1
+    return m
+
+
+def _block_std(g: np.ndarray, vm: np.ndarray, bs: int, hb: int, wb: int) -> np.ndarray:
+    x = np.where(vm, g, 0.0)[: hb * bs, : wb * bs].reshape(hb, bs, wb, bs)
+    n = np.maximum(vm[: hb * bs, : wb * bs].reshape(hb, bs, wb, bs).sum(axis=(1, 3)), 1)
+    mean = x.sum(axis=(1, 3)) / n
+    var = (x * x).sum(axis=(1, 3)) / n - mean * mean
+    return np.sqrt(np.maximum(var, 0.0))
+
+
+def _components(mask: np.ndarray) -> list[tuple[int, int, int, int, int]]:
+    """(x, y, w, h, area) of 8-connected components of a boolean block grid."""
+    n, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    return [tuple(int(v) for v in stats[i]) for i in range(1, n)]  # type: ignore[misc]
+
+
+def _hue_change(fa: Features, fb: Features, m: np.ndarray, swap: bool) -> float:
+    """Mean absolute hue change (deg) where both images are clearly coloured; -1 if unknown."""
+    src, dst = (fa, fb) if swap else (fb, fa)
+    half = np.array([[0.5, 0, 0], [0, 0.5, 0], [0, 0, 1]])
+    m3 = np.vstack([m, [0, 0, 1]])
+    if swap:
+        m3 = np.linalg.inv(m3)
+    mh = (half @ m3 @ np.linalg.inv(half))[:2]
+    hd, wd = dst.chroma.shape[:2]
+    warped = cv2.warpAffine(src.chroma, mh, (wd, hd), flags=cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_CONSTANT, borderValue=(128, 128))
+    valid = cv2.warpAffine(np.ones(src.chroma.shape[:2], np.uint8), mh, (wd, hd),
+                           flags=cv2.INTER_NEAREST) > 0
+    a = dst.chroma.astype(np.float32) - 128
+    b = warped.astype(np.float32) - 128
+    ca, cb = np.hypot(a[..., 0], a[..., 1]), np.hypot(b[..., 0], b[..., 1])
+    sel = valid & (ca > 10) & (cb > 10)
+    if sel.sum() < 0.02 * valid.sum() or sel.sum() < 20:
+        return -1.0
+    ha = np.arctan2(a[..., 1][sel], a[..., 0][sel])
+    hb = np.arctan2(b[..., 1][sel], b[..., 0][sel])
+    d = np.abs(np.angle(np.exp(1j * (ha - hb))))
+    return float(np.degrees(np.average(d, weights=np.minimum(ca[sel], cb[sel]))))
+
+
+def _verify(fa: Features, fb: Features, m: np.ndarray, settings: VerifySettings) -> _Check:
+    """Check a 2x3 map m (b thumbnail px -> a thumbnail px)."""
+    m3 = np.vstack([m, [0, 0, 1]])
+    lin = m[:, :2]
+    det = float(np.linalg.det(lin))
+    mirrored = det < 0
+    s = float(np.sqrt(abs(det)))
+    # warp the image whose content is smaller on screen onto the other (upsampling only)
+    swap = s < 1.0
+    if swap:
+        src, dst, mm = fa, fb, np.linalg.inv(m3)[:2]
+    else:
+        src, dst, mm = fb, fa, m
+    hd, wd = dst.grey.shape
+    warped = cv2.warpAffine(src.grey, mm, (wd, hd), flags=cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_REPLICATE)
+    src_valid = cv2.warpAffine(_box_mask(src.grey.shape, src.box), mm, (wd, hd),
+                               flags=cv2.INTER_NEAREST)
+    valid = (src_valid > 0) & (_box_mask(dst.grey.shape, dst.box) > 0)
+    valid = cv2.erode(valid.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    area_d = (dst.box[2] - dst.box[0]) * (dst.box[3] - dst.box[1])
+    area_s = (src.box[2] - src.box[0]) * (src.box[3] - src.box[1]) * abs(np.linalg.det(mm[:, :2]))
+    overlap = float(valid.sum()) / max(area_d, area_s, 1.0)
+    nums: dict[str, float] = {"scale": s, "mirrored": float(mirrored), "overlap": overlap}
+    # rotation, in a's frame: angle of b's x axis
+    ang = float(np.degrees(np.arctan2(m[1, 0], m[0, 0])))
+    if mirrored:
+        ang = float(np.degrees(np.arctan2(-m[1, 0], -m[0, 0])))
+    nums["rotation_deg"] = ang
+    if overlap < settings.min_overlap:
+        return _Check(False, 1.0, -1.0, nums, [f"overlap only {overlap:.0%}"])
+    ga0 = dst.grey.astype(np.float32)
+    gb0 = warped.astype(np.float32)
+    vm = valid
+    words: list[str] = []
+    hue = -1.0
+    if min(fa.colourful, fb.colourful) > 0.05:
+        hue = _hue_change(fa, fb, m, swap)
+    nums["hue_change_deg"] = hue
+    std_a, std_b = float(ga0[vm].std()), float(gb0[vm].std())
+    nums["std_a"], nums["std_b"] = std_a, std_b
+    if std_a < settings.flat_std or std_b < settings.flat_std:
+        dmean = abs(float(ga0[vm].mean()) - float(gb0[vm].mean()))
+        nums["mean_diff"] = dmean
+        same = std_a < settings.flat_std and std_b < settings.flat_std and dmean < 4.0 \
+            and hue < settings.max_hue_deg
+        return _Check(same, 0.0 if same else 1.0, 0.0, nums,
+                      ["flat images" if same else "flat images of different tone"])
+    # tone curve on lightly smoothed images, then the blur that best explains the other image
+    ga, gb = cv2.GaussianBlur(ga0, (0, 0), 0.8), cv2.GaussianBlur(gb0, (0, 0), 0.8)
+    curve = _tone_curve(np.clip(gb[vm], 0, 255).astype(np.uint8), ga[vm])
+    best: tuple[float, float, np.ndarray, np.ndarray] = (np.inf, 0.0, ga, gb)
+    for sigma in (0.0, 1.0, 2.0, 3.0):
+        for which in ((0, 1) if sigma > 0 else (0,)):
+            x = cv2.GaussianBlur(ga0, (0, 0), float(np.hypot(sigma, 0.8))) if which == 0 and sigma \
+                else ga
+            y = cv2.GaussianBlur(gb0, (0, 0), float(np.hypot(sigma, 0.8))) if which == 1 and sigma \
+                else gb
+            yy = np.interp(y[vm], np.arange(256), curve)
+            err = float(np.mean(np.abs(x[vm] - yy)))
+            if err < best[0] * 0.97:
+                best = (err, sigma if which == 0 else -sigma, x, y)
+    _, blur_sig, ga, gb = best
+    nums["blur_sigma"] = blur_sig
+    ya, yb = ga[vm], gb[vm]
+    curve = _tone_curve(np.clip(yb, 0, 255).astype(np.uint8), ya)
+    mapped = np.interp(gb, np.arange(256), curve).astype(np.float32)
+    xs = np.clip(yb, 0, 255).astype(np.int32)
+    tone_shift = float(np.mean(curve[xs] - xs))
+    tone_dev = float(np.mean(np.abs(curve[xs] - xs)))
+    nums["tone_shift"], nums["tone_dev"] = tone_shift, tone_dev
+    res = np.abs(ga - mapped)
+    res[~vm] = 0.0
+    bs = settings.block
+    hb, wb = hd // bs, wd // bs
+    if hb == 0 or wb == 0:
+        return _Check(False, 1.0, -1.0, nums, ["too small"])
+    r = res[: hb * bs, : wb * bs].reshape(hb, bs, wb, bs).sum(axis=(1, 3))
+    c = vm[: hb * bs, : wb * bs].reshape(hb, bs, wb, bs).sum(axis=(1, 3))
+    used = c >= 0.75 * bs * bs
+    if used.sum() < 4:
+        return _Check(False, 1.0, -1.0, nums, ["overlap too small"])
+    rb = np.where(used, r / np.maximum(c, 1), 0.0)
+    # block contrast of either image: a misregistered or blurred edge leaves a residual well
+    # below the local contrast, new content (a moved subject) one of the order of it
+    sa = _block_std(ga, vm, bs, hb, wb)
+    sb = _block_std(mapped, vm, bs, hb, wb)
+    med = float(np.median(rb[used]))
+    thr = np.maximum(max(settings.diff_floor, settings.diff_noise_k * med),
+                     settings.diff_contrast * np.maximum(sa, sb))
+    diff = used & (rb > thr)
+    nums["block_median"] = med
+    n_used = float(used.sum())
+    overlay = 0.0
+    rest = diff.copy()
+    # text overlays: a thin horizontal band where one image is far more contrasted
+    closed = cv2.dilate(diff.astype(np.uint8), np.ones((1, 3), np.uint8)) > 0
+    for cx, cy, cw, ch, _ in _components(closed):
+        sub = diff[cy:cy + ch, cx:cx + cw]
+        if not (ch <= max(3, round(settings.band_rows * hb)) and cw >= 2 * ch):
+            continue
+        ca = float(sa[cy:cy + ch, cx:cx + cw][sub].mean())
+        cb = float(sb[cy:cy + ch, cx:cx + cw][sub].mean())
+        if max(ca, cb) >= settings.overlay_contrast * max(min(ca, cb), 1.0):
+            overlay += float(sub.sum())
+            rest[cy:cy + ch, cx:cx + cw] &= ~sub
+    differing = float(rest.sum()) / n_used
+    comps = _components(rest)
+    nums["largest_region"] = max((c[4] for c in comps), default=0) / n_used
+    nums["regions"] = float(len(comps))
+    overlay_share = overlay / n_used
+    if overlay_share > settings.max_overlay:
+        differing += overlay_share
+        overlay_share = 0.0
+    nums["differing_share"], nums["overlay_share"] = differing, overlay_share
+    copy = differing <= settings.max_differing and nums["largest_region"] <= settings.max_region
+    if nums["largest_region"] > settings.max_region:
+        words.append(f"a region of {nums['largest_region']:.1%} differs")
+    if med > settings.max_block_median:
+        copy = False
+        words.append(f"no pixel agreement (median block residual {med:.0f})")
+    if tone_dev > settings.max_tone_dev:
+        copy = False
+        words.append(f"tones remapped beyond an edit ({tone_dev:.0f} grey levels)")
+    if hue >= 0 and hue > settings.max_hue_deg:
+        copy = False
+        words.append(f"colours differ (hue {hue:.0f} deg)")
+    if overlay_share > 0:
+        words.append(f"text/overlay on {overlay_share:.0%}")
+    score = overlap - differing - 0.01 * med
+    return _Check(copy, differing, score, nums, words)
+
+
+# ---------------------------------------------------------------- evidence
+
+
+def _side_words(fa: Features, fb: Features, m: np.ndarray, nums: dict[str, float]) -> list[str]:
+    """Crop shares per side: parts of one content box that the other lacks."""
+    words: list[str] = []
+    x0, y0, x1, y1 = fb.box
+    corners = np.array([[x0, y0, 1], [x1, y0, 1], [x1, y1, 1], [x0, y1, 1]], np.float64)
+    pa = corners @ np.vstack([m, [0, 0, 1]]).T
+    bx0, by0 = pa[:, 0].min(), pa[:, 1].min()
+    bx1, by1 = pa[:, 0].max(), pa[:, 1].max()
+    ax0, ay0, ax1, ay1 = fa.box
+    uw = max(ax1, bx1) - min(ax0, bx0)
+    uh = max(ay1, by1) - min(ay0, by0)
+    sides = {"left": (bx0 - ax0) / uw, "right": (ax1 - bx1) / uw,
+             "top": (by0 - ay0) / uh, "bottom": (ay1 - by1) / uh}
+    for side, v in sides.items():
+        nums[f"crop_{side}"] = float(v)  # > 0: B lacks this side of A; < 0: A lacks it
+        if v > 0.02:
+            words.append(f"B cropped {v:.0%} on the {side}")
+        elif v < -0.02:
+            words.append(f"A cropped {-v:.0%} on the {side}")
+    return words
+
+
+def _copy_evidence(fa: Features, fb: Features, m: np.ndarray, chk: _Check) -> str:
+    n = chk.numbers
+    words: list[str] = []
+    if n["mirrored"]:
+        words.append("mirrored")
+    rot = n["rotation_deg"]
+    r90 = round(rot / 90.0) * 90
+    if r90 % 360:
+        words.append(f"rotated {r90 % 360} deg")
+    if abs(rot - r90) > 0.5:
+        words.append(f"rotated {rot - r90:.1f} deg")
+    rel = n["scale"] * fb.scale / fa.scale  # A px per B px
+    n["size_ratio"] = 1.0 / rel  # B linear size relative to A
+    if abs(1.0 / rel - 1.0) > 0.03:
+        words.append(f"B resized to {1.0 / rel:.0%}")
+    words += _side_words(fa, fb, m, n)
+    trim_a = 1 - (fa.box[2] - fa.box[0]) * (fa.box[3] - fa.box[1]) / fa.grey.size
+    trim_b = 1 - (fb.box[2] - fb.box[0]) * (fb.box[3] - fb.box[1]) / fb.grey.size
+    n["border_a"], n["border_b"] = trim_a, trim_b
+    if trim_b > 0.02 and trim_b > trim_a + 0.02:
+        words.append(f"borders added to B ({trim_b:.0%})")
+    elif trim_a > 0.02 and trim_a > trim_b + 0.02:
+        words.append(f"borders added to A ({trim_a:.0%})")
+    if (fa.colourful > 0.05) != (fb.colourful > 0.05) and min(fa.colourful, fb.colourful) < 0.005:
+        words.append("converted to grey")
+    if n.get("tone_dev", 0.0) > 6.0:
+        # tone_shift maps (warped) src onto dst; express it for B relative to A
+        shift = n["tone_shift"] if n["scale"] >= 1.0 else -n["tone_shift"]
+        words.append("B brighter/contrast/gamma changed" if shift < 0
+                     else "B darker/contrast/gamma changed")
+    if abs(n.get("blur_sigma", 0.0)) > 0:
+        sig = n["blur_sigma"]
+        softer = "A" if (sig < 0) == (n["scale"] >= 1.0) else "B"
+        words.append(f"{softer} blurred")
+    words += chk.words
+    if n.get("block_median", 0.0) > 1.0:
+        words.append("re-encoded/noise")
+    return ", ".join(words) if words else "same picture, pixels differ slightly"
+
+
+# ---------------------------------------------------------------- compare
+
+
+def compare(a: Features, b: Features, settings: VerifySettings = DEFAULT) -> Verdict:
+    """Verdict for a candidate pair (deterministic)."""
+    v = _compare(a, b, settings)
+    return Verdict(v.match, v.evidence, {k: float(x) for k, x in v.numbers.items()})
+
+
+def _compare(a: Features, b: Features, settings: VerifySettings) -> Verdict:
+    if a.digest is not None and a.digest == b.digest:
+        return Verdict("exact", "same bytes", {})
+    if a.shape == b.shape and a.pixel_hash == b.pixel_hash:
+        return Verdict("exact", "same decoded pixels", {})
+    cands: list[tuple[str, np.ndarray, float]] = []
+    ncc = [float((a.sketch * _dihedral(b.sketch, k)).sum()) for k in range(8)]
+    order = sorted(range(8), key=lambda k: -ncc[k])
+    best_k = order[0]
+    aw, ah = a.box[2] - a.box[0], a.box[3] - a.box[1]
+    bw, bh = b.box[2] - b.box[0], b.box[3] - b.box[1]
+    for k in order[:2]:
+        if ncc[k] < settings.sketch_ncc:
+            break
+        ra = aw / ah
+        rb = (bh / bw) if k % 2 else (bw / bh)
+        if abs(np.log(ra / rb)) < 0.04:
+            cands.append(("sketch", _dihedral_matrix(k, a.box, b.box), ncc[k]))
+    nums0: dict[str, float] = {"sketch_ncc": ncc[best_k]}
+    checks: list[tuple[_Check, np.ndarray, str]] = []
+    for src, mc, _ in cands:
+        chk = _verify(a, b, mc, settings)
+        checks.append((chk, mc, src))
+        if chk.copy:
+            break
+    if not any(c.copy for c, _, _ in checks):
+        m, n_in = _match(a.kp, a.desc, b.kp, b.desc, settings)
+        nums0["inliers"] = float(n_in)
+        tried_flip = False
+        if m is None or best_k >= 4:
+            flipped = np.ascontiguousarray(b.grey[:, ::-1])
+            kp_f, d_f = _sift_arrays(flipped, settings)
+            mf, nf = _match(a.kp, a.desc, kp_f, d_f, settings)
+            tried_flip = True
+            if mf is not None and (m is None or nf > n_in):
+                m = (np.vstack([mf, [0, 0, 1]]) @ _flip_matrix(b.grey.shape[1]))[:2]
+                n_in = nf
+                nums0["inliers"] = float(nf)
+        nums0["tried_mirror"] = float(tried_flip)
+        if m is not None:
+            chk = _verify(a, b, m, settings)
+            checks.append((chk, m, "sift"))
+        elif ncc[best_k] >= settings.sketch_ncc:
+            score, mt = _template(a, b, best_k)
+            nums0["template_ncc"] = score
+            if score >= settings.sketch_ncc:
+                checks.append((_verify(a, b, mt, settings), mt, "template"))
+    if not checks:
+        return Verdict("other_shot", "no alignment", nums0)
+    chk, m, src = max(checks, key=lambda t: (t[0].copy, t[0].score))
+    nums = {**nums0, **chk.numbers, "aligned_by_sketch": float(src == "sketch")}
+    if chk.copy:
+        chk.numbers.update(nums)
+        ev = _copy_evidence(a, b, m, chk)
+        return Verdict("copy", ev, {**chk.numbers})
+    if chk.numbers.get("overlap", 1.0) < settings.min_overlap and src == "sift":
+        return Verdict("other_shot", f"no alignment ({', '.join(chk.words)})", nums)
+    why = [f"other shot: {chk.differing:.0%} of the overlap differs"] + chk.words
+    return Verdict("other_shot", ", ".join(why), nums)

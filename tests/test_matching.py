@@ -1,0 +1,110 @@
+"""Tests of verify/matching.py on generated copies of a scikit-image sample photo."""
+
+from __future__ import annotations
+
+import pickle
+
+import cv2
+import numpy as np
+import pytest
+import skimage.data as skdata  # noqa: E402
+
+from imgsim_index.verify import matching as mt
+
+
+@pytest.fixture(scope="module")
+def photo() -> np.ndarray:
+    return np.ascontiguousarray(skdata.astronaut())
+
+
+@pytest.fixture(scope="module")
+def base(photo: np.ndarray) -> mt.Features:
+    return mt.describe(photo)
+
+
+def jpeg(rgb: np.ndarray, q: int = 80) -> np.ndarray:
+    ok, buf = cv2.imencode(".jpg", rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, q])
+    assert ok
+    return np.ascontiguousarray(cv2.imdecode(buf, cv2.IMREAD_COLOR)[:, :, ::-1])
+
+
+def check(base: mt.Features, rgb: np.ndarray, match: str, *words: str) -> mt.Verdict:
+    v = mt.compare(base, mt.describe(rgb))
+    assert v.match == match, v
+    for w in words:
+        assert w in v.evidence, v
+    return v
+
+
+def test_exact_pixels(photo: np.ndarray, base: mt.Features) -> None:
+    v = mt.compare(base, mt.describe(photo.copy()))
+    assert v.match == "exact" and "pixels" in v.evidence
+
+
+def test_exact_digest(photo: np.ndarray) -> None:
+    a = mt.describe(photo, digest="abc")
+    b = mt.describe(jpeg(photo), digest="abc")
+    assert mt.compare(a, b).match == "exact"
+
+
+def test_mirrored(photo: np.ndarray, base: mt.Features) -> None:
+    check(base, np.ascontiguousarray(photo[:, ::-1]), "copy", "mirrored")
+
+
+def test_rot90(photo: np.ndarray, base: mt.Features) -> None:
+    check(base, np.ascontiguousarray(np.rot90(photo)), "copy", "rotated")
+
+
+def test_resized_reencoded(photo: np.ndarray, base: mt.Features) -> None:
+    small = cv2.resize(photo, (170, 170), interpolation=cv2.INTER_AREA)
+    v = check(base, jpeg(small, 60), "copy", "resized to 33%")
+    assert abs(v.numbers["size_ratio"] - 1 / 3) < 0.02
+
+
+def test_cropped(photo: np.ndarray, base: mt.Features) -> None:
+    check(base, jpeg(photo[:, 51:]), "copy", "cropped 10% on the left")
+
+
+def test_grey(photo: np.ndarray, base: mt.Features) -> None:
+    g = cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY)
+    check(base, np.repeat(g[:, :, None], 3, axis=2), "copy", "grey")
+
+
+def test_gamma(photo: np.ndarray, base: mt.Features) -> None:
+    lut = np.clip(255 * (np.arange(256) / 255) ** 1.4 + 0.5, 0, 255).astype(np.uint8)
+    check(base, lut[photo], "copy", "darker")
+
+
+def test_letterbox(photo: np.ndarray, base: mt.Features) -> None:
+    out = np.zeros((512 + 128, 512, 3), np.uint8)
+    out[64:576] = photo
+    check(base, out, "copy", "borders added to B")
+
+
+def test_patch_moved(photo: np.ndarray, base: mt.Features) -> None:
+    moved = photo.copy()
+    moved[128:256, 160:288] = photo[128:256, 100:228]
+    check(base, moved, "other_shot", "other shot")
+
+
+def test_unrelated(base: mt.Features) -> None:
+    rng = np.random.default_rng(0)
+    noise = cv2.GaussianBlur(rng.integers(0, 255, (300, 400, 3), dtype=np.uint8), (0, 0), 2)
+    v = check(base, noise, "other_shot", "no alignment")
+    assert v.numbers.get("inliers", 0) < mt.DEFAULT.min_inliers
+
+
+def test_features_picklable(base: mt.Features) -> None:
+    again = pickle.loads(pickle.dumps(base))
+    assert mt.compare(base, again).match == "exact"
+
+
+def test_deterministic(photo: np.ndarray, base: mt.Features) -> None:
+    b = mt.describe(jpeg(np.ascontiguousarray(np.rot90(photo[40:, :]))))
+    assert mt.compare(base, b) == mt.compare(base, b)
+
+
+def test_settings_validate() -> None:
+    mt.VerifySettings().validate()
+    with pytest.raises(ValueError, match="ratio"):
+        mt.VerifySettings(ratio=1.5).validate()

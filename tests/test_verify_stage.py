@@ -1,0 +1,288 @@
+"""The verification stage: verify_pairs on generated edits, the union-find skip, and its
+place in dedupe (near_misses, --verify off, the report's fields), with EfficientNet-Lite0."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
+
+from imgsim_index.errors import InputError
+from imgsim_index.index.catalog import Row
+from imgsim_index.search import Pairs
+from imgsim_index.verify import SKIPPED_EVIDENCE, VerifySettings, verify_pairs
+from tests.conftest import _load_script, cli_ok, report_of
+
+SIZE = (640, 480)
+
+
+def photo(seed: int) -> Image.Image:
+    """A generated scene with texture everywhere (shapes over multi-scale noise)."""
+    rng = np.random.default_rng(seed)
+    noise = np.zeros((SIZE[1], SIZE[0]), np.float32)
+    for cells, weight in ((6, 60.0), (24, 30.0), (96, 15.0)):
+        small = rng.uniform(-1, 1, (cells * 3 // 4, cells)).astype(np.float32)
+        layer = Image.fromarray(small).resize(SIZE, Image.Resampling.BICUBIC)
+        noise += weight * np.asarray(layer)
+    base = np.asarray(_load_script("make_samples").scene(random.Random(seed), SIZE), np.float32)
+    return Image.fromarray(np.clip(base + noise[:, :, None], 0, 255).astype(np.uint8))
+
+
+def moved(im: Image.Image) -> Image.Image:
+    """Another moment: a subject (a quarter-size block of the picture) moved elsewhere."""
+    out = im.copy()
+    w, h = im.size
+    patch = im.crop((w // 8, h // 8, w // 8 + w // 3, h // 8 + h // 3))
+    d = ImageDraw.Draw(out)
+    d.ellipse((w // 8, h // 8, w // 8 + w // 3, h // 8 + h // 3), fill=(30, 120, 200))
+    out.paste(patch, (w // 2, h // 2))
+    return out
+
+
+def overlay(im: Image.Image) -> Image.Image:
+    out = im.copy()
+    ImageDraw.Draw(out).text((60, 400), "(c) 2024 imgsim sample photo", fill=(255, 255, 255),
+                             font_size=28, stroke_width=2, stroke_fill=(0, 0, 0))
+    return out
+
+
+def borders(im: Image.Image) -> Image.Image:
+    out = Image.new("RGB", (im.width, im.height + 120), (0, 0, 0))
+    out.paste(im, (0, 60))
+    return out
+
+
+def gamma(im: Image.Image, g: float) -> Image.Image:
+    a = np.asarray(im, np.float32) / 255.0
+    return Image.fromarray(np.clip(255.0 * a ** g + 0.5, 0, 255).astype(np.uint8))
+
+
+def noisy(im: Image.Image) -> Image.Image:
+    a = np.asarray(im, np.int16) + np.random.default_rng(5).integers(-6, 7, (SIZE[1], SIZE[0], 3))
+    return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
+
+
+EDITS = {
+    "reencoded.jpg": lambda im: im,
+    "third.png": lambda im: im.resize((im.width // 3, im.height // 3), Image.Resampling.LANCZOS),
+    "crop10.png": lambda im: im.crop((im.width // 10, 0, im.width, im.height)),
+    "rot90.png": lambda im: im.transpose(Image.Transpose.ROTATE_90),
+    "rot180.png": lambda im: im.transpose(Image.Transpose.ROTATE_180),
+    "mirror.png": ImageOps.mirror,
+    "grey.png": lambda im: ImageOps.grayscale(im).convert("RGB"),
+    "bright.png": lambda im: ImageEnhance.Brightness(im).enhance(1.3),
+    "contrast.png": lambda im: ImageEnhance.Contrast(im).enhance(0.7),
+    "gamma.png": lambda im: gamma(im, 1.4),
+    "blur.png": lambda im: im.filter(ImageFilter.GaussianBlur(1.5)),
+    "noise.png": noisy,
+    "overlay.png": overlay,
+    "borders.png": borders,
+}
+
+EVIDENCE = {"third.png": "resized to 33%", "crop10.png": "cropped 10% on the left",
+            "rot90.png": "rotated", "rot180.png": "rotated 180 deg", "mirror.png": "mirrored",
+            "grey.png": "converted to grey", "borders.png": "borders added"}
+
+
+def row(k: int, path: Path, digest: str | None = None) -> Row:
+    return Row(id=k + 1, path=str(path), root=str(path.parent), size=None, mtime_ns=None,
+               width=None, height=None, status="ok", error=None, segment="s", added_at=0.0,
+               seq=1, digest=digest)
+
+
+def star(n: int) -> Pairs:
+    """Pairs (0, k) for k = 1..n-1, all with score 0.95."""
+    return Pairs(np.zeros(n - 1, np.int64), np.arange(1, n, dtype=np.int64),
+                 np.full(n - 1, 0.95))
+
+
+@pytest.fixture(scope="module")
+def edits(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    """base.png, one file per edit, and moved.png (another moment), in one folder."""
+    d = tmp_path_factory.mktemp("edits")
+    base = photo(7)
+    base.save(d / "base.png")
+    names = []
+    for name, edit in EDITS.items():
+        edit(base).save(d / name, quality=70) if name.endswith(".jpg") else edit(base).save(
+            d / name)
+        names.append(name)
+    moved(base).save(d / "moved.png")
+    return d, names
+
+
+def test_each_edit_is_a_copy_with_its_evidence(edits: tuple[Path, list[str]]) -> None:
+    d, names = edits
+    rows = [row(k, d / n) for k, n in enumerate(["base.png", *names])]
+    v = verify_pairs(rows, star(len(rows)), VerifySettings(workers=0))
+    got = {n: (v.match[k], v.evidence[k]) for k, n in enumerate(names)}
+    assert {n: m for n, (m, _) in got.items()} == {n: "copy" for n in names}, got
+    for name, word in EVIDENCE.items():
+        assert word in got[name][1], (name, got[name])
+    assert v.compared == len(names) and v.skipped_as_grouped == 0 and v.ran
+
+
+def test_moved_subject_is_another_shot(edits: tuple[Path, list[str]]) -> None:
+    d, _ = edits
+    rows = [row(0, d / "base.png"), row(1, d / "moved.png")]
+    v = verify_pairs(rows, star(2), VerifySettings(workers=0))
+    assert v.match == ["other_shot"]
+    assert v.evidence[0].startswith("other shot:") or "region" in v.evidence[0], v.evidence
+    assert v.numbers[0]["differing_share"] > 0.02 or v.numbers[0]["largest_region"] > 0.01
+
+
+def test_same_bytes_are_exact_without_decoding(tmp_path: Path) -> None:
+    # the files do not exist: a pair of equal digests must not need them
+    rows = [row(0, tmp_path / "a.jpg", "d1"), row(1, tmp_path / "b.jpg", "d1")]
+    v = verify_pairs(rows, star(2), VerifySettings(workers=0))
+    assert (v.match, v.evidence, v.compared, v.same_bytes) == (["exact"], ["same bytes"], 0, 1)
+
+
+def test_same_pixels_are_exact(tmp_path: Path) -> None:
+    im = photo(3)
+    im.save(tmp_path / "a.png")
+    im.save(tmp_path / "b.png", compress_level=1)  # other bytes, same pixels
+    v = verify_pairs([row(0, tmp_path / "a.png"), row(1, tmp_path / "b.png")], star(2),
+                     VerifySettings(workers=0))
+    assert (v.match, v.evidence) == (["exact"], ["same decoded pixels"])
+
+
+def test_undecodable_and_flat_images_get_a_verdict(tmp_path: Path) -> None:
+    photo(4).save(tmp_path / "a.png")
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    Image.new("RGB", (200, 150), (90, 90, 90)).save(tmp_path / "flat1.png")
+    Image.new("RGB", (300, 200), (200, 30, 30)).save(tmp_path / "flat2.png")
+    rows = [row(k, tmp_path / n) for k, n in
+            enumerate(["a.png", "broken.jpg", "flat1.png", "flat2.png"])]
+    pairs = Pairs(np.array([0, 2]), np.array([1, 3]), np.array([0.95, 0.94]))
+    v = verify_pairs(rows, pairs, VerifySettings(workers=0))
+    assert v.match == ["copy", "copy"]
+    assert v.evidence[0].startswith("not verified: could not decode for verification (")
+    assert v.evidence[1] == "no detail to verify"
+    assert (v.not_verified, v.compared, sorted(v.errors)) == (1, 1, [1])
+
+
+def test_a_static_scene_costs_n_minus_one_compares(tmp_path: Path) -> None:
+    """Every pair of 12 noisy frames of one scene is a candidate (66 pairs); only the 11
+    that join the group are compared, the rest are copies through the group."""
+    base = np.asarray(photo(9), np.int16)
+    rng = np.random.default_rng(0)
+    rows = []
+    for k in range(12):
+        a = np.clip(base + rng.integers(-2, 3, base.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(a).save(tmp_path / f"f{k:02d}.png")
+        rows.append(row(k, tmp_path / f"f{k:02d}.png"))
+    i, j = np.triu_indices(12, 1)
+    score = np.linspace(0.999, 0.95, len(i))
+    v = verify_pairs(rows, Pairs(i.astype(np.int64), j.astype(np.int64), score),
+                     VerifySettings(workers=2))
+    assert (v.compared, v.skipped_as_grouped) == (11, 66 - 11)
+    assert set(v.match) == {"copy"}
+    assert v.evidence.count(SKIPPED_EVIDENCE) == 55
+
+
+def test_other_shots_are_compared_again_through_the_group(edits: tuple[Path, list[str]]) -> None:
+    """base-moved is another shot; a copy of moved must still join moved, not base."""
+    d, _ = edits
+    rows = [row(0, d / "base.png"), row(1, d / "moved.png"), row(2, d / "reencoded.jpg")]
+    pairs = Pairs(np.array([0, 1, 0]), np.array([2, 2, 1]), np.array([0.99, 0.98, 0.97]))
+    v = verify_pairs(rows, pairs, VerifySettings(workers=0))
+    assert v.match == ["copy", "other_shot", "other_shot"]
+    assert v.compared == 3
+
+
+@pytest.mark.parametrize("settings, message", [
+    (VerifySettings(workers=-1), "verification workers must be in [0, 256], got -1"),
+    (VerifySettings(max_side=10), "verification max side must be in [128, 8192], got 10"),
+    (VerifySettings(tunables=(("ratio", 2.0),)), "VerifySettings: ratio must be in [0.5, 1)"),
+    (VerifySettings(tunables=(("nope", 1.0),)), "unknown verification setting 'nope'"),
+])
+def test_bad_settings_are_input_errors(settings: VerifySettings, message: str) -> None:
+    with pytest.raises(InputError) as e:
+        verify_pairs([], Pairs.empty(), settings)
+    assert str(e.value).startswith(message)
+
+
+def test_off_keeps_every_pair_unverified() -> None:
+    v = verify_pairs([], star(3), VerifySettings(enabled=False))
+    assert (v.match, v.ran, v.compared) == (["copy", "copy"], False, 0)
+
+
+# ------------------------------------------------------------------ dedupe end to end
+
+
+@pytest.fixture(scope="module")
+def dedupe_runs(edits: tuple[Path, list[str]], tmp_path_factory: pytest.TempPathFactory,
+                lite0) -> dict[str, dict]:  # type: ignore[no-untyped-def,type-arg]
+    d, _ = edits
+    work = tmp_path_factory.mktemp("dedupe")
+    index = str(work / "idx")
+    out = {}
+    for name, extra in {"on": [], "off": ["--verify", "off"],
+                        "grouped": ["--group-near-misses"], "default": None}.items():
+        args = ["--threshold", "0.5", *extra] if extra is not None else []
+        out[name] = report_of(cli_ok("dedupe", str(d), "--index", index, "--model",
+                                     "efficientnet-lite0", "--output", str(work / name),
+                                     "--verify-workers", "0", "-q", *args))
+    return out
+
+
+def pairs_of(rows: list[dict]) -> set[tuple[str, str]]:  # type: ignore[type-arg]
+    return {(Path(r["image1"]).name, Path(r["image2"]).name) for r in rows}
+
+
+def test_dedupe_moves_other_shots_to_near_misses(dedupe_runs, edits) -> None:  # type: ignore[no-untyped-def]
+    rep = dedupe_runs["on"]
+    near = pairs_of(rep["near_misses"])
+    assert near and all("moved.png" in p for p in near)
+    assert not any("moved.png" in p for p in pairs_of(rep["similar_pairs"]))
+    assert {r["match"] for r in rep["near_misses"]} == {"other_shot"}
+    assert {r["match"] for r in rep["similar_pairs"]} <= {"exact", "copy"}
+    # one group: base and its 14 copies; moved.png is in no group, so nothing removes it
+    assert [g["size"] for g in rep["groups"]] == [15]
+    assert rep["photos_to_remove"] == 14
+    assert not any(p.endswith("moved.png") for g in rep["groups"] for p in g["removable"])
+
+
+def test_verify_off_gives_the_cosine_pairs(dedupe_runs) -> None:  # type: ignore[no-untyped-def]
+    on, off = dedupe_runs["on"], dedupe_runs["off"]
+    assert pairs_of(off["similar_pairs"]) == (pairs_of(on["similar_pairs"])
+                                              | pairs_of(on["near_misses"]))
+    assert off["verification"]["ran"] is False and off["near_misses"] == []
+    assert [g["size"] for g in off["groups"]] == [16]
+
+
+def test_group_near_misses_puts_them_back(dedupe_runs) -> None:  # type: ignore[no-untyped-def]
+    rep = dedupe_runs["grouped"]
+    assert [g["size"] for g in rep["groups"]] == [16]
+    assert pairs_of(rep["near_misses"]) == pairs_of(dedupe_runs["on"]["near_misses"])
+
+
+def test_report_fields(dedupe_runs) -> None:  # type: ignore[no-untyped-def]
+    rep = dedupe_runs["on"]
+    assert rep["report_schema_version"] == 3
+    assert (rep["threshold"], rep["threshold_source"]) == (0.5, "given")
+    assert set(rep["verification"]) == {"ran", "compared", "skipped_as_grouped", "same_bytes",
+                                        "not_verified", "seconds"}
+    v = rep["verification"]
+    assert v["ran"] is True and v["compared"] + v["skipped_as_grouped"] + v["same_bytes"] \
+        == len(rep["similar_pairs"]) + len(rep["near_misses"])
+    assert rep["number_of_similar_pairs"] == len(rep["similar_pairs"])
+    assert rep["number_of_near_misses"] == len(rep["near_misses"])
+    for r in rep["similar_pairs"] + rep["near_misses"]:
+        assert list(r)[:4] == ["index", "image1", "image2", "similarity_score"]
+        assert isinstance(r["evidence"], str) and r["evidence"]
+        assert all(isinstance(x, float) for x in r["verification"].values())
+    json.dumps(rep)
+
+
+def test_default_threshold_is_the_models(dedupe_runs) -> None:  # type: ignore[no-untyped-def]
+    from imgsim_index.verify import CANDIDATE_THRESHOLDS
+
+    rep = dedupe_runs["default"]
+    assert rep["threshold_source"] == "model default"
+    assert rep["threshold"] == CANDIDATE_THRESHOLDS["efficientnet-lite0"]

@@ -72,11 +72,12 @@ def find_duplicates(
     """Pairs at or above the threshold (cosine, 6 decimals), their groups and the keep
     decisions, over the whole index or the images under `folders`. Writes nothing.
 
-    `threshold` overrides settings.pairs.threshold (default 0.99)."""
+    `threshold`: the candidate threshold (default: settings.threshold, else the model's
+    own: 0.99 for resnet50, 0.75 for efficientnet-lite0, whose candidates are then
+    verified; see verify.CANDIDATE_THRESHOLDS)."""
     settings = settings or DedupeSettings()
     if threshold is not None:
-        settings = dataclasses.replace(
-            settings, pairs=dataclasses.replace(settings.pairs, threshold=threshold))
+        settings = dataclasses.replace(settings, threshold=threshold)
     path = index.path if isinstance(index, Index) else str(index)
     return _find_duplicates(path, [str(f) for f in folders] if folders else None, settings,
                             progress, engine=engine)

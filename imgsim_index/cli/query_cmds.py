@@ -12,13 +12,13 @@ import click
 from imgsim_index.cli.options import (
     build_options,
     build_settings,
+    candidate_threshold_option,
     embed_options,
     index_option,
     output_option,
     quiet_option,
     scan_options,
     scan_settings,
-    threshold_option,
     wait_option,
 )
 from imgsim_index.cli.progress import TqdmProgress
@@ -95,7 +95,7 @@ def verify(index_dir: str, repair: bool, wait: bool) -> None:
               help="Seconds between scans.")
 @click.option("--settle", type=click.FloatRange(0.0), default=None,
               help="Seconds a file must stay unmodified before it is taken (default: interval).")
-@threshold_option
+@candidate_threshold_option
 @click.option("--log", "log_path", type=click.Path(dir_okay=False), default=None,
               help="JSON Lines log of findings (default: INDEX/watch.jsonl).")
 @output_option
@@ -104,7 +104,8 @@ def verify(index_dir: str, repair: bool, wait: bool) -> None:
 @build_options
 @scan_options
 @quiet_option
-def watch(folder: str, index_dir: str, interval: float, settle: float | None, threshold: float,
+def watch(folder: str, index_dir: str, interval: float, settle: float | None,
+          threshold: float | None,
           log_path: str | None, output: str, max_cycles: int | None, model: str | None,
           weights: str | None, device: str, backend: str, batch_size: int,
           workers: int | None, video_fps: float, checkpoint_every: int, wait: bool,
@@ -116,7 +117,6 @@ def watch(folder: str, index_dir: str, interval: float, settle: float | None, th
     """
     from imgsim_index.pipeline.dedupe import DedupeSettings
     from imgsim_index.pipeline.watch import WatchSettings, watch_folder
-    from imgsim_index.search import PairSettings
 
     stop = threading.Event()
 
@@ -133,7 +133,7 @@ def watch(folder: str, index_dir: str, interval: float, settle: float | None, th
                              checkpoint_every=checkpoint_every, wait=wait,
                              scan=scan_settings(include_hidden=include_hidden, exclude=exclude,
                                                 min_size=min_size, min_pixels=min_pixels)),
-        dedupe=DedupeSettings(pairs=PairSettings(threshold=threshold), output=output,
+        dedupe=DedupeSettings(threshold=threshold, output=output,
                               max_pairs_for_collage=20),
     )
 

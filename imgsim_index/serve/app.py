@@ -221,11 +221,12 @@ def add_api_routes(app: FastAPI, service: IndexService) -> None:
         unknown = set(body) - {"threshold", "keep", "new_only", "compare_scope"}
         if unknown:
             raise InputError(f"unknown dedupe option(s): {', '.join(sorted(unknown))}")
-        pair_settings = PairSettings(threshold=float(body.get("threshold", 0.99)),
-                                     compare_scope=str(body.get("compare_scope", "all")))
+        threshold = body.get("threshold")  # None: the model's own candidate threshold
+        pair_settings = PairSettings(compare_scope=str(body.get("compare_scope", "all")))
         settings = DedupeSettings(pairs=pair_settings, new_only=bool(body.get("new_only")),
-                                  keep=str(body.get("keep", DEFAULT_KEEP)))
-        pair_settings.validate()
+                                  keep=str(body.get("keep", DEFAULT_KEEP)),
+                                  threshold=None if threshold is None else float(threshold))
+        settings.validate()
         job = service.submit_dedupe(settings)
         return {"job": job.id, "status_url": f"/v1/jobs/{job.id}"}
 

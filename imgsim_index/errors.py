@@ -6,8 +6,22 @@ import errno
 NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
+# Ways out that a front end spells in its own terms (the CLI as flags): an error's `fix`.
+FIX_WEIGHTS = "weights"  # give the model's weights file, or use the offline model
+FIX_TORCH_BACKEND = "torch-backend"  # run the network with torch instead of ONNX Runtime
+FIX_CPU = "cpu"  # run on the CPU
+FIX_OTHER_INDEX = "other-index"  # use another index folder
+FIX_INDEX_MODEL = "index-model"  # use the index's own model (fix_arg: its name)
+FIX_RAY = "ray"  # install Ray
+
+
 class ImgsimError(Exception):
-    """Base class: the CLI prints these as one-line errors."""
+    """Base class: the CLI prints these as one-line errors. The message is in the
+    library's terms; `fix` (one of the FIX_* names) lets a front end add its own hint."""
+
+    def __init__(self, *args: object, fix: str | None = None, fix_arg: str = ""):
+        super().__init__(*args)
+        self.fix, self.fix_arg = fix, fix_arg
 
 
 class ModelError(ImgsimError):

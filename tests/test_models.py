@@ -12,7 +12,7 @@ import torch
 from imgsim_index.embed.embedder import Embedder
 from imgsim_index.embed.models import load_model, model_info
 from imgsim_index.embed.models.efficientnet import EFFICIENTNET_LITE0, build_classifier
-from imgsim_index.errors import ModelError
+from imgsim_index.errors import FIX_WEIGHTS, ModelError
 from imgsim_index.ingest.decode import decode_file
 
 
@@ -86,7 +86,11 @@ def test_resnet50_without_weights_says_what_to_do(tmp_path, monkeypatch) -> None
     msg = str(err.value)
     assert str(tmp_path / "torch-home") in msg
     assert "https://download.pytorch.org/models/resnet50-0676ba61.pth" in msg
-    assert "--weights" in msg and "--model efficientnet-lite0" in msg
+    assert "weights file" in msg and "efficientnet-lite0" in msg and "--" not in msg
+    assert err.value.fix == FIX_WEIGHTS  # the CLI adds: (--weights FILE, or --model ...)
+    from imgsim_index.cli import error_line
+
+    assert "--weights FILE, or --model efficientnet-lite0" in error_line(err.value)
 
 
 def test_bad_weights_file_is_a_model_error(tmp_path) -> None:  # type: ignore[no-untyped-def]

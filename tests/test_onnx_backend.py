@@ -17,7 +17,7 @@ from imgsim_index.embed import onnx_runtime as onnx_backend
 from imgsim_index.embed.embedder import Embedder, EmbedSettings
 from imgsim_index.embed.models import load_model
 from imgsim_index.embed.onnx_runtime import cache_path, resolve_backend
-from imgsim_index.errors import ImgsimError, InputError, ModelError
+from imgsim_index.errors import FIX_TORCH_BACKEND, ImgsimError, InputError, ModelError
 from imgsim_index.ingest.decode import decode_file
 
 MIN_COSINE = 0.9999
@@ -197,7 +197,8 @@ def test_without_onnxruntime_the_cli_says_how_to_install(no_onnxruntime, tmp_pat
         main(["build", str(tmp_path), "--index", str(tmp_path / "index"), "--backend", "onnx"])
     assert exit_.value.code == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("Error: --backend onnx needs onnxruntime")
+    assert len(err) == 1 and err[0].startswith("Error: the ONNX backend needs onnxruntime")
+    assert err[0].endswith("(use --backend torch)")
     assert "pip install" in err[0]
     assert not (tmp_path / "index").exists()
 
@@ -207,6 +208,7 @@ def test_export_failure_is_a_model_error(lite0, cache, monkeypatch) -> None:  # 
         raise RuntimeError("unsupported operator")
 
     monkeypatch.setattr(torch.onnx, "export", broken)
-    with pytest.raises(ModelError, match="use --backend torch"):
+    with pytest.raises(ModelError, match="cannot export") as err:
         Embedder(lite0, "cpu", "onnx")
+    assert err.value.fix == FIX_TORCH_BACKEND
     assert not lite0.network.training

@@ -256,6 +256,6 @@ def test_engine_ray_without_ray_says_how_to_install(monkeypatch, capsys, tmp_pat
         main(["build", str(tmp_path), "--index", str(tmp_path / "i"), "--engine", "ray", "-q"])
     assert stopped.value.code == 1
     assert capsys.readouterr().err.strip().splitlines() == [
-        "Error: --engine ray needs Ray: pip install 'imgsim-index[ray]'"]
+        "Error: the Ray engine needs Ray: pip install 'imgsim-index[ray]'"]
     assert not (tmp_path / "i").exists()  # refused before any work
     assert make_engine("local") is None

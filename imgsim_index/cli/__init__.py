@@ -12,7 +12,17 @@ import sys
 import click
 
 from imgsim_index.cli import apply_cmds, dedupe_cmd, index_cmds, query_cmds
-from imgsim_index.errors import ImgsimError, IndexLockedError, IndexMissingError, ModelError
+from imgsim_index.errors import (
+    FIX_CPU,
+    FIX_INDEX_MODEL,
+    FIX_OTHER_INDEX,
+    FIX_TORCH_BACKEND,
+    FIX_WEIGHTS,
+    ImgsimError,
+    IndexLockedError,
+    IndexMissingError,
+    ModelError,
+)
 from imgsim_index.serve.command import serve
 
 
@@ -34,9 +44,21 @@ FLAG_HINTS: dict[type[ImgsimError], str] = {
 }
 
 
+# The library names a way out (ImgsimError.fix); this is how the command line spells it.
+FIX_FLAGS: dict[str, str] = {
+    FIX_WEIGHTS: " (--weights FILE, or --model efficientnet-lite0)",
+    FIX_TORCH_BACKEND: " (use --backend torch)",
+    FIX_CPU: " (use --device cpu)",
+    FIX_OTHER_INDEX: " (--index DIR picks another folder)",
+    FIX_INDEX_MODEL: " (--model {arg}, or --index DIR for another folder)",
+}
+
+
 def error_line(exc: ImgsimError) -> str:
-    """The one line printed for a library error, with the flag hint for its type."""
+    """The one line printed for a library error, with the flag hint for its type or fix."""
     hint = next((h for t, h in FLAG_HINTS.items() if isinstance(exc, t)), "")
+    if exc.fix in FIX_FLAGS:
+        hint += FIX_FLAGS[exc.fix].format(arg=exc.fix_arg)
     # a download attempt may have left a partial line on stderr
     text = str(exc).replace("run verify with repair", "run `imgsim-index verify --repair`")
     return f"{chr(10) if isinstance(exc, ModelError) else ''}Error: {text}{hint}"

@@ -26,7 +26,7 @@ from imgsim_index.embed.onnx_runtime import (
     load_onnx_network,
     resolve_backend,
 )
-from imgsim_index.errors import DecodeError, InputError
+from imgsim_index.errors import FIX_CPU, DecodeError, InputError
 from imgsim_index.ingest.decode import DEFAULT_MAX_PIXELS, Preprocess, decode_file
 
 
@@ -64,7 +64,7 @@ def resolve_device(name: str) -> str:
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda was asked for, but torch sees no CUDA device")
+        raise InputError("the CUDA device was asked for, but torch sees none", fix=FIX_CPU)
     if name not in ("cpu", "cuda"):
         raise InputError(f"unknown device {name!r}; use auto, cpu or cuda")
     return name

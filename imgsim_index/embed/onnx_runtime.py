@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from imgsim_index.errors import InputError, ModelError
+from imgsim_index.errors import FIX_CPU, FIX_TORCH_BACKEND, InputError, ModelError
 
 if TYPE_CHECKING:
     from imgsim_index.embed.models import LoadedModel
@@ -48,7 +48,8 @@ def check_backend(name: str) -> None:
     if name not in BACKENDS:
         raise InputError(f"unknown backend {name!r}; use {', '.join(BACKENDS)}")
     if name == "onnx" and not onnx_available():
-        raise InputError(f"--backend onnx needs onnxruntime and onnx: {INSTALL_HINT}")
+        raise InputError(f"the ONNX backend needs onnxruntime and onnx: {INSTALL_HINT}",
+                         fix=FIX_TORCH_BACKEND)
 
 
 def resolve_backend(name: str, device: str) -> str:
@@ -58,7 +59,7 @@ def resolve_backend(name: str, device: str) -> str:
     if name == "auto":
         return "onnx" if device == "cpu" and onnx_available() else "torch"
     if name == "onnx" and device != "cpu":
-        raise InputError("--backend onnx runs on the CPU: use --device cpu, or --backend torch")
+        raise InputError("the ONNX backend runs on the CPU only", fix=FIX_CPU)
     return name
 
 
@@ -96,8 +97,8 @@ def export_onnx(model: LoadedModel) -> bytes:
                 return fh.read()
     except Exception as exc:  # the exporter raises many types
         raise ModelError(
-            f"cannot export {model.info.name} to ONNX ({type(exc).__name__}: {exc}); "
-            "use --backend torch"
+            f"cannot export {model.info.name} to ONNX ({type(exc).__name__}: {exc})",
+            fix=FIX_TORCH_BACKEND
         ) from None
     finally:
         net.train(was_training)
@@ -189,12 +190,12 @@ def load_onnx_network(model: LoadedModel, threads: int | None = None,
     except Exception as exc:
         raise ModelError(
             f"onnxruntime cannot load the exported {model.info.name} "
-            f"({type(exc).__name__}: {exc}); use --backend torch"
+            f"({type(exc).__name__}: {exc})", fix=FIX_TORCH_BACKEND
         ) from None
     if not _agrees(net, model):
         raise ModelError(
             f"ONNX export of {model.info.name} disagrees with torch (cosine < "
-            f"{SELF_CHECK_COSINE}); use --backend torch"
+            f"{SELF_CHECK_COSINE})", fix=FIX_TORCH_BACKEND
         )
     if use_cache:
         with contextlib.suppress(OSError):  # a read-only cache costs an export per run

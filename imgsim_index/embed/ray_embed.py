@@ -32,7 +32,7 @@ from imgsim_index.embed.embedder import (
     resolve_device,
 )
 from imgsim_index.embed.models import LoadedModel
-from imgsim_index.errors import EngineError, ImgsimError, InputError
+from imgsim_index.errors import FIX_CPU, EngineError, ImgsimError, InputError
 from imgsim_index.ingest.decode import Preprocess
 
 MAX_BATCHES_PER_BLOCK = 16  # a block is the unit Ray retries and the driver reorders
@@ -176,7 +176,8 @@ class RayFileEmbedder:
         gpus = int(resources.get("GPU", 0)) if embed.device != "cpu" else 0
         cpus = float(resources.get("CPU", 1))
         if embed.device == "cuda" and not gpus:
-            raise EngineError("--device cuda was asked for, but the Ray cluster has no GPUs")
+            raise EngineError("the CUDA device was asked for, but the Ray cluster has no GPUs",
+                              fix=FIX_CPU)
         decode = s.decode_tasks if s.decode_tasks is not None else gpus > 0
         if gpus:
             actors = s.actors or gpus

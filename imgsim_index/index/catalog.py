@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from imgsim_index.errors import NO_SPACE, IndexFormatError, no_space
+from imgsim_index.errors import FIX_OTHER_INDEX, NO_SPACE, IndexFormatError, no_space
 
 SCHEMA_VERSION = 2
 
@@ -173,7 +173,8 @@ class Catalog:
                     raise no_space(f"the index catalog {path}", f"SQLite: {exc}") from None
                 raise IndexFormatError(
                     f"{path} has an unknown catalog layout ({exc}); it was written by another "
-                    "version of imgsim-index. Build a new index with --index NEW_DIR"
+                    "version of imgsim-index; build a new index in another folder",
+                    fix=FIX_OTHER_INDEX
                 ) from None
             self._migrate()
             self.db.execute(

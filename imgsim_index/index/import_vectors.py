@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from imgsim_index.errors import IndexMismatchError, InputError
+from imgsim_index.errors import FIX_INDEX_MODEL, FIX_OTHER_INDEX, IndexMismatchError, InputError
 from imgsim_index.index.catalog import NewRow
 from imgsim_index.index.store import IndexStore
 from imgsim_index.progress import NoProgress, Progress
@@ -54,7 +54,7 @@ class ImportSettings:
 
     def validate(self) -> None:
         if self.model is not None and not self.model.strip():
-            raise InputError("--model must be a non-empty name")
+            raise InputError("the model label must be a non-empty name")
         if self.chunk_bytes < 1:
             raise InputError("chunk size must be positive")
 
@@ -220,24 +220,25 @@ def resolve_identity(index_dir: str, model: str | None, dim: int, source: str
             raise IndexMismatchError(
                 f"the index at {index_dir} was built by imgsim-index with "
                 f"{manifest.get('model')}; imported vectors cannot be mixed with the ones it "
-                "embeds. Use --index to import into another folder"
+                "embeds; import into another index folder", fix=FIX_OTHER_INDEX
             )
         if manifest.get("dim") != dim:
             raise IndexMismatchError(
                 f"{source} holds {dim}-d vectors; the index at {index_dir} holds "
-                f"{manifest.get('dim')}-d vectors ({manifest.get('model')}). "
-                "Use --index to pick another folder"
+                f"{manifest.get('dim')}-d vectors ({manifest.get('model')}); pick another "
+                "index folder", fix=FIX_OTHER_INDEX
             )
         if manifest.get("model") != name:
             raise IndexMismatchError(
                 f"the index at {index_dir} holds vectors imported as model "
                 f"{manifest.get('model')!r}; refusing to add vectors labelled {name!r}. "
-                f"Use --model {manifest.get('model')} or --index to pick another folder"
+                f"label them {manifest.get('model')!r} or pick another index folder",
+                fix=FIX_INDEX_MODEL, fix_arg=str(manifest.get("model"))
             )
     if name in MODEL_NAMES and model_info(name).dim != dim:
         raise IndexMismatchError(
             f"{source} holds {dim}-d vectors, but {name} gives {model_info(name).dim}-d "
-            "vectors; pass the --model name of the network that made them"
+            "vectors; label them with the name of the network that made them"
         )
     return imported_identity(name, dim)
 

@@ -31,6 +31,7 @@ import numpy as np
 
 from imgsim_index.atomic_files import atomic_write_json
 from imgsim_index.errors import (
+    FIX_INDEX_MODEL,
     IndexFormatError,
     IndexMismatchError,
     IndexMissingError,
@@ -365,8 +366,9 @@ def check_identity(manifest: dict[str, Any], identity: dict[str, Any], folder: s
             raise IndexMismatchError(
                 f"the index at {folder} was built with {describe_identity(manifest)}; "
                 f"refusing to add vectors from {describe_identity(identity)} "
-                f"({key} differs). Use --index to pick another folder, or "
-                f"--model {manifest.get('model')}"
+                f"({key} differs); pick another index folder, or use the index's model "
+                f"{manifest.get('model')}",
+                fix=FIX_INDEX_MODEL, fix_arg=str(manifest.get("model"))
             )
 
 

@@ -27,6 +27,7 @@ from imgsim_index.embed.embedder import EmbeddedBatch, Embedder, EmbedSettings, 
 from imgsim_index.embed.models import DEFAULT_MODEL, LoadedModel, load_model, model_info
 from imgsim_index.errors import InputError
 from imgsim_index.index.catalog import NewRow, Row, VideoDone
+from imgsim_index.index.import_vectors import IMPORTED_WEIGHTS
 from imgsim_index.index.store import IndexStore, check_identity
 from imgsim_index.ingest.identity import file_digest
 from imgsim_index.ingest.scan import (
@@ -184,10 +185,14 @@ def build_index(
 
 def _can_defer_model(index_dir: str, settings: BuildSettings) -> bool:
     """Can loading the model wait until something must be embedded? Yes on an existing
-    index when no other model and no weights file are asked for."""
+    index of embedded images when no other model and no weights file are asked for (an
+    index of imported vectors is refused up front, as a build cannot add to it)."""
     if settings.weights is not None or not IndexStore.exists(index_dir):
         return False
-    return settings.model in (None, IndexStore.read_manifest(index_dir).get("model"))
+    manifest = IndexStore.read_manifest(index_dir)
+    if manifest.get("weights_id") == IMPORTED_WEIGHTS:
+        return False
+    return settings.model in (None, manifest.get("model"))
 
 
 def _load_for(store: IndexStore, index_dir: str, settings: BuildSettings,

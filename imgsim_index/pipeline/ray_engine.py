@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from imgsim_index.search.plan import OnProgress, SearchPlan
 
 ENGINES = ("local", "ray")
-INSTALL_HINT = "--engine ray needs Ray: pip install 'imgsim-index[ray]'"
+INSTALL_HINT = "the Ray engine needs Ray: pip install 'imgsim-index[ray]'"
 
 
 def require_ray() -> None:
@@ -121,7 +121,7 @@ def make_engine(name: str, address: str | None = None) -> RayEngine | None:
     connected on first use)."""
     if name == "local":
         if address:
-            raise InputError("--ray-address needs --engine ray")
+            raise InputError("a Ray address needs the Ray engine")
         return None
     if name == "ray":
         return RayEngine(RaySettings(address=address))

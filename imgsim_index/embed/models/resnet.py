@@ -16,7 +16,7 @@ from imgsim_index.embed.models.base import (
     read_state_dict,
     state_dict_digest,
 )
-from imgsim_index.errors import ModelError
+from imgsim_index.errors import FIX_WEIGHTS, ModelError
 from imgsim_index.ingest.preprocess import Preprocess
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -59,8 +59,8 @@ def _fetch_torchvision_weights() -> tuple[dict[str, object], str]:
             "ResNet50 ImageNet weights are not available: "
             f"not in torchvision's cache ({cached}) and the download from {url} failed "
             f"({type(exc).__name__}: {exc}). Download that file on a machine with internet "
-            f"and pass it with --weights FILE (or copy it to {cached}), "
-            "or use the offline model: --model efficientnet-lite0"
+            f"and give it as the weights file (or copy it to {cached}), "
+            "or use the offline model efficientnet-lite0", fix=FIX_WEIGHTS
         ) from None
     return state, url
 

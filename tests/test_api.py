@@ -15,6 +15,7 @@ import pytest
 
 import imgsim_index
 from imgsim_index import search
+from imgsim_index.progress import NoProgress
 from imgsim_index.search import PairSettings, SearchInfo
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,21 +112,12 @@ def test_dedupe_shows_progress_for_the_search(samples: Path, tmp_path: Path) -> 
     """The pair search reports to the progress sink, so the console shows it."""
     from imgsim_index import BuildSettings, DedupeSettings, dedupe
 
-    class Recorder:
+    class Recorder(NoProgress):
         def __init__(self) -> None:
             self.started: list[tuple[str, int | None]] = []
 
         def start(self, description: str, total: int | None) -> None:
             self.started.append((description, total))
-
-        def update(self, n: int) -> None:
-            pass
-
-        def note(self, message: str) -> None:
-            pass
-
-        def finish(self) -> None:
-            pass
 
     rec = Recorder()
     dedupe(str(tmp_path / "idx"), [str(samples / "images")],

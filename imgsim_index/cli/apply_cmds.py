@@ -190,12 +190,13 @@ def undo(journal: str, quiet: bool) -> None:
 
 @click.command()
 @click.argument("report", type=click.Path(exists=True, dir_okay=False))
-@click.option("--format", "fmt", type=click.Choice(["csv"]), default="csv", show_default=True,
-              help="Table format.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "json", "jsonl"]), default="csv",
+              show_default=True,
+              help="csv: a table for spreadsheets; json: one array; jsonl: one object a line.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, allow_dash=True), default=None,
               help="File to write (default: REPORT with the format's extension; - for stdout).")
 def export(report: str, fmt: str, output: str | None) -> None:
-    """Write REPORT's groups as a table, one row per file, for spreadsheets."""
+    """Write REPORT's groups as a table, one row (object) per file."""
     from imgsim_index.actions.safety import load_report
     from imgsim_index.report.export import write_export
 

@@ -359,8 +359,7 @@ class IndexStore:
     def _placed(self, rows: list[Row]) -> list[Row]:
         """The rows whose file lies inside one of the folders the index was built from.
         A file that apply moved out of them (to --move-to or the trash) keeps its row and
-        vector under its new path but is parked: left out until undo brings it back, or a
-        build of the folder it is in now takes it."""
+        vector under its new path but is parked: left out until undo brings it back."""
         roots = {str(r[0]) for r in self.catalog.db.execute("SELECT DISTINCT root FROM images")}
         return [r for r in rows if _inside(r.path, roots)]
 

@@ -116,7 +116,7 @@ def test_move_keeps_the_folder_structure_and_undo_restores(
     for g in rep["groups"]:
         assert Path(g["keeper"]).exists()
     records = journal_records(str(tmp_path / "j.jsonl"))
-    assert [r["type"] for r in records] == ["apply"] + ["begin", "done"] * 3 + ["end"]
+    assert [r["type"] for r in records] == ["apply"] + ["begin", "done"] * 3 + ["index", "end"]
     u = undo(str(tmp_path / "j.jsonl"))
     assert len(u.restored) == 3 and u.not_restored == []
     assert contents(snapshot(photos)) == contents(before)

@@ -90,12 +90,25 @@ def test_query_lists_best_matches_and_reports_unreadable_files(split, tmp_path):
     probe = sorted(folder.rglob("*.jpg"))[0]
     bad = tmp_path / "bad.jpg"
     bad.write_text("no")
-    text = cli_ok("query", probe, bad, "--index", idx, "--top-k", "2")
-    lines = text.splitlines()
+    got = CliRunner().invoke(cli, ["query", str(probe), str(bad), "--index", str(idx),
+                                   "--top-k", "2", "--include-self"])
+    assert got.exit_code == 1, got.output
+    lines = got.stdout.splitlines()
     assert lines[0] == str(probe) and lines[1].split() == ["1.000000", str(probe)]
     assert f"{bad}" in lines and "  unreadable: not a recognised image format" in lines
-    data = json.loads(cli_ok("query", probe, "--index", idx, "--json", "--threshold", "0.999"))
+    assert got.stderr == (f"Error: query image {bad} cannot be read: not a recognised image "
+                          "format\n")
+    data = json.loads(cli_ok("query", probe, "--index", idx, "--json", "--threshold", "0.999",
+                             "--include-self"))
     assert [m["path"] for m in data[0]["matches"]] == [str(probe)]
+    # without --include-self the query file itself is left out, and top-k still holds
+    data = json.loads(cli_ok("query", probe, "--index", idx, "--json", "--top-k", "2"))
+    assert len(data[0]["matches"]) == 2 and str(probe) not in [m["path"] for m in
+                                                               data[0]["matches"]]
+    missing = CliRunner().invoke(cli, ["query", str(tmp_path / "nope.jpg"), "--index",
+                                       str(idx)])
+    assert missing.exit_code == 1
+    assert missing.stderr == f"Error: query image {tmp_path / 'nope.jpg'} does not exist\n"
 
 
 def test_second_writer_is_refused_naming_the_holder(split, tmp_path):  # type: ignore[no-untyped-def]

@@ -17,6 +17,7 @@ from imgsim_index.errors import InputError
 from imgsim_index.groups.components import connected_components
 from imgsim_index.groups.keep import DEFAULT_KEEP, KEEP_POLICIES, KeepSettings, choose_keepers
 from imgsim_index.index.catalog import Row
+from imgsim_index.report.units import human_bytes
 
 
 def row(k: int, path: str, size: int | None = 100, w: int | None = 10, h: int | None = 10,
@@ -187,7 +188,12 @@ def test_dedupe_keep_and_protect_settings(tmp_path: Path) -> None:
     assert rep["files_removable"] == 2 and rep["photos_to_remove"] == 3
 
 
-def test_cli_dedupe_keeps_its_eight_lines_and_names_the_gallery_on_stderr(
+def removable_text(result_line: str) -> str:
+    report = json.loads(Path(result_line.removeprefix("Result JSON: ")).read_text())
+    return f"{report['files_removable']}, {human_bytes(report['bytes_removable'])}"
+
+
+def test_cli_dedupe_keeps_its_eight_lines_first_and_names_the_gallery_on_stdout(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     photos, r = simple_library(tmp_path)
     main(["dedupe", "--index", str(tmp_path / "index"), "--threshold", str(THRESHOLD),
@@ -195,9 +201,13 @@ def test_cli_dedupe_keeps_its_eight_lines_and_names_the_gallery_on_stderr(
           "--protect", str(photos / "b"), "-q"])
     out, err = capsys.readouterr()
     lines = out.splitlines()
-    assert len(lines) == 8 and lines[0] == "Total images found: 7"
+    assert len(lines) == 11 and lines[0] == "Total images found: 7" and err == ""
+    assert lines[8].startswith("Verified: ")
     assert lines[6].startswith("Result JSON: ")
-    assert "Gallery saved: " in err and err.strip().endswith("report.html")
+    assert lines[4] == "Photos that can be removed if only keeping 1 from each group: 3"
+    assert lines[9] == ("Files apply would remove (keepers, --protect folders and video frames "
+                        "kept): " + removable_text(lines[6]))
+    assert lines[10].startswith("Gallery saved: ") and lines[10].endswith("report.html")
     rep = json.loads(Path(lines[6].removeprefix("Result JSON: ")).read_text())
     assert rep["keep_policy"] == "shortest-path"
     assert rep["protected_folders"] == [str(photos / "b")]

@@ -1,9 +1,11 @@
-"""actions: report.json -> a checked plan -> move, hard-link or delete the removable files.
+"""actions: report.json -> a checked plan -> move, hard-link, trash or delete the removable files.
 
 Every file passes safety.problem_with when planning and again just before it
 is touched, and the journal's 'begin' record is on disk before it is touched.
 
-Moves and hard links can be undone from the journal; deletions cannot. A hard
+Moves, hard links and trashing can be undone from the journal; deletions cannot.
+Once the files are done, the report's index is told where they went
+(index_sync.py), so the next dedupe neither lists nor refuses them. A hard
 link keeps the replaced file under the journal's originals folder for undo,
 unless it was byte-identical to its keeper (then undo copies the keeper back).
 An interrupted apply is resumed or undone from its journal: the one operation
@@ -34,6 +36,7 @@ from imgsim_index.actions.file_ops import (
     remove_if_exists,
     same_file,
 )
+from imgsim_index.actions.index_sync import IndexSync, index_state, sync_index
 from imgsim_index.actions.journal import Journal
 from imgsim_index.actions.safety import (
     ReportContext,
@@ -43,11 +46,12 @@ from imgsim_index.actions.safety import (
     problem_with,
     report_context,
 )
+from imgsim_index.actions.trash import find_trashed, send_to_trash
 from imgsim_index.errors import ActionError, InputError
 from imgsim_index.ingest.identity import FileKey, normal_path
 from imgsim_index.progress import NoProgress, Progress
 
-ACTIONS = ("move", "hardlink", "delete")
+ACTIONS = ("move", "hardlink", "trash", "delete")
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,7 @@ class ApplyResult:
     move_to: str | None = None
     already_done: int = 0  # finished by the interrupted run this one resumed
     failed: list[Refusal] = field(default_factory=list)  # tried, failed, put back
+    index: IndexSync | None = None  # how the report's index was updated
 
     @property
     def bytes_freed(self) -> int:
@@ -113,6 +118,7 @@ class UndoResult:
     restored: list[str] = field(default_factory=list)
     not_restored: list[Refusal] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)  # deletions cannot be undone
+    index: IndexSync | None = None
 
 
 def _examine(name: str, ctx: ReportContext, action: str, move_to: str | None
@@ -201,11 +207,15 @@ def _begin_record(op: Operation, action: str, n: int, backup_dir: str) -> dict[s
     return {"type": "begin", "n": n, "action": action, "path": op.path, "keeper": op.keeper,
             "target": op.target, "backup": backup, "tmp": _tmp_link_name(op.path, n),
             "size": op.size, "mtime_ns": op.mtime_ns, "mode": op.mode,
-            "identical": op.identical}
+            "identical": op.identical, "dev": op.key[0], "ino": op.key[1]}
 
 
-def _perform(rec: dict[str, Any]) -> None:
+def _perform(rec: dict[str, Any]) -> dict[str, Any]:
+    """Do one operation; what the 'done' record must add (where a trashed file went)."""
     action, path = rec["action"], rec["path"]
+    if action == "trash":
+        got = send_to_trash(path, _key(rec))
+        return {"target": got.path, "trashinfo": got.info}
     if action == "delete":
         os.unlink(path)
     elif action == "move":
@@ -214,13 +224,14 @@ def _perform(rec: dict[str, Any]) -> None:
         if rec["backup"]:
             keep_original(path, rec["backup"])
         link_over(path, rec["keeper"], rec["tmp"])
+    return {}
 
 
 def _recover(rec: dict[str, Any]) -> bool:
     """Bring an operation that was cut short to a clean state. True: it had completed;
     False: it is put back as before (any half-made copy or link removed)."""
     action, path = rec["action"], rec["path"]
-    if action == "delete":
+    if action in ("delete", "trash"):
         return not os.path.lexists(path)
     original = matches(path, rec["size"], rec["mtime_ns"])
     if action == "move":
@@ -255,8 +266,22 @@ def settle_interrupted(journal: Journal) -> list[Refusal]:
             unsettled.append(Refusal(rec["path"], f"cannot be settled after an interrupted "
                                                   f"{rec['action']}: {exc.strerror or exc}"))
             continue
-        _write(journal, {"type": "done" if done else "rolled_back", "n": rec["n"]})
+        _write(journal, {"type": "done" if done else "rolled_back", "n": rec["n"],
+                         **(_trash_place(rec) if done else {})})
     return unsettled
+
+
+def _key(rec: dict[str, Any]) -> FileKey | None:
+    """The identity a begin record gives the file (absent in older journals)."""
+    return (int(rec["dev"]), int(rec["ino"])) if "dev" in rec and "ino" in rec else None
+
+
+def _trash_place(rec: dict[str, Any]) -> dict[str, Any]:
+    """Where an interrupted trashing put the file, looked up in the trash."""
+    if rec["action"] != "trash":
+        return {}
+    got = find_trashed(rec["path"], _key(rec))
+    return {"target": got.path, "trashinfo": got.info} if got else {}
 
 
 def _write(journal: Journal, record: dict[str, Any]) -> None:
@@ -272,16 +297,18 @@ def _write(journal: Journal, record: dict[str, Any]) -> None:
 def _try(rec: dict[str, Any], journal: Journal) -> str | None:
     """Perform one journalled operation; on failure put it back and say why."""
     try:
-        _perform(rec)
-    except OSError as exc:
-        why = f"failed: {exc.strerror or exc}" + (f" ({exc.filename})" if exc.filename else "")
+        placed = _perform(rec)
+    except (OSError, ActionError) as exc:
+        why = (f"failed: {getattr(exc, 'strerror', None) or exc}"
+               + (f" ({exc.filename})" if isinstance(exc, OSError) and exc.filename else ""))
         try:
             state = "done" if _recover(rec) else "rolled_back"
         except OSError as again:  # left open: undo or --resume settles it later
             return f"{why}; putting it back failed too ({again.strerror or again})"
-        _write(journal, {"type": state, "n": rec["n"], "error": why})
+        _write(journal, {"type": state, "n": rec["n"], "error": why,
+                         **(_trash_place(rec) if state == "done" else {})})
         return None if state == "done" else why
-    _write(journal, {"type": "done", "n": rec["n"]})
+    _write(journal, {"type": "done", "n": rec["n"], **placed})
     return None
 
 
@@ -306,17 +333,18 @@ def _execute(plan: Plan, journal: Journal, progress: Progress) -> ApplyResult:
         else:
             done.append(op)
     progress.finish()
+    synced = sync_index(journal)
     _write(journal, {"type": "end", "failed": len(failed)})
     return ApplyResult(journal.path, plan.action, done, refused,
                        backup_dir if plan.action == "hardlink" else None, plan.move_to,
-                       failed=failed)
+                       failed=failed, index=synced)
 
 
 def apply_plan(plan: Plan, journal_path: str, progress: Progress | None = None) -> ApplyResult:
     """Carry out `plan`, journaling every step to `journal_path` (a new file)."""
     header = {"action": plan.action, "report": plan.context.report_path,
               "folders": list(plan.context.folders), "move_to": plan.move_to,
-              "backup_dir": backup_dir_for(journal_path),
+              "backup_dir": backup_dir_for(journal_path), "index": plan.context.index_path,
               "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     with Journal.create(journal_path, header) as journal:
         return _execute(plan, journal, progress or NoProgress())
@@ -330,6 +358,10 @@ def resume_apply(journal_path: str, report_path: str | None = None,
         if journal.has("undone") or journal.has("undo_end"):
             raise ActionError(f"{journal.path} has been undone; run apply again for a new plan")
         if journal.has("end"):
+            if head.get("index") and index_state(journal) != "applied":
+                # the files were done but the index could not be told (it was locked)
+                return ApplyResult(journal.path, head["action"], [], [], None,
+                                   head["move_to"], index=sync_index(journal))
             raise ActionError(f"{journal.path} is complete; there is nothing to resume")
         if report_path and os.path.realpath(report_path) != os.path.realpath(head["report"]):
             raise ActionError(f"{journal.path} belongs to {head['report']}, not {report_path}")

@@ -43,6 +43,7 @@ class ReportContext:
     index_rows: dict[str, Row]  # the index's rows for the report's paths (normalised)
     index_roots: tuple[str, ...]  # the folders the index was built from
     keeper_keys: dict[FileKey, str]  # identity of each keeper (when it was planned) -> keeper
+    index_path: str = ""  # the index the report was made from (apply updates it)
 
 
 # -- the report -----------------------------------------------------------------------
@@ -154,6 +155,7 @@ def report_context(report: dict[str, Any], report_path: str) -> ReportContext:
         protected=tuple(report.get("protected_folders") or ()),
         members=members, keeper_of=keeper_of, keepers=keepers,
         index_rows=rows, index_roots=roots, keeper_keys=keeper_keys,
+        index_path=os.path.abspath(report["index_path"]),
     )
 
 

@@ -1,4 +1,5 @@
-"""undo: an apply journal -> the moved files back in place, hard-linked files restored.
+"""undo: an apply journal -> moved and trashed files back in place, hard-linked files restored,
+and the report's index told (index_sync.py).
 
 Operations are undone newest first, each recorded as 'undone' in the same
 journal, so an interrupted undo can simply be run again. Nothing is
@@ -12,7 +13,15 @@ import contextlib
 import os
 from typing import Any
 
-from imgsim_index.actions.file_ops import copy_over, matches, move_file, put_back, same_file
+from imgsim_index.actions.file_ops import (
+    copy_over,
+    matches,
+    move_file,
+    put_back,
+    remove_if_exists,
+    same_file,
+)
+from imgsim_index.actions.index_sync import sync_index
 from imgsim_index.actions.journal import Journal
 from imgsim_index.actions.plan import Refusal, UndoResult, _write, settle_interrupted
 from imgsim_index.paths import under_any
@@ -27,6 +36,34 @@ def _outside_journal_scope(rec: dict[str, Any], head: dict[str, Any]) -> str | N
         return "the journal names a destination outside --move-to"
     if rec.get("backup") and not under_any(rec["backup"], [head["backup_dir"]]):
         return "the journal names an original outside its originals folder"
+    if rec["action"] == "trash":
+        return _outside_trash(rec)
+    return None
+
+
+def _outside_trash(rec: dict[str, Any]) -> str | None:
+    """A trashed file must come back from TRASH/files/NAME with TRASH/info/NAME.trashinfo."""
+    target, info = rec.get("target"), rec.get("trashinfo")
+    if not target or not info:
+        return "the journal does not say where in the trash the file went; look for it there"
+    trash = os.path.dirname(os.path.dirname(target))
+    expected = os.path.join(trash, "info", os.path.basename(target) + ".trashinfo")
+    if os.path.basename(os.path.dirname(target)) != "files" or info != expected:
+        return "the journal names a place outside a trash folder"
+    return None
+
+
+def _undo_trash(rec: dict[str, Any]) -> str | None:
+    path, target, size, mtime = rec["path"], rec["target"], rec["size"], rec["mtime_ns"]
+    if not os.path.lexists(target) and matches(path, size, mtime):
+        return None  # put back already
+    if os.path.lexists(path):
+        return f"{path} exists again; the trashed file stays in the trash at {target}"
+    if not matches(target, size, mtime):
+        return (f"the trashed file is no longer in the trash at {target} as it was (emptied "
+                "or restored elsewhere); left as it is")
+    move_file(target, path)
+    remove_if_exists(rec["trashinfo"])
     return None
 
 
@@ -61,6 +98,9 @@ def _undo_hardlink(rec: dict[str, Any]) -> str | None:
     return None
 
 
+_UNDO = {"move": _undo_move, "hardlink": _undo_hardlink, "trash": _undo_trash}
+
+
 def _prune_empty_folders(start: str, stop: str) -> None:
     """Remove the folders under `stop` that undo has emptied, from `start` upwards."""
     folder = os.path.abspath(start)
@@ -80,7 +120,10 @@ def undo(journal_path: str, progress: Progress | None = None) -> UndoResult:
         head = journal.header
         result.not_restored.extend(settle_interrupted(journal))
         done, undone = journal.numbers("done"), journal.numbers("undone")
-        todo = [r for r in reversed(journal.begun()) if r["n"] in done and r["n"] not in undone]
+        placed = {int(r["n"]): r for r in journal.records if r.get("type") == "done"}
+        todo = [{**r, **{k: placed[r["n"]][k] for k in ("target", "trashinfo")
+                         if placed[r["n"]].get(k)}}
+                for r in reversed(journal.begun()) if r["n"] in done and r["n"] not in undone]
         progress.start("undo", len(todo))
         for rec in todo:
             progress.update(1)
@@ -88,8 +131,7 @@ def undo(journal_path: str, progress: Progress | None = None) -> UndoResult:
                 result.deleted.append(rec["path"])
                 continue
             try:
-                problem = _outside_journal_scope(rec, head) or (
-                    _undo_move(rec) if rec["action"] == "move" else _undo_hardlink(rec))
+                problem = _outside_journal_scope(rec, head) or _UNDO[rec["action"]](rec)
             except OSError as exc:
                 problem = f"failed: {exc.strerror or exc}"
             if problem:
@@ -102,5 +144,6 @@ def undo(journal_path: str, progress: Progress | None = None) -> UndoResult:
         progress.finish()
         with contextlib.suppress(OSError):
             os.rmdir(head["backup_dir"])  # when every original has gone back
+        result.index = sync_index(journal, undoing=True)
         _write(journal, {"type": "undo_end"})
     return result

@@ -1,4 +1,4 @@
-"""Commands that act on a report: apply (move, hard-link, delete), undo, export."""
+"""Commands that act on a report: apply (move, hard-link, trash, delete), undo, export."""
 
 from __future__ import annotations
 
@@ -24,11 +24,12 @@ def _bytes(n: int) -> str:
     return f"{human_bytes(n)} ({n} bytes)"
 
 
-def _chosen_action(move_to: str | None, hardlink: bool, delete: bool) -> str | None:
+def _chosen_action(move_to: str | None, hardlink: bool, trash: bool, delete: bool
+                   ) -> str | None:
     chosen = [name for name, on in (("move", move_to is not None), ("hardlink", hardlink),
-                                    ("delete", delete)) if on]
+                                    ("trash", trash), ("delete", delete)) if on]
     if len(chosen) > 1:
-        raise click.UsageError("choose one of --move-to DIR, --hardlink, --delete")
+        raise click.UsageError("choose one of --move-to DIR, --hardlink, --trash, --delete")
     return chosen[0] if chosen else None
 
 
@@ -37,6 +38,9 @@ def _apply_summary(action: str, n: int, freed: int, held: int, dest: str | None)
         return f"move {n} files into {dest}, freeing {_bytes(freed)} in the input folders"
     if action == "delete":
         return f"delete {n} files, freeing {_bytes(freed)}"
+    if action == "trash":
+        return (f"send {n} files to the system trash, freeing {_bytes(freed)} once the trash "
+                "is emptied")
     text = f"replace {n} files with hard links to their keepers, freeing {_bytes(freed)}"
     if held:
         text += f" now and {_bytes(held)} once the originals kept for undo are deleted"
@@ -49,6 +53,8 @@ def _apply_summary(action: str, n: int, freed: int, held: int, dest: str | None)
               help="Move removable files under DIR/<input folder name>/, keeping sub-folders.")
 @click.option("--hardlink", is_flag=True,
               help="Replace each removable file with a hard link to its keeper (same filesystem).")
+@click.option("--trash", is_flag=True,
+              help="Send removable files to the system trash (undo restores them from there).")
 @click.option("--delete", is_flag=True, help="Delete removable files (cannot be undone).")
 @click.option("--yes", is_flag=True, help="Act. Without it, only show what would be done.")
 @click.option("--journal", type=click.Path(dir_okay=False), default=None,
@@ -60,17 +66,17 @@ def _apply_summary(action: str, n: int, freed: int, held: int, dest: str | None)
               help="Choices file from report.html's \"export my choices\" (keepers, unticked "
                    "files and groups): apply only those. It may narrow REPORT, never widen it.")
 @quiet_option
-def apply(report: str, move_to: str | None, hardlink: bool, delete: bool, yes: bool,
+def apply(report: str, move_to: str | None, hardlink: bool, trash: bool, delete: bool, yes: bool,
           journal: str | None, resume_journal: str | None, choices: str | None,
           quiet: bool) -> None:
-    """Move, hard-link or delete the removable files of REPORT (a dry run unless --yes).
+    """Move, hard-link, trash or delete the removable files of REPORT (dry run unless --yes).
 
     Keepers and protected files are never touched; a file that changed since the
     report, or that lies outside the report's input folders, is refused.
     """
     from imgsim_index.actions.plan import apply_plan, default_journal_path, make_plan, resume_apply
 
-    action = _chosen_action(move_to, hardlink, delete)
+    action = _chosen_action(move_to, hardlink, trash, delete)
     if choices and resume_journal:
         raise click.UsageError("--resume finishes the reviewed report the interrupted apply "
                                "printed; pass that report, without --plan")
@@ -81,7 +87,8 @@ def apply(report: str, move_to: str | None, hardlink: bool, delete: bool, yes: b
         _print_refusals(result.refused)
     else:
         if action is None:
-            raise click.UsageError("choose what to do: --move-to DIR, --hardlink or --delete")
+            raise click.UsageError("choose what to do: --move-to DIR, --hardlink, --trash or "
+                                   "--delete")
         if choices:
             report = _reviewed(report, choices)
         plan = make_plan(report, action, move_to)
@@ -146,14 +153,28 @@ def _print_applied(result: Any) -> None:
     if result.bytes_held:
         click.echo(f"Originals kept for undo: {result.backup_dir} "
                    "(delete it to free their space once undo is no longer needed)")
+    _print_index(result.index, f"apply REPORT --resume {shlex.quote(result.journal)} --yes")
     click.echo(f"Undo with: imgsim-index undo {shlex.quote(result.journal)}")
+
+
+def _print_index(sync: Any, again: str) -> None:
+    """How the report's index learnt what apply or undo did (or why it could not)."""
+    if sync is None or not sync.index:
+        return
+    if sync.error:
+        click.echo(f"The index {_shown(sync.index)} was not updated: {sync.error}. Run "
+                   f"`imgsim-index {again}` when it is free; "
+                   "until then the next dedupe may list these files again", err=True)
+        return
+    click.echo(f"Index updated: {sync.renamed} files renamed, {sync.removed} removed, "
+               f"{sync.relinked} re-identified ({_shown(sync.index)})")
 
 
 @click.command()
 @click.argument("journal", type=click.Path(exists=True, dir_okay=False))
 @quiet_option
 def undo(journal: str, quiet: bool) -> None:
-    """Put back the files that an apply moved or hard-linked, from its JOURNAL."""
+    """Put back the files that an apply moved, hard-linked or trashed, from its JOURNAL."""
     from imgsim_index.actions.undo import undo as run_undo
 
     result = run_undo(journal, TqdmProgress(not quiet))
@@ -162,18 +183,20 @@ def undo(journal: str, quiet: bool) -> None:
     if result.deleted:
         click.echo(f"{len(result.deleted)} deleted files cannot be restored.")
     click.echo(f"Restored {len(result.restored)} files; {len(result.not_restored)} not restored.")
+    _print_index(result.index, f"undo {shlex.quote(journal)}")
     if result.not_restored:
         sys.exit(1)
 
 
 @click.command()
 @click.argument("report", type=click.Path(exists=True, dir_okay=False))
-@click.option("--format", "fmt", type=click.Choice(["csv"]), default="csv", show_default=True,
-              help="Table format.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "json", "jsonl"]), default="csv",
+              show_default=True,
+              help="csv: a table for spreadsheets; json: one array; jsonl: one object a line.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, allow_dash=True), default=None,
               help="File to write (default: REPORT with the format's extension; - for stdout).")
 def export(report: str, fmt: str, output: str | None) -> None:
-    """Write REPORT's groups as a table, one row per file, for spreadsheets."""
+    """Write REPORT's groups as a table, one row (object) per file."""
     from imgsim_index.actions.safety import load_report
     from imgsim_index.report.export import write_export
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime
+import json
+from typing import Any
 
 import click
 
@@ -50,6 +52,9 @@ from imgsim_index.cli.progress import TqdmProgress
               help="Approx only: cells each image is compared with. More finds more pairs, "
                    "slower. Default by threshold: 24 at 0.9, 12 at 0.95, 8 at 0.99.")
 @keep_options
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON summary (counts, paths of the report files) on stdout "
+                   "instead of the text summary; progress stays on stderr.")
 @build_options
 @quiet_option
 @engine_options
@@ -57,7 +62,8 @@ def dedupe(folders: tuple[str, ...], index_dir: str, threshold: float | None, ve
            group_near_misses: bool, verify_workers: int | None, compare_mode: str,
            sample_ratio: float, seed: int, compare_scope: str, max_pairs_for_collage: int,
            output: str, new_only: bool, since: datetime.datetime | None, exact: bool | None,
-           nprobe: int | None, keep: str, protect: tuple[str, ...], model: str | None,
+           nprobe: int | None, keep: str, protect: tuple[str, ...], as_json: bool,
+           model: str | None,
            weights: str | None, device: str, backend: str, batch_size: int,
            workers: int | None, video_fps: float, checkpoint_every: int, wait: bool,
            quiet: bool, engine: str, ray_address: str | None) -> None:
@@ -92,26 +98,57 @@ def dedupe(folders: tuple[str, ...], index_dir: str, threshold: float | None, ve
     with engine_session(engine, ray_address) as eng:
         r = run_dedupe(index_dir, list(folders) or None, settings, TqdmProgress(not quiet),
                        engine=eng)
+    if as_json:
+        click.echo(json.dumps(summary(r), indent=2, ensure_ascii=False))
+    else:
+        _print_summary(r)
+
+
+def summary(r: Any) -> dict[str, Any]:
+    """What `--json` prints: the report's counts and where its files are."""
     rep = r.report
-    if rep["number_of_errors"]:
-        click.echo(f"{rep['number_of_errors']} unreadable files were skipped "
-                   f"(listed under \"errors\" in {r.report_path})", err=True)
+    keys = ("total_images_in_folders", "threshold", "number_of_similar_pairs",
+            "number_of_unique_groups", "number_of_duplicate_groups", "photos_to_remove",
+            "files_removable", "bytes_removable", "number_of_near_misses", "number_of_errors")
+    return {**{k: rep.get(k) for k in keys},
+            "skipped": (rep.get("skipped") or {}).get("counts", {}),
+            "report_path": r.report_path, "collage_path": r.collage_path,
+            "gallery_path": r.gallery_path, "output_dir": r.output_dir}
+
+
+def _print_summary(r: Any) -> None:
+    """The text summary, all on stdout (progress bars are on stderr): the seed's eight
+    lines first, in their order, then what later versions added."""
+    rep = r.report
     click.echo(f"Total images found: {rep['total_images_in_folders']}")
     click.echo(f"Threshold = {rep['threshold']}")
     click.echo(f"Found {rep['number_of_similar_pairs']} pairs of images that meet the "
                "similarity threshold.")
-    if rep["verification"]["ran"]:
-        v = rep["verification"]
-        click.echo(f"Verified: {v['compared']} pairs compared, {v['skipped_as_grouped']} "
-                   f"joined through copies; {rep['number_of_near_misses']} other shots "
-                   "listed under near_misses.", err=True)
     click.echo(f"Number of unique groups: {rep['number_of_unique_groups']}")
     click.echo("Photos that can be removed if only keeping 1 from each group: "
                f"{rep['photos_to_remove']}")
     click.echo(f"Collage saved: {r.collage_path}")
     click.echo(f"Result JSON: {r.report_path}")
     click.echo(f"Done. Output folder: {r.output_dir}")
-    click.echo(f"Gallery saved: {r.gallery_path}", err=True)
+    if rep["verification"]["ran"]:
+        v = rep["verification"]
+        click.echo(f"Verified: {v['compared']} pairs compared, {v['skipped_as_grouped']} "
+                   f"joined through copies; {rep['number_of_near_misses']} other shots "
+                   "listed under near_misses.")
+    click.echo(removable_line(rep))
+    if rep["number_of_errors"]:
+        click.echo(f"{rep['number_of_errors']} unreadable files were skipped "
+                   f"(listed under \"errors\" in {r.report_path})")
+    click.echo(f"Gallery saved: {r.gallery_path}")
+
+
+def removable_line(rep: dict[str, Any]) -> str:
+    """What apply would act on, apart from the seed's count of images beyond one per group:
+    protected files, video frames and keepers are never removed."""
+    from imgsim_index.report.units import human_bytes
+
+    return (f"Files apply would remove (keepers, --protect folders and video frames kept): "
+            f"{rep['files_removable']}, {human_bytes(int(rep['bytes_removable']))}")
 
 
 COMMANDS = (dedupe,)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
+import sys
 import threading
 from typing import Any
 
@@ -32,21 +34,35 @@ from imgsim_index.cli.progress import TqdmProgress
 @click.option("--threshold", type=click.FloatRange(-1.0, 1.0), default=None,
               help="Only matches at or above this similarity.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--include-self", is_flag=True,
+              help="Also list the query file itself when it is in the index.")
 @embed_options
 def query(images: tuple[str, ...], index_dir: str, top_k: int, threshold: float | None,
-          as_json: bool, model: str | None, weights: str | None, device: str, backend: str,
-          batch_size: int, workers: int | None) -> None:
-    """Show the indexed images most similar to each of IMAGES, with scores."""
+          as_json: bool, include_self: bool, model: str | None, weights: str | None,
+          device: str, backend: str, batch_size: int, workers: int | None) -> None:
+    """Show the indexed images most similar to each of IMAGES, with scores.
+
+    Exits 1 when a query image cannot be read (the others are still answered)."""
     from imgsim_index.pipeline.query import query_index
 
+    for image in images:  # before loading any model
+        if not os.path.isfile(image):
+            why = "is not a file" if os.path.exists(image) else "does not exist"
+            raise click.ClickException(f"query image {image} {why}")
     settings = build_settings(model=model, weights=weights, device=device, backend=backend,
                               batch_size=batch_size, workers=workers)
-    results = query_index(index_dir, list(images), top_k, threshold, settings)
+    results = query_index(index_dir, list(images), top_k + (not include_self), threshold,
+                          settings)
+    for r in results:
+        if not include_self:
+            r.matches = [m for m in r.matches if not _same_file(m[0], r.path)]
+        r.matches = r.matches[:top_k]
     if as_json:
         click.echo(json.dumps([{"query": r.path, "error": r.error,
                                 "matches": [{"path": p, "similarity_score": s}
                                             for p, s in r.matches]} for r in results],
                               indent=2, ensure_ascii=False))
+        _exit_if_unreadable(results)
         return
     for r in results:
         click.echo(f"{r.path}")
@@ -56,6 +72,25 @@ def query(images: tuple[str, ...], index_dir: str, top_k: int, threshold: float 
             click.echo("  no matches")
         for path, score in r.matches:
             click.echo(f"  {score:.6f}  {path}")
+    _exit_if_unreadable(results)
+
+
+def _same_file(indexed: str, query_path: str) -> bool:
+    """Is the indexed entry the query file itself (by path, or by identity)?"""
+    if os.path.abspath(indexed) == os.path.abspath(query_path):
+        return True
+    try:
+        return os.path.samefile(indexed, query_path)
+    except OSError:
+        return False
+
+
+def _exit_if_unreadable(results: list[Any]) -> None:
+    bad = [r for r in results if r.error]
+    if bad:
+        click.echo(f"Error: query image {bad[0].path} cannot be read: {bad[0].error}"
+                   + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""), err=True)
+        sys.exit(1)
 
 
 @click.command()

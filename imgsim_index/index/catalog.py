@@ -311,6 +311,17 @@ class Catalog:
         self.db.execute("UPDATE images SET dev = ?, ino = ?, digest = ? WHERE path = ?",
                         (dev, ino, digest, path))
 
+    def rename_path(self, old: str, new: str, dev: int | None, ino: int | None,
+                    digest: str | None) -> bool:
+        """Give the row of `old` the path `new` (a file moved by apply or undo), keeping its
+        id and vector, with the file's identity now. A stale row already at `new` goes."""
+        if self.db.execute("SELECT 1 FROM images WHERE path = ?", (old,)).fetchone() is None:
+            return False
+        self.db.execute("DELETE FROM images WHERE path = ?", (new,))
+        self.db.execute("UPDATE images SET path = ?, dev = ?, ino = ?, digest = ? WHERE path = ?",
+                        (new, dev, ino, digest, old))
+        return True
+
     def delete_paths(self, paths: Iterable[str]) -> int:
         n = 0
         for p in paths:

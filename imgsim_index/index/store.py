@@ -147,6 +147,21 @@ class IndexStore:
             release_writer_lock(lock_fd)
             raise
 
+    @classmethod
+    def open_updater(cls, folder: str, wait: bool = False) -> IndexStore:
+        """Lock an existing index for a catalog update that adds no vectors (apply and
+        undo recording where files went): no model identity is needed or checked."""
+        manifest = cls.read_manifest(folder)
+        lock_fd = acquire_writer_lock(os.path.join(folder, LOCK), wait)
+        try:
+            catalog = Catalog(os.path.join(folder, CATALOG))
+        except BaseException:
+            release_writer_lock(lock_fd)
+            raise
+        store = cls(folder, catalog, manifest, writable=True)
+        store._lock_fd = lock_fd
+        return store
+
     @staticmethod
     def read_manifest(folder: str) -> dict[str, Any]:
         path = os.path.join(folder, MANIFEST)
@@ -311,6 +326,8 @@ class IndexStore:
         if roots is not None:
             prefixes = [os.path.join(os.path.abspath(r), "") for r in roots]
             rows = [r for r in rows if any(r.path.startswith(p) for p in prefixes)]
+        else:
+            rows = self._placed(rows)
         row_ids = np.fromiter((r.id for r in rows), np.int64, len(rows))  # ascending
         by_segment: dict[str, list[int]] = {}
         for r in rows:
@@ -340,6 +357,13 @@ class IndexStore:
             )
         return LoadedVectors(rows, out, seq)
 
+    def _placed(self, rows: list[Row]) -> list[Row]:
+        """The rows whose file lies inside one of the folders the index was built from.
+        A file that apply moved out of them (to --move-to or the trash) keeps its row and
+        vector under its new path but is parked: left out until undo brings it back."""
+        roots = {str(r[0]) for r in self.catalog.db.execute("SELECT DISTINCT root FROM images")}
+        return [r for r in rows if _inside(r.path, roots)]
+
     @staticmethod
     def record_dedupe(folder: str, seq: int) -> None:
         """Remember that a dedupe covered every commit up to `seq` (for --new-only)."""
@@ -358,6 +382,16 @@ class IndexStore:
             prefixes = [os.path.join(os.path.abspath(r), "") for r in roots]
             rows = [r for r in rows if any(r.path.startswith(p) for p in prefixes)]
         return rows
+
+
+def _inside(path: str, roots: set[str]) -> bool:
+    folder = os.path.dirname(path)
+    while folder not in roots:
+        up = os.path.dirname(folder)
+        if up == folder:
+            return False
+        folder = up
+    return True
 
 
 def check_identity(manifest: dict[str, Any], identity: dict[str, Any], folder: str) -> None:

@@ -1,4 +1,5 @@
-"""export: report.json's groups -> CSV for spreadsheets, one row per member file.
+"""export: report.json's groups -> CSV for spreadsheets, or JSON / JSON Lines for programs,
+one row (object) per member file, with the same columns (keys).
 
 Paths in the report are absolute, so no cell starts with '=', '+', '-' or '@'
 and a spreadsheet never reads a file name as a formula.
@@ -7,13 +8,14 @@ and a spreadsheet never reads a file name as a formula.
 from __future__ import annotations
 
 import csv
+import json
 import time
 from collections.abc import Iterator
 from typing import IO, Any
 
 from imgsim_index.errors import InputError
 
-EXPORT_FORMATS = ("csv",)
+EXPORT_FORMATS = ("csv", "json", "jsonl")
 CSV_COLUMNS = ("group", "role", "path", "keeper", "score_to_keeper", "size_bytes", "width",
                "height", "modified", "mtime_ns", "protected")
 
@@ -33,10 +35,19 @@ def csv_rows(report: dict[str, Any]) -> Iterator[tuple[object, ...]]:
 
 
 def write_export(report: dict[str, Any], out: IO[str], fmt: str = "csv") -> int:
-    """Write the report's groups to `out` (opened with newline=''). Returns the row count."""
+    """Write the report's groups to `out` (opened with newline=''). Returns the row count.
+    In JSON the numbers stay numbers and `protected` is a boolean."""
     if fmt not in EXPORT_FORMATS:
         raise InputError(
             f"unknown export format {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)}")
+    if fmt != "csv":
+        objs = [{**dict(zip(CSV_COLUMNS, row, strict=True)), "protected": row[-1] == "yes"}
+                for row in csv_rows(report)]
+        if fmt == "json":
+            out.write(json.dumps(objs, indent=2, ensure_ascii=False) + "\n")
+        else:
+            out.writelines(json.dumps(o, ensure_ascii=False) + "\n" for o in objs)
+        return len(objs)
     writer = csv.writer(out)
     writer.writerow(CSV_COLUMNS)
     n = 0

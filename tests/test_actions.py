@@ -590,8 +590,11 @@ def test_a_name_too_long_fails_that_file_only(lib: tuple[Path, str, dict[str, An
     assert undo(str(tmp_path / "j.jsonl")).not_restored == []
 
 
-def test_default_journal_names_never_collide(lib: tuple[Path, str, dict[str, Any]]) -> None:
+def test_default_journal_names_never_collide(lib: tuple[Path, str, dict[str, Any]],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
     _, report, _ = lib
+    # both names in the same second, whatever the clock does meanwhile
+    monkeypatch.setattr(actions.time, "strftime", lambda fmt, *a: "20260101_000000")
     first = actions.default_journal_path(report, "delete")
     Journal.create(first, {"action": "delete"}).close()
     second = actions.default_journal_path(report, "delete")

@@ -76,3 +76,15 @@ class RayMissingError(ImgsimError):
 
 class EngineError(ImgsimError):
     """The cluster could not finish the work; what was committed is kept."""
+
+
+class RequestRefused(ImgsimError):
+    """A request to the service refused before it reaches a route: an HTTP status and why."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+class UploadTooLarge(ImgsimError):
+    """An upload to the service over its size limit."""

@@ -21,22 +21,25 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from imgsim_index.errors import ImgsimError, IndexLockedError, InputError, ReportError
+from imgsim_index.errors import (
+    ImgsimError,
+    IndexLockedError,
+    InputError,
+    ReportError,
+    RequestRefused,
+    UploadTooLarge,
+)
 from imgsim_index.groups.keep import DEFAULT_KEEP
 from imgsim_index.ingest.scan import is_image_name
 from imgsim_index.pipeline.dedupe import DedupeSettings
 from imgsim_index.search import PairSettings
 from imgsim_index.serve.body import read_json
 from imgsim_index.serve.review import add_review_routes
-from imgsim_index.serve.security import Refused, check_request, resolve_inside
+from imgsim_index.serve.security import check_request, resolve_inside
 from imgsim_index.serve.service import IndexService
 
 MAX_PAGE_SIZE = 1000
 UPLOAD_CHUNK = 1 << 20
-
-
-class TooLarge(ImgsimError):
-    pass
 
 
 def error(status: int, message: str) -> JSONResponse:
@@ -46,7 +49,7 @@ def error(status: int, message: str) -> JSONResponse:
 def _status_of(exc: ImgsimError) -> int:
     if isinstance(exc, IndexLockedError):
         return 409
-    if isinstance(exc, TooLarge):
+    if isinstance(exc, UploadTooLarge):
         return 413
     if isinstance(exc, (InputError, ReportError)):
         return 400
@@ -77,7 +80,7 @@ def create_app(service: IndexService, start_service: bool = True) -> FastAPI:
         try:
             check_request(request.method, {k.lower(): v for k, v in request.headers.items()},
                           dict(request.cookies), token, request.query_params.get("token"))
-        except Refused as exc:
+        except RequestRefused as exc:
             return error(exc.status, exc.message)
         try:
             return await call_next(request)
@@ -119,7 +122,7 @@ async def _save_uploads(request: Request, folder: str, limit: int) -> list[tuple
     if length is None:
         raise InputError("uploads need a Content-Length header")
     if int(length) > limit + 64 * 1024:
-        raise TooLarge(f"upload of {int(length)} bytes is over the limit of {limit} bytes "
+        raise UploadTooLarge(f"upload of {int(length)} bytes is over the limit of {limit} bytes "
                        "(--max-upload-mb)")
     form = await request.form(max_files=100)
     saved = []
@@ -138,7 +141,7 @@ async def _save_uploads(request: Request, folder: str, limit: int) -> list[tuple
                 if written > limit:
                     out.close()
                     os.unlink(dst)
-                    raise TooLarge(f"{name} is over the upload limit of {limit} bytes "
+                    raise UploadTooLarge(f"{name} is over the upload limit of {limit} bytes "
                                    "(--max-upload-mb)")
                 out.write(chunk)
         saved.append((name, dst))

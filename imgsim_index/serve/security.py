@@ -17,18 +17,10 @@ import os
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
-from imgsim_index.errors import InputError
+from imgsim_index.errors import InputError, RequestRefused
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 TOKEN_COOKIE = "imgsim_token"
-
-
-class Refused(Exception):
-    """A request refused before it reaches a route: (HTTP status, message)."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status, self.message = status, message
 
 
 def is_loopback(host: str) -> bool:
@@ -47,24 +39,24 @@ def _host_name(host_header: str) -> str:
 
 def check_request(method: str, headers: dict[str, str], cookies: dict[str, str],
                   token: str | None, query_token: str | None) -> None:
-    """Raise Refused unless the request may go on. `headers` keys are lower case."""
+    """Raise RequestRefused unless the request may go on. `headers` keys are lower case."""
     if token:
         auth = headers.get("authorization", "")
         given = (auth[7:] if auth.lower().startswith("bearer ") else
                  cookies.get(TOKEN_COOKIE) or query_token or "")
         if not hmac.compare_digest(given.encode(), token.encode()):
-            raise Refused(401, "missing or wrong token: send Authorization: Bearer <token>")
+            raise RequestRefused(401, "missing or wrong token: send Authorization: Bearer <token>")
     elif not is_loopback(_host_name(headers.get("host", ""))):
-        raise Refused(403, f"Host {headers.get('host', '')!r} is not this machine; "
+        raise RequestRefused(403, f"Host {headers.get('host', '')!r} is not this machine; "
                            "the service answers only on the loopback without a token")
     if method not in ("GET", "HEAD", "OPTIONS"):
         if method != "POST":
-            raise Refused(405, f"{method} is not allowed; changes are made with POST")
+            raise RequestRefused(405, f"{method} is not allowed; changes are made with POST")
         origin = headers.get("origin")
         if origin is not None and urlsplit(origin).netloc != headers.get("host", ""):
-            raise Refused(403, f"cross-origin request from {origin} refused")
+            raise RequestRefused(403, f"cross-origin request from {origin} refused")
         if headers.get("sec-fetch-site") in ("cross-site", "same-site"):
-            raise Refused(403, "cross-site request refused")
+            raise RequestRefused(403, "cross-site request refused")
 
 
 def resolve_inside(path: str, roots: Sequence[str]) -> str:

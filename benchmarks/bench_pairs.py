@@ -11,8 +11,8 @@ float32 GEMM tile by tile over the upper triangle, each tile thresholded,
 candidates re-scored in float64 with the same rule as find_pairs. Prints the
 time ratio (target: exact <= 1.2x brute force), checks that the pairs and
 scores agree, and writes the figures to RESULTS.md. `--also FILE` times
-another pairs.py in the same run, for before/after comparisons (e.g. one from before
-the search package: `git show f2bef52:imgsim_index/pairs.py > /tmp/old.py`).
+another module with `find_pairs(vectors, PairSettings) -> Pairs` and `PairSettings` in the
+same run, for before/after comparisons.
 """
 
 from __future__ import annotations

@@ -52,9 +52,11 @@ main()
 """
 
 
-def run_cli(args: list[str]) -> tuple[float, float, str, str]:
+def run_cli(args: list[str], extra_env: dict[str, str] | None = None
+            ) -> tuple[float, float, str, str]:
     """(seconds, peak GiB, stdout, stderr) of one CLI command in a fresh interpreter."""
-    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+           **(extra_env or {})}
     t = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", WRAPPER, *args], capture_output=True,
                           text=True, env=env)
@@ -65,6 +67,20 @@ def run_cli(args: list[str]) -> tuple[float, float, str, str]:
     return seconds, int(peak[-1].split()[1]) / 2**20, proc.stdout, proc.stderr
 
 
+def cpu_flags() -> str:
+    """The CPU's model name and the flags the pair search's speed depends on."""
+    name, flags = "unknown CPU", set()
+    with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            if line.startswith("model name") and name == "unknown CPU":
+                name = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+    return f"{name}, {os.cpu_count()} cores, " + " ".join(
+        f"{f} {'yes' if f in flags else 'no'}" for f in wanted)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=1_000_000)
@@ -73,6 +89,10 @@ def main() -> None:
     ap.add_argument("--data", choices=["uniform", "clustered"], default="uniform")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workdir", default=None, help="scratch folder (needs ~3 x N x dim x 4 B)")
+    ap.add_argument("--precisions", default="auto,fp32",
+                    help="pair-search precisions to run dedupe with, comma-separated: auto (what "
+                         "this CPU gets by default), fp32 (the float32 path every x86-64 CPU "
+                         "takes without bf16 GEMMs; forced with $IMGSIM_PAIR_PRECISION), bf16")
     ap.add_argument("--no-write", action="store_true")
     a = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-dedupe-scale-", dir=a.workdir))
@@ -96,38 +116,49 @@ def main() -> None:
                                      str(work / "paths.txt"), "--index", idx, "-q"])
         print(f"import-vectors: {imp_s:.0f}s, peak {imp_gib:.2f} GiB", flush=True)
         os.unlink(work / "vectors.npy")
-        # with progress bars: the console must show the pair search advancing
-        ded_s, ded_gib, out, err = run_cli(["dedupe", "--index", idx, "--threshold",
-                                            str(a.threshold), "--output", str(work / "out")])
-        print(f"dedupe: {ded_s:.0f}s, peak {ded_gib:.2f} GiB", flush=True)
-        bars = [b.strip() for b in err.replace("\r", "\n").splitlines()
-                if b.startswith("Pair search")]
-        progress = (f"{len(bars)} progress updates, last: `{bars[-1]}`" if bars
-                    else "no progress shown for the pair search")
-        print(f"pair search progress on the console: {progress}", flush=True)
-        report = json.loads(next((work / "out").glob("*/report.json")).read_text())
         row_of = {f"/archive/cam{k % 16:02d}/img{k:09d}.jpg": k for k in range(a.n)}
-        got = {tuple(sorted((row_of[p["image1"]], row_of[p["image2"]])))
-               for p in report["similar_pairs"]}
-        recall = len(want & got) / max(1, len(want))
-        search = report["pair_search"]
-        stages = ", ".join(f"{k} {v:.1f}s" for k, v in report["timings_seconds"].items())
-        table = fmt_table(["command", "seconds", "peak GiB"], [
-            ["import-vectors (streamed, then compaction)", f"{imp_s:.0f}", f"{imp_gib:.2f}"],
-            [f"dedupe --threshold {a.threshold} ({search['method']}, {search['precision']})",
-             f"{ded_s:.0f}", f"{ded_gib:.2f}"]])
+        rows, notes = [["import-vectors (streamed, then compaction)", f"{imp_s:.0f}",
+                        f"{imp_gib:.2f}"]], []
+        for precision in a.precisions.split(","):
+            env = {} if precision == "auto" else {"IMGSIM_PAIR_PRECISION": precision}
+            out_dir = work / f"out-{precision}"
+            # with progress bars: the console must show the pair search advancing; the
+            # vectors have no image files behind them, so there is nothing to verify
+            ded_s, ded_gib, _, err = run_cli(
+                ["dedupe", "--index", idx, "--threshold", str(a.threshold), "--verify", "off",
+                 "--output", str(out_dir)], env)
+            print(f"dedupe ({precision}): {ded_s:.0f}s, peak {ded_gib:.2f} GiB", flush=True)
+            bars = [b.strip() for b in err.replace("\r", "\n").splitlines()
+                    if b.startswith("Pair search")]
+            progress = (f"{len(bars)} progress updates, last: `{bars[-1]}`" if bars
+                        else "no progress shown for the pair search")
+            print(f"pair search progress on the console: {progress}", flush=True)
+            report = json.loads(next(out_dir.glob("*/report.json")).read_text())
+            got = {tuple(sorted((row_of[p["image1"]], row_of[p["image2"]])))
+                   for p in report["similar_pairs"]}
+            recall = len(want & got) / max(1, len(want))
+            search = report["pair_search"]
+            stages = ", ".join(f"{k} {v:.1f}s" for k, v in report["timings_seconds"].items())
+            rows.append([f"dedupe --threshold {a.threshold} ({search['method']}, "
+                         f"{search['precision']}; asked: {precision})", f"{ded_s:.0f}",
+                         f"{ded_gib:.2f}"])
+            notes += [
+                f"- {precision}: dedupe stages (report.json timings): {stages}",
+                f"- {precision}: pair search progress on stderr: {progress}",
+                f"- {precision}: pairs reported: {report['number_of_similar_pairs']:,}; "
+                f"groups: {report['number_of_unique_groups']:,}; planted pairs found: "
+                f"{len(want & got):,} of {len(want):,} (recall {recall:.4f})",
+            ]
+        flags = cpu_flags()
         body = "\n".join([
             f"N = {a.n:,} vectors of dim {a.dim} ({a.data}, seed {a.seed}), "
             f"{len(planted):,} planted pairs, {len(want):,} of them at or above "
-            f"{a.threshold}. Each command in a fresh process through the CLI; peak = VmHWM.",
+            f"{a.threshold}. Each command in a fresh process through the CLI; peak = VmHWM. "
+            f"CPU: {flags}.",
             "",
-            table,
+            fmt_table(["command", "seconds", "peak GiB"], rows),
             "",
-            f"- dedupe stages (report.json timings): {stages}",
-            f"- pair search progress on stderr: {progress}",
-            f"- pairs reported: {report['number_of_similar_pairs']:,}; groups: "
-            f"{report['number_of_unique_groups']:,}; planted pairs found: "
-            f"{len(want & got):,} of {len(want):,} (recall {recall:.4f})",
+            *notes,
             f"- vectors: {a.n * a.dim * 4 / 2**30:.1f} GiB in float32",
         ])
         print(body)

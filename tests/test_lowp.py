@@ -47,3 +47,18 @@ def test_auto_precision_keeps_small_searches_in_fp32() -> None:
     assert resolve_precision("auto", AUTO_BF16_FROM) in ("bf16", "fp32")
     with pytest.raises(InputError, match="precision"):
         resolve_precision("fp16")
+
+
+def test_the_environment_decides_auto(monkeypatch: pytest.MonkeyPatch) -> None:
+    """IMGSIM_PAIR_PRECISION forces what `auto` means: the float32 path can be measured on
+    a CPU with bf16 GEMMs, and an explicit precision still wins."""
+    from imgsim_index.search.tiles import PRECISION_ENV, resolve_precision
+
+    monkeypatch.setenv(PRECISION_ENV, "fp32")
+    assert resolve_precision("auto", 10**6) == "fp32"
+    assert resolve_precision("bf16", 10**6) == "bf16"
+    monkeypatch.setenv(PRECISION_ENV, "BF16")
+    assert resolve_precision("auto", 10**6) == "bf16"
+    monkeypatch.setenv(PRECISION_ENV, "fp16")
+    with pytest.raises(InputError, match="IMGSIM_PAIR_PRECISION must be fp32 or bf16"):
+        resolve_precision("auto", 10**6)

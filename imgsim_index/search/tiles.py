@@ -24,6 +24,7 @@ zero-padded to bucketed row counts and the shapes repeat.
 from __future__ import annotations
 
 import functools
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -89,12 +90,21 @@ def bf16_is_faster() -> bool:
     return float(np.median(times["bf16"])) * 1.5 < float(np.median(times["fp32"]))
 
 
+PRECISION_ENV = "IMGSIM_PAIR_PRECISION"  # fp32 | bf16: what `auto` means in this process
+
+
 def resolve_precision(precision: str, n: int | None = None) -> str:
     """bf16 or fp32: `auto` is bf16 where it is faster, for searches of >= AUTO_BF16_FROM
-    vectors (`n` None: any size)."""
+    vectors (`n` None: any size). $IMGSIM_PAIR_PRECISION=fp32|bf16 decides `auto` instead:
+    to measure the float32 path on a CPU with bf16, or force bf16 where the timing said no."""
     check_precision(precision)
     if precision != "auto":
         return precision
+    forced = os.environ.get(PRECISION_ENV, "").strip().lower()
+    if forced:
+        if forced not in ("fp32", "bf16"):
+            raise InputError(f"${PRECISION_ENV} must be fp32 or bf16, got {forced!r}")
+        return forced
     if n is not None and n < AUTO_BF16_FROM:
         return "fp32"
     return "bf16" if bf16_is_faster() else "fp32"
@@ -246,7 +256,7 @@ class TileScorer:
         return qi, found.astype(np.int64)
 
 
-__all__ = ["AUTO_BF16_FROM", "BF16_CPU_FLAGS", "BF16_MARGIN", "PRECISIONS", "TileScorer",
-           "above_bf16", "above_fp32", "faiss_blas_tiles",
+__all__ = ["AUTO_BF16_FROM", "BF16_CPU_FLAGS", "BF16_MARGIN", "PRECISIONS", "PRECISION_ENV",
+           "TileScorer", "above_bf16", "above_fp32", "faiss_blas_tiles",
            "bf16_copy_of", "bf16_floor", "bf16_is_faster", "check_precision", "cpu_has_bf16",
            "gather_bf16", "padded_rows", "resolve_precision", "to_bf16"]

@@ -6,5 +6,6 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 rm -rf samples
 .venv/bin/python scripts/make_samples.py samples
+# no --threshold: the model's own candidate threshold, then every candidate pair verified
 .venv/bin/imgsim-index dedupe samples/images --index samples/index --model efficientnet-lite0 \
-    --threshold 0.9 --output results "$@"
+    --output results "$@"

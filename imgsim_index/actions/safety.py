@@ -126,8 +126,7 @@ def _index_rows(report: dict[str, Any], paths: set[str]) -> tuple[dict[str, Row]
     try:
         rows = {r.path: r for r in catalog.rows("WHERE status = 'embedded'")
                 if r.path in paths}
-        roots = tuple(sorted({str(r[0]) for r in
-                              catalog.db.execute("SELECT DISTINCT root FROM images")}))
+        roots = tuple(sorted(catalog.roots()))
     finally:
         catalog.close()
     return rows, roots

@@ -361,7 +361,7 @@ class IndexStore:
         """The rows whose file lies inside one of the folders the index was built from.
         A file that apply moved out of them (to --move-to or the trash) keeps its row and
         vector under its new path but is parked: left out until undo brings it back."""
-        roots = {str(r[0]) for r in self.catalog.db.execute("SELECT DISTINCT root FROM images")}
+        roots = self.catalog.roots()
         return [r for r in rows if _inside(r.path, roots)]
 
     @staticmethod

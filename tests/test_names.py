@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import cli_ok, report_of
+from conftest import cli_ok, report_of, write_scene_video
 from library_fixture import write_image
 
 from imgsim_index.atomic_files import json_text
@@ -89,3 +89,41 @@ def test_build_dedupe_apply_move_and_undo_act_on_the_real_bytes(tmp_path: Path) 
     assert os.path.exists(os.fsencode(dup)) and not os.path.exists(raw_new)
     with open(os.fsencode(dup), "rb") as fh:
         assert fh.read() == (photos / "a.jpg").read_bytes()
+
+
+# -- dedupe takes files as inputs, and the hyphenated compare scope -------------------
+def test_dedupe_of_image_files_and_a_video_file(tmp_path: Path) -> None:
+    photos, other = tmp_path / "photos", tmp_path / "other"
+    write_image(photos / "a.jpg", (96, 64), seed=3, mtime=1_500_000_000)
+    (photos / "b.jpg").write_bytes((photos / "a.jpg").read_bytes())
+    write_image(other / "c.jpg", (96, 64), seed=3, mtime=1_600_000_000)
+    clip = tmp_path / "clip.mp4"
+    write_scene_video(clip, scenes=2, seconds_each=2)
+    index, out = tmp_path / "index", tmp_path / "out"
+    common = ("--index", index, "--model", "efficientnet-lite0", "--threshold", "0.95",
+              "--json")
+
+    def run(*inputs: object, scope: str = "all") -> dict:  # type: ignore[type-arg]
+        got = json.loads(cli_ok("dedupe", *inputs, *common, "--output", out,
+                                "--compare-scope", scope))
+        return json.loads(Path(got["report_path"]).read_text())  # type: ignore[no-any-return]
+
+    alone = run(photos / "a.jpg")  # one image: only itself, although b.jpg is its copy
+    assert (alone["folder_list"], alone["total_images_in_folders"]) == ([str(photos / "a.jpg")], 1)
+    assert alone["similar_pairs"] == []
+    video = run(clip)
+    assert video["folder_list"] == [str(clip)] and video["total_images_in_folders"] >= 2
+    assert all(p.startswith(str(clip) + "#t=") for g in video["groups"]
+               for p in (m["path"] for m in g["members"]))
+    both = run(photos / "a.jpg", photos / "b.jpg", other / "c.jpg", scope="inter-folder")
+    assert both["compare_scope"] == "inter_folder"  # the seed's value, whatever was typed
+    assert both["total_images_in_folders"] == 3
+    # every file is an input of its own: all three pairs are across inputs
+    assert both["number_of_similar_pairs"] == 3
+    (group,) = both["groups"]
+    assert group["keeper"] == str(photos / "a.jpg")
+    report_path = next(p for p in out.glob("*/report.json")
+                       if json.loads(p.read_text())["compare_scope"] == "inter_folder")
+    cli_ok("apply", report_path, "--move-to", tmp_path / "moved", "--yes",
+           "--journal", tmp_path / "j.jsonl")
+    assert sorted(p.name for p in (tmp_path / "moved").rglob("*.jpg")) == ["b.jpg", "c.jpg"]

@@ -50,15 +50,15 @@ def _identity(path: str, digest_of: Callable[[], str | None]
 def _rename(cat: Catalog, old: str, new: str) -> int:
     """Move the row of `old` to `new` when the file at `new` is the indexed one; a row
     whose file cannot be matched goes (the next build embeds what is there)."""
-    row = cat.db.execute("SELECT dev, ino, digest FROM images WHERE path = ?", (old,)).fetchone()
+    row = cat.row_of(old)
     if row is None:
         return 0
     try:
         st = os.stat(new)
     except OSError:
         return 0  # not there (yet): nothing to record
-    digest = row[2]
-    if (st.st_dev, st.st_ino) != (row[0], row[1]):  # copied across filesystems
+    digest = row.digest
+    if (st.st_dev, st.st_ino) != (row.dev, row.ino):  # copied across filesystems
         try:
             now = file_digest(new)
         except OSError:
@@ -78,8 +78,7 @@ def _relink(cat: Catalog, path: str) -> int:
             return None
 
     got = _identity(path, digest)
-    if got is None or cat.db.execute("SELECT 1 FROM images WHERE path = ?",
-                                     (path,)).fetchone() is None:
+    if got is None or cat.row_of(path) is None:
         return 0
     cat.set_identity(path, got[0], got[1], got[2] or "")
     return 1

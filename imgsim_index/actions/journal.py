@@ -18,7 +18,7 @@ import json
 import os
 from typing import IO, Any
 
-from imgsim_index.atomic_files import fsync_dir
+from imgsim_index.atomic_files import fsync_dir, json_text
 from imgsim_index.errors import ActionError
 
 JOURNAL_VERSION = 1
@@ -92,7 +92,7 @@ class Journal:
 
     def append(self, record: dict[str, Any]) -> None:
         """Durably add one record: nothing is touched until its 'begin' is on disk."""
-        self.fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self.fh.write(json_text(record) + "\n")
         self.fh.flush()
         os.fsync(self.fh.fileno())
         self.records.append(record)

@@ -126,8 +126,7 @@ def _index_rows(report: dict[str, Any], paths: set[str]) -> tuple[dict[str, Row]
     try:
         rows = {r.path: r for r in catalog.rows("WHERE status = 'embedded'")
                 if r.path in paths}
-        roots = tuple(sorted({str(r[0]) for r in
-                              catalog.db.execute("SELECT DISTINCT root FROM images")}))
+        roots = tuple(sorted(catalog.roots()))
     finally:
         catalog.close()
     return rows, roots
@@ -160,10 +159,15 @@ def report_context(report: dict[str, Any], report_path: str) -> ReportContext:
 
 
 # -- checks ---------------------------------------------------------------------------
+def _inside(path: str, inputs: Sequence[str]) -> bool:
+    """Inside one of the input folders, or one of the input files itself."""
+    return under_any(path, inputs) or os.path.abspath(path) in inputs
+
+
 def _outside(path: str, ctx: ReportContext) -> str | None:
-    if not under_any(path, ctx.folders):
+    if not _inside(path, ctx.folders):
         return "is outside the report's input folders"
-    if not under_any(os.path.realpath(path), ctx.real_folders):
+    if not _inside(os.path.realpath(path), ctx.real_folders):
         return "resolves (through a symbolic link) to a place outside the report's input folders"
     return None
 
@@ -251,9 +255,13 @@ def folder_labels(folders: Sequence[str]) -> dict[str, str]:
 
 
 def move_target(path: str, folders: Sequence[str], move_to: str) -> str:
-    """MOVE_TO/<input folder's name>/<path relative to that folder>."""
+    """MOVE_TO/<input folder's name>/<path relative to that folder>; a file that was an
+    input itself: MOVE_TO/<its folder's name>/<its name>."""
     labels = folder_labels(folders)
     inside = [f for f in folders if under_any(path, [f])]
+    if not inside:  # an input file
+        return os.path.join(move_to, os.path.basename(os.path.dirname(path)) or "root",
+                            os.path.basename(path))
     folder = max(inside, key=len)
     return os.path.join(move_to, labels[folder], os.path.relpath(path, folder))
 

@@ -24,7 +24,7 @@ from imgsim_index.cli.progress import TqdmProgress
 
 
 @click.command()
-@click.argument("folders", nargs=-1, type=click.Path(file_okay=False))
+@click.argument("folders", nargs=-1, type=click.Path())
 @index_option
 @candidate_threshold_option
 @verify_options
@@ -34,8 +34,10 @@ from imgsim_index.cli.progress import TqdmProgress
               show_default=True, help="Share of images used as queries in sample mode.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed for the sample and the collage's choice of pairs.")
-@click.option("--compare-scope", type=click.Choice(["all", "inter_folder"]), default="all",
-              show_default=True, help="inter_folder: only pairs across input folders.")
+@click.option("--compare-scope", type=click.Choice(["all", "inter-folder", "inter_folder"]),
+              default="all", show_default=True,
+              help="inter-folder: only pairs across input folders (inter_folder, the old "
+                   "spelling, is the same; report.json keeps writing inter_folder).")
 @click.option("--max-pairs-for-collage", type=click.IntRange(0, 10000), default=20,
               show_default=True, help="Pairs shown in the collage image.")
 @output_option
@@ -67,7 +69,8 @@ def dedupe(folders: tuple[str, ...], index_dir: str, threshold: float | None, ve
            weights: str | None, device: str, backend: str, batch_size: int,
            workers: int | None, video_fps: float, checkpoint_every: int, wait: bool,
            quiet: bool, engine: str, ray_address: str | None) -> None:
-    """Find similar pairs and duplicate groups; update the index from FOLDERS first if given.
+    """Find similar pairs and duplicate groups; update the index from FOLDERS (folders, image
+    or video files) first if given, and look only at them then.
 
     The options of the embedding model apply to that update only."""
     from imgsim_index.pipeline.dedupe import DedupeSettings
@@ -81,8 +84,8 @@ def dedupe(folders: tuple[str, ...], index_dir: str, threshold: float | None, ve
         threshold=threshold,
         verify=VerifySettings(enabled=verify == "on", workers=verify_workers),
         group_near_misses=group_near_misses,
-        pairs=PairSettings(compare_mode=compare_mode,
-                           sample_ratio=sample_ratio, seed=seed, compare_scope=compare_scope),
+        pairs=PairSettings(compare_mode=compare_mode, sample_ratio=sample_ratio, seed=seed,
+                           compare_scope=compare_scope.replace("-", "_")),  # the seed's value
         output=output,
         max_pairs_for_collage=max_pairs_for_collage,
         build=build_settings(model=model, weights=weights, device=device, backend=backend,

@@ -10,11 +10,18 @@ an older catalog see them as NULL. Any SQLite error that means a damaged file
 becomes an IndexFormatError naming the repair; a write that finds no room
 (SQLITE_FULL, or the I/O error SQLite reports for a file-size limit) becomes
 a DiskFullError (`writing`), and the last commit stays whole.
+
+File names: a path is held in memory as Python's str (os.fsdecode: a byte that is
+not UTF-8 is a lone surrogate U+DC80-U+DCFF). A path that is valid UTF-8 is stored
+as TEXT, as always; one that is not is stored as a BLOB of its exact bytes
+(`db_name`), which SQLite compares and keeps UNIQUE like any value, and read back
+with os.fsdecode (`py_name`). No schema change: old catalogs hold only TEXT.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -61,6 +68,24 @@ CREATE TABLE IF NOT EXISTS segments (
     created_at REAL NOT NULL
 );
 """
+
+
+def db_name(path: str) -> str | bytes:
+    """The value a path is stored as: itself when it is UTF-8, else its bytes (a BLOB)."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(path)
+    return path
+
+
+def py_name(value: str | bytes) -> str:
+    """A stored path back as the str os functions take (the inverse of db_name)."""
+    return value if isinstance(value, str) else os.fsdecode(value)
+
+
+def _row(r: Sequence[object]) -> Row:
+    return Row(r[0], py_name(r[1]), py_name(r[2]), *r[3:])  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -208,18 +233,26 @@ class Catalog:
     def rows(self, where: str = "", params: Sequence[object] = ()) -> list[Row]:
         sql = f"SELECT {self._columns} FROM images {where} ORDER BY id"
         try:
-            return [Row(*r) for r in self.db.execute(sql, params)]
+            return [_row(r) for r in self.db.execute(sql, params)]
         except sqlite3.DatabaseError as exc:
             if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
                 raise
             raise damaged(self.path, exc) from None
+
+    def row_of(self, path: str) -> Row | None:
+        got = self.rows("WHERE path = ?", (db_name(path),))
+        return got[0] if got else None
+
+    def roots(self) -> set[str]:
+        """The folders the rows were found under (the index's input folders)."""
+        return {py_name(r[0]) for r in self.db.execute("SELECT DISTINCT root FROM images")}
 
     def rows_by_path(self) -> dict[str, Row]:
         return {r.path: r for r in self.rows()}
 
     def videos(self) -> dict[str, tuple[int | None, int | None, int]]:
         """Fully indexed videos: path -> (size, mtime_ns, frames)."""
-        return {p: (s, m, f) for p, s, m, f in
+        return {py_name(p): (s, m, f) for p, s, m, f in
                 self.db.execute("SELECT path, size, mtime_ns, frames FROM videos")}
 
     def segments(self) -> dict[str, int]:
@@ -278,22 +311,24 @@ class Catalog:
                 " status=excluded.status, error=excluded.error, segment=excluded.segment,"
                 " added_at=excluded.added_at, seq=excluded.seq, dev=excluded.dev,"
                 " ino=excluded.ino, digest=excluded.digest RETURNING id",
-                (r.path, r.root, r.size, r.mtime_ns, r.width, r.height, status, r.error,
-                 None if r.error is not None else segment, now, seq, r.dev, r.ino, r.digest),
+                (db_name(r.path), db_name(r.root), r.size, r.mtime_ns, r.width, r.height,
+                 status, r.error, None if r.error is not None else segment, now, seq,
+                 r.dev, r.ino, r.digest),
             )
             ids.append(int(cur.fetchone()[0]))
         return ids
 
     def video_done(self, v: VideoDone, seq: int) -> None:
         self.db.execute("INSERT OR REPLACE INTO videos VALUES (?, ?, ?, ?, ?, ?)",
-                        (v.path, v.root, v.size, v.mtime_ns, v.frames, seq))
+                        (db_name(v.path), db_name(v.root), v.size, v.mtime_ns, v.frames, seq))
 
     def delete_video(self, path: str) -> int:
         """Forget a video: its completion record and every frame row."""
-        self.db.execute("DELETE FROM videos WHERE path = ?", (path,))
-        lo = path + "#t="
+        self.db.execute("DELETE FROM videos WHERE path = ?", (db_name(path),))
+        lo = db_name(path + "#t=")
+        hi = lo + b"\xff" if isinstance(lo, bytes) else lo + "\U0010ffff"
         return self.db.execute("DELETE FROM images WHERE path >= ? AND path < ?",
-                               (lo, lo + "\U0010ffff")).rowcount
+                               (lo, hi)).rowcount
 
     def add_segment(self, name: str, count: int) -> None:
         self.db.execute(
@@ -309,23 +344,24 @@ class Catalog:
     def set_identity(self, path: str, dev: int | None, ino: int | None, digest: str) -> None:
         """Record an unchanged file's identity and digest (rows written before schema 2)."""
         self.db.execute("UPDATE images SET dev = ?, ino = ?, digest = ? WHERE path = ?",
-                        (dev, ino, digest, path))
+                        (dev, ino, digest, db_name(path)))
 
     def rename_path(self, old: str, new: str, dev: int | None, ino: int | None,
                     digest: str | None) -> bool:
         """Give the row of `old` the path `new` (a file moved by apply or undo), keeping its
         id and vector, with the file's identity now. A stale row already at `new` goes."""
-        if self.db.execute("SELECT 1 FROM images WHERE path = ?", (old,)).fetchone() is None:
+        old_v, new_v = db_name(old), db_name(new)
+        if self.db.execute("SELECT 1 FROM images WHERE path = ?", (old_v,)).fetchone() is None:
             return False
-        self.db.execute("DELETE FROM images WHERE path = ?", (new,))
+        self.db.execute("DELETE FROM images WHERE path = ?", (new_v,))
         self.db.execute("UPDATE images SET path = ?, dev = ?, ino = ?, digest = ? WHERE path = ?",
-                        (new, dev, ino, digest, old))
+                        (new_v, dev, ino, digest, old_v))
         return True
 
     def delete_paths(self, paths: Iterable[str]) -> int:
         n = 0
         for p in paths:
-            n += self.db.execute("DELETE FROM images WHERE path = ?", (p,)).rowcount
+            n += self.db.execute("DELETE FROM images WHERE path = ?", (db_name(p),)).rowcount
         return n
 
     def set_meta(self, key: str, value: str) -> None:

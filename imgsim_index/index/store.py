@@ -323,11 +323,7 @@ class IndexStore:
             seq = self.catalog.last_seq()
         finally:
             db.execute("COMMIT")
-        if roots is not None:
-            prefixes = [os.path.join(os.path.abspath(r), "") for r in roots]
-            rows = [r for r in rows if any(r.path.startswith(p) for p in prefixes)]
-        else:
-            rows = self._placed(rows)
+        rows = in_scope(rows, roots) if roots is not None else self._placed(rows)
         row_ids = np.fromiter((r.id for r in rows), np.int64, len(rows))  # ascending
         by_segment: dict[str, list[int]] = {}
         for r in rows:
@@ -361,7 +357,7 @@ class IndexStore:
         """The rows whose file lies inside one of the folders the index was built from.
         A file that apply moved out of them (to --move-to or the trash) keeps its row and
         vector under its new path but is parked: left out until undo brings it back."""
-        roots = {str(r[0]) for r in self.catalog.db.execute("SELECT DISTINCT root FROM images")}
+        roots = self.catalog.roots()
         return [r for r in rows if _inside(r.path, roots)]
 
     @staticmethod
@@ -378,10 +374,23 @@ class IndexStore:
 
     def error_rows(self, roots: Sequence[str] | None = None) -> list[Row]:
         rows = self.catalog.rows("WHERE status = 'error'")
-        if roots is not None:
-            prefixes = [os.path.join(os.path.abspath(r), "") for r in roots]
-            rows = [r for r in rows if any(r.path.startswith(p) for p in prefixes)]
-        return rows
+        return rows if roots is None else in_scope(rows, roots)
+
+
+def scope_prefix(root: str) -> str:
+    """What the rows of an input start with: a folder as `folder/`, a file as its own path
+    (a video's frames are `path#t=...`)."""
+    path = os.path.abspath(root)
+    return path if os.path.isfile(path) else os.path.join(path, "")
+
+
+def in_scope(rows: list[Row], roots: Sequence[str]) -> list[Row]:
+    """The rows inside the input folders `roots`, or of the input files among them."""
+    prefixes = [scope_prefix(r) for r in roots]
+    folders = tuple(p for p in prefixes if p.endswith(os.sep))
+    files = {p for p in prefixes if not p.endswith(os.sep)}
+    return [r for r in rows if r.path.startswith(folders)
+            or r.path.split("#t=", 1)[0] in files]
 
 
 def _inside(path: str, roots: set[str]) -> bool:

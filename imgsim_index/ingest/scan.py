@@ -3,9 +3,14 @@
 Images and videos are matched by extension (any case). Symlinked folders are followed once
 (a loop is cut by remembering each folder's device and inode). Anything that
 cannot be a readable image file -- a FIFO or device named x.jpg, a broken
-symlink, a symlink loop, a name that is not UTF-8 -- comes out as an ImageRef
+symlink, a symlink loop -- comes out as an ImageRef
 with `error` set, so the catalog records it with its reason instead of the run
 crashing or blocking.
+
+A name that is not UTF-8 is listed like any other, as the str os.fsdecode gives (each
+byte that is not UTF-8 a lone surrogate U+DC80-U+DCFF), which every os call maps back
+to the exact bytes; the catalog and the JSON files keep it losslessly (see
+index/catalog.py and atomic_files.json_text), and what is shown escapes it.
 
 One identity per file: each file's (device, inode) is recorded, and a file
 reached under several names (a symlinked folder inside another input,
@@ -60,7 +65,7 @@ class ScanSettings:
 
 @dataclass(frozen=True)
 class Skipped:
-    path: str  # as ImageRef.path (a name that is not UTF-8 shown escaped)
+    path: str  # as ImageRef.path
     reason: str  # one of SKIP_REASONS
     folder: bool = False  # a whole folder, not walked
 
@@ -153,12 +158,6 @@ def header_pixels(path: str) -> int | None:
 def _ref_for(path: str, root: str) -> ImageRef:
     kind = "video" if is_video_name(path) else "image"
     try:
-        path.encode("utf-8")
-    except UnicodeEncodeError:  # bytes that are not UTF-8 (os.fsdecode's surrogates)
-        # SQLite and report.json cannot hold such a name: record it, readably, as an error
-        return ImageRef(_printable(path), _printable(root), None, None,
-                        "file name is not valid UTF-8; rename it to index it")
-    try:
         st = os.stat(path)  # follows symlinks
     except FileNotFoundError:
         why = "broken symlink" if os.path.islink(path) else "file vanished during scan"
@@ -168,10 +167,6 @@ def _ref_for(path: str, root: str) -> ImageRef:
     if not stat.S_ISREG(st.st_mode):
         return ImageRef(path, root, None, None, f"not a regular file ({_kind(st.st_mode)})", kind)
     return ImageRef(path, root, st.st_size, st.st_mtime_ns, None, kind, st.st_dev, st.st_ino)
-
-
-def _printable(path: str) -> str:
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def _kind(mode: int) -> str:
@@ -202,7 +197,7 @@ class _Filter:
         if reason is None and not folder and not (is_image_name(name) or is_video_name(name)):
             reason = UNSUPPORTED
         if reason is not None:
-            self.skipped.append(Skipped(_printable(path), reason, folder))
+            self.skipped.append(Skipped(path, reason, folder))
         return reason is not None
 
     def too_small(self, ref: ImageRef) -> bool:

@@ -19,10 +19,10 @@ import numpy as np
 from imgsim_index.groups.components import Groups, connected_components
 from imgsim_index.groups.keep import DEFAULT_KEEP, GroupDecision, KeepSettings, choose_keepers
 from imgsim_index.index.catalog import Row
-from imgsim_index.index.store import IndexStore
+from imgsim_index.index.store import IndexStore, scope_prefix
 from imgsim_index.ingest.scan import skipped_report
 from imgsim_index.ingest.video import split_frame_path
-from imgsim_index.paths import deepest_folder, folder_prefix
+from imgsim_index.paths import deepest_folder
 from imgsim_index.pipeline.build import BuildResult, BuildSettings, build_index
 from imgsim_index.progress import NoProgress, Progress
 from imgsim_index.report import build_report, write_collage
@@ -187,7 +187,7 @@ def folder_codes(rows: Sequence[Row], folders: Sequence[str] | None) -> np.ndarr
         roots = sorted({r.root for r in rows})
         code = {root: k for k, root in enumerate(roots)}
         return np.asarray([code[r.root] for r in rows], np.int64)
-    prefixes = sorted(((folder_prefix(f), k) for k, f in enumerate(folders)),
+    prefixes = sorted(((scope_prefix(f), k) for k, f in enumerate(folders)),
                       key=lambda t: -len(t[0]))
     return np.asarray([deepest_folder(r.path, prefixes) for r in rows], np.int64)
 

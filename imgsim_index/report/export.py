@@ -8,11 +8,11 @@ and a spreadsheet never reads a file name as a formula.
 from __future__ import annotations
 
 import csv
-import json
 import time
 from collections.abc import Iterator
 from typing import IO, Any
 
+from imgsim_index.atomic_files import json_text
 from imgsim_index.errors import InputError
 
 EXPORT_FORMATS = ("csv", "json", "jsonl")
@@ -44,9 +44,9 @@ def write_export(report: dict[str, Any], out: IO[str], fmt: str = "csv") -> int:
         objs = [{**dict(zip(CSV_COLUMNS, row, strict=True)), "protected": row[-1] == "yes"}
                 for row in csv_rows(report)]
         if fmt == "json":
-            out.write(json.dumps(objs, indent=2, ensure_ascii=False) + "\n")
+            out.write(json_text(objs, indent=2) + "\n")
         else:
-            out.writelines(json.dumps(o, ensure_ascii=False) + "\n" for o in objs)
+            out.writelines(json_text(o) + "\n" for o in objs)
         return len(objs)
     writer = csv.writer(out)
     writer.writerow(CSV_COLUMNS)

@@ -97,7 +97,7 @@ def build_report(
         "number_of_near_misses": 0 if near_misses is None else len(near_misses),
         "near_misses": [] if near_misses is None else pair_rows(path, near_misses,
                                                                 near_miss_verdicts),
-        "compare_scope": settings.compare_scope,
+        "compare_scope": settings.compare_scope.replace("-", "_"),  # the seed's spelling
         "sample_ratio": settings.sample_ratio if settings.compare_mode == "sample" else None,
         "seed": settings.seed,
         "similarity": "cosine (inner product of L2-normalised vectors)",

@@ -79,7 +79,7 @@ def find_pairs(
     approx = approx or ApproxSettings()
     settings.validate()
     approx.validate()
-    if settings.compare_scope == "inter_folder" and folders is None:
+    if settings.across_folders and folders is None:
         raise InputError("the inter_folder scope needs each image's input folder")
     x = np.ascontiguousarray(vectors, dtype=np.float32)
     rows = query_rows(len(x), settings, queries)
@@ -97,7 +97,7 @@ def find_pairs(
         from imgsim_index.search.exact import exact_candidates as search
     started = time.perf_counter()
     i, j = search(x, plan, on_progress)
-    scoped = folders if settings.compare_scope == "inter_folder" else None
+    scoped = folders if settings.across_folders else None
     pairs = pairs_from_candidates(x, i, j, settings.threshold, scoped,
                                   partial=rows is not None or chosen == "approx")
     info = SearchInfo(

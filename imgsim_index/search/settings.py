@@ -9,6 +9,9 @@ from imgsim_index.errors import InputError
 from imgsim_index.search.tiles import check_precision
 
 METHODS = ("auto", "exact", "approx")
+# inter_folder is the seed's spelling, which report.json keeps; inter-folder matches the
+# other hyphenated values. Both mean: only pairs across input folders.
+SCOPES = ("all", "inter_folder", "inter-folder")
 AUTO_APPROX_ABOVE = 200_000  # `auto` picks approx mode above this many vectors
 
 # nprobe by threshold: closer pairs need fewer probes. Tuned on the hard case, isotropic
@@ -23,7 +26,11 @@ class PairSettings:
     compare_mode: str = "full"  # full | sample
     sample_ratio: float = 0.3
     seed: int = 0
-    compare_scope: str = "all"  # all | inter_folder
+    compare_scope: str = "all"  # all | inter-folder (or the seed's inter_folder)
+
+    @property
+    def across_folders(self) -> bool:
+        return self.compare_scope in ("inter_folder", "inter-folder")
     block_size: int = 4096  # rows per side of a score tile; bounds the extra memory
     precision: str = "auto"  # candidate scores: fp32 | bf16 | auto (tiles.resolve_precision)
 
@@ -32,9 +39,9 @@ class PairSettings:
             raise InputError(f"threshold must be between -1 and 1, got {self.threshold}")
         if self.compare_mode not in ("full", "sample"):
             raise InputError(f"compare mode must be full or sample, got {self.compare_mode!r}")
-        if self.compare_scope not in ("all", "inter_folder"):
+        if self.compare_scope not in SCOPES:
             raise InputError(
-                f"compare scope must be all or inter_folder, got {self.compare_scope!r}"
+                f"compare scope must be all or inter-folder, got {self.compare_scope!r}"
             )
         if not 0.0 < self.sample_ratio <= 1.0:
             raise InputError(f"sample ratio must be in (0, 1], got {self.sample_ratio}")

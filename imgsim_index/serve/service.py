@@ -120,7 +120,7 @@ class IndexService:
     def roots(self) -> list[str]:
         """The folders the index covers (catalog roots), plus the inbox."""
         with IndexStore.open_reader(self.index_dir) as store:
-            roots = [r for (r,) in store.catalog.db.execute("SELECT DISTINCT root FROM images")]
+            roots = sorted(store.catalog.roots())
         if self.settings.inbox:
             roots.append(os.path.abspath(self.settings.inbox))
         return roots

@@ -63,7 +63,9 @@ def candidate_threshold(model: str | None, verify: bool = True) -> float:
 class VerifySettings:
     enabled: bool = True
     workers: int | None = None  # processes; None: cores - 1 (at least 1); 0: in this process
-    max_side: int = 1024  # images are decoded with their long side at most this
+    # images are decoded with their long side at most this (JPEG: at a reduced DCT scale);
+    # describe() works on 512 px thumbnails, so more only costs decoding time
+    max_side: int = 512
     tunables: tuple[tuple[str, float], ...] = ()  # matching.VerifySettings fields to change
 
     def validate(self) -> VerifySettings:
@@ -155,59 +157,83 @@ def upright_image(path: str, box: tuple[int, int], purpose: str = "decode") -> I
 
     if split_frame_path(path)[1] is not None:
         im = read_frame(path)
+        size = im.size
     else:
         im = Image.open(io.BytesIO(read_file(path)))
         if im.width * im.height > DEFAULT_MAX_PIXELS:
             raise DecodeError(f"too large to {purpose}")
+        size = im.size
         im.draft("RGB", box)  # JPEG: decode at a reduced DCT scale (still covering box)
         im = ImageOps.exif_transpose(im)
+        if (im.width > im.height) != (size[0] > size[1]):
+            size = size[::-1]  # turned upright
         im = _to_rgb(im, BACKGROUND)
     im.thumbnail(box)
+    im.info["upright_size"] = size  # (width, height) before any reduction
     return im
 
 
-def decode_for_verify(path: str, max_side: int) -> np.ndarray:
-    """An indexed entry as upright RGB uint8 pixels, long side <= max_side."""
+def decode_for_verify(path: str, max_side: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """An indexed entry as upright RGB uint8 pixels, long side <= max_side, and its
+    upright (height, width) before reduction."""
     im = upright_image(path, (max_side, max_side), "verify")
-    return np.asarray(im.convert("RGB"), np.uint8)
+    w, h = im.info["upright_size"]
+    return np.asarray(im.convert("RGB"), np.uint8), (h, w)
 
 
 def _describe(task: tuple[int, str, str | None, int, Any]) -> tuple[int, Any, str]:
-    """(row, Features | None, error) for one image; never raises."""
+    """(row, Features | None, error) for one image; never raises. Keypoints come later,
+    when a comparison needs them."""
     k, path, digest, max_side, msettings = task
     from imgsim_index.verify import matching
 
     try:
-        return k, matching.describe(decode_for_verify(path, max_side), digest, msettings), ""
+        rgb, shape = decode_for_verify(path, max_side)
+        return k, matching.describe(rgb, digest, msettings, sift=False, shape=shape), ""
     except Exception as e:  # noqa: BLE001 - any decoder failure is this image's verdict
         return k, None, (str(e).splitlines() or [type(e).__name__])[0][:200]
 
 
-def _no_detail(f: Features, flat_std: float) -> bool:
+def _no_detail(f: Features, msettings: Any) -> bool:
     x0, y0, x1, y1 = f.box
-    return len(f.kp) == 0 and float(f.grey[y0:y1, x0:x1].std()) < flat_std
+    return (float(f.grey[y0:y1, x0:x1].std()) < msettings.flat_std
+            and len(f.keypoints(msettings)[0]) == 0)
 
 
-def _compare(task: tuple[int, Any, Any, Any]) -> tuple[int, str, str, dict[str, float]]:
-    """(pair, match, evidence, numbers) for two Features; never raises."""
+Compared = tuple[int, str, str, dict[str, float], dict[str, Any], dict[str, Any]]
+
+
+def _compare(task: tuple[int, Any, Any, Any]) -> Compared:
+    """(pair, match, evidence, numbers, keypoints computed for a, for b); never raises."""
     p, fa, fb, msettings = task
     from imgsim_index.verify import matching
 
+    had_a, had_b = set(fa.sift_cache), set(fb.sift_cache)
+
+    def done(m: str, ev: str, nums: dict[str, float]) -> Compared:
+        return (p, m, ev, nums, {k: v for k, v in fa.sift_cache.items() if k not in had_a},
+                {k: v for k, v in fb.sift_cache.items() if k not in had_b})
+
     if fa.shape == fb.shape and fa.pixel_hash == fb.pixel_hash:
-        return p, "exact", "same decoded pixels", {}
-    if _no_detail(fa, msettings.flat_std) or _no_detail(fb, msettings.flat_std):
-        return p, "copy", "no detail to verify", {}
+        return done("exact", "same decoded pixels", {})
+    if _no_detail(fa, msettings) or _no_detail(fb, msettings):
+        return done("copy", "no detail to verify", {})
     try:
         v = matching.compare(fa, fb, msettings)
     except Exception as e:  # noqa: BLE001 - a failed comparison keeps the embedding's word
-        return p, "copy", f"not verified: {type(e).__name__}: {e}"[:200], {}
-    return p, v.match, v.evidence, v.numbers
+        return done("copy", f"not verified: {type(e).__name__}: {e}"[:200], {})
+    return done(v.match, v.evidence, v.numbers)
 
 
 def _workers(setting: int | None) -> int:
     if setting is not None:
         return setting
     return max(1, (os.cpu_count() or 2) - 1)
+
+
+# A process pool pays for starting interpreters (spawn) and for pickling thumbnails; below
+# this many tasks in one round, or with a single worker, the work runs in this process.
+POOL_MIN_TASKS = 16
 
 
 def verify_pairs(
@@ -238,7 +264,7 @@ def verify_pairs(
 
     def run(fn: Callable[[Any], Any], tasks: list[Any]) -> list[Any]:
         nonlocal pool
-        if n_workers == 0 or len(tasks) < 4:
+        if n_workers <= 1 or len(tasks) < POOL_MIN_TASKS:
             return [fn(t) for t in tasks]
         if pool is None:
             import multiprocessing
@@ -288,8 +314,10 @@ def verify_pairs(
                     progress.update(1)
                 else:
                     tasks.append((p, feats[a], feats[b], msettings))
-            for p, m, ev, nums in run(_compare, tasks):
+            for p, m, ev, nums, kp_a, kp_b in run(_compare, tasks):
                 match[p], evidence[p], numbers[p] = m, ev, nums
+                feats[pi[p]].sift_cache.update(kp_a)  # computed in a worker: keep them
+                feats[pj[p]].sift_cache.update(kp_b)
                 out.compared += 1
                 if m in KEPT:
                     sets.union(pi[p], pj[p])

@@ -101,13 +101,25 @@ class Features:
     box: tuple[int, int, int, int]  # content box x0, y0, x1, y1 in thumbnail px
     sketch: np.ndarray  # float32 32x32 zero-mean unit-norm sketch of the content box
     colourful: float  # share of thumbnail pixels with clear colour (chroma > 10)
-    kp: np.ndarray = field(repr=False)  # float32 (n, 2) keypoint x, y in thumbnail px
-    desc: np.ndarray = field(repr=False)  # uint8 (n, 128) SIFT descriptors
+    # SIFT keypoints (float32 (n, 2) x, y in thumbnail px) and descriptors (uint8 (n, 128)),
+    # computed on first use (most copies align by their sketches and never need them) and
+    # kept: key "d" or "m" (of the mirrored thumbnail) + the settings they depend on
+    sift_cache: dict[str, tuple[np.ndarray, np.ndarray]] = field(
+        default_factory=dict, repr=False, compare=False)
 
     @property
     def scale(self) -> float:
         """Thumbnail px per original px."""
         return self.grey.shape[1] / self.shape[1]
+
+    def keypoints(self, settings: VerifySettings,
+                  mirrored: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(keypoints, descriptors) of the thumbnail (or of its mirror image), cached."""
+        key = f"{'m' if mirrored else 'd'}{settings.sift_side}/{settings.max_features}"
+        if key not in self.sift_cache:
+            g = np.ascontiguousarray(self.grey[:, ::-1]) if mirrored else self.grey
+            self.sift_cache[key] = _sift_arrays(g, settings)
+        return self.sift_cache[key]
 
 
 @dataclass(frozen=True)
@@ -180,11 +192,17 @@ def _sift_arrays(g: np.ndarray, settings: VerifySettings) -> tuple[np.ndarray, n
 
 
 def describe(rgb: np.ndarray, digest: str | None = None,
-             settings: VerifySettings = DEFAULT) -> Features:
-    """Features of one upright HxWx3 uint8 RGB image (any size; downscaled inside)."""
+             settings: VerifySettings = DEFAULT, sift: bool = True,
+             shape: tuple[int, int] | None = None) -> Features:
+    """Features of one upright HxWx3 uint8 RGB image (any size; downscaled inside).
+
+    sift=False leaves the keypoints to be computed when a comparison first needs them.
+    shape: the image's (height, width) when `rgb` was already reduced from it (sizes in the
+    evidence, and exact-by-pixels, refer to it).
+    """
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"describe: need HxWx3 uint8 RGB, got {rgb.shape} {rgb.dtype}")
-    h, w = rgb.shape[:2]
+    h, w = shape or rgb.shape[:2]
     pixel_hash = hashlib.sha1(np.ascontiguousarray(rgb).data).hexdigest()
     small = _resize_long(rgb, settings.thumb_side)
     grey = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
@@ -194,10 +212,11 @@ def describe(rgb: np.ndarray, digest: str | None = None,
     chroma = np.ascontiguousarray(lab[:, :, 1:])
     c = np.hypot(chroma[:, :, 0].astype(np.float32) - 128, chroma[:, :, 1].astype(np.float32) - 128)
     box = _trim_box(grey, settings.trim_std)
-    kp, desc = _sift_arrays(grey, settings)
-    return Features(shape=(h, w), digest=digest, pixel_hash=pixel_hash, grey=grey, chroma=chroma,
-                    box=box, sketch=_sketch(grey, box), colourful=float((c > 10).mean()),
-                    kp=kp, desc=desc)
+    f = Features(shape=(h, w), digest=digest, pixel_hash=pixel_hash, grey=grey, chroma=chroma,
+                 box=box, sketch=_sketch(grey, box), colourful=float((c > 10).mean()))
+    if sift:
+        f.keypoints(settings)
+    return f
 
 
 # ---------------------------------------------------------------- geometry candidates
@@ -306,6 +325,17 @@ def _isotonic(y: np.ndarray, w: np.ndarray) -> np.ndarray:
             del vals[-1], wts[-1], cnt[-1]
             vals[-1], wts[-1], cnt[-1] = v, wsum, c
     return np.repeat(np.array(vals), cnt)
+
+
+def _apply_curve(x: np.ndarray, curve: np.ndarray) -> np.ndarray:
+    """np.interp(x, arange(256), curve) for a 256-entry curve, read from a 1/16-level table
+    (off by at most 1/32 level times the curve's slope; np.interp's search per value cost
+    more than the rest of a comparison)."""
+    lut = np.interp(np.arange(256 * 16 + 1) / 16.0, np.arange(256), curve).astype(np.float32)
+    t = np.clip(x, 0.0, 255.0).astype(np.float32)
+    t *= 16.0
+    t += 0.5
+    return lut.take(t.astype(np.intp))
 
 
 def _tone_curve(src: np.ndarray, dst: np.ndarray, bins: int = 64) -> np.ndarray:
@@ -429,13 +459,14 @@ def _verify(fa: Features, fb: Features, m: np.ndarray, settings: VerifySettings)
     ga, gb = cv2.GaussianBlur(ga0, (0, 0), 0.8), cv2.GaussianBlur(gb0, (0, 0), 0.8)
     curve = _tone_curve(np.clip(gb[vm], 0, 255).astype(np.uint8), ga[vm])
     best: tuple[float, float, np.ndarray, np.ndarray] = (np.inf, 0.0, ga, gb)
+    yy_gb = _apply_curve(gb[vm], curve)
     for sigma in (0.0, 1.0, 2.0, 3.0):
         for which in ((0, 1) if sigma > 0 else (0,)):
             x = cv2.GaussianBlur(ga0, (0, 0), float(np.hypot(sigma, 0.8))) if which == 0 and sigma \
                 else ga
             y = cv2.GaussianBlur(gb0, (0, 0), float(np.hypot(sigma, 0.8))) if which == 1 and sigma \
                 else gb
-            yy = np.interp(y[vm], np.arange(256), curve)
+            yy = _apply_curve(y[vm], curve) if y is not gb else yy_gb
             err = float(np.mean(np.abs(x[vm] - yy)))
             if err < best[0] * 0.97:
                 best = (err, sigma if which == 0 else -sigma, x, y)
@@ -443,7 +474,7 @@ def _verify(fa: Features, fb: Features, m: np.ndarray, settings: VerifySettings)
     nums["blur_sigma"] = blur_sig
     ya, yb = ga[vm], gb[vm]
     curve = _tone_curve(np.clip(yb, 0, 255).astype(np.uint8), ya)
-    mapped = np.interp(gb, np.arange(256), curve).astype(np.float32)
+    mapped = _apply_curve(gb, curve).astype(np.float32)
     xs = np.clip(yb, 0, 255).astype(np.int32)
     tone_shift = float(np.mean(curve[xs] - xs))
     tone_dev = float(np.mean(np.abs(curve[xs] - xs)))
@@ -610,13 +641,12 @@ def _compare(a: Features, b: Features, settings: VerifySettings) -> Verdict:
         if chk.copy:
             break
     if not any(c.copy for c, _, _ in checks):
-        m, n_in = _match(a.kp, a.desc, b.kp, b.desc, settings)
+        kp_a, d_a = a.keypoints(settings)
+        m, n_in = _match(kp_a, d_a, *b.keypoints(settings), settings)
         nums0["inliers"] = float(n_in)
         tried_flip = False
         if m is None or best_k >= 4:
-            flipped = np.ascontiguousarray(b.grey[:, ::-1])
-            kp_f, d_f = _sift_arrays(flipped, settings)
-            mf, nf = _match(a.kp, a.desc, kp_f, d_f, settings)
+            mf, nf = _match(kp_a, d_a, *b.keypoints(settings, mirrored=True), settings)
             tried_flip = True
             if mf is not None and (m is None or nf > n_in):
                 m = (np.vstack([mf, [0, 0, 1]]) @ _flip_matrix(b.grey.shape[1]))[:2]

@@ -302,6 +302,28 @@ def _template(a: Features, b: Features, k: int) -> tuple[float, np.ndarray]:
     return s1, m1
 
 
+def _refine_ecc(a: Features, b: Features, m: np.ndarray) -> np.ndarray | None:
+    """A b->a map refined (affine, intensity-invariant ECC) on grey thumbnails of at most
+    128 px, starting from m; None when it does not converge."""
+    f = min(1.0, 128.0 / max(a.grey.shape + b.grey.shape))
+    ga, gb = (_resize_long(x.grey, round(max(x.grey.shape) * f)) for x in (a, b))
+    sa = np.diag([ga.shape[1] / a.grey.shape[1], ga.shape[0] / a.grey.shape[0], 1.0])
+    sb = np.diag([gb.shape[1] / b.grey.shape[1], gb.shape[0] / b.grey.shape[0], 1.0])
+    a_to_b = sb @ np.linalg.inv(np.vstack([m, [0, 0, 1]])) @ np.linalg.inv(sa)
+    x0, y0, x1, y1 = (round(v * f) for v in b.box)  # the mask is of the input image (b)
+    mask = np.zeros(gb.shape, np.uint8)
+    mask[y0 + 1:y1 - 1, x0 + 1:x1 - 1] = 1
+    crit = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 100, 1e-5)
+    try:
+        _, w = cv2.findTransformECC(ga, gb, a_to_b[:2].astype(np.float32), cv2.MOTION_AFFINE,
+                                    crit, mask, 3)
+    except cv2.error:
+        return None
+    a_to_b_full = np.linalg.inv(sb) @ np.vstack([w.astype(np.float64), [0, 0, 1]]) @ sa
+    b_to_a = np.linalg.inv(a_to_b_full)
+    return b_to_a[:2]
+
+
 def _flip_matrix(w: int) -> np.ndarray:
     return np.array([[-1.0, 0.0, w - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
 
@@ -366,6 +388,20 @@ def _box_mask(shape: tuple[int, int], box: tuple[int, int, int, int]) -> np.ndar
     x0, y0, x1, y1 = box
     m[y0:y1, x0:x1] = 1
     return m
+
+
+def _extreme(g: np.ndarray) -> np.ndarray:
+    return (g <= 12) | (g >= 243)
+
+
+def _fill_mask(g: np.ndarray) -> np.ndarray:
+    """Near-black or near-white regions touching the border (a transform's constant fill),
+    grown by 3 px to cover the resampled edge."""
+    n, lab = cv2.connectedComponents(_extreme(g).astype(np.uint8), connectivity=4)
+    keep = np.zeros(n, bool)
+    keep[np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]])] = True
+    keep[0] = False
+    return cv2.dilate(keep[lab].astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
 
 
 def _block_std(g: np.ndarray, vm: np.ndarray, bs: int, hb: int, wb: int) -> np.ndarray:
@@ -438,6 +474,17 @@ def _verify(fa: Features, fb: Features, m: np.ndarray, settings: VerifySettings)
     nums["rotation_deg"] = ang
     if overlap < settings.min_overlap:
         return _Check(False, 1.0, -1.0, nums, [f"overlap only {overlap:.0%}"])
+    nums["fill_share"] = 0.0
+    if abs(ang - round(ang / 90.0) * 90.0) > 0.3:
+        # turned by a few degrees without growing the canvas: the corners are filled with a
+        # constant; such fill in one image only is the edit's, not the picture's
+        fill_d, fill_s = _fill_mask(dst.grey), _fill_mask(src.grey)
+        share = abs(float(fill_d.mean()) - float(fill_s.mean()))  # in one image only
+        if 0.002 < share <= 0.15:
+            nums["fill_share"] = share
+            fill_w = cv2.warpAffine(fill_s.astype(np.uint8), mm, (wd, hd),
+                                    flags=cv2.INTER_NEAREST) > 0
+            valid &= ~((fill_d & ~_extreme(warped)) | (fill_w & ~_extreme(dst.grey)))
     ga0 = dst.grey.astype(np.float32)
     gb0 = warped.astype(np.float32)
     vm = valid
@@ -576,12 +623,19 @@ def _copy_evidence(fa: Features, fb: Features, m: np.ndarray, chk: _Check) -> st
     if r90 % 360:
         words.append(f"rotated {r90 % 360} deg")
     if abs(rot - r90) > 0.5:
-        words.append(f"rotated {rot - r90:.1f} deg")
+        small = rot - r90
+        words.append(f"rotated {small:.0f} deg" if abs(small) >= 1.5 else
+                     f"rotated {small:.1f} deg")
+    filled = n.get("fill_share", 0.0) > 0
+    if filled:
+        words.append("corners filled")
     rel = n["scale"] * fb.scale / fa.scale  # A px per B px
     n["size_ratio"] = 1.0 / rel  # B linear size relative to A
     if abs(1.0 / rel - 1.0) > 0.03:
         words.append(f"B resized to {1.0 / rel:.0%}")
-    words += _side_words(fa, fb, m, n)
+    # the filled corners of a turned copy extend its frame a little: not a crop
+    words += [w for w in _side_words(fa, fb, m, n)
+              if not filled or int(w.split(" cropped ")[1].split("%")[0]) >= 8]
     trim_a = 1 - (fa.box[2] - fa.box[0]) * (fa.box[3] - fa.box[1]) / fa.grey.size
     trim_b = 1 - (fb.box[2] - fb.box[0]) * (fb.box[3] - fb.box[1]) / fb.grey.size
     n["border_a"], n["border_b"] = trim_a, trim_b
@@ -661,6 +715,13 @@ def _compare(a: Features, b: Features, settings: VerifySettings) -> Verdict:
             nums0["template_ncc"] = score
             if score >= settings.sketch_ncc:
                 checks.append((_verify(a, b, mt, settings), mt, "template"))
+        if m is None and checks and not any(c.copy for c, _, _ in checks):
+            # no keypoints to align by (smooth pictures): the box-to-box maps cannot rotate,
+            # so a copy turned by a few degrees is refined from the best of them
+            _, m0, _ = max(checks, key=lambda t: t[0].score)
+            me = _refine_ecc(a, b, m0)
+            if me is not None:
+                checks.append((_verify(a, b, me, settings), me, "ecc"))
     if not checks:
         return Verdict("other_shot", "no alignment", nums0)
     chk, m, src = max(checks, key=lambda t: (t[0].copy, t[0].score))

@@ -6,8 +6,9 @@ then a block residual where they overlap), so an edited copy and another shot of
 scene come apart: groups, keep decisions and `photos_to_remove` use exact and copy only.
 
 Cost: each image is decoded (upright, long side <= `max_side`) and described at most once
-per call; descriptions and comparisons run in worker processes. Only the edges the groups
-need are compared: pairs are walked by descending score with a union-find, and a pair whose
+per call, its keypoints only when a comparison needs them; descriptions and comparisons run
+in parallel (threads of this process by default). Only the edges the groups need are
+compared: pairs are walked by descending score with a union-find, and a pair whose
 two ends are already joined through verified copies is not compared (it is a copy by
 transitivity). A static scene of N mutually similar frames costs about N - 1 compares.
 Comparisons run in rounds: each round compares, in parallel, the pairs that would join two
@@ -24,7 +25,7 @@ import io
 import os
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -62,7 +63,9 @@ def candidate_threshold(model: str | None, verify: bool = True) -> float:
 @dataclass(frozen=True)
 class VerifySettings:
     enabled: bool = True
-    workers: int | None = None  # processes; None: cores - 1 (at least 1); 0: in this process
+    # None: threads in this process, one per core (at most MAX_THREADS); 0: in this process,
+    # one at a time; N >= 1: N worker processes
+    workers: int | None = None
     # images are decoded with their long side at most this (JPEG: at a reduced DCT scale);
     # describe() works on 512 px thumbnails, so more only costs decoding time
     max_side: int = 512
@@ -225,14 +228,18 @@ def _compare(task: tuple[int, Any, Any, Any]) -> Compared:
     return done(v.match, v.evidence, v.numbers)
 
 
-def _workers(setting: int | None) -> int:
-    if setting is not None:
-        return setting
-    return max(1, (os.cpu_count() or 2) - 1)
+def _threads() -> int:
+    return max(1, min(MAX_THREADS, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                      else os.cpu_count() or 1))
 
 
-# A process pool pays for starting interpreters (spawn) and for pickling thumbnails; below
-# this many tasks in one round, or with a single worker, the work runs in this process.
+# By default the work runs in threads of this process: decoding, SIFT, matching, warps and
+# residuals run in Pillow/OpenCV/NumPy code that releases the GIL, and threads cost no
+# interpreter start-up and share the images' keypoints. Measured on 2 cores: the evaluation
+# set's verification took 7.5 s wall with 2 threads against 11.0 s in one (benchmarks/RESULTS.md).
+MAX_THREADS = 8
+# A process pool (workers >= 1) pays for starting interpreters (spawn) and for pickling
+# thumbnails; below this many tasks in one round, or with a single worker, the work runs here.
 POOL_MIN_TASKS = 16
 
 
@@ -259,11 +266,17 @@ def verify_pairs(
     sets = _Sets(len(rows))
     feats: dict[int, Any] = {}
     pool: Executor | None = None
-    n_workers = _workers(settings.workers)
+    threads: Executor | None = None
+    n_workers = settings.workers or 0
+    n_threads = _threads() if settings.workers is None else 0
     progress.start("Verifying pairs", n)
 
     def run(fn: Callable[[Any], Any], tasks: list[Any]) -> list[Any]:
-        nonlocal pool
+        nonlocal pool, threads
+        if n_threads > 1 and len(tasks) > 1:
+            if threads is None:
+                threads = ThreadPoolExecutor(n_threads, thread_name_prefix="verify")
+            return list(threads.map(fn, tasks))
         if n_workers <= 1 or len(tasks) < POOL_MIN_TASKS:
             return [fn(t) for t in tasks]
         if pool is None:
@@ -324,8 +337,9 @@ def verify_pairs(
                 progress.update(1)
             pending = later
     finally:
-        if pool is not None:
-            pool.shutdown()
+        for ex in (pool, threads):
+            if ex is not None:
+                ex.shutdown()
         progress.finish()
     out.seconds = time.perf_counter() - t0
     return out

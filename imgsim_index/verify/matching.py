@@ -21,6 +21,7 @@ compare() decides, for two Features:
 from __future__ import annotations
 
 import hashlib
+import threading
 from dataclasses import dataclass, field
 
 import cv2
@@ -129,13 +130,14 @@ class Verdict:
     numbers: dict[str, float]
 
 
-_SIFT: dict[int, cv2.SIFT] = {}
+_SIFT: dict[tuple[int, int], cv2.SIFT] = {}
 
 
 def _sift(n: int) -> cv2.SIFT:
-    if n not in _SIFT:
-        _SIFT[n] = cv2.SIFT_create(nfeatures=n)  # type: ignore[attr-defined]
-    return _SIFT[n]
+    key = (n, threading.get_ident())  # one detector per thread: comparisons run in threads
+    if key not in _SIFT:
+        _SIFT[key] = cv2.SIFT_create(nfeatures=n)  # type: ignore[attr-defined]
+    return _SIFT[key]
 
 
 def _resize_long(img: np.ndarray, side: int) -> np.ndarray:

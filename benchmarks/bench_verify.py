@@ -37,11 +37,11 @@ from benchmarks.results_file import this_command, update_section  # noqa: E402
 
 def run(tree: Path, args: list[str]) -> tuple[float, float, str]:
     """(wall s, CPU s, stdout) of `python -m imgsim_index ARGS` with tree's code."""
-    env = {**os.environ, "PYTHONPATH": str(tree)}
+    env = {**os.environ, "PYTHONPATH": str(tree)}  # and run there: -m puts the cwd first
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "imgsim_index", *args], env=env, check=True,
-                         capture_output=True, text=True).stdout
+    out = subprocess.run([sys.executable, "-m", "imgsim_index", *args], env=env, cwd=tree,
+                         check=True, capture_output=True, text=True).stdout
     wall = time.perf_counter() - t
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)

@@ -32,21 +32,32 @@ from imgsim_index.cli.progress import TqdmProgress
 @click.option("--threshold", type=click.FloatRange(-1.0, 1.0), default=None,
               help="Only matches at or above this similarity.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--verify", type=click.Choice(["on", "off"]), default="on", show_default=True,
+              help="on: matches at or above the model's candidate threshold get a verdict "
+                   "(exact, copy or other shot) with its evidence, as in dedupe.")
 @embed_options
 def query(images: tuple[str, ...], index_dir: str, top_k: int, threshold: float | None,
-          as_json: bool, model: str | None, weights: str | None, device: str, backend: str,
-          batch_size: int, workers: int | None) -> None:
+          as_json: bool, verify: str, model: str | None, weights: str | None, device: str,
+          backend: str, batch_size: int, workers: int | None) -> None:
     """Show the indexed images most similar to each of IMAGES, with scores."""
     from imgsim_index.pipeline.query import query_index
+    from imgsim_index.verify import VerifySettings
 
     settings = build_settings(model=model, weights=weights, device=device, backend=backend,
                               batch_size=batch_size, workers=workers)
-    results = query_index(index_dir, list(images), top_k, threshold, settings)
+    results = query_index(index_dir, list(images), top_k, threshold, settings,
+                          verify=VerifySettings(enabled=verify == "on"))
+
+    def verdict(r: Any, k: int) -> tuple[str, str] | None:
+        return r.verdicts[k] if k < len(r.verdicts) else None
+
     if as_json:
         click.echo(json.dumps([{"query": r.path, "error": r.error,
-                                "matches": [{"path": p, "similarity_score": s}
-                                            for p, s in r.matches]} for r in results],
-                              indent=2, ensure_ascii=False))
+                                "matches": [{"path": p, "similarity_score": s,
+                                             **({"match": v[0], "evidence": v[1]}
+                                                if (v := verdict(r, k)) else {})}
+                                            for k, (p, s) in enumerate(r.matches)]}
+                               for r in results], indent=2, ensure_ascii=False))
         return
     for r in results:
         click.echo(f"{r.path}")
@@ -54,8 +65,9 @@ def query(images: tuple[str, ...], index_dir: str, top_k: int, threshold: float 
             click.echo(f"  unreadable: {r.error}")
         elif not r.matches:
             click.echo("  no matches")
-        for path, score in r.matches:
-            click.echo(f"  {score:.6f}  {path}")
+        for k, (path, score) in enumerate(r.matches):
+            v = verdict(r, k)
+            click.echo(f"  {score:.6f}  {path}" + (f"  [{v[0]}: {v[1]}]" if v else ""))
 
 
 @click.command()

@@ -66,8 +66,9 @@ def query(images: tuple[str, ...], index_dir: str, top_k: int, threshold: float 
         elif not r.matches:
             click.echo("  no matches")
         for k, (path, score) in enumerate(r.matches):
-            v = verdict(r, k)
-            click.echo(f"  {score:.6f}  {path}" + (f"  [{v[0]}: {v[1]}]" if v else ""))
+            click.echo(f"  {score:.6f}  {path}")
+            if v := verdict(r, k):  # on a line of its own: the score lines keep their form
+                click.echo(f"{'':12}{v[0]}: {v[1]}")
 
 
 @click.command()

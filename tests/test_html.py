@@ -165,18 +165,27 @@ def rendered(page: Path, profile: Path, fragment: str = "") -> tuple[str, Tags]:
     return run.stdout, parse(run.stdout)
 
 
+def rendered_ok(page: Path, profile: Path) -> tuple[str, Tags, dict[str, str | None]]:
+    """The rendered page, its tags and its body's attributes, after a clean start."""
+    dom, tags = rendered(page, profile)
+    body = next(a for t, a in tags.tags if t == "body")
+    assert body.get("data-ready") == "1" and "data-errors" not in body
+    return dom, tags, body
+
+
 @needs_browser
 def test_browser_renders_every_group_and_names_as_text(
         xss_gallery: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
     page, report = xss_gallery
-    dom, tags = rendered(page, tmp_path / "profile")
-    body = next(a for t, a in tags.tags if t == "body")
-    assert body.get("data-ready") == "1" and "data-errors" not in body
+    dom, tags, body = rendered_ok(page, tmp_path / "profile")
     sections = [a for t, a in tags.tags if t == "section" and a.get("class") == "group"]
     assert len(sections) == len(report["groups"]) == 2
     assert body["data-groups-on-page"] == "2"
     imgs = [a["src"] for t, a in tags.tags if t == "img"]
-    assert len(imgs) == 5 and all(str(s).startswith("thumbs/t") for s in imgs)
+    in_groups = parse(dom.split('id="near-misses"', 1)[0]).tags
+    assert len([a for t, a in in_groups if t == "img"]) == 5
+    assert len(imgs) == 5 + 2 * len(report["near_misses"][:200])
+    assert all(str(s).startswith("thumbs/t") for s in imgs)
     assert "&lt;img src=x onerror=alert(1)&gt;.jpg" in dom
     assert "&lt;/script&gt;&lt;img src=y onerror=alert(2)&gt;/z.jpg" in dom
     assert 'src="x"' not in dom and 'src="y"' not in dom
@@ -272,3 +281,68 @@ def test_browser_shows_control_and_bidi_characters_escaped(tmp_path: Path) -> No
     for bad in ("\u202a", "\u202b", "\u202c", "\u202d", "\u202e", "\u2066", "\u2067", "\u2068",
                 "\u2069", "\u200e", "\u200f", "\x1b"):
         assert bad not in shown_text
+
+
+# -- verdicts and near misses -------------------------------------------------------------
+@pytest.fixture(scope="module")
+def shots_gallery(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """A photo, a half-size re-encoded copy of it and another moment (a subject moved)."""
+    from tests.conftest import cli_ok
+    from tests.test_verify_stage import moved, photo
+
+    root = tmp_path_factory.mktemp("shots")
+    d = root / "photos"
+    d.mkdir()
+    base = photo(7)
+    base.save(d / "base.png")
+    base.resize((320, 240), Image.Resampling.LANCZOS).save(d / "small.jpg", quality=85)
+    moved(base).save(d / "moved.png")
+    out = cli_ok("dedupe", str(d), "--index", str(root / "idx"), "--model", "efficientnet-lite0",
+                 "--output", str(root / "out"), "--threshold", "0.5", "--verify-workers", "0",
+                 "-q")
+    line = next(x for x in out.splitlines() if x.startswith("Result JSON: "))
+    report_path = Path(line.removeprefix("Result JSON: "))
+    return report_path.with_name("report.html"), json.loads(report_path.read_text())
+
+
+def test_gallery_data_carries_verdicts_and_near_misses(
+        shots_gallery: tuple[Path, dict[str, Any]]) -> None:
+    page, report = shots_gallery
+    data = gallery_data(report, {})
+    [group] = data["groups"]
+    assert sorted(Path(m["path"]).name for m in group["members"]) == ["base.png", "small.jpg"]
+    copy = group["members"][1]
+    assert copy["match"] == "copy" and re.search(r"resized to (50|200)%", copy["evidence"])
+    assert sorted(Path(p).name for p in copy["pair"]) == ["base.png", "small.jpg"]
+    assert "match" not in group["members"][0]  # the keeper
+    near = data["near_misses"]
+    assert data["near_misses_total"] == len(report["near_misses"]) == len(near) >= 1
+    assert all(n["match"] == "other_shot" and n["evidence"].startswith("other shot")
+               for n in near)
+    assert all("moved.png" in (Path(n["a"]["path"]).name, Path(n["b"]["path"]).name)
+               for n in near)
+    # the near misses' images get thumbnails too
+    thumbs = sorted(p.name for p in (page.parent / "thumbs").iterdir())
+    assert len(thumbs) == 3
+    assert ("Verification", f"on: {report['verification']['compared']} pairs compared on "
+            f"their pixels, {report['verification']['skipped_as_grouped']} joined through "
+            f"copies; {len(near)} other shots listed apart") in data["summary"]
+
+
+@needs_browser
+def test_browser_shows_verdicts_and_near_misses_apart(
+        shots_gallery: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
+    page, report = shots_gallery
+    dom, _, body = rendered_ok(page, tmp_path / "profile")
+    n = len(report["near_misses"])
+    assert body["data-near-misses"] == str(n)
+    text = re.sub(r"<[^>]+>", "", dom)
+    assert (f"Other shots of the same scene: not proposed for removal ({n} pairs)") in text
+    copy_row = next(r for r in report["similar_pairs"])
+    assert f"copy: {html.escape(copy_row['evidence'])}" in text
+    for row in report["near_misses"]:
+        assert f"other shot: {html.escape(row['evidence'])}" in text
+    near = dom.split('id="near-misses"', 1)[1].split("</section>", 1)[0]
+    assert near.count("<img") == 2 * n and "hidden" not in near.split(">", 1)[0]
+    # the near misses are no group: nothing there can be ticked for removal
+    assert "choice-remove" not in near

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 import skimage.data as skdata  # noqa: E402
+from PIL import Image
 
 from imgsim_index.verify import matching as mt
 
@@ -108,3 +109,25 @@ def test_settings_validate() -> None:
     mt.VerifySettings().validate()
     with pytest.raises(ValueError, match="ratio"):
         mt.VerifySettings(ratio=1.5).validate()
+
+
+def smooth(seed: int, size: tuple[int, int] = (96, 72)) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 255, (6, 6, 3), dtype=np.uint8)).resize(
+        size, Image.Resampling.BICUBIC)
+
+
+@pytest.mark.parametrize(("seed", "size", "degrees", "fill"), [
+    (1, (96, 72), 2, None), (2, (640, 480), 2, None), (1, (640, 480), 3, (255, 255, 255))])
+def test_turned_copy_with_filled_corners(seed: int, size: tuple[int, int], degrees: int,
+                                         fill: tuple[int, int, int] | None) -> None:
+    """A copy turned a few degrees without growing the canvas: the filled corners are the
+    edit's (a smooth picture has no keypoints, so the alignment is refined by ECC)."""
+    im = smooth(seed, size)
+    turned = im.rotate(degrees, resample=Image.Resampling.BILINEAR,
+                       **({"fillcolor": fill} if fill else {}))
+    turned = turned.resize((round(size[0] * 90 / 96), round(size[1] * 68 / 72)))
+    v = mt.compare(mt.describe(np.asarray(im)), mt.describe(jpeg(np.asarray(turned), 90)))
+    assert v.match == "copy", v
+    assert v.evidence.startswith(f"rotated {degrees} deg, corners filled, B resized to 9"), v
+    assert "cropped" not in v.evidence and v.numbers["fill_share"] > 0

@@ -286,3 +286,29 @@ def test_default_threshold_is_the_models(dedupe_runs) -> None:  # type: ignore[n
     rep = dedupe_runs["default"]
     assert rep["threshold_source"] == "model default"
     assert rep["threshold"] == CANDIDATE_THRESHOLDS["efficientnet-lite0"]
+
+
+def test_query_hits_get_verdicts(edits: tuple[Path, list[str]],
+                                 tmp_path: Path) -> None:
+    """query verifies each hit at or above the candidate threshold, as dedupe does."""
+    d, _ = edits
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    for name in ("base.png", "moved.png"):
+        (lib / name).write_bytes((d / name).read_bytes())
+    index = str(tmp_path / "idx")
+    cli_ok("build", str(lib), "--index", index, "--model", "efficientnet-lite0", "-q")
+    probe = tmp_path / "probe.jpg"
+    Image.open(d / "base.png").resize((320, 240)).save(probe, quality=80)
+    out = json.loads(cli_ok("query", str(probe), "--index", index, "--json"))
+    [result] = out
+    by_name = {Path(m["path"]).name: m for m in result["matches"]}
+    assert set(by_name) == {"base.png", "moved.png"}
+    base, moved_hit = by_name["base.png"], by_name["moved.png"]
+    assert base["match"] == "copy" and "resized to 200%" in base["evidence"], base
+    assert moved_hit["similarity_score"] >= 0.75, moved_hit
+    assert moved_hit["match"] == "other_shot", moved_hit
+    text = cli_ok("query", str(probe), "--index", index)
+    assert f"  {base['similarity_score']:.6f}  {lib / 'base.png'}\n{'':12}copy: " in text
+    off = json.loads(cli_ok("query", str(probe), "--index", index, "--json", "--verify", "off"))
+    assert all("match" not in m for m in off[0]["matches"])

@@ -103,7 +103,8 @@ verify_options = _stack(
     click.option("--group-near-misses", is_flag=True,
                  help="Put other-shot pairs (bursts, a moved subject) back into the groups."),
     click.option("--verify-workers", type=click.IntRange(0, 256), default=None,
-                 help="Verification processes (default: cores - 1; 0: none)."),
+                 help="Verification worker processes (default: threads, one per core; "
+                      "0: one thread)."),
 )
 
 output_option = click.option(

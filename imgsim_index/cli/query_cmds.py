@@ -36,14 +36,19 @@ from imgsim_index.cli.progress import TqdmProgress
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.option("--include-self", is_flag=True,
               help="Also list the query file itself when it is in the index.")
+@click.option("--verify", type=click.Choice(["on", "off"]), default="on", show_default=True,
+              help="on: matches at or above the model's candidate threshold get a verdict "
+                   "(exact, copy or other shot) with its evidence, as in dedupe.")
 @embed_options
 def query(images: tuple[str, ...], index_dir: str, top_k: int, threshold: float | None,
-          as_json: bool, include_self: bool, model: str | None, weights: str | None,
-          device: str, backend: str, batch_size: int, workers: int | None) -> None:
+          as_json: bool, include_self: bool, verify: str, model: str | None,
+          weights: str | None, device: str, backend: str, batch_size: int,
+          workers: int | None) -> None:
     """Show the indexed images most similar to each of IMAGES, with scores.
 
     Exits 1 when a query image cannot be read (the others are still answered)."""
     from imgsim_index.pipeline.query import query_index
+    from imgsim_index.verify import VerifySettings
 
     for image in images:  # before loading any model
         if not os.path.isfile(image):
@@ -52,16 +57,23 @@ def query(images: tuple[str, ...], index_dir: str, top_k: int, threshold: float 
     settings = build_settings(model=model, weights=weights, device=device, backend=backend,
                               batch_size=batch_size, workers=workers)
     results = query_index(index_dir, list(images), top_k + (not include_self), threshold,
-                          settings)
+                          settings, verify=VerifySettings(enabled=verify == "on"))
     for r in results:
-        if not include_self:
-            r.matches = [m for m in r.matches if not _same_file(m[0], r.path)]
-        r.matches = r.matches[:top_k]
+        keep = [k for k, m in enumerate(r.matches)
+                if include_self or not _same_file(m[0], r.path)][:top_k]
+        r.verdicts = [r.verdicts[k] for k in keep if k < len(r.verdicts)]
+        r.matches = [r.matches[k] for k in keep]
+
+    def verdict(r: Any, k: int) -> tuple[str, str] | None:
+        return r.verdicts[k] if k < len(r.verdicts) else None
+
     if as_json:
         click.echo(json.dumps([{"query": r.path, "error": r.error,
-                                "matches": [{"path": p, "similarity_score": s}
-                                            for p, s in r.matches]} for r in results],
-                              indent=2, ensure_ascii=False))
+                                "matches": [{"path": p, "similarity_score": s,
+                                             **({"match": v[0], "evidence": v[1]}
+                                                if (v := verdict(r, k)) else {})}
+                                            for k, (p, s) in enumerate(r.matches)]}
+                               for r in results], indent=2, ensure_ascii=False))
         _exit_if_unreadable(results)
         return
     for r in results:
@@ -70,8 +82,10 @@ def query(images: tuple[str, ...], index_dir: str, top_k: int, threshold: float 
             click.echo(f"  unreadable: {r.error}")
         elif not r.matches:
             click.echo("  no matches")
-        for path, score in r.matches:
+        for k, (path, score) in enumerate(r.matches):
             click.echo(f"  {score:.6f}  {path}")
+            if v := verdict(r, k):  # on a line of its own: the score lines keep their form
+                click.echo(f"{'':12}{v[0]}: {v[1]}")
     _exit_if_unreadable(results)
 
 

@@ -13,9 +13,11 @@ import numpy as np
 
 from imgsim_index.embed.embedder import Embedder
 from imgsim_index.errors import InputError
+from imgsim_index.index.catalog import Row
 from imgsim_index.index.store import IndexStore, LoadedVectors, check_identity
 from imgsim_index.pipeline.build import BuildSettings, resolve_model
 from imgsim_index.search.threshold import SCORE_DECIMALS
+from imgsim_index.verify import VerifySettings
 
 
 @dataclass
@@ -23,6 +25,33 @@ class QueryResult:
     path: str
     error: str | None = None
     matches: list[tuple[str, float]] = field(default_factory=list)  # (path, score), best first
+    # with verification: (match, evidence) per match at or above the model's candidate
+    # threshold, aligned with `matches` (None below it, or when verification is off)
+    verdicts: list[tuple[str, str] | None] = field(default_factory=list)
+
+
+def verify_hits(results: Sequence[QueryResult], rows: dict[str, Row], threshold: float,
+                settings: VerifySettings) -> None:
+    """Give each match scoring >= threshold a verdict: the query image and each hit are
+    decoded once per query, and compared on their pixels as dedupe's candidate pairs are."""
+    from imgsim_index.search import Pairs
+    from imgsim_index.verify import verify_pairs
+
+    for r in results:
+        r.verdicts = [None] * len(r.matches)
+        hits = [k for k, (_, s) in enumerate(r.matches) if s >= threshold]
+        if r.error or not hits:
+            continue
+        query_row = Row(id=-1, path=r.path, root="", size=None, mtime_ns=None, width=None,
+                        height=None, status="query", error=None, segment=None, added_at=0.0,
+                        seq=0)
+        star = [query_row, *(rows[r.matches[k][0]] for k in hits)]
+        n = len(hits)
+        pairs = Pairs(np.zeros(n, np.int64), np.arange(1, n + 1, dtype=np.int64),
+                      np.asarray([r.matches[k][1] for k in hits], np.float64))
+        v = verify_pairs(star, pairs, settings)  # a star: every pair is compared
+        for p, k in enumerate(hits):
+            r.verdicts[k] = (v.match[p], v.evidence[p])
 
 
 def query_index(
@@ -33,10 +62,12 @@ def query_index(
     settings: BuildSettings | None = None,
     embedder: Embedder | None = None,
     loaded: LoadedVectors | None = None,
+    verify: VerifySettings | None = None,
 ) -> list[QueryResult]:
     """`embedder` (the model, ready on its device) and `loaded` (the index's vectors) come
     from a caller that keeps them between queries (a long-running service), or are
-    loaded here."""
+    loaded here. `verify` (enabled): matches at or above the model's candidate threshold get
+    a verdict (QueryResult.verdicts)."""
     import faiss
 
     if top_k < 1:
@@ -75,4 +106,9 @@ def query_index(
         for h, s in zip(hits[order].tolist(), scores[order].tolist(), strict=True):
             if threshold is None or s >= threshold:
                 results[q].matches.append((loaded.rows[h].path, float(s)))
+    if verify is not None and verify.enabled:
+        from imgsim_index.verify import candidate_threshold
+
+        verify_hits(results, {row.path: row for row in loaded.rows},
+                    candidate_threshold(model.info.name), verify)
     return results

@@ -41,6 +41,15 @@ figcaption { font-size: 12px; margin-top: 4px; }
 .role-keep .badge { background: #2e8b3a; }
 .role-protected .badge, .role-frame .badge { background: #2f6db5; }
 .meta { color: #555; } .empty { color: #666; padding: 30px; text-align: center; }
+.verdict { color: #333; overflow-wrap: anywhere; }
+.verdict b { font-weight: 600; }
+section#near-misses { margin: 0 20px 20px; padding: 10px; background: #fff;
+  border: 1px solid #ddd; border-radius: 6px; }
+section#near-misses h2 { font-size: 15px; margin: 0 0 8px; }
+.near-pair { display: flex; flex-wrap: wrap; gap: 10px; align-items: flex-start;
+  padding: 8px 0; border-top: 1px solid #eee; }
+.near-pair > .verdict { flex: 1 1 200px; }
+figure.role-near { border-color: #999; }
 """
 
 SCRIPT = r"""
@@ -105,20 +114,32 @@ window.addEventListener("error", (e) => {
   const inRange = (m) => m.score === null || (m.score >= +lo.value && m.score <= +hi.value);
   const matches = (g) => g.members.some((m) => m.role !== "keep" && inRange(m));
 
+  const preview = (thumb) => {
+    if (!thumb) return el("div", "nothumb", "no preview");
+    const img = document.createElement("img");
+    img.loading = "lazy";
+    img.decoding = "async";
+    img.alt = "";
+    img.src = thumb;
+    return img;
+  };
+  // "copy: B resized to 50%, re-encoded", then which file is A and which is B
+  const baseName = (path) => String(path).split("/").pop();
+  const verdict = (match, evidence, pair) => {
+    const v = el("div", "verdict");
+    v.append(el("b", null, match.replace("_", " ")), ": " + evidence);
+    if (pair) {
+      v.append(el("div", "meta", "A: " + shown(baseName(pair[0])) + ", B: " +
+        shown(baseName(pair[1]))));
+    }
+    return v;
+  };
+
   function memberCard(m) {
     const dim = m.role !== "keep" && !inRange(m) ? " dim" : "";
     const fig = el("figure", "member role-" + m.role + dim);
     fig.dataset.path = m.path;  // for the choices script
-    if (m.thumb) {
-      const img = document.createElement("img");
-      img.loading = "lazy";
-      img.decoding = "async";
-      img.alt = "";
-      img.src = m.thumb;
-      fig.append(img);
-    } else {
-      fig.append(el("div", "nothumb", "no preview"));
-    }
+    fig.append(preview(m.thumb));
     const cap = el("figcaption");
     cap.append(el("span", "badge", BADGE[m.role] || m.role));
     cap.append(el("div", "path", shown(m.path)));
@@ -126,8 +147,38 @@ window.addEventListener("error", (e) => {
     const score = m.role === "keep" ? "keeper" : "score " + fmtScore(m.score);
     cap.append(el("div", "meta", fmtBytes(m.size) + " \u00b7 " + res + " \u00b7 " + score));
     cap.append(el("div", "meta", "modified " + m.mtime));
+    if (m.match) cap.append(verdict(m.match, m.evidence, m.pair));
     fig.append(cap);
     return fig;
+  }
+
+  function nearMisses() {
+    const near = data.near_misses || [];
+    document.body.dataset.nearMisses = String(near.length);
+    if (!near.length) return;
+    const box = byId("near-misses");
+    box.hidden = false;
+    box.append(el("h2", null, "Other shots of the same scene: not proposed for removal (" +
+      data.near_misses_total + " pairs)"));
+    for (const p of near) {
+      const row = el("div", "near-pair");
+      for (const side of [p.a, p.b]) {
+        const fig = el("figure", "member role-near");
+        fig.append(preview(side.thumb));
+        const cap = el("figcaption");
+        cap.append(el("div", "path", shown(side.path)));
+        fig.append(cap);
+        row.append(fig);
+      }
+      const why = verdict(p.match, p.evidence, p.pair);
+      why.append(el("div", "meta", "score " + fmtScore(p.score)));
+      row.append(why);
+      box.append(row);
+    }
+    if (data.near_misses_total > near.length) {
+      box.append(el("p", "meta", (data.near_misses_total - near.length) +
+        " more pairs with lower scores are listed under near_misses in report.json."));
+    }
   }
 
   function groupSection(g) {
@@ -176,6 +227,7 @@ window.addEventListener("error", (e) => {
   byId("prev").addEventListener("click", () => { page -= 1; render(); window.scrollTo(0, 0); });
   byId("next").addEventListener("click", () => { page += 1; render(); window.scrollTo(0, 0); });
   render();
+  nearMisses();
   document.body.dataset.ready = "1";
 })();
 """

@@ -28,12 +28,22 @@ from imgsim_index.report.units import human_bytes
 
 PAGE_SIZE = 50
 THUMBS_DIR = "thumbs"
+NEAR_MISSES_SHOWN = 200  # near-miss pairs shown (best scores first); the page counts the rest
 
 
 def _mtime_text(mtime_ns: int | None) -> str:
     if mtime_ns is None:
         return "?"
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(mtime_ns / 1e9))
+
+
+def _verification_text(report: dict[str, Any]) -> str:
+    v = report.get("verification") or {}
+    if not v.get("ran"):
+        return "off (cosine only)"
+    return (f"on: {v.get('compared', 0)} pairs compared on their pixels, "
+            f"{v.get('skipped_as_grouped', 0)} joined through copies; "
+            f"{report.get('number_of_near_misses', 0)} other shots listed apart")
 
 
 def _summary(report: dict[str, Any]) -> list[tuple[str, str]]:
@@ -44,6 +54,7 @@ def _summary(report: dict[str, Any]) -> list[tuple[str, str]]:
         ("Threshold", str(report.get("threshold"))),
         ("Images", str(report.get("total_images_in_folders"))),
         ("Similar pairs", str(report.get("number_of_similar_pairs"))),
+        *([("Verification", _verification_text(report))] if "verification" in report else []),
         ("Duplicate groups", str(len(report.get("groups", [])))),
         ("Keep policy", str(report.get("keep_policy", ""))),
         ("Protected folders", "; ".join(protected) if protected else "none"),
@@ -52,12 +63,40 @@ def _summary(report: dict[str, Any]) -> list[tuple[str, str]]:
     ]
 
 
+def _shown_near_misses(report: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = sorted(report.get("near_misses") or [], key=lambda r: -r["similarity_score"])
+    return rows[:NEAR_MISSES_SHOWN]
+
+
+def _member_verdict(path: str, keeper: str, paths: set[str],
+                    verdicts: dict[frozenset[str], dict[str, Any]]) -> dict[str, Any]:
+    """match / evidence of the pair that put `path` in its group: the one with the keeper,
+    else its best-scoring pair with another member; `pair` is that pair's A and B."""
+    row = verdicts.get(frozenset((path, keeper)))
+    if row is None:
+        linked = [r for other in sorted(paths - {path})
+                  if (r := verdicts.get(frozenset((path, other)))) is not None]
+        row = max(linked, key=lambda r: r["similarity_score"], default=None)
+    if row is None or "match" not in row:
+        return {}
+    return {"match": row["match"], "evidence": row.get("evidence", ""),
+            "pair": [row["image1"], row["image2"]]}
+
+
 def gallery_data(report: dict[str, Any], thumbs: dict[str, str]) -> dict[str, Any]:
-    """What the page's script renders: groups largest first, keeper first in each group."""
+    """What the page's script renders: groups largest first, keeper first in each group, each
+    member with the verdict that joined it; near misses (other shots) apart."""
+
+    def thumb(path: str) -> str | None:
+        return f"{THUMBS_DIR}/{thumbs[path]}" if path in thumbs else None
+
+    verdicts = {frozenset((r["image1"], r["image2"])): r
+                for r in report.get("similar_pairs") or []}
     groups = []
     scores = []
     for g in sorted(report.get("groups", []), key=lambda g: (-g["size"], g["group"])):
         members = sorted(g["members"], key=lambda m: m["role"] != "keep")
+        paths = {m["path"] for m in members}
         groups.append({
             "group": g["group"],
             "keeper": g["keeper"],
@@ -65,15 +104,22 @@ def gallery_data(report: dict[str, Any], thumbs: dict[str, str]) -> dict[str, An
             "members": [{
                 "path": m["path"], "size": m["size"], "w": m["width"], "h": m["height"],
                 "score": m["score_to_keeper"], "role": m["role"],
-                "mtime": _mtime_text(m["mtime_ns"]),
-                "thumb": f"{THUMBS_DIR}/{thumbs[m['path']]}" if m["path"] in thumbs else None,
+                "mtime": _mtime_text(m["mtime_ns"]), "thumb": thumb(m["path"]),
+                **({} if m["path"] == g["keeper"] else
+                   _member_verdict(m["path"], g["keeper"], paths, verdicts)),
             } for m in members],
         })
         scores += [m["score_to_keeper"] for m in g["members"]
                    if m["role"] != "keep" and m["score_to_keeper"] is not None]
     floor = min([*scores, float(report.get("threshold", 0.0))])
+    near = [{"a": {"path": r["image1"], "thumb": thumb(r["image1"])},
+             "b": {"path": r["image2"], "thumb": thumb(r["image2"])},
+             "score": r["similarity_score"], "match": r.get("match", "other_shot"),
+             "pair": [r["image1"], r["image2"]],
+             "evidence": r.get("evidence", "")} for r in _shown_near_misses(report)]
     return {"page_size": PAGE_SIZE, "score_min": max(-1.0, math.floor(floor * 10000) / 10000),
-            "summary": _summary(report), "groups": groups,
+            "summary": _summary(report), "groups": groups, "near_misses": near,
+            "near_misses_total": len(report.get("near_misses") or []),
             "timestamp": report.get("timestamp")}  # binds exported choices to this report
 
 
@@ -120,6 +166,7 @@ def render_gallery(data: dict[str, Any], title: str) -> str:
 <button type="button" id="export-choices">export my choices</button>
 </div>
 <main id="groups"></main>
+<section id="near-misses" hidden></section>
 <script type="application/json" id="gallery-data">{_json_for_script(data)}</script>
 <script>{script}</script>
 </body>
@@ -134,6 +181,8 @@ def write_gallery(report: dict[str, Any], path: str, progress: Progress | None =
     thumbs: dict[str, str] = {}
     if thumbnails:
         paths = [m["path"] for g in report.get("groups", []) for m in g["members"]]
+        paths += [p for r in _shown_near_misses(report) for p in (r["image1"], r["image2"])]
+        paths = list(dict.fromkeys(paths))
         if paths:
             thumbs = write_thumbnails(paths, os.path.join(folder, THUMBS_DIR), progress)
     title = f"imgsim-index duplicates {report.get('timestamp', '')}".strip()

@@ -21,6 +21,7 @@ compare() decides, for two Features:
 from __future__ import annotations
 
 import hashlib
+import threading
 from dataclasses import dataclass, field
 
 import cv2
@@ -101,13 +102,25 @@ class Features:
     box: tuple[int, int, int, int]  # content box x0, y0, x1, y1 in thumbnail px
     sketch: np.ndarray  # float32 32x32 zero-mean unit-norm sketch of the content box
     colourful: float  # share of thumbnail pixels with clear colour (chroma > 10)
-    kp: np.ndarray = field(repr=False)  # float32 (n, 2) keypoint x, y in thumbnail px
-    desc: np.ndarray = field(repr=False)  # uint8 (n, 128) SIFT descriptors
+    # SIFT keypoints (float32 (n, 2) x, y in thumbnail px) and descriptors (uint8 (n, 128)),
+    # computed on first use (most copies align by their sketches and never need them) and
+    # kept: key "d" or "m" (of the mirrored thumbnail) + the settings they depend on
+    sift_cache: dict[str, tuple[np.ndarray, np.ndarray]] = field(
+        default_factory=dict, repr=False, compare=False)
 
     @property
     def scale(self) -> float:
         """Thumbnail px per original px."""
         return self.grey.shape[1] / self.shape[1]
+
+    def keypoints(self, settings: VerifySettings,
+                  mirrored: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(keypoints, descriptors) of the thumbnail (or of its mirror image), cached."""
+        key = f"{'m' if mirrored else 'd'}{settings.sift_side}/{settings.max_features}"
+        if key not in self.sift_cache:
+            g = np.ascontiguousarray(self.grey[:, ::-1]) if mirrored else self.grey
+            self.sift_cache[key] = _sift_arrays(g, settings)
+        return self.sift_cache[key]
 
 
 @dataclass(frozen=True)
@@ -117,13 +130,14 @@ class Verdict:
     numbers: dict[str, float]
 
 
-_SIFT: dict[int, cv2.SIFT] = {}
+_SIFT: dict[tuple[int, int], cv2.SIFT] = {}
 
 
 def _sift(n: int) -> cv2.SIFT:
-    if n not in _SIFT:
-        _SIFT[n] = cv2.SIFT_create(nfeatures=n)  # type: ignore[attr-defined]
-    return _SIFT[n]
+    key = (n, threading.get_ident())  # one detector per thread: comparisons run in threads
+    if key not in _SIFT:
+        _SIFT[key] = cv2.SIFT_create(nfeatures=n)  # type: ignore[attr-defined]
+    return _SIFT[key]
 
 
 def _resize_long(img: np.ndarray, side: int) -> np.ndarray:
@@ -180,11 +194,17 @@ def _sift_arrays(g: np.ndarray, settings: VerifySettings) -> tuple[np.ndarray, n
 
 
 def describe(rgb: np.ndarray, digest: str | None = None,
-             settings: VerifySettings = DEFAULT) -> Features:
-    """Features of one upright HxWx3 uint8 RGB image (any size; downscaled inside)."""
+             settings: VerifySettings = DEFAULT, sift: bool = True,
+             shape: tuple[int, int] | None = None) -> Features:
+    """Features of one upright HxWx3 uint8 RGB image (any size; downscaled inside).
+
+    sift=False leaves the keypoints to be computed when a comparison first needs them.
+    shape: the image's (height, width) when `rgb` was already reduced from it (sizes in the
+    evidence, and exact-by-pixels, refer to it).
+    """
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"describe: need HxWx3 uint8 RGB, got {rgb.shape} {rgb.dtype}")
-    h, w = rgb.shape[:2]
+    h, w = shape or rgb.shape[:2]
     pixel_hash = hashlib.sha1(np.ascontiguousarray(rgb).data).hexdigest()
     small = _resize_long(rgb, settings.thumb_side)
     grey = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
@@ -194,10 +214,11 @@ def describe(rgb: np.ndarray, digest: str | None = None,
     chroma = np.ascontiguousarray(lab[:, :, 1:])
     c = np.hypot(chroma[:, :, 0].astype(np.float32) - 128, chroma[:, :, 1].astype(np.float32) - 128)
     box = _trim_box(grey, settings.trim_std)
-    kp, desc = _sift_arrays(grey, settings)
-    return Features(shape=(h, w), digest=digest, pixel_hash=pixel_hash, grey=grey, chroma=chroma,
-                    box=box, sketch=_sketch(grey, box), colourful=float((c > 10).mean()),
-                    kp=kp, desc=desc)
+    f = Features(shape=(h, w), digest=digest, pixel_hash=pixel_hash, grey=grey, chroma=chroma,
+                 box=box, sketch=_sketch(grey, box), colourful=float((c > 10).mean()))
+    if sift:
+        f.keypoints(settings)
+    return f
 
 
 # ---------------------------------------------------------------- geometry candidates
@@ -283,6 +304,28 @@ def _template(a: Features, b: Features, k: int) -> tuple[float, np.ndarray]:
     return s1, m1
 
 
+def _refine_ecc(a: Features, b: Features, m: np.ndarray) -> np.ndarray | None:
+    """A b->a map refined (affine, intensity-invariant ECC) on grey thumbnails of at most
+    128 px, starting from m; None when it does not converge."""
+    f = min(1.0, 128.0 / max(a.grey.shape + b.grey.shape))
+    ga, gb = (_resize_long(x.grey, round(max(x.grey.shape) * f)) for x in (a, b))
+    sa = np.diag([ga.shape[1] / a.grey.shape[1], ga.shape[0] / a.grey.shape[0], 1.0])
+    sb = np.diag([gb.shape[1] / b.grey.shape[1], gb.shape[0] / b.grey.shape[0], 1.0])
+    a_to_b = sb @ np.linalg.inv(np.vstack([m, [0, 0, 1]])) @ np.linalg.inv(sa)
+    x0, y0, x1, y1 = (round(v * f) for v in b.box)  # the mask is of the input image (b)
+    mask = np.zeros(gb.shape, np.uint8)
+    mask[y0 + 1:y1 - 1, x0 + 1:x1 - 1] = 1
+    crit = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 100, 1e-5)
+    try:
+        _, w = cv2.findTransformECC(ga, gb, a_to_b[:2].astype(np.float32), cv2.MOTION_AFFINE,
+                                    crit, mask, 3)
+    except cv2.error:
+        return None
+    a_to_b_full = np.linalg.inv(sb) @ np.vstack([w.astype(np.float64), [0, 0, 1]]) @ sa
+    b_to_a = np.linalg.inv(a_to_b_full)
+    return b_to_a[:2]
+
+
 def _flip_matrix(w: int) -> np.ndarray:
     return np.array([[-1.0, 0.0, w - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
 
@@ -306,6 +349,17 @@ def _isotonic(y: np.ndarray, w: np.ndarray) -> np.ndarray:
             del vals[-1], wts[-1], cnt[-1]
             vals[-1], wts[-1], cnt[-1] = v, wsum, c
     return np.repeat(np.array(vals), cnt)
+
+
+def _apply_curve(x: np.ndarray, curve: np.ndarray) -> np.ndarray:
+    """np.interp(x, arange(256), curve) for a 256-entry curve, read from a 1/16-level table
+    (off by at most 1/32 level times the curve's slope; np.interp's search per value cost
+    more than the rest of a comparison)."""
+    lut = np.interp(np.arange(256 * 16 + 1) / 16.0, np.arange(256), curve).astype(np.float32)
+    t = np.clip(x, 0.0, 255.0).astype(np.float32)
+    t *= 16.0
+    t += 0.5
+    return lut.take(t.astype(np.intp))
 
 
 def _tone_curve(src: np.ndarray, dst: np.ndarray, bins: int = 64) -> np.ndarray:
@@ -336,6 +390,20 @@ def _box_mask(shape: tuple[int, int], box: tuple[int, int, int, int]) -> np.ndar
     x0, y0, x1, y1 = box
     m[y0:y1, x0:x1] = 1
     return m
+
+
+def _extreme(g: np.ndarray) -> np.ndarray:
+    return (g <= 12) | (g >= 243)
+
+
+def _fill_mask(g: np.ndarray) -> np.ndarray:
+    """Near-black or near-white regions touching the border (a transform's constant fill),
+    grown by 3 px to cover the resampled edge."""
+    n, lab = cv2.connectedComponents(_extreme(g).astype(np.uint8), connectivity=4)
+    keep = np.zeros(n, bool)
+    keep[np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]])] = True
+    keep[0] = False
+    return cv2.dilate(keep[lab].astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
 
 
 def _block_std(g: np.ndarray, vm: np.ndarray, bs: int, hb: int, wb: int) -> np.ndarray:
@@ -408,6 +476,17 @@ def _verify(fa: Features, fb: Features, m: np.ndarray, settings: VerifySettings)
     nums["rotation_deg"] = ang
     if overlap < settings.min_overlap:
         return _Check(False, 1.0, -1.0, nums, [f"overlap only {overlap:.0%}"])
+    nums["fill_share"] = 0.0
+    if abs(ang - round(ang / 90.0) * 90.0) > 0.3:
+        # turned by a few degrees without growing the canvas: the corners are filled with a
+        # constant; such fill in one image only is the edit's, not the picture's
+        fill_d, fill_s = _fill_mask(dst.grey), _fill_mask(src.grey)
+        share = abs(float(fill_d.mean()) - float(fill_s.mean()))  # in one image only
+        if 0.002 < share <= 0.15:
+            nums["fill_share"] = share
+            fill_w = cv2.warpAffine(fill_s.astype(np.uint8), mm, (wd, hd),
+                                    flags=cv2.INTER_NEAREST) > 0
+            valid &= ~((fill_d & ~_extreme(warped)) | (fill_w & ~_extreme(dst.grey)))
     ga0 = dst.grey.astype(np.float32)
     gb0 = warped.astype(np.float32)
     vm = valid
@@ -429,13 +508,14 @@ def _verify(fa: Features, fb: Features, m: np.ndarray, settings: VerifySettings)
     ga, gb = cv2.GaussianBlur(ga0, (0, 0), 0.8), cv2.GaussianBlur(gb0, (0, 0), 0.8)
     curve = _tone_curve(np.clip(gb[vm], 0, 255).astype(np.uint8), ga[vm])
     best: tuple[float, float, np.ndarray, np.ndarray] = (np.inf, 0.0, ga, gb)
+    yy_gb = _apply_curve(gb[vm], curve)
     for sigma in (0.0, 1.0, 2.0, 3.0):
         for which in ((0, 1) if sigma > 0 else (0,)):
             x = cv2.GaussianBlur(ga0, (0, 0), float(np.hypot(sigma, 0.8))) if which == 0 and sigma \
                 else ga
             y = cv2.GaussianBlur(gb0, (0, 0), float(np.hypot(sigma, 0.8))) if which == 1 and sigma \
                 else gb
-            yy = np.interp(y[vm], np.arange(256), curve)
+            yy = _apply_curve(y[vm], curve) if y is not gb else yy_gb
             err = float(np.mean(np.abs(x[vm] - yy)))
             if err < best[0] * 0.97:
                 best = (err, sigma if which == 0 else -sigma, x, y)
@@ -443,7 +523,7 @@ def _verify(fa: Features, fb: Features, m: np.ndarray, settings: VerifySettings)
     nums["blur_sigma"] = blur_sig
     ya, yb = ga[vm], gb[vm]
     curve = _tone_curve(np.clip(yb, 0, 255).astype(np.uint8), ya)
-    mapped = np.interp(gb, np.arange(256), curve).astype(np.float32)
+    mapped = _apply_curve(gb, curve).astype(np.float32)
     xs = np.clip(yb, 0, 255).astype(np.int32)
     tone_shift = float(np.mean(curve[xs] - xs))
     tone_dev = float(np.mean(np.abs(curve[xs] - xs)))
@@ -545,12 +625,19 @@ def _copy_evidence(fa: Features, fb: Features, m: np.ndarray, chk: _Check) -> st
     if r90 % 360:
         words.append(f"rotated {r90 % 360} deg")
     if abs(rot - r90) > 0.5:
-        words.append(f"rotated {rot - r90:.1f} deg")
+        small = rot - r90
+        words.append(f"rotated {small:.0f} deg" if abs(small) >= 1.5 else
+                     f"rotated {small:.1f} deg")
+    filled = n.get("fill_share", 0.0) > 0
+    if filled:
+        words.append("corners filled")
     rel = n["scale"] * fb.scale / fa.scale  # A px per B px
     n["size_ratio"] = 1.0 / rel  # B linear size relative to A
     if abs(1.0 / rel - 1.0) > 0.03:
         words.append(f"B resized to {1.0 / rel:.0%}")
-    words += _side_words(fa, fb, m, n)
+    # the filled corners of a turned copy extend its frame a little: not a crop
+    words += [w for w in _side_words(fa, fb, m, n)
+              if not filled or int(w.split(" cropped ")[1].split("%")[0]) >= 8]
     trim_a = 1 - (fa.box[2] - fa.box[0]) * (fa.box[3] - fa.box[1]) / fa.grey.size
     trim_b = 1 - (fb.box[2] - fb.box[0]) * (fb.box[3] - fb.box[1]) / fb.grey.size
     n["border_a"], n["border_b"] = trim_a, trim_b
@@ -610,13 +697,12 @@ def _compare(a: Features, b: Features, settings: VerifySettings) -> Verdict:
         if chk.copy:
             break
     if not any(c.copy for c, _, _ in checks):
-        m, n_in = _match(a.kp, a.desc, b.kp, b.desc, settings)
+        kp_a, d_a = a.keypoints(settings)
+        m, n_in = _match(kp_a, d_a, *b.keypoints(settings), settings)
         nums0["inliers"] = float(n_in)
         tried_flip = False
         if m is None or best_k >= 4:
-            flipped = np.ascontiguousarray(b.grey[:, ::-1])
-            kp_f, d_f = _sift_arrays(flipped, settings)
-            mf, nf = _match(a.kp, a.desc, kp_f, d_f, settings)
+            mf, nf = _match(kp_a, d_a, *b.keypoints(settings, mirrored=True), settings)
             tried_flip = True
             if mf is not None and (m is None or nf > n_in):
                 m = (np.vstack([mf, [0, 0, 1]]) @ _flip_matrix(b.grey.shape[1]))[:2]
@@ -631,6 +717,13 @@ def _compare(a: Features, b: Features, settings: VerifySettings) -> Verdict:
             nums0["template_ncc"] = score
             if score >= settings.sketch_ncc:
                 checks.append((_verify(a, b, mt, settings), mt, "template"))
+        if m is None and checks and not any(c.copy for c, _, _ in checks):
+            # no keypoints to align by (smooth pictures): the box-to-box maps cannot rotate,
+            # so a copy turned by a few degrees is refined from the best of them
+            _, m0, _ = max(checks, key=lambda t: t[0].score)
+            me = _refine_ecc(a, b, m0)
+            if me is not None:
+                checks.append((_verify(a, b, me, settings), me, "ecc"))
     if not checks:
         return Verdict("other_shot", "no alignment", nums0)
     chk, m, src = max(checks, key=lambda t: (t[0].copy, t[0].score))

@@ -1,5 +1,6 @@
 """The index follows apply and undo: moved rows renamed (parked), deleted rows gone,
-hard-linked rows re-identified, and everything put back by undo; no CNN needed."""
+hard-linked rows set aside as aliases of their keepers, and everything put back by
+undo; no CNN needed."""
 
 from __future__ import annotations
 
@@ -7,16 +8,20 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
-from library_fixture import run_dedupe, simple_library
+from click.testing import CliRunner
+from library_fixture import IDENTITY, Img, make_library, run_dedupe, simple_library
 
 from imgsim_index.actions.plan import apply_plan, make_plan, resume_apply
 from imgsim_index.actions.undo import undo
-from imgsim_index.cli import main
+from imgsim_index.cli import cli, main
 from imgsim_index.index.catalog import Catalog
 from imgsim_index.index.store import CATALOG, LOCK, IndexStore
 from imgsim_index.ingest.identity import file_digest
+from imgsim_index.ingest.scan import Alias
 from imgsim_index.locks import acquire_writer_lock, release_writer_lock
+from imgsim_index.pipeline.build import build_index
 
 
 def rows(index: Path) -> dict[str, tuple[int, int | None, int | None, str | None]]:
@@ -25,6 +30,12 @@ def rows(index: Path) -> dict[str, tuple[int, int | None, int | None, str | None
         return {r.path: (r.id, r.dev, r.ino, r.digest) for r in cat.rows()}
     finally:
         cat.close()
+
+
+def loaded(index: Path) -> dict[str, np.ndarray]:
+    with IndexStore.open_reader(str(index)) as store:
+        got = store.load()
+    return {r.path: got.vectors[k] for k, r in enumerate(got.rows)}
 
 
 def removable(report: dict) -> list[str]:  # type: ignore[type-arg]
@@ -59,7 +70,7 @@ def test_move_then_dedupe_lists_nothing_again_and_undo_brings_them_back(tmp_path
     assert make_plan(third.report_path, "move", str(dupes)).refused == []
 
 
-def test_delete_removes_rows_and_hardlink_records_the_new_identity(tmp_path: Path) -> None:
+def test_delete_removes_rows_and_a_hard_link_leaves_the_index(tmp_path: Path) -> None:
     photos, first = simple_library(tmp_path)
     index = tmp_path / "index"
     report = first.report
@@ -68,20 +79,59 @@ def test_delete_removes_rows_and_hardlink_records_the_new_identity(tmp_path: Pat
     keep_only = {"groups": [other]}
     narrowed = tmp_path / "one-group.json"
     narrowed.write_text(json.dumps({**report, **keep_only}))
+    before = rows(index)
     linked = apply_plan(make_plan(str(narrowed), "hardlink"), str(tmp_path / "h.jsonl"))
     assert linked.index is not None and linked.index.relinked == 1
     path, keeper = other["removable"][0], other["keeper"]
-    kst = os.stat(keeper)
-    row = rows(index)[path]
-    assert (row[1], row[2], row[3]) == (kst.st_dev, kst.st_ino, file_digest(keeper))
+    assert path not in rows(index) and keeper in rows(index)
 
     deleted = apply_plan(make_plan(first.report_path, "delete"), str(tmp_path / "d.jsonl"))
     assert deleted.index is not None and deleted.index.removed == 2
+    assert [r.path for r in deleted.refused] == [path]  # an alias: not held by the index
     assert not set(group["removable"]) & set(rows(index))
-    assert run_dedupe(tmp_path, index).report["groups"] != []  # the hard link, refused
+    assert run_dedupe(tmp_path, index).report["groups"] == []
     assert undo(str(tmp_path / "h.jsonl")).index.relinked == 1  # type: ignore[union-attr]
     st = os.stat(path)
-    assert rows(index)[path][1:] == (st.st_dev, st.st_ino, file_digest(path))
+    assert rows(index)[path] == (before[path][0], st.st_dev, st.st_ino, file_digest(path))
+
+
+def test_hardlink_then_dedupe_lists_nothing_and_undo_lists_the_pair_again(
+        tmp_path: Path) -> None:
+    """The keeper sorts after its copy, so the next scan finds the copy's name first: the
+    build still indexes the file under the keeper's name, and the copy stays an alias."""
+    photos, index = make_library(tmp_path, [
+        Img("a/copy.jpg", 0, (60, 45)), Img("a/keeper.jpg", 0, (120, 90)), Img("b/tree.jpg")])
+    copy, keeper = str(photos / "a" / "copy.jpg"), str(photos / "a" / "keeper.jpg")
+    first = run_dedupe(tmp_path, index)
+    assert removable(first.report) == [copy]
+    before, vectors = rows(index), loaded(index)
+    journal = str(tmp_path / "h.jsonl")
+    out = CliRunner().invoke(cli, ["apply", first.report_path, "--hardlink", "--yes",
+                                   "--journal", journal, "-q"])
+    assert out.exit_code == 0, out.output
+    assert "Index updated: 0 files renamed, 0 removed, 1 hard-linked" in out.stdout
+    assert os.path.samefile(copy, keeper) and sorted(rows(index)) == [keeper,
+                                                                      str(photos / "b/tree.jpg")]
+    second = run_dedupe(tmp_path, index)
+    assert second.report["groups"] == [] and second.report["similar_pairs"] == []
+    assert make_plan(second.report_path, "hardlink").refused == []
+
+    with IndexStore.open_writer(str(index), IDENTITY) as store:
+        store.compact()  # the set-aside vector survives compaction
+    noop = build_index([str(photos)], str(index))
+    assert (noop.embedded, noop.moved, noop.unchanged, noop.model_loaded) == (0, 0, 2, False)
+    assert noop.aliases == [Alias(copy, keeper)]
+    assert copy not in rows(index)
+
+    back = undo(journal)
+    assert back.index is not None and back.index.relinked == 1
+    st = os.stat(copy)
+    assert not os.path.samefile(copy, keeper)
+    assert rows(index)[copy] == (before[copy][0], st.st_dev, st.st_ino, before[copy][3])
+    assert np.array_equal(loaded(index)[copy], vectors[copy])
+    third = run_dedupe(tmp_path, index)
+    assert removable(third.report) == [copy]
+    assert make_plan(third.report_path, "hardlink").refused == []
 
 
 def test_a_locked_index_is_updated_by_resume(tmp_path: Path,

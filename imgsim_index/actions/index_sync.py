@@ -2,8 +2,10 @@
 
 After apply, a moved or trashed file's row takes its new path (id and vector kept;
 the new path lies outside the index's folders, so the row is parked and a dedupe
-leaves it out), a deleted file's row goes, and a hard-linked file's row records
-its new identity. After undo, the rows are put back. The update is derived from
+leaves it out), a deleted file's row goes, and a hard-linked file's row is set aside
+as an alias of its keeper (the same file under a second name: listed once, by the
+keeper's row; its vector kept, see Catalog.set_alias). After undo, the rows are put
+back. The update is derived from
 the journal alone (an operation is applied when it is 'done' and not 'undone'),
 so it can be run again at any time with the same result: `apply --resume` and
 `undo` run it, which reconciles a crash between the file operations and the
@@ -18,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from imgsim_index.actions.file_ops import same_file
 from imgsim_index.actions.journal import Journal
 from imgsim_index.errors import ImgsimError
 from imgsim_index.index.catalog import Catalog
@@ -69,8 +72,20 @@ def _rename(cat: Catalog, old: str, new: str) -> int:
     return int(cat.rename_path(old, new, st.st_dev, st.st_ino, digest))
 
 
+def _link(cat: Catalog, path: str, keeper: str, applied: bool) -> int:
+    """A hard link made by apply: the linked name's row is set aside while it is the
+    keeper's file (an alias, not a second image), and put back by undo."""
+    if not applied:
+        back = cat.restore_alias(path)
+        return max(int(back), _relink(cat, path))
+    if same_file(path, keeper):
+        return int(cat.set_alias(path, keeper))
+    return _relink(cat, path)
+
+
 def _relink(cat: Catalog, path: str) -> int:
-    """Record the identity and digest of the file now at `path` (hard-linked or restored)."""
+    """Record the identity and digest of the file now at `path` (restored by undo, or no
+    longer the keeper's file)."""
     def digest() -> str | None:
         try:
             return file_digest(path)
@@ -112,7 +127,7 @@ def sync_index(journal: Journal, undoing: bool = False) -> IndexSync:
                 rec = {**rec, **{k: v for k, v in finished[n].items() if k == "target"}}
                 applied = n not in undone
                 if rec["action"] == "hardlink":
-                    result.relinked += _relink(cat, rec["path"])
+                    result.relinked += _link(cat, rec["path"], rec["keeper"], applied)
                 elif rec["action"] == "delete":
                     result.removed += cat.delete_paths([rec["path"]]) if applied else 0
                 elif _where(rec):

@@ -167,7 +167,7 @@ def _print_index(sync: Any, again: str) -> None:
                    "until then the next dedupe may list these files again", err=True)
         return
     click.echo(f"Index updated: {sync.renamed} files renamed, {sync.removed} removed, "
-               f"{sync.relinked} re-identified ({_shown(sync.index)})")
+               f"{sync.relinked} hard-linked ({_shown(sync.index)})")
 
 
 @click.command()

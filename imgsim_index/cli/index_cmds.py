@@ -47,9 +47,10 @@ def _index_command(name: str, metavar: str, doc: str) -> click.Command:
         with engine_session(engine, ray_address) as eng:
             r = build_index(list(paths), index_dir, settings, TqdmProgress(not quiet),
                             engine=eng.file_embedder if eng else None)
+        moved = f", moved {r.moved} (vectors kept)" if r.moved else ""
         pruned = f", forgot {r.pruned} missing" if r.pruned else ""
         click.echo(f"Scanned {r.scanned} files: embedded {r.embedded}, unchanged "
-                   f"{r.unchanged}, unreadable {r.errors}{pruned}.")
+                   f"{r.unchanged}{moved}, unreadable {r.errors}{pruned}.")
         if r.skipped:
             click.echo(skipped_line(r.skipped))
         click.echo(f"Index {r.index} ({r.model}): {r.total_embedded} images, "

@@ -16,6 +16,13 @@ not UTF-8 is a lone surrogate U+DC80-U+DCFF). A path that is valid UTF-8 is stor
 as TEXT, as always; one that is not is stored as a BLOB of its exact bytes
 (`db_name`), which SQLite compares and keeps UNIQUE like any value, and read back
 with os.fsdecode (`py_name`). No schema change: old catalogs hold only TEXT.
+
+Aliases: a file that apply hard-linked to its keeper is a second name of the keeper's
+file, not a second image. Its row is set aside in the `aliases` table (same columns,
+plus the keeper), out of every read of `images`; its vector stays in the vector files
+(compaction keeps it: `live_ids` counts aliases), so undo puts the row back whole
+(`restore_alias`). The table is created with `CREATE TABLE IF NOT EXISTS` by every
+writer; readers of a catalog without it see no aliases.
 """
 
 from __future__ import annotations
@@ -33,11 +40,8 @@ from imgsim_index.errors import FIX_OTHER_INDEX, NO_SPACE, IndexFormatError, no_
 
 SCHEMA_VERSION = 2
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS images (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    path TEXT NOT NULL UNIQUE,
+# the columns after id and path: an `images` row, and a row set aside in `aliases`
+_ROW_SCHEMA = """
     root TEXT NOT NULL,
     size INTEGER,
     mtime_ns INTEGER,
@@ -50,7 +54,13 @@ CREATE TABLE IF NOT EXISTS images (
     seq INTEGER NOT NULL DEFAULT 0,
     dev INTEGER,
     ino INTEGER,
-    digest TEXT
+    digest TEXT"""
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS images (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    path TEXT NOT NULL UNIQUE,{_ROW_SCHEMA}
 );
 CREATE INDEX IF NOT EXISTS images_seq ON images (seq);
 CREATE INDEX IF NOT EXISTS images_segment ON images (segment);
@@ -61,6 +71,11 @@ CREATE TABLE IF NOT EXISTS videos (
     mtime_ns INTEGER,
     frames INTEGER NOT NULL,
     seq INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS aliases (
+    id INTEGER PRIMARY KEY,
+    path TEXT NOT NULL UNIQUE,
+    keeper TEXT NOT NULL,{_ROW_SCHEMA}
 );
 CREATE TABLE IF NOT EXISTS segments (
     name TEXT PRIMARY KEY,
@@ -137,6 +152,7 @@ class VideoDone:
 _COLUMNS = (
     "id, path, root, size, mtime_ns, width, height, status, error, segment, added_at, seq"
 )
+_ROW_COLUMNS = _COLUMNS + ", dev, ino, digest"
 _IDENTITY_COLUMNS = (("dev", "INTEGER"), ("ino", "INTEGER"), ("digest", "TEXT"))
 
 REPAIR_HINT = "run verify with repair, or build a new index in another folder"
@@ -261,7 +277,8 @@ class Catalog:
     def live_ids(self, segment: str) -> np.ndarray:
         """Sorted ids of the embedded rows whose current vector is in `segment`."""
         cur = self.db.execute("SELECT id FROM images WHERE segment = ? AND status = 'embedded'"
-                              " ORDER BY id", (segment,))
+                              " UNION SELECT id FROM aliases WHERE segment = ? ORDER BY id",
+                              (segment, segment))
         return np.fromiter((r[0] for r in cur), np.int64)
 
     def counts(self) -> dict[str, int]:
@@ -338,6 +355,7 @@ class Catalog:
     def move_all_to(self, segment: str, count: int) -> None:
         """After a compaction: every embedded row's vector now lives in `segment`."""
         self.db.execute("UPDATE images SET segment = ? WHERE status = 'embedded'", (segment,))
+        self.db.execute("UPDATE aliases SET segment = ? WHERE status = 'embedded'", (segment,))
         self.db.execute("DELETE FROM segments")
         self.add_segment(segment, count)
 
@@ -347,16 +365,50 @@ class Catalog:
                         (dev, ino, digest, db_name(path)))
 
     def rename_path(self, old: str, new: str, dev: int | None, ino: int | None,
-                    digest: str | None) -> bool:
-        """Give the row of `old` the path `new` (a file moved by apply or undo), keeping its
-        id and vector, with the file's identity now. A stale row already at `new` goes."""
+                    digest: str | None, found: NewRow | None = None) -> bool:
+        """Give the row of `old` the path `new` (a file moved by apply or undo, or found
+        moved by a build), keeping its id and vector, with the file's identity now. A stale
+        row already at `new` goes. `found`: the root, size and mtime the file has now (a
+        build's move; apply's moves keep the row's, so a parked row keeps its root)."""
         old_v, new_v = db_name(old), db_name(new)
         if self.db.execute("SELECT 1 FROM images WHERE path = ?", (old_v,)).fetchone() is None:
             return False
         self.db.execute("DELETE FROM images WHERE path = ?", (new_v,))
         self.db.execute("UPDATE images SET path = ?, dev = ?, ino = ?, digest = ? WHERE path = ?",
                         (new_v, dev, ino, digest, old_v))
+        if found is not None:
+            self.db.execute("UPDATE images SET root = ?, size = ?, mtime_ns = ? WHERE path = ?",
+                            (db_name(found.root), found.size, found.mtime_ns, new_v))
         return True
+
+    def set_alias(self, path: str, keeper: str) -> bool:
+        """Set the row of `path` aside as a second name of `keeper`'s file (a hard link made
+        by apply): out of `images`, its vector kept for `restore_alias`."""
+        name = db_name(path)
+        got = self.db.execute(
+            f"INSERT OR REPLACE INTO aliases ({_ROW_COLUMNS}, keeper)"
+            f" SELECT {_ROW_COLUMNS}, ? FROM images WHERE path = ?", (db_name(keeper), name))
+        if not got.rowcount:
+            return False
+        self.db.execute("DELETE FROM images WHERE path = ?", (name,))
+        return True
+
+    def restore_alias(self, path: str) -> bool:
+        """Put the row set aside by `set_alias` back (same id, segment and vector). Not when
+        a row for `path` exists again (a build indexed it meanwhile) or its segment is gone:
+        then the set-aside row is dropped and a build embeds what is there."""
+        name = db_name(path)
+        got = self.db.execute(
+            f"INSERT INTO images ({_ROW_COLUMNS}) SELECT {_ROW_COLUMNS} FROM aliases"
+            " WHERE path = ? AND (segment IS NULL OR segment IN (SELECT name FROM segments))"
+            " AND NOT EXISTS (SELECT 1 FROM images WHERE path = ?)", (name, name))
+        self.db.execute("DELETE FROM aliases WHERE path = ?", (name,))
+        return bool(got.rowcount)
+
+    def aliases(self) -> dict[str, str]:
+        """Rows set aside as hard links: path -> keeper."""
+        return {py_name(p): py_name(k)
+                for p, k in self.db.execute("SELECT path, keeper FROM aliases")}
 
     def delete_paths(self, paths: Iterable[str]) -> int:
         n = 0

@@ -1,7 +1,10 @@
 """build/add: paths -> an up-to-date index. Orchestrates scan -> decode/embed -> store.
 
 Only files that are new or changed (path, size, mtime) are embedded; a changed
-file keeps its id and gets a new vector. Videos become one entry per sampled
+file keeps its id and gets a new vector. A file that vanished from one path under
+the scanned folders and appeared at another is a move, not a new file: its row
+takes the new path and keeps its id and vector (`_moves`). A file reached under
+several names is indexed under the name the index already holds. Videos become one entry per sampled
 frame (`cam.mp4#t=00:01:23.500`); a video counts as indexed once all its frames
 are committed, and an interrupted video resumes after its last committed
 frame. Work is committed in checkpoints, so an interrupted build keeps what it
@@ -18,7 +21,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -26,13 +29,14 @@ import numpy as np
 from imgsim_index.embed.embedder import EmbeddedBatch, Embedder, EmbedSettings, VideoBatch
 from imgsim_index.embed.models import DEFAULT_MODEL, LoadedModel, load_model, model_info
 from imgsim_index.errors import InputError
-from imgsim_index.index.catalog import NewRow, Row, VideoDone
+from imgsim_index.index.catalog import Catalog, NewRow, Row, VideoDone
 from imgsim_index.index.import_vectors import IMPORTED_WEIGHTS
 from imgsim_index.index.store import IndexStore, check_identity
 from imgsim_index.ingest.identity import file_digest
 from imgsim_index.ingest.scan import (
     Alias,
     ImageRef,
+    Scan,
     ScanSettings,
     Skipped,
     scan_inputs,
@@ -87,6 +91,7 @@ class BuildResult:
     unchanged: int = 0
     errors: int = 0  # unreadable files recorded by this run
     pruned: int = 0
+    moved: int = 0  # rows that took a new path (files renamed or moved), not re-embedded
     total_embedded: int = 0
     total_errors: int = 0
     seconds: float = 0.0
@@ -158,7 +163,7 @@ def build_index(
     try:
         progress.note(f"scanning {len(paths)} path(s)")
         found = scan_inputs(paths, settings.scan)
-        refs = found.refs
+        refs = _prefer_indexed_names(found, store.catalog)
         if found.aliases:
             a = found.aliases[0]
             progress.note(f"{len(found.aliases)} file(s) reached under more than one name were "
@@ -215,12 +220,42 @@ class _ModelSlot:
         return self.loaded
 
 
+def _prefer_indexed_names(found: Scan, cat: Catalog) -> list[ImageRef]:
+    """The scan lists a file reached under several names under the first name found; when
+    the index holds it under another of those names (a keeper whose copy apply replaced
+    by a hard link to it), list it under that one, so its row stays and the other name
+    stays an alias."""
+    held: dict[str, tuple[Alias, Row]] = {}  # first name found -> the name the index holds
+    for a in found.aliases:
+        row = cat.row_of(a.path)
+        if a.indexed_as not in held and row is not None and cat.row_of(a.indexed_as) is None:
+            held[a.indexed_as] = (a, row)
+    if not held:
+        return found.refs
+
+    def renamed(a: Alias) -> Alias:
+        if a.indexed_as not in held:
+            return a
+        b = held[a.indexed_as][0]
+        return Alias(a.indexed_as, b.path) if b is a else Alias(a.path, b.path)
+
+    found.aliases = [renamed(a) for a in found.aliases]
+    return [replace(x, path=held[x.path][1].path, root=held[x.path][1].root)
+            if x.path in held else x for x in found.refs]
+
+
 def _changed(ref: ImageRef, row: Row | None) -> bool:
     if row is None:
         return True
     if ref.error is not None:
         return row.status != "error" or row.error != ref.error
     return (row.size, row.mtime_ns) != (ref.size, ref.mtime_ns)
+
+
+def _under(paths: Sequence[str]) -> Callable[[str], bool]:
+    """Is a path inside one of the input folders among `paths`?"""
+    folders = tuple(os.path.join(os.path.abspath(p), "") for p in paths if os.path.isdir(p))
+    return lambda p: p.startswith(folders)
 
 
 def _digest_or_none(x: ImageRef) -> str | None:
@@ -263,11 +298,12 @@ class _Update:
         videos_done = cat.videos()
         r = self.result
         r.scanned, r.scanned_paths = len(refs), [x.path for x in refs]
+        r.moved = self._moves(refs, paths, known)
         images = [x for x in refs if x.error is None and x.kind == "image"
                   and _changed(x, known.get(x.path))]
         bad = [x for x in refs if x.error is not None and _changed(x, known.get(x.path))]
         videos, starts = self._videos_to_do(refs, known, videos_done)
-        r.unchanged = len(refs) - len(images) - len(bad) - len(videos)
+        r.unchanged = len(refs) - len(images) - len(bad) - len(videos) - r.moved
         if self.settings.prune:
             self._prune(refs, paths, known, videos_done)
         self.errors.extend(NewRow(x.path, x.root, x.size, x.mtime_ns, error=x.error)
@@ -281,6 +317,49 @@ class _Update:
         if videos and not self.should_stop():
             self._embed_videos(videos, starts)
         return r
+
+    def _moves(self, refs: list[ImageRef], paths: Sequence[str], known: dict[str, Row]) -> int:
+        """Rename the rows of files that moved: a row whose path vanished (under the scanned
+        folders, and no longer there at all) takes the path of a new file that is the same
+        file -- the same (dev, ino) with the row's size and mtime (inode numbers are reused
+        after a delete) -- or, failing that, has the same size and content digest (a copy
+        made elsewhere, the original deleted). Each vanished row is matched at most once;
+        digests are read only for new files of a vanished row's size. `known` is updated."""
+        new = [x for x in refs if x.kind == "image" and x.error is None and x.path not in known]
+        if not new:
+            return 0
+        seen, under = {x.path for x in refs}, _under(paths)
+        vanished = [row for row in known.values()
+                    if row.status == "embedded" and row.path not in seen and under(row.path)
+                    and split_frame_path(row.path)[1] is None and not os.path.lexists(row.path)]
+        by_key = {(row.dev, row.ino): row for row in vanished}
+        by_size: dict[int | None, list[Row]] = {}
+        for row in vanished:
+            if row.digest:
+                by_size.setdefault(row.size, []).append(row)
+        found: dict[str, tuple[ImageRef, Row, str | None]] = {}  # old path -> the move
+        for x in new:
+            same = by_key.get((x.dev, x.ino)) if x.dev is not None else None
+            if same is not None and (same.size, same.mtime_ns) == (x.size, x.mtime_ns):
+                found.setdefault(same.path, (x, same, same.digest))
+        taken = {m[0].path for m in found.values()}
+        for x in new:
+            candidates = [] if x.path in taken else [
+                row for row in by_size.get(x.size, []) if row.path not in found]
+            digest = _digest_or_none(x) if candidates else None
+            copy = next((row for row in candidates if row.digest == digest), None)
+            if copy is not None:
+                found[copy.path] = (x, copy, digest)
+        if found:
+            with self.store.catalog.transaction():
+                for old, (x, row, digest) in found.items():
+                    self.store.catalog.rename_path(old, x.path, x.dev, x.ino, digest, NewRow(
+                        x.path, x.root, x.size, x.mtime_ns))
+                    del known[old]
+                    known[x.path] = replace(row, path=x.path, root=x.root, size=x.size,
+                                            mtime_ns=x.mtime_ns, dev=x.dev, ino=x.ino,
+                                            digest=digest)
+        return len(found)
 
     def _record_identities(self, unchanged: list[ImageRef], known: dict[str, Row]) -> None:
         """Unchanged files indexed before identities were recorded (or since moved to
@@ -329,12 +408,7 @@ class _Update:
 
     def _prune(self, refs: list[ImageRef], paths: Sequence[str], known: dict[str, Row],
                videos_done: dict[str, tuple[int | None, int | None, int]]) -> None:
-        seen = {x.path for x in refs}
-        folders = [os.path.join(os.path.abspath(p), "") for p in paths if os.path.isdir(p)]
-
-        def under(p: str) -> bool:
-            return any(p.startswith(f) for f in folders)
-
+        seen, under = {x.path for x in refs}, _under(paths)
         gone = [p for p in known if split_frame_path(p)[0] not in seen and under(p)]
         gone_videos = [v for v in videos_done if v not in seen and under(v)]
         if gone or gone_videos:

@@ -71,7 +71,8 @@ def test_changed_file_is_re_embedded_under_its_id_and_prune_forgets(split, tmp_p
     assert "embedded 1, unchanged" in cli_ok("add", folder, "--index", idx, "-q")
     row = db.execute("SELECT id, size FROM images WHERE path = ?", (str(target),)).fetchone()
     assert row == (old_id, other.stat().st_size)
-    hits = json.loads(cli_ok("query", target, "--index", idx, "--json", "--top-k", "3"))
+    hits = json.loads(cli_ok("query", target, "--index", idx, "--json", "--top-k", "3",
+                             "--include-self"))
     top = {m["path"] for m in hits[0]["matches"] if m["similarity_score"] > 0.9999}
     assert {str(target), str(other)} <= top  # the new content, twice in the index now
     target.unlink()

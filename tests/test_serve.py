@@ -25,6 +25,7 @@ from imgsim_index.pipeline.build import BuildSettings, build_index
 from imgsim_index.pipeline.dedupe import DedupeSettings, dedupe
 from imgsim_index.pipeline.query import query_index
 from imgsim_index.search import PairSettings
+from imgsim_index.verify import VerifySettings
 
 LITE0 = BuildSettings(model="efficientnet-lite0", embed=EmbedSettings(workers=0, device="cpu"))
 THRESHOLD = 0.97
@@ -131,6 +132,15 @@ def test_query_equals_library_query(library: Path, server: str) -> None:
         assert [(m["path"], m["score"]) for m in result["matches"]] == want
         cut = client.post(f"/v1/query?k=3&threshold={want[1][1]}", json={"path": path})
         assert [(m["path"], m["score"]) for m in cut.json()["results"][0]["matches"]] == want[:2]
+        # verdicts, as the library gives them: the query image itself is an exact match
+        lib = query_index(str(library / "index"), [path], top_k=3, settings=LITE0,
+                          verify=VerifySettings())[0]
+        served = by_path.json()["results"][0]["matches"]
+        assert [(m.get("match"), m.get("evidence")) for m in served] == [
+            (v[0], v[1]) if v else (None, None) for v in lib.verdicts]
+        assert served[0]["match"] == "exact"
+        plain = client.post("/v1/query?k=3&verify=false", json={"path": path}).json()
+        assert all("match" not in m for m in plain["results"][0]["matches"])
 
 
 def _comparable(report: dict[str, Any]) -> dict[str, Any]:

@@ -42,6 +42,12 @@ MAX_PAGE_SIZE = 1000
 UPLOAD_CHUNK = 1 << 20
 
 
+def _verdict(result: Any, n: int) -> dict[str, str]:
+    """A query match's verdict fields, when it was verified."""
+    v = result.verdicts[n] if n < len(result.verdicts) else None
+    return {} if v is None else {"match": v[0], "evidence": v[1]}
+
+
 def error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
@@ -167,9 +173,12 @@ def add_api_routes(app: FastAPI, service: IndexService) -> None:
 
     @app.post("/v1/query")
     async def query(request: Request, k: int = Query(10, ge=1, le=1000),
-                    threshold: float | None = Query(None, ge=-1.0, le=1.0)) -> dict[str, Any]:
+                    threshold: float | None = Query(None, ge=-1.0, le=1.0),
+                    verify: bool = Query(True)) -> dict[str, Any]:
         """Top-k indexed neighbours of uploaded images (multipart) or of JSON
-        {"path"|"paths"} under the index's folders; `threshold` drops weaker matches."""
+        {"path"|"paths"} under the index's folders; `threshold` drops weaker matches;
+        with `verify` (default), matches at or above the model's candidate threshold carry
+        a verdict (`match`: exact | copy | other_shot) and its `evidence`."""
         from starlette.concurrency import run_in_threadpool
 
         with tempfile.TemporaryDirectory(prefix="imgsim-query-") as tmp:
@@ -179,10 +188,11 @@ def add_api_routes(app: FastAPI, service: IndexService) -> None:
             else:
                 paths = _paths_from(await read_json(request), service.roots())
                 names = paths
-            results, seq = await run_in_threadpool(service.query, paths, k, threshold)
+            results, seq = await run_in_threadpool(service.query, paths, k, threshold, verify)
         return {"seq": seq, "results": [
             {"query": name, "error": r.error,
-             "matches": [{"path": p, "score": s} for p, s in r.matches]}
+             "matches": [{"path": p, "score": s, **_verdict(r, n)}
+                         for n, (p, s) in enumerate(r.matches)]}
             for name, r in zip(names, results, strict=True)]}
 
     @app.post("/v1/images", status_code=202)

@@ -129,12 +129,15 @@ class IndexService:
         return self.writer.queued() + self.reader.queued()
 
     # -- reads --------------------------------------------------------------
-    def query(self, paths: Sequence[str], top_k: int, threshold: float | None
-              ) -> tuple[list[QueryResult], int]:
+    def query(self, paths: Sequence[str], top_k: int, threshold: float | None,
+              verify: bool = True) -> tuple[list[QueryResult], int]:
+        from imgsim_index.verify import VerifySettings
+
         t = time.perf_counter()
         loaded = self.snapshot()
         results = query_index(self.index_dir, paths, top_k, threshold, self.settings.build,
-                              embedder=self.embedder(), loaded=loaded)
+                              embedder=self.embedder(), loaded=loaded,
+                              verify=VerifySettings(enabled=verify))
         self.metrics.query_seconds.observe(time.perf_counter() - t)
         return results, loaded.seq
 

@@ -36,7 +36,8 @@ def first_run(samples: Path, tmp_path_factory: pytest.TempPathFactory) -> dict: 
     work = tmp_path_factory.mktemp("e2e")
     out = invoke("dedupe", str(samples / "images"), "--index", str(work / "idx"), "--model",
                  "efficientnet-lite0", "--threshold", "0.9", "--output", str(work / "res"), "-q")
-    folder = out.strip().splitlines()[-1].removeprefix("Done. Output folder: ")
+    folder = next(x for x in out.splitlines() if x.startswith("Done. Output folder: ")
+                  ).removeprefix("Done. Output folder: ")
     report = json.loads((Path(folder) / "report.json").read_text())
     return {"stdout": out, "folder": Path(folder), "report": report, "work": work}
 
@@ -94,7 +95,10 @@ def test_rerun_embeds_nothing_and_never_overwrites(first_run, samples) -> None: 
                "--output", str(work / "res"), "-q")
     b = invoke("dedupe", "--index", str(work / "idx"), "--threshold", "0.9",
                "--output", str(work / "res"), "-q")
-    assert a.splitlines()[-1] != b.splitlines()[-1]
+    def folder_of(out: str) -> str:
+        return next(x for x in out.splitlines() if x.startswith("Done. Output folder: "))
+
+    assert folder_of(a) != folder_of(b)
     assert a.splitlines()[:5] == first_run["stdout"].splitlines()[:5]
 
 
@@ -103,7 +107,8 @@ def test_inter_folder_keeps_only_cross_folder_pairs(samples, tmp_path) -> None: 
     out = invoke("dedupe", str(cam), str(bak), "--index", str(tmp_path / "idx"), "--model",
                  "efficientnet-lite0", "--threshold", "0.9", "--compare-scope", "inter_folder",
                  "--output", str(tmp_path / "res"), "-q")
-    rep = json.loads(Path(out.splitlines()[-2].removeprefix("Result JSON: ")).read_text())
+    rep = json.loads(Path(next(x for x in out.splitlines() if x.startswith("Result JSON: "))
+                          .removeprefix("Result JSON: ")).read_text())
     expected = {p for p in truth_pairs(samples) if ("/camera/" in p[0]) != ("/camera/" in p[1])}
     assert report_pairs(rep) == expected and expected
 
@@ -130,7 +135,8 @@ def test_bad_and_odd_files(samples, tmp_path) -> None:  # type: ignore[no-untype
     out = invoke("dedupe", str(root), "--index", str(tmp_path / "idx"), "--model",
                  "efficientnet-lite0", "--threshold", "0.99", "--output", str(tmp_path / "r"),
                  "-q")
-    rep = json.loads(Path(out.splitlines()[-2].removeprefix("Result JSON: ")).read_text())
+    rep = json.loads(Path(next(x for x in out.splitlines() if x.startswith("Result JSON: "))
+                          .removeprefix("Result JSON: ")).read_text())
     errors = {os.path.basename(e["path"]): e["error"] for e in rep["errors"]}
     assert set(errors) == {"truncated.jpg", "empty.jpg", "notes.png", "pipe.jpg",
                            "dangling.jpg"}

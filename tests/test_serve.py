@@ -206,7 +206,8 @@ def test_upload_is_added_from_the_inbox(library: Path, server: str) -> None:
         assert saved.endswith("-evil_name.jpg")
         assert wait_job(client, res.json()["job"])["result"]["embedded"] == 1
         match = client.post("/v1/query?k=1", json={"path": saved}).json()["results"][0]
-        assert match["matches"] == [{"path": saved, "score": 1.0}]
+        assert [(m["path"], m["score"], m["match"]) for m in match["matches"]] == [
+            (saved, 1.0, "exact")]
 
 
 @pytest.mark.parametrize("body, message", [

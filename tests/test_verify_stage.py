@@ -160,10 +160,30 @@ def test_undecodable_and_flat_images_get_a_verdict(tmp_path: Path) -> None:
             enumerate(["a.png", "broken.jpg", "flat1.png", "flat2.png"])]
     pairs = Pairs(np.array([0, 2]), np.array([1, 3]), np.array([0.95, 0.94]))
     v = verify_pairs(rows, pairs, VerifySettings(workers=0))
-    assert v.match == ["copy", "copy"]
-    assert v.evidence[0].startswith("not verified: could not decode for verification (")
+    # a file that cannot be read for verification is no evidence of a copy: its pair stays
+    # out of the groups (nothing proposed for removal); a flat image pair is measured
+    assert v.match == ["other_shot", "copy"]
+    assert v.evidence[0].startswith("not verified: could not read it for verification (")
     assert v.evidence[1] == "no detail to verify"
     assert (v.not_verified, v.compared, sorted(v.errors)) == (1, 1, [1])
+
+
+def test_a_file_gone_during_dedupe_groups_nothing(tmp_path: Path) -> None:
+    """Pairs of a file that vanished after it was indexed cannot chain other pictures into a
+    removable group: they are listed apart, not grouped."""
+    from imgsim_index.groups.components import connected_components
+
+    photo(4).save(tmp_path / "a.png")
+    photo(4).save(tmp_path / "gone.png")
+    photo(5).save(tmp_path / "b.png")
+    rows = [row(k, tmp_path / n) for k, n in enumerate(["a.png", "gone.png", "b.png"])]
+    (tmp_path / "gone.png").unlink()
+    pairs = Pairs(np.array([0, 1]), np.array([1, 2]), np.array([0.99, 0.9]))
+    v = verify_pairs(rows, pairs, VerifySettings(workers=0))
+    assert v.match == ["other_shot", "other_shot"]
+    kept = v.kept()
+    groups = connected_components(3, pairs.i[kept], pairs.j[kept])
+    assert groups.members == [] and groups.n_removable == 0
 
 
 def test_a_static_scene_costs_n_minus_one_compares(tmp_path: Path) -> None:

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
 MATCHES = ("exact", "copy", "other_shot")
 KEPT = ("exact", "copy")
+UNVERIFIED = "not verified"  # evidence of a pair left out of the groups: it could not be checked
 SKIPPED_EVIDENCE = "not compared: already grouped through verified copies"
 
 # The candidate threshold (cosine) per model when verification runs, and without it.
@@ -223,8 +224,9 @@ def _compare(task: tuple[int, Any, Any, Any]) -> Compared:
         return done("copy", "no detail to verify", {})
     try:
         v = matching.compare(fa, fb, msettings)
-    except Exception as e:  # noqa: BLE001 - a failed comparison keeps the embedding's word
-        return done("copy", f"not verified: {type(e).__name__}: {e}"[:200], {})
+    except Exception as e:  # noqa: BLE001 - one pair's failure never stops the run
+        # unverified is not a copy: it stays out of the groups, listed for review
+        return done("other_shot", f"{UNVERIFIED}: {type(e).__name__}: {e}"[:200], {})
     return done(v.match, v.evidence, v.numbers)
 
 
@@ -320,10 +322,12 @@ def verify_pairs(
                 a, b = pi[p], pj[p]
                 if feats[a] is None or feats[b] is None:
                     why = out.errors.get(a) or out.errors.get(b) or "unknown"
-                    match[p] = "copy"
-                    evidence[p] = f"not verified: could not decode for verification ({why})"
+                    # a file that cannot be read now (vanished, changed, unreadable) is no
+                    # evidence of a copy: the pair stays out of the groups, so nothing is
+                    # proposed for removal on the embedding's word alone
+                    match[p] = "other_shot"
+                    evidence[p] = f"{UNVERIFIED}: could not read it for verification ({why})"
                     out.not_verified += 1
-                    sets.union(a, b)
                     progress.update(1)
                 else:
                     tasks.append((p, feats[a], feats[b], msettings))

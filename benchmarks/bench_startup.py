@@ -62,7 +62,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def timed(*args: str, tree: Path = ROOT) -> float:
     t = time.perf_counter()
     subprocess.run([sys.executable, *args], check=True, stdout=subprocess.DEVNULL,
-                   env={**os.environ, "PYTHONPATH": str(tree)})
+                   env={**os.environ, "PYTHONPATH": str(tree)}, cwd=tree)  # -m puts cwd first
     return time.perf_counter() - t
 
 

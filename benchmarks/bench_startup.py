@@ -1,8 +1,15 @@
 #!/usr/bin/env python3
 """Start-up and no-op costs, as whole processes: `--help`, a full build of N images against
-a no-op build of the same folder (same run), and a no-op build of an index of many files.
+a no-op build of the same folder (same run), and a no-op build of an index of many files;
+then the fixed cost of a real build (a new index of 1 image against one of N) and a query
+of one image (on the N-image index and on one of --vectors vectors), for this tree and,
+with --baseline, for another source tree in the same run.
 
-usage: python benchmarks/bench_startup.py [--n 96] [--big 10000] [--repeat 3]
+usage: python benchmarks/bench_startup.py [--n 96] [--big 10000] [--vectors 100000]
+                                          [--repeat 3] [--baseline TREE]
+
+--baseline names a source tree of another commit (`git archive <commit> | tar -x -C TREE`).
+The caches (ONNX file, weights digest) are warm: each tree builds once before it is timed.
 
 The many-file index is filled through the store with random vectors (under the identity
 a real build wrote), for files that exist on disk, so the no-op build's scan and catalog
@@ -31,6 +38,14 @@ from imgsim_index.index.store import IndexStore  # noqa: E402
 MODEL = "efficientnet-lite0"  # weights from a pip package: no download
 
 
+def cpu_model() -> str:
+    with open("/proc/cpuinfo") as fh:
+        for line in fh:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
 def cpu_flags() -> str:
     with open("/proc/cpuinfo") as fh:
         for line in fh:
@@ -41,10 +56,13 @@ def cpu_flags() -> str:
     return "unknown"
 
 
-def timed(*args: str) -> float:
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def timed(*args: str, tree: Path = ROOT) -> float:
     t = time.perf_counter()
     subprocess.run([sys.executable, *args], check=True, stdout=subprocess.DEVNULL,
-                   env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+                   env={**os.environ, "PYTHONPATH": str(tree)}, cwd=tree)  # -m puts cwd first
     return time.perf_counter() - t
 
 
@@ -86,11 +104,102 @@ def many_files_index(folder: Path, index: Path, n: int, like: Path) -> None:
         store.close()
 
 
+def vectors_index(index: Path, n: int, like: Path) -> None:
+    """`n` random unit vectors under the identity of `like`, written through the store."""
+    identity = IndexStore.read_manifest(str(like))
+    rng = np.random.default_rng(2)
+    store = IndexStore.open_writer(str(index), identity)
+    try:
+        for s in range(0, n, 20_000):
+            m = min(20_000, n - s)
+            x = rng.standard_normal((m, int(identity["dim"])), dtype=np.float32)
+            x /= np.linalg.norm(x, axis=1, keepdims=True)
+            store.commit([NewRow(f"/data/img{k:09d}.jpg", "/data", 1000 + k, k, 224, 224)
+                          for k in range(s, s + m)], x)
+        if store.needs_compaction():
+            store.compact()
+    finally:
+        store.close()
+
+
+def one_image_embedding(image: Path, index: Path, repeat: int) -> float:
+    """Decode and embed one image in a warm process (the model loaded, ONNX as built)."""
+    from imgsim_index.embed.embedder import Embedder, EmbedSettings
+    from imgsim_index.pipeline.build import BuildSettings, resolve_model
+
+    emb = Embedder(resolve_model(str(index), BuildSettings()), "auto", "auto")
+    settings = EmbedSettings(workers=0)
+    runs = []
+    for _ in range(repeat + 1):
+        t = time.perf_counter()
+        list(emb.embed_files([str(image)], settings))
+        runs.append(time.perf_counter() - t)
+    return statistics.median(runs[1:])
+
+
+def real_runs(tree: Path, t: Path, photos_dir: Path, n: int, big: Path,
+              repeat: int) -> dict[str, float]:
+    """A build of 1 image and of `n` (new indexes), and queries of one image, as whole
+    processes of `tree`'s code."""
+    cli = ["-m", "imgsim_index"]
+    one = t / f"one-{tree.name}"
+    one.mkdir()
+    (one / "p.jpg").write_bytes(next(photos_dir.rglob("*.jpg")).read_bytes())
+
+    def build(src: Path, name: str) -> float:
+        return timed(*cli, "build", str(src), "--index", str(t / name), "--model", MODEL, "-q",
+                     tree=tree)
+
+    build(one, f"warm-{tree.name}")  # fills the caches this tree keeps
+    b1 = [build(one, f"b1-{tree.name}-{k}") for k in range(repeat)]
+    bn = build(photos_dir, f"bn-{tree.name}")
+    image = str(one / "p.jpg")
+
+    def query(index: Path) -> float:
+        return statistics.median(
+            timed(*cli, "query", image, "--index", str(index), "--top-k", "5",
+                  "--verify", "off", tree=tree) for _ in range(repeat))
+
+    return {"build1": statistics.median(b1), "buildn": bn,
+            "query_n": query(t / f"bn-{tree.name}"), "query_big": query(big)}
+
+
+def real_section(args: argparse.Namespace, t: Path) -> str:
+    trees = ([("before", Path(args.baseline).resolve())] if args.baseline else []) + [
+        ("this", ROOT)]
+    big = t / "vectors"
+    vectors_index(big, args.vectors, t / "idx")
+    res = {name: real_runs(tree, t, t / "photos", args.n, big, args.repeat)
+           for name, tree in trees}
+    embed1 = one_image_embedding(t / f"one-{ROOT.name}" / "p.jpg", t / f"bn-{ROOT.name}",
+                                args.repeat)
+    n = args.n
+    rows = []
+    for name, r in res.items():
+        share = (r["buildn"] - r["build1"]) / (n - 1)
+        rows.append(
+            f"| {name} | {r['build1']:.2f} | {r['buildn']:.2f} | {share:.3f} | "
+            f"{r['build1'] - share:.2f} | {r['query_n']:.2f} | {r['query_big']:.2f} |")
+    return (
+        f"\nReal builds and queries ({MODEL}, `--backend auto`, whole processes, caches "
+        f"warm, median of {args.repeat} except the {n}-image build): a new index of 1 image "
+        f"and of {n}; the steady-state share of one image is (build {n} - build 1) / {n - 1},"
+        " the fixed cost is build 1 minus that share. Queries of one image with "
+        f"`--verify off`, top 5, on the {n}-image index and on {args.vectors:,} vectors "
+        "written through the store under the same identity.\n\n"
+        f"| code | build 1 s | build {n} s | s per image | fixed cost s | query on {n} s "
+        f"| query on {args.vectors:,} s |\n|---|---|---|---|---|---|---|\n"
+        + "\n".join(rows)
+        + f"\n\nDecoding and embedding that one image in a warm process: {embed1:.3f} s.\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=96, help="images in the full build")
     ap.add_argument("--big", type=int, default=10_000, help="files in the no-op-only index")
     ap.add_argument("--repeat", type=int, default=3, help="runs of each fast case (median)")
+    ap.add_argument("--vectors", type=int, default=100_000, help="vectors in the query index")
+    ap.add_argument("--baseline", default=None, help="source tree of the code to compare with")
     args = ap.parse_args()
     cli = ["-m", "imgsim_index"]
     with tempfile.TemporaryDirectory() as tmp:
@@ -111,9 +220,11 @@ def main() -> None:
         many_files_index(t / "many", t / "big", args.big, t / "idx")
         big = [timed(*cli, "build", str(t / "many"), "--index", str(t / "big"), "-q")
                for _ in range(args.repeat)]
+        real = real_section(args, t)
     med = statistics.median
     body = (
-        f"CPU flags: {cpu_flags()}. Model {MODEL}; {args.n} JPEGs of 1280x960; "
+        f"CPU: {cpu_model()}, {os.cpu_count()} cores; flags: {cpu_flags()}. "
+        f"Model {MODEL}; {args.n} JPEGs of 1280x960; "
         f"whole processes (`python -m imgsim_index ...`), median of {args.repeat} "
         f"(--help: of {len(helps)}).\n\n"
         "| case | seconds | against the full build |\n|---|---|---|\n"
@@ -123,6 +234,7 @@ def main() -> None:
         f"| no-op build, index of {args.big} files | {med(big):.2f} | "
         f"{med(big) / full:.3f} |\n\n"
         f"Modules `--help` imports among numpy, torch, faiss, cv2, PIL: {modules or 'none'}.\n"
+        + real
     )
     print(body)
     update_section("startup", "Start-up and no-op runs", this_command(), body)

@@ -89,7 +89,7 @@ def test_random_resnet50_from_a_file_onnx_equals_torch(random_resnet50, samples,
     assert _cosines(got, want).min() >= MIN_COSINE
     # random weights give features that barely depend on the image, so also compare
     # what does depend on it: the features minus their batch mean, before normalising
-    x = ((torch.from_numpy(px).permute(0, 3, 1, 2).float() - onnx._mean) / onnx._std)
+    x = ((torch.from_numpy(px).permute(0, 3, 1, 2).float() - eager._mean) / eager._std)
     assert onnx.onnx is not None
     raw_onnx = onnx.onnx(x.contiguous().numpy())
     with torch.inference_mode():
@@ -103,7 +103,8 @@ def test_export_is_cached_and_a_bad_file_is_replaced(lite0, cache, monkeypatch) 
     path = Path(cache_path(lite0))
     Embedder(lite0, "cpu", "onnx")
     first = path.read_bytes()
-    assert [p.name for p in cache.iterdir()] == [path.name]  # no temporary files left
+    # no temporary files left; the passed check is recorded next to the file
+    assert sorted(p.name for p in cache.iterdir()) == [path.name, path.name + ".json"]
 
     def no_export(model):  # type: ignore[no-untyped-def]
         raise AssertionError("exported again although the cache holds the file")
@@ -127,6 +128,7 @@ def test_a_cached_file_of_other_weights_fails_the_check(lite0, cache) -> None:  
     with torch.no_grad():
         next(other.network.parameters()).mul_(-1.0)  # same identity, other weights
     Embedder(other, "cpu", "onnx")
+    Path(onnx_backend.record_path(cache_path(lite0))).unlink()  # a file left without record
     stale = Path(cache_path(lite0)).read_bytes()
     e = Embedder(lite0, "cpu", "onnx")
     assert Path(cache_path(lite0)).read_bytes() != stale
@@ -212,3 +214,20 @@ def test_export_failure_is_a_model_error(lite0, cache, monkeypatch) -> None:  # 
         Embedder(lite0, "cpu", "onnx")
     assert err.value.fix == FIX_TORCH_BACKEND
     assert not lite0.network.training
+
+
+def test_a_corrupt_cached_file_is_checked_and_exported_again(lite0, cache) -> None:  # type: ignore[no-untyped-def]
+    """Same length, other bytes (its record's sha256 no longer matches): the file is not
+    trusted, fails to load or the check, and is exported again, record and all."""
+    path = Path(cache_path(lite0))
+    Embedder(lite0, "cpu", "onnx")
+    good, record = path.read_bytes(), Path(onnx_backend.record_path(str(path))).read_text()
+    bad = bytearray(good)
+    bad[len(bad) // 2: len(bad) // 2 + 4096] = bytes(4096)
+    path.write_bytes(bytes(bad))
+    e = Embedder(lite0, "cpu", "onnx")
+    assert path.read_bytes() == good
+    assert Path(onnx_backend.record_path(str(path))).read_text() == record
+    px = np.random.default_rng(3).integers(0, 256, (2, 224, 224, 3), dtype=np.uint8)
+    want = Embedder(lite0, "cpu", "torch").embed_pixels(px)
+    assert _cosines(e.embed_pixels(px), want).min() >= MIN_COSINE

@@ -58,12 +58,21 @@ class EmbeddedBatch:
     digests: list[str | None] = field(default_factory=list)  # content digest per row, if known
 
 
-def resolve_device(name: str) -> str:
+def _cuda_available() -> bool:
+    """torch.cuda.is_available(), without importing torch where no NVIDIA driver is loaded
+    (Linux: no /dev/nvidiactl and no /proc/driver/nvidia means no CUDA device)."""
+    if "torch" not in sys.modules and sys.platform.startswith("linux") and not any(
+            os.path.exists(p) for p in ("/dev/nvidiactl", "/proc/driver/nvidia")):
+        return False
     import torch
 
+    return bool(torch.cuda.is_available())
+
+
+def resolve_device(name: str) -> str:
     if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
+        return "cuda" if _cuda_available() else "cpu"
+    if name == "cuda" and not _cuda_available():
         raise InputError("the CUDA device was asked for, but torch sees none", fix=FIX_CPU)
     if name not in ("cpu", "cuda"):
         raise InputError(f"unknown device {name!r}; use auto, cpu or cuda")
@@ -175,37 +184,44 @@ class Embedder:
     """
 
     def __init__(self, model: LoadedModel, device: str = "auto", backend: str = "torch"):
-        import torch
-
         self.model = model
         if backend == "onnx" and device == "auto":
             device = "cpu"  # ORT runs on the CPU only
         self.device = resolve_device(device)
         self.backend = resolve_backend(backend, self.device)
         pre = model.info.preprocess
-        self._mean = torch.tensor(pre.mean, device=self.device).view(1, 3, 1, 1) * 255.0
-        self._std = torch.tensor(pre.std, device=self.device).view(1, 3, 1, 1) * 255.0
+        # (1, 3, 1, 1) float32, in 0..255 units; the ONNX path never imports torch
+        self._mean_np = (np.asarray(pre.mean, np.float32) * 255.0).reshape(1, 3, 1, 1)
+        self._std_np = (np.asarray(pre.std, np.float32) * 255.0).reshape(1, 3, 1, 1)
         self.onnx: OnnxNetwork | None = None
         if self.backend == "onnx":
             self.onnx = load_onnx_network(model)
-            self.network = model.network
         else:
-            self.network = model.network.to(self.device).to(memory_format=torch.channels_last)
+            import torch
+
+            self._mean = torch.from_numpy(self._mean_np).to(self.device)
+            self._std = torch.from_numpy(self._std_np).to(self.device)
+            model.network = model.network.to(self.device).to(memory_format=torch.channels_last)
+
+    @property
+    def network(self) -> Any:
+        """The torch network (built on first use when the ONNX path did not need it)."""
+        return self.model.network
 
     def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
         """(n, H, W, 3) uint8 -> (n, dim) float32, unit length."""
+        if self.onnx is not None:
+            x = (pixels.transpose(0, 3, 1, 2).astype(np.float32) - self._mean_np) / self._std_np
+            feats = self.onnx(np.ascontiguousarray(x))
+            norm = np.sqrt(np.einsum("ij,ij->i", feats, feats))[:, None]
+            return (feats / np.maximum(norm, np.float32(1e-12))).astype(np.float32, copy=False)
         import torch
 
         with torch.inference_mode():
-            x = torch.from_numpy(pixels).to(self.device).permute(0, 3, 1, 2).float()
-            if self.onnx is not None:
-                x = ((x - self._mean) / self._std).contiguous()
-                feats = torch.from_numpy(self.onnx(x.numpy()))
-            else:
-                x = ((x - self._mean) / self._std).contiguous(memory_format=torch.channels_last)
-                feats = self.network(x).float()
-            feats = torch.nn.functional.normalize(feats, dim=1)
-            return feats.cpu().numpy().astype(np.float32, copy=False)
+            t = torch.from_numpy(pixels).to(self.device).permute(0, 3, 1, 2).float()
+            t = ((t - self._mean) / self._std).contiguous(memory_format=torch.channels_last)
+            unit = torch.nn.functional.normalize(self.network(t).float(), dim=1)
+            return unit.cpu().numpy().astype(np.float32, copy=False)
 
     def _loader(self, dataset: Any, settings: EmbedSettings, workers: int) -> Any:
         from torch.utils.data import DataLoader
@@ -265,15 +281,21 @@ class Embedder:
         """Yield one EmbeddedBatch per decoded batch, in input order."""
         if not paths:
             return
-        workers = min(settings.resolved_workers(), len(paths))
+        # one batch or less: a worker would decode it alone while this process waits, so
+        # it is decoded here (no worker start, and no torch for the DataLoader)
+        workers = 0 if len(paths) <= settings.batch_size else min(
+            settings.resolved_workers(), len(paths))
         dataset = _Files(paths, self.model.info.preprocess, settings.max_pixels)
-        for items in self._loader(dataset, settings, workers):
+        batches = self._loader(dataset, settings, workers) if workers else (
+            [dataset[p] for p in range(i, min(i + settings.batch_size, len(paths)))]
+            for i in range(0, len(paths), settings.batch_size))
+        for items in batches:
             out = EmbeddedBatch()
-            good = []
+            good: list[np.ndarray] = []
             for pos, pixels, w, h, err, digest in items:
                 if err is not None:
                     out.errors.append((pos, err))
-                else:
+                elif pixels is not None:
                     out.positions.append(pos)
                     out.sizes.append((w, h))
                     out.digests.append(digest)

@@ -9,18 +9,27 @@ thread per torch thread (torch's default: one per core) and no spin-waiting.
 Input: the same normalised float32 NCHW batch as the torch path; output: pooled
 features, which `embed.Embedder` L2-normalises exactly as it does torch's.
 
-Every session is checked against the torch network on a seeded batch before use
-(cosine >= 0.9999 per row); a cached file that fails the check (stale, truncated,
-another network under the same name) is exported again. The backend is not part of
-the model identity: vectors agree with torch's, so an index does not record it.
+A file is checked against the torch network on a seeded batch before it is used or
+cached (cosine >= 0.9999 per row); a cached file that fails the check (stale, truncated,
+another network under the same name) is exported again. A check that passes is recorded
+next to the file (`<file>.json`: model, weights_id, opset, onnxruntime version and the
+file's sha256). The rule: a cached file is used without building the torch network (and
+without importing torch or timm) only when that record names this model, weights_id,
+opset and onnxruntime version and the file's bytes hash to the recorded sha256; anything
+else (no record, another runtime, a changed or corrupt file) takes the checked path
+above. The backend is not part of the model identity: vectors agree with torch's, so an
+index does not record it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.util
+import json
 import os
 import re
+import sys
 import tempfile
 import warnings
 from typing import TYPE_CHECKING, Any
@@ -104,6 +113,43 @@ def export_onnx(model: LoadedModel) -> bytes:
         net.train(was_training)
 
 
+def default_threads() -> int:
+    """torch's intra-op thread count, without importing torch for it."""
+    if "torch" in sys.modules:
+        import torch
+
+        return int(torch.get_num_threads())
+    with contextlib.suppress(ValueError):
+        return max(1, int(os.environ.get("OMP_NUM_THREADS", "")))
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+        os.cpu_count() or 1)
+
+
+def record_path(path: str) -> str:
+    """Where the record of a cached file's passed check lives."""
+    return path + ".json"
+
+
+def _record(model: LoadedModel, data: bytes) -> dict[str, Any]:
+    import onnxruntime as ort
+
+    return {"model": model.info.name, "weights_id": model.weights_id, "opset": OPSET,
+            "onnxruntime": ort.__version__, "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def _checked_bytes(model: LoadedModel, path: str) -> bytes | None:
+    """The cached file's bytes, when its record says they passed the check for this model
+    and weights under this onnxruntime; else None."""
+    try:
+        with open(record_path(path), encoding="utf-8") as fh:
+            rec = json.load(fh)
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except (OSError, ValueError):
+        return None
+    return data if rec == _record(model, data) else None
+
+
 def _write_atomically(path: str, data: bytes) -> None:
     folder = os.path.dirname(path)
     os.makedirs(folder, exist_ok=True)
@@ -169,21 +215,24 @@ def _agrees(net: OnnxNetwork, model: LoadedModel) -> bool:
 
 def load_onnx_network(model: LoadedModel, threads: int | None = None,
                       use_cache: bool = True) -> OnnxNetwork:
-    """An ORT session for `model`, from the cache when a checked file is there, else
-    exported now (and cached when the cache folder is writable)."""
+    """An ORT session for `model`: from the cache when a checked file is there (without
+    the torch network when its record matches), else exported now (and cached when the
+    cache folder is writable)."""
     check_backend("onnx")
-    import torch
-
-    threads = threads or torch.get_num_threads()
+    threads = threads or default_threads()
     path = cache_path(model)
-    if use_cache and os.path.isfile(path):
-        try:
+    if use_cache:
+        data = _checked_bytes(model, path)
+        with contextlib.suppress(Exception):  # a file ORT refuses: check, export again
+            if data is not None:
+                return OnnxNetwork(_session(data, threads), path)
+        with contextlib.suppress(Exception):  # unreadable or not a model: export again
             with open(path, "rb") as fh:
-                net = OnnxNetwork(_session(fh.read(), threads), path)
+                data = fh.read()
+            net = OnnxNetwork(_session(data, threads), path)
             if _agrees(net, model):
+                _write_record(model, path, data)
                 return net
-        except Exception:  # unreadable or not a model: export it again
-            pass
     data = export_onnx(model)
     try:
         net = OnnxNetwork(_session(data, threads), "exported now")
@@ -201,8 +250,16 @@ def load_onnx_network(model: LoadedModel, threads: int | None = None,
         with contextlib.suppress(OSError):  # a read-only cache costs an export per run
             _write_atomically(path, data)
             net.source = path
+            _write_record(model, path, data)
     return net
 
 
+def _write_record(model: LoadedModel, path: str, data: bytes) -> None:
+    """Record that `data`, cached at `path`, passed the check (best effort)."""
+    with contextlib.suppress(OSError):
+        _write_atomically(record_path(path), json.dumps(_record(model, data)).encode())
+
+
 __all__ = ["BACKENDS", "OnnxNetwork", "cache_dir", "cache_path", "check_backend",
-           "export_onnx", "load_onnx_network", "onnx_available", "resolve_backend"]
+           "default_threads", "export_onnx", "load_onnx_network", "onnx_available",
+           "record_path", "resolve_backend"]

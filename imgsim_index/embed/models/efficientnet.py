@@ -15,6 +15,7 @@ from imgsim_index.embed.models.base import (
     ModelInfo,
     read_state_dict,
     state_dict_digest,
+    weights_model,
 )
 from imgsim_index.errors import ModelError
 from imgsim_index.ingest.preprocess import Preprocess
@@ -70,8 +71,13 @@ def build_classifier(weights: str | None = None) -> tuple[Any, dict[str, Any], s
     return net, state, path
 
 
-def load_efficientnet_lite0(weights: str | None) -> LoadedModel:
-    net, state, path = build_classifier(weights)
+def _features(path: str) -> tuple[Any, str]:
+    net, state, _ = build_classifier(path)
     digest = state_dict_digest(state, skip_prefixes=("classifier.",))
     net.reset_classifier(0)  # pooled 1280-d features
-    return LoadedModel(EFFICIENTNET_LITE0, net, digest, path)
+    return net, digest
+
+
+def load_efficientnet_lite0(weights: str | None) -> LoadedModel:
+    path = os.path.abspath(weights) if weights else packaged_weights_path()
+    return weights_model(EFFICIENTNET_LITE0, path, _features)

@@ -9,12 +9,15 @@ threshold was chosen with.
 from __future__ import annotations
 
 import os
+import sys
+from typing import Any
 
 from imgsim_index.embed.models.base import (
     LoadedModel,
     ModelInfo,
     read_state_dict,
     state_dict_digest,
+    weights_model,
 )
 from imgsim_index.errors import FIX_WEIGHTS, ModelError
 from imgsim_index.ingest.preprocess import Preprocess
@@ -31,29 +34,39 @@ RESNET50 = ModelInfo(
 )
 
 
+# torchvision's ResNet50_Weights.IMAGENET1K_V1.url, written out so that finding the cached
+# file does not import torchvision (a test checks the two agree)
+WEIGHTS_URL = "https://download.pytorch.org/models/resnet50-0676ba61.pth"
+
+
 def torchvision_weights_url() -> str:
     from torchvision.models import ResNet50_Weights
 
     return str(ResNet50_Weights.IMAGENET1K_V1.url)
 
 
+def torch_hub_dir() -> str:
+    """torch.hub.get_dir(), without importing torch when it is not imported yet."""
+    if "torch" in sys.modules:
+        import torch.hub
+
+        return str(torch.hub.get_dir())
+    cache = os.getenv("XDG_CACHE_HOME", os.path.join("~", ".cache"))
+    return os.path.join(os.path.expanduser(os.getenv("TORCH_HOME", os.path.join(cache, "torch"))),
+                        "hub")
+
+
 def torchvision_cache_path() -> str:
-    import torch.hub
-
-    return os.path.join(
-        torch.hub.get_dir(), "checkpoints", os.path.basename(torchvision_weights_url())
-    )
+    return os.path.join(torch_hub_dir(), "checkpoints", os.path.basename(WEIGHTS_URL))
 
 
-def _fetch_torchvision_weights() -> tuple[dict[str, object], str]:
+def _download_torchvision_weights() -> str:
     import torch.hub
 
     cached = torchvision_cache_path()
-    if os.path.isfile(cached):
-        return read_state_dict(cached), cached
     url = torchvision_weights_url()
     try:
-        state = torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=True)
+        torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=True)
     except Exception as exc:  # offline: URLError, socket errors, HTTP errors
         raise ModelError(
             "ResNet50 ImageNet weights are not available: "
@@ -62,17 +75,14 @@ def _fetch_torchvision_weights() -> tuple[dict[str, object], str]:
             f"and give it as the weights file (or copy it to {cached}), "
             "or use the offline model efficientnet-lite0", fix=FIX_WEIGHTS
         ) from None
-    return state, url
+    return torchvision_cache_path()
 
 
-def load_resnet50(weights: str | None) -> LoadedModel:
+def _features(source: str) -> tuple[Any, str]:
     import torch
     from torchvision.models import resnet50
 
-    if weights:
-        state, source = read_state_dict(weights), os.path.abspath(weights)
-    else:
-        state, source = _fetch_torchvision_weights()
+    state = read_state_dict(source)
     net = resnet50(weights=None)
     try:
         net.load_state_dict(state, strict=True)
@@ -84,4 +94,14 @@ def load_resnet50(weights: str | None) -> LoadedModel:
     digest = state_dict_digest(state, skip_prefixes=("fc.",))
     net.fc = torch.nn.Identity()  # type: ignore[assignment]
     net.eval()
-    return LoadedModel(RESNET50, net, digest, source)
+    return net, digest
+
+
+def load_resnet50(weights: str | None) -> LoadedModel:
+    if weights:
+        source = os.path.abspath(weights)
+    else:
+        source = torchvision_cache_path()
+        if not os.path.isfile(source):
+            source = _download_torchvision_weights()
+    return weights_model(RESNET50, source, _features)

@@ -134,23 +134,27 @@ def test_hardlink_then_dedupe_lists_nothing_and_undo_lists_the_pair_again(
     assert make_plan(third.report_path, "hardlink").refused == []
 
 
-def test_a_locked_index_is_updated_by_resume(tmp_path: Path,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
-    """Files moved while another writer held the index: apply says so, and --resume of the
-    finished journal records the moves once the index is free."""
+def test_a_locked_index_refuses_apply_until_it_is_free(tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """Another writer holds the index: apply --yes refuses before touching anything (it
+    would otherwise act while the index cannot follow); once free, apply and its index
+    update run, and --resume of the finished journal has nothing to do."""
     _, first = simple_library(tmp_path)
     index, journal = tmp_path / "index", str(tmp_path / "j.jsonl")
+    args = ["apply", first.report_path, "--move-to", str(tmp_path / "dupes"), "--yes",
+            "--journal", journal, "-q"]
     fd = acquire_writer_lock(str(index / LOCK), False)
     try:
-        main(["apply", first.report_path, "--move-to", str(tmp_path / "dupes"), "--yes",
-              "--journal", journal, "-q"])
+        with pytest.raises(SystemExit) as exited:
+            main(args)
     finally:
         release_writer_lock(fd)
+    assert exited.value.code == 1
     err = capsys.readouterr().err
-    assert f"The index {index} was not updated: " in err and "--resume" in err
-    assert removable(run_dedupe(tmp_path, index).report) == removable(first.report)
-    got = resume_apply(journal)
-    assert got.index is not None and got.index.renamed == 3 and got.done == []
+    assert err.startswith(f"Error: the index is being written by pid {os.getpid()} ")
+    assert err.endswith("or pass --wait to queue behind it\n")
+    assert not os.path.exists(journal) and not (tmp_path / "dupes").exists()
+    main(args)
     assert run_dedupe(tmp_path, index).report["groups"] == []
     with pytest.raises(Exception, match="is complete"):
         resume_apply(journal)

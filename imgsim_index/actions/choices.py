@@ -146,14 +146,19 @@ def write_reviewed(report_path: str, reviewed: dict[str, Any]) -> str:
     return path
 
 
-def apply_choices_file(report_path: str, choices_path: str) -> str:
+def reviewed_from_file(report_path: str, choices_path: str) -> dict[str, Any]:
     """The reviewed report for `choices_path` (exported from `report_path`'s gallery),
-    written beside the report. Returns its path; apply it like any report."""
+    in memory (a dry run writes nothing)."""
     report = load_report(report_path)
-    reviewed = reviewed_report(report, load_choices(choices_path, report),
-                               os.path.basename(report_path))
-    return write_reviewed(report_path, reviewed)
+    return reviewed_report(report, load_choices(choices_path, report),
+                           os.path.basename(report_path))
+
+
+def apply_choices_file(report_path: str, choices_path: str) -> str:
+    """The reviewed report for `choices_path`, written beside the report. Returns its
+    path; apply it like any report."""
+    return write_reviewed(report_path, reviewed_from_file(report_path, choices_path))
 
 
 __all__ = ["CHOICES_FORMAT", "CHOICES_VERSION", "apply_choices_file", "choices_from_review",
-           "load_choices", "reviewed_report", "write_reviewed"]
+           "load_choices", "reviewed_from_file", "reviewed_report", "write_reviewed"]

@@ -59,17 +59,28 @@ def same_file(a: str, b: str) -> bool:
         return False
 
 
+class DestinationTaken(FileExistsError):
+    """The destination exists, so nothing was done: it may be another process's file
+    (recovery must not touch it)."""
+
+    def __init__(self, dst: str):
+        super().__init__(errno.EEXIST, "destination exists", dst)
+
+
 def _place(src: str, dst: str) -> None:
     """Give `src` the name `dst` without ever overwriting an existing `dst`."""
     try:
         os.link(src, dst)  # fails with EEXIST instead of clobbering
-        os.unlink(src)
+    except FileExistsError:
+        raise DestinationTaken(dst) from None
     except OSError as exc:
         if exc.errno not in _NO_LINK:
             raise
         if os.path.lexists(dst):
-            raise FileExistsError(errno.EEXIST, "destination exists", dst) from None
+            raise DestinationTaken(dst) from None
         os.rename(src, dst)
+        return
+    os.unlink(src)
 
 
 def copy_durably(src: str, dst: str) -> None:
@@ -79,7 +90,11 @@ def copy_durably(src: str, dst: str) -> None:
     shutil.copy2(src, part, follow_symlinks=False)
     with open(part, "rb") as fh:
         os.fsync(fh.fileno())
-    _place(part, dst)
+    try:
+        _place(part, dst)
+    except DestinationTaken:
+        remove_if_exists(part)
+        raise
     fsync_dir(parent(dst))
 
 
@@ -87,7 +102,7 @@ def move_file(src: str, dst: str) -> None:
     """Move `src` to `dst` (not overwriting), creating folders; works across filesystems."""
     os.makedirs(parent(dst), exist_ok=True)
     if os.path.lexists(dst):
-        raise FileExistsError(errno.EEXIST, "destination exists", dst)
+        raise DestinationTaken(dst)
     try:
         _place(src, dst)
     except OSError as exc:

@@ -65,6 +65,9 @@ class Journal:
         head = journal.records[0] if journal.records else {}
         if head.get("type") != "apply" or head.get("version") != JOURNAL_VERSION:
             fh.close()
+            if _is_report(text):
+                raise ActionError(f"{path} is a report, not an apply journal; pass the "
+                                  "apply-*.jsonl journal that apply wrote beside it")
             raise ActionError(f"{path} is not an imgsim-index apply journal (version "
                               f"{JOURNAL_VERSION})")
         fh.seek(0, os.SEEK_END)
@@ -120,6 +123,14 @@ class Journal:
         """Operations begun but neither finished nor rolled back."""
         settled = self.numbers("done") | self.numbers("rolled_back")
         return [r for r in self.begun() if int(r["n"]) not in settled]
+
+
+def _is_report(text: str) -> bool:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return False
+    return isinstance(data, dict) and "folder_list" in data and "groups" in data
 
 
 def _parse(text: str) -> list[dict[str, Any]]:

@@ -19,15 +19,17 @@ stops the run before the next file is touched.
 
 from __future__ import annotations
 
+import contextlib
 import filecmp
 import os
 import stat
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from imgsim_index.actions.file_ops import (
+    DestinationTaken,
     keep_original,
     link_over,
     matches,
@@ -67,6 +69,7 @@ class Operation:
     identical: bool = False  # hardlink: same bytes as the keeper, so no backup is needed
     name: str = ""  # as the report spells it (path is normalised)
     key: FileKey = (0, 0)  # device and inode when planned
+    digest: str | None = None  # content digest when planned (the index's, checked equal)
 
 
 @dataclass(frozen=True)
@@ -133,8 +136,9 @@ def _examine(name: str, ctx: ReportContext, action: str, move_to: str | None
         return Refusal(name, f"cannot be examined ({exc.strerror or exc})")
     linked = (st.st_dev, st.st_ino) == (kst.st_dev, kst.st_ino)
     frees = 0 if linked or st.st_nlink > 1 else st.st_size
+    row = ctx.index_rows.get(path)
     base = Operation(path, keeper, st.st_size, st.st_mtime_ns, stat.S_IMODE(st.st_mode), frees,
-                     name=name, key=(st.st_dev, st.st_ino))
+                     name=name, key=(st.st_dev, st.st_ino), digest=row.digest if row else None)
     if action == "move":
         target = move_target(path, ctx.folders, str(move_to))
         if os.path.lexists(target):
@@ -155,11 +159,14 @@ def _examine(name: str, ctx: ReportContext, action: str, move_to: str | None
 
 # -- planning -------------------------------------------------------------------------
 def make_plan(report_path: str, action: str, move_to: str | None = None,
-              skip: Collection[str] = ()) -> Plan:
-    """What apply would do, file by file, and what it refuses and why. Touches nothing."""
+              skip: Collection[str] = (), report: dict[str, Any] | None = None) -> Plan:
+    """What apply would do, file by file, and what it refuses and why. Touches nothing.
+    `report`: the report's content when it is not read from `report_path` (a reviewed
+    report of a dry run, never written)."""
     if action not in ACTIONS:
         raise InputError(f"unknown action {action!r}; choose one of {', '.join(ACTIONS)}")
-    ctx = report_context(load_report(report_path), report_path)
+    ctx = report_context(report if report is not None else load_report(report_path),
+                         report_path)
     dest = check_move_to(move_to, ctx) if action == "move" else None
     ops: list[Operation] = []
     refused: list[Refusal] = []
@@ -207,7 +214,7 @@ def _begin_record(op: Operation, action: str, n: int, backup_dir: str) -> dict[s
     return {"type": "begin", "n": n, "action": action, "path": op.path, "keeper": op.keeper,
             "target": op.target, "backup": backup, "tmp": _tmp_link_name(op.path, n),
             "size": op.size, "mtime_ns": op.mtime_ns, "mode": op.mode,
-            "identical": op.identical, "dev": op.key[0], "ino": op.key[1]}
+            "identical": op.identical, "dev": op.key[0], "ino": op.key[1], "digest": op.digest}
 
 
 def _perform(rec: dict[str, Any]) -> dict[str, Any]:
@@ -239,10 +246,10 @@ def _recover(rec: dict[str, Any]) -> bool:
         remove_if_exists(part_name(target))
         if not os.path.lexists(target):
             return False
-        if original and matches(target, rec["size"], rec["mtime_ns"]):
+        if original and _made_here(target, rec):
             os.unlink(target)  # both names are whole: the source was never removed
             return False
-        return True
+        return not original  # a target that is not ours (another process's) stays
     if same_file(path, rec["keeper"]):
         return True
     remove_if_exists(rec["tmp"])
@@ -253,6 +260,19 @@ def _recover(rec: dict[str, Any]) -> bool:
         elif not os.path.lexists(path):
             os.replace(backup, path)
     return False
+
+
+def _made_here(target: str, rec: dict[str, Any]) -> bool:
+    """Did this operation make `target`: a second name of the source (the same device and
+    inode as recorded), or a whole copy of it on another filesystem?"""
+    try:
+        st = os.lstat(target)
+    except OSError:
+        return False
+    key = _key(rec)
+    if key is None or (st.st_dev, st.st_ino) == key:
+        return matches(target, rec["size"], rec["mtime_ns"])
+    return st.st_dev != key[0] and matches(target, rec["size"], rec["mtime_ns"])
 
 
 def settle_interrupted(journal: Journal) -> list[Refusal]:
@@ -298,6 +318,10 @@ def _try(rec: dict[str, Any], journal: Journal) -> str | None:
     """Perform one journalled operation; on failure put it back and say why."""
     try:
         placed = _perform(rec)
+    except DestinationTaken as exc:  # nothing was touched: no recovery, the target is not ours
+        why = f"failed: {exc.filename} already exists; not overwriting it"
+        _write(journal, {"type": "rolled_back", "n": rec["n"], "error": why})
+        return why
     except (OSError, ActionError) as exc:
         why = (f"failed: {getattr(exc, 'strerror', None) or exc}"
                + (f" ({exc.filename})" if isinstance(exc, OSError) and exc.filename else ""))
@@ -340,22 +364,51 @@ def _execute(plan: Plan, journal: Journal, progress: Progress) -> ApplyResult:
                        failed=failed, index=synced)
 
 
-def apply_plan(plan: Plan, journal_path: str, progress: Progress | None = None) -> ApplyResult:
-    """Carry out `plan`, journaling every step to `journal_path` (a new file)."""
+@contextlib.contextmanager
+def index_lock(index_path: str | None, wait: bool = False) -> Iterator[None]:
+    """Hold the writer lock of the index a report or journal is bound to, so that no other
+    apply, undo, build or serve changes the files' index (or acts on the same files) while
+    this run plans, acts and updates it. IndexLockedError names another holder; `wait`
+    queues behind it. An index that no longer exists has no lock to take."""
+    from imgsim_index.index.store import IndexStore
+
+    if not index_path or not IndexStore.exists(index_path):
+        yield
+        return
+    with IndexStore.writer_lock(index_path, wait):
+        yield
+
+
+def report_index(report_path: str) -> str:
+    """The index folder a report is bound to."""
+    return str(load_report(report_path)["index_path"])
+
+
+def apply_plan(plan: Plan, journal_path: str, progress: Progress | None = None,
+               wait: bool = False) -> ApplyResult:
+    """Carry out `plan`, journaling every step to `journal_path` (a new file), under the
+    index's writer lock (hold `index_lock` around make_plan too, so nothing changes between
+    planning and acting; every file is checked again just before it is touched anyway)."""
     header = {"action": plan.action, "report": plan.context.report_path,
               "folders": list(plan.context.folders), "move_to": plan.move_to,
               "backup_dir": backup_dir_for(journal_path), "index": plan.context.index_path,
               "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    with Journal.create(journal_path, header) as journal:
+    with index_lock(plan.context.index_path, wait), \
+            Journal.create(journal_path, header) as journal:
         return _execute(plan, journal, progress or NoProgress())
 
 
 def resume_apply(journal_path: str, report_path: str | None = None,
-                 progress: Progress | None = None) -> ApplyResult:
-    """Finish an interrupted apply: settle the operation it stopped in, then do the rest."""
-    with Journal.open(journal_path) as journal:
+                 progress: Progress | None = None, wait: bool = False) -> ApplyResult:
+    """Finish an interrupted apply: settle the operation it stopped in, then do the rest
+    (under the index's writer lock)."""
+    with Journal.open(journal_path) as journal, index_lock(journal.header.get("index"), wait):
         head = journal.header
         if journal.has("undone") or journal.has("undo_end"):
+            if head.get("index") and index_state(journal) == "applied":
+                raise ActionError(f"{journal.path} has been undone, but its index still "
+                                  f"lists the files where apply put them; run undo "
+                                  f"{journal.path} again to update it")
             raise ActionError(f"{journal.path} has been undone; run apply again for a new plan")
         if journal.has("end"):
             if head.get("index") and index_state(journal) != "applied":

@@ -2,7 +2,9 @@
 
 A file may be touched only while it is still the one in the report (same size
 and mtime_ns, a regular file), is not a keeper nor protected, its keeper is
-still there unchanged, and both lie inside the report's input folders, also
+still there unchanged (its content digest too), the index holds it as a
+duplicate of its keeper (equal digests, or a score of their stored vectors at
+or above the report's threshold), and both lie inside the report's input folders, also
 once symbolic links are resolved. Each check answers with a reason a user can
 act on, or None.
 
@@ -21,8 +23,10 @@ import json
 import os
 import stat
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from imgsim_index.errors import ActionError, ImgsimError, InputError, ReportError
 from imgsim_index.groups.keep import is_frame
@@ -44,6 +48,8 @@ class ReportContext:
     index_roots: tuple[str, ...]  # the folders the index was built from
     keeper_keys: dict[FileKey, str]  # identity of each keeper (when it was planned) -> keeper
     index_path: str = ""  # the index the report was made from (apply updates it)
+    # removable (normalised) -> why the index does not hold it as a duplicate of its keeper
+    not_duplicate: dict[str, str] = field(default_factory=dict)
 
 
 # -- the report -----------------------------------------------------------------------
@@ -142,6 +148,7 @@ def report_context(report: dict[str, Any], report_path: str) -> ReportContext:
             keeper_of[p] = g["keeper"]
     keepers = frozenset(normal_path(g["keeper"]) for g in report["groups"])
     rows, roots = _index_rows(report, {normal_path(p) for p in members})
+    not_duplicate = _not_duplicates(report, keeper_of, rows)
     keeper_keys = {}
     for k in keepers:
         try:
@@ -155,7 +162,59 @@ def report_context(report: dict[str, Any], report_path: str) -> ReportContext:
         members=members, keeper_of=keeper_of, keepers=keepers,
         index_rows=rows, index_roots=roots, keeper_keys=keeper_keys,
         index_path=os.path.abspath(report["index_path"]),
+        not_duplicate=not_duplicate,
     )
+
+
+def _not_duplicates(report: dict[str, Any], keeper_of: dict[str, str],
+                    rows: dict[str, Row]) -> dict[str, str]:
+    """The removable files that the index does not hold as duplicates of their keepers:
+    neither the same content digest nor a score of their stored vectors that meets the
+    report's threshold (rounded to SCORE_DECIMALS, as the pair search keeps pairs). A
+    report edited to list unrelated files in a group cannot get them removed."""
+    from imgsim_index.search.threshold import meets_threshold
+
+    pairs = []
+    for path, keeper in keeper_of.items():
+        a, b = rows.get(normal_path(path)), rows.get(normal_path(keeper))
+        if a is not None and b is not None and a.digest and a.digest != b.digest:
+            pairs.append((normal_path(path), a, b))
+    if not pairs:
+        return {}
+    threshold = report.get("threshold")
+    vectors = _row_vectors(report["index_path"], [r for _, a, b in pairs for r in (a, b)])
+    out = {}
+    for path, a, b in pairs:
+        va, vb = vectors.get(a.id), vectors.get(b.id)
+        if va is None or vb is None:
+            out[path] = "is not a duplicate of its keeper in the index (no stored vector)"
+            continue
+        score = float(np.dot(va.astype(np.float64), vb.astype(np.float64)))
+        if (not isinstance(threshold, (int, float)) or isinstance(threshold, bool)
+                or not meets_threshold(np.array([score]), float(threshold))[0]):
+            out[path] = (f"is not a duplicate of its keeper in the index (score "
+                         f"{score:.6f}, the report's threshold is {threshold})")
+    return out
+
+
+def _row_vectors(folder: str, rows: list[Row]) -> dict[int, np.ndarray]:
+    """The stored vectors of `rows`, by row id, read from the files that hold them."""
+    from imgsim_index.index.vector_file import VectorFile
+
+    by_segment: dict[str, set[int]] = {}
+    for r in rows:
+        if r.segment:
+            by_segment.setdefault(r.segment, set()).add(r.id)
+    out: dict[int, np.ndarray] = {}
+    for segment, wanted in by_segment.items():
+        try:
+            with VectorFile(os.path.join(folder, segment)) as vf:
+                for at in np.flatnonzero(np.isin(vf.ids, np.fromiter(wanted, np.int64))):
+                    out[int(vf.ids[at])] = vf.read(int(at), int(at) + 1)[0]
+        except FileNotFoundError:
+            raise ReportError(f"the index at {folder} was rewritten while it was read; "
+                              "try again") from None
+    return out
 
 
 # -- checks ---------------------------------------------------------------------------
@@ -206,10 +265,10 @@ def problem_with(path: str, ctx: ReportContext) -> str | None:
         return reason
     keeper = normal_path(ctx.keeper_of[path])
     reason = (_outside(keeper, ctx) or _changed(keeper, ctx.members[ctx.keeper_of[path]])
-              or _not_indexed(keeper, ctx, digest=False))
+              or _not_indexed(keeper, ctx, digest=True))
     if reason:
         return f"its keeper {keeper} {reason}; not touching a copy whose original may be gone"
-    return _not_indexed(norm, ctx, digest=True)
+    return _not_indexed(norm, ctx, digest=True) or ctx.not_duplicate.get(norm)
 
 
 def _not_indexed(path: str, ctx: ReportContext, digest: bool) -> str | None:

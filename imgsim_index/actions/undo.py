@@ -4,7 +4,10 @@ and the report's index told (index_sync.py).
 Operations are undone newest first, each recorded as 'undone' in the same
 journal, so an interrupted undo can simply be run again. Nothing is
 overwritten: a file that came back meanwhile, or a link that was changed
-after apply, is reported and left as it is. Deleted files cannot come back.
+after apply, is reported and left as it is. A file whose bytes differ from the
+content digest recorded when it was applied is not put back as if it were the
+original (after --hardlink both names are one file: an edit of either edits
+both). Deleted files cannot come back. Undo runs under the index's writer lock.
 """
 
 from __future__ import annotations
@@ -21,9 +24,17 @@ from imgsim_index.actions.file_ops import (
     remove_if_exists,
     same_file,
 )
-from imgsim_index.actions.index_sync import sync_index
+from imgsim_index.actions.index_sync import index_state, sync_index
 from imgsim_index.actions.journal import Journal
-from imgsim_index.actions.plan import Refusal, UndoResult, _write, settle_interrupted
+from imgsim_index.actions.plan import (
+    Refusal,
+    UndoResult,
+    _write,
+    index_lock,
+    settle_interrupted,
+)
+from imgsim_index.errors import ActionError
+from imgsim_index.ingest.identity import file_digest
 from imgsim_index.paths import under_any
 from imgsim_index.progress import NoProgress, Progress
 
@@ -53,6 +64,18 @@ def _outside_trash(rec: dict[str, Any]) -> str | None:
     return None
 
 
+def _changed_since_apply(path: str, rec: dict[str, Any], note: str = "") -> str | None:
+    """Why `path` is not the original any more: its bytes differ from the content digest
+    recorded when it was applied (journals without one are checked by size and mtime only)."""
+    if not rec.get("digest"):
+        return None
+    try:
+        same = file_digest(path) == rec["digest"]
+    except OSError as exc:
+        return f"cannot restore the original: {path} cannot be read ({exc.strerror or exc})"
+    return None if same else f"cannot restore the original: {path} changed since apply{note}"
+
+
 def _undo_trash(rec: dict[str, Any]) -> str | None:
     path, target, size, mtime = rec["path"], rec["target"], rec["size"], rec["mtime_ns"]
     if not os.path.lexists(target) and matches(path, size, mtime):
@@ -62,6 +85,9 @@ def _undo_trash(rec: dict[str, Any]) -> str | None:
     if not matches(target, size, mtime):
         return (f"the trashed file is no longer in the trash at {target} as it was (emptied "
                 "or restored elsewhere); left as it is")
+    changed = _changed_since_apply(target, rec)
+    if changed:
+        return f"{changed}; it stays in the trash at {target}"
     move_file(target, path)
     remove_if_exists(rec["trashinfo"])
     return None
@@ -75,6 +101,9 @@ def _undo_move(rec: dict[str, Any]) -> str | None:
         return f"{path} exists again; the moved file stays at {target}"
     if not matches(target, size, mtime):
         return f"the moved file {target} is missing or changed since apply; left as it is"
+    changed = _changed_since_apply(target, rec)
+    if changed:
+        return f"{changed}; left as it is"
     move_file(target, path)
     return None
 
@@ -90,10 +119,18 @@ def _undo_hardlink(rec: dict[str, Any]) -> str | None:
     if backup:
         if not matches(backup, size, mtime):
             return f"the original kept at {backup} is missing or changed; cannot restore {path}"
+        changed = _changed_since_apply(backup, rec)
+        if changed:
+            return changed
         put_back(backup, path)
         return None
     if os.path.getsize(keeper) != size:
         return f"its keeper {keeper} changed since apply; cannot restore an identical copy"
+    changed = _changed_since_apply(
+        path, rec, f" (since --hardlink it is one file with its keeper {keeper}: an edit of "
+                   "either name edited both, and the original bytes are gone)")
+    if changed:
+        return changed
     copy_over(keeper, path, mtime, int(rec["mode"]))
     return None
 
@@ -112,12 +149,17 @@ def _prune_empty_folders(start: str, stop: str) -> None:
         folder = os.path.dirname(folder)
 
 
-def undo(journal_path: str, progress: Progress | None = None) -> UndoResult:
+def undo(journal_path: str, progress: Progress | None = None, wait: bool = False
+         ) -> UndoResult:
     """Undo the moves and hard links recorded in an apply journal (finished or not)."""
     progress = progress or NoProgress()
     result = UndoResult()
-    with Journal.open(journal_path) as journal:
+    with Journal.open(journal_path) as journal, index_lock(journal.header.get("index"), wait):
         head = journal.header
+        if head.get("action") == "delete":
+            n = len(journal.numbers("done"))
+            raise ActionError(f"{journal.path} records an apply that deleted {n} files; "
+                              "deleted files cannot be restored, so there is nothing to undo")
         result.not_restored.extend(settle_interrupted(journal))
         done, undone = journal.numbers("done"), journal.numbers("undone")
         placed = {int(r["n"]): r for r in journal.records if r.get("type") == "done"}
@@ -144,6 +186,7 @@ def undo(journal_path: str, progress: Progress | None = None) -> UndoResult:
         progress.finish()
         with contextlib.suppress(OSError):
             os.rmdir(head["backup_dir"])  # when every original has gone back
-        result.index = sync_index(journal, undoing=True)
+        if result.restored or index_state(journal) != "undone":
+            result.index = sync_index(journal, undoing=True)  # not again once recorded
         _write(journal, {"type": "undo_end"})
     return result

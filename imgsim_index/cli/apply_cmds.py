@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shlex
 import sys
-from typing import Any
+from typing import Any, Literal, overload
 
 import click
 
@@ -65,16 +65,27 @@ def _apply_summary(action: str, n: int, freed: int, held: int, dest: str | None)
 @click.option("--plan", "choices", default=None, type=click.Path(exists=True, dir_okay=False),
               help="Choices file from report.html's \"export my choices\" (keepers, unticked "
                    "files and groups): apply only those. It may narrow REPORT, never widen it.")
+@click.option("--wait", is_flag=True,
+              help="If another apply, a build or serve is writing the report's index, wait "
+                   "for it to finish instead of refusing.")
 @quiet_option
 def apply(report: str, move_to: str | None, hardlink: bool, trash: bool, delete: bool, yes: bool,
           journal: str | None, resume_journal: str | None, choices: str | None,
-          quiet: bool) -> None:
+          wait: bool, quiet: bool) -> None:
     """Move, hard-link, trash or delete the removable files of REPORT (dry run unless --yes).
 
     Keepers and protected files are never touched; a file that changed since the
-    report, or that lies outside the report's input folders, is refused.
+    report, or that lies outside the report's input folders, is refused. With
+    --yes, the report's index is locked from planning to the end, like a build.
     """
-    from imgsim_index.actions.plan import apply_plan, default_journal_path, make_plan, resume_apply
+    from imgsim_index.actions.plan import (
+        apply_plan,
+        default_journal_path,
+        index_lock,
+        make_plan,
+        report_index,
+        resume_apply,
+    )
 
     action = _chosen_action(move_to, hardlink, trash, delete)
     if choices and resume_journal:
@@ -83,29 +94,33 @@ def apply(report: str, move_to: str | None, hardlink: bool, trash: bool, delete:
     if resume_journal:
         if not yes:
             raise click.UsageError("--resume acts on files; add --yes")
-        result = resume_apply(resume_journal, report, TqdmProgress(not quiet))
+        result = resume_apply(resume_journal, report, TqdmProgress(not quiet), wait=wait)
         _print_refusals(result.refused)
     else:
         if action is None:
             raise click.UsageError("choose what to do: --move-to DIR, --hardlink, --trash or "
                                    "--delete")
-        if choices:
-            report = _reviewed(report, choices)
-        plan = make_plan(report, action, move_to)
-        _print_refusals(plan.refused)
         if not yes:
+            plan = make_plan(report, action, move_to,
+                             report=_reviewed(report, choices, False) if choices else None)
+            _print_refusals(plan.refused)
             _print_dry_run(plan)
             return
-        journal = journal or default_journal_path(report, action)
-        click.echo(f"Journal: {journal}", err=True)
-        try:
-            result = apply_plan(plan, journal, TqdmProgress(not quiet))
-        except KeyboardInterrupt:
-            j = shlex.quote(journal)
-            click.echo(f"Interrupted. Finish with: imgsim-index apply {shlex.quote(report)} "
-                       f"--resume {j} --yes   or take it back with: imgsim-index undo {j}",
-                       err=True)
-            raise
+        with index_lock(report_index(report), wait):  # planning to the end, one writer
+            if choices:
+                report = _reviewed(report, choices, True)
+            plan = make_plan(report, action, move_to)
+            _print_refusals(plan.refused)
+            journal = journal or default_journal_path(report, action)
+            click.echo(f"Journal: {journal}", err=True)
+            try:
+                result = apply_plan(plan, journal, TqdmProgress(not quiet))
+            except KeyboardInterrupt:
+                j = shlex.quote(journal)
+                click.echo(f"Interrupted. Finish with: imgsim-index apply "
+                           f"{shlex.quote(report)} --resume {j} --yes   or take it back "
+                           f"with: imgsim-index undo {j}", err=True)
+                raise
         _print_refusals(result.refused[len(plan.refused):])  # refused at the last moment
     _print_applied(result)
     for f in result.failed:
@@ -116,12 +131,19 @@ def apply(report: str, move_to: str | None, hardlink: bool, trash: bool, delete:
         sys.exit(1)
 
 
-def _reviewed(report: str, choices: str) -> str:
-    """REPORT narrowed to the choices file, saved beside it: the report apply acts on."""
-    from imgsim_index.actions.choices import apply_choices_file
+@overload
+def _reviewed(report: str, choices: str, save: Literal[True]) -> str: ...
+@overload
+def _reviewed(report: str, choices: str, save: Literal[False]) -> dict[str, Any]: ...
+def _reviewed(report: str, choices: str, save: bool) -> str | dict[str, Any]:
+    """REPORT narrowed to the choices file: saved beside it when acting (the report the
+    journal names), kept in memory for a dry run."""
+    from imgsim_index.actions.choices import apply_choices_file, reviewed_from_file
     from imgsim_index.errors import InputError
 
     try:
+        if not save:
+            return reviewed_from_file(report, choices)
         reviewed = apply_choices_file(report, choices)
     except InputError as exc:
         raise click.ClickException(f"--plan {choices}: {exc}") from None
@@ -154,7 +176,8 @@ def _print_applied(result: Any) -> None:
         click.echo(f"Originals kept for undo: {result.backup_dir} "
                    "(delete it to free their space once undo is no longer needed)")
     _print_index(result.index, f"apply REPORT --resume {shlex.quote(result.journal)} --yes")
-    click.echo(f"Undo with: imgsim-index undo {shlex.quote(result.journal)}")
+    if result.action != "delete":  # deleted files cannot come back
+        click.echo(f"Undo with: imgsim-index undo {shlex.quote(result.journal)}")
 
 
 def _print_index(sync: Any, again: str) -> None:
@@ -172,12 +195,14 @@ def _print_index(sync: Any, again: str) -> None:
 
 @click.command()
 @click.argument("journal", type=click.Path(exists=True, dir_okay=False))
+@click.option("--wait", is_flag=True,
+              help="If another apply, a build or serve is writing the index, wait for it.")
 @quiet_option
-def undo(journal: str, quiet: bool) -> None:
+def undo(journal: str, wait: bool, quiet: bool) -> None:
     """Put back the files that an apply moved, hard-linked or trashed, from its JOURNAL."""
     from imgsim_index.actions.undo import undo as run_undo
 
-    result = run_undo(journal, TqdmProgress(not quiet))
+    result = run_undo(journal, TqdmProgress(not quiet), wait=wait)
     for r in result.not_restored:
         click.echo(f"not restored {_shown(r.path)}: {r.reason}")
     if result.deleted:

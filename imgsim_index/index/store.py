@@ -23,7 +23,7 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +53,10 @@ CATALOG = "catalog.sqlite"
 MANIFEST = "manifest.json"
 LOCK = "writer.lock"
 MAX_SEGMENTS = 16
+
+# index folders (real paths) whose writer lock this process holds through
+# IndexStore.writer_lock, with the descriptor: open_updater reuses it
+_HELD_HERE: dict[str, int] = {}
 
 
 @dataclass
@@ -147,11 +151,33 @@ class IndexStore:
             release_writer_lock(lock_fd)
             raise
 
+    @staticmethod
+    @contextlib.contextmanager
+    def writer_lock(folder: str, wait: bool = False) -> Iterator[None]:
+        """Hold an existing index's writer lock across several steps (apply: from planning
+        to the index update), so no build, serve or other apply writes it meanwhile.
+        Another holder: IndexLockedError naming it (with `wait`, queue behind it). While
+        held, `open_updater` in this process uses this lock; nested calls are no-ops."""
+        cls = IndexStore
+        cls.read_manifest(folder)  # a missing index: IndexMissingError, no lock file made
+        key = os.path.realpath(folder)
+        if key in _HELD_HERE:
+            yield
+            return
+        _HELD_HERE[key] = acquire_writer_lock(os.path.join(folder, LOCK), wait)
+        try:
+            yield
+        finally:
+            release_writer_lock(_HELD_HERE.pop(key))
+
     @classmethod
     def open_updater(cls, folder: str, wait: bool = False) -> IndexStore:
         """Lock an existing index for a catalog update that adds no vectors (apply and
-        undo recording where files went): no model identity is needed or checked."""
+        undo recording where files went): no model identity is needed or checked. Inside
+        `writer_lock` for the same folder, the lock held there is used (and kept)."""
         manifest = cls.read_manifest(folder)
+        if os.path.realpath(folder) in _HELD_HERE:
+            return cls(folder, Catalog(os.path.join(folder, CATALOG)), manifest, writable=True)
         lock_fd = acquire_writer_lock(os.path.join(folder, LOCK), wait)
         try:
             catalog = Catalog(os.path.join(folder, CATALOG))

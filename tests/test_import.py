@@ -205,6 +205,13 @@ def test_cli_import_then_dedupe(tmp_path: Path) -> None:
                               "--output", str(tmp_path / "out"), "-q"], catch_exceptions=False)
     assert res.exit_code == 0, res.output
     assert f"Found {len(truth)} pairs" in res.stdout
+    # vectors from elsewhere: no files were read, so verification is off unless asked for
+    report = json.loads(next((tmp_path / "out").glob("*/report.json")).read_text())
+    assert report["verification"]["ran"] is False
+    res = runner.invoke(cli, ["dedupe", "--index", str(tmp_path / "idx"), "--threshold", "0.98",
+                              "--verify", "on", "--output", str(tmp_path / "on"), "-q"],
+                        catch_exceptions=False)
+    assert "Found 0 pairs" in res.stdout  # the files are not there: nothing can be verified
 
 
 def test_vectors_are_read_in_blocks_and_committed_in_chunks(

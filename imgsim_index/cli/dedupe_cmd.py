@@ -82,7 +82,8 @@ def dedupe(folders: tuple[str, ...], index_dir: str, threshold: float | None, ve
         exact = True  # the cluster's job is the exact search
     settings = DedupeSettings(
         threshold=threshold,
-        verify=VerifySettings(enabled=verify == "on", workers=verify_workers),
+        verify=VerifySettings(enabled=None if verify == "auto" else verify == "on",
+                              workers=verify_workers),
         group_near_misses=group_near_misses,
         pairs=PairSettings(compare_mode=compare_mode, sample_ratio=sample_ratio, seed=seed,
                            compare_scope=compare_scope.replace("-", "_")),  # the seed's value

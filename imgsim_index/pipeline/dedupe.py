@@ -19,6 +19,7 @@ import numpy as np
 from imgsim_index.groups.components import Groups, connected_components
 from imgsim_index.groups.keep import DEFAULT_KEEP, GroupDecision, KeepSettings, choose_keepers
 from imgsim_index.index.catalog import Row
+from imgsim_index.index.import_vectors import IMPORTED_WEIGHTS
 from imgsim_index.index.store import IndexStore, scope_prefix
 from imgsim_index.ingest.scan import skipped_report
 from imgsim_index.ingest.video import split_frame_path
@@ -247,6 +248,9 @@ def find_duplicates(
     timings["load_vectors"] = time.perf_counter() - t
     t = time.perf_counter()
     codes = folder_codes(rows, folders)
+    if settings.verify.enabled is None:  # auto: see VerifySettings
+        imported = manifest.get("weights_id") == IMPORTED_WEIGHTS
+        settings = replace(settings, verify=replace(settings.verify, enabled=not imported))
     threshold, source = resolve_threshold(settings, manifest.get("model"))
     pair_settings = replace(settings.pairs, threshold=threshold)
     candidates, info = find_pairs(vectors, pair_settings, method=settings.search,
@@ -283,7 +287,7 @@ def resolve_threshold(settings: DedupeSettings, model: str | None) -> tuple[floa
         return float(settings.threshold), "given"
     if settings.pairs.threshold != PairSettings().threshold:
         return float(settings.pairs.threshold), "given"
-    return candidate_threshold(model, settings.verify.enabled), "model default"
+    return candidate_threshold(model, settings.verify.enabled is not False), "model default"
 
 
 def subset(pairs: Pairs, mask: np.ndarray) -> Pairs:

@@ -106,7 +106,7 @@ def query_index(
         for h, s in zip(hits[order].tolist(), scores[order].tolist(), strict=True):
             if threshold is None or s >= threshold:
                 results[q].matches.append((loaded.rows[h].path, float(s)))
-    if verify is not None and verify.enabled:
+    if verify is not None and verify.enabled is not False:
         from imgsim_index.verify import candidate_threshold
 
         verify_hits(results, {row.path: row for row in loaded.rows},

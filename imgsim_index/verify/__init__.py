@@ -63,7 +63,9 @@ def candidate_threshold(model: str | None, verify: bool = True) -> float:
 
 @dataclass(frozen=True)
 class VerifySettings:
-    enabled: bool = True
+    # None: on, except for an index of imported vectors (the tool never read those files,
+    # so it has nothing to check them against); True / False: as asked
+    enabled: bool | None = None
     # None: threads in this process, one per core (at most MAX_THREADS); 0: in this process,
     # one at a time; N >= 1: N worker processes
     workers: int | None = None
@@ -255,7 +257,7 @@ def verify_pairs(
     settings = (settings or VerifySettings()).validate()
     progress = progress or NoProgress()
     n = len(pairs)
-    if not settings.enabled:
+    if settings.enabled is False:  # None (auto) is on here: the caller knows no better
         return unverified(n)
     t0 = time.perf_counter()
     msettings = settings.matching()

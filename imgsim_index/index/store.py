@@ -212,8 +212,18 @@ class IndexStore:
         finally:
             self.catalog.close()
             if self._lock_fd is not None:
+                key = os.path.realpath(self.folder)
+                if _HELD_HERE.get(key) == self._lock_fd:  # lent to this process: take back
+                    del _HELD_HERE[key]
                 release_writer_lock(self._lock_fd)
                 self._lock_fd = None
+
+    def lend_lock(self) -> None:
+        """Let `writer_lock` and `open_updater` in this process use this writer's lock until
+        it closes: for a long-running service that runs applies and undos on the same
+        thread as its writes, so they are serialised with them."""
+        assert self.writable and self._lock_fd is not None
+        _HELD_HERE[os.path.realpath(self.folder)] = self._lock_fd
 
     def __enter__(self) -> IndexStore:
         return self

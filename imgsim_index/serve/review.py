@@ -135,7 +135,8 @@ def add_review_routes(app: FastAPI, service: IndexService) -> None:
         if not isinstance(body, dict):
             raise InputError("send a JSON object")
         path = pick_report(output, body.get("report"))
-        return await run_in_threadpool(apply_review, path, body)
+        return await run_in_threadpool(service.on_writer, "apply",
+                                       lambda: apply_review(path, body))
 
     @app.post("/v1/undo")
     async def undo_apply(request: Request) -> dict[str, Any]:
@@ -144,7 +145,7 @@ def add_review_routes(app: FastAPI, service: IndexService) -> None:
 
         body = await read_json(request)
         journal = resolve_inside(str((body or {}).get("journal", "")), [output])
-        result = await run_in_threadpool(undo, journal)
+        result = await run_in_threadpool(service.on_writer, "undo", lambda: undo(journal))
         return {"restored": result.restored,
                 "not_restored": [{"path": r.path, "reason": r.reason}
                                  for r in result.not_restored]}

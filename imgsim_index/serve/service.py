@@ -15,22 +15,24 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from imgsim_index.embed.embedder import Embedder
+from imgsim_index.errors import ActionError
 from imgsim_index.index.store import IndexStore, LoadedVectors
 from imgsim_index.pipeline.build import BuildSettings, build_index, resolve_model
 from imgsim_index.pipeline.dedupe import DedupeSettings, dedupe, folder_codes
 from imgsim_index.pipeline.query import QueryResult, query_index
 from imgsim_index.search import PairSettings
-from imgsim_index.serve.jobs import Job, JobBoard, JobProgress, JobRunner
+from imgsim_index.serve.jobs import CANCELLED, Job, JobBoard, JobProgress, JobRunner
 from imgsim_index.serve.metrics import Metrics
 
 IDENTITY_KEYS = ("model", "dim", "weights_id", "preprocessing")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,7 @@ class IndexService:
     def _open_writer(self) -> None:
         identity = {k: self.manifest.get(k) for k in IDENTITY_KEYS}
         self._store = IndexStore.open_writer(self.index_dir, identity)
+        self._store.lend_lock()  # applies and undos from the review page run on this thread
 
     def _close_writer(self) -> None:
         if self._store is not None:
@@ -155,6 +158,31 @@ class IndexService:
         return pairs, loaded.seq
 
     # -- jobs ---------------------------------------------------------------
+    def on_writer(self, kind: str, fn: Callable[[], T]) -> T:
+        """Run `fn` on the writer thread (serialised with adds, under the service's writer
+        lock) and return its result or raise its exception; for apply and undo."""
+        done = threading.Event()
+        value: list[T] = []
+        error: list[BaseException] = []
+
+        def work(job: Job) -> dict[str, Any]:
+            try:
+                value.append(fn())
+            except BaseException as exc:  # handed to the caller below
+                error.append(exc)
+            finally:
+                done.set()
+            return {}
+
+        job = self.jobs.new(kind)
+        self.writer.submit(job, work)
+        while not done.wait(0.2):
+            if job.state == CANCELLED:  # the service is stopping: the work never ran
+                raise ActionError(f"the service stopped before the {kind} ran; nothing was done")
+        if error:
+            raise error[0]
+        return value[0]
+
     def submit_add(self, paths: Sequence[str]) -> Job:
         job = self.jobs.new("add")
         self.writer.submit(job, lambda j: self._add(j, list(paths)))

@@ -35,8 +35,8 @@ class VerifySettings:
     """Tunables. Pixel values are at the thumbnail scale (long side ``thumb_side``)."""
 
     thumb_side: int = 512  # long side of the grey thumbnail used for alignment and residuals
-    sift_side: int = 384  # long side of the image SIFT runs on (smaller = faster describe)
-    max_features: int = 800  # SIFT keypoints kept per image
+    sift_side: int = 256  # long side of the image SIFT runs on (smaller = faster describe)
+    max_features: int = 400  # SIFT keypoints kept per image
     ratio: float = 0.8  # Lowe ratio test
     ransac_px: float = 3.0  # RANSAC reprojection threshold (thumbnail px)
     min_inliers: int = 12  # fewer RANSAC inliers = no alignment
@@ -56,6 +56,8 @@ class VerifySettings:
     max_hue_deg: float = 25.0  # mean hue change allowed between two colour images
     flat_std: float = 3.0  # overlap grey std below which an image counts as flat
     trim_std: float = 2.5  # a margin row/column is uniform below this grey std
+    ecc_confirm_px: float = 1.5  # ECC moving the sketch map less than this confirms it
+    ecc_start_ncc: float = 0.5  # sketch correlation from which ECC refines a failed sketch map
 
     def validate(self) -> VerifySettings:
         """Return self, or raise ValueError naming the first bad setting."""
@@ -80,6 +82,8 @@ class VerifySettings:
             (0.0 < self.min_overlap <= 1.0, "min_overlap must be in (0, 1]"),
             (0.0 < self.max_hue_deg <= 180.0, "max_hue_deg must be in (0, 180]"),
             (self.flat_std >= 0 and self.trim_std >= 0, "flat_std, trim_std must be >= 0"),
+            (self.ecc_confirm_px >= 0, "ecc_confirm_px must be >= 0"),
+            (0.0 < self.ecc_start_ncc <= 1.0, "ecc_start_ncc must be in (0, 1]"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -324,6 +328,13 @@ def _refine_ecc(a: Features, b: Features, m: np.ndarray) -> np.ndarray | None:
     a_to_b_full = np.linalg.inv(sb) @ np.vstack([w.astype(np.float64), [0, 0, 1]]) @ sa
     b_to_a = np.linalg.inv(a_to_b_full)
     return b_to_a[:2]
+
+
+def _map_shift(m1: np.ndarray, m2: np.ndarray, box: tuple[int, int, int, int]) -> float:
+    """Largest distance (px) between where two b->a maps put the corners of b's box."""
+    x0, y0, x1, y1 = box
+    c = np.array([[x0, y0, 1], [x1, y0, 1], [x1, y1, 1], [x0, y1, 1]], np.float64)
+    return float(np.max(np.hypot(*(c @ (m1 - m2).T).T)))
 
 
 def _flip_matrix(w: int) -> np.ndarray:
@@ -696,7 +707,34 @@ def _compare(a: Features, b: Features, settings: VerifySettings) -> Verdict:
         checks.append((chk, mc, src))
         if chk.copy:
             break
-    if not any(c.copy for c, _, _ in checks):
+    refined: list[np.ndarray] = []  # maps already refined by ECC
+    skip_sift = False
+    if checks and not any(c.copy for c, _, _ in checks):
+        # cheapest next step: refine the best sketch map densely (ECC on 128 px thumbnails,
+        # about a millisecond). A copy turned or cropped slightly aligns here without SIFT;
+        # when ECC keeps the map where the sketches put it, the alignment is confirmed and
+        # the disagreement is in the pictures, so keypoints would find the same map
+        chk0, m0, _ = max(checks, key=lambda t: t[0].score)
+        me = _refine_ecc(a, b, m0)
+        refined.append(m0)
+        if me is not None:
+            shift = _map_shift(m0, me, b.box)
+            nums0["ecc_shift_px"] = shift
+            if shift > settings.ecc_confirm_px:
+                chk = _verify(a, b, me, settings)
+                checks.append((chk, me, "ecc"))
+            skip_sift = shift <= settings.ecc_confirm_px \
+                and chk0.numbers.get("overlap", 0.0) >= settings.min_overlap
+    elif not checks and ncc[best_k] >= settings.ecc_start_ncc:
+        # the sketches agree too little to verify their box-to-box map as it is (a turn filled
+        # the corners, a crop moved the content): ECC refines it; kept only when it passes
+        me = _refine_ecc(a, b, _dihedral_matrix(best_k, a.box, b.box))
+        if me is not None:
+            chk = _verify(a, b, me, settings)
+            checks.append((chk, me, "ecc"))
+            if not chk.copy:
+                checks.pop()  # SIFT decides; this map stays a candidate only when it passed
+    if not skip_sift and not any(c.copy for c, _, _ in checks):
         kp_a, d_a = a.keypoints(settings)
         m, n_in = _match(kp_a, d_a, *b.keypoints(settings), settings)
         nums0["inliers"] = float(n_in)
@@ -721,7 +759,7 @@ def _compare(a: Features, b: Features, settings: VerifySettings) -> Verdict:
             # no keypoints to align by (smooth pictures): the box-to-box maps cannot rotate,
             # so a copy turned by a few degrees is refined from the best of them
             _, m0, _ = max(checks, key=lambda t: t[0].score)
-            me = _refine_ecc(a, b, m0)
+            me = None if any(m0 is r for r in refined) else _refine_ecc(a, b, m0)
             if me is not None:
                 checks.append((_verify(a, b, me, settings), me, "ecc"))
     if not checks:

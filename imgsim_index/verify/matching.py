@@ -375,9 +375,9 @@ def _apply_curve(x: np.ndarray, curve: np.ndarray) -> np.ndarray:
 
 def _tone_curve(src: np.ndarray, dst: np.ndarray, bins: int = 64) -> np.ndarray:
     """256-entry monotone curve mapping src grey levels onto dst (fitted on masked pixels)."""
-    q = (src.astype(np.int32) * bins) // 256
+    q = (src.astype(np.int32) * bins) // 256 if 256 % bins else src // (256 // bins)
     cnt = np.bincount(q, minlength=bins).astype(np.float64)
-    tot = np.bincount(q, weights=dst.astype(np.float64), minlength=bins)
+    tot = np.bincount(q, weights=dst, minlength=bins)
     mean = np.where(cnt > 0, tot / np.maximum(cnt, 1), 0.0)
     used = cnt > 0
     if not used.any():
@@ -452,12 +452,15 @@ def _hue_change(fa: Features, fb: Features, m: np.ndarray, swap: bool) -> float:
         return -1.0
     ha = np.arctan2(a[..., 1][sel], a[..., 0][sel])
     hb = np.arctan2(b[..., 1][sel], b[..., 0][sel])
-    d = np.abs(np.angle(np.exp(1j * (ha - hb))))
+    d = np.abs(np.remainder(ha - hb + np.pi, 2 * np.pi) - np.pi)
     return float(np.degrees(np.average(d, weights=np.minimum(ca[sel], cb[sel]))))
 
 
-def _verify(fa: Features, fb: Features, m: np.ndarray, settings: VerifySettings) -> _Check:
-    """Check a 2x3 map m (b thumbnail px -> a thumbnail px)."""
+def _verify(fa: Features, fb: Features, m: np.ndarray, settings: VerifySettings,
+            blurs: dict[tuple[int, float], np.ndarray] | None = None) -> _Check:
+    """Check a 2x3 map m (b thumbnail px -> a thumbnail px). blurs: blurred thumbnails
+    shared by the checks of one comparison."""
+    blurs = {} if blurs is None else blurs
     m3 = np.vstack([m, [0, 0, 1]])
     lin = m[:, :2]
     det = float(np.linalg.det(lin))
@@ -516,18 +519,27 @@ def _verify(fa: Features, fb: Features, m: np.ndarray, settings: VerifySettings)
         return _Check(same, 0.0 if same else 1.0, 0.0, nums,
                       ["flat images" if same else "flat images of different tone"])
     # tone curve on lightly smoothed images, then the blur that best explains the other image
-    ga, gb = cv2.GaussianBlur(ga0, (0, 0), 0.8), cv2.GaussianBlur(gb0, (0, 0), 0.8)
-    curve = _tone_curve(np.clip(gb[vm], 0, 255).astype(np.uint8), ga[vm])
+    idx = np.flatnonzero(vm)  # overlap pixels, raster order (img.ravel().take(idx) = img[vm])
+
+    def dst_blur(sigma: float) -> np.ndarray:  # the unwarped image's blurs: one per compare
+        key = (id(dst), sigma)
+        if key not in blurs:
+            blurs[key] = cv2.GaussianBlur(ga0, (0, 0), sigma)
+        return blurs[key]
+
+    ga, gb = dst_blur(0.8), cv2.GaussianBlur(gb0, (0, 0), 0.8)
+    ga_v, gb_v = ga.ravel().take(idx), gb.ravel().take(idx)
+    curve = _tone_curve(np.clip(gb_v, 0, 255).astype(np.uint8), ga_v)
     best: tuple[float, float, np.ndarray, np.ndarray] = (np.inf, 0.0, ga, gb)
-    yy_gb = _apply_curve(gb[vm], curve)
+    yy_gb = _apply_curve(gb_v, curve)
     for sigma in (0.0, 1.0, 2.0, 3.0):
         for which in ((0, 1) if sigma > 0 else (0,)):
-            x = cv2.GaussianBlur(ga0, (0, 0), float(np.hypot(sigma, 0.8))) if which == 0 and sigma \
-                else ga
-            y = cv2.GaussianBlur(gb0, (0, 0), float(np.hypot(sigma, 0.8))) if which == 1 and sigma \
-                else gb
-            yy = _apply_curve(y[vm], curve) if y is not gb else yy_gb
-            err = float(np.mean(np.abs(x[vm] - yy)))
+            sig = float(np.hypot(sigma, 0.8))
+            x = dst_blur(sig) if which == 0 and sigma else ga
+            y = cv2.GaussianBlur(gb0, (0, 0), sig) if which == 1 and sigma else gb
+            yy = _apply_curve(y.ravel().take(idx), curve) if y is not gb else yy_gb
+            xv = x.ravel().take(idx) if x is not ga else ga_v
+            err = float(np.mean(np.abs(xv - yy)))
             if err < best[0] * 0.97:
                 best = (err, sigma if which == 0 else -sigma, x, y)
     _, blur_sig, ga, gb = best
@@ -688,6 +700,7 @@ def _compare(a: Features, b: Features, settings: VerifySettings) -> Verdict:
     if a.shape == b.shape and a.pixel_hash == b.pixel_hash:
         return Verdict("exact", "same decoded pixels", {})
     cands: list[tuple[str, np.ndarray, float]] = []
+    blurs: dict[tuple[int, float], np.ndarray] = {}
     ncc = [float((a.sketch * _dihedral(b.sketch, k)).sum()) for k in range(8)]
     order = sorted(range(8), key=lambda k: -ncc[k])
     best_k = order[0]
@@ -703,7 +716,7 @@ def _compare(a: Features, b: Features, settings: VerifySettings) -> Verdict:
     nums0: dict[str, float] = {"sketch_ncc": ncc[best_k]}
     checks: list[tuple[_Check, np.ndarray, str]] = []
     for src, mc, _ in cands:
-        chk = _verify(a, b, mc, settings)
+        chk = _verify(a, b, mc, settings, blurs)
         checks.append((chk, mc, src))
         if chk.copy:
             break
@@ -721,7 +734,7 @@ def _compare(a: Features, b: Features, settings: VerifySettings) -> Verdict:
             shift = _map_shift(m0, me, b.box)
             nums0["ecc_shift_px"] = shift
             if shift > settings.ecc_confirm_px:
-                chk = _verify(a, b, me, settings)
+                chk = _verify(a, b, me, settings, blurs)
                 checks.append((chk, me, "ecc"))
             skip_sift = shift <= settings.ecc_confirm_px \
                 and chk0.numbers.get("overlap", 0.0) >= settings.min_overlap
@@ -730,7 +743,7 @@ def _compare(a: Features, b: Features, settings: VerifySettings) -> Verdict:
         # the corners, a crop moved the content): ECC refines it; kept only when it passes
         me = _refine_ecc(a, b, _dihedral_matrix(best_k, a.box, b.box))
         if me is not None:
-            chk = _verify(a, b, me, settings)
+            chk = _verify(a, b, me, settings, blurs)
             checks.append((chk, me, "ecc"))
             if not chk.copy:
                 checks.pop()  # SIFT decides; this map stays a candidate only when it passed
@@ -748,20 +761,20 @@ def _compare(a: Features, b: Features, settings: VerifySettings) -> Verdict:
                 nums0["inliers"] = float(nf)
         nums0["tried_mirror"] = float(tried_flip)
         if m is not None:
-            chk = _verify(a, b, m, settings)
+            chk = _verify(a, b, m, settings, blurs)
             checks.append((chk, m, "sift"))
         elif ncc[best_k] >= settings.sketch_ncc:
             score, mt = _template(a, b, best_k)
             nums0["template_ncc"] = score
             if score >= settings.sketch_ncc:
-                checks.append((_verify(a, b, mt, settings), mt, "template"))
+                checks.append((_verify(a, b, mt, settings, blurs), mt, "template"))
         if m is None and checks and not any(c.copy for c, _, _ in checks):
             # no keypoints to align by (smooth pictures): the box-to-box maps cannot rotate,
             # so a copy turned by a few degrees is refined from the best of them
             _, m0, _ = max(checks, key=lambda t: t[0].score)
             me = None if any(m0 is r for r in refined) else _refine_ecc(a, b, m0)
             if me is not None:
-                checks.append((_verify(a, b, me, settings), me, "ecc"))
+                checks.append((_verify(a, b, me, settings, blurs), me, "ecc"))
     if not checks:
         return Verdict("other_shot", "no alignment", nums0)
     chk, m, src = max(checks, key=lambda t: (t[0].copy, t[0].score))

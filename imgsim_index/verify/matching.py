@@ -20,6 +20,7 @@ compare() decides, for two Features:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import threading
 from dataclasses import dataclass, field
@@ -57,6 +58,9 @@ class VerifySettings:
     flat_std: float = 3.0  # overlap grey std below which an image counts as flat
     trim_std: float = 2.5  # a margin row/column is uniform below this grey std
     ecc_confirm_px: float = 1.5  # ECC moving the sketch map less than this confirms it
+    # each map is first checked at half the thumbnail size (blocks of block / 2); one that
+    # fails there by this factor on any limit is rejected without the full-size check
+    coarse_margin: float = 2.0  # 0: no coarse check
     ecc_start_ncc: float = 0.5  # sketch correlation from which ECC refines a failed sketch map
 
     def validate(self) -> VerifySettings:
@@ -83,6 +87,8 @@ class VerifySettings:
             (0.0 < self.max_hue_deg <= 180.0, "max_hue_deg must be in (0, 180]"),
             (self.flat_std >= 0 and self.trim_std >= 0, "flat_std, trim_std must be >= 0"),
             (self.ecc_confirm_px >= 0, "ecc_confirm_px must be >= 0"),
+            (self.coarse_margin == 0 or self.coarse_margin >= 1,
+             "coarse_margin must be 0 (off) or >= 1"),
             (0.0 < self.ecc_start_ncc <= 1.0, "ecc_start_ncc must be in (0, 1]"),
         ]
         for ok, msg in checks:
@@ -111,6 +117,24 @@ class Features:
     # kept: key "d" or "m" (of the mirrored thumbnail) + the settings they depend on
     sift_cache: dict[str, tuple[np.ndarray, np.ndarray]] = field(
         default_factory=dict, repr=False, compare=False)
+
+    derived: dict[str, Features] = field(default_factory=dict, repr=False, compare=False)
+
+    def half(self) -> Features:
+        """This image at half the thumbnail size (for the coarse check), cached."""
+        if "half" not in self.derived:
+            h, w = self.grey.shape
+            size = (max(1, w // 2), max(1, h // 2))
+            csize = (max(1, size[0] // 2), max(1, size[1] // 2))
+            fx, fy = size[0] / w, size[1] / h
+            x0, y0, x1, y1 = self.box
+            self.derived["half"] = Features(
+                shape=self.shape, digest=self.digest, pixel_hash=self.pixel_hash,
+                grey=cv2.resize(self.grey, size, interpolation=cv2.INTER_AREA),
+                chroma=cv2.resize(self.chroma, csize, interpolation=cv2.INTER_AREA),
+                box=(int(x0 * fx), int(y0 * fy), int(np.ceil(x1 * fx)), int(np.ceil(y1 * fy))),
+                sketch=self.sketch, colourful=self.colourful)
+        return self.derived["half"]
 
     @property
     def scale(self) -> float:
@@ -589,6 +613,9 @@ def _verify(fa: Features, fb: Features, m: np.ndarray, settings: VerifySettings,
     differing = float(rest.sum()) / n_used
     comps = _components(rest)
     nums["largest_region"] = max((c[4] for c in comps), default=0) / n_used
+    # shaped like a text band (the coarse check leaves such a region to the full one)
+    nums["band_shaped"] = float(any(c[3] <= max(3, round(settings.band_rows * hb))
+                                    and c[2] >= 2 * c[3] for c in comps))
     nums["regions"] = float(len(comps))
     overlay_share = overlay / n_used
     if overlay_share > settings.max_overlay:
@@ -611,6 +638,37 @@ def _verify(fa: Features, fb: Features, m: np.ndarray, settings: VerifySettings,
         words.append(f"text/overlay on {overlay_share:.0%}")
     score = overlap - differing - 0.01 * med
     return _Check(copy, differing, score, nums, words)
+
+
+def _to_half(f: Features, h: Features) -> np.ndarray:
+    """3x3 map from f's thumbnail px to its half-size thumbnail px (pixel centres)."""
+    sx, sy = h.grey.shape[1] / f.grey.shape[1], h.grey.shape[0] / f.grey.shape[0]
+    return np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1]])
+
+
+def _clearly_other(c: _Check, s: VerifySettings) -> bool:
+    n, k = c.numbers, s.coarse_margin
+    regions = not n.get("band_shaped") and (c.differing > k * s.max_differing
+                                            or n.get("largest_region", 0.0) > k * s.max_region)
+    return (n.get("overlap", 1.0) < s.min_overlap or regions
+            or n.get("block_median", 0.0) > k * s.max_block_median
+            or n.get("tone_dev", 0.0) > k * s.max_tone_dev
+            or n.get("hue_change_deg", -1.0) > k * s.max_hue_deg)
+
+
+def _check(fa: Features, fb: Features, m: np.ndarray, settings: VerifySettings,
+           blurs: dict[tuple[int, float], np.ndarray]) -> _Check:
+    """_verify, after a check at half size (a quarter of the pixels) that rejects a map
+    failing there by coarse_margin; a map that passes, or fails narrowly, gets the full check."""
+    if settings.coarse_margin and min(fa.grey.shape + fb.grey.shape) >= 8 * settings.block:
+        ha, hb = fa.half(), fb.half()
+        mh = (_to_half(fa, ha) @ np.vstack([m, [0, 0, 1]]) @ np.linalg.inv(_to_half(fb, hb)))
+        coarse = dataclasses.replace(settings, block=max(4, settings.block // 2))
+        c = _verify(ha, hb, mh[:2], coarse, blurs)
+        if not c.copy and _clearly_other(c, settings):
+            c.numbers["coarse"] = 1.0
+            return c
+    return _verify(fa, fb, m, settings, blurs)
 
 
 # ---------------------------------------------------------------- evidence
@@ -716,7 +774,7 @@ def _compare(a: Features, b: Features, settings: VerifySettings) -> Verdict:
     nums0: dict[str, float] = {"sketch_ncc": ncc[best_k]}
     checks: list[tuple[_Check, np.ndarray, str]] = []
     for src, mc, _ in cands:
-        chk = _verify(a, b, mc, settings, blurs)
+        chk = _check(a, b, mc, settings, blurs)
         checks.append((chk, mc, src))
         if chk.copy:
             break
@@ -734,7 +792,7 @@ def _compare(a: Features, b: Features, settings: VerifySettings) -> Verdict:
             shift = _map_shift(m0, me, b.box)
             nums0["ecc_shift_px"] = shift
             if shift > settings.ecc_confirm_px:
-                chk = _verify(a, b, me, settings, blurs)
+                chk = _check(a, b, me, settings, blurs)
                 checks.append((chk, me, "ecc"))
             skip_sift = shift <= settings.ecc_confirm_px \
                 and chk0.numbers.get("overlap", 0.0) >= settings.min_overlap
@@ -743,7 +801,7 @@ def _compare(a: Features, b: Features, settings: VerifySettings) -> Verdict:
         # the corners, a crop moved the content): ECC refines it; kept only when it passes
         me = _refine_ecc(a, b, _dihedral_matrix(best_k, a.box, b.box))
         if me is not None:
-            chk = _verify(a, b, me, settings, blurs)
+            chk = _check(a, b, me, settings, blurs)
             checks.append((chk, me, "ecc"))
             if not chk.copy:
                 checks.pop()  # SIFT decides; this map stays a candidate only when it passed
@@ -761,20 +819,20 @@ def _compare(a: Features, b: Features, settings: VerifySettings) -> Verdict:
                 nums0["inliers"] = float(nf)
         nums0["tried_mirror"] = float(tried_flip)
         if m is not None:
-            chk = _verify(a, b, m, settings, blurs)
+            chk = _check(a, b, m, settings, blurs)
             checks.append((chk, m, "sift"))
         elif ncc[best_k] >= settings.sketch_ncc:
             score, mt = _template(a, b, best_k)
             nums0["template_ncc"] = score
             if score >= settings.sketch_ncc:
-                checks.append((_verify(a, b, mt, settings, blurs), mt, "template"))
+                checks.append((_check(a, b, mt, settings, blurs), mt, "template"))
         if m is None and checks and not any(c.copy for c, _, _ in checks):
             # no keypoints to align by (smooth pictures): the box-to-box maps cannot rotate,
             # so a copy turned by a few degrees is refined from the best of them
             _, m0, _ = max(checks, key=lambda t: t[0].score)
             me = None if any(m0 is r for r in refined) else _refine_ecc(a, b, m0)
             if me is not None:
-                checks.append((_verify(a, b, me, settings, blurs), me, "ecc"))
+                checks.append((_check(a, b, me, settings, blurs), me, "ecc"))
     if not checks:
         return Verdict("other_shot", "no alignment", nums0)
     chk, m, src = max(checks, key=lambda t: (t[0].copy, t[0].score))

@@ -36,8 +36,8 @@ class VerifySettings:
     """Tunables. Pixel values are at the thumbnail scale (long side ``thumb_side``)."""
 
     thumb_side: int = 512  # long side of the grey thumbnail used for alignment and residuals
-    sift_side: int = 256  # long side of the image SIFT runs on (smaller = faster describe)
-    max_features: int = 400  # SIFT keypoints kept per image
+    sift_side: int = 384  # long side of the image SIFT runs on (smaller = faster describe)
+    max_features: int = 800  # SIFT keypoints kept per image
     ratio: float = 0.8  # Lowe ratio test
     ransac_px: float = 3.0  # RANSAC reprojection threshold (thumbnail px)
     min_inliers: int = 12  # fewer RANSAC inliers = no alignment

@@ -8,13 +8,16 @@ compare() decides, for two Features:
 1. ``exact``: equal content digest, or equal shape and equal pixel hash.
 2. Geometry candidates: the 8 dihedral transforms (mirror x rot90) tried on the 32x32 sketches
    of the content boxes (cheap, covers exact / mirrored / rotated / resized / bordered copies),
-   then SIFT + RANSAC restricted to a similarity (mirrored features tried when needed).
+   then ECC refinement of the best of those maps (turned or slightly cropped copies; a map
+   ECC leaves in place is confirmed and needs no keypoints), then SIFT + RANSAC restricted
+   to a similarity (mirrored features tried when needed).
 3. For each candidate the image with the smaller footprint is warped onto the other; the
    sharper one is blurred to match, one monotone tone curve (isotonic fit of grey levels)
    maps one onto the other, and the residual is measured per 16-px block where both images
    have content. Blocks far above the noise level "differ"; thin horizontal bands of
    differing blocks are taken as a text overlay. A hue check stops a colour redesign from
    being explained by the grey tone curve.
+   Each map is checked at half size first; a clear failure there ends its check.
 4. ``copy`` when (almost) nothing differs, else ``other_shot`` with the differing share.
 """
 

@@ -131,3 +131,30 @@ def test_turned_copy_with_filled_corners(seed: int, size: tuple[int, int], degre
     assert v.match == "copy", v
     assert v.evidence.startswith(f"rotated {degrees} deg, corners filled, B resized to 9"), v
     assert "cropped" not in v.evidence and v.numbers["fill_share"] > 0
+
+
+def test_turned_copy_aligned_without_keypoints(photo: np.ndarray) -> None:
+    """A copy turned by 2 degrees is aligned by refining the sketches' map (ECC): no SIFT."""
+    a = mt.describe(photo, sift=False)
+    turned = cv2.warpAffine(photo, cv2.getRotationMatrix2D((255.5, 255.5), 2.0, 1.0), (512, 512))
+    b = mt.describe(jpeg(turned, 90), sift=False)
+    v = mt.compare(a, b)
+    assert v.match == "copy" and "rotated 2 deg" in v.evidence, v
+    assert "inliers" not in v.numbers
+    assert a.sift_cache == {} and b.sift_cache == {}
+
+
+def test_moved_subject_rejected_at_half_size(photo: np.ndarray) -> None:
+    """A clear other shot fails the half-size check; the sketch map, confirmed by ECC, needs
+    no keypoints; the same verdict as with the coarse check and ECC confirmation off."""
+    moved = photo.copy()
+    moved[128:256, 160:288] = photo[128:256, 100:228]
+    a, b = mt.describe(photo, sift=False), mt.describe(moved, sift=False)
+    v = mt.compare(a, b)
+    assert v.match == "other_shot" and v.numbers["coarse"] == 1.0, v
+    assert a.sift_cache == {} and b.sift_cache == {}
+    full = mt.VerifySettings(coarse_margin=0.0, ecc_confirm_px=0.0)
+    w = mt.compare(mt.describe(photo), mt.describe(moved), full)
+    assert w.match == "other_shot" and "coarse" not in w.numbers, w
+    with pytest.raises(ValueError, match="coarse_margin"):
+        mt.VerifySettings(coarse_margin=0.5).validate()

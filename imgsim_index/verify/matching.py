@@ -8,18 +8,22 @@ compare() decides, for two Features:
 1. ``exact``: equal content digest, or equal shape and equal pixel hash.
 2. Geometry candidates: the 8 dihedral transforms (mirror x rot90) tried on the 32x32 sketches
    of the content boxes (cheap, covers exact / mirrored / rotated / resized / bordered copies),
-   then SIFT + RANSAC restricted to a similarity (mirrored features tried when needed).
+   then ECC refinement of the best of those maps (turned or slightly cropped copies; a map
+   ECC leaves in place is confirmed and needs no keypoints), then SIFT + RANSAC restricted
+   to a similarity (mirrored features tried when needed).
 3. For each candidate the image with the smaller footprint is warped onto the other; the
    sharper one is blurred to match, one monotone tone curve (isotonic fit of grey levels)
    maps one onto the other, and the residual is measured per 16-px block where both images
    have content. Blocks far above the noise level "differ"; thin horizontal bands of
    differing blocks are taken as a text overlay. A hue check stops a colour redesign from
    being explained by the grey tone curve.
+   Each map is checked at half size first; a clear failure there ends its check.
 4. ``copy`` when (almost) nothing differs, else ``other_shot`` with the differing share.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import threading
 from dataclasses import dataclass, field
@@ -56,6 +60,11 @@ class VerifySettings:
     max_hue_deg: float = 25.0  # mean hue change allowed between two colour images
     flat_std: float = 3.0  # overlap grey std below which an image counts as flat
     trim_std: float = 2.5  # a margin row/column is uniform below this grey std
+    ecc_confirm_px: float = 1.5  # ECC moving the sketch map less than this confirms it
+    # each map is first checked at half the thumbnail size (blocks of block / 2); one that
+    # fails there by this factor on any limit is rejected without the full-size check
+    coarse_margin: float = 2.0  # 0: no coarse check
+    ecc_start_ncc: float = 0.5  # sketch correlation from which ECC refines a failed sketch map
 
     def validate(self) -> VerifySettings:
         """Return self, or raise ValueError naming the first bad setting."""
@@ -80,6 +89,10 @@ class VerifySettings:
             (0.0 < self.min_overlap <= 1.0, "min_overlap must be in (0, 1]"),
             (0.0 < self.max_hue_deg <= 180.0, "max_hue_deg must be in (0, 180]"),
             (self.flat_std >= 0 and self.trim_std >= 0, "flat_std, trim_std must be >= 0"),
+            (self.ecc_confirm_px >= 0, "ecc_confirm_px must be >= 0"),
+            (self.coarse_margin == 0 or self.coarse_margin >= 1,
+             "coarse_margin must be 0 (off) or >= 1"),
+            (0.0 < self.ecc_start_ncc <= 1.0, "ecc_start_ncc must be in (0, 1]"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -107,6 +120,24 @@ class Features:
     # kept: key "d" or "m" (of the mirrored thumbnail) + the settings they depend on
     sift_cache: dict[str, tuple[np.ndarray, np.ndarray]] = field(
         default_factory=dict, repr=False, compare=False)
+
+    derived: dict[str, Features] = field(default_factory=dict, repr=False, compare=False)
+
+    def half(self) -> Features:
+        """This image at half the thumbnail size (for the coarse check), cached."""
+        if "half" not in self.derived:
+            h, w = self.grey.shape
+            size = (max(1, w // 2), max(1, h // 2))
+            csize = (max(1, size[0] // 2), max(1, size[1] // 2))
+            fx, fy = size[0] / w, size[1] / h
+            x0, y0, x1, y1 = self.box
+            self.derived["half"] = Features(
+                shape=self.shape, digest=self.digest, pixel_hash=self.pixel_hash,
+                grey=cv2.resize(self.grey, size, interpolation=cv2.INTER_AREA),
+                chroma=cv2.resize(self.chroma, csize, interpolation=cv2.INTER_AREA),
+                box=(int(x0 * fx), int(y0 * fy), int(np.ceil(x1 * fx)), int(np.ceil(y1 * fy))),
+                sketch=self.sketch, colourful=self.colourful)
+        return self.derived["half"]
 
     @property
     def scale(self) -> float:
@@ -326,6 +357,13 @@ def _refine_ecc(a: Features, b: Features, m: np.ndarray) -> np.ndarray | None:
     return b_to_a[:2]
 
 
+def _map_shift(m1: np.ndarray, m2: np.ndarray, box: tuple[int, int, int, int]) -> float:
+    """Largest distance (px) between where two b->a maps put the corners of b's box."""
+    x0, y0, x1, y1 = box
+    c = np.array([[x0, y0, 1], [x1, y0, 1], [x1, y1, 1], [x0, y1, 1]], np.float64)
+    return float(np.max(np.hypot(*(c @ (m1 - m2).T).T)))
+
+
 def _flip_matrix(w: int) -> np.ndarray:
     return np.array([[-1.0, 0.0, w - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
 
@@ -364,9 +402,9 @@ def _apply_curve(x: np.ndarray, curve: np.ndarray) -> np.ndarray:
 
 def _tone_curve(src: np.ndarray, dst: np.ndarray, bins: int = 64) -> np.ndarray:
     """256-entry monotone curve mapping src grey levels onto dst (fitted on masked pixels)."""
-    q = (src.astype(np.int32) * bins) // 256
+    q = (src.astype(np.int32) * bins) // 256 if 256 % bins else src // (256 // bins)
     cnt = np.bincount(q, minlength=bins).astype(np.float64)
-    tot = np.bincount(q, weights=dst.astype(np.float64), minlength=bins)
+    tot = np.bincount(q, weights=dst, minlength=bins)
     mean = np.where(cnt > 0, tot / np.maximum(cnt, 1), 0.0)
     used = cnt > 0
     if not used.any():
@@ -441,12 +479,15 @@ def _hue_change(fa: Features, fb: Features, m: np.ndarray, swap: bool) -> float:
         return -1.0
     ha = np.arctan2(a[..., 1][sel], a[..., 0][sel])
     hb = np.arctan2(b[..., 1][sel], b[..., 0][sel])
-    d = np.abs(np.angle(np.exp(1j * (ha - hb))))
+    d = np.abs(np.remainder(ha - hb + np.pi, 2 * np.pi) - np.pi)
     return float(np.degrees(np.average(d, weights=np.minimum(ca[sel], cb[sel]))))
 
 
-def _verify(fa: Features, fb: Features, m: np.ndarray, settings: VerifySettings) -> _Check:
-    """Check a 2x3 map m (b thumbnail px -> a thumbnail px)."""
+def _verify(fa: Features, fb: Features, m: np.ndarray, settings: VerifySettings,
+            blurs: dict[tuple[int, float], np.ndarray] | None = None) -> _Check:
+    """Check a 2x3 map m (b thumbnail px -> a thumbnail px). blurs: blurred thumbnails
+    shared by the checks of one comparison."""
+    blurs = {} if blurs is None else blurs
     m3 = np.vstack([m, [0, 0, 1]])
     lin = m[:, :2]
     det = float(np.linalg.det(lin))
@@ -505,18 +546,27 @@ def _verify(fa: Features, fb: Features, m: np.ndarray, settings: VerifySettings)
         return _Check(same, 0.0 if same else 1.0, 0.0, nums,
                       ["flat images" if same else "flat images of different tone"])
     # tone curve on lightly smoothed images, then the blur that best explains the other image
-    ga, gb = cv2.GaussianBlur(ga0, (0, 0), 0.8), cv2.GaussianBlur(gb0, (0, 0), 0.8)
-    curve = _tone_curve(np.clip(gb[vm], 0, 255).astype(np.uint8), ga[vm])
+    idx = np.flatnonzero(vm)  # overlap pixels, raster order (img.ravel().take(idx) = img[vm])
+
+    def dst_blur(sigma: float) -> np.ndarray:  # the unwarped image's blurs: one per compare
+        key = (id(dst), sigma)
+        if key not in blurs:
+            blurs[key] = cv2.GaussianBlur(ga0, (0, 0), sigma)
+        return blurs[key]
+
+    ga, gb = dst_blur(0.8), cv2.GaussianBlur(gb0, (0, 0), 0.8)
+    ga_v, gb_v = ga.ravel().take(idx), gb.ravel().take(idx)
+    curve = _tone_curve(np.clip(gb_v, 0, 255).astype(np.uint8), ga_v)
     best: tuple[float, float, np.ndarray, np.ndarray] = (np.inf, 0.0, ga, gb)
-    yy_gb = _apply_curve(gb[vm], curve)
+    yy_gb = _apply_curve(gb_v, curve)
     for sigma in (0.0, 1.0, 2.0, 3.0):
         for which in ((0, 1) if sigma > 0 else (0,)):
-            x = cv2.GaussianBlur(ga0, (0, 0), float(np.hypot(sigma, 0.8))) if which == 0 and sigma \
-                else ga
-            y = cv2.GaussianBlur(gb0, (0, 0), float(np.hypot(sigma, 0.8))) if which == 1 and sigma \
-                else gb
-            yy = _apply_curve(y[vm], curve) if y is not gb else yy_gb
-            err = float(np.mean(np.abs(x[vm] - yy)))
+            sig = float(np.hypot(sigma, 0.8))
+            x = dst_blur(sig) if which == 0 and sigma else ga
+            y = cv2.GaussianBlur(gb0, (0, 0), sig) if which == 1 and sigma else gb
+            yy = _apply_curve(y.ravel().take(idx), curve) if y is not gb else yy_gb
+            xv = x.ravel().take(idx) if x is not ga else ga_v
+            err = float(np.mean(np.abs(xv - yy)))
             if err < best[0] * 0.97:
                 best = (err, sigma if which == 0 else -sigma, x, y)
     _, blur_sig, ga, gb = best
@@ -566,6 +616,9 @@ def _verify(fa: Features, fb: Features, m: np.ndarray, settings: VerifySettings)
     differing = float(rest.sum()) / n_used
     comps = _components(rest)
     nums["largest_region"] = max((c[4] for c in comps), default=0) / n_used
+    # shaped like a text band (the coarse check leaves such a region to the full one)
+    nums["band_shaped"] = float(any(c[3] <= max(3, round(settings.band_rows * hb))
+                                    and c[2] >= 2 * c[3] for c in comps))
     nums["regions"] = float(len(comps))
     overlay_share = overlay / n_used
     if overlay_share > settings.max_overlay:
@@ -588,6 +641,37 @@ def _verify(fa: Features, fb: Features, m: np.ndarray, settings: VerifySettings)
         words.append(f"text/overlay on {overlay_share:.0%}")
     score = overlap - differing - 0.01 * med
     return _Check(copy, differing, score, nums, words)
+
+
+def _to_half(f: Features, h: Features) -> np.ndarray:
+    """3x3 map from f's thumbnail px to its half-size thumbnail px (pixel centres)."""
+    sx, sy = h.grey.shape[1] / f.grey.shape[1], h.grey.shape[0] / f.grey.shape[0]
+    return np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1]])
+
+
+def _clearly_other(c: _Check, s: VerifySettings) -> bool:
+    n, k = c.numbers, s.coarse_margin
+    regions = not n.get("band_shaped") and (c.differing > k * s.max_differing
+                                            or n.get("largest_region", 0.0) > k * s.max_region)
+    return (n.get("overlap", 1.0) < s.min_overlap or regions
+            or n.get("block_median", 0.0) > k * s.max_block_median
+            or n.get("tone_dev", 0.0) > k * s.max_tone_dev
+            or n.get("hue_change_deg", -1.0) > k * s.max_hue_deg)
+
+
+def _check(fa: Features, fb: Features, m: np.ndarray, settings: VerifySettings,
+           blurs: dict[tuple[int, float], np.ndarray]) -> _Check:
+    """_verify, after a check at half size (a quarter of the pixels) that rejects a map
+    failing there by coarse_margin; a map that passes, or fails narrowly, gets the full check."""
+    if settings.coarse_margin and min(fa.grey.shape + fb.grey.shape) >= 8 * settings.block:
+        ha, hb = fa.half(), fb.half()
+        mh = (_to_half(fa, ha) @ np.vstack([m, [0, 0, 1]]) @ np.linalg.inv(_to_half(fb, hb)))
+        coarse = dataclasses.replace(settings, block=max(4, settings.block // 2))
+        c = _verify(ha, hb, mh[:2], coarse, blurs)
+        if not c.copy and _clearly_other(c, settings):
+            c.numbers["coarse"] = 1.0
+            return c
+    return _verify(fa, fb, m, settings, blurs)
 
 
 # ---------------------------------------------------------------- evidence
@@ -677,6 +761,7 @@ def _compare(a: Features, b: Features, settings: VerifySettings) -> Verdict:
     if a.shape == b.shape and a.pixel_hash == b.pixel_hash:
         return Verdict("exact", "same decoded pixels", {})
     cands: list[tuple[str, np.ndarray, float]] = []
+    blurs: dict[tuple[int, float], np.ndarray] = {}
     ncc = [float((a.sketch * _dihedral(b.sketch, k)).sum()) for k in range(8)]
     order = sorted(range(8), key=lambda k: -ncc[k])
     best_k = order[0]
@@ -692,11 +777,38 @@ def _compare(a: Features, b: Features, settings: VerifySettings) -> Verdict:
     nums0: dict[str, float] = {"sketch_ncc": ncc[best_k]}
     checks: list[tuple[_Check, np.ndarray, str]] = []
     for src, mc, _ in cands:
-        chk = _verify(a, b, mc, settings)
+        chk = _check(a, b, mc, settings, blurs)
         checks.append((chk, mc, src))
         if chk.copy:
             break
-    if not any(c.copy for c, _, _ in checks):
+    refined: list[np.ndarray] = []  # maps already refined by ECC
+    skip_sift = False
+    if checks and not any(c.copy for c, _, _ in checks):
+        # cheapest next step: refine the best sketch map densely (ECC on 128 px thumbnails,
+        # about a millisecond). A copy turned or cropped slightly aligns here without SIFT;
+        # when ECC keeps the map where the sketches put it, the alignment is confirmed and
+        # the disagreement is in the pictures, so keypoints would find the same map
+        chk0, m0, _ = max(checks, key=lambda t: t[0].score)
+        me = _refine_ecc(a, b, m0)
+        refined.append(m0)
+        if me is not None:
+            shift = _map_shift(m0, me, b.box)
+            nums0["ecc_shift_px"] = shift
+            if shift > settings.ecc_confirm_px:
+                chk = _check(a, b, me, settings, blurs)
+                checks.append((chk, me, "ecc"))
+            skip_sift = shift <= settings.ecc_confirm_px \
+                and chk0.numbers.get("overlap", 0.0) >= settings.min_overlap
+    elif not checks and ncc[best_k] >= settings.ecc_start_ncc:
+        # the sketches agree too little to verify their box-to-box map as it is (a turn filled
+        # the corners, a crop moved the content): ECC refines it; kept only when it passes
+        me = _refine_ecc(a, b, _dihedral_matrix(best_k, a.box, b.box))
+        if me is not None:
+            chk = _check(a, b, me, settings, blurs)
+            checks.append((chk, me, "ecc"))
+            if not chk.copy:
+                checks.pop()  # SIFT decides; this map stays a candidate only when it passed
+    if not skip_sift and not any(c.copy for c, _, _ in checks):
         kp_a, d_a = a.keypoints(settings)
         m, n_in = _match(kp_a, d_a, *b.keypoints(settings), settings)
         nums0["inliers"] = float(n_in)
@@ -710,20 +822,20 @@ def _compare(a: Features, b: Features, settings: VerifySettings) -> Verdict:
                 nums0["inliers"] = float(nf)
         nums0["tried_mirror"] = float(tried_flip)
         if m is not None:
-            chk = _verify(a, b, m, settings)
+            chk = _check(a, b, m, settings, blurs)
             checks.append((chk, m, "sift"))
         elif ncc[best_k] >= settings.sketch_ncc:
             score, mt = _template(a, b, best_k)
             nums0["template_ncc"] = score
             if score >= settings.sketch_ncc:
-                checks.append((_verify(a, b, mt, settings), mt, "template"))
+                checks.append((_check(a, b, mt, settings, blurs), mt, "template"))
         if m is None and checks and not any(c.copy for c, _, _ in checks):
             # no keypoints to align by (smooth pictures): the box-to-box maps cannot rotate,
             # so a copy turned by a few degrees is refined from the best of them
             _, m0, _ = max(checks, key=lambda t: t[0].score)
-            me = _refine_ecc(a, b, m0)
+            me = None if any(m0 is r for r in refined) else _refine_ecc(a, b, m0)
             if me is not None:
-                checks.append((_verify(a, b, me, settings), me, "ecc"))
+                checks.append((_check(a, b, me, settings, blurs), me, "ecc"))
     if not checks:
         return Verdict("other_shot", "no alignment", nums0)
     chk, m, src = max(checks, key=lambda t: (t[0].copy, t[0].score))

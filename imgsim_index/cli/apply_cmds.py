@@ -187,7 +187,8 @@ def _print_index(sync: Any, again: str) -> None:
     if sync.error:
         click.echo(f"The index {_shown(sync.index)} was not updated: {sync.error}. Run "
                    f"`imgsim-index {again}` when it is free; "
-                   "until then the next dedupe may list these files again", err=True)
+                   "until then a dedupe of the index lists these files' pairs as not "
+                   "verified (never as removable)", err=True)
         return
     click.echo(f"Index updated: {sync.renamed} files renamed, {sync.removed} removed, "
                f"{sync.relinked} hard-linked ({_shown(sync.index)})")

@@ -325,7 +325,7 @@ def test_query_hits_get_verdicts(edits: tuple[Path, list[str]],
     by_name = {Path(m["path"]).name: m for m in result["matches"]}
     assert set(by_name) == {"base.png", "moved.png"}
     base, moved_hit = by_name["base.png"], by_name["moved.png"]
-    assert base["match"] == "copy" and "resized to 200%" in base["evidence"], base
+    assert base["match"] == "copy" and "A resized to 50%" in base["evidence"], base
     assert moved_hit["similarity_score"] >= 0.75, moved_hit
     assert moved_hit["match"] == "other_shot", moved_hit
     text = cli_ok("query", str(probe), "--index", index)

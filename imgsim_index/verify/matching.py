@@ -717,8 +717,9 @@ def _copy_evidence(fa: Features, fb: Features, m: np.ndarray, chk: _Check) -> st
         words.append("corners filled")
     rel = n["scale"] * fb.scale / fa.scale  # A px per B px
     n["size_ratio"] = 1.0 / rel  # B linear size relative to A
-    if abs(1.0 / rel - 1.0) > 0.03:
-        words.append(f"B resized to {1.0 / rel:.0%}")
+    if abs(1.0 / rel - 1.0) > 0.03:  # name the smaller one: "A resized to 60%", not B 167%
+        words.append(f"B resized to {1.0 / rel:.0%}" if rel > 1.0 else
+                     f"A resized to {rel:.0%}")
     # the filled corners of a turned copy extend its frame a little: not a crop
     words += [w for w in _side_words(fa, fb, m, n)
               if not filled or int(w.split(" cropped ")[1].split("%")[0]) >= 8]

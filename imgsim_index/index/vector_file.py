@@ -112,8 +112,8 @@ class VectorFile:
         if not (out.dtype == np.float32 and out.flags.c_contiguous):
             raise ValueError("read_into needs a C-contiguous float32 array")
         self._fh.seek(VECTORS_AT + 4 * start * self.dim)
-        view = memoryview(out).cast("B")
-        if self._fh.readinto(view) != view.nbytes:
+        view = memoryview(out.view(np.uint8).reshape(-1))  # type: ignore[arg-type]
+        if self._fh.readinto(view) != view.nbytes:  # type: ignore[attr-defined]
             raise IndexFormatError(f"{self.path} ended early; run `imgsim-index verify --repair`")
         if sys.byteorder != "little":
             out.byteswap(inplace=True)

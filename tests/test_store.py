@@ -313,3 +313,48 @@ def test_catalog_without_manifest_is_refused(tmp_path: Path) -> None:
     with pytest.raises(IndexFormatError):
         IndexStore.open_writer(str(tmp_path), IDENTITY)
     assert (tmp_path / CATALOG).is_file()  # left alone
+
+
+def reference_load(folder: Path) -> tuple[list[tuple[object, ...]], np.ndarray]:
+    """What load must return, the plain way: every embedded row in id order (all under
+    ROOT here), its vector looked up in the whole file its row names, read by FAISS."""
+    import faiss
+
+    with IndexStore.open_reader(str(folder)) as store:
+        got = store.catalog.db.execute(
+            f"SELECT {store.catalog._columns} FROM images "
+            "WHERE status = 'embedded' ORDER BY id").fetchall()
+    files: dict[str, dict[int, np.ndarray]] = {}
+    for row in got:
+        if row[9] not in files:
+            index = faiss.read_index(str(folder / row[9]))
+            ids = faiss.vector_to_array(index.id_map)
+            vecs = index.index.reconstruct_n(0, index.ntotal)
+            files[row[9]] = dict(zip(ids.tolist(), vecs, strict=True))
+    return got, np.array([files[row[9]][row[0]] for row in got], np.float32).reshape(-1, DIM)
+
+
+@pytest.mark.parametrize("chunk_bytes", [CHUNK_BYTES, 4 * DIM * 3, 4 * DIM * 7])
+def test_load_matches_a_plain_reference(tmp_path: Path, chunk_bytes: int) -> None:
+    """A compacted base with a forgotten row in it, segments of new rows, files changed
+    (re-embedded under their id, their old vectors left in the base) and an error row:
+    load returns exactly the reference's rows and vectors, whatever the chunking."""
+    first = names(40)
+    with IndexStore.open_writer(str(tmp_path), IDENTITY) as store:
+        store.commit(rows(first[:25]), unit(25, 1))
+        store.commit(rows(first[25:]), unit(15, 2))
+        store.compact()
+        store.remove_paths([f"{ROOT}/{first[3]}"])
+        store.commit(rows(names(12, "new")), unit(12, 3))
+        changed = [first[5], first[6], first[30]]
+        store.commit(rows(changed), unit(3, 4), errors=[NewRow(f"{ROOT}/bad.jpg", ROOT, 1, 2,
+                                                                error="cannot decode")])
+        got = store.load(chunk_bytes=chunk_bytes)
+    assert set(segment_files(tmp_path)) and os.path.isfile(tmp_path / BASE)
+    expect_rows, expect_vectors = reference_load(tmp_path)
+    assert len(got.rows) == 40 - 1 + 12 == len(expect_rows)
+    assert [tuple(vars(r).values()) for r in got.rows] == [tuple(r) for r in expect_rows]
+    assert got.vectors.dtype == np.float32 and got.vectors.flags.c_contiguous
+    assert np.array_equal(got.vectors, expect_vectors)
+    by_path = {r.path: k for k, r in enumerate(got.rows)}
+    assert np.array_equal(got.vectors[by_path[f"{ROOT}/{first[30]}"]], unit(3, 4)[2])

@@ -42,6 +42,7 @@ from imgsim_index.index.vector_file import (
     VectorFile,
     VectorFileWriter,
     read_vectors,
+    rows_per_chunk,
     write_vectors,
 )
 from imgsim_index.locks import acquire_writer_lock, release_writer_lock
@@ -78,6 +79,42 @@ def _members(ids: np.ndarray, sorted_ids: np.ndarray) -> np.ndarray:
         return np.zeros(len(ids), bool)
     at = np.minimum(np.searchsorted(sorted_ids, ids), len(sorted_ids) - 1)
     return sorted_ids[at] == ids
+
+
+def _fill_from(vf: VectorFile, row_ids: np.ndarray, mine: np.ndarray, out: np.ndarray,
+               segment: str, folder: str, chunk_bytes: int) -> int:
+    """Copy the vectors of the rows that name `vf` (`mine`, a mask over the ascending
+    `row_ids`) into their rows of `out`, chunk by chunk; returns how many were copied.
+
+    A run of the file that is wanted whole and lands on consecutive rows of `out` (a
+    compacted base, a segment of new rows) is read straight into `out`; any other chunk
+    is read into one reused buffer and scattered. Memory: `out` plus one chunk."""
+    buf: np.ndarray | None = None
+    filled = 0
+    step = rows_per_chunk(vf.dim, chunk_bytes)
+    for s in range(0, vf.n, step):
+        ids = vf.ids[s:s + step]
+        at = np.minimum(np.searchsorted(row_ids, ids), max(len(row_ids) - 1, 0))
+        hit = (row_ids[at] == ids) & mine[at] if len(row_ids) else np.zeros(len(ids), bool)
+        k = int(hit.sum())
+        if not k:
+            continue
+        if k == len(ids) and at[-1] - at[0] == k - 1 and (k == 1 or (np.diff(at) == 1).all()):
+            got = out[at[0]:at[0] + k]
+            vf.read_into(s, got)
+        else:
+            if buf is None:
+                buf = np.empty((min(step, vf.n), vf.dim), np.float32)
+            vf.read_into(s, buf[:len(ids)])
+            got = buf[:len(ids)][hit]
+            out[at[hit]] = got
+        # NaN scores would lose pairs silently; min and max propagate NaN and show Inf
+        if not (np.isfinite(got.min()) and np.isfinite(got.max())):
+            raise IndexFormatError(
+                f"{folder}: {segment} holds vectors with NaN or Inf; the "
+                "index is damaged: run verify with repair")
+        filled += k
+    return filled
 
 
 def describe_identity(identity: dict[str, Any]) -> str:
@@ -334,15 +371,18 @@ class IndexStore:
             raise
 
     # -- reading -------------------------------------------------------------
-    def load(self, roots: Sequence[str] | None = None) -> LoadedVectors:
+    def load(self, roots: Sequence[str] | None = None,
+             chunk_bytes: int = CHUNK_BYTES) -> LoadedVectors:
         """All embedded rows (under `roots` if given) with their current vectors.
+
+        Memory: the result plus one chunk of `chunk_bytes`, whatever the files hold.
 
         A writer may compact (and delete segment files) between our reading the rows and
         opening the files; then the rows are read again, naming the new files.
         """
         for attempt in range(5):
             try:
-                return self._load_once(roots)
+                return self._load_once(roots, chunk_bytes)
             except FileNotFoundError as exc:
                 if attempt == 4:
                     raise IndexFormatError(
@@ -351,7 +391,7 @@ class IndexStore:
                 time.sleep(0.2 * (attempt + 1))
         raise AssertionError("unreachable")
 
-    def _load_once(self, roots: Sequence[str] | None) -> LoadedVectors:
+    def _load_once(self, roots: Sequence[str] | None, chunk_bytes: int) -> LoadedVectors:
         db = self.catalog.db
         db.execute("BEGIN")  # rows and commit number from one snapshot
         try:
@@ -361,27 +401,19 @@ class IndexStore:
             db.execute("COMMIT")
         rows = in_scope(rows, roots) if roots is not None else self._placed(rows)
         row_ids = np.fromiter((r.id for r in rows), np.int64, len(rows))  # ascending
-        by_segment: dict[str, list[int]] = {}
-        for r in rows:
-            by_segment.setdefault(str(r.segment), []).append(r.id)
+        codes: dict[str, int] = {}  # segment -> its number; each row's in row_seg
+        row_seg = np.fromiter((codes.setdefault(str(r.segment), len(codes)) for r in rows),
+                              np.int32, len(rows))
         out = np.zeros((len(rows), self.dim), np.float32)
         filled = 0
-        for segment, wanted in by_segment.items():
-            want = np.asarray(wanted, np.int64)  # ascending: rows come in id order
+        for segment, code in codes.items():
             with VectorFile(os.path.join(self.folder, segment)) as vf:
                 if vf.dim != self.dim:
                     raise IndexFormatError(
                         f"{self.folder}: {segment} holds {vf.dim}-d vectors, the index "
                         f"{self.dim}-d; the index is damaged: run verify with repair")
-                for ids, vecs in vf.chunks():  # file reads: no copy of a whole file
-                    mask = _members(ids, want)
-                    at = np.searchsorted(row_ids, ids[mask])
-                    out[at] = vecs[mask]
-                    filled += int(mask.sum())
-                    if not np.isfinite(out[at]).all():  # NaN scores would lose pairs silently
-                        raise IndexFormatError(
-                            f"{self.folder}: {segment} holds vectors with NaN or Inf; the "
-                            "index is damaged: run verify with repair")
+                filled += _fill_from(vf, row_ids, row_seg == code, out, segment, self.folder,
+                                     chunk_bytes)
         if filled != len(rows):
             raise IndexFormatError(
                 f"{self.folder}: {len(rows) - filled} catalog rows have no vector; "
@@ -394,6 +426,11 @@ class IndexStore:
         A file that apply moved out of them (to --move-to or the trash) keeps its row and
         vector under its new path but is parked: left out until undo brings it back."""
         roots = self.catalog.roots()
+        if all(os.path.normpath(r) == r for r in roots):
+            # a normalised folder is one of a path's dirname ancestors exactly when the
+            # path starts with it and a separator: one C-level test per row
+            prefixes = tuple(os.path.join(r, "") for r in roots)
+            return [r for r in rows if r.path.startswith(prefixes)]
         return [r for r in rows if _inside(r.path, roots)]
 
     @staticmethod

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 import struct
+import sys
 from collections.abc import Iterator
 from typing import BinaryIO
 
@@ -101,6 +102,21 @@ class VectorFile:
         self._fh.seek(VECTORS_AT + 4 * start * self.dim)
         out = np.fromfile(self._fh, dtype="<f4", count=(stop - start) * self.dim)
         return out.reshape(stop - start, self.dim).astype(np.float32, copy=False)
+
+    def read_into(self, start: int, out: np.ndarray) -> None:
+        """Rows start..start+len(out)-1 read straight into `out` (a C-contiguous float32
+        (k, dim) array, which may be a slice of a larger one): no intermediate copy."""
+        k = len(out)
+        if start < 0 or start + k > self.n or out.shape[1:] != (self.dim,):
+            raise ValueError(f"rows {start}..{start + k} of {self.n} do not fit {out.shape}")
+        if not (out.dtype == np.float32 and out.flags.c_contiguous):
+            raise ValueError("read_into needs a C-contiguous float32 array")
+        self._fh.seek(VECTORS_AT + 4 * start * self.dim)
+        view = memoryview(out.view(np.uint8).reshape(-1))  # type: ignore[arg-type]
+        if self._fh.readinto(view) != view.nbytes:  # type: ignore[attr-defined]
+            raise IndexFormatError(f"{self.path} ended early; run `imgsim-index verify --repair`")
+        if sys.byteorder != "little":
+            out.byteswap(inplace=True)
 
     def chunks(self, chunk_bytes: int = CHUNK_BYTES) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(ids, vectors) of consecutive row ranges of about chunk_bytes each."""

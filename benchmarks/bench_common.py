@@ -110,3 +110,25 @@ def fmt_table(header: list[str], rows: list[list[str]]) -> str:
     body = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |"
             for r in rows]
     return "\n".join([line, sep, *body])
+
+
+def write_random_index(index: str, n: int, identity: dict[str, Any], seed: int = 0) -> None:
+    """`n` random unit vectors written through IndexStore under `identity` (a real model's,
+    so commands that embed a query accept the index), in commits of 20k, compacted when due.
+    Rows are named /data/img000000000.jpg ...: the files do not exist."""
+    from imgsim_index.index.catalog import NewRow
+    from imgsim_index.index.store import IndexStore
+
+    rng = np.random.default_rng(seed)
+    store = IndexStore.open_writer(index, identity)
+    try:
+        for s in range(0, n, 20_000):
+            m = min(20_000, n - s)
+            x = rng.standard_normal((m, int(identity["dim"])), dtype=np.float32)
+            x /= np.linalg.norm(x, axis=1, keepdims=True)
+            store.commit([NewRow(f"/data/img{k:09d}.jpg", "/data", 1000 + k, k, 224, 224)
+                          for k in range(s, s + m)], x)
+        if store.needs_compaction():
+            store.compact()
+    finally:
+        store.close()

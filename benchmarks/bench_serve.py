@@ -38,7 +38,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.bench_common import fmt_table  # noqa: E402
+from benchmarks.bench_common import fmt_table, write_random_index  # noqa: E402
 from benchmarks.results_file import this_command, update_section  # noqa: E402
 
 MODEL = "efficientnet-lite0"
@@ -56,24 +56,10 @@ def cpu_flags() -> str:
 
 
 def fill_index(index: str, n: int, seed: int = 0) -> None:
+    """`n` random unit vectors under the served model's identity."""
     from imgsim_index.embed.models import load_model
-    from imgsim_index.index.catalog import NewRow
-    from imgsim_index.index.store import IndexStore
 
-    identity = load_model(MODEL).identity()
-    rng = np.random.default_rng(seed)
-    store = IndexStore.open_writer(index, identity)
-    try:
-        for s in range(0, n, 20_000):
-            m = min(20_000, n - s)
-            x = rng.standard_normal((m, identity["dim"]), dtype=np.float32)
-            x /= np.linalg.norm(x, axis=1, keepdims=True)
-            store.commit([NewRow(f"/data/img{k:09d}.jpg", "/data", 1000 + k, k, 224, 224)
-                          for k in range(s, s + m)], x)
-        if store.needs_compaction():
-            store.compact()
-    finally:
-        store.close()
+    write_random_index(index, n, load_model(MODEL).identity(), seed)
 
 
 def jpeg(seed: int, size: tuple[int, int] = (160, 120)) -> bytes:

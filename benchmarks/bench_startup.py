@@ -31,6 +31,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.bench_common import write_random_index  # noqa: E402
 from benchmarks.results_file import this_command, update_section  # noqa: E402
 from imgsim_index.index.catalog import NewRow  # noqa: E402
 from imgsim_index.index.store import IndexStore  # noqa: E402
@@ -106,20 +107,7 @@ def many_files_index(folder: Path, index: Path, n: int, like: Path) -> None:
 
 def vectors_index(index: Path, n: int, like: Path) -> None:
     """`n` random unit vectors under the identity of `like`, written through the store."""
-    identity = IndexStore.read_manifest(str(like))
-    rng = np.random.default_rng(2)
-    store = IndexStore.open_writer(str(index), identity)
-    try:
-        for s in range(0, n, 20_000):
-            m = min(20_000, n - s)
-            x = rng.standard_normal((m, int(identity["dim"])), dtype=np.float32)
-            x /= np.linalg.norm(x, axis=1, keepdims=True)
-            store.commit([NewRow(f"/data/img{k:09d}.jpg", "/data", 1000 + k, k, 224, 224)
-                          for k in range(s, s + m)], x)
-        if store.needs_compaction():
-            store.compact()
-    finally:
-        store.close()
+    write_random_index(str(index), n, IndexStore.read_manifest(str(like)), seed=2)
 
 
 def one_image_embedding(image: Path, index: Path, repeat: int) -> float:

@@ -23,7 +23,8 @@ The first violation stops the run with a message and exit status 1.
 
 Between iterations the files are given back their original inodes from hard
 links kept in WORK_DIR/pristine (an undo restores a byte-identical hard-linked
-file as a copy, a new inode, which the index would rightly refuse next time).
+file as a copy, a new inode), and a build of the unchanged files lets the index
+learn those inodes again (it would rightly refuse a file swapped behind its back).
 """
 
 from __future__ import annotations
@@ -112,16 +113,27 @@ class Library:
     def files_now(self) -> set[str]:
         return {str(p) for f in self.folders for p in Path(f).rglob("*") if not p.is_dir()}
 
-    def restore(self) -> None:
-        """Give every file back its original inode (hence bytes, mode and mtime)."""
+    def restore(self, index: str) -> None:
+        """Give every file back its original inode (hence bytes, mode and mtime), then let
+        the index learn those inodes again: undo told it where the files were, and a file
+        swapped behind its back would rightly be refused next time. A build of unchanged
+        files only records their identities (no model is loaded, nothing is embedded)."""
+        swapped = False
         for path, link in self.pristine.items():
             if os.path.lexists(path) and os.path.samefile(path, link):
                 continue
             tmp = path + ".stress-restore"
             os.link(link, tmp)
             os.replace(tmp, path)
+            swapped = True
         for stray in self.files_now() - set(self.pristine):
             os.unlink(stray)
+        if swapped:
+            done = subprocess.run([sys.executable, "-m", "imgsim_index", "build", *self.folders,
+                                   "--index", index, "-q"], capture_output=True, text=True)
+            if done.returncode != 0 or "embedded 0," not in done.stdout:
+                raise SystemExit(f"the index did not take the restored files back: "
+                                 f"{done.stdout.strip()} {done.stderr.strip()}")
 
 
 def load_library(folders: list[Path], report_path: Path, work: Path) -> Library:
@@ -310,7 +322,7 @@ def one_iteration(lib: Library, work: Path, k: int, seed: int) -> str:
     rc, _ = run(undo, journal, None, log)
     _must_succeed(rc, "undo", log)
     check(lib, action, move_to, journal, "back")
-    lib.restore()
+    lib.restore(str(work / "index"))
     shutil.rmtree(it)
     return f"iteration {k} (seed {seed}): " + ", ".join(notes) + ", undone; all files accounted"
 

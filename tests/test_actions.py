@@ -602,3 +602,33 @@ def test_default_journal_names_never_collide(lib: tuple[Path, str, dict[str, Any
     second = actions.default_journal_path(report, "delete")
     assert second != first and second.endswith("_2.jsonl")
     assert str(os.getpid()) in os.path.basename(first)
+
+
+def test_a_keeper_is_read_once_yet_an_edit_between_plan_and_act_is_seen(
+        lib: tuple[Path, str, dict[str, Any]], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The keeper of several copies is digested once per run (its stat, ctime included,
+    vouches for it afterwards); writing to it in place, even with its mtime put back,
+    changes its ctime and is caught before any copy is touched."""
+    from imgsim_index.actions import safety
+
+    photos, report, _ = lib
+    monkeypatch.setattr(safety, "CTIME_TRUST_NS", 0)  # the files were made a moment ago
+    reads: list[str] = []
+    real = safety.file_digest
+    monkeypatch.setattr(safety, "file_digest", lambda p: reads.append(p) or real(p))
+    keeper = str(photos / "a/sunset.jpg")
+    plan = make_plan(report, "move", str(tmp_path / "moved"))
+    assert sorted(op.path for op in plan.operations if op.keeper == keeper) == [
+        str(photos / "a/sunset_small.jpg"), str(photos / "b/sunset copy.jpg")]
+    assert reads.count(keeper) == 1
+    st = os.stat(keeper)
+    with open(keeper, "r+b") as fh:  # same size, same mtime, other bytes
+        fh.seek(st.st_size // 2)
+        fh.write(b"\x00" * 8)
+    os.utime(keeper, ns=(st.st_atime_ns, st.st_mtime_ns))
+    result = apply_plan(plan, str(tmp_path / "j.jsonl"))
+    assert reads.count(keeper) > 1  # the new ctime made it read again
+    assert {r.path for r in result.refused} >= {str(photos / "a/sunset_small.jpg"),
+                                                 str(photos / "b/sunset copy.jpg")}
+    assert (photos / "a/sunset_small.jpg").is_file() and (photos / "b/sunset copy.jpg").is_file()

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,6 +51,10 @@ class ReportContext:
     index_path: str = ""  # the index the report was made from (apply updates it)
     # removable (normalised) -> why the index does not hold it as a duplicate of its keeper
     not_duplicate: dict[str, str] = field(default_factory=dict)
+    # path -> the stat (dev, ino, size, mtime, ctime) it had when its digest last matched the
+    # index: a keeper with many copies is read once, not once per copy and check. Any
+    # write changes ctime, which no user tool can set back, so an edit is still seen.
+    digest_checked: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
 
 # -- the report -----------------------------------------------------------------------
@@ -271,15 +276,19 @@ def problem_with(path: str, ctx: ReportContext) -> str | None:
     return _not_indexed(norm, ctx, digest=True) or ctx.not_duplicate.get(norm)
 
 
+CTIME_TRUST_NS = 2_000_000_000  # coarse file-system clocks: trust a ctime 2 s old or more
+
+
 def _not_indexed(path: str, ctx: ReportContext, digest: bool) -> str | None:
     """Is `path` still the very file (and, with `digest`, the bytes) its index holds,
     and not another name of a keeper?"""
     if not under_any(path, ctx.index_roots):
         return "is outside the folders the report's index was built from"
     try:
-        key = file_key(os.stat(path))
+        st = os.stat(path)
     except OSError as exc:
         return f"cannot be examined ({exc.strerror or exc})"
+    key = file_key(st)
     other = ctx.keeper_keys.get(key)
     if other is not None and other != path:
         return f"is the same file as the keeper {other} (another name for it)"
@@ -291,13 +300,18 @@ def _not_indexed(path: str, ctx: ReportContext, digest: bool) -> str | None:
                 "run build on its folder, then dedupe, to record one")
     if key != (row.dev, row.ino):
         return "is no longer the file that was indexed (another file has its name now)"
-    if digest:
+    seen = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    if digest and ctx.digest_checked.get(path) != seen:
+        started = time.time_ns()
         try:
             now = file_digest(path)
         except OSError as exc:
             return f"cannot be read ({exc.strerror or exc})"
         if now != row.digest:
             return "changed since it was indexed (its content digest differs); run dedupe again"
+        # a ctime within the clock's reach of this read could hide a write in the same tick
+        if st.st_ctime_ns < started - CTIME_TRUST_NS:
+            ctx.digest_checked[path] = seen
     return None
 
 

@@ -35,7 +35,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.bench_common import fmt_table, planted_vectors  # noqa: E402
-from benchmarks.results_file import this_command, update_section  # noqa: E402
+from benchmarks.results_file import (  # noqa: E402
+    cpu_features,
+    machine,
+    this_command,
+    update_section,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 WRAPPER = """
@@ -65,20 +70,6 @@ def run_cli(args: list[str], extra_env: dict[str, str] | None = None
         raise RuntimeError(f"imgsim-index {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
     peak = [line for line in proc.stderr.splitlines() if line.startswith("PEAK_KIB ")]
     return seconds, int(peak[-1].split()[1]) / 2**20, proc.stdout, proc.stderr
-
-
-def cpu_flags() -> str:
-    """The CPU's model name and the flags the pair search's speed depends on."""
-    name, flags = "unknown CPU", set()
-    with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
-        for line in fh:
-            if line.startswith("model name") and name == "unknown CPU":
-                name = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
-    return f"{name}, {os.cpu_count()} cores, " + " ".join(
-        f"{f} {'yes' if f in flags else 'no'}" for f in wanted)
 
 
 def main() -> None:
@@ -149,7 +140,7 @@ def main() -> None:
                 f"groups: {report['number_of_unique_groups']:,}; planted pairs found: "
                 f"{len(want & got):,} of {len(want):,} (recall {recall:.4f})",
             ]
-        flags = cpu_flags()
+        flags = f"{machine()}; {cpu_features()}"
         body = "\n".join([
             f"N = {a.n:,} vectors of dim {a.dim} ({a.data}, seed {a.seed}), "
             f"{len(planted):,} planted pairs, {len(want):,} of them at or above "

@@ -39,20 +39,9 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.bench_common import fmt_table, write_random_index  # noqa: E402
-from benchmarks.results_file import this_command, update_section  # noqa: E402
+from benchmarks.results_file import cpu_features, this_command, update_section  # noqa: E402
 
 MODEL = "efficientnet-lite0"
-
-
-def cpu_flags() -> str:
-    """The vector extensions FAISS and torch can use, from /proc/cpuinfo."""
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as fh:
-        for line in fh:
-            if line.startswith("flags"):
-                have = set(line.split(":", 1)[1].split())
-                wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16")
-                return " ".join(f for f in wanted if f in have) or "no avx2"
-    return "unknown"
 
 
 def fill_index(index: str, n: int, seed: int = 0) -> None:
@@ -206,7 +195,7 @@ def main() -> None:
          f"{embedded_q / with_q:.1f}", f"{(embedded_q / with_q) / (embedded / alone):.2f}"],
     ]
     body = (f"Index: {args.n} random unit vectors x 1280 ({MODEL}'s identity), "
-            f"k=10, CPU only; CPU flags: {cpu_flags()}.\n\n"
+            f"k=10, CPU only; CPU: {cpu_features()}.\n\n"
             + fmt_table(["query", "p50 ms", "p99 ms", "vs CLI process", "notes"], rows)
             + "\n\n"
             + fmt_table(["adds (one request of small uploaded JPEGs)", "images", "seconds",

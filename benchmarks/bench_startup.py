@@ -32,29 +32,16 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.bench_common import write_random_index  # noqa: E402
-from benchmarks.results_file import this_command, update_section  # noqa: E402
+from benchmarks.results_file import (  # noqa: E402
+    cpu_features,
+    machine,
+    this_command,
+    update_section,
+)
 from imgsim_index.index.catalog import NewRow  # noqa: E402
 from imgsim_index.index.store import IndexStore  # noqa: E402
 
 MODEL = "efficientnet-lite0"  # weights from a pip package: no download
-
-
-def cpu_model() -> str:
-    with open("/proc/cpuinfo") as fh:
-        for line in fh:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return "unknown"
-
-
-def cpu_flags() -> str:
-    with open("/proc/cpuinfo") as fh:
-        for line in fh:
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                wanted = ["avx2", "avx512f", "avx512_bf16", "amx_bf16"]
-                return ", ".join(f for f in wanted if f in flags) or "none of avx2/avx512"
-    return "unknown"
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -211,7 +198,7 @@ def main() -> None:
         real = real_section(args, t)
     med = statistics.median
     body = (
-        f"CPU: {cpu_model()}, {os.cpu_count()} cores; flags: {cpu_flags()}. "
+        f"CPU: {machine()}; {cpu_features()}. "
         f"Model {MODEL}; {args.n} JPEGs of 1280x960; "
         f"whole processes (`python -m imgsim_index ...`), median of {args.repeat} "
         f"(--help: of {len(helps)}).\n\n"

@@ -35,6 +35,24 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, GPU: {gpu}"
 
 
+CPU_FEATURES = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")
+
+
+def cpu_features() -> str:
+    """The vector extensions FAISS, torch and ONNX Runtime can use, each yes or no (a
+    speed-up that needs AVX-512, bf16 or AMX says so; the float32 path is what AVX2 gets)."""
+    flags: set[str] = set()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    break
+    except OSError:
+        return "unknown"
+    return ", ".join(f"{f} {'yes' if f in flags else 'no'}" for f in CPU_FEATURES)
+
+
 def this_command() -> str:
     """How this benchmark was started: `python benchmarks/NAME.py ARGS`, for its section."""
     return " ".join([f"python benchmarks/{Path(sys.argv[0]).name}", *sys.argv[1:]])

@@ -84,6 +84,12 @@ def test_find_duplicates_writes_nothing(samples: Path, tmp_path: Path) -> None:
     assert report["number_of_similar_pairs"] == len(dups.pairs)
     assert report["photos_to_remove"] == dups.groups.n_removable
     assert report["pair_search"] == {"method": "exact", "precision": dups.search.precision}
+    # a threshold given in PairSettings is used as given, even the search's own default
+    given = find_duplicates(index, settings=imgsim_index.DedupeSettings(
+        pairs=PairSettings(threshold=0.99)))
+    assert (given.threshold_used, given.threshold_source) == (0.99, "given")
+    assert (find_duplicates(index).threshold_used,
+            find_duplicates(index).threshold_source) == (0.75, "model default")
     files = imgsim_index.write_report(dups, str(tmp_path / "out"), collage=False,
                                       gallery=False)
     assert sorted(os.listdir(tmp_path / "out")) == ["report.json"]

@@ -56,8 +56,8 @@ class DedupeSettings:
     since: float | None = None  # ... or added at/after this time (epoch seconds)
     search: str = "auto"  # exact | approx | auto (approx above search.AUTO_APPROX_ABOVE)
     approx: ApproxSettings = field(default_factory=ApproxSettings)
-    # candidate threshold: None = `pairs.threshold` when it is not PairSettings' default,
-    # else the model's own (verify.candidate_threshold); a number = that threshold
+    # candidate threshold: None = `pairs.threshold` when given, else the model's own
+    # (verify.candidate_threshold); a number = that threshold
     threshold: float | None = None
     verify: VerifySettings = field(default_factory=VerifySettings)
     group_near_misses: bool = False  # other-shot pairs join the groups (bursts grouped)
@@ -285,7 +285,7 @@ def resolve_threshold(settings: DedupeSettings, model: str | None) -> tuple[floa
     """(candidate threshold, "given" | "model default") for a dedupe of `model`'s index."""
     if settings.threshold is not None:
         return float(settings.threshold), "given"
-    if settings.pairs.threshold != PairSettings().threshold:
+    if settings.pairs.threshold is not None:
         return float(settings.pairs.threshold), "given"
     return candidate_threshold(model, settings.verify.enabled is not False), "model default"
 

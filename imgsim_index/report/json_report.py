@@ -84,7 +84,7 @@ def build_report(
         "folder_list": list(folders),
         "total_images_in_folders": len(rows),
         "compare_mode": settings.compare_mode,
-        "threshold": settings.threshold if threshold is None else threshold,
+        "threshold": settings.cutoff if threshold is None else threshold,
         "number_of_similar_pairs": len(pairs),
         "number_of_unique_groups": groups.n_unique,
         "photos_to_remove": groups.n_removable,

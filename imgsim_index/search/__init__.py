@@ -65,7 +65,8 @@ def find_pairs(
     engine: SearchEngine | None = None,
     on_progress: OnProgress | None = None,
 ) -> tuple[Pairs, SearchInfo]:
-    """All pairs of rows whose score, rounded to 6 decimals, is >= settings.threshold.
+    """All pairs of rows whose score, rounded to 6 decimals, is >= the threshold
+    (settings.threshold, 0.99 when not given).
 
     method: exact | approx | auto (approx above AUTO_APPROX_ABOVE vectors in a full
     search). folders: an int code per row (its input folder); with compare_scope
@@ -84,8 +85,8 @@ def find_pairs(
     x = np.ascontiguousarray(vectors, dtype=np.float32)
     rows = query_rows(len(x), settings, queries)
     chosen = choose_method(method, len(x), settings, partial=rows is not None)
-    nprobe = approx.probes_for(settings.threshold)
-    plan = SearchPlan(radius=search_radius(settings.threshold), block_size=settings.block_size,
+    nprobe = approx.probes_for(settings.cutoff)
+    plan = SearchPlan(radius=search_radius(settings.cutoff), block_size=settings.block_size,
                       precision=resolve_precision(settings.precision, len(x)), rows=rows,
                       approx=approx, nprobe=nprobe)
     search: CandidateSearch
@@ -98,7 +99,7 @@ def find_pairs(
     started = time.perf_counter()
     i, j = search(x, plan, on_progress)
     scoped = folders if settings.across_folders else None
-    pairs = pairs_from_candidates(x, i, j, settings.threshold, scoped,
+    pairs = pairs_from_candidates(x, i, j, settings.cutoff, scoped,
                                   partial=rows is not None or chosen == "approx")
     info = SearchInfo(
         method=chosen, engine="local" if engine is None or chosen == "approx" else "ray",

@@ -9,6 +9,7 @@ from imgsim_index.errors import InputError
 from imgsim_index.search.tiles import check_precision
 
 METHODS = ("auto", "exact", "approx")
+DEFAULT_THRESHOLD = 0.99  # the seed's
 # inter_folder is the seed's spelling, which report.json keeps; inter-folder matches the
 # other hyphenated values. Both mean: only pairs across input folders.
 SCOPES = ("all", "inter_folder", "inter-folder")
@@ -22,11 +23,18 @@ AUTO_NPROBE = ((0.97, 8), (0.93, 12), (0.88, 24), (-1.0, 32))
 
 @dataclass(frozen=True)
 class PairSettings:
-    threshold: float = 0.99
+    # cosine at or above which two rows are a pair; None: not given, so the caller's
+    # default applies (find_pairs: DEFAULT_THRESHOLD; a dedupe: the model's own)
+    threshold: float | None = None
     compare_mode: str = "full"  # full | sample
     sample_ratio: float = 0.3
     seed: int = 0
     compare_scope: str = "all"  # all | inter-folder (or the seed's inter_folder)
+
+    @property
+    def cutoff(self) -> float:
+        """The threshold the search applies: the given one, else DEFAULT_THRESHOLD."""
+        return DEFAULT_THRESHOLD if self.threshold is None else float(self.threshold)
 
     @property
     def across_folders(self) -> bool:
@@ -35,7 +43,7 @@ class PairSettings:
     precision: str = "auto"  # candidate scores: fp32 | bf16 | auto (tiles.resolve_precision)
 
     def validate(self) -> None:
-        if not -1.0 <= self.threshold <= 1.0:
+        if self.threshold is not None and not -1.0 <= self.threshold <= 1.0:
             raise InputError(f"threshold must be between -1 and 1, got {self.threshold}")
         if self.compare_mode not in ("full", "sample"):
             raise InputError(f"compare mode must be full or sample, got {self.compare_mode!r}")
@@ -93,5 +101,5 @@ def choose_method(method: str, n: int, settings: PairSettings, partial: bool = F
     return "exact"
 
 
-__all__ = ["AUTO_APPROX_ABOVE", "AUTO_NPROBE", "METHODS", "ApproxSettings", "PairSettings",
-           "choose_method"]
+__all__ = ["AUTO_APPROX_ABOVE", "AUTO_NPROBE", "DEFAULT_THRESHOLD", "METHODS", "ApproxSettings",
+           "PairSettings", "choose_method"]

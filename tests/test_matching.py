@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import pickle
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import skimage.data as skdata  # noqa: E402
+from conftest import _load_script
 from PIL import Image
 
 from imgsim_index.verify import matching as mt
@@ -158,3 +160,42 @@ def test_moved_subject_rejected_at_half_size(photo: np.ndarray) -> None:
     assert w.match == "other_shot" and "coarse" not in w.numbers, w
     with pytest.raises(ValueError, match="coarse_margin"):
         mt.VerifySettings(coarse_margin=0.5).validate()
+
+
+def _both_ways(x: np.ndarray, y: np.ndarray) -> tuple[str, str]:
+    a, b = mt.describe(x), mt.describe(y)
+    return mt.compare(a, b).match, mt.compare(b, a).match
+
+
+def test_figure_entering_at_the_edge_is_another_shot_either_way(tmp_path: Path) -> None:
+    """The README's CCTV clip: at 24 s a figure walks in at the left edge of the quiet scene
+    of 17-22 s. One tone curve fitted from the frame with the figure maps its grey levels
+    onto the background there and hides it; the check predicts each frame from the other,
+    so the order of the two never matters."""
+    from imgsim_index.ingest.video import frame_path, read_frame
+
+    clip = tmp_path / "cam1.avi"
+    assert _load_script("make_cctv_clip").write_clip(str(clip), seconds=30)[:2] == [
+        (0, 7), (17, 22)]
+    quiet, walk = (np.asarray(read_frame(frame_path(str(clip), ms)).convert("RGB"))
+                   for ms in (22000, 24000))
+    assert _both_ways(quiet, walk) == ("other_shot", "other_shot")
+    # and the quiet frames of that stretch stay copies of each other
+    other = np.asarray(read_frame(frame_path(str(clip), 18000)).convert("RGB"))
+    assert _both_ways(quiet, other) == ("copy", "copy")
+
+
+def test_gamma_per_channel_is_a_copy_either_way(photo: np.ndarray) -> None:
+    """A gamma applied to each RGB channel moves grey levels by hue (a magenta and a green
+    of one grey end up apart); tone curves per colour class keep it an edit both ways."""
+    g = np.clip(255.0 * (photo / 255.0) ** 1.4 + 0.5, 0, 255).astype(np.uint8)
+    assert _both_ways(photo, g) == ("copy", "copy")
+
+
+def test_caption_over_a_photo_with_highlights_is_a_copy_either_way(photo: np.ndarray) -> None:
+    """White text over the picture: the curve is refitted without it, so white highlights
+    elsewhere are not bent towards the colours under the text, in either order."""
+    texted = np.ascontiguousarray(photo.copy())
+    cv2.putText(texted, "(c) 2024 sample", (20, 470), cv2.FONT_HERSHEY_SIMPLEX, 1.6,
+                (255, 255, 255), 4)
+    assert _both_ways(photo, jpeg(texted)) == ("copy", "copy")

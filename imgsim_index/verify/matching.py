@@ -39,8 +39,8 @@ class VerifySettings:
     """Tunables. Pixel values are at the thumbnail scale (long side ``thumb_side``)."""
 
     thumb_side: int = 512  # long side of the grey thumbnail used for alignment and residuals
-    sift_side: int = 384  # long side of the image SIFT runs on (smaller = faster describe)
-    max_features: int = 800  # SIFT keypoints kept per image
+    sift_side: int = 256  # long side of the image SIFT runs on (smaller = faster describe)
+    max_features: int = 400  # SIFT keypoints kept per image
     ratio: float = 0.8  # Lowe ratio test
     ransac_px: float = 3.0  # RANSAC reprojection threshold (thumbnail px)
     min_inliers: int = 12  # fewer RANSAC inliers = no alignment
@@ -65,6 +65,7 @@ class VerifySettings:
     # fails there by this factor on any limit is rejected without the full-size check
     coarse_margin: float = 2.0  # 0: no coarse check
     ecc_start_ncc: float = 0.5  # sketch correlation from which ECC refines a failed sketch map
+    min_class_share: float = 0.005  # a colour class with less of the overlap: no curve of its own
 
     def validate(self) -> VerifySettings:
         """Return self, or raise ValueError naming the first bad setting."""
@@ -93,6 +94,7 @@ class VerifySettings:
             (self.coarse_margin == 0 or self.coarse_margin >= 1,
              "coarse_margin must be 0 (off) or >= 1"),
             (0.0 < self.ecc_start_ncc <= 1.0, "ecc_start_ncc must be in (0, 1]"),
+            (0.0 <= self.min_class_share <= 1.0, "min_class_share must be in [0, 1]"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -101,6 +103,9 @@ class VerifySettings:
 
 
 DEFAULT = VerifySettings()
+
+
+N_HUES = 6  # hue sextants of the tone classes (plus neutral)
 
 
 @dataclass(frozen=True)
@@ -122,6 +127,23 @@ class Features:
         default_factory=dict, repr=False, compare=False)
 
     derived: dict[str, Features] = field(default_factory=dict, repr=False, compare=False)
+    # colour classes at the grey thumbnail's size, computed on first use (tone_classes)
+    class_cache: dict[str, np.ndarray] = field(default_factory=dict, repr=False,
+                                               compare=False)
+
+    def tone_classes(self) -> np.ndarray:
+        """uint8 colour class per grey thumbnail pixel: 0 neutral (chroma < 10), else
+        1 + the hue's sextant. Tone curves are fitted per class, so an edit that maps the
+        channels differently (a gamma per channel, a white balance) stays a function."""
+        if "c" not in self.class_cache:
+            a = self.chroma[:, :, 0].astype(np.float32) - 128
+            b = self.chroma[:, :, 1].astype(np.float32) - 128
+            sector = np.floor((np.arctan2(b, a) + np.pi) * (N_HUES / (2 * np.pi)))
+            cls = np.where(np.hypot(a, b) < 10, 0, 1 + sector.astype(np.int32) % N_HUES)
+            h, w = self.grey.shape
+            self.class_cache["c"] = cv2.resize(cls.astype(np.uint8), (w, h),
+                                               interpolation=cv2.INTER_NEAREST)
+        return self.class_cache["c"]
 
     def half(self) -> Features:
         """This image at half the thumbnail size (for the coarse check), cached."""
@@ -389,22 +411,35 @@ def _isotonic(y: np.ndarray, w: np.ndarray) -> np.ndarray:
     return np.repeat(np.array(vals), cnt)
 
 
-def _apply_curve(x: np.ndarray, curve: np.ndarray) -> np.ndarray:
+def _apply_curve(x: np.ndarray, curve: np.ndarray, cls: np.ndarray | None = None) -> np.ndarray:
     """np.interp(x, arange(256), curve) for a 256-entry curve, read from a 1/16-level table
     (off by at most 1/32 level times the curve's slope; np.interp's search per value cost
-    more than the rest of a comparison)."""
-    lut = np.interp(np.arange(256 * 16 + 1) / 16.0, np.arange(256), curve).astype(np.float32)
+    more than the rest of a comparison). With `cls`, curve is (classes, 256) and each
+    value takes the curve of its class."""
+    curves = curve.reshape(-1, 256)
+    grid = np.arange(256 * 16 + 1) / 16.0
+    lut = np.concatenate([np.interp(grid, np.arange(256), c) for c in curves]).astype(
+        np.float32)
     t = np.clip(x, 0.0, 255.0).astype(np.float32)
     t *= 16.0
     t += 0.5
-    return lut.take(t.astype(np.intp))
+    i = t.astype(np.intp)
+    if cls is not None:
+        i += cls.astype(np.intp) * (256 * 16 + 1)
+    return lut.take(i)
 
 
 def _tone_curve(src: np.ndarray, dst: np.ndarray, bins: int = 64) -> np.ndarray:
     """256-entry monotone curve mapping src grey levels onto dst (fitted on masked pixels)."""
-    q = (src.astype(np.int32) * bins) // 256 if 256 % bins else src // (256 // bins)
-    cnt = np.bincount(q, minlength=bins).astype(np.float64)
-    tot = np.bincount(q, weights=dst, minlength=bins)
+    if 256 % bins:
+        raise ValueError("bins must divide 256")
+    # counts per grey level, then summed per bin (a division of every pixel costs more)
+    cnt = np.bincount(src, minlength=256).reshape(bins, -1).sum(axis=1).astype(np.float64)
+    tot = np.bincount(src, weights=dst, minlength=256).reshape(bins, -1).sum(axis=1)
+    return _fit_bins(cnt, tot, bins)
+
+
+def _fit_bins(cnt: np.ndarray, tot: np.ndarray, bins: int) -> np.ndarray:
     mean = np.where(cnt > 0, tot / np.maximum(cnt, 1), 0.0)
     used = cnt > 0
     if not used.any():
@@ -412,6 +447,22 @@ def _tone_curve(src: np.ndarray, dst: np.ndarray, bins: int = 64) -> np.ndarray:
     fit = _isotonic(mean[used], cnt[used])
     centres = (np.flatnonzero(used) + 0.5) * 256 / bins
     return np.interp(np.arange(256), centres, fit)
+
+
+def _class_curves(src: np.ndarray, cls: np.ndarray, dst: np.ndarray, min_share: float,
+                  bins: int = 64) -> np.ndarray:
+    """(N_HUES + 1, 256) monotone curves mapping src grey levels onto dst, one per colour
+    class of the src pixels; a class with fewer than min_share of the pixels takes the
+    curve of all of them."""
+    k = N_HUES + 1
+    key = cls.astype(np.intp) * 256 + src
+    cnt = np.bincount(key, minlength=k * 256).reshape(k, bins, -1).sum(axis=2).astype(
+        np.float64)
+    tot = np.bincount(key, weights=dst, minlength=k * 256).reshape(k, bins, -1).sum(axis=2)
+    overall = _fit_bins(cnt.sum(axis=0), tot.sum(axis=0), bins)
+    n = cnt.sum(axis=1)
+    return np.stack([_fit_bins(cnt[c], tot[c], bins) if n[c] >= min_share * len(src)
+                     else overall for c in range(k)])
 
 
 @dataclass
@@ -444,11 +495,20 @@ def _fill_mask(g: np.ndarray) -> np.ndarray:
     return cv2.dilate(keep[lab].astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
 
 
-def _block_std(g: np.ndarray, vm: np.ndarray, bs: int, hb: int, wb: int) -> np.ndarray:
-    x = np.where(vm, g, 0.0)[: hb * bs, : wb * bs].reshape(hb, bs, wb, bs)
-    n = np.maximum(vm[: hb * bs, : wb * bs].reshape(hb, bs, wb, bs).sum(axis=(1, 3)), 1)
-    mean = x.sum(axis=(1, 3)) / n
-    var = (x * x).sum(axis=(1, 3)) / n - mean * mean
+def _block_sums(x: np.ndarray, bs: int, hb: int, wb: int) -> np.ndarray:
+    """Sums over the (hb, wb) grid of bs x bs blocks of a float32 image (area resampling:
+    one pass in OpenCV instead of a strided NumPy reduction)."""
+    crop = np.ascontiguousarray(x[: hb * bs, : wb * bs])
+    return cv2.resize(crop, (wb, hb), interpolation=cv2.INTER_AREA).astype(np.float64) * (bs * bs)
+
+
+def _block_std(g: np.ndarray, vmf: np.ndarray, n: np.ndarray, bs: int) -> np.ndarray:
+    """Grey std per block over the pixels where vmf (float32 0/1) is 1; n: their counts."""
+    hb, wb = n.shape
+    x = g * vmf
+    nn = np.maximum(n, 1.0)
+    mean = _block_sums(x, bs, hb, wb) / nn
+    var = _block_sums(x * g, bs, hb, wb) / nn - mean * mean
     return np.sqrt(np.maximum(var, 0.0))
 
 
@@ -481,6 +541,79 @@ def _hue_change(fa: Features, fb: Features, m: np.ndarray, swap: bool) -> float:
     hb = np.arctan2(b[..., 1][sel], b[..., 0][sel])
     d = np.abs(np.remainder(ha - hb + np.pi, 2 * np.pi) - np.pi)
     return float(np.degrees(np.average(d, weights=np.minimum(ca[sel], cb[sel]))))
+
+
+@dataclass
+class _Residual:
+    diff: np.ndarray  # blocks where the prediction fails
+    median: float  # median block residual (grey levels)
+    tone_shift: float  # mean (curve - identity) over the predicting image's pixels
+    tone_dev: float  # mean |curve - identity|
+    std_target: np.ndarray  # block grey std of the predicted image
+    std_mapped: np.ndarray  # ... and of the prediction (unused beyond the threshold)
+
+
+def _residual(target: np.ndarray, source: np.ndarray, source0: np.ndarray,
+              cls: np.ndarray, idx: np.ndarray, vmf: np.ndarray, n: np.ndarray,
+              used: np.ndarray, settings: VerifySettings) -> _Residual:
+    """Predict `target` from `source` (aligned float32 grey images) through monotone tone
+    curves, one per colour class of the source (`cls`, aligned with it), fitted on the
+    overlap (flat pixel indices `idx`; vmf: the overlap as float32 0/1, n: its pixel count
+    per block); blocks (of settings.block px) whose mean residual is out of line with the
+    noise and the local contrast differ. Pixels that are clipped in the source (`source0`,
+    unblurred, at 0-3 or 252-255) are not judged: the levels an edit clipped cannot be told
+    apart there."""
+    bs = settings.block
+    hb, wb = used.shape
+    xs = np.clip(source.ravel().take(idx), 0, 255).astype(np.intp)
+    ys = target.ravel().take(idx)
+    cs = cls.ravel().take(idx)
+    curves = _class_curves(xs, cs, ys, settings.min_class_share)
+    # refitted without the pixels it predicts worst: new content (text, a figure) whose grey
+    # levels also occur in the picture would otherwise pull the curve there (a white caption
+    # over red bends white towards red, and a white highlight elsewhere then differs)
+    err = np.abs(ys - curves[cs, xs])
+    inl = err <= max(3.0 * settings.diff_floor, 6.0 * float(np.median(err[::7])))
+    if not inl.all():
+        curves = _class_curves(xs[inl], cs[inl], ys[inl], settings.min_class_share)
+    mapped = _apply_curve(source, curves, cls).astype(np.float32)
+    dev = curves[cs, xs] - xs
+    judged = vmf * ((source0 > 3.0) & (source0 < 252.0))
+    res = np.abs(target - mapped)
+    res *= judged
+    r = _block_sums(res, bs, hb, wb)
+    c = _block_sums(judged, bs, hb, wb)
+    rb = np.where(used, r / np.maximum(c, 1.0), 0.0)
+    st = _block_std(target, vmf, n, bs)
+    sm = _block_std(mapped, vmf, n, bs)
+    med = float(np.median(rb[used]))
+    # block contrast of either image: a misregistered or blurred edge leaves a residual well
+    # below the local contrast, new content (a moved subject) one of the order of it
+    thr = np.maximum(max(settings.diff_floor, settings.diff_noise_k * med),
+                     settings.diff_contrast * np.maximum(st, sm))
+    return _Residual(used & (rb > thr), med, float(np.mean(dev)), float(np.mean(np.abs(dev))),
+                     st, sm)
+
+
+def _split_overlay(r: _Residual, std_a: np.ndarray, std_b: np.ndarray,
+                   settings: VerifySettings) -> tuple[np.ndarray, np.ndarray]:
+    """(differing blocks that are not a text overlay, overlay blocks): an overlay is a thin
+    horizontal band of differing blocks where one image is far more contrasted (std_a,
+    std_b: block grey std of the two aligned images)."""
+    hb = r.diff.shape[0]
+    rest = r.diff.copy()
+    band = np.zeros_like(r.diff)
+    closed = cv2.dilate(r.diff.astype(np.uint8), np.ones((1, 3), np.uint8)) > 0
+    for cx, cy, cw, ch, _ in _components(closed):
+        sub = r.diff[cy:cy + ch, cx:cx + cw]
+        if not (ch <= max(3, round(settings.band_rows * hb)) and cw >= 2 * ch):
+            continue
+        ca = float(std_a[cy:cy + ch, cx:cx + cw][sub].mean())
+        cb = float(std_b[cy:cy + ch, cx:cx + cw][sub].mean())
+        if max(ca, cb) >= settings.overlay_contrast * max(min(ca, cb), 1.0):
+            band[cy:cy + ch, cx:cx + cw] |= sub
+            rest[cy:cy + ch, cx:cx + cw] &= ~sub
+    return rest, band
 
 
 def _verify(fa: Features, fb: Features, m: np.ndarray, settings: VerifySettings,
@@ -557,62 +690,49 @@ def _verify(fa: Features, fb: Features, m: np.ndarray, settings: VerifySettings,
     ga, gb = dst_blur(0.8), cv2.GaussianBlur(gb0, (0, 0), 0.8)
     ga_v, gb_v = ga.ravel().take(idx), gb.ravel().take(idx)
     curve = _tone_curve(np.clip(gb_v, 0, 255).astype(np.uint8), ga_v)
-    best: tuple[float, float, np.ndarray, np.ndarray] = (np.inf, 0.0, ga, gb)
     yy_gb = _apply_curve(gb_v, curve)
-    for sigma in (0.0, 1.0, 2.0, 3.0):
-        for which in ((0, 1) if sigma > 0 else (0,)):
+    best = (float(np.mean(np.abs(ga_v - yy_gb))), 0.0, ga, gb)
+    for which in (0, 1):  # blur a, then b, more while it helps (the error is unimodal in it)
+        for sigma in (1.0, 2.0, 3.0):
             sig = float(np.hypot(sigma, 0.8))
-            x = dst_blur(sig) if which == 0 and sigma else ga
-            y = cv2.GaussianBlur(gb0, (0, 0), sig) if which == 1 and sigma else gb
-            yy = _apply_curve(y.ravel().take(idx), curve) if y is not gb else yy_gb
-            xv = x.ravel().take(idx) if x is not ga else ga_v
+            x = dst_blur(sig) if which == 0 else ga
+            y = cv2.GaussianBlur(gb0, (0, 0), sig) if which == 1 else gb
+            yy = _apply_curve(y.ravel().take(idx), curve) if which == 1 else yy_gb
+            xv = x.ravel().take(idx) if which == 0 else ga_v
             err = float(np.mean(np.abs(xv - yy)))
-            if err < best[0] * 0.97:
-                best = (err, sigma if which == 0 else -sigma, x, y)
+            if err >= best[0] * 0.97:
+                break
+            best = (err, sigma if which == 0 else -sigma, x, y)
     _, blur_sig, ga, gb = best
     nums["blur_sigma"] = blur_sig
-    ya, yb = ga[vm], gb[vm]
-    curve = _tone_curve(np.clip(yb, 0, 255).astype(np.uint8), ya)
-    mapped = _apply_curve(gb, curve).astype(np.float32)
-    xs = np.clip(yb, 0, 255).astype(np.int32)
-    tone_shift = float(np.mean(curve[xs] - xs))
-    tone_dev = float(np.mean(np.abs(curve[xs] - xs)))
-    nums["tone_shift"], nums["tone_dev"] = tone_shift, tone_dev
-    res = np.abs(ga - mapped)
-    res[~vm] = 0.0
     bs = settings.block
     hb, wb = hd // bs, wd // bs
     if hb == 0 or wb == 0:
         return _Check(False, 1.0, -1.0, nums, ["too small"])
-    r = res[: hb * bs, : wb * bs].reshape(hb, bs, wb, bs).sum(axis=(1, 3))
-    c = vm[: hb * bs, : wb * bs].reshape(hb, bs, wb, bs).sum(axis=(1, 3))
+    vmf = vm.astype(np.float32)
+    c = np.rint(_block_sums(vmf, bs, hb, wb))
     used = c >= 0.75 * bs * bs
     if used.sum() < 4:
         return _Check(False, 1.0, -1.0, nums, ["overlap too small"])
-    rb = np.where(used, r / np.maximum(c, 1), 0.0)
-    # block contrast of either image: a misregistered or blurred edge leaves a residual well
-    # below the local contrast, new content (a moved subject) one of the order of it
-    sa = _block_std(ga, vm, bs, hb, wb)
-    sb = _block_std(mapped, vm, bs, hb, wb)
-    med = float(np.median(rb[used]))
-    thr = np.maximum(max(settings.diff_floor, settings.diff_noise_k * med),
-                     settings.diff_contrast * np.maximum(sa, sb))
-    diff = used & (rb > thr)
+    # each image predicted from the other through a tone curve, and the blocks where either
+    # prediction fails differ: one curve alone can map grey levels found only in new content
+    # (a figure walking in) onto the background there, which hides it in that direction
+    cls_w = cv2.warpAffine(src.tone_classes(), mm, (wd, hd), flags=cv2.INTER_NEAREST,
+                           borderMode=cv2.BORDER_REPLICATE)
+    fwd = _residual(ga, gb, gb0, cls_w, idx, vmf, c, used, settings)
+    rev = _residual(gb, ga, ga0, dst.tone_classes(), idx, vmf, c, used, settings)
+    nums["tone_shift"] = fwd.tone_shift
+    tone_dev = max(fwd.tone_dev, rev.tone_dev)
+    nums["tone_dev"] = tone_dev
+    med = max(fwd.median, rev.median)
     nums["block_median"] = med
     n_used = float(used.sum())
-    overlay = 0.0
-    rest = diff.copy()
-    # text overlays: a thin horizontal band where one image is far more contrasted
-    closed = cv2.dilate(diff.astype(np.uint8), np.ones((1, 3), np.uint8)) > 0
-    for cx, cy, cw, ch, _ in _components(closed):
-        sub = diff[cy:cy + ch, cx:cx + cw]
-        if not (ch <= max(3, round(settings.band_rows * hb)) and cw >= 2 * ch):
-            continue
-        ca = float(sa[cy:cy + ch, cx:cx + cw][sub].mean())
-        cb = float(sb[cy:cy + ch, cx:cx + cw][sub].mean())
-        if max(ca, cb) >= settings.overlay_contrast * max(min(ca, cb), 1.0):
-            overlay += float(sub.sum())
-            rest[cy:cy + ch, cx:cx + cw] &= ~sub
+    # text overlays are told apart in each direction (its own block contrasts), then the
+    # blocks either direction finds differing, and not an overlay band there, are new content
+    rest_f, band_f = _split_overlay(fwd, fwd.std_target, rev.std_target, settings)
+    rest_r, band_r = _split_overlay(rev, fwd.std_target, rev.std_target, settings)
+    rest = rest_f | rest_r
+    overlay = float(((band_f | band_r) & ~rest).sum())
     differing = float(rest.sum()) / n_used
     comps = _components(rest)
     nums["largest_region"] = max((c[4] for c in comps), default=0) / n_used

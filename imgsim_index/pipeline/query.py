@@ -114,23 +114,27 @@ def query_index(
         results = [QueryResult(p) for p in images]
         embedder = embedder or Embedder(model, settings.embed.device, settings.embed.backend)
         vectors, ok = _embed(embedder, images, settings, results)
-        if loaded is not None:
-            by_id = {r.id: r for r in loaded.rows}
-            found = _search(loaded.vectors, np.fromiter(by_id, np.int64, len(by_id)),
-                            vectors, ok, top_k)
+        if loaded is not None:  # rows in id order: a row's position breaks ties alike
+            found = _search(loaded.vectors, None, vectors, ok, top_k)
+            hit_rows = {i: loaded.rows[i] for hits, _ in found.values() for i in hits}
         else:
             with store.snapshot():
                 search = store.load_for_search()
                 found = _search(search.vectors, search.ids, vectors, ok, top_k)
-                by_id = store.catalog.rows_by_id(i for hits, _ in found.values() for i in hits)
+                hit_rows = store.catalog.rows_by_id(i for hits, _ in found.values()
+                                                    for i in hits)
+    missing = {i for hits, _ in found.values() for i in hits} - set(hit_rows)
+    if missing:  # a vector with no row in the same commit
+        raise IndexFormatError(f"{index_dir}: {len(missing)} vectors have no catalog row; the "
+                               "index is damaged: run verify with repair")
     for q, (hits, scores) in found.items():
-        results[q].matches = [(by_id[i].path, s) for i, s in zip(hits, scores, strict=True)
+        results[q].matches = [(hit_rows[i].path, s) for i, s in zip(hits, scores, strict=True)
                               if threshold is None or s >= threshold]
     if verify is not None and verify.enabled is not False:
         from imgsim_index.verify import candidate_threshold
 
-        verify_hits(results, {by_id[i].path: by_id[i] for hits, _ in found.values()
-                              for i in hits}, candidate_threshold(model.info.name), verify)
+        verify_hits(results, {r.path: r for r in hit_rows.values()},
+                    candidate_threshold(model.info.name), verify)
     return results
 
 
@@ -148,12 +152,13 @@ def _embed(embedder: Embedder, images: Sequence[str], settings: BuildSettings,
     return vectors, ok
 
 
-def _search(index: np.ndarray, ids: np.ndarray, vectors: np.ndarray, ok: np.ndarray,
+def _search(index: np.ndarray, ids: np.ndarray | None, vectors: np.ndarray, ok: np.ndarray,
             top_k: int) -> dict[int, tuple[list[int], list[float]]]:
-    """Query position -> (catalog ids, scores) of its best `top_k` rows, best first."""
-    if not len(ids):
+    """Query position -> (its best `top_k` rows, as their `ids` or, without, their
+    positions; their scores), best first."""
+    if not len(index):
         return {}
-    k = min(top_k, len(ids))
+    k = min(top_k, len(index))
     found = {}
     index = np.asarray(index)  # a memory map searched in place
     todo = np.flatnonzero(ok).tolist()
@@ -162,5 +167,5 @@ def _search(index: np.ndarray, ids: np.ndarray, vectors: np.ndarray, ok: np.ndar
         scores = index @ vectors[block].T  # one pass over the index per block of queries
         for j, q in enumerate(block):
             rows, best = top_hits(index, vectors[q], scores[:, j], k, ids)
-            found[q] = (ids[rows].tolist(), best.tolist())
+            found[q] = ((rows if ids is None else ids[rows]).tolist(), best.tolist())
     return found

@@ -164,3 +164,32 @@ def test_load_for_search_maps_a_compacted_index_and_equals_load(
         # ties are broken by id, whatever order the file holds the rows in
         assert query_index(str(folder), [str(probe)], top_k=6, embedder=embedder) == \
             query_index(str(folder), [str(probe)], top_k=6, embedder=embedder, loaded=loaded)
+
+
+def test_load_for_search_keeps_the_rows_load_keeps(tmp_path: Path) -> None:
+    """Parked rows (outside every root), a sibling folder whose name starts like a root's,
+    and paths and roots that are not UTF-8 (stored as bytes): the same rows as `load`."""
+    identity = {"model": "m", "dim": 8, "preprocessing": {}, "weights_id": "w"}
+    photos, odd = str(tmp_path / "photos"), str(tmp_path / "caf\udce9")
+    names = [(photos, f"{photos}/a.jpg"), (photos, f"{photos}/sub/b\udcff.jpg"),
+             (odd, f"{odd}/c.jpg"), (odd, f"{odd}/d\udcfe.jpg"),
+             (photos, f"{photos}2/e.jpg"), (photos, f"{photos}/f.jpg")]
+    x = unit(np.random.default_rng(0).standard_normal((len(names), 8), dtype=np.float32))
+    store = IndexStore.open_writer(str(tmp_path / "idx"), identity)
+    try:
+        store.commit([NewRow(p, root, 1, k) for k, (root, p) in enumerate(names)], x)
+        with store.catalog.transaction():  # parked by an apply: moved out of the roots
+            store.catalog.rename_path(f"{photos}/f.jpg", str(tmp_path / "trash" / "f.jpg"),
+                                      None, None, None)
+            store.catalog.rename_path(f"{odd}/c.jpg", str(tmp_path / "trash" / "c\udce1.jpg"),
+                                      None, None, None)
+    finally:
+        store.close()
+    with IndexStore.open_reader(str(tmp_path / "idx")) as store:
+        loaded = store.load()
+        with store.snapshot():
+            search = store.load_for_search()
+    assert sorted(r.path for r in loaded.rows) == sorted(
+        [f"{photos}/a.jpg", f"{photos}/sub/b\udcff.jpg", f"{odd}/d\udcfe.jpg"])
+    assert search.ids.tolist() == [r.id for r in loaded.rows]
+    assert np.array_equal(search.vectors, loaded.vectors)

@@ -3,10 +3,11 @@
 a no-op build of the same folder (same run), and a no-op build of an index of many files;
 then the fixed cost of a real build (a new index of 1 image against one of N) and a query
 of one image (on the N-image index and on one of --vectors vectors), for this tree and,
-with --baseline, for another source tree in the same run.
+with --baseline, for another source tree in the same run; and how much of such a query is
+the image's embedding (model session and image, timed inside a fresh process).
 
 usage: python benchmarks/bench_startup.py [--n 96] [--big 10000] [--vectors 100000]
-                                          [--repeat 3] [--baseline TREE]
+                                          [--repeat 3] [--baseline TREE [--baseline-commit C]]
 
 --baseline names a source tree of another commit (`git archive <commit> | tar -x -C TREE`).
 The caches (ONNX file, weights digest) are warm: each tree builds once before it is timed.
@@ -19,7 +20,9 @@ lookups are real while no CNN runs for 10,000 images.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -47,11 +50,36 @@ MODEL = "efficientnet-lite0"  # weights from a pip package: no download
 ROOT = Path(__file__).resolve().parents[1]
 
 
+# The query runs take the path an AVX2-only CPU takes where a library lets us choose it:
+# OpenBLAS (numpy's matrix products) is pinned to its Haswell (AVX2) kernels. ONNX Runtime
+# picks its kernels itself and has no such switch.
+AVX2 = {"OPENBLAS_CORETYPE": "Haswell"}
+# Every measured process keeps compiled bytecode (in a folder of the run, not in the trees),
+# as an installed package does: with PYTHONDONTWRITEBYTECODE set, each process would compile
+# the library's sources again (about 0.06 s of a query).
+PYCACHE = {"dir": str(Path(tempfile.gettempdir()) / "imgsim-bench-pycache")}  # main: in its tmp
+
+
+def child_env(tree: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    return {**env, **(extra or {}), "PYTHONPYCACHEPREFIX": PYCACHE["dir"],
+            "PYTHONPATH": str(tree)}
+
+
 def timed(*args: str, tree: Path = ROOT) -> float:
+    return timed_cpu(*args, tree=tree)[0]
+
+
+def timed_cpu(*args: str, tree: Path = ROOT, env: dict[str, str] | None = None,
+              ) -> tuple[float, float]:
+    """(wall seconds, CPU seconds: user + system) of one process of `tree`'s code."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     subprocess.run([sys.executable, *args], check=True, stdout=subprocess.DEVNULL,
-                   env={**os.environ, "PYTHONPATH": str(tree)}, cwd=tree)  # -m puts cwd first
-    return time.perf_counter() - t
+                   env=child_env(tree, env), cwd=tree)  # -m puts cwd first
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
 
 
 def photos(folder: Path, n: int, w: int = 1280, h: int = 960) -> None:
@@ -112,6 +140,38 @@ def one_image_embedding(image: Path, index: Path, repeat: int) -> float:
     return statistics.median(runs[1:])
 
 
+# In a fresh process, after the imports a query makes anyway (numpy, the library): the
+# model and its ONNX session made (onnxruntime imported), then the one image decoded and
+# embedded. This is what a one-image query cannot avoid; the rest of its process is
+# start-up, the index and the output.
+_EMBED_CHILD = """
+import json, sys, time
+import numpy
+from imgsim_index.embed.embedder import Embedder, EmbedSettings
+from imgsim_index.pipeline.build import BuildSettings, resolve_model
+index, image = sys.argv[1:3]
+t = time.perf_counter(); c = time.process_time()
+emb = Embedder(resolve_model(index, BuildSettings()), "auto", "auto")
+list(emb.embed_files([image], EmbedSettings(workers=0)))
+print(json.dumps([time.perf_counter() - t, time.process_time() - c]))
+"""
+
+
+def fresh_embedding(image: Path, index: Path) -> tuple[float, float, float, float]:
+    """In a fresh process of this tree (see _EMBED_CHILD): (wall, CPU) seconds of making
+    the model session and embedding `image`, then (wall, CPU) of that whole process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", _EMBED_CHILD, str(index), str(image)],
+                         check=True, capture_output=True, text=True,
+                         env=child_env(ROOT, AVX2)).stdout
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    inner_wall, inner_cpu = json.loads(out.splitlines()[-1])
+    return (inner_wall, inner_cpu, wall,
+            (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime))
+
+
 def real_runs(tree: Path, t: Path, photos_dir: Path, n: int, big: Path,
               repeat: int) -> dict[str, float]:
     """A build of 1 image and of `n` (new indexes), and queries of one image, as whole
@@ -128,15 +188,28 @@ def real_runs(tree: Path, t: Path, photos_dir: Path, n: int, big: Path,
     build(one, f"warm-{tree.name}")  # fills the caches this tree keeps
     b1 = [build(one, f"b1-{tree.name}-{k}") for k in range(repeat)]
     bn = build(photos_dir, f"bn-{tree.name}")
-    image = str(one / "p.jpg")
+    return {"build1": statistics.median(b1), "buildn": bn}
 
-    def query(index: Path) -> float:
-        return statistics.median(
-            timed(*cli, "query", image, "--index", str(index), "--top-k", "5",
-                  "--verify", "off", tree=tree) for _ in range(repeat))
 
-    return {"build1": statistics.median(b1), "buildn": bn,
-            "query_n": query(t / f"bn-{tree.name}"), "query_big": query(big)}
+def query_runs(trees: list[tuple[str, Path]], t: Path, big: Path,
+               repeat: int) -> dict[str, dict[str, float]]:
+    """Queries of one image (--verify off, top 5) on each tree's n-image index and on `big`,
+    the trees taking turns in each round so that they share the machine's load alike;
+    after one unmeasured round. Medians of wall and CPU seconds."""
+    runs: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for round_ in range(repeat + 1):
+        for name, tree in trees:
+            image = str(t / f"one-{tree.name}" / "p.jpg")
+            for case, index in (("query_n", t / f"bn-{tree.name}"), ("query_big", big)):
+                got = timed_cpu("-m", "imgsim_index", "query", image, "--index", str(index),
+                                "--top-k", "5", "--verify", "off", tree=tree, env=AVX2)
+                if round_:
+                    runs.setdefault((name, case), []).append(got)
+    out: dict[str, dict[str, float]] = {}
+    for (name, case), timings in runs.items():
+        out.setdefault(name, {})[case] = statistics.median(w for w, _ in timings)
+        out[name][f"{case}_cpu"] = statistics.median(c for _, c in timings)
+    return out
 
 
 def real_section(args: argparse.Namespace, t: Path) -> str:
@@ -146,26 +219,51 @@ def real_section(args: argparse.Namespace, t: Path) -> str:
     vectors_index(big, args.vectors, t / "idx")
     res = {name: real_runs(tree, t, t / "photos", args.n, big, args.repeat)
            for name, tree in trees}
-    embed1 = one_image_embedding(t / f"one-{ROOT.name}" / "p.jpg", t / f"bn-{ROOT.name}",
-                                args.repeat)
+    for name, got in query_runs(trees, t, big, args.repeat).items():
+        res[name].update(got)
+    image, index = t / f"one-{ROOT.name}" / "p.jpg", t / f"bn-{ROOT.name}"
+    embed1 = one_image_embedding(image, index, args.repeat)
+    fresh = [fresh_embedding(image, index) for _ in range(args.repeat + 1)][1:]
+    ew, ec, pw, pc = (statistics.median(f[i] for f in fresh) for i in range(4))
     n = args.n
-    rows = []
+    rows, shares = [], []
     for name, r in res.items():
         share = (r["buildn"] - r["build1"]) / (n - 1)
         rows.append(
             f"| {name} | {r['build1']:.2f} | {r['buildn']:.2f} | {share:.3f} | "
             f"{r['build1'] - share:.2f} | {r['query_n']:.2f} | {r['query_big']:.2f} |")
+        shares.append(
+            f"| {name} | {r['query_n']:.3f} ({r['query_n_cpu']:.3f}) | "
+            f"{ew / r['query_n']:.0%} ({ec / r['query_n_cpu']:.0%}) | "
+            f"{r['query_big']:.3f} ({r['query_big_cpu']:.3f}) | "
+            f"{ew / r['query_big']:.0%} ({ec / r['query_big_cpu']:.0%}) |")
     return (
         f"\nReal builds and queries ({MODEL}, `--backend auto`, whole processes, caches "
         f"warm, median of {args.repeat} except the {n}-image build): a new index of 1 image "
         f"and of {n}; the steady-state share of one image is (build {n} - build 1) / {n - 1},"
         " the fixed cost is build 1 minus that share. Queries of one image with "
         f"`--verify off`, top 5, on the {n}-image index and on {args.vectors:,} vectors "
-        "written through the store under the same identity.\n\n"
+        "written through the store under the same identity (compacted: one vector file).\n\n"
         f"| code | build 1 s | build {n} s | s per image | fixed cost s | query on {n} s "
         f"| query on {args.vectors:,} s |\n|---|---|---|---|---|---|---|\n"
         + "\n".join(rows)
-        + f"\n\nDecoding and embedding that one image in a warm process: {embed1:.3f} s.\n")
+        + f"\n\nDecoding and embedding that one image in a warm process: {embed1:.3f} s.\n"
+        "\nHow much of a one-image query process is that image's embedding: in a fresh "
+        "process, after the imports any query makes (numpy, the library), making the model "
+        f"and its ONNX session and embedding the image took {ew:.3f} s wall ({ec:.3f} s "
+        f"CPU), median of {args.repeat}; the share is that over the whole query process "
+        "(its wall time, and in brackets its CPU time: user + system, which the other "
+        "work on a shared machine does not inflate). The query processes ran with "
+        "`OPENBLAS_CORETYPE=Haswell` (numpy's matrix products on AVX2 kernels, as on an "
+        "AVX2-only CPU; ONNX Runtime picks its own kernels), the two codes taking turns, "
+        "after one unmeasured round; every measured process keeps compiled bytecode, as "
+        "an installed package does.\n\n"
+        f"| code | query on {n}: s (CPU s) | embedding's share | query on {args.vectors:,}: "
+        "s (CPU s) | embedding's share |\n|---|---|---|---|---|\n"
+        + "\n".join(shares)
+        + f"\n\nThat embedding process as a whole (interpreter, numpy, the library, the "
+        f"session, the image; no index): {pw:.3f} s wall ({pc:.3f} s CPU), the floor of "
+        "any process that embeds one image with this library.\n")
 
 
 def main() -> None:
@@ -175,10 +273,14 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="runs of each fast case (median)")
     ap.add_argument("--vectors", type=int, default=100_000, help="vectors in the query index")
     ap.add_argument("--baseline", default=None, help="source tree of the code to compare with")
+    ap.add_argument("--baseline-commit", default=None,
+                    help="the commit --baseline was unpacked from (named in the results)")
     args = ap.parse_args()
     cli = ["-m", "imgsim_index"]
     with tempfile.TemporaryDirectory() as tmp:
         t = Path(tmp)
+        PYCACHE["dir"] = str(t / "pycache")
+        timed(*cli, "--help")  # compiles the bytecode: not counted
         helps = [timed(*cli, "--help") for _ in range(max(5, args.repeat))]
         modules = subprocess.run(
             [sys.executable, "-c", "import sys, runpy; sys.argv=['x','--help']\n"
@@ -212,7 +314,12 @@ def main() -> None:
         + real
     )
     print(body)
-    update_section("startup", "Start-up and no-op runs", this_command(), body)
+    command = this_command()
+    if args.baseline:  # the tree's path is of this run only
+        command = command.replace(args.baseline, "TREE")
+        body = (f"TREE: `git archive {args.baseline_commit}` unpacked (the code \"before\").\n\n"
+                if args.baseline_commit else "TREE: another commit's source tree.\n\n") + body
+    update_section("startup", "Start-up and no-op runs", command, body)
 
 
 if __name__ == "__main__":

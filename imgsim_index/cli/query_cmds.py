@@ -48,7 +48,6 @@ def query(images: tuple[str, ...], index_dir: str, top_k: int, threshold: float 
 
     Exits 1 when a query image cannot be read (the others are still answered)."""
     from imgsim_index.pipeline.query import query_index
-    from imgsim_index.verify import VerifySettings
 
     for image in images:  # before loading any model
         if not os.path.isfile(image):
@@ -57,7 +56,7 @@ def query(images: tuple[str, ...], index_dir: str, top_k: int, threshold: float 
     settings = build_settings(model=model, weights=weights, device=device, backend=backend,
                               batch_size=batch_size, workers=workers)
     results = query_index(index_dir, list(images), top_k + (not include_self), threshold,
-                          settings, verify=VerifySettings(enabled=verify == "on"))
+                          settings, verify=_verify_settings(verify == "on"))
     for r in results:
         keep = [k for k, m in enumerate(r.matches)
                 if include_self or not _same_file(m[0], r.path)][:top_k]
@@ -87,6 +86,15 @@ def query(images: tuple[str, ...], index_dir: str, top_k: int, threshold: float 
             if v := verdict(r, k):  # on a line of its own: the score lines keep their form
                 click.echo(f"{'':12}{v[0]}: {v[1]}")
     _exit_if_unreadable(results)
+
+
+def _verify_settings(on: bool) -> Any:
+    """VerifySettings when verification is on; None (nothing of it imported) when off."""
+    if not on:
+        return None
+    from imgsim_index.verify import VerifySettings
+
+    return VerifySettings(enabled=True)
 
 
 def _same_file(indexed: str, query_path: str) -> bool:

@@ -255,6 +255,33 @@ class Catalog:
                 raise
             raise damaged(self.path, exc) from None
 
+    def rows_by_id(self, ids: Iterable[int]) -> dict[int, Row]:
+        """The rows with these ids (any that no longer exist are left out)."""
+        want = sorted(set(ids))
+        got: dict[int, Row] = {}
+        for s in range(0, len(want), 500):  # within SQLite's limit on bound values
+            part = want[s:s + 500]
+            got.update((r.id, r) for r in self.rows(
+                f"WHERE id IN ({', '.join('?' * len(part))})", part))
+        return got
+
+    def embedded_ids(self) -> dict[str, np.ndarray]:
+        """Vector file -> the ascending ids of the embedded rows whose vector it holds,
+        without building their rows."""
+        names = [str(r[0]) for r in self.db.execute(
+            "SELECT DISTINCT segment FROM images WHERE status = 'embedded'")]
+        return {name: np.fromiter((r[0] for r in self.db.execute(
+            "SELECT id FROM images WHERE segment = ? AND status = 'embedded' ORDER BY id",
+            (name,))), np.int64) for name in names}
+
+    def embedded_outside(self, prefixes: Sequence[str]) -> list[Row]:
+        """The embedded rows whose path starts with none of `prefixes` (text), found by
+        ranges on the path: a path stored as bytes sorts after all text, so it is always
+        among them, as is a text path whose next character is U+10FFFF (a superset)."""
+        ranges = "".join(" AND NOT (path >= ? AND path < ?)" for _ in prefixes)
+        return self.rows(f"WHERE status = 'embedded'{ranges}",
+                         [v for p in prefixes for v in (p, p + "\U0010ffff")])
+
     def row_of(self, path: str) -> Row | None:
         got = self.rows("WHERE path = ?", (db_name(path),))
         return got[0] if got else None

@@ -23,9 +23,9 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -36,9 +36,10 @@ from imgsim_index.errors import (
     IndexMismatchError,
     IndexMissingError,
 )
-from imgsim_index.index.catalog import Catalog, NewRow, Row, VideoDone, writing
+from imgsim_index.index.catalog import Catalog, NewRow, Row, VideoDone, db_name, writing
 from imgsim_index.index.vector_file import (
     CHUNK_BYTES,
+    VECTORS_AT,
     VectorFile,
     VectorFileWriter,
     read_vectors,
@@ -58,6 +59,7 @@ MAX_SEGMENTS = 16
 # index folders (real paths) whose writer lock this process holds through
 # IndexStore.writer_lock, with the descriptor: open_updater reuses it
 _HELD_HERE: dict[str, int] = {}
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -65,6 +67,16 @@ class LoadedVectors:
     rows: list[Row]  # embedded rows, in id order
     vectors: np.ndarray  # (len(rows), dim) float32, row i belongs to rows[i]
     seq: int = 0  # the last commit these rows include (see Catalog.last_seq)
+
+
+@dataclass
+class SearchVectors:
+    """The vectors a query searches, without their catalog rows: `ids[i]` is the catalog id
+    of row i of `vectors`, which may be a read-only map of a vector file (then in the
+    file's order)."""
+
+    ids: np.ndarray  # (n,) int64, unique; ascending unless `vectors` maps a file
+    vectors: np.ndarray  # (n, dim) float32
 
 
 def read_segment(path: str) -> tuple[np.ndarray, np.ndarray]:
@@ -376,13 +388,15 @@ class IndexStore:
         """All embedded rows (under `roots` if given) with their current vectors.
 
         Memory: the result plus one chunk of `chunk_bytes`, whatever the files hold.
-
-        A writer may compact (and delete segment files) between our reading the rows and
-        opening the files; then the rows are read again, naming the new files.
         """
+        return self._retrying(lambda: self._load_once(roots, chunk_bytes))
+
+    def _retrying(self, read: Callable[[], _T]) -> _T:
+        """A writer may compact (and delete segment files) between our reading the rows and
+        opening the files; then the rows are read again, naming the new files."""
         for attempt in range(5):
             try:
-                return self._load_once(roots, chunk_bytes)
+                return read()
             except FileNotFoundError as exc:
                 if attempt == 4:
                     raise IndexFormatError(
@@ -404,9 +418,69 @@ class IndexStore:
         codes: dict[str, int] = {}  # segment -> its number; each row's in row_seg
         row_seg = np.fromiter((codes.setdefault(str(r.segment), len(codes)) for r in rows),
                               np.int32, len(rows))
-        out = np.zeros((len(rows), self.dim), np.float32)
+        out = self._gather(row_ids, row_seg, list(codes), chunk_bytes)
+        return LoadedVectors(rows, out, seq)
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """One read transaction: every catalog read inside sees the same commit."""
+        self.catalog.db.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self.catalog.db.execute("COMMIT")
+
+    def load_for_search(self, chunk_bytes: int = CHUNK_BYTES) -> SearchVectors:
+        """The placed embedded rows' ids and current vectors, without building their rows
+        (a query looks up only its hits' rows, by id: `Catalog.rows_by_id`). Call inside
+        `snapshot` so that those rows are of the same commit.
+
+        When one vector file holds exactly the wanted rows (a compacted index with nothing
+        forgotten or parked since), its vectors are mapped read-only rather than read;
+        a compaction replaces the file by a rename, so the map stays whole. Otherwise the
+        vectors are gathered as `load` does."""
+        return self._retrying(lambda: self._search_once(chunk_bytes))
+
+    def _search_once(self, chunk_bytes: int) -> SearchVectors:
+        by_segment = self.catalog.embedded_ids()
+        names = sorted(by_segment)
+        ids = np.concatenate([by_segment[n] for n in names] or [np.zeros(0, np.int64)])
+        row_seg = np.repeat(np.arange(len(names), dtype=np.int32),
+                            [len(by_segment[n]) for n in names])
+        order = np.argsort(ids, kind="stable")
+        ids, row_seg = ids[order], row_seg[order]
+        keep = self._placed_mask(ids)
+        if keep is not None:
+            ids, row_seg = ids[keep], row_seg[keep]
+        if len(names) == 1:
+            with VectorFile(os.path.join(self.folder, names[0])) as vf:
+                if vf.dim == self.dim and np.array_equal(np.sort(vf.ids), ids):
+                    return SearchVectors(vf.ids, np.memmap(vf.path, "<f4", "r", VECTORS_AT,
+                                                        (vf.n, vf.dim)))
+        return SearchVectors(ids, self._gather(ids, row_seg, names, chunk_bytes))
+
+    def _placed_mask(self, ids: np.ndarray) -> np.ndarray | None:
+        """`_placed` over the ascending `ids`, as a mask (None: all placed). Only the rows
+        that SQLite cannot show to lie under a root by a prefix range of their path (parked
+        rows, paths or roots stored as bytes) are read and tested as `_placed` tests them."""
+        roots = self.catalog.roots()
+        prefixes = [os.path.join(r, "") for r in roots if _is_text(r)]
+        if not all(os.path.normpath(r) == r for r in roots):
+            prefixes = []  # `_placed` walks up each path's folders: test every row
+        outside = self.catalog.embedded_outside(prefixes)
+        if not outside:
+            return None
+        placed = {r.id for r in self._placed(outside)}
+        parked = np.asarray(sorted({r.id for r in outside} - placed), np.int64)
+        return ~_members(ids, parked)
+
+    def _gather(self, row_ids: np.ndarray, row_seg: np.ndarray, names: Sequence[str],
+                chunk_bytes: int) -> np.ndarray:
+        """The vectors of the rows `row_ids` (ascending), each from the file its row names
+        (`names[row_seg[i]]`), as one new (n, dim) float32 array."""
+        out = np.zeros((len(row_ids), self.dim), np.float32)
         filled = 0
-        for segment, code in codes.items():
+        for code, segment in enumerate(names):
             with VectorFile(os.path.join(self.folder, segment)) as vf:
                 if vf.dim != self.dim:
                     raise IndexFormatError(
@@ -414,12 +488,12 @@ class IndexStore:
                         f"{self.dim}-d; the index is damaged: run verify with repair")
                 filled += _fill_from(vf, row_ids, row_seg == code, out, segment, self.folder,
                                      chunk_bytes)
-        if filled != len(rows):
+        if filled != len(row_ids):
             raise IndexFormatError(
-                f"{self.folder}: {len(rows) - filled} catalog rows have no vector; "
+                f"{self.folder}: {len(row_ids) - filled} catalog rows have no vector; "
                 "the index is damaged: run verify with repair"
             )
-        return LoadedVectors(rows, out, seq)
+        return out
 
     def _placed(self, rows: list[Row]) -> list[Row]:
         """The rows whose file lies inside one of the folders the index was built from.
@@ -464,6 +538,11 @@ def in_scope(rows: list[Row], roots: Sequence[str]) -> list[Row]:
     files = {p for p in prefixes if not p.endswith(os.sep)}
     return [r for r in rows if r.path.startswith(folders)
             or r.path.split("#t=", 1)[0] in files]
+
+
+def _is_text(path: str) -> bool:
+    """Is `path` stored as TEXT in the catalog (valid UTF-8)?"""
+    return isinstance(db_name(path), str)
 
 
 def _inside(path: str, roots: set[str]) -> bool:

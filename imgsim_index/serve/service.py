@@ -114,7 +114,7 @@ class IndexService:
                 if self._cache is None or self._cache.seq != seq:
                     loaded = store.load()
                     # one contiguous float32 matrix per commit: every query searches it in
-                    # place (faiss.knn in query_index), nothing is copied per request
+                    # place (one matrix product in query_index), nothing is copied per request
                     self._cache = replace(loaded, vectors=np.ascontiguousarray(
                         loaded.vectors, dtype=np.float32))
                     self.metrics.images_indexed = len(self._cache.rows)

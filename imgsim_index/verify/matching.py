@@ -65,6 +65,7 @@ class VerifySettings:
     # fails there by this factor on any limit is rejected without the full-size check
     coarse_margin: float = 2.0  # 0: no coarse check
     ecc_start_ncc: float = 0.5  # sketch correlation from which ECC refines a failed sketch map
+    coarse_accept: int = 1  # a map passing the half-size check by coarse_margin is a copy
     min_class_share: float = 0.005  # a colour class with less of the overlap: no curve of its own
 
     def validate(self) -> VerifySettings:
@@ -95,6 +96,7 @@ class VerifySettings:
              "coarse_margin must be 0 (off) or >= 1"),
             (0.0 < self.ecc_start_ncc <= 1.0, "ecc_start_ncc must be in (0, 1]"),
             (0.0 <= self.min_class_share <= 1.0, "min_class_share must be in [0, 1]"),
+            (self.coarse_accept in (0, 1), "coarse_accept must be 0 or 1"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -554,15 +556,15 @@ class _Residual:
 
 
 def _residual(target: np.ndarray, source: np.ndarray, source0: np.ndarray,
-              cls: np.ndarray, idx: np.ndarray, vmf: np.ndarray, n: np.ndarray,
-              used: np.ndarray, settings: VerifySettings) -> _Residual:
+              cls: np.ndarray, st: np.ndarray, idx: np.ndarray, vmf: np.ndarray,
+              n: np.ndarray, used: np.ndarray, settings: VerifySettings) -> _Residual:
     """Predict `target` from `source` (aligned float32 grey images) through monotone tone
     curves, one per colour class of the source (`cls`, aligned with it), fitted on the
     overlap (flat pixel indices `idx`; vmf: the overlap as float32 0/1, n: its pixel count
-    per block); blocks (of settings.block px) whose mean residual is out of line with the
-    noise and the local contrast differ. Pixels that are clipped in the source (`source0`,
-    unblurred, at 0-3 or 252-255) are not judged: the levels an edit clipped cannot be told
-    apart there."""
+    per block; st: the target's block grey std); blocks (of settings.block px) whose mean
+    residual is out of line with the noise and the local contrast differ. Pixels that are
+    clipped in the source (`source0`, unblurred, at 0-3 or 252-255) are not judged: the
+    levels an edit clipped cannot be told apart there."""
     bs = settings.block
     hb, wb = used.shape
     xs = np.clip(source.ravel().take(idx), 0, 255).astype(np.intp)
@@ -584,7 +586,6 @@ def _residual(target: np.ndarray, source: np.ndarray, source0: np.ndarray,
     r = _block_sums(res, bs, hb, wb)
     c = _block_sums(judged, bs, hb, wb)
     rb = np.where(used, r / np.maximum(c, 1.0), 0.0)
-    st = _block_std(target, vmf, n, bs)
     sm = _block_std(mapped, vmf, n, bs)
     med = float(np.median(rb[used]))
     # block contrast of either image: a misregistered or blurred edge leaves a residual well
@@ -664,7 +665,6 @@ def _verify(fa: Features, fb: Features, m: np.ndarray, settings: VerifySettings,
     ga0 = dst.grey.astype(np.float32)
     gb0 = warped.astype(np.float32)
     vm = valid
-    words: list[str] = []
     hue = -1.0
     if min(fa.colourful, fb.colourful) > 0.05:
         hue = _hue_change(fa, fb, m, swap)
@@ -716,23 +716,39 @@ def _verify(fa: Features, fb: Features, m: np.ndarray, settings: VerifySettings,
         return _Check(False, 1.0, -1.0, nums, ["overlap too small"])
     # each image predicted from the other through a tone curve, and the blocks where either
     # prediction fails differ: one curve alone can map grey levels found only in new content
-    # (a figure walking in) onto the background there, which hides it in that direction
+    # (a figure walking in) onto the background there, which hides it in that direction.
+    # A direction can only add differing blocks, so when the first already rules out a
+    # copy the second is not computed (the verdict is the same in either order)
+    bstd_a, bstd_b = _block_std(ga, vmf, c, bs), _block_std(gb, vmf, c, bs)
     cls_w = cv2.warpAffine(src.tone_classes(), mm, (wd, hd), flags=cv2.INTER_NEAREST,
                            borderMode=cv2.BORDER_REPLICATE)
-    fwd = _residual(ga, gb, gb0, cls_w, idx, vmf, c, used, settings)
-    rev = _residual(gb, ga, ga0, dst.tone_classes(), idx, vmf, c, used, settings)
+    fwd = _residual(ga, gb, gb0, cls_w, bstd_a, idx, vmf, c, used, settings)
     nums["tone_shift"] = fwd.tone_shift
-    tone_dev = max(fwd.tone_dev, rev.tone_dev)
-    nums["tone_dev"] = tone_dev
-    med = max(fwd.median, rev.median)
-    nums["block_median"] = med
+    chk = _judge([fwd], bstd_a, bstd_b, used, overlap, hue, nums, settings)
+    if chk.copy:
+        rev = _residual(gb, ga, ga0, dst.tone_classes(), bstd_b, idx, vmf, c, used,
+                        settings)
+        chk = _judge([fwd, rev], bstd_a, bstd_b, used, overlap, hue, nums, settings)
+    return chk
+
+
+def _judge(dirs: list[_Residual], std_a: np.ndarray, std_b: np.ndarray, used: np.ndarray,
+           overlap: float, hue: float, nums: dict[str, float],
+           settings: VerifySettings) -> _Check:
+    """The check's verdict from the residuals of one or both directions (nums: the
+    geometry's numbers so far, completed here)."""
+    nums = dict(nums)
+    words: list[str] = []
+    hb = used.shape[0]
+    tone_dev = max(d.tone_dev for d in dirs)
+    med = max(d.median for d in dirs)
+    nums["tone_dev"], nums["block_median"] = tone_dev, med
     n_used = float(used.sum())
-    # text overlays are told apart in each direction (its own block contrasts), then the
-    # blocks either direction finds differing, and not an overlay band there, are new content
-    rest_f, band_f = _split_overlay(fwd, fwd.std_target, rev.std_target, settings)
-    rest_r, band_r = _split_overlay(rev, fwd.std_target, rev.std_target, settings)
-    rest = rest_f | rest_r
-    overlay = float(((band_f | band_r) & ~rest).sum())
+    # text overlays are told apart in each direction, then the blocks either direction
+    # finds differing, and not an overlay band there, are new content
+    split = [_split_overlay(d, std_a, std_b, settings) for d in dirs]
+    rest = np.logical_or.reduce([r for r, _ in split])
+    overlay = float((np.logical_or.reduce([b for _, b in split]) & ~rest).sum())
     differing = float(rest.sum()) / n_used
     comps = _components(rest)
     nums["largest_region"] = max((c[4] for c in comps), default=0) / n_used
@@ -779,16 +795,28 @@ def _clearly_other(c: _Check, s: VerifySettings) -> bool:
             or n.get("hue_change_deg", -1.0) > k * s.max_hue_deg)
 
 
+def _clearly_copy(c: _Check, s: VerifySettings) -> bool:
+    n, k = c.numbers, s.coarse_margin
+    return (c.differing * k <= s.max_differing and n.get("largest_region", 0.0) * k <= s.max_region
+            and n.get("block_median", 0.0) * k <= s.max_block_median
+            and n.get("tone_dev", 0.0) * k <= s.max_tone_dev
+            and n.get("hue_change_deg", -1.0) * k <= s.max_hue_deg)
+
+
 def _check(fa: Features, fb: Features, m: np.ndarray, settings: VerifySettings,
            blurs: dict[tuple[int, float], np.ndarray]) -> _Check:
-    """_verify, after a check at half size (a quarter of the pixels) that rejects a map
-    failing there by coarse_margin; a map that passes, or fails narrowly, gets the full check."""
+    """_verify, after a check at half size (a quarter of the pixels) that settles a map
+    failing there, or passing there (coarse_accept), by coarse_margin on every limit; a map
+    in between gets the full check."""
     if settings.coarse_margin and min(fa.grey.shape + fb.grey.shape) >= 8 * settings.block:
         ha, hb = fa.half(), fb.half()
         mh = (_to_half(fa, ha) @ np.vstack([m, [0, 0, 1]]) @ np.linalg.inv(_to_half(fb, hb)))
         coarse = dataclasses.replace(settings, block=max(4, settings.block // 2))
         c = _verify(ha, hb, mh[:2], coarse, blurs)
         if not c.copy and _clearly_other(c, settings):
+            c.numbers["coarse"] = 1.0
+            return c
+        if c.copy and settings.coarse_accept and _clearly_copy(c, settings):
             c.numbers["coarse"] = 1.0
             return c
     return _verify(fa, fb, m, settings, blurs)

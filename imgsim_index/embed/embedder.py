@@ -30,6 +30,7 @@ from imgsim_index.embed.onnx_runtime import (
 )
 from imgsim_index.errors import FIX_CPU, DecodeError, InputError
 from imgsim_index.ingest.decode import DEFAULT_MAX_PIXELS, Preprocess, decode_file
+from imgsim_index.ingest.formats import register_plugins
 
 
 @dataclass(frozen=True)
@@ -324,6 +325,7 @@ class Embedder:
         if workers and self.onnx is None:
             batches: Iterator[list[Any]] = iter(self._loader(dataset, settings, workers))
         else:
+            register_plugins()  # once, before decoding threads race to do it
             batches = decoded_batches(dataset, settings.batch_size, workers)
         for items in batches:
             out = EmbeddedBatch()

@@ -128,7 +128,8 @@ embed_options = _stack(
     click.option("--batch-size", type=click.IntRange(1, 4096), default=32, show_default=True,
                  help="Images per forward pass."),
     click.option("--workers", type=click.IntRange(0, 64), default=None,
-                 help="Decoding processes (default: cores - 1, at least 1)."),
+                 help="Decoding threads (ONNX backend) or processes (torch) (default: "
+                      "cores - 1, at least 1)."),
 )
 
 # What writing files into the index needs on top: video sampling, checkpoints, the lock.

@@ -1,8 +1,10 @@
 """embed: files -> batches of float32 (n, dim) L2-normalised vectors, model-pinned.
 
-Decoding runs in worker processes (a torch DataLoader with a bounded prefetch
-queue), so the network never waits on JPEG decoding and memory stays flat. A
-file that cannot be decoded comes out as an error with its reason; the batch
+Decoding runs ahead of the network, at most two batches ahead (memory stays
+flat): with ONNX Runtime in threads of this process (decoded_batches: Pillow's
+decoder and resize release the GIL, and no torch import or worker start is
+paid), with torch in a DataLoader's worker processes (torch is loaded anyway).
+A file that cannot be decoded comes out as an error with its reason; the batch
 goes on without it.
 """
 
@@ -28,12 +30,14 @@ from imgsim_index.embed.onnx_runtime import (
 )
 from imgsim_index.errors import FIX_CPU, DecodeError, InputError
 from imgsim_index.ingest.decode import DEFAULT_MAX_PIXELS, Preprocess, decode_file
+from imgsim_index.ingest.formats import register_plugins
 
 
 @dataclass(frozen=True)
 class EmbedSettings:
     batch_size: int = 32
-    workers: int | None = None  # decode processes; None = one per core beyond the first
+    # decoding threads (ONNX backend) or processes (torch); None = one per core beyond the first
+    workers: int | None = None
     device: str = "auto"  # auto | cpu | cuda
     max_pixels: int = DEFAULT_MAX_PIXELS
     backend: str = "auto"  # torch | onnx (ONNX Runtime, CPU) | auto (onnx on the CPU if installed)
@@ -142,6 +146,38 @@ class VideoBatch:
     vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
     done: list[int] = field(default_factory=list)  # videos whose frames are all out
     errors: list[tuple[int, str]] = field(default_factory=list)
+
+
+def decoded_batches(items: Any, batch_size: int, threads: int) -> Iterator[list[Any]]:
+    """`items[0], items[1], ...` in batches of `batch_size`, in order, computed by `threads`
+    threads (none: here, one at a time) at most two batches ahead of the consumer.
+
+    JPEG decoding, resizing and hashing release the GIL, so threads decode while ONNX
+    Runtime (which releases it too) runs the previous batch, without the worker processes'
+    start (a Python and torch import each). Closing the iterator (or an exception in the
+    consumer, Ctrl-C included) cancels what has not started; at most `threads` items are
+    still finished.
+    """
+    n = len(items)
+    if not threads:
+        for start in range(0, n, batch_size):
+            yield [items[k] for k in range(start, min(start + batch_size, n))]
+        return
+    from collections import deque
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="imgsim-decode")
+    pending: deque[Future[Any]] = deque()
+    submitted = 0
+    try:
+        for start in range(0, n, batch_size):
+            end = min(start + batch_size, n)
+            while submitted < min(n, end + batch_size):  # this batch and the next
+                pending.append(pool.submit(items.__getitem__, submitted))
+                submitted += 1
+            yield [pending.popleft().result() for _ in range(start, end)]
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _collate(items: list[Any]) -> list[Any]:
@@ -286,9 +322,11 @@ class Embedder:
         workers = 0 if len(paths) <= settings.batch_size else min(
             settings.resolved_workers(), len(paths))
         dataset = _Files(paths, self.model.info.preprocess, settings.max_pixels)
-        batches = self._loader(dataset, settings, workers) if workers else (
-            [dataset[p] for p in range(i, min(i + settings.batch_size, len(paths)))]
-            for i in range(0, len(paths), settings.batch_size))
+        if workers and self.onnx is None:
+            batches: Iterator[list[Any]] = iter(self._loader(dataset, settings, workers))
+        else:
+            register_plugins()  # once, before decoding threads race to do it
+            batches = decoded_batches(dataset, settings.batch_size, workers)
         for items in batches:
             out = EmbeddedBatch()
             good: list[np.ndarray] = []

@@ -65,7 +65,8 @@ class VerifySettings:
     # fails there by this factor on any limit is rejected without the full-size check
     coarse_margin: float = 2.0  # 0: no coarse check
     ecc_start_ncc: float = 0.5  # sketch correlation from which ECC refines a failed sketch map
-    coarse_accept: int = 1  # a map passing the half-size check by coarse_margin is a copy
+    coarse_accept: int = 1  # a map passing a coarse check by coarse_margin is a copy
+    coarse_levels: int = 2  # coarse checks: 1 = at half size; 2 = a quarter (to pass), then half
     min_class_share: float = 0.005  # a colour class with less of the overlap: no curve of its own
 
     def validate(self) -> VerifySettings:
@@ -97,6 +98,7 @@ class VerifySettings:
             (0.0 < self.ecc_start_ncc <= 1.0, "ecc_start_ncc must be in (0, 1]"),
             (0.0 <= self.min_class_share <= 1.0, "min_class_share must be in [0, 1]"),
             (self.coarse_accept in (0, 1), "coarse_accept must be 0 or 1"),
+            (self.coarse_levels in (1, 2, 3), "coarse_levels must be 1, 2 or 3"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -779,8 +781,8 @@ def _judge(dirs: list[_Residual], std_a: np.ndarray, std_b: np.ndarray, used: np
     return _Check(copy, differing, score, nums, words)
 
 
-def _to_half(f: Features, h: Features) -> np.ndarray:
-    """3x3 map from f's thumbnail px to its half-size thumbnail px (pixel centres)."""
+def _to_level(f: Features, h: Features) -> np.ndarray:
+    """3x3 map from f's thumbnail px to a reduced copy's px (pixel centres)."""
     sx, sy = h.grey.shape[1] / f.grey.shape[1], h.grey.shape[0] / f.grey.shape[0]
     return np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1]])
 
@@ -805,20 +807,28 @@ def _clearly_copy(c: _Check, s: VerifySettings) -> bool:
 
 def _check(fa: Features, fb: Features, m: np.ndarray, settings: VerifySettings,
            blurs: dict[tuple[int, float], np.ndarray]) -> _Check:
-    """_verify, after a check at half size (a quarter of the pixels) that settles a map
-    failing there, or passing there (coarse_accept), by coarse_margin on every limit; a map
-    in between gets the full check."""
+    """_verify, after checks at coarser sizes (coarse_levels halvings, coarsest first, with
+    blocks halved too) that settle a map failing there, or passing there (coarse_accept),
+    by coarse_margin on every limit; a map in between goes on to the next size."""
     if settings.coarse_margin and min(fa.grey.shape + fb.grey.shape) >= 8 * settings.block:
-        ha, hb = fa.half(), fb.half()
-        mh = (_to_half(fa, ha) @ np.vstack([m, [0, 0, 1]]) @ np.linalg.inv(_to_half(fb, hb)))
-        coarse = dataclasses.replace(settings, block=max(4, settings.block // 2))
-        c = _verify(ha, hb, mh[:2], coarse, blurs)
-        if not c.copy and _clearly_other(c, settings):
-            c.numbers["coarse"] = 1.0
-            return c
-        if c.copy and settings.coarse_accept and _clearly_copy(c, settings):
-            c.numbers["coarse"] = 1.0
-            return c
+        m3 = np.vstack([m, [0, 0, 1]])
+        for level in range(settings.coarse_levels, 0, -1):
+            block = settings.block >> level
+            if block < 4:
+                continue
+            ha, hb = fa, fb
+            for _ in range(level):
+                ha, hb = ha.half(), hb.half()
+            mh = _to_level(fa, ha) @ m3 @ np.linalg.inv(_to_level(fb, hb))
+            c = _verify(ha, hb, mh[:2], dataclasses.replace(settings, block=block), blurs)
+            # below half size only a clear pass settles a map: resampling a noisy picture
+            # (a star field) that far makes blocks differ that agree at half size
+            if level == 1 and not c.copy and _clearly_other(c, settings):
+                c.numbers["coarse"] = float(level)
+                return c
+            if c.copy and settings.coarse_accept and _clearly_copy(c, settings):
+                c.numbers["coarse"] = float(level)
+                return c
     return _verify(fa, fb, m, settings, blurs)
 
 

@@ -17,8 +17,11 @@ file's sha256). The rule: a cached file is used without building the torch netwo
 without importing torch or timm) only when that record names this model, weights_id,
 opset and onnxruntime version and the file's bytes hash to the recorded sha256; anything
 else (no record, another runtime, a changed or corrupt file) takes the checked path
-above. The backend is not part of the model identity: vectors agree with torch's, so an
-index does not record it.
+above. The file's sha256 is kept beside it (`<file>.digest.json`) with its stat (device,
+inode, size, mtime, ctime) and is trusted instead of hashing the file again while that stat
+is unchanged; any write changes the ctime, which no user tool can set back, so a changed
+file is hashed again. The backend is not part of the model identity: vectors agree with
+torch's, so an index does not record it.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import os
 import re
 import sys
 import tempfile
+import time
 import warnings
 from typing import TYPE_CHECKING, Any
 
@@ -130,24 +134,71 @@ def record_path(path: str) -> str:
     return path + ".json"
 
 
-def _record(model: LoadedModel, data: bytes) -> dict[str, Any]:
+def digest_path(path: str) -> str:
+    """Where a cached file's sha256 is kept with the stat it had when it was hashed."""
+    return path + ".digest.json"
+
+
+# A ctime within a coarse file-system clock's tick of the hash could hide a write in that
+# same tick: a digest is kept only for a file whose ctime is this much older than the hash.
+CTIME_TRUST_NS = 2_000_000_000
+
+
+def _stat_key(st: os.stat_result) -> list[int]:
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+
+def _kept_digest(path: str, seen: list[int]) -> str | None:
+    """The sha256 kept for the file at `path` when its stat is still `seen`; else None."""
+    try:
+        with open(digest_path(path), encoding="utf-8") as fh:
+            kept = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(kept, dict) or kept.get("path") != os.path.abspath(path) or \
+            kept.get("stat") != seen or not isinstance(kept.get("sha256"), str):
+        return None
+    return str(kept["sha256"])
+
+
+def _keep_digest(path: str, seen: list[int], sha256: str, hashed_at: int) -> None:
+    """Keep `sha256` (hashed at `hashed_at`, time.time_ns()) for the file at `path` of stat
+    `seen`, when its ctime is old enough to be trusted (best effort)."""
+    if seen[4] < hashed_at - CTIME_TRUST_NS:
+        kept = {"path": os.path.abspath(path), "stat": seen, "sha256": sha256}
+        with contextlib.suppress(OSError):
+            _write_atomically(digest_path(path), json.dumps(kept).encode())
+
+
+def _record(model: LoadedModel, sha256: str) -> dict[str, Any]:
     import onnxruntime as ort
 
     return {"model": model.info.name, "weights_id": model.weights_id, "opset": OPSET,
-            "onnxruntime": ort.__version__, "sha256": hashlib.sha256(data).hexdigest()}
+            "onnxruntime": ort.__version__, "sha256": sha256}
 
 
 def _checked_bytes(model: LoadedModel, path: str) -> bytes | None:
     """The cached file's bytes, when its record says they passed the check for this model
-    and weights under this onnxruntime; else None."""
+    and weights under this onnxruntime; else None. The file is hashed unless its digest is
+    kept for its present stat (see digest_path)."""
     try:
         with open(record_path(path), encoding="utf-8") as fh:
             rec = json.load(fh)
         with open(path, "rb") as fh:
+            seen = _stat_key(os.fstat(fh.fileno()))
+            started = time.time_ns()
             data = fh.read()
+            if _stat_key(os.fstat(fh.fileno())) != seen:  # written while read
+                return None
     except (OSError, ValueError):
         return None
-    return data if rec == _record(model, data) else None
+    kept = _kept_digest(path, seen)
+    sha256 = kept or hashlib.sha256(data).hexdigest()
+    if rec != _record(model, sha256):
+        return None
+    if kept is None:
+        _keep_digest(path, seen, sha256, started)
+    return data
 
 
 def _write_atomically(path: str, data: bytes) -> None:
@@ -256,10 +307,16 @@ def load_onnx_network(model: LoadedModel, threads: int | None = None,
 
 def _write_record(model: LoadedModel, path: str, data: bytes) -> None:
     """Record that `data`, cached at `path`, passed the check (best effort)."""
+    started = time.time_ns()
+    sha256 = hashlib.sha256(data).hexdigest()
     with contextlib.suppress(OSError):
-        _write_atomically(record_path(path), json.dumps(_record(model, data)).encode())
+        _write_atomically(record_path(path), json.dumps(_record(model, sha256)).encode())
+        with open(path, "rb") as fh:  # the digest is kept only for these very bytes
+            seen = _stat_key(os.fstat(fh.fileno()))
+            if fh.read() == data:
+                _keep_digest(path, seen, sha256, started)
 
 
 __all__ = ["BACKENDS", "OnnxNetwork", "cache_dir", "cache_path", "check_backend",
-           "default_threads", "export_onnx", "load_onnx_network", "onnx_available",
+           "default_threads", "digest_path", "export_onnx", "load_onnx_network", "onnx_available",
            "record_path", "resolve_backend"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import gc
 import json
 import os
 import signal
@@ -48,6 +50,7 @@ def query(images: tuple[str, ...], index_dir: str, top_k: int, threshold: float 
 
     Exits 1 when a query image cannot be read (the others are still answered)."""
     _idle_blas_threads_sleep()
+    _skip_last_collection()
     from imgsim_index.pipeline.query import query_index
 
     for image in images:  # before loading any model
@@ -101,6 +104,16 @@ def _idle_blas_threads_sleep() -> None:
     reads the setting when numpy loads it, so this counts only before numpy is imported."""
     if "numpy" not in sys.modules:
         os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", BLAS_THREAD_TIMEOUT)
+
+
+def _skip_last_collection() -> None:
+    """At the interpreter's exit, after every other exit handler, freeze the objects so
+    the last garbage collection does not walk them all (numpy's, ONNX Runtime's, the
+    library's): about 0.03 s of CPU at the end of a one-image query. Only objects caught
+    in reference cycles are then left to the operating system; nothing else changes (files
+    and the index are closed by then, and exit handlers still run)."""
+    atexit.unregister(gc.freeze)  # once, however often the command runs in a process
+    atexit.register(gc.freeze)
 
 
 def _verify_settings(on: bool) -> Any:

@@ -277,3 +277,52 @@ def test_the_files_digest_is_kept_until_the_file_changes(lite0, cache, monkeypat
     Embedder(lite0, "cpu", "onnx")
     assert path.read_bytes() == good
     assert json.loads(record_file.read_text()) == record
+
+
+def test_the_optimised_graph_is_kept_and_gives_the_same_vectors(lite0, cache) -> None:  # type: ignore[no-untyped-def]
+    """The graph ORT optimised from the checked file is kept, and later sessions run it
+    (optimisation off) with the same unit vectors within 1e-6; a record of another CPU, or
+    a changed graph file, makes the next session optimise again and keep the graph anew."""
+    import json
+
+    if onnx_backend.cpu_key() is None:
+        pytest.skip("no /proc/cpuinfo here: no optimised graph is kept")
+    opt = Path(onnx_backend.optimized_path(cache_path(lite0)))
+    record_file = Path(onnx_backend.record_path(str(opt)))
+    px = np.random.default_rng(4).integers(0, 256, (3, 224, 224, 3), dtype=np.uint8)
+    first = Embedder(lite0, "cpu", "onnx")  # exported and checked against torch
+    assert not opt.exists() and first.onnx is not None and first.onnx.optimized is None
+    want = first.embed_pixels(px)
+
+    def session() -> tuple[str | None, np.ndarray]:
+        e = Embedder(lite0, "cpu", "onnx")
+        assert e.onnx is not None and e.onnx.source == cache_path(lite0)
+        return e.onnx.optimized, e.embed_pixels(px)
+
+    assert session()[0] is None and opt.is_file()  # optimised now, the graph kept
+    record = json.loads(record_file.read_text())
+    assert sorted(record) == ["cpu", "onnxruntime", "sha256", "source_sha256"]
+    assert record["cpu"] == onnx_backend.cpu_key()
+    assert record["source_sha256"] == hashlib.sha256(
+        Path(cache_path(lite0)).read_bytes()).hexdigest()
+    used, got = session()
+    assert used == str(opt)
+    assert np.abs(got - want).max() <= 1e-6
+
+    def kept_anew() -> None:  # ORT's serialised graph may differ in its bytes run to run
+        got = json.loads(record_file.read_text())
+        assert got == {**record, "sha256": hashlib.sha256(opt.read_bytes()).hexdigest()}
+
+    record_file.write_text(json.dumps({**record, "cpu": "another-cpu"}))
+    assert session()[0] is None  # optimised again for this CPU
+    kept_anew()
+    assert session()[0] == str(opt)
+
+    bad = bytearray(opt.read_bytes())
+    bad[len(bad) // 2: len(bad) // 2 + 4096] = bytes(4096)
+    opt.write_bytes(bytes(bad))
+    used, got = session()
+    assert used is None and opt.read_bytes() != bytes(bad)
+    kept_anew()
+    assert np.abs(got - want).max() <= 1e-6
+    assert session()[0] == str(opt)

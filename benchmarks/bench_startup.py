@@ -41,6 +41,7 @@ from benchmarks.results_file import (  # noqa: E402
     this_command,
     update_section,
 )
+from imgsim_index.cli.query_cmds import BLAS_THREAD_TIMEOUT  # noqa: E402
 from imgsim_index.index.catalog import NewRow  # noqa: E402
 from imgsim_index.index.store import IndexStore  # noqa: E402
 
@@ -143,7 +144,9 @@ def one_image_embedding(image: Path, index: Path, repeat: int) -> float:
 # In a fresh process, after the imports a query makes anyway (numpy, the library): the
 # model and its ONNX session made (onnxruntime imported), then the one image decoded and
 # embedded. This is what a one-image query cannot avoid; the rest of its process is
-# start-up, the index and the output.
+# start-up, the index and the output. It runs with OpenBLAS's idle threads sleeping at
+# once, as `query` sets them (else their spinning after numpy's import competes with
+# the session for the 2 cores and counts in its CPU time).
 _EMBED_CHILD = """
 import json, sys, time
 import numpy
@@ -157,6 +160,9 @@ print(json.dumps([time.perf_counter() - t, time.process_time() - c]))
 """
 
 
+EMBED_ENV = {"OPENBLAS_THREAD_TIMEOUT": BLAS_THREAD_TIMEOUT}
+
+
 def fresh_embedding(image: Path, index: Path) -> tuple[float, float, float, float]:
     """In a fresh process of this tree (see _EMBED_CHILD): (wall, CPU) seconds of making
     the model session and embedding `image`, then (wall, CPU) of that whole process."""
@@ -164,7 +170,7 @@ def fresh_embedding(image: Path, index: Path) -> tuple[float, float, float, floa
     t = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", _EMBED_CHILD, str(index), str(image)],
                          check=True, capture_output=True, text=True,
-                         env=child_env(ROOT, AVX2)).stdout
+                         env=child_env(ROOT, {**AVX2, **EMBED_ENV})).stdout
     wall = time.perf_counter() - t
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     inner_wall, inner_cpu = json.loads(out.splitlines()[-1])
@@ -249,7 +255,8 @@ def real_section(args: argparse.Namespace, t: Path) -> str:
         + "\n".join(rows)
         + f"\n\nDecoding and embedding that one image in a warm process: {embed1:.3f} s.\n"
         "\nHow much of a one-image query process is that image's embedding: in a fresh "
-        "process, after the imports any query makes (numpy, the library), making the model "
+        "process, after the imports any query makes (numpy, the library; OpenBLAS's idle "
+        "threads sleeping at once, as `query` sets them), making the model "
         f"and its ONNX session and embedding the image took {ew:.3f} s wall ({ec:.3f} s "
         f"CPU), median of {args.repeat}; the share is that over the whole query process "
         "(its wall time, and in brackets its CPU time: user + system, which the other "

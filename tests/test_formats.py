@@ -67,6 +67,35 @@ def test_heic_saved_as_jpg_still_decodes(tmp_path: Path) -> None:
     assert mean_abs_diff(decode_file(str(path), PRE).pixels, reference()) < 4.0
 
 
+_FRESH_DECODE = """
+import sys
+from imgsim_index.embed.models.resnet import RESNET50
+from imgsim_index.ingest.decode import decode_file
+for path in sys.argv[1:]:
+    d = decode_file(path, RESNET50.preprocess)
+    plugins = [m for m in ("pillow_heif", "pillow_jxl") if m in sys.modules]
+    print(path.rsplit("/", 1)[-1], d.width, d.height, d.pixels.shape, *plugins)
+"""
+
+
+def test_plugins_are_registered_on_first_need(tmp_path: Path) -> None:
+    """In a fresh process: a JPEG decodes without the HEIF and JPEG XL plugins; a HEIC
+    saved as .jpg (bytes Pillow's own readers do not know) registers them and decodes;
+    a .jxl registers them by its name."""
+    register_plugins()  # the writers need the plugins
+    Image.fromarray(scene(400, 300)).save(tmp_path / "plain.jpg", "JPEG", quality=95)
+    Image.fromarray(scene(400, 300)).save(tmp_path / "IMG_0001.jpg", "HEIF", quality=95)
+    Image.fromarray(scene(320, 240)).save(tmp_path / "new.jxl", "JXL", quality=95)
+    runs = [["plain.jpg", "IMG_0001.jpg"], ["new.jxl"]]
+    out = [subprocess.run([sys.executable, "-c", _FRESH_DECODE,
+                           *(str(tmp_path / n) for n in names)],
+                          capture_output=True, text=True, check=True).stdout.splitlines()
+           for names in runs]
+    assert out == [["plain.jpg 400 300 (224, 224, 3)",
+                    "IMG_0001.jpg 400 300 (224, 224, 3) pillow_heif pillow_jxl"],
+                   ["new.jxl 320 240 (224, 224, 3) pillow_heif pillow_jxl"]]
+
+
 # -- camera RAW: a minimal DNG (a 16-bit RGGB mosaic) with an optional preview ----------
 def write_dng(path: Path, preview: np.ndarray | None = None, w: int = 128, h: int = 96,
               orientation: int = 1, make: str = "TestMake") -> str:

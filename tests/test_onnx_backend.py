@@ -6,6 +6,7 @@ simulate that and always run."""
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from pathlib import Path
 
@@ -231,3 +232,97 @@ def test_a_corrupt_cached_file_is_checked_and_exported_again(lite0, cache) -> No
     px = np.random.default_rng(3).integers(0, 256, (2, 224, 224, 3), dtype=np.uint8)
     want = Embedder(lite0, "cpu", "torch").embed_pixels(px)
     assert _cosines(e.embed_pixels(px), want).min() >= MIN_COSINE
+
+
+def test_the_files_digest_is_kept_until_the_file_changes(lite0, cache, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The cached file's sha256 is kept with its stat and trusted while that is unchanged
+    (so a later session does not hash the file); a write, even one that restores size and
+    mtime, changes the ctime: the file is hashed again, fails its record and is exported
+    again."""
+    import json
+    import os
+
+    path = Path(cache_path(lite0))
+    digest_file = Path(onnx_backend.digest_path(str(path)))
+    Embedder(lite0, "cpu", "onnx")
+    assert not digest_file.exists()  # a file written moments ago is not trusted by stat
+    monkeypatch.setattr(onnx_backend, "CTIME_TRUST_NS", 0)  # as if it were older
+    Embedder(lite0, "cpu", "onnx")  # hashed, matched its record: the digest is kept
+    good = path.read_bytes()
+    kept = json.loads(digest_file.read_text())
+    st = path.stat()
+    assert kept == {"path": str(path.resolve()), "sha256": hashlib.sha256(good).hexdigest(),
+                    "stat": [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns,
+                             st.st_ctime_ns]}
+
+    # what is trusted is the kept digest: record and digest naming other bytes still load
+    record_file = Path(onnx_backend.record_path(str(path)))
+    record = json.loads(record_file.read_text())
+    record_file.write_text(json.dumps({**record, "sha256": "0" * 64}))
+    digest_file.write_text(json.dumps({**kept, "sha256": "0" * 64}))
+
+    def no_export(model):  # type: ignore[no-untyped-def]
+        raise AssertionError("exported again although the cache holds the file")
+
+    with monkeypatch.context() as mp:
+        mp.setattr(onnx_backend, "export_onnx", no_export)
+        assert Embedder(lite0, "cpu", "onnx").onnx.source == str(path)  # type: ignore[union-attr]
+
+    # other bytes of the same length, mtime set back: hashed, refused, exported again
+    bad = bytearray(good)
+    bad[len(bad) // 2: len(bad) // 2 + 4096] = bytes(4096)
+    path.write_bytes(bytes(bad))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert path.stat().st_mtime_ns == st.st_mtime_ns and path.stat().st_size == st.st_size
+    Embedder(lite0, "cpu", "onnx")
+    assert path.read_bytes() == good
+    assert json.loads(record_file.read_text()) == record
+
+
+def test_the_optimised_graph_is_kept_and_gives_the_same_vectors(lite0, cache) -> None:  # type: ignore[no-untyped-def]
+    """The graph ORT optimised from the checked file is kept, and later sessions run it
+    (optimisation off) with the same unit vectors within 1e-6; a record of another CPU, or
+    a changed graph file, makes the next session optimise again and keep the graph anew."""
+    import json
+
+    if onnx_backend.cpu_key() is None:
+        pytest.skip("no /proc/cpuinfo here: no optimised graph is kept")
+    opt = Path(onnx_backend.optimized_path(cache_path(lite0)))
+    record_file = Path(onnx_backend.record_path(str(opt)))
+    px = np.random.default_rng(4).integers(0, 256, (3, 224, 224, 3), dtype=np.uint8)
+    first = Embedder(lite0, "cpu", "onnx")  # exported and checked against torch
+    assert not opt.exists() and first.onnx is not None and first.onnx.optimized is None
+    want = first.embed_pixels(px)
+
+    def session() -> tuple[str | None, np.ndarray]:
+        e = Embedder(lite0, "cpu", "onnx")
+        assert e.onnx is not None and e.onnx.source == cache_path(lite0)
+        return e.onnx.optimized, e.embed_pixels(px)
+
+    assert session()[0] is None and opt.is_file()  # optimised now, the graph kept
+    record = json.loads(record_file.read_text())
+    assert sorted(record) == ["cpu", "onnxruntime", "sha256", "source_sha256"]
+    assert record["cpu"] == onnx_backend.cpu_key()
+    assert record["source_sha256"] == hashlib.sha256(
+        Path(cache_path(lite0)).read_bytes()).hexdigest()
+    used, got = session()
+    assert used == str(opt)
+    assert np.abs(got - want).max() <= 1e-6
+
+    def kept_anew() -> None:  # ORT's serialised graph may differ in its bytes run to run
+        got = json.loads(record_file.read_text())
+        assert got == {**record, "sha256": hashlib.sha256(opt.read_bytes()).hexdigest()}
+
+    record_file.write_text(json.dumps({**record, "cpu": "another-cpu"}))
+    assert session()[0] is None  # optimised again for this CPU
+    kept_anew()
+    assert session()[0] == str(opt)
+
+    bad = bytearray(opt.read_bytes())
+    bad[len(bad) // 2: len(bad) // 2 + 4096] = bytes(4096)
+    opt.write_bytes(bytes(bad))
+    used, got = session()
+    assert used is None and opt.read_bytes() != bytes(bad)
+    kept_anew()
+    assert np.abs(got - want).max() <= 1e-6
+    assert session()[0] == str(opt)

@@ -17,8 +17,17 @@ file's sha256). The rule: a cached file is used without building the torch netwo
 without importing torch or timm) only when that record names this model, weights_id,
 opset and onnxruntime version and the file's bytes hash to the recorded sha256; anything
 else (no record, another runtime, a changed or corrupt file) takes the checked path
-above. The backend is not part of the model identity: vectors agree with torch's, so an
-index does not record it.
+above. The file's sha256 is kept beside it (`<file>.digest.json`) with its stat (device,
+inode, size, mtime, ctime) and is trusted instead of hashing the file again while that stat
+is unchanged; any write changes the ctime, which no user tool can set back, so a changed
+file is hashed again. ORT optimises the graph for the CPU (fusions, blocked layouts) on
+every session, which took about as long as the rest of making it: the graph it optimised
+is kept too (`<model>-<weights>.optimized.onnx`, written by the session, kept only when a
+session of it gives the same unit vectors within 1e-6 on a seeded batch), with a record of
+the source file's sha256, the onnxruntime version and a digest of the CPU's instruction
+sets (/proc/cpuinfo), and later sessions load it with optimisation off; any mismatch
+optimises again. The backend is not part of the model identity: vectors agree with
+torch's, so an index does not record it.
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ import os
 import re
 import sys
 import tempfile
+import time
 import warnings
 from typing import TYPE_CHECKING, Any
 
@@ -130,24 +140,72 @@ def record_path(path: str) -> str:
     return path + ".json"
 
 
-def _record(model: LoadedModel, data: bytes) -> dict[str, Any]:
+def digest_path(path: str) -> str:
+    """Where a cached file's sha256 is kept with the stat it had when it was hashed."""
+    return path + ".digest.json"
+
+
+# A ctime within a coarse file-system clock's tick of the hash could hide a write in that
+# same tick: a digest is kept only for a file whose ctime is this much older than the hash.
+CTIME_TRUST_NS = 2_000_000_000
+
+
+def _stat_key(st: os.stat_result) -> list[int]:
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+
+def _kept_digest(path: str, seen: list[int]) -> str | None:
+    """The sha256 kept for the file at `path` when its stat is still `seen`; else None."""
+    try:
+        with open(digest_path(path), encoding="utf-8") as fh:
+            kept = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(kept, dict) or kept.get("path") != os.path.abspath(path) or \
+            kept.get("stat") != seen or not isinstance(kept.get("sha256"), str):
+        return None
+    return str(kept["sha256"])
+
+
+def _keep_digest(path: str, seen: list[int], sha256: str, hashed_at: int) -> None:
+    """Keep `sha256` (hashed at `hashed_at`, time.time_ns()) for the file at `path` of stat
+    `seen`, when its ctime is old enough to be trusted (best effort)."""
+    if seen[4] < hashed_at - CTIME_TRUST_NS:
+        kept = {"path": os.path.abspath(path), "stat": seen, "sha256": sha256}
+        with contextlib.suppress(OSError):
+            _write_atomically(digest_path(path), json.dumps(kept).encode())
+
+
+def _identity(model: LoadedModel) -> dict[str, Any]:
+    """What a cached file's record must name, besides its sha256."""
     import onnxruntime as ort
 
     return {"model": model.info.name, "weights_id": model.weights_id, "opset": OPSET,
-            "onnxruntime": ort.__version__, "sha256": hashlib.sha256(data).hexdigest()}
+            "onnxruntime": ort.__version__}
 
 
-def _checked_bytes(model: LoadedModel, path: str) -> bytes | None:
-    """The cached file's bytes, when its record says they passed the check for this model
-    and weights under this onnxruntime; else None."""
+def _trusted_bytes(path: str, want: dict[str, Any]) -> tuple[bytes, str] | None:
+    """The bytes of the file at `path` and their sha256, when its record is `want` with
+    that sha256; else None. The file is hashed unless its digest is kept for its present
+    stat (see digest_path)."""
     try:
         with open(record_path(path), encoding="utf-8") as fh:
             rec = json.load(fh)
         with open(path, "rb") as fh:
+            seen = _stat_key(os.fstat(fh.fileno()))
+            started = time.time_ns()
             data = fh.read()
+            if _stat_key(os.fstat(fh.fileno())) != seen:  # written while read
+                return None
     except (OSError, ValueError):
         return None
-    return data if rec == _record(model, data) else None
+    kept = _kept_digest(path, seen)
+    sha256 = kept or hashlib.sha256(data).hexdigest()
+    if rec != {**want, "sha256": sha256}:
+        return None
+    if kept is None:
+        _keep_digest(path, seen, sha256, started)
+    return data, sha256
 
 
 def _write_atomically(path: str, data: bytes) -> None:
@@ -170,19 +228,27 @@ class OnnxNetwork:
     """An ORT session standing in for `model.network` on the CPU: float32 NCHW
     normalised batch -> pooled features (not normalised)."""
 
-    def __init__(self, session: Any, source: str):
-        self.session, self.source = session, source
+    def __init__(self, session: Any, source: str, optimized: str | None = None):
+        # source: the ONNX file; optimized: the graph ORT optimised from it earlier, when
+        # the session runs that one
+        self.session, self.source, self.optimized = session, source, optimized
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         out = self.session.run(None, {"input": np.ascontiguousarray(x, dtype=np.float32)})
         return np.asarray(out[0], dtype=np.float32)
 
 
-def _session(model_bytes: bytes, threads: int) -> Any:
+def _session(model_bytes: bytes, threads: int, optimize: bool = True,
+             save_to: str | None = None) -> Any:
+    """An ORT session; `optimize` False for a graph ORT optimised already, `save_to` a
+    path where ORT writes the graph it optimised."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
+                                   else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
+    if save_to:
+        so.optimized_model_filepath = save_to
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     # idle ORT threads sleep instead of spinning: the decoding processes share the cores
@@ -190,6 +256,77 @@ def _session(model_bytes: bytes, threads: int) -> Any:
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     so.log_severity_level = 3  # errors only
     return ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
+
+
+def optimized_path(path: str) -> str:
+    """Where the graph ORT optimised from the cached file at `path` is kept."""
+    return path.removesuffix(".onnx") + ".optimized.onnx"
+
+
+def cpu_key() -> str | None:
+    """The instruction sets ORT picks its kernels and blocked layouts by: a digest of the
+    first `flags` (x86) or `Features` (Arm) line of /proc/cpuinfo and the architecture;
+    None where there is no such line (no optimised graph is kept there)."""
+    import platform
+
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8",
+                                            errors="replace") as fh:
+        for line in fh:
+            if line.startswith(("flags", "Features")):
+                text = f"{platform.machine()}|{line.partition(':')[2].strip()}"
+                return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return None
+
+
+# An optimised graph is kept only when its unit vectors are those of the session that
+# optimised it, within this (per coordinate).
+OPTIMIZED_TOLERANCE = 1e-6
+
+
+def _same_features(a: Any, b: Any, crop: int) -> bool:
+    """Two sessions give the same unit vectors (within OPTIMIZED_TOLERANCE) on a seeded
+    batch of 3."""
+    x = np.random.default_rng(0).standard_normal((3, 3, crop, crop), dtype=np.float32)
+    got = [OnnxNetwork(s, "")(x).astype(np.float64) for s in (a, b)]
+    if got[0].shape != got[1].shape:
+        return False
+    unit = [g / np.maximum(np.linalg.norm(g, axis=1, keepdims=True), 1e-30) for g in got]
+    return bool(np.abs(unit[0] - unit[1]).max() <= OPTIMIZED_TOLERANCE)
+
+
+def _cached_session(path: str, data: bytes, sha256: str, threads: int,
+                    crop: int) -> OnnxNetwork:
+    """A session of the checked file at `path` (`data`, of `sha256`): of the graph ORT
+    optimised from it when that is kept for this onnxruntime and CPU, else optimised now,
+    that graph kept (best effort) when a session of it gives the same vectors."""
+    import onnxruntime as ort
+
+    cpu = cpu_key()
+    if cpu is None:
+        return OnnxNetwork(_session(data, threads), path)
+    opt = optimized_path(path)
+    want = {"source_sha256": sha256, "onnxruntime": ort.__version__, "cpu": cpu}
+    saved = _trusted_bytes(opt, want)
+    if saved is not None:
+        with contextlib.suppress(Exception):  # a graph ORT refuses: optimised again
+            return OnnxNetwork(_session(saved[0], threads, optimize=False), path, opt)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".optimized-", suffix=".part",
+                                   dir=os.path.dirname(path))
+        os.close(fd)
+    except OSError:  # a read-only cache: optimised on every run
+        return OnnxNetwork(_session(data, threads), path)
+    try:
+        session = _session(data, threads, save_to=tmp)
+        with contextlib.suppress(Exception), open(tmp, "rb") as fh:
+            graph = fh.read()
+            if _same_features(session, _session(graph, threads, optimize=False), crop):
+                os.replace(tmp, opt)
+                _write_record(opt, graph, want)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+    return OnnxNetwork(session, path)
 
 
 def _agrees(net: OnnxNetwork, model: LoadedModel) -> bool:
@@ -222,16 +359,16 @@ def load_onnx_network(model: LoadedModel, threads: int | None = None,
     threads = threads or default_threads()
     path = cache_path(model)
     if use_cache:
-        data = _checked_bytes(model, path)
+        checked = _trusted_bytes(path, _identity(model))
         with contextlib.suppress(Exception):  # a file ORT refuses: check, export again
-            if data is not None:
-                return OnnxNetwork(_session(data, threads), path)
+            if checked is not None:
+                return _cached_session(path, *checked, threads, model.info.preprocess.crop)
         with contextlib.suppress(Exception):  # unreadable or not a model: export again
             with open(path, "rb") as fh:
                 data = fh.read()
             net = OnnxNetwork(_session(data, threads), path)
             if _agrees(net, model):
-                _write_record(model, path, data)
+                _write_record(path, data, _identity(model))
                 return net
     data = export_onnx(model)
     try:
@@ -250,16 +387,22 @@ def load_onnx_network(model: LoadedModel, threads: int | None = None,
         with contextlib.suppress(OSError):  # a read-only cache costs an export per run
             _write_atomically(path, data)
             net.source = path
-            _write_record(model, path, data)
+            _write_record(path, data, _identity(model))
     return net
 
 
-def _write_record(model: LoadedModel, path: str, data: bytes) -> None:
-    """Record that `data`, cached at `path`, passed the check (best effort)."""
+def _write_record(path: str, data: bytes, want: dict[str, Any]) -> None:
+    """Record `want` with the sha256 of `data`, cached at `path` (best effort)."""
+    started = time.time_ns()
+    sha256 = hashlib.sha256(data).hexdigest()
     with contextlib.suppress(OSError):
-        _write_atomically(record_path(path), json.dumps(_record(model, data)).encode())
+        _write_atomically(record_path(path), json.dumps({**want, "sha256": sha256}).encode())
+        with open(path, "rb") as fh:  # the digest is kept only for these very bytes
+            seen = _stat_key(os.fstat(fh.fileno()))
+            if fh.read() == data:
+                _keep_digest(path, seen, sha256, started)
 
 
 __all__ = ["BACKENDS", "OnnxNetwork", "cache_dir", "cache_path", "check_backend",
-           "default_threads", "export_onnx", "load_onnx_network", "onnx_available",
-           "record_path", "resolve_backend"]
+           "cpu_key", "default_threads", "digest_path", "export_onnx", "load_onnx_network",
+           "onnx_available", "optimized_path", "record_path", "resolve_backend"]

@@ -11,7 +11,8 @@ several times faster on large photos and changes the pixels only slightly
 (to at least twice the resize target; see decode_bytes).
 
 Formats beyond Pillow's own (see formats.py): HEIC/HEIF and JPEG XL through
-their Pillow plugins, registered on the first decode; camera RAW through rawpy,
+their Pillow plugins, registered on the first file named as one of theirs or whose
+bytes Pillow's own readers do not know (a HEIC saved as .jpg); camera RAW through rawpy,
 using the embedded preview when its shorter side is at least twice the resize
 target (the same margin as JPEG draft mode) and a half-size demosaic otherwise.
 A format whose decoder is not installed fails with the package to install.
@@ -30,7 +31,13 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from imgsim_index.errors import DecodeError
-from imgsim_index.ingest.formats import format_of, missing_decoder, register_plugins
+from imgsim_index.ingest.formats import (
+    PLUGINS,
+    format_of,
+    missing_decoder,
+    plugins_registered,
+    register_plugins,
+)
 from imgsim_index.ingest.identity import content_digest
 from imgsim_index.ingest.preprocess import BACKGROUND as BACKGROUND
 from imgsim_index.ingest.preprocess import Preprocess as Preprocess
@@ -98,7 +105,7 @@ def decode_bytes(
         with warnings.catch_warnings():
             # Pillow warns from ~89 MP; `max_pixels` (checked below) is the limit that counts
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im: Image.Image = Image.open(io.BytesIO(data))
+            im = _open(data)
             w, h = im.size
             if w * h > max_pixels:
                 raise DecodeError(f"decompression bomb: {w}x{h} pixels exceeds {max_pixels}")
@@ -129,6 +136,18 @@ def decode_bytes(
     except MemoryError:
         raise DecodeError("image too large to decode in memory") from None
     return Decoded(resize_and_crop(rgb, pre), uw, uh)
+
+
+def _open(data: bytes) -> Image.Image:
+    """Pillow's image of `data`; the first bytes that Pillow's own readers do not know
+    register the plugins (HEIF, JPEG XL) and are tried again."""
+    try:
+        return Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        if plugins_registered():
+            raise
+        register_plugins()
+        return Image.open(io.BytesIO(data))
 
 
 # Beyond this long side the resized image is never built whole: only the region the
@@ -167,7 +186,8 @@ def decode_file(path: str, pre: Preprocess, max_pixels: int = DEFAULT_MAX_PIXELS
         reason = missing_decoder(fmt)
         if reason is not None:
             raise DecodeError(reason)
-    register_plugins()
+    if fmt in PLUGINS:
+        register_plugins()
     data = read_file(path)
     decoded = (decode_raw(data, pre, max_pixels) if fmt is not None and fmt.raw
                else decode_bytes(data, pre, max_pixels))

@@ -78,7 +78,10 @@ def missing_decoder(fmt: Format) -> str | None:
 def register_plugins() -> tuple[str, ...]:
     """Register every installed Pillow plugin (HEIF, JPEG XL) once; their names.
 
-    Registered whatever a file is called, so a HEIC saved as .jpg still opens."""
+    Registered whatever a file is called, so a HEIC saved as .jpg still opens. The
+    decoder calls this for a file named as one of theirs, or when Pillow's own readers do
+    not know a file's bytes (see plugins_registered): importing them takes longer than
+    decoding a JPEG, which then needs neither."""
     done = []
     for fmt in PLUGINS:
         if missing_decoder(fmt) is None:
@@ -89,5 +92,10 @@ def register_plugins() -> tuple[str, ...]:
     return tuple(done)
 
 
+def plugins_registered() -> bool:
+    """Has register_plugins run in this process?"""
+    return register_plugins.cache_info().currsize > 0
+
+
 __all__ = ["FORMATS", "IMAGE_EXTENSIONS", "RAW_EXTENSIONS", "Format", "format_of",
-           "missing_decoder", "register_plugins"]
+           "missing_decoder", "plugins_registered", "register_plugins"]

@@ -199,3 +199,41 @@ def test_caption_over_a_photo_with_highlights_is_a_copy_either_way(photo: np.nda
     cv2.putText(texted, "(c) 2024 sample", (20, 470), cv2.FONT_HERSHEY_SIMPLEX, 1.6,
                 (255, 255, 255), 4)
     assert _both_ways(photo, jpeg(texted)) == ("copy", "copy")
+
+
+def test_figure_in_a_night_scene_is_another_shot_either_way() -> None:
+    """A dark figure on a black night background: where one frame is clipped black the
+    residual counts beyond the other frame's spread there, so the figure is not excused
+    as clipped shadow in either order."""
+    rng = np.random.default_rng(1)
+
+    def night(figure: bool) -> np.ndarray:
+        g = np.clip(1.5 + rng.normal(0, 1.5, (480, 640)), 0, 255)
+        cv2.rectangle(g, (400, 40), (560, 200), 170, -1)  # a lit window
+        cv2.circle(g, (100, 80), 30, 220, -1)  # a lamp
+        if figure:
+            g[240:350, 250:290] = rng.uniform(30, 60, (110, 40))  # 1.4% of the frame
+        return np.ascontiguousarray(np.repeat(g.astype(np.uint8)[:, :, None], 3, 2))
+
+    assert _both_ways(night(True), night(False)) == ("other_shot", "other_shot")
+    assert _both_ways(night(False), night(False)) == ("copy", "copy")
+
+
+@pytest.mark.parametrize("colour", [(40, 200, 60), (230, 200, 40), (40, 60, 230)])
+def test_recoloured_subject_in_a_grey_scene_is_another_shot(photo: np.ndarray,
+                                                            colour: tuple[int, int, int]) -> None:
+    """A red subject becomes green, yellow or blue in an otherwise grey picture: each hue
+    has its own tone curve, which could map the subject's levels onto anything, so blocks
+    coloured in both images whose hue moved by more than 45 degrees differ."""
+    g = photo.astype(np.float32).mean(axis=2)
+    yy, xx = np.mgrid[0:g.shape[0], 0:g.shape[1]]
+    m = ((yy - 300) / 60.0) ** 2 + ((xx - 250) / 45.0) ** 2 < 1  # about 3% of the picture
+
+    def subject(col: tuple[int, int, int]) -> np.ndarray:
+        im = np.repeat(g[:, :, None], 3, axis=2)
+        im[m] = np.outer(0.5 + 0.5 * g[m] / 255.0, col)
+        return np.clip(im, 0, 255).astype(np.uint8)
+
+    assert _both_ways(subject((230, 40, 40)), jpeg(subject(colour))) == ("other_shot",
+                                                                         "other_shot")
+    assert _both_ways(subject((230, 40, 40)), jpeg(subject((230, 40, 40)))) == ("copy", "copy")

@@ -67,6 +67,7 @@ class VerifySettings:
     ecc_start_ncc: float = 0.5  # sketch correlation from which ECC refines a failed sketch map
     coarse_accept: int = 1  # a map passing a coarse check by coarse_margin is a copy
     coarse_levels: int = 2  # coarse checks: 1 = at half size; 2 = a quarter (to pass), then half
+    block_hue_deg: float = 45.0  # a block coloured in both whose hue moved more differs
     min_class_share: float = 0.005  # a colour class with less of the overlap: no curve of its own
 
     def validate(self) -> VerifySettings:
@@ -99,6 +100,7 @@ class VerifySettings:
             (0.0 <= self.min_class_share <= 1.0, "min_class_share must be in [0, 1]"),
             (self.coarse_accept in (0, 1), "coarse_accept must be 0 or 1"),
             (self.coarse_levels in (1, 2, 3), "coarse_levels must be 1, 2 or 3"),
+            (0.0 < self.block_hue_deg <= 180.0, "block_hue_deg must be in (0, 180]"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -522,8 +524,12 @@ def _components(mask: np.ndarray) -> list[tuple[int, int, int, int, int]]:
     return [tuple(int(v) for v in stats[i]) for i in range(1, n)]  # type: ignore[misc]
 
 
-def _hue_change(fa: Features, fb: Features, m: np.ndarray, swap: bool) -> float:
-    """Mean absolute hue change (deg) where both images are clearly coloured; -1 if unknown."""
+def _hue_change(fa: Features, fb: Features, m: np.ndarray, swap: bool, block: int,
+                grid: tuple[int, int], settings: VerifySettings) -> tuple[float, np.ndarray]:
+    """(mean absolute hue change in deg where both images are clearly coloured, -1 if
+    unknown; blocks of the residual grid (hb, wb) of `block` grey px, mostly coloured in
+    both, whose hue changed by more than settings.block_hue_deg: a subject recoloured, or
+    another one there)."""
     src, dst = (fa, fb) if swap else (fb, fa)
     half = np.array([[0.5, 0, 0], [0, 0.5, 0], [0, 0, 1]])
     m3 = np.vstack([m, [0, 0, 1]])
@@ -539,12 +545,22 @@ def _hue_change(fa: Features, fb: Features, m: np.ndarray, swap: bool) -> float:
     b = warped.astype(np.float32) - 128
     ca, cb = np.hypot(a[..., 0], a[..., 1]), np.hypot(b[..., 0], b[..., 1])
     sel = valid & (ca > 10) & (cb > 10)
-    if sel.sum() < 0.02 * valid.sum() or sel.sum() < 20:
-        return -1.0
-    ha = np.arctan2(a[..., 1][sel], a[..., 0][sel])
-    hb = np.arctan2(b[..., 1][sel], b[..., 0][sel])
-    d = np.abs(np.remainder(ha - hb + np.pi, 2 * np.pi) - np.pi)
-    return float(np.degrees(np.average(d, weights=np.minimum(ca[sel], cb[sel]))))
+    hb, wb = grid
+    blocks = np.zeros(grid, bool)
+    if sel.sum() < 20:
+        return -1.0, blocks
+    d = np.abs(np.remainder(np.arctan2(a[..., 1], a[..., 0]) - np.arctan2(b[..., 1], b[..., 0])
+                            + np.pi, 2 * np.pi) - np.pi).astype(np.float32)
+    w = np.where(sel, np.minimum(ca, cb), 0.0).astype(np.float32)
+    cbs = max(1, block // 2)  # the chroma is at half the grey size
+    if hb * cbs <= hd and wb * cbs <= wd:
+        wsum = _block_sums(w, cbs, hb, wb)
+        cover = _block_sums(sel.astype(np.float32), cbs, hb, wb) / (cbs * cbs)
+        deg = np.degrees(_block_sums(d * w, cbs, hb, wb) / np.maximum(wsum, 1e-6))
+        blocks = (cover >= 0.5) & (deg > settings.block_hue_deg)
+    if sel.sum() < 0.02 * valid.sum():
+        return -1.0, blocks
+    return float(np.degrees(np.average(d[sel], weights=w[sel]))), blocks
 
 
 @dataclass
@@ -582,12 +598,24 @@ def _residual(target: np.ndarray, source: np.ndarray, source0: np.ndarray,
         curves = _class_curves(xs[inl], cs[inl], ys[inl], settings.min_class_share)
     mapped = _apply_curve(source, curves, cls).astype(np.float32)
     dev = curves[cs, xs] - xs
-    judged = vmf * ((source0 > 3.0) & (source0 < 252.0))
+    # where the source is clipped (0-3 or 255-252) an edit may have merged many levels of
+    # the target into one: the residual there counts only beyond twice the spread of the
+    # target over that level (a figure in a night scene stands far outside the spread of
+    # the black it covers; the highlights a brightening clipped stay within theirs)
+    lv = np.clip(source0, 0, 255).astype(np.uint8)
+    lv_idx = lv.ravel().take(idx)
+    cnt = np.bincount(lv_idx, minlength=256)
+    mean = np.bincount(lv_idx, weights=ys, minlength=256) / np.maximum(cnt, 1)
+    var = np.bincount(lv_idx, weights=ys * ys, minlength=256) / np.maximum(cnt, 1) - mean ** 2
+    tol = np.zeros(256, np.float32)
+    clipped = np.r_[0:4, 252:256]
+    tol[clipped] = 2.0 * np.sqrt(np.maximum(var[clipped], 0.0))
     res = np.abs(target - mapped)
-    res *= judged
+    res -= tol[lv]
+    np.maximum(res, 0.0, out=res)
+    res *= vmf
     r = _block_sums(res, bs, hb, wb)
-    c = _block_sums(judged, bs, hb, wb)
-    rb = np.where(used, r / np.maximum(c, 1.0), 0.0)
+    rb = np.where(used, r / np.maximum(n, 1.0), 0.0)
     sm = _block_std(mapped, vmf, n, bs)
     med = float(np.median(rb[used]))
     # block contrast of either image: a misregistered or blurred edge leaves a residual well
@@ -667,9 +695,12 @@ def _verify(fa: Features, fb: Features, m: np.ndarray, settings: VerifySettings,
     ga0 = dst.grey.astype(np.float32)
     gb0 = warped.astype(np.float32)
     vm = valid
-    hue = -1.0
-    if min(fa.colourful, fb.colourful) > 0.05:
-        hue = _hue_change(fa, fb, m, swap)
+    bs = settings.block
+    hue, hue_blocks = -1.0, np.zeros((hd // bs, wd // bs), bool)
+    if min(fa.colourful, fb.colourful) > 0.001 and hue_blocks.size:
+        hue, hue_blocks = _hue_change(fa, fb, m, swap, bs, hue_blocks.shape, settings)
+        if min(fa.colourful, fb.colourful) <= 0.05:
+            hue = -1.0  # too little colour for a mean over the picture
     nums["hue_change_deg"] = hue
     std_a, std_b = float(ga0[vm].std()), float(gb0[vm].std())
     nums["std_a"], nums["std_b"] = std_a, std_b
@@ -707,7 +738,6 @@ def _verify(fa: Features, fb: Features, m: np.ndarray, settings: VerifySettings,
             best = (err, sigma if which == 0 else -sigma, x, y)
     _, blur_sig, ga, gb = best
     nums["blur_sigma"] = blur_sig
-    bs = settings.block
     hb, wb = hd // bs, wd // bs
     if hb == 0 or wb == 0:
         return _Check(False, 1.0, -1.0, nums, ["too small"])
@@ -726,19 +756,21 @@ def _verify(fa: Features, fb: Features, m: np.ndarray, settings: VerifySettings,
                            borderMode=cv2.BORDER_REPLICATE)
     fwd = _residual(ga, gb, gb0, cls_w, bstd_a, idx, vmf, c, used, settings)
     nums["tone_shift"] = fwd.tone_shift
-    chk = _judge([fwd], bstd_a, bstd_b, used, overlap, hue, nums, settings)
+    hue_blocks &= used
+    chk = _judge([fwd], bstd_a, bstd_b, used, hue_blocks, overlap, hue, nums, settings)
     if chk.copy:
         rev = _residual(gb, ga, ga0, dst.tone_classes(), bstd_b, idx, vmf, c, used,
                         settings)
-        chk = _judge([fwd, rev], bstd_a, bstd_b, used, overlap, hue, nums, settings)
+        chk = _judge([fwd, rev], bstd_a, bstd_b, used, hue_blocks, overlap, hue, nums,
+                     settings)
     return chk
 
 
 def _judge(dirs: list[_Residual], std_a: np.ndarray, std_b: np.ndarray, used: np.ndarray,
-           overlap: float, hue: float, nums: dict[str, float],
+           hue_blocks: np.ndarray, overlap: float, hue: float, nums: dict[str, float],
            settings: VerifySettings) -> _Check:
-    """The check's verdict from the residuals of one or both directions (nums: the
-    geometry's numbers so far, completed here)."""
+    """The check's verdict from the residuals of one or both directions and the blocks
+    whose hue changed (nums: the geometry's numbers so far, completed here)."""
     nums = dict(nums)
     words: list[str] = []
     hb = used.shape[0]
@@ -749,7 +781,7 @@ def _judge(dirs: list[_Residual], std_a: np.ndarray, std_b: np.ndarray, used: np
     # text overlays are told apart in each direction, then the blocks either direction
     # finds differing, and not an overlay band there, are new content
     split = [_split_overlay(d, std_a, std_b, settings) for d in dirs]
-    rest = np.logical_or.reduce([r for r, _ in split])
+    rest = np.logical_or.reduce([r for r, _ in split] + [hue_blocks])
     overlay = float((np.logical_or.reduce([b for _, b in split]) & ~rest).sum())
     differing = float(rest.sum()) / n_used
     comps = _components(rest)

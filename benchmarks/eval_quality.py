@@ -76,7 +76,7 @@ def main() -> None:
     true = {p for g in truth["groups"] for p in itertools.combinations(sorted(g), 2)}
     default = candidate_threshold(a.model)
     table = ["| run | threshold | similar_pairs | precision | recall | near misses reported "
-             "| recall at precision 0.99 | pairs compared / skipped | dedupe wall s |",
+             "| recall at precision 0.99 | pairs compared / joined / apart | dedupe wall s |",
              "|---|---|---|---|---|---|---|---|---|"]
     reports: dict[str, dict] = {}  # type: ignore[type-arg]
     first_out = ""
@@ -107,7 +107,8 @@ def main() -> None:
             f"| {name} | {rep['threshold']} ({rep['threshold_source']}) | {n} | {p:.3f} | "
             f"{r:.3f} | {near_reported(truth, rep['similar_pairs'])}/"
             f"{near_reported(truth, rep['similar_pairs'] + rep['near_misses']) or '-'} "
-            f"| {r99} | {v['compared']} / {v['skipped_as_grouped']} | "
+            f"| {r99} | {v['compared']} / {v['skipped_as_grouped']} / "
+            f"{v.get('skipped_as_other_shot', 0)} | "
             f"{wall:.1f}{' (with index build)' if name == next(iter(RUNS)) else ''} |")
     cal = reports["threshold 0.5, verified (calibration)"]
     sweep = ["| threshold | kept pairs | precision | recall | near misses kept |",

@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 from imgsim_index.errors import InputError
 from imgsim_index.index.catalog import Row
 from imgsim_index.search import Pairs
-from imgsim_index.verify import SKIPPED_EVIDENCE, VerifySettings, verify_pairs
+from imgsim_index.verify import APART_EVIDENCE, SKIPPED_EVIDENCE, VerifySettings, verify_pairs
 from tests.conftest import _load_script, cli_ok, report_of
 
 SIZE = (640, 480)
@@ -212,7 +212,31 @@ def test_other_shots_are_compared_again_through_the_group(edits: tuple[Path, lis
     pairs = Pairs(np.array([0, 1, 0]), np.array([2, 2, 1]), np.array([0.99, 0.98, 0.97]))
     v = verify_pairs(rows, pairs, VerifySettings(workers=0))
     assert v.match == ["copy", "other_shot", "other_shot"]
-    assert v.compared == 3
+    # moved is apart from the group {base, reencoded} once one pair showed it: base-moved
+    # is not compared again, and its evidence names the pair that decided
+    assert (v.compared, v.skipped_as_other_shot) == (2, 1)
+    assert v.evidence[2] == f"{APART_EVIDENCE} (moved.png and reencoded.jpg)"
+
+
+def test_two_groups_of_other_shots_cost_one_compare_between_them(
+        edits: tuple[Path, list[str]], tmp_path: Path) -> None:
+    """Three copies of one shot and three of another: 6 pairs within the groups, 9 across.
+    4 compares build the groups, 1 shows them apart, and the other 8 across are not
+    compared; every cross pair is other_shot, every pair within a group a copy."""
+    d, _ = edits
+    moved = Image.open(d / "moved.png").convert("RGB")
+    moved.save(tmp_path / "moved.jpg", quality=80)
+    ImageEnhance.Brightness(moved).enhance(1.2).save(tmp_path / "moved_bright.png")
+    files = [d / "base.png", d / "reencoded.jpg", d / "bright.png", d / "moved.png",
+             tmp_path / "moved.jpg", tmp_path / "moved_bright.png"]
+    rows = [row(k, f) for k, f in enumerate(files)]
+    within = [(0, 1), (0, 2), (1, 2), (3, 4), (3, 5), (4, 5)]
+    across = [(a, b) for a in range(3) for b in range(3, 6)]
+    ij = np.array(within + across)
+    v = verify_pairs(rows, Pairs(ij[:, 0], ij[:, 1], np.linspace(0.99, 0.9, len(ij))),
+                     VerifySettings(workers=0))
+    assert v.match == ["copy"] * 6 + ["other_shot"] * 9
+    assert (v.compared, v.skipped_as_grouped, v.skipped_as_other_shot) == (5, 2, 8)
 
 
 @pytest.mark.parametrize("settings, message", [
@@ -286,10 +310,12 @@ def test_report_fields(dedupe_runs) -> None:  # type: ignore[no-untyped-def]
     rep = dedupe_runs["on"]
     assert rep["report_schema_version"] == 3
     assert (rep["threshold"], rep["threshold_source"]) == (0.5, "given")
-    assert set(rep["verification"]) == {"ran", "compared", "skipped_as_grouped", "same_bytes",
-                                        "not_verified", "seconds"}
+    assert set(rep["verification"]) == {"ran", "compared", "skipped_as_grouped",
+                                        "skipped_as_other_shot", "same_bytes", "not_verified",
+                                        "seconds"}
     v = rep["verification"]
-    assert v["ran"] is True and v["compared"] + v["skipped_as_grouped"] + v["same_bytes"] \
+    assert v["ran"] is True and v["compared"] + v["skipped_as_grouped"] \
+        + v["skipped_as_other_shot"] + v["same_bytes"] \
         == len(rep["similar_pairs"]) + len(rep["near_misses"])
     assert rep["number_of_similar_pairs"] == len(rep["similar_pairs"])
     assert rep["number_of_near_misses"] == len(rep["near_misses"])

@@ -12,7 +12,8 @@ removable file's size and mtime_ns and stays inside folder_list.
 Verification (schema 3): each similar_pairs row adds match (exact | copy), evidence (a
 short sentence) and verification (the numbers behind it, rounded); near_misses lists the
 other-shot pairs in the same shape (not in similar_pairs, groups or photos_to_remove);
-verification {ran, compared, skipped_as_grouped, same_bytes, not_verified, seconds};
+verification {ran, compared, skipped_as_grouped, skipped_as_other_shot, same_bytes,
+not_verified, seconds};
 threshold_source "model default" | "given".
 """
 
@@ -93,7 +94,8 @@ def build_report(
         "report_schema_version": REPORT_SCHEMA_VERSION,
         "threshold_source": threshold_source,
         "verification": verification or {"ran": False, "compared": 0, "skipped_as_grouped": 0,
-                                         "same_bytes": 0, "not_verified": 0, "seconds": 0.0},
+                                         "skipped_as_other_shot": 0, "same_bytes": 0,
+                                         "not_verified": 0, "seconds": 0.0},
         "number_of_near_misses": 0 if near_misses is None else len(near_misses),
         "near_misses": [] if near_misses is None else pair_rows(path, near_misses,
                                                                 near_miss_verdicts),

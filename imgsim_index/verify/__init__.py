@@ -45,6 +45,7 @@ MATCHES = ("exact", "copy", "other_shot")
 KEPT = ("exact", "copy")
 UNVERIFIED = "not verified"  # evidence of a pair left out of the groups: it could not be checked
 SKIPPED_EVIDENCE = "not compared: already grouped through verified copies"
+APART_EVIDENCE = "not compared: other shots, as a compared pair of their groups showed"
 
 # The candidate threshold (cosine) per model when verification runs, and without it.
 # resnet50: 0.99 both ways (the seed's default). efficientnet-lite0: its edited copies score
@@ -108,6 +109,8 @@ class Verdicts:
     numbers: list[dict[str, float]]
     compared: int = 0  # pairs compared on their pixels
     skipped_as_grouped: int = 0  # pairs joined through verified copies, not compared
+    # pairs between two groups that another of their pairs showed to be other shots
+    skipped_as_other_shot: int = 0
     same_bytes: int = 0  # pairs with equal content digests (exact, not decoded)
     not_verified: int = 0  # pairs where an image could not be decoded or described here
     seconds: float = 0.0
@@ -120,7 +123,8 @@ class Verdicts:
 
     def summary(self) -> dict[str, Any]:
         return {"ran": self.ran, "compared": self.compared,
-                "skipped_as_grouped": self.skipped_as_grouped, "same_bytes": self.same_bytes,
+                "skipped_as_grouped": self.skipped_as_grouped,
+                "skipped_as_other_shot": self.skipped_as_other_shot, "same_bytes": self.same_bytes,
                 "not_verified": self.not_verified, "seconds": round(self.seconds, 3)}
 
 
@@ -141,15 +145,41 @@ class _Sets:
             x = p[x]
         return x
 
-    def union(self, a: int, b: int) -> None:
+    def union(self, a: int, b: int) -> tuple[int, int] | None:
+        """Join the sets of a and b; (surviving root, absorbed root), or None if joined."""
         ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.parent[max(ra, rb)] = min(ra, rb)
+        if ra == rb:
+            return None
+        self.parent[max(ra, rb)] = min(ra, rb)
+        return min(ra, rb), max(ra, rb)
 
     def copy(self) -> _Sets:
         s = _Sets(0)
         s.parent = list(self.parent)
         return s
+
+
+class _Apart:
+    """Pairs of sets (by root) shown to be other shots of each other by one compared pair:
+    the same captures, edited, are no copies of each other either, so their other pairs
+    are not compared (each group's representative pair stands for them)."""
+
+    def __init__(self) -> None:
+        self.by_root: dict[int, dict[int, int]] = {}  # root -> other root -> deciding pair
+
+    def decided(self, ra: int, rb: int) -> int | None:
+        return self.by_root.get(ra, {}).get(rb)
+
+    def add(self, ra: int, rb: int, pair: int) -> None:
+        self.by_root.setdefault(ra, {})[rb] = pair
+        self.by_root.setdefault(rb, {})[ra] = pair
+
+    def merged(self, keep: int, gone: int) -> None:
+        """Sets `gone` joined `keep`: what was known apart from `gone` is apart from `keep`."""
+        for other, pair in self.by_root.pop(gone, {}).items():
+            del self.by_root[other][gone]
+            if other != keep:
+                self.add(keep, other, pair)
 
 
 def upright_image(path: str, box: tuple[int, int], purpose: str = "decode") -> Image.Image:
@@ -268,6 +298,13 @@ def verify_pairs(
     numbers: list[dict[str, float]] = [{} for _ in range(n)]
     out = Verdicts(match, evidence, numbers)
     sets = _Sets(len(rows))
+    apart = _Apart()
+
+    def join(a: int, b: int) -> None:
+        joined = sets.union(a, b)
+        if joined:
+            apart.merged(*joined)
+
     feats: dict[int, Any] = {}
     pool: Executor | None = None
     threads: Executor | None = None
@@ -297,9 +334,16 @@ def verify_pairs(
             later: list[int] = []
             for p in pending:
                 a, b = pi[p], pj[p]
-                if sets.find(a) == sets.find(b):
+                ra, rb = sets.find(a), sets.find(b)
+                if ra == rb:
                     match[p], evidence[p] = "copy", SKIPPED_EVIDENCE
                     out.skipped_as_grouped += 1
+                    progress.update(1)
+                elif (q := apart.decided(ra, rb)) is not None:
+                    match[p] = "other_shot"
+                    evidence[p] = (f"{APART_EVIDENCE} ({os.path.basename(rows[pi[q]].path)} "
+                                   f"and {os.path.basename(rows[pj[q]].path)})")
+                    out.skipped_as_other_shot += 1
                     progress.update(1)
                 elif tentative.find(a) == tentative.find(b):
                     later.append(p)  # a comparison in this round may join them
@@ -308,7 +352,7 @@ def verify_pairs(
                     if da is not None and da == db:
                         match[p], evidence[p] = "exact", "same bytes"
                         out.same_bytes += 1
-                        sets.union(a, b)
+                        join(a, b)
                         progress.update(1)
                     else:
                         batch.append(p)
@@ -339,7 +383,11 @@ def verify_pairs(
                 feats[pj[p]].sift_cache.update(kp_b)
                 out.compared += 1
                 if m in KEPT:
-                    sets.union(pi[p], pj[p])
+                    join(pi[p], pj[p])
+                elif "regions" in nums:  # the aligned pictures were judged, and differ:
+                    # not a failure to align or too little to judge (another member of the
+                    # group may still align), nor a file that could not be read
+                    apart.add(sets.find(pi[p]), sets.find(pj[p]), p)
                 progress.update(1)
             pending = later
     finally:
@@ -351,6 +399,6 @@ def verify_pairs(
     return out
 
 
-__all__ = ["CANDIDATE_THRESHOLDS", "KEPT", "MATCHES", "SKIPPED_EVIDENCE", "VerifySettings",
-           "Verdicts", "candidate_threshold", "decode_for_verify", "unverified", "upright_image",
-           "verify_pairs"]
+__all__ = ["APART_EVIDENCE", "CANDIDATE_THRESHOLDS", "KEPT", "MATCHES", "SKIPPED_EVIDENCE",
+           "VerifySettings", "Verdicts", "candidate_threshold", "decode_for_verify",
+           "unverified", "upright_image", "verify_pairs"]

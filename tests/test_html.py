@@ -331,8 +331,9 @@ def test_gallery_data_carries_verdicts_and_near_misses(
     assert len(thumbs) == 3
     assert ("Verification", f"on: {report['verification']['compared']} pairs compared on "
             f"their pixels, {report['verification']['skipped_as_grouped']} joined through "
-            f"copies, {report['verification']['skipped_as_other_shot']} apart as their groups' "
-            f"compared pair; {len(near)} other shots listed apart") in data["summary"]
+            f"copies, {report['verification']['skipped_as_other_shot']} whose groups a compared "
+            f"pair showed to be other shots; {len(near)} other shots listed apart") \
+        in data["summary"]
 
 
 @needs_browser

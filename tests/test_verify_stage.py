@@ -215,7 +215,7 @@ def test_other_shots_are_compared_again_through_the_group(edits: tuple[Path, lis
     # moved is apart from the group {base, reencoded} once one pair showed it: base-moved
     # is not compared again, and its evidence names the pair that decided
     assert (v.compared, v.skipped_as_other_shot) == (2, 1)
-    assert v.evidence[2] == f"{APART_EVIDENCE} (moved.png and reencoded.jpg)"
+    assert v.evidence[2] == f"{APART_EVIDENCE} (compared: moved.png and reencoded.jpg)"
 
 
 def test_two_groups_of_other_shots_cost_one_compare_between_them(

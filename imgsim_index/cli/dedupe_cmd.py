@@ -137,9 +137,9 @@ def _print_summary(r: Any) -> None:
     if rep["verification"]["ran"]:
         v = rep["verification"]
         click.echo(f"Verified: {v['compared']} pairs compared, {v['skipped_as_grouped']} "
-                   f"joined through copies, {v.get('skipped_as_other_shot', 0)} apart as "
-                   f"their groups' compared pair; {rep['number_of_near_misses']} other shots "
-                   "listed under near_misses.")
+                   f"joined through copies, {v.get('skipped_as_other_shot', 0)} whose groups a "
+                   f"compared pair showed to be other shots; {rep['number_of_near_misses']} "
+                   "other shots listed under near_misses.")
     click.echo(removable_line(rep))
     if rep["number_of_errors"]:
         click.echo(f"{rep['number_of_errors']} unreadable files were skipped "

@@ -43,7 +43,8 @@ def _verification_text(report: dict[str, Any]) -> str:
         return "off (cosine only)"
     return (f"on: {v.get('compared', 0)} pairs compared on their pixels, "
             f"{v.get('skipped_as_grouped', 0)} joined through copies, "
-            f"{v.get('skipped_as_other_shot', 0)} apart as their groups' compared pair; "
+            f"{v.get('skipped_as_other_shot', 0)} whose groups a compared pair showed to be "
+            "other shots; "
             f"{report.get('number_of_near_misses', 0)} other shots listed apart")
 
 

@@ -45,7 +45,7 @@ MATCHES = ("exact", "copy", "other_shot")
 KEPT = ("exact", "copy")
 UNVERIFIED = "not verified"  # evidence of a pair left out of the groups: it could not be checked
 SKIPPED_EVIDENCE = "not compared: already grouped through verified copies"
-APART_EVIDENCE = "not compared: other shots, as a compared pair of their groups showed"
+APART_EVIDENCE = "not compared: their groups are other shots"
 
 # The candidate threshold (cosine) per model when verification runs, and without it.
 # resnet50: 0.99 both ways (the seed's default). efficientnet-lite0: its edited copies score
@@ -341,8 +341,9 @@ def verify_pairs(
                     progress.update(1)
                 elif (q := apart.decided(ra, rb)) is not None:
                     match[p] = "other_shot"
-                    evidence[p] = (f"{APART_EVIDENCE} ({os.path.basename(rows[pi[q]].path)} "
-                                   f"and {os.path.basename(rows[pj[q]].path)})")
+                    evidence[p] = (f"{APART_EVIDENCE} (compared: "
+                                   f"{os.path.basename(rows[pi[q]].path)} and "
+                                   f"{os.path.basename(rows[pj[q]].path)})")
                     out.skipped_as_other_shot += 1
                     progress.update(1)
                 elif tentative.find(a) == tentative.find(b):

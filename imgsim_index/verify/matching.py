@@ -569,8 +569,6 @@ class _Residual:
     median: float  # median block residual (grey levels)
     tone_shift: float  # mean (curve - identity) over the predicting image's pixels
     tone_dev: float  # mean |curve - identity|
-    std_target: np.ndarray  # block grey std of the predicted image
-    std_mapped: np.ndarray  # ... and of the prediction (unused beyond the threshold)
 
 
 def _residual(target: np.ndarray, source: np.ndarray, source0: np.ndarray,
@@ -622,8 +620,7 @@ def _residual(target: np.ndarray, source: np.ndarray, source0: np.ndarray,
     # below the local contrast, new content (a moved subject) one of the order of it
     thr = np.maximum(max(settings.diff_floor, settings.diff_noise_k * med),
                      settings.diff_contrast * np.maximum(st, sm))
-    return _Residual(used & (rb > thr), med, float(np.mean(dev)), float(np.mean(np.abs(dev))),
-                     st, sm)
+    return _Residual(used & (rb > thr), med, float(np.mean(dev)), float(np.mean(np.abs(dev))))
 
 
 def _split_overlay(r: _Residual, std_a: np.ndarray, std_b: np.ndarray,

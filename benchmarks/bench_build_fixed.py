@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.bench_startup import photos  # noqa: E402
+from benchmarks.bench_common import photos  # noqa: E402
 from benchmarks.results_file import (  # noqa: E402
     cpu_features,
     machine,

@@ -132,3 +132,18 @@ def write_random_index(index: str, n: int, identity: dict[str, Any], seed: int =
             store.compact()
     finally:
         store.close()
+
+
+def photos(folder: Path, n: int, w: int = 1280, h: int = 960) -> None:
+    """`n` generated w x h JPEGs (smooth colour waves, quality 90) in 8 subfolders of `folder`."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:h, 0:w]
+    for k in range(n):
+        a, b, c = rng.uniform(0.002, 0.02, 3)
+        rgb = np.dstack([np.sin(x * a + k) * 120 + 128, np.cos(y * b) * 120 + 128,
+                         np.sin((x + y) * c) * 120 + 128]).astype(np.uint8)
+        sub = folder / f"d{k % 8}"
+        sub.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rgb).save(sub / f"p{k:05d}.jpg", quality=90)

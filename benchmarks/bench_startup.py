@@ -31,10 +31,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.bench_common import write_random_index  # noqa: E402
+from benchmarks.bench_common import photos, write_random_index  # noqa: E402
 from benchmarks.results_file import (  # noqa: E402
     cpu_features,
     machine,
@@ -81,18 +80,6 @@ def timed_cpu(*args: str, tree: Path = ROOT, env: dict[str, str] | None = None,
     wall = time.perf_counter() - t
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-
-
-def photos(folder: Path, n: int, w: int = 1280, h: int = 960) -> None:
-    rng = np.random.default_rng(0)
-    y, x = np.mgrid[0:h, 0:w]
-    for k in range(n):
-        a, b, c = rng.uniform(0.002, 0.02, 3)
-        rgb = np.dstack([np.sin(x * a + k) * 120 + 128, np.cos(y * b) * 120 + 128,
-                         np.sin((x + y) * c) * 120 + 128]).astype(np.uint8)
-        sub = folder / f"d{k % 8}"
-        sub.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(rgb).save(sub / f"p{k:05d}.jpg", quality=90)
 
 
 def many_files_index(folder: Path, index: Path, n: int, like: Path) -> None:

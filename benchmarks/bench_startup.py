@@ -129,8 +129,8 @@ def one_image_embedding(image: Path, index: Path, repeat: int) -> float:
 
 
 # In a fresh process, after the imports a query makes anyway (numpy, the library): the
-# model and its ONNX session made (onnxruntime imported), then the one image decoded and
-# embedded. This is what a one-image query cannot avoid; the rest of its process is
+# model and its ONNX session made (onnxruntime imported) while the one image decodes, as
+# `query` does, then the image embedded. This is what a one-image query cannot avoid; the rest of its process is
 # start-up, the index and the output. It runs with OpenBLAS's idle threads sleeping at
 # once, as `query` sets them (else their spinning after numpy's import competes with
 # the session for the 2 cores and counts in its CPU time).
@@ -141,7 +141,7 @@ from imgsim_index.embed.embedder import Embedder, EmbedSettings
 from imgsim_index.pipeline.build import BuildSettings, resolve_model
 index, image = sys.argv[1:3]
 t = time.perf_counter(); c = time.process_time()
-emb = Embedder(resolve_model(index, BuildSettings()), "auto", "auto")
+emb = Embedder(resolve_model(index, BuildSettings()), "auto", "auto", defer_session=True)
 list(emb.embed_files([image], EmbedSettings(workers=0)))
 print(json.dumps([time.perf_counter() - t, time.process_time() - c]))
 """

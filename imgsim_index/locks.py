@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import socket
 import sys
 import time
 
@@ -30,7 +29,7 @@ def acquire_writer_lock(path: str, wait: bool) -> int:
     _HELD.add(fd)
     os.ftruncate(fd, 0)
     since = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    info = f"pid {os.getpid()} on {socket.gethostname()} ({' '.join(sys.argv[:3])}) since {since}"
+    info = f"pid {os.getpid()} on {os.uname().nodename} ({' '.join(sys.argv[:3])}) since {since}"
     os.pwrite(fd, info.encode(), 0)
     return fd
 

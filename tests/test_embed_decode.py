@@ -113,3 +113,61 @@ def test_multi_batch_onnx_build_imports_no_torch(cache: Path, tmp_path: Path) ->
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          check=True, env=os.environ.copy()).stdout
     assert json.loads(out.splitlines()[-1]) == [11, 1, []]
+
+
+def test_a_deferred_session_is_made_while_the_first_images_decode(
+        lite0, cache: Path, tmp_path: Path,  # type: ignore[no-untyped-def]
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import imgsim_index.embed.embedder as embedder_module
+
+    paths = [str(p) for p in _photos(tmp_path / "img", 3)]
+    eager = list(Embedder(lite0, "cpu", "onnx").embed_files(paths, EmbedSettings(workers=0)))
+    decoding, seen = threading.Event(), []
+    real_decode, real_load = embedder_module.decode_file, embedder_module.load_onnx_network
+
+    def decode(*args: object, **kw: object) -> object:
+        decoding.set()
+        return real_decode(*args, **kw)  # type: ignore[arg-type]
+
+    def load(*args: object, **kw: object) -> object:
+        seen.append((decoding.wait(30), threading.current_thread().name))
+        return real_load(*args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(embedder_module, "decode_file", decode)
+    monkeypatch.setattr(embedder_module, "load_onnx_network", load)
+    emb = Embedder(lite0, "cpu", "onnx", defer_session=True)
+    assert seen == []  # not made yet
+    deferred = list(emb.embed_files(paths, EmbedSettings(workers=0)))
+    # made once, in this thread, while a decoding thread had started on the images
+    assert seen == [(True, threading.current_thread().name)]
+    assert [b.positions for b in deferred] == [b.positions for b in eager] == [[0, 1, 2]]
+    np.testing.assert_array_equal(deferred[0].vectors, eager[0].vectors)
+
+
+def test_a_one_image_query_of_a_jpeg_loads_no_format_plugin(
+        cache: Path, tmp_path: Path) -> None:
+    """The HEIF and JPEG XL plugins take longer to import than a JPEG takes to decode: a
+    query of a JPEG does without them; a HEIF file named .jpg still registers them."""
+    pytest.importorskip("pillow_heif")
+    paths = _photos(tmp_path / "img", 2)
+    build_index([str(tmp_path / "img")], str(tmp_path / "idx"), BuildSettings(model=MODEL))
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    disguised = tmp_path / "heif-named.jpg"
+    Image.open(paths[1]).save(disguised, format="HEIF", quality=95)
+    script = (
+        "import json, sys\n"
+        "from imgsim_index.pipeline.query import query_index\n"
+        "out = []\n"
+        f"for image in ({str(paths[0])!r}, {str(disguised)!r}):\n"
+        f"    q = query_index({str(tmp_path / 'idx')!r}, [image], top_k=1)[0]\n"
+        "    out.append([q.error, q.matches[0][0],\n"
+        "                [m for m in ('pillow_heif', 'pillow_jxl') if m in sys.modules]])\n"
+        "print(json.dumps(out))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True, env=os.environ.copy()).stdout
+    assert json.loads(out.splitlines()[-1]) == [
+        [None, str(paths[0]), []],
+        [None, str(paths[1]), ["pillow_heif", "pillow_jxl"]]]

@@ -152,23 +152,31 @@ def decoded_batches(items: Any, batch_size: int, threads: int) -> Iterator[list[
     """`items[0], items[1], ...` in batches of `batch_size`, in order, computed by `threads`
     threads (none: here, one at a time) at most two batches ahead of the consumer.
 
+    With threads, decoding starts at the call (the first two batches are queued), so the
+    caller can do other work, such as making the model's session, while they decode.
     JPEG decoding, resizing and hashing release the GIL, so threads decode while ONNX
     Runtime (which releases it too) runs the previous batch, without the worker processes'
     start (a Python and torch import each). Closing the iterator (or an exception in the
     consumer, Ctrl-C included) cancels what has not started; at most `threads` items are
-    still finished.
+    still finished. An iterator dropped before its first batch leaves at most the two
+    queued batches to finish.
     """
     n = len(items)
     if not threads:
-        for start in range(0, n, batch_size):
-            yield [items[k] for k in range(start, min(start + batch_size, n))]
-        return
+        return ([items[k] for k in range(start, min(start + batch_size, n))]
+                for start in range(0, n, batch_size))
     from collections import deque
-    from concurrent.futures import Future, ThreadPoolExecutor
+    from concurrent.futures import ThreadPoolExecutor
 
     pool = ThreadPoolExecutor(threads, thread_name_prefix="imgsim-decode")
-    pending: deque[Future[Any]] = deque()
-    submitted = 0
+    ahead = deque(pool.submit(items.__getitem__, k) for k in range(min(n, 2 * batch_size)))
+    return _in_order(pool, ahead, items, batch_size)
+
+
+def _in_order(pool: Any, pending: Any, items: Any, batch_size: int) -> Iterator[list[Any]]:
+    """The batches of decoded_batches, from `pending` (the futures of the first items, in
+    order), keeping the next batch queued."""
+    n, submitted = len(items), len(pending)
     try:
         for start in range(0, n, batch_size):
             end = min(start + batch_size, n)
@@ -219,7 +227,10 @@ class Embedder:
     the CPU when onnxruntime is installed. Both give the same vectors (cosine >= 0.9999).
     """
 
-    def __init__(self, model: LoadedModel, device: str = "auto", backend: str = "torch"):
+    def __init__(self, model: LoadedModel, device: str = "auto", backend: str = "torch",
+                 defer_session: bool = False):
+        """`defer_session`: the ONNX Runtime session is made on first use, and embed_files
+        then makes it while its first images decode (a one-shot query); else now."""
         self.model = model
         if backend == "onnx" and device == "auto":
             device = "cpu"  # ORT runs on the CPU only
@@ -229,15 +240,23 @@ class Embedder:
         # (1, 3, 1, 1) float32, in 0..255 units; the ONNX path never imports torch
         self._mean_np = (np.asarray(pre.mean, np.float32) * 255.0).reshape(1, 3, 1, 1)
         self._std_np = (np.asarray(pre.std, np.float32) * 255.0).reshape(1, 3, 1, 1)
-        self.onnx: OnnxNetwork | None = None
+        self._onnx: OnnxNetwork | None = None
         if self.backend == "onnx":
-            self.onnx = load_onnx_network(model)
+            if not defer_session:
+                self._onnx = load_onnx_network(model)
         else:
             import torch
 
             self._mean = torch.from_numpy(self._mean_np).to(self.device)
             self._std = torch.from_numpy(self._std_np).to(self.device)
             model.network = model.network.to(self.device).to(memory_format=torch.channels_last)
+
+    @property
+    def onnx(self) -> OnnxNetwork | None:
+        """The ONNX Runtime session (backend onnx; made now if deferred), else None."""
+        if self._onnx is None and self.backend == "onnx":
+            self._onnx = load_onnx_network(self.model)
+        return self._onnx
 
     @property
     def network(self) -> Any:
@@ -322,11 +341,17 @@ class Embedder:
         workers = 0 if len(paths) <= settings.batch_size else min(
             settings.resolved_workers(), len(paths))
         dataset = _Files(paths, self.model.info.preprocess, settings.max_pixels)
-        if workers and self.onnx is None:
+        if workers and self.backend != "onnx":
             batches: Iterator[list[Any]] = iter(self._loader(dataset, settings, workers))
         else:
-            register_plugins()  # once, before decoding threads race to do it
-            batches = decoded_batches(dataset, settings.batch_size, workers)
+            # a session not made yet is made while one thread decodes the first batches
+            threads = workers or int(self.backend == "onnx" and self._onnx is None)
+            if threads > 1:
+                # once, before decoding threads race to do it; decoded by one thread, only
+                # a file that needs the plugins registers them (see ingest.decode)
+                register_plugins()
+            batches = decoded_batches(dataset, settings.batch_size, threads)
+            self.onnx  # noqa: B018 (the session, made now if deferred)
         for items in batches:
             out = EmbeddedBatch()
             good: list[np.ndarray] = []

@@ -112,7 +112,9 @@ def query_index(
         model = embedder.model if embedder else resolve_model(index_dir, settings)
         check_identity(manifest, model.identity(), index_dir)
         results = [QueryResult(p) for p in images]
-        embedder = embedder or Embedder(model, settings.embed.device, settings.embed.backend)
+        # a one-shot query makes its ONNX session while the images decode
+        embedder = embedder or Embedder(model, settings.embed.device, settings.embed.backend,
+                                        defer_session=True)
         vectors, ok = _embed(embedder, images, settings, results)
         if loaded is not None:  # rows in id order: a row's position breaks ties alike
             found = _search(loaded.vectors, None, vectors, ok, top_k)

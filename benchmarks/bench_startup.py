@@ -130,10 +130,10 @@ def one_image_embedding(image: Path, index: Path, repeat: int) -> float:
 
 # In a fresh process, after the imports a query makes anyway (numpy, the library): the
 # model and its ONNX session made (onnxruntime imported) while the one image decodes, as
-# `query` does, then the image embedded. This is what a one-image query cannot avoid; the rest of its process is
-# start-up, the index and the output. It runs with OpenBLAS's idle threads sleeping at
-# once, as `query` sets them (else their spinning after numpy's import competes with
-# the session for the 2 cores and counts in its CPU time).
+# `query` does, then the image embedded. This is what a one-image query cannot avoid; the
+# rest of its process is start-up, the index and the output. It runs with OpenBLAS's
+# idle threads sleeping at once, as `query` sets them (else their spinning after numpy's
+# import competes with the session for the 2 cores and counts in its CPU time).
 _EMBED_CHILD = """
 import json, sys, time
 import numpy

@@ -256,6 +256,7 @@ def resnet_section(args: argparse.Namespace, t: Path) -> str:
 
     torch.manual_seed(0)
     weights = t / "resnet50-random.pth"
+    torch.manual_seed(0)  # the same file every run: its ONNX export is cached once
     torch.save(resnet50(weights=None).state_dict(), weights)
     n = args.n
     cache = {"XDG_CACHE_HOME": str(t / "xdg")}  # the random network's ONNX file stays here

@@ -136,6 +136,7 @@ def main() -> None:
             import torch
             from torchvision.models import resnet50
 
+            torch.manual_seed(0)  # the same file every run: its ONNX export is cached once
             torch.save(resnet50(weights=None).state_dict(), t / "resnet50-random.pth")
             model += ["--weights", str(t / "resnet50-random.pth")]
         for name, tree in trees:

@@ -216,6 +216,7 @@ def resnet_section(args: argparse.Namespace, t: Path, trees: list[tuple[str, Pat
     from torchvision.models import resnet50
 
     weights = t / "resnet50-random.pth"
+    torch.manual_seed(0)  # the same file every run: its ONNX export is cached once
     torch.save(resnet50(weights=None).state_dict(), weights)
     image = t / f"one-{ROOT.name}" / "p.jpg"
     for _, tree in trees:  # the first build exports the network (cached): not timed

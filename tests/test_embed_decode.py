@@ -96,6 +96,56 @@ def test_decoded_batches_are_in_order_and_stop_at_two_batches_ahead() -> None:
     assert sorted(items.done)[:10] == list(range(10))
 
 
+class _Slow(_Items):
+    """Items that take a while each, as large images do."""
+
+    def __getitem__(self, k: int) -> int:
+        import time
+
+        time.sleep(0.05)
+        return super().__getitem__(k)
+
+
+def test_closing_before_the_first_batch_cancels_the_queued_decoding() -> None:
+    import time
+
+    items = _Slow(40)
+    it = decoded_batches(items, 10, 1)  # the first two batches are queued at once
+    it.close()  # the caller failed before taking a batch (a session error, Ctrl-C)
+    time.sleep(0.3)
+    assert len(items.done) <= 2  # the one decoding when closed, and no more
+
+
+def test_a_session_that_cannot_be_made_stops_the_decoding(
+        lite0, cache: Path, tmp_path: Path,  # type: ignore[no-untyped-def]
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    import imgsim_index.embed.embedder as embedder_module
+    from imgsim_index.errors import ModelError
+
+    paths = [str(p) for p in _photos(tmp_path / "img", 3)] * 10  # one batch of 30
+    decoded: list[str] = []
+    real_decode = embedder_module.decode_file
+
+    def slow_decode(path: str, *args: object, **kw: object) -> object:
+        time.sleep(0.05)
+        decoded.append(path)
+        return real_decode(path, *args, **kw)  # type: ignore[arg-type]
+
+    def broken(*_: object, **__: object) -> object:
+        time.sleep(0.1)
+        raise ModelError("the session cannot be made")
+
+    monkeypatch.setattr(embedder_module, "decode_file", slow_decode)
+    monkeypatch.setattr(embedder_module, "load_onnx_network", broken)
+    emb = Embedder(lite0, "cpu", "onnx", defer_session=True)
+    with pytest.raises(ModelError, match="cannot be made"):
+        list(emb.embed_files(paths, EmbedSettings(workers=0)))
+    time.sleep(0.5)
+    assert len(decoded) <= 4  # those decoded while the session was tried, then no more
+
+
 def test_multi_batch_onnx_build_imports_no_torch(cache: Path, tmp_path: Path) -> None:
     _photos(tmp_path / "a", 3)
     _photos(tmp_path / "b", 11)

@@ -96,6 +96,39 @@ def test_plugins_are_registered_on_first_need(tmp_path: Path) -> None:
                    ["new.jxl 320 240 (224, 224, 3) pillow_heif pillow_jxl"]]
 
 
+def _major_brand(path: Path, brand: bytes) -> None:
+    """Set the ftyp box's major brand of the HEIF/AVIF file at `path` (bytes 8-12)."""
+    data = bytearray(path.read_bytes())
+    assert data[4:8] == b"ftyp"
+    data[8:12] = brand
+    path.write_bytes(bytes(data))
+
+
+def test_mif1_files_decode_whichever_file_came_first(tmp_path: Path) -> None:
+    """An AVIF and a HEIC whose major brand is the generic `mif1` decode in a fresh
+    process whether the plugins were registered before Pillow loaded its own readers
+    (a .heic first) or after (a WebP first): pillow-heif claims every mif1 file and its
+    wheel has no AV1 decoder, so Pillow's AVIF reader must come first either way."""
+    from PIL import features
+
+    if not features.check("avif"):
+        pytest.skip("this Pillow has no AVIF")
+    register_plugins()  # the writers need the plugins
+    Image.fromarray(scene(400, 300)).save(tmp_path / "first.heic", "HEIF", quality=95)
+    Image.fromarray(scene(400, 300)).save(tmp_path / "first.webp", "WEBP", quality=95)
+    for name, fmt in (("generic.avif", "AVIF"), ("generic.heic", "HEIF")):
+        Image.fromarray(scene(400, 300)).save(tmp_path / name, fmt, quality=95)
+        _major_brand(tmp_path / name, b"mif1")
+    for first in ("first.heic", "first.webp"):
+        names = [first, "generic.avif", "generic.heic"]
+        out = subprocess.run([sys.executable, "-c", _FRESH_DECODE,
+                              *(str(tmp_path / n) for n in names)],
+                             capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        assert [line.split()[:3] for line in out.stdout.splitlines()] == [
+            [n, "400", "300"] for n in names]
+
+
 # -- camera RAW: a minimal DNG (a 16-bit RGGB mosaic) with an optional preview ----------
 def write_dng(path: Path, preview: np.ndarray | None = None, w: int = 128, h: int = 96,
               orientation: int = 1, make: str = "TestMake") -> str:

@@ -14,7 +14,7 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -148,7 +148,23 @@ class VideoBatch:
     errors: list[tuple[int, str]] = field(default_factory=list)
 
 
-def decoded_batches(items: Any, batch_size: int, threads: int) -> Iterator[list[Any]]:
+class DecodedBatches(Iterator[list[Any]]):
+    """The batches of decoded_batches. `close()` cancels the decoding that has not started,
+    also before the first batch was taken (a session that fails to load, Ctrl-C)."""
+
+    def __init__(self, batches: Generator[list[Any], None, None], pool: Any = None):
+        self._batches, self._pool = batches, pool
+
+    def __next__(self) -> list[Any]:
+        return next(self._batches)
+
+    def close(self) -> None:
+        self._batches.close()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def decoded_batches(items: Any, batch_size: int, threads: int) -> DecodedBatches:
     """`items[0], items[1], ...` in batches of `batch_size`, in order, computed by `threads`
     threads (none: here, one at a time) at most two batches ahead of the consumer.
 
@@ -158,22 +174,22 @@ def decoded_batches(items: Any, batch_size: int, threads: int) -> Iterator[list[
     Runtime (which releases it too) runs the previous batch, without the worker processes'
     start (a Python and torch import each). Closing the iterator (or an exception in the
     consumer, Ctrl-C included) cancels what has not started; at most `threads` items are
-    still finished. An iterator dropped before its first batch leaves at most the two
-    queued batches to finish.
+    still finished.
     """
     n = len(items)
     if not threads:
-        return ([items[k] for k in range(start, min(start + batch_size, n))]
-                for start in range(0, n, batch_size))
+        return DecodedBatches([items[k] for k in range(start, min(start + batch_size, n))]
+                              for start in range(0, n, batch_size))
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
 
     pool = ThreadPoolExecutor(threads, thread_name_prefix="imgsim-decode")
     ahead = deque(pool.submit(items.__getitem__, k) for k in range(min(n, 2 * batch_size)))
-    return _in_order(pool, ahead, items, batch_size)
+    return DecodedBatches(_in_order(pool, ahead, items, batch_size), pool)
 
 
-def _in_order(pool: Any, pending: Any, items: Any, batch_size: int) -> Iterator[list[Any]]:
+def _in_order(pool: Any, pending: Any, items: Any, batch_size: int
+              ) -> Generator[list[Any], None, None]:
     """The batches of decoded_batches, from `pending` (the futures of the first items, in
     order), keeping the next batch queued."""
     n, submitted = len(items), len(pending)
@@ -350,8 +366,13 @@ class Embedder:
                 # once, before decoding threads race to do it; decoded by one thread, only
                 # a file that needs the plugins registers them (see ingest.decode)
                 register_plugins()
-            batches = decoded_batches(dataset, settings.batch_size, threads)
-            self.onnx  # noqa: B018 (the session, made now if deferred)
+            decoding = decoded_batches(dataset, settings.batch_size, threads)
+            try:
+                self.onnx  # noqa: B018 (the session, made now if deferred)
+            except BaseException:  # a session that cannot be made, Ctrl-C: no more decoding
+                decoding.close()
+                raise
+            batches = decoding
         for items in batches:
             out = EmbeddedBatch()
             good: list[np.ndarray] = []

@@ -81,7 +81,15 @@ def register_plugins() -> tuple[str, ...]:
     Registered whatever a file is called, so a HEIC saved as .jpg still opens. The
     decoder calls this for a file named as one of theirs, or when Pillow's own readers do
     not know a file's bytes (see plugins_registered): importing them takes longer than
-    decoding a JPEG, which then needs neither."""
+    decoding a JPEG, which then needs neither.
+
+    Pillow's own readers are all loaded first, so that they come before the plugins
+    whenever this runs: Pillow tries readers in the order they were registered, and
+    pillow-heif claims any `mif1` file, AVIF ones too, which its wheel cannot decode (no
+    AV1 decoder), while Pillow's AVIF reader declines a HEIC and lets the next one try."""
+    from PIL import Image
+
+    Image.init()
     done = []
     for fmt in PLUGINS:
         if missing_decoder(fmt) is None:

@@ -611,9 +611,10 @@ def test_a_keeper_is_read_once_yet_an_edit_between_plan_and_act_is_seen(
     vouches for it afterwards); writing to it in place, even with its mtime put back,
     changes its ctime and is caught before any copy is touched."""
     from imgsim_index.actions import safety
+    from imgsim_index.ingest import identity
 
     photos, report, _ = lib
-    monkeypatch.setattr(safety, "CTIME_TRUST_NS", 0)  # the files were made a moment ago
+    monkeypatch.setattr(identity, "CTIME_TRUST_NS", 0)  # the files were made a moment ago
     reads: list[str] = []
     real = safety.file_digest
     monkeypatch.setattr(safety, "file_digest", lambda p: reads.append(p) or real(p))

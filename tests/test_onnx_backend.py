@@ -19,6 +19,7 @@ from imgsim_index.embed.embedder import Embedder, EmbedSettings
 from imgsim_index.embed.models import load_model
 from imgsim_index.embed.onnx_runtime import cache_path, resolve_backend
 from imgsim_index.errors import FIX_TORCH_BACKEND, ImgsimError, InputError, ModelError
+from imgsim_index.ingest import identity
 from imgsim_index.ingest.decode import decode_file
 
 MIN_COSINE = 0.9999
@@ -246,7 +247,7 @@ def test_the_files_digest_is_kept_until_the_file_changes(lite0, cache, monkeypat
     digest_file = Path(onnx_backend.digest_path(str(path)))
     Embedder(lite0, "cpu", "onnx")
     assert not digest_file.exists()  # a file written moments ago is not trusted by stat
-    monkeypatch.setattr(onnx_backend, "CTIME_TRUST_NS", 0)  # as if it were older
+    monkeypatch.setattr(identity, "CTIME_TRUST_NS", 0)  # as if it were older
     Embedder(lite0, "cpu", "onnx")  # hashed, matched its record: the digest is kept
     good = path.read_bytes()
     kept = json.loads(digest_file.read_text())

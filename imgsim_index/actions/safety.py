@@ -32,7 +32,14 @@ import numpy as np
 from imgsim_index.errors import ActionError, ImgsimError, InputError, ReportError
 from imgsim_index.groups.keep import is_frame
 from imgsim_index.index.catalog import Row
-from imgsim_index.ingest.identity import FileKey, file_digest, file_key, normal_path
+from imgsim_index.ingest.identity import (
+    FileKey,
+    file_digest,
+    file_key,
+    normal_path,
+    stamp_trusted,
+    stat_stamp,
+)
 from imgsim_index.paths import under_any
 
 
@@ -51,9 +58,9 @@ class ReportContext:
     index_path: str = ""  # the index the report was made from (apply updates it)
     # removable (normalised) -> why the index does not hold it as a duplicate of its keeper
     not_duplicate: dict[str, str] = field(default_factory=dict)
-    # path -> the stat (dev, ino, size, mtime, ctime) it had when its digest last matched the
-    # index: a keeper with many copies is read once, not once per copy and check. Any
-    # write changes ctime, which no user tool can set back, so an edit is still seen.
+    # path -> its stat (identity.stat_stamp) when its digest last matched the index: a
+    # keeper with many copies is read once, not once per copy and check; an edit changes
+    # the stat, so it is still seen
     digest_checked: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
 
@@ -276,9 +283,6 @@ def problem_with(path: str, ctx: ReportContext) -> str | None:
     return _not_indexed(norm, ctx, digest=True) or ctx.not_duplicate.get(norm)
 
 
-CTIME_TRUST_NS = 2_000_000_000  # coarse file-system clocks: trust a ctime 2 s old or more
-
-
 def _not_indexed(path: str, ctx: ReportContext, digest: bool) -> str | None:
     """Is `path` still the very file (and, with `digest`, the bytes) its index holds,
     and not another name of a keeper?"""
@@ -300,7 +304,7 @@ def _not_indexed(path: str, ctx: ReportContext, digest: bool) -> str | None:
                 "run build on its folder, then dedupe, to record one")
     if key != (row.dev, row.ino):
         return "is no longer the file that was indexed (another file has its name now)"
-    seen = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    seen = stat_stamp(st)
     if digest and ctx.digest_checked.get(path) != seen:
         started = time.time_ns()
         try:
@@ -309,8 +313,7 @@ def _not_indexed(path: str, ctx: ReportContext, digest: bool) -> str | None:
             return f"cannot be read ({exc.strerror or exc})"
         if now != row.digest:
             return "changed since it was indexed (its content digest differs); run dedupe again"
-        # a ctime within the clock's reach of this read could hide a write in the same tick
-        if st.st_ctime_ns < started - CTIME_TRUST_NS:
+        if stamp_trusted(seen, started):
             ctx.digest_checked[path] = seen
     return None
 

@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from imgsim_index.errors import FIX_CPU, FIX_TORCH_BACKEND, InputError, ModelError
+from imgsim_index.ingest.identity import stamp_trusted, stat_stamp
 
 if TYPE_CHECKING:
     from imgsim_index.embed.models import LoadedModel
@@ -145,13 +146,8 @@ def digest_path(path: str) -> str:
     return path + ".digest.json"
 
 
-# A ctime within a coarse file-system clock's tick of the hash could hide a write in that
-# same tick: a digest is kept only for a file whose ctime is this much older than the hash.
-CTIME_TRUST_NS = 2_000_000_000
-
-
 def _stat_key(st: os.stat_result) -> list[int]:
-    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+    return list(stat_stamp(st))  # a list, as the kept JSON reads back
 
 
 def _kept_digest(path: str, seen: list[int]) -> str | None:
@@ -170,7 +166,7 @@ def _kept_digest(path: str, seen: list[int]) -> str | None:
 def _keep_digest(path: str, seen: list[int], sha256: str, hashed_at: int) -> None:
     """Keep `sha256` (hashed at `hashed_at`, time.time_ns()) for the file at `path` of stat
     `seen`, when its ctime is old enough to be trusted (best effort)."""
-    if seen[4] < hashed_at - CTIME_TRUST_NS:
+    if stamp_trusted(seen, hashed_at):
         kept = {"path": os.path.abspath(path), "stat": seen, "sha256": sha256}
         with contextlib.suppress(OSError):
             _write_atomically(digest_path(path), json.dumps(kept).encode())

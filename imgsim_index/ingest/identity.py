@@ -34,6 +34,24 @@ def file_key(st: os.stat_result) -> FileKey:
     return (st.st_dev, st.st_ino)
 
 
+# A digest read from a file stands for it while its stat stays the same: any write changes
+# the ctime, which no user tool can set back. A ctime within a coarse file-system clock's
+# tick of the read could hide a write in that same tick, so a digest is trusted for a stat
+# only when the file's ctime is this much older than the read began.
+CTIME_TRUST_NS = 2_000_000_000
+
+
+def stat_stamp(st: os.stat_result) -> tuple[int, int, int, int, int]:
+    """(dev, inode, size, mtime_ns, ctime_ns): what a write to the file changes."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def stamp_trusted(stamp: tuple[int, ...] | list[int], read_started_ns: int) -> bool:
+    """May a digest of bytes read from `read_started_ns` (time.time_ns()) on stand for
+    the file while its stat is `stamp` (see CTIME_TRUST_NS)?"""
+    return stamp[4] < read_started_ns - CTIME_TRUST_NS
+
+
 def normal_path(path: str) -> str:
     """Absolute, with `.`, `..` and repeated separators folded (symlinks not resolved)."""
     return os.path.normpath(os.path.abspath(path))

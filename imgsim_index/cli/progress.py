@@ -19,8 +19,8 @@ class TqdmProgress:
         if self.enabled:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, desc=description, unit="img", file=sys.stderr,
-                            dynamic_ncols=True)
+            self.bar = tqdm(total=total, desc=description, unit=_unit(description),
+                            file=sys.stderr, dynamic_ncols=True)
 
     def update(self, n: int) -> None:
         if self.bar is not None:
@@ -34,3 +34,10 @@ class TqdmProgress:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+def _unit(description: str) -> str:
+    """What a stage counts: pairs when verifying, tiles (or cells, or shards) in the pair
+    search, images (files, frames) everywhere else."""
+    d = description.lower()
+    return "pair" if "pairs" in d else "step" if "search" in d else "img"

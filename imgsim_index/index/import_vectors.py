@@ -306,6 +306,7 @@ def _import(mm: NpyRows, vectors_file: str, paths_file: str, index_dir: str,
             progress.note("compacting the index")
             store.compact(settings.chunk_bytes)
             compacted = True
+        store.update_ivf(progress)
     finally:
         store.close()
     return ImportResult(store.folder, identity["model"], dim, n, total, compacted,

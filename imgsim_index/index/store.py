@@ -321,6 +321,14 @@ class IndexStore:
                 cat.video_done(v, seq)
         return ids
 
+    def update_ivf(self, progress: Any = None, force: bool = False) -> Any:
+        """File the vectors committed since the IVF's last update into it (creating it when
+        the index passes ivf.IVF_ABOVE vectors, or when `force`); see index/ivf_sync.py."""
+        from imgsim_index.index.ivf_sync import update_ivf
+
+        assert self.writable
+        return update_ivf(self.folder, self.catalog, progress, force)
+
     def remove_paths(self, paths: Sequence[str]) -> int:
         """Forget files (their vectors become garbage until the next compaction)."""
         with self.catalog.transaction():
@@ -494,6 +502,9 @@ class IndexStore:
                 "the index is damaged: run verify with repair"
             )
         return out
+
+    def placed(self, rows: list[Row]) -> list[Row]:
+        return self._placed(rows)
 
     def _placed(self, rows: list[Row]) -> list[Row]:
         """The rows whose file lies inside one of the folders the index was built from.

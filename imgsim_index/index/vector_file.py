@@ -124,6 +124,10 @@ class VectorFile:
         for s in range(0, self.n, step):
             yield self.ids[s:s + step], self.read(s, s + step)
 
+    def fileno(self) -> int:
+        """The open file's descriptor, for os.pread of single rows."""
+        return self._fh.fileno()
+
     def close(self) -> None:
         self._fh.close()
 

@@ -179,6 +179,7 @@ def build_index(
         if store.needs_compaction():
             progress.note("compacting the index")
             store.compact()
+        store.update_ivf(progress)  # a large index files its new vectors into the IVF
         counts = store.catalog.counts()
     finally:
         if owned:

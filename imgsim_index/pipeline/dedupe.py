@@ -25,6 +25,7 @@ from imgsim_index.ingest.scan import skipped_report
 from imgsim_index.ingest.video import split_frame_path
 from imgsim_index.paths import deepest_folder
 from imgsim_index.pipeline.build import BuildResult, BuildSettings, build_index
+from imgsim_index.pipeline.large import bring_ivf_up_to_date, search_ivf, wants_ivf
 from imgsim_index.progress import NoProgress, Progress
 from imgsim_index.report import build_report, write_collage
 from imgsim_index.report import write_report as write_report_json
@@ -61,6 +62,10 @@ class DedupeSettings:
     threshold: float | None = None
     verify: VerifySettings = field(default_factory=VerifySettings)
     group_near_misses: bool = False  # other-shot pairs join the groups (bursts grouped)
+    # bytes the on-disk IVF search may hold (its list cache and tiles); None: a quarter of
+    # the machine's memory (search.ivf_scan.default_budget)
+    memory_budget: int | None = None
+    wait: bool = False  # wait for another writer when the IVF must take in new vectors
 
     def validate(self) -> None:
         self.pairs.validate()
@@ -99,6 +104,9 @@ class Duplicates:
     near_misses: Pairs = field(default_factory=Pairs.empty)
     threshold_used: float = 0.99  # the candidate threshold the search ran with
     threshold_source: str = "given"  # "model default" | "given"
+    # images compared; None: len(rows). A search of the on-disk IVF loads only the rows
+    # in a pair, and every other image is a group of one
+    total_images: int | None = None
 
     def pair_paths(self) -> list[tuple[str, str, float]]:
         """(path 1, path 2, score) of every pair, highest score first."""
@@ -136,7 +144,7 @@ class Duplicates:
             pair_verdicts=self.pair_verdicts(self.pairs),
             near_misses=self.near_misses, near_miss_verdicts=self.pair_verdicts(self.near_misses),
             verification=self.verdicts.summary() if self.verdicts is not None else None,
-            threshold_source=self.threshold_source)
+            threshold_source=self.threshold_source, total_images=self.total_images)
         report["pair_search"] = self.search.as_report()
         if self.build is not None:  # what the scan of the folders left out, and why
             report["skipped"] = skipped_report(self.build.skipped_paths)
@@ -226,6 +234,10 @@ def find_duplicates(
     progress = progress or NoProgress()
     settings.validate()
     timings: dict[str, float] = {}
+    sampled = settings.pairs.compare_mode == "sample"
+    if engine is None and wants_ivf(index_dir, settings.search, sampled,
+                                    settings.since is not None):
+        return _find_large(index_dir, folders, settings, progress, present)
     t = time.perf_counter()
     with IndexStore.open_reader(index_dir) as store:
         loaded = store.load(folders or None)
@@ -248,9 +260,7 @@ def find_duplicates(
     timings["load_vectors"] = time.perf_counter() - t
     t = time.perf_counter()
     codes = folder_codes(rows, folders)
-    if settings.verify.enabled is None:  # auto: see VerifySettings
-        imported = manifest.get("weights_id") == IMPORTED_WEIGHTS
-        settings = replace(settings, verify=replace(settings.verify, enabled=not imported))
+    settings = _verify_auto(settings, manifest)
     threshold, source = resolve_threshold(settings, manifest.get("model"))
     pair_settings = replace(settings.pairs, threshold=threshold)
     candidates, info = find_pairs(vectors, pair_settings, method=settings.search,
@@ -259,6 +269,39 @@ def find_duplicates(
                                   on_progress=progress_steps(progress, "Pair search"))
     progress.finish()
     timings["pair_search"] = time.perf_counter() - t
+    folder_list = ([os.path.abspath(f) for f in folders] if folders
+                   else sorted({r.root for r in rows}))
+    found = _Found(rows, vectors, candidates, info, codes, errors, folder_list, manifest,
+                   index_path, loaded.seq, None if queries is None else len(queries), new_since,
+                   threshold, source, None)
+    return _decide(found, settings, progress, timings)
+
+
+@dataclass
+class _Found:
+    """What a pair search hands the verdicts, groups and keepers."""
+
+    rows: list[Row]
+    vectors: np.ndarray
+    candidates: Pairs
+    info: SearchInfo
+    codes: np.ndarray  # input folder per row
+    errors: list[Row]
+    folder_list: list[str]
+    manifest: dict[str, Any]
+    index_path: str
+    seq: int
+    new_images: int | None
+    new_since: str | None
+    threshold: float
+    source: str
+    total: int | None
+
+
+def _decide(found: _Found, settings: DedupeSettings, progress: Progress,
+            timings: dict[str, float]) -> Duplicates:
+    """Verify the candidates, group the verified pairs, choose keepers."""
+    rows, candidates = found.rows, found.candidates
     t = time.perf_counter()
     verdicts = verify_pairs(rows, candidates, settings.verify, progress)
     if verdicts.ran:
@@ -268,17 +311,61 @@ def find_duplicates(
     edges = candidates if settings.group_near_misses else pairs
     groups = connected_components(len(rows), edges.i, edges.j)
     decisions = choose_keepers(rows, groups, KeepSettings(settings.keep, tuple(settings.protect)),
-                               codes, vectors)
-    folder_list = ([os.path.abspath(f) for f in folders] if folders
-                   else sorted({r.root for r in rows}))
+                               found.codes, found.vectors)
+    m = found.manifest
     return Duplicates(
-        rows=list(rows), pairs=pairs, groups=groups, decisions=decisions, errors=list(errors),
-        search=info, settings=settings, folder_list=folder_list,
-        model={k: manifest.get(k) for k in ("model", "dim", "weights_id", "preprocessing")},
-        index_path=index_path, timings=timings, snapshot_seq=loaded.seq,
-        new_images=None if queries is None else len(queries), new_since=new_since,
-        candidates=candidates, verdicts=verdicts, near_misses=near, threshold_source=source,
-        threshold_used=threshold)
+        rows=list(rows), pairs=pairs, groups=groups, decisions=decisions,
+        errors=list(found.errors), search=found.info, settings=settings,
+        folder_list=found.folder_list,
+        model={k: m.get(k) for k in ("model", "dim", "weights_id", "preprocessing")},
+        index_path=found.index_path, timings=timings, snapshot_seq=found.seq,
+        new_images=found.new_images, new_since=found.new_since,
+        candidates=candidates, verdicts=verdicts, near_misses=near,
+        threshold_source=found.source, threshold_used=found.threshold,
+        total_images=found.total)
+
+
+def _find_large(index_dir: str, folders: Sequence[str] | None, settings: DedupeSettings,
+                progress: Progress, present: set[str] | None) -> Duplicates:
+    """find_duplicates over the on-disk IVF: memory set by the budget, not by N."""
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    bring_ivf_up_to_date(index_dir, progress, settings.wait)
+    timings["ivf_update"] = time.perf_counter() - t
+    with IndexStore.open_reader(index_dir) as store:
+        errors = store.error_rows(folders or None)
+        manifest = dict(store.manifest)
+        index_path, seq = store.folder, store.catalog.last_seq()
+        last_dedupe = store.last_dedupe_seq()
+        roots = sorted(store.catalog.roots())
+    if present is not None:
+        errors = [r for r in errors if r.path in present]
+    settings = _verify_auto(settings, manifest)
+    threshold, source = resolve_threshold(settings, manifest.get("model"))
+    t = time.perf_counter()
+    large = search_ivf(index_dir, folders, threshold, settings.approx,
+                       last_dedupe if settings.new_only else None, settings.memory_budget,
+                       present, progress_steps(progress, "Pair search"))
+    progress.finish()
+    timings["pair_search"] = time.perf_counter() - t
+    codes = folder_codes(large.rows, folders)
+    candidates = large.candidates
+    if settings.pairs.across_folders and len(candidates):
+        other = codes[candidates.i] != codes[candidates.j]
+        candidates = subset(candidates, other)
+    folder_list = [os.path.abspath(f) for f in folders] if folders else roots
+    found = _Found(large.rows, large.vectors, candidates, large.info, codes, list(errors),
+                   folder_list, manifest, index_path, seq, large.queries,
+                   "last dedupe" if settings.new_only else None, threshold, source, large.total)
+    return _decide(found, settings, progress, timings)
+
+
+def _verify_auto(settings: DedupeSettings, manifest: dict[str, Any]) -> DedupeSettings:
+    """Verification `auto`: on, except for imported vectors (the tool never read the files)."""
+    if settings.verify.enabled is not None:
+        return settings
+    imported = manifest.get("weights_id") == IMPORTED_WEIGHTS
+    return replace(settings, verify=replace(settings.verify, enabled=not imported))
 
 
 def resolve_threshold(settings: DedupeSettings, model: str | None) -> tuple[float, str]:

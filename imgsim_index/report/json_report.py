@@ -72,8 +72,12 @@ def build_report(
     near_miss_verdicts: Sequence[PairVerdict] | None = None,
     verification: dict[str, Any] | None = None,
     threshold_source: str = "given",
+    total_images: int | None = None,
 ) -> dict[str, Any]:
-    """`threshold`: the candidate threshold used (default: settings.threshold)."""
+    """`threshold`: the candidate threshold used (default: settings.threshold).
+    `total_images`: the images compared when `rows` holds only those in pairs (a search of
+    the on-disk IVF reads rows for its hits only); every other row is a group of one."""
+    total = len(rows) if total_images is None else total_images
     keep = keep or KeepSettings()
     if decisions is None:
         decisions = choose_keepers(rows, groups, keep)
@@ -83,11 +87,11 @@ def build_report(
     return {
         "timestamp": timestamp,
         "folder_list": list(folders),
-        "total_images_in_folders": len(rows),
+        "total_images_in_folders": total,
         "compare_mode": settings.compare_mode,
         "threshold": settings.cutoff if threshold is None else threshold,
         "number_of_similar_pairs": len(pairs),
-        "number_of_unique_groups": groups.n_unique,
+        "number_of_unique_groups": total - groups.n_removable,
         "photos_to_remove": groups.n_removable,
         "similar_pairs": similar,
         # extras

@@ -33,7 +33,7 @@ class CandidateSearch(Protocol):
 
 @dataclass(frozen=True)
 class SearchInfo:
-    method: str  # exact | approx
+    method: str  # exact | approx | ivf (the on-disk IVF, search/ivf_search.py)
     engine: str  # local | ray
     precision: str  # fp32 | bf16
     vectors: int
@@ -43,9 +43,12 @@ class SearchInfo:
     seconds: float
     approx: ApproxSettings | None = None
     nprobe: int | None = None
+    details: dict[str, Any] | None = None  # ivf: lists, parts, budget, candidates
 
     def as_report(self) -> dict[str, Any]:
         """The report's `pair_search` entry."""
+        if self.method == "ivf":
+            return {"method": "ivf", "nprobe": self.nprobe, **(self.details or {})}
         if self.method == "approx" and self.approx is not None:
             return {"method": "approx", **asdict(self.approx), "nprobe": self.nprobe,
                     "precision": self.precision}

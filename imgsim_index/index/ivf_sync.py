@@ -1,0 +1,235 @@
+"""ivf_sync: keep an index's on-disk IVF (ivf.py) in step with its catalog, in bounded memory.
+
+`update_ivf` runs under the writer lock: it creates the IVF when the index passes
+IVF_ABOVE vectors (or when asked: `verify --repair`, a conversion of an existing flat
+index on first use), adds the rows committed since the IVF's last commit as a new part
+(work proportional to what is new), merges parts when there are more than MAX_PARTS or a
+third of the entries are stale, and retrains when the index has grown RETRAIN_GROWTH
+times past what the cells were trained on. ivf.json is replaced last, so a crash leaves
+the previous IVF whole; a search treats rows the IVF does not hold yet as pending.
+
+`RowKeys` are the per-id arrays a scan needs (8 bytes per catalog id): each embedded
+row's commit, whether it is in scope, and where its full-precision vector is.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from imgsim_index.errors import IndexFormatError
+from imgsim_index.index import ivf
+from imgsim_index.index.catalog import Catalog, writing
+from imgsim_index.index.vector_file import CHUNK_BYTES, VECTORS_AT, VectorFile, rows_per_chunk
+from imgsim_index.progress import NoProgress, Progress
+
+FETCH = 200_000  # catalog rows fetched per step
+STALE_SHARE = 1 / 3  # merge when this share of the IVF's entries is stale
+
+
+@dataclass
+class RowKeys:
+    """Per catalog id: seq (-1: not embedded or out of scope)."""
+
+    seq: np.ndarray  # int64 (max id + 1,)
+
+    def keys_of(self, ids: np.ndarray, part: ivf.Part) -> np.ndarray:
+        """(seq << 32 | id) of the entries of `part` that are current and in scope, else -1."""
+        ok = ids < len(self.seq)
+        s = np.full(len(ids), -1, np.int64)
+        s[ok] = self.seq[ids[ok]]
+        cur = (s > part.from_seq) & (s <= part.to_seq)
+        return np.where(cur, (s << 32) | ids, -1)
+
+    def key(self, ids: np.ndarray) -> np.ndarray:
+        return (self.seq[ids] << 32) | ids
+
+    @property
+    def count(self) -> int:
+        return int((self.seq >= 0).sum())
+
+
+def row_keys(catalog: Catalog, prefixes: Sequence[str] | None = None,
+             min_seq: int = -1) -> RowKeys:
+    """The embedded rows' commits, limited to paths starting with one of `prefixes` when
+    given, and to commits after `min_seq`. Streams the catalog: no Row objects."""
+    db = catalog.db
+    top = db.execute("SELECT COALESCE(MAX(id), 0) FROM images").fetchone()[0]
+    seq = np.full(int(top) + 1, -1, np.int64)
+    queries: list[tuple[str, tuple[object, ...]]] = []
+    base = "SELECT id, seq FROM images WHERE status = 'embedded' AND seq > ?"
+    if prefixes is None:
+        queries.append((base, (min_seq,)))
+    else:
+        for p in prefixes:
+            queries.append((base + " AND path >= ? AND path < ?", (min_seq, p, _after(p))))
+    for sql, params in queries:
+        cur = db.execute(sql, params)
+        while True:
+            got = cur.fetchmany(FETCH)
+            if not got:
+                break
+            arr = np.asarray(got, np.int64)
+            seq[arr[:, 0]] = arr[:, 1]
+    return RowKeys(seq)
+
+
+def _after(prefix: str) -> str:
+    """The smallest string greater than every string starting with `prefix`."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1) if prefix else "\U0010ffff"
+
+
+def iter_vectors(folder: str, catalog: Catalog, min_seq: int = 0,
+                 chunk_bytes: int = CHUNK_BYTES) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(ids, vectors) of the embedded rows committed after `min_seq`, file by file, chunk
+    by chunk (a row's current vector only: the file its row names)."""
+    names = [str(r[0]) for r in catalog.db.execute(
+        "SELECT DISTINCT segment FROM images WHERE status = 'embedded' AND seq > ?",
+        (min_seq,))]
+    for name in sorted(names):
+        wanted = np.fromiter((r[0] for r in catalog.db.execute(
+            "SELECT id FROM images WHERE segment = ? AND status = 'embedded' AND seq > ? "
+            "ORDER BY id", (name, min_seq))), np.int64)
+        with VectorFile(os.path.join(folder, name)) as vf:
+            step = rows_per_chunk(vf.dim, chunk_bytes)
+            for s in range(0, vf.n, step):
+                ids = vf.ids[s:s + step]
+                at = np.minimum(np.searchsorted(wanted, ids), max(len(wanted) - 1, 0))
+                hit = wanted[at] == ids if len(wanted) else np.zeros(len(ids), bool)
+                if hit.any():
+                    yield ids[hit], vf.read(s, s + step)[hit]
+
+
+def _sample(folder: str, catalog: Catalog, n: int, size: int, seed: int) -> np.ndarray:
+    """About `size` of the index's vectors drawn uniformly in one pass."""
+    rng = np.random.default_rng(seed)
+    p = min(1.0, size / max(n, 1))
+    got = [x[rng.random(len(x)) < p] for _, x in iter_vectors(folder, catalog)]
+    return np.concatenate(got) if got else np.zeros((0, 0), np.float32)
+
+
+def needs_ivf(catalog: Catalog, manifest: ivf.IvfManifest | None) -> bool:
+    if manifest is not None:
+        return True
+    return catalog.counts().get("embedded", 0) > ivf.IVF_ABOVE
+
+
+def update_ivf(folder: str, catalog: Catalog, progress: Progress | None = None,
+               force: bool = False) -> ivf.IvfManifest | None:
+    """Bring the IVF up to the catalog's last commit (the caller holds the writer lock)."""
+    progress = progress or NoProgress()
+    manifest = ivf.read_manifest(folder)
+    if not force and not needs_ivf(catalog, manifest):
+        return None
+    with writing(f"the IVF of {folder}"):
+        ivf.remove_unlisted(folder, manifest)
+        last = catalog.last_seq()
+        n = catalog.counts().get("embedded", 0)
+        if manifest is None or n > ivf.RETRAIN_GROWTH * manifest.trained_on:
+            return _rebuild(folder, catalog, n, last, progress)
+        if manifest.covered_seq < last:
+            progress.note(f"adding new vectors to the IVF ({folder})")
+            name = ivf.next_part_name(manifest)
+            count = ivf.write_part(folder, ivf.load_coarse(folder, manifest), name,
+                                   iter_vectors(folder, catalog, manifest.covered_seq))
+            part = ivf.Part(name, manifest.covered_seq, last, count)
+            manifest = replace(manifest, parts=(*manifest.parts, part))
+            ivf.write_manifest(folder, manifest)
+        keys = row_keys(catalog)
+        stale = manifest.count - keys.count
+        if len(manifest.parts) > ivf.MAX_PARTS or stale > STALE_SHARE * max(manifest.count, 1):
+            progress.note(f"merging the IVF's parts ({folder})")
+            merged = ivf.merge_parts(folder, manifest, lambda ids, p: keys.keys_of(ids, p) >= 0,
+                                     ivf.next_part_name(manifest))
+            ivf.write_manifest(folder, merged)
+            ivf.remove_unlisted(folder, merged)
+            manifest = merged
+        return manifest
+
+
+def _rebuild(folder: str, catalog: Catalog, n: int, last: int, progress: Progress
+             ) -> ivf.IvfManifest:
+    """Train the cells on a sample and file every vector into one part."""
+    progress.note(f"training the IVF of {n:,} vectors ({folder})")
+    nlist = ivf.cells_for(n)
+    sample = _sample(folder, catalog, n, max(nlist * ivf.TRAIN_POINTS, ivf.MIN_TRAIN), seed=0)
+    coarse = ivf.train_coarse(sample, nlist)
+    del sample
+    old = ivf.read_manifest(folder)
+    generation = 1 + max((int(p.name.split("-")[1]) for p in old.parts), default=0) if old else 1
+    ivf.save_coarse(folder, coarse.index, f"coarse-{generation:06d}.faiss")
+    name = f"part-{generation:06d}"
+    progress.note(f"filing {n:,} vectors into {nlist:,} on-disk lists")
+    count = ivf.write_part(folder, coarse, name, iter_vectors(folder, catalog))
+    manifest = ivf.IvfManifest(dim=coarse.dim, nlist=nlist, coarse_dim=coarse.coarse_dim,
+                               probes_stored=min(ivf.PROBES_STORED, nlist), trained_on=n,
+                               parts=(ivf.Part(name, 0, last, count),),
+                               coarse=f"coarse-{generation:06d}.faiss", trained_at=ivf.now())
+    ivf.write_manifest(folder, manifest)
+    ivf.remove_unlisted(folder, manifest)
+    return manifest
+
+
+
+
+class VectorLookup:
+    """Full-precision vectors of any embedded rows by id, read with os.pread from the file
+    each row names. Memory: 16 bytes per embedded row for the map."""
+
+    def __init__(self, folder: str, catalog: Catalog):
+        by_segment = catalog.embedded_ids()
+        self._files: list[VectorFile] = []
+        ids_parts, file_parts, pos_parts = [], [], []
+        try:
+            for name in sorted(by_segment):
+                vf = VectorFile(os.path.join(folder, name))
+                self._files.append(vf)
+                order = np.argsort(vf.ids, kind="stable")
+                wanted = by_segment[name]
+                at = np.searchsorted(vf.ids[order], wanted)
+                at = np.minimum(at, max(len(order) - 1, 0))
+                found = vf.ids[order][at] == wanted if len(order) else np.zeros(0, bool)
+                if not found.all():
+                    raise IndexFormatError(f"{folder}: {name} lacks vectors its catalog rows "
+                                           "name; run `imgsim-index verify --repair`")
+                ids_parts.append(wanted)
+                file_parts.append(np.full(len(wanted), len(self._files) - 1, np.int32))
+                pos_parts.append(order[at].astype(np.int64))
+        except BaseException:
+            self.close()
+            raise
+        ids = np.concatenate(ids_parts) if ids_parts else np.zeros(0, np.int64)
+        order = np.argsort(ids)
+        self.ids = ids[order]
+        self.file = (np.concatenate(file_parts) if file_parts else np.zeros(0, np.int32))[order]
+        self.pos = (np.concatenate(pos_parts) if pos_parts else np.zeros(0, np.int64))[order]
+        self.dim = self._files[0].dim if self._files else 0
+
+    def read(self, ids: np.ndarray) -> np.ndarray:
+        """float32 (len(ids), dim): the current vector of each id (all must be embedded)."""
+        at = np.searchsorted(self.ids, ids)
+        out = np.empty((len(ids), self.dim), np.float32)
+        row = 4 * self.dim
+        order = np.lexsort((self.pos[at], self.file[at]))  # file order: sequential-ish reads
+        for k in order.tolist():
+            f = self._files[int(self.file[at[k]])]
+            raw = os.pread(f.fileno(), row, VECTORS_AT + int(self.pos[at[k]]) * row)
+            out[k] = np.frombuffer(raw, "<f4")
+        return out
+
+    def close(self) -> None:
+        for f in self._files:
+            f.close()
+        self._files = []
+
+    def __enter__(self) -> VectorLookup:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+__all__ = ["RowKeys", "VectorLookup", "iter_vectors", "needs_ivf", "row_keys", "update_ivf"]

@@ -1,0 +1,174 @@
+"""ivf_scan: candidate pairs from the on-disk IVF (index/ivf.py) in bounded memory, then
+exact scores from the full-precision vector files.
+
+The rule that makes a pair a candidate, the same for a whole-index scan and for a scan of
+a few new vectors: the *later* vector of the pair (by catalog commit, then id) probes the
+earlier one's list, i.e. home(v) is among the first `nprobe` cells of u, where u is later.
+A new-only dedupe therefore finds exactly the pairs a whole dedupe finds that involve a
+new vector (tests compare them).
+
+Whole scan: lists are taken one at a time in the quantizer's scan order; each entry's
+stored probes name the lists it is scored against; decoded lists are kept in an LRU cache
+bounded by the memory budget, and scores are float32 GEMMs of decoded SQ8 codes. An
+approximate score differs from the exact one by at most e_u + e_v + e_u e_v (the two
+reconstruction errors, measured per list when the codes were written), so candidates are
+taken at radius - that bound - 1e-4 (float32 rounding) and nothing is lost to
+quantization; only the cells can miss a pair (recall in benchmarks/bench_scale.py).
+Memory: the cache, one GEMM tile, 8 bytes per candidate and 8 bytes per catalog id.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from imgsim_index.index.ivf import Coarse, Part, PartReader
+
+F32_SLACK = 1e-4  # float32 GEMM rounding at d <= 4096, with room to spare
+TILE_ROWS = 2048
+
+
+@dataclass
+class _List:
+    ids: np.ndarray
+    x: np.ndarray  # decoded, float32 (n, d)
+    keys: np.ndarray  # (seq << 32 | id) of the entries kept: current and in scope
+    err: float
+    pos: np.ndarray  # where the kept entries are in the list on disk
+
+    @property
+    def nbytes(self) -> int:
+        return self.x.nbytes + self.ids.nbytes + self.keys.nbytes
+
+
+class ListCache:
+    """Decoded lists by (part, cell), least recently used dropped past `budget` bytes."""
+
+    def __init__(self, readers: list[PartReader], coarse: Coarse,
+                 keys_of: Callable[[np.ndarray, Part], np.ndarray], budget: int):
+        self.readers, self.coarse, self.keys_of = readers, coarse, keys_of
+        self.budget, self.used = budget, 0
+        self._lists: OrderedDict[tuple[int, int], _List] = OrderedDict()
+        self.reads = self.hits = 0
+
+    def get(self, k: int, c: int) -> _List:
+        key = (k, c)
+        got = self._lists.get(key)
+        if got is not None:
+            self._lists.move_to_end(key)
+            self.hits += 1
+            return got
+        r = self.readers[k]
+        ids, codes = r.list_entries(c)
+        keys = self.keys_of(ids, r.part)
+        pos = np.flatnonzero(keys >= 0)  # stale and out-of-scope entries are never scored
+        if len(pos) < len(ids):
+            ids, codes, keys = ids[pos], codes[pos], keys[pos]
+        got = _List(ids, self.coarse.decode(codes), keys, float(r.maxerr[c]), pos)
+        self.reads += 1
+        self._lists[key] = got
+        self.used += got.nbytes
+        while self.used > self.budget and len(self._lists) > 1:
+            _, old = self._lists.popitem(last=False)
+            self.used -= old.nbytes
+        return got
+
+
+def _above(xq: np.ndarray, kq: np.ndarray, eq: float, target: _List, radius: float,
+           later_only: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(query positions, target positions) whose approximate score may reach `radius`."""
+    if not len(target.ids) or not len(xq):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    et = target.err
+    cut = np.float32(radius - (eq + et + eq * et) - F32_SLACK)
+    qs, ts = [], []
+    for s in range(0, len(xq), TILE_ROWS):
+        scores = xq[s:s + TILE_ROWS] @ target.x.T
+        hit = scores >= cut
+        if later_only:
+            hit &= target.keys[None, :] < kq[s:s + TILE_ROWS, None]
+        a, b = np.nonzero(hit)
+        qs.append(a + s)
+        ts.append(b)
+    return np.concatenate(qs), np.concatenate(ts)
+
+
+def _by_cell(probes: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """(cell, query rows probing it) for every cell in `probes` (n, nprobe)."""
+    flat = probes.ravel()
+    rows = np.repeat(np.arange(len(probes)), probes.shape[1])
+    order = np.argsort(flat, kind="stable")
+    cells, first = np.unique(flat[order], return_index=True)
+    bounds = np.append(first, len(order))
+    return [(int(c), rows[order[a:b]]) for c, a, b in
+            zip(cells.tolist(), bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)]
+
+
+def scan_whole(cache: ListCache, nprobe: int, radius: float, order: np.ndarray,
+               on_progress: Callable[[int, int], None] | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate (later id, earlier id) pairs of every current entry, list by list."""
+    found_u, found_v = [], []
+    readers = cache.readers
+    total = len(order) * len(readers)
+    step = 0
+    for k, r in enumerate(readers):
+        for c in order.tolist():
+            step += 1
+            if r.sizes[c]:
+                q = cache.get(k, c)
+                if len(q.ids):
+                    probes = r.list_probes(c)[q.pos][:, :nprobe]
+                    for cell, rows in _by_cell(probes):
+                        for t in range(len(readers)):
+                            target = cache.get(t, cell)
+                            a, b = _above(q.x[rows], q.keys[rows], q.err, target, radius, True)
+                            found_u.append(q.ids[rows[a]])
+                            found_v.append(target.ids[b])
+            if on_progress and (step % 64 == 0 or step == total):
+                on_progress(step, total)
+    return _concat(found_u), _concat(found_v)
+
+
+def scan_queries(cache: ListCache, xq: np.ndarray, ids: np.ndarray, keys: np.ndarray,
+                 nprobe: int, radius: float, later_only: bool = True
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate (query id, target id) pairs of full-precision query vectors."""
+    probes = cache.coarse.probes(xq, nprobe)
+    found_u, found_v = [], []
+    for cell, rows in _by_cell(probes):
+        for t in range(len(cache.readers)):
+            target = cache.get(t, cell)
+            a, b = _above(xq[rows], keys[rows], 0.0, target, radius, later_only)
+            found_u.append(ids[rows[a]])
+            found_v.append(target.ids[b])
+    u, v = _concat(found_u), _concat(found_v)
+    keep = u != v
+    return u[keep], v[keep]
+
+
+def _concat(parts: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
+
+
+def unique_pairs(u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each unordered pair once, as (smaller id, larger id), sorted."""
+    a, b = np.minimum(u, v), np.maximum(u, v)
+    code = np.unique(a.astype(np.int64) << 32 | b.astype(np.int64))
+    return code >> 32, code & 0xFFFFFFFF
+
+
+def default_budget() -> int:
+    """A quarter of the machine's memory, between 512 MiB and 8 GiB."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        total = 8 << 30
+    return int(min(max(total // 4, 512 << 20), 8 << 30))
+
+
+__all__ = ["ListCache", "default_budget", "scan_queries", "scan_whole", "unique_pairs"]

@@ -1,0 +1,126 @@
+"""ivf_search: an index folder with an on-disk IVF + threshold -> exact pairs of catalog ids,
+in memory set by a budget, not by N.
+
+Whole index: every current entry probes its lists (ivf_scan.scan_whole). New only: the
+rows committed after a given commit are read in full precision and probe theirs
+(ivf_scan.scan_queries); the same candidate rule, so the same pairs as a whole search
+restricted to pairs with a new row. Candidates are then scored exactly from the vector
+files (float64 dot products, the one threshold rule of threshold.py), in chunks.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from imgsim_index.index import ivf
+from imgsim_index.index.catalog import Catalog
+from imgsim_index.index.ivf_sync import RowKeys, VectorLookup, iter_vectors, row_keys
+from imgsim_index.search.ivf_scan import (
+    ListCache,
+    default_budget,
+    scan_queries,
+    scan_whole,
+    unique_pairs,
+)
+from imgsim_index.search.settings import ApproxSettings
+from imgsim_index.search.threshold import SCORE_DECIMALS, meets_threshold, search_radius
+
+RESCORE_ROWS = 65_536  # candidate pairs scored exactly per step
+
+
+@dataclass
+class IdPairs:
+    """Pairs of catalog ids (a < b), exact scores, highest first."""
+
+    a: np.ndarray
+    b: np.ndarray
+    score: np.ndarray
+
+
+@dataclass
+class IvfSearchInfo:
+    candidates: int
+    pairs: int
+    nprobe: int
+    nlist: int
+    parts: int
+    vectors: int  # rows in scope
+    queries: int | None  # rows searched from (new only), None for a whole search
+    lists_read: int
+    budget_bytes: int
+    seconds: float
+
+
+def rescore(lookup: VectorLookup, a: np.ndarray, b: np.ndarray, threshold: float) -> IdPairs:
+    """Exact scores of candidate id pairs; those meeting `threshold`, highest first."""
+    keep_a, keep_b, keep_s = [], [], []
+    for s in range(0, len(a), RESCORE_ROWS):
+        ca, cb = a[s:s + RESCORE_ROWS], b[s:s + RESCORE_ROWS]
+        ids, inv = np.unique(np.concatenate([ca, cb]), return_inverse=True)
+        x = lookup.read(ids).astype(np.float64)
+        ia, ib = inv[:len(ca)], inv[len(ca):]
+        score = np.einsum("ij,ij->i", x[ia], x[ib])
+        ok = meets_threshold(score, threshold)
+        keep_a.append(ca[ok])
+        keep_b.append(cb[ok])
+        keep_s.append(np.round(score[ok], SCORE_DECIMALS))
+    pa, pb = _cat(keep_a, np.int64), _cat(keep_b, np.int64)
+    ps = _cat(keep_s, np.float64)
+    order = np.lexsort((pb, pa, -ps))
+    return IdPairs(pa[order], pb[order], ps[order])
+
+
+def ivf_pairs(folder: str, catalog: Catalog, manifest: ivf.IvfManifest, threshold: float,
+              *, approx: ApproxSettings | None = None, prefixes: Sequence[str] | None = None,
+              new_after: int | None = None, budget: int | None = None,
+              on_progress: Callable[[int, int], None] | None = None
+              ) -> tuple[IdPairs, IvfSearchInfo]:
+    """Pairs of the rows in scope (paths under `prefixes`, or all) meeting `threshold`;
+    with `new_after`, only pairs with a row committed after that commit."""
+    started = time.perf_counter()
+    approx = approx or ApproxSettings()
+    budget = budget or default_budget()
+    nprobe = min(approx.probes_for(threshold), manifest.probes_stored)
+    radius = search_radius(threshold)
+    keys = row_keys(catalog, prefixes)
+    coarse = ivf.load_coarse(folder, manifest)
+    with ivf.open_parts(folder, manifest) as readers, VectorLookup(folder, catalog) as lookup:
+        cache = ListCache(readers, coarse, keys.keys_of, budget // 2)
+        queries = None
+        if new_after is None:
+            u, v = scan_whole(cache, nprobe, radius, np.arange(manifest.nlist), on_progress)
+        else:
+            u, v, queries = _scan_new(folder, catalog, cache, keys, new_after, nprobe, radius)
+        a, b = unique_pairs(u, v)
+        del u, v
+        pairs = rescore(lookup, a, b, threshold)
+    info = IvfSearchInfo(candidates=len(a), pairs=len(pairs.a), nprobe=nprobe,
+                         nlist=manifest.nlist, parts=len(manifest.parts), vectors=keys.count,
+                         queries=queries, lists_read=cache.reads, budget_bytes=budget,
+                         seconds=time.perf_counter() - started)
+    return pairs, info
+
+
+def _scan_new(folder: str, catalog: Catalog, cache: ListCache, keys: RowKeys, after: int,
+              nprobe: int, radius: float) -> tuple[np.ndarray, np.ndarray, int]:
+    found_u, found_v, n = [], [], 0
+    for ids, x in iter_vectors(folder, catalog, after):
+        mine = keys.seq[ids] >= 0  # in scope
+        ids, x = ids[mine], x[mine]
+        n += len(ids)
+        if len(ids):
+            u, v = scan_queries(cache, x, ids, keys.key(ids), nprobe, radius)
+            found_u.append(u)
+            found_v.append(v)
+    return _cat(found_u, np.int64), _cat(found_v, np.int64), n
+
+
+def _cat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
+    return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
+
+
+__all__ = ["IdPairs", "IvfSearchInfo", "ivf_pairs", "rescore"]

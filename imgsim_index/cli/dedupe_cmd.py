@@ -123,6 +123,8 @@ def summary(r: Any) -> dict[str, Any]:
 def _print_summary(r: Any) -> None:
     """The text summary, all on stdout (progress bars are on stderr): the seed's eight
     lines first, in their order, then what later versions added."""
+    from imgsim_index.report.json_report import near_miss_text
+
     rep = r.report
     click.echo(f"Total images found: {rep['total_images_in_folders']}")
     click.echo(f"Threshold = {rep['threshold']}")
@@ -138,8 +140,8 @@ def _print_summary(r: Any) -> None:
         v = rep["verification"]
         click.echo(f"Verified: {v['compared']} pairs compared, {v['skipped_as_grouped']} "
                    f"joined through copies, {v.get('skipped_as_other_shot', 0)} whose groups a "
-                   f"compared pair showed to be other shots; {rep['number_of_near_misses']} "
-                   "other shots listed under near_misses.")
+                   f"compared pair showed to be other shots; {near_miss_text(rep)} "
+                   "listed under near_misses.")
     click.echo(removable_line(rep))
     if rep["number_of_errors"]:
         click.echo(f"{rep['number_of_errors']} unreadable files were skipped "

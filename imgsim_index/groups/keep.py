@@ -66,7 +66,10 @@ DEFAULT_KEEP = "original"
 
 # the formats cameras and phones write, and those a copy is usually converted to
 ORIGINAL_EXTENSIONS = frozenset({".jpg", ".jpeg", ".heic", ".heif", ".hif"}) | RAW_EXTENSIONS
-CONVERSION_EXTENSIONS = frozenset({".png", ".bmp", ".tif", ".tiff", ".gif", ".webp"})
+CONVERSION_EXTENSIONS = frozenset({
+    ".png", ".apng", ".bmp", ".dib", ".tif", ".tiff", ".gif", ".webp", ".ppm", ".pgm", ".pbm",
+    ".pnm", ".pfm", ".pcx", ".tga", ".dds", ".icns", ".ico", ".sgi", ".xbm", ".xpm", ".qoi",
+    ".msp", ".blp"})
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,8 @@ from imgsim_index.cli.options import (
     keep_options,
     output_option,
     quiet_option,
+    scan_options,
+    scan_settings,
     verify_options,
 )
 from imgsim_index.cli.progress import TqdmProgress
@@ -58,6 +60,7 @@ from imgsim_index.cli.progress import TqdmProgress
               help="Print one JSON summary (counts, paths of the report files) on stdout "
                    "instead of the text summary; progress stays on stderr.")
 @build_options
+@scan_options
 @quiet_option
 @engine_options
 def dedupe(folders: tuple[str, ...], index_dir: str, threshold: float | None, verify: str,
@@ -68,11 +71,12 @@ def dedupe(folders: tuple[str, ...], index_dir: str, threshold: float | None, ve
            model: str | None,
            weights: str | None, device: str, backend: str, batch_size: int,
            workers: int | None, video_fps: float, checkpoint_every: int, wait: bool,
+           include_hidden: bool, exclude: tuple[str, ...], min_size: int, min_pixels: int,
            quiet: bool, engine: str, ray_address: str | None) -> None:
     """Find similar pairs and duplicate groups; update the index from FOLDERS (folders, image
     or video files) first if given, and look only at them then.
 
-    The options of the embedding model apply to that update only."""
+    The options of the embedding model and the scan filters apply to that update only."""
     from imgsim_index.pipeline.dedupe import DedupeSettings
     from imgsim_index.pipeline.dedupe import dedupe as run_dedupe
     from imgsim_index.search import ApproxSettings, PairSettings
@@ -91,7 +95,9 @@ def dedupe(folders: tuple[str, ...], index_dir: str, threshold: float | None, ve
         max_pairs_for_collage=max_pairs_for_collage,
         build=build_settings(model=model, weights=weights, device=device, backend=backend,
                              batch_size=batch_size, workers=workers, video_fps=video_fps,
-                             checkpoint_every=checkpoint_every, wait=wait),
+                             checkpoint_every=checkpoint_every, wait=wait,
+                             scan=scan_settings(include_hidden=include_hidden, exclude=exclude,
+                                                min_size=min_size, min_pixels=min_pixels)),
         keep=keep,
         protect=protect,
         new_only=new_only,

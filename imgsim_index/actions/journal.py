@@ -13,13 +13,13 @@ One process at a time holds the journal (an exclusive flock).
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 from typing import IO, Any
 
 from imgsim_index.atomic_files import fsync_dir, json_text
 from imgsim_index.errors import ActionError
+from imgsim_index.locks import lock_file
 
 JOURNAL_VERSION = 1
 
@@ -77,7 +77,7 @@ class Journal:
 
     def _lock(self) -> None:
         try:
-            fcntl.flock(self.fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            lock_file(self.fh.fileno(), wait=False)
         except BlockingIOError:
             self.fh.close()
             raise ActionError(

@@ -93,6 +93,17 @@ class Journal:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def write(self, record: dict[str, Any]) -> None:
+        """append(), or ActionError naming the way out when the journal cannot be written:
+        the run stops before touching another file."""
+        try:
+            self.append(record)
+        except OSError as exc:
+            raise ActionError(
+                f"cannot write the journal {self.path} ({exc.strerror or exc}); stopped before "
+                f"touching another file. Free space, then finish with --resume {self.path} "
+                "or take it back with undo") from None
+
     def append(self, record: dict[str, Any]) -> None:
         """Durably add one record: nothing is touched until its 'begin' is on disk."""
         self.fh.write(json_text(record) + "\n")

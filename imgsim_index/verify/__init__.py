@@ -182,7 +182,7 @@ class _Apart:
 def decode_for_verify(path: str, max_side: int) -> tuple[np.ndarray, tuple[int, int]]:
     """An indexed entry as upright RGB uint8 pixels, long side <= max_side, and its
     upright (height, width) before reduction."""
-    from imgsim_index.ingest.decode import upright_image
+    from imgsim_index.ingest.upright import upright_image
 
     im = upright_image(path, (max_side, max_side), "verify")
     w, h = im.info["upright_size"]

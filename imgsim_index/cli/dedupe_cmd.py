@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+from collections import Counter
 from typing import Any
 
 import click
@@ -149,6 +150,8 @@ def _print_summary(r: Any) -> None:
                    f"compared pair showed to be other shots; {near_miss_text(rep)} "
                    "listed under near_misses.")
     click.echo(removable_line(rep))
+    if why := kept_line(rep):
+        click.echo(why)
     if rep["number_of_errors"]:
         click.echo(f"{rep['number_of_errors']} unreadable files were skipped "
                    f"(listed under \"errors\" in {r.report_path})")
@@ -162,6 +165,20 @@ def removable_line(rep: dict[str, Any]) -> str:
 
     return (f"Files apply would remove (keepers, --protect folders and video frames kept): "
             f"{rep['files_removable']}, {human_bytes(int(rep['bytes_removable']))}")
+
+
+def kept_line(rep: dict[str, Any]) -> str:
+    """Why apply would remove fewer files than the seed's count of photos beyond one per
+    group, when it would ("" otherwise): the non-keepers it leaves, by reason."""
+    total, gap = rep["photos_to_remove"], rep["photos_to_remove"] - rep["files_removable"]
+    roles = Counter(m["role"] for g in rep.get("groups", []) for m in g["members"])
+    parts = [f"{n} {text}" for n, text in (
+        (roles["frame"], "are video frames, and apply never removes a video for its frames"),
+        (roles["protected"], "are in --protect folders")) if n]
+    if gap <= 0 or not parts:
+        return ""
+    lead = ("Apply removes none" if gap == total else f"Apply leaves {gap}")
+    return f"{lead} of the {total} photos beyond one per group: {'; '.join(parts)}."
 
 
 COMMANDS = (dedupe,)

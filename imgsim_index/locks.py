@@ -1,27 +1,81 @@
-"""locks: the index writer lock (flock on `writer.lock`) and the registry of locks this
-process holds, so that forked decoding workers can close their inherited copies."""
+"""locks: the index writer lock (on `writer.lock`), the file lock it and the apply journal
+share, and the registry of locks this process holds, so that forked decoding workers can
+close their inherited copies.
+
+The lock is flock where there is fcntl (Linux, macOS): held by the open file, released by
+the kernel when its holder dies. On Windows (no fcntl) it is msvcrt's lock of one byte far
+past the file's contents, so the holder's note at the start stays readable; it too is
+released when the process ends.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
+import platform
 import sys
 import time
 
 from imgsim_index.errors import IndexLockedError
 
 _HELD: set[int] = set()
+# where the Windows lock sits: past any holder note, so reading that note is never refused
+_LOCK_OFFSET = 1 << 30
+_RETRY_S = 0.1  # a waiting Windows lock tries again this often (msvcrt has no blocking lock)
+
+
+def lock_file(fd: int, wait: bool) -> None:
+    """Lock the open file `fd` exclusively for this process; BlockingIOError when another
+    holds it and not `wait`."""
+    try:
+        import fcntl
+    except ImportError:
+        _lock_msvcrt(fd, wait)
+        return
+    fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+
+
+def _lock_msvcrt(fd: int, wait: bool) -> None:
+    import msvcrt
+
+    here = os.lseek(fd, 0, os.SEEK_CUR)  # msvcrt locks from the position: put it back after
+    try:
+        while True:
+            os.lseek(fd, _LOCK_OFFSET, os.SEEK_SET)
+            try:
+                msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined]
+                return
+            except OSError:  # held by another (EACCES / EDEADLOCK)
+                if not wait:
+                    raise BlockingIOError("the file is locked by another process") from None
+            time.sleep(_RETRY_S)
+    finally:
+        os.lseek(fd, here, os.SEEK_SET)
+
+
+def _read_at_start(fd: int) -> bytes:
+    os.lseek(fd, 0, os.SEEK_SET)
+    return os.read(fd, 4096)
+
+
+def _write_at_start(fd: int, data: bytes) -> None:
+    os.lseek(fd, 0, os.SEEK_SET)
+    os.write(fd, data)
+
+
+def host_name() -> str:
+    """This machine's name, on any OS (os.uname is POSIX only)."""
+    return platform.node() or "this machine"
 
 
 def acquire_writer_lock(path: str, wait: bool) -> int:
-    """flock `path` exclusively (blocking when `wait`), write who holds it, and return the
+    """Lock `path` exclusively (blocking when `wait`), write who holds it, and return the
     descriptor. Another holder: IndexLockedError naming it."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        lock_file(fd, wait)
     except BlockingIOError:
-        holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "another process"
+        holder = _read_at_start(fd).decode("utf-8", "replace").strip() or "another process"
         os.close(fd)
         raise IndexLockedError(
             f"the index is being written by {holder}; wait for it to finish"
@@ -29,8 +83,8 @@ def acquire_writer_lock(path: str, wait: bool) -> int:
     _HELD.add(fd)
     os.ftruncate(fd, 0)
     since = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    info = f"pid {os.getpid()} on {os.uname().nodename} ({' '.join(sys.argv[:3])}) since {since}"
-    os.pwrite(fd, info.encode(), 0)
+    info = f"pid {os.getpid()} on {host_name()} ({' '.join(sys.argv[:3])}) since {since}"
+    _write_at_start(fd, info.encode())
     return fd
 
 
@@ -52,4 +106,5 @@ def release_inherited_locks() -> None:
     _HELD.clear()
 
 
-__all__ = ["acquire_writer_lock", "release_inherited_locks", "release_writer_lock"]
+__all__ = ["acquire_writer_lock", "host_name", "lock_file", "release_inherited_locks",
+           "release_writer_lock"]

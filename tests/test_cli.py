@@ -122,6 +122,43 @@ def test_command_modules_import_only_the_shared_modules() -> None:
             assert imported <= SHARED, f"{path.name} imports {imported - SHARED}"
 
 
+def _package_imports() -> dict[str, set[str]]:
+    """Each module of the package -> the package's modules it imports, at the top or inside
+    a function (a lazy import still ties the two together)."""
+    root = CLI_DIR.parent
+    names = {".".join(p.relative_to(root.parent).with_suffix("").parts).removesuffix(".__init__"): p
+             for p in root.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in names.items():
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module in names:
+                found |= {f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in names
+                          else node.module for a in node.names}
+            elif isinstance(node, ast.Import):
+                found |= {a.name for a in node.names if a.name in names}
+        graph[name] = found - {name}
+    return graph
+
+
+def test_no_module_of_the_package_imports_its_importers() -> None:
+    """Imports go one way (actions/plan -> actions/index_sync -> actions/journal, never back):
+    no module reaches itself through the modules it imports, lazily or not."""
+    graph = _package_imports()
+
+    def reaches(start: str) -> set[str]:
+        seen, todo = set(), list(graph[start])
+        while todo:
+            m = todo.pop()
+            if m not in seen:
+                seen.add(m)
+                todo += graph[m]
+        return seen
+
+    circles = sorted(m for m in graph if m in reaches(m))
+    assert circles == [], circles
+
+
 @pytest.mark.parametrize("module", sorted(SHARED) + COMMAND_MODULES)
 def test_each_cli_module_imports_first_in_a_fresh_interpreter(module: str) -> None:
     r = subprocess.run([sys.executable, "-c", f"import imgsim_index.cli.{module}"],

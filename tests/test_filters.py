@@ -138,3 +138,28 @@ def test_build_counts_skips_and_a_noop_build_loads_no_model(mixed: Path, tmp_pat
     _image(mixed / "new.png", seed=11)
     third = build_index([str(mixed)], idx, BuildSettings(scan=settings.scan))
     assert (third.embedded, third.unchanged, third.model_loaded) == (1, 3, True)
+
+
+def test_dedupe_takes_the_scan_filters_of_build(mixed: Path, tmp_path: Path) -> None:
+    """`dedupe FOLDER` builds with the same --exclude, --include-hidden, --min-size and
+    --min-pixels as `build`, and looks only at what that scan took."""
+    import json
+
+    from tests.conftest import cli_ok
+
+    def dedupe(idx: str, *flags: str) -> dict:  # type: ignore[type-arg]
+        out = cli_ok("dedupe", str(mixed), "--index", str(tmp_path / idx), "--model",
+                     "efficientnet-lite0", "--output", str(tmp_path / "out"), "--json", "-q",
+                     *flags)
+        return json.loads(out)  # type: ignore[no-any-return]
+
+    first = dedupe("idx", "--exclude", "cache/", "--min-pixels", "65")
+    assert first["total_images_in_folders"] == 3
+    assert first["skipped"] == {"hidden": 6, "excluded": 1, "unsupported extension": 2,
+                                "too small": 1}
+    hidden = dedupe("idx2", "--include-hidden", "--min-size", "1")
+    assert hidden["total_images_in_folders"] == 8  # hidden files and folders too
+    assert "hidden" not in hidden["skipped"] and "excluded" not in hidden["skipped"]
+    small = dedupe("idx3", "--min-size", str(10**9))
+    assert small["total_images_in_folders"] == 0
+    assert small["skipped"]["too small"] == 5

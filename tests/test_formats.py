@@ -239,3 +239,30 @@ def test_scanner_finds_every_format_in_any_case(tmp_path: Path) -> None:
     assert found == sorted(names)
     assert {".heic", ".heif", ".avif", ".jxl", ".cr2", ".cr3", ".nef", ".arw", ".dng", ".raf",
             ".orf", ".rw2"} <= IMAGE_EXTENSIONS
+
+
+# Pillow's other readers: each written here by Pillow itself (name, format, mode)
+PILLOW_MORE = [
+    ("a.ppm", "PPM", "RGB"), ("b.PGM", "PPM", "L"), ("c.pbm", "PPM", "1"), ("d.pnm", "PPM", "RGB"),
+    ("e.pcx", "PCX", "RGB"), ("f.tga", "TGA", "RGB"), ("g.dds", "DDS", "RGB"),
+    ("h.icns", "ICNS", "RGB"), ("i.ico", "ICO", "RGB"), ("j.sgi", "SGI", "RGB"),
+    ("l.xbm", "XBM", "1"), ("m.qoi", "QOI", "RGB"),
+    ("n.jp2", "JPEG2000", "RGB"), ("o.j2k", "JPEG2000", "RGB"), ("p.jfif", "JPEG", "RGB"),
+    ("q.jpe", "JPEG", "RGB"), ("r.dib", "DIB", "RGB"), ("s.apng", "PNG", "RGB"),
+    ("t.pfm", "PPM", "F"), ("u.msp", "MSP", "1"),
+]
+
+
+def test_pillow_formats_beyond_the_common_ones_are_scanned_and_decoded(
+        tmp_path: Path) -> None:
+    rgb = Image.fromarray(scene(256, 256))
+    for name, fmt, mode in PILLOW_MORE:
+        im = rgb.convert("L").convert(mode) if mode in ("L", "1", "F") else rgb
+        im.save(tmp_path / name, fmt)
+    found = sorted(os.path.basename(r.path) for r in scan_folders([str(tmp_path)]))
+    assert found == sorted(n for n, _, _ in PILLOW_MORE)
+    for name, _, mode in PILLOW_MORE:
+        d = decode_file(str(tmp_path / name), PRE)
+        assert d.pixels.shape == (PRE.crop, PRE.crop, 3), name
+        if mode == "RGB":  # the colour picture, not a grey or two-level one
+            assert mean_abs_diff(d.pixels, reference(256, 256)) < 6.0, name

@@ -27,6 +27,18 @@ def cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
     return int(exit_.value.code or 0), out.out, out.err
 
 
+def catalog_pages(index: Path) -> tuple[Path, int, bytearray]:
+    """The catalog file (its WAL checkpointed into it), its page size and its bytes."""
+    import sqlite3
+
+    db = index / "catalog.sqlite"
+    con = sqlite3.connect(db)
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    page = con.execute("PRAGMA page_size").fetchone()[0]
+    con.close()
+    return db, page, bytearray(db.read_bytes())
+
+
 def only_segment(index: Path) -> Path:
     [seg] = (index / "segments").iterdir()
     return seg
@@ -100,17 +112,45 @@ def test_deleted_segment_is_named_and_repaired(tmp_path: Path) -> None:
 
 def test_verify_runs_sqlite_quick_check(tmp_path: Path) -> None:
     _, index = make_library(tmp_path, IMAGES)
-    db = index / "catalog.sqlite"
-    import sqlite3
-
-    con = sqlite3.connect(db)
-    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    page = con.execute("PRAGMA page_size").fetchone()[0]
-    con.close()
-    data = bytearray(db.read_bytes())
+    db, page, data = catalog_pages(index)
     assert len(data) >= 3 * page
     data[page + 8: 2 * page] = bytes(range(256)) * ((page - 8) // 256) + bytes((page - 8) % 256)
     db.write_bytes(bytes(data))
     report = verify_index(str(index))
     assert not report.ok
     assert report.unrepairable  # said, not raised
+
+
+def test_garbage_pages_are_one_line_for_every_command(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The catalog's header and schema are sound, its table pages garbage: SQLite opens it
+    and fails on the first read ("database disk image is malformed"). Every command names
+    the damage in one line instead of a traceback."""
+    from PIL import Image
+
+    photos, index = tmp_path / "photos", tmp_path / "index"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for k in range(3):
+        Image.fromarray(rng.integers(0, 255, (48, 64, 3), np.uint8)).save(photos / f"{k}.png")
+    code, _, err = cli(["build", str(photos), "--index", str(index), "--model",
+                        "efficientnet-lite0", "--workers", "0", "-q"], capsys)
+    assert code == 0, err
+    db, page, data = catalog_pages(index)
+    garbage = np.random.default_rng(1).integers(0, 256, len(data) - page, np.uint8)
+    data[page:] = garbage.tobytes()  # every page but the first (header + schema)
+    db.write_bytes(bytes(data))
+    for args in (["dedupe", "--index", str(index), "--output", str(tmp_path / "r")],
+                 ["query", str(photos / "0.png"), "--index", str(index)],
+                 ["build", str(photos), "--index", str(index), "--model",
+                  "efficientnet-lite0", "--workers", "0"],
+                 ["dedupe", str(photos), "--index", str(index), "--output", str(tmp_path / "r")],
+                 ["verify", "--index", str(index)]):
+        code, out, err = cli(args, capsys)
+        assert code == 1, (args, out, err)
+        if args[0] == "verify":
+            assert "malformed" in out or "damaged" in out, out
+            continue
+        assert "Traceback" not in err and err.count("\n") == 1, (args, err)
+        assert "is damaged (database disk image is malformed)" in err, (args, err)
+        assert "run `imgsim-index verify --repair`" in err, (args, err)

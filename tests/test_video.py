@@ -25,10 +25,16 @@ def test_static_scenes_give_one_group_each(tmp_path: Path) -> None:
     idx = tmp_path / "idx"
     out = cli_ok("build", clips, "--index", idx, "--model", "efficientnet-lite0", "-q")
     assert "embedded 12," in out  # 12 s at 1 frame/s
-    rep = report_of(cli_ok("dedupe", "--index", idx, "--threshold", "0.99",
-                           "--output", tmp_path / "r", "-q"))
+    printed = cli_ok("dedupe", "--index", idx, "--threshold", "0.99", "--output", tmp_path / "r",
+                     "-q")
+    rep = report_of(printed)
     assert rep["total_images_in_folders"] == 12
     assert rep["number_of_unique_groups"] == 3 and rep["photos_to_remove"] == 9
+    # the seed's count and what apply would remove differ; the console says why
+    assert "Files apply would remove (keepers, --protect folders and video frames kept): 0," \
+        in printed
+    assert ("Apply removes none of the 9 photos beyond one per group: 9 are video frames, "
+            "and apply never removes a video for its frames.") in printed
     for group in rep["groups"]:
         members = [m if isinstance(m, str) else m["path"] for m in group["members"]]
         seconds = sorted(split_frame_path(m)[1] // 1000 for m in members)  # type: ignore[operator]

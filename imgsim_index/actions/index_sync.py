@@ -103,7 +103,6 @@ def sync_index(journal: Journal, undoing: bool = False) -> IndexSync:
     """Bring the index named in the journal's header in line with the journal, in one
     transaction under the writer lock, and record that in the journal. Never raises for
     the index: a locked or missing index is returned as `error`, the files stay as they are."""
-    from imgsim_index.actions.plan import _write
     from imgsim_index.index.store import IndexStore
 
     head = journal.header
@@ -139,7 +138,7 @@ def sync_index(journal: Journal, undoing: bool = False) -> IndexSync:
         return result
     finally:
         store.close()
-    _write(journal, {"type": "index", "state": "undone" if undoing else "applied",
+    journal.write({"type": "index", "state": "undone" if undoing else "applied",
                      "renamed": result.renamed, "removed": result.removed,
                      "relinked": result.relinked})
     return result

@@ -13,13 +13,13 @@ One process at a time holds the journal (an exclusive flock).
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 from typing import IO, Any
 
 from imgsim_index.atomic_files import fsync_dir, json_text
 from imgsim_index.errors import ActionError
+from imgsim_index.locks import lock_file
 
 JOURNAL_VERSION = 1
 
@@ -77,7 +77,7 @@ class Journal:
 
     def _lock(self) -> None:
         try:
-            fcntl.flock(self.fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            lock_file(self.fh.fileno(), wait=False)
         except BlockingIOError:
             self.fh.close()
             raise ActionError(
@@ -92,6 +92,17 @@ class Journal:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def write(self, record: dict[str, Any]) -> None:
+        """append(), or ActionError naming the way out when the journal cannot be written:
+        the run stops before touching another file."""
+        try:
+            self.append(record)
+        except OSError as exc:
+            raise ActionError(
+                f"cannot write the journal {self.path} ({exc.strerror or exc}); stopped before "
+                f"touching another file. Free space, then finish with --resume {self.path} "
+                "or take it back with undo") from None
 
     def append(self, record: dict[str, Any]) -> None:
         """Durably add one record: nothing is touched until its 'begin' is on disk."""

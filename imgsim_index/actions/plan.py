@@ -286,7 +286,7 @@ def settle_interrupted(journal: Journal) -> list[Refusal]:
             unsettled.append(Refusal(rec["path"], f"cannot be settled after an interrupted "
                                                   f"{rec['action']}: {exc.strerror or exc}"))
             continue
-        _write(journal, {"type": "done" if done else "rolled_back", "n": rec["n"],
+        journal.write({"type": "done" if done else "rolled_back", "n": rec["n"],
                          **(_trash_place(rec) if done else {})})
     return unsettled
 
@@ -304,23 +304,13 @@ def _trash_place(rec: dict[str, Any]) -> dict[str, Any]:
     return {"target": got.path, "trashinfo": got.info} if got else {}
 
 
-def _write(journal: Journal, record: dict[str, Any]) -> None:
-    try:
-        journal.append(record)
-    except OSError as exc:
-        raise ActionError(
-            f"cannot write the journal {journal.path} ({exc.strerror or exc}); stopped before "
-            f"touching another file. Free space, then finish with --resume {journal.path} "
-            "or take it back with undo") from None
-
-
 def _try(rec: dict[str, Any], journal: Journal) -> str | None:
     """Perform one journalled operation; on failure put it back and say why."""
     try:
         placed = _perform(rec)
     except DestinationTaken as exc:  # nothing was touched: no recovery, the target is not ours
         why = f"failed: {exc.filename} already exists; not overwriting it"
-        _write(journal, {"type": "rolled_back", "n": rec["n"], "error": why})
+        journal.write({"type": "rolled_back", "n": rec["n"], "error": why})
         return why
     except (OSError, ActionError) as exc:
         why = (f"failed: {getattr(exc, 'strerror', None) or exc}"
@@ -329,10 +319,10 @@ def _try(rec: dict[str, Any], journal: Journal) -> str | None:
             state = "done" if _recover(rec) else "rolled_back"
         except OSError as again:  # left open: undo or --resume settles it later
             return f"{why}; putting it back failed too ({again.strerror or again})"
-        _write(journal, {"type": state, "n": rec["n"], "error": why,
+        journal.write({"type": state, "n": rec["n"], "error": why,
                          **(_trash_place(rec) if state == "done" else {})})
         return None if state == "done" else why
-    _write(journal, {"type": "done", "n": rec["n"], **placed})
+    journal.write({"type": "done", "n": rec["n"], **placed})
     return None
 
 
@@ -350,7 +340,7 @@ def _execute(plan: Plan, journal: Journal, progress: Progress) -> ApplyResult:
             refused.append(op)
             continue
         rec = _begin_record(op, plan.action, journal.next_number(), backup_dir)
-        _write(journal, rec)
+        journal.write(rec)
         why = _try(rec, journal)
         if why:
             failed.append(Refusal(op.path, why))
@@ -358,7 +348,7 @@ def _execute(plan: Plan, journal: Journal, progress: Progress) -> ApplyResult:
             done.append(op)
     progress.finish()
     synced = sync_index(journal)
-    _write(journal, {"type": "end", "failed": len(failed)})
+    journal.write({"type": "end", "failed": len(failed)})
     return ApplyResult(journal.path, plan.action, done, refused,
                        backup_dir if plan.action == "hardlink" else None, plan.move_to,
                        failed=failed, index=synced)

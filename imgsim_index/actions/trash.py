@@ -40,8 +40,10 @@ def trash_dirs(path: str) -> list[tuple[str, str]]:
     data_home = os.path.expanduser(os.environ.get("XDG_DATA_HOME") or "~/.local/share")
     dirs = [(os.path.join(data_home, "Trash"), data_home)]
     top = _mount_point(os.path.dirname(os.path.abspath(path)))
-    uid = str(os.getuid())
-    dirs += [(os.path.join(top, ".Trash", uid), top), (os.path.join(top, f".Trash-{uid}"), top)]
+    if hasattr(os, "getuid"):  # the volumes' trash folders are per user id (POSIX)
+        uid = str(os.getuid())
+        dirs += [(os.path.join(top, ".Trash", uid), top),
+                 (os.path.join(top, f".Trash-{uid}"), top)]
     return dirs
 
 

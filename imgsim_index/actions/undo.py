@@ -29,7 +29,6 @@ from imgsim_index.actions.journal import Journal
 from imgsim_index.actions.plan import (
     Refusal,
     UndoResult,
-    _write,
     index_lock,
     settle_interrupted,
 )
@@ -179,7 +178,7 @@ def undo(journal_path: str, progress: Progress | None = None, wait: bool = False
             if problem:
                 result.not_restored.append(Refusal(rec["path"], problem))
                 continue
-            _write(journal, {"type": "undone", "n": rec["n"]})
+            journal.write({"type": "undone", "n": rec["n"]})
             result.restored.append(rec["path"])
             if rec["action"] == "move":
                 _prune_empty_folders(os.path.dirname(rec["target"]), head["move_to"])
@@ -188,5 +187,5 @@ def undo(journal_path: str, progress: Progress | None = None, wait: bool = False
             os.rmdir(head["backup_dir"])  # when every original has gone back
         if result.restored or index_state(journal) != "undone":
             result.index = sync_index(journal, undoing=True)  # not again once recorded
-        _write(journal, {"type": "undo_end"})
+        journal.write({"type": "undo_end"})
     return result

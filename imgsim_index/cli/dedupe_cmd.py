@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+from collections import Counter
 from typing import Any
 
 import click
@@ -18,6 +19,8 @@ from imgsim_index.cli.options import (
     keep_options,
     output_option,
     quiet_option,
+    scan_options,
+    scan_settings,
     verify_options,
 )
 from imgsim_index.cli.progress import TqdmProgress
@@ -58,6 +61,7 @@ from imgsim_index.cli.progress import TqdmProgress
               help="Print one JSON summary (counts, paths of the report files) on stdout "
                    "instead of the text summary; progress stays on stderr.")
 @build_options
+@scan_options
 @quiet_option
 @engine_options
 def dedupe(folders: tuple[str, ...], index_dir: str, threshold: float | None, verify: str,
@@ -68,11 +72,12 @@ def dedupe(folders: tuple[str, ...], index_dir: str, threshold: float | None, ve
            model: str | None,
            weights: str | None, device: str, backend: str, batch_size: int,
            workers: int | None, video_fps: float, checkpoint_every: int, wait: bool,
+           include_hidden: bool, exclude: tuple[str, ...], min_size: int, min_pixels: int,
            quiet: bool, engine: str, ray_address: str | None) -> None:
     """Find similar pairs and duplicate groups; update the index from FOLDERS (folders, image
     or video files) first if given, and look only at them then.
 
-    The options of the embedding model apply to that update only."""
+    The options of the embedding model and the scan filters apply to that update only."""
     from imgsim_index.pipeline.dedupe import DedupeSettings
     from imgsim_index.pipeline.dedupe import dedupe as run_dedupe
     from imgsim_index.search import ApproxSettings, PairSettings
@@ -91,7 +96,9 @@ def dedupe(folders: tuple[str, ...], index_dir: str, threshold: float | None, ve
         max_pairs_for_collage=max_pairs_for_collage,
         build=build_settings(model=model, weights=weights, device=device, backend=backend,
                              batch_size=batch_size, workers=workers, video_fps=video_fps,
-                             checkpoint_every=checkpoint_every, wait=wait),
+                             checkpoint_every=checkpoint_every, wait=wait,
+                             scan=scan_settings(include_hidden=include_hidden, exclude=exclude,
+                                                min_size=min_size, min_pixels=min_pixels)),
         keep=keep,
         protect=protect,
         new_only=new_only,
@@ -123,6 +130,8 @@ def summary(r: Any) -> dict[str, Any]:
 def _print_summary(r: Any) -> None:
     """The text summary, all on stdout (progress bars are on stderr): the seed's eight
     lines first, in their order, then what later versions added."""
+    from imgsim_index.report.json_report import near_miss_text
+
     rep = r.report
     click.echo(f"Total images found: {rep['total_images_in_folders']}")
     click.echo(f"Threshold = {rep['threshold']}")
@@ -138,9 +147,11 @@ def _print_summary(r: Any) -> None:
         v = rep["verification"]
         click.echo(f"Verified: {v['compared']} pairs compared, {v['skipped_as_grouped']} "
                    f"joined through copies, {v.get('skipped_as_other_shot', 0)} whose groups a "
-                   f"compared pair showed to be other shots; {rep['number_of_near_misses']} "
-                   "other shots listed under near_misses.")
+                   f"compared pair showed to be other shots; {near_miss_text(rep)} "
+                   "listed under near_misses.")
     click.echo(removable_line(rep))
+    if why := kept_line(rep):
+        click.echo(why)
     if rep["number_of_errors"]:
         click.echo(f"{rep['number_of_errors']} unreadable files were skipped "
                    f"(listed under \"errors\" in {r.report_path})")
@@ -154,6 +165,20 @@ def removable_line(rep: dict[str, Any]) -> str:
 
     return (f"Files apply would remove (keepers, --protect folders and video frames kept): "
             f"{rep['files_removable']}, {human_bytes(int(rep['bytes_removable']))}")
+
+
+def kept_line(rep: dict[str, Any]) -> str:
+    """Why apply would remove fewer files than the seed's count of photos beyond one per
+    group, when it would ("" otherwise): the non-keepers it leaves, by reason."""
+    total, gap = rep["photos_to_remove"], rep["photos_to_remove"] - rep["files_removable"]
+    roles = Counter(m["role"] for g in rep.get("groups", []) for m in g["members"])
+    parts = [f"{n} {text}" for n, text in (
+        (roles["frame"], "are video frames, and apply never removes a video for its frames"),
+        (roles["protected"], "are in --protect folders")) if n]
+    if gap <= 0 or not parts:
+        return ""
+    lead = ("Apply removes none" if gap == total else f"Apply leaves {gap}")
+    return f"{lead} of the {total} photos beyond one per group: {'; '.join(parts)}."
 
 
 COMMANDS = (dedupe,)

@@ -51,7 +51,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from imgsim_index.errors import InputError
-from imgsim_index.ingest.formats import RAW_EXTENSIONS, register_plugins
+from imgsim_index.ingest.formats import RAW_EXTENSIONS
 from imgsim_index.paths import under_any
 
 if TYPE_CHECKING:  # numpy and the rest load with choose_keepers: the CLI imports this module
@@ -66,7 +66,10 @@ DEFAULT_KEEP = "original"
 
 # the formats cameras and phones write, and those a copy is usually converted to
 ORIGINAL_EXTENSIONS = frozenset({".jpg", ".jpeg", ".heic", ".heif", ".hif"}) | RAW_EXTENSIONS
-CONVERSION_EXTENSIONS = frozenset({".png", ".bmp", ".tif", ".tiff", ".gif", ".webp"})
+CONVERSION_EXTENSIONS = frozenset({
+    ".png", ".apng", ".bmp", ".dib", ".tif", ".tiff", ".gif", ".webp", ".ppm", ".pgm", ".pbm",
+    ".pnm", ".pfm", ".pcx", ".tga", ".dds", ".icns", ".ico", ".sgi", ".xbm", ".xpm", ".qoi",
+    ".msp", ".blp"})
 
 
 @dataclass(frozen=True)
@@ -113,10 +116,9 @@ def file_facts(path: str) -> FileFacts:
     if is_frame(path):
         return FileFacts()
     try:
-        from PIL import Image
+        from imgsim_index.ingest.decode import open_image
 
-        register_plugins()
-        with Image.open(path) as im:
+        with open_image(path) as im:
             exif = im.getexif()
             make, model = (str(exif.get(t) or "").strip().rstrip("\x00") for t in (271, 272))
             captured = _exif_time(exif.get_ifd(0x8769).get(0x9003) or exif.get(306) or "")

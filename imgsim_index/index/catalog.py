@@ -28,17 +28,20 @@ writer; readers of a catalog without it see no aliases.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numpy as np
 
 from imgsim_index.errors import FIX_OTHER_INDEX, NO_SPACE, IndexFormatError, no_space
 
 SCHEMA_VERSION = 2
+_T = TypeVar("_T")
 
 # the columns after id and path: an `images` row, and a row set aside in `aliases`
 _ROW_SCHEMA = """
@@ -163,6 +166,60 @@ def damaged(path: str, exc: sqlite3.Error) -> IndexFormatError:
     return IndexFormatError(f"the index catalog {path} is damaged ({exc}); {REPAIR_HINT}")
 
 
+# SQLite's result codes for a file it cannot read as a database: a damaged page (CORRUPT,
+# "database disk image is malformed") or no database at all (NOTADB)
+_DAMAGE_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
+
+
+def _checked(method: Callable[..., _T]) -> Callable[..., _T]:
+    """`method` of a catalog's connection or cursor, raising damaged() where SQLite finds
+    the file damaged, whichever read or write finds it (a page is read when first needed,
+    so any statement, fetch or commit may be the one)."""
+
+    @functools.wraps(method)
+    def run(self: Any, *args: Any) -> _T:
+        try:
+            return method(self, *args)
+        except sqlite3.DatabaseError as exc:
+            if getattr(exc, "sqlite_errorcode", 0) & 0xFF not in _DAMAGE_CODES:
+                raise
+            conn = self if isinstance(self, sqlite3.Connection) else self.connection
+            raise damaged(getattr(conn, "catalog_path", "?"), exc) from None
+
+    return run
+
+
+class _Cursor(sqlite3.Cursor):
+    execute = _checked(sqlite3.Cursor.execute)
+    executemany = _checked(sqlite3.Cursor.executemany)
+    executescript = _checked(sqlite3.Cursor.executescript)
+    fetchone = _checked(sqlite3.Cursor.fetchone)
+    fetchmany = _checked(sqlite3.Cursor.fetchmany)
+    fetchall = _checked(sqlite3.Cursor.fetchall)
+    __next__ = _checked(sqlite3.Cursor.__next__)
+
+
+class _Connection(sqlite3.Connection):
+    """A catalog's connection: every statement runs on a _Cursor, so a damaged file is an
+    IndexFormatError wherever it shows, never a bare sqlite3.DatabaseError."""
+
+    catalog_path = ""
+
+    def cursor(self, factory: Any = _Cursor) -> Any:
+        return super().cursor(factory)
+
+    def execute(self, sql: str, parameters: Any = (), /) -> Any:
+        return self.cursor().execute(sql, parameters)
+
+    def executemany(self, sql: str, parameters: Any, /) -> Any:
+        return self.cursor().executemany(sql, parameters)
+
+    def executescript(self, script: str, /) -> Any:
+        return self.cursor().executescript(script)
+
+    commit = _checked(sqlite3.Connection.commit)
+
+
 def _no_room(exc: sqlite3.Error) -> bool:
     code = getattr(exc, "sqlite_errorcode", 0) & 0xFF  # the primary result code
     return code in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR)
@@ -189,9 +246,11 @@ class Catalog:
         self.path = path
         uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
         try:
-            self.db = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30)
+            self.db = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30,
+                                      factory=_Connection)
         except sqlite3.Error as exc:
             raise damaged(path, exc) from None
+        self.db.catalog_path = path
         try:
             self._open(path, readonly)
         except sqlite3.DatabaseError as exc:
@@ -238,7 +297,7 @@ class Catalog:
         """SQLite's own check of the file: [] when sound, else its findings."""
         try:
             got = [str(r[0]) for r in self.db.execute("PRAGMA quick_check")]
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, IndexFormatError) as exc:
             return [str(exc)]
         return [] if got == ["ok"] else got
 

@@ -24,6 +24,8 @@ import io
 import os
 import stat
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -33,6 +35,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from imgsim_index.errors import DecodeError
 from imgsim_index.ingest.formats import (
     PLUGINS,
+    Format,
     format_of,
     missing_decoder,
     plugins_registered,
@@ -99,13 +102,14 @@ def _to_rgb(im: Image.Image, background: tuple[int, int, int]) -> Image.Image:
 
 
 def decode_bytes(
-    data: bytes, pre: Preprocess, max_pixels: int = DEFAULT_MAX_PIXELS
+    data: bytes, pre: Preprocess, max_pixels: int = DEFAULT_MAX_PIXELS, name: str = "",
 ) -> Decoded:
+    """`data` (a file's bytes; `name`, when known, picks the readers to register)."""
     try:
         with warnings.catch_warnings():
             # Pillow warns from ~89 MP; `max_pixels` (checked below) is the limit that counts
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = _open(data)
+            im = open_image(data, name)
             w, h = im.size
             if w * h > max_pixels:
                 raise DecodeError(f"decompression bomb: {w}x{h} pixels exceeds {max_pixels}")
@@ -138,16 +142,36 @@ def decode_bytes(
     return Decoded(resize_and_crop(rgb, pre), uw, uh)
 
 
-def _open(data: bytes) -> Image.Image:
-    """Pillow's image of `data`; the first bytes that Pillow's own readers do not know
-    register the plugins (HEIF, JPEG XL) and are tried again."""
+def _require_decoder(fmt: Format | None) -> None:
+    reason = None if fmt is None else missing_decoder(fmt)
+    if reason is not None:
+        raise DecodeError(reason)
+
+
+def open_image(source: str | bytes, name: str | None = None) -> Image.Image:
+    """Pillow's image of a file (its path, or its bytes and `name`), lazily loaded: the one
+    way every stage opens a file with Pillow (decoding, verification, previews, headers), so
+    each reader works in every stage and every process whatever ran there before.
+
+    A file named as a plugin's format (HEIC, JPEG XL) registers the plugins first; bytes
+    that Pillow's own readers do not know (a HEIC saved as .jpg) register them and are
+    tried again. DecodeError when the format's decoder is not installed. Camera RAW is not
+    Pillow's: see decode_raw and upright_image."""
+    fmt = format_of(name if name is not None else source if isinstance(source, str) else "")
+    _require_decoder(fmt)
+    if fmt in PLUGINS:
+        register_plugins()
+
+    def opened() -> Image.Image:
+        return Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+
     try:
-        return Image.open(io.BytesIO(data))
+        return opened()
     except UnidentifiedImageError:
         if plugins_registered():
             raise
         register_plugins()
-        return Image.open(io.BytesIO(data))
+        return opened()
 
 
 # Beyond this long side the resized image is never built whole: only the region the
@@ -182,15 +206,10 @@ def _resize_crop_window(im: Image.Image, pre: Preprocess, resized: tuple[int, in
 
 def decode_file(path: str, pre: Preprocess, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
     fmt = format_of(path)
-    if fmt is not None:
-        reason = missing_decoder(fmt)
-        if reason is not None:
-            raise DecodeError(reason)
-    if fmt in PLUGINS:
-        register_plugins()
+    _require_decoder(fmt)
     data = read_file(path)
     decoded = (decode_raw(data, pre, max_pixels) if fmt is not None and fmt.raw
-               else decode_bytes(data, pre, max_pixels))
+               else decode_bytes(data, pre, max_pixels, path))
     return replace(decoded, digest=content_digest(data))
 
 
@@ -198,8 +217,10 @@ def decode_file(path: str, pre: Preprocess, max_pixels: int = DEFAULT_MAX_PIXELS
 _FLIP_TURNS = {3: 2, 5: 1, 6: 3}
 
 
-def decode_raw(data: bytes, pre: Preprocess, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
-    """A camera RAW file: its embedded preview when large enough, else a half-size demosaic."""
+@contextmanager
+def _raw_file(data: bytes, max_pixels: int) -> Iterator[tuple[Any, int, tuple[int, int]]]:
+    """rawpy's reader of a camera RAW file, its libraw `flip` and its upright full size;
+    whatever fails inside becomes a DecodeError with its reason."""
     import rawpy
 
     try:
@@ -207,20 +228,30 @@ def decode_raw(data: bytes, pre: Preprocess, max_pixels: int = DEFAULT_MAX_PIXEL
             w, h, flip = raw.sizes.width, raw.sizes.height, raw.sizes.flip
             if w * h > max_pixels:
                 raise DecodeError(f"decompression bomb: {w}x{h} pixels exceeds {max_pixels}")
-            upright = (h, w) if flip in (5, 6) else (w, h)
-            preview, upright_already = _raw_preview(raw, pre, max_pixels)
-            if preview is not None:
-                turns = 0 if upright_already else _FLIP_TURNS.get(flip, 0)
-                return Decoded(np.ascontiguousarray(np.rot90(preview, turns)), *upright)
-            # libraw applies the orientation itself here
-            rgb = raw.postprocess(half_size=True, use_camera_wb=True, output_bps=8)
+            yield raw, flip, ((h, w) if flip in (5, 6) else (w, h))
     except DecodeError:
         raise
     except (rawpy.LibRawError, OSError, ValueError) as exc:
         raise DecodeError(f"camera RAW file could not be read: {exc}") from None
     except MemoryError:
         raise DecodeError("image too large to decode in memory") from None
-    return Decoded(resize_and_crop(Image.fromarray(rgb, "RGB"), pre), *upright)
+
+
+def _demosaic(raw: Any) -> Image.Image:
+    """A half-size demosaic; libraw applies the orientation itself here."""
+    return Image.fromarray(raw.postprocess(half_size=True, use_camera_wb=True, output_bps=8),
+                           "RGB")
+
+
+def decode_raw(data: bytes, pre: Preprocess, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
+    """A camera RAW file: its embedded preview when large enough, else a half-size demosaic."""
+    with _raw_file(data, max_pixels) as (raw, flip, upright):
+        preview, upright_already = _raw_preview(raw, pre, max_pixels)
+        if preview is not None:
+            turns = 0 if upright_already else _FLIP_TURNS.get(flip, 0)
+            return Decoded(np.ascontiguousarray(np.rot90(preview, turns)), *upright)
+        rgb = _demosaic(raw)
+    return Decoded(resize_and_crop(rgb, pre), *upright)
 
 
 def _raw_preview(raw: Any, pre: Preprocess, max_pixels: int) -> tuple[np.ndarray | None, bool]:
@@ -240,7 +271,7 @@ def _raw_preview(raw: Any, pre: Preprocess, max_pixels: int) -> tuple[np.ndarray
             return None, False
         return resize_and_crop(im, pre), False
     try:
-        with Image.open(io.BytesIO(thumb.data)) as probe:
+        with open_image(thumb.data) as probe:
             if min(probe.size) < 2 * pre.resize:
                 return None, False
             oriented = probe.getexif().get(0x0112, 1) != 1

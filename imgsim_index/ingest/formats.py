@@ -3,7 +3,9 @@
 Cheap to import (no Pillow, no numpy): the scanner uses it to recognise files,
 the decoder to pick a decoder and to say which package is missing.
 
-  Pillow       JPEG, PNG, BMP, GIF, TIFF, WebP, AVIF (Pillow >= 11.3 wheels)
+  Pillow       JPEG, PNG, BMP, GIF, TIFF, WebP, Netpbm (PPM/PGM/PBM/PNM/PFM), PCX, TGA,
+               DDS, ICO, ICNS, SGI, XBM, XPM, QOI, MSP, BLP, JPEG 2000;
+               AVIF (Pillow >= 11.3 wheels)
   pillow-heif  HEIC / HEIF (phones)
   pillow-jxl-plugin  JPEG XL
   rawpy        camera RAW: CR2, CR3, NEF, ARW, DNG, RAF, ORF, RW2
@@ -33,8 +35,19 @@ def _exts(*names: str) -> frozenset[str]:
     return frozenset(names)
 
 
+# Pillow's raster readers (PIL.Image.registered_extensions() with an opener). Left out:
+# formats read through outside programs or only on one OS (EPS/PS: Ghostscript, WMF/EMF:
+# Windows), stubs without a decoder (BUFR, GRIB, HDF5, MPEG), IFUNC .im (deprecated by
+# Pillow), layered documents and non-photos (PSD, GIMP brushes, cursors, IPTC, Photo CD),
+# and SGI's .rgb/.bw (also the names of raw pixel dumps).
 PILLOW = Format("JPEG/PNG/BMP/GIF/TIFF/WebP",
-                _exts(".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"),
+                _exts(".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".bmp", ".dib", ".gif",
+                      ".tif", ".tiff", ".webp",
+                      # Netpbm, PC Paintbrush, Targa, DirectDraw, icons, SGI, X11, ...
+                      ".ppm", ".pgm", ".pbm", ".pnm", ".pfm", ".pcx", ".tga", ".dds", ".icns",
+                      ".ico", ".sgi", ".xbm", ".xpm", ".qoi", ".msp", ".blp",
+                      # JPEG 2000 (OpenJPEG, in Pillow's wheels)
+                      ".jp2", ".j2k", ".j2c", ".jpc", ".jpf", ".jpx"),
                 "PIL", "pillow")
 AVIF = Format("AVIF", _exts(".avif"), "PIL.AvifImagePlugin", "pillow>=11.3")
 HEIF = Format("HEIC/HEIF", _exts(".heic", ".heif", ".hif"), "pillow_heif", "pillow-heif")

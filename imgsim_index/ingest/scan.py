@@ -144,12 +144,9 @@ def header_pixels(path: str) -> int | None:
 
             with rawpy.imread(path) as raw:
                 return int(raw.sizes.width) * int(raw.sizes.height)
-        from PIL import Image
+        from imgsim_index.ingest.decode import open_image
 
-        from imgsim_index.ingest.formats import register_plugins
-
-        register_plugins()
-        with Image.open(path) as im:
+        with open_image(path) as im:
             return int(im.size[0]) * int(im.size[1])
     except Exception:  # noqa: BLE001 - any unreadable header: the decoder reports it
         return None

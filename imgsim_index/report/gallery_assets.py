@@ -158,8 +158,10 @@ window.addEventListener("error", (e) => {
     if (!near.length) return;
     const box = byId("near-misses");
     box.hidden = false;
-    box.append(el("h2", null, "Other shots of the same scene: not proposed for removal (" +
-      data.near_misses_total + " pairs)"));
+    const unverified = near.some((p) => p.match === "not_verified");
+    box.append(el("h2", null, "Other shots of the same scene" +
+      (unverified ? ", and pairs that could not be verified" : "") +
+      ": not proposed for removal (" + data.near_misses_total + " pairs)"));
     for (const p of near) {
       const row = el("div", "near-pair");
       for (const side of [p.a, p.b]) {

@@ -23,6 +23,7 @@ from typing import Any
 from imgsim_index.atomic_files import atomic_write_bytes
 from imgsim_index.progress import Progress
 from imgsim_index.report.gallery_assets import CHOICES_SCRIPT, CHOICES_STYLE, SCRIPT, STYLE
+from imgsim_index.report.json_report import near_miss_text
 from imgsim_index.report.thumbs import write_thumbnails
 from imgsim_index.report.units import human_bytes
 
@@ -44,8 +45,7 @@ def _verification_text(report: dict[str, Any]) -> str:
     return (f"on: {v.get('compared', 0)} pairs compared on their pixels, "
             f"{v.get('skipped_as_grouped', 0)} joined through copies, "
             f"{v.get('skipped_as_other_shot', 0)} whose groups a compared pair showed to be "
-            "other shots; "
-            f"{report.get('number_of_near_misses', 0)} other shots listed apart")
+            f"other shots; {near_miss_text(report)} listed apart")
 
 
 def _summary(report: dict[str, Any]) -> list[tuple[str, str]]:
@@ -85,6 +85,18 @@ def _member_verdict(path: str, keeper: str, paths: set[str],
             "pair": [row["image1"], row["image2"]]}
 
 
+def _near_verdict(row: dict[str, Any]) -> dict[str, str]:
+    """A near miss as the page shows it: a pair that could not be verified is labelled so
+    (report.json keeps match other_shot, its evidence saying "not verified"), never as
+    another shot."""
+    from imgsim_index.verify import UNVERIFIED
+
+    evidence = str(row.get("evidence", ""))
+    if evidence.startswith(UNVERIFIED):
+        return {"match": "not_verified", "evidence": evidence[len(UNVERIFIED):].lstrip(": ")}
+    return {"match": row.get("match", "other_shot"), "evidence": evidence}
+
+
 def gallery_data(report: dict[str, Any], thumbs: dict[str, str]) -> dict[str, Any]:
     """What the page's script renders: groups largest first, keeper first in each group, each
     member with the verdict that joined it; near misses (other shots) apart."""
@@ -116,9 +128,8 @@ def gallery_data(report: dict[str, Any], thumbs: dict[str, str]) -> dict[str, An
     floor = min([*scores, float(report.get("threshold", 0.0))])
     near = [{"a": {"path": r["image1"], "thumb": thumb(r["image1"])},
              "b": {"path": r["image2"], "thumb": thumb(r["image2"])},
-             "score": r["similarity_score"], "match": r.get("match", "other_shot"),
-             "pair": [r["image1"], r["image2"]],
-             "evidence": r.get("evidence", "")} for r in _shown_near_misses(report)]
+             "score": r["similarity_score"], **_near_verdict(r),
+             "pair": [r["image1"], r["image2"]]} for r in _shown_near_misses(report)]
     return {"page_size": PAGE_SIZE, "score_min": max(-1.0, math.floor(floor * 10000) / 10000),
             "summary": _summary(report), "groups": groups, "near_misses": near,
             "near_misses_total": len(report.get("near_misses") or []),

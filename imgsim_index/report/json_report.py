@@ -36,6 +36,17 @@ REPORT_SCHEMA_VERSION = 3
 PairVerdict = tuple[str, str, dict[str, float]]  # match, evidence, numbers
 
 
+def near_miss_text(report: dict[str, Any]) -> str:
+    """What near_misses holds, in words: "N other shots", and "M pairs not verified" when
+    some could not be checked (a file unreadable now): those are not other shots."""
+    from imgsim_index.verify import UNVERIFIED
+
+    rows = report.get("near_misses") or []
+    unchecked = sum(str(r.get("evidence", "")).startswith(UNVERIFIED) for r in rows)
+    text = f"{len(rows) - unchecked} other shots"
+    return text + (f" and {unchecked} pairs not verified" if unchecked else "")
+
+
 def pair_rows(paths: Sequence[str], pairs: Pairs,
               verdicts: Sequence[PairVerdict] | None) -> list[dict[str, Any]]:
     """similar_pairs / near_misses rows: the seed's four keys, then the verdict."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from PIL import Image
 
-from imgsim_index.verify import upright_image
+from imgsim_index.ingest.upright import upright_image
 
 
 def preview_image(path: str, box: tuple[int, int]) -> Image.Image:

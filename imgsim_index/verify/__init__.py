@@ -21,7 +21,6 @@ cv2 is imported by `matching`, which is loaded only when a pair needs decoding.
 from __future__ import annotations
 
 import dataclasses
-import io
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -35,8 +34,6 @@ from imgsim_index.errors import InputError
 from imgsim_index.progress import NoProgress, Progress
 
 if TYPE_CHECKING:
-    from PIL import Image
-
     from imgsim_index.index.catalog import Row
     from imgsim_index.search import Pairs
     from imgsim_index.verify.matching import Features
@@ -182,36 +179,11 @@ class _Apart:
                 self.add(keep, other, pair)
 
 
-def upright_image(path: str, box: tuple[int, int], purpose: str = "decode") -> Image.Image:
-    """An indexed entry (file or video frame) as an upright RGB image fitting `box`, with
-    JPEG draft decoding; DecodeError (or OSError) when it cannot be read."""
-    from PIL import Image, ImageOps
-
-    from imgsim_index.errors import DecodeError
-    from imgsim_index.ingest.decode import BACKGROUND, DEFAULT_MAX_PIXELS, _to_rgb, read_file
-    from imgsim_index.ingest.video import read_frame, split_frame_path
-
-    if split_frame_path(path)[1] is not None:
-        im = read_frame(path)
-        size = im.size
-    else:
-        im = Image.open(io.BytesIO(read_file(path)))
-        if im.width * im.height > DEFAULT_MAX_PIXELS:
-            raise DecodeError(f"too large to {purpose}")
-        size = im.size
-        im.draft("RGB", box)  # JPEG: decode at a reduced DCT scale (still covering box)
-        im = ImageOps.exif_transpose(im)
-        if (im.width > im.height) != (size[0] > size[1]):
-            size = size[::-1]  # turned upright
-        im = _to_rgb(im, BACKGROUND)
-    im.thumbnail(box)
-    im.info["upright_size"] = size  # (width, height) before any reduction
-    return im
-
-
 def decode_for_verify(path: str, max_side: int) -> tuple[np.ndarray, tuple[int, int]]:
     """An indexed entry as upright RGB uint8 pixels, long side <= max_side, and its
     upright (height, width) before reduction."""
+    from imgsim_index.ingest.upright import upright_image
+
     im = upright_image(path, (max_side, max_side), "verify")
     w, h = im.info["upright_size"]
     return np.asarray(im.convert("RGB"), np.uint8), (h, w)
@@ -385,6 +357,8 @@ def verify_pairs(
                 out.compared += 1
                 if m in KEPT:
                     join(pi[p], pj[p])
+                elif ev.startswith(UNVERIFIED):  # the comparison itself failed
+                    out.not_verified += 1
                 elif "regions" in nums:  # the aligned pictures were judged, and differ:
                     # not a failure to align or too little to judge (another member of the
                     # group may still align), nor a file that could not be read
@@ -402,4 +376,4 @@ def verify_pairs(
 
 __all__ = ["APART_EVIDENCE", "CANDIDATE_THRESHOLDS", "KEPT", "MATCHES", "SKIPPED_EVIDENCE",
            "VerifySettings", "Verdicts", "candidate_threshold", "decode_for_verify",
-           "unverified", "upright_image", "verify_pairs"]
+           "unverified", "verify_pairs"]

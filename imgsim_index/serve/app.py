@@ -84,7 +84,8 @@ def create_app(service: IndexService, start_service: bool = True) -> FastAPI:
     async def guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]
                     ) -> Response:
         try:
-            check_request(request.method, {k.lower(): v for k, v in request.headers.items()},
+            check_request(request.method, request.url.path,
+                          {k.lower(): v for k, v in request.headers.items()},
                           dict(request.cookies), token, request.query_params.get("token"))
         except RequestRefused as exc:
             return error(exc.status, exc.message)

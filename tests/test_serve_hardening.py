@@ -1,0 +1,68 @@
+"""serve under hostile requests: DNS rebinding, binds, tokens in URLs, move targets,
+bad bodies, image bombs, unbounded pair listings. The real service over real HTTP."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import httpx
+import pytest
+from test_serve import library, running_server, serve_refused, server  # noqa: F401  (fixtures)
+
+from imgsim_index.errors import InputError
+from imgsim_index.serve.security import check_bind
+
+
+@pytest.mark.parametrize("host", ["127.evil.example:8751", "127.evil.example", "127.0.0.1.nip.io",
+                                  "localhost.evil.example", "[::1", "evil.example:80"])
+def test_host_header_must_name_a_loopback_address(server: str, host: str) -> None:  # noqa: F811
+    for method, path in (("GET", "/v1/health"), ("POST", "/v1/apply"), ("GET", "/")):
+        res = httpx.request(method, server + path, headers={"Host": host}, json={}, timeout=30)
+        assert res.status_code == 403, (method, path, res.text)
+        assert "is not this machine" in res.json()["error"]
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.1:8750", "127.1.2.3:80", "localhost",
+                                  "LocalHost:8750", "[::1]:8750", "[::1]"])
+def test_loopback_host_headers_are_served(server: str, host: str) -> None:  # noqa: F811
+    res = httpx.get(server + "/v1/health", headers={"Host": host}, timeout=30)
+    assert res.status_code == 200, res.text
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1", "[::1]", "127.0.0.2"])
+def test_loopback_binds_need_no_token(host: str) -> None:
+    check_bind(host, None)
+
+
+def test_a_name_that_looks_like_the_loopback_is_resolved() -> None:
+    with pytest.raises(InputError, match=r"cannot resolve --host '127\.attacker\.invalid'"):
+        check_bind("127.attacker.invalid", None)
+    with pytest.raises(InputError, match="binding 0.0.0.0 makes the index reachable"):
+        check_bind("0.0.0.0", None)
+    check_bind("0.0.0.0", "a-token")
+
+
+def test_serve_refuses_an_unresolvable_bind(library: Path) -> None:  # noqa: F811
+    run = serve_refused("--index", str(library / "index"), "--host", "127.attacker.invalid")
+    lines = run.stderr.strip().splitlines()
+    assert lines == ["Error: cannot resolve --host '127.attacker.invalid' (Name or service not "
+                     "known); give an IP address such as 127.0.0.1"]
+
+
+def test_token_in_the_url_opens_the_review_page_only(library: Path, tmp_path: Path) -> None:  # noqa: F811
+    index = tmp_path / "index"
+    shutil.copytree(library / "index", index)  # the module's server holds the other's lock
+    with running_server("--index", str(index), "--output", str(tmp_path / "results"),
+                        token="s3cret") as (url, _):
+        for method, path in (("POST", "/v1/undo"), ("POST", "/v1/apply"), ("GET", "/v1/health"),
+                             ("GET", "/v1/reports"), ("POST", "/v1/dedupe")):
+            res = httpx.request(method, f"{url}{path}?token=s3cret", json={}, timeout=30)
+            assert res.status_code == 401, (method, path, res.text)
+        assert httpx.get(f"{url}/?token=nope", timeout=30).status_code == 401
+        with httpx.Client(base_url=url, timeout=30) as browser:
+            page = browser.get("/?token=s3cret")
+            assert page.status_code == 200 and browser.cookies.get("imgsim_token") == "s3cret"
+            assert browser.get("/v1/health").status_code == 200  # the cookie counts
+        assert httpx.get(f"{url}/v1/health", headers={"Authorization": "Bearer s3cret"},
+                         timeout=30).status_code == 200

@@ -3,11 +3,13 @@ bad bodies, image bombs, unbounded pair listings. The real service over real HTT
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import httpx
 import pytest
+from library_fixture import simple_library
 from test_serve import library, running_server, serve_refused, server  # noqa: F401  (fixtures)
 
 from imgsim_index.errors import InputError
@@ -66,3 +68,31 @@ def test_token_in_the_url_opens_the_review_page_only(library: Path, tmp_path: Pa
             assert browser.get("/v1/health").status_code == 200  # the cookie counts
         assert httpx.get(f"{url}/v1/health", headers={"Authorization": "Bearer s3cret"},
                          timeout=30).status_code == 200
+
+
+def test_apply_moves_only_under_the_move_root(tmp_path: Path) -> None:
+    photos, result = simple_library(tmp_path)
+    results = tmp_path / "results"
+    assert os.path.dirname(os.path.dirname(result.report_path)) == str(results)
+    before = sorted(p for p in photos.rglob("*") if p.is_file())
+    elsewhere = tmp_path / "elsewhere"
+    (results / "link").symlink_to(elsewhere, target_is_directory=True)
+    with running_server("--index", str(tmp_path / "index"), "--output", str(results)) as (url, _), \
+            httpx.Client(base_url=url, timeout=60) as client:
+        for move_to, real in ((str(elsewhere), elsewhere), ("../elsewhere", elsewhere),
+                              (str(results / "link" / "x"), elsewhere / "x")):
+            res = client.post("/v1/apply", json={"action": "move", "move_to": move_to})
+            assert res.status_code == 400, res.text
+            assert res.json()["error"] == (
+                f"move destination {move_to} resolves to {real}, outside the folder moves "
+                f"may go to ({results}); pick a folder inside it")
+        assert sorted(p for p in photos.rglob("*") if p.is_file()) == before
+        assert not elsewhere.exists()
+        done = client.post("/v1/apply", json={"action": "move", "move_to": "dupes"})
+        assert done.status_code == 200, done.text
+        assert done.json()["move_to"] == str(results / "dupes")
+        assert len(done.json()["done"]) == 3
+        assert (results / "dupes" / "photos" / "b" / "dog-2.jpg").is_file()
+        undone = client.post("/v1/undo", json={"journal": done.json()["journal"]})
+        assert undone.status_code == 200 and len(undone.json()["restored"]) == 3
+    assert sorted(p for p in photos.rglob("*") if p.is_file()) == before

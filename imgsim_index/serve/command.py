@@ -23,6 +23,9 @@ from imgsim_index.errors import ImgsimError
               help="Folder where uploaded images are saved before being added.")
 @click.option("--output", default="results", show_default=True, type=click.Path(file_okay=False),
               help="Where dedupe jobs write report folders (the review page reads them).")
+@click.option("--move-root", type=click.Path(file_okay=False), default=None,
+              help="The review page moves files only into folders under this one "
+                   "[default: the --output folder].")
 @click.option("--max-upload-mb", default=50.0, show_default=True, type=click.FloatRange(0.001),
               help="Largest accepted upload.")
 @click.option("--model", default=None, help="Model name (default: the index's own).")
@@ -32,8 +35,8 @@ from imgsim_index.errors import ImgsimError
 @click.option("--load-model/--lazy-model", default=False, show_default=True,
               help="Load the model at start rather than on the first query or add.")
 def serve(index_dir: str, host: str, port: int, token: str | None, inbox: str | None,
-          output: str, max_upload_mb: float, model: str | None, device: str, workers: int,
-          load_model: bool) -> None:
+          output: str, move_root: str | None, max_upload_mb: float, model: str | None,
+          device: str, workers: int, load_model: bool) -> None:
     """Serve an index over HTTP: query, add, new pairs, dedupe jobs, and a review page.
 
     The service holds the index's writer lock while it runs; stop it with Ctrl-C or
@@ -52,7 +55,7 @@ def serve(index_dir: str, host: str, port: int, token: str | None, inbox: str | 
                               checkpoint_images=256, checkpoint_seconds=5.0)
         settings = ServeSettings(index=index_dir, output=output, inbox=inbox,
                                  max_upload_bytes=int(max_upload_mb * 1024 * 1024),
-                                 token=token or None, build=build)
+                                 token=token or None, move_root=move_root, build=build)
         service = IndexService(settings)
         service.start()  # fail here (locked index, bad model) rather than inside uvicorn
         if load_model:

@@ -57,7 +57,9 @@ def _str_list(value: Any, name: str) -> list[Any]:
     return value
 
 
-def apply_review(report_path: str, body: dict[str, Any]) -> dict[str, Any]:
+def apply_review(report_path: str, body: dict[str, Any], move_root: str) -> dict[str, Any]:
+    """`move_to` must resolve inside `move_root` (relative: under it); without one, files
+    go to <move_root>/<report folder>/moved."""
     action = body.get("action", "move")
     if action not in PAGE_ACTIONS:
         raise InputError(f"the review page applies {' or '.join(PAGE_ACTIONS)}, not {action!r}")
@@ -70,8 +72,10 @@ def apply_review(report_path: str, body: dict[str, Any]) -> dict[str, Any]:
     reviewed = reviewed_report(report, choices_from_review(report, keepers, skip, skip_groups),
                                os.path.basename(report_path))
     reviewed_path = write_reviewed(report_path, reviewed)
-    move_to = body.get("move_to") or os.path.join(os.path.dirname(report_path), "moved")
-    plan = make_plan(reviewed_path, action, move_to if action == "move" else None)
+    move_to = body.get("move_to") or os.path.join(
+        move_root, os.path.basename(os.path.dirname(report_path)), "moved")
+    plan = make_plan(reviewed_path, action, move_to if action == "move" else None,
+                     move_root=move_root)
     result = apply_plan(plan, default_journal_path(reviewed_path, action))
     return {"journal": result.journal, "reviewed_report": reviewed_path, "action": action,
             "move_to": result.move_to,
@@ -136,7 +140,7 @@ def add_review_routes(app: FastAPI, service: IndexService) -> None:
             raise InputError("send a JSON object")
         path = pick_report(output, body.get("report"))
         return await run_in_threadpool(service.on_writer, "apply",
-                                       lambda: apply_review(path, body))
+                                       lambda: apply_review(path, body, service.move_root()))
 
     @app.post("/v1/undo")
     async def undo_apply(request: Request) -> dict[str, Any]:

@@ -42,6 +42,7 @@ class ServeSettings:
     inbox: str | None = None  # where uploaded images are saved before being added
     max_upload_bytes: int = 50 * 1024 * 1024
     token: str | None = None
+    move_root: str | None = None  # where the review page may move files; None: `output`
     build: BuildSettings = field(default_factory=BuildSettings)
 
 
@@ -127,6 +128,10 @@ class IndexService:
         if self.settings.inbox:
             roots.append(os.path.abspath(self.settings.inbox))
         return roots
+
+    def move_root(self) -> str:
+        """The folder the review page's moves must land in (--move-root, else --output)."""
+        return os.path.abspath(self.settings.move_root or self.settings.output)
 
     def queue_length(self) -> int:
         return self.writer.queued() + self.reader.queued()

@@ -3,6 +3,7 @@ bad bodies, image bombs, unbounded pair listings. The real service over real HTT
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -96,3 +97,41 @@ def test_apply_moves_only_under_the_move_root(tmp_path: Path) -> None:
         undone = client.post("/v1/undo", json={"journal": done.json()["journal"]})
         assert undone.status_code == 200 and len(undone.json()["restored"]) == 3
     assert sorted(p for p in photos.rglob("*") if p.is_file()) == before
+
+
+@pytest.mark.parametrize("route, body, message", [
+    ("/v1/dedupe", {"threshold": "abc"},
+     "body.threshold: Input should be a valid number, unable to parse string as a number"),
+    ("/v1/dedupe", {"threshold": 10**400}, "body.threshold: Input should be a valid number"),
+    ("/v1/dedupe", [1, 2], "body: Input should be a valid dictionary or instance of DedupeBody"),
+    ("/v1/dedupe", {"threshold": float("nan")}, "body.threshold: Input should be a finite number"),
+    ("/v1/dedupe", {"colour": 1}, "body.colour: Extra inputs are not permitted"),
+    ("/v1/apply", {"skip_groups": ["x"]},
+     "body.skip_groups.0: Input should be a valid integer, unable to parse string as an integer"),
+    ("/v1/apply", {"keepers": {"0": ["a"]}}, "body.keepers.0: Input should be a valid string"),
+    ("/v1/apply", {"move_to": 5}, "body.move_to: Input should be a valid string"),
+    ("/v1/apply", ["report"], "body: Input should be a valid dictionary or instance of ApplyBody"),
+    ("/v1/undo", {"journal": {"a": 1}}, "body.journal: Input should be a valid string"),
+    ("/v1/undo", {}, "body.journal: Field required"),
+    ("/v1/query", {"paths": [1]}, "body.paths.0: Input should be a valid string"),
+    ("/v1/images", {"path": None}, '"paths" must be a non-empty list of paths'),
+])
+def test_bad_bodies_name_the_field(server: str, route: str, body: object,  # noqa: F811
+                                   message: str) -> None:
+    res = httpx.post(server + route, content=json.dumps(body).encode(),
+                     headers={"Content-Type": "application/json"}, timeout=30)
+    assert res.status_code == 400, res.text
+    assert res.json() == {"error": message}
+
+
+@pytest.mark.parametrize("raw, message", [
+    (b"[" * 100_000, "the body nests too deep; send a flat JSON object"),
+    (b'{"threshold": ' + b"9" * 5000 + b"}", "the body is not JSON: Exceeds the limit"),
+])
+def test_bodies_that_break_the_parser_are_400(server: str, raw: bytes,  # noqa: F811
+                                              message: str) -> None:
+    for route in ("/v1/dedupe", "/v1/apply", "/v1/undo", "/v1/query", "/v1/images"):
+        res = httpx.post(server + route, content=raw,
+                         headers={"Content-Type": "application/json"}, timeout=30)
+        assert res.status_code == 400, (route, res.text)
+        assert res.json()["error"].startswith(message), (route, res.text)

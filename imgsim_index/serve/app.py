@@ -1,6 +1,7 @@
 """app: the FastAPI application over an IndexService (JSON API, metrics, review page).
 
-Every error leaves as {"error": message} with a status: 400 for bad input, 401/403
+Every error leaves as {"error": message} with a status: 400 for bad input (a query
+parameter or JSON field that fails its model included: never 422), 401/403
 for refused callers, 404 for unknown things, 409 for a locked index, 413 for a
 too-large upload; anything unexpected is a 500 with a one-line message, never a
 stack trace.
@@ -29,11 +30,18 @@ from imgsim_index.errors import (
     RequestRefused,
     UploadTooLarge,
 )
-from imgsim_index.groups.keep import DEFAULT_KEEP
 from imgsim_index.ingest.scan import is_image_name
 from imgsim_index.pipeline.dedupe import DedupeSettings
 from imgsim_index.search import PairSettings
-from imgsim_index.serve.body import read_json
+from imgsim_index.serve.body import (
+    DedupeBody,
+    PathsBody,
+    error_message,
+    openapi_body,
+    parse,
+    read_body,
+    read_json,
+)
 from imgsim_index.serve.review import add_review_routes
 from imgsim_index.serve.security import check_request, resolve_inside
 from imgsim_index.serve.service import IndexService
@@ -104,9 +112,7 @@ def create_app(service: IndexService, start_service: bool = True) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def on_validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(p) for p in first.get("loc", ()))
-        return error(400, f"{where}: {first.get('msg', 'invalid request')}")
+        return error(400, error_message(exc.errors()))
 
     add_api_routes(app, service)
     add_review_routes(app, service)
@@ -117,10 +123,11 @@ def _paths_from(body: Any, roots: list[str]) -> list[str]:
     if not isinstance(body, dict) or not ("path" in body or "paths" in body):
         raise InputError('send JSON {"path": ...} or {"paths": [...]}, or upload files as '
                          'multipart form data')
-    paths = body.get("paths") if "paths" in body else [body.get("path")]
-    if not isinstance(paths, list) or not paths:
+    named = parse(PathsBody, body)
+    paths = named.paths if named.paths is not None else [named.path]
+    if not paths or None in paths:
         raise InputError('"paths" must be a non-empty list of paths')
-    return [resolve_inside(p, roots) for p in paths]
+    return [resolve_inside(str(p), roots) for p in paths]
 
 
 async def _save_uploads(request: Request, folder: str, limit: int) -> list[tuple[str, str]]:
@@ -172,7 +179,7 @@ def add_api_routes(app: FastAPI, service: IndexService) -> None:
                 "seq": loaded.seq, "model": service.manifest.get("model"),
                 "queue_length": service.queue_length()}
 
-    @app.post("/v1/query")
+    @app.post("/v1/query", openapi_extra=openapi_body(PathsBody, uploads=True))
     async def query(request: Request, k: int = Query(10, ge=1, le=1000),
                     threshold: float | None = Query(None, ge=-1.0, le=1.0),
                     verify: bool = Query(True)) -> dict[str, Any]:
@@ -196,7 +203,7 @@ def add_api_routes(app: FastAPI, service: IndexService) -> None:
                          for n, (p, s) in enumerate(r.matches)]}
             for name, r in zip(names, results, strict=True)]}
 
-    @app.post("/v1/images", status_code=202)
+    @app.post("/v1/images", status_code=202, openapi_extra=openapi_body(PathsBody, uploads=True))
     async def add_images(request: Request) -> dict[str, Any]:
         """Add JSON {"paths": [...]} under the index's folders, or uploaded files (saved
         into the inbox folder first), to the index: returns a job to poll."""
@@ -225,21 +232,14 @@ def add_api_routes(app: FastAPI, service: IndexService) -> None:
                 "pairs": [{"image1": p.image1, "image2": p.image2, "score": p.score}
                           for p in found[start:start + page_size]]}
 
-    @app.post("/v1/dedupe", status_code=202)
+    @app.post("/v1/dedupe", status_code=202, openapi_extra=openapi_body(DedupeBody))
     async def start_dedupe(request: Request) -> dict[str, Any]:
         """Dedupe the whole index into a new report folder (a job). JSON options:
         threshold, keep, new_only, compare_scope."""
-        body = await read_json(request, default={})
-        if not isinstance(body, dict):
-            raise InputError("send a JSON object of options (or nothing)")
-        unknown = set(body) - {"threshold", "keep", "new_only", "compare_scope"}
-        if unknown:
-            raise InputError(f"unknown dedupe option(s): {', '.join(sorted(unknown))}")
-        threshold = body.get("threshold")  # None: the model's own candidate threshold
-        pair_settings = PairSettings(compare_scope=str(body.get("compare_scope", "all")))
-        settings = DedupeSettings(pairs=pair_settings, new_only=bool(body.get("new_only")),
-                                  keep=str(body.get("keep", DEFAULT_KEEP)),
-                                  threshold=None if threshold is None else float(threshold))
+        body = await read_body(request, DedupeBody, empty_ok=True)
+        settings = DedupeSettings(pairs=PairSettings(compare_scope=body.compare_scope),
+                                  new_only=body.new_only, keep=body.keep,
+                                  threshold=body.threshold)
         settings.validate()
         job = service.submit_dedupe(settings)
         return {"job": job.id, "status_url": f"/v1/jobs/{job.id}"}

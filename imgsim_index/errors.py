@@ -88,3 +88,11 @@ class RequestRefused(ImgsimError):
 
 class UploadTooLarge(ImgsimError):
     """An upload to the service over its size limit."""
+
+
+class ImageTooLarge(ImgsimError):
+    """An image whose header declares more pixels than the caller allows; nothing decoded."""
+
+
+class ServiceBusy(ImgsimError):
+    """Every slot for the asked work is taken; the caller may try again shortly."""

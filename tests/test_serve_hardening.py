@@ -3,18 +3,34 @@ bad bodies, image bombs, unbounded pair listings. The real service over real HTT
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import struct
+import threading
+import time
+import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+import uvicorn
 from library_fixture import simple_library
-from test_serve import library, running_server, serve_refused, server  # noqa: F401  (fixtures)
+from test_serve import (  # noqa: F401  (library and server are fixtures)
+    LITE0,
+    free_port,
+    library,
+    running_server,
+    serve_refused,
+    server,
+)
 
 from imgsim_index.errors import InputError
+from imgsim_index.serve.app import create_app
 from imgsim_index.serve.security import check_bind
+from imgsim_index.serve.service import IndexService, ServeSettings
 
 
 @pytest.mark.parametrize("host", ["127.evil.example:8751", "127.evil.example", "127.0.0.1.nip.io",
@@ -135,3 +151,74 @@ def test_bodies_that_break_the_parser_are_400(server: str, raw: bytes,  # noqa: 
                          headers={"Content-Type": "application/json"}, timeout=30)
         assert res.status_code == 400, (route, res.text)
         assert res.json()["error"].startswith(message), (route, res.text)
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that declares width x height grey pixels and holds almost none (a bomb)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0,
+                                                               0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+
+
+def test_images_over_the_pixel_limit_are_413_before_decoding(library: Path,  # noqa: F811
+                                                             server: str) -> None:  # noqa: F811
+    bomb = png_header(13300, 13300)
+    want = ("is 13300x13300 = 176890000 pixels, over the limit of 100000000 pixels per image "
+            "(--max-megapixels)")
+    inbox = sorted((library / "inbox").iterdir())
+    for route in ("/v1/query", "/v1/images"):
+        res = httpx.post(server + route, files={"image": ("bomb.png", bomb, "image/png")},
+                         timeout=60)
+        assert res.status_code == 413, res.text
+        assert res.json()["error"].endswith(want)
+    assert sorted((library / "inbox").iterdir()) == inbox  # the refused upload is not kept
+    named = library / "photos" / "bombs" / "bomb.png"
+    named.parent.mkdir(exist_ok=True)
+    named.write_bytes(bomb)
+    res = httpx.post(server + "/v1/query", json={"path": str(named)}, timeout=60)
+    assert res.status_code == 413 and res.json() == {"error": f"bomb.png {want}"}
+    res = httpx.get(server + "/v1/thumb", params={"path": str(named)}, timeout=60)
+    assert res.status_code == 413 and res.json() == {"error": f"bomb.png {want}"}
+
+
+@contextlib.contextmanager
+def serving(service: IndexService) -> Iterator[str]:
+    """The app over `service`, served by uvicorn on 127.0.0.1 in this process."""
+    port = free_port()
+    app = create_app(service)
+    runner = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=runner.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            if runner.started:
+                break
+            time.sleep(0.05)
+        yield url
+    finally:
+        runner.should_exit = True
+        thread.join(60)
+
+
+def test_decoding_is_bounded_by_slots(library: Path, tmp_path: Path) -> None:  # noqa: F811
+    index = tmp_path / "index"
+    shutil.copytree(library / "index", index)  # the module's server holds the other's lock
+    service = IndexService(ServeSettings(index=str(index), output=str(tmp_path / "results"),
+                                         decode_slots=1, build=LITE0))
+    path = str(library / "photos" / "s1.jpg")
+    with serving(service) as url, httpx.Client(base_url=url, timeout=120) as client:
+        with service.decoding():  # a request decoding now holds the only slot
+            for res in (client.post("/v1/query", json={"path": path}),
+                        client.get("/v1/thumb", params={"path": path})):
+                assert res.status_code == 429, res.text
+                assert res.headers["retry-after"] == "1"
+                assert res.json() == {"error": "all 1 decoding slots are busy; try again "
+                                               "shortly"}
+        assert client.post("/v1/query", json={"path": path}).status_code == 200
+        assert client.get("/v1/thumb", params={"path": path}).status_code == 200

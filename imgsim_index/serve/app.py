@@ -1,10 +1,10 @@
 """app: the FastAPI application over an IndexService (JSON API, metrics, review page).
 
 Every error leaves as {"error": message} with a status: 400 for bad input (a query
-parameter or JSON field that fails its model included: never 422), 401/403
-for refused callers, 404 for unknown things, 409 for a locked index, 413 for a
-too-large upload; anything unexpected is a 500 with a one-line message, never a
-stack trace.
+parameter or JSON field that fails its model included: never 422), 401/403 for
+refused callers, 404 for unknown things, 409 for a locked index, 413 for a too-large
+upload or image, 429 (with Retry-After) when every decoding slot is busy; anything
+unexpected is a 500 with a one-line message, never a stack trace.
 """
 
 from __future__ import annotations
@@ -23,11 +23,13 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from imgsim_index.errors import (
+    ImageTooLarge,
     ImgsimError,
     IndexLockedError,
     InputError,
     ReportError,
     RequestRefused,
+    ServiceBusy,
     UploadTooLarge,
 )
 from imgsim_index.ingest.scan import is_image_name
@@ -47,6 +49,7 @@ from imgsim_index.serve.security import check_request, resolve_inside
 from imgsim_index.serve.service import IndexService
 
 MAX_PAGE_SIZE = 1000
+RETRY_AFTER_S = 1  # told to a caller refused because every decoding slot is busy
 UPLOAD_CHUNK = 1 << 20
 
 
@@ -63,8 +66,10 @@ def error(status: int, message: str) -> JSONResponse:
 def _status_of(exc: ImgsimError) -> int:
     if isinstance(exc, IndexLockedError):
         return 409
-    if isinstance(exc, UploadTooLarge):
+    if isinstance(exc, (UploadTooLarge, ImageTooLarge)):
         return 413
+    if isinstance(exc, ServiceBusy):
+        return 429
     if isinstance(exc, (InputError, ReportError)):
         return 400
     return 422
@@ -104,7 +109,10 @@ def create_app(service: IndexService, start_service: bool = True) -> FastAPI:
 
     @app.exception_handler(ImgsimError)
     async def on_imgsim_error(_: Request, exc: ImgsimError) -> JSONResponse:
-        return error(_status_of(exc), str(exc))
+        response = error(_status_of(exc), str(exc))
+        if isinstance(exc, ServiceBusy):
+            response.headers["Retry-After"] = str(RETRY_AFTER_S)
+        return response
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -189,6 +197,10 @@ def add_api_routes(app: FastAPI, service: IndexService) -> None:
         a verdict (`match`: exact | copy | other_shot) and its `evidence`."""
         from starlette.concurrency import run_in_threadpool
 
+        def _query(paths: list[str], *args: Any) -> tuple[list[Any], int]:
+            service.check_pixels(paths)  # the header only, before anything is decoded
+            return service.query(paths, *args)
+
         with tempfile.TemporaryDirectory(prefix="imgsim-query-") as tmp:
             if _is_multipart(request):
                 uploads = await _save_uploads(request, tmp, limit)
@@ -196,7 +208,8 @@ def add_api_routes(app: FastAPI, service: IndexService) -> None:
             else:
                 paths = _paths_from(await read_json(request), service.roots())
                 names = paths
-            results, seq = await run_in_threadpool(service.query, paths, k, threshold, verify)
+            with service.decoding():  # held while the images decode and embed, not uploads
+                results, seq = await run_in_threadpool(_query, paths, k, threshold, verify)
         return {"seq": seq, "results": [
             {"query": name, "error": r.error,
              "matches": [{"path": p, "score": s, **_verdict(r, n)}
@@ -214,6 +227,12 @@ def add_api_routes(app: FastAPI, service: IndexService) -> None:
                                  "with --inbox DIR to accept them")
             os.makedirs(inbox, exist_ok=True)
             paths = [p for _, p in await _save_uploads(request, inbox, limit)]
+            try:
+                service.check_pixels(paths)
+            except ImageTooLarge:
+                for path in paths:
+                    os.unlink(path)
+                raise
         else:
             paths = _paths_from(await read_json(request), service.roots())
         job = service.submit_add(paths)

@@ -111,10 +111,12 @@ def add_review_routes(app: FastAPI, service: IndexService) -> None:
 
         src = resolve_inside(path, service.roots())
         buf = io.BytesIO()
-        try:
-            preview_image(src, THUMB_BOX).save(buf, "JPEG", quality=THUMB_QUALITY)
-        except Exception as exc:
-            return JSONResponse({"error": f"cannot show {path}: {exc}"}, status_code=404)
+        with service.decoding():
+            service.check_pixels([src])
+            try:
+                preview_image(src, THUMB_BOX).save(buf, "JPEG", quality=THUMB_QUALITY)
+            except Exception as exc:
+                return JSONResponse({"error": f"cannot show {path}: {exc}"}, status_code=404)
         return Response(buf.getvalue(), media_type="image/jpeg",
                         headers={"Cache-Control": "private, max-age=60"})
 

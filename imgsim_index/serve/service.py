@@ -15,14 +15,15 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import numpy as np
 
 from imgsim_index.embed.embedder import Embedder
-from imgsim_index.errors import ActionError
+from imgsim_index.errors import ActionError, ImageTooLarge, ServiceBusy
 from imgsim_index.index.store import IndexStore, LoadedVectors
 from imgsim_index.pipeline.build import BuildSettings, build_index, resolve_model
 from imgsim_index.pipeline.dedupe import DedupeSettings, dedupe, folder_codes
@@ -32,6 +33,9 @@ from imgsim_index.serve.jobs import CANCELLED, Job, JobBoard, JobProgress, JobRu
 from imgsim_index.serve.metrics import Metrics
 
 IDENTITY_KEYS = ("model", "dim", "weights_id", "preprocessing")
+# Per request image: a decode takes about 4 bytes a pixel at its peak, so 100 MP is
+# about 400 MB (a 13300 x 13300 PNG of 544 KB took 700 MB before this bound).
+DEFAULT_MAX_PIXELS = 100_000_000
 T = TypeVar("T")
 
 
@@ -43,6 +47,8 @@ class ServeSettings:
     max_upload_bytes: int = 50 * 1024 * 1024
     token: str | None = None
     move_root: str | None = None  # where the review page may move files; None: `output`
+    max_pixels: int = DEFAULT_MAX_PIXELS  # per image a request decodes (header checked first)
+    decode_slots: int | None = None  # requests decoding at once; None: one per CPU core
     build: BuildSettings = field(default_factory=BuildSettings)
 
 
@@ -76,6 +82,8 @@ class IndexService:
         self._model_lock = threading.Lock()
         self._cache: LoadedVectors | None = None
         self._cache_lock = threading.Lock()
+        self.decode_slots = settings.decode_slots or os.cpu_count() or 1
+        self._decoding = threading.BoundedSemaphore(self.decode_slots)
 
     # -- lifetime -----------------------------------------------------------
     def start(self) -> None:
@@ -132,6 +140,28 @@ class IndexService:
     def move_root(self) -> str:
         """The folder the review page's moves must land in (--move-root, else --output)."""
         return os.path.abspath(self.settings.move_root or self.settings.output)
+
+    @contextmanager
+    def decoding(self) -> Iterator[None]:
+        """Hold one of the decode slots for a request's decoding, or raise ServiceBusy at
+        once when all are taken (memory stays bounded by slots x max_pixels)."""
+        if not self._decoding.acquire(blocking=False):
+            raise ServiceBusy(f"all {self.decode_slots} decoding slots are busy; try again "
+                              "shortly")
+        try:
+            yield
+        finally:
+            self._decoding.release()
+
+    def check_pixels(self, paths: Sequence[str]) -> None:
+        """ImageTooLarge (naming --max-megapixels) for an image over the pixel limit."""
+        from imgsim_index.ingest.decode import check_pixels
+
+        for path in paths:
+            try:
+                check_pixels(path, self.settings.max_pixels)
+            except ImageTooLarge as exc:
+                raise ImageTooLarge(f"{exc} (--max-megapixels)") from None
 
     def queue_length(self) -> int:
         return self.writer.queued() + self.reader.queued()

@@ -12,9 +12,11 @@ import threading
 import time
 import zlib
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 import uvicorn
 from library_fixture import simple_library
@@ -28,6 +30,9 @@ from test_serve import (  # noqa: F401  (library and server are fixtures)
 )
 
 from imgsim_index.errors import InputError
+from imgsim_index.index.catalog import NewRow
+from imgsim_index.index.store import IndexStore
+from imgsim_index.search.settings import LISTING_MIN_THRESHOLD
 from imgsim_index.serve.app import create_app
 from imgsim_index.serve.security import check_bind
 from imgsim_index.serve.service import IndexService, ServeSettings
@@ -222,3 +227,60 @@ def test_decoding_is_bounded_by_slots(library: Path, tmp_path: Path) -> None:  #
                                                "shortly"}
         assert client.post("/v1/query", json={"path": path}).status_code == 200
         assert client.get("/v1/thumb", params={"path": path}).status_code == 200
+
+
+@pytest.mark.parametrize("threshold", ["-1", "0.49"])
+def test_pair_listings_below_the_floor_are_400(server: str, threshold: str) -> None:  # noqa: F811
+    res = httpx.get(server + "/v1/pairs", params={"threshold": threshold}, timeout=30)
+    assert res.status_code == 400, res.text
+    assert res.json()["error"].startswith(
+        f"threshold must be between {LISTING_MIN_THRESHOLD} and 1 for a pair listing, got ")
+
+
+def random_index(index: Path, n: int, dim: int) -> None:
+    """`n` random unit vectors (no model: only pair listings read them), then, in a second
+    commit, two equal vectors (one pair, scoring 1)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, dim), dtype=np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    twin = np.zeros((2, dim), np.float32)
+    twin[:, 0] = 1.0
+    store = IndexStore.open_writer(str(index), {"model": "test", "dim": dim, "weights_id": "x",
+                                                "preprocessing": {}})
+    try:
+        store.commit([NewRow(f"/data/img{k:06d}.jpg", "/data", 1000, k, 64, 64)
+                      for k in range(n)], x)
+        store.commit([NewRow(f"/data/twin{k}.jpg", "/data", 1000, k, 64, 64)
+                      for k in range(2)], twin)
+    finally:
+        store.close()
+
+
+def test_pair_listing_stops_at_its_cap_and_when_the_client_leaves(tmp_path: Path) -> None:
+    index = tmp_path / "index"
+    random_index(index, 16_000, 256)  # 256 tiles of 1024 x 1024 x 256: seconds to search
+    service = IndexService(ServeSettings(index=str(index), output=str(tmp_path / "results"),
+                                         max_listed_pairs=2))
+    with serving(service) as url:
+        # since the first commit: the twins, a candidate from both ends (2, the cap); no
+        # random 256-d vector comes near 0.5 with them
+        twins = httpx.get(url + "/v1/pairs", params={"threshold": 0.5, "since": 1}, timeout=120)
+        assert twins.status_code == 200, twins.text
+        assert [(p["image1"], p["image2"], p["score"]) for p in twins.json()["pairs"]] == [
+            ("/data/twin0.jpg", "/data/twin1.jpg", 1.0)]
+        service.settings = replace(service.settings, max_listed_pairs=1)
+        capped = httpx.get(url + "/v1/pairs", params={"threshold": 0.99, "since": 1},
+                           timeout=120)
+        assert capped.status_code == 413, capped.text
+        assert capped.json() == {"error": "more than 1 pairs score near the threshold; raise "
+                                          "the threshold or search fewer rows"}
+        service.settings = replace(service.settings, max_listed_pairs=1000)
+        with pytest.raises(httpx.TimeoutException):  # the client leaves mid-search
+            httpx.get(url + "/v1/pairs", params={"threshold": 0.9}, timeout=0.5)
+        for _ in range(600):
+            if service.metrics.pair_searches_cancelled:
+                break
+            time.sleep(0.1)
+        assert service.metrics.pair_searches_cancelled == 1
+        metrics = httpx.get(url + "/metrics", timeout=30).text
+        assert "imgsim_pair_searches_cancelled_total 1\n" in metrics

@@ -9,26 +9,31 @@ unexpected is a 500 with a one-line message, never a stack trace.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import tempfile
+import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from imgsim_index.errors import (
+    Cancelled,
     ImageTooLarge,
     ImgsimError,
     IndexLockedError,
     InputError,
     ReportError,
     RequestRefused,
+    ResultTooLarge,
     ServiceBusy,
     UploadTooLarge,
 )
@@ -49,6 +54,7 @@ from imgsim_index.serve.security import check_request, resolve_inside
 from imgsim_index.serve.service import IndexService
 
 MAX_PAGE_SIZE = 1000
+DISCONNECT_POLL_S = 0.1  # how often a long search looks whether its client left
 RETRY_AFTER_S = 1  # told to a caller refused because every decoding slot is busy
 UPLOAD_CHUNK = 1 << 20
 
@@ -66,13 +72,50 @@ def error(status: int, message: str) -> JSONResponse:
 def _status_of(exc: ImgsimError) -> int:
     if isinstance(exc, IndexLockedError):
         return 409
-    if isinstance(exc, (UploadTooLarge, ImageTooLarge)):
+    if isinstance(exc, (UploadTooLarge, ImageTooLarge, ResultTooLarge)):
         return 413
     if isinstance(exc, ServiceBusy):
         return 429
+    if isinstance(exc, Cancelled):
+        return 499  # nobody reads it: the client closed the request
     if isinstance(exc, (InputError, ReportError)):
         return 400
     return 422
+
+
+class Guard:
+    """Checks every request (security.check_request) before it reaches a route, and turns
+    anything a route let escape into a one-line 500. Plain ASGI, not BaseHTTPMiddleware,
+    so a route still sees its client leave (Request.is_disconnected)."""
+
+    def __init__(self, app: ASGIApp, token: str | None):
+        self.app, self.token = app, token
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        try:
+            check_request(request.method, request.url.path,
+                          {k.lower(): v for k, v in request.headers.items()},
+                          dict(request.cookies), self.token, request.query_params.get("token"))
+        except RequestRefused as exc:
+            await error(exc.status, exc.message)(scope, receive, send)
+            return
+        started = False
+
+        async def send_started(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_started)
+        except Exception as exc:  # the last net: one line, no trace
+            if started:
+                raise
+            await error(500, f"internal error: {type(exc).__name__}: {exc}")(scope, receive, send)
 
 
 def create_app(service: IndexService, start_service: bool = True) -> FastAPI:
@@ -93,19 +136,7 @@ def create_app(service: IndexService, start_service: bool = True) -> FastAPI:
                   description="Near-duplicate image search over one index.", lifespan=lifespan)
     token = service.settings.token
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]
-                    ) -> Response:
-        try:
-            check_request(request.method, request.url.path,
-                          {k.lower(): v for k, v in request.headers.items()},
-                          dict(request.cookies), token, request.query_params.get("token"))
-        except RequestRefused as exc:
-            return error(exc.status, exc.message)
-        try:
-            return await call_next(request)
-        except Exception as exc:  # the last net: one line, no trace
-            return error(500, f"internal error: {type(exc).__name__}: {exc}")
+    app.add_middleware(Guard, token=token)
 
     @app.exception_handler(ImgsimError)
     async def on_imgsim_error(_: Request, exc: ImgsimError) -> JSONResponse:
@@ -170,6 +201,13 @@ async def _save_uploads(request: Request, folder: str, limit: int) -> list[tuple
     if not saved:
         raise InputError("the form holds no file; upload images as multipart form data")
     return saved
+
+
+async def _watch_disconnect(request: Request, left: threading.Event) -> None:
+    """Set `left` once the request's client has closed its connection."""
+    while not await request.is_disconnected():
+        await asyncio.sleep(DISCONNECT_POLL_S)
+    left.set()
 
 
 def _is_multipart(request: Request) -> bool:
@@ -239,12 +277,21 @@ def add_api_routes(app: FastAPI, service: IndexService) -> None:
         return {"job": job.id, "paths": paths, "status_url": f"/v1/jobs/{job.id}"}
 
     @app.get("/v1/pairs")
-    def pairs(since: int = Query(0, ge=0), threshold: float = Query(0.99, ge=-1.0, le=1.0),
-              page: int = Query(1, ge=1), page_size: int = Query(100, ge=1, le=MAX_PAGE_SIZE)
-              ) -> dict[str, Any]:
-        """Pairs scoring >= threshold that involve an image committed after commit `since`,
-        best first, paged; pass the returned `seq` as the next call's `since`."""
-        found, seq = service.new_pairs(since, threshold)
+    async def pairs(request: Request, since: int = Query(0, ge=0),
+                    threshold: float = Query(0.99, le=1.0), page: int = Query(1, ge=1),
+                    page_size: int = Query(100, ge=1, le=MAX_PAGE_SIZE)) -> dict[str, Any]:
+        """Pairs scoring >= threshold (at least 0.5) that involve an image committed after
+        commit `since`, best first, paged; pass the returned `seq` as the next call's
+        `since`. A search past 100,000 candidate pairs stops with 413; a search whose
+        client leaves stops at its next tile."""
+        from starlette.concurrency import run_in_threadpool
+
+        left = threading.Event()
+        watch = asyncio.create_task(_watch_disconnect(request, left))
+        try:
+            found, seq = await run_in_threadpool(service.new_pairs, since, threshold, left.is_set)
+        finally:
+            watch.cancel()
         start = (page - 1) * page_size
         return {"since": since, "seq": seq, "threshold": threshold, "total": len(found),
                 "page": page, "page_size": page_size,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import shutil
 import struct
 import threading
@@ -14,6 +15,8 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 import httpx
 import numpy as np
@@ -284,3 +287,88 @@ def test_pair_listing_stops_at_its_cap_and_when_the_client_leaves(tmp_path: Path
         assert service.metrics.pair_searches_cancelled == 1
         metrics = httpx.get(url + "/metrics", timeout=30).text
         assert "imgsim_pair_searches_cancelled_total 1\n" in metrics
+
+
+def fuzz_value(rng: random.Random, paths: list[str], depth: int = 0) -> object:
+    """A value of a random JSON type: strings (paths among them), numbers (negative,
+    huge, fractional), null, booleans, lists, objects, deep nesting."""
+    kind = rng.randrange(12 if depth < 2 else 8)
+    if kind == 0:
+        return rng.choice(["", "x", "abc", "../../etc/passwd", "\u202e\0", "0", "-1", "1e999"])
+    if kind == 1:
+        return rng.choice(paths)
+    if kind == 2:
+        return rng.choice([0, 1, 7, 1000, 10**6])
+    if kind == 3:
+        return rng.choice([-1, -(10**9), -0.5])
+    if kind == 4:
+        return rng.choice([10**30, 2**63, -(2**64)])
+    if kind == 5:
+        return rng.choice([0.5, 0.97, 1.5, 1e308])
+    if kind == 6:
+        return None
+    if kind == 7:
+        return rng.choice([True, False])
+    if kind in (8, 9):
+        return [fuzz_value(rng, paths, depth + 1) for _ in range(rng.randrange(4))]
+    if kind == 10:
+        return {rng.choice(["0", "1", "a", "group"]): fuzz_value(rng, paths, depth + 1)
+                for _ in range(rng.randrange(3))}
+    nested: object = rng.choice([[], {}, 1])
+    for _ in range(rng.randrange(20, 200)):
+        nested = [nested] if rng.random() < 0.5 else {"a": nested}
+    return nested
+
+
+def operations(spec: dict[str, Any]) -> list[tuple[str, str, list[dict[str, Any]], list[str]]]:
+    """(method, path, parameters, JSON body fields) of every operation in the OpenAPI spec."""
+    out = []
+    for path, item in spec["paths"].items():
+        for method, op in item.items():
+            body = op.get("requestBody", {}).get("content", {}).get("application/json", {})
+            fields = sorted(body.get("schema", {}).get("properties", {}))
+            out.append((method.upper(), path, op.get("parameters", []), fields))
+    return sorted(out)
+
+
+def test_fuzzed_requests_never_get_a_5xx(tmp_path: Path) -> None:
+    photos, result = simple_library(tmp_path)
+    paths = [str(p) for p in sorted(photos.rglob("*.jpg"))] + [result.report_path,
+                                                                 str(tmp_path / "results")]
+    rng = random.Random(20261205)
+    failures = []
+    with running_server("--index", str(tmp_path / "index"),
+                        "--output", str(tmp_path / "results")) as (url, _), \
+            httpx.Client(base_url=url, timeout=120) as client:
+        ops = operations(client.get("/openapi.json").json())
+        assert {(m, p) for m, p, _, _ in ops} >= {
+            ("POST", "/v1/query"), ("POST", "/v1/images"), ("GET", "/v1/pairs"),
+            ("POST", "/v1/dedupe"), ("GET", "/v1/jobs/{job_id}"), ("POST", "/v1/apply"),
+            ("POST", "/v1/undo"), ("GET", "/v1/thumb"), ("GET", "/v1/report")}
+        for _ in range(25):
+            for method, path, parameters, fields in ops:
+                target, params = path, {}
+                for p in parameters:
+                    value = fuzz_value(rng, paths, depth=2)
+                    text = value if isinstance(value, str) else json.dumps(value)[:2000]
+                    if p["in"] == "path":
+                        target = target.replace("{" + p["name"] + "}",
+                                                quote(text[:200], safe="") or "x")
+                    elif rng.random() < 0.8:
+                        params[p["name"]] = text
+                body: object = None
+                if fields:
+                    shape = rng.random()
+                    if shape < 0.8:
+                        body = {f: fuzz_value(rng, paths) for f in fields if rng.random() < 0.6}
+                        if rng.random() < 0.1:
+                            body["unknown"] = 1  # type: ignore[index]
+                    else:
+                        body = fuzz_value(rng, paths)
+                content = None if body is None else json.dumps(body).encode()
+                res = client.request(method, target, params=params, content=content,
+                                     headers={"Content-Type": "application/json"})
+                if res.status_code >= 500:
+                    failures.append((method, target, params, content, res.status_code,
+                                     res.text))
+    assert failures == []

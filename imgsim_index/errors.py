@@ -88,3 +88,19 @@ class RequestRefused(ImgsimError):
 
 class UploadTooLarge(ImgsimError):
     """An upload to the service over its size limit."""
+
+
+class ImageTooLarge(ImgsimError):
+    """An image whose header declares more pixels than the caller allows; nothing decoded."""
+
+
+class ResultTooLarge(ImgsimError):
+    """A search found more results than the caller's cap; it stopped there."""
+
+
+class Cancelled(ImgsimError):
+    """Work stopped because its caller asked (e.g. the client of a request left)."""
+
+
+class ServiceBusy(ImgsimError):
+    """Every slot for the asked work is taken; the caller may try again shortly."""

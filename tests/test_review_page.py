@@ -29,7 +29,8 @@ def test_review_untick_change_keeper_apply_move_and_undo(tmp_path: Path) -> None
     assert groups[dog]["removable"] == [str(photos / "b/dog-2.jpg")]
     moved = tmp_path / "moved"
     with running_server("--index", str(tmp_path / "index"),
-                        "--output", str(tmp_path / "results")) as (url, _), \
+                        "--output", str(tmp_path / "results"),
+                        "--move-root", str(moved)) as (url, _), \
             sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         page = browser.new_page()

@@ -259,13 +259,18 @@ def test_refusals_are_json(library: Path, server: str) -> None:
     assert "access-control-allow-origin" not in cross.headers
 
 
-def test_other_bind_needs_a_token(library: Path, tmp_path: Path) -> None:
+def serve_refused(*args: str) -> subprocess.CompletedProcess[str]:
+    """`serve ARGS` without a token, expected to stop before it serves."""
     run = subprocess.run([sys.executable, "-c",
-                          "from imgsim_index.serve.command import serve; serve()",
-                          "--index", str(library / "index"), "--host", "0.0.0.0"],
+                          "from imgsim_index.serve.command import serve; serve()", *args],
                          capture_output=True, text=True, timeout=60,
                          env={k: v for k, v in os.environ.items() if k != "IMGSIM_TOKEN"})
-    assert run.returncode == 1
+    assert run.returncode == 1, run.stderr
+    return run
+
+
+def test_other_bind_needs_a_token(library: Path, tmp_path: Path) -> None:
+    run = serve_refused("--index", str(library / "index"), "--host", "0.0.0.0")
     assert "binding 0.0.0.0 makes the index reachable from other machines; give a token" \
         in run.stderr
 

@@ -159,15 +159,18 @@ def _examine(name: str, ctx: ReportContext, action: str, move_to: str | None
 
 # -- planning -------------------------------------------------------------------------
 def make_plan(report_path: str, action: str, move_to: str | None = None,
-              skip: Collection[str] = (), report: dict[str, Any] | None = None) -> Plan:
+              skip: Collection[str] = (), report: dict[str, Any] | None = None,
+              move_root: str | None = None) -> Plan:
     """What apply would do, file by file, and what it refuses and why. Touches nothing.
     `report`: the report's content when it is not read from `report_path` (a reviewed
-    report of a dry run, never written)."""
+    report of a dry run, never written). `move_root`: a folder `move_to` must resolve
+    inside (a relative `move_to` is taken under it), for callers that take the
+    destination from someone else (the service's review page)."""
     if action not in ACTIONS:
         raise InputError(f"unknown action {action!r}; choose one of {', '.join(ACTIONS)}")
     ctx = report_context(report if report is not None else load_report(report_path),
                          report_path)
-    dest = check_move_to(move_to, ctx) if action == "move" else None
+    dest = check_move_to(move_to, ctx, move_root) if action == "move" else None
     ops: list[Operation] = []
     refused: list[Refusal] = []
     finished = {normal_path(p) for p in skip}

@@ -342,11 +342,18 @@ def move_target(path: str, folders: Sequence[str], move_to: str) -> str:
     return os.path.join(move_to, labels[folder], os.path.relpath(path, folder))
 
 
-def check_move_to(move_to: str | None, ctx: ReportContext) -> str:
+def check_move_to(move_to: str | None, ctx: ReportContext, root: str | None = None) -> str:
+    """The destination folder as an absolute path. `root`: a folder the destination must
+    resolve inside (symbolic links followed), a relative one being taken under it."""
     if not move_to:
         raise InputError("moving needs a destination folder (--move-to DIR)")
-    dest = os.path.abspath(move_to)
+    dest = os.path.abspath(move_to if root is None else os.path.join(root, move_to))
     real = os.path.realpath(dest)
+    if root is not None:
+        real_root = os.path.realpath(root)
+        if real != real_root and not under_any(real, [real_root]):
+            raise InputError(f"move destination {move_to} resolves to {real}, outside the "
+                             f"folder moves may go to ({real_root}); pick a folder inside it")
     for folder in ctx.real_folders:
         if real == folder or under_any(real, [folder]) or under_any(folder, [real]):
             raise ActionError(

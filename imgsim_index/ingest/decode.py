@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from imgsim_index.errors import DecodeError
+from imgsim_index.errors import DecodeError, ImageTooLarge
 from imgsim_index.ingest.formats import (
     PLUGINS,
     Format,
@@ -79,6 +79,31 @@ def read_file(path: str, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
             return fh.read()
     finally:
         os.close(fd)
+
+
+def check_pixels(path: str, max_pixels: int) -> None:
+    """Raise ImageTooLarge if the file's header declares more than `max_pixels` pixels;
+    only the header is read. A file whose header Pillow's own readers do not know passes
+    (decoding reports what is wrong with it, or applies its own limit)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return
+    with os.fdopen(fd, "rb") as fh:
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(fh) as im:
+                    w, h = im.size
+        except Image.DecompressionBombError as exc:
+            raise ImageTooLarge(f"{os.path.basename(path)}: {exc}") from None
+        except Exception:  # not an image Pillow knows by its header: the decoder says why
+            return
+    if w * h > max_pixels:
+        raise ImageTooLarge(f"{os.path.basename(path)} is {w}x{h} = {w * h} pixels, over the "
+                            f"limit of {max_pixels} pixels per image")
 
 
 def _to_rgb(im: Image.Image, background: tuple[int, int, int]) -> Image.Image:

@@ -64,6 +64,7 @@ def find_pairs(
     queries: np.ndarray | None = None,
     engine: SearchEngine | None = None,
     on_progress: OnProgress | None = None,
+    max_candidates: int | None = None,
 ) -> tuple[Pairs, SearchInfo]:
     """All pairs of rows whose score, rounded to 6 decimals, is >= the threshold
     (settings.threshold, 0.99 when not given).
@@ -74,7 +75,9 @@ def find_pairs(
     these rows against all rows (e.g. the images added since the last dedupe); every
     pair found has at least one of them; overrides the compare mode's choice.
     engine: runs the exact search's shards elsewhere (a Ray cluster); same answer.
-    on_progress(done, total): called after each tile, cell or shard.
+    on_progress(done, total): called after each tile, cell or shard; an exception it
+    raises stops the search. max_candidates: the exact local search stops with
+    ResultTooLarge once it has found more candidate pairs (approx and engines refuse it).
     """
     settings = settings or PairSettings()
     approx = approx or ApproxSettings()
@@ -85,10 +88,12 @@ def find_pairs(
     x = np.ascontiguousarray(vectors, dtype=np.float32)
     rows = query_rows(len(x), settings, queries)
     chosen = choose_method(method, len(x), settings, partial=rows is not None)
+    if max_candidates is not None and (chosen == "approx" or engine is not None):
+        raise InputError("a cap on candidate pairs needs the exact search on this machine")
     nprobe = approx.probes_for(settings.cutoff)
     plan = SearchPlan(radius=search_radius(settings.cutoff), block_size=settings.block_size,
                       precision=resolve_precision(settings.precision, len(x)), rows=rows,
-                      approx=approx, nprobe=nprobe)
+                      approx=approx, nprobe=nprobe, max_candidates=max_candidates)
     search: CandidateSearch
     if chosen == "approx":
         from imgsim_index.search.approx import approx_candidates as search

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from imgsim_index.errors import ResultTooLarge
 from imgsim_index.search.plan import OnProgress, SearchPlan
 from imgsim_index.search.threshold import concat_candidates
 from imgsim_index.search.tiles import TileScorer, faiss_blas_tiles
@@ -47,6 +48,7 @@ def exact_candidates(x: np.ndarray, plan: SearchPlan, on_progress: OnProgress | 
     scorer = TileScorer(x, plan.radius, plan.precision)
     found_i, found_j = [], []
     block, block_at = None, -1
+    found = 0
     with faiss_blas_tiles(bs):
         for step, (a0, b0) in enumerate(blocks, 1):
             if b0 != block_at:  # one block at a time: memory O(block x dim)
@@ -64,6 +66,10 @@ def exact_candidates(x: np.ndarray, plan: SearchPlan, on_progress: OnProgress | 
             keep = gi != gj if queries is not None else gi < gj
             found_i.append(gi[keep])
             found_j.append(gj[keep])
+            found += len(found_i[-1])
+            if plan.max_candidates is not None and found > plan.max_candidates:
+                raise ResultTooLarge(f"more than {plan.max_candidates} pairs score near the "
+                                     "threshold; raise the threshold or search fewer rows")
             if on_progress:
                 on_progress(step, len(blocks))
     return concat_candidates(found_i, found_j)

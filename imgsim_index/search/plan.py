@@ -24,6 +24,7 @@ class SearchPlan:
     rows: np.ndarray | None = None  # query rows against all rows; None: every pair once
     approx: ApproxSettings = field(default_factory=ApproxSettings)
     nprobe: int = 0  # approx: cells each vector probes
+    max_candidates: int | None = None  # exact: stop with ResultTooLarge beyond this many
 
 
 class CandidateSearch(Protocol):

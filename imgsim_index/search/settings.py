@@ -13,6 +13,11 @@ DEFAULT_THRESHOLD = 0.99  # the seed's
 # inter_folder is the seed's spelling, which report.json keeps; inter-folder matches the
 # other hyphenated values. Both mean: only pairs across input folders.
 SCOPES = ("all", "inter_folder", "inter-folder")
+# A pair listing made on request (serve's GET /v1/pairs) is bounded: below this threshold
+# nearly every pair of photos scores (at -1, 5,000 images made 12.5M pairs, 3.5 GB), and
+# the search stops once it has found more than LISTING_MAX_CANDIDATES candidate pairs.
+LISTING_MIN_THRESHOLD = 0.5
+LISTING_MAX_CANDIDATES = 100_000
 AUTO_APPROX_ABOVE = 200_000  # `auto` picks approx mode above this many vectors
 
 # nprobe by threshold: closer pairs need fewer probes. Tuned on the hard case, isotropic

@@ -1,44 +1,61 @@
 """app: the FastAPI application over an IndexService (JSON API, metrics, review page).
 
-Every error leaves as {"error": message} with a status: 400 for bad input, 401/403
-for refused callers, 404 for unknown things, 409 for a locked index, 413 for a
-too-large upload; anything unexpected is a 500 with a one-line message, never a
-stack trace.
+Every error leaves as {"error": message} with a status: 400 for bad input (a query
+parameter or JSON field that fails its model included: never 422), 401/403 for
+refused callers, 404 for unknown things, 409 for a locked index, 413 for a too-large
+upload or image, 429 (with Retry-After) when every decoding slot is busy; anything
+unexpected is a 500 with a one-line message, never a stack trace.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import tempfile
+import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from imgsim_index.errors import (
+    Cancelled,
+    ImageTooLarge,
     ImgsimError,
     IndexLockedError,
     InputError,
     ReportError,
     RequestRefused,
+    ResultTooLarge,
+    ServiceBusy,
     UploadTooLarge,
 )
-from imgsim_index.groups.keep import DEFAULT_KEEP
 from imgsim_index.ingest.scan import is_image_name
 from imgsim_index.pipeline.dedupe import DedupeSettings
 from imgsim_index.search import PairSettings
-from imgsim_index.serve.body import read_json
+from imgsim_index.serve.body import (
+    DedupeBody,
+    PathsBody,
+    error_message,
+    openapi_body,
+    parse,
+    read_body,
+    read_json,
+)
 from imgsim_index.serve.review import add_review_routes
 from imgsim_index.serve.security import check_request, resolve_inside
 from imgsim_index.serve.service import IndexService
 
 MAX_PAGE_SIZE = 1000
+DISCONNECT_POLL_S = 0.1  # how often a long search looks whether its client left
+RETRY_AFTER_S = 1  # told to a caller refused because every decoding slot is busy
 UPLOAD_CHUNK = 1 << 20
 
 
@@ -55,11 +72,50 @@ def error(status: int, message: str) -> JSONResponse:
 def _status_of(exc: ImgsimError) -> int:
     if isinstance(exc, IndexLockedError):
         return 409
-    if isinstance(exc, UploadTooLarge):
+    if isinstance(exc, (UploadTooLarge, ImageTooLarge, ResultTooLarge)):
         return 413
+    if isinstance(exc, ServiceBusy):
+        return 429
+    if isinstance(exc, Cancelled):
+        return 499  # nobody reads it: the client closed the request
     if isinstance(exc, (InputError, ReportError)):
         return 400
     return 422
+
+
+class Guard:
+    """Checks every request (security.check_request) before it reaches a route, and turns
+    anything a route let escape into a one-line 500. Plain ASGI, not BaseHTTPMiddleware,
+    so a route still sees its client leave (Request.is_disconnected)."""
+
+    def __init__(self, app: ASGIApp, token: str | None):
+        self.app, self.token = app, token
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        try:
+            check_request(request.method, request.url.path,
+                          {k.lower(): v for k, v in request.headers.items()},
+                          dict(request.cookies), self.token, request.query_params.get("token"))
+        except RequestRefused as exc:
+            await error(exc.status, exc.message)(scope, receive, send)
+            return
+        started = False
+
+        async def send_started(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_started)
+        except Exception as exc:  # the last net: one line, no trace
+            if started:
+                raise
+            await error(500, f"internal error: {type(exc).__name__}: {exc}")(scope, receive, send)
 
 
 def create_app(service: IndexService, start_service: bool = True) -> FastAPI:
@@ -80,22 +136,14 @@ def create_app(service: IndexService, start_service: bool = True) -> FastAPI:
                   description="Near-duplicate image search over one index.", lifespan=lifespan)
     token = service.settings.token
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]
-                    ) -> Response:
-        try:
-            check_request(request.method, {k.lower(): v for k, v in request.headers.items()},
-                          dict(request.cookies), token, request.query_params.get("token"))
-        except RequestRefused as exc:
-            return error(exc.status, exc.message)
-        try:
-            return await call_next(request)
-        except Exception as exc:  # the last net: one line, no trace
-            return error(500, f"internal error: {type(exc).__name__}: {exc}")
+    app.add_middleware(Guard, token=token)
 
     @app.exception_handler(ImgsimError)
     async def on_imgsim_error(_: Request, exc: ImgsimError) -> JSONResponse:
-        return error(_status_of(exc), str(exc))
+        response = error(_status_of(exc), str(exc))
+        if isinstance(exc, ServiceBusy):
+            response.headers["Retry-After"] = str(RETRY_AFTER_S)
+        return response
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -103,9 +151,7 @@ def create_app(service: IndexService, start_service: bool = True) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def on_validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(p) for p in first.get("loc", ()))
-        return error(400, f"{where}: {first.get('msg', 'invalid request')}")
+        return error(400, error_message(exc.errors()))
 
     add_api_routes(app, service)
     add_review_routes(app, service)
@@ -116,10 +162,11 @@ def _paths_from(body: Any, roots: list[str]) -> list[str]:
     if not isinstance(body, dict) or not ("path" in body or "paths" in body):
         raise InputError('send JSON {"path": ...} or {"paths": [...]}, or upload files as '
                          'multipart form data')
-    paths = body.get("paths") if "paths" in body else [body.get("path")]
-    if not isinstance(paths, list) or not paths:
+    named = parse(PathsBody, body)
+    paths = named.paths if named.paths is not None else [named.path]
+    if not paths or None in paths:
         raise InputError('"paths" must be a non-empty list of paths')
-    return [resolve_inside(p, roots) for p in paths]
+    return [resolve_inside(str(p), roots) for p in paths]
 
 
 async def _save_uploads(request: Request, folder: str, limit: int) -> list[tuple[str, str]]:
@@ -156,6 +203,13 @@ async def _save_uploads(request: Request, folder: str, limit: int) -> list[tuple
     return saved
 
 
+async def _watch_disconnect(request: Request, left: threading.Event) -> None:
+    """Set `left` once the request's client has closed its connection."""
+    while not await request.is_disconnected():
+        await asyncio.sleep(DISCONNECT_POLL_S)
+    left.set()
+
+
 def _is_multipart(request: Request) -> bool:
     return request.headers.get("content-type", "").startswith("multipart/form-data")
 
@@ -171,7 +225,7 @@ def add_api_routes(app: FastAPI, service: IndexService) -> None:
                 "seq": loaded.seq, "model": service.manifest.get("model"),
                 "queue_length": service.queue_length()}
 
-    @app.post("/v1/query")
+    @app.post("/v1/query", openapi_extra=openapi_body(PathsBody, uploads=True))
     async def query(request: Request, k: int = Query(10, ge=1, le=1000),
                     threshold: float | None = Query(None, ge=-1.0, le=1.0),
                     verify: bool = Query(True)) -> dict[str, Any]:
@@ -181,6 +235,10 @@ def add_api_routes(app: FastAPI, service: IndexService) -> None:
         a verdict (`match`: exact | copy | other_shot) and its `evidence`."""
         from starlette.concurrency import run_in_threadpool
 
+        def _query(paths: list[str], *args: Any) -> tuple[list[Any], int]:
+            service.check_pixels(paths)  # the header only, before anything is decoded
+            return service.query(paths, *args)
+
         with tempfile.TemporaryDirectory(prefix="imgsim-query-") as tmp:
             if _is_multipart(request):
                 uploads = await _save_uploads(request, tmp, limit)
@@ -188,14 +246,15 @@ def add_api_routes(app: FastAPI, service: IndexService) -> None:
             else:
                 paths = _paths_from(await read_json(request), service.roots())
                 names = paths
-            results, seq = await run_in_threadpool(service.query, paths, k, threshold, verify)
+            with service.decoding():  # held while the images decode and embed, not uploads
+                results, seq = await run_in_threadpool(_query, paths, k, threshold, verify)
         return {"seq": seq, "results": [
             {"query": name, "error": r.error,
              "matches": [{"path": p, "score": s, **_verdict(r, n)}
                          for n, (p, s) in enumerate(r.matches)]}
             for name, r in zip(names, results, strict=True)]}
 
-    @app.post("/v1/images", status_code=202)
+    @app.post("/v1/images", status_code=202, openapi_extra=openapi_body(PathsBody, uploads=True))
     async def add_images(request: Request) -> dict[str, Any]:
         """Add JSON {"paths": [...]} under the index's folders, or uploaded files (saved
         into the inbox folder first), to the index: returns a job to poll."""
@@ -206,39 +265,47 @@ def add_api_routes(app: FastAPI, service: IndexService) -> None:
                                  "with --inbox DIR to accept them")
             os.makedirs(inbox, exist_ok=True)
             paths = [p for _, p in await _save_uploads(request, inbox, limit)]
+            try:
+                service.check_pixels(paths)
+            except ImageTooLarge:
+                for path in paths:
+                    os.unlink(path)
+                raise
         else:
             paths = _paths_from(await read_json(request), service.roots())
         job = service.submit_add(paths)
         return {"job": job.id, "paths": paths, "status_url": f"/v1/jobs/{job.id}"}
 
     @app.get("/v1/pairs")
-    def pairs(since: int = Query(0, ge=0), threshold: float = Query(0.99, ge=-1.0, le=1.0),
-              page: int = Query(1, ge=1), page_size: int = Query(100, ge=1, le=MAX_PAGE_SIZE)
-              ) -> dict[str, Any]:
-        """Pairs scoring >= threshold that involve an image committed after commit `since`,
-        best first, paged; pass the returned `seq` as the next call's `since`."""
-        found, seq = service.new_pairs(since, threshold)
+    async def pairs(request: Request, since: int = Query(0, ge=0),
+                    threshold: float = Query(0.99, le=1.0), page: int = Query(1, ge=1),
+                    page_size: int = Query(100, ge=1, le=MAX_PAGE_SIZE)) -> dict[str, Any]:
+        """Pairs scoring >= threshold (at least 0.5) that involve an image committed after
+        commit `since`, best first, paged; pass the returned `seq` as the next call's
+        `since`. A search past 100,000 candidate pairs stops with 413; a search whose
+        client leaves stops at its next tile."""
+        from starlette.concurrency import run_in_threadpool
+
+        left = threading.Event()
+        watch = asyncio.create_task(_watch_disconnect(request, left))
+        try:
+            found, seq = await run_in_threadpool(service.new_pairs, since, threshold, left.is_set)
+        finally:
+            watch.cancel()
         start = (page - 1) * page_size
         return {"since": since, "seq": seq, "threshold": threshold, "total": len(found),
                 "page": page, "page_size": page_size,
                 "pairs": [{"image1": p.image1, "image2": p.image2, "score": p.score}
                           for p in found[start:start + page_size]]}
 
-    @app.post("/v1/dedupe", status_code=202)
+    @app.post("/v1/dedupe", status_code=202, openapi_extra=openapi_body(DedupeBody))
     async def start_dedupe(request: Request) -> dict[str, Any]:
         """Dedupe the whole index into a new report folder (a job). JSON options:
         threshold, keep, new_only, compare_scope."""
-        body = await read_json(request, default={})
-        if not isinstance(body, dict):
-            raise InputError("send a JSON object of options (or nothing)")
-        unknown = set(body) - {"threshold", "keep", "new_only", "compare_scope"}
-        if unknown:
-            raise InputError(f"unknown dedupe option(s): {', '.join(sorted(unknown))}")
-        threshold = body.get("threshold")  # None: the model's own candidate threshold
-        pair_settings = PairSettings(compare_scope=str(body.get("compare_scope", "all")))
-        settings = DedupeSettings(pairs=pair_settings, new_only=bool(body.get("new_only")),
-                                  keep=str(body.get("keep", DEFAULT_KEEP)),
-                                  threshold=None if threshold is None else float(threshold))
+        body = await read_body(request, DedupeBody, empty_ok=True)
+        settings = DedupeSettings(pairs=PairSettings(compare_scope=body.compare_scope),
+                                  new_only=body.new_only, keep=body.keep,
+                                  threshold=body.threshold)
         settings.validate()
         job = service.submit_dedupe(settings)
         return {"job": job.id, "status_url": f"/v1/jobs/{job.id}"}

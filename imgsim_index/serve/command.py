@@ -23,8 +23,16 @@ from imgsim_index.errors import ImgsimError
               help="Folder where uploaded images are saved before being added.")
 @click.option("--output", default="results", show_default=True, type=click.Path(file_okay=False),
               help="Where dedupe jobs write report folders (the review page reads them).")
+@click.option("--move-root", type=click.Path(file_okay=False), default=None,
+              help="The review page moves files only into folders under this one "
+                   "[default: the --output folder].")
 @click.option("--max-upload-mb", default=50.0, show_default=True, type=click.FloatRange(0.001),
               help="Largest accepted upload.")
+@click.option("--max-megapixels", default=100.0, show_default=True,
+              type=click.FloatRange(0.000001),
+              help="Largest image a query or upload may decode, read from its header first.")
+@click.option("--decode-slots", default=0, show_default=True, type=click.IntRange(0, 256),
+              help="Requests decoding images at once; more get 429 (0: one per CPU core).")
 @click.option("--model", default=None, help="Model name (default: the index's own).")
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda")
 @click.option("--workers", default=0, show_default=True, type=click.IntRange(0, 64),
@@ -32,7 +40,8 @@ from imgsim_index.errors import ImgsimError
 @click.option("--load-model/--lazy-model", default=False, show_default=True,
               help="Load the model at start rather than on the first query or add.")
 def serve(index_dir: str, host: str, port: int, token: str | None, inbox: str | None,
-          output: str, max_upload_mb: float, model: str | None, device: str, workers: int,
+          output: str, move_root: str | None, max_upload_mb: float, max_megapixels: float,
+          decode_slots: int, model: str | None, device: str, workers: int,
           load_model: bool) -> None:
     """Serve an index over HTTP: query, add, new pairs, dedupe jobs, and a review page.
 
@@ -52,7 +61,9 @@ def serve(index_dir: str, host: str, port: int, token: str | None, inbox: str | 
                               checkpoint_images=256, checkpoint_seconds=5.0)
         settings = ServeSettings(index=index_dir, output=output, inbox=inbox,
                                  max_upload_bytes=int(max_upload_mb * 1024 * 1024),
-                                 token=token or None, build=build)
+                                 token=token or None, move_root=move_root,
+                                 max_pixels=int(max_megapixels * 1_000_000),
+                                 decode_slots=decode_slots or None, build=build)
         service = IndexService(settings)
         service.start()  # fail here (locked index, bad model) rather than inside uvicorn
         if load_model:

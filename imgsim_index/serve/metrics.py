@@ -36,6 +36,7 @@ class Metrics:
         self.embedded_images = 0
         self.embed_seconds = 0.0
         self.query_seconds = Histogram()
+        self.pair_searches_cancelled = 0
 
     def render(self, images_indexed: int, queue_length: Callable[[], int]) -> str:
         self.images_indexed = images_indexed
@@ -56,5 +57,9 @@ class Metrics:
             "throughput).",
             "# TYPE imgsim_embed_seconds_total counter",
             f"imgsim_embed_seconds_total {self.embed_seconds!r}",
+            "# HELP imgsim_pair_searches_cancelled_total Pair listings stopped because "
+            "their client left.",
+            "# TYPE imgsim_pair_searches_cancelled_total counter",
+            f"imgsim_pair_searches_cancelled_total {self.pair_searches_cancelled}",
         ]
         return "\n".join(lines) + "\n"

@@ -24,7 +24,7 @@ from imgsim_index.actions.safety import load_report
 from imgsim_index.actions.undo import undo
 from imgsim_index.errors import InputError, ReportError
 from imgsim_index.report.thumbs import THUMB_BOX, THUMB_QUALITY
-from imgsim_index.serve.body import read_json
+from imgsim_index.serve.body import ApplyBody, UndoBody, openapi_body, read_body
 from imgsim_index.serve.security import TOKEN_COOKIE, resolve_inside
 from imgsim_index.serve.service import IndexService
 
@@ -51,27 +51,20 @@ def pick_report(output: str, report: str | None) -> str:
     return reports[0]
 
 
-def _str_list(value: Any, name: str) -> list[Any]:
-    if not isinstance(value, list):
-        raise InputError(f"{name} must be a list")
-    return value
-
-
-def apply_review(report_path: str, body: dict[str, Any]) -> dict[str, Any]:
-    action = body.get("action", "move")
+def apply_review(report_path: str, body: ApplyBody, move_root: str) -> dict[str, Any]:
+    """`move_to` must resolve inside `move_root` (relative: under it); without one, files
+    go to <move_root>/<report folder>/moved."""
+    action = body.action
     if action not in PAGE_ACTIONS:
         raise InputError(f"the review page applies {' or '.join(PAGE_ACTIONS)}, not {action!r}")
-    keepers = body.get("keepers") or {}
-    if not isinstance(keepers, dict):
-        raise InputError("keepers must map a group number to a path")
-    skip = set(_str_list(body.get("skip", []), "skip"))
-    skip_groups = {int(g) for g in _str_list(body.get("skip_groups", []), "skip_groups")}
     report = load_report(report_path)
-    reviewed = reviewed_report(report, choices_from_review(report, keepers, skip, skip_groups),
-                               os.path.basename(report_path))
+    choices = choices_from_review(report, body.keepers, set(body.skip), set(body.skip_groups))
+    reviewed = reviewed_report(report, choices, os.path.basename(report_path))
     reviewed_path = write_reviewed(report_path, reviewed)
-    move_to = body.get("move_to") or os.path.join(os.path.dirname(report_path), "moved")
-    plan = make_plan(reviewed_path, action, move_to if action == "move" else None)
+    move_to = body.move_to or os.path.join(
+        move_root, os.path.basename(os.path.dirname(report_path)), "moved")
+    plan = make_plan(reviewed_path, action, move_to if action == "move" else None,
+                     move_root=move_root)
     result = apply_plan(plan, default_journal_path(reviewed_path, action))
     return {"journal": result.journal, "reviewed_report": reviewed_path, "action": action,
             "move_to": result.move_to,
@@ -118,33 +111,33 @@ def add_review_routes(app: FastAPI, service: IndexService) -> None:
 
         src = resolve_inside(path, service.roots())
         buf = io.BytesIO()
-        try:
-            preview_image(src, THUMB_BOX).save(buf, "JPEG", quality=THUMB_QUALITY)
-        except Exception as exc:
-            return JSONResponse({"error": f"cannot show {path}: {exc}"}, status_code=404)
+        with service.decoding():
+            service.check_pixels([src])
+            try:
+                preview_image(src, THUMB_BOX).save(buf, "JPEG", quality=THUMB_QUALITY)
+            except Exception as exc:
+                return JSONResponse({"error": f"cannot show {path}: {exc}"}, status_code=404)
         return Response(buf.getvalue(), media_type="image/jpeg",
                         headers={"Cache-Control": "private, max-age=60"})
 
-    @app.post("/v1/apply")
+    @app.post("/v1/apply", openapi_extra=openapi_body(ApplyBody))
     async def apply(request: Request) -> dict[str, Any]:
         """Apply the reviewed choices: JSON {report, action: move|hardlink, move_to,
         keepers: {group: path}, skip: [path], skip_groups: [group]}."""
         from starlette.concurrency import run_in_threadpool
 
-        body = await read_json(request)
-        if not isinstance(body, dict):
-            raise InputError("send a JSON object")
-        path = pick_report(output, body.get("report"))
+        body = await read_body(request, ApplyBody)
+        path = pick_report(output, body.report)
         return await run_in_threadpool(service.on_writer, "apply",
-                                       lambda: apply_review(path, body))
+                                       lambda: apply_review(path, body, service.move_root()))
 
-    @app.post("/v1/undo")
+    @app.post("/v1/undo", openapi_extra=openapi_body(UndoBody))
     async def undo_apply(request: Request) -> dict[str, Any]:
         """Undo an apply from its journal: JSON {journal}."""
         from starlette.concurrency import run_in_threadpool
 
-        body = await read_json(request)
-        journal = resolve_inside(str((body or {}).get("journal", "")), [output])
+        body = await read_body(request, UndoBody)
+        journal = resolve_inside(body.journal, [output])
         result = await run_in_threadpool(service.on_writer, "undo", lambda: undo(journal))
         return {"restored": result.restored,
                 "not_restored": [{"path": r.path, "reason": r.reason}

@@ -15,23 +15,28 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import numpy as np
 
 from imgsim_index.embed.embedder import Embedder
-from imgsim_index.errors import ActionError
+from imgsim_index.errors import ActionError, Cancelled, ImageTooLarge, InputError, ServiceBusy
 from imgsim_index.index.store import IndexStore, LoadedVectors
 from imgsim_index.pipeline.build import BuildSettings, build_index, resolve_model
 from imgsim_index.pipeline.dedupe import DedupeSettings, dedupe, folder_codes
 from imgsim_index.pipeline.query import QueryResult, query_index
 from imgsim_index.search import PairSettings
+from imgsim_index.search.settings import LISTING_MAX_CANDIDATES, LISTING_MIN_THRESHOLD
 from imgsim_index.serve.jobs import CANCELLED, Job, JobBoard, JobProgress, JobRunner
 from imgsim_index.serve.metrics import Metrics
 
 IDENTITY_KEYS = ("model", "dim", "weights_id", "preprocessing")
+# Per request image: a decode takes about 4 bytes a pixel at its peak, so 100 MP is
+# about 400 MB (a 13300 x 13300 PNG of 544 KB took 700 MB before this bound).
+DEFAULT_MAX_PIXELS = 100_000_000
 T = TypeVar("T")
 
 
@@ -42,6 +47,10 @@ class ServeSettings:
     inbox: str | None = None  # where uploaded images are saved before being added
     max_upload_bytes: int = 50 * 1024 * 1024
     token: str | None = None
+    move_root: str | None = None  # where the review page may move files; None: `output`
+    max_pixels: int = DEFAULT_MAX_PIXELS  # per image a request decodes (header checked first)
+    decode_slots: int | None = None  # requests decoding at once; None: one per CPU core
+    max_listed_pairs: int = LISTING_MAX_CANDIDATES  # a pair listing's search stops beyond
     build: BuildSettings = field(default_factory=BuildSettings)
 
 
@@ -52,12 +61,20 @@ class NewPair:
     score: float
 
 
+# Rows per side of a listing's score tiles: smaller than a dedupe's 4096, so a search is
+# checked for its client having left (and for its cap) after every 1024 x 1024 scores.
+LISTING_BLOCK = 1024
+
+
 def find_new_pairs(vectors: np.ndarray, settings: PairSettings, codes: np.ndarray,
-                   queries: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                   queries: np.ndarray, on_progress: Callable[[int, int], None] | None = None,
+                   max_candidates: int | None = None
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The one call into the pair search: every pair with one end among `queries`."""
     from imgsim_index.search import find_pairs
 
-    pairs, _ = find_pairs(vectors, settings, method="exact", folders=codes, queries=queries)
+    pairs, _ = find_pairs(vectors, settings, method="exact", folders=codes, queries=queries,
+                          on_progress=on_progress, max_candidates=max_candidates)
     return pairs.i, pairs.j, pairs.score
 
 
@@ -75,6 +92,8 @@ class IndexService:
         self._model_lock = threading.Lock()
         self._cache: LoadedVectors | None = None
         self._cache_lock = threading.Lock()
+        self.decode_slots = settings.decode_slots or os.cpu_count() or 1
+        self._decoding = threading.BoundedSemaphore(self.decode_slots)
 
     # -- lifetime -----------------------------------------------------------
     def start(self) -> None:
@@ -128,6 +147,32 @@ class IndexService:
             roots.append(os.path.abspath(self.settings.inbox))
         return roots
 
+    def move_root(self) -> str:
+        """The folder the review page's moves must land in (--move-root, else --output)."""
+        return os.path.abspath(self.settings.move_root or self.settings.output)
+
+    @contextmanager
+    def decoding(self) -> Iterator[None]:
+        """Hold one of the decode slots for a request's decoding, or raise ServiceBusy at
+        once when all are taken (memory stays bounded by slots x max_pixels)."""
+        if not self._decoding.acquire(blocking=False):
+            raise ServiceBusy(f"all {self.decode_slots} decoding slots are busy; try again "
+                              "shortly")
+        try:
+            yield
+        finally:
+            self._decoding.release()
+
+    def check_pixels(self, paths: Sequence[str]) -> None:
+        """ImageTooLarge (naming --max-megapixels) for an image over the pixel limit."""
+        from imgsim_index.ingest.decode import check_pixels
+
+        for path in paths:
+            try:
+                check_pixels(path, self.settings.max_pixels)
+            except ImageTooLarge as exc:
+                raise ImageTooLarge(f"{exc} (--max-megapixels)") from None
+
     def queue_length(self) -> int:
         return self.writer.queued() + self.reader.queued()
 
@@ -144,15 +189,32 @@ class IndexService:
         self.metrics.query_seconds.observe(time.perf_counter() - t)
         return results, loaded.seq
 
-    def new_pairs(self, since: int, threshold: float) -> tuple[list[NewPair], int]:
-        """Pairs scoring >= threshold with at least one image committed after `since`."""
+    def new_pairs(self, since: int, threshold: float,
+                  should_stop: Callable[[], bool] = lambda: False
+                  ) -> tuple[list[NewPair], int]:
+        """Pairs scoring >= threshold with at least one image committed after `since`.
+        The threshold must be at least LISTING_MIN_THRESHOLD; the search stops with
+        ResultTooLarge past settings.max_listed_pairs candidates, and with Cancelled
+        when `should_stop()` turns true (checked after every tile)."""
+        if not LISTING_MIN_THRESHOLD <= threshold <= 1.0:
+            raise InputError(f"threshold must be between {LISTING_MIN_THRESHOLD} and 1 for a "
+                             f"pair listing, got {threshold}: below it nearly every pair of "
+                             "images scores")
+
+        def check_stop(done: int, total: int) -> None:
+            if should_stop():
+                self.metrics.pair_searches_cancelled += 1
+                raise Cancelled(f"pair search stopped after {done} of {total} tiles: its "
+                                "caller left")
+
         loaded = self.snapshot()
         rows = loaded.rows
         queries = np.flatnonzero(np.fromiter((r.seq > since for r in rows), bool, len(rows)))
         if not len(queries):
             return [], loaded.seq
-        i, j, score = find_new_pairs(loaded.vectors, PairSettings(threshold=threshold),
-                                     folder_codes(rows, None), queries)
+        settings = PairSettings(threshold=threshold, block_size=LISTING_BLOCK)
+        i, j, score = find_new_pairs(loaded.vectors, settings, folder_codes(rows, None), queries,
+                                     check_stop, self.settings.max_listed_pairs)
         pairs = [NewPair(rows[a].path, rows[b].path, s)
                  for a, b, s in zip(i.tolist(), j.tolist(), score.tolist(), strict=True)]
         return pairs, loaded.seq

@@ -18,7 +18,8 @@ import numpy as np
 
 from imgsim_index.groups.components import Groups, connected_components
 from imgsim_index.groups.keep import DEFAULT_KEEP, GroupDecision, KeepSettings, choose_keepers
-from imgsim_index.index.catalog import Row
+from imgsim_index.groups.verified import copy_floor, decided_pairs, screen_decisions
+from imgsim_index.index.catalog import Row, VerifiedPair
 from imgsim_index.index.import_vectors import IMPORTED_WEIGHTS
 from imgsim_index.index.store import IndexStore, scope_prefix
 from imgsim_index.ingest.scan import skipped_report
@@ -99,6 +100,9 @@ class Duplicates:
     near_misses: Pairs = field(default_factory=Pairs.empty)
     threshold_used: float = 0.99  # the candidate threshold the search ran with
     threshold_source: str = "given"  # "model default" | "given"
+    # what verification decided, by catalog row ids, for the index (write_report records it)
+    verified: list[VerifiedPair] = field(default_factory=list)
+    other_shots: list[tuple[int, int]] = field(default_factory=list)
 
     def pair_paths(self) -> list[tuple[str, str, float]]:
         """(path 1, path 2, score) of every pair, highest score first."""
@@ -269,6 +273,9 @@ def find_duplicates(
     groups = connected_components(len(rows), edges.i, edges.j)
     decisions = choose_keepers(rows, groups, KeepSettings(settings.keep, tuple(settings.protect)),
                                codes, vectors)
+    copies, other_shots = decided_pairs(rows, candidates, verdicts)
+    decisions = screen_decisions(decisions, rows, vectors, copies,
+                                 copy_floor(manifest.get("model")), verdicts.ran)
     folder_list = ([os.path.abspath(f) for f in folders] if folders
                    else sorted({r.root for r in rows}))
     return Duplicates(
@@ -278,7 +285,7 @@ def find_duplicates(
         index_path=index_path, timings=timings, snapshot_seq=loaded.seq,
         new_images=None if queries is None else len(queries), new_since=new_since,
         candidates=candidates, verdicts=verdicts, near_misses=near, threshold_source=source,
-        threshold_used=threshold)
+        threshold_used=threshold, verified=copies, other_shots=other_shots)
 
 
 def resolve_threshold(settings: DedupeSettings, model: str | None) -> tuple[float, str]:
@@ -304,8 +311,11 @@ def write_report(
     timestamp: str | None = None,
     progress: Progress | None = None,
 ) -> ReportFiles:
-    """report.json (and the collage and gallery unless turned off) into `out_dir`."""
+    """report.json (and the collage and gallery unless turned off) into `out_dir`, after
+    recording in the index the pairs verification decided (apply checks against them)."""
     os.makedirs(out_dir, exist_ok=True)
+    if dups.verified or dups.other_shots:  # apply reads the verdicts from the index
+        IndexStore.record_verified(dups.index_path, dups.verified, dups.other_shots)
     report = dups.to_report(timestamp)
     collage_path = gallery_path = ""
     if collage:

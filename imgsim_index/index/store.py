@@ -530,7 +530,7 @@ class IndexStore:
         """Record the pairs a dedupe verified (see Catalog.record_verified), in one commit."""
         catalog = Catalog(os.path.join(folder, CATALOG))
         try:
-            with catalog.transaction():
+            with writing(f"the index catalog {catalog.path}"), catalog.transaction():
                 catalog.record_verified(copies, not_copies)
         finally:
             catalog.close()

@@ -1,6 +1,7 @@
 """api: the Python entry points, thin over the pipeline. Everything returns data; nothing
 is written unless a function says it writes (Index.add writes the index, write_report the
-report files, apply_plan and undo act on files through a journal)."""
+report files and the verified pairs into the index, apply_plan and undo act on files
+through a journal)."""
 
 from __future__ import annotations
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -33,6 +34,7 @@ class Img:
     pad: int = 0  # extra bytes after the JPEG data, to set the file size
     mtime: int = 1_600_000_000  # seconds
     same_bytes_as: str | None = None  # rel of an earlier image: write a byte-exact copy of it
+    picture: int | None = None  # seed of the picture (default: the group's, or its own)
 
 
 def write_image(path: Path, size: tuple[int, int], seed: int, pad: int = 0,
@@ -48,8 +50,10 @@ def write_image(path: Path, size: tuple[int, int], seed: int, pad: int = 0,
         os.utime(path, ns=(mtime * 10**9, mtime * 10**9))
 
 
-def make_library(root: Path, images: list[Img], seed: int = 0) -> tuple[Path, Path]:
-    """Write `images` under root/photos and index them into root/index. Returns both folders."""
+def make_library(root: Path, images: list[Img], seed: int = 0,
+                 given: dict[str, np.ndarray] | None = None) -> tuple[Path, Path]:
+    """Write `images` under root/photos and index them into root/index. Returns both folders.
+    `given`: the vector of an image (by rel) instead of the one its group gives."""
     photos, index = root / "photos", root / "index"
     photos.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -61,14 +65,17 @@ def make_library(root: Path, images: list[Img], seed: int = 0) -> tuple[Path, Pa
             path.write_bytes((photos / img.same_bytes_as).read_bytes())
             os.utime(path, ns=(img.mtime * 10**9,) * 2)
         else:
-            write_image(path, img.size, seed=img.group if img.group is not None else 1000 + k,
-                        pad=img.pad, mtime=img.mtime)
+            picture = (img.picture if img.picture is not None else
+                       img.group if img.group is not None else 1000 + k)
+            write_image(path, img.size, seed=picture, pad=img.pad, mtime=img.mtime)
         st = os.stat(path)
         root = photos if path.is_relative_to(photos) else path.parent  # rel may be absolute
         rows.append(NewRow(str(path), str(root), st.st_size, st.st_mtime_ns,
                            img.size[0], img.size[1], dev=st.st_dev, ino=st.st_ino,
                            digest=file_digest(str(path))))
-        if img.group is None:
+        if given is not None and img.rel in given:
+            v = given[img.rel]
+        elif img.group is None:
             v = rng.normal(size=DIM)
         else:
             base = bases.setdefault(img.group, rng.normal(size=DIM))
@@ -80,9 +87,12 @@ def make_library(root: Path, images: list[Img], seed: int = 0) -> tuple[Path, Pa
 
 
 def run_dedupe(root: Path, index: Path, keep: str = "highest-resolution",
-               protect: tuple[str, ...] = ()) -> DedupeResult:
-    settings = DedupeSettings(pairs=PairSettings(threshold=THRESHOLD), output=str(root / "results"),
-                              max_pairs_for_collage=2, keep=keep, protect=protect)
+               protect: tuple[str, ...] = (), threshold: float = THRESHOLD,
+               **more: Any) -> DedupeResult:
+    """`more`: other DedupeSettings fields (verify=..., group_near_misses=...)."""
+    settings = DedupeSettings(pairs=PairSettings(threshold=threshold),
+                              output=str(root / "results"), max_pairs_for_collage=2, keep=keep,
+                              protect=protect, **more)
     return dedupe(str(index), None, settings)
 
 

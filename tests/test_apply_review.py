@@ -165,7 +165,7 @@ def test_a_keeper_changed_in_place_refuses_its_copies(lib: dict[str, Path]) -> N
     assert names(lib["photos"]) == ["img0.png", "img0_copy.png", "img1.png", "img2.png"]
 
 
-# -- finding 6: a removable file must be a duplicate of its keeper -------------------
+# -- finding 6: a removable file must be a verified copy of its keeper ---------------
 def test_a_hand_edited_report_cannot_remove_other_pictures(lib: dict[str, Path]) -> None:
     r = json.loads(lib["report"].read_text())
     g = next(g for g in r["groups"] if g["keeper"].endswith("img0.png"))
@@ -184,8 +184,9 @@ def test_a_hand_edited_report_cannot_remove_other_pictures(lib: dict[str, Path])
     for f in moved:
         line = next(x for x in got.stdout.splitlines() if x.startswith(f"refused {f}: "))
         assert line.split(": ", 1)[1].startswith(
-            "is not a duplicate of its keeper in the index (score 0.")
-        assert line.endswith(f"the report's threshold is {r['threshold']})")
+            "is not a verified copy of its keeper in the index: no verified copy joins them "
+            "(score 0.")
+        assert line.endswith("the model's floor is 0.75)")
     assert "Done: delete 2 files" in got.stdout and "2 refused" in got.stdout
     assert names(lib["photos"]) == ["img0.png", "img1.png", "img1_copy.png", "img2.png"]
 

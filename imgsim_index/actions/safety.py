@@ -2,11 +2,17 @@
 
 A file may be touched only while it is still the one in the report (same size
 and mtime_ns, a regular file), is not a keeper nor protected, its keeper is
-still there unchanged (its content digest too), the index holds it as a
-duplicate of its keeper (equal digests, or a score of their stored vectors at
-or above the report's threshold), and both lie inside the report's input folders, also
-once symbolic links are resolved. Each check answers with a reason a user can
-act on, or None.
+still there unchanged (its content digest too), both lie inside the report's
+input folders (also once symbolic links are resolved), and the index shows it to
+be a verified copy of its keeper (groups/verified.py, the rule dedupe lists
+removable files by): equal content digests; or a chain of pairs a dedupe
+verified as exact or copy and recorded in the index, each pair's rows unchanged
+since and its score of stored vectors at or above the model's calibrated floor
+(verified.copy_floor); or, where no such pair is recorded (a `--verify off`
+report, an index from an older version), a score at or above that floor and a
+verification of the two files done now (`verify_files`). The report's threshold,
+matches, evidence and scores play no part. Each check answers with a reason a
+user can act on, or None.
 
 Paths are compared normalised (`d/sub/../a.png` is `d/a.png`) and files by
 identity (device, inode): a removable file that is a keeper under another name
@@ -31,7 +37,8 @@ import numpy as np
 
 from imgsim_index.errors import ActionError, ImgsimError, InputError, ReportError
 from imgsim_index.groups.keep import is_frame
-from imgsim_index.index.catalog import Row
+from imgsim_index.groups.verified import CopyEvidence, copy_floor, screen
+from imgsim_index.index.catalog import Row, VerifiedPair
 from imgsim_index.ingest.identity import (
     FileKey,
     file_digest,
@@ -56,7 +63,8 @@ class ReportContext:
     index_roots: tuple[str, ...]  # the folders the index was built from
     keeper_keys: dict[FileKey, str]  # identity of each keeper (when it was planned) -> keeper
     index_path: str = ""  # the index the report was made from (apply updates it)
-    # removable (normalised) -> why the index does not hold it as a duplicate of its keeper
+    # removable (normalised) -> why the index does not show it to be a verified copy of
+    # its keeper (groups/verified.py)
     not_duplicate: dict[str, str] = field(default_factory=dict)
     # path -> its stat (identity.stat_stamp) when its digest last matched the index: a
     # keeper with many copies is read once, not once per copy and check; an edit changes
@@ -128,13 +136,23 @@ def _malformed(report: dict[str, Any]) -> str | None:
     return None
 
 
-def _index_rows(report: dict[str, Any], paths: set[str]) -> tuple[dict[str, Row], tuple[str, ...]]:
-    """The rows of the report's index for `paths`, and the folders it was built from."""
+@dataclass(frozen=True)
+class _IndexView:
+    """What apply reads from the report's index: the rows of the report's paths, the
+    folders it was built from, the verified pairs among those rows, and its model."""
+
+    rows: dict[str, Row]
+    roots: tuple[str, ...]
+    verified: list[VerifiedPair]
+    model: str | None
+
+
+def _read_index(report: dict[str, Any], paths: set[str]) -> _IndexView:
     from imgsim_index.index.store import CATALOG, IndexStore
 
     folder = report["index_path"]
     try:
-        IndexStore.read_manifest(folder)
+        manifest = IndexStore.read_manifest(folder)
         from imgsim_index.index.catalog import Catalog
 
         catalog = Catalog(os.path.join(folder, CATALOG), readonly=True)
@@ -145,9 +163,11 @@ def _index_rows(report: dict[str, Any], paths: set[str]) -> tuple[dict[str, Row]
         rows = {r.path: r for r in catalog.rows("WHERE status = 'embedded'")
                 if r.path in paths}
         roots = tuple(sorted(catalog.roots()))
+        verified = catalog.verified_pairs(r.id for r in rows.values())
     finally:
         catalog.close()
-    return rows, roots
+    model = manifest.get("model")
+    return _IndexView(rows, roots, verified, model if isinstance(model, str) else None)
 
 
 def report_context(report: dict[str, Any], report_path: str) -> ReportContext:
@@ -159,8 +179,9 @@ def report_context(report: dict[str, Any], report_path: str) -> ReportContext:
         for p in g["removable"]:
             keeper_of[p] = g["keeper"]
     keepers = frozenset(normal_path(g["keeper"]) for g in report["groups"])
-    rows, roots = _index_rows(report, {normal_path(p) for p in members})
-    not_duplicate = _not_duplicates(report, keeper_of, rows)
+    index = _read_index(report, {normal_path(p) for p in members})
+    rows, roots = index.rows, index.roots
+    not_duplicate = _not_copies(report["index_path"], keeper_of, index)
     keeper_keys = {}
     for k in keepers:
         try:
@@ -178,35 +199,46 @@ def report_context(report: dict[str, Any], report_path: str) -> ReportContext:
     )
 
 
-def _not_duplicates(report: dict[str, Any], keeper_of: dict[str, str],
-                    rows: dict[str, Row]) -> dict[str, str]:
-    """The removable files that the index does not hold as duplicates of their keepers:
-    neither the same content digest nor a score of their stored vectors that meets the
-    report's threshold (rounded to SCORE_DECIMALS, as the pair search keeps pairs). A
-    report edited to list unrelated files in a group cannot get them removed."""
-    from imgsim_index.search.threshold import meets_threshold
-
+def _not_copies(folder: str, keeper_of: dict[str, str], index: _IndexView) -> dict[str, str]:
+    """The removable files the index does not show to be verified copies of their keepers
+    (groups/verified.screen, the rule dedupe lists removable files by); those with no
+    verified pair recorded are verified from the files now. Nothing the report says
+    (threshold, matches, evidence, scores) plays a part."""
     pairs = []
     for path, keeper in keeper_of.items():
-        a, b = rows.get(normal_path(path)), rows.get(normal_path(keeper))
-        if a is not None and b is not None and a.digest and a.digest != b.digest:
+        a, b = index.rows.get(normal_path(path)), index.rows.get(normal_path(keeper))
+        if a is not None and b is not None:  # else refused as not indexed (problem_with)
             pairs.append((normal_path(path), a, b))
     if not pairs:
         return {}
-    threshold = report.get("threshold")
-    vectors = _row_vectors(report["index_path"], [r for _, a, b in pairs for r in (a, b)])
-    out = {}
-    for path, a, b in pairs:
-        va, vb = vectors.get(a.id), vectors.get(b.id)
-        if va is None or vb is None:
-            out[path] = "is not a duplicate of its keeper in the index (no stored vector)"
-            continue
-        score = float(np.dot(va.astype(np.float64), vb.astype(np.float64)))
-        if (not isinstance(threshold, (int, float)) or isinstance(threshold, bool)
-                or not meets_threshold(np.array([score]), float(threshold))[0]):
-            out[path] = (f"is not a duplicate of its keeper in the index (score "
-                         f"{score:.6f}, the report's threshold is {threshold})")
-    return out
+    ends = {i for p in index.verified for i in (p.a, p.b)}
+    by_id = {r.id: r for r in index.rows.values()}
+    needed = [by_id[i] for i in ends] + [r for _, a, b in pairs for r in (a, b)]
+    evidence = CopyEvidence(by_id, index.verified, _row_vectors(folder, needed),
+                            copy_floor(index.model))
+    why = screen([(a, b) for _, a, b in pairs], evidence, verify_files)
+    return {path: w for (path, _, _), w in zip(pairs, why, strict=True) if w is not None}
+
+
+def verify_files(pairs: Sequence[tuple[Row, Row]]) -> list[str | None]:
+    """verified.VerifyNow for apply: each (removable, keeper) verified from the files now,
+    with the default verification settings."""
+    from imgsim_index.search import Pairs
+    from imgsim_index.verify import KEPT, VerifySettings, verify_pairs
+
+    rows: list[Row] = []
+    at: dict[int, int] = {}
+    ends = []
+    for pair in pairs:
+        for r in pair:
+            if r.id not in at:
+                at[r.id] = len(rows)
+                rows.append(r)
+            ends.append(at[r.id])
+    i, j = np.asarray(ends[0::2], np.int64), np.asarray(ends[1::2], np.int64)
+    got = verify_pairs(rows, Pairs(i, j, np.zeros(len(i))), VerifySettings(enabled=True))
+    return [None if m in KEPT else f"verified now from the files: {ev or m}"
+            for m, ev in zip(got.match, got.evidence, strict=True)]
 
 
 def _row_vectors(folder: str, rows: list[Row]) -> dict[int, np.ndarray]:

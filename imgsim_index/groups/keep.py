@@ -93,6 +93,11 @@ class GroupDecision:
     removable: list[int]  # row positions, ascending
     scores: np.ndarray | None  # float64 per member: score to the keeper (None: no vectors)
     keep_reason: str = ""  # why the keeper won, e.g. "camera EXIF (Canon EOS R5)"
+    # members the keep policy would remove but the index does not show to be verified
+    # copies of the keeper (groups/verified.py): row position -> why; not in `removable`
+    not_removable: dict[int, str] = field(default_factory=dict)
+    # removable members apply verifies from the files (no verification ran in the dedupe)
+    verify_at_apply: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,11 @@ plus the keeper), out of every read of `images`; its vector stays in the vector 
 (compaction keeps it: `live_ids` counts aliases), so undo puts the row back whole
 (`restore_alias`). The table is created with `CREATE TABLE IF NOT EXISTS` by every
 writer; readers of a catalog without it see no aliases.
+
+Verified pairs: `verified_pairs` holds the pairs of rows (by id, a < b) a dedupe verified
+as exact or copy, with both rows' content digests then; apply takes a removable file as a
+copy of its keeper through them (groups/verified.py). Created the same way; a catalog
+without it has none recorded.
 """
 
 from __future__ import annotations
@@ -80,6 +85,14 @@ CREATE TABLE IF NOT EXISTS aliases (
     path TEXT NOT NULL UNIQUE,
     keeper TEXT NOT NULL,{_ROW_SCHEMA}
 );
+CREATE TABLE IF NOT EXISTS verified_pairs (
+    a INTEGER NOT NULL,
+    b INTEGER NOT NULL,
+    match TEXT NOT NULL,
+    digest_a TEXT NOT NULL,
+    digest_b TEXT NOT NULL,
+    PRIMARY KEY (a, b)
+);
 CREATE TABLE IF NOT EXISTS segments (
     name TEXT PRIMARY KEY,
     count INTEGER NOT NULL,
@@ -123,6 +136,18 @@ class Row:
     dev: int | None = None  # the file's identity when it was scanned (st_dev, st_ino)
     ino: int | None = None
     digest: str | None = None  # BLAKE2b-128 of the bytes that were embedded (hex)
+
+
+@dataclass(frozen=True)
+class VerifiedPair:
+    """A pair of rows (a < b, by id) a dedupe verified as exact or copy, with the content
+    digests the rows had then."""
+
+    a: int
+    b: int
+    match: str
+    digest_a: str
+    digest_b: str
 
 
 @dataclass(frozen=True)
@@ -349,6 +374,21 @@ class Catalog:
         """The folders the rows were found under (the index's input folders)."""
         return {py_name(r[0]) for r in self.db.execute("SELECT DISTINCT root FROM images")}
 
+    def verified_pairs(self, ids: Iterable[int]) -> list[VerifiedPair]:
+        """The recorded verified pairs with both rows among `ids`."""
+        if self.db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
+                           "name = 'verified_pairs'").fetchone() is None:
+            return []  # a catalog from before pairs were recorded
+        want = sorted(set(ids))
+        keep = set(want)
+        out = []
+        for s in range(0, len(want), 500):  # within SQLite's limit on bound values
+            part = want[s:s + 500]
+            out += [VerifiedPair(*r) for r in self.db.execute(
+                "SELECT a, b, match, digest_a, digest_b FROM verified_pairs"
+                f" WHERE a IN ({', '.join('?' * len(part))})", part) if r[1] in keep]
+        return out
+
     def rows_by_path(self) -> dict[str, Row]:
         return {r.path: r for r in self.rows()}
 
@@ -501,6 +541,14 @@ class Catalog:
         for p in paths:
             n += self.db.execute("DELETE FROM images WHERE path = ?", (db_name(p),)).rowcount
         return n
+
+    def record_verified(self, copies: Iterable[VerifiedPair],
+                        not_copies: Iterable[tuple[int, int]]) -> None:
+        """Record pairs verified as exact or copy; forget those now found to be other
+        shots (a, b: row ids, a < b)."""
+        self.db.executemany("INSERT OR REPLACE INTO verified_pairs VALUES (?, ?, ?, ?, ?)",
+                            [(p.a, p.b, p.match, p.digest_a, p.digest_b) for p in copies])
+        self.db.executemany("DELETE FROM verified_pairs WHERE a = ? AND b = ?", not_copies)
 
     def set_meta(self, key: str, value: str) -> None:
         self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))

@@ -386,7 +386,7 @@ def _write_part_index(coarse: Coarse, name: str, sizes: np.ndarray, path: str) -
     u64 = np.ascontiguousarray(sizes, np.uint64)
     invlists.set_all_lists_sizes(faiss.swig_ptr(u64))
     invlists.totsize = int(sizes.sum()) * (coarse.dim + 8)
-    index: Any = faiss.clone_index(coarse.index)
+    index: Any = faiss.deserialize_index(faiss.serialize_index(coarse.index))  # a copy
     index.replace_invlists(invlists, False)
     index.ntotal = int(sizes.sum())
     faiss.write_index(index, path)

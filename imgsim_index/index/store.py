@@ -36,7 +36,15 @@ from imgsim_index.errors import (
     IndexMismatchError,
     IndexMissingError,
 )
-from imgsim_index.index.catalog import Catalog, NewRow, Row, VideoDone, db_name, writing
+from imgsim_index.index.catalog import (
+    Catalog,
+    NewRow,
+    Row,
+    VerifiedPair,
+    VideoDone,
+    db_name,
+    writing,
+)
 from imgsim_index.index.vector_file import (
     CHUNK_BYTES,
     VECTORS_AT,
@@ -524,6 +532,17 @@ class IndexStore:
         catalog = Catalog(os.path.join(folder, CATALOG))
         try:
             catalog.set_meta("last_dedupe_seq", str(seq))
+        finally:
+            catalog.close()
+
+    @staticmethod
+    def record_verified(folder: str, copies: Sequence[VerifiedPair],
+                        not_copies: Sequence[tuple[int, int]]) -> None:
+        """Record the pairs a dedupe verified (see Catalog.record_verified), in one commit."""
+        catalog = Catalog(os.path.join(folder, CATALOG))
+        try:
+            with writing(f"the index catalog {catalog.path}"), catalog.transaction():
+                catalog.record_verified(copies, not_copies)
         finally:
             catalog.close()
 

@@ -18,7 +18,8 @@ import numpy as np
 
 from imgsim_index.groups.components import Groups, connected_components
 from imgsim_index.groups.keep import DEFAULT_KEEP, GroupDecision, KeepSettings, choose_keepers
-from imgsim_index.index.catalog import Row
+from imgsim_index.groups.verified import copy_floor, decided_pairs, screen_decisions
+from imgsim_index.index.catalog import Row, VerifiedPair
 from imgsim_index.index.import_vectors import IMPORTED_WEIGHTS
 from imgsim_index.index.store import IndexStore, scope_prefix
 from imgsim_index.ingest.scan import skipped_report
@@ -107,6 +108,9 @@ class Duplicates:
     # images compared; None: len(rows). A search of the on-disk IVF loads only the rows
     # in a pair, and every other image is a group of one
     total_images: int | None = None
+    # what verification decided, by catalog row ids, for the index (write_report records it)
+    verified: list[VerifiedPair] = field(default_factory=list)
+    other_shots: list[tuple[int, int]] = field(default_factory=list)
 
     def pair_paths(self) -> list[tuple[str, str, float]]:
         """(path 1, path 2, score) of every pair, highest score first."""
@@ -313,6 +317,9 @@ def _decide(found: _Found, settings: DedupeSettings, progress: Progress,
     decisions = choose_keepers(rows, groups, KeepSettings(settings.keep, tuple(settings.protect)),
                                found.codes, found.vectors)
     m = found.manifest
+    copies, other_shots = decided_pairs(rows, candidates, verdicts)
+    decisions = screen_decisions(decisions, rows, found.vectors, copies,
+                                 copy_floor(m.get("model")), verdicts.ran)
     return Duplicates(
         rows=list(rows), pairs=pairs, groups=groups, decisions=decisions,
         errors=list(found.errors), search=found.info, settings=settings,
@@ -322,7 +329,7 @@ def _decide(found: _Found, settings: DedupeSettings, progress: Progress,
         new_images=found.new_images, new_since=found.new_since,
         candidates=candidates, verdicts=verdicts, near_misses=near,
         threshold_source=found.source, threshold_used=found.threshold,
-        total_images=found.total)
+        total_images=found.total, verified=copies, other_shots=other_shots)
 
 
 def _find_large(index_dir: str, folders: Sequence[str] | None, settings: DedupeSettings,
@@ -391,8 +398,11 @@ def write_report(
     timestamp: str | None = None,
     progress: Progress | None = None,
 ) -> ReportFiles:
-    """report.json (and the collage and gallery unless turned off) into `out_dir`."""
+    """report.json (and the collage and gallery unless turned off) into `out_dir`, after
+    recording in the index the pairs verification decided (apply checks against them)."""
     os.makedirs(out_dir, exist_ok=True)
+    if dups.verified or dups.other_shots:  # apply reads the verdicts from the index
+        IndexStore.record_verified(dups.index_path, dups.verified, dups.other_shots)
     report = dups.to_report(timestamp)
     collage_path = gallery_path = ""
     if collage:

@@ -29,7 +29,8 @@ section.group h2 { font-size: 15px; margin: 0 0 8px; }
 figure.member { margin: 0; width: 244px; border: 3px solid #ccc; border-radius: 5px; padding: 4px;
   background: #fafafa; }
 figure.role-keep { border-color: #2e8b3a; } figure.role-remove { border-color: #c0392b; }
-figure.role-protected, figure.role-frame { border-color: #2f6db5; }
+figure.role-protected, figure.role-frame,
+figure.role-unverified { border-color: #2f6db5; }
 figure.dim { opacity: .35; }
 figure img, .nothumb { display: block; width: 240px; height: 180px; object-fit: contain;
   background: #e8e8e8; }
@@ -39,7 +40,8 @@ figcaption { font-size: 12px; margin-top: 4px; }
 .badge { display: inline-block; font-weight: 600; font-size: 11px; color: #fff; padding: 0 6px;
   border-radius: 3px; background: #c0392b; }
 .role-keep .badge { background: #2e8b3a; }
-.role-protected .badge, .role-frame .badge { background: #2f6db5; }
+.role-protected .badge, .role-frame .badge,
+.role-unverified .badge { background: #2f6db5; }
 .meta { color: #555; } .empty { color: #666; padding: 30px; text-align: center; }
 .verdict { color: #333; overflow-wrap: anywhere; }
 .verdict b { font-weight: 600; }
@@ -90,7 +92,7 @@ window.addEventListener("error", (e) => {
   };
   const fmtScore = (s) => (s === null || s === undefined ? "n/a" : String(s));
   const BADGE = { keep: "KEEP", remove: "remove", protected: "protected (kept)",
-    frame: "video frame (kept)" };
+    frame: "video frame (kept)", unverified: "not a verified copy (kept)" };
   const groups = data.groups;
   const pageSize = data.page_size;
   const lo = byId("score-lo"), hi = byId("score-hi");

@@ -5,9 +5,14 @@ number_of_similar_pairs, number_of_unique_groups, photos_to_remove, similar_pair
 (index, image1, image2, similarity_score; sorted by score, highest first).
 
 groups (largest first): group, size, keeper, members (path, size, mtime_ns, width,
-height, score_to_keeper, role keep|remove|protected|frame, protected), removable (paths),
-bytes_removable, all_protected. `apply` works from these alone: it re-checks each
-removable file's size and mtime_ns and stays inside folder_list.
+height, score_to_keeper, role keep|remove|unverified|protected|frame, protected), removable
+(paths), bytes_removable, all_protected, not_removable (path, reason: members the keep
+policy would remove but the index does not show to be verified copies of the keeper, role
+unverified), verify_at_apply (removable paths apply verifies from the files: the dedupe
+ran without verification). removable, files_removable and bytes_removable count what
+apply accepts: groups/verified.py's rule, the one apply checks. `apply` re-checks each
+removable file's size and mtime_ns, stays inside folder_list, and takes nothing else
+from the report on trust.
 
 Verification (schema 3): each similar_pairs row adds match (exact | copy), evidence (a
 short sentence) and verification (the numbers behind it, rounded); near_misses lists the
@@ -139,7 +144,7 @@ def group_entry(number: int, d: GroupDecision, rows: Sequence[Row]) -> dict[str,
     for k, (m, prot) in enumerate(zip(d.members.tolist(), d.protected.tolist(), strict=True)):
         r = rows[m]
         role = ("keep" if m == d.keeper else "remove" if m in removable else
-                "protected" if prot else "frame")
+                "unverified" if m in d.not_removable else "protected" if prot else "frame")
         members.append({
             "path": r.path, "size": r.size, "mtime_ns": r.mtime_ns,
             "width": r.width, "height": r.height,
@@ -155,6 +160,9 @@ def group_entry(number: int, d: GroupDecision, rows: Sequence[Row]) -> dict[str,
         "removable": [rows[m].path for m in d.removable],
         "bytes_removable": sum(rows[m].size or 0 for m in d.removable),
         "all_protected": bool(d.protected.all()),
+        "not_removable": [{"path": rows[m].path, "reason": why}
+                          for m, why in sorted(d.not_removable.items())],
+        "verify_at_apply": [rows[m].path for m in d.verify_at_apply],
     }
 
 

@@ -1,0 +1,176 @@
+"""verified: the one rule for whether a removable file may go -- the index shows it to be a
+verified copy (exact or copy) of its keeper. Dedupe lists a file as removable only when
+it passes (`screen`), and apply checks every file with the same `screen` before touching
+it, so the report's `files_removable` is what apply does and nothing written in a report
+(its threshold, match, evidence, groups or scores) can widen it.
+
+A removable file R passes with keeper K when:
+
+1. R and K have the same content digest in the index; or
+2. R and K are joined by a chain of pairs that a dedupe verified as exact or copy and
+   recorded in the index (catalog table `verified_pairs`), each pair's recorded digests
+   still those of its rows (content unchanged since), and each pair's score of stored
+   vectors, rounded as the pair search rounds it, at or above the model's floor
+   (`copy_floor`: the model's calibrated candidate threshold, never a report's); or
+3. neither is recorded (a `--verify off` report, or an index from before pairs were
+   recorded), the score of R and K meets the floor, and `verify_now` says the two are a
+   copy: apply verifies the files themselves at that point; dedupe without verification
+   lists such files as `verify_at_apply`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from imgsim_index.index.catalog import VerifiedPair
+
+if TYPE_CHECKING:
+    from imgsim_index.groups.keep import GroupDecision
+    from imgsim_index.index.catalog import Row
+    from imgsim_index.search import Pairs
+    from imgsim_index.verify import Verdicts
+
+NOT_A_COPY = "is not a verified copy of its keeper in the index"
+
+
+def copy_floor(model: str | None) -> float:
+    """The lowest score of stored vectors at which apply takes a verified pair as evidence:
+    the model's calibrated candidate threshold with verification (verify.CANDIDATE_THRESHOLDS;
+    0.99 for a model without a measured one)."""
+    from imgsim_index.verify import candidate_threshold
+
+    return candidate_threshold(model, verify=True)
+
+
+class CopyEvidence:
+    """The verified pairs among `rows` (by id) that still stand: both rows unchanged since
+    (their digests are the recorded ones) and their score at or above `floor`."""
+
+    def __init__(self, rows: Mapping[int, Row], pairs: Iterable[VerifiedPair],
+                 vectors: Mapping[int, np.ndarray], floor: float):
+        self.rows, self.vectors, self.floor = rows, vectors, floor
+        self.links: dict[int, set[int]] = {}
+        for p in pairs:
+            ra, rb = rows.get(p.a), rows.get(p.b)
+            if (ra is None or rb is None or ra.digest != p.digest_a or rb.digest != p.digest_b
+                    or not self.meets_floor(p.a, p.b)):
+                continue
+            self.links.setdefault(p.a, set()).add(p.b)
+            self.links.setdefault(p.b, set()).add(p.a)
+
+    def score(self, a: int, b: int) -> float | None:
+        """The rounded score of two rows' stored vectors (None: a vector is missing)."""
+        from imgsim_index.search.threshold import SCORE_DECIMALS
+
+        va, vb = self.vectors.get(a), self.vectors.get(b)
+        if va is None or vb is None:
+            return None
+        return round(float(np.dot(va.astype(np.float64), vb.astype(np.float64))), SCORE_DECIMALS)
+
+    def meets_floor(self, a: int, b: int) -> bool:
+        s = self.score(a, b)
+        return s is not None and s >= self.floor
+
+    def joined(self, a: int, b: int) -> bool:
+        """Are rows a and b joined by a chain of standing verified pairs?"""
+        seen, todo = {a}, [a]
+        while todo:
+            for n in self.links.get(todo.pop(), ()):
+                if n == b:
+                    return True
+                if n not in seen:
+                    seen.add(n)
+                    todo.append(n)
+        return False
+
+
+# the pairs (removable, keeper) apply would have to verify from the files now -> for each,
+# None when the files are a copy, else why not
+VerifyNow = Callable[[Sequence[tuple["Row", "Row"]]], list[str | None]]
+
+
+def screen(pairs: Sequence[tuple[Row, Row]], evidence: CopyEvidence,
+           verify_now: VerifyNow | None) -> list[str | None]:
+    """For each (removable, keeper): None when the file may go, else why not (a sentence
+    that follows the file's name). `verify_now`: rule 3 (None: it does not apply)."""
+    out: list[str | None] = []
+    pending: list[int] = []
+    for k, (r, keep) in enumerate(pairs):
+        if r.digest is None or keep.digest is None:
+            out.append(f"{NOT_A_COPY}: no content digest is recorded for it or its keeper; "
+                       "run build on its folder, then dedupe")
+        elif r.digest == keep.digest or evidence.joined(r.id, keep.id):
+            out.append(None)
+        else:
+            score = evidence.score(r.id, keep.id)
+            if score is None:
+                out.append(f"{NOT_A_COPY} (no stored vector)")
+                continue
+            out.append(f"{NOT_A_COPY}: no verified copy joins them (score {score:.6f}, the "
+                       f"model's floor is {evidence.floor})")
+            if score >= evidence.floor and verify_now is not None:
+                pending.append(k)
+    if pending:
+        assert verify_now is not None
+        for k, why in zip(pending, verify_now([pairs[k] for k in pending]), strict=True):
+            out[k] = None if why is None else f"{NOT_A_COPY}: {why}"
+    return out
+
+
+def decided_pairs(rows: Sequence[Row], candidates: Pairs, verdicts: Verdicts
+                  ) -> tuple[list[VerifiedPair], list[tuple[int, int]]]:
+    """What a dedupe's verification decided, as catalog row ids (a < b): the pairs it found
+    to be exact or copy (not those only joined through others), and those whose pictures it
+    compared and found to be other shots. Nothing when verification did not run."""
+    from imgsim_index.verify import KEPT, SKIPPED_EVIDENCE
+
+    copies: list[VerifiedPair] = []
+    others: list[tuple[int, int]] = []
+    if not verdicts.ran:
+        return copies, others
+    for k, (i, j) in enumerate(zip(candidates.i.tolist(), candidates.j.tolist(), strict=True)):
+        ri, rj = sorted((rows[i], rows[j]), key=lambda r: r.id)
+        match = verdicts.match[k]
+        if match in KEPT and verdicts.evidence[k] != SKIPPED_EVIDENCE:
+            if ri.digest and rj.digest:
+                copies.append(VerifiedPair(ri.id, rj.id, match, ri.digest, rj.digest))
+        elif "regions" in verdicts.numbers[k]:  # judged on the aligned pictures
+            others.append((ri.id, rj.id))
+    return copies, others
+
+
+def screen_decisions(decisions: Sequence[GroupDecision], rows: Sequence[Row],
+                     vectors: np.ndarray, copies: Sequence[VerifiedPair], floor: float,
+                     verified: bool) -> list[GroupDecision]:
+    """The keep decisions with `removable` narrowed by `screen` to what apply will accept:
+    the others go to `not_removable` with the reason. `verified`: the dedupe verified its
+    pairs (else the files apply must verify are listed in `verify_at_apply`)."""
+    from dataclasses import replace
+
+    wanted = {m for d in decisions for m in d.members.tolist()}
+    by_id = {rows[m].id: rows[m] for m in wanted}
+    vecs = {rows[m].id: vectors[m] for m in wanted}
+    evidence = CopyEvidence(by_id, copies, vecs, floor)
+    asked: set[int] = set()  # row ids left for apply to verify
+
+    def defer(pairs: Sequence[tuple[Row, Row]]) -> list[str | None]:
+        asked.update(r.id for r, _ in pairs)
+        return [None] * len(pairs)
+
+    out = []
+    for d in decisions:
+        why = screen([(rows[m], rows[d.keeper]) for m in d.removable], evidence,
+                     None if verified else defer)
+        go = [m for m, w in zip(d.removable, why, strict=True) if w is None]
+        out.append(replace(d, removable=go,
+                           not_removable={m: w for m, w in zip(d.removable, why, strict=True)
+                                          if w is not None},
+                           verify_at_apply=tuple(m for m in go if rows[m].id in asked)))
+    return out
+
+
+__all__ = ["NOT_A_COPY", "CopyEvidence", "VerifiedPair", "VerifyNow", "copy_floor", "decided_pairs",
+           "screen", "screen_decisions"]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import skimage.data as skdata  # noqa: E402
 from conftest import _load_script
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from imgsim_index.verify import matching as mt
 
@@ -237,3 +237,21 @@ def test_recoloured_subject_in_a_grey_scene_is_another_shot(photo: np.ndarray,
     assert _both_ways(subject((230, 40, 40)), jpeg(subject(colour))) == ("other_shot",
                                                                          "other_shot")
     assert _both_ways(subject((230, 40, 40)), jpeg(subject((230, 40, 40)))) == ("copy", "copy")
+
+
+def test_a_flat_overlap_verifies_nothing() -> None:
+    """A blank page and the page with a faint 10 px signature: compare() judges them by
+    their flatness before aligning (other shots), and a map whose overlap is flat, in one
+    image or both, is no evidence of a copy either (the signature's grey std is 0.6)."""
+    page = Image.new("RGB", (800, 600), (250, 250, 250))
+    signed = page.copy()
+    ImageDraw.Draw(signed).text((520, 540), "Signed: J. Smith", fill=(200, 200, 200),
+                                font_size=10)
+    a, b = mt.describe(np.asarray(page)), mt.describe(np.asarray(signed))
+    assert float(b.grey.std()) < mt.DEFAULT.flat_std and mt.is_flat(a) and not mt.is_flat(b)
+    v = mt.compare(a, b)
+    assert (v.match, v.evidence) == ("other_shot", "A is blank (RGB 250/250/250), B has content")
+    same = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    for x, y in ((a, b), (b, a), (a, a)):
+        chk = mt._verify(x, y, same, mt.DEFAULT)
+        assert not chk.copy and chk.words == ["flat where they overlap: nothing to verify"]

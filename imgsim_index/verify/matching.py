@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-__all__ = ["Features", "Verdict", "VerifySettings", "compare", "describe"]
+__all__ = ["Features", "Verdict", "VerifySettings", "compare", "describe", "flat_verdict",
+           "is_flat"]
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,16 @@ class VerifySettings:
     max_overlay: float = 0.12  # largest share of blocks a text-overlay band may cover
     min_overlap: float = 0.55  # overlap / larger content area needed to verify at all
     max_hue_deg: float = 25.0  # mean hue change allowed between two colour images
-    flat_std: float = 3.0  # overlap grey std below which an image counts as flat
+    flat_std: float = 3.0  # grey std (thumbnail, or overlap) below which an image can be flat
+    # ...and no more than flat_max_share of its pixels are flat_dev grey levels or more from
+    # its median: small strokes on a blank page (an 18 px signature on 800x600 is 0.2% of the
+    # thumbnail's pixels, std 5.5; a smaller or fainter one passes the std test) are content
+    flat_dev: float = 12.0
+    flat_max_share: float = 0.0002  # about 40 px of a 512x384 thumbnail
+    # two flat images are copies only when their mean R, G and B each differ by at most this
+    # (JPEG re-encoding moves a flat colour by a level or two); else, and whenever only one
+    # image is flat, they are other shots
+    flat_colour_tol: float = 6.0
     trim_std: float = 2.5  # a margin row/column is uniform below this grey std
     ecc_confirm_px: float = 1.5  # ECC moving the sketch map less than this confirms it
     # each map is first checked at half the thumbnail size (blocks of block / 2); one that
@@ -93,6 +103,9 @@ class VerifySettings:
             (0.0 < self.min_overlap <= 1.0, "min_overlap must be in (0, 1]"),
             (0.0 < self.max_hue_deg <= 180.0, "max_hue_deg must be in (0, 180]"),
             (self.flat_std >= 0 and self.trim_std >= 0, "flat_std, trim_std must be >= 0"),
+            (self.flat_dev > 0 and self.flat_colour_tol >= 0,
+             "flat_dev must be > 0, flat_colour_tol >= 0"),
+            (0.0 <= self.flat_max_share < 1.0, "flat_max_share must be in [0, 1)"),
             (self.ecc_confirm_px >= 0, "ecc_confirm_px must be >= 0"),
             (self.coarse_margin == 0 or self.coarse_margin >= 1,
              "coarse_margin must be 0 (off) or >= 1"),
@@ -126,6 +139,7 @@ class Features:
     box: tuple[int, int, int, int]  # content box x0, y0, x1, y1 in thumbnail px
     sketch: np.ndarray  # float32 32x32 zero-mean unit-norm sketch of the content box
     colourful: float  # share of thumbnail pixels with clear colour (chroma > 10)
+    mean_rgb: tuple[float, float, float]  # mean R, G, B of the thumbnail
     # SIFT keypoints (float32 (n, 2) x, y in thumbnail px) and descriptors (uint8 (n, 128)),
     # computed on first use (most copies align by their sketches and never need them) and
     # kept: key "d" or "m" (of the mirrored thumbnail) + the settings they depend on
@@ -164,7 +178,7 @@ class Features:
                 grey=cv2.resize(self.grey, size, interpolation=cv2.INTER_AREA),
                 chroma=cv2.resize(self.chroma, csize, interpolation=cv2.INTER_AREA),
                 box=(int(x0 * fx), int(y0 * fy), int(np.ceil(x1 * fx)), int(np.ceil(y1 * fy))),
-                sketch=self.sketch, colourful=self.colourful)
+                sketch=self.sketch, colourful=self.colourful, mean_rgb=self.mean_rgb)
         return self.derived["half"]
 
     @property
@@ -252,6 +266,11 @@ def _sift_arrays(g: np.ndarray, settings: VerifySettings) -> tuple[np.ndarray, n
     return xy, np.clip(desc, 0, 255).astype(np.uint8)
 
 
+def _mean_rgb(rgb: np.ndarray) -> tuple[float, float, float]:
+    r, g, b = (float(v) for v in rgb.reshape(-1, 3).mean(axis=0))
+    return r, g, b
+
+
 def describe(rgb: np.ndarray, digest: str | None = None,
              settings: VerifySettings = DEFAULT, sift: bool = True,
              shape: tuple[int, int] | None = None) -> Features:
@@ -274,7 +293,8 @@ def describe(rgb: np.ndarray, digest: str | None = None,
     c = np.hypot(chroma[:, :, 0].astype(np.float32) - 128, chroma[:, :, 1].astype(np.float32) - 128)
     box = _trim_box(grey, settings.trim_std)
     f = Features(shape=(h, w), digest=digest, pixel_hash=pixel_hash, grey=grey, chroma=chroma,
-                 box=box, sketch=_sketch(grey, box), colourful=float((c > 10).mean()))
+                 box=box, sketch=_sketch(grey, box), colourful=float((c > 10).mean()),
+                 mean_rgb=_mean_rgb(small))
     if sift:
         f.keypoints(settings)
     return f
@@ -699,15 +719,13 @@ def _verify(fa: Features, fb: Features, m: np.ndarray, settings: VerifySettings,
         if min(fa.colourful, fb.colourful) <= 0.05:
             hue = -1.0  # too little colour for a mean over the picture
     nums["hue_change_deg"] = hue
-    std_a, std_b = float(ga0[vm].std()), float(gb0[vm].std())
-    nums["std_a"], nums["std_b"] = std_a, std_b
-    if std_a < settings.flat_std or std_b < settings.flat_std:
-        dmean = abs(float(ga0[vm].mean()) - float(gb0[vm].mean()))
-        nums["mean_diff"] = dmean
-        same = std_a < settings.flat_std and std_b < settings.flat_std and dmean < 4.0 \
-            and hue < settings.max_hue_deg
-        return _Check(same, 0.0 if same else 1.0, 0.0, nums,
-                      ["flat images" if same else "flat images of different tone"])
+    nums["std_a"], nums["std_b"] = float(ga0[vm].std()), float(gb0[vm].std())
+    if _flat_pixels(ga0[vm], settings) or _flat_pixels(gb0[vm], settings):
+        # flat where they overlap: nothing there tells a copy from another picture (two
+        # wholly flat images were judged by their colours before any alignment), so this
+        # map verifies nothing
+        nums["mean_diff"] = abs(float(ga0[vm].mean()) - float(gb0[vm].mean()))
+        return _Check(False, 1.0, -1.0, nums, ["flat where they overlap: nothing to verify"])
     # tone curve on lightly smoothed images, then the blur that best explains the other image
     idx = np.flatnonzero(vm)  # overlap pixels, raster order (img.ravel().take(idx) = img[vm])
 
@@ -934,6 +952,48 @@ def _copy_evidence(fa: Features, fb: Features, m: np.ndarray, chk: _Check) -> st
     return ", ".join(words) if words else "same picture, pixels differ slightly"
 
 
+# ---------------------------------------------------------------- flat images
+
+
+def _flat_pixels(g: np.ndarray, settings: VerifySettings) -> bool:
+    """Grey levels with no content: a low std and almost no pixel far from their median
+    (strokes on a blank page are content however few)."""
+    if g.size == 0:
+        return True
+    if float(g.std()) >= settings.flat_std:
+        return False
+    far = np.abs(g.astype(np.float32) - float(np.median(g))) >= settings.flat_dev
+    return float(far.mean()) <= settings.flat_max_share
+
+
+def is_flat(f: Features, settings: VerifySettings = DEFAULT) -> bool:
+    """The whole image is one flat colour (a blank page, a black frame)."""
+    return _flat_pixels(f.grey, settings)
+
+
+def _rgb_words(f: Features) -> str:
+    return "RGB " + "/".join(f"{v:.0f}" for v in f.mean_rgb)
+
+
+def flat_verdict(a: Features, b: Features, settings: VerifySettings = DEFAULT) -> Verdict | None:
+    """The verdict of a pair where either image is flat; None when neither is. A flat image
+    is a copy only of a flat image of the same colour: anything with content is another
+    picture, however little of it there is."""
+    fa, fb = is_flat(a, settings), is_flat(b, settings)
+    if not (fa or fb):
+        return None
+    if fa and fb:
+        diff = max(abs(x - y) for x, y in zip(a.mean_rgb, b.mean_rgb, strict=True))
+        nums = {"flat_colour_diff": diff}
+        if diff <= settings.flat_colour_tol:
+            return Verdict("copy", f"blank images of the same colour ({_rgb_words(a)})", nums)
+        return Verdict("other_shot", f"blank images of different colours ({_rgb_words(a)} and "
+                       f"{_rgb_words(b)})", nums)
+    flat, full = ("A", "B") if fa else ("B", "A")
+    return Verdict("other_shot", f"{flat} is blank ({_rgb_words(a if fa else b)}), "
+                   f"{full} has content", {})
+
+
 # ---------------------------------------------------------------- compare
 
 
@@ -948,6 +1008,9 @@ def _compare(a: Features, b: Features, settings: VerifySettings) -> Verdict:
         return Verdict("exact", "same bytes", {})
     if a.shape == b.shape and a.pixel_hash == b.pixel_hash:
         return Verdict("exact", "same decoded pixels", {})
+    flat = flat_verdict(a, b, settings)
+    if flat is not None:
+        return flat
     cands: list[tuple[str, np.ndarray, float]] = []
     blurs: dict[tuple[int, float], np.ndarray] = {}
     ncc = [float((a.sketch * _dihedral(b.sketch, k)).sum()) for k in range(8)]

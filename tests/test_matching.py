@@ -255,3 +255,38 @@ def test_a_flat_overlap_verifies_nothing() -> None:
     for x, y in ((a, b), (b, a), (a, a)):
         chk = mt._verify(x, y, same, mt.DEFAULT)
         assert not chk.copy and chk.words == ["flat where they overlap: nothing to verify"]
+
+
+@pytest.mark.parametrize("seed", [1, 3, 6, pytest.param(0, marks=pytest.mark.xfail(
+    strict=True, reason="not handled yet: the ball's residual stays under the strong level")),
+    pytest.param(2, marks=pytest.mark.xfail(strict=True, reason="not handled yet"))])
+def test_a_small_ball_that_moved_between_two_frames_is_another_shot(photo: np.ndarray,
+                                                                   seed: int) -> None:
+    """Two frames of a static camera in which a small ball (radius 2.5% of the width, 0.3%
+    of the blocks at each place) moved: under the shares a copy may differ by, but its
+    blocks differ by far (and two places in one row are no text line)."""
+    from benchmarks.hard_edits import ball_frames
+
+    assert _both_ways(*ball_frames(photo, seed)) == ("other_shot", "other_shot")
+
+
+def test_clipped_channels_are_no_new_content(photo: np.ndarray) -> None:
+    """A brightening clips channels per pixel (a green at 255 stays there while red and blue
+    grow): the grey levels of such blocks differ by far from the tone curve's prediction,
+    which is the edit's, not new content."""
+    from benchmarks.hard_edits import exposure
+
+    assert _both_ways(photo, jpeg(exposure(photo, 1.4))) == ("copy", "copy")
+
+
+@pytest.mark.xfail(strict=True, reason="not handled yet: local and spatially varying tone edits "
+                   "and big caption text leave more differing blocks than a copy may have "
+                   "(benchmarks/hard_edits.py measures them)")
+@pytest.mark.parametrize(("edit", "name"), [
+    ("vignette", "chelsea"), ("meme", "chelsea"), ("clahe", "chelsea"), ("detail", "chelsea"),
+    ("exposure_0.6", "immunohistochemistry")])
+def test_local_tone_edits_and_meme_text_are_copies(edit: str, name: str) -> None:
+    from benchmarks.hard_edits import COPIES, sample
+
+    rgb = sample(name)
+    assert _both_ways(rgb, jpeg(COPIES[edit](rgb))) == ("copy", "copy")

@@ -57,6 +57,9 @@ class VerifySettings:
     band_rows: float = 0.12  # an overlay band is at most this share of the block rows high
     overlay_contrast: float = 1.5  # ...and this many times more contrasted in one image
     max_overlay: float = 0.12  # largest share of blocks a text-overlay band may cover
+    # ...and it spans at least this share of the block columns (a line of text is wide; a
+    # ball at two places in one row of two frames is not)
+    overlay_min_width: float = 0.2
     min_overlap: float = 0.55  # overlap / larger content area needed to verify at all
     max_hue_deg: float = 25.0  # mean hue change allowed between two colour images
     flat_std: float = 3.0  # grey std (thumbnail, or overlap) below which an image can be flat
@@ -79,6 +82,15 @@ class VerifySettings:
     coarse_levels: int = 2  # coarse checks: 1 = at half size; 2 = a quarter (to pass), then half
     block_hue_deg: float = 45.0  # a block coloured in both whose hue moved more differs
     min_class_share: float = 0.005  # a colour class with less of the overlap: no curve of its own
+    # a connected region of at least strong_min_blocks differing blocks whose residual is
+    # above both strong_ratio times the noise level (diff_floor, diff_noise_k x the median
+    # block residual) and strong_floor grey levels is new content,
+    # however small (a ball that moved between two frames covers 0.3% of the blocks)
+    strong_ratio: float = 2.0
+    strong_floor: float = 20.0
+    strong_min_blocks: int = 1
+    # ...not counting blocks with more than this share clipped (any channel at 0-3 or 252-255)
+    strong_clip_share: float = 0.25
 
     def validate(self) -> VerifySettings:
         """Return self, or raise ValueError naming the first bad setting."""
@@ -100,6 +112,7 @@ class VerifySettings:
             (0.0 < self.band_rows <= 1.0, "band_rows must be in (0, 1]"),
             (self.overlay_contrast >= 1.0, "overlay_contrast must be >= 1"),
             (0.0 <= self.max_overlay < 1.0, "max_overlay must be in [0, 1)"),
+            (0.0 <= self.overlay_min_width <= 1.0, "overlay_min_width must be in [0, 1]"),
             (0.0 < self.min_overlap <= 1.0, "min_overlap must be in (0, 1]"),
             (0.0 < self.max_hue_deg <= 180.0, "max_hue_deg must be in (0, 180]"),
             (self.flat_std >= 0 and self.trim_std >= 0, "flat_std, trim_std must be >= 0"),
@@ -114,6 +127,9 @@ class VerifySettings:
             (self.coarse_accept in (0, 1), "coarse_accept must be 0 or 1"),
             (self.coarse_levels in (1, 2, 3), "coarse_levels must be 1, 2 or 3"),
             (0.0 < self.block_hue_deg <= 180.0, "block_hue_deg must be in (0, 180]"),
+            (self.strong_ratio >= 1.0 and self.strong_floor > 0 and self.strong_min_blocks >= 1,
+             "strong_ratio must be >= 1, strong_floor > 0, strong_min_blocks >= 1"),
+            (0.0 <= self.strong_clip_share <= 1.0, "strong_clip_share must be in [0, 1]"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -140,6 +156,7 @@ class Features:
     sketch: np.ndarray  # float32 32x32 zero-mean unit-norm sketch of the content box
     colourful: float  # share of thumbnail pixels with clear colour (chroma > 10)
     mean_rgb: tuple[float, float, float]  # mean R, G, B of the thumbnail
+    clip: np.ndarray  # uint8 255 where any channel of the thumbnail is at 0-3 or 252-255
     # SIFT keypoints (float32 (n, 2) x, y in thumbnail px) and descriptors (uint8 (n, 128)),
     # computed on first use (most copies align by their sketches and never need them) and
     # kept: key "d" or "m" (of the mirrored thumbnail) + the settings they depend on
@@ -178,7 +195,8 @@ class Features:
                 grey=cv2.resize(self.grey, size, interpolation=cv2.INTER_AREA),
                 chroma=cv2.resize(self.chroma, csize, interpolation=cv2.INTER_AREA),
                 box=(int(x0 * fx), int(y0 * fy), int(np.ceil(x1 * fx)), int(np.ceil(y1 * fy))),
-                sketch=self.sketch, colourful=self.colourful, mean_rgb=self.mean_rgb)
+                sketch=self.sketch, colourful=self.colourful, mean_rgb=self.mean_rgb,
+                clip=cv2.resize(self.clip, size, interpolation=cv2.INTER_AREA))
         return self.derived["half"]
 
     @property
@@ -294,7 +312,9 @@ def describe(rgb: np.ndarray, digest: str | None = None,
     box = _trim_box(grey, settings.trim_std)
     f = Features(shape=(h, w), digest=digest, pixel_hash=pixel_hash, grey=grey, chroma=chroma,
                  box=box, sketch=_sketch(grey, box), colourful=float((c > 10).mean()),
-                 mean_rgb=_mean_rgb(small))
+                 mean_rgb=_mean_rgb(small),
+                 clip=np.where(((small <= 3) | (small >= 252)).any(axis=2), 255, 0).astype(
+                     np.uint8))
     if sift:
         f.keypoints(settings)
     return f
@@ -586,6 +606,7 @@ def _hue_change(fa: Features, fb: Features, m: np.ndarray, swap: bool, block: in
 @dataclass
 class _Residual:
     diff: np.ndarray  # blocks where the prediction fails
+    strong: np.ndarray  # ...by far (settings.strong_ratio, strong_floor): new content
     median: float  # median block residual (grey levels)
     tone_shift: float  # mean (curve - identity) over the predicting image's pixels
     tone_dev: float  # mean |curve - identity|
@@ -638,9 +659,12 @@ def _residual(target: np.ndarray, source: np.ndarray, source0: np.ndarray,
     med = float(np.median(rb[used]))
     # block contrast of either image: a misregistered or blurred edge leaves a residual well
     # below the local contrast, new content (a moved subject) one of the order of it
-    thr = np.maximum(max(settings.diff_floor, settings.diff_noise_k * med),
-                     settings.diff_contrast * np.maximum(st, sm))
-    return _Residual(used & (rb > thr), med, float(np.mean(dev)), float(np.mean(np.abs(dev))))
+    noise = max(settings.diff_floor, settings.diff_noise_k * med)
+    thr = np.maximum(noise, settings.diff_contrast * np.maximum(st, sm))
+    diff = used & (rb > thr)
+    strong = diff & (rb > max(settings.strong_ratio * noise, settings.strong_floor))
+    return _Residual(diff, strong, med, float(np.mean(dev)),
+                     float(np.mean(np.abs(dev))))
 
 
 def _split_overlay(r: _Residual, std_a: np.ndarray, std_b: np.ndarray,
@@ -654,7 +678,8 @@ def _split_overlay(r: _Residual, std_a: np.ndarray, std_b: np.ndarray,
     closed = cv2.dilate(r.diff.astype(np.uint8), np.ones((1, 3), np.uint8)) > 0
     for cx, cy, cw, ch, _ in _components(closed):
         sub = r.diff[cy:cy + ch, cx:cx + cw]
-        if not (ch <= max(3, round(settings.band_rows * hb)) and cw >= 2 * ch):
+        if not (ch <= max(3, round(settings.band_rows * hb)) and cw >= 2 * ch
+                and cw >= settings.overlay_min_width * r.diff.shape[1]):
             continue
         ca = float(std_a[cy:cy + ch, cx:cx + cw][sub].mean())
         cb = float(std_b[cy:cy + ch, cx:cx + cw][sub].mean())
@@ -772,20 +797,28 @@ def _verify(fa: Features, fb: Features, m: np.ndarray, settings: VerifySettings,
     fwd = _residual(ga, gb, gb0, cls_w, bstd_a, idx, vmf, c, used, settings)
     nums["tone_shift"] = fwd.tone_shift
     hue_blocks &= used
-    chk = _judge([fwd], bstd_a, bstd_b, used, hue_blocks, overlap, hue, nums, settings)
+    # blocks largely clipped in either image (in any channel): an edit that clipped them
+    # leaves residuals there that are no new content
+    clip_w = cv2.warpAffine(src.clip, mm, (wd, hd), flags=cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_REPLICATE)
+    clip = np.maximum(dst.clip, clip_w).astype(np.float32) * (vmf / 255.0)
+    clipped = _block_sums(clip, bs, hb, wb) > settings.strong_clip_share * np.maximum(c, 1.0)
+    chk = _judge([fwd], bstd_a, bstd_b, used, hue_blocks, clipped, overlap, hue, nums,
+                 settings)
     if chk.copy:
         rev = _residual(gb, ga, ga0, dst.tone_classes(), bstd_b, idx, vmf, c, used,
                         settings)
-        chk = _judge([fwd, rev], bstd_a, bstd_b, used, hue_blocks, overlap, hue, nums,
-                     settings)
+        chk = _judge([fwd, rev], bstd_a, bstd_b, used, hue_blocks, clipped, overlap, hue,
+                     nums, settings)
     return chk
 
 
 def _judge(dirs: list[_Residual], std_a: np.ndarray, std_b: np.ndarray, used: np.ndarray,
-           hue_blocks: np.ndarray, overlap: float, hue: float, nums: dict[str, float],
-           settings: VerifySettings) -> _Check:
+           hue_blocks: np.ndarray, clipped: np.ndarray, overlap: float, hue: float,
+           nums: dict[str, float], settings: VerifySettings) -> _Check:
     """The check's verdict from the residuals of one or both directions and the blocks
-    whose hue changed (nums: the geometry's numbers so far, completed here)."""
+    whose hue changed (nums: the geometry's numbers so far, completed here; clipped: blocks
+    whose strong residuals are not counted as new content)."""
     nums = dict(nums)
     words: list[str] = []
     hb = used.shape[0]
@@ -811,6 +844,14 @@ def _judge(dirs: list[_Residual], std_a: np.ndarray, std_b: np.ndarray, used: np
         overlay_share = 0.0
     nums["differing_share"], nums["overlay_share"] = differing, overlay_share
     copy = differing <= settings.max_differing and nums["largest_region"] <= settings.max_region
+    # a small object that moved, appeared or vanished (a ball between two video frames)
+    # stays under the shares above; its blocks differ by far, where an edit's do not
+    strong = np.logical_or.reduce([d.strong for d in dirs]) & rest & ~clipped
+    nums["strong_blocks"] = float(strong.sum())
+    big = max((c[4] for c in _components(strong)), default=0)
+    if big >= settings.strong_min_blocks:
+        copy = False
+        words.append(f"new content in a small region ({big} blocks differ by far)")
     if nums["largest_region"] > settings.max_region:
         words.append(f"a region of {nums['largest_region']:.1%} differs")
     if med > settings.max_block_median:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import skimage.data as skdata  # noqa: E402
 from conftest import _load_script
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from imgsim_index.verify import matching as mt
 
@@ -237,3 +237,56 @@ def test_recoloured_subject_in_a_grey_scene_is_another_shot(photo: np.ndarray,
     assert _both_ways(subject((230, 40, 40)), jpeg(subject(colour))) == ("other_shot",
                                                                          "other_shot")
     assert _both_ways(subject((230, 40, 40)), jpeg(subject((230, 40, 40)))) == ("copy", "copy")
+
+
+def test_a_flat_overlap_verifies_nothing() -> None:
+    """A blank page and the page with a faint 10 px signature: compare() judges them by
+    their flatness before aligning (other shots), and a map whose overlap is flat, in one
+    image or both, is no evidence of a copy either (the signature's grey std is 0.6)."""
+    page = Image.new("RGB", (800, 600), (250, 250, 250))
+    signed = page.copy()
+    ImageDraw.Draw(signed).text((520, 540), "Signed: J. Smith", fill=(200, 200, 200),
+                                font_size=10)
+    a, b = mt.describe(np.asarray(page)), mt.describe(np.asarray(signed))
+    assert float(b.grey.std()) < mt.DEFAULT.flat_std and mt.is_flat(a) and not mt.is_flat(b)
+    v = mt.compare(a, b)
+    assert (v.match, v.evidence) == ("other_shot", "A is blank (RGB 250/250/250), B has content")
+    same = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    for x, y in ((a, b), (b, a), (a, a)):
+        chk = mt._verify(x, y, same, mt.DEFAULT)
+        assert not chk.copy and chk.words == ["flat where they overlap: nothing to verify"]
+
+
+@pytest.mark.parametrize("seed", [1, 3, 6, pytest.param(0, marks=pytest.mark.xfail(
+    strict=True, reason="not handled yet: the ball's residual stays under the strong level")),
+    pytest.param(2, marks=pytest.mark.xfail(strict=True, reason="not handled yet"))])
+def test_a_small_ball_that_moved_between_two_frames_is_another_shot(photo: np.ndarray,
+                                                                   seed: int) -> None:
+    """Two frames of a static camera in which a small ball (radius 2.5% of the width, 0.3%
+    of the blocks at each place) moved: under the shares a copy may differ by, but its
+    blocks differ by far (and two places in one row are no text line)."""
+    from benchmarks.hard_edits import ball_frames
+
+    assert _both_ways(*ball_frames(photo, seed)) == ("other_shot", "other_shot")
+
+
+def test_clipped_channels_are_no_new_content(photo: np.ndarray) -> None:
+    """A brightening clips channels per pixel (a green at 255 stays there while red and blue
+    grow): the grey levels of such blocks differ by far from the tone curve's prediction,
+    which is the edit's, not new content."""
+    from benchmarks.hard_edits import exposure
+
+    assert _both_ways(photo, jpeg(exposure(photo, 1.4))) == ("copy", "copy")
+
+
+@pytest.mark.xfail(strict=True, reason="not handled yet: local and spatially varying tone edits "
+                   "and big caption text leave more differing blocks than a copy may have "
+                   "(benchmarks/hard_edits.py measures them)")
+@pytest.mark.parametrize(("edit", "name"), [
+    ("vignette", "chelsea"), ("meme", "chelsea"), ("clahe", "chelsea"), ("detail", "chelsea"),
+    ("exposure_0.6", "immunohistochemistry")])
+def test_local_tone_edits_and_meme_text_are_copies(edit: str, name: str) -> None:
+    from benchmarks.hard_edits import COPIES, sample
+
+    rgb = sample(name)
+    assert _both_ways(rgb, jpeg(COPIES[edit](rgb))) == ("copy", "copy")

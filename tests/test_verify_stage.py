@@ -161,11 +161,69 @@ def test_undecodable_and_flat_images_get_a_verdict(tmp_path: Path) -> None:
     pairs = Pairs(np.array([0, 2]), np.array([1, 3]), np.array([0.95, 0.94]))
     v = verify_pairs(rows, pairs, VerifySettings(workers=0))
     # a file that cannot be read for verification is no evidence of a copy: its pair stays
-    # out of the groups (nothing proposed for removal); a flat image pair is measured
-    assert v.match == ["other_shot", "copy"]
+    # out of the groups (nothing proposed for removal); two flat images of other colours
+    # are other pictures
+    assert v.match == ["other_shot", "other_shot"]
     assert v.evidence[0].startswith("not verified: could not read it for verification (")
-    assert v.evidence[1] == "no detail to verify"
+    assert v.evidence[1] == "blank images of different colours (RGB 90/90/90 and RGB 200/30/30)"
     assert (v.not_verified, v.compared, sorted(v.errors)) == (1, 1, [1])
+
+
+def blank_page() -> Image.Image:
+    return Image.new("RGB", (800, 600), (250, 250, 250))
+
+
+def signed_page(size: int = 18, ink: tuple[int, int, int] = (20, 20, 60)) -> Image.Image:
+    im = blank_page()
+    ImageDraw.Draw(im).text((520, 540), "Signed: J. Smith", fill=ink, font_size=size)
+    return im
+
+
+def write_pages(folder: Path) -> list[str]:
+    """blank.png (a white page), black.png (an all-black image), signed.png (the page with
+    an 18 px signature), faint.png (a 10 px grey one) and blank.jpg (blank.png resized and
+    re-encoded)."""
+    folder.mkdir(exist_ok=True)
+    blank_page().save(folder / "blank.png")
+    Image.new("RGB", (800, 600), (5, 5, 8)).save(folder / "black.png")
+    signed_page().save(folder / "signed.png")
+    signed_page(10, (200, 200, 200)).save(folder / "faint.png")
+    blank_page().resize((640, 480)).save(folder / "blank.jpg", quality=75)
+    return ["blank.png", "black.png", "signed.png", "faint.png", "blank.jpg"]
+
+
+def test_a_blank_page_is_a_copy_only_of_a_blank_page_of_its_colour(tmp_path: Path) -> None:
+    """A flat image was a copy of anything ("no detail to verify"), so a blank page kept
+    over the signed page, and over a black image, had them deleted. A flat image is a copy
+    only of one of its colour; strokes on a blank page are content, even where the grey
+    std is that of a blank scan (the faint 10 px signature)."""
+    names = write_pages(tmp_path)
+    rows = [row(k, tmp_path / n) for k, n in enumerate(names)]
+    v = verify_pairs(rows, star(len(rows)), VerifySettings(workers=0))
+    got = dict(zip(names[1:], zip(v.match, v.evidence, strict=True), strict=True))
+    assert got["black.png"] == ("other_shot", "blank images of different colours "
+                                "(RGB 250/250/250 and RGB 5/5/8)"), got
+    assert got["signed.png"] == ("other_shot", "A is blank (RGB 250/250/250), B has content"), got
+    assert got["faint.png"] == ("other_shot", "A is blank (RGB 250/250/250), B has content"), got
+    assert got["blank.jpg"][0] == "copy" and got["blank.jpg"][1].startswith(
+        "blank images of the same colour"), got
+    assert v.kept().tolist() == [False, False, False, True]
+
+
+def test_a_blank_page_deletes_nothing_end_to_end(tmp_path: Path) -> None:
+    """dedupe (EfficientNet-Lite0, every pair a candidate) and apply --delete --yes on a
+    blank page, a black image and the signed pages: nothing is proposed, nothing deleted."""
+    folder = tmp_path / "pages"
+    names = write_pages(folder)[:4]
+    (folder / "blank.jpg").unlink()
+    rep = report_of(cli_ok("dedupe", str(folder), "--index", str(tmp_path / "idx"), "--model",
+                           "efficientnet-lite0", "--output", str(tmp_path / "out"),
+                           "--threshold", "0.0", "--verify-workers", "0", "-q"))
+    assert len(rep["near_misses"]) == 6 and rep["similar_pairs"] == [], rep["near_misses"]
+    assert rep["groups"] == [] and rep["photos_to_remove"] == 0
+    (report,) = (tmp_path / "out").glob("*/report.json")
+    cli_ok("apply", str(report), "--delete", "--yes", "-q")
+    assert sorted(p.name for p in folder.iterdir()) == sorted(names)
 
 
 def test_a_file_gone_during_dedupe_groups_nothing(tmp_path: Path) -> None:

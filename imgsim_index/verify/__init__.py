@@ -36,7 +36,6 @@ from imgsim_index.progress import NoProgress, Progress
 if TYPE_CHECKING:
     from imgsim_index.index.catalog import Row
     from imgsim_index.search import Pairs
-    from imgsim_index.verify.matching import Features
 
 MATCHES = ("exact", "copy", "other_shot")
 KEPT = ("exact", "copy")
@@ -202,12 +201,6 @@ def _describe(task: tuple[int, str, str | None, int, Any]) -> tuple[int, Any, st
         return k, None, (str(e).splitlines() or [type(e).__name__])[0][:200]
 
 
-def _no_detail(f: Features, msettings: Any) -> bool:
-    x0, y0, x1, y1 = f.box
-    return (float(f.grey[y0:y1, x0:x1].std()) < msettings.flat_std
-            and len(f.keypoints(msettings)[0]) == 0)
-
-
 Compared = tuple[int, str, str, dict[str, float], dict[str, Any], dict[str, Any]]
 
 
@@ -224,9 +217,7 @@ def _compare(task: tuple[int, Any, Any, Any]) -> Compared:
 
     if fa.shape == fb.shape and fa.pixel_hash == fb.pixel_hash:
         return done("exact", "same decoded pixels", {})
-    if _no_detail(fa, msettings) or _no_detail(fb, msettings):
-        return done("copy", "no detail to verify", {})
-    try:
+    try:  # a flat image is a copy only of one of its colour (matching.flat_verdict)
         v = matching.compare(fa, fb, msettings)
     except Exception as e:  # noqa: BLE001 - one pair's failure never stops the run
         # unverified is not a copy: it stays out of the groups, listed for review

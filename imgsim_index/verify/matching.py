@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-__all__ = ["Features", "Verdict", "VerifySettings", "compare", "describe"]
+__all__ = ["Features", "Verdict", "VerifySettings", "compare", "describe", "flat_verdict",
+           "is_flat"]
 
 
 @dataclass(frozen=True)
@@ -56,9 +57,21 @@ class VerifySettings:
     band_rows: float = 0.12  # an overlay band is at most this share of the block rows high
     overlay_contrast: float = 1.5  # ...and this many times more contrasted in one image
     max_overlay: float = 0.12  # largest share of blocks a text-overlay band may cover
+    # ...and it spans at least this share of the block columns (a line of text is wide; a
+    # ball at two places in one row of two frames is not)
+    overlay_min_width: float = 0.2
     min_overlap: float = 0.55  # overlap / larger content area needed to verify at all
     max_hue_deg: float = 25.0  # mean hue change allowed between two colour images
-    flat_std: float = 3.0  # overlap grey std below which an image counts as flat
+    flat_std: float = 3.0  # grey std (thumbnail, or overlap) below which an image can be flat
+    # ...and no more than flat_max_share of its pixels are flat_dev grey levels or more from
+    # its median: small strokes on a blank page (an 18 px signature on 800x600 is 0.2% of the
+    # thumbnail's pixels, std 5.5; a smaller or fainter one passes the std test) are content
+    flat_dev: float = 12.0
+    flat_max_share: float = 0.0002  # about 40 px of a 512x384 thumbnail
+    # two flat images are copies only when their mean R, G and B each differ by at most this
+    # (JPEG re-encoding moves a flat colour by a level or two); else, and whenever only one
+    # image is flat, they are other shots
+    flat_colour_tol: float = 6.0
     trim_std: float = 2.5  # a margin row/column is uniform below this grey std
     ecc_confirm_px: float = 1.5  # ECC moving the sketch map less than this confirms it
     # each map is first checked at half the thumbnail size (blocks of block / 2); one that
@@ -69,6 +82,15 @@ class VerifySettings:
     coarse_levels: int = 2  # coarse checks: 1 = at half size; 2 = a quarter (to pass), then half
     block_hue_deg: float = 45.0  # a block coloured in both whose hue moved more differs
     min_class_share: float = 0.005  # a colour class with less of the overlap: no curve of its own
+    # a connected region of at least strong_min_blocks differing blocks whose residual is
+    # above both strong_ratio times the noise level (diff_floor, diff_noise_k x the median
+    # block residual) and strong_floor grey levels is new content,
+    # however small (a ball that moved between two frames covers 0.3% of the blocks)
+    strong_ratio: float = 2.0
+    strong_floor: float = 20.0
+    strong_min_blocks: int = 1
+    # ...not counting blocks with more than this share clipped (any channel at 0-3 or 252-255)
+    strong_clip_share: float = 0.25
 
     def validate(self) -> VerifySettings:
         """Return self, or raise ValueError naming the first bad setting."""
@@ -90,9 +112,13 @@ class VerifySettings:
             (0.0 < self.band_rows <= 1.0, "band_rows must be in (0, 1]"),
             (self.overlay_contrast >= 1.0, "overlay_contrast must be >= 1"),
             (0.0 <= self.max_overlay < 1.0, "max_overlay must be in [0, 1)"),
+            (0.0 <= self.overlay_min_width <= 1.0, "overlay_min_width must be in [0, 1]"),
             (0.0 < self.min_overlap <= 1.0, "min_overlap must be in (0, 1]"),
             (0.0 < self.max_hue_deg <= 180.0, "max_hue_deg must be in (0, 180]"),
             (self.flat_std >= 0 and self.trim_std >= 0, "flat_std, trim_std must be >= 0"),
+            (self.flat_dev > 0 and self.flat_colour_tol >= 0,
+             "flat_dev must be > 0, flat_colour_tol >= 0"),
+            (0.0 <= self.flat_max_share < 1.0, "flat_max_share must be in [0, 1)"),
             (self.ecc_confirm_px >= 0, "ecc_confirm_px must be >= 0"),
             (self.coarse_margin == 0 or self.coarse_margin >= 1,
              "coarse_margin must be 0 (off) or >= 1"),
@@ -101,6 +127,9 @@ class VerifySettings:
             (self.coarse_accept in (0, 1), "coarse_accept must be 0 or 1"),
             (self.coarse_levels in (1, 2, 3), "coarse_levels must be 1, 2 or 3"),
             (0.0 < self.block_hue_deg <= 180.0, "block_hue_deg must be in (0, 180]"),
+            (self.strong_ratio >= 1.0 and self.strong_floor > 0 and self.strong_min_blocks >= 1,
+             "strong_ratio must be >= 1, strong_floor > 0, strong_min_blocks >= 1"),
+            (0.0 <= self.strong_clip_share <= 1.0, "strong_clip_share must be in [0, 1]"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -126,6 +155,8 @@ class Features:
     box: tuple[int, int, int, int]  # content box x0, y0, x1, y1 in thumbnail px
     sketch: np.ndarray  # float32 32x32 zero-mean unit-norm sketch of the content box
     colourful: float  # share of thumbnail pixels with clear colour (chroma > 10)
+    mean_rgb: tuple[float, float, float]  # mean R, G, B of the thumbnail
+    clip: np.ndarray  # uint8 255 where any channel of the thumbnail is at 0-3 or 252-255
     # SIFT keypoints (float32 (n, 2) x, y in thumbnail px) and descriptors (uint8 (n, 128)),
     # computed on first use (most copies align by their sketches and never need them) and
     # kept: key "d" or "m" (of the mirrored thumbnail) + the settings they depend on
@@ -164,7 +195,8 @@ class Features:
                 grey=cv2.resize(self.grey, size, interpolation=cv2.INTER_AREA),
                 chroma=cv2.resize(self.chroma, csize, interpolation=cv2.INTER_AREA),
                 box=(int(x0 * fx), int(y0 * fy), int(np.ceil(x1 * fx)), int(np.ceil(y1 * fy))),
-                sketch=self.sketch, colourful=self.colourful)
+                sketch=self.sketch, colourful=self.colourful, mean_rgb=self.mean_rgb,
+                clip=cv2.resize(self.clip, size, interpolation=cv2.INTER_AREA))
         return self.derived["half"]
 
     @property
@@ -252,6 +284,11 @@ def _sift_arrays(g: np.ndarray, settings: VerifySettings) -> tuple[np.ndarray, n
     return xy, np.clip(desc, 0, 255).astype(np.uint8)
 
 
+def _mean_rgb(rgb: np.ndarray) -> tuple[float, float, float]:
+    r, g, b = (float(v) for v in rgb.reshape(-1, 3).mean(axis=0))
+    return r, g, b
+
+
 def describe(rgb: np.ndarray, digest: str | None = None,
              settings: VerifySettings = DEFAULT, sift: bool = True,
              shape: tuple[int, int] | None = None) -> Features:
@@ -274,7 +311,10 @@ def describe(rgb: np.ndarray, digest: str | None = None,
     c = np.hypot(chroma[:, :, 0].astype(np.float32) - 128, chroma[:, :, 1].astype(np.float32) - 128)
     box = _trim_box(grey, settings.trim_std)
     f = Features(shape=(h, w), digest=digest, pixel_hash=pixel_hash, grey=grey, chroma=chroma,
-                 box=box, sketch=_sketch(grey, box), colourful=float((c > 10).mean()))
+                 box=box, sketch=_sketch(grey, box), colourful=float((c > 10).mean()),
+                 mean_rgb=_mean_rgb(small),
+                 clip=np.where(((small <= 3) | (small >= 252)).any(axis=2), 255, 0).astype(
+                     np.uint8))
     if sift:
         f.keypoints(settings)
     return f
@@ -566,6 +606,7 @@ def _hue_change(fa: Features, fb: Features, m: np.ndarray, swap: bool, block: in
 @dataclass
 class _Residual:
     diff: np.ndarray  # blocks where the prediction fails
+    strong: np.ndarray  # ...by far (settings.strong_ratio, strong_floor): new content
     median: float  # median block residual (grey levels)
     tone_shift: float  # mean (curve - identity) over the predicting image's pixels
     tone_dev: float  # mean |curve - identity|
@@ -618,9 +659,12 @@ def _residual(target: np.ndarray, source: np.ndarray, source0: np.ndarray,
     med = float(np.median(rb[used]))
     # block contrast of either image: a misregistered or blurred edge leaves a residual well
     # below the local contrast, new content (a moved subject) one of the order of it
-    thr = np.maximum(max(settings.diff_floor, settings.diff_noise_k * med),
-                     settings.diff_contrast * np.maximum(st, sm))
-    return _Residual(used & (rb > thr), med, float(np.mean(dev)), float(np.mean(np.abs(dev))))
+    noise = max(settings.diff_floor, settings.diff_noise_k * med)
+    thr = np.maximum(noise, settings.diff_contrast * np.maximum(st, sm))
+    diff = used & (rb > thr)
+    strong = diff & (rb > max(settings.strong_ratio * noise, settings.strong_floor))
+    return _Residual(diff, strong, med, float(np.mean(dev)),
+                     float(np.mean(np.abs(dev))))
 
 
 def _split_overlay(r: _Residual, std_a: np.ndarray, std_b: np.ndarray,
@@ -634,7 +678,8 @@ def _split_overlay(r: _Residual, std_a: np.ndarray, std_b: np.ndarray,
     closed = cv2.dilate(r.diff.astype(np.uint8), np.ones((1, 3), np.uint8)) > 0
     for cx, cy, cw, ch, _ in _components(closed):
         sub = r.diff[cy:cy + ch, cx:cx + cw]
-        if not (ch <= max(3, round(settings.band_rows * hb)) and cw >= 2 * ch):
+        if not (ch <= max(3, round(settings.band_rows * hb)) and cw >= 2 * ch
+                and cw >= settings.overlay_min_width * r.diff.shape[1]):
             continue
         ca = float(std_a[cy:cy + ch, cx:cx + cw][sub].mean())
         cb = float(std_b[cy:cy + ch, cx:cx + cw][sub].mean())
@@ -699,15 +744,13 @@ def _verify(fa: Features, fb: Features, m: np.ndarray, settings: VerifySettings,
         if min(fa.colourful, fb.colourful) <= 0.05:
             hue = -1.0  # too little colour for a mean over the picture
     nums["hue_change_deg"] = hue
-    std_a, std_b = float(ga0[vm].std()), float(gb0[vm].std())
-    nums["std_a"], nums["std_b"] = std_a, std_b
-    if std_a < settings.flat_std or std_b < settings.flat_std:
-        dmean = abs(float(ga0[vm].mean()) - float(gb0[vm].mean()))
-        nums["mean_diff"] = dmean
-        same = std_a < settings.flat_std and std_b < settings.flat_std and dmean < 4.0 \
-            and hue < settings.max_hue_deg
-        return _Check(same, 0.0 if same else 1.0, 0.0, nums,
-                      ["flat images" if same else "flat images of different tone"])
+    nums["std_a"], nums["std_b"] = float(ga0[vm].std()), float(gb0[vm].std())
+    if _flat_pixels(ga0[vm], settings) or _flat_pixels(gb0[vm], settings):
+        # flat where they overlap: nothing there tells a copy from another picture (two
+        # wholly flat images were judged by their colours before any alignment), so this
+        # map verifies nothing
+        nums["mean_diff"] = abs(float(ga0[vm].mean()) - float(gb0[vm].mean()))
+        return _Check(False, 1.0, -1.0, nums, ["flat where they overlap: nothing to verify"])
     # tone curve on lightly smoothed images, then the blur that best explains the other image
     idx = np.flatnonzero(vm)  # overlap pixels, raster order (img.ravel().take(idx) = img[vm])
 
@@ -754,20 +797,28 @@ def _verify(fa: Features, fb: Features, m: np.ndarray, settings: VerifySettings,
     fwd = _residual(ga, gb, gb0, cls_w, bstd_a, idx, vmf, c, used, settings)
     nums["tone_shift"] = fwd.tone_shift
     hue_blocks &= used
-    chk = _judge([fwd], bstd_a, bstd_b, used, hue_blocks, overlap, hue, nums, settings)
+    # blocks largely clipped in either image (in any channel): an edit that clipped them
+    # leaves residuals there that are no new content
+    clip_w = cv2.warpAffine(src.clip, mm, (wd, hd), flags=cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_REPLICATE)
+    clip = np.maximum(dst.clip, clip_w).astype(np.float32) * (vmf / 255.0)
+    clipped = _block_sums(clip, bs, hb, wb) > settings.strong_clip_share * np.maximum(c, 1.0)
+    chk = _judge([fwd], bstd_a, bstd_b, used, hue_blocks, clipped, overlap, hue, nums,
+                 settings)
     if chk.copy:
         rev = _residual(gb, ga, ga0, dst.tone_classes(), bstd_b, idx, vmf, c, used,
                         settings)
-        chk = _judge([fwd, rev], bstd_a, bstd_b, used, hue_blocks, overlap, hue, nums,
-                     settings)
+        chk = _judge([fwd, rev], bstd_a, bstd_b, used, hue_blocks, clipped, overlap, hue,
+                     nums, settings)
     return chk
 
 
 def _judge(dirs: list[_Residual], std_a: np.ndarray, std_b: np.ndarray, used: np.ndarray,
-           hue_blocks: np.ndarray, overlap: float, hue: float, nums: dict[str, float],
-           settings: VerifySettings) -> _Check:
+           hue_blocks: np.ndarray, clipped: np.ndarray, overlap: float, hue: float,
+           nums: dict[str, float], settings: VerifySettings) -> _Check:
     """The check's verdict from the residuals of one or both directions and the blocks
-    whose hue changed (nums: the geometry's numbers so far, completed here)."""
+    whose hue changed (nums: the geometry's numbers so far, completed here; clipped: blocks
+    whose strong residuals are not counted as new content)."""
     nums = dict(nums)
     words: list[str] = []
     hb = used.shape[0]
@@ -793,6 +844,14 @@ def _judge(dirs: list[_Residual], std_a: np.ndarray, std_b: np.ndarray, used: np
         overlay_share = 0.0
     nums["differing_share"], nums["overlay_share"] = differing, overlay_share
     copy = differing <= settings.max_differing and nums["largest_region"] <= settings.max_region
+    # a small object that moved, appeared or vanished (a ball between two video frames)
+    # stays under the shares above; its blocks differ by far, where an edit's do not
+    strong = np.logical_or.reduce([d.strong for d in dirs]) & rest & ~clipped
+    nums["strong_blocks"] = float(strong.sum())
+    big = max((c[4] for c in _components(strong)), default=0)
+    if big >= settings.strong_min_blocks:
+        copy = False
+        words.append(f"new content in a small region ({big} blocks differ by far)")
     if nums["largest_region"] > settings.max_region:
         words.append(f"a region of {nums['largest_region']:.1%} differs")
     if med > settings.max_block_median:
@@ -934,6 +993,48 @@ def _copy_evidence(fa: Features, fb: Features, m: np.ndarray, chk: _Check) -> st
     return ", ".join(words) if words else "same picture, pixels differ slightly"
 
 
+# ---------------------------------------------------------------- flat images
+
+
+def _flat_pixels(g: np.ndarray, settings: VerifySettings) -> bool:
+    """Grey levels with no content: a low std and almost no pixel far from their median
+    (strokes on a blank page are content however few)."""
+    if g.size == 0:
+        return True
+    if float(g.std()) >= settings.flat_std:
+        return False
+    far = np.abs(g.astype(np.float32) - float(np.median(g))) >= settings.flat_dev
+    return float(far.mean()) <= settings.flat_max_share
+
+
+def is_flat(f: Features, settings: VerifySettings = DEFAULT) -> bool:
+    """The whole image is one flat colour (a blank page, a black frame)."""
+    return _flat_pixels(f.grey, settings)
+
+
+def _rgb_words(f: Features) -> str:
+    return "RGB " + "/".join(f"{v:.0f}" for v in f.mean_rgb)
+
+
+def flat_verdict(a: Features, b: Features, settings: VerifySettings = DEFAULT) -> Verdict | None:
+    """The verdict of a pair where either image is flat; None when neither is. A flat image
+    is a copy only of a flat image of the same colour: anything with content is another
+    picture, however little of it there is."""
+    fa, fb = is_flat(a, settings), is_flat(b, settings)
+    if not (fa or fb):
+        return None
+    if fa and fb:
+        diff = max(abs(x - y) for x, y in zip(a.mean_rgb, b.mean_rgb, strict=True))
+        nums = {"flat_colour_diff": diff}
+        if diff <= settings.flat_colour_tol:
+            return Verdict("copy", f"blank images of the same colour ({_rgb_words(a)})", nums)
+        return Verdict("other_shot", f"blank images of different colours ({_rgb_words(a)} and "
+                       f"{_rgb_words(b)})", nums)
+    flat, full = ("A", "B") if fa else ("B", "A")
+    return Verdict("other_shot", f"{flat} is blank ({_rgb_words(a if fa else b)}), "
+                   f"{full} has content", {})
+
+
 # ---------------------------------------------------------------- compare
 
 
@@ -948,6 +1049,9 @@ def _compare(a: Features, b: Features, settings: VerifySettings) -> Verdict:
         return Verdict("exact", "same bytes", {})
     if a.shape == b.shape and a.pixel_hash == b.pixel_hash:
         return Verdict("exact", "same decoded pixels", {})
+    flat = flat_verdict(a, b, settings)
+    if flat is not None:
+        return flat
     cands: list[tuple[str, np.ndarray, float]] = []
     blurs: dict[tuple[int, float], np.ndarray] = {}
     ncc = [float((a.sketch * _dihedral(b.sketch, k)).sum()) for k in range(8)]

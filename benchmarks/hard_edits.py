@@ -1,0 +1,202 @@
+#!/usr/bin/env python3
+"""A generated hard set for verification: seeded edits that are copies, and other shots that
+look like copies, on scikit-image's sample photos (shipped with the package; no download).
+
+usage: python benchmarks/hard_edits.py [--out DIR] [--write-results]
+
+Copies (each of a photo): a vignette, "meme" text (big white letters outlined in black at the
+top and bottom), CLAHE on the L channel, detail enhancement (cv2.detailEnhance) and an unsharp
+mask, and an exposure change (x1.4 and x0.6, clipped), each re-encoded as JPEG. Other shots:
+two frames of a static camera in which a small ball moved (other moments) and a patch of the
+photo moved elsewhere. Every labelled pair goes through `verify_pairs` with the code on the
+import path (run it with PYTHONPATH set to another tree to measure that tree), in both
+orders; prints the right verdicts per class, and with --write-results writes them to RESULTS.md.
+The tests use the same edits (tests/test_matching.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, ImageDraw
+
+PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry")
+
+
+def sample(name: str) -> np.ndarray:
+    """A scikit-image sample photo as HxWx3 uint8 RGB."""
+    import skimage.data as skdata
+
+    return np.ascontiguousarray(getattr(skdata, name)()[:, :, :3])
+
+
+def vignette(rgb: np.ndarray, strength: float = 0.6) -> np.ndarray:
+    """Corners darkened to (1 - strength) of their level, smoothly from the centre."""
+    h, w = rgb.shape[:2]
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    r2 = ((x - w / 2) / (w / 2)) ** 2 + ((y - h / 2) / (h / 2)) ** 2
+    gain = 1.0 - strength * np.clip(r2 / 2.0, 0, 1) ** 1.2
+    return np.clip(rgb * gain[:, :, None], 0, 255).astype(np.uint8)
+
+
+def meme(rgb: np.ndarray, top: str = "WHEN THE BUILD",
+         bottom: str = "FINALLY PASSES") -> np.ndarray:
+    """Big white text outlined in black across the top and the bottom."""
+    im = Image.fromarray(rgb)
+    h = im.height
+    size = max(12, h // 9)
+    d = ImageDraw.Draw(im)
+    for text, y in ((top, h // 40), (bottom, h - h // 40 - size)):
+        width = d.textlength(text, font_size=size)
+        d.text(((im.width - width) / 2, y), text, fill=(255, 255, 255), font_size=size,
+               stroke_width=max(2, size // 12), stroke_fill=(0, 0, 0))
+    return np.asarray(im)
+
+
+def clahe(rgb: np.ndarray) -> np.ndarray:
+    """CLAHE (clip limit 2, 8x8 tiles) on the L channel of Lab."""
+    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB)
+    lab[:, :, 0] = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)).apply(lab[:, :, 0])
+    return cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)
+
+
+def detail(rgb: np.ndarray) -> np.ndarray:
+    """OpenCV's detail enhancement (edge-preserving filter, details boosted)."""
+    return cv2.detailEnhance(rgb, sigma_s=10, sigma_r=0.15)
+
+
+def unsharp(rgb: np.ndarray, amount: float = 1.5, sigma: float = 2.0) -> np.ndarray:
+    blur = cv2.GaussianBlur(rgb.astype(np.float32), (0, 0), sigma)
+    return np.clip(rgb + amount * (rgb - blur), 0, 255).astype(np.uint8)
+
+
+def exposure(rgb: np.ndarray, factor: float) -> np.ndarray:
+    return np.clip(rgb.astype(np.float32) * factor, 0, 255).astype(np.uint8)
+
+
+COPIES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "vignette": vignette,
+    "meme": meme,
+    "clahe": clahe,
+    "detail": detail,
+    "unsharp": unsharp,
+    "exposure_1.4": lambda im: exposure(im, 1.4),
+    "exposure_0.6": lambda im: exposure(im, 0.6),
+}
+
+
+def jpeg(rgb: np.ndarray, q: int = 85) -> np.ndarray:
+    ok, buf = cv2.imencode(".jpg", rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, q])
+    assert ok
+    return np.ascontiguousarray(cv2.imdecode(buf, cv2.IMREAD_COLOR)[:, :, ::-1])
+
+
+def ball_frames(rgb: np.ndarray, seed: int, radius: int | None = None,
+                step: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Two frames of a static camera on `rgb` (sensor noise, JPEG) in which a small ball
+    (radius about 2.5% of the width) moved by about 3 radii: another moment."""
+    rng = np.random.default_rng(seed)
+    h, w = rgb.shape[:2]
+    r = radius or max(4, round(0.025 * w))
+    move = step or 3 * r
+    x0 = int(rng.integers(2 * r, w - 2 * r - move))
+    y0 = int(rng.integers(2 * r, h - 2 * r))
+    colour = tuple(int(v) for v in rng.integers(0, 256, 3))
+    frames = []
+    for x in (x0, x0 + move):
+        f = rgb.copy()
+        cv2.circle(f, (x, y0), r, colour, -1, lineType=cv2.LINE_AA)
+        cv2.circle(f, (x - r // 3, y0 - r // 3), max(1, r // 4), (255, 255, 255), -1,
+                   lineType=cv2.LINE_AA)  # a highlight: a ball, not a disc
+        noisy = f.astype(np.int16) + rng.integers(-2, 3, f.shape)
+        frames.append(jpeg(np.clip(noisy, 0, 255).astype(np.uint8), 90))
+    return frames[0], frames[1]
+
+
+def patch_moved(rgb: np.ndarray) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    out = rgb.copy()
+    ph, pw = h // 5, w // 5
+    out[h // 4:h // 4 + ph, w // 3:w // 3 + pw] = rgb[h // 4:h // 4 + ph, w // 10:w // 10 + pw]
+    return out
+
+
+def pairs() -> list[tuple[str, str, np.ndarray, np.ndarray, bool]]:
+    """(photo, class, A, B, is a copy) for every labelled pair of the set."""
+    out = []
+    for k, name in enumerate(PHOTOS):
+        rgb = sample(name)
+        for cls, edit in COPIES.items():
+            out.append((name, cls, rgb, jpeg(edit(rgb)), True))
+        for s in range(3):
+            a, b = ball_frames(rgb, 100 * k + s)
+            out.append((name, "moved_ball", a, b, False))
+        out.append((name, "patch_moved", rgb, jpeg(patch_moved(rgb)), False))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", help="folder for the images (default: a temporary one)")
+    ap.add_argument("--write-results", action="store_true")
+    ap.add_argument("-v", "--verbose", action="store_true", help="print each wrong verdict")
+    args = ap.parse_args()
+    from imgsim_index.index.catalog import Row
+    from imgsim_index.search import Pairs
+    from imgsim_index.verify import VerifySettings, verify_pairs
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(args.out or tmp)
+        root.mkdir(parents=True, exist_ok=True)
+        labelled = pairs()
+        rows, ij = [], []
+        for n, (name, cls, a, b, _) in enumerate(labelled):
+            for side, im in (("a", a), ("b", b)):
+                path = root / f"{n:03d}_{name}_{cls}_{side}.png"
+                Image.fromarray(im).save(path, compress_level=1)
+                rows.append(Row(id=len(rows) + 1, path=str(path), root=str(root), size=None,
+                                mtime_ns=None, width=None, height=None, status="ok", error=None,
+                                segment="s", added_at=0.0, seq=1, digest=None))
+            ij.append((2 * n, 2 * n + 1))
+        idx = np.array(ij, np.int64)
+        settings = VerifySettings(workers=0)
+        score = np.full(len(idx), 0.9)
+        v = [verify_pairs(rows, Pairs(idx[:, 0], idx[:, 1], score), settings),
+             verify_pairs(rows, Pairs(idx[:, 1], idx[:, 0], score), settings)]
+    tally: dict[str, list[int]] = {}
+    for n, (name, cls, _, _, copy) in enumerate(labelled):
+        for order in v:
+            got = order.match[n] in ("exact", "copy")
+            t = tally.setdefault(cls, [0, 0])
+            t[0] += int(got == copy)
+            if got != copy and args.verbose:
+                print(f"{name} {cls}: {order.match[n]}: {order.evidence[n]}")
+            t[1] += 1
+    lines = ["| class | truth | right verdicts (both orders) |", "|---|---|---|"]
+    for cls, (ok, total) in tally.items():
+        truth = "copy" if cls in COPIES else "other shot"
+        lines.append(f"| {cls} | {truth} | {ok}/{total} |")
+    kept = sum(t[0] for c, t in tally.items() if c in COPIES)
+    n_copies = sum(t[1] for c, t in tally.items() if c in COPIES)
+    wrong = sum(t[1] - t[0] for c, t in tally.items() if c not in COPIES)
+    n_other = sum(t[1] for c, t in tally.items() if c not in COPIES)
+    secs = v[0].seconds + v[1].seconds
+    lines.append(f"\ncopies kept {kept}/{n_copies}, other shots passed as copies "
+                 f"{wrong}/{n_other}; {secs:.1f} s for {2 * len(idx)} verdicts")
+    text = "\n".join(lines)
+    print(text)
+    if args.write_results:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        from benchmarks.results_file import update_section
+
+        update_section("Verification on generated hard edits", text)
+
+
+if __name__ == "__main__":
+    main()

@@ -257,8 +257,11 @@ def test_a_schema_1_catalog_is_migrated_and_backfilled_rows_apply(tmp_path: Path
     assert [(r.dev, r.digest) for r in reader.rows()] == [(None, None)] * 2
     reader.close()
     report = run_dedupe(tmp_path, index).report_path
-    got = reasons(make_plan(report, "delete"))
-    assert "recorded no identity" in got[str(photos / "b.jpg")]
+    # rows with no recorded content are no verified copies: the report proposes nothing,
+    # says why, and apply acts on nothing
+    group = json.loads(Path(report).read_text())["groups"][0]
+    assert group["removable"] == [] and group["not_removable"], group
+    assert make_plan(report, "delete").operations == []
     with IndexStore.open_writer(str(index), IDENTITY) as store:  # a writer adds the columns
         assert store.catalog.get_meta("schema_version") == "2"
         assert np.asarray(store.load().vectors).shape == (2, DIM)
@@ -266,4 +269,5 @@ def test_a_schema_1_catalog_is_migrated_and_backfilled_rows_apply(tmp_path: Path
             st = os.stat(photos / name)
             store.catalog.set_identity(str(photos / name), st.st_dev, st.st_ino,
                                        file_digest(str(photos / name)))
+    report = run_dedupe(tmp_path, index).report_path
     assert [op.path for op in make_plan(report, "delete").operations] == [str(photos / "b.jpg")]

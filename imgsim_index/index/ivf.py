@@ -54,9 +54,9 @@ IVF_ABOVE = 200_000
 MAX_PARTS = 8  # more parts than this are merged into one
 PROBES_STORED = 16  # nearest cells kept per entry; a scan probes up to this many
 COARSE_DIM = 128  # PCA dimensions of the quantizer's space
-TRAIN_POINTS = 40  # k-means sample per cell
+TRAIN_POINTS = 24  # k-means sample per cell
 MIN_TRAIN = 20_000
-KMEANS_ITER = 10
+KMEANS_ITER = 8
 # retrain when the index has grown this many times past what the cells were trained on:
 # cells of sqrt(n) vectors then hold several times their planned size (see ARCHITECTURE)
 RETRAIN_GROWTH = 4.0
@@ -127,10 +127,17 @@ def write_manifest(folder: str, manifest: IvfManifest) -> None:
     atomic_write_json(os.path.join(ivf_dir(folder), IVF_MANIFEST), manifest.to_json())
 
 
+# nlist = this x sqrt(n). Measured at 1M x 512 (clustered, 2,000 planted pairs at
+# 0.96-0.995, threshold 0.95, nprobe 4, 2 cores): 2 -> 2,000 lists, 67 s, 2000/2000
+# planted; 4 -> 4,000 lists, 32 s, 1999/2000 (benchmarks/RESULTS.md, bench_scale.py)
+CELLS_PER_ROOT = 4.0
+
+
 def cells_for(n: int) -> int:
-    """Cells of about sqrt(n / 4) vectors (nlist ~ 2 sqrt(n)): a scan then scores each
-    vector against ~nprobe x sqrt(n / 4) others, and assignment costs n x nlist x 128."""
-    return max(16, min(round(2 * math.sqrt(n)), n // 64 or 16))
+    """nlist = CELLS_PER_ROOT x sqrt(n): a whole scan costs n x nprobe x n / nlist scores
+    and filing costs n x nlist x COARSE_DIM; lists keep >= 64 entries (and 16 lists at
+    least, so an index of up to 1,024 vectors probes every list: an exhaustive search)."""
+    return max(16, min(round(CELLS_PER_ROOT * math.sqrt(n)), n // 64 or 16))
 
 
 # -- the quantizer ------------------------------------------------------------------------

@@ -8,7 +8,6 @@ group of one, counted (`total`) but not loaded.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -18,7 +17,7 @@ from imgsim_index.errors import IndexLockedError
 from imgsim_index.index import ivf
 from imgsim_index.index.catalog import Row
 from imgsim_index.index.ivf_sync import VectorLookup, needs_ivf
-from imgsim_index.index.store import CATALOG, IndexStore, scope_prefix
+from imgsim_index.index.store import IndexStore, scope_prefix
 from imgsim_index.ingest.video import split_frame_path
 from imgsim_index.progress import Progress
 from imgsim_index.search import ApproxSettings, Pairs, SearchInfo
@@ -41,13 +40,8 @@ def wants_ivf(index_dir: str, search: str, sampled: bool, since: bool) -> bool:
     has grown past ivf.IVF_ABOVE, except sample mode and --since (the in-memory search)."""
     if search == "exact" or sampled or since:
         return False
-    from imgsim_index.index.catalog import Catalog
-
-    catalog = Catalog(os.path.join(index_dir, CATALOG), readonly=True)
-    try:
-        return needs_ivf(catalog, ivf.read_manifest(index_dir))
-    finally:
-        catalog.close()
+    with IndexStore.open_reader(index_dir) as store:  # a missing index: its own error
+        return needs_ivf(store.catalog, ivf.read_manifest(index_dir))
 
 
 def bring_ivf_up_to_date(index_dir: str, progress: Progress, wait: bool = False) -> None:

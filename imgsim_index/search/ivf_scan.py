@@ -88,10 +88,10 @@ def _above(xq: np.ndarray, kq: np.ndarray, eq: float, target: _List, radius: flo
     qs, ts = [], []
     for s in range(0, len(xq), TILE_ROWS):
         scores = xq[s:s + TILE_ROWS] @ target.x.T
-        hit = scores >= cut
-        if later_only:
-            hit &= target.keys[None, :] < kq[s:s + TILE_ROWS, None]
-        a, b = np.nonzero(hit)
+        a, b = np.nonzero(scores >= cut)
+        if later_only:  # the later vector of a pair probes the earlier one's list
+            later = target.keys[b] < kq[s + a]
+            a, b = a[later], b[later]
         qs.append(a + s)
         ts.append(b)
     return np.concatenate(qs), np.concatenate(ts)

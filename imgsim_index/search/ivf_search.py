@@ -26,7 +26,7 @@ from imgsim_index.search.ivf_scan import (
     scan_whole,
     unique_pairs,
 )
-from imgsim_index.search.settings import ApproxSettings
+from imgsim_index.search.settings import IVF_NPROBE, ApproxSettings
 from imgsim_index.search.threshold import SCORE_DECIMALS, meets_threshold, search_radius
 
 RESCORE_ROWS = 65_536  # candidate pairs scored exactly per step
@@ -84,7 +84,7 @@ def ivf_pairs(folder: str, catalog: Catalog, manifest: ivf.IvfManifest, threshol
     started = time.perf_counter()
     approx = approx or ApproxSettings()
     budget = budget or default_budget()
-    nprobe = min(approx.probes_for(threshold), manifest.probes_stored)
+    nprobe = min(approx.probes_for(threshold, IVF_NPROBE), manifest.probes_stored)
     radius = search_radius(threshold)
     keys = row_keys(catalog, prefixes)
     coarse = ivf.load_coarse(folder, manifest)

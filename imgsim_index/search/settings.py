@@ -24,6 +24,10 @@ AUTO_APPROX_ABOVE = 200_000  # `auto` picks approx mode above this many vectors
 # 2048-d vectors (bench_approx.py, 200k vectors): recall of planted pairs 0.9992 / 0.9994
 # / 1.0 at 0.9 / 0.95 / 0.99 (real embeddings are clustered, which helps the cells).
 AUTO_NPROBE = ((0.97, 8), (0.93, 12), (0.88, 24), (-1.0, 32))
+# The on-disk IVF (search/ivf_search.py): smaller cells (4 sqrt(n) lists) and SQ8 scans.
+# Measured at 1M x 512, clustered, threshold 0.95: nprobe 1 / 2 / 4 found 95.9% / 99.75% /
+# 99.95% of 2,000 planted pairs (benchmarks/bench_scale.py). At most index.ivf.PROBES_STORED.
+IVF_NPROBE = ((0.97, 3), (0.93, 4), (0.88, 8), (-1.0, 16))
 
 
 @dataclass(frozen=True)
@@ -83,10 +87,11 @@ class ApproxSettings:
         if self.tile < 1:
             raise InputError("tile must be positive")
 
-    def probes_for(self, threshold: float) -> int:
+    def probes_for(self, threshold: float, table: tuple[tuple[float, int], ...] = AUTO_NPROBE
+                   ) -> int:
         if self.nprobe is not None:
             return self.nprobe
-        return next(p for t, p in AUTO_NPROBE if threshold >= t)
+        return next(p for t, p in table if threshold >= t)
 
 
 def choose_method(method: str, n: int, settings: PairSettings, partial: bool = False) -> str:
@@ -106,5 +111,5 @@ def choose_method(method: str, n: int, settings: PairSettings, partial: bool = F
     return "exact"
 
 
-__all__ = ["AUTO_APPROX_ABOVE", "AUTO_NPROBE", "DEFAULT_THRESHOLD", "METHODS", "ApproxSettings",
-           "PairSettings", "choose_method"]
+__all__ = ["AUTO_APPROX_ABOVE", "AUTO_NPROBE", "DEFAULT_THRESHOLD", "IVF_NPROBE", "METHODS",
+           "ApproxSettings", "PairSettings", "choose_method"]

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from imgsim_index.cli.options import (
+    ByteSize,
     build_options,
     build_settings,
     candidate_threshold_option,
@@ -52,10 +53,16 @@ from imgsim_index.cli.progress import TqdmProgress
 @click.option("--exact/--approx", "exact", default=None,
               help="Pair search. exact: every pair is scored. approx: candidates from "
                    "k-means cells, scored exactly; much faster on large indexes, may miss "
-                   "a few pairs (see benchmarks). Default: approx above 200,000 images.")
+                   "a few pairs (see benchmarks). Default: approx above 200,000 images, "
+                   "through the index's on-disk IVF (memory set by --memory-budget).")
 @click.option("--nprobe", type=click.IntRange(1, 100_000), default=None,
               help="Approx only: cells each image is compared with. More finds more pairs, "
-                   "slower. Default by threshold: 24 at 0.9, 12 at 0.95, 8 at 0.99.")
+                   "slower. Default by threshold: 24 at 0.9, 12 at 0.95, 8 at 0.99 in "
+                   "memory; 8 at 0.9, 4 at 0.95, 3 at 0.97 with the on-disk IVF (at most 16).")
+@click.option("--memory-budget", type=ByteSize(), default=None, metavar="SIZE",
+              help="Memory the on-disk IVF search of a large index may hold (lists and "
+                   "tiles), e.g. 2G or 512M. Default: a quarter of this machine's memory, "
+                   "between 512M and 8G.")
 @keep_options
 @click.option("--json", "as_json", is_flag=True,
               help="Print one JSON summary (counts, paths of the report files) on stdout "
@@ -68,8 +75,8 @@ def dedupe(folders: tuple[str, ...], index_dir: str, threshold: float | None, ve
            group_near_misses: bool, verify_workers: int | None, compare_mode: str,
            sample_ratio: float, seed: int, compare_scope: str, max_pairs_for_collage: int,
            output: str, new_only: bool, since: datetime.datetime | None, exact: bool | None,
-           nprobe: int | None, keep: str, protect: tuple[str, ...], as_json: bool,
-           model: str | None,
+           nprobe: int | None, memory_budget: int | None, keep: str,
+           protect: tuple[str, ...], as_json: bool, model: str | None,
            weights: str | None, device: str, backend: str, batch_size: int,
            workers: int | None, video_fps: float, checkpoint_every: int, wait: bool,
            include_hidden: bool, exclude: tuple[str, ...], min_size: int, min_pixels: int,
@@ -105,6 +112,8 @@ def dedupe(folders: tuple[str, ...], index_dir: str, threshold: float | None, ve
         since=since.timestamp() if since is not None else None,
         search="auto" if exact is None else "exact" if exact else "approx",
         approx=ApproxSettings(nprobe=nprobe),
+        memory_budget=memory_budget,
+        wait=wait,
     )
     with engine_session(engine, ray_address) as eng:
         r = run_dedupe(index_dir, list(folders) or None, settings, TqdmProgress(not quiet),

@@ -25,6 +25,27 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 DEFAULT_INDEX = "imgsim-index"
+_UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+class ByteSize(click.ParamType):
+    """A size such as 512M, 2G, 1.5GiB or 1000000 (bytes), as an int of bytes."""
+
+    name = "size"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        text = str(value).strip().upper().removesuffix("IB").removesuffix("B")
+        unit = text[-1:] if text[-1:] in _UNITS else ""
+        try:
+            size = int(float(text[:len(text) - len(unit)]) * _UNITS[unit])
+        except ValueError:
+            self.fail(f"{value!r} is not a size (e.g. 512M, 2G)", param, ctx)
+        if size < 64 << 20:
+            self.fail(f"{value!r} is below the smallest budget, 64M", param, ctx)
+        return size
 
 
 class LazyChoice(click.Choice[str]):

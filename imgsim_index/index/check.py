@@ -5,13 +5,16 @@ the catalog's counts; every segment the catalog names exists, reads, and has the
 manifest's dimension (a file of another dimension is damaged as a whole); every
 embedded row has exactly one current vector, finite (no NaN or Inf) and of unit
 length; no segment file is unknown
-to the catalog (an orphan from an interrupted commit); error rows hold no vector.
+to the catalog (an orphan from an interrupted commit); error rows hold no vector; the
+on-disk IVF of a large index reads, its files have the sizes its lists say, FAISS reads
+each part, and it holds every covered row exactly once (ivf_sync.check_ivf).
 Superseded vectors (old versions of changed files, awaiting compaction) are
 counted, not reported as problems.
 
 Repair (under the writer lock): orphan files are deleted; rows whose vector is
 missing or damaged are removed from the catalog so that the next build
-re-embeds those files; the index is compacted and the manifest rewritten.
+re-embeds those files; the index is compacted and the manifest rewritten; a damaged IVF
+is removed and rebuilt from the vector files (and a missing one built, as on first use).
 What repair cannot fix (a catalog SQLite cannot read or that fails quick_check)
 is said as such in `VerifyReport.unrepairable`, never raised.
 """
@@ -25,6 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from imgsim_index.errors import ImgsimError, IndexFormatError
+from imgsim_index.index.ivf_sync import check_ivf, drop_ivf
 from imgsim_index.index.store import SEGMENTS, IndexStore
 from imgsim_index.index.vector_file import VectorFile
 
@@ -39,6 +43,7 @@ class VerifyReport:
     segments: int = 0
     superseded_vectors: int = 0
     notes: list[str] = field(default_factory=list)
+    ivf_damaged: bool = False  # the on-disk IVF is unsound (repair rebuilds it)
 
     @property
     def ok(self) -> bool:
@@ -111,6 +116,10 @@ def _check(store: IndexStore, report: VerifyReport) -> list[str]:
         for f in sorted(os.listdir(seg_dir)):
             if f"{SEGMENTS}/{f}" not in segments:
                 report.problems.append(f"orphan vector file {SEGMENTS}/{f} (not in the catalog)")
+    ivf_problems, ivf_notes = check_ivf(store.folder, cat)
+    report.problems += ivf_problems
+    report.notes += ivf_notes
+    report.ivf_damaged = bool(ivf_problems)
     return damaged
 
 
@@ -141,6 +150,10 @@ def verify_index(index_dir: str, repair: bool = False, wait: bool = False) -> Ve
                 "re-embeds those files")
         store.compact()
         report.repaired.append("removed orphan files, compacted the vectors, rewrote the manifest")
+        if report.ivf_damaged:
+            drop_ivf(store.folder)
+        if store.update_ivf() is not None and report.ivf_damaged:
+            report.repaired.append("rebuilt the on-disk IVF from the vector files")
     except (OSError, ImgsimError) as exc:
         report.unrepairable.append(f"repair stopped: {exc}; the index is as it was before "
                                    "the step that failed")

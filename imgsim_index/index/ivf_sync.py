@@ -14,6 +14,7 @@ row's commit, whether it is in scope, and where its full-precision vector is.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -232,4 +233,81 @@ class VectorLookup:
         self.close()
 
 
-__all__ = ["RowKeys", "VectorLookup", "iter_vectors", "needs_ivf", "row_keys", "update_ivf"]
+
+
+def check_ivf(folder: str, catalog: Catalog) -> tuple[list[str], list[str]]:
+    """(problems, notes) of the index's IVF: every file of every part readable and of the
+    size its lists say, FAISS able to read each part's index, and every embedded row the
+    IVF covers held as a current entry exactly once. Memory: 8 bytes per entry."""
+    problems: list[str] = []
+    try:
+        manifest = ivf.read_manifest(folder)
+    except IndexFormatError as exc:
+        return [str(exc)], []
+    if manifest is None:
+        big = catalog.counts().get("embedded", 0) > ivf.IVF_ABOVE
+        return [], ["no IVF yet: the next writer or dedupe makes one"] if big else []
+    try:
+        ivf.load_coarse(folder, manifest)
+    except IndexFormatError as exc:
+        return [str(exc)], []
+    keys = row_keys(catalog)
+    held = np.zeros(len(keys.seq), np.int32)
+    for part in manifest.parts:
+        problems += _check_part(folder, manifest, part, keys, held)
+    covered = (keys.seq >= 0) & (keys.seq <= manifest.covered_seq)
+    missing = int((covered & (held == 0)).sum())
+    twice = int((held > 1).sum())
+    if missing:
+        problems.append(f"the IVF lacks {missing:,} embedded rows it should hold")
+    if twice:
+        problems.append(f"the IVF holds {twice:,} rows more than once as current")
+    notes = []
+    pending = int((keys.seq > manifest.covered_seq).sum())
+    if pending:
+        notes.append(f"{pending:,} rows are not in the IVF yet (the next writer or dedupe "
+                     "files them)")
+    stale = manifest.count - int(held.sum())
+    if stale:
+        notes.append(f"the IVF holds {stale:,} entries of changed or removed rows (merged "
+                     "away when they grow to a third)")
+    return problems, notes
+
+
+def _check_part(folder: str, manifest: ivf.IvfManifest, part: ivf.Part, keys: RowKeys,
+                held: np.ndarray) -> list[str]:
+    import faiss
+
+    base = os.path.join(ivf.ivf_dir(folder), part.name)
+    try:
+        index = faiss.read_index(base + ".faiss", faiss.IO_FLAG_SKIP_IVF_DATA)
+        with ivf.open_parts(folder, replace(manifest, parts=(part,))) as (reader,):
+            if int(reader.sizes.sum()) != part.count or index.ntotal != part.count:
+                return [f"IVF part {part.name}: {int(reader.sizes.sum())} entries in its "
+                        f"lists, {index.ntotal} in its index, {part.count} in ivf.json"]
+            want = part.count * (manifest.dim + 8)
+            got = os.path.getsize(base + ".ivfdata")
+            if got != want:
+                return [f"IVF part {part.name}: {got} bytes of lists where {want} were expected"]
+            for c in np.flatnonzero(reader.sizes).tolist():
+                ids, _ = reader.list_entries(c)
+                cur = keys.keys_of(ids, part) >= 0
+                np.add.at(held, ids[cur], 1)
+    except (OSError, RuntimeError, IndexFormatError) as exc:
+        return [f"IVF part {part.name} cannot be read: {str(exc).splitlines()[-1][:160]}"]
+    return []
+
+
+def drop_ivf(folder: str) -> None:
+    """Remove the IVF (its manifest first, so a crash leaves none half-removed); the next
+    writer or dedupe builds it again from the vector files."""
+    d = ivf.ivf_dir(folder)
+    if not os.path.isdir(d):
+        return
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(os.path.join(d, ivf.IVF_MANIFEST))
+    ivf.remove_unlisted(folder, None)
+
+
+__all__ = ["RowKeys", "VectorLookup", "check_ivf", "drop_ivf", "iter_vectors", "needs_ivf",
+           "row_keys", "update_ivf"]

@@ -1,0 +1,253 @@
+"""The on-disk IVF of large indexes: exact pairs against brute force, incremental parts,
+new-only equal to a whole dedupe restricted to new rows, changed and removed rows, merges,
+FAISS's own reader, crashes (SIGKILL), a full disk, verify and repair, conversion of a
+flat index on first use. Indexes are made small by lowering ivf.IVF_ABOVE."""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from imgsim_index.index import ivf
+from imgsim_index.index.catalog import Catalog
+from imgsim_index.index.check import verify_index
+from imgsim_index.index.import_vectors import ImportSettings, import_vectors
+from imgsim_index.index.store import IndexStore
+from imgsim_index.pipeline.dedupe import DedupeSettings, find_duplicates
+from imgsim_index.search import PairSettings
+
+DIM = 48
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def clustered(n: int, seed: int, planted: int, start: int = 0,
+              old: np.ndarray | None = None) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Clustered unit vectors (rows start..start+n-1) and planted near-duplicate pairs at
+    cosine 0.9-0.99: within the block, or of rows of `old` when given."""
+    rng = np.random.default_rng(seed)
+    centres = np.random.default_rng(99).standard_normal((max(4, n // 500), DIM))
+    x = centres[rng.integers(0, len(centres), n)] + 1.2 * rng.standard_normal((n, DIM))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    pairs = []
+    for k in range(planted):
+        b = start + n - 1 - k
+        a = int(rng.integers(0, start)) if old is not None else start + k
+        va = old[a] if old is not None else x[a - start]
+        t = rng.uniform(0.9, 0.99)
+        u = rng.standard_normal(DIM)
+        u -= (u @ va) * va
+        x[b - start] = t * va + np.sqrt(1 - t * t) * u / np.linalg.norm(u)
+        pairs.append((a, b))
+    return x.astype(np.float32), pairs
+
+
+def path(k: int) -> str:
+    return f"/cams/c{k % 3}/f{k:07d}.jpg"
+
+
+def add(index: Path, x: np.ndarray, start: int, tmp: Path) -> None:
+    np.save(tmp / "v.npy", x)
+    (tmp / "v.paths").write_text("".join(path(k) + "\n" for k in range(start, start + len(x))))
+    import_vectors(str(tmp / "v.npy"), str(tmp / "v.paths"), str(index), ImportSettings())
+
+
+def pairs_of(index: Path, **kw: object) -> set[tuple[str, str, float]]:
+    s = DedupeSettings(pairs=PairSettings(threshold=0.85))
+    d = find_duplicates(str(index), settings=replace(s, **kw))  # type: ignore[arg-type]
+    return {(*sorted((a, b)), sc) for a, b, sc in d.pair_paths()}  # type: ignore[misc]
+
+
+@pytest.fixture
+def small_ivf(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ivf, "IVF_ABOVE", 500)
+
+
+def test_an_exhaustive_ivf_gives_exactly_the_brute_force_pairs(tmp_path: Path,
+                                                                small_ivf: None) -> None:
+    index = tmp_path / "index"
+    x, planted = clustered(1000, 0, 20)  # 16 lists, all probed: nothing left to chance
+    add(index, x, 0, tmp_path)
+    manifest = ivf.read_manifest(str(index))
+    assert manifest is not None and manifest.nlist == 16 and manifest.count == 1000
+    got = pairs_of(index)
+    want = pairs_of(index, search="exact")
+    assert got == want and len(want) >= 20
+    assert {tuple(sorted((path(a), path(b)))) for a, b in planted} <= {(a, b) for a, b, _ in got}
+    d = find_duplicates(str(index), settings=DedupeSettings(pairs=PairSettings(threshold=0.85)))
+    assert d.search.method == "ivf" and d.to_report()["total_images_in_folders"] == 1000
+    assert d.to_report()["number_of_unique_groups"] == 1000 - d.groups.n_removable
+
+
+def test_a_larger_ivf_finds_the_planted_pairs_with_exact_scores(tmp_path: Path,
+                                                                 small_ivf: None) -> None:
+    index = tmp_path / "index"
+    x, planted = clustered(20_000, 1, 60)
+    add(index, x, 0, tmp_path)
+    got, want = pairs_of(index), pairs_of(index, search="exact")
+    assert got <= want  # every pair is a true pair with its exact score
+    assert {tuple(sorted((path(a), path(b)))) for a, b in planted} <= {(a, b) for a, b, _ in got}
+
+
+def test_new_vectors_go_into_a_new_part_and_new_only_equals_whole_restricted(
+        tmp_path: Path, small_ivf: None) -> None:
+    index = tmp_path / "index"
+    x, _ = clustered(5000, 2, 30)
+    add(index, x, 0, tmp_path)
+    first = ivf.read_manifest(str(index))
+    assert first is not None
+    part_file = index / "ivf" / f"{first.parts[0].name}.ivfdata"
+    before = part_file.stat()
+    d = find_duplicates(str(index), settings=DedupeSettings(pairs=PairSettings(threshold=0.85)))
+    IndexStore.record_dedupe(str(index), d.snapshot_seq)
+    x2, planted = clustered(300, 3, 25, start=5000, old=x)
+    add(index, x2, 5000, tmp_path)
+    after = ivf.read_manifest(str(index))
+    assert after is not None and len(after.parts) == 2 and after.parts[1].count == 300
+    st = part_file.stat()  # the old part was not rewritten: new work costs what is new
+    assert (st.st_ino, st.st_mtime_ns, st.st_size) == (before.st_ino, before.st_mtime_ns,
+                                                      before.st_size)
+    new_only = pairs_of(index, new_only=True)
+    new = {path(k) for k in range(5000, 5300)}
+    whole = pairs_of(index)
+    assert new_only == {p for p in whole if p[0] in new or p[1] in new}
+    assert {tuple(sorted((path(a), path(b)))) for a, b in planted} <= {(a, b)
+                                                                        for a, b, _ in new_only}
+    assert whole <= pairs_of(index, search="exact")
+
+
+def test_changed_and_removed_rows_are_never_searched_with_their_old_vectors(
+        tmp_path: Path, small_ivf: None) -> None:
+    index = tmp_path / "index"
+    x, _ = clustered(1000, 4, 10)
+    add(index, x, 0, tmp_path)
+    # rows 0..9 get new vectors: copies of rows 500..509 (the index keeps their ids)
+    changed = x[500:510] * 0.999 + 0.001 * x[0:10]
+    changed /= np.linalg.norm(changed, axis=1, keepdims=True)
+    add(index, changed.astype(np.float32), 0, tmp_path)
+    with IndexStore.open_updater(str(index)) as store:
+        store.remove_paths([path(k) for k in range(990, 1000)])  # planted copies removed
+    got, want = pairs_of(index), pairs_of(index, search="exact")
+    assert got == want
+    names = {n for a, b, _ in got for n in (a, b)}
+    assert {path(k) for k in range(10)} <= names  # found through their new vectors
+    assert not names & {path(k) for k in range(990, 1000)}
+
+
+def test_many_parts_are_merged_into_one_with_the_same_pairs(tmp_path: Path,
+                                                            small_ivf: None) -> None:
+    index = tmp_path / "index"
+    x, _ = clustered(1000, 5, 10)
+    for s in range(0, 1000, 100):
+        add(index, x[s:s + 100], s, tmp_path)
+    manifest = ivf.read_manifest(str(index))
+    assert manifest is not None and len(manifest.parts) <= ivf.MAX_PARTS
+    assert manifest.count == 1000
+    assert pairs_of(index) == pairs_of(index, search="exact")
+    names = set(os.listdir(index / "ivf"))
+    assert names == {"ivf.json", manifest.coarse,
+                     *(f for p in manifest.parts for f in ivf.part_files(p.name))}
+
+
+def test_faiss_reads_a_part_with_its_own_reader(tmp_path: Path, small_ivf: None) -> None:
+    import faiss
+
+    index = tmp_path / "index"
+    x, planted = clustered(1000, 6, 5)
+    add(index, x, 0, tmp_path)
+    manifest = ivf.read_manifest(str(index))
+    assert manifest is not None
+    part = index / "ivf" / f"{manifest.parts[0].name}.faiss"
+    f = faiss.read_index(str(part), faiss.IO_FLAG_ONDISK_SAME_DIR | faiss.IO_FLAG_READ_ONLY)
+    assert f.ntotal == 1000 and f.nlist == manifest.nlist
+    f.nprobe = f.nlist
+    cat = Catalog(str(index / "catalog.sqlite"), readonly=True)
+    ids = {path(k): r.id for k in range(1000) if (r := cat.row_of(path(k))) is not None}
+    cat.close()
+    for a, b in planted:
+        _, found = f.search(x[a:a + 1], 2)  # SQ8: the copy is among the two nearest
+        assert ids[path(b)] in found[0].tolist()
+
+
+def run_cli(args: list[str], limit: int | None = None) -> subprocess.CompletedProcess[str]:
+    code = ("import sys; from imgsim_index.index import ivf; ivf.IVF_ABOVE = 500; "
+            "from imgsim_index.cli import main; sys.argv = ['imgsim-index', *sys.argv[1:]]; "
+            "main()")
+
+    def limit_writes() -> None:
+        if limit is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                          cwd=str(ROOT), preexec_fn=limit_writes, timeout=300)
+
+
+def test_a_flat_index_is_converted_on_first_use_and_a_full_disk_is_one_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    index = tmp_path / "index"
+    x, _ = clustered(3000, 7, 20)
+    add(index, x, 0, tmp_path)  # the default IVF_ABOVE: a flat index
+    assert not (index / "ivf").exists()
+    full = run_cli(["dedupe", "--index", str(index), "--threshold", "0.85", "-q", "--output",
+                    str(tmp_path / "out")], limit=200_000)
+    assert full.returncode == 1
+    lines = full.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no space left" in lines[0] and "IVF" in lines[0], full.stderr
+    assert ivf.read_manifest(str(index)) is None  # nothing half-made is taken for an IVF
+    want = pairs_of(index, search="exact")
+    monkeypatch.setattr(ivf, "IVF_ABOVE", 500)
+    assert pairs_of(index) == want
+    assert ivf.read_manifest(str(index)) is not None
+    report = verify_index(str(index))
+    assert report.ok, report.problems
+
+
+@pytest.mark.parametrize("after", [0.6, 1.0, 1.4])  # sampling, training, filing
+def test_sigkill_while_the_ivf_is_built_leaves_the_index_usable(
+        tmp_path: Path, small_ivf: None, after: float) -> None:
+    index = tmp_path / "index"
+    x, _ = clustered(40_000, 8, 40)
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(ivf, "IVF_ABOVE", 10**9)
+        add(index, x, 0, tmp_path)
+    code = ("import sys; from imgsim_index.index.store import IndexStore; "
+            f"s = IndexStore.open_updater({str(index)!r}); s.update_ivf(force=True)")
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=str(ROOT))
+    time.sleep(after)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    report = verify_index(str(index))
+    assert report.ok, report.problems
+    got = pairs_of(index)  # makes or completes the IVF, then searches it
+    assert got <= pairs_of(index, search="exact") and len(got) >= 40
+    assert verify_index(str(index)).ok
+
+
+def test_verify_names_a_damaged_ivf_and_repair_rebuilds_it(tmp_path: Path,
+                                                            small_ivf: None) -> None:
+    index = tmp_path / "index"
+    x, _ = clustered(1000, 9, 10)
+    add(index, x, 0, tmp_path)
+    manifest = ivf.read_manifest(str(index))
+    assert manifest is not None
+    data = index / "ivf" / f"{manifest.parts[0].name}.ivfdata"
+    with open(data, "r+b") as fh:
+        fh.truncate(data.stat().st_size // 2)
+    report = verify_index(str(index))
+    assert not report.ok
+    assert any("IVF part" in p and manifest.parts[0].name in p for p in report.problems)
+    with pytest.raises(Exception, match="truncated|verify --repair"):
+        pairs_of(index)
+    fixed = verify_index(str(index), repair=True)
+    assert any("rebuilt the on-disk IVF" in r for r in fixed.repaired)
+    assert verify_index(str(index)).ok
+    assert pairs_of(index) == pairs_of(index, search="exact")

@@ -251,3 +251,29 @@ def test_verify_names_a_damaged_ivf_and_repair_rebuilds_it(tmp_path: Path,
     assert any("rebuilt the on-disk IVF" in r for r in fixed.repaired)
     assert verify_index(str(index)).ok
     assert pairs_of(index) == pairs_of(index, search="exact")
+
+
+def test_a_query_reads_only_its_lists_and_ranks_exactly(tmp_path: Path,
+                                                        small_ivf: None) -> None:
+    from imgsim_index.pipeline.query import _search_stored
+
+    index = tmp_path / "index"
+    x, planted = clustered(1000, 10, 10)  # 16 lists, every one probed: exact top-k
+    add(index, x, 0, tmp_path)
+    x2, _ = clustered(50, 11, 0, start=1000)
+    with pytest.MonkeyPatch.context() as m:  # committed, not yet filed into the IVF
+        m.setattr(IndexStore, "update_ivf", lambda self, *a, **k: None)
+        add(index, x2, 1000, tmp_path)
+    queries = np.concatenate([x[[a for a, _ in planted]], x2[:3]])
+    ok = np.ones(len(queries), bool)
+    with IndexStore.open_reader(str(index)) as store:
+        got = _search_stored(store, queries, ok, 5)
+        manifest = ivf.read_manifest(str(index))
+        assert manifest is not None and manifest.covered_seq < store.catalog.last_seq()
+        flat = store.load_for_search()
+        want = {}
+        for q in range(len(queries)):
+            s = flat.vectors.astype(np.float64) @ queries[q].astype(np.float64)
+            best = np.lexsort((flat.ids, -s))[:5]
+            want[q] = (flat.ids[best].tolist(), np.round(s[best], 6).tolist())
+    assert got == want

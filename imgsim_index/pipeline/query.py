@@ -1,7 +1,9 @@
 """query: image files -> the most similar indexed images, with scores.
 
 The query images are embedded with the index's own model (checked against the
-manifest, weights included), then searched against every vector in the index.
+manifest, weights included), then searched against every vector in the index, or, in an
+index with an on-disk IVF, against the lists nearest to them (search/ivf_search.py):
+memory and time then do not grow with the index.
 """
 
 from __future__ import annotations
@@ -121,8 +123,7 @@ def query_index(
             hit_rows = {i: loaded.rows[i] for hits, _ in found.values() for i in hits}
         else:
             with store.snapshot():
-                search = store.load_for_search()
-                found = _search(search.vectors, search.ids, vectors, ok, top_k)
+                found = _search_stored(store, vectors, ok, top_k)
                 hit_rows = store.catalog.rows_by_id(i for hits, _ in found.values()
                                                     for i in hits)
     missing = {i for hits, _ in found.values() for i in hits} - set(hit_rows)
@@ -138,6 +139,24 @@ def query_index(
         verify_hits(results, {r.path: r for r in hit_rows.values()},
                     candidate_threshold(model.info.name), verify)
     return results
+
+
+def _search_stored(store: IndexStore, vectors: np.ndarray, ok: np.ndarray, top_k: int
+                   ) -> dict[int, tuple[list[int], list[float]]]:
+    """Query position -> (ids, scores) of its best rows: through the on-disk IVF of a large
+    index (only the probed lists are read), else over every stored vector."""
+    from imgsim_index.index import ivf
+
+    manifest = ivf.read_manifest(store.folder)
+    if manifest is None:
+        search = store.load_for_search()
+        return _search(search.vectors, search.ids, vectors, ok, top_k)
+    from imgsim_index.search.ivf_search import ivf_top_k
+
+    todo = np.flatnonzero(ok)
+    hits = ivf_top_k(store.folder, store.catalog, manifest, vectors[todo], top_k)
+    return {int(q): (ids.tolist(), scores.tolist()) for q, (ids, scores)
+            in zip(todo.tolist(), hits, strict=True)}
 
 
 def _embed(embedder: Embedder, images: Sequence[str], settings: BuildSettings,

@@ -163,12 +163,23 @@ def unique_pairs(u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def default_budget() -> int:
-    """A quarter of the machine's memory, between 512 MiB and 8 GiB."""
+    """A tenth of the machine's memory, between 512 MiB and 4 GiB (2.4 GiB at 24 GiB)."""
     try:
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         total = 8 << 30
-    return int(min(max(total // 4, 512 << 20), 8 << 30))
+    return int(min(max(total // 10, 512 << 20), 4 << 30))
 
 
-__all__ = ["ListCache", "default_budget", "scan_queries", "scan_whole", "unique_pairs"]
+PER_ROW_BYTES = 40  # what a search keeps per catalog row: keys, the vector lookup's map
+SMALL_CACHE = 64 << 20  # a search from few rows reads each probed list once: no reuse
+
+
+def cache_budget(budget: int, rows: int, whole: bool) -> int:
+    """The bytes of decoded lists a search may keep: the budget less what it holds per
+    catalog row and for its tiles; a new-only search keeps little (lists are read once)."""
+    left = max(budget - PER_ROW_BYTES * rows - (64 << 20), 64 << 20)
+    return left if whole else min(left, SMALL_CACHE)
+
+
+__all__ = ["ListCache", "cache_budget", "default_budget", "scan_queries", "scan_whole", "unique_pairs"]

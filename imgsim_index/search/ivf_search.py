@@ -10,6 +10,7 @@ files (float64 dot products, the one threshold rule of threshold.py), in chunks.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from imgsim_index.index.catalog import Catalog
 from imgsim_index.index.ivf_sync import RowKeys, VectorLookup, iter_vectors, row_keys
 from imgsim_index.search.ivf_scan import (
     ListCache,
+    cache_budget,
     default_budget,
     scan_queries,
     scan_whole,
@@ -89,12 +91,14 @@ def ivf_pairs(folder: str, catalog: Catalog, manifest: ivf.IvfManifest, threshol
     keys = row_keys(catalog, prefixes)
     coarse = ivf.load_coarse(folder, manifest)
     with ivf.open_parts(folder, manifest) as readers, VectorLookup(folder, catalog) as lookup:
-        cache = ListCache(readers, coarse, keys.keys_of, budget // 2)
+        cache = ListCache(readers, coarse, keys.keys_of,
+                          cache_budget(budget, len(keys.seq), new_after is None))
         queries = None
         if new_after is None:
             u, v = scan_whole(cache, nprobe, radius, np.arange(manifest.nlist), on_progress)
         else:
-            u, v, queries = _scan_new(folder, catalog, cache, keys, new_after, nprobe, radius)
+            u, v, queries = _scan_new(folder, catalog, cache, keys, new_after, nprobe, radius,
+                                      on_progress)
         a, b = unique_pairs(u, v)
         del u, v
         pairs = rescore(lookup, a, b, threshold)
@@ -106,9 +110,13 @@ def ivf_pairs(folder: str, catalog: Catalog, manifest: ivf.IvfManifest, threshol
 
 
 def _scan_new(folder: str, catalog: Catalog, cache: ListCache, keys: RowKeys, after: int,
-              nprobe: int, radius: float) -> tuple[np.ndarray, np.ndarray, int]:
+              nprobe: int, radius: float,
+              on_progress: Callable[[int, int], None] | None = None
+              ) -> tuple[np.ndarray, np.ndarray, int]:
     found_u, found_v, n = [], [], 0
-    for ids, x in iter_vectors(folder, catalog, after):
+    for step, (ids, x) in enumerate(iter_vectors(folder, catalog, after)):
+        if on_progress:
+            on_progress(step, step + 1)
         mine = keys.seq[ids] >= 0  # in scope
         ids, x = ids[mine], x[mine]
         n += len(ids)
@@ -123,4 +131,48 @@ def _cat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
     return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
 
 
-__all__ = ["IdPairs", "IvfSearchInfo", "ivf_pairs", "rescore"]
+def ivf_top_k(folder: str, catalog: Catalog, manifest: ivf.IvfManifest, x: np.ndarray,
+              k: int, nprobe: int | None = None, budget: int | None = None
+              ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per query vector (rows of `x`, unit): the ids and exact scores (rounded to
+    SCORE_DECIMALS) of its `k` best rows among its `nprobe` nearest lists (default: every
+    stored probe) and the rows committed since the IVF's last update, best first. Only
+    the probed lists are read; candidates within the lists' quantization error of the
+    k-th approximate score are scored again exactly, so the order is exact."""
+    nprobe = min(nprobe or manifest.probes_stored, manifest.probes_stored)
+    # rows parked outside the index's folders (moved away by apply) are not searched
+    keys = row_keys(catalog, [os.path.join(r, "") for r in sorted(catalog.roots())])
+    coarse = ivf.load_coarse(folder, manifest)
+    probes = coarse.probes(x, nprobe)
+    out: list[tuple[np.ndarray, np.ndarray]] = []
+    pending = [(ids[keys.seq[ids] >= 0], v[keys.seq[ids] >= 0])
+               for ids, v in iter_vectors(folder, catalog, manifest.covered_seq)]
+    with ivf.open_parts(folder, manifest) as readers, VectorLookup(folder, catalog) as lookup:
+        cache = ListCache(readers, coarse, keys.keys_of,
+                          cache_budget(budget or default_budget(), len(keys.seq), False))
+        for q in range(len(x)):
+            ids_parts, score_parts, err = [], [], 0.0
+            for c in probes[q].tolist():
+                for t in range(len(readers)):
+                    lst = cache.get(t, c)
+                    ids_parts.append(lst.ids)
+                    score_parts.append(lst.x @ x[q])
+                    err = max(err, lst.err)
+            for ids, v in pending:
+                ids_parts.append(ids)
+                score_parts.append(v @ x[q])
+            ids = _cat(ids_parts, np.int64)
+            approx = _cat(score_parts, np.float32)
+            if not len(ids):
+                out.append((ids, np.zeros(0, np.float64)))
+                continue
+            kk = min(k, len(ids))
+            kth = np.partition(approx, len(approx) - kk)[len(approx) - kk]
+            cand = np.flatnonzero(approx >= kth - 2 * err - 1e-3)
+            exact = lookup.read(ids[cand]).astype(np.float64) @ x[q].astype(np.float64)
+            order = np.lexsort((ids[cand], -exact))[:kk]
+            out.append((ids[cand][order], np.round(exact[order], SCORE_DECIMALS)))
+    return out
+
+
+__all__ = ["IdPairs", "IvfSearchInfo", "ivf_pairs", "ivf_top_k", "rescore"]

@@ -23,7 +23,14 @@ from typing import Any, TypeVar
 import numpy as np
 
 from imgsim_index.embed.embedder import Embedder
-from imgsim_index.errors import ActionError, Cancelled, ImageTooLarge, InputError, ServiceBusy
+from imgsim_index.errors import (
+    ActionError,
+    Cancelled,
+    ImageTooLarge,
+    InputError,
+    ResultTooLarge,
+    ServiceBusy,
+)
 from imgsim_index.index.store import IndexStore, LoadedVectors
 from imgsim_index.pipeline.build import BuildSettings, build_index, resolve_model
 from imgsim_index.pipeline.dedupe import DedupeSettings, dedupe, folder_codes
@@ -182,12 +189,24 @@ class IndexService:
         from imgsim_index.verify import VerifySettings
 
         t = time.perf_counter()
-        loaded = self.snapshot()
+        # a large index is searched through its on-disk IVF: nothing held between requests
+        loaded = None if self.large() else self.snapshot()
+        seq = loaded.seq if loaded is not None else self.last_seq()
         results = query_index(self.index_dir, paths, top_k, threshold, self.settings.build,
                               embedder=self.embedder(), loaded=loaded,
                               verify=VerifySettings(enabled=verify))
         self.metrics.query_seconds.observe(time.perf_counter() - t)
-        return results, loaded.seq
+        return results, seq
+
+    def large(self) -> bool:
+        """Whether the index has an on-disk IVF (then no request loads every vector)."""
+        from imgsim_index.index import ivf
+
+        return ivf.read_manifest(self.index_dir) is not None
+
+    def last_seq(self) -> int:
+        with IndexStore.open_reader(self.index_dir) as store:
+            return store.catalog.last_seq()
 
     def new_pairs(self, since: int, threshold: float,
                   should_stop: Callable[[], bool] = lambda: False
@@ -207,6 +226,8 @@ class IndexService:
                 raise Cancelled(f"pair search stopped after {done} of {total} tiles: its "
                                 "caller left")
 
+        if self.large():
+            return self._new_pairs_large(since, threshold, check_stop)
         loaded = self.snapshot()
         rows = loaded.rows
         queries = np.flatnonzero(np.fromiter((r.seq > since for r in rows), bool, len(rows)))
@@ -218,6 +239,28 @@ class IndexService:
         pairs = [NewPair(rows[a].path, rows[b].path, s)
                  for a, b, s in zip(i.tolist(), j.tolist(), score.tolist(), strict=True)]
         return pairs, loaded.seq
+
+    def _new_pairs_large(self, since: int, threshold: float,
+                         check_stop: Callable[[int, int], None]) -> tuple[list[NewPair], int]:
+        """new_pairs through the on-disk IVF: the new rows probe their lists; memory and time
+        follow the new rows, not the index."""
+        from imgsim_index.index import ivf
+        from imgsim_index.search.ivf_search import ivf_pairs
+
+        with IndexStore.open_reader(self.index_dir) as store, store.snapshot():
+            manifest = ivf.read_manifest(self.index_dir)
+            assert manifest is not None
+            seq = store.catalog.last_seq()
+            found, info = ivf_pairs(store.folder, store.catalog, manifest, threshold,
+                                    new_after=since, on_progress=check_stop)
+            if info.candidates > self.settings.max_listed_pairs:
+                raise ResultTooLarge(f"more than {self.settings.max_listed_pairs} pairs score "
+                                     "near the threshold; raise the threshold or search "
+                                     "fewer rows")
+            by_id = store.catalog.rows_by_id(np.unique(np.concatenate(
+                [found.a, found.b])).tolist())
+        return [NewPair(by_id[a].path, by_id[b].path, s) for a, b, s in
+                zip(found.a.tolist(), found.b.tolist(), found.score.tolist(), strict=True)], seq
 
     # -- jobs ---------------------------------------------------------------
     def on_writer(self, kind: str, fn: Callable[[], T]) -> T:

@@ -182,4 +182,5 @@ def cache_budget(budget: int, rows: int, whole: bool) -> int:
     return left if whole else min(left, SMALL_CACHE)
 
 
-__all__ = ["ListCache", "cache_budget", "default_budget", "scan_queries", "scan_whole", "unique_pairs"]
+__all__ = ["ListCache", "cache_budget", "default_budget", "scan_queries", "scan_whole",
+           "unique_pairs"]

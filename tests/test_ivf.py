@@ -277,3 +277,27 @@ def test_a_query_reads_only_its_lists_and_ranks_exactly(tmp_path: Path,
             best = np.lexsort((flat.ids, -s))[:5]
             want[q] = (flat.ids[best].tolist(), np.round(s[best], 6).tolist())
     assert got == want
+
+
+def test_the_service_lists_new_pairs_through_the_ivf(tmp_path: Path, small_ivf: None) -> None:
+    import httpx
+
+    from imgsim_index.serve.service import IndexService, ServeSettings
+    from test_serve_hardening import serving
+
+    index = tmp_path / "index"
+    x, _ = clustered(3000, 12, 0)
+    add(index, x, 0, tmp_path)
+    first = ivf.read_manifest(str(index))
+    assert first is not None
+    x2, planted = clustered(200, 13, 20, start=3000, old=x)
+    add(index, x2, 3000, tmp_path)
+    want = {p for p in pairs_of(index) if {p[0], p[1]} & {path(k) for k in range(3000, 3200)}}
+    service = IndexService(ServeSettings(index=str(index), output=str(tmp_path / "out")))
+    assert service.large()
+    with serving(service) as url:
+        got = httpx.get(url + "/v1/pairs", params={"threshold": 0.85,
+                                                    "since": first.covered_seq}, timeout=60)
+    assert got.status_code == 200, got.text
+    listed = {(*sorted((p["image1"], p["image2"])), p["score"]) for p in got.json()["pairs"]}
+    assert listed == want and len(want) >= 20

@@ -281,9 +281,9 @@ def test_a_query_reads_only_its_lists_and_ranks_exactly(tmp_path: Path,
 
 def test_the_service_lists_new_pairs_through_the_ivf(tmp_path: Path, small_ivf: None) -> None:
     import httpx
+    from test_serve_hardening import serving
 
     from imgsim_index.serve.service import IndexService, ServeSettings
-    from test_serve_hardening import serving
 
     index = tmp_path / "index"
     x, _ = clustered(3000, 12, 0)

@@ -301,3 +301,25 @@ def test_the_service_lists_new_pairs_through_the_ivf(tmp_path: Path, small_ivf: 
     assert got.status_code == 200, got.text
     listed = {(*sorted((p["image1"], p["image2"])), p["score"]) for p in got.json()["pairs"]}
     assert listed == want and len(want) >= 20
+
+
+def test_the_ivf_scan_on_ray_equals_the_local_scan(tmp_path: Path, small_ivf: None) -> None:
+    ray = pytest.importorskip("ray", reason="Ray is not installed: pip install '.[ray]'")
+    from imgsim_index.pipeline.ray_engine import RayEngine
+
+    index = tmp_path / "index"
+    x, _ = clustered(20_000, 14, 60)
+    add(index, x, 0, tmp_path)
+    s = DedupeSettings(pairs=PairSettings(threshold=0.85))
+    local = find_duplicates(str(index), settings=s)
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(address="local", num_cpus=2, include_dashboard=False,
+             object_store_memory=300 * 2**20, logging_level="WARNING")
+    try:
+        with RayEngine() as engine:
+            on_ray = find_duplicates(str(index), settings=s, engine=engine)
+    finally:
+        ray.shutdown()
+    assert on_ray.search.engine == "ray" and local.search.engine == "local"
+    assert on_ray.pair_paths() == local.pair_paths() and len(local.pairs) >= 60

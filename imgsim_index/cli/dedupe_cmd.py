@@ -90,8 +90,6 @@ def dedupe(folders: tuple[str, ...], index_dir: str, threshold: float | None, ve
     from imgsim_index.search import ApproxSettings, PairSettings
     from imgsim_index.verify import VerifySettings
 
-    if engine == "ray" and exact is None:
-        exact = True  # the cluster's job is the exact search
     settings = DedupeSettings(
         threshold=threshold,
         verify=VerifySettings(enabled=None if verify == "auto" else verify == "on",

@@ -195,10 +195,12 @@ keep_options = _stack(
 engine_options = _stack(
     click.option("--engine", type=click.Choice(["local", "ray"]), default="local",
                  show_default=True,
-                 help="Where still images are embedded and exact pairs searched: this "
+                 help="Where still images are embedded and pairs searched: this "
                       "process, or a Ray cluster (pip install 'imgsim-index[ray]'). "
-                      "This process still writes the index. With ray, dedupe's "
-                      "default search is exact, on the cluster (--approx runs here)."),
+                      "This process still writes the index. With ray, dedupe's exact "
+                      "search, and the on-disk IVF scan of a large index (every node "
+                      "must see the index folder), run as cluster tasks; --approx of a "
+                      "small index runs here."),
     click.option("--ray-address", default=None, metavar="ADDR",
                  help="Ray cluster for --engine ray (default: $RAY_ADDRESS, else a new "
                       "local Ray instance)."),

@@ -239,9 +239,8 @@ def find_duplicates(
     settings.validate()
     timings: dict[str, float] = {}
     sampled = settings.pairs.compare_mode == "sample"
-    if engine is None and wants_ivf(index_dir, settings.search, sampled,
-                                    settings.since is not None):
-        return _find_large(index_dir, folders, settings, progress, present)
+    if wants_ivf(index_dir, settings.search, sampled, settings.since is not None):
+        return _find_large(index_dir, folders, settings, progress, present, engine)
     t = time.perf_counter()
     with IndexStore.open_reader(index_dir) as store:
         loaded = store.load(folders or None)
@@ -333,7 +332,8 @@ def _decide(found: _Found, settings: DedupeSettings, progress: Progress,
 
 
 def _find_large(index_dir: str, folders: Sequence[str] | None, settings: DedupeSettings,
-                progress: Progress, present: set[str] | None) -> Duplicates:
+                progress: Progress, present: set[str] | None,
+                engine: SearchEngine | None = None) -> Duplicates:
     """find_duplicates over the on-disk IVF: memory set by the budget, not by N."""
     timings: dict[str, float] = {}
     t = time.perf_counter()
@@ -352,7 +352,7 @@ def _find_large(index_dir: str, folders: Sequence[str] | None, settings: DedupeS
     t = time.perf_counter()
     large = search_ivf(index_dir, folders, threshold, settings.approx,
                        last_dedupe if settings.new_only else None, settings.memory_budget,
-                       present, progress_steps(progress, "Pair search"))
+                       present, progress_steps(progress, "Pair search"), engine)
     progress.finish()
     timings["pair_search"] = time.perf_counter() - t
     codes = folder_codes(large.rows, folders)

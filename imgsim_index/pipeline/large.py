@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -63,14 +64,15 @@ def bring_ivf_up_to_date(index_dir: str, progress: Progress, wait: bool = False)
 
 def search_ivf(index_dir: str, folders: Sequence[str] | None, threshold: float,
                approx: ApproxSettings, new_after: int | None, budget: int | None,
-               present: set[str] | None, on_progress: OnProgress | None) -> LargeSearch:
+               present: set[str] | None, on_progress: OnProgress | None,
+               engine: Any = None) -> LargeSearch:
     with IndexStore.open_reader(index_dir) as store, store.snapshot():
         manifest = ivf.read_manifest(index_dir)
         assert manifest is not None
         prefixes = [scope_prefix(f) for f in folders] if folders else None
         found, info = ivf_pairs(store.folder, store.catalog, manifest, threshold,
                                 approx=approx, prefixes=prefixes, new_after=new_after,
-                                budget=budget, on_progress=on_progress)
+                                budget=budget, on_progress=on_progress, engine=engine)
         ids = np.unique(np.concatenate([found.a, found.b]))
         by_id = store.catalog.rows_by_id(ids.tolist())
         rows = [by_id[int(k)] for k in ids.tolist()]
@@ -91,7 +93,8 @@ def search_ivf(index_dir: str, folders: Sequence[str] | None, threshold: float,
             vectors = lookup.read(used)
     pairs = Pairs(np.searchsorted(used, a), np.searchsorted(used, b), score)
     search = SearchInfo(
-        method="ivf", engine="local", precision="fp32", vectors=info.vectors,
+        method="ivf", engine="local" if engine is None or new_after is not None else "ray",
+        precision="fp32", vectors=info.vectors,
         queries=info.queries, candidates=info.candidates, pairs=len(pairs),
         seconds=info.seconds, nprobe=info.nprobe,
         details={"nlist": info.nlist, "parts": info.parts, "lists_read": info.lists_read,

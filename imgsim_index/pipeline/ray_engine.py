@@ -102,6 +102,20 @@ class RayEngine:
         self.connect()
         return ray_candidates(x, plan, on_progress, self.settings.max_retries)
 
+    def ivf_candidates(self, folder: str, manifest: Any, seq: np.ndarray, nprobe: int,
+                       radius: float, cache_bytes: int, on_progress: OnProgress | None = None
+                       ) -> tuple[np.ndarray, np.ndarray]:
+        """search.ivf_search's whole scan, by groups of lists, as Ray tasks reading the
+        index folder (which every node must see at the same path: shared storage)."""
+        import ray
+
+        from imgsim_index.search.ray_shards import ray_ivf_candidates
+
+        self.connect()
+        tasks = 4 * max(1, int(ray.cluster_resources().get("CPU", 1)))
+        return ray_ivf_candidates(folder, manifest, seq, nprobe, radius, cache_bytes, tasks,
+                                  on_progress, self.settings.max_retries)
+
     def close(self) -> None:
         if self._started:
             import ray

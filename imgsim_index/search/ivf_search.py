@@ -14,6 +14,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -79,10 +80,11 @@ def rescore(lookup: VectorLookup, a: np.ndarray, b: np.ndarray, threshold: float
 def ivf_pairs(folder: str, catalog: Catalog, manifest: ivf.IvfManifest, threshold: float,
               *, approx: ApproxSettings | None = None, prefixes: Sequence[str] | None = None,
               new_after: int | None = None, budget: int | None = None,
-              on_progress: Callable[[int, int], None] | None = None
-              ) -> tuple[IdPairs, IvfSearchInfo]:
+              on_progress: Callable[[int, int], None] | None = None,
+              engine: Any = None) -> tuple[IdPairs, IvfSearchInfo]:
     """Pairs of the rows in scope (paths under `prefixes`, or all) meeting `threshold`;
-    with `new_after`, only pairs with a row committed after that commit."""
+    with `new_after`, only pairs with a row committed after that commit. `engine` (e.g.
+    a RayEngine): runs a whole scan's groups of lists as its tasks; same pairs."""
     started = time.perf_counter()
     approx = approx or ApproxSettings()
     budget = budget or default_budget()
@@ -94,7 +96,10 @@ def ivf_pairs(folder: str, catalog: Catalog, manifest: ivf.IvfManifest, threshol
         cache = ListCache(readers, coarse, keys.keys_of,
                           cache_budget(budget, len(keys.seq), new_after is None))
         queries = None
-        if new_after is None:
+        if new_after is None and engine is not None:
+            u, v = engine.ivf_candidates(folder, manifest, keys.seq, nprobe, radius,
+                                         cache.budget, on_progress)
+        elif new_after is None:
             u, v = scan_whole(cache, nprobe, radius, np.arange(manifest.nlist), on_progress)
         else:
             u, v, queries = _scan_new(folder, catalog, cache, keys, new_after, nprobe, radius,

@@ -13,6 +13,7 @@ cannot duplicate or lose pairs.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 
@@ -64,4 +65,52 @@ def ray_candidates(x: np.ndarray, plan: SearchPlan, on_progress: OnProgress | No
     return concat_candidates(found_i, found_j)
 
 
-__all__ = ["ray_candidates", "search_shard", "shards"]
+def scan_cell_group(folder: str, manifest: Any, seq: np.ndarray, cells: np.ndarray,
+                    nprobe: int, radius: float, cache_bytes: int
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """One task's share of a whole on-disk IVF scan: the query lists `cells` (every part)
+    against the lists their entries probe, read from the index folder (shared storage)."""
+    from imgsim_index.index import ivf
+    from imgsim_index.index.ivf_sync import RowKeys
+    from imgsim_index.search.ivf_scan import ListCache, scan_whole
+
+    keys = RowKeys(seq)
+    coarse = ivf.load_coarse(folder, manifest)
+    with ivf.open_parts(folder, manifest) as readers:
+        cache = ListCache(readers, coarse, keys.keys_of, cache_bytes)
+        return scan_whole(cache, nprobe, radius, cells)
+
+
+def ray_ivf_candidates(folder: str, manifest: Any, seq: np.ndarray, nprobe: int,
+                       radius: float, cache_bytes: int, tasks: int,
+                       on_progress: OnProgress | None = None, max_retries: int = 4
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """ivf_scan.scan_whole over every list, the lists split into `tasks` groups of
+    consecutive cells (neighbours in the scan order share the lists they probe), each a
+    Ray task; the union is exactly the local scan's candidates."""
+    import ray
+
+    scan = ray.remote(scan_cell_group).options(num_cpus=1, max_retries=max_retries)
+    seq_ref = ray.put(seq)
+    groups = np.array_split(np.arange(manifest.nlist), max(1, tasks))
+    pending = [scan.remote(folder, manifest, seq_ref, g, nprobe, radius, cache_bytes)
+               for g in groups if len(g)]
+    total, found_i, found_j = len(pending), [], []
+    try:
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            i, j = ray.get(done[0])
+            found_i.append(i)
+            found_j.append(j)
+            if on_progress:
+                on_progress(total - len(pending), total)
+    except ray.exceptions.RayError as exc:
+        for ref in pending:
+            ray.cancel(ref)
+        raise EngineError(f"the Ray IVF scan failed: {exc}") from exc
+    finally:
+        del seq_ref
+    return concat_candidates(found_i, found_j)
+
+
+__all__ = ["ray_candidates", "ray_ivf_candidates", "scan_cell_group", "search_shard", "shards"]

@@ -46,7 +46,19 @@ def ray_candidates(x: np.ndarray, plan: SearchPlan, on_progress: OnProgress | No
 
     search = ray.remote(search_shard).options(num_cpus=1, max_retries=max_retries)
     x_ref = ray.put(x)
-    pending = [search.remote(x_ref, p, a, b) for p, a, b in shards(len(x), plan)]
+    try:
+        return _gather([search.remote(x_ref, p, a, b) for p, a, b in shards(len(x), plan)],
+                       on_progress, "pair search")
+    finally:
+        del x_ref
+
+
+def _gather(pending: list[Any], on_progress: OnProgress | None, what: str
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """The union of the tasks' (i, j) candidates, reporting each task done; a failed task
+    cancels the rest: EngineError."""
+    import ray
+
     total, found_i, found_j = len(pending), [], []
     try:
         while pending:
@@ -59,9 +71,7 @@ def ray_candidates(x: np.ndarray, plan: SearchPlan, on_progress: OnProgress | No
     except ray.exceptions.RayError as exc:
         for ref in pending:
             ray.cancel(ref)
-        raise EngineError(f"the Ray pair search failed: {exc}") from exc
-    finally:
-        del x_ref
+        raise EngineError(f"the Ray {what} failed: {exc}") from exc
     return concat_candidates(found_i, found_j)
 
 
@@ -93,24 +103,11 @@ def ray_ivf_candidates(folder: str, manifest: Any, seq: np.ndarray, nprobe: int,
     scan = ray.remote(scan_cell_group).options(num_cpus=1, max_retries=max_retries)
     seq_ref = ray.put(seq)
     groups = np.array_split(np.arange(manifest.nlist), max(1, tasks))
-    pending = [scan.remote(folder, manifest, seq_ref, g, nprobe, radius, cache_bytes)
-               for g in groups if len(g)]
-    total, found_i, found_j = len(pending), [], []
     try:
-        while pending:
-            done, pending = ray.wait(pending, num_returns=1)
-            i, j = ray.get(done[0])
-            found_i.append(i)
-            found_j.append(j)
-            if on_progress:
-                on_progress(total - len(pending), total)
-    except ray.exceptions.RayError as exc:
-        for ref in pending:
-            ray.cancel(ref)
-        raise EngineError(f"the Ray IVF scan failed: {exc}") from exc
+        return _gather([scan.remote(folder, manifest, seq_ref, g, nprobe, radius, cache_bytes)
+                        for g in groups if len(g)], on_progress, "IVF scan")
     finally:
         del seq_ref
-    return concat_candidates(found_i, found_j)
 
 
 __all__ = ["ray_candidates", "ray_ivf_candidates", "scan_cell_group", "search_shard", "shards"]

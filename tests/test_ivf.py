@@ -323,3 +323,22 @@ def test_the_ivf_scan_on_ray_equals_the_local_scan(tmp_path: Path, small_ivf: No
         ray.shutdown()
     assert on_ray.search.engine == "ray" and local.search.engine == "local"
     assert on_ray.pair_paths() == local.pair_paths() and len(local.pairs) >= 60
+
+
+def test_new_data_far_from_the_cells_retrains_them(tmp_path: Path, small_ivf: None) -> None:
+    index = tmp_path / "index"
+    x, _ = clustered(4000, 15, 0)
+    add(index, x, 0, tmp_path)
+    first = ivf.read_manifest(str(index))
+    assert first is not None
+    # a new camera: 1,500 vectors around one direction no cell was trained on
+    rng = np.random.default_rng(16)
+    centre = rng.standard_normal(DIM)
+    y = centre + 0.3 * rng.standard_normal((1500, DIM))
+    y /= np.linalg.norm(y, axis=1, keepdims=True)
+    add(index, y.astype(np.float32), 4000, tmp_path)
+    after = ivf.read_manifest(str(index))
+    assert after is not None and after.coarse != first.coarse  # trained again
+    assert after.trained_on == 5500 and len(after.parts) == 1
+    assert ivf.imbalance(ivf.list_sizes(str(index), after)) < ivf.RETRAIN_IMBALANCE * 1.5
+    assert pairs_of(index) <= pairs_of(index, search="exact")

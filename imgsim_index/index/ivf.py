@@ -60,6 +60,10 @@ KMEANS_ITER = 8
 # retrain when the index has grown this many times past what the cells were trained on:
 # cells of sqrt(n) vectors then hold several times their planned size (see ARCHITECTURE)
 RETRAIN_GROWTH = 4.0
+# ... or when the lists' imbalance (FAISS's imbalance factor, n_lists x sum(size^2) /
+# n^2: what a whole scan costs against equal lists) has doubled since training: new data
+# far from the trained cells (a new camera, a new kind of photo) piles into a few lists
+RETRAIN_IMBALANCE = 2.0
 ENCODE_ROWS = 65_536  # vectors encoded per step
 
 
@@ -78,6 +82,7 @@ class IvfManifest:
     coarse_dim: int
     probes_stored: int
     trained_on: int  # vectors the index held when the cells were trained
+    imbalance: float = 1.0  # the lists' imbalance factor right after training
     parts: tuple[Part, ...] = ()
     coarse: str = "coarse-000001.faiss"  # the trained quantizer these parts were coded with
     format_version: int = IVF_FORMAT
@@ -104,6 +109,21 @@ class IvfManifest:
             return cls(**{**obj, "parts": parts})
         except (KeyError, TypeError) as exc:
             raise IndexFormatError(f"{where} is damaged ({exc}); run verify --repair") from None
+
+
+def imbalance(sizes: np.ndarray) -> float:
+    """FAISS's imbalance factor of list sizes: 1 for equal lists."""
+    n = float(sizes.sum())
+    return float(len(sizes) * (sizes.astype(np.float64) ** 2).sum() / (n * n)) if n else 1.0
+
+
+def list_sizes(folder: str, manifest: IvfManifest) -> np.ndarray:
+    """Entries per list over every part (stale entries included)."""
+    total = np.zeros(manifest.nlist, np.int64)
+    for p in manifest.parts:
+        with np.load(os.path.join(ivf_dir(folder), p.name + ".npz")) as meta:
+            total += meta["sizes"].astype(np.int64)
+    return total
 
 
 def ivf_dir(folder: str) -> str:

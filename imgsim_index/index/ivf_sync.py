@@ -5,8 +5,10 @@ IVF_ABOVE vectors (or when asked: `verify --repair`, a conversion of an existing
 index on first use), adds the rows committed since the IVF's last commit as a new part
 (work proportional to what is new), merges parts when there are more than MAX_PARTS or a
 third of the entries are stale, and retrains when the index has grown RETRAIN_GROWTH
-times past what the cells were trained on. ivf.json is replaced last, so a crash leaves
-the previous IVF whole; a search treats rows the IVF does not hold yet as pending.
+times past what the cells were trained on or the lists' imbalance has grown
+RETRAIN_IMBALANCE times since (new data far from the trained cells). ivf.json is
+replaced last, so a crash leaves the previous IVF whole; a search treats rows the IVF
+does not hold yet as pending.
 
 `RowKeys` are the per-id arrays a scan needs (8 bytes per catalog id): each embedded
 row's commit, whether it is in scope, and where its full-precision vector is.
@@ -139,6 +141,8 @@ def update_ivf(folder: str, catalog: Catalog, progress: Progress | None = None,
             part = ivf.Part(name, manifest.covered_seq, last, count)
             manifest = replace(manifest, parts=(*manifest.parts, part))
             ivf.write_manifest(folder, manifest)
+            if _drifted(folder, manifest):
+                return _rebuild(folder, catalog, n, last, progress)
         keys = row_keys(catalog)
         stale = manifest.count - keys.count
         if len(manifest.parts) > ivf.MAX_PARTS or stale > STALE_SHARE * max(manifest.count, 1):
@@ -149,6 +153,12 @@ def update_ivf(folder: str, catalog: Catalog, progress: Progress | None = None,
             ivf.remove_unlisted(folder, merged)
             manifest = merged
         return manifest
+
+
+def _drifted(folder: str, manifest: ivf.IvfManifest) -> bool:
+    """Whether the lists' imbalance grew RETRAIN_IMBALANCE times since training."""
+    now = ivf.imbalance(ivf.list_sizes(folder, manifest))
+    return now > ivf.RETRAIN_IMBALANCE * manifest.imbalance
 
 
 def _rebuild(folder: str, catalog: Catalog, n: int, last: int, progress: Progress
@@ -169,6 +179,7 @@ def _rebuild(folder: str, catalog: Catalog, n: int, last: int, progress: Progres
                                probes_stored=min(ivf.PROBES_STORED, nlist), trained_on=n,
                                parts=(ivf.Part(name, 0, last, count),),
                                coarse=f"coarse-{generation:06d}.faiss", trained_at=ivf.now())
+    manifest = replace(manifest, imbalance=ivf.imbalance(ivf.list_sizes(folder, manifest)))
     ivf.write_manifest(folder, manifest)
     ivf.remove_unlisted(folder, manifest)
     return manifest

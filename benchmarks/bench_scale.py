@@ -67,6 +67,26 @@ sys.argv = ["imgsim-index", *sys.argv[1:]]
 main()
 """
 CHUNK = 100_000
+QUERY = """
+import json, sys, time
+import numpy as np
+from imgsim_index.index import ivf
+from imgsim_index.index.catalog import Catalog
+from imgsim_index.search.ivf_search import IvfSearcher
+idx, n, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+cat = Catalog(idx + "/catalog.sqlite", readonly=True)
+t = time.perf_counter()
+searcher = IvfSearcher(idx, cat, ivf.read_manifest(idx))  # what the service keeps per commit
+setup = time.perf_counter() - t
+ids = np.sort(np.random.default_rng(1).choice(np.arange(1, n + 1), count, replace=False))
+x = searcher.lookup.read(ids)
+times = []
+for q in range(count):  # one request at a time, as the service answers one query image
+    t = time.perf_counter()
+    searcher.top_k(x[q:q + 1], 10)
+    times.append(time.perf_counter() - t)
+print(json.dumps({"setup": setup, "times": times}))
+"""
 
 
 def run_cli(args: list[str], env: dict[str, str] | None = None, root: Path = ROOT
@@ -81,6 +101,23 @@ def run_cli(args: list[str], env: dict[str, str] | None = None, root: Path = ROO
         raise RuntimeError(f"imgsim-index {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
     peak = [line for line in proc.stderr.splitlines() if line.startswith("PEAK_KIB ")]
     return seconds, int(peak[-1].split()[1]) / 2**20, proc.stdout
+
+
+def run_query(idx: str, n: int, count: int) -> tuple[float, float, float, float]:
+    """(p50 s, p99 s, peak GiB, setup s) of `count` one-vector queries in one fresh process:
+    the search part of the service's /v1/query (the image's embedding adds a constant),
+    with the searcher it keeps per commit made once (setup)."""
+    e = {**os.environ, "PYTHONPATH": str(ROOT)}
+    code = WRAPPER.split("from imgsim_index.cli import main")[0] + QUERY
+    proc = subprocess.run([sys.executable, "-c", code, idx, str(n), str(count)],
+                          capture_output=True, text=True, env=e, cwd=str(ROOT))
+    if proc.returncode != 0:
+        raise RuntimeError(f"query benchmark failed:\n{proc.stderr[-3000:]}")
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    times = sorted(out["times"])
+    peak = [line for line in proc.stderr.splitlines() if line.startswith("PEAK_KIB ")]
+    p99 = times[min(len(times) - 1, int(round(0.99 * (len(times) - 1))))]
+    return times[len(times) // 2], p99, int(peak[-1].split()[1]) / 2**20, out["setup"]
 
 
 def path_of(k: int) -> str:
@@ -196,6 +233,10 @@ def one_size(n: int, a: argparse.Namespace, work: Path) -> tuple[list[list[str]]
             subprocess.run(f"git -C {ROOT} archive {a.baseline} | tar -x -C {base}",
                            shell=True, check=True)
         whole(f"baseline {a.baseline}, in-memory", {"BENCH_IVF_ABOVE": ""}, root=base)
+    qs = run_query(idx, n, a.queries)
+    rows.append([f"{n:,}", f"query: top-10 of one vector through the IVF ({a.queries} in a "
+                 f"row; searcher made once in {qs[3]:.1f} s)",
+                 f"p50 {qs[0]:.3f} / p99 {qs[1]:.3f}", f"{qs[2]:.2f}", ""])
     # new vectors: a tenth are copies of old rows
     new_planted = {n + k: (int(rng.integers(0, n)), float(rng.uniform(0.96, 0.995)))
                    for k in range(0, a.new, 10)}
@@ -248,6 +289,7 @@ def main() -> None:
     ap.add_argument("--avx2-upto", type=int, default=3_000_000)
     ap.add_argument("--check-upto", type=int, default=1_000_000)
     ap.add_argument("--no-compact-above", type=int, default=5_000_000)
+    ap.add_argument("--queries", type=int, default=100)
     ap.add_argument("--section", default="bench-scale")
     ap.add_argument("--no-write", action="store_true")
     a = ap.parse_args()

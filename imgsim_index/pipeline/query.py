@@ -22,6 +22,7 @@ from imgsim_index.pipeline.build import BuildSettings, resolve_model
 from imgsim_index.search.threshold import SCORE_DECIMALS
 
 if TYPE_CHECKING:
+    from imgsim_index.search.ivf_search import IvfSearcher
     from imgsim_index.verify import VerifySettings
 
 
@@ -99,13 +100,15 @@ def query_index(
     embedder: Embedder | None = None,
     loaded: LoadedVectors | None = None,
     verify: VerifySettings | None = None,
+    searcher: IvfSearcher | None = None,
 ) -> list[QueryResult]:
     """`embedder` (the model, ready on its device) and `loaded` (the index's vectors) come
     from a caller that keeps them between queries (a long-running service), or are
     loaded here: then only the vectors are read (mapped when the index is compacted), and
     the catalog rows of the hits alone, by id, from the same commit. `verify` (enabled):
     matches at or above the model's candidate threshold get a verdict
-    (QueryResult.verdicts)."""
+    (QueryResult.verdicts). `searcher`: a large index's IVF searcher kept by the caller
+    for the index's current commit (see search.ivf_search.IvfSearcher)."""
     if top_k < 1:
         raise InputError("top-k must be at least 1")
     settings = settings or BuildSettings()
@@ -123,7 +126,7 @@ def query_index(
             hit_rows = {i: loaded.rows[i] for hits, _ in found.values() for i in hits}
         else:
             with store.snapshot():
-                found = _search_stored(store, vectors, ok, top_k)
+                found = _search_stored(store, vectors, ok, top_k, searcher)
                 hit_rows = store.catalog.rows_by_id(i for hits, _ in found.values()
                                                     for i in hits)
     missing = {i for hits, _ in found.values() for i in hits} - set(hit_rows)
@@ -141,19 +144,24 @@ def query_index(
     return results
 
 
-def _search_stored(store: IndexStore, vectors: np.ndarray, ok: np.ndarray, top_k: int
+def _search_stored(store: IndexStore, vectors: np.ndarray, ok: np.ndarray, top_k: int,
+                   searcher: IvfSearcher | None = None
                    ) -> dict[int, tuple[list[int], list[float]]]:
     """Query position -> (ids, scores) of its best rows: through the on-disk IVF of a large
     index (only the probed lists are read), else over every stored vector."""
     from imgsim_index.index import ivf
 
+    todo = np.flatnonzero(ok)
+    if searcher is not None:
+        hits = searcher.top_k(vectors[todo], top_k)
+        return {int(q): (ids.tolist(), scores.tolist()) for q, (ids, scores)
+                in zip(todo.tolist(), hits, strict=True)}
     manifest = ivf.read_manifest(store.folder)
     if manifest is None:
         search = store.load_for_search()
         return _search(search.vectors, search.ids, vectors, ok, top_k)
     from imgsim_index.search.ivf_search import ivf_top_k
 
-    todo = np.flatnonzero(ok)
     hits = ivf_top_k(store.folder, store.catalog, manifest, vectors[todo], top_k)
     return {int(q): (ids.tolist(), scores.tolist()) for q, (ids, scores)
             in zip(todo.tolist(), hits, strict=True)}

@@ -11,6 +11,7 @@ files (float64 dot products, the one threshold rule of threshold.py), in chunks.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -136,34 +137,59 @@ def _cat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
     return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
 
 
-def ivf_top_k(folder: str, catalog: Catalog, manifest: ivf.IvfManifest, x: np.ndarray,
-              k: int, nprobe: int | None = None, budget: int | None = None
+class IvfSearcher:
+    """What answers top-k queries against an index's IVF as of one commit, kept between
+    queries (a service keeps one per commit): the row keys, the vector map, the open
+    parts and a small list cache. Setup reads 28 bytes per catalog row once; each query
+    then reads only its probed lists."""
+
+    def __init__(self, folder: str, catalog: Catalog, manifest: ivf.IvfManifest,
+                 budget: int | None = None):
+        self.folder, self.manifest = folder, manifest
+        self.seq = catalog.last_seq()
+        # rows parked outside the index's folders (moved away by apply) are not searched
+        self.keys = row_keys(catalog, [os.path.join(r, "") for r in sorted(catalog.roots())])
+        self.coarse = ivf.load_coarse(folder, manifest)
+        pending = [(ids, v) for ids, v in iter_vectors(folder, catalog, manifest.covered_seq)]
+        self.pending = [(ids[self.keys.seq[ids] >= 0], v[self.keys.seq[ids] >= 0])
+                        for ids, v in pending]
+        self._parts = ivf.open_parts(folder, manifest)
+        readers = self._parts.__enter__()
+        try:
+            self.lookup = VectorLookup(folder, catalog)
+        except BaseException:
+            self._parts.__exit__(None, None, None)
+            raise
+        self.cache = ListCache(readers, self.coarse, self.keys.keys_of,
+                               cache_budget(budget or default_budget(), len(self.keys.seq),
+                                            False))
+        self._lock = threading.Lock()  # a service's request threads share one searcher
+
+    def top_k(self, x: np.ndarray, k: int, nprobe: int | None = None
               ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per query vector (rows of `x`, unit): the ids and exact scores (rounded to
-    SCORE_DECIMALS) of its `k` best rows among its `nprobe` nearest lists (default: every
-    stored probe) and the rows committed since the IVF's last update, best first. Only
-    the probed lists are read; candidates within the lists' quantization error of the
-    k-th approximate score are scored again exactly, so the order is exact."""
-    nprobe = min(nprobe or manifest.probes_stored, manifest.probes_stored)
-    # rows parked outside the index's folders (moved away by apply) are not searched
-    keys = row_keys(catalog, [os.path.join(r, "") for r in sorted(catalog.roots())])
-    coarse = ivf.load_coarse(folder, manifest)
-    probes = coarse.probes(x, nprobe)
-    out: list[tuple[np.ndarray, np.ndarray]] = []
-    pending = [(ids[keys.seq[ids] >= 0], v[keys.seq[ids] >= 0])
-               for ids, v in iter_vectors(folder, catalog, manifest.covered_seq)]
-    with ivf.open_parts(folder, manifest) as readers, VectorLookup(folder, catalog) as lookup:
-        cache = ListCache(readers, coarse, keys.keys_of,
-                          cache_budget(budget or default_budget(), len(keys.seq), False))
+        """Per query vector (rows of `x`, unit): the ids and exact scores (rounded to
+        SCORE_DECIMALS) of its `k` best rows among its `nprobe` nearest lists (default:
+        every stored probe) and the rows committed since the IVF's last update, best
+        first. Candidates within the lists' quantization error of the k-th approximate
+        score are scored again exactly, so the order is exact."""
+        with self._lock:
+            return self._top_k(x, k, nprobe)
+
+    def _top_k(self, x: np.ndarray, k: int, nprobe: int | None
+               ) -> list[tuple[np.ndarray, np.ndarray]]:
+        m = self.manifest
+        nprobe = min(nprobe or m.probes_stored, m.probes_stored)
+        probes = self.coarse.probes(x, nprobe)
+        out: list[tuple[np.ndarray, np.ndarray]] = []
         for q in range(len(x)):
             ids_parts, score_parts, err = [], [], 0.0
             for c in probes[q].tolist():
-                for t in range(len(readers)):
-                    lst = cache.get(t, c)
+                for t in range(len(self.cache.readers)):
+                    lst = self.cache.get(t, c)
                     ids_parts.append(lst.ids)
                     score_parts.append(lst.x @ x[q])
                     err = max(err, lst.err)
-            for ids, v in pending:
+            for ids, v in self.pending:
                 ids_parts.append(ids)
                 score_parts.append(v @ x[q])
             ids = _cat(ids_parts, np.int64)
@@ -174,10 +200,28 @@ def ivf_top_k(folder: str, catalog: Catalog, manifest: ivf.IvfManifest, x: np.nd
             kk = min(k, len(ids))
             kth = np.partition(approx, len(approx) - kk)[len(approx) - kk]
             cand = np.flatnonzero(approx >= kth - 2 * err - 1e-3)
-            exact = lookup.read(ids[cand]).astype(np.float64) @ x[q].astype(np.float64)
+            exact = self.lookup.read(ids[cand]).astype(np.float64) @ x[q].astype(np.float64)
             order = np.lexsort((ids[cand], -exact))[:kk]
             out.append((ids[cand][order], np.round(exact[order], SCORE_DECIMALS)))
-    return out
+        return out
+
+    def close(self) -> None:
+        self.lookup.close()
+        self._parts.__exit__(None, None, None)
+
+    def __enter__(self) -> IvfSearcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
-__all__ = ["IdPairs", "IvfSearchInfo", "ivf_pairs", "ivf_top_k", "rescore"]
+def ivf_top_k(folder: str, catalog: Catalog, manifest: ivf.IvfManifest, x: np.ndarray,
+              k: int, nprobe: int | None = None, budget: int | None = None
+              ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """IvfSearcher.top_k for a one-off query."""
+    with IvfSearcher(folder, catalog, manifest, budget) as searcher:
+        return searcher.top_k(x, k, nprobe)
+
+
+__all__ = ["IdPairs", "IvfSearchInfo", "IvfSearcher", "ivf_pairs", "ivf_top_k", "rescore"]

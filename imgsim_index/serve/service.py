@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -39,6 +39,9 @@ from imgsim_index.search import PairSettings
 from imgsim_index.search.settings import LISTING_MAX_CANDIDATES, LISTING_MIN_THRESHOLD
 from imgsim_index.serve.jobs import CANCELLED, Job, JobBoard, JobProgress, JobRunner
 from imgsim_index.serve.metrics import Metrics
+
+if TYPE_CHECKING:
+    from imgsim_index.search.ivf_search import IvfSearcher
 
 IDENTITY_KEYS = ("model", "dim", "weights_id", "preprocessing")
 # Per request image: a decode takes about 4 bytes a pixel at its peak, so 100 MP is
@@ -98,6 +101,7 @@ class IndexService:
         self._embedder: Embedder | None = None
         self._model_lock = threading.Lock()
         self._cache: LoadedVectors | None = None
+        self._searcher: IvfSearcher | None = None
         self._cache_lock = threading.Lock()
         self.decode_slots = settings.decode_slots or os.cpu_count() or 1
         self._decoding = threading.BoundedSemaphore(self.decode_slots)
@@ -112,6 +116,10 @@ class IndexService:
         queued jobs, release the writer lock."""
         self.writer.stop()
         self.reader.stop()
+        with self._cache_lock:
+            if self._searcher is not None:
+                self._searcher.close()
+                self._searcher = None
 
     def _open_writer(self) -> None:
         identity = {k: self.manifest.get(k) for k in IDENTITY_KEYS}
@@ -190,13 +198,32 @@ class IndexService:
 
         t = time.perf_counter()
         # a large index is searched through its on-disk IVF: nothing held between requests
-        loaded = None if self.large() else self.snapshot()
-        seq = loaded.seq if loaded is not None else self.last_seq()
+        searcher = self.ivf_searcher()
+        loaded = None if searcher is not None else self.snapshot()
+        seq = loaded.seq if loaded is not None else searcher.seq  # type: ignore[union-attr]
         results = query_index(self.index_dir, paths, top_k, threshold, self.settings.build,
                               embedder=self.embedder(), loaded=loaded,
-                              verify=VerifySettings(enabled=verify))
+                              verify=VerifySettings(enabled=verify), searcher=searcher)
         self.metrics.query_seconds.observe(time.perf_counter() - t)
         return results, seq
+
+    def ivf_searcher(self) -> IvfSearcher | None:
+        """The IVF searcher of the index's last commit (kept until the next commit), or None
+        for an index without an IVF (queries then search the cached vectors)."""
+        from imgsim_index.index import ivf
+        from imgsim_index.search.ivf_search import IvfSearcher
+
+        with IndexStore.open_reader(self.index_dir) as store, self._cache_lock:
+            manifest = ivf.read_manifest(self.index_dir)
+            if manifest is None:
+                return None
+            seq = store.catalog.last_seq()
+            if self._searcher is None or self._searcher.seq != seq:
+                if self._searcher is not None:
+                    self._searcher.close()
+                with store.snapshot():
+                    self._searcher = IvfSearcher(store.folder, store.catalog, manifest)
+            return self._searcher
 
     def large(self) -> bool:
         """Whether the index has an on-disk IVF (then no request loads every vector)."""

@@ -156,3 +156,14 @@ def test_hash_pairs_equal_a_brute_force_answer() -> None:
     qa, qb, _ = hash_pairs(hashes, queries=np.asarray([3, 45]))
     assert set(zip(qa.tolist(), qb.tolist(), strict=True)) == {
         p for p in want if 3 in p or 45 in p}
+    assert all(len(x) == 0 for x in hash_pairs(hashes, queries=np.zeros(0, np.int64)))
+
+
+def test_apply_takes_the_copies_the_hash_channel_found(report: dict,  # type: ignore[type-arg]
+                                                       folder: Path) -> None:
+    from imgsim_index.actions.plan import make_plan
+
+    (path,) = (folder.parent / "results").glob("*/report.json")
+    plan = make_plan(str(path), "move", move_to=str(folder.parent / "dupes"))
+    assert plan.refused == []
+    assert len(plan.operations) == len(PHOTOS) * len(EDITS)  # all but one keeper per photo

@@ -36,6 +36,8 @@ def hash_pairs(hashes: np.ndarray, radius: int = HASH_RADIUS,
     index = faiss.IndexBinaryFlat(HASH_BYTES * 8)
     index.add(hashes)
     rows = np.arange(n, dtype=np.int64) if queries is None else np.unique(queries)
+    if not len(rows):
+        return empty, empty, empty.astype(np.int32)
     a_parts, b_parts, d_parts = [], [], []
     for s in range(0, len(rows), _BLOCK):
         block = rows[s:s + _BLOCK]

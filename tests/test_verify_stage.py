@@ -370,7 +370,7 @@ def test_report_fields(dedupe_runs) -> None:  # type: ignore[no-untyped-def]
     assert (rep["threshold"], rep["threshold_source"]) == (0.5, "given")
     assert set(rep["verification"]) == {"ran", "compared", "skipped_as_grouped",
                                         "skipped_as_other_shot", "same_bytes", "not_verified",
-                                        "seconds"}
+                                        "seconds", "hash_candidates"}
     v = rep["verification"]
     assert v["ran"] is True and v["compared"] + v["skipped_as_grouped"] \
         + v["skipped_as_other_shot"] + v["same_bytes"] \

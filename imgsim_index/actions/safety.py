@@ -145,6 +145,7 @@ class _IndexView:
     roots: tuple[str, ...]
     verified: list[VerifiedPair]
     model: str | None
+    hashes: dict[int, bytes]  # perceptual hashes of the rows, by id
 
 
 def _read_index(report: dict[str, Any], paths: set[str]) -> _IndexView:
@@ -164,10 +165,11 @@ def _read_index(report: dict[str, Any], paths: set[str]) -> _IndexView:
                 if r.path in paths}
         roots = tuple(sorted(catalog.roots()))
         verified = catalog.verified_pairs(r.id for r in rows.values())
+        hashes = catalog.hashes_of(r.id for r in rows.values())
     finally:
         catalog.close()
     model = manifest.get("model")
-    return _IndexView(rows, roots, verified, model if isinstance(model, str) else None)
+    return _IndexView(rows, roots, verified, model if isinstance(model, str) else None, hashes)
 
 
 def report_context(report: dict[str, Any], report_path: str) -> ReportContext:
@@ -215,7 +217,7 @@ def _not_copies(folder: str, keeper_of: dict[str, str], index: _IndexView) -> di
     by_id = {r.id: r for r in index.rows.values()}
     needed = [by_id[i] for i in ends] + [r for _, a, b in pairs for r in (a, b)]
     evidence = CopyEvidence(by_id, index.verified, _row_vectors(folder, needed),
-                            copy_floor(index.model))
+                            copy_floor(index.model), index.hashes)
     why = screen([(a, b) for _, a, b in pairs], evidence, verify_files)
     return {path: w for (path, _, _), w in zip(pairs, why, strict=True) if w is not None}
 

@@ -60,6 +60,7 @@ class EmbeddedBatch:
     sizes: list[tuple[int, int]] = field(default_factory=list)  # (width, height) per row
     errors: list[tuple[int, str]] = field(default_factory=list)  # (position, reason)
     digests: list[str | None] = field(default_factory=list)  # content digest per row, if known
+    hashes: list[bytes | None] = field(default_factory=list)  # perceptual hash per row, if any
 
 
 def _cuda_available() -> bool:
@@ -84,7 +85,8 @@ def resolve_device(name: str) -> str:
 
 
 class _Files:
-    """Map-style dataset: position -> (position, pixels | None, width, height, error, digest)."""
+    """Map-style dataset: position -> (position, pixels | None, width, height, error, digest,
+    perceptual hash)."""
 
     def __init__(self, paths: Sequence[str], pre: Preprocess, max_pixels: int):
         self.paths, self.pre, self.max_pixels = list(paths), pre, max_pixels
@@ -92,15 +94,15 @@ class _Files:
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, pos: int
-                    ) -> tuple[int, np.ndarray | None, int, int, str | None, str | None]:
+    def __getitem__(self, pos: int) -> tuple[int, np.ndarray | None, int, int, str | None,
+                                             str | None, bytes | None]:
         try:
             d = decode_file(self.paths[pos], self.pre, self.max_pixels)
         except DecodeError as exc:
-            return pos, None, 0, 0, str(exc), None
+            return pos, None, 0, 0, str(exc), None, None
         except Exception as exc:  # a decoder bug must cost one file, not the run
-            return pos, None, 0, 0, f"decoder failed: {type(exc).__name__}: {exc}", None
-        return pos, d.pixels, d.width, d.height, None, d.digest
+            return pos, None, 0, 0, f"decoder failed: {type(exc).__name__}: {exc}", None, None
+        return pos, d.pixels, d.width, d.height, None, d.digest, d.phash
 
 
 class _Videos:
@@ -376,13 +378,14 @@ class Embedder:
         for items in batches:
             out = EmbeddedBatch()
             good: list[np.ndarray] = []
-            for pos, pixels, w, h, err, digest in items:
+            for pos, pixels, w, h, err, digest, phash in items:
                 if err is not None:
                     out.errors.append((pos, err))
                 elif pixels is not None:
                     out.positions.append(pos)
                     out.sizes.append((w, h))
                     out.digests.append(digest)
+                    out.hashes.append(phash)
                     good.append(pixels)
             if good:
                 out.vectors = self.embed_pixels(np.stack(good))

@@ -47,7 +47,8 @@ def decode_batch(batch: dict[str, np.ndarray], pre: Preprocess,
     width, height = np.zeros(n, np.int64), np.zeros(n, np.int64)
     errors = []
     for k in range(n):
-        _, px, w, h, err, _ = files[k]  # the driver takes the digest (see build.py)
+        # the driver takes the digest (see build.py); Ray-embedded rows get no perceptual hash
+        _, px, w, h, err, *_ = files[k]
         if err is None and px is not None:
             pixels[k], width[k], height[k] = px, w, h
         errors.append(err or "")

@@ -11,7 +11,10 @@ A removable file R passes with keeper K when:
    recorded in the index (catalog table `verified_pairs`), each pair's recorded digests
    still those of its rows (content unchanged since), and each pair's score of stored
    vectors, rounded as the pair search rounds it, at or above the model's floor
-   (`copy_floor`: the model's calibrated candidate threshold, never a report's); or
+   (`copy_floor`: the model's calibrated candidate threshold, never a report's), or the
+   two rows' stored perceptual hashes within search.hash_pairs.HASH_RADIUS bits in some
+   rotation or mirror (the pairs the hash channel makes candidates: grey copies and
+   quarter turns score under the floor); or
 3. neither is recorded (a `--verify off` report, or an index from before pairs were
    recorded), the score of R and K meets the floor, and `verify_now` says the two are a
    copy: apply verifies the files themselves at that point; dedupe without verification
@@ -47,11 +50,14 @@ def copy_floor(model: str | None) -> float:
 
 class CopyEvidence:
     """The verified pairs among `rows` (by id) that still stand: both rows unchanged since
-    (their digests are the recorded ones) and their score at or above `floor`."""
+    (their digests are the recorded ones) and their score at or above `floor` or their
+    `hashes` (perceptual, by row id) within the hash channel's radius."""
 
     def __init__(self, rows: Mapping[int, Row], pairs: Iterable[VerifiedPair],
-                 vectors: Mapping[int, np.ndarray], floor: float):
+                 vectors: Mapping[int, np.ndarray], floor: float,
+                 hashes: Mapping[int, bytes] | None = None):
         self.rows, self.vectors, self.floor = rows, vectors, floor
+        self.hashes = hashes or {}
         self.links: dict[int, set[int]] = {}
         for p in pairs:
             ra, rb = rows.get(p.a), rows.get(p.b)
@@ -72,7 +78,14 @@ class CopyEvidence:
 
     def meets_floor(self, a: int, b: int) -> bool:
         s = self.score(a, b)
-        return s is not None and s >= self.floor
+        return (s is not None and s >= self.floor) or self.hashes_match(a, b)
+
+    def hashes_match(self, a: int, b: int) -> bool:
+        from imgsim_index.ingest.phash import dihedral_distance
+        from imgsim_index.search.hash_pairs import HASH_RADIUS
+
+        ha, hb = self.hashes.get(a), self.hashes.get(b)
+        return ha is not None and hb is not None and dihedral_distance(ha, hb) <= HASH_RADIUS
 
     def joined(self, a: int, b: int) -> bool:
         """Are rows a and b joined by a chain of standing verified pairs?"""
@@ -144,16 +157,18 @@ def decided_pairs(rows: Sequence[Row], candidates: Pairs, verdicts: Verdicts
 
 def screen_decisions(decisions: Sequence[GroupDecision], rows: Sequence[Row],
                      vectors: np.ndarray, copies: Sequence[VerifiedPair], floor: float,
-                     verified: bool) -> list[GroupDecision]:
+                     verified: bool, hashes: Mapping[int, bytes] | None = None
+                     ) -> list[GroupDecision]:
     """The keep decisions with `removable` narrowed by `screen` to what apply will accept:
     the others go to `not_removable` with the reason. `verified`: the dedupe verified its
-    pairs (else the files apply must verify are listed in `verify_at_apply`)."""
+    pairs (else the files apply must verify are listed in `verify_at_apply`). `hashes`: the
+    rows' perceptual hashes by id, as apply reads them from the index."""
     from dataclasses import replace
 
     wanted = {m for d in decisions for m in d.members.tolist()}
     by_id = {rows[m].id: rows[m] for m in wanted}
     vecs = {rows[m].id: vectors[m] for m in wanted}
-    evidence = CopyEvidence(by_id, copies, vecs, floor)
+    evidence = CopyEvidence(by_id, copies, vecs, floor, hashes)
     asked: set[int] = set()  # row ids left for apply to verify
 
     def defer(pairs: Sequence[tuple[Row, Row]]) -> list[str | None]:

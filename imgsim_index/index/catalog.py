@@ -24,6 +24,12 @@ plus the keeper), out of every read of `images`; its vector stays in the vector 
 (`restore_alias`). The table is created with `CREATE TABLE IF NOT EXISTS` by every
 writer; readers of a catalog without it see no aliases.
 
+Perceptual hashes: `image_hashes` holds the 32-byte hash (ingest/phash.py) of an image
+row, by id, written in the transaction that writes the row (and its vector); a row with
+none (too flat, embedded before hashes, imported, a video frame) has no entry. Entries
+of rows deleted since are ignored by readers and dropped at compaction. Created the same
+way; a catalog without it has no hashes.
+
 Verified pairs: `verified_pairs` holds the pairs of rows (by id, a < b) a dedupe verified
 as exact or copy, with both rows' content digests then; apply takes a removable file as a
 copy of its keeper through them (groups/verified.py). Created the same way; a catalog
@@ -93,6 +99,7 @@ CREATE TABLE IF NOT EXISTS verified_pairs (
     digest_b TEXT NOT NULL,
     PRIMARY KEY (a, b)
 );
+CREATE TABLE IF NOT EXISTS image_hashes (id INTEGER PRIMARY KEY, hash BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS segments (
     name TEXT PRIMARY KEY,
     count INTEGER NOT NULL,
@@ -164,6 +171,7 @@ class NewRow:
     dev: int | None = None
     ino: int | None = None
     digest: str | None = None
+    phash: bytes | None = None  # perceptual hash of the image (ingest/phash.py), if any
 
 
 @dataclass(frozen=True)
@@ -374,10 +382,37 @@ class Catalog:
         """The folders the rows were found under (the index's input folders)."""
         return {py_name(r[0]) for r in self.db.execute("SELECT DISTINCT root FROM images")}
 
+    def _has_table(self, name: str) -> bool:
+        return self.db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                               (name,)).fetchone() is not None
+
+    def image_hashes(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids ascending, (n, 32) uint8 hashes) of the embedded rows that have a hash."""
+        if not self._has_table("image_hashes"):
+            return np.zeros(0, np.int64), np.zeros((0, 32), np.uint8)
+        got = self.db.execute(
+            "SELECT h.id, h.hash FROM image_hashes h JOIN images i ON i.id = h.id"
+            " WHERE i.status = 'embedded' ORDER BY h.id").fetchall()
+        ids = np.fromiter((r[0] for r in got), np.int64, len(got))
+        hashes = np.frombuffer(b"".join(r[1] for r in got), np.uint8).reshape(len(got), 32)
+        return ids, hashes
+
+    def hashes_of(self, ids: Iterable[int]) -> dict[int, bytes]:
+        """The perceptual hashes of these rows, by id (rows without one are left out)."""
+        if not self._has_table("image_hashes"):
+            return {}
+        want = sorted(set(ids))
+        out: dict[int, bytes] = {}
+        for s in range(0, len(want), 500):  # within SQLite's limit on bound values
+            part = want[s:s + 500]
+            out.update(self.db.execute(
+                f"SELECT id, hash FROM image_hashes WHERE id IN ({', '.join('?' * len(part))})",
+                part).fetchall())
+        return out
+
     def verified_pairs(self, ids: Iterable[int]) -> list[VerifiedPair]:
         """The recorded verified pairs with both rows among `ids`."""
-        if self.db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
-                           "name = 'verified_pairs'").fetchone() is None:
+        if not self._has_table("verified_pairs"):
             return []  # a catalog from before pairs were recorded
         want = sorted(set(ids))
         keep = set(want)
@@ -459,7 +494,16 @@ class Catalog:
                  r.dev, r.ino, r.digest),
             )
             ids.append(int(cur.fetchone()[0]))
+            self.set_hash(ids[-1], r.phash)
         return ids
+
+    def set_hash(self, row_id: int, phash: bytes | None) -> None:
+        """Record (or, None, forget) the perceptual hash of a row."""
+        if phash is None:
+            self.db.execute("DELETE FROM image_hashes WHERE id = ?", (row_id,))
+        else:
+            self.db.execute("INSERT OR REPLACE INTO image_hashes VALUES (?, ?)",
+                            (row_id, phash))
 
     def video_done(self, v: VideoDone, seq: int) -> None:
         self.db.execute("INSERT OR REPLACE INTO videos VALUES (?, ?, ?, ?, ?, ?)",
@@ -484,6 +528,8 @@ class Catalog:
         self.db.execute("UPDATE aliases SET segment = ? WHERE status = 'embedded'", (segment,))
         self.db.execute("DELETE FROM segments")
         self.add_segment(segment, count)
+        self.db.execute("DELETE FROM image_hashes WHERE id NOT IN"
+                        " (SELECT id FROM images UNION SELECT id FROM aliases)")
 
     def set_identity(self, path: str, dev: int | None, ino: int | None, digest: str) -> None:
         """Record an unchanged file's identity and digest (rows written before schema 2)."""

@@ -42,6 +42,7 @@ from imgsim_index.ingest.formats import (
     register_plugins,
 )
 from imgsim_index.ingest.identity import content_digest
+from imgsim_index.ingest.phash import image_hash
 from imgsim_index.ingest.preprocess import BACKGROUND as BACKGROUND
 from imgsim_index.ingest.preprocess import Preprocess as Preprocess
 
@@ -57,6 +58,7 @@ class Decoded:
     width: int  # of the upright original
     height: int
     digest: str | None = None  # of the file's bytes (decode_file), see ingest/identity.py
+    phash: bytes | None = None  # perceptual hash of the whole image (ingest/phash.py)
 
 
 def read_file(path: str, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
@@ -164,7 +166,7 @@ def decode_bytes(
         raise DecodeError(f"corrupt or truncated image: {exc}") from None
     except MemoryError:
         raise DecodeError("image too large to decode in memory") from None
-    return Decoded(resize_and_crop(rgb, pre), uw, uh)
+    return Decoded(resize_and_crop(rgb, pre), uw, uh, phash=image_hash(rgb))
 
 
 def _require_decoder(fmt: Format | None) -> None:
@@ -273,14 +275,16 @@ def decode_raw(data: bytes, pre: Preprocess, max_pixels: int = DEFAULT_MAX_PIXEL
     with _raw_file(data, max_pixels) as (raw, flip, upright):
         preview, upright_already = _raw_preview(raw, pre, max_pixels)
         if preview is not None:
+            # the hash is of the preview as stored: hashes match in every orientation
             turns = 0 if upright_already else _FLIP_TURNS.get(flip, 0)
-            return Decoded(np.ascontiguousarray(np.rot90(preview, turns)), *upright)
+            return Decoded(np.ascontiguousarray(np.rot90(preview.pixels, turns)), *upright,
+                           phash=preview.phash)
         rgb = _demosaic(raw)
-    return Decoded(resize_and_crop(rgb, pre), *upright)
+    return Decoded(resize_and_crop(rgb, pre), *upright, phash=image_hash(rgb))
 
 
-def _raw_preview(raw: Any, pre: Preprocess, max_pixels: int) -> tuple[np.ndarray | None, bool]:
-    """The embedded preview's pixels (resized and cropped), and whether they are upright
+def _raw_preview(raw: Any, pre: Preprocess, max_pixels: int) -> tuple[Decoded | None, bool]:
+    """The embedded preview's pixels (resized and cropped) and hash, and whether they are upright
     already (a JPEG preview with its own EXIF orientation, as libraw writes for some
     cameras); None when there is none, it is unreadable, or its shorter side is under
     2 x the resize target."""
@@ -294,12 +298,12 @@ def _raw_preview(raw: Any, pre: Preprocess, max_pixels: int) -> tuple[np.ndarray
         im = Image.fromarray(np.ascontiguousarray(thumb.data, dtype=np.uint8), "RGB")
         if min(im.size) < 2 * pre.resize:
             return None, False
-        return resize_and_crop(im, pre), False
+        return Decoded(resize_and_crop(im, pre), *im.size, phash=image_hash(im)), False
     try:
         with open_image(thumb.data) as probe:
             if min(probe.size) < 2 * pre.resize:
                 return None, False
             oriented = probe.getexif().get(0x0112, 1) != 1
-        return decode_bytes(thumb.data, pre, max_pixels).pixels, oriented
+        return decode_bytes(thumb.data, pre, max_pixels), oriented
     except (DecodeError, OSError, ValueError):
         return None, False

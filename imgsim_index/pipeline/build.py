@@ -442,7 +442,8 @@ class _Update:
             w, h = b.sizes[k]
             digest = b.digests[k] if k < len(b.digests) else None
             self.rows.append(NewRow(x.path, x.root, x.size, x.mtime_ns, w, h,
-                                    dev=x.dev, ino=x.ino, digest=digest or _digest_or_none(x)))
+                                    dev=x.dev, ino=x.ino, digest=digest or _digest_or_none(x),
+                                    phash=b.hashes[k] if k < len(b.hashes) else None))
         if b.positions:
             self.vectors.append(b.vectors)
         for pos, reason in b.errors:

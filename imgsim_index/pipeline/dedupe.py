@@ -38,8 +38,11 @@ from imgsim_index.search import (
     SearchEngine,
     SearchInfo,
     find_pairs,
+    query_rows,
 )
+from imgsim_index.search.hash_pairs import hash_pairs
 from imgsim_index.search.settings import choose_method
+from imgsim_index.search.threshold import exact_scores
 from imgsim_index.verify import Verdicts, VerifySettings, candidate_threshold, verify_pairs
 
 if TYPE_CHECKING:
@@ -150,6 +153,12 @@ class Duplicates:
             verification=self.verdicts.summary() if self.verdicts is not None else None,
             threshold_source=self.threshold_source, total_images=self.total_images)
         report["pair_search"] = self.search.as_report()
+        if self.verdicts is not None and self.verdicts.ran and self.candidates is not None:
+            # pairs under the cosine threshold that only the perceptual hashes found
+            report["verification"]["hash_candidates"] = sum(
+                "hash_distance" in nums and score < self.threshold_used
+                for nums, score in zip(self.verdicts.numbers, self.candidates.score.tolist(),
+                                       strict=True))
         if self.build is not None:  # what the scan of the folders left out, and why
             report["skipped"] = skipped_report(self.build.skipped_paths)
         if self.new_images is not None:
@@ -248,6 +257,7 @@ def find_duplicates(
         manifest = dict(store.manifest)
         index_path = store.folder
         last_dedupe = store.last_dedupe_seq()
+        hash_ids, hashes = store.catalog.image_hashes()
     rows, vectors = loaded.rows, loaded.vectors
     if present is not None:
         keep = [k for k, r in enumerate(rows) if split_frame_path(r.path)[0] in present]
@@ -272,12 +282,71 @@ def find_duplicates(
                                   on_progress=progress_steps(progress, "Pair search"))
     progress.finish()
     timings["pair_search"] = time.perf_counter() - t
+    hash_distance = None
+    if settings.verify.enabled:  # a candidate channel for verification; cosine alone without
+        t = time.perf_counter()
+        candidates, hash_distance = with_hash_pairs(
+            candidates, rows, vectors, (hash_ids, hashes),
+            query_rows(len(rows), pair_settings, queries),
+            codes if pair_settings.across_folders else None)
+        timings["hash_search"] = time.perf_counter() - t
     folder_list = ([os.path.abspath(f) for f in folders] if folders
                    else sorted({r.root for r in rows}))
     found = _Found(rows, vectors, candidates, info, codes, errors, folder_list, manifest,
                    index_path, loaded.seq, None if queries is None else len(queries), new_since,
-                   threshold, source, None)
+                   threshold, source, None, hash_distance,
+                   _hashes_in_pairs(candidates, rows, (hash_ids, hashes)))
     return _decide(found, settings, progress, timings)
+
+
+def _hashes_in_pairs(pairs: Pairs, rows: Sequence[Row], stored: tuple[np.ndarray, np.ndarray]
+                     ) -> dict[int, bytes]:
+    """The stored hashes of the rows in `pairs`, by row id (what apply reads)."""
+    hash_ids, hashes = stored
+    want = np.unique(np.fromiter((rows[k].id for k in np.unique(
+        np.concatenate([pairs.i, pairs.j])).tolist()), np.int64))
+    at = np.flatnonzero(np.isin(hash_ids, want))
+    return {int(hash_ids[k]): hashes[k].tobytes() for k in at.tolist()}
+
+
+def with_hash_pairs(candidates: Pairs, rows: Sequence[Row], vectors: np.ndarray,
+                    stored: tuple[np.ndarray, np.ndarray], queries: np.ndarray | None,
+                    codes: np.ndarray | None) -> tuple[Pairs, np.ndarray]:
+    """The cosine candidates and the hash channel's (search/hash_pairs.py), score
+    descending, each with its real cosine; and per pair its hash distance in bits (-1: the
+    hash channel did not find it). `stored`: (ids, hashes) of the rows with a hash;
+    `queries`: row positions pairs must touch (None: all); `codes`: pairs within one input
+    folder are left out."""
+    ids = np.fromiter((r.id for r in rows), np.int64, len(rows))  # ascending
+    hash_ids, hashes = stored
+    at = np.searchsorted(ids, hash_ids)
+    mine = at < len(ids)
+    mine[mine] = ids[at[mine]] == hash_ids[mine]
+    pos = at[mine]  # row position of each hash, ascending
+    none = np.full(len(candidates), -1, np.int32)
+    if len(pos) < 2:
+        return candidates, none
+    local = None if queries is None else np.flatnonzero(np.isin(pos, queries))
+    a, b, d = hash_pairs(hashes[mine], queries=local)
+    a, b = pos[a], pos[b]
+    if codes is not None:
+        other = codes[a] != codes[b]
+        a, b, d = a[other], b[other], d[other]
+    n = max(len(rows), 1)
+    have = candidates.i.astype(np.int64) * n + candidates.j
+    key = a * n + b
+    known = np.isin(key, have)
+    distance = none.copy()
+    where = {int(k): x for x, k in enumerate(have.tolist())}
+    for k, dist in zip(key[known].tolist(), d[known].tolist(), strict=True):
+        distance[where[k]] = dist
+    a, b, d = a[~known], b[~known], d[~known]
+    merged = Pairs(np.concatenate([candidates.i, a.astype(candidates.i.dtype)]),
+                   np.concatenate([candidates.j, b.astype(candidates.j.dtype)]),
+                   np.concatenate([candidates.score, exact_scores(vectors, a, b)]))
+    distance = np.concatenate([distance, d])
+    order = np.argsort(-merged.score, kind="stable")
+    return Pairs(merged.i[order], merged.j[order], merged.score[order]), distance[order]
 
 
 @dataclass
@@ -299,6 +368,8 @@ class _Found:
     threshold: float
     source: str
     total: int | None
+    hash_distance: np.ndarray | None = None  # per candidate, -1: not found by the hash channel
+    hashes: dict[int, bytes] | None = None  # perceptual hashes of the rows in pairs, by id
 
 
 def _decide(found: _Found, settings: DedupeSettings, progress: Progress,
@@ -309,6 +380,9 @@ def _decide(found: _Found, settings: DedupeSettings, progress: Progress,
     verdicts = verify_pairs(rows, candidates, settings.verify, progress)
     if verdicts.ran:
         timings["verify"] = time.perf_counter() - t
+    if found.hash_distance is not None:  # the channel that found a pair, in its numbers
+        for k in np.flatnonzero(found.hash_distance >= 0).tolist():
+            verdicts.numbers[k]["hash_distance"] = float(found.hash_distance[k])
     kept = verdicts.kept()
     pairs, near = subset(candidates, kept), subset(candidates, ~kept)
     edges = candidates if settings.group_near_misses else pairs
@@ -318,7 +392,7 @@ def _decide(found: _Found, settings: DedupeSettings, progress: Progress,
     m = found.manifest
     copies, other_shots = decided_pairs(rows, candidates, verdicts)
     decisions = screen_decisions(decisions, rows, found.vectors, copies,
-                                 copy_floor(m.get("model")), verdicts.ran)
+                                 copy_floor(m.get("model")), verdicts.ran, found.hashes)
     return Duplicates(
         rows=list(rows), pairs=pairs, groups=groups, decisions=decisions,
         errors=list(found.errors), search=found.info, settings=settings,

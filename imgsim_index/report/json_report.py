@@ -18,7 +18,8 @@ Verification (schema 3): each similar_pairs row adds match (exact | copy), evide
 short sentence) and verification (the numbers behind it, rounded); near_misses lists the
 other-shot pairs in the same shape (not in similar_pairs, groups or photos_to_remove);
 verification {ran, compared, skipped_as_grouped, skipped_as_other_shot, same_bytes,
-not_verified, seconds};
+not_verified, seconds, and when it ran hash_candidates: pairs under the threshold that only
+the perceptual-hash channel found, whose rows carry verification.hash_distance};
 threshold_source "model default" | "given".
 """
 

@@ -290,3 +290,43 @@ def test_local_tone_edits_and_meme_text_are_copies(edit: str, name: str) -> None
 
     rgb = sample(name)
     assert _both_ways(rgb, jpeg(COPIES[edit](rgb))) == ("copy", "copy")
+
+
+def _photo_640x480(name: str) -> np.ndarray:
+    """A scikit-image photo as a 640x480 JPEG (scaled to cover, centre cropped)."""
+    from benchmarks.hard_edits import sample
+
+    rgb = sample(name)
+    h, w = rgb.shape[:2]
+    f = max(640 / w, 480 / h)
+    big = cv2.resize(rgb, (round(w * f), round(h * f)), interpolation=cv2.INTER_CUBIC)
+    y0, x0 = (big.shape[0] - 480) // 2, (big.shape[1] - 640) // 2
+    return jpeg(big[y0:y0 + 480, x0:x0 + 640], 92)
+
+
+@pytest.mark.parametrize("name", ["astronaut", "coffee", "chelsea", "rocket"])
+def test_a_squashed_resize_is_a_copy_either_way(name: str) -> None:
+    """Dataset pipelines resize without keeping the aspect (640x480 -> 224x224): a scale per
+    axis, which a similarity cannot express; the two content boxes map onto each other."""
+    rgb = _photo_640x480(name)
+    for size in ((300, 300), (224, 224), (1280, 480), (640, 960)):
+        squashed = jpeg(cv2.resize(rgb, size, interpolation=cv2.INTER_AREA))
+        assert _both_ways(rgb, squashed) == ("copy", "copy"), size
+    v = mt.compare(mt.describe(rgb), mt.describe(jpeg(cv2.resize(rgb, (224, 224)))))
+    assert "B resized to 35% x 47% (aspect changed)" in v.evidence, v
+
+
+def test_a_squashed_other_shot_is_still_another_shot() -> None:
+    """A scale per axis is one more freedom, not a homography: a photo seen from another
+    viewpoint (a perspective warp) and a patch moved elsewhere stay other shots, squashed."""
+    from benchmarks.hard_edits import patch_moved
+
+    rgb = _photo_640x480("coffee")
+    h, w = rgb.shape[:2]
+    corners = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+    seen = np.float32([[0.06 * w, 0.06 * h], [0.94 * w, 0], [0.94 * w, h], [0.06 * w, 0.94 * h]])
+    view = cv2.warpPerspective(rgb, cv2.getPerspectiveTransform(corners, seen), (w, h),
+                               borderMode=cv2.BORDER_REFLECT)
+    for other in (view, patch_moved(rgb)):
+        squashed = jpeg(cv2.resize(other, (224, 224), interpolation=cv2.INTER_AREA))
+        assert _both_ways(rgb, squashed) == ("other_shot", "other_shot")

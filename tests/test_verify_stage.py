@@ -270,16 +270,21 @@ def test_other_shots_are_compared_again_through_the_group(edits: tuple[Path, lis
     pairs = Pairs(np.array([0, 1, 0]), np.array([2, 2, 1]), np.array([0.99, 0.98, 0.97]))
     v = verify_pairs(rows, pairs, VerifySettings(workers=0))
     assert v.match == ["copy", "other_shot", "other_shot"]
-    # moved is apart from the group {base, reencoded} once one pair showed it: base-moved
-    # is not compared again, and its evidence names the pair that decided
+    # one other-shot verdict does not keep moved apart from {base, reencoded}: base-moved
+    # is compared too
+    assert (v.compared, v.skipped_as_other_shot) == (3, 0)
+    # with apart_votes=1 the first verdict decides: base-moved is not compared, and its
+    # evidence names the pair that decided
+    v = verify_pairs(rows, pairs, VerifySettings(workers=0, apart_votes=1))
+    assert v.match == ["copy", "other_shot", "other_shot"]
     assert (v.compared, v.skipped_as_other_shot) == (2, 1)
     assert v.evidence[2] == f"{APART_EVIDENCE} (compared: moved.png and reencoded.jpg)"
 
 
-def test_two_groups_of_other_shots_cost_one_compare_between_them(
+def test_two_groups_of_other_shots_cost_two_compares_between_them(
         edits: tuple[Path, list[str]], tmp_path: Path) -> None:
     """Three copies of one shot and three of another: 6 pairs within the groups, 9 across.
-    4 compares build the groups, 1 shows them apart, and the other 8 across are not
+    4 compares build the groups, 2 show them apart, and the other 7 across are not
     compared; every cross pair is other_shot, every pair within a group a copy."""
     d, _ = edits
     moved = Image.open(d / "moved.png").convert("RGB")
@@ -294,12 +299,41 @@ def test_two_groups_of_other_shots_cost_one_compare_between_them(
     v = verify_pairs(rows, Pairs(ij[:, 0], ij[:, 1], np.linspace(0.99, 0.9, len(ij))),
                      VerifySettings(workers=0))
     assert v.match == ["copy"] * 6 + ["other_shot"] * 9
-    assert (v.compared, v.skipped_as_grouped, v.skipped_as_other_shot) == (5, 2, 8)
+    assert (v.compared, v.skipped_as_grouped, v.skipped_as_other_shot) == (6, 2, 7)
+    assert v.evidence[-1].startswith(f"{APART_EVIDENCE} (compared: ") \
+        and v.evidence[-1].count(" and ") == 2, v.evidence[-1]
+
+
+def test_one_wrong_other_shot_verdict_does_not_split_a_group_of_copies(
+        tmp_path: Path) -> None:
+    """Four copies of one photo: the original, its re-encoding and two darkenings. The
+    best-scoring pair between the sub-groups (the original and the darker one, x0.6) is
+    judged another shot (tones moved beyond the edit limit), but the x0.75 one is a copy
+    of both: a second compare joins the sub-groups instead of one verdict splitting them."""
+    from benchmarks.hard_edits import exposure, jpeg, sample
+    from imgsim_index.groups.components import connected_components
+
+    x = sample("immunohistochemistry")
+    images = {"x.png": x, "x.jpg": jpeg(x), "x060.jpg": jpeg(exposure(x, 0.6)),
+              "x075.jpg": jpeg(exposure(x, 0.75))}
+    rows = []
+    for k, (name, rgb) in enumerate(images.items()):
+        Image.fromarray(rgb).save(tmp_path / name)
+        rows.append(row(k, tmp_path / name))
+    ij = np.array([(0, 1), (0, 2), (1, 3), (3, 2), (1, 2)])
+    pairs = Pairs(ij[:, 0], ij[:, 1], np.array([0.995, 0.99, 0.98, 0.97, 0.96]))
+    v = verify_pairs(rows, pairs, VerifySettings(workers=0))
+    assert v.match == ["copy", "other_shot", "copy", "copy", "copy"], v.evidence
+    kept = v.kept()
+    groups = connected_components(4, pairs.i[kept], pairs.j[kept])
+    assert [sorted(m) for m in groups.members] == [[0, 1, 2, 3]]
+    assert (v.compared, v.skipped_as_grouped, v.skipped_as_other_shot) == (4, 1, 0)
 
 
 @pytest.mark.parametrize("settings, message", [
     (VerifySettings(workers=-1), "verification workers must be in [0, 256], got -1"),
     (VerifySettings(max_side=10), "verification max side must be in [128, 8192], got 10"),
+    (VerifySettings(apart_votes=0), "verification apart votes must be in [1, 100], got 0"),
     (VerifySettings(tunables=(("ratio", 2.0),)), "VerifySettings: ratio must be in [0.5, 1)"),
     (VerifySettings(tunables=(("nope", 1.0),)), "unknown verification setting 'nope'"),
 ])

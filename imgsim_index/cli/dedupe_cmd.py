@@ -153,8 +153,8 @@ def _print_summary(r: Any) -> None:
     if rep["verification"]["ran"]:
         v = rep["verification"]
         click.echo(f"Verified: {v['compared']} pairs compared, {v['skipped_as_grouped']} "
-                   f"joined through copies, {v.get('skipped_as_other_shot', 0)} whose groups a "
-                   f"compared pair showed to be other shots; {near_miss_text(rep)} "
+                   f"joined through copies, {v.get('skipped_as_other_shot', 0)} whose groups "
+                   f"compared pairs showed to be other shots; {near_miss_text(rep)} "
                    "listed under near_misses.")
     click.echo(removable_line(rep))
     if why := kept_line(rep):

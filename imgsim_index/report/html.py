@@ -44,7 +44,7 @@ def _verification_text(report: dict[str, Any]) -> str:
         return "off (cosine only)"
     return (f"on: {v.get('compared', 0)} pairs compared on their pixels, "
             f"{v.get('skipped_as_grouped', 0)} joined through copies, "
-            f"{v.get('skipped_as_other_shot', 0)} whose groups a compared pair showed to be "
+            f"{v.get('skipped_as_other_shot', 0)} whose groups compared pairs showed to be "
             f"other shots; {near_miss_text(report)} listed apart")
 
 

@@ -13,7 +13,9 @@ two ends are already joined through verified copies is not compared (it is a cop
 transitivity). A static scene of N mutually similar frames costs about N - 1 compares.
 Comparisons run in rounds: each round compares, in parallel, the pairs that would join two
 not yet (tentatively) joined sets; a pair whose ends a pending comparison may join waits
-for the next round.
+for the next round. Between two groups the best-scoring pair is compared first; once
+`apart_votes` (2) of their compared pairs are other shots, their other pairs are not compared
+(other shots, by transitivity of a capture), and a copy on any of them joins the groups.
 
 cv2 is imported by `matching`, which is loaded only when a pair needs decoding.
 """
@@ -70,6 +72,11 @@ class VerifySettings:
     # describe() works on 512 px thumbnails, so more only costs decoding time
     max_side: int = 512
     tunables: tuple[tuple[str, float], ...] = ()  # matching.VerifySettings fields to change
+    # two groups are other shots of each other, and their other candidate pairs are not
+    # compared, once this many of their pairs (the best-scoring first) were judged other
+    # shots on aligned pixels; a copy verdict on any of their pairs joins them. 1 lets one
+    # wrong verdict split a group of copies (an exposure edit beyond the tone limit, say)
+    apart_votes: int = 2
 
     def validate(self) -> VerifySettings:
         if self.workers is not None and not 0 <= self.workers <= 256:
@@ -77,6 +84,9 @@ class VerifySettings:
         if not 128 <= self.max_side <= 8192:
             raise InputError(f"verification max side must be in [128, 8192], got "
                              f"{self.max_side}")
+        if not 1 <= self.apart_votes <= 100:
+            raise InputError(f"verification apart votes must be in [1, 100], got "
+                             f"{self.apart_votes}")
         self.matching()
         return self
 
@@ -105,7 +115,7 @@ class Verdicts:
     numbers: list[dict[str, float]]
     compared: int = 0  # pairs compared on their pixels
     skipped_as_grouped: int = 0  # pairs joined through verified copies, not compared
-    # pairs between two groups that another of their pairs showed to be other shots
+    # pairs between two groups that apart_votes of their pairs showed to be other shots
     skipped_as_other_shot: int = 0
     same_bytes: int = 0  # pairs with equal content digests (exact, not decoded)
     not_verified: int = 0  # pairs where an image could not be decoded or described here
@@ -156,26 +166,30 @@ class _Sets:
 
 
 class _Apart:
-    """Pairs of sets (by root) shown to be other shots of each other by one compared pair:
-    the same captures, edited, are no copies of each other either, so their other pairs
-    are not compared (each group's representative pair stands for them)."""
+    """Pairs of sets (by root) shown to be other shots of each other by `votes` compared
+    pairs: the same captures, edited, are no copies of each other either, so their other
+    pairs are not compared (the compared pairs stand for them)."""
 
-    def __init__(self) -> None:
-        self.by_root: dict[int, dict[int, int]] = {}  # root -> other root -> deciding pair
+    def __init__(self, votes: int) -> None:
+        self.votes = votes
+        # root -> other root -> the compared pairs between them judged other shots
+        self.by_root: dict[int, dict[int, list[int]]] = {}
 
-    def decided(self, ra: int, rb: int) -> int | None:
-        return self.by_root.get(ra, {}).get(rb)
+    def decided(self, ra: int, rb: int) -> list[int] | None:
+        """The deciding pairs when sets ra and rb are apart, else None."""
+        pairs = self.by_root.get(ra, {}).get(rb, [])
+        return pairs if len(pairs) >= self.votes else None
 
-    def add(self, ra: int, rb: int, pair: int) -> None:
-        self.by_root.setdefault(ra, {})[rb] = pair
-        self.by_root.setdefault(rb, {})[ra] = pair
+    def add(self, ra: int, rb: int, *pairs: int) -> None:
+        self.by_root.setdefault(ra, {}).setdefault(rb, []).extend(pairs)
+        self.by_root.setdefault(rb, {}).setdefault(ra, []).extend(pairs)
 
     def merged(self, keep: int, gone: int) -> None:
-        """Sets `gone` joined `keep`: what was known apart from `gone` is apart from `keep`."""
-        for other, pair in self.by_root.pop(gone, {}).items():
+        """Sets `gone` joined `keep`: the verdicts against `gone` count against `keep`."""
+        for other, pairs in self.by_root.pop(gone, {}).items():
             del self.by_root[other][gone]
             if other != keep:
-                self.add(keep, other, pair)
+                self.add(keep, other, *pairs)
 
 
 def decode_for_verify(path: str, max_side: int) -> tuple[np.ndarray, tuple[int, int]]:
@@ -261,7 +275,7 @@ def verify_pairs(
     numbers: list[dict[str, float]] = [{} for _ in range(n)]
     out = Verdicts(match, evidence, numbers)
     sets = _Sets(len(rows))
-    apart = _Apart()
+    apart = _Apart(settings.apart_votes)
 
     def join(a: int, b: int) -> None:
         joined = sets.union(a, b)
@@ -302,11 +316,11 @@ def verify_pairs(
                     match[p], evidence[p] = "copy", SKIPPED_EVIDENCE
                     out.skipped_as_grouped += 1
                     progress.update(1)
-                elif (q := apart.decided(ra, rb)) is not None:
+                elif (qs := apart.decided(ra, rb)) is not None:
                     match[p] = "other_shot"
-                    evidence[p] = (f"{APART_EVIDENCE} (compared: "
-                                   f"{os.path.basename(rows[pi[q]].path)} and "
-                                   f"{os.path.basename(rows[pj[q]].path)})")
+                    evidence[p] = f"{APART_EVIDENCE} (compared: " + "; ".join(
+                        f"{os.path.basename(rows[pi[q]].path)} and "
+                        f"{os.path.basename(rows[pj[q]].path)}" for q in qs) + ")"
                     out.skipped_as_other_shot += 1
                     progress.update(1)
                 elif tentative.find(a) == tentative.find(b):

@@ -7,7 +7,9 @@ compare() decides, for two Features:
 
 1. ``exact``: equal content digest, or equal shape and equal pixel hash.
 2. Geometry candidates: the 8 dihedral transforms (mirror x rot90) tried on the 32x32 sketches
-   of the content boxes (cheap, covers exact / mirrored / rotated / resized / bordered copies),
+   of the content boxes (cheap, covers exact / mirrored / rotated / resized / bordered copies,
+   and a whole picture resized without keeping its aspect: the box-to-box map then has a
+   scale per axis, up to ``max_squash``),
    then ECC refinement of the best of those maps (turned or slightly cropped copies; a map
    ECC leaves in place is confirmed and needs no keypoints), then SIFT + RANSAC restricted
    to a similarity (mirrored features tried when needed).
@@ -91,6 +93,11 @@ class VerifySettings:
     strong_min_blocks: int = 1
     # ...not counting blocks with more than this share clipped (any channel at 0-3 or 252-255)
     strong_clip_share: float = 0.25
+    # the box-to-box map of two sketches is tried when the two content boxes' aspect ratios
+    # differ by at most this factor: a whole picture resized without keeping its aspect
+    # (640x480 -> 224x224 is 1.33, a 2:1 stretch 2) is a separate scale per axis, which the
+    # similarity fitted to keypoints cannot express; the residual check decides as for any map
+    max_squash: float = 2.5
 
     def validate(self) -> VerifySettings:
         """Return self, or raise ValueError naming the first bad setting."""
@@ -130,6 +137,7 @@ class VerifySettings:
             (self.strong_ratio >= 1.0 and self.strong_floor > 0 and self.strong_min_blocks >= 1,
              "strong_ratio must be >= 1, strong_floor > 0, strong_min_blocks >= 1"),
             (0.0 <= self.strong_clip_share <= 1.0, "strong_clip_share must be in [0, 1]"),
+            (1.0 <= self.max_squash <= 4.0, "max_squash must be in [1, 4]"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -963,7 +971,12 @@ def _copy_evidence(fa: Features, fb: Features, m: np.ndarray, chk: _Check) -> st
         words.append("corners filled")
     rel = n["scale"] * fb.scale / fa.scale  # A px per B px
     n["size_ratio"] = 1.0 / rel  # B linear size relative to A
-    if abs(1.0 / rel - 1.0) > 0.03:  # name the smaller one: "A resized to 60%", not B 167%
+    # B's width and height relative to what they show of A (a map with a scale per axis)
+    bx, by = (fa.scale / (float(np.hypot(*m[:, i])) * fb.scale) for i in (0, 1))
+    n["size_ratio_x"], n["size_ratio_y"] = bx, by
+    if abs(np.log(bx / by)) > 0.03:
+        words.append(f"B resized to {bx:.0%} x {by:.0%} (aspect changed)")
+    elif abs(1.0 / rel - 1.0) > 0.03:  # name the smaller one: "A resized to 60%", not B 167%
         words.append(f"B resized to {1.0 / rel:.0%}" if rel > 1.0 else
                      f"A resized to {rel:.0%}")
     # the filled corners of a turned copy extend its frame a little: not a crop
@@ -1064,7 +1077,7 @@ def _compare(a: Features, b: Features, settings: VerifySettings) -> Verdict:
             break
         ra = aw / ah
         rb = (bh / bw) if k % 2 else (bw / bh)
-        if abs(np.log(ra / rb)) < 0.04:
+        if abs(np.log(ra / rb)) < max(0.04, np.log(settings.max_squash)):
             cands.append(("sketch", _dihedral_matrix(k, a.box, b.box), ncc[k]))
     nums0: dict[str, float] = {"sketch_ncc": ncc[best_k]}
     checks: list[tuple[_Check, np.ndarray, str]] = []

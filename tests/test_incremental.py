@@ -103,7 +103,8 @@ def test_query_lists_best_matches_and_reports_unreadable_files(split, tmp_path):
                              "--include-self"))
     assert [m["path"] for m in data[0]["matches"]] == [str(probe)]
     # without --include-self the query file itself is left out, and top-k still holds
-    data = json.loads(cli_ok("query", probe, "--index", idx, "--json", "--top-k", "2"))
+    data = json.loads(cli_ok("query", probe, "--index", idx, "--json", "--top-k", "2",
+                             "--include-below"))
     assert len(data[0]["matches"]) == 2 and str(probe) not in [m["path"] for m in
                                                                data[0]["matches"]]
     missing = CliRunner().invoke(cli, ["query", str(tmp_path / "nope.jpg"), "--index",

@@ -143,3 +143,6 @@ def test_model_mismatch_is_refused(split, tmp_path):  # type: ignore[no-untyped-
     assert result.exit_code != 0
     msg = str(result.exception)
     assert "built with efficientnet-lite0" in msg and "refusing to add vectors" in msg
+    lite0_weights = IndexStore.read_manifest(str(idx))["weights_id"]
+    assert lite0_weights in msg.split("refusing")[0]  # the index's side only
+    assert lite0_weights not in msg.split("refusing")[1], msg

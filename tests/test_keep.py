@@ -201,13 +201,14 @@ def test_cli_dedupe_keeps_its_eight_lines_first_and_names_the_gallery_on_stdout(
           "--protect", str(photos / "b"), "-q"])
     out, err = capsys.readouterr()
     lines = out.splitlines()
-    assert len(lines) == 11 and lines[0] == "Total images found: 7" and err == ""
-    assert lines[8].startswith("Verified: ")
+    assert len(lines) == 12 and lines[0] == "Total images found: 7" and err == ""
+    assert lines[8] == f"Index: {tmp_path / 'index'}"
+    assert lines[9].startswith("Verified: ")
     assert lines[6].startswith("Result JSON: ")
     assert lines[4] == "Photos that can be removed if only keeping 1 from each group: 3"
-    assert lines[9] == ("Files apply would remove (keepers, --protect folders and video frames "
-                        "kept): " + removable_text(lines[6]))
-    assert lines[10].startswith("Gallery saved: ") and lines[10].endswith("report.html")
+    assert lines[10] == ("Files apply would remove (keepers, --protect folders and video "
+                         "frames kept): " + removable_text(lines[6]))
+    assert lines[11].startswith("Gallery saved: ") and lines[11].endswith("report.html")
     rep = json.loads(Path(lines[6].removeprefix("Result JSON: ")).read_text())
     assert rep["keep_policy"] == "shortest-path"
     assert rep["protected_folders"] == [str(photos / "b")]

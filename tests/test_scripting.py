@@ -73,3 +73,22 @@ def test_export_rows_carry_match_evidence_and_keep_reason(
             assert (o["match"], o["evidence"]) == (direct["match"], direct["evidence"])
         else:
             assert o["evidence"].startswith("to ")
+
+
+def test_dedupe_says_where_its_default_index_is(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    photos, _ = simple_library(tmp_path)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    args = ["dedupe", str(photos), "--model", "efficientnet-lite0", "--threshold",
+            str(THRESHOLD), "--output", str(tmp_path / "out"), "-q"]
+    main(args)
+    lines = capsys.readouterr().out.splitlines()
+    assert (f"Index: created {work / 'imgsim-index'} (the default; choose another with "
+            "--index DIR)") in lines
+    main([*args, "--json"])
+    got = json.loads(capsys.readouterr().out)
+    assert (got["index_path"], got["index_created"]) == (str(work / "imgsim-index"), False)
+    main(args)
+    assert f"Index: {work / 'imgsim-index'}" in capsys.readouterr().out.splitlines()

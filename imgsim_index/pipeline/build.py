@@ -100,6 +100,7 @@ class BuildResult:
     skipped: dict[str, int] = field(default_factory=dict)  # reason -> count
     skipped_paths: list[Skipped] = field(default_factory=list)
     model_loaded: bool = False  # False: nothing needed embedding, the model was not loaded
+    created: bool = False  # True: this run created the index folder's index
 
 
 def resolve_model(index_dir: str, settings: BuildSettings) -> LoadedModel:
@@ -109,12 +110,9 @@ def resolve_model(index_dir: str, settings: BuildSettings) -> LoadedModel:
     info = model_info(name)
     weights = settings.weights
     if manifest is not None:
-        check_identity(
-            manifest,
-            {**manifest, "model": name, "dim": info.dim,
-             "preprocessing": info.preprocess.identity()},
-            index_dir,
-        )
+        # before loading: the weights' digest is not known yet, so it is not compared
+        check_identity(manifest, {"model": name, "dim": info.dim,
+                                  "preprocessing": info.preprocess.identity()}, index_dir)
         hint = manifest.get("weights_source")
         if weights is None and hint and os.path.isfile(hint):
             weights = hint  # the local file this index was built from
@@ -155,6 +153,7 @@ def build_index(
     else:  # the index's own identity: checked against the model once it is loaded
         identity = store.manifest if store is not None else IndexStore.read_manifest(index_dir)
     owned = store is None
+    created = store is None and not IndexStore.exists(index_dir)
     if store is None:
         store = IndexStore.open_writer(index_dir, identity, wait=settings.wait_for_lock)
     elif model is not None:
@@ -176,6 +175,7 @@ def build_index(
         result.aliases = found.aliases
         result.skipped, result.skipped_paths = skipped_counts(found.skipped), found.skipped
         result.model_loaded = slot.loaded is not None
+        result.created = created
         if store.needs_compaction():
             progress.note("compacting the index")
             store.compact()

@@ -143,7 +143,7 @@ def index_line(r: Any, index_dir: str) -> str:
 def _print_summary(r: Any, index_dir: str) -> None:
     """The text summary, all on stdout (progress bars are on stderr): the seed's eight
     lines first, in their order, then what later versions added."""
-    from imgsim_index.report.json_report import near_miss_text
+    from imgsim_index.report.json_report import verification_text
 
     rep = r.report
     click.echo(f"Total images found: {rep['total_images_in_folders']}")
@@ -158,11 +158,7 @@ def _print_summary(r: Any, index_dir: str) -> None:
     click.echo(f"Done. Output folder: {r.output_dir}")
     click.echo(index_line(r, index_dir))
     if rep["verification"]["ran"]:
-        v = rep["verification"]
-        click.echo(f"Verified: {v['compared']} pairs compared, {v['skipped_as_grouped']} "
-                   f"joined through copies, {v.get('skipped_as_other_shot', 0)} whose groups a "
-                   f"compared pair showed to be other shots; {near_miss_text(rep)} "
-                   "listed under near_misses.")
+        click.echo(f"Verified: {verification_text(rep)}")
     click.echo(removable_line(rep))
     if why := kept_line(rep):
         click.echo(why)

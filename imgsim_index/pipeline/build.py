@@ -88,6 +88,8 @@ class BuildResult:
     model: str
     scanned: int = 0  # files found (a video counts once)
     embedded: int = 0  # images and frames embedded by this run
+    embedded_frames: int = 0  # of `embedded`: video frames
+    embedded_videos: int = 0  # videos whose frames this run embedded
     unchanged: int = 0
     errors: int = 0  # unreadable files recorded by this run
     pruned: int = 0
@@ -279,6 +281,7 @@ class _Update:
         self.vectors: list[np.ndarray] = []
         self.errors: list[NewRow] = []
         self.videos_done: list[VideoDone] = []
+        self.frames = 0  # of `rows`: video frames
         self.forget_videos: list[str] = []
         self.forget_paths: list[str] = []  # a video's own error row, once it decodes
         self.last = time.monotonic()
@@ -462,6 +465,7 @@ class _Update:
             x = todo[v]
             self.rows.append(NewRow(frame_path(x.path, ms), x.root, x.size, x.mtime_ns, w, h))
             counts[v] += 1
+            self.frames += 1
         if b.frames:
             self.vectors.append(b.vectors)
         for v, reason in b.errors:
@@ -481,8 +485,11 @@ class _Update:
         self.store.commit(self.rows, matrix, self.errors, self.videos_done,
                           forget=self.forget_paths, forget_videos=self.forget_videos)
         self.result.embedded += len(self.rows)
+        self.result.embedded_frames += self.frames
+        self.result.embedded_videos += sum(v.frames > 0 for v in self.videos_done)
         self.result.errors += len(self.errors)
         self.rows, self.vectors, self.errors, self.videos_done = [], [], [], []
+        self.frames = 0
         self.forget_videos, self.forget_paths = [], []
         self.last = time.monotonic()
 

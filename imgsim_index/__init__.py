@@ -2,6 +2,7 @@
 
 The public API (see README, "Python"):
 
+    find_duplicates("photos/", model=...) -> Duplicates   (.duplicates, .group_paths(), ...)
     Index(path, BuildSettings(...))         .add(paths) .query(images) .check()
     find_duplicates(index, folders, threshold=..., settings=DedupeSettings(...)) -> Duplicates
     write_report(duplicates, out_dir, collage=True, gallery=True) -> ReportFiles
@@ -13,10 +14,7 @@ Names are imported on first use, so `import imgsim_index` (and the CLI's --help)
 fast: torch, faiss and the pipeline load only when something needs them.
 """
 
-from __future__ import annotations
-
-import importlib
-from typing import TYPE_CHECKING, Any
+import typing
 
 __version__ = "0.1.0"
 
@@ -52,7 +50,7 @@ _EXPORTS = {
     "ModelError": "imgsim_index.errors",
 }
 
-if TYPE_CHECKING:
+if typing.TYPE_CHECKING:
     from imgsim_index.actions.undo import undo
     from imgsim_index.api import Index, apply_plan, find_duplicates, make_plan
     from imgsim_index.embed.embedder import EmbedSettings
@@ -78,7 +76,9 @@ if TYPE_CHECKING:
     from imgsim_index.search import ApproxSettings, Pairs, PairSettings, SearchInfo, find_pairs
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
+    import importlib
+
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'imgsim_index' has no attribute {name!r}")
@@ -88,7 +88,8 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+    """The public API only (not the helpers this module imports)."""
+    return sorted([*__all__, "__version__"])
 
 
 __all__ = ["ApproxSettings", "BuildResult", "BuildSettings", "DedupeResult", "DedupeSettings",
@@ -97,3 +98,5 @@ __all__ = ["ApproxSettings", "BuildResult", "BuildSettings", "DedupeResult", "De
     "PairSettings", "Pairs", "QueryResult", "ReportFiles", "SearchInfo", "apply_plan",
     "build_index", "dedupe", "find_duplicates", "find_pairs", "make_plan", "query_index", "undo",
     "write_report"]
+
+del typing  # dir() and vars() show the public API, nothing this module needed

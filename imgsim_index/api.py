@@ -6,9 +6,12 @@ through a journal)."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from imgsim_index.errors import InputError
 from imgsim_index.pipeline.build import BuildResult, BuildSettings, build_index
 from imgsim_index.pipeline.dedupe import DedupeSettings, Duplicates
 from imgsim_index.pipeline.dedupe import find_duplicates as _find_duplicates
@@ -19,6 +22,7 @@ if TYPE_CHECKING:
     from imgsim_index.index.check import VerifyReport
     from imgsim_index.pipeline.query import QueryResult
     from imgsim_index.search import SearchEngine
+    from imgsim_index.verify import VerifySettings
 
 
 class Index:
@@ -46,13 +50,17 @@ class Index:
         """find_duplicates(self, folders, **options); see there."""
         return find_duplicates(self, folders, **options)
 
-    def query(self, images: Sequence[str], top_k: int = 10,
-              threshold: float | None = None) -> list[QueryResult]:
-        """The `top_k` most similar indexed images of each query image, best first."""
+    def query(self, images: Sequence[str], top_k: int = 10, threshold: float | None = None,
+              *, include_self: bool = False, include_below: bool = False,
+              verify: VerifySettings | None = None) -> list[QueryResult]:
+        """The `top_k` indexed matches of each query image, best first, by the rules the
+        CLI and HTTP query share (pipeline/query.py): at or above `threshold` (default: the
+        model's candidate threshold), verified, the query file itself left out."""
         from imgsim_index.pipeline.query import query_index
 
         return query_index(self.path, [str(p) for p in images], top_k, threshold,
-                           self.settings)
+                           self.settings, verify=verify, include_self=include_self,
+                           include_below=include_below)
 
     def check(self, repair: bool = False) -> VerifyReport:
         """Check catalog, vectors and manifest against each other (and repair)."""
@@ -62,16 +70,27 @@ class Index:
 
 
 def find_duplicates(
-    index: Index | str,
+    source: Index | str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
     folders: Sequence[str] | None = None,
     *,
+    index: Index | str | None = None,
+    model: str | None = None,
+    build: BuildSettings | None = None,
     threshold: float | None = None,
     settings: DedupeSettings | None = None,
     progress: Progress | None = None,
     engine: SearchEngine | None = None,
 ) -> Duplicates:
     """Pairs at or above the threshold (cosine, 6 decimals), their groups and the keep
-    decisions, over the whole index or the images under `folders`. Writes nothing.
+    decisions. Writes no report.
+
+    `source`: an Index or index folder (then the whole index, or the images under
+    `folders`), or one or more folders of photos: then they are first added to `index`
+    (default: a cache index for these folders and this model, under
+    $XDG_CACHE_HOME/imgsim-index/indexes/, updated with only new or changed files on
+    the next call), with `model` or `build` choosing how images are embedded, and the
+    result covers the images under them. `find_duplicates("photos").duplicates` maps
+    each file to its duplicates, as imagededup's find_duplicates does.
 
     `threshold`: the candidate threshold (default: settings.threshold, else the model's
     own: 0.99 for resnet50, 0.75 for efficientnet-lite0, whose candidates are then
@@ -79,9 +98,38 @@ def find_duplicates(
     settings = settings or DedupeSettings()
     if threshold is not None:
         settings = dataclasses.replace(settings, threshold=threshold)
-    path = index.path if isinstance(index, Index) else str(index)
-    return _find_duplicates(path, [str(f) for f in folders] if folders else None, settings,
-                            progress, engine=engine)
+    if source is None:
+        if index is None:
+            raise InputError("find_duplicates needs a folder of photos or an index")
+        source, index = index, None
+    if isinstance(source, Index) or _is_index_dir(source):
+        path = source.path if isinstance(source, Index) else os.fspath(source)  # type: ignore[arg-type]
+        return _find_duplicates(path, [str(f) for f in folders] if folders else None, settings,
+                                progress, engine=engine)
+    photos = [os.fspath(source)] if isinstance(source, (str, os.PathLike)) else [
+        os.fspath(f) for f in source]
+    photos += [str(f) for f in folders or ()]
+    build = build or BuildSettings()
+    if model is not None:
+        build = dataclasses.replace(build, model=model)
+    target = index if isinstance(index, Index) else Index(
+        index or default_index_path(photos, build.model), build)
+    built = target.add(photos, progress, engine)
+    dups = _find_duplicates(target.path, photos, settings, progress, engine=engine)
+    return dataclasses.replace(dups, build=built)
+
+
+def _is_index_dir(path: object) -> bool:
+    return isinstance(path, (str, os.PathLike)) and os.path.isfile(
+        os.path.join(os.fspath(path), "manifest.json"))
+
+
+def default_index_path(folders: Sequence[str], model: str | None) -> str:
+    """The cache index of these folders (as absolute paths, in any order) and this model."""
+    key = "\n".join([model or "", *sorted(os.path.abspath(f) for f in folders)])
+    digest = hashlib.sha256(os.fsencode(key)).hexdigest()[:16]
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "imgsim-index", "indexes", digest)
 
 
 def make_plan(report_path: str, action: str, move_to: str | None = None) -> Plan:
@@ -103,4 +151,4 @@ def apply_plan(plan: Plan, journal_path: str | None = None,
     return _apply_plan(plan, journal_path, progress)
 
 
-__all__ = ["Index", "apply_plan", "find_duplicates", "make_plan"]
+__all__ = ["Index", "apply_plan", "default_index_path", "find_duplicates", "make_plan"]

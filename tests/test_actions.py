@@ -80,7 +80,7 @@ def test_cli_dry_run_then_apply_then_undo(lib: tuple[Path, str, dict[str, Any]],
     assert snapshot(photos) == before
     main(["apply", report, "--move-to", str(tmp_path / "dupes"), "--yes", "-q"])
     out = capsys.readouterr().out
-    assert "Done: move 3 files" in out
+    assert "Done: moved 3 files" in out
     journal = out.split("Undo with: imgsim-index undo ")[1].strip()
     assert not (photos / "b/dog-2.jpg").exists()
     assert (tmp_path / "dupes/photos/b/dog-2.jpg").exists()
@@ -443,7 +443,7 @@ def test_cli_resume_after_an_interruption(lib: tuple[Path, str, dict[str, Any]],
     assert exc.value.code == 2  # --resume acts: it wants --yes
     main(["apply", report, "--resume", journal, "--yes", "-q"])
     out = capsys.readouterr().out
-    assert "Done: move 2 files" in out and "1 files had been done before" in out
+    assert "Done: moved 2 files" in out and "1 files had been done before" in out
     assert len(list((tmp_path / "dupes").rglob("*.jpg"))) == 3
 
 

@@ -42,26 +42,45 @@ def test_public_names_resolve_lazily() -> None:
         imgsim_index.no_such_name  # noqa: B018
 
 
-def test_readme_python_example_runs_as_written(samples: Path, tmp_path: Path) -> None:
-    """The 10-line example, run in a folder holding `photos/` (generated images)."""
+def test_readme_python_example_runs_as_written(samples: Path, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The one-call example, run in a folder holding `photos/` (generated images): it builds
+    a cache index, and a second call only reads it."""
     shutil.copytree(samples / "images", tmp_path / "photos")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
     code = readme_python_example()
-    assert len([ln for ln in code.splitlines() if ln.strip()]) <= 12
-    cwd = os.getcwd()
-    os.chdir(tmp_path)
+    assert len([ln for ln in code.splitlines() if ln.strip()]) <= 6
     namespace: dict[str, object] = {}
-    try:
-        exec(compile(code, "README.md", "exec"), namespace)
-    finally:
-        os.chdir(cwd)
-    dups = namespace["dups"]
-    assert isinstance(dups, imgsim_index.Duplicates)
-    assert len(dups.pairs) > 0 and dups.search.method == "exact"
-    assert (tmp_path / "results/python-run/report.json").is_file()
-    assert (tmp_path / "results/python-run/report.html").is_file()
-    plan = namespace["plan"]
-    assert len(plan.operations) == len(dups.removable_paths())  # type: ignore[attr-defined]
-    assert not (tmp_path / "duplicates").exists()  # a plan moves nothing
+    exec(compile(code, "README.md", "exec"), namespace)
+    result = namespace["result"]
+    assert isinstance(result, imgsim_index.Duplicates)
+    photos = sorted(str(p) for p in (tmp_path / "photos").rglob("*") if p.is_file())
+    assert sorted(result.duplicates) == photos  # every image, with its duplicates or none
+    pairs = {frozenset(p[:2]): p[2] for p in result.pair_paths()}
+    listed = {frozenset((a, d["file"])): d["similarity_score"]
+              for a, dups in result.duplicates.items() for d in dups}
+    assert listed == pairs and len(pairs) > 0
+    assert all(d["match"] in ("exact", "copy") for dups in result.duplicates.values()
+               for d in dups)
+    groups = result.group_paths()
+    assert [g[0] for g in groups] == result.keeper_paths()
+    assert sorted(result.removable_paths()) == sorted(
+        p for g in groups for p in g[1:])  # plain photos: every other member is removable
+    assert result.to_dict() == result.duplicates
+    (cache,) = (tmp_path / "cache" / "imgsim-index" / "indexes").iterdir()
+    assert result.index_path == str(cache)
+    assert result.build is not None and result.build.embedded == len(photos)
+    again = imgsim_index.find_duplicates("photos", model="efficientnet-lite0")
+    assert again.build is not None and again.build.embedded == 0
+    assert again.duplicates == result.duplicates
+    assert not (tmp_path / "results").exists()  # no report unless asked
+
+
+def test_the_package_namespace_shows_only_the_public_api() -> None:
+    names = dir(imgsim_index)
+    assert not {"Any", "TYPE_CHECKING", "annotations", "importlib", "typing"} & set(names)
+    assert set(names) == {*imgsim_index.__all__, "__version__"}
 
 
 def test_find_duplicates_writes_nothing(samples: Path, tmp_path: Path) -> None:

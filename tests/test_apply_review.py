@@ -102,7 +102,7 @@ def test_apply_refuses_while_the_index_is_locked_and_wait_queues(lib: dict[str, 
         release_writer_lock(fd)
     out, err = waiting.communicate(timeout=120)
     assert waiting.returncode == 0, err
-    assert "Done: delete 3 files" in out
+    assert "Done: deleted 3 files" in out
     assert names(lib["photos"]) == ["img0.png", "img1.png", "img2.png"]
 
 
@@ -121,7 +121,7 @@ def test_two_applies_with_swapped_keepers_keep_every_picture(lib: dict[str, Path
     left = names(lib["photos"])
     assert len(left) == 3 and {n.split("_")[0].split(".")[0] for n in left} == {
         "img0", "img1", "img2"}
-    done = sorted(o.split("Done: delete ")[1].split(" files")[0] for o, _ in outs)
+    done = sorted(o.split("Done: deleted ")[1].split(" files")[0] for o, _ in outs)
     assert done == ["0", "3"]
 
 
@@ -161,7 +161,7 @@ def test_a_keeper_changed_in_place_refuses_its_copies(lib: dict[str, Path]) -> N
                 "it was indexed (its content digest differs); run dedupe again; not touching "
                 "a copy whose original may be gone") in got.stdout
     got = cli("apply", str(lib["report"]), "--delete", "--yes", check=True)
-    assert "Done: delete 2 files" in got.stdout and "1 refused" in got.stdout
+    assert "Done: deleted 2 files" in got.stdout and "1 refused" in got.stdout
     assert names(lib["photos"]) == ["img0.png", "img0_copy.png", "img1.png", "img2.png"]
 
 
@@ -187,7 +187,7 @@ def test_a_hand_edited_report_cannot_remove_other_pictures(lib: dict[str, Path])
             "is not a verified copy of its keeper in the index: no verified copy joins them "
             "(score 0.")
         assert line.endswith("the model's floor is 0.75)")
-    assert "Done: delete 2 files" in got.stdout and "2 refused" in got.stdout
+    assert "Done: deleted 2 files" in got.stdout and "2 refused" in got.stdout
     assert names(lib["photos"]) == ["img0.png", "img1.png", "img1_copy.png", "img2.png"]
 
 

@@ -66,7 +66,7 @@ def test_plan_unticks_one_file_and_changes_one_keeper(tmp_path: Path) -> None:
     run = apply_cli(result.report_path, "--plan", str(plan), "--move-to", str(moved), "--yes",
                     "-q")
     assert run.exit_code == 0, run.output
-    assert "Done: move 2 files" in run.stdout and "0 refused" in run.stdout
+    assert "Done: moved 2 files" in run.stdout and "0 refused" in run.stdout
     expect_narrowed_move(photos, moved)
     reviewed = reviewed_reports(result.report_path)
     assert len(reviewed) == 1  # written by the run that acts; the dry run writes none

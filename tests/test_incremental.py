@@ -103,7 +103,8 @@ def test_query_lists_best_matches_and_reports_unreadable_files(split, tmp_path):
                              "--include-self"))
     assert [m["path"] for m in data[0]["matches"]] == [str(probe)]
     # without --include-self the query file itself is left out, and top-k still holds
-    data = json.loads(cli_ok("query", probe, "--index", idx, "--json", "--top-k", "2"))
+    data = json.loads(cli_ok("query", probe, "--index", idx, "--json", "--top-k", "2",
+                             "--include-below"))
     assert len(data[0]["matches"]) == 2 and str(probe) not in [m["path"] for m in
                                                                data[0]["matches"]]
     missing = CliRunner().invoke(cli, ["query", str(tmp_path / "nope.jpg"), "--index",
@@ -142,3 +143,6 @@ def test_model_mismatch_is_refused(split, tmp_path):  # type: ignore[no-untyped-
     assert result.exit_code != 0
     msg = str(result.exception)
     assert "built with efficientnet-lite0" in msg and "refusing to add vectors" in msg
+    lite0_weights = IndexStore.read_manifest(str(idx))["weights_id"]
+    assert lite0_weights in msg.split("refusing")[0]  # the index's side only
+    assert lite0_weights not in msg.split("refusing")[1], msg

@@ -201,13 +201,14 @@ def test_cli_dedupe_keeps_its_eight_lines_first_and_names_the_gallery_on_stdout(
           "--protect", str(photos / "b"), "-q"])
     out, err = capsys.readouterr()
     lines = out.splitlines()
-    assert len(lines) == 11 and lines[0] == "Total images found: 7" and err == ""
-    assert lines[8].startswith("Verified: ")
+    assert len(lines) == 12 and lines[0] == "Total images found: 7" and err == ""
+    assert lines[8] == f"Index: {tmp_path / 'index'}"
+    assert lines[9].startswith("Verified: ")
     assert lines[6].startswith("Result JSON: ")
     assert lines[4] == "Photos that can be removed if only keeping 1 from each group: 3"
-    assert lines[9] == ("Files apply would remove (keepers, --protect folders and video frames "
-                        "kept): " + removable_text(lines[6]))
-    assert lines[10].startswith("Gallery saved: ") and lines[10].endswith("report.html")
+    assert lines[10] == ("Files apply would remove (keepers, --protect folders and video "
+                         "frames kept): " + removable_text(lines[6]))
+    assert lines[11].startswith("Gallery saved: ") and lines[11].endswith("report.html")
     rep = json.loads(Path(lines[6].removeprefix("Result JSON: ")).read_text())
     assert rep["keep_policy"] == "shortest-path"
     assert rep["protected_folders"] == [str(photos / "b")]
@@ -218,7 +219,7 @@ def test_cli_dedupe_keeps_its_eight_lines_first_and_names_the_gallery_on_stdout(
 
 # -- a keeper that is the original: EXIF read from generated files -------------------------
 def _photo(path: Path, w: int = 96, h: int = 64, make: str | None = None,
-           taken: str | None = None, mtime: int | None = None) -> Row:
+           taken: str | None = None, mtime: int | None = None, model: str = "Model X") -> Row:
     """A real file (JPEG with the EXIF given, or PNG/TIFF by its extension) and its row."""
     from PIL import Image
 
@@ -226,7 +227,7 @@ def _photo(path: Path, w: int = 96, h: int = 64, make: str | None = None,
     im = Image.fromarray(np.random.default_rng(w * h).integers(0, 255, (h, w, 3), np.uint8))
     exif = Image.Exif()
     if make:
-        exif[271], exif[272] = make, "Model X"
+        exif[271], exif[272] = make, model
     if taken:
         exif.get_ifd(0x8769)[0x9003] = taken
     im.save(path, exif=exif) if (make or taken) else im.save(path)
@@ -251,6 +252,18 @@ def test_the_camera_jpeg_is_kept_over_a_bigger_png_conversion(tmp_path: Path) ->
     for policy in ("original", "highest-resolution"):  # same pixels: EXIF breaks the tie
         assert _decide([png, jpg], policy) == (jpg.path, "camera EXIF (Canon Model X)")
     assert _decide([png, jpg], "largest")[0] == png.path  # asked for: the biggest file
+
+
+def test_the_camera_is_named_once_when_the_model_repeats_the_make(tmp_path: Path) -> None:
+    from imgsim_index.groups.keep import file_facts
+
+    for make, model, want in (("Canon", "Canon EOS R5", "Canon EOS R5"),
+                              ("NIKON CORPORATION", "NIKON D850", "NIKON D850"),
+                              ("FUJIFILM", "X-T4", "FUJIFILM X-T4")):
+        jpg = _photo(tmp_path / f"{model}.jpg", make=make, model=model)
+        png = _photo(tmp_path / f"{model}.png")
+        assert file_facts(jpg.path).camera == want
+        assert _decide([png, jpg], "original") == (jpg.path, f"camera EXIF ({want})")
 
 
 def test_original_format_beats_a_conversion_when_neither_has_exif(tmp_path: Path) -> None:

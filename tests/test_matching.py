@@ -68,6 +68,26 @@ def test_cropped(photo: np.ndarray, base: mt.Features) -> None:
     check(base, jpeg(photo[:, 51:]), "copy", "cropped 10% on the left")
 
 
+def test_a_centred_crop_is_named_once(photo: np.ndarray, base: mt.Features) -> None:
+    """12% off each side (astronaut is 512 px): one phrase, not four sides; the numbers stay."""
+    v = check(base, jpeg(photo[61:451, 61:451]), "copy", "B is a centred crop of A (2")
+    assert "on the left" not in v.evidence and "on the bottom" not in v.evidence, v
+    assert all(0.1 < v.numbers[f"crop_{s}"] < 0.14 for s in ("left", "right", "top", "bottom"))
+
+
+def test_other_shot_evidence_is_plain_words(photo: np.ndarray, base: mt.Features) -> None:
+    half = np.where(np.arange(512)[None, :, None] < 256, photo, 255 - photo).astype(np.uint8)
+    moved = photo.copy()
+    moved[128:256, 160:288] = photo[128:256, 100:228]
+    for other, words in ((half, "the pixels differ throughout"),
+                         (moved, "something small appears, moves or vanishes")):
+        v = check(base, other, "other_shot", words)
+        for jargon in ("residual", "text/overlay", "blocks differ", "grey levels", " deg)",
+                       " on 0%", ".", "region of"):
+            assert jargon not in v.evidence, v
+        assert v.numbers["block_median"] >= 0 and "strong_blocks" in v.numbers  # kept
+
+
 def test_grey(photo: np.ndarray, base: mt.Features) -> None:
     g = cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY)
     check(base, np.repeat(g[:, :, None], 3, axis=2), "copy", "grey")

@@ -22,8 +22,12 @@ from imgsim_index.index.store import IndexStore
 from imgsim_index.pipeline.build import BuildSettings, build_index, resolve_model
 from imgsim_index.pipeline.query import query_index, top_hits
 from imgsim_index.search.threshold import SCORE_DECIMALS
+from imgsim_index.verify import VerifySettings
 
 MODEL = "efficientnet-lite0"
+# every neighbour, the query file included, scores only: the search itself
+RAW: dict[str, Any] = {"threshold": -1.0, "include_self": True,
+                       "verify": VerifySettings(enabled=False)}
 
 
 def faiss_reference(vectors: np.ndarray, query: np.ndarray, k: int) -> list[tuple[int, float]]:
@@ -117,10 +121,10 @@ def test_query_reads_only_the_hits_rows_and_matches_the_full_load(
         loaded = store.load()
     assert len(loaded.rows) == 303  # the parked row is left out
     seen = traced(monkeypatch)
-    got = query_index(str(idx), [str(probe)], top_k=6, embedder=embedder)
+    got = query_index(str(idx), [str(probe)], top_k=6, embedder=embedder, **RAW)
     # the same through the service's path (its rows and vectors kept in memory)
     assert got == query_index(str(idx), [str(probe)], top_k=6, embedder=embedder,
-                              loaded=loaded)
+                              loaded=loaded, **RAW)
     (batch,) = embedder.embed_files([str(probe)], EmbedSettings(workers=0))
     want = [(loaded.rows[i].path, s)
             for i, s in faiss_reference(loaded.vectors, batch.vectors[0], 6)]
@@ -162,8 +166,8 @@ def test_load_for_search_maps_a_compacted_index_and_equals_load(
         assert np.array_equal(np.asarray(search.vectors)[order], loaded.vectors)
         assert isinstance(search.vectors, np.memmap) == mapped
         # ties are broken by id, whatever order the file holds the rows in
-        assert query_index(str(folder), [str(probe)], top_k=6, embedder=embedder) == \
-            query_index(str(folder), [str(probe)], top_k=6, embedder=embedder, loaded=loaded)
+        assert query_index(str(folder), [str(probe)], top_k=6, embedder=embedder, **RAW) == \
+            query_index(str(folder), [str(probe)], top_k=6, embedder=embedder, loaded=loaded, **RAW)
 
 
 def test_load_for_search_keeps_the_rows_load_keeps(tmp_path: Path) -> None:

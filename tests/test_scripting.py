@@ -50,3 +50,45 @@ def test_export_json_and_jsonl_hold_the_csv_rows(tmp_path: Path, fmt: str,
     main(["export", r.report_path, "--format", fmt])
     saved = Path(r.report_path).with_suffix(f".{fmt}")
     assert saved.read_text() == out
+
+
+def test_export_rows_carry_match_evidence_and_keep_reason(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _, r = simple_library(tmp_path)
+    report = json.loads(Path(r.report_path).read_text())
+    main(["export", r.report_path, "--format", "json", "-o", "-"])
+    objs = json.loads(capsys.readouterr().out)
+    assert {"match", "evidence", "keep_reason"} <= set(CSV_COLUMNS)
+    reasons = {g["group"]: g["keep_reason"] for g in report["groups"]}
+    assert all(o["keep_reason"] == reasons[o["group"]] and o["keep_reason"] for o in objs)
+    keepers = [o for o in objs if o["role"] == "keep"]
+    assert keepers and all((o["match"], o["evidence"]) == ("", "") for o in keepers)
+    pairs = {frozenset((p["image1"], p["image2"])): p for p in report["similar_pairs"]}
+    for o in objs:
+        if o["role"] == "keep":
+            continue
+        assert o["match"] in ("exact", "copy") and o["evidence"], o
+        direct = pairs.get(frozenset((o["path"], o["keeper"])))
+        if direct is not None:
+            assert (o["match"], o["evidence"]) == (direct["match"], direct["evidence"])
+        else:
+            assert o["evidence"].startswith("to ")
+
+
+def test_dedupe_says_where_its_default_index_is(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    photos, _ = simple_library(tmp_path)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    args = ["dedupe", str(photos), "--model", "efficientnet-lite0", "--threshold",
+            str(THRESHOLD), "--output", str(tmp_path / "out"), "-q"]
+    main(args)
+    lines = capsys.readouterr().out.splitlines()
+    assert (f"Index: created {work / 'imgsim-index'} (the default; choose another with "
+            "--index DIR)") in lines
+    main([*args, "--json"])
+    got = json.loads(capsys.readouterr().out)
+    assert (got["index_path"], got["index_created"]) == (str(work / "imgsim-index"), False)
+    main(args)
+    assert f"Index: {work / 'imgsim-index'}" in capsys.readouterr().out.splitlines()

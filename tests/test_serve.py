@@ -116,31 +116,72 @@ def server(library: Path) -> Iterator[str]:
 
 def test_query_equals_library_query(library: Path, server: str) -> None:
     path = str(library / "photos" / "s0.jpg")
-    want = query_index(str(library / "index"), [path], top_k=3, settings=LITE0)[0].matches
+    raw = {"threshold": -1.0, "include_self": True}  # every neighbour, the file itself too
+    want = query_index(str(library / "index"), [path], top_k=3, settings=LITE0,
+                       **raw)[0].matches  # type: ignore[arg-type]
     assert want[0] == (path, 1.0) and len(want) == 3
     with httpx.Client(base_url=server, timeout=120) as client:
-        by_path = client.post("/v1/query?k=3", json={"path": path})
+        by_path = client.post("/v1/query?k=3&threshold=-1&include_self=true",
+                              json={"path": path})
         assert by_path.status_code == 200, by_path.text
-        got = [(m["path"], m["score"]) for m in by_path.json()["results"][0]["matches"]]
+        got = [(m["path"], m["similarity_score"])
+               for m in by_path.json()["results"][0]["matches"]]
         assert got == want
-        upload = client.post("/v1/query?k=3",
+        upload = client.post("/v1/query?k=3&threshold=-1",
                              files={"image": ("mine.jpg", (library / "photos" / "s0.jpg")
                                               .read_bytes(), "image/jpeg")})
         assert upload.status_code == 200, upload.text
         result = upload.json()["results"][0]
         assert result["query"] == "mine.jpg" and result["error"] is None
-        assert [(m["path"], m["score"]) for m in result["matches"]] == want
-        cut = client.post(f"/v1/query?k=3&threshold={want[1][1]}", json={"path": path})
-        assert [(m["path"], m["score"]) for m in cut.json()["results"][0]["matches"]] == want[:2]
+        assert [(m["path"], m["similarity_score"]) for m in result["matches"]] == want
+        cut = client.post(f"/v1/query?k=3&include_self=true&threshold={want[1][1]}",
+                          json={"path": path})
+        assert [(m["path"], m["similarity_score"])
+                for m in cut.json()["results"][0]["matches"]] == want[:2]
         # verdicts, as the library gives them: the query image itself is an exact match
         lib = query_index(str(library / "index"), [path], top_k=3, settings=LITE0,
-                          verify=VerifySettings())[0]
+                          verify=VerifySettings(), **raw)[0]  # type: ignore[arg-type]
         served = by_path.json()["results"][0]["matches"]
-        assert [(m.get("match"), m.get("evidence")) for m in served] == [
-            (v[0], v[1]) if v else (None, None) for v in lib.verdicts]
+        assert [(m["match"], m["evidence"]) for m in served] == lib.verdicts
         assert served[0]["match"] == "exact"
         plain = client.post("/v1/query?k=3&verify=false", json={"path": path}).json()
-        assert all("match" not in m for m in plain["results"][0]["matches"])
+        assert {(m["match"], m["evidence"]) for m in plain["results"][0]["matches"]} == {
+            ("copy", "not verified (cosine only)")}
+
+
+def test_cli_http_and_python_answer_a_query_alike(library: Path, server: str) -> None:
+    """One vocabulary, one default threshold, one self rule: the CLI's query --json,
+    /v1/query and Index.query give the same fields and the same matches."""
+    import json
+
+    from conftest import cli_ok
+
+    from imgsim_index import Index
+
+    path = str(library / "photos" / "s0.jpg")
+    index = str(library / "index")
+    cli = json.loads(cli_ok("query", path, "--index", index, "--json", "--device", "cpu"))
+    with httpx.Client(base_url=server, timeout=120) as client:
+        http = client.post("/v1/query", json={"path": path}).json()["results"]
+    python = [r.to_dict() for r in Index(index, LITE0).query([path])]
+    assert cli == http == python
+    (result,) = cli
+    assert set(result) == {"query", "error", "threshold", "threshold_source", "matches"}
+    assert (result["threshold"], result["threshold_source"]) == (0.75, "model default")
+    matches = result["matches"]
+    assert matches and all(set(m) == {"path", "similarity_score", "match", "evidence"}
+                           for m in matches)
+    assert path not in [m["path"] for m in matches]  # the query file itself is left out
+    assert all(m["similarity_score"] >= 0.75 for m in matches)
+    by_name = {Path(m["path"]).name: m for m in matches}
+    assert by_name["s0-copy.jpg"]["match"] == "copy", by_name
+    # neighbours under the threshold are listed only when asked, and marked
+    below = json.loads(cli_ok("query", path, "--index", index, "--json", "--top-k", "5",
+                              "--include-below", "--threshold", "0.97", "--verify", "off"))
+    rows = below[0]["matches"]
+    assert len(rows) == 5 and any(m["similarity_score"] < 0.97 for m in rows)
+    assert {m["match"] for m in rows if m["similarity_score"] < 0.97} == {"below_threshold"}
+    assert {m["match"] for m in rows if m["similarity_score"] >= 0.97} == {"copy"}
 
 
 def _comparable(report: dict[str, Any]) -> dict[str, Any]:
@@ -178,14 +219,17 @@ def test_dedupe_job_then_adds_then_pairs_since(library: Path, server: str) -> No
         pairs = client.get(f"/v1/pairs?since={seq0}&threshold={THRESHOLD}&page_size=1").json()
         assert pairs["seq"] == done["result"]["seq"] > seq0
         assert pairs["total"] == 1 and len(pairs["pairs"]) == 1
+        default = client.get(f"/v1/pairs?since={seq0}").json()  # the model's, as dedupe's
+        assert (default["threshold"], default["threshold_source"]) == (0.75, "model default")
+        assert all(p["match"] in ("exact", "copy", "other_shot") for p in default["pairs"])
         again = client.get(f"/v1/pairs?since={pairs['seq']}&threshold={THRESHOLD}").json()
         assert again["total"] == 0 and again["pairs"] == []
         want = dedupe(index, None, DedupeSettings(pairs=PairSettings(threshold=THRESHOLD),
                                                  new_only=True,
                                                  output=str(library / "lib-results")))
-        assert [(p["image1"], p["image2"], p["score"]) for p in pairs["pairs"]] == [
-            (p["image1"], p["image2"], p["similarity_score"])
-            for p in want.report["similar_pairs"]]
+        keys = ("image1", "image2", "similarity_score", "match", "evidence")
+        assert [tuple(p[k] for k in keys) for p in pairs["pairs"]] == [
+            tuple(p[k] for k in keys) for p in want.report["similar_pairs"]]
         assert {pairs["pairs"][0]["image1"], pairs["pairs"][0]["image2"]} == {
             str(library / "photos" / "s2.jpg"), str(new / "s2-copy.jpg")}
         metrics = client.get("/metrics").text
@@ -205,8 +249,9 @@ def test_upload_is_added_from_the_inbox(library: Path, server: str) -> None:
         assert os.path.dirname(saved) == str(library / "inbox")
         assert saved.endswith("-evil_name.jpg")
         assert wait_job(client, res.json()["job"])["result"]["embedded"] == 1
-        match = client.post("/v1/query?k=1", json={"path": saved}).json()["results"][0]
-        assert [(m["path"], m["score"], m["match"]) for m in match["matches"]] == [
+        match = client.post("/v1/query?k=1&include_self=true",
+                            json={"path": saved}).json()["results"][0]
+        assert [(m["path"], m["similarity_score"], m["match"]) for m in match["matches"]] == [
             (saved, 1.0, "exact")]
 
 

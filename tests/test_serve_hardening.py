@@ -272,8 +272,8 @@ def test_pair_listing_stops_at_its_cap_and_when_the_client_leaves(
         # random 256-d vector comes near 0.5 with them
         twins = httpx.get(url + "/v1/pairs", params={"threshold": 0.5, "since": 1}, timeout=120)
         assert twins.status_code == 200, twins.text
-        assert [(p["image1"], p["image2"], p["score"]) for p in twins.json()["pairs"]] == [
-            ("/data/twin0.jpg", "/data/twin1.jpg", 1.0)]
+        assert [(p["image1"], p["image2"], p["similarity_score"])
+                for p in twins.json()["pairs"]] == [("/data/twin0.jpg", "/data/twin1.jpg", 1.0)]
         service.settings = replace(service.settings, max_listed_pairs=1)
         capped = httpx.get(url + "/v1/pairs", params={"threshold": 0.99, "since": 1},
                            timeout=120)

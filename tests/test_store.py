@@ -358,3 +358,24 @@ def test_load_matches_a_plain_reference(tmp_path: Path, chunk_bytes: int) -> Non
     assert np.array_equal(got.vectors, expect_vectors)
     by_path = {r.path: k for k, r in enumerate(got.rows)}
     assert np.array_equal(got.vectors[by_path[f"{ROOT}/{first[30]}"]], unit(3, 4)[2])
+
+
+def test_identity_mismatch_describes_each_side_with_its_own_values() -> None:
+    from imgsim_index.index.store import check_identity
+
+    index = {"model": "efficientnet-lite0", "dim": 1280, "preprocessing": {"size": 224},
+             "weights_id": "sha256:aaaa"}
+    resnet = {"model": "resnet50", "dim": 2048, "preprocessing": {"size": 224},
+              "weights_id": "sha256:bbbb"}
+    with pytest.raises(IndexMismatchError) as exc:
+        check_identity(index, resnet, "/data/idx")
+    assert str(exc.value).startswith(
+        "the index at /data/idx was built with efficientnet-lite0 (weights sha256:aaaa); "
+        "refusing to add vectors from resnet50 (weights sha256:bbbb) (model, dim, "
+        "weights_id differ)")
+    # the weights not known yet (before the model loads): not compared, not named
+    with pytest.raises(IndexMismatchError) as exc:
+        check_identity(index, {k: v for k, v in resnet.items() if k != "weights_id"}, "i")
+    assert "refusing to add vectors from resnet50 (model, dim differ)" in str(exc.value)
+    assert "sha256:aaaa" not in str(exc.value).split("refusing")[1]
+    check_identity(index, {k: v for k, v in index.items() if k != "weights_id"}, "i")

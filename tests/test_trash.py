@@ -27,10 +27,11 @@ def test_trash_then_undo_restores_from_the_trash(tmp_path: Path) -> None:
     journal = str(tmp_path / "t.jsonl")
     r = imgsim(tmp_path, "apply", first.report_path, "--trash", "-q")
     assert r.returncode == 0, r.stderr
-    assert "Dry run: would send 3 files to the system trash" in r.stdout
+    assert "Dry run: would move 3 files to the trash" in r.stdout
     r = imgsim(tmp_path, "apply", first.report_path, "--trash", "--yes", "--journal", journal,
                "-q")
     assert r.returncode == 0, r.stderr
+    assert "Done: moved 3 files to the trash, freeing " in r.stdout
     assert "Index updated: 3 files renamed, 0 removed" in r.stdout
     trash = tmp_path / "xdg" / "Trash"
     done = {rec["n"]: rec for rec in map(json.loads, Path(journal).read_text().splitlines())

@@ -18,13 +18,25 @@ def test_frame_names_round_trip() -> None:
     assert split_frame_path("/a/b.jpg#t=00:00:01.000") == ("/a/b.jpg#t=00:00:01.000", None)
 
 
+def test_build_counts_files_and_video_frames_apart(tmp_path: Path) -> None:
+    from PIL import Image
+
+    clips = tmp_path / "mixed"
+    clips.mkdir()
+    write_scene_video(clips / "cam1.avi", scenes=1, seconds_each=3)
+    Image.new("RGB", (64, 48), (200, 30, 30)).save(clips / "still.jpg")
+    out = cli_ok("build", clips, "--index", tmp_path / "idx", "--model", "efficientnet-lite0",
+                 "-q")
+    assert "Scanned 2 files: embedded 1 image and 3 video frames of 1 video, unchanged 0," in out
+
+
 def test_static_scenes_give_one_group_each(tmp_path: Path) -> None:
     clips = tmp_path / "cctv"
     clips.mkdir()
     write_scene_video(clips / "cam1.avi", scenes=3, seconds_each=4)
     idx = tmp_path / "idx"
     out = cli_ok("build", clips, "--index", idx, "--model", "efficientnet-lite0", "-q")
-    assert "embedded 12," in out  # 12 s at 1 frame/s
+    assert "Scanned 1 file: embedded 12 video frames of 1 video," in out  # 12 s at 1 frame/s
     printed = cli_ok("dedupe", "--index", idx, "--threshold", "0.99", "--output", tmp_path / "r",
                      "-q")
     rep = report_of(printed)

@@ -33,15 +33,20 @@ def _chosen_action(move_to: str | None, hardlink: bool, trash: bool, delete: boo
     return chosen[0] if chosen else None
 
 
-def _apply_summary(action: str, n: int, freed: int, held: int, dest: str | None) -> str:
+def _apply_summary(action: str, n: int, freed: int, held: int, dest: str | None,
+                   done: bool = False) -> str:
+    """What apply would do ("move 3 files into ...") or, `done`, did ("moved 3 files ...")."""
+    verb = {"move": "moved", "delete": "deleted", "trash": "moved",
+            "hardlink": "replaced"} if done else {"trash": "move", "hardlink": "replace"}
+    say = verb.get(action, action)
     if action == "move":
-        return f"move {n} files into {dest}, freeing {_bytes(freed)} in the input folders"
+        return f"{say} {n} files into {dest}, freeing {_bytes(freed)} in the input folders"
     if action == "delete":
-        return f"delete {n} files, freeing {_bytes(freed)}"
+        return f"{say} {n} files, freeing {_bytes(freed)}"
     if action == "trash":
-        return (f"send {n} files to the system trash, freeing {_bytes(freed)} once the trash "
+        return (f"{say} {n} files to the trash, freeing {_bytes(freed)} once the trash "
                 "is emptied")
-    text = f"replace {n} files with hard links to their keepers, freeing {_bytes(freed)}"
+    text = f"{say} {n} files with hard links to their keepers, freeing {_bytes(freed)}"
     if held:
         text += f" now and {_bytes(held)} once the originals kept for undo are deleted"
     return text
@@ -168,7 +173,7 @@ def _print_dry_run(plan: Any) -> None:
 
 def _print_applied(result: Any) -> None:
     text = _apply_summary(result.action, len(result.done), result.bytes_freed, result.bytes_held,
-                          result.move_to)
+                          result.move_to, done=True)
     click.echo(f"Done: {text}; {len(result.refused)} refused.")
     if result.already_done:
         click.echo(f"{result.already_done} files had been done before the interruption.")

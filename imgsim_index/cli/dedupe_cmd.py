@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from imgsim_index.cli.options import (
+    DEFAULT_INDEX,
     ByteSize,
     build_options,
     build_settings,
@@ -119,7 +120,7 @@ def dedupe(folders: tuple[str, ...], index_dir: str, threshold: float | None, ve
     if as_json:
         click.echo(json.dumps(summary(r), indent=2, ensure_ascii=False))
     else:
-        _print_summary(r)
+        _print_summary(r, index_dir)
 
 
 def summary(r: Any) -> dict[str, Any]:
@@ -131,13 +132,25 @@ def summary(r: Any) -> dict[str, Any]:
     return {**{k: rep.get(k) for k in keys},
             "skipped": (rep.get("skipped") or {}).get("counts", {}),
             "report_path": r.report_path, "collage_path": r.collage_path,
-            "gallery_path": r.gallery_path, "output_dir": r.output_dir}
+            "gallery_path": r.gallery_path, "output_dir": r.output_dir,
+            "index_path": rep.get("index_path"),
+            "index_created": bool(r.build is not None and r.build.created)}
 
 
-def _print_summary(r: Any) -> None:
+def index_line(r: Any, index_dir: str) -> str:
+    """Where the index is, and whether this run created it (naming --index when the
+    default folder was taken)."""
+    path = r.report.get("index_path") or index_dir
+    if r.build is None or not r.build.created:
+        return f"Index: {path}"
+    how = "" if index_dir != DEFAULT_INDEX else " (the default; choose another with --index DIR)"
+    return f"Index: created {path}{how}"
+
+
+def _print_summary(r: Any, index_dir: str) -> None:
     """The text summary, all on stdout (progress bars are on stderr): the seed's eight
     lines first, in their order, then what later versions added."""
-    from imgsim_index.report.json_report import near_miss_text
+    from imgsim_index.report.json_report import verification_text
 
     rep = r.report
     click.echo(f"Total images found: {rep['total_images_in_folders']}")
@@ -150,12 +163,9 @@ def _print_summary(r: Any) -> None:
     click.echo(f"Collage saved: {r.collage_path}")
     click.echo(f"Result JSON: {r.report_path}")
     click.echo(f"Done. Output folder: {r.output_dir}")
+    click.echo(index_line(r, index_dir))
     if rep["verification"]["ran"]:
-        v = rep["verification"]
-        click.echo(f"Verified: {v['compared']} pairs compared, {v['skipped_as_grouped']} "
-                   f"joined through copies, {v.get('skipped_as_other_shot', 0)} whose groups "
-                   f"compared pairs showed to be other shots; {near_miss_text(rep)} "
-                   "listed under near_misses.")
+        click.echo(f"Verified: {verification_text(rep)}")
     click.echo(removable_line(rep))
     if why := kept_line(rep):
         click.echo(why)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from imgsim_index.cli.options import (
@@ -49,7 +51,8 @@ def _index_command(name: str, metavar: str, doc: str) -> click.Command:
                             engine=eng.file_embedder if eng else None)
         moved = f", moved {r.moved} (vectors kept)" if r.moved else ""
         pruned = f", forgot {r.pruned} missing" if r.pruned else ""
-        click.echo(f"Scanned {r.scanned} files: embedded {r.embedded}, unchanged "
+        click.echo(f"Scanned {r.scanned} file{'s' if r.scanned != 1 else ''}: embedded "
+                   f"{embedded_text(r)}, unchanged "
                    f"{r.unchanged}{moved}, unreadable {r.errors}{pruned}.")
         if r.skipped:
             click.echo(skipped_line(r.skipped))
@@ -101,3 +104,15 @@ def import_vectors(vectors: str, paths: str, index_dir: str, model: str | None,
 
 
 COMMANDS = (build, add, import_vectors)
+
+
+def embedded_text(r: Any) -> str:
+    """What a build embedded, files and video frames apart: "3", "2 images and 30 frames
+    of 1 video"."""
+    images = r.embedded - r.embedded_frames
+    if not r.embedded_frames:
+        return str(images)
+    n = r.embedded_videos  # videos whose frames are all in (0: one stopped part way)
+    frames = f"{r.embedded_frames} video frame{'s' if r.embedded_frames != 1 else ''}" + (
+        f" of {n} video{'s' if n != 1 else ''}" if n else "")
+    return f"{images} image{'s' if images != 1 else ''} and {frames}" if images else frames

@@ -34,24 +34,29 @@ from imgsim_index.cli.progress import TqdmProgress
 @click.option("--top-k", type=click.IntRange(1, 10000), default=10, show_default=True,
               help="Matches shown per image.")
 @click.option("--threshold", type=click.FloatRange(-1.0, 1.0), default=None,
-              help="Only matches at or above this similarity.")
+              help="Only matches at or above this similarity (default: the model's candidate "
+                   "threshold, as dedupe uses).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.option("--include-self", is_flag=True,
               help="Also list the query file itself when it is in the index.")
+@click.option("--include-below", is_flag=True,
+              help="Fill up to --top-k with neighbours under the threshold, marked "
+                   "below_threshold.")
 @click.option("--verify", type=click.Choice(["on", "off"]), default="on", show_default=True,
-              help="on: matches at or above the model's candidate threshold get a verdict "
-                   "(exact, copy or other shot) with its evidence, as in dedupe.")
+              help="on: each match is compared on its pixels and gets a verdict (exact, copy "
+                   "or other shot) with its evidence, as in dedupe.")
 @embed_options
 def query(images: tuple[str, ...], index_dir: str, top_k: int, threshold: float | None,
-          as_json: bool, include_self: bool, verify: str, model: str | None,
-          weights: str | None, device: str, backend: str, batch_size: int,
+          as_json: bool, include_self: bool, include_below: bool, verify: str,
+          model: str | None, weights: str | None, device: str, backend: str, batch_size: int,
           workers: int | None) -> None:
-    """Show the indexed images most similar to each of IMAGES, with scores.
+    """Show the indexed images matching each of IMAGES, with scores and verdicts.
 
     Exits 1 when a query image cannot be read (the others are still answered)."""
     _idle_blas_threads_sleep()
     _skip_last_collection()
     from imgsim_index.pipeline.query import query_index
+    from imgsim_index.verify import VerifySettings
 
     for image in images:  # before loading any model
         if not os.path.isfile(image):
@@ -59,24 +64,11 @@ def query(images: tuple[str, ...], index_dir: str, top_k: int, threshold: float 
             raise click.ClickException(f"query image {image} {why}")
     settings = build_settings(model=model, weights=weights, device=device, backend=backend,
                               batch_size=batch_size, workers=workers)
-    results = query_index(index_dir, list(images), top_k + (not include_self), threshold,
-                          settings, verify=_verify_settings(verify == "on"))
-    for r in results:
-        keep = [k for k, m in enumerate(r.matches)
-                if include_self or not _same_file(m[0], r.path)][:top_k]
-        r.verdicts = [r.verdicts[k] for k in keep if k < len(r.verdicts)]
-        r.matches = [r.matches[k] for k in keep]
-
-    def verdict(r: Any, k: int) -> tuple[str, str] | None:
-        return r.verdicts[k] if k < len(r.verdicts) else None
-
+    results = query_index(index_dir, list(images), top_k, threshold, settings,
+                          verify=VerifySettings(enabled=verify == "on"),
+                          include_self=include_self, include_below=include_below)
     if as_json:
-        click.echo(json.dumps([{"query": r.path, "error": r.error,
-                                "matches": [{"path": p, "similarity_score": s,
-                                             **({"match": v[0], "evidence": v[1]}
-                                                if (v := verdict(r, k)) else {})}
-                                            for k, (p, s) in enumerate(r.matches)]}
-                               for r in results], indent=2, ensure_ascii=False))
+        click.echo(json.dumps([r.to_dict() for r in results], indent=2, ensure_ascii=False))
         _exit_if_unreadable(results)
         return
     for r in results:
@@ -84,11 +76,11 @@ def query(images: tuple[str, ...], index_dir: str, top_k: int, threshold: float 
         if r.error:
             click.echo(f"  unreadable: {r.error}")
         elif not r.matches:
-            click.echo("  no matches")
-        for k, (path, score) in enumerate(r.matches):
-            click.echo(f"  {score:.6f}  {path}")
-            if v := verdict(r, k):  # on a line of its own: the score lines keep their form
-                click.echo(f"{'':12}{v[0]}: {v[1]}")
+            click.echo(f"  no matches at or above {r.threshold:g}")
+        for row in r.rows():
+            click.echo(f"  {row['similarity_score']:.6f}  {row['path']}")
+            # on a line of its own: the score lines keep their form
+            click.echo(f"{'':12}{row['match']}: {row['evidence']}")
     _exit_if_unreadable(results)
 
 
@@ -114,25 +106,6 @@ def _skip_last_collection() -> None:
     its index and printed its output, and the other exit handlers still run)."""
     atexit.unregister(gc.freeze)  # once, however often the command runs in a process
     atexit.register(gc.freeze)
-
-
-def _verify_settings(on: bool) -> Any:
-    """VerifySettings when verification is on; None (nothing of it imported) when off."""
-    if not on:
-        return None
-    from imgsim_index.verify import VerifySettings
-
-    return VerifySettings(enabled=True)
-
-
-def _same_file(indexed: str, query_path: str) -> bool:
-    """Is the indexed entry the query file itself (by path, or by identity)?"""
-    if os.path.abspath(indexed) == os.path.abspath(query_path):
-        return True
-    try:
-        return os.path.samefile(indexed, query_path)
-    except OSError:
-        return False
 
 
 def _exit_if_unreadable(results: list[Any]) -> None:

@@ -129,10 +129,20 @@ def file_facts(path: str) -> FileFacts:
             captured = _exif_time(exif.get_ifd(0x8769).get(0x9003) or exif.get(306) or "")
     except Exception:  # noqa: BLE001 - an unreadable header tells nothing
         make, model, captured = "", "", None
-    camera = " ".join(x for x in (make, model) if x) or None
+    camera = camera_name(make, model)
     if camera is None and _ext(path) in RAW_EXTENSIONS:
         camera = "camera RAW"
     return FileFacts(camera, captured)
+
+
+def camera_name(make: str, model: str) -> str | None:
+    """"Canon EOS R5" from make "Canon" and model "Canon EOS R5" (most makers repeat their
+    name in the model; "NIKON CORPORATION" and "NIKON D850" share a first word), else
+    "make model"; None without either."""
+    make, model = make.strip(), model.strip()
+    if make and model and model.split()[0].lower() == make.split()[0].lower():
+        return model
+    return " ".join(x for x in (make, model) if x) or None
 
 
 def split_frame_path(path: str) -> tuple[str, int | None]:

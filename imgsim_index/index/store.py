@@ -138,7 +138,9 @@ def _fill_from(vf: VectorFile, row_ids: np.ndarray, mine: np.ndarray, out: np.nd
 
 
 def describe_identity(identity: dict[str, Any]) -> str:
-    return f"{identity.get('model')} (weights {identity.get('weights_id')})"
+    """"model (weights ID)", or the model alone when its weights are not known yet."""
+    weights = identity.get("weights_id")
+    return f"{identity.get('model')}" + (f" (weights {weights})" if weights else "")
 
 
 class IndexStore:
@@ -586,15 +588,19 @@ def _inside(path: str, roots: set[str]) -> bool:
 
 
 def check_identity(manifest: dict[str, Any], identity: dict[str, Any], folder: str) -> None:
-    for key in ("model", "dim", "preprocessing", "weights_id"):
-        if manifest.get(key) != identity.get(key):
-            raise IndexMismatchError(
-                f"the index at {folder} was built with {describe_identity(manifest)}; "
-                f"refusing to add vectors from {describe_identity(identity)} "
-                f"({key} differs); pick another index folder, or use the index's model "
-                f"{manifest.get('model')}",
-                fix=FIX_INDEX_MODEL, fix_arg=str(manifest.get("model"))
-            )
+    """IndexMismatchError unless `identity` (the model at hand) matches the index's
+    `manifest`. A key `identity` lacks is not known yet (the weights' digest before the
+    model is loaded) and is neither compared nor named."""
+    differ = [k for k in ("model", "dim", "preprocessing", "weights_id")
+              if k in identity and manifest.get(k) != identity.get(k)]
+    if differ:
+        raise IndexMismatchError(
+            f"the index at {folder} was built with {describe_identity(manifest)}; "
+            f"refusing to add vectors from {describe_identity(identity)} "
+            f"({', '.join(differ)} {'differs' if len(differ) == 1 else 'differ'}); pick "
+            f"another index folder, or use the index's model {manifest.get('model')}",
+            fix=FIX_INDEX_MODEL, fix_arg=str(manifest.get("model"))
+        )
 
 
 def _now() -> str:

@@ -88,6 +88,8 @@ class BuildResult:
     model: str
     scanned: int = 0  # files found (a video counts once)
     embedded: int = 0  # images and frames embedded by this run
+    embedded_frames: int = 0  # of `embedded`: video frames
+    embedded_videos: int = 0  # videos whose frames this run embedded
     unchanged: int = 0
     errors: int = 0  # unreadable files recorded by this run
     pruned: int = 0
@@ -100,6 +102,7 @@ class BuildResult:
     skipped: dict[str, int] = field(default_factory=dict)  # reason -> count
     skipped_paths: list[Skipped] = field(default_factory=list)
     model_loaded: bool = False  # False: nothing needed embedding, the model was not loaded
+    created: bool = False  # True: this run created the index folder's index
 
 
 def resolve_model(index_dir: str, settings: BuildSettings) -> LoadedModel:
@@ -109,12 +112,9 @@ def resolve_model(index_dir: str, settings: BuildSettings) -> LoadedModel:
     info = model_info(name)
     weights = settings.weights
     if manifest is not None:
-        check_identity(
-            manifest,
-            {**manifest, "model": name, "dim": info.dim,
-             "preprocessing": info.preprocess.identity()},
-            index_dir,
-        )
+        # before loading: the weights' digest is not known yet, so it is not compared
+        check_identity(manifest, {"model": name, "dim": info.dim,
+                                  "preprocessing": info.preprocess.identity()}, index_dir)
         hint = manifest.get("weights_source")
         if weights is None and hint and os.path.isfile(hint):
             weights = hint  # the local file this index was built from
@@ -155,6 +155,7 @@ def build_index(
     else:  # the index's own identity: checked against the model once it is loaded
         identity = store.manifest if store is not None else IndexStore.read_manifest(index_dir)
     owned = store is None
+    created = store is None and not IndexStore.exists(index_dir)
     if store is None:
         store = IndexStore.open_writer(index_dir, identity, wait=settings.wait_for_lock)
     elif model is not None:
@@ -176,6 +177,7 @@ def build_index(
         result.aliases = found.aliases
         result.skipped, result.skipped_paths = skipped_counts(found.skipped), found.skipped
         result.model_loaded = slot.loaded is not None
+        result.created = created
         if store.needs_compaction():
             progress.note("compacting the index")
             store.compact()
@@ -279,6 +281,7 @@ class _Update:
         self.vectors: list[np.ndarray] = []
         self.errors: list[NewRow] = []
         self.videos_done: list[VideoDone] = []
+        self.frames = 0  # of `rows`: video frames
         self.forget_videos: list[str] = []
         self.forget_paths: list[str] = []  # a video's own error row, once it decodes
         self.last = time.monotonic()
@@ -463,6 +466,7 @@ class _Update:
             x = todo[v]
             self.rows.append(NewRow(frame_path(x.path, ms), x.root, x.size, x.mtime_ns, w, h))
             counts[v] += 1
+            self.frames += 1
         if b.frames:
             self.vectors.append(b.vectors)
         for v, reason in b.errors:
@@ -482,8 +486,11 @@ class _Update:
         self.store.commit(self.rows, matrix, self.errors, self.videos_done,
                           forget=self.forget_paths, forget_videos=self.forget_videos)
         self.result.embedded += len(self.rows)
+        self.result.embedded_frames += self.frames
+        self.result.embedded_videos += sum(v.frames > 0 for v in self.videos_done)
         self.result.errors += len(self.errors)
         self.rows, self.vectors, self.errors, self.videos_done = [], [], [], []
+        self.frames = 0
         self.forget_videos, self.forget_paths = [], []
         self.last = time.monotonic()
 

@@ -139,6 +139,32 @@ class Duplicates:
         """The files the keep policy would remove, group by group."""
         return [self.rows[m].path for d in self.decisions for m in d.removable]
 
+    def group_paths(self) -> list[list[str]]:
+        """Each duplicate group's files (largest group first), the keeper first."""
+        return [[self.rows[d.keeper].path, *(self.rows[m].path for m in d.members.tolist()
+                                             if m != d.keeper)] for d in self.decisions]
+
+    def keeper_paths(self) -> list[str]:
+        """The file kept in each duplicate group, as group_paths lists the groups."""
+        return [self.rows[d.keeper].path for d in self.decisions]
+
+    @property
+    def duplicates(self) -> dict[str, list[dict[str, Any]]]:
+        """Every image compared -> its duplicates (exact and copy pairs), best first, each
+        {"file", "similarity_score", "match"}: the mapping imagededup's find_duplicates
+        returns, with the verdict added."""
+        found: dict[str, list[dict[str, Any]]] = {r.path: [] for r in self.rows}
+        verdicts = self.pair_verdicts(self.pairs)
+        for k, (a, b, score) in enumerate(self.pair_paths()):
+            match = verdicts[k][0] if verdicts else "copy"
+            found[a].append({"file": b, "similarity_score": score, "match": match})
+            found[b].append({"file": a, "similarity_score": score, "match": match})
+        return found
+
+    def to_dict(self) -> dict[str, list[dict[str, Any]]]:
+        """The `duplicates` mapping (JSON-ready)."""
+        return self.duplicates
+
     def to_report(self, timestamp: str | None = None) -> dict[str, Any]:
         """The report.json content (the seed's keys first)."""
         s = self.settings

@@ -1,5 +1,7 @@
 """export: report.json's groups -> CSV for spreadsheets, or JSON / JSON Lines for programs,
-one row (object) per member file, with the same columns (keys).
+one row (object) per member file, with the same columns (keys): the member, its group's
+keeper and keep_reason, and the member's match and evidence (those of its pair with the
+keeper, else of its best pair in the group, naming the other member).
 
 Paths in the report are absolute, so no cell starts with '=', '+', '-' or '@'
 and a spreadsheet never reads a file name as a formula.
@@ -17,7 +19,8 @@ from imgsim_index.errors import InputError
 
 EXPORT_FORMATS = ("csv", "json", "jsonl")
 CSV_COLUMNS = ("group", "role", "path", "keeper", "score_to_keeper", "size_bytes", "width",
-               "height", "modified", "mtime_ns", "protected")
+               "height", "modified", "mtime_ns", "protected", "match", "evidence",
+               "keep_reason")
 
 
 def _modified(mtime_ns: int | None) -> str:
@@ -26,12 +29,38 @@ def _modified(mtime_ns: int | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(mtime_ns / 1e9))
 
 
+def _verdicts(report: dict[str, Any]) -> dict[frozenset[str], dict[str, Any]]:
+    """The report's pair rows (similar pairs, then near misses), by their two paths."""
+    rows = [*report.get("similar_pairs", []), *report.get("near_misses", [])]
+    return {frozenset((r["image1"], r["image2"])): r for r in reversed(rows)}
+
+
+def _member_verdict(path: str, group: dict[str, Any],
+                    pairs: dict[frozenset[str], dict[str, Any]]) -> tuple[str, str]:
+    """(match, evidence) of a member: its pair with the keeper, else its best pair in the
+    group (the evidence then names the other member); the keeper itself has none."""
+    if path == group["keeper"]:
+        return "", ""
+    row = pairs.get(frozenset((path, group["keeper"])))
+    if row is not None:
+        return str(row.get("match", "")), str(row.get("evidence", ""))
+    linked = [r for m in group["members"] if m["path"] != path
+              and (r := pairs.get(frozenset((path, m["path"])))) is not None]
+    if not linked:
+        return "", ""
+    best = max(linked, key=lambda r: r["similarity_score"])
+    other = best["image2"] if best["image1"] == path else best["image1"]
+    return str(best.get("match", "")), f"to {other}: {best.get('evidence', '')}"
+
+
 def csv_rows(report: dict[str, Any]) -> Iterator[tuple[object, ...]]:
+    pairs = _verdicts(report)
     for g in report.get("groups", []):
         for m in g["members"]:
+            match, evidence = _member_verdict(m["path"], g, pairs)
             yield (g["group"], m["role"], m["path"], g["keeper"], m["score_to_keeper"], m["size"],
                    m["width"], m["height"], _modified(m["mtime_ns"]), m["mtime_ns"],
-                   "yes" if m["protected"] else "no")
+                   "yes" if m["protected"] else "no", match, evidence, g.get("keep_reason", ""))
 
 
 def write_export(report: dict[str, Any], out: IO[str], fmt: str = "csv") -> int:
@@ -41,8 +70,8 @@ def write_export(report: dict[str, Any], out: IO[str], fmt: str = "csv") -> int:
         raise InputError(
             f"unknown export format {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)}")
     if fmt != "csv":
-        objs = [{**dict(zip(CSV_COLUMNS, row, strict=True)), "protected": row[-1] == "yes"}
-                for row in csv_rows(report)]
+        objs = [{**(o := dict(zip(CSV_COLUMNS, row, strict=True))),
+                 "protected": o["protected"] == "yes"} for row in csv_rows(report)]
         if fmt == "json":
             out.write(json_text(objs, indent=2) + "\n")
         else:

@@ -23,7 +23,7 @@ from typing import Any
 from imgsim_index.atomic_files import atomic_write_bytes
 from imgsim_index.progress import Progress
 from imgsim_index.report.gallery_assets import CHOICES_SCRIPT, CHOICES_STYLE, SCRIPT, STYLE
-from imgsim_index.report.json_report import near_miss_text
+from imgsim_index.report.json_report import verification_text
 from imgsim_index.report.thumbs import write_thumbnails
 from imgsim_index.report.units import human_bytes
 
@@ -42,10 +42,7 @@ def _verification_text(report: dict[str, Any]) -> str:
     v = report.get("verification") or {}
     if not v.get("ran"):
         return "off (cosine only)"
-    return (f"on: {v.get('compared', 0)} pairs compared on their pixels, "
-            f"{v.get('skipped_as_grouped', 0)} joined through copies, "
-            f"{v.get('skipped_as_other_shot', 0)} whose groups compared pairs showed to be "
-            f"other shots; {near_miss_text(report)} listed apart")
+    return f"on: {verification_text(report)}"
 
 
 def _summary(report: dict[str, Any]) -> list[tuple[str, str]]:

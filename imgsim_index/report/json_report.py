@@ -53,6 +53,23 @@ def near_miss_text(report: dict[str, Any]) -> str:
     return text + (f" and {unchecked} pairs not verified" if unchecked else "")
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def verification_text(report: dict[str, Any]) -> str:
+    """What verification did, in short sentences (the console summary, the gallery)."""
+    v = report.get("verification") or {}
+    text = [f"{_count(v.get('compared', 0), 'pair')} compared on their pixels."]
+    if grouped := v.get("skipped_as_grouped", 0):
+        text.append(f"{_count(grouped, 'pair')} already joined through copies, not compared.")
+    if apart := v.get("skipped_as_other_shot", 0):
+        text.append(f"{_count(apart, 'pair')} between groups already shown to be other "
+                    "shots, not compared.")
+    text.append(f"Listed apart: {near_miss_text(report)}.")
+    return " ".join(text)
+
+
 def pair_rows(paths: Sequence[str], pairs: Pairs,
               verdicts: Sequence[PairVerdict] | None) -> list[dict[str, Any]]:
     """similar_pairs / near_misses rows: the seed's four keys, then the verdict."""

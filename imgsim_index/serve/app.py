@@ -59,12 +59,6 @@ RETRY_AFTER_S = 1  # told to a caller refused because every decoding slot is bus
 UPLOAD_CHUNK = 1 << 20
 
 
-def _verdict(result: Any, n: int) -> dict[str, str]:
-    """A query match's verdict fields, when it was verified."""
-    v = result.verdicts[n] if n < len(result.verdicts) else None
-    return {} if v is None else {"match": v[0], "evidence": v[1]}
-
-
 def error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
@@ -228,11 +222,12 @@ def add_api_routes(app: FastAPI, service: IndexService) -> None:
     @app.post("/v1/query", openapi_extra=openapi_body(PathsBody, uploads=True))
     async def query(request: Request, k: int = Query(10, ge=1, le=1000),
                     threshold: float | None = Query(None, ge=-1.0, le=1.0),
-                    verify: bool = Query(True)) -> dict[str, Any]:
-        """Top-k indexed neighbours of uploaded images (multipart) or of JSON
-        {"path"|"paths"} under the index's folders; `threshold` drops weaker matches;
-        with `verify` (default), matches at or above the model's candidate threshold carry
-        a verdict (`match`: exact | copy | other_shot) and its `evidence`."""
+                    verify: bool = Query(True), include_self: bool = Query(False),
+                    include_below: bool = Query(False)) -> dict[str, Any]:
+        """Top-k indexed matches of uploaded images (multipart) or of JSON
+        {"path"|"paths"} under the index's folders, as the CLI's query --json lists them
+        (rules: pipeline/query.py): at or above `threshold` (default: the model's
+        candidate threshold), each with `similarity_score`, `match` and `evidence`."""
         from starlette.concurrency import run_in_threadpool
 
         def _query(paths: list[str], *args: Any) -> tuple[list[Any], int]:
@@ -247,12 +242,10 @@ def add_api_routes(app: FastAPI, service: IndexService) -> None:
                 paths = _paths_from(await read_json(request), service.roots())
                 names = paths
             with service.decoding():  # held while the images decode and embed, not uploads
-                results, seq = await run_in_threadpool(_query, paths, k, threshold, verify)
-        return {"seq": seq, "results": [
-            {"query": name, "error": r.error,
-             "matches": [{"path": p, "score": s, **_verdict(r, n)}
-                         for n, (p, s) in enumerate(r.matches)]}
-            for name, r in zip(names, results, strict=True)]}
+                results, seq = await run_in_threadpool(_query, paths, k, threshold, verify,
+                                                       include_self, include_below)
+        return {"seq": seq, "results": [r.to_dict(name)
+                                        for name, r in zip(names, results, strict=True)]}
 
     @app.post("/v1/images", status_code=202, openapi_extra=openapi_body(PathsBody, uploads=True))
     async def add_images(request: Request) -> dict[str, Any]:
@@ -278,25 +271,26 @@ def add_api_routes(app: FastAPI, service: IndexService) -> None:
 
     @app.get("/v1/pairs")
     async def pairs(request: Request, since: int = Query(0, ge=0),
-                    threshold: float = Query(0.99, le=1.0), page: int = Query(1, ge=1),
-                    page_size: int = Query(100, ge=1, le=MAX_PAGE_SIZE)) -> dict[str, Any]:
-        """Pairs scoring >= threshold (at least 0.5) that involve an image committed after
-        commit `since`, best first, paged; pass the returned `seq` as the next call's
-        `since`. A search past 100,000 candidate pairs stops with 413; a search whose
-        client leaves stops at its next tile."""
+                    threshold: float | None = Query(None, le=1.0), page: int = Query(1, ge=1),
+                    page_size: int = Query(100, ge=1, le=MAX_PAGE_SIZE),
+                    verify: bool = Query(True)) -> dict[str, Any]:
+        """Pairs scoring >= threshold (at least 0.5; default: the model's candidate
+        threshold) that involve an image committed after commit `since`, best first, paged,
+        spelled as report.json's similar_pairs (`similarity_score`, `match`, `evidence`);
+        pass the returned `seq` as the next call's `since`. A search past 100,000 candidate
+        pairs stops with 413; a search whose client leaves stops at its next tile."""
         from starlette.concurrency import run_in_threadpool
 
         left = threading.Event()
         watch = asyncio.create_task(_watch_disconnect(request, left))
         try:
-            found, seq = await run_in_threadpool(service.new_pairs, since, threshold, left.is_set)
+            found = await run_in_threadpool(service.new_pairs, since, threshold, page,
+                                            page_size, verify, left.is_set)
         finally:
             watch.cancel()
-        start = (page - 1) * page_size
-        return {"since": since, "seq": seq, "threshold": threshold, "total": len(found),
-                "page": page, "page_size": page_size,
-                "pairs": [{"image1": p.image1, "image2": p.image2, "score": p.score}
-                          for p in found[start:start + page_size]]}
+        return {"since": since, "seq": found.seq, "threshold": found.threshold,
+                "threshold_source": found.threshold_source, "total": found.total,
+                "page": page, "page_size": page_size, "pairs": found.pairs}
 
     @app.post("/v1/dedupe", status_code=202, openapi_extra=openapi_body(DedupeBody))
     async def start_dedupe(request: Request) -> dict[str, Any]:

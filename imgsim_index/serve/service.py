@@ -34,7 +34,13 @@ from imgsim_index.errors import (
 from imgsim_index.index.store import IndexStore, LoadedVectors
 from imgsim_index.pipeline.build import BuildSettings, build_index, resolve_model
 from imgsim_index.pipeline.dedupe import DedupeSettings, dedupe, folder_codes
-from imgsim_index.pipeline.query import QueryResult, query_index
+from imgsim_index.pipeline.query import (
+    QueryResult,
+    pair_verdicts,
+    query_index,
+    resolve_threshold,
+    verify_enabled,
+)
 from imgsim_index.search import PairSettings
 from imgsim_index.search.settings import LISTING_MAX_CANDIDATES, LISTING_MIN_THRESHOLD
 from imgsim_index.serve.jobs import CANCELLED, Job, JobBoard, JobProgress, JobRunner
@@ -64,11 +70,16 @@ class ServeSettings:
     build: BuildSettings = field(default_factory=BuildSettings)
 
 
-@dataclass(frozen=True)
-class NewPair:
-    image1: str
-    image2: str
-    score: float
+@dataclass
+class PairListing:
+    """A page of a pair listing; its pairs spelled as report.json's similar_pairs."""
+
+    since: int
+    seq: int
+    threshold: float
+    threshold_source: str  # "given" | "model default"
+    total: int = 0
+    pairs: list[dict[str, Any]] = field(default_factory=list)
 
 
 # Rows per side of a listing's score tiles: smaller than a dedupe's 4096, so a search is
@@ -193,7 +204,9 @@ class IndexService:
 
     # -- reads --------------------------------------------------------------
     def query(self, paths: Sequence[str], top_k: int, threshold: float | None,
-              verify: bool = True) -> tuple[list[QueryResult], int]:
+              verify: bool = True, include_self: bool = False, include_below: bool = False
+              ) -> tuple[list[QueryResult], int]:
+        """query_index on the cached vectors and model (its rules: pipeline/query.py)."""
         from imgsim_index.verify import VerifySettings
 
         t = time.perf_counter()
@@ -203,7 +216,8 @@ class IndexService:
         seq = loaded.seq if loaded is not None else searcher.seq  # type: ignore[union-attr]
         results = query_index(self.index_dir, paths, top_k, threshold, self.settings.build,
                               embedder=self.embedder(), loaded=loaded,
-                              verify=VerifySettings(enabled=verify), searcher=searcher)
+                              verify=VerifySettings(enabled=verify), searcher=searcher,
+                              include_self=include_self, include_below=include_below)
         self.metrics.query_seconds.observe(time.perf_counter() - t)
         return results, seq
 
@@ -235,13 +249,20 @@ class IndexService:
         with IndexStore.open_reader(self.index_dir) as store:
             return store.catalog.last_seq()
 
-    def new_pairs(self, since: int, threshold: float,
-                  should_stop: Callable[[], bool] = lambda: False
-                  ) -> tuple[list[NewPair], int]:
-        """Pairs scoring >= threshold with at least one image committed after `since`.
+    def new_pairs(self, since: int, threshold: float | None, page: int = 1,
+                  page_size: int = 100, verify: bool = True,
+                  should_stop: Callable[[], bool] = lambda: False) -> PairListing:
+        """Pairs scoring >= threshold (None: the model's candidate threshold, as dedupe
+        takes it) with at least one image committed after `since`, best first; the pairs of
+        page `page` carry their verdicts (compared as dedupe compares its candidates).
         The threshold must be at least LISTING_MIN_THRESHOLD; the search stops with
         ResultTooLarge past settings.max_listed_pairs candidates, and with Cancelled
         when `should_stop()` turns true (checked after every tile)."""
+        from imgsim_index.search import Pairs
+        from imgsim_index.verify import VerifySettings
+
+        verify_on = verify_enabled(VerifySettings(enabled=verify), self.manifest)
+        threshold, source = resolve_threshold(threshold, self.manifest.get("model"), verify_on)
         if not LISTING_MIN_THRESHOLD <= threshold <= 1.0:
             raise InputError(f"threshold must be between {LISTING_MIN_THRESHOLD} and 1 for a "
                              f"pair listing, got {threshold}: below it nearly every pair of "
@@ -254,40 +275,64 @@ class IndexService:
                                 "caller left")
 
         if self.large():
-            return self._new_pairs_large(since, threshold, check_stop)
+            return self._new_pairs_large(since, threshold, source, page, page_size, verify_on,
+                                         check_stop)
         loaded = self.snapshot()
         rows = loaded.rows
+        listing = PairListing(since, loaded.seq, threshold, source)
         queries = np.flatnonzero(np.fromiter((r.seq > since for r in rows), bool, len(rows)))
         if not len(queries):
-            return [], loaded.seq
+            return listing
         settings = PairSettings(threshold=threshold, block_size=LISTING_BLOCK)
         i, j, score = find_new_pairs(loaded.vectors, settings, folder_codes(rows, None), queries,
                                      check_stop, self.settings.max_listed_pairs)
-        pairs = [NewPair(rows[a].path, rows[b].path, s)
-                 for a, b, s in zip(i.tolist(), j.tolist(), score.tolist(), strict=True)]
-        return pairs, loaded.seq
+        listing.total = len(i)
+        start = (page - 1) * page_size
+        shown = Pairs(i[start:start + page_size], j[start:start + page_size],
+                      score[start:start + page_size])
+        verdicts = pair_verdicts(rows, shown, VerifySettings(enabled=verify_on))
+        listing.pairs = [
+            {"image1": rows[a].path, "image2": rows[b].path, "similarity_score": s,
+             "match": v[0], "evidence": v[1]}
+            for a, b, s, v in zip(shown.i.tolist(), shown.j.tolist(), shown.score.tolist(),
+                                  verdicts, strict=True)]
+        return listing
 
-    def _new_pairs_large(self, since: int, threshold: float,
-                         check_stop: Callable[[int, int], None]) -> tuple[list[NewPair], int]:
+    def _new_pairs_large(self, since: int, threshold: float, source: str, page: int,
+                         page_size: int, verify_on: bool,
+                         check_stop: Callable[[int, int], None]) -> PairListing:
         """new_pairs through the on-disk IVF: the new rows probe their lists; memory and time
         follow the new rows, not the index."""
         from imgsim_index.index import ivf
+        from imgsim_index.search import Pairs
         from imgsim_index.search.ivf_search import ivf_pairs
+        from imgsim_index.verify import VerifySettings
 
         with IndexStore.open_reader(self.index_dir) as store, store.snapshot():
             manifest = ivf.read_manifest(self.index_dir)
             assert manifest is not None
-            seq = store.catalog.last_seq()
+            listing = PairListing(since, store.catalog.last_seq(), threshold, source)
             found, info = ivf_pairs(store.folder, store.catalog, manifest, threshold,
                                     new_after=since, on_progress=check_stop)
             if info.candidates > self.settings.max_listed_pairs:
                 raise ResultTooLarge(f"more than {self.settings.max_listed_pairs} pairs score "
                                      "near the threshold; raise the threshold or search "
                                      "fewer rows")
-            by_id = store.catalog.rows_by_id(np.unique(np.concatenate(
-                [found.a, found.b])).tolist())
-        return [NewPair(by_id[a].path, by_id[b].path, s) for a, b, s in
-                zip(found.a.tolist(), found.b.tolist(), found.score.tolist(), strict=True)], seq
+            listing.total = len(found.a)
+            start = (page - 1) * page_size
+            a, b = found.a[start:start + page_size], found.b[start:start + page_size]
+            ids = np.unique(np.concatenate([a, b]))
+            by_id = store.catalog.rows_by_id(ids.tolist())
+        rows = [by_id[int(i)] for i in ids.tolist()]
+        shown = Pairs(np.searchsorted(ids, a), np.searchsorted(ids, b),
+                      found.score[start:start + page_size])
+        verdicts = pair_verdicts(rows, shown, VerifySettings(enabled=verify_on))
+        listing.pairs = [
+            {"image1": rows[i].path, "image2": rows[j].path, "similarity_score": sc,
+             "match": v[0], "evidence": v[1]}
+            for i, j, sc, v in zip(shown.i.tolist(), shown.j.tolist(), shown.score.tolist(),
+                                   verdicts, strict=True)]
+        return listing
 
     # -- jobs ---------------------------------------------------------------
     def on_writer(self, kind: str, fn: Callable[[], T]) -> T:

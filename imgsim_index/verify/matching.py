@@ -859,20 +859,20 @@ def _judge(dirs: list[_Residual], std_a: np.ndarray, std_b: np.ndarray, used: np
     big = max((c[4] for c in _components(strong)), default=0)
     if big >= settings.strong_min_blocks:
         copy = False
-        words.append(f"new content in a small region ({big} blocks differ by far)")
+        words.append("something small appears, moves or vanishes")
     if nums["largest_region"] > settings.max_region:
-        words.append(f"a region of {nums['largest_region']:.1%} differs")
+        words.append(f"a region covering {nums['largest_region']:.0%} of the picture differs")
     if med > settings.max_block_median:
         copy = False
-        words.append(f"no pixel agreement (median block residual {med:.0f})")
+        words.append("the pixels differ throughout")
     if tone_dev > settings.max_tone_dev:
         copy = False
-        words.append(f"tones remapped beyond an edit ({tone_dev:.0f} grey levels)")
+        words.append("the light differs more than an edit would change it")
     if hue >= 0 and hue > settings.max_hue_deg:
         copy = False
-        words.append(f"colours differ (hue {hue:.0f} deg)")
-    if overlay_share > 0:
-        words.append(f"text/overlay on {overlay_share:.0%}")
+        words.append("the colours differ")
+    if overlay_share >= 0.005:  # the share is in the numbers; under 1% it is no news
+        words.append(f"text or an overlay on {overlay_share:.0%} of the picture")
     score = overlap - differing - 0.01 * med
     return _Check(copy, differing, score, nums, words)
 
@@ -931,9 +931,10 @@ def _check(fa: Features, fb: Features, m: np.ndarray, settings: VerifySettings,
 # ---------------------------------------------------------------- evidence
 
 
-def _side_words(fa: Features, fb: Features, m: np.ndarray, nums: dict[str, float]) -> list[str]:
-    """Crop shares per side: parts of one content box that the other lacks."""
-    words: list[str] = []
+def _side_words(fa: Features, fb: Features, m: np.ndarray, nums: dict[str, float],
+                min_share: float = 0.02) -> list[str]:
+    """Crop shares per side: parts of one content box that the other lacks (named from
+    `min_share`); a crop of all four sides, even on each axis, is one centred crop."""
     x0, y0, x1, y1 = fb.box
     corners = np.array([[x0, y0, 1], [x1, y0, 1], [x1, y1, 1], [x0, y1, 1]], np.float64)
     pa = corners @ np.vstack([m, [0, 0, 1]]).T
@@ -946,11 +947,16 @@ def _side_words(fa: Features, fb: Features, m: np.ndarray, nums: dict[str, float
              "top": (by0 - ay0) / uh, "bottom": (ay1 - by1) / uh}
     for side, v in sides.items():
         nums[f"crop_{side}"] = float(v)  # > 0: B lacks this side of A; < 0: A lacks it
-        if v > 0.02:
-            words.append(f"B cropped {v:.0%} on the {side}")
-        elif v < -0.02:
-            words.append(f"A cropped {-v:.0%} on the {side}")
-    return words
+    for who, sign in (("B", 1.0), ("A", -1.0)):
+        cut = {side: sign * v for side, v in sides.items()}
+        if min(cut.values()) > min_share and abs(cut["left"] - cut["right"]) <= 0.03 \
+                and abs(cut["top"] - cut["bottom"]) <= 0.03:
+            share = (cut["left"] + cut["right"] + cut["top"] + cut["bottom"]) / 2
+            other = "A" if who == "B" else "B"
+            return [f"{who} is a centred crop of {other} ({share:.0%} trimmed off its "
+                    "width and height)"]
+    return [f"B cropped {v:.0%} on the {side}" if v > 0 else f"A cropped {-v:.0%} on the {side}"
+            for side, v in sides.items() if abs(v) > min_share]
 
 
 def _copy_evidence(fa: Features, fb: Features, m: np.ndarray, chk: _Check) -> str:
@@ -980,8 +986,7 @@ def _copy_evidence(fa: Features, fb: Features, m: np.ndarray, chk: _Check) -> st
         words.append(f"B resized to {1.0 / rel:.0%}" if rel > 1.0 else
                      f"A resized to {rel:.0%}")
     # the filled corners of a turned copy extend its frame a little: not a crop
-    words += [w for w in _side_words(fa, fb, m, n)
-              if not filled or int(w.split(" cropped ")[1].split("%")[0]) >= 8]
+    words += _side_words(fa, fb, m, n, 0.075 if filled else 0.02)
     trim_a = 1 - (fa.box[2] - fa.box[0]) * (fa.box[3] - fa.box[1]) / fa.grey.size
     trim_b = 1 - (fb.box[2] - fb.box[0]) * (fb.box[3] - fb.box[1]) / fb.grey.size
     n["border_a"], n["border_b"] = trim_a, trim_b

@@ -299,7 +299,8 @@ def test_the_service_lists_new_pairs_through_the_ivf(tmp_path: Path, small_ivf: 
         got = httpx.get(url + "/v1/pairs", params={"threshold": 0.85,
                                                     "since": first.covered_seq}, timeout=60)
     assert got.status_code == 200, got.text
-    listed = {(*sorted((p["image1"], p["image2"])), p["score"]) for p in got.json()["pairs"]}
+    listed = {(*sorted((p["image1"], p["image2"])), p["similarity_score"])
+              for p in got.json()["pairs"]}
     assert listed == want and len(want) >= 20
 
 

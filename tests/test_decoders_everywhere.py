@@ -83,7 +83,7 @@ def test_an_unverified_pair_is_not_called_another_shot(tmp_path: Path) -> None:
     assert row["evidence"].startswith("not verified: could not read it"), row
     assert "0 other shots and 1 pairs not verified listed" in stdout, stdout
     assert "1 other shots" not in stdout, stdout
-    from imgsim_index.report.html import gallery_data
+    from imgsim_index.report.html import review_data
 
-    [near] = gallery_data(report, {})["near_misses"]
+    [near] = review_data(report)["near_misses"]
     assert near["match"] == "not_verified", near

@@ -39,17 +39,17 @@ def test_review_untick_change_keeper_apply_move_and_undo(tmp_path: Path) -> None
         page.goto(url + "/")
         page.wait_for_selector("body[data-ready='1']")
         assert page.locator("section.group").count() == 2
-        assert page.locator("figure img").count() == 5
+        assert page.locator("section.group figure img").count() == 5
         # polled from here: the page's CSP forbids the eval that wait_for_function needs
         for _ in range(200):
-            if page.evaluate("[...document.querySelectorAll('figure img')]"
+            if page.evaluate("[...document.querySelectorAll('section.group figure img')]"
                              ".every(i => i.complete && i.naturalWidth > 0)"):
                 break
             page.wait_for_timeout(50)
         else:
             raise AssertionError("thumbnails did not load")
-        page.uncheck(f'input.remove[data-path="{photos / "b/sunset copy.jpg"}"]')
-        page.check(f'input.keeper[data-path="{photos / "b/dog-2.jpg"}"]')
+        page.uncheck(f'input.choice-remove[data-path="{photos / "b/sunset copy.jpg"}"]')
+        page.check(f'input.choice-keeper[data-path="{photos / "b/dog-2.jpg"}"]')
         page.select_option("#action", "move")
         page.fill("#move-to", str(moved))
         page.click("#apply")

@@ -1,28 +1,35 @@
-"""html: report.json's groups -> report.html, a self-contained gallery, plus thumbs/ beside it.
+"""html: report.json -> the review page's data (review_data) and the page itself
+(render_page); report.html is that page with the data embedded, plus thumbs/ beside it.
 
-No network: no CDN, no fonts, no remote images; a Content-Security-Policy
-allows only the page's own inline style and script (pinned by hash) and
-images from the thumbs folder. The user can untick files and groups and change
-keepers, then "export my choices" downloads a choices file that
-`apply REPORT --plan FILE` accepts (see actions/choices.py). The report's data travels as JSON in a
-<script type="application/json"> block with '<', '>' and '&' escaped, so a
-file named "</script><img src=x onerror=...>.jpg" stays text.
+One page, two ways to serve it: review_assets/ holds its HTML, CSS and script. report.html
+embeds review_data's output; the `serve` page (serve/review.py) leaves the data block empty
+and its script asks GET /v1/review for the same data. No network beyond that: no CDN, no
+fonts, no remote images; a Content-Security-Policy allows only the page's own inline style
+and script (pinned by hash), images from its own origin (thumbs/ or /v1/thumb) and, on the
+served page alone, requests to its own origin. The user can untick files and groups and
+change keepers; report.html then exports the choices as a file that
+`apply REPORT --plan FILE` accepts (see actions/choices.py), the served page applies them.
+The data travels as JSON in a <script type="application/json"> block with '<', '>' and
+'&' escaped, so a file named "</script><img src=x onerror=...>.jpg" stays text.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import html
 import json
 import math
 import os
+import re
 import time
+from collections.abc import Callable
+from importlib import resources
 from typing import Any
 
 from imgsim_index.atomic_files import atomic_write_bytes
 from imgsim_index.progress import Progress
-from imgsim_index.report.gallery_assets import CHOICES_SCRIPT, CHOICES_STYLE, SCRIPT, STYLE
 from imgsim_index.report.json_report import verification_text
 from imgsim_index.report.thumbs import write_thumbnails
 from imgsim_index.report.units import human_bytes
@@ -30,6 +37,8 @@ from imgsim_index.report.units import human_bytes
 PAGE_SIZE = 50
 THUMBS_DIR = "thumbs"
 NEAR_MISSES_SHOWN = 200  # near-miss pairs shown (best scores first); the page counts the rest
+FILES_SHOWN = 500  # unreadable / skipped files listed; the page counts the rest
+ASSETS = "review_assets"  # review.html, review.css, review.js: the page, both ways it is served
 
 
 def _mtime_text(mtime_ns: int | None) -> str:
@@ -78,8 +87,15 @@ def _member_verdict(path: str, keeper: str, paths: set[str],
         row = max(linked, key=lambda r: r["similarity_score"], default=None)
     if row is None or "match" not in row:
         return {}
-    return {"match": row["match"], "evidence": row.get("evidence", ""),
+    return {"match": row["match"], "evidence": _words(row["match"], row.get("evidence", "")),
             "pair": [row["image1"], row["image2"]]}
+
+
+def _words(match: str, evidence: str) -> str:
+    """The evidence without a leading restatement of its match ("other shot: 7% ..." ->
+    "7% ..."): the page shows the match beside it."""
+    label = match.replace("_", " ") + ":"
+    return evidence[len(label):].lstrip() if evidence.startswith(label) else evidence
 
 
 def _near_verdict(row: dict[str, Any]) -> dict[str, str]:
@@ -91,16 +107,20 @@ def _near_verdict(row: dict[str, Any]) -> dict[str, str]:
     evidence = str(row.get("evidence", ""))
     if evidence.startswith(UNVERIFIED):
         return {"match": "not_verified", "evidence": evidence[len(UNVERIFIED):].lstrip(": ")}
-    return {"match": row.get("match", "other_shot"), "evidence": evidence}
+    match = str(row.get("match", "other_shot"))
+    return {"match": match, "evidence": _words(match, evidence)}
 
 
-def gallery_data(report: dict[str, Any], thumbs: dict[str, str]) -> dict[str, Any]:
-    """What the page's script renders: groups largest first, keeper first in each group, each
-    member with the verdict that joined it; near misses (other shots) apart."""
+def no_thumb(path: str) -> str | None:
+    return None
 
-    def thumb(path: str) -> str | None:
-        return f"{THUMBS_DIR}/{thumbs[path]}" if path in thumbs else None
 
+def review_data(report: dict[str, Any],
+                thumb: Callable[[str], str | None] = no_thumb) -> dict[str, Any]:
+    """report.json -> what the review page renders (report.html and the `serve` page alike):
+    groups largest first, keeper first in each group with its reason, each member with the
+    verdict that joined it; near misses (other shots), unreadable and skipped files apart.
+    `thumb`: a file's preview URL (None: no preview)."""
     verdicts = {frozenset((r["image1"], r["image2"])): r
                 for r in report.get("similar_pairs") or []}
     groups = []
@@ -111,6 +131,7 @@ def gallery_data(report: dict[str, Any], thumbs: dict[str, str]) -> dict[str, An
         groups.append({
             "group": g["group"],
             "keeper": g["keeper"],
+            "keep_reason": g.get("keep_reason", ""),
             "bytes_removable": g.get("bytes_removable", 0),
             "members": [{
                 "path": m["path"], "size": m["size"], "w": m["width"], "h": m["height"],
@@ -127,9 +148,15 @@ def gallery_data(report: dict[str, Any], thumbs: dict[str, str]) -> dict[str, An
              "b": {"path": r["image2"], "thumb": thumb(r["image2"])},
              "score": r["similarity_score"], **_near_verdict(r),
              "pair": [r["image1"], r["image2"]]} for r in _shown_near_misses(report)]
-    return {"page_size": PAGE_SIZE, "score_min": max(-1.0, math.floor(floor * 10000) / 10000),
+    errors = report.get("errors") or []
+    skipped = report.get("skipped") or {}
+    return {"page_size": PAGE_SIZE, "score_min": max(-1.0, math.floor(floor * 1e6) / 1e6),
             "summary": _summary(report), "groups": groups, "near_misses": near,
             "near_misses_total": len(report.get("near_misses") or []),
+            "errors": errors[:FILES_SHOWN], "errors_total": len(errors),
+            "skipped": (skipped.get("paths") or [])[:FILES_SHOWN],
+            "skipped_counts": skipped.get("counts") or {},
+            "skipped_total": len(skipped.get("paths") or []),
             "timestamp": report.get("timestamp")}  # binds exported choices to this report
 
 
@@ -146,42 +173,29 @@ def _csp_hash(source: str) -> str:
     return "'sha256-" + base64.b64encode(hashlib.sha256(source.encode()).digest()).decode() + "'"
 
 
-def render_gallery(data: dict[str, Any], title: str) -> str:
-    style, script = STYLE + CHOICES_STYLE, SCRIPT + CHOICES_SCRIPT  # one element each
-    csp = (f"default-src 'none'; img-src 'self'; style-src {_csp_hash(style)}; "
-           f"script-src {_csp_hash(script)}; base-uri 'none'; form-action 'none'")
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="{html.escape(csp)}">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{html.escape(title)}</title>
-<style>{style}</style>
-</head>
-<body>
-<header>
-<h1>{html.escape(title)}</h1>
-<dl id="summary"></dl>
-</header>
-<div class="controls">
-<span id="count"></span>
-<label>score to keeper from <input type="range" id="score-lo">
-<output id="lo-value"></output></label>
-<label>to <input type="range" id="score-hi"> <output id="hi-value"></output></label>
-<button type="button" id="prev">&larr; previous</button>
-<span id="page-info"></span>
-<button type="button" id="next">next &rarr;</button>
-<span id="choices-info"></span>
-<button type="button" id="export-choices">export my choices</button>
-</div>
-<main id="groups"></main>
-<section id="near-misses" hidden></section>
-<script type="application/json" id="gallery-data">{_json_for_script(data)}</script>
-<script>{script}</script>
-</body>
-</html>
-"""
+@functools.cache
+def _asset(name: str) -> str:
+    return resources.files("imgsim_index.report").joinpath(ASSETS, name).read_text("utf-8")
+
+
+def page_csp(served: bool) -> str:
+    """The page's Content-Security-Policy: its own style and script (by hash), images from
+    its origin, and requests to its origin on the served page alone."""
+    style, script = _asset("review.css"), _asset("review.js")
+    connect = "'self'" if served else "'none'"
+    return (f"default-src 'none'; img-src 'self'; style-src {_csp_hash(style)}; "
+            f"script-src {_csp_hash(script)}; connect-src {connect}; "
+            "base-uri 'none'; form-action 'none'")
+
+
+def render_page(title: str, data: dict[str, Any] | None) -> str:
+    """The review page: with `data` (review_data's output) embedded, report.html; without,
+    the `serve` page, whose script asks the HTTP API (same origin) for it."""
+    values = {"CSP": html.escape(page_csp(data is None)), "TITLE": html.escape(title),
+              "STYLE": _asset("review.css"), "SCRIPT": _asset("review.js"),
+              "DATA": "" if data is None else _json_for_script(data)}
+    # one pass: a value (a file name in DATA) that spells a placeholder stays as it is
+    return re.sub(r"\{\{([A-Z]+)\}\}", lambda m: values[m.group(1)], _asset("review.html"))
 
 
 def write_gallery(report: dict[str, Any], path: str, progress: Progress | None = None,
@@ -196,5 +210,6 @@ def write_gallery(report: dict[str, Any], path: str, progress: Progress | None =
         if paths:
             thumbs = write_thumbnails(paths, os.path.join(folder, THUMBS_DIR), progress)
     title = f"imgsim-index duplicates {report.get('timestamp', '')}".strip()
-    atomic_write_bytes(path, render_gallery(gallery_data(report, thumbs), title).encode("utf-8"))
+    data = review_data(report, lambda p: f"{THUMBS_DIR}/{thumbs[p]}" if p in thumbs else None)
+    atomic_write_bytes(path, render_page(title, data).encode("utf-8"))
     return path

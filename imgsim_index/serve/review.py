@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 import os
-from importlib import resources
+import urllib.parse
 from typing import Any
 
 from fastapi import FastAPI, Query, Request
@@ -23,12 +23,19 @@ from imgsim_index.actions.plan import apply_plan, default_journal_path, make_pla
 from imgsim_index.actions.safety import load_report
 from imgsim_index.actions.undo import undo
 from imgsim_index.errors import InputError, ReportError
+from imgsim_index.report.html import page_csp, render_page, review_data
 from imgsim_index.report.thumbs import THUMB_BOX, THUMB_QUALITY
 from imgsim_index.serve.body import ApplyBody, UndoBody, openapi_body, read_body
 from imgsim_index.serve.security import TOKEN_COOKIE, resolve_inside
 from imgsim_index.serve.service import IndexService
 
 PAGE_ACTIONS = ("move", "hardlink")  # deletion cannot be undone, so the page does not offer it
+# a page shows dozens of thumbnails at once, more than there are decoding slots: a thumbnail
+# request waits its turn (small decodes, a few at a time) instead of failing with 429
+THUMB_WAIT = 30.0
+FAVICON = (b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16">'
+           b'<rect x="1" y="3" width="9" height="9" fill="#2f6db5"/>'
+           b'<rect x="6" y="5" width="9" height="9" fill="#2e8b3a"/></svg>')
 
 
 def list_reports(output: str) -> list[str]:
@@ -74,24 +81,24 @@ def apply_review(report_path: str, body: ApplyBody, move_root: str) -> dict[str,
             "bytes_freed": result.bytes_freed}
 
 
-def _asset(name: str) -> str:
-    return resources.files("imgsim_index.serve").joinpath("assets", name).read_text("utf-8")
-
-
 def add_review_routes(app: FastAPI, service: IndexService) -> None:
     output = os.path.abspath(service.settings.output)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page(token: str | None = None) -> HTMLResponse:
-        html = _asset("review.html").replace("/*CSS*/", _asset("review.css")).replace(
-            "/*JS*/", _asset("review.js"))
-        response = HTMLResponse(html, headers={
-            "Content-Security-Policy": "default-src 'self'; img-src 'self'; "
-                                       "style-src 'unsafe-inline'; script-src 'unsafe-inline'",
+        text = render_page("imgsim-index review", None)  # the data comes from /v1/review
+        response = HTMLResponse(text, headers={
+            "Content-Security-Policy": page_csp(served=True) + "; frame-ancestors 'none'",
             "X-Frame-Options": "DENY"})
         if token:  # the middleware checked it; later requests from the page carry the cookie
             response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
         return response
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:
+        """The page's icon: browsers ask for it, and a 404 would show in their console."""
+        return Response(FAVICON, media_type="image/svg+xml",
+                        headers={"Cache-Control": "max-age=86400"})
 
     @app.get("/v1/reports")
     def reports() -> dict[str, Any]:
@@ -104,6 +111,15 @@ def add_review_routes(app: FastAPI, service: IndexService) -> None:
         path = pick_report(output, report)
         return JSONResponse({"path": path, "report": load_report(path)})
 
+    @app.get("/v1/review")
+    def review(report: str | None = None) -> JSONResponse:
+        """A report (default: the latest) as the review page shows it (report.html embeds
+        the same data), with the report's path; previews come from /v1/thumb."""
+        path = pick_report(output, report)
+        data = review_data(load_report(path),
+                           lambda p: "/v1/thumb?path=" + urllib.parse.quote(p, safe=""))
+        return JSONResponse({"path": path, "review": data})
+
     @app.get("/v1/thumb")
     def thumb(path: str = Query(...)) -> Response:
         """A JPEG thumbnail of an indexed file."""
@@ -111,7 +127,7 @@ def add_review_routes(app: FastAPI, service: IndexService) -> None:
 
         src = resolve_inside(path, service.roots())
         buf = io.BytesIO()
-        with service.decoding():
+        with service.decoding(wait=THUMB_WAIT):
             service.check_pixels([src])
             try:
                 preview_image(src, THUMB_BOX).save(buf, "JPEG", quality=THUMB_QUALITY)

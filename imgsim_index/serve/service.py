@@ -178,10 +178,13 @@ class IndexService:
         return os.path.abspath(self.settings.move_root or self.settings.output)
 
     @contextmanager
-    def decoding(self) -> Iterator[None]:
-        """Hold one of the decode slots for a request's decoding, or raise ServiceBusy at
-        once when all are taken (memory stays bounded by slots x max_pixels)."""
-        if not self._decoding.acquire(blocking=False):
+    def decoding(self, wait: float = 0.0) -> Iterator[None]:
+        """Hold one of the decode slots for a request's decoding, or raise ServiceBusy when
+        all are taken, at once or after `wait` seconds (memory stays bounded by slots x
+        max_pixels)."""
+        got = self._decoding.acquire(timeout=wait) if wait > 0 else \
+            self._decoding.acquire(blocking=False)
+        if not got:
             raise ServiceBusy(f"all {self.decode_slots} decoding slots are busy; try again "
                               "shortly")
         try:

@@ -287,24 +287,33 @@ def test_browser_shows_control_and_bidi_characters_escaped(tmp_path: Path) -> No
 
 
 # -- verdicts and near misses -------------------------------------------------------------
-@pytest.fixture(scope="module")
-def shots_gallery(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+def write_shots(d: Path) -> None:
     """A photo, a half-size re-encoded copy of it and another moment (a subject moved)."""
-    from tests.conftest import cli_ok
     from tests.test_verify_stage import moved, photo
 
-    root = tmp_path_factory.mktemp("shots")
-    d = root / "photos"
-    d.mkdir()
+    d.mkdir(parents=True)
     base = photo(7)
     base.save(d / "base.png")
     base.resize((320, 240), Image.Resampling.LANCZOS).save(d / "small.jpg", quality=85)
     moved(base).save(d / "moved.png")
+
+
+def dedupe_report(d: Path, root: Path) -> Path:
+    """Index and dedupe folder `d` (index root/idx, reports under root/out); report.json."""
+    from tests.conftest import cli_ok
+
     out = cli_ok("dedupe", str(d), "--index", str(root / "idx"), "--model", "efficientnet-lite0",
                  "--output", str(root / "out"), "--threshold", "0.5", "--verify-workers", "0",
                  "-q")
     line = next(x for x in out.splitlines() if x.startswith("Result JSON: "))
-    report_path = Path(line.removeprefix("Result JSON: "))
+    return Path(line.removeprefix("Result JSON: "))
+
+
+@pytest.fixture(scope="module")
+def shots_gallery(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    root = tmp_path_factory.mktemp("shots")
+    write_shots(root / "photos")
+    report_path = dedupe_report(root / "photos", root)
     return report_path.with_name("report.html"), json.loads(report_path.read_text())
 
 

@@ -16,13 +16,11 @@ from typing import Any
 
 import httpx
 import pytest
-from PIL import Image
 
 from imgsim_index.report.html import render_page, review_data
 from imgsim_index.report.units import human_bytes
-from tests.conftest import cli_ok
+from tests.test_html import dedupe_report, write_shots
 from tests.test_serve import running_server
-from tests.test_verify_stage import moved, photo
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -38,18 +36,10 @@ def library(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, A
     """(root, report, report.json path) of a real dedupe over the generated library."""
     root = tmp_path_factory.mktemp("review")
     d = root / "photos"
-    d.mkdir()
-    base = photo(7)
-    base.save(d / "base.png")
-    base.resize((320, 240), Image.Resampling.LANCZOS).save(d / "small.jpg", quality=85)
-    moved(base).save(d / "moved.png")
+    write_shots(d)
     (d / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is no JPEG" * 20)
     (d / "notes.txt").write_text("not a picture")
-    out = cli_ok("dedupe", str(d), "--index", str(root / "idx"), "--model", "efficientnet-lite0",
-                 "--output", str(root / "results"), "--threshold", "0.5",
-                 "--verify-workers", "0", "--workers", "0", "-q")
-    line = next(x for x in out.splitlines() if x.startswith("Result JSON: "))
-    report_path = Path(line.removeprefix("Result JSON: "))
+    report_path = dedupe_report(d, root)
     return root, json.loads(report_path.read_text()), report_path
 
 
@@ -73,7 +63,7 @@ def test_review_data_carries_what_the_page_shows(
 def test_serve_answers_the_review_data_the_icon_and_every_thumbnail(
         library: tuple[Path, dict[str, Any], Path]) -> None:
     root, report, report_path = library
-    with running_server("--index", str(root / "idx"), "--output", str(root / "results"),
+    with running_server("--index", str(root / "idx"), "--output", str(root / "out"),
                         "--decode-slots", "1") as (url, _):
         got = httpx.get(f"{url}/v1/review", timeout=60).json()
         assert got["path"] == str(report_path)
@@ -211,8 +201,8 @@ def test_both_pages_show_keeper_reason_match_evidence_near_misses_and_unreadable
     # the served page, from a real server
     [g] = report["groups"]
     copy = next(m["path"] for m in g["members"] if m["role"] == "remove")
-    moved_to = root / "results" / "moved"
-    with running_server("--index", str(root / "idx"), "--output", str(root / "results"),
+    moved_to = root / "out" / "moved"
+    with running_server("--index", str(root / "idx"), "--output", str(root / "out"),
                         "--decode-slots", "1") as (url, _):
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         served = Watch(page)

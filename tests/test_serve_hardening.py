@@ -214,7 +214,11 @@ def serving(service: IndexService) -> Iterator[str]:
         thread.join(60)
 
 
-def test_decoding_is_bounded_by_slots(library: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_decoding_is_bounded_by_slots(library: Path, tmp_path: Path,  # noqa: F811
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from imgsim_index.serve import review
+
+    monkeypatch.setattr(review, "THUMB_WAIT", 0.5)  # a thumbnail waits this long for a slot
     index = tmp_path / "index"
     shutil.copytree(library / "index", index)  # the module's server holds the other's lock
     service = IndexService(ServeSettings(index=str(index), output=str(tmp_path / "results"),
@@ -347,7 +351,8 @@ def test_fuzzed_requests_never_get_a_5xx(tmp_path: Path) -> None:
         assert {(m, p) for m, p, _, _ in ops} >= {
             ("POST", "/v1/query"), ("POST", "/v1/images"), ("GET", "/v1/pairs"),
             ("POST", "/v1/dedupe"), ("GET", "/v1/jobs/{job_id}"), ("POST", "/v1/apply"),
-            ("POST", "/v1/undo"), ("GET", "/v1/thumb"), ("GET", "/v1/report")}
+            ("POST", "/v1/undo"), ("GET", "/v1/thumb"), ("GET", "/v1/report"),
+            ("GET", "/v1/review")}
         for _ in range(25):
             for method, path, parameters, fields in ops:
                 target, params = path, {}

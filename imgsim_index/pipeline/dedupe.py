@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from imgsim_index.defaults import DEFAULT_KEEP, DEFAULT_THRESHOLD, IDENTITY_KEYS
 from imgsim_index.groups.components import Groups, connected_components
-from imgsim_index.groups.keep import DEFAULT_KEEP, GroupDecision, KeepSettings, choose_keepers
+from imgsim_index.groups.keep import GroupDecision, KeepSettings, choose_keepers
 from imgsim_index.groups.verified import copy_floor, decided_pairs, screen_decisions
 from imgsim_index.index.catalog import Row, VerifiedPair
 from imgsim_index.index.import_vectors import IMPORTED_WEIGHTS
@@ -106,7 +107,7 @@ class Duplicates:
     candidates: Pairs | None = None
     verdicts: Verdicts | None = None
     near_misses: Pairs = field(default_factory=Pairs.empty)
-    threshold_used: float = 0.99  # the candidate threshold the search ran with
+    threshold_used: float = DEFAULT_THRESHOLD  # the candidate threshold the search ran with
     threshold_source: str = "given"  # "model default" | "given"
     # images compared; None: len(rows). A search of the on-disk IVF loads only the rows
     # in a pair, and every other image is a group of one
@@ -423,7 +424,7 @@ def _decide(found: _Found, settings: DedupeSettings, progress: Progress,
         rows=list(rows), pairs=pairs, groups=groups, decisions=decisions,
         errors=list(found.errors), search=found.info, settings=settings,
         folder_list=found.folder_list,
-        model={k: m.get(k) for k in ("model", "dim", "weights_id", "preprocessing")},
+        model={k: m.get(k) for k in IDENTITY_KEYS},
         index_path=found.index_path, timings=timings, snapshot_seq=found.seq,
         new_images=found.new_images, new_since=found.new_since,
         candidates=candidates, verdicts=verdicts, near_misses=near,

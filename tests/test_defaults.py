@@ -51,10 +51,9 @@ def test_identity_keys_are_listed_once() -> None:
     found = []
     for path, tree in _trees():
         for node in ast.walk(tree):
-            if isinstance(node, (ast.Tuple, ast.List, ast.Set)) and node.elts and all(
-                    isinstance(e, ast.Constant) for e in node.elts):
-                if {e.value for e in node.elts if isinstance(e, ast.Constant)} == keys:
-                    found.append(f"{path.name}:{node.lineno}")
+            if isinstance(node, (ast.Tuple, ast.List, ast.Set)) and {
+                    e.value if isinstance(e, ast.Constant) else None for e in node.elts} == keys:
+                found.append(f"{path.name}:{node.lineno}")
     assert not found, f"identity keys listed again in {found}; use defaults.IDENTITY_KEYS"
 
 

@@ -12,7 +12,7 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -31,6 +31,7 @@ from imgsim_index.pipeline.large import bring_ivf_up_to_date, search_ivf, wants_
 from imgsim_index.progress import NoProgress, Progress
 from imgsim_index.report import build_report, write_collage
 from imgsim_index.report import write_report as write_report_json
+from imgsim_index.report.contract import Report, Skipped
 from imgsim_index.report.html import write_gallery
 from imgsim_index.search import (
     ApproxSettings,
@@ -166,7 +167,7 @@ class Duplicates:
         """The `duplicates` mapping (JSON-ready)."""
         return self.duplicates
 
-    def to_report(self, timestamp: str | None = None) -> dict[str, Any]:
+    def to_report(self, timestamp: str | None = None) -> Report:
         """The report.json content (the seed's keys first)."""
         s = self.settings
         report = build_report(
@@ -187,7 +188,7 @@ class Duplicates:
                 for nums, score in zip(self.verdicts.numbers, self.candidates.score.tolist(),
                                        strict=True))
         if self.build is not None:  # what the scan of the folders left out, and why
-            report["skipped"] = skipped_report(self.build.skipped_paths)
+            report["skipped"] = cast(Skipped, skipped_report(self.build.skipped_paths))
         if self.new_images is not None:
             report["compare_mode"] = "new_only"
             report["new_images"] = self.new_images
@@ -201,7 +202,7 @@ class ReportFiles:
     report_path: str
     collage_path: str  # "" when not written
     gallery_path: str  # "" when not written
-    report: dict[str, Any]
+    report: Report
 
 
 @dataclass
@@ -209,7 +210,7 @@ class DedupeResult:
     output_dir: str
     report_path: str
     collage_path: str
-    report: dict[str, Any]
+    report: Report
     build: BuildResult | None
     gallery_path: str = ""
     duplicates: Duplicates | None = None

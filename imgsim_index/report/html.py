@@ -22,6 +22,7 @@ from typing import Any
 
 from imgsim_index.atomic_files import atomic_write_bytes
 from imgsim_index.progress import Progress
+from imgsim_index.report.contract import PairRow, Report
 from imgsim_index.report.gallery_assets import CHOICES_SCRIPT, CHOICES_STYLE, SCRIPT, STYLE
 from imgsim_index.report.json_report import verification_text
 from imgsim_index.report.thumbs import write_thumbnails
@@ -38,14 +39,14 @@ def _mtime_text(mtime_ns: int | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(mtime_ns / 1e9))
 
 
-def _verification_text(report: dict[str, Any]) -> str:
+def _verification_text(report: Report) -> str:
     v = report.get("verification") or {}
     if not v.get("ran"):
         return "off (cosine only)"
     return f"on: {verification_text(report)}"
 
 
-def _summary(report: dict[str, Any]) -> list[tuple[str, str]]:
+def _summary(report: Report) -> list[tuple[str, str]]:
     protected = report.get("protected_folders") or []
     return [
         ("Run", str(report.get("timestamp", ""))),
@@ -62,13 +63,13 @@ def _summary(report: dict[str, Any]) -> list[tuple[str, str]]:
     ]
 
 
-def _shown_near_misses(report: dict[str, Any]) -> list[dict[str, Any]]:
+def _shown_near_misses(report: Report) -> list[PairRow]:
     rows = sorted(report.get("near_misses") or [], key=lambda r: -r["similarity_score"])
     return rows[:NEAR_MISSES_SHOWN]
 
 
 def _member_verdict(path: str, keeper: str, paths: set[str],
-                    verdicts: dict[frozenset[str], dict[str, Any]]) -> dict[str, Any]:
+                    verdicts: dict[frozenset[str], PairRow]) -> dict[str, Any]:
     """match / evidence of the pair that put `path` in its group: the one with the keeper,
     else its best-scoring pair with another member; `pair` is that pair's A and B."""
     row = verdicts.get(frozenset((path, keeper)))
@@ -82,7 +83,7 @@ def _member_verdict(path: str, keeper: str, paths: set[str],
             "pair": [row["image1"], row["image2"]]}
 
 
-def _near_verdict(row: dict[str, Any]) -> dict[str, str]:
+def _near_verdict(row: PairRow) -> dict[str, str]:
     """A near miss as the page shows it: a pair that could not be verified is labelled so
     (report.json keeps match other_shot, its evidence saying "not verified"), never as
     another shot."""
@@ -94,7 +95,7 @@ def _near_verdict(row: dict[str, Any]) -> dict[str, str]:
     return {"match": row.get("match", "other_shot"), "evidence": evidence}
 
 
-def gallery_data(report: dict[str, Any], thumbs: dict[str, str]) -> dict[str, Any]:
+def gallery_data(report: Report, thumbs: dict[str, str]) -> dict[str, Any]:
     """What the page's script renders: groups largest first, keeper first in each group, each
     member with the verdict that joined it; near misses (other shots) apart."""
 
@@ -184,7 +185,7 @@ def render_gallery(data: dict[str, Any], title: str) -> str:
 """
 
 
-def write_gallery(report: dict[str, Any], path: str, progress: Progress | None = None,
+def write_gallery(report: Report, path: str, progress: Progress | None = None,
                   thumbnails: bool = True) -> str:
     """Write report.html (and thumbs/ beside it) for `report`. Returns the page's path."""
     folder = os.path.dirname(os.path.abspath(path))

@@ -124,9 +124,10 @@ candidate_threshold_option = click.option(
 verify_options = _stack(
     click.option("--verify", "verify", type=click.Choice(["auto", "on", "off"]),
                  default="auto", show_default=True,
-                 help="on: check each candidate pair on its pixels (exact, edited copy or "
-                      "another shot); other shots go to near_misses. off: cosine only. "
-                      "auto: on, except for an index of imported vectors."),
+                 help="Pair verification. on: check each candidate pair on its pixels (exact, "
+                      "edited copy or another shot); other shots go to near_misses. off: "
+                      "cosine only. auto: on, except for an index of imported vectors. (The "
+                      "verify command checks the index instead.)"),
     click.option("--group-near-misses", is_flag=True,
                  help="Put other-shot pairs (bursts, a moved subject) back into the groups."),
     click.option("--verify-workers", type=click.IntRange(0, 256), default=None,

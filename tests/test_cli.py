@@ -41,7 +41,7 @@ def run_main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, 
 
 def test_every_command_and_option_has_help() -> None:
     runner = CliRunner()
-    assert sorted(cli.commands) == ["add", "apply", "build", "dedupe", "export",
+    assert sorted(cli.commands) == ["add", "apply", "build", "check", "dedupe", "export",
                                     "import-vectors", "query", "serve", "undo", "verify",
                                     "watch"]
     for name, command in cli.commands.items():
@@ -295,3 +295,31 @@ def test_build_and_add_give_the_same_index(tmp_path: Path) -> None:
         "Index IDX (efficientnet-lite0): 4 images, 0 unreadable files.\n")
     assert out["build rows"] == out["add rows"] == sorted(str(p) for p in folder.iterdir())
     np.testing.assert_array_equal(out["build vectors"], out["add vectors"])
+
+
+def test_check_is_the_verify_command_under_the_apis_name(tmp_path: Path) -> None:
+    """`check` (Index.check) and `verify` are one command: same function, same options, both
+    listed; their help says it checks the index, apart from the pair --verify option."""
+    check, verify = cli.commands["check"], cli.commands["verify"]
+    assert check.callback is verify.callback and check.params == verify.params
+    listing = CliRunner().invoke(cli, ["--help"]).output
+    assert "check " in listing and "verify " in listing
+    for name in ("check", "verify"):
+        text = " ".join(CliRunner().invoke(cli, [name, "--help"]).output.split())
+        assert "Check the index's integrity" in text and "pair verification" in text
+    dedupe_help = " ".join(CliRunner().invoke(cli, ["dedupe", "--help"]).output.split())
+    assert "Pair verification." in dedupe_help and "verify command checks the index" in dedupe_help
+
+    vectors = np.eye(3, 8, dtype=np.float32)
+    np.save(tmp_path / "v.npy", vectors)
+    (tmp_path / "paths.txt").write_text("".join(f"/x/{k}.jpg\n" for k in range(3)))
+    idx = str(tmp_path / "idx")
+    runner = CliRunner()
+    made = runner.invoke(cli, ["import-vectors", str(tmp_path / "v.npy"),
+                               str(tmp_path / "paths.txt"), "--index", idx])
+    assert made.exit_code == 0, made.output
+    by_check = runner.invoke(cli, ["check", "--index", idx])
+    by_verify = runner.invoke(cli, ["verify", "--index", idx])
+    assert by_check.exit_code == by_verify.exit_code == 0, by_check.output
+    assert by_check.output == by_verify.output
+    assert "OK: the index is consistent." in by_check.output

@@ -23,23 +23,23 @@ import json
 import os
 import time
 from collections.abc import Collection, Mapping
-from typing import Any
 
 from imgsim_index.actions.safety import load_report
 from imgsim_index.atomic_files import atomic_write_json
 from imgsim_index.errors import InputError
+from imgsim_index.report.contract import Group, Report
 
 CHOICES_FORMAT = "imgsim-index-choices"
 CHOICES_VERSION = 1
 Choice = tuple[str, set[str]]  # (keeper, files to remove)
 
 
-def _candidates(g: dict[str, Any]) -> set[str]:
+def _candidates(g: Group) -> set[str]:
     """The members the report lets apply choose between: its keep and remove entries."""
     return {m["path"] for m in g["members"] if m["role"] in ("keep", "remove")}
 
 
-def _check_keeper(g: dict[str, Any], keeper: str) -> None:
+def _check_keeper(g: Group, keeper: str) -> None:
     roles = {m["path"]: m["role"] for m in g["members"]}
     if keeper not in roles:
         raise InputError(f"{keeper} is not a member of group {g['group']}; "
@@ -49,8 +49,7 @@ def _check_keeper(g: dict[str, Any], keeper: str) -> None:
                          "and cannot be its keeper")
 
 
-def reviewed_report(report: dict[str, Any], choices: Mapping[int, Choice],
-                    source: str) -> dict[str, Any]:
+def reviewed_report(report: Report, choices: Mapping[int, Choice], source: str) -> Report:
     """The report narrowed to `choices` (group -> (keeper, files to remove)); groups not in
     `choices` are left out. Raises InputError on a choice the report does not allow."""
     by_group = {g["group"]: g for g in report["groups"]}
@@ -84,7 +83,7 @@ def reviewed_report(report: dict[str, Any], choices: Mapping[int, Choice],
     return out
 
 
-def choices_from_review(report: dict[str, Any], keepers: Mapping[str, str],
+def choices_from_review(report: Report, keepers: Mapping[str, str],
                         skip: Collection[str], skip_groups: Collection[int]) -> dict[int, Choice]:
     """The review page's form (keepers by group number, unticked files and groups) as choices."""
     out: dict[int, Choice] = {}
@@ -101,7 +100,7 @@ def _bad(path: str, what: str) -> InputError:
     return InputError(f"{path} is not a choices file exported from report.html: {what}")
 
 
-def load_choices(path: str, report: dict[str, Any]) -> dict[int, Choice]:
+def load_choices(path: str, report: Report) -> dict[int, Choice]:
     """A choices file, checked against the report it was exported from."""
     try:
         with open(path, encoding="utf-8") as fh:
@@ -135,7 +134,7 @@ def load_choices(path: str, report: dict[str, Any]) -> dict[int, Choice]:
     return out
 
 
-def write_reviewed(report_path: str, reviewed: dict[str, Any]) -> str:
+def write_reviewed(report_path: str, reviewed: Report) -> str:
     """Save `reviewed` beside its report as report-reviewed-<time>.json (a new name)."""
     stamp = time.strftime("%Y%m%d_%H%M%S")
     base = os.path.join(os.path.dirname(os.path.abspath(report_path)), f"report-reviewed-{stamp}")
@@ -146,7 +145,7 @@ def write_reviewed(report_path: str, reviewed: dict[str, Any]) -> str:
     return path
 
 
-def reviewed_from_file(report_path: str, choices_path: str) -> dict[str, Any]:
+def reviewed_from_file(report_path: str, choices_path: str) -> Report:
     """The reviewed report for `choices_path` (exported from `report_path`'s gallery),
     in memory (a dry run writes nothing)."""
     report = load_report(report_path)

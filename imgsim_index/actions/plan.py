@@ -52,6 +52,7 @@ from imgsim_index.actions.trash import find_trashed, send_to_trash
 from imgsim_index.errors import ActionError, InputError
 from imgsim_index.ingest.identity import FileKey, normal_path
 from imgsim_index.progress import NoProgress, Progress
+from imgsim_index.report.contract import Report
 
 ACTIONS = ("move", "hardlink", "trash", "delete")
 
@@ -159,7 +160,7 @@ def _examine(name: str, ctx: ReportContext, action: str, move_to: str | None
 
 # -- planning -------------------------------------------------------------------------
 def make_plan(report_path: str, action: str, move_to: str | None = None,
-              skip: Collection[str] = (), report: dict[str, Any] | None = None,
+              skip: Collection[str] = (), report: Report | None = None,
               move_root: str | None = None) -> Plan:
     """What apply would do, file by file, and what it refuses and why. Touches nothing.
     `report`: the report's content when it is not read from `report_path` (a reviewed

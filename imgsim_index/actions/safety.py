@@ -48,6 +48,7 @@ from imgsim_index.ingest.identity import (
     stat_stamp,
 )
 from imgsim_index.paths import under_any
+from imgsim_index.report.contract import Member, Report, as_report
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ class ReportContext:
     folders: tuple[str, ...]
     real_folders: tuple[str, ...]
     protected: tuple[str, ...]
-    members: dict[str, dict[str, Any]]
+    members: dict[str, Member]
     keeper_of: dict[str, str]  # removable path -> its keeper
     keepers: frozenset[str]  # normalised
     index_rows: dict[str, Row]  # the index's rows for the report's paths (normalised)
@@ -73,7 +74,7 @@ class ReportContext:
 
 
 # -- the report -----------------------------------------------------------------------
-def load_report(path: str) -> dict[str, Any]:
+def load_report(path: str) -> Report:
     try:
         with open(path, encoding="utf-8") as fh:
             report = json.load(fh)
@@ -93,7 +94,7 @@ def load_report(path: str) -> dict[str, Any]:
     problem = _malformed(report)
     if problem:
         raise ReportError(f"{path} is damaged: {problem}; run `imgsim-index dedupe` again")
-    return report
+    return as_report(report)
 
 
 def _int(value: Any) -> int:
@@ -148,7 +149,7 @@ class _IndexView:
     hashes: dict[int, bytes]  # perceptual hashes of the rows, by id
 
 
-def _read_index(report: dict[str, Any], paths: set[str]) -> _IndexView:
+def _read_index(report: Report, paths: set[str]) -> _IndexView:
     from imgsim_index.index.store import CATALOG, IndexStore
 
     folder = report["index_path"]
@@ -172,7 +173,7 @@ def _read_index(report: dict[str, Any], paths: set[str]) -> _IndexView:
     return _IndexView(rows, roots, verified, model if isinstance(model, str) else None, hashes)
 
 
-def report_context(report: dict[str, Any], report_path: str) -> ReportContext:
+def report_context(report: Report, report_path: str) -> ReportContext:
     folders = tuple(os.path.abspath(f) for f in report["folder_list"])
     members, keeper_of = {}, {}
     for g in report["groups"]:
@@ -277,7 +278,7 @@ def _outside(path: str, ctx: ReportContext) -> str | None:
     return None
 
 
-def _changed(path: str, member: dict[str, Any]) -> str | None:
+def _changed(path: str, member: Member) -> str | None:
     try:
         st = os.lstat(path)
     except FileNotFoundError:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 import shlex
 import sys
-from typing import Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import click
 
 from imgsim_index.cli.options import quiet_option
 from imgsim_index.cli.progress import TqdmProgress
+
+if TYPE_CHECKING:
+    from imgsim_index.report.contract import Report
 
 
 def _shown(path: str) -> str:
@@ -139,8 +142,8 @@ def apply(report: str, move_to: str | None, hardlink: bool, trash: bool, delete:
 @overload
 def _reviewed(report: str, choices: str, save: Literal[True]) -> str: ...
 @overload
-def _reviewed(report: str, choices: str, save: Literal[False]) -> dict[str, Any]: ...
-def _reviewed(report: str, choices: str, save: bool) -> str | dict[str, Any]:
+def _reviewed(report: str, choices: str, save: Literal[False]) -> Report: ...
+def _reviewed(report: str, choices: str, save: bool) -> str | Report:
     """REPORT narrowed to the choices file: saved beside it when acting (the report the
     journal names), kept in memory for a dry run."""
     from imgsim_index.actions.choices import apply_choices_file, reviewed_from_file

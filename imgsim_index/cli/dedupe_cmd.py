@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 import json
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -26,6 +26,9 @@ from imgsim_index.cli.options import (
     verify_options,
 )
 from imgsim_index.cli.progress import TqdmProgress
+
+if TYPE_CHECKING:
+    from imgsim_index.report.contract import Report
 
 
 @click.command()
@@ -175,7 +178,7 @@ def _print_summary(r: Any, index_dir: str) -> None:
     click.echo(f"Gallery saved: {r.gallery_path}")
 
 
-def removable_line(rep: dict[str, Any]) -> str:
+def removable_line(rep: Report) -> str:
     """What apply would act on, apart from the seed's count of images beyond one per group:
     protected files, video frames and keepers are never removed."""
     from imgsim_index.report.units import human_bytes
@@ -184,7 +187,7 @@ def removable_line(rep: dict[str, Any]) -> str:
             f"{rep['files_removable']}, {human_bytes(int(rep['bytes_removable']))}")
 
 
-def kept_line(rep: dict[str, Any]) -> str:
+def kept_line(rep: Report) -> str:
     """Why apply would remove fewer files than the seed's count of photos beyond one per
     group, when it would ("" otherwise): the non-keepers it leaves, by reason."""
     total, gap = rep["photos_to_remove"], rep["photos_to_remove"] - rep["files_removable"]

@@ -16,6 +16,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from imgsim_index.defaults import (
+    CANDIDATE_THRESHOLDS,
+    DEFAULT_KEEP,
+    DEFAULT_THRESHOLD,
+    MAX_EMBED_WORKERS,
+    MAX_VERIFY_THREADS,
+)
+
 if TYPE_CHECKING:
     from imgsim_index.embed.embedder import EmbedSettings
     from imgsim_index.ingest.scan import ScanSettings
@@ -105,28 +113,26 @@ prune_option = click.option(
     "--prune", is_flag=True,
     help="Forget indexed files under these folders that no longer exist.")
 
-threshold_option = click.option(
-    "--threshold", type=click.FloatRange(-1.0, 1.0), default=0.99, show_default=True,
-    help="Cosine similarity at or above which two images are a pair.")
-
-# dedupe's candidate threshold: the model's own unless given (see verify.CANDIDATE_THRESHOLDS)
+# dedupe's candidate threshold: the model's own unless given (defaults.CANDIDATE_THRESHOLDS)
 candidate_threshold_option = click.option(
     "--threshold", type=click.FloatRange(-1.0, 1.0), default=None,
     help="Cosine similarity at or above which two images are a candidate pair (6 decimals). "
-         "Default: the model's own (efficientnet-lite0 0.75 with verification, resnet50 0.99; "
-         "0.99 with --verify off).")
+         "Default: the model's own (efficientnet-lite0 "
+         f"{CANDIDATE_THRESHOLDS['efficientnet-lite0']} with verification, resnet50 "
+         f"{CANDIDATE_THRESHOLDS['resnet50']}; {DEFAULT_THRESHOLD} with --verify off).")
 
 verify_options = _stack(
     click.option("--verify", "verify", type=click.Choice(["auto", "on", "off"]),
                  default="auto", show_default=True,
-                 help="on: check each candidate pair on its pixels (exact, edited copy or "
-                      "another shot); other shots go to near_misses. off: cosine only. "
-                      "auto: on, except for an index of imported vectors."),
+                 help="Pair verification. on: check each candidate pair on its pixels (exact, "
+                      "edited copy or another shot); other shots go to near_misses. off: "
+                      "cosine only. auto: on, except for an index of imported vectors. (The "
+                      "verify command checks the index instead.)"),
     click.option("--group-near-misses", is_flag=True,
                  help="Put other-shot pairs (bursts, a moved subject) back into the groups."),
     click.option("--verify-workers", type=click.IntRange(0, 256), default=None,
-                 help="Verification worker processes (default: threads, one per core; "
-                      "0: one thread)."),
+                 help="Verification worker processes (default: threads, one per core, at "
+                      f"most {MAX_VERIFY_THREADS}; 0: one thread)."),
 )
 
 output_option = click.option(
@@ -150,7 +156,7 @@ embed_options = _stack(
                  help="Images per forward pass."),
     click.option("--workers", type=click.IntRange(0, 64), default=None,
                  help="Decoding threads (ONNX backend) or processes (torch) (default: "
-                      "cores - 1, at least 1)."),
+                      f"cores - 1, at least 1, at most {MAX_EMBED_WORKERS})."),
 )
 
 # What writing files into the index needs on top: video sampling, checkpoints, the lock.
@@ -182,7 +188,7 @@ scan_options = _stack(
 )
 
 keep_options = _stack(
-    click.option("--keep", type=LazyChoice(_keep_policies), default="original",
+    click.option("--keep", type=LazyChoice(_keep_policies), default=DEFAULT_KEEP,
                  show_default=True,
                  help="Which file of each group to keep; the others are removable. "
                       "original: a file with camera EXIF, then the original format (JPEG, "

@@ -43,8 +43,9 @@ from imgsim_index.cli.progress import TqdmProgress
               help="Fill up to --top-k with neighbours under the threshold, marked "
                    "below_threshold.")
 @click.option("--verify", type=click.Choice(["on", "off"]), default="on", show_default=True,
-              help="on: each match is compared on its pixels and gets a verdict (exact, copy "
-                   "or other shot) with its evidence, as in dedupe.")
+              help="Pair verification. on: each match is compared on its pixels and gets a "
+                   "verdict (exact, copy or other shot) with its evidence, as in dedupe. "
+                   "(The verify command checks the index instead.)")
 @embed_options
 def query(images: tuple[str, ...], index_dir: str, top_k: int, threshold: float | None,
           as_json: bool, include_self: bool, include_below: bool, verify: str,
@@ -116,13 +117,21 @@ def _exit_if_unreadable(results: list[Any]) -> None:
         sys.exit(1)
 
 
-@click.command()
+# One command, two names: `verify` (its first name, kept for users' scripts) and `check`
+# (the API's Index.check). It checks the index; --verify (dedupe, query) verifies pairs.
+_CHECK_HELP = """Check the index's integrity: catalog, vectors and manifest against each other.
+
+`check` and `verify` are the same command (Index.check() in the Python API). It checks
+the index, not images: the --verify option of dedupe and query is pair verification."""
+
+
+@click.command(help=_CHECK_HELP,
+               short_help="Check the index's integrity (also named check).")
 @index_option
 @click.option("--repair", is_flag=True,
               help="Delete orphan files, drop rows without a sound vector, compact.")
 @wait_option
 def verify(index_dir: str, repair: bool, wait: bool) -> None:
-    """Check the catalog, vectors and manifest against each other."""
     from imgsim_index.index.check import verify_index
 
     r = verify_index(index_dir, repair=repair, wait=wait)
@@ -205,4 +214,8 @@ def watch(folder: str, index_dir: str, interval: float, settle: float | None,
     click.echo("Stopped.")
 
 
-COMMANDS = (query, verify, watch)
+check = click.Command("check", callback=verify.callback, params=verify.params,
+                      help=_CHECK_HELP,
+                      short_help="Check the index's integrity (also named verify).")
+
+COMMANDS = (query, verify, check, watch)

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from imgsim_index.defaults import embed_workers
 from imgsim_index.embed.models import LoadedModel
 from imgsim_index.embed.onnx_runtime import (
     OnnxNetwork,
@@ -48,7 +49,7 @@ class EmbedSettings:
     def resolved_workers(self) -> int:
         if self.workers is not None:
             return self.workers
-        return max(1, min(8, (os.cpu_count() or 2) - 1))
+        return embed_workers()
 
 
 @dataclass

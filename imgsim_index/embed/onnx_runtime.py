@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from imgsim_index.defaults import usable_cores
 from imgsim_index.errors import FIX_CPU, FIX_TORCH_BACKEND, InputError, ModelError
 from imgsim_index.ingest.identity import stamp_trusted, stat_stamp
 
@@ -132,8 +133,7 @@ def default_threads() -> int:
         return int(torch.get_num_threads())
     with contextlib.suppress(ValueError):
         return max(1, int(os.environ.get("OMP_NUM_THREADS", "")))
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
-        os.cpu_count() or 1)
+    return usable_cores()
 
 
 def record_path(path: str) -> str:

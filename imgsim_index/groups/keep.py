@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from imgsim_index.defaults import DEFAULT_KEEP
 from imgsim_index.errors import InputError
 from imgsim_index.ingest.formats import RAW_EXTENSIONS
 from imgsim_index.paths import under_any
@@ -62,7 +63,6 @@ if TYPE_CHECKING:  # numpy and the rest load with choose_keepers: the CLI import
 
 KEEP_POLICIES = ("original", "highest-resolution", "largest", "oldest", "newest",
                  "shortest-path", "first")
-DEFAULT_KEEP = "original"
 
 # the formats cameras and phones write, and those a copy is usually converted to
 ORIGINAL_EXTENSIONS = frozenset({".jpg", ".jpeg", ".heic", ".heif", ".hif"}) | RAW_EXTENSIONS

@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from imgsim_index.atomic_files import atomic_write_json
+from imgsim_index.defaults import IDENTITY_KEYS
 from imgsim_index.errors import (
     FIX_INDEX_MODEL,
     IndexFormatError,
@@ -591,7 +592,7 @@ def check_identity(manifest: dict[str, Any], identity: dict[str, Any], folder: s
     """IndexMismatchError unless `identity` (the model at hand) matches the index's
     `manifest`. A key `identity` lacks is not known yet (the weights' digest before the
     model is loaded) and is neither compared nor named."""
-    differ = [k for k in ("model", "dim", "preprocessing", "weights_id")
+    differ = [k for k in IDENTITY_KEYS
               if k in identity and manifest.get(k) != identity.get(k)]
     if differ:
         raise IndexMismatchError(

@@ -12,12 +12,13 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
+from imgsim_index.defaults import DEFAULT_KEEP, DEFAULT_THRESHOLD, IDENTITY_KEYS
 from imgsim_index.groups.components import Groups, connected_components
-from imgsim_index.groups.keep import DEFAULT_KEEP, GroupDecision, KeepSettings, choose_keepers
+from imgsim_index.groups.keep import GroupDecision, KeepSettings, choose_keepers
 from imgsim_index.groups.verified import copy_floor, decided_pairs, screen_decisions
 from imgsim_index.index.catalog import Row, VerifiedPair
 from imgsim_index.index.import_vectors import IMPORTED_WEIGHTS
@@ -30,6 +31,7 @@ from imgsim_index.pipeline.large import bring_ivf_up_to_date, search_ivf, wants_
 from imgsim_index.progress import NoProgress, Progress
 from imgsim_index.report import build_report, write_collage
 from imgsim_index.report import write_report as write_report_json
+from imgsim_index.report.contract import Report, Skipped
 from imgsim_index.report.html import write_gallery
 from imgsim_index.search import (
     ApproxSettings,
@@ -106,7 +108,7 @@ class Duplicates:
     candidates: Pairs | None = None
     verdicts: Verdicts | None = None
     near_misses: Pairs = field(default_factory=Pairs.empty)
-    threshold_used: float = 0.99  # the candidate threshold the search ran with
+    threshold_used: float = DEFAULT_THRESHOLD  # the candidate threshold the search ran with
     threshold_source: str = "given"  # "model default" | "given"
     # images compared; None: len(rows). A search of the on-disk IVF loads only the rows
     # in a pair, and every other image is a group of one
@@ -165,7 +167,7 @@ class Duplicates:
         """The `duplicates` mapping (JSON-ready)."""
         return self.duplicates
 
-    def to_report(self, timestamp: str | None = None) -> dict[str, Any]:
+    def to_report(self, timestamp: str | None = None) -> Report:
         """The report.json content (the seed's keys first)."""
         s = self.settings
         report = build_report(
@@ -186,7 +188,7 @@ class Duplicates:
                 for nums, score in zip(self.verdicts.numbers, self.candidates.score.tolist(),
                                        strict=True))
         if self.build is not None:  # what the scan of the folders left out, and why
-            report["skipped"] = skipped_report(self.build.skipped_paths)
+            report["skipped"] = cast(Skipped, skipped_report(self.build.skipped_paths))
         if self.new_images is not None:
             report["compare_mode"] = "new_only"
             report["new_images"] = self.new_images
@@ -200,7 +202,7 @@ class ReportFiles:
     report_path: str
     collage_path: str  # "" when not written
     gallery_path: str  # "" when not written
-    report: dict[str, Any]
+    report: Report
 
 
 @dataclass
@@ -208,7 +210,7 @@ class DedupeResult:
     output_dir: str
     report_path: str
     collage_path: str
-    report: dict[str, Any]
+    report: Report
     build: BuildResult | None
     gallery_path: str = ""
     duplicates: Duplicates | None = None
@@ -423,7 +425,7 @@ def _decide(found: _Found, settings: DedupeSettings, progress: Progress,
         rows=list(rows), pairs=pairs, groups=groups, decisions=decisions,
         errors=list(found.errors), search=found.info, settings=settings,
         folder_list=found.folder_list,
-        model={k: m.get(k) for k in ("model", "dim", "weights_id", "preprocessing")},
+        model={k: m.get(k) for k in IDENTITY_KEYS},
         index_path=found.index_path, timings=timings, snapshot_seq=found.seq,
         new_images=found.new_images, new_since=found.new_since,
         candidates=candidates, verdicts=verdicts, near_misses=near,

@@ -12,10 +12,11 @@ from __future__ import annotations
 import csv
 import time
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import IO
 
 from imgsim_index.atomic_files import json_text
 from imgsim_index.errors import InputError
+from imgsim_index.report.contract import Group, PairRow, Report
 
 EXPORT_FORMATS = ("csv", "json", "jsonl")
 CSV_COLUMNS = ("group", "role", "path", "keeper", "score_to_keeper", "size_bytes", "width",
@@ -29,14 +30,14 @@ def _modified(mtime_ns: int | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(mtime_ns / 1e9))
 
 
-def _verdicts(report: dict[str, Any]) -> dict[frozenset[str], dict[str, Any]]:
+def _verdicts(report: Report) -> dict[frozenset[str], PairRow]:
     """The report's pair rows (similar pairs, then near misses), by their two paths."""
     rows = [*report.get("similar_pairs", []), *report.get("near_misses", [])]
     return {frozenset((r["image1"], r["image2"])): r for r in reversed(rows)}
 
 
-def _member_verdict(path: str, group: dict[str, Any],
-                    pairs: dict[frozenset[str], dict[str, Any]]) -> tuple[str, str]:
+def _member_verdict(path: str, group: Group,
+                    pairs: dict[frozenset[str], PairRow]) -> tuple[str, str]:
     """(match, evidence) of a member: its pair with the keeper, else its best pair in the
     group (the evidence then names the other member); the keeper itself has none."""
     if path == group["keeper"]:
@@ -53,7 +54,7 @@ def _member_verdict(path: str, group: dict[str, Any],
     return str(best.get("match", "")), f"to {other}: {best.get('evidence', '')}"
 
 
-def csv_rows(report: dict[str, Any]) -> Iterator[tuple[object, ...]]:
+def csv_rows(report: Report) -> Iterator[tuple[object, ...]]:
     pairs = _verdicts(report)
     for g in report.get("groups", []):
         for m in g["members"]:
@@ -63,7 +64,7 @@ def csv_rows(report: dict[str, Any]) -> Iterator[tuple[object, ...]]:
                    "yes" if m["protected"] else "no", match, evidence, g.get("keep_reason", ""))
 
 
-def write_export(report: dict[str, Any], out: IO[str], fmt: str = "csv") -> int:
+def write_export(report: Report, out: IO[str], fmt: str = "csv") -> int:
     """Write the report's groups to `out` (opened with newline=''). Returns the row count.
     In JSON the numbers stay numbers and `protected` is a boolean."""
     if fmt not in EXPORT_FORMATS:

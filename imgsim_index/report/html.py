@@ -30,6 +30,7 @@ from typing import Any
 
 from imgsim_index.atomic_files import atomic_write_bytes
 from imgsim_index.progress import Progress
+from imgsim_index.report.contract import PairRow, Report
 from imgsim_index.report.json_report import verification_text
 from imgsim_index.report.thumbs import write_thumbnails
 from imgsim_index.report.units import human_bytes
@@ -47,14 +48,14 @@ def _mtime_text(mtime_ns: int | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(mtime_ns / 1e9))
 
 
-def _verification_text(report: dict[str, Any]) -> str:
+def _verification_text(report: Report) -> str:
     v = report.get("verification") or {}
     if not v.get("ran"):
         return "off (cosine only)"
     return f"on: {verification_text(report)}"
 
 
-def _summary(report: dict[str, Any]) -> list[tuple[str, str]]:
+def _summary(report: Report) -> list[tuple[str, str]]:
     protected = report.get("protected_folders") or []
     return [
         ("Run", str(report.get("timestamp", ""))),
@@ -71,13 +72,13 @@ def _summary(report: dict[str, Any]) -> list[tuple[str, str]]:
     ]
 
 
-def _shown_near_misses(report: dict[str, Any]) -> list[dict[str, Any]]:
+def _shown_near_misses(report: Report) -> list[PairRow]:
     rows = sorted(report.get("near_misses") or [], key=lambda r: -r["similarity_score"])
     return rows[:NEAR_MISSES_SHOWN]
 
 
 def _member_verdict(path: str, keeper: str, paths: set[str],
-                    verdicts: dict[frozenset[str], dict[str, Any]]) -> dict[str, Any]:
+                    verdicts: dict[frozenset[str], PairRow]) -> dict[str, Any]:
     """match / evidence of the pair that put `path` in its group: the one with the keeper,
     else its best-scoring pair with another member; `pair` is that pair's A and B."""
     row = verdicts.get(frozenset((path, keeper)))
@@ -98,7 +99,7 @@ def _words(match: str, evidence: str) -> str:
     return evidence[len(label):].lstrip() if evidence.startswith(label) else evidence
 
 
-def _near_verdict(row: dict[str, Any]) -> dict[str, str]:
+def _near_verdict(row: PairRow) -> dict[str, str]:
     """A near miss as the page shows it: a pair that could not be verified is labelled so
     (report.json keeps match other_shot, its evidence saying "not verified"), never as
     another shot."""
@@ -115,7 +116,7 @@ def no_thumb(path: str) -> str | None:
     return None
 
 
-def review_data(report: dict[str, Any],
+def review_data(report: Report,
                 thumb: Callable[[str], str | None] = no_thumb) -> dict[str, Any]:
     """report.json -> what the review page renders (report.html and the `serve` page alike):
     groups largest first, keeper first in each group with its reason, each member with the
@@ -149,7 +150,7 @@ def review_data(report: dict[str, Any],
              "score": r["similarity_score"], **_near_verdict(r),
              "pair": [r["image1"], r["image2"]]} for r in _shown_near_misses(report)]
     errors = report.get("errors") or []
-    skipped = report.get("skipped") or {}
+    skipped: dict[str, Any] = dict(report.get("skipped") or {})
     return {"page_size": PAGE_SIZE, "score_min": max(-1.0, math.floor(floor * 1e6) / 1e6),
             "summary": _summary(report), "groups": groups, "near_misses": near,
             "near_misses_total": len(report.get("near_misses") or []),
@@ -198,7 +199,7 @@ def render_page(title: str, data: dict[str, Any] | None) -> str:
     return re.sub(r"\{\{([A-Z]+)\}\}", lambda m: values[m.group(1)], _asset("review.html"))
 
 
-def write_gallery(report: dict[str, Any], path: str, progress: Progress | None = None,
+def write_gallery(report: Report, path: str, progress: Progress | None = None,
                   thumbnails: bool = True) -> str:
     """Write report.html (and thumbs/ beside it) for `report`. Returns the page's path."""
     folder = os.path.dirname(os.path.abspath(path))

@@ -21,18 +21,22 @@ verification {ran, compared, skipped_as_grouped, skipped_as_other_shot, same_byt
 not_verified, seconds, and when it ran hash_candidates: pairs under the threshold that only
 the perceptual-hash channel found, whose rows carry verification.hash_distance};
 threshold_source "model default" | "given".
+
+The keys and their types are typed in report/contract.py (`Report`) and described for
+other languages by report/report.schema.json; the tests keep both in step with this module.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from imgsim_index.atomic_files import atomic_write_json
 from imgsim_index.groups.components import Groups
 from imgsim_index.groups.keep import GroupDecision, KeepSettings, choose_keepers
 from imgsim_index.index.catalog import Row
+from imgsim_index.report.contract import Group, Member, PairRow, Report, Verification
 from imgsim_index.search import Pairs, PairSettings
 
 # 2: groups carry keeper, members with size/resolution/mtime/score, removable
@@ -42,7 +46,7 @@ REPORT_SCHEMA_VERSION = 3
 PairVerdict = tuple[str, str, dict[str, float]]  # match, evidence, numbers
 
 
-def near_miss_text(report: dict[str, Any]) -> str:
+def near_miss_text(report: Report) -> str:
     """What near_misses holds, in words: "N other shots", and "M pairs not verified" when
     some could not be checked (a file unreadable now): those are not other shots."""
     from imgsim_index.verify import UNVERIFIED
@@ -57,7 +61,7 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
-def verification_text(report: dict[str, Any]) -> str:
+def verification_text(report: Report) -> str:
     """What verification did, in short sentences (the console summary, the gallery)."""
     v = report.get("verification") or {}
     text = [f"{_count(v.get('compared', 0), 'pair')} compared on their pixels."]
@@ -71,12 +75,12 @@ def verification_text(report: dict[str, Any]) -> str:
 
 
 def pair_rows(paths: Sequence[str], pairs: Pairs,
-              verdicts: Sequence[PairVerdict] | None) -> list[dict[str, Any]]:
+              verdicts: Sequence[PairVerdict] | None) -> list[PairRow]:
     """similar_pairs / near_misses rows: the seed's four keys, then the verdict."""
     out = []
     for k, (a, b, s) in enumerate(zip(pairs.i.tolist(), pairs.j.tolist(), pairs.score.tolist(),
                                       strict=True)):
-        row: dict[str, Any] = {"index": k, "image1": paths[a], "image2": paths[b],
+        row: PairRow = {"index": k, "image1": paths[a], "image2": paths[b],
                                "similarity_score": s}
         if verdicts is not None:
             match, evidence, numbers = verdicts[k]
@@ -107,7 +111,7 @@ def build_report(
     verification: dict[str, Any] | None = None,
     threshold_source: str = "given",
     total_images: int | None = None,
-) -> dict[str, Any]:
+) -> Report:
     """`threshold`: the candidate threshold used (default: settings.threshold).
     `total_images`: the images compared when `rows` holds only those in pairs (a search of
     the on-disk IVF reads rows for its hits only); every other row is a group of one."""
@@ -131,9 +135,9 @@ def build_report(
         # extras
         "report_schema_version": REPORT_SCHEMA_VERSION,
         "threshold_source": threshold_source,
-        "verification": verification or {"ran": False, "compared": 0, "skipped_as_grouped": 0,
-                                         "skipped_as_other_shot": 0, "same_bytes": 0,
-                                         "not_verified": 0, "seconds": 0.0},
+        "verification": cast(Verification, verification) or {
+            "ran": False, "compared": 0, "skipped_as_grouped": 0, "skipped_as_other_shot": 0,
+            "same_bytes": 0, "not_verified": 0, "seconds": 0.0},
         "number_of_near_misses": 0 if near_misses is None else len(near_misses),
         "near_misses": [] if near_misses is None else pair_rows(path, near_misses,
                                                                 near_miss_verdicts),
@@ -155,10 +159,10 @@ def build_report(
     }
 
 
-def group_entry(number: int, d: GroupDecision, rows: Sequence[Row]) -> dict[str, Any]:
+def group_entry(number: int, d: GroupDecision, rows: Sequence[Row]) -> Group:
     """A group as apply, export and the gallery read it: everything needed to act safely."""
     removable = set(d.removable)
-    members = []
+    members: list[Member] = []
     for k, (m, prot) in enumerate(zip(d.members.tolist(), d.protected.tolist(), strict=True)):
         r = rows[m]
         role = ("keep" if m == d.keeper else "remove" if m in removable else
@@ -184,5 +188,5 @@ def group_entry(number: int, d: GroupDecision, rows: Sequence[Row]) -> dict[str,
     }
 
 
-def write_report(report: dict[str, Any], path: str) -> None:
+def write_report(report: Report, path: str) -> None:
     atomic_write_json(path, report)

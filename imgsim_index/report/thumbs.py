@@ -10,6 +10,7 @@ import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+from imgsim_index.defaults import thumbnail_workers
 from imgsim_index.progress import NoProgress, Progress
 from imgsim_index.report.preview import preview_image
 
@@ -38,7 +39,7 @@ def write_thumbnails(
     progress.start("thumbnails", len(unique))
     done: dict[str, str] = {}
     # PIL and OpenCV release the GIL while decoding and encoding, so threads scale here
-    with ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1)) as pool:
+    with ThreadPoolExecutor(max_workers=workers or thumbnail_workers()) as pool:
         jobs = pool.map(lambda t: make_thumbnail(t[0], os.path.join(folder, t[1])),
                         zip(unique, names, strict=True))
         for src, name, ok in zip(unique, names, jobs, strict=True):

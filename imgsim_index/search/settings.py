@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from imgsim_index.defaults import DEFAULT_THRESHOLD
 from imgsim_index.errors import InputError
 from imgsim_index.search.tiles import check_precision
 
 METHODS = ("auto", "exact", "approx")
-DEFAULT_THRESHOLD = 0.99  # the seed's
 # inter_folder is the seed's spelling, which report.json keeps; inter-folder matches the
 # other hyphenated values. Both mean: only pairs across input folders.
 SCOPES = ("all", "inter_folder", "inter-folder")

@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.requests import Request
 
+from imgsim_index.defaults import DEFAULT_KEEP
 from imgsim_index.errors import InputError
-from imgsim_index.groups.keep import DEFAULT_KEEP
 
 M = TypeVar("M", bound="Body")
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
+from imgsim_index.defaults import IDENTITY_KEYS, decode_slots
 from imgsim_index.embed.embedder import Embedder
 from imgsim_index.errors import (
     ActionError,
@@ -49,7 +50,6 @@ from imgsim_index.serve.metrics import Metrics
 if TYPE_CHECKING:
     from imgsim_index.search.ivf_search import IvfSearcher
 
-IDENTITY_KEYS = ("model", "dim", "weights_id", "preprocessing")
 # Per request image: a decode takes about 4 bytes a pixel at its peak, so 100 MP is
 # about 400 MB (a 13300 x 13300 PNG of 544 KB took 700 MB before this bound).
 DEFAULT_MAX_PIXELS = 100_000_000
@@ -114,7 +114,7 @@ class IndexService:
         self._cache: LoadedVectors | None = None
         self._searcher: IvfSearcher | None = None
         self._cache_lock = threading.Lock()
-        self.decode_slots = settings.decode_slots or os.cpu_count() or 1
+        self.decode_slots = settings.decode_slots or decode_slots()
         self._decoding = threading.BoundedSemaphore(self.decode_slots)
 
     # -- lifetime -----------------------------------------------------------

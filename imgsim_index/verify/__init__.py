@@ -32,6 +32,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from imgsim_index.defaults import (
+    CANDIDATE_THRESHOLDS,
+    COSINE_ONLY_THRESHOLDS,
+    FALLBACK_THRESHOLD,
+    verify_threads,
+)
 from imgsim_index.errors import InputError
 from imgsim_index.progress import NoProgress, Progress
 
@@ -45,13 +51,6 @@ UNVERIFIED = "not verified"  # evidence of a pair left out of the groups: it cou
 SKIPPED_EVIDENCE = "not compared: already grouped through verified copies"
 APART_EVIDENCE = "not compared: their groups are other shots"
 
-# The candidate threshold (cosine) per model when verification runs, and without it.
-# resnet50: 0.99 both ways (the seed's default). efficientnet-lite0: its edited copies score
-# as low as 0.80 (0.796 for a 6% crop); at 0.75 verification keeps precision 0.995 and
-# recall 1.0 on the public evaluation set (benchmarks/RESULTS.md, quality section).
-CANDIDATE_THRESHOLDS: dict[str, float] = {"resnet50": 0.99, "efficientnet-lite0": 0.75}
-COSINE_ONLY_THRESHOLDS: dict[str, float] = {"resnet50": 0.99, "efficientnet-lite0": 0.99}
-FALLBACK_THRESHOLD = 0.99  # a model without a measured default
 
 
 def candidate_threshold(model: str | None, verify: bool = True) -> float:
@@ -65,8 +64,8 @@ class VerifySettings:
     # None: on, except for an index of imported vectors (the tool never read those files,
     # so it has nothing to check them against); True / False: as asked
     enabled: bool | None = None
-    # None: threads in this process, one per core (at most MAX_THREADS); 0: in this process,
-    # one at a time; N >= 1: N worker processes
+    # None: threads in this process, one per core (at most defaults.MAX_VERIFY_THREADS);
+    # 0: in this process, one at a time; N >= 1: N worker processes
     workers: int | None = None
     # images are decoded with their long side at most this (JPEG: at a reduced DCT scale);
     # describe() works on 512 px thumbnails, so more only costs decoding time
@@ -239,16 +238,11 @@ def _compare(task: tuple[int, Any, Any, Any]) -> Compared:
     return done(v.match, v.evidence, v.numbers)
 
 
-def _threads() -> int:
-    return max(1, min(MAX_THREADS, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                      else os.cpu_count() or 1))
-
-
 # By default the work runs in threads of this process: decoding, SIFT, matching, warps and
 # residuals run in Pillow/OpenCV/NumPy code that releases the GIL, and threads cost no
 # interpreter start-up and share the images' keypoints. Measured on 2 cores: the evaluation
 # set's verification took 7.5 s wall with 2 threads against 11.0 s in one (benchmarks/RESULTS.md).
-MAX_THREADS = 8
+# How many: defaults.verify_threads.
 # A process pool (workers >= 1) pays for starting interpreters (spawn) and for pickling
 # thumbnails; below this many tasks in one round, or with a single worker, the work runs here.
 POOL_MIN_TASKS = 16
@@ -286,7 +280,7 @@ def verify_pairs(
     pool: Executor | None = None
     threads: Executor | None = None
     n_workers = settings.workers or 0
-    n_threads = _threads() if settings.workers is None else 0
+    n_threads = verify_threads() if settings.workers is None else 0
     progress.start("Verifying pairs", n)
 
     def run(fn: Callable[[Any], Any], tasks: list[Any]) -> list[Any]:

@@ -1,0 +1,90 @@
+"""defaults: every default the package applies when the user gives no value, written once.
+
+Each value says why it is what it is. Modules import from here and never repeat the
+literal (tests/test_defaults.py fails if the default candidate threshold appears as a
+number anywhere else in the package). Importing this module costs nothing: no numpy, no
+torch, so the CLI can show these values in its help.
+"""
+
+from __future__ import annotations
+
+import os
+
+# -- pair search -----------------------------------------------------------------------
+
+# Cosine similarity at or above which two images are a pair when nothing else decides: the
+# seed's value, where ResNet50 edited copies score and distinct photos rarely do.
+DEFAULT_THRESHOLD = 0.99
+
+# The candidate threshold (cosine) per model when verification runs, and without it.
+# resnet50: the seed's default both ways. efficientnet-lite0: its edited copies score
+# as low as 0.80 (0.796 for a 6% crop); at 0.75 verification keeps precision 0.995 and
+# recall 1.0 on the public evaluation set (benchmarks/RESULTS.md, quality section). Without
+# verification the score is the verdict, so it stays at the seed's strict value.
+CANDIDATE_THRESHOLDS: dict[str, float] = {"resnet50": DEFAULT_THRESHOLD,
+                                          "efficientnet-lite0": 0.75}
+COSINE_ONLY_THRESHOLDS: dict[str, float] = {"resnet50": DEFAULT_THRESHOLD,
+                                            "efficientnet-lite0": DEFAULT_THRESHOLD}
+# A model without a measured threshold (imported vectors, a new backbone): the strict one.
+FALLBACK_THRESHOLD = DEFAULT_THRESHOLD
+
+# -- groups ----------------------------------------------------------------------------
+
+# Which file of a group is kept: "original" prefers camera EXIF, the original format and
+# the earliest capture, the choice a person would make (groups/keep.py KEEP_POLICIES).
+DEFAULT_KEEP = "original"
+
+# -- index identity --------------------------------------------------------------------
+
+# What makes two vectors comparable: the same backbone, output size, input preprocessing
+# and weights. An index refuses vectors that differ in any of them; report.json's "model"
+# holds them in this order.
+IDENTITY_KEYS = ("model", "dim", "weights_id", "preprocessing")
+
+# -- parallelism -----------------------------------------------------------------------
+
+# Embedding decodes in worker processes (torch) or threads (ONNX Runtime) while one core
+# runs the network; each worker holds decoded images, so the count is capped to keep a
+# many-core machine's memory bounded (a cap, not a measured optimum).
+MAX_EMBED_WORKERS = 8
+# Thumbnails decode and encode in threads (PIL and OpenCV release the GIL); the cap bounds
+# the full-size images decoded at once.
+MAX_THUMBNAIL_WORKERS = 8
+# Verification threads (decoding, SIFT and residuals release the GIL; 2 threads took 7.5 s
+# against 11.0 s for one on 2 cores, benchmarks/RESULTS.md); the cap bounds the images and
+# keypoints held at once.
+MAX_VERIFY_THREADS = 8
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS has one), at least 1."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
+def embed_workers() -> int:
+    """Decoding workers beside the network: one core is left to the network itself."""
+    return max(1, min(MAX_EMBED_WORKERS, usable_cores() - 1))
+
+
+def thumbnail_workers() -> int:
+    """Threads that make the gallery's thumbnails: one per core."""
+    return min(MAX_THUMBNAIL_WORKERS, usable_cores())
+
+
+def verify_threads() -> int:
+    """Threads that verify candidate pairs: one per core."""
+    return min(MAX_VERIFY_THREADS, usable_cores())
+
+
+def decode_slots() -> int:
+    """Requests the service decodes at once: one per core, so a burst of uploads cannot
+    hold more decoded images in memory than the machine can work on."""
+    return usable_cores()
+
+
+__all__ = ["CANDIDATE_THRESHOLDS", "COSINE_ONLY_THRESHOLDS", "DEFAULT_KEEP", "DEFAULT_THRESHOLD",
+           "FALLBACK_THRESHOLD", "IDENTITY_KEYS", "MAX_EMBED_WORKERS", "MAX_THUMBNAIL_WORKERS",
+           "MAX_VERIFY_THREADS", "decode_slots", "embed_workers", "thumbnail_workers",
+           "usable_cores", "verify_threads"]

@@ -90,7 +90,9 @@ def run_dedupe(folders: list[Path], work: Path) -> Path:
     cmd = [sys.executable, "-m", "imgsim_index", "dedupe", *map(str, folders),
            "--index", str(work / "index"), "--model", "efficientnet-lite0",
            "--output", str(work / "results"), "--threshold", "0.95",
-           "--workers", "1", "-q"]
+           # the oldest file (a/imgN.png) keeps: its byte copy and its JPEG re-encoding are
+           # then both removable (under `original`, the JPEG would keep and both PNGs go)
+           "--keep", "oldest", "--workers", "1", "-q"]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"dedupe failed ({done.returncode}): {done.stderr.strip()}")

@@ -81,7 +81,7 @@ def test_an_unverified_pair_is_not_called_another_shot(tmp_path: Path) -> None:
     report = report_of(stdout)
     [row] = report["near_misses"]
     assert row["evidence"].startswith("not verified: could not read it"), row
-    assert "0 other shots and 1 pairs not verified listed" in stdout, stdout
+    assert "Listed apart: 0 other shots and 1 pair not verified." in stdout, stdout
     assert "1 other shots" not in stdout, stdout
     from imgsim_index.report.html import review_data
 

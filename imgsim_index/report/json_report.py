@@ -53,8 +53,8 @@ def near_miss_text(report: Report) -> str:
 
     rows = report.get("near_misses") or []
     unchecked = sum(str(r.get("evidence", "")).startswith(UNVERIFIED) for r in rows)
-    text = f"{len(rows) - unchecked} other shots"
-    return text + (f" and {unchecked} pairs not verified" if unchecked else "")
+    text = _count(len(rows) - unchecked, "other shot")
+    return text + (f" and {_count(unchecked, 'pair')} not verified" if unchecked else "")
 
 
 def _count(n: int, noun: str) -> str:

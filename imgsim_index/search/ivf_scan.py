@@ -173,12 +173,16 @@ def default_budget() -> int:
 
 PER_ROW_BYTES = 40  # what a search keeps per catalog row: keys, the vector lookup's map
 SMALL_CACHE = 64 << 20  # a search from few rows reads each probed list once: no reuse
+# the rest of a dedupe process: Python, numpy, FAISS, SQLite, tiles, candidates (a whole
+# dedupe of a 30,000-vector IVF index peaked at 0.16 GiB, benchmarks/bench_scale.py)
+PROCESS_BYTES = 320 << 20
 
 
 def cache_budget(budget: int, rows: int, whole: bool) -> int:
-    """The bytes of decoded lists a search may keep: the budget less what it holds per
-    catalog row and for its tiles; a new-only search keeps little (lists are read once)."""
-    left = max(budget - PER_ROW_BYTES * rows - (64 << 20), 64 << 20)
+    """The bytes of decoded lists a search may keep: the budget (the whole process's) less
+    what it holds per catalog row, its tiles and the process itself; a new-only search
+    keeps little (it reads each probed list once)."""
+    left = max(budget - PER_ROW_BYTES * rows - PROCESS_BYTES, 64 << 20)
     return left if whole else min(left, SMALL_CACHE)
 
 

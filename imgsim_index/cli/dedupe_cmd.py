@@ -64,9 +64,9 @@ if TYPE_CHECKING:
                    "slower. Default by threshold: 24 at 0.9, 12 at 0.95, 8 at 0.99 in "
                    "memory; 8 at 0.9, 4 at 0.95, 3 at 0.97 with the on-disk IVF (at most 16).")
 @click.option("--memory-budget", type=ByteSize(), default=None, metavar="SIZE",
-              help="Memory the on-disk IVF search of a large index may hold (lists and "
-                   "tiles), e.g. 2G or 512M. Default: a quarter of this machine's memory, "
-                   "between 512M and 8G.")
+              help="Memory a dedupe of a large index (on-disk IVF) stays about within, "
+                   "e.g. 2G or 512M; more keeps more lists decoded (faster). Default: a "
+                   "tenth of this machine's memory, between 512M and 4G.")
 @keep_options
 @click.option("--json", "as_json", is_flag=True,
               help="Print one JSON summary (counts, paths of the report files) on stdout "

@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from imgsim_index.verify.tone import N_HUES, apply_curve, class_curves, tone_curve
+
 __all__ = ["Features", "Verdict", "VerifySettings", "compare", "describe", "flat_verdict",
            "is_flat"]
 
@@ -148,7 +150,6 @@ class VerifySettings:
 DEFAULT = VerifySettings()
 
 
-N_HUES = 6  # hue sextants of the tone classes (plus neutral)
 
 
 @dataclass(frozen=True)
@@ -447,78 +448,6 @@ def _flip_matrix(w: int) -> np.ndarray:
 # ---------------------------------------------------------------- verification of one geometry
 
 
-def _isotonic(y: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Weighted non-decreasing least-squares fit (pool adjacent violators)."""
-    vals: list[float] = []
-    wts: list[float] = []
-    cnt: list[int] = []
-    for yi, wi in zip(y.tolist(), w.tolist(), strict=True):
-        vals.append(yi)
-        wts.append(wi)
-        cnt.append(1)
-        while len(vals) > 1 and vals[-2] > vals[-1]:
-            wsum = wts[-2] + wts[-1]
-            v = (vals[-2] * wts[-2] + vals[-1] * wts[-1]) / wsum if wsum > 0 else vals[-1]
-            c = cnt[-2] + cnt[-1]
-            del vals[-1], wts[-1], cnt[-1]
-            vals[-1], wts[-1], cnt[-1] = v, wsum, c
-    return np.repeat(np.array(vals), cnt)
-
-
-def _apply_curve(x: np.ndarray, curve: np.ndarray, cls: np.ndarray | None = None) -> np.ndarray:
-    """np.interp(x, arange(256), curve) for a 256-entry curve, read from a 1/16-level table
-    (off by at most 1/32 level times the curve's slope; np.interp's search per value cost
-    more than the rest of a comparison). With `cls`, curve is (classes, 256) and each
-    value takes the curve of its class."""
-    curves = curve.reshape(-1, 256)
-    grid = np.arange(256 * 16 + 1) / 16.0
-    lut = np.concatenate([np.interp(grid, np.arange(256), c) for c in curves]).astype(
-        np.float32)
-    t = np.clip(x, 0.0, 255.0).astype(np.float32)
-    t *= 16.0
-    t += 0.5
-    i = t.astype(np.intp)
-    if cls is not None:
-        i += cls.astype(np.intp) * (256 * 16 + 1)
-    return lut.take(i)
-
-
-def _tone_curve(src: np.ndarray, dst: np.ndarray, bins: int = 64) -> np.ndarray:
-    """256-entry monotone curve mapping src grey levels onto dst (fitted on masked pixels)."""
-    if 256 % bins:
-        raise ValueError("bins must divide 256")
-    # counts per grey level, then summed per bin (a division of every pixel costs more)
-    cnt = np.bincount(src, minlength=256).reshape(bins, -1).sum(axis=1).astype(np.float64)
-    tot = np.bincount(src, weights=dst, minlength=256).reshape(bins, -1).sum(axis=1)
-    return _fit_bins(cnt, tot, bins)
-
-
-def _fit_bins(cnt: np.ndarray, tot: np.ndarray, bins: int) -> np.ndarray:
-    mean = np.where(cnt > 0, tot / np.maximum(cnt, 1), 0.0)
-    used = cnt > 0
-    if not used.any():
-        return np.arange(256, dtype=np.float64)
-    fit = _isotonic(mean[used], cnt[used])
-    centres = (np.flatnonzero(used) + 0.5) * 256 / bins
-    return np.interp(np.arange(256), centres, fit)
-
-
-def _class_curves(src: np.ndarray, cls: np.ndarray, dst: np.ndarray, min_share: float,
-                  bins: int = 64) -> np.ndarray:
-    """(N_HUES + 1, 256) monotone curves mapping src grey levels onto dst, one per colour
-    class of the src pixels; a class with fewer than min_share of the pixels takes the
-    curve of all of them."""
-    k = N_HUES + 1
-    key = cls.astype(np.intp) * 256 + src
-    cnt = np.bincount(key, minlength=k * 256).reshape(k, bins, -1).sum(axis=2).astype(
-        np.float64)
-    tot = np.bincount(key, weights=dst, minlength=k * 256).reshape(k, bins, -1).sum(axis=2)
-    overall = _fit_bins(cnt.sum(axis=0), tot.sum(axis=0), bins)
-    n = cnt.sum(axis=1)
-    return np.stack([_fit_bins(cnt[c], tot[c], bins) if n[c] >= min_share * len(src)
-                     else overall for c in range(k)])
-
-
 @dataclass
 class _Check:
     copy: bool
@@ -635,15 +564,15 @@ def _residual(target: np.ndarray, source: np.ndarray, source0: np.ndarray,
     xs = np.clip(source.ravel().take(idx), 0, 255).astype(np.intp)
     ys = target.ravel().take(idx)
     cs = cls.ravel().take(idx)
-    curves = _class_curves(xs, cs, ys, settings.min_class_share)
+    curves = class_curves(xs, cs, ys, settings.min_class_share)
     # refitted without the pixels it predicts worst: new content (text, a figure) whose grey
     # levels also occur in the picture would otherwise pull the curve there (a white caption
     # over red bends white towards red, and a white highlight elsewhere then differs)
     err = np.abs(ys - curves[cs, xs])
     inl = err <= max(3.0 * settings.diff_floor, 6.0 * float(np.median(err[::7])))
     if not inl.all():
-        curves = _class_curves(xs[inl], cs[inl], ys[inl], settings.min_class_share)
-    mapped = _apply_curve(source, curves, cls).astype(np.float32)
+        curves = class_curves(xs[inl], cs[inl], ys[inl], settings.min_class_share)
+    mapped = apply_curve(source, curves, cls).astype(np.float32)
     dev = curves[cs, xs] - xs
     # where the source is clipped (0-3 or 255-252) an edit may have merged many levels of
     # the target into one: the residual there counts only beyond twice the spread of the
@@ -770,15 +699,15 @@ def _verify(fa: Features, fb: Features, m: np.ndarray, settings: VerifySettings,
 
     ga, gb = dst_blur(0.8), cv2.GaussianBlur(gb0, (0, 0), 0.8)
     ga_v, gb_v = ga.ravel().take(idx), gb.ravel().take(idx)
-    curve = _tone_curve(np.clip(gb_v, 0, 255).astype(np.uint8), ga_v)
-    yy_gb = _apply_curve(gb_v, curve)
+    curve = tone_curve(np.clip(gb_v, 0, 255).astype(np.uint8), ga_v)
+    yy_gb = apply_curve(gb_v, curve)
     best = (float(np.mean(np.abs(ga_v - yy_gb))), 0.0, ga, gb)
     for which in (0, 1):  # blur a, then b, more while it helps (the error is unimodal in it)
         for sigma in (1.0, 2.0, 3.0):
             sig = float(np.hypot(sigma, 0.8))
             x = dst_blur(sig) if which == 0 else ga
             y = cv2.GaussianBlur(gb0, (0, 0), sig) if which == 1 else gb
-            yy = _apply_curve(y.ravel().take(idx), curve) if which == 1 else yy_gb
+            yy = apply_curve(y.ravel().take(idx), curve) if which == 1 else yy_gb
             xv = x.ravel().take(idx) if which == 0 else ga_v
             err = float(np.mean(np.abs(xv - yy)))
             if err >= best[0] * 0.97:

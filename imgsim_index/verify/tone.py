@@ -82,3 +82,125 @@ def class_curves(src: np.ndarray, cls: np.ndarray, dst: np.ndarray, min_share: f
     n = cnt.sum(axis=1)
     return np.stack([fit_bins(cnt[c], tot[c], bins) if n[c] >= min_share * len(src)
                      else overall for c in range(k)])
+
+
+def _extend(curve_bins: np.ndarray, used: np.ndarray, bins: int) -> np.ndarray:
+    """256-entry curve through the fitted bin centres; beyond the levels fitted it goes on
+    parallel to the identity (a level a tile lacks keeps its offset, not a constant)."""
+    centres = (np.flatnonzero(used) + 0.5) * 256 / bins
+    x = np.arange(256, dtype=np.float64)
+    out = np.interp(x, centres, curve_bins)
+    lo, hi = centres[0], centres[-1]
+    out = np.where(x < lo, curve_bins[0] + (x - lo), out)
+    return np.where(x > hi, curve_bins[-1] + (x - hi), out)
+
+
+def _node_curves(xs: np.ndarray, goal: np.ndarray, node: np.ndarray, wt: np.ndarray,
+                 n_nodes: int, bins: int, min_weight: float) -> np.ndarray:
+    """(n_nodes, 256) monotone curves of xs (int levels) onto goal, one per grid node, each
+    fitted on the pixels around it weighted by their bilinear weight (node, wt, goal:
+    (4, n), the nodes of each pixel's cell, their weights and the levels each should map
+    the pixel to); a node with less than min_weight keeps the identity."""
+    key = (node * bins + (xs * bins // 256)[None, :]).ravel()
+    w = wt.ravel().astype(np.float64)
+    size = n_nodes * bins
+    cnt = np.bincount(key, weights=w, minlength=size).reshape(n_nodes, bins)
+    tot = np.bincount(key, weights=w * goal.ravel(), minlength=size).reshape(n_nodes, bins)
+    curves = np.tile(np.arange(256, dtype=np.float64), (n_nodes, 1))
+    for t in range(n_nodes):
+        used = cnt[t] > 1e-6
+        if cnt[t].sum() < min_weight:
+            continue
+        fit = isotonic(tot[t][used] / cnt[t][used], cnt[t][used])
+        curves[t] = _extend(fit, used, bins)
+    return curves
+
+
+def _cell(coord: np.ndarray, lo: int, hi: int, cells: int) -> tuple[np.ndarray, np.ndarray]:
+    """(cell index, position in the cell 0..1) of pixel coordinates along one axis, for
+    cells + 1 nodes from the first pixel (lo) to the last (hi - 1)."""
+    t = np.clip((coord.astype(np.float64) - lo) * cells / max(hi - 1 - lo, 1), 0.0, cells)
+    i = np.minimum(t.astype(np.intp), cells - 1)
+    return i, t - i
+
+
+def _spans(n: int, lo: int, hi: int, cells: int) -> list[tuple[np.ndarray, int, int]]:
+    """Per node along one axis: (its bilinear weights over [start, stop), start, stop)."""
+    g, gf = _cell(np.arange(n), lo, hi, cells)
+    out = []
+    for k in range(cells + 1):
+        wk = np.where(g == k, 1 - gf, 0.0) + np.where(g == k - 1, gf, 0.0)
+        idx = np.flatnonzero(wk > 0)
+        a, b = (int(idx[0]), int(idx[-1]) + 1) if idx.size else (0, 0)
+        out.append((wk[a:b].astype(np.float32), a, b))
+    return out
+
+
+def local_correction(pred: np.ndarray, target: np.ndarray, valid: np.ndarray, cells: int,
+                     bins: int = 32, outlier: float = 30.0,
+                     steps: int = 3) -> tuple[np.ndarray, float]:
+    """(pred corrected by local tone curves, their mean |curve - identity| per pixel).
+
+    A grid of (cells + 1) x (cells + 1) nodes spans the overlap's bounding box, corners
+    included; each node has a monotone curve of `bins` bins mapping the prediction (float32,
+    aligned with `target`) onto the target, fitted on the pixels of the four cells around it
+    weighted bilinearly, and refitted without the pixels predicted worse than `outlier` grey
+    levels (new content there). Each pixel takes the curves of its cell's four nodes,
+    weighted bilinearly (as CLAHE blends its tiles), so the correction varies smoothly over
+    the picture: a vignette, local contrast equalisation, a graduated filter; not the grey
+    levels of one object."""
+    ys_, xs_ = np.nonzero(valid)
+    if ys_.size == 0:
+        return pred, 0.0
+    h, w = target.shape
+    y0, y1, x0, x1 = int(ys_.min()), int(ys_.max()) + 1, int(xs_.min()), int(xs_.max()) + 1
+    side = cells + 1
+    iy, fy = _cell(ys_, y0, y1, cells)
+    ix, fx = _cell(xs_, x0, x1, cells)
+    node = np.stack([iy * side + ix, iy * side + ix + 1, (iy + 1) * side + ix,
+                     (iy + 1) * side + ix + 1])
+    wt = np.stack([(1 - fy) * (1 - fx), (1 - fy) * fx, fy * (1 - fx), fy * fx])
+    xs = np.clip(pred[ys_, xs_], 0, 255).astype(np.intp)
+    ys = target[ys_, xs_].astype(np.float64)
+    min_weight = max(16.0, ys_.size / (side * side * 8))
+    inl = np.ones(ys.size, bool)
+    curves = np.tile(np.arange(256, dtype=np.float64), (side * side, 1))
+    at = xs.astype(np.float64)
+    for step in range(2 * steps):
+        # each node's curve moves by the residual of the blended prediction around it, so
+        # the blend, not each node alone, fits the target (backfitting steps)
+        goal = curves[node, xs[None, :]] + (ys - at)[None, :]
+        curves = _node_curves(xs[inl], goal[:, inl], node[:, inl], wt[:, inl], side * side,
+                              bins, min_weight)
+        at = (curves[node, xs[None, :]] * wt).sum(axis=0)
+        if step == steps - 1:  # new content (text, a figure) is left out of the next fits
+            inl = np.abs(ys - at) <= outlier
+    spans_y = _spans(h, y0, y1, cells)
+    spans_x = _spans(w, x0, x1, cells)
+    q = np.clip(pred, 0.0, 255.0).astype(np.float32)
+    lo = np.minimum(q.astype(np.intp), 254)
+    frac = q - lo
+    out = np.zeros_like(q)
+    for i, (wy, r0, r1) in enumerate(spans_y):
+        acc = np.zeros((r1 - r0, w), np.float32)
+        for j, (wx, c0, c1) in enumerate(spans_x):
+            c = curves[i * side + j].astype(np.float32)
+            li, fr = lo[r0:r1, c0:c1], frac[r0:r1, c0:c1]
+            v = c.take(li)
+            v += fr * (c.take(li + 1) - v)
+            v *= wx[None, :]
+            acc[:, c0:c1] += v
+        acc *= wy[:, None]
+        out[r0:r1] += acc
+    return out, float(np.mean(np.abs(at - xs)))
+
+
+def gain_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """(gain g, mean |y - min(g x, 255)|): how close the tone curve's values y at the
+    pixels' levels x are to a pure exposure change (a gain, clipped at white)."""
+    sel = (y < 250) & (x > 5)
+    if sel.sum() < 16:
+        return 1.0, float("inf")
+    xf, yf = x[sel].astype(np.float64), y[sel].astype(np.float64)
+    g = float((xf * yf).sum() / max(float((xf * xf).sum()), 1e-9))
+    return g, float(np.mean(np.abs(y - np.minimum(g * x.astype(np.float64), 255.0))))

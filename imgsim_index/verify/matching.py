@@ -73,7 +73,7 @@ class VerifySettings:
     # monotone curve per tile of local_tiles x local_tiles tiles on top (blended bilinearly
     # across the picture): a vignette, CLAHE, detail enhancement; 0 = never
     local_tiles: int = 4
-    local_maps: int = 2  # ...on this many of the best-scoring maps
+    local_maps: int = 1  # ...on this many of the best-scoring maps (2 kept no more copies)
     band_rows: float = 0.12  # an overlay band is at most this share of the block rows high
     overlay_contrast: float = 1.5  # ...and this many times more contrasted in one image
     max_overlay: float = 0.12  # largest share of blocks a text-overlay band may cover

@@ -138,7 +138,7 @@ def _spans(n: int, lo: int, hi: int, cells: int) -> list[tuple[np.ndarray, int, 
 
 def local_correction(pred: np.ndarray, target: np.ndarray, valid: np.ndarray, cells: int,
                      bins: int = 32, outlier: float = 30.0,
-                     steps: int = 3) -> tuple[np.ndarray, float]:
+                     steps: int = 3, stride: int = 3) -> tuple[np.ndarray, float]:
     """(pred corrected by local tone curves, their mean |curve - identity| per pixel).
 
     A grid of (cells + 1) x (cells + 1) nodes spans the overlap's bounding box, corners
@@ -154,6 +154,7 @@ def local_correction(pred: np.ndarray, target: np.ndarray, valid: np.ndarray, ce
         return pred, 0.0
     h, w = target.shape
     y0, y1, x0, x1 = int(ys_.min()), int(ys_.max()) + 1, int(xs_.min()), int(xs_.max()) + 1
+    ys_, xs_ = ys_[::stride], xs_[::stride]  # the curves are fitted on every stride-th pixel
     side = cells + 1
     iy, fy = _cell(ys_, y0, y1, cells)
     ix, fx = _cell(xs_, x0, x1, cells)
@@ -165,14 +166,16 @@ def local_correction(pred: np.ndarray, target: np.ndarray, valid: np.ndarray, ce
     min_weight = max(16.0, ys_.size / (side * side * 8))
     inl = np.ones(ys.size, bool)
     curves = np.tile(np.arange(256, dtype=np.float64), (side * side, 1))
+    vals = curves[node, xs[None, :]]
     at = xs.astype(np.float64)
     for step in range(2 * steps):
         # each node's curve moves by the residual of the blended prediction around it, so
         # the blend, not each node alone, fits the target (backfitting steps)
-        goal = curves[node, xs[None, :]] + (ys - at)[None, :]
+        goal = vals + (ys - at)[None, :]
         curves = _node_curves(xs[inl], goal[:, inl], node[:, inl], wt[:, inl], side * side,
                               bins, min_weight)
-        at = (curves[node, xs[None, :]] * wt).sum(axis=0)
+        vals = curves[node, xs[None, :]]
+        at = (vals * wt).sum(axis=0)
         if step == steps - 1:  # new content (text, a figure) is left out of the next fits
             inl = np.abs(ys - at) <= outlier
     spans_y = _spans(h, y0, y1, cells)

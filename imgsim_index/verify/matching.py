@@ -17,8 +17,12 @@ compare() decides, for two Features:
    sharper one is blurred to match, one monotone tone curve (isotonic fit of grey levels)
    maps one onto the other, and the residual is measured per 16-px block where both images
    have content. Blocks far above the noise level "differ"; thin horizontal bands of
-   differing blocks are taken as a text overlay. A hue check stops a colour redesign from
-   being explained by the grey tone curve.
+   differing blocks are taken as a text overlay, and wider bands of caption strokes (white
+   over darker, black over lighter) near the top or bottom as caption text. A hue check stops
+   a colour redesign from being explained by the grey tone curve. A curve that is a pure
+   gain (clipped at white) is an exposure change at any strength.
+   When no map passes, the best one is checked again with local tone curves on top
+   (tone.local_correction: a coarse grid of monotone curves, blended bilinearly).
    Each map is checked at half size first; a clear failure there ends its check.
 4. ``copy`` when (almost) nothing differs, else ``other_shot`` with the differing share.
 """

@@ -2,7 +2,9 @@
 image of a pair from the other through them; what they cannot explain differs).
 
 Global: monotone curves (isotonic fits of grey levels, one per colour class) over the
-whole overlap.
+whole overlap; gain_fit says how close they are to a pure exposure change.
+Local: local_correction, a monotone curve per node of a coarse grid, blended bilinearly
+(a vignette, CLAHE, detail enhancement), tried only when the global curves fail.
 """
 
 from __future__ import annotations

@@ -299,13 +299,23 @@ def test_clipped_channels_are_no_new_content(photo: np.ndarray) -> None:
     assert _both_ways(photo, jpeg(exposure(photo, 1.4))) == ("copy", "copy")
 
 
-@pytest.mark.xfail(strict=True, reason="not handled yet: local and spatially varying tone edits "
-                   "and big caption text leave more differing blocks than a copy may have "
-                   "(benchmarks/hard_edits.py measures them)")
 @pytest.mark.parametrize(("edit", "name"), [
-    ("vignette", "chelsea"), ("meme", "chelsea"), ("clahe", "chelsea"), ("detail", "chelsea"),
-    ("exposure_0.6", "immunohistochemistry")])
-def test_local_tone_edits_and_meme_text_are_copies(edit: str, name: str) -> None:
+    ("vignette", "rocket"), ("vignette", "immunohistochemistry"), ("clahe", "coffee"),
+    ("clahe", "rocket"),
+    ("meme", "chelsea"), ("meme", "immunohistochemistry"), ("detail", "chelsea"),
+    ("detail", "rocket"), ("exposure_0.6", "immunohistochemistry"),
+    pytest.param("vignette", "chelsea", marks=pytest.mark.xfail(
+        strict=True, reason="not handled yet: blocks of fine fur under the strong vignette "
+        "stay over the noise level with 4 x 4 local tone cells")),
+    pytest.param("clahe", "chelsea", marks=pytest.mark.xfail(
+        strict=True, reason="not handled yet: CLAHE's 8 x 8 tiles vary faster than 4 x 4 "
+        "local tone cells follow; finer cells hide moved balls"))])
+def test_local_tone_edits_meme_text_and_strong_exposure_are_copies(edit: str,
+                                                                   name: str) -> None:
+    """A vignette, CLAHE and detail enhancement change the tone differently over the picture
+    (curves per cell of a coarse grid explain them); meme text is taller than a text line
+    but text-like (white letters outlined in black at the top and bottom); x0.6 on a bright
+    picture moves its levels by 65 on average, a pure gain."""
     from benchmarks.hard_edits import COPIES, sample
 
     rgb = sample(name)

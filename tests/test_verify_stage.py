@@ -307,15 +307,19 @@ def test_two_groups_of_other_shots_cost_two_compares_between_them(
 def test_one_wrong_other_shot_verdict_does_not_split_a_group_of_copies(
         tmp_path: Path) -> None:
     """Four copies of one photo: the original, its re-encoding and two darkenings. The
-    best-scoring pair between the sub-groups (the original and the darker one, x0.6) is
-    judged another shot (tones moved beyond the edit limit), but the x0.75 one is a copy
-    of both: a second compare joins the sub-groups instead of one verdict splitting them."""
-    from benchmarks.hard_edits import exposure, jpeg, sample
+    best-scoring pair between the sub-groups (the original and the darker one, gamma 2.5)
+    is judged another shot (tones moved beyond the edit limit, and no pure gain), but the
+    gamma 1.6 one is a copy of both: a second compare joins the sub-groups instead of one
+    verdict splitting them."""
+    from benchmarks.hard_edits import jpeg, sample
     from imgsim_index.groups.components import connected_components
 
     x = sample("immunohistochemistry")
-    images = {"x.png": x, "x.jpg": jpeg(x), "x060.jpg": jpeg(exposure(x, 0.6)),
-              "x075.jpg": jpeg(exposure(x, 0.75))}
+
+    def gamma(p: float) -> np.ndarray:
+        return jpeg(np.clip(255 * (x / 255.0) ** p, 0, 255).astype(np.uint8))
+
+    images = {"x.png": x, "x.jpg": jpeg(x), "x_g25.jpg": gamma(2.5), "x_g16.jpg": gamma(1.6)}
     rows = []
     for k, (name, rgb) in enumerate(images.items()):
         Image.fromarray(rgb).save(tmp_path / name)
@@ -336,6 +340,8 @@ def test_one_wrong_other_shot_verdict_does_not_split_a_group_of_copies(
     (VerifySettings(apart_votes=0), "verification apart votes must be in [1, 100], got 0"),
     (VerifySettings(tunables=(("ratio", 2.0),)), "VerifySettings: ratio must be in [0.5, 1)"),
     (VerifySettings(tunables=(("nope", 1.0),)), "unknown verification setting 'nope'"),
+    (VerifySettings(tunables=(("local_tiles", 2.5),)),
+     "verification setting 'local_tiles' must be a whole number"),
 ])
 def test_bad_settings_are_input_errors(settings: VerifySettings, message: str) -> None:
     with pytest.raises(InputError) as e:
@@ -452,3 +458,11 @@ def test_query_hits_get_verdicts(edits: tuple[Path, list[str]],
                             "--threshold", "0.75"))  # without it: 0.99, cosine only
     assert {(m["match"], m["evidence"]) for m in off[0]["matches"]} == {
         ("copy", "not verified (cosine only)")}
+
+
+def test_whole_number_settings_given_as_floats_are_used() -> None:
+    """Tunables arrive as floats (a command line's "block=8"); an int setting takes them
+    as ints, so array shapes and ranges built from it work."""
+    m = VerifySettings(tunables=(("local_tiles", 3.0), ("block", 8.0))).matching()
+    assert (m.local_tiles, m.block) == (3, 8)
+    assert isinstance(m.local_tiles, int) and isinstance(m.block, int)

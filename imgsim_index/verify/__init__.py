@@ -98,8 +98,14 @@ class VerifySettings:
         if bad:
             raise InputError(f"unknown verification setting {bad[0]!r}; known: "
                              f"{', '.join(sorted(names))}")
+        ints = {f.name for f in dataclasses.fields(matching.VerifySettings)
+                if isinstance(getattr(matching.DEFAULT, f.name), int)}
+        frac = [k for k, v in self.tunables if k in ints and not float(v).is_integer()]
+        if frac:
+            raise InputError(f"verification setting {frac[0]!r} must be a whole number")
         try:
-            changes: dict[str, Any] = dict(self.tunables)
+            # whole-number settings given as floats (a command line's "block=8.0") are ints
+            changes: dict[str, Any] = {k: int(v) if k in ints else v for k, v in self.tunables}
             return dataclasses.replace(matching.VerifySettings(), **changes).validate()
         except ValueError as e:
             raise InputError(str(e)) from None

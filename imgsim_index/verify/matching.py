@@ -17,8 +17,12 @@ compare() decides, for two Features:
    sharper one is blurred to match, one monotone tone curve (isotonic fit of grey levels)
    maps one onto the other, and the residual is measured per 16-px block where both images
    have content. Blocks far above the noise level "differ"; thin horizontal bands of
-   differing blocks are taken as a text overlay. A hue check stops a colour redesign from
-   being explained by the grey tone curve.
+   differing blocks are taken as a text overlay, and wider bands of caption strokes (white
+   over darker, black over lighter) near the top or bottom as caption text. A hue check stops
+   a colour redesign from being explained by the grey tone curve. A curve that is a pure
+   gain (clipped at white) is an exposure change at any strength.
+   When no map passes, the best one is checked again with local tone curves on top
+   (tone.local_correction: a coarse grid of monotone curves, blended bilinearly).
    Each map is checked at half size first; a clear failure there ends its check.
 4. ``copy`` when (almost) nothing differs, else ``other_shot`` with the differing share.
 """
@@ -32,6 +36,15 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
+
+from imgsim_index.verify.tone import (
+    N_HUES,
+    apply_curve,
+    class_curves,
+    gain_fit,
+    local_correction,
+    tone_curve,
+)
 
 __all__ = ["Features", "Verdict", "VerifySettings", "compare", "describe", "flat_verdict",
            "is_flat"]
@@ -55,13 +68,34 @@ class VerifySettings:
     max_differing: float = 0.02  # share of overlap blocks allowed to differ in a copy
     max_region: float = 0.01  # largest connected differing region (share of blocks) in a copy
     max_block_median: float = 8.0  # median block residual above this = pixels do not agree
-    max_tone_dev: float = 55.0  # mean |tone curve - identity| above this = not an edit
+    max_tone_dev: float = 55.0  # mean |tone curve - identity| above this = not an edit...
+    # ...unless the curves are a pure gain (an exposure change, clipped at white): within
+    # max_gain_dev grey levels of min(gain x level, 255), the gain in [1/max_gain, max_gain]
+    max_gain_dev: float = 4.0
+    max_gain: float = 3.0
+    # when the global tone curves leave a map short of a copy, it is checked again with a
+    # monotone curve per tile of local_tiles x local_tiles tiles on top (blended bilinearly
+    # across the picture): a vignette, CLAHE, detail enhancement; 0 = never
+    local_tiles: int = 4
+    local_maps: int = 1  # ...on this many of the best-scoring maps (2 kept no more copies)
     band_rows: float = 0.12  # an overlay band is at most this share of the block rows high
     overlay_contrast: float = 1.5  # ...and this many times more contrasted in one image
     max_overlay: float = 0.12  # largest share of blocks a text-overlay band may cover
     # ...and it spans at least this share of the block columns (a line of text is wide; a
     # ball at two places in one row of two frames is not)
     overlay_min_width: float = 0.2
+    # caption text (meme text: white letters outlined in black), which may be taller than
+    # band_rows: blocks where one image has at least caption_stroke of its pixels near white
+    # over darker pixels of the other image and as many near black over lighter, in bands at most
+    # caption_rows of the block rows high, at least caption_min_width of the columns wide,
+    # within the top or bottom caption_zone of the rows, their text blocks at most
+    # max_caption of the blocks in all (0 = no captions); a block around them is the text's
+    # too
+    caption_stroke: float = 0.03
+    caption_rows: float = 0.25
+    caption_min_width: float = 0.3
+    caption_zone: float = 0.35
+    max_caption: float = 0.3
     min_overlap: float = 0.55  # overlap / larger content area needed to verify at all
     max_hue_deg: float = 25.0  # mean hue change allowed between two colour images
     flat_std: float = 3.0  # grey std (thumbnail, or overlap) below which an image can be flat
@@ -116,10 +150,19 @@ class VerifySettings:
             (self.diff_contrast >= 0, "diff_contrast must be >= 0"),
             (self.max_block_median > 0, "max_block_median must be > 0"),
             (self.max_tone_dev > 0, "max_tone_dev must be > 0"),
+            (self.max_gain_dev >= 0 and self.max_gain >= 1.0,
+             "max_gain_dev must be >= 0, max_gain >= 1"),
+            (0 <= self.local_tiles <= 16 and self.local_maps >= 1,
+             "local_tiles must be in [0, 16], local_maps >= 1"),
             (0.0 < self.band_rows <= 1.0, "band_rows must be in (0, 1]"),
             (self.overlay_contrast >= 1.0, "overlay_contrast must be >= 1"),
             (0.0 <= self.max_overlay < 1.0, "max_overlay must be in [0, 1)"),
             (0.0 <= self.overlay_min_width <= 1.0, "overlay_min_width must be in [0, 1]"),
+            (0.0 < self.caption_stroke <= 0.5 and 0.0 < self.caption_rows <= 1.0
+             and 0.0 <= self.caption_min_width <= 1.0 and 0.0 < self.caption_zone <= 0.5
+             and 0.0 <= self.max_caption < 1.0,
+             "caption_stroke must be in (0, 0.5], caption_rows in (0, 1], caption_min_width "
+             "in [0, 1], caption_zone in (0, 0.5], max_caption in [0, 1)"),
             (0.0 < self.min_overlap <= 1.0, "min_overlap must be in (0, 1]"),
             (0.0 < self.max_hue_deg <= 180.0, "max_hue_deg must be in (0, 180]"),
             (self.flat_std >= 0 and self.trim_std >= 0, "flat_std, trim_std must be >= 0"),
@@ -148,7 +191,6 @@ class VerifySettings:
 DEFAULT = VerifySettings()
 
 
-N_HUES = 6  # hue sextants of the tone classes (plus neutral)
 
 
 @dataclass(frozen=True)
@@ -447,78 +489,6 @@ def _flip_matrix(w: int) -> np.ndarray:
 # ---------------------------------------------------------------- verification of one geometry
 
 
-def _isotonic(y: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Weighted non-decreasing least-squares fit (pool adjacent violators)."""
-    vals: list[float] = []
-    wts: list[float] = []
-    cnt: list[int] = []
-    for yi, wi in zip(y.tolist(), w.tolist(), strict=True):
-        vals.append(yi)
-        wts.append(wi)
-        cnt.append(1)
-        while len(vals) > 1 and vals[-2] > vals[-1]:
-            wsum = wts[-2] + wts[-1]
-            v = (vals[-2] * wts[-2] + vals[-1] * wts[-1]) / wsum if wsum > 0 else vals[-1]
-            c = cnt[-2] + cnt[-1]
-            del vals[-1], wts[-1], cnt[-1]
-            vals[-1], wts[-1], cnt[-1] = v, wsum, c
-    return np.repeat(np.array(vals), cnt)
-
-
-def _apply_curve(x: np.ndarray, curve: np.ndarray, cls: np.ndarray | None = None) -> np.ndarray:
-    """np.interp(x, arange(256), curve) for a 256-entry curve, read from a 1/16-level table
-    (off by at most 1/32 level times the curve's slope; np.interp's search per value cost
-    more than the rest of a comparison). With `cls`, curve is (classes, 256) and each
-    value takes the curve of its class."""
-    curves = curve.reshape(-1, 256)
-    grid = np.arange(256 * 16 + 1) / 16.0
-    lut = np.concatenate([np.interp(grid, np.arange(256), c) for c in curves]).astype(
-        np.float32)
-    t = np.clip(x, 0.0, 255.0).astype(np.float32)
-    t *= 16.0
-    t += 0.5
-    i = t.astype(np.intp)
-    if cls is not None:
-        i += cls.astype(np.intp) * (256 * 16 + 1)
-    return lut.take(i)
-
-
-def _tone_curve(src: np.ndarray, dst: np.ndarray, bins: int = 64) -> np.ndarray:
-    """256-entry monotone curve mapping src grey levels onto dst (fitted on masked pixels)."""
-    if 256 % bins:
-        raise ValueError("bins must divide 256")
-    # counts per grey level, then summed per bin (a division of every pixel costs more)
-    cnt = np.bincount(src, minlength=256).reshape(bins, -1).sum(axis=1).astype(np.float64)
-    tot = np.bincount(src, weights=dst, minlength=256).reshape(bins, -1).sum(axis=1)
-    return _fit_bins(cnt, tot, bins)
-
-
-def _fit_bins(cnt: np.ndarray, tot: np.ndarray, bins: int) -> np.ndarray:
-    mean = np.where(cnt > 0, tot / np.maximum(cnt, 1), 0.0)
-    used = cnt > 0
-    if not used.any():
-        return np.arange(256, dtype=np.float64)
-    fit = _isotonic(mean[used], cnt[used])
-    centres = (np.flatnonzero(used) + 0.5) * 256 / bins
-    return np.interp(np.arange(256), centres, fit)
-
-
-def _class_curves(src: np.ndarray, cls: np.ndarray, dst: np.ndarray, min_share: float,
-                  bins: int = 64) -> np.ndarray:
-    """(N_HUES + 1, 256) monotone curves mapping src grey levels onto dst, one per colour
-    class of the src pixels; a class with fewer than min_share of the pixels takes the
-    curve of all of them."""
-    k = N_HUES + 1
-    key = cls.astype(np.intp) * 256 + src
-    cnt = np.bincount(key, minlength=k * 256).reshape(k, bins, -1).sum(axis=2).astype(
-        np.float64)
-    tot = np.bincount(key, weights=dst, minlength=k * 256).reshape(k, bins, -1).sum(axis=2)
-    overall = _fit_bins(cnt.sum(axis=0), tot.sum(axis=0), bins)
-    n = cnt.sum(axis=1)
-    return np.stack([_fit_bins(cnt[c], tot[c], bins) if n[c] >= min_share * len(src)
-                     else overall for c in range(k)])
-
-
 @dataclass
 class _Check:
     copy: bool
@@ -618,11 +588,15 @@ class _Residual:
     median: float  # median block residual (grey levels)
     tone_shift: float  # mean (curve - identity) over the predicting image's pixels
     tone_dev: float  # mean |curve - identity|
+    gain: float  # the pure gain (exposure change, clipped at white) closest to the curves
+    gain_dev: float  # ...and the curves' mean |curve - that gain|
+    local_dev: float  # mean |local curve - identity| of the tiles' curves (0: global only)
 
 
 def _residual(target: np.ndarray, source: np.ndarray, source0: np.ndarray,
               cls: np.ndarray, st: np.ndarray, idx: np.ndarray, vmf: np.ndarray,
-              n: np.ndarray, used: np.ndarray, settings: VerifySettings) -> _Residual:
+              n: np.ndarray, used: np.ndarray, settings: VerifySettings,
+              tiles: int = 0) -> _Residual:
     """Predict `target` from `source` (aligned float32 grey images) through monotone tone
     curves, one per colour class of the source (`cls`, aligned with it), fitted on the
     overlap (flat pixel indices `idx`; vmf: the overlap as float32 0/1, n: its pixel count
@@ -635,16 +609,22 @@ def _residual(target: np.ndarray, source: np.ndarray, source0: np.ndarray,
     xs = np.clip(source.ravel().take(idx), 0, 255).astype(np.intp)
     ys = target.ravel().take(idx)
     cs = cls.ravel().take(idx)
-    curves = _class_curves(xs, cs, ys, settings.min_class_share)
+    curves = class_curves(xs, cs, ys, settings.min_class_share)
     # refitted without the pixels it predicts worst: new content (text, a figure) whose grey
     # levels also occur in the picture would otherwise pull the curve there (a white caption
     # over red bends white towards red, and a white highlight elsewhere then differs)
     err = np.abs(ys - curves[cs, xs])
     inl = err <= max(3.0 * settings.diff_floor, 6.0 * float(np.median(err[::7])))
     if not inl.all():
-        curves = _class_curves(xs[inl], cs[inl], ys[inl], settings.min_class_share)
-    mapped = _apply_curve(source, curves, cls).astype(np.float32)
+        curves = class_curves(xs[inl], cs[inl], ys[inl], settings.min_class_share)
+    mapped = apply_curve(source, curves, cls).astype(np.float32)
     dev = curves[cs, xs] - xs
+    gain, gain_dev = gain_fit(xs, curves[cs, xs])
+    local_dev = 0.0
+    if tiles:  # tone that varies over the picture: curves per tile on top of the global ones
+        fit = np.zeros(target.shape, bool)
+        fit.ravel()[idx] = True
+        mapped, local_dev = local_correction(mapped, target, fit, tiles)
     # where the source is clipped (0-3 or 255-252) an edit may have merged many levels of
     # the target into one: the residual there counts only beyond twice the spread of the
     # target over that level (a figure in a night scene stands far outside the spread of
@@ -671,8 +651,8 @@ def _residual(target: np.ndarray, source: np.ndarray, source0: np.ndarray,
     thr = np.maximum(noise, settings.diff_contrast * np.maximum(st, sm))
     diff = used & (rb > thr)
     strong = diff & (rb > max(settings.strong_ratio * noise, settings.strong_floor))
-    return _Residual(diff, strong, med, float(np.mean(dev)),
-                     float(np.mean(np.abs(dev))))
+    return _Residual(diff, strong, med, float(np.mean(dev)), float(np.mean(np.abs(dev))),
+                     gain, gain_dev, local_dev)
 
 
 def _split_overlay(r: _Residual, std_a: np.ndarray, std_b: np.ndarray,
@@ -697,10 +677,49 @@ def _split_overlay(r: _Residual, std_a: np.ndarray, std_b: np.ndarray,
     return rest, band
 
 
+def _caption_blocks(ga: np.ndarray, gb: np.ndarray, vmf: np.ndarray, n: np.ndarray,
+                    used: np.ndarray, settings: VerifySettings) -> np.ndarray:
+    """Blocks of caption text added to one image (meme text: white letters outlined in
+    black): blocks where one image has caption_stroke of their pixels near white over
+    darker ones of the other, and as many near black over lighter ones, grown by a block, in wide,
+    thin bands near the top or the bottom (caption_rows high at most, caption_min_width
+    wide at least, in the outer caption_zone of the rows), their text blocks together at
+    most max_caption of the blocks. A band taller than band_rows is an overlay only so."""
+    bs = settings.block
+    hb, wb = used.shape
+    out = np.zeros(used.shape, bool)
+    if not settings.max_caption:
+        return out
+    nn = np.maximum(n, 1.0)
+
+    def strokes(g: np.ndarray, other: np.ndarray) -> np.ndarray:
+        # near-white pixels over darker ones and near-black ones over lighter ones in the
+        # other image: letters and their outline, over any background
+        white = (g >= 220) & (g - other >= 40)
+        black = (g <= 50) & (other - g >= 40)
+        w_share, b_share = (_block_sums((m * vmf).astype(np.float32), bs, hb, wb) / nn
+                            for m in (white, black))
+        return np.minimum(w_share, b_share)
+
+    text = used & (np.maximum(strokes(ga, gb), strokes(gb, ga)) >= settings.caption_stroke)
+    grown = (cv2.dilate(text.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0) & used
+    zone = settings.caption_zone * hb
+    for cx, cy, cw, ch, _ in _components(grown):
+        if (ch <= max(3, round(settings.caption_rows * hb)) and cw >= 2 * ch
+                and cw >= settings.caption_min_width * wb and (cy + ch <= zone
+                                                                 or cy >= hb - zone)):
+            out[cy:cy + ch, cx:cx + cw] |= grown[cy:cy + ch, cx:cx + cw]
+    if (out & text).sum() > settings.max_caption * used.sum():
+        out[:] = False
+    return out
+
+
 def _verify(fa: Features, fb: Features, m: np.ndarray, settings: VerifySettings,
-            blurs: dict[tuple[int, float], np.ndarray] | None = None) -> _Check:
+            blurs: dict[tuple[int, float], np.ndarray] | None = None,
+            local: bool = False) -> _Check:
     """Check a 2x3 map m (b thumbnail px -> a thumbnail px). blurs: blurred thumbnails
-    shared by the checks of one comparison."""
+    shared by the checks of one comparison. local: predict each image from the other with
+    curves per tile (settings.local_tiles) on top of the global ones."""
     blurs = {} if blurs is None else blurs
     m3 = np.vstack([m, [0, 0, 1]])
     lin = m[:, :2]
@@ -760,7 +779,21 @@ def _verify(fa: Features, fb: Features, m: np.ndarray, settings: VerifySettings,
         nums["mean_diff"] = abs(float(ga0[vm].mean()) - float(gb0[vm].mean()))
         return _Check(False, 1.0, -1.0, nums, ["flat where they overlap: nothing to verify"])
     # tone curve on lightly smoothed images, then the blur that best explains the other image
-    idx = np.flatnonzero(vm)  # overlap pixels, raster order (img.ravel().take(idx) = img[vm])
+    hb, wb = hd // bs, wd // bs
+    if hb == 0 or wb == 0:
+        return _Check(False, 1.0, -1.0, nums, ["too small"])
+    vmf = vm.astype(np.float32)
+    c = np.rint(_block_sums(vmf, bs, hb, wb))
+    used = c >= 0.75 * bs * bs
+    if used.sum() < 4:
+        return _Check(False, 1.0, -1.0, nums, ["overlap too small"])
+    caption = _caption_blocks(ga0, gb0, vmf, c, used, settings)
+    fit = vm
+    if caption.any():  # the tone curves and the blur are the picture's, not the text's
+        fit = vm.copy()
+        fit[: hb * bs, : wb * bs] &= ~np.kron(caption, np.ones((bs, bs), bool))
+    # the pixels the tone curves are fitted on, raster order (img.ravel().take(idx) = img[fit])
+    idx = np.flatnonzero(fit)
 
     def dst_blur(sigma: float) -> np.ndarray:  # the unwarped image's blurs: one per compare
         key = (id(dst), sigma)
@@ -770,15 +803,15 @@ def _verify(fa: Features, fb: Features, m: np.ndarray, settings: VerifySettings,
 
     ga, gb = dst_blur(0.8), cv2.GaussianBlur(gb0, (0, 0), 0.8)
     ga_v, gb_v = ga.ravel().take(idx), gb.ravel().take(idx)
-    curve = _tone_curve(np.clip(gb_v, 0, 255).astype(np.uint8), ga_v)
-    yy_gb = _apply_curve(gb_v, curve)
+    curve = tone_curve(np.clip(gb_v, 0, 255).astype(np.uint8), ga_v)
+    yy_gb = apply_curve(gb_v, curve)
     best = (float(np.mean(np.abs(ga_v - yy_gb))), 0.0, ga, gb)
     for which in (0, 1):  # blur a, then b, more while it helps (the error is unimodal in it)
         for sigma in (1.0, 2.0, 3.0):
             sig = float(np.hypot(sigma, 0.8))
             x = dst_blur(sig) if which == 0 else ga
             y = cv2.GaussianBlur(gb0, (0, 0), sig) if which == 1 else gb
-            yy = _apply_curve(y.ravel().take(idx), curve) if which == 1 else yy_gb
+            yy = apply_curve(y.ravel().take(idx), curve) if which == 1 else yy_gb
             xv = x.ravel().take(idx) if which == 0 else ga_v
             err = float(np.mean(np.abs(xv - yy)))
             if err >= best[0] * 0.97:
@@ -786,14 +819,6 @@ def _verify(fa: Features, fb: Features, m: np.ndarray, settings: VerifySettings,
             best = (err, sigma if which == 0 else -sigma, x, y)
     _, blur_sig, ga, gb = best
     nums["blur_sigma"] = blur_sig
-    hb, wb = hd // bs, wd // bs
-    if hb == 0 or wb == 0:
-        return _Check(False, 1.0, -1.0, nums, ["too small"])
-    vmf = vm.astype(np.float32)
-    c = np.rint(_block_sums(vmf, bs, hb, wb))
-    used = c >= 0.75 * bs * bs
-    if used.sum() < 4:
-        return _Check(False, 1.0, -1.0, nums, ["overlap too small"])
     # each image predicted from the other through a tone curve, and the blocks where either
     # prediction fails differ: one curve alone can map grey levels found only in new content
     # (a figure walking in) onto the background there, which hides it in that direction.
@@ -811,22 +836,35 @@ def _verify(fa: Features, fb: Features, m: np.ndarray, settings: VerifySettings,
                             borderMode=cv2.BORDER_REPLICATE)
     clip = np.maximum(dst.clip, clip_w).astype(np.float32) * (vmf / 255.0)
     clipped = _block_sums(clip, bs, hb, wb) > settings.strong_clip_share * np.maximum(c, 1.0)
-    chk = _judge([fwd], bstd_a, bstd_b, used, hue_blocks, clipped, overlap, hue, nums,
-                 settings)
-    if chk.copy:
-        rev = _residual(gb, ga, ga0, dst.tone_classes(), bstd_b, idx, vmf, c, used,
-                        settings)
-        chk = _judge([fwd, rev], bstd_a, bstd_b, used, hue_blocks, clipped, overlap, hue,
+    cls_d = dst.tone_classes()
+
+    def judge(tiles: int) -> _Check:
+        f = fwd if not tiles else _residual(ga, gb, gb0, cls_w, bstd_a, idx, vmf, c, used,
+                                            settings, tiles)
+        chk = _judge([f], bstd_a, bstd_b, used, hue_blocks, clipped, caption, overlap, hue,
                      nums, settings)
+        if chk.copy:
+            rev = _residual(gb, ga, ga0, cls_d, bstd_b, idx, vmf, c, used, settings, tiles)
+            chk = _judge([f, rev], bstd_a, bstd_b, used, hue_blocks, clipped, caption, overlap,
+                         hue, nums, settings)
+        return chk
+
+    if not local:
+        return judge(0)
+    chk = judge(settings.local_tiles)
+    chk.numbers["local_tone"] = 1.0
+    if chk.copy:
+        chk.words.insert(0, "tone changed locally")
     return chk
 
 
 def _judge(dirs: list[_Residual], std_a: np.ndarray, std_b: np.ndarray, used: np.ndarray,
-           hue_blocks: np.ndarray, clipped: np.ndarray, overlap: float, hue: float,
-           nums: dict[str, float], settings: VerifySettings) -> _Check:
+           hue_blocks: np.ndarray, clipped: np.ndarray, caption: np.ndarray, overlap: float,
+           hue: float, nums: dict[str, float], settings: VerifySettings) -> _Check:
     """The check's verdict from the residuals of one or both directions and the blocks
     whose hue changed (nums: the geometry's numbers so far, completed here; clipped: blocks
-    whose strong residuals are not counted as new content)."""
+    whose strong residuals are not counted as new content; caption: the blocks of caption
+    text in one image, whose differences are the text's)."""
     nums = dict(nums)
     words: list[str] = []
     hb = used.shape[0]
@@ -838,7 +876,9 @@ def _judge(dirs: list[_Residual], std_a: np.ndarray, std_b: np.ndarray, used: np
     # finds differing, and not an overlay band there, are new content
     split = [_split_overlay(d, std_a, std_b, settings) for d in dirs]
     rest = np.logical_or.reduce([r for r, _ in split] + [hue_blocks])
-    overlay = float((np.logical_or.reduce([b for _, b in split]) & ~rest).sum())
+    in_caption = rest & caption
+    rest &= ~caption
+    overlay = float((np.logical_or.reduce([b for _, b in split]) & ~rest & ~caption).sum())
     differing = float(rest.sum()) / n_used
     comps = _components(rest)
     nums["largest_region"] = max((c[4] for c in comps), default=0) / n_used
@@ -850,6 +890,9 @@ def _judge(dirs: list[_Residual], std_a: np.ndarray, std_b: np.ndarray, used: np
     if overlay_share > settings.max_overlay:
         differing += overlay_share
         overlay_share = 0.0
+    caption_share = float(in_caption.sum()) / n_used  # under max_caption: _caption_blocks
+    nums["caption_share"] = caption_share
+    overlay_share += caption_share
     nums["differing_share"], nums["overlay_share"] = differing, overlay_share
     copy = differing <= settings.max_differing and nums["largest_region"] <= settings.max_region
     # a small object that moved, appeared or vanished (a ball between two video frames)
@@ -865,9 +908,17 @@ def _judge(dirs: list[_Residual], std_a: np.ndarray, std_b: np.ndarray, used: np
     if med > settings.max_block_median:
         copy = False
         words.append("the pixels differ throughout")
-    if tone_dev > settings.max_tone_dev:
+    # an exposure change is a gain (clipped at white) however strong: x0.6 on a bright
+    # picture moves its levels by 70 and more; another light (day and night) is no gain
+    gains = [d.gain for d in dirs if d.gain_dev <= settings.max_gain_dev]
+    nums["gain"] = dirs[0].gain
+    nums["gain_dev"] = max(d.gain_dev for d in dirs)
+    exposure = len(gains) == len(dirs) and all(
+        1.0 / settings.max_gain <= g <= settings.max_gain for g in gains)
+    if tone_dev > settings.max_tone_dev and not exposure:
         copy = False
         words.append("the light differs more than an edit would change it")
+    nums["local_tone_dev"] = max(d.local_dev for d in dirs)
     if hue >= 0 and hue > settings.max_hue_deg:
         copy = False
         words.append("the colours differ")
@@ -902,7 +953,7 @@ def _clearly_copy(c: _Check, s: VerifySettings) -> bool:
 
 
 def _check(fa: Features, fb: Features, m: np.ndarray, settings: VerifySettings,
-           blurs: dict[tuple[int, float], np.ndarray]) -> _Check:
+           blurs: dict[tuple[int, float], np.ndarray], local: bool = False) -> _Check:
     """_verify, after checks at coarser sizes (coarse_levels halvings, coarsest first, with
     blocks halved too) that settle a map failing there, or passing there (coarse_accept),
     by coarse_margin on every limit; a map in between goes on to the next size."""
@@ -916,7 +967,8 @@ def _check(fa: Features, fb: Features, m: np.ndarray, settings: VerifySettings,
             for _ in range(level):
                 ha, hb = ha.half(), hb.half()
             mh = _to_level(fa, ha) @ m3 @ np.linalg.inv(_to_level(fb, hb))
-            c = _verify(ha, hb, mh[:2], dataclasses.replace(settings, block=block), blurs)
+            c = _verify(ha, hb, mh[:2], dataclasses.replace(settings, block=block), blurs,
+                        local)
             # below half size only a clear pass settles a map: resampling a noisy picture
             # (a star field) that far makes blocks differ that agree at half size
             if level == 1 and not c.copy and _clearly_other(c, settings):
@@ -925,7 +977,7 @@ def _check(fa: Features, fb: Features, m: np.ndarray, settings: VerifySettings,
             if c.copy and settings.coarse_accept and _clearly_copy(c, settings):
                 c.numbers["coarse"] = float(level)
                 return c
-    return _verify(fa, fb, m, settings, blurs)
+    return _verify(fa, fb, m, settings, blurs, local)
 
 
 # ---------------------------------------------------------------- evidence
@@ -1148,6 +1200,19 @@ def _compare(a: Features, b: Features, settings: VerifySettings) -> Verdict:
                 checks.append((_check(a, b, me, settings, blurs), me, "ecc"))
     if not checks:
         return Verdict("other_shot", "no alignment", nums0)
+    if settings.local_tiles and not any(c.copy for c, _, _ in checks):
+        # no map passes with one tone curve for the whole picture: the best aligned ones
+        # (by their global check; a keypoint map a fraction of a pixel off can score above
+        # the exact box map) are tried with curves per tile (a vignette, CLAHE, detail
+        # enhancement), under every limit of the global check; one stands only when it
+        # passes. Tried last, so local curves never stand in for a better map (a turn)
+        for chk0, m0, src0 in sorted(checks, key=lambda t: -t[0].score)[:settings.local_maps]:
+            if chk0.numbers.get("hue_change_deg", -1.0) > settings.max_hue_deg:
+                continue
+            chk = _check(a, b, m0, settings, blurs, local=True)
+            if chk.copy:
+                checks.append((chk, m0, src0))
+                break
     chk, m, src = max(checks, key=lambda t: (t[0].copy, t[0].score))
     nums = {**nums0, **chk.numbers, "aligned_by_sketch": float(src == "sketch")}
     if chk.copy:

@@ -1,0 +1,211 @@
+"""Tone models: how one image's grey levels map onto another's (matching.py predicts each
+image of a pair from the other through them; what they cannot explain differs).
+
+Global: monotone curves (isotonic fits of grey levels, one per colour class) over the
+whole overlap; gain_fit says how close they are to a pure exposure change.
+Local: local_correction, a monotone curve per node of a coarse grid, blended bilinearly
+(a vignette, CLAHE, detail enhancement), tried only when the global curves fail.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+N_HUES = 6  # hue sextants of the tone classes (plus neutral)
+
+
+def isotonic(y: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Weighted non-decreasing least-squares fit (pool adjacent violators)."""
+    vals: list[float] = []
+    wts: list[float] = []
+    cnt: list[int] = []
+    for yi, wi in zip(y.tolist(), w.tolist(), strict=True):
+        vals.append(yi)
+        wts.append(wi)
+        cnt.append(1)
+        while len(vals) > 1 and vals[-2] > vals[-1]:
+            wsum = wts[-2] + wts[-1]
+            v = (vals[-2] * wts[-2] + vals[-1] * wts[-1]) / wsum if wsum > 0 else vals[-1]
+            c = cnt[-2] + cnt[-1]
+            del vals[-1], wts[-1], cnt[-1]
+            vals[-1], wts[-1], cnt[-1] = v, wsum, c
+    return np.repeat(np.array(vals), cnt)
+
+
+def apply_curve(x: np.ndarray, curve: np.ndarray, cls: np.ndarray | None = None) -> np.ndarray:
+    """np.interp(x, arange(256), curve) for a 256-entry curve, read from a 1/16-level table
+    (off by at most 1/32 level times the curve's slope; np.interp's search per value cost
+    more than the rest of a comparison). With `cls`, curve is (classes, 256) and each
+    value takes the curve of its class."""
+    curves = curve.reshape(-1, 256)
+    grid = np.arange(256 * 16 + 1) / 16.0
+    lut = np.concatenate([np.interp(grid, np.arange(256), c) for c in curves]).astype(
+        np.float32)
+    t = np.clip(x, 0.0, 255.0).astype(np.float32)
+    t *= 16.0
+    t += 0.5
+    i = t.astype(np.intp)
+    if cls is not None:
+        i += cls.astype(np.intp) * (256 * 16 + 1)
+    return lut.take(i)
+
+
+def tone_curve(src: np.ndarray, dst: np.ndarray, bins: int = 64) -> np.ndarray:
+    """256-entry monotone curve mapping src grey levels onto dst (fitted on masked pixels)."""
+    if 256 % bins:
+        raise ValueError("bins must divide 256")
+    # counts per grey level, then summed per bin (a division of every pixel costs more)
+    cnt = np.bincount(src, minlength=256).reshape(bins, -1).sum(axis=1).astype(np.float64)
+    tot = np.bincount(src, weights=dst, minlength=256).reshape(bins, -1).sum(axis=1)
+    return fit_bins(cnt, tot, bins)
+
+
+def fit_bins(cnt: np.ndarray, tot: np.ndarray, bins: int) -> np.ndarray:
+    mean = np.where(cnt > 0, tot / np.maximum(cnt, 1), 0.0)
+    used = cnt > 0
+    if not used.any():
+        return np.arange(256, dtype=np.float64)
+    fit = isotonic(mean[used], cnt[used])
+    centres = (np.flatnonzero(used) + 0.5) * 256 / bins
+    return np.interp(np.arange(256), centres, fit)
+
+
+def class_curves(src: np.ndarray, cls: np.ndarray, dst: np.ndarray, min_share: float,
+                  bins: int = 64) -> np.ndarray:
+    """(N_HUES + 1, 256) monotone curves mapping src grey levels onto dst, one per colour
+    class of the src pixels; a class with fewer than min_share of the pixels takes the
+    curve of all of them."""
+    k = N_HUES + 1
+    key = cls.astype(np.intp) * 256 + src
+    cnt = np.bincount(key, minlength=k * 256).reshape(k, bins, -1).sum(axis=2).astype(
+        np.float64)
+    tot = np.bincount(key, weights=dst, minlength=k * 256).reshape(k, bins, -1).sum(axis=2)
+    overall = fit_bins(cnt.sum(axis=0), tot.sum(axis=0), bins)
+    n = cnt.sum(axis=1)
+    return np.stack([fit_bins(cnt[c], tot[c], bins) if n[c] >= min_share * len(src)
+                     else overall for c in range(k)])
+
+
+def _extend(curve_bins: np.ndarray, used: np.ndarray, bins: int) -> np.ndarray:
+    """256-entry curve through the fitted bin centres; beyond the levels fitted it goes on
+    parallel to the identity (a level a tile lacks keeps its offset, not a constant)."""
+    centres = (np.flatnonzero(used) + 0.5) * 256 / bins
+    x = np.arange(256, dtype=np.float64)
+    out = np.interp(x, centres, curve_bins)
+    lo, hi = centres[0], centres[-1]
+    out = np.where(x < lo, curve_bins[0] + (x - lo), out)
+    return np.where(x > hi, curve_bins[-1] + (x - hi), out)
+
+
+def _node_curves(xs: np.ndarray, goal: np.ndarray, node: np.ndarray, wt: np.ndarray,
+                 n_nodes: int, bins: int, min_weight: float) -> np.ndarray:
+    """(n_nodes, 256) monotone curves of xs (int levels) onto goal, one per grid node, each
+    fitted on the pixels around it weighted by their bilinear weight (node, wt, goal:
+    (4, n), the nodes of each pixel's cell, their weights and the levels each should map
+    the pixel to); a node with less than min_weight keeps the identity."""
+    key = (node * bins + (xs * bins // 256)[None, :]).ravel()
+    w = wt.ravel().astype(np.float64)
+    size = n_nodes * bins
+    cnt = np.bincount(key, weights=w, minlength=size).reshape(n_nodes, bins)
+    tot = np.bincount(key, weights=w * goal.ravel(), minlength=size).reshape(n_nodes, bins)
+    curves = np.tile(np.arange(256, dtype=np.float64), (n_nodes, 1))
+    for t in range(n_nodes):
+        used = cnt[t] > 1e-6
+        if cnt[t].sum() < min_weight:
+            continue
+        fit = isotonic(tot[t][used] / cnt[t][used], cnt[t][used])
+        curves[t] = _extend(fit, used, bins)
+    return curves
+
+
+def _cell(coord: np.ndarray, lo: int, hi: int, cells: int) -> tuple[np.ndarray, np.ndarray]:
+    """(cell index, position in the cell 0..1) of pixel coordinates along one axis, for
+    cells + 1 nodes from the first pixel (lo) to the last (hi - 1)."""
+    t = np.clip((coord.astype(np.float64) - lo) * cells / max(hi - 1 - lo, 1), 0.0, cells)
+    i = np.minimum(t.astype(np.intp), cells - 1)
+    return i, t - i
+
+
+def _spans(n: int, lo: int, hi: int, cells: int) -> list[tuple[np.ndarray, int, int]]:
+    """Per node along one axis: (its bilinear weights over [start, stop), start, stop)."""
+    g, gf = _cell(np.arange(n), lo, hi, cells)
+    out = []
+    for k in range(cells + 1):
+        wk = np.where(g == k, 1 - gf, 0.0) + np.where(g == k - 1, gf, 0.0)
+        idx = np.flatnonzero(wk > 0)
+        a, b = (int(idx[0]), int(idx[-1]) + 1) if idx.size else (0, 0)
+        out.append((wk[a:b].astype(np.float32), a, b))
+    return out
+
+
+def local_correction(pred: np.ndarray, target: np.ndarray, valid: np.ndarray, cells: int,
+                     bins: int = 32, outlier: float = 30.0,
+                     steps: int = 3, stride: int = 3) -> tuple[np.ndarray, float]:
+    """(pred corrected by local tone curves, their mean |curve - identity| per pixel).
+
+    A grid of (cells + 1) x (cells + 1) nodes spans the overlap's bounding box, corners
+    included; each node has a monotone curve of `bins` bins mapping the prediction (float32,
+    aligned with `target`) onto the target, fitted on the pixels of the four cells around it
+    weighted bilinearly, and refitted without the pixels predicted worse than `outlier` grey
+    levels (new content there). Each pixel takes the curves of its cell's four nodes,
+    weighted bilinearly (as CLAHE blends its tiles), so the correction varies smoothly over
+    the picture: a vignette, local contrast equalisation, a graduated filter; not the grey
+    levels of one object."""
+    ys_, xs_ = np.nonzero(valid)
+    if ys_.size == 0:
+        return pred, 0.0
+    h, w = target.shape
+    y0, y1, x0, x1 = int(ys_.min()), int(ys_.max()) + 1, int(xs_.min()), int(xs_.max()) + 1
+    ys_, xs_ = ys_[::stride], xs_[::stride]  # the curves are fitted on every stride-th pixel
+    side = cells + 1
+    iy, fy = _cell(ys_, y0, y1, cells)
+    ix, fx = _cell(xs_, x0, x1, cells)
+    node = np.stack([iy * side + ix, iy * side + ix + 1, (iy + 1) * side + ix,
+                     (iy + 1) * side + ix + 1])
+    wt = np.stack([(1 - fy) * (1 - fx), (1 - fy) * fx, fy * (1 - fx), fy * fx])
+    xs = np.clip(pred[ys_, xs_], 0, 255).astype(np.intp)
+    ys = target[ys_, xs_].astype(np.float64)
+    min_weight = max(16.0, ys_.size / (side * side * 8))
+    inl = np.ones(ys.size, bool)
+    curves = np.tile(np.arange(256, dtype=np.float64), (side * side, 1))
+    vals = curves[node, xs[None, :]]
+    at = xs.astype(np.float64)
+    for step in range(2 * steps):
+        # each node's curve moves by the residual of the blended prediction around it, so
+        # the blend, not each node alone, fits the target (backfitting steps)
+        goal = vals + (ys - at)[None, :]
+        curves = _node_curves(xs[inl], goal[:, inl], node[:, inl], wt[:, inl], side * side,
+                              bins, min_weight)
+        vals = curves[node, xs[None, :]]
+        at = (vals * wt).sum(axis=0)
+        if step == steps - 1:  # new content (text, a figure) is left out of the next fits
+            inl = np.abs(ys - at) <= outlier
+    spans_y = _spans(h, y0, y1, cells)
+    spans_x = _spans(w, x0, x1, cells)
+    q = np.clip(pred, 0.0, 255.0).astype(np.float32)
+    lo = np.minimum(q.astype(np.intp), 254)
+    frac = q - lo
+    out = np.zeros_like(q)
+    for i, (wy, r0, r1) in enumerate(spans_y):
+        acc = np.zeros((r1 - r0, w), np.float32)
+        for j, (wx, c0, c1) in enumerate(spans_x):
+            c = curves[i * side + j].astype(np.float32)
+            li, fr = lo[r0:r1, c0:c1], frac[r0:r1, c0:c1]
+            v = c.take(li)
+            v += fr * (c.take(li + 1) - v)
+            v *= wx[None, :]
+            acc[:, c0:c1] += v
+        acc *= wy[:, None]
+        out[r0:r1] += acc
+    return out, float(np.mean(np.abs(at - xs)))
+
+
+def gain_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """(gain g, mean |y - min(g x, 255)|): how close the tone curve's values y at the
+    pixels' levels x are to a pure exposure change (a gain, clipped at white)."""
+    sel = (y < 250) & (x > 5)
+    if sel.sum() < 16:
+        return 1.0, float("inf")
+    xf, yf = x[sel].astype(np.float64), y[sel].astype(np.float64)
+    g = float((xf * yf).sum() / max(float((xf * xf).sum()), 1e-9))
+    return g, float(np.mean(np.abs(y - np.minimum(g * x.astype(np.float64), 255.0))))

@@ -35,14 +35,37 @@ TILE_ROWS = 2048
 @dataclass
 class _List:
     ids: np.ndarray
-    x: np.ndarray  # decoded, float32 (n, d)
+    # the SQ8 codes as float32 (n, d): a vector is vmin + step * codes, so a score is
+    # (q * step) . codes + q . vmin: one conversion per list read, no decode per score
+    codes: np.ndarray
     keys: np.ndarray  # (seq << 32 | id) of the entries kept: current and in scope
     err: float
     pos: np.ndarray  # where the kept entries are in the list on disk
 
     @property
     def nbytes(self) -> int:
-        return self.x.nbytes + self.ids.nbytes + self.keys.nbytes
+        return self.codes.nbytes + self.ids.nbytes + self.keys.nbytes
+
+
+@dataclass
+class Queries:
+    """Query vectors prepared for scores against code lists: x * step and x . vmin."""
+
+    scaled: np.ndarray
+    offset: np.ndarray
+
+    @classmethod
+    def of(cls, x: np.ndarray, coarse: Coarse) -> Queries:
+        return cls(np.ascontiguousarray(x * coarse.step, np.float32),
+                   (x @ coarse.vmin).astype(np.float32))
+
+    def rows(self, rows: np.ndarray) -> Queries:
+        return Queries(self.scaled[rows], self.offset[rows])
+
+    def scores(self, target: _List) -> np.ndarray:
+        out = self.scaled @ target.codes.T
+        out += self.offset[:, None]
+        return out
 
 
 class ListCache:
@@ -68,7 +91,7 @@ class ListCache:
         pos = np.flatnonzero(keys >= 0)  # stale and out-of-scope entries are never scored
         if len(pos) < len(ids):
             ids, codes, keys = ids[pos], codes[pos], keys[pos]
-        got = _List(ids, self.coarse.decode(codes), keys, float(r.maxerr[c]), pos)
+        got = _List(ids, codes.astype(np.float32), keys, float(r.maxerr[c]), pos)
         self.reads += 1
         self._lists[key] = got
         self.used += got.nbytes
@@ -78,23 +101,50 @@ class ListCache:
         return got
 
 
-def _above(xq: np.ndarray, kq: np.ndarray, eq: float, target: _List, radius: float,
+def _above(q: Queries, kq: np.ndarray, eq: float, target: _List, radius: float,
            later_only: bool) -> tuple[np.ndarray, np.ndarray]:
     """(query positions, target positions) whose approximate score may reach `radius`."""
-    if not len(target.ids) or not len(xq):
+    if not len(target.ids) or not len(q.offset):
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     et = target.err
     cut = np.float32(radius - (eq + et + eq * et) - F32_SLACK)
     qs, ts = [], []
-    for s in range(0, len(xq), TILE_ROWS):
-        scores = xq[s:s + TILE_ROWS] @ target.x.T
-        a, b = np.nonzero(scores >= cut)
+    for s in range(0, len(q.offset), TILE_ROWS):
+        tile = Queries(q.scaled[s:s + TILE_ROWS], q.offset[s:s + TILE_ROWS])
+        a, b = np.nonzero(tile.scores(target) >= cut)
         if later_only:  # the later vector of a pair probes the earlier one's list
             later = target.keys[b] < kq[s + a]
             a, b = a[later], b[later]
         qs.append(a + s)
         ts.append(b)
     return np.concatenate(qs), np.concatenate(ts)
+
+
+def scan_order(coarse: Coarse, neighbours: int = 32) -> np.ndarray:
+    """The cells in an order where each is followed by one of its nearest (a greedy walk
+    over the centroids): lists probed by one query list are mostly probed by the next
+    ones too, so the cache keeps them."""
+    import faiss
+
+    q = faiss.downcast_index(coarse.quantizer)
+    flat = faiss.downcast_index(q.index) if isinstance(q, faiss.IndexPreTransform) else q
+    centroids = flat.reconstruct_n(0, flat.ntotal)
+    _, near = flat.search(centroids, min(neighbours, len(centroids)))
+    seen = np.zeros(len(centroids), bool)
+    order, cur, scan = [], 0, 0
+    for _ in range(len(centroids)):
+        seen[cur] = True
+        order.append(cur)
+        nxt = [int(j) for j in near[cur] if j >= 0 and not seen[j]]
+        if nxt:
+            cur = nxt[0]
+            continue
+        while scan < len(seen) and seen[scan]:
+            scan += 1
+        if scan == len(seen):
+            break
+        cur = scan
+    return np.asarray(order, np.int64)
 
 
 def _by_cell(probes: np.ndarray) -> list[tuple[int, np.ndarray]]:
@@ -123,10 +173,12 @@ def scan_whole(cache: ListCache, nprobe: int, radius: float, order: np.ndarray,
                 q = cache.get(k, c)
                 if len(q.ids):
                     probes = r.list_probes(c)[q.pos][:, :nprobe]
+                    prepared = Queries.of(cache.coarse.decode(q.codes), cache.coarse)
                     for cell, rows in _by_cell(probes):
                         for t in range(len(readers)):
                             target = cache.get(t, cell)
-                            a, b = _above(q.x[rows], q.keys[rows], q.err, target, radius, True)
+                            a, b = _above(prepared.rows(rows), q.keys[rows], q.err, target,
+                                          radius, True)
                             found_u.append(q.ids[rows[a]])
                             found_v.append(target.ids[b])
             if on_progress and (step % 64 == 0 or step == total):
@@ -139,11 +191,12 @@ def scan_queries(cache: ListCache, xq: np.ndarray, ids: np.ndarray, keys: np.nda
                  ) -> tuple[np.ndarray, np.ndarray]:
     """Candidate (query id, target id) pairs of full-precision query vectors."""
     probes = cache.coarse.probes(xq, nprobe)
+    prepared = Queries.of(xq, cache.coarse)
     found_u, found_v = [], []
     for cell, rows in _by_cell(probes):
         for t in range(len(cache.readers)):
             target = cache.get(t, cell)
-            a, b = _above(xq[rows], keys[rows], 0.0, target, radius, later_only)
+            a, b = _above(prepared.rows(rows), keys[rows], 0.0, target, radius, later_only)
             found_u.append(ids[rows[a]])
             found_v.append(target.ids[b])
     u, v = _concat(found_u), _concat(found_v)
@@ -186,5 +239,6 @@ def cache_budget(budget: int, rows: int, whole: bool) -> int:
     return left if whole else min(left, SMALL_CACHE)
 
 
-__all__ = ["ListCache", "cache_budget", "default_budget", "scan_queries", "scan_whole",
+__all__ = ["ListCache", "Queries", "cache_budget", "default_budget", "scan_order",
+           "scan_queries", "scan_whole",
            "unique_pairs"]

@@ -24,8 +24,10 @@ from imgsim_index.index.catalog import Catalog
 from imgsim_index.index.ivf_sync import RowKeys, VectorLookup, iter_vectors, row_keys
 from imgsim_index.search.ivf_scan import (
     ListCache,
+    Queries,
     cache_budget,
     default_budget,
+    scan_order,
     scan_queries,
     scan_whole,
     unique_pairs,
@@ -101,7 +103,7 @@ def ivf_pairs(folder: str, catalog: Catalog, manifest: ivf.IvfManifest, threshol
             u, v = engine.ivf_candidates(folder, manifest, keys.seq, nprobe, radius,
                                          cache.budget, on_progress)
         elif new_after is None:
-            u, v = scan_whole(cache, nprobe, radius, np.arange(manifest.nlist), on_progress)
+            u, v = scan_whole(cache, nprobe, radius, scan_order(coarse), on_progress)
         else:
             u, v, queries = _scan_new(folder, catalog, cache, keys, new_after, nprobe, radius,
                                       on_progress)
@@ -180,14 +182,16 @@ class IvfSearcher:
         m = self.manifest
         nprobe = min(nprobe or m.probes_stored, m.probes_stored)
         probes = self.coarse.probes(x, nprobe)
+        prepared = Queries.of(x, self.coarse)
         out: list[tuple[np.ndarray, np.ndarray]] = []
         for q in range(len(x)):
             ids_parts, score_parts, err = [], [], 0.0
+            one = prepared.rows(np.asarray([q]))
             for c in probes[q].tolist():
                 for t in range(len(self.cache.readers)):
                     lst = self.cache.get(t, c)
                     ids_parts.append(lst.ids)
-                    score_parts.append(lst.x @ x[q])
+                    score_parts.append(one.scores(lst)[0])
                     err = max(err, lst.err)
             for ids, v in self.pending:
                 ids_parts.append(ids)

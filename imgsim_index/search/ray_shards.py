@@ -102,7 +102,11 @@ def ray_ivf_candidates(folder: str, manifest: Any, seq: np.ndarray, nprobe: int,
 
     scan = ray.remote(scan_cell_group).options(num_cpus=1, max_retries=max_retries)
     seq_ref = ray.put(seq)
-    groups = np.array_split(np.arange(manifest.nlist), max(1, tasks))
+    from imgsim_index.index import ivf
+    from imgsim_index.search.ivf_scan import scan_order
+
+    # consecutive cells of the local scan's order: neighbours share the lists they probe
+    groups = np.array_split(scan_order(ivf.load_coarse(folder, manifest)), max(1, tasks))
     try:
         return _gather([scan.remote(folder, manifest, seq_ref, g, nprobe, radius, cache_bytes)
                         for g in groups if len(g)], on_progress, "IVF scan")

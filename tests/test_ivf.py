@@ -97,6 +97,26 @@ def test_a_larger_ivf_finds_the_planted_pairs_with_exact_scores(tmp_path: Path,
     assert {tuple(sorted((path(a), path(b)))) for a, b in planted} <= {(a, b) for a, b, _ in got}
 
 
+def test_a_scan_in_many_passes_finds_the_same_pairs(tmp_path: Path, small_ivf: None,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A budget that holds a few lists: the scan takes many blocks of target lists, each
+    list read as a target once, and finds exactly what one pass finds."""
+    from imgsim_index.search import ivf_search
+
+    index = tmp_path / "index"
+    x, _ = clustered(20_000, 1, 60)
+    add(index, x, 0, tmp_path)
+    one_pass = pairs_of(index)
+    monkeypatch.setattr(ivf_search, "cache_budget", lambda *a: 60_000)  # ~4 lists of 48-d
+    passes = find_duplicates(str(index), settings=DedupeSettings(
+        pairs=PairSettings(threshold=0.85)))
+    manifest = ivf.read_manifest(str(index))
+    assert manifest is not None
+    lists = manifest.nlist
+    assert passes.search.details["lists_read"] > 3 * lists  # queries read once per pass
+    assert {(*sorted((a, b)), sc) for a, b, sc in passes.pair_paths()} == one_pass
+
+
 def test_new_vectors_go_into_a_new_part_and_new_only_equals_whole_restricted(
         tmp_path: Path, small_ivf: None) -> None:
     index = tmp_path / "index"

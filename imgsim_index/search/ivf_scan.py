@@ -85,20 +85,32 @@ class ListCache:
             self._lists.move_to_end(key)
             self.hits += 1
             return got
-        r = self.readers[k]
-        ids, codes = r.list_entries(c)
-        keys = self.keys_of(ids, r.part)
-        pos = np.flatnonzero(keys >= 0)  # stale and out-of-scope entries are never scored
-        if len(pos) < len(ids):
-            ids, codes, keys = ids[pos], codes[pos], keys[pos]
-        got = _List(ids, codes.astype(np.float32), keys, float(r.maxerr[c]), pos)
-        self.reads += 1
+        got = self.load(k, c)
         self._lists[key] = got
         self.used += got.nbytes
         while self.used > self.budget and len(self._lists) > 1:
             _, old = self._lists.popitem(last=False)
             self.used -= old.nbytes
         return got
+
+    def load(self, k: int, c: int, rows: np.ndarray | None = None) -> _List:
+        """List c of part k read from disk (its current, in-scope entries; with `rows`, only
+        those of its positions), not kept."""
+        r = self.readers[k]
+        ids, codes = r.list_entries(c)
+        keys = self.keys_of(ids, r.part)
+        ok = keys >= 0  # stale and out-of-scope entries are never scored
+        if rows is not None:
+            ok &= rows
+        pos = np.flatnonzero(ok)
+        if len(pos) < len(ids):
+            ids, codes, keys = ids[pos], codes[pos], keys[pos]
+        self.reads += 1
+        return _List(ids, codes.astype(np.float32), keys, float(r.maxerr[c]), pos)
+
+    def list_bytes(self, c: int) -> int:
+        """What list c of every part takes decoded (an upper bound: stale entries count)."""
+        return sum(int(r.sizes[c]) * (4 * r.dim + 16) for r in self.readers)
 
 
 def _above(q: Queries, kq: np.ndarray, eq: float, target: _List, radius: float,
@@ -158,31 +170,69 @@ def _by_cell(probes: np.ndarray) -> list[tuple[int, np.ndarray]]:
             zip(cells.tolist(), bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)]
 
 
+def _blocks(cells: np.ndarray, cache: ListCache) -> list[np.ndarray]:
+    """`cells` cut into runs whose decoded lists (every part) fit the cache's budget."""
+    out, start, used = [], 0, 0
+    for i, c in enumerate(cells.tolist()):
+        size = cache.list_bytes(c)
+        if used and used + size > cache.budget:
+            out.append(cells[start:i])
+            start, used = i, 0
+        used += size
+    if start < len(cells):
+        out.append(cells[start:])
+    return out
+
+
 def scan_whole(cache: ListCache, nprobe: int, radius: float, order: np.ndarray,
                on_progress: Callable[[int, int], None] | None = None
                ) -> tuple[np.ndarray, np.ndarray]:
-    """Candidate (later id, earlier id) pairs of every current entry, list by list."""
-    found_u, found_v = [], []
+    """Candidate (later id, earlier id) pairs of the entries of the lists `order` (every
+    list: a whole scan), in passes. A pass holds one block of target lists (neighbours in
+    the centroid walk, as many as the cache budget holds, each read and converted once)
+    and streams the query lists, scoring only the rows that probe the block: a list is
+    read as a target once in all, whatever the data's spread, and as a query once per
+    pass (its probes first, then the codes of the rows that need them)."""
     readers = cache.readers
-    total = len(order) * len(readers)
-    step = 0
-    for k, r in enumerate(readers):
+    nlist = len(readers[0].sizes) if readers else 0
+    probed = np.zeros(nlist, bool)
+    for r in readers:
         for c in order.tolist():
-            step += 1
             if r.sizes[c]:
-                q = cache.get(k, c)
-                if len(q.ids):
-                    probes = r.list_probes(c)[q.pos][:, :nprobe]
-                    prepared = Queries.of(cache.coarse.decode(q.codes), cache.coarse)
-                    for cell, rows in _by_cell(probes):
-                        for t in range(len(readers)):
-                            target = cache.get(t, cell)
-                            a, b = _above(prepared.rows(rows), q.keys[rows], q.err, target,
-                                          radius, True)
-                            found_u.append(q.ids[rows[a]])
-                            found_v.append(target.ids[b])
-            if on_progress and (step % 64 == 0 or step == total):
-                on_progress(step, total)
+                probed[r.list_probes(c)[:, :nprobe].ravel()] = True
+    walk = scan_order(cache.coarse) if nlist else np.zeros(0, np.int64)
+    blocks = _blocks(walk[probed[walk]], cache)
+    found_u: list[np.ndarray] = []
+    found_v: list[np.ndarray] = []
+    total, step = len(blocks) * len(order) * len(readers), 0
+    for block in blocks:
+        in_block = np.zeros(nlist, bool)
+        in_block[block] = True
+        targets = {(t, c): cache.load(t, c) for c in block.tolist() for t in range(len(readers))}
+        for k, r in enumerate(readers):
+            for c in order.tolist():
+                step += 1
+                if on_progress and (step % 256 == 0 or step == total):
+                    on_progress(step, total)
+                if not r.sizes[c]:
+                    continue
+                probes = r.list_probes(c)[:, :nprobe]
+                hits = in_block[probes]
+                q = cache.load(k, c, hits.any(axis=1))
+                if not len(q.ids):
+                    continue
+                probes, hits = probes[q.pos], hits[q.pos]
+                prepared = Queries.of(cache.coarse.decode(q.codes), cache.coarse)
+                for cell, rows in _by_cell(np.where(hits, probes, -1)):
+                    if cell < 0:
+                        continue
+                    for t in range(len(readers)):
+                        target = targets[(t, cell)]
+                        a, b = _above(prepared.rows(rows), q.keys[rows], q.err, target,
+                                      radius, True)
+                        found_u.append(q.ids[rows[a]])
+                        found_v.append(target.ids[b])
+        del targets
     return _concat(found_u), _concat(found_v)
 
 

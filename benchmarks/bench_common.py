@@ -16,6 +16,44 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 
+# Runs a CLI command in a fresh interpreter and writes its peak RSS (VmHWM) to stderr last
+PEAK_WRAPPER = """
+import atexit, sys
+def peak():
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                sys.stderr.write("PEAK_KIB " + line.split()[1] + "\\n")
+atexit.register(peak)
+import os
+if os.environ.get("BENCH_IVF_ABOVE"):  # smoke runs: an IVF below its size (not in the baseline)
+    from imgsim_index.index import ivf
+    ivf.IVF_ABOVE = int(os.environ["BENCH_IVF_ABOVE"])
+"""
+CLI_WRAPPER = PEAK_WRAPPER + """
+from imgsim_index.cli import main
+sys.argv = ["imgsim-index", *sys.argv[1:]]
+main()
+"""
+
+
+def run_cli(args: list[str], env: dict[str, str] | None = None, root: Path = ROOT
+            ) -> tuple[float, float, str, str]:
+    """(seconds, peak GiB, stdout, stderr) of one CLI command of the tree `root` in a fresh
+    interpreter."""
+    import time
+
+    e = {**os.environ, "PYTHONPATH": str(root), **(env or {})}
+    t = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", CLI_WRAPPER, *args], capture_output=True,
+                          text=True, env=e, cwd=str(root))
+    seconds = time.perf_counter() - t
+    if proc.returncode != 0:
+        raise RuntimeError(f"imgsim-index {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
+    peak = [line for line in proc.stderr.splitlines() if line.startswith("PEAK_KIB ")]
+    return seconds, int(peak[-1].split()[1]) / 2**20, proc.stdout, proc.stderr
+
+
 def planted_vectors(n: int, dim: int, seed: int, low: float, share: float = 0.01,
                     clusters: int = 0, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
     """Random unit vectors (float32, generated in chunks) and about `share` x n planted

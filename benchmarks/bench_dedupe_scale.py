@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,42 +33,13 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.bench_common import fmt_table, planted_vectors  # noqa: E402
+from benchmarks.bench_common import fmt_table, planted_vectors, run_cli  # noqa: E402
 from benchmarks.results_file import (  # noqa: E402
     cpu_features,
     machine,
     this_command,
     update_section,
 )
-
-ROOT = Path(__file__).resolve().parents[1]
-WRAPPER = """
-import atexit, json, sys
-def peak():
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmHWM:"):
-                sys.stderr.write("PEAK_KIB " + line.split()[1] + "\\n")
-atexit.register(peak)
-from imgsim_index.cli import main
-sys.argv = ["imgsim-index", *sys.argv[1:]]
-main()
-"""
-
-
-def run_cli(args: list[str], extra_env: dict[str, str] | None = None
-            ) -> tuple[float, float, str, str]:
-    """(seconds, peak GiB, stdout, stderr) of one CLI command in a fresh interpreter."""
-    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-           **(extra_env or {})}
-    t = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", WRAPPER, *args], capture_output=True,
-                          text=True, env=env)
-    seconds = time.perf_counter() - t
-    if proc.returncode != 0:
-        raise RuntimeError(f"imgsim-index {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
-    peak = [line for line in proc.stderr.splitlines() if line.startswith("PEAK_KIB ")]
-    return seconds, int(peak[-1].split()[1]) / 2**20, proc.stdout, proc.stderr
 
 
 def main() -> None:

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.bench_common import fmt_table  # noqa: E402
-from benchmarks.bench_scale import run_cli, write_vectors  # noqa: E402
+from benchmarks.bench_common import fmt_table, run_cli  # noqa: E402
+from benchmarks.bench_scale import write_vectors  # noqa: E402
 from benchmarks.results_file import cpu_features, machine, this_command, update_section  # noqa: E402
 
 
@@ -52,7 +52,7 @@ def main() -> None:
         rows, reports = [], {}
         for engine in ("local", "ray"):
             out = work / f"out-{engine}"
-            secs, peak, _ = run_cli(["dedupe", "--index", idx, "--threshold", "0.95",
+            secs, peak, _, _ = run_cli(["dedupe", "--index", idx, "--threshold", "0.95",
                                      "--engine", engine, "--output", str(out), "-q"])
             report = json.loads(next(out.glob("*/report.json")).read_text())
             reports[engine] = report

@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.bench_common import fmt_table  # noqa: E402
+from benchmarks.bench_common import PEAK_WRAPPER, fmt_table, run_cli  # noqa: E402
 from benchmarks.results_file import (  # noqa: E402
     cpu_features,
     machine,
@@ -50,22 +50,6 @@ from benchmarks.results_file import (  # noqa: E402
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-WRAPPER = """
-import atexit, sys
-def peak():
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmHWM:"):
-                sys.stderr.write("PEAK_KIB " + line.split()[1] + "\\n")
-atexit.register(peak)
-import os
-if os.environ.get("BENCH_IVF_ABOVE"):  # smoke runs: an IVF below its size (not in the baseline)
-    from imgsim_index.index import ivf
-    ivf.IVF_ABOVE = int(os.environ["BENCH_IVF_ABOVE"])
-from imgsim_index.cli import main
-sys.argv = ["imgsim-index", *sys.argv[1:]]
-main()
-"""
 CHUNK = 100_000
 QUERY = """
 import json, sys, time
@@ -89,26 +73,12 @@ print(json.dumps({"setup": setup, "times": times}))
 """
 
 
-def run_cli(args: list[str], env: dict[str, str] | None = None, root: Path = ROOT
-            ) -> tuple[float, float, str]:
-    """(seconds, peak GiB, stdout) of one CLI command in a fresh interpreter."""
-    e = {**os.environ, "PYTHONPATH": str(root), **(env or {})}
-    t = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", WRAPPER, *args], capture_output=True,
-                          text=True, env=e, cwd=str(root))
-    seconds = time.perf_counter() - t
-    if proc.returncode != 0:
-        raise RuntimeError(f"imgsim-index {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
-    peak = [line for line in proc.stderr.splitlines() if line.startswith("PEAK_KIB ")]
-    return seconds, int(peak[-1].split()[1]) / 2**20, proc.stdout
-
-
 def run_query(idx: str, n: int, count: int) -> tuple[float, float, float, float]:
     """(p50 s, p99 s, peak GiB, setup s) of `count` one-vector queries in one fresh process:
     the search part of the service's /v1/query (the image's embedding adds a constant),
     with the searcher it keeps per commit made once (setup)."""
     e = {**os.environ, "PYTHONPATH": str(ROOT)}
-    code = WRAPPER.split("from imgsim_index.cli import main")[0] + QUERY
+    code = PEAK_WRAPPER + QUERY
     proc = subprocess.run([sys.executable, "-c", code, idx, str(n), str(count)],
                           capture_output=True, text=True, env=e, cwd=str(ROOT))
     if proc.returncode != 0:
@@ -192,7 +162,7 @@ def one_size(n: int, a: argparse.Namespace, work: Path) -> tuple[list[list[str]]
     # a compaction rewrites every vector once more: above --no-compact-above the segments
     # are kept (disk: the .npy, the segments and the IVF at once, not a fourth copy)
     compact = [] if n <= a.no_compact_above else ["--no-compact"]
-    s, gib, _ = run_cli(["import-vectors", str(work / "base.npy"), str(work / "base.paths"),
+    s, gib, _, _ = run_cli(["import-vectors", str(work / "base.npy"), str(work / "base.paths"),
                          "--index", idx, "-q", *compact])
     os.unlink(work / "base.npy")
     rows.append([f"{n:,}", "import-vectors (streamed, then IVF trained and filled"
@@ -208,7 +178,7 @@ def one_size(n: int, a: argparse.Namespace, work: Path) -> tuple[list[list[str]]
         out = work / f"out-{label}"
         args = ["dedupe", "--index", idx, "--threshold", str(a.threshold), "--output",
                 str(out), "-q"]
-        secs, peak, _ = run_cli(args, env, root)
+        secs, peak, _, _ = run_cli(args, env, root)
         got, report = report_pairs(out)
         found = [(path_of(p), path_of(q)) for q, (p, _) in planted.items()]
         hit = sum(tuple(sorted(f)) in got for f in found)
@@ -252,12 +222,12 @@ def one_size(n: int, a: argparse.Namespace, work: Path) -> tuple[list[list[str]]
             sources[k] = lookup.read(np.asarray([row.id]))[0]
     cat.close()
     write_vectors(work / "new", n, a.new, a.dim, centres, new_planted, rng, sources)
-    s, gib, _ = run_cli(["import-vectors", str(work / "new.npy"), str(work / "new.paths"),
+    s, gib, _, _ = run_cli(["import-vectors", str(work / "new.npy"), str(work / "new.paths"),
                          "--index", idx, "-q"])
     rows.append([f"{n:,}", f"import-vectors of {a.new:,} new (a new IVF part)", f"{s:.0f}",
                  f"{gib:.2f}", ""])
     out = work / "out-new"
-    secs, peak, _ = run_cli(["dedupe", "--index", idx, "--new-only", "--threshold",
+    secs, peak, _, _ = run_cli(["dedupe", "--index", idx, "--new-only", "--threshold",
                              str(a.threshold), "--output", str(out), "-q"])
     got_new, report = report_pairs(out)
     hit = sum(tuple(sorted((path_of(p), path_of(q)))) in got_new

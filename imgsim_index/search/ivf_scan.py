@@ -93,9 +93,10 @@ class ListCache:
             self.used -= old.nbytes
         return got
 
-    def load(self, k: int, c: int, rows: np.ndarray | None = None) -> _List:
+    def load(self, k: int, c: int, rows: np.ndarray | None = None,
+             as_float: bool = True) -> _List:
         """List c of part k read from disk (its current, in-scope entries; with `rows`, only
-        those of its positions), not kept."""
+        those of its positions), not kept; codes as float32, or as stored (uint8)."""
         r = self.readers[k]
         ids, codes = r.list_entries(c)
         keys = self.keys_of(ids, r.part)
@@ -106,24 +107,23 @@ class ListCache:
         if len(pos) < len(ids):
             ids, codes, keys = ids[pos], codes[pos], keys[pos]
         self.reads += 1
-        return _List(ids, codes.astype(np.float32), keys, float(r.maxerr[c]), pos)
-
-    def list_bytes(self, c: int) -> int:
-        """What list c of every part takes decoded (an upper bound: stale entries count)."""
-        return sum(int(r.sizes[c]) * (4 * r.dim + 16) for r in self.readers)
+        return _List(ids, codes.astype(np.float32) if as_float else codes.copy(), keys,
+                     float(r.maxerr[c]), pos)
 
 
-def _above(q: Queries, kq: np.ndarray, eq: float, target: _List, radius: float,
+def _above(q: Queries, kq: np.ndarray, eq: float | np.ndarray, target: _List, radius: float,
            later_only: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(query positions, target positions) whose approximate score may reach `radius`."""
+    """(query positions, target positions) whose approximate score may reach `radius`;
+    `eq`: the queries' reconstruction error bound (one, or one per query)."""
     if not len(target.ids) or not len(q.offset):
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     et = target.err
-    cut = np.float32(radius - (eq + et + eq * et) - F32_SLACK)
+    cut = np.asarray(radius - (eq + et + eq * et) - F32_SLACK, np.float32)
     qs, ts = [], []
     for s in range(0, len(q.offset), TILE_ROWS):
         tile = Queries(q.scaled[s:s + TILE_ROWS], q.offset[s:s + TILE_ROWS])
-        a, b = np.nonzero(tile.scores(target) >= cut)
+        a, b = np.nonzero(tile.scores(target) >= (cut if cut.ndim == 0 else
+                                                  cut[s:s + TILE_ROWS, None]))
         if later_only:  # the later vector of a pair probes the earlier one's list
             later = target.keys[b] < kq[s + a]
             a, b = a[later], b[later]
@@ -170,69 +170,116 @@ def _by_cell(probes: np.ndarray) -> list[tuple[int, np.ndarray]]:
             zip(cells.tolist(), bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)]
 
 
-def _blocks(cells: np.ndarray, cache: ListCache) -> list[np.ndarray]:
-    """`cells` cut into runs whose decoded lists (every part) fit the cache's budget."""
+def _blocks(cells: np.ndarray, cost: np.ndarray, budget: int) -> list[np.ndarray]:
+    """`cells` cut into runs whose summed `cost` (bytes) fits `budget` (one cell at least)."""
     out, start, used = [], 0, 0
     for i, c in enumerate(cells.tolist()):
-        size = cache.list_bytes(c)
-        if used and used + size > cache.budget:
+        if used and used + int(cost[c]) > budget:
             out.append(cells[start:i])
             start, used = i, 0
-        used += size
+        used += int(cost[c])
     if start < len(cells):
         out.append(cells[start:])
     return out
+
+
+@dataclass
+class _Gathered:
+    """The query rows of one pass that probe its block: codes as stored, and per probe
+    into the block, the probed cell and the row."""
+
+    codes: np.ndarray
+    ids: np.ndarray
+    keys: np.ndarray
+    err: np.ndarray
+    cell: np.ndarray
+    row: np.ndarray
+
+
+def _gather(cache: ListCache, order: np.ndarray, nprobe: int, in_block: np.ndarray,
+            tick: Callable[[], None]) -> _Gathered:
+    codes, ids, keys, err, cell, row = [], [], [], [], [], []
+    n = 0
+    for k, r in enumerate(cache.readers):
+        for c in order.tolist():
+            tick()
+            if not r.sizes[c]:
+                continue
+            probes = r.list_probes(c)[:, :nprobe]
+            hits = in_block[probes]
+            if not hits.any():
+                continue
+            q = cache.load(k, c, hits.any(axis=1), as_float=False)
+            if not len(q.ids):
+                continue
+            at, which = np.nonzero(hits[q.pos])
+            codes.append(q.codes)
+            ids.append(q.ids)
+            keys.append(q.keys)
+            err.append(np.full(len(q.ids), q.err, np.float32))
+            cell.append(probes[q.pos][at, which])
+            row.append(at + n)
+            n += len(q.ids)
+    if not n:
+        empty = np.zeros(0, np.int64)
+        return _Gathered(np.zeros((0, 0), np.uint8), empty, empty, np.zeros(0, np.float32),
+                         empty, empty)
+    return _Gathered(np.concatenate(codes), np.concatenate(ids), np.concatenate(keys),
+                     np.concatenate(err), np.concatenate(cell), np.concatenate(row))
 
 
 def scan_whole(cache: ListCache, nprobe: int, radius: float, order: np.ndarray,
                on_progress: Callable[[int, int], None] | None = None
                ) -> tuple[np.ndarray, np.ndarray]:
     """Candidate (later id, earlier id) pairs of the entries of the lists `order` (every
-    list: a whole scan), in passes. A pass holds one block of target lists (neighbours in
-    the centroid walk, as many as the cache budget holds, each read and converted once)
-    and streams the query lists, scoring only the rows that probe the block: a list is
-    read as a target once in all, whatever the data's spread, and as a query once per
-    pass (its probes first, then the codes of the rows that need them)."""
+    list: a whole scan), in passes over blocks of target lists.
+
+    A block is a run of cells in the centroid walk whose probing query rows fit the
+    cache's budget (as stored codes, one byte a dimension). A pass
+    reads every query list's probes, gathers the rows that probe the block, then scores
+    each target list once against all its probing rows in one GEMM: with spread-out data
+    a list's rows probe many different lists, and scoring them list by list would be
+    matrix-vector products bound by memory, not by arithmetic."""
     readers = cache.readers
-    nlist = len(readers[0].sizes) if readers else 0
-    probed = np.zeros(nlist, bool)
+    if not readers or not len(order):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    nlist, d = len(readers[0].sizes), readers[0].dim
+    probing = np.zeros(nlist, np.int64)  # probes into each cell from the query rows
     for r in readers:
         for c in order.tolist():
             if r.sizes[c]:
-                probed[r.list_probes(c)[:, :nprobe].ravel()] = True
-    walk = scan_order(cache.coarse) if nlist else np.zeros(0, np.int64)
-    blocks = _blocks(walk[probed[walk]], cache)
+                probing += np.bincount(r.list_probes(c)[:, :nprobe].ravel(), minlength=nlist)
+    cost = probing * (d + 40)  # a gathered row: codes, id, key, error, cell and row
+    walk = scan_order(cache.coarse)
+    blocks = _blocks(walk[probing[walk] > 0], cost, cache.budget)
     found_u: list[np.ndarray] = []
     found_v: list[np.ndarray] = []
     total, step = len(blocks) * len(order) * len(readers), 0
+
+    def tick() -> None:
+        nonlocal step
+        step += 1
+        if on_progress and (step % 256 == 0 or step == total):
+            on_progress(step, total)
+
     for block in blocks:
         in_block = np.zeros(nlist, bool)
         in_block[block] = True
-        targets = {(t, c): cache.load(t, c) for c in block.tolist() for t in range(len(readers))}
-        for k, r in enumerate(readers):
-            for c in order.tolist():
-                step += 1
-                if on_progress and (step % 256 == 0 or step == total):
-                    on_progress(step, total)
-                if not r.sizes[c]:
-                    continue
-                probes = r.list_probes(c)[:, :nprobe]
-                hits = in_block[probes]
-                q = cache.load(k, c, hits.any(axis=1))
-                if not len(q.ids):
-                    continue
-                probes, hits = probes[q.pos], hits[q.pos]
-                prepared = Queries.of(cache.coarse.decode(q.codes), cache.coarse)
-                for cell, rows in _by_cell(np.where(hits, probes, -1)):
-                    if cell < 0:
-                        continue
-                    for t in range(len(readers)):
-                        target = targets[(t, cell)]
-                        a, b = _above(prepared.rows(rows), q.keys[rows], q.err, target,
-                                      radius, True)
-                        found_u.append(q.ids[rows[a]])
-                        found_v.append(target.ids[b])
-        del targets
+        g = _gather(cache, order, nprobe, in_block, tick)
+        by_cell = np.argsort(g.cell, kind="stable")
+        cells, first = np.unique(g.cell[by_cell], return_index=True)
+        bounds = np.append(first, len(by_cell))
+        for cell, lo, hi in zip(cells.tolist(), bounds[:-1].tolist(), bounds[1:].tolist(),
+                                strict=True):
+            rows = g.row[by_cell[lo:hi]]
+            prepared = Queries.of(cache.coarse.decode(g.codes[rows]), cache.coarse)
+            for t in range(len(readers)):
+                target = cache.load(t, cell)
+                a, b = _above(prepared, g.keys[rows], g.err[rows], target, radius, True)
+                if len(a):
+                    found_u.append(g.ids[rows[a]])
+                    found_v.append(target.ids[b])
+        del g
     return _concat(found_u), _concat(found_v)
 
 

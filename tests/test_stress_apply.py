@@ -2,7 +2,7 @@
 
 The script builds a real index (efficientnet-lite0) of generated images once,
 then kills real `apply` / `apply --resume` / `undo` processes with SIGKILL and
-checks every file after each kill. The 100-iteration run is in ARCHITECTURE.md.
+checks every file after each kill. The 100-iteration run is in benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations

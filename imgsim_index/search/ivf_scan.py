@@ -7,14 +7,15 @@ earlier one's list, i.e. home(v) is among the first `nprobe` cells of u, where u
 A new-only dedupe therefore finds exactly the pairs a whole dedupe finds that involve a
 new vector (tests compare them).
 
-Whole scan: lists are taken one at a time in the quantizer's scan order; each entry's
-stored probes name the lists it is scored against; decoded lists are kept in an LRU cache
-bounded by the memory budget, and scores are float32 GEMMs of decoded SQ8 codes. An
-approximate score differs from the exact one by at most e_u + e_v + e_u e_v (the two
-reconstruction errors, measured per list when the codes were written), so candidates are
-taken at radius - that bound - 1e-4 (float32 rounding) and nothing is lost to
-quantization; only the cells can miss a pair (recall in benchmarks/bench_scale.py).
-Memory: the cache, one GEMM tile, 8 bytes per candidate and 8 bytes per catalog id.
+Whole scan, in passes: each pass holds one block of target lists (neighbours in a greedy
+walk over the centroids, as many as the memory budget holds, each read once) and streams
+the query lists, scoring only the entries whose stored probes name a list of the block;
+scores are float32 GEMMs against the SQ8 codes kept as floats. An approximate score
+differs from the exact one by at most e_u + e_v + e_u e_v (the two reconstruction errors,
+measured per list when the codes were written), so candidates are taken at radius - that
+bound - 1e-4 (float32 rounding) and nothing is lost to quantization; only the cells can
+miss a pair (recall in benchmarks/bench_scale.py).
+Memory: one block of lists, one GEMM tile, 8 bytes per candidate and per catalog id.
 """
 
 from __future__ import annotations

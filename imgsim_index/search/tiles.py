@@ -212,7 +212,7 @@ class TileScorer:
     fp32, kernel "faiss": the block becomes a FAISS IndexFlatIP and the query rows are
     range-searched against it (the exact tiles: large square tiles). fp32, kernel "gemm":
     one numpy GEMM per tile, thresholded by row maxima first (the IVF cells: many small
-    blocks; it kept the IVF search at its earlier speed, see ARCHITECTURE.md). bf16: both
+    blocks; it kept the IVF search at its earlier speed, see benchmarks/RESULTS.md). bf16: both
     sides become zero-padded bf16 tensors (to_bf16 / gather_bf16) and above_bf16 keeps
     the scores >= radius - BF16_MARGIN, a superset of the fp32 candidates. `bf16_copy`:
     keep a whole bf16 copy of x (half its memory) for searches that gather scattered rows

@@ -5,9 +5,9 @@ queue behind one writer thread, which owns the writer's catalog connection.
 Reads never wait for it: each read opens the catalog read-only (as dedupe does)
 and sees the last commit; the vectors are cached by commit number, as one contiguous
 float32 matrix, and reloaded only after a commit (the writer's own or, for an
-index shared with other readers, any). Queries search that matrix in place with
-FAISS's flat inner-product kernel: no per-request index build or copy. The model
-is loaded on first need and kept.
+index shared with other readers, any). Queries search that matrix in place (one
+float32 product per block of queries, pipeline/query.py): no per-request index or copy.
+The model is loaded on first need and kept.
 """
 
 from __future__ import annotations

@@ -35,6 +35,7 @@ import numpy as np
 from imgsim_index.verify.check import Blurs, Check, check_map
 from imgsim_index.verify.features import Features
 from imgsim_index.verify.geometry import (
+    MIRRORED,
     dihedral,
     dihedral_matrix,
     flip_matrix,
@@ -44,8 +45,6 @@ from imgsim_index.verify.geometry import (
     template,
 )
 from imgsim_index.verify.settings import SKETCH_ASPECT_LOG_TOL, SKETCH_MAPS, MatchSettings
-
-MIRRORED = 4  # dihedral transforms 4..7 are mirrored
 
 
 @dataclass

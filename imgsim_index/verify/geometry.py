@@ -30,11 +30,12 @@ from imgsim_index.verify.settings import (
 )
 
 Box = tuple[int, int, int, int]
+MIRRORED = 4  # dihedral transforms 0..3 turn by k x 90 deg; 4..7 mirror first
 
 
 def dihedral(s: np.ndarray, k: int) -> np.ndarray:
-    t = np.fliplr(s) if k >= 4 else s
-    return np.rot90(t, k % 4)
+    t = np.fliplr(s) if k >= MIRRORED else s
+    return np.rot90(t, k % MIRRORED)
 
 
 def _unit_to_box(box: Box) -> np.ndarray:
@@ -109,7 +110,7 @@ def _template_fwd(a: Features, b: Features, k: int) -> tuple[float, np.ndarray]:
 
 def template(a: Features, b: Features, k: int) -> tuple[float, np.ndarray]:
     s1, m1 = _template_fwd(a, b, k)
-    s2, m2 = _template_fwd(b, a, k if k >= 4 else (4 - k) % 4)
+    s2, m2 = _template_fwd(b, a, k if k >= MIRRORED else (MIRRORED - k) % MIRRORED)
     if s2 > s1:
         return s2, np.linalg.inv(np.vstack([m2, [0, 0, 1]]))[:2]
     return s1, m1

@@ -215,6 +215,14 @@ STROKE_CONTRAST = 40  # ...this many levels lighter / darker than the other imag
 OVERLAY_NEWS_SHARE = 0.005  # an overlay share under this is not named in the evidence
 SCORE_MEDIAN_WEIGHT = 0.01  # a map's score: overlap - differing share - this x block median
 
+# ---------------------------------------------------------------- tone curves (tone.py)
+
+LUT_STEPS = 16  # tone curves are read from a table of this many steps per grey level
+GAIN_MAX_LEVEL, GAIN_MIN_LEVEL = 250, 5  # a gain is fitted on curve values under this max,
+GAIN_MIN_PIXELS = 16  # ...at levels over this min, and only from this many pixels
+LOCAL_MIN_WEIGHT = 16.0  # a tile node's curve needs this much pixel weight around it...
+LOCAL_NODE_SHARE = 8  # ...or 1/this of a node's share of the pixels, if more
+
 # ---------------------------------------------------------------- evidence words (evidence.py)
 
 CROP_MIN_SHARE = 0.02  # a side cut by more than this share is named as cropped...

@@ -13,6 +13,7 @@ from imgsim_index.groups.keep import GroupDecision, KeepSettings
 from imgsim_index.index.catalog import Row
 from imgsim_index.report.json_report import build_report
 from imgsim_index.search import Pairs, PairSettings
+from imgsim_index.verify.verdict import Verdict
 
 
 def _row(k: int, name: str, size: int | None, error: str | None = None) -> Row:
@@ -46,11 +47,11 @@ def sample_report() -> Any:
                "preprocessing": {"resize": 256}},
         index_path="/idx", timings={"pair_search": 0.12345, "verify": 1.0},
         keep=KeepSettings("original", ("/lib/keep",)), decisions=decisions, threshold=0.9,
-        pair_verdicts=[("copy", "B resized to 33%", {"scale": 0.333333, "overlap": 1.0}),
-                       ("exact", "same bytes", {})],
+        pair_verdicts=[Verdict("copy", "B resized to 33%", {"scale": 0.333333, "overlap": 1.0}),
+                       Verdict("exact", "same bytes")],
         near_misses=near,
-        near_miss_verdicts=[("other_shot", "other shot: 14% of the overlap differs",
-                             {"differing_share": 0.14})],
+        near_miss_verdicts=[Verdict("other_shot", "other shot: 14% of the overlap differs",
+                                    {"differing_share": 0.14})],
         verification={"ran": True, "compared": 3, "skipped_as_grouped": 0,
                       "skipped_as_other_shot": 0, "same_bytes": 1, "not_verified": 0,
                       "seconds": 0.5},

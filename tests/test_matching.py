@@ -13,6 +13,7 @@ from conftest import _load_script
 from PIL import Image, ImageDraw
 
 from imgsim_index.verify import matching as mt
+from imgsim_index.verify.check import verify_map
 
 
 @pytest.fixture(scope="module")
@@ -128,9 +129,9 @@ def test_deterministic(photo: np.ndarray, base: mt.Features) -> None:
 
 
 def test_settings_validate() -> None:
-    mt.VerifySettings().validate()
+    mt.MatchSettings().validate()
     with pytest.raises(ValueError, match="ratio"):
-        mt.VerifySettings(ratio=1.5).validate()
+        mt.MatchSettings(ratio=1.5).validate()
 
 
 def smooth(seed: int, size: tuple[int, int] = (96, 72)) -> Image.Image:
@@ -175,11 +176,11 @@ def test_moved_subject_rejected_at_half_size(photo: np.ndarray) -> None:
     v = mt.compare(a, b)
     assert v.match == "other_shot" and v.numbers["coarse"] == 1.0, v
     assert a.sift_cache == {} and b.sift_cache == {}
-    full = mt.VerifySettings(coarse_margin=0.0, ecc_confirm_px=0.0)
+    full = mt.MatchSettings(coarse_margin=0.0, ecc_confirm_px=0.0)
     w = mt.compare(mt.describe(photo), mt.describe(moved), full)
     assert w.match == "other_shot" and "coarse" not in w.numbers, w
     with pytest.raises(ValueError, match="coarse_margin"):
-        mt.VerifySettings(coarse_margin=0.5).validate()
+        mt.MatchSettings(coarse_margin=0.5).validate()
 
 
 def _both_ways(x: np.ndarray, y: np.ndarray) -> tuple[str, str]:
@@ -273,7 +274,7 @@ def test_a_flat_overlap_verifies_nothing() -> None:
     assert (v.match, v.evidence) == ("other_shot", "A is blank (RGB 250/250/250), B has content")
     same = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
     for x, y in ((a, b), (b, a), (a, a)):
-        chk = mt._verify(x, y, same, mt.DEFAULT)
+        chk = verify_map(x, y, same, mt.DEFAULT)
         assert not chk.copy and chk.words == ["flat where they overlap: nothing to verify"]
 
 

@@ -142,7 +142,8 @@ def test_query_equals_library_query(library: Path, server: str) -> None:
         lib = query_index(str(library / "index"), [path], top_k=3, settings=LITE0,
                           verify=VerifySettings(), **raw)[0]  # type: ignore[arg-type]
         served = by_path.json()["results"][0]["matches"]
-        assert [(m["match"], m["evidence"]) for m in served] == lib.verdicts
+        assert [(m["match"], m["evidence"]) for m in served] == [(v.match, v.evidence)
+                                                                for v in lib.verdicts]
         assert served[0]["match"] == "exact"
         plain = client.post("/v1/query?k=3&verify=false", json={"path": path}).json()
         assert {(m["match"], m["evidence"]) for m in plain["results"][0]["matches"]} == {

@@ -45,7 +45,13 @@ from imgsim_index.search import (
 from imgsim_index.search.hash_pairs import hash_pairs
 from imgsim_index.search.settings import choose_method
 from imgsim_index.search.threshold import exact_scores
-from imgsim_index.verify import Verdicts, VerifySettings, candidate_threshold, verify_pairs
+from imgsim_index.verify import (
+    Verdict,
+    Verdicts,
+    VerifySettings,
+    candidate_threshold,
+    verify_pairs,
+)
 
 if TYPE_CHECKING:
     from imgsim_index.search.plan import OnProgress
@@ -123,19 +129,15 @@ class Duplicates:
                 for a, b, s in zip(self.pairs.i.tolist(), self.pairs.j.tolist(),
                                    self.pairs.score.tolist(), strict=True)]
 
-    def pair_verdicts(self, pairs: Pairs) -> list[tuple[str, str, dict[str, float]]] | None:
-        """(match, evidence, numbers) of each of `pairs` (a subset of the candidates)."""
+    def pair_verdicts(self, pairs: Pairs) -> list[Verdict] | None:
+        """The Verdict of each of `pairs` (a subset of the candidates)."""
         if self.verdicts is None or self.candidates is None:
             return None
         where = {(a, b): k for k, (a, b) in enumerate(zip(self.candidates.i.tolist(),
                                                           self.candidates.j.tolist(),
                                                           strict=True))}
-        v = self.verdicts
-        out = []
-        for a, b in zip(pairs.i.tolist(), pairs.j.tolist(), strict=True):
-            k = where[(a, b)]
-            out.append((v.match[k], v.evidence[k], v.numbers[k]))
-        return out
+        return [self.verdicts.pairs[where[(a, b)]]
+                for a, b in zip(pairs.i.tolist(), pairs.j.tolist(), strict=True)]
 
     def removable_paths(self) -> list[str]:
         """The files the keep policy would remove, group by group."""
@@ -158,7 +160,7 @@ class Duplicates:
         found: dict[str, list[dict[str, Any]]] = {r.path: [] for r in self.rows}
         verdicts = self.pair_verdicts(self.pairs)
         for k, (a, b, score) in enumerate(self.pair_paths()):
-            match = verdicts[k][0] if verdicts else "copy"
+            match = verdicts[k].match if verdicts else "copy"
             found[a].append({"file": b, "similarity_score": score, "match": match})
             found[b].append({"file": a, "similarity_score": score, "match": match})
         return found

@@ -28,6 +28,7 @@ from imgsim_index.index.import_vectors import IMPORTED_WEIGHTS
 from imgsim_index.index.store import IndexStore, LoadedVectors, check_identity
 from imgsim_index.pipeline.build import BuildSettings, resolve_model
 from imgsim_index.search.threshold import SCORE_DECIMALS
+from imgsim_index.verify.verdict import Verdict
 
 if TYPE_CHECKING:
     from imgsim_index.search import Pairs
@@ -46,17 +47,17 @@ class QueryResult:
     path: str
     error: str | None = None
     matches: list[tuple[str, float]] = field(default_factory=list)  # (path, score), best first
-    # (match, evidence) per match, aligned with `matches`: exact | copy | other_shot as
-    # dedupe verifies its candidates (copy, "not verified (cosine only)" without
-    # verification), BELOW_THRESHOLD under the threshold
-    verdicts: list[tuple[str, str]] = field(default_factory=list)
+    # a Verdict per match, aligned with `matches`: exact | copy | other_shot as dedupe
+    # verifies its candidates (copy, "not verified (cosine only)" without verification),
+    # BELOW_THRESHOLD under the threshold
+    verdicts: list[Verdict] = field(default_factory=list)
     threshold: float | None = None  # the threshold used
     threshold_source: str = ""  # "given" | "model default", as in report.json
 
     def rows(self) -> list[dict[str, Any]]:
         """The matches as every surface prints them: path, similarity_score, match,
         evidence."""
-        return [{"path": p, "similarity_score": s, "match": v[0], "evidence": v[1]}
+        return [{"path": p, "similarity_score": s, "match": v.match, "evidence": v.evidence}
                 for (p, s), v in zip(self.matches, self.verdicts, strict=True)]
 
     def to_dict(self, name: str | None = None) -> dict[str, Any]:
@@ -97,13 +98,13 @@ def is_same_file(indexed: str, query_path: str) -> bool:
 
 
 def pair_verdicts(rows: Sequence[Row], pairs: Pairs, settings: VerifySettings | None
-                  ) -> list[tuple[str, str]]:
-    """(match, evidence) per pair of `pairs` (positions into `rows`), compared as dedupe
+                  ) -> list[Verdict]:
+    """The Verdict of each pair of `pairs` (positions into `rows`), compared as dedupe
     compares its candidates; copy, "not verified (cosine only)" when verification is off."""
     from imgsim_index.verify import verify_pairs
 
     v = verify_pairs(rows, pairs, settings)
-    return list(zip(v.match, v.evidence, strict=True))
+    return v.pairs
 
 
 def verify_hits(results: Sequence[QueryResult], rows: dict[str, Row], threshold: float,
@@ -113,7 +114,7 @@ def verify_hits(results: Sequence[QueryResult], rows: dict[str, Row], threshold:
     under it, BELOW_THRESHOLD."""
     from imgsim_index.search import Pairs
 
-    below = (BELOW_THRESHOLD, f"scores under the threshold {threshold:g}: not a duplicate")
+    below = Verdict(BELOW_THRESHOLD, f"scores under the threshold {threshold:g}: not a duplicate")
     for r in results:
         r.verdicts = [below] * len(r.matches)
         hits = [k for k, (_, s) in enumerate(r.matches) if s >= threshold]

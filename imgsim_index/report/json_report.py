@@ -38,12 +38,12 @@ from imgsim_index.groups.keep import GroupDecision, KeepSettings, choose_keepers
 from imgsim_index.index.catalog import Row
 from imgsim_index.report.contract import Group, Member, PairRow, Report, Verification
 from imgsim_index.search import Pairs, PairSettings
+from imgsim_index.verify.verdict import Verdict
 
 # 2: groups carry keeper, members with size/resolution/mtime/score, removable
 # 3: pairs carry match, evidence and verification numbers; near_misses; verification
 REPORT_SCHEMA_VERSION = 3
 
-PairVerdict = tuple[str, str, dict[str, float]]  # match, evidence, numbers
 
 
 def near_miss_text(report: Report) -> str:
@@ -75,7 +75,7 @@ def verification_text(report: Report) -> str:
 
 
 def pair_rows(paths: Sequence[str], pairs: Pairs,
-              verdicts: Sequence[PairVerdict] | None) -> list[PairRow]:
+              verdicts: Sequence[Verdict] | None) -> list[PairRow]:
     """similar_pairs / near_misses rows: the seed's four keys, then the verdict."""
     out = []
     for k, (a, b, s) in enumerate(zip(pairs.i.tolist(), pairs.j.tolist(), pairs.score.tolist(),
@@ -83,9 +83,9 @@ def pair_rows(paths: Sequence[str], pairs: Pairs,
         row: PairRow = {"index": k, "image1": paths[a], "image2": paths[b],
                                "similarity_score": s}
         if verdicts is not None:
-            match, evidence, numbers = verdicts[k]
-            row["match"], row["evidence"] = match, evidence
-            row["verification"] = {n: round(float(v), 4) for n, v in numbers.items()}
+            verdict = verdicts[k]
+            row["match"], row["evidence"] = verdict.match, verdict.evidence
+            row["verification"] = {n: round(float(v), 4) for n, v in verdict.numbers.items()}
         out.append(row)
     return out
 
@@ -105,9 +105,9 @@ def build_report(
     keep: KeepSettings | None = None,
     decisions: Sequence[GroupDecision] | None = None,
     threshold: float | None = None,
-    pair_verdicts: Sequence[PairVerdict] | None = None,
+    pair_verdicts: Sequence[Verdict] | None = None,
     near_misses: Pairs | None = None,
-    near_miss_verdicts: Sequence[PairVerdict] | None = None,
+    near_miss_verdicts: Sequence[Verdict] | None = None,
     verification: dict[str, Any] | None = None,
     threshold_source: str = "given",
     total_images: int | None = None,

@@ -296,7 +296,7 @@ class IndexService:
         verdicts = pair_verdicts(rows, shown, VerifySettings(enabled=verify_on))
         listing.pairs = [
             {"image1": rows[a].path, "image2": rows[b].path, "similarity_score": s,
-             "match": v[0], "evidence": v[1]}
+             "match": v.match, "evidence": v.evidence}
             for a, b, s, v in zip(shown.i.tolist(), shown.j.tolist(), shown.score.tolist(),
                                   verdicts, strict=True)]
         return listing
@@ -332,7 +332,7 @@ class IndexService:
         verdicts = pair_verdicts(rows, shown, VerifySettings(enabled=verify_on))
         listing.pairs = [
             {"image1": rows[i].path, "image2": rows[j].path, "similarity_score": sc,
-             "match": v[0], "evidence": v[1]}
+             "match": v.match, "evidence": v.evidence}
             for i, j, sc, v in zip(shown.i.tolist(), shown.j.tolist(), shown.score.tolist(),
                                    verdicts, strict=True)]
         return listing

@@ -11,6 +11,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from imgsim_index.verify.settings import (
+    GAIN_MAX_LEVEL,
+    GAIN_MIN_LEVEL,
+    GAIN_MIN_PIXELS,
+    LOCAL_MIN_WEIGHT,
+    LOCAL_NODE_SHARE,
+    LUT_STEPS,
+)
+
 N_HUES = 6  # hue sextants of the tone classes (plus neutral)
 
 
@@ -38,15 +47,15 @@ def apply_curve(x: np.ndarray, curve: np.ndarray, cls: np.ndarray | None = None)
     more than the rest of a comparison). With `cls`, curve is (classes, 256) and each
     value takes the curve of its class."""
     curves = curve.reshape(-1, 256)
-    grid = np.arange(256 * 16 + 1) / 16.0
+    grid = np.arange(256 * LUT_STEPS + 1) / float(LUT_STEPS)
     lut = np.concatenate([np.interp(grid, np.arange(256), c) for c in curves]).astype(
         np.float32)
     t = np.clip(x, 0.0, 255.0).astype(np.float32)
-    t *= 16.0
+    t *= float(LUT_STEPS)
     t += 0.5
     i = t.astype(np.intp)
     if cls is not None:
-        i += cls.astype(np.intp) * (256 * 16 + 1)
+        i += cls.astype(np.intp) * (256 * LUT_STEPS + 1)
     return lut.take(i)
 
 
@@ -165,7 +174,7 @@ def local_correction(pred: np.ndarray, target: np.ndarray, valid: np.ndarray, ce
     wt = np.stack([(1 - fy) * (1 - fx), (1 - fy) * fx, fy * (1 - fx), fy * fx])
     xs = np.clip(pred[ys_, xs_], 0, 255).astype(np.intp)
     ys = target[ys_, xs_].astype(np.float64)
-    min_weight = max(16.0, ys_.size / (side * side * 8))
+    min_weight = max(LOCAL_MIN_WEIGHT, ys_.size / (side * side * LOCAL_NODE_SHARE))
     inl = np.ones(ys.size, bool)
     curves = np.tile(np.arange(256, dtype=np.float64), (side * side, 1))
     vals = curves[node, xs[None, :]]
@@ -203,8 +212,8 @@ def local_correction(pred: np.ndarray, target: np.ndarray, valid: np.ndarray, ce
 def gain_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """(gain g, mean |y - min(g x, 255)|): how close the tone curve's values y at the
     pixels' levels x are to a pure exposure change (a gain, clipped at white)."""
-    sel = (y < 250) & (x > 5)
-    if sel.sum() < 16:
+    sel = (y < GAIN_MAX_LEVEL) & (x > GAIN_MIN_LEVEL)
+    if sel.sum() < GAIN_MIN_PIXELS:
         return 1.0, float("inf")
     xf, yf = x[sel].astype(np.float64), y[sel].astype(np.float64)
     g = float((xf * yf).sum() / max(float((xf * xf).sum()), 1e-9))

@@ -1,0 +1,494 @@
+"""The check of one map: do two thumbnails, aligned by a 2x3 map, show the same picture?
+
+verify_map warps the image whose content is smaller on screen onto the other (upsampling
+only), masks what a turn filled in, blurs the sharper one to match, predicts each image from
+the other through monotone tone curves (residual.py) and judges the 16-px blocks where the
+prediction fails: a copy when (almost) none differ beyond a text overlay or caption, nothing
+small appeared or moved, the light and the colours changed as an edit would change them.
+check_map runs it at coarser sizes first (a clear result there settles the map).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from imgsim_index.verify.evidence import Note
+from imgsim_index.verify.features import Features, flat_pixels
+from imgsim_index.verify.geometry import to_level
+from imgsim_index.verify.residual import (
+    Residual,
+    block_std,
+    block_sums,
+    caption_blocks,
+    components,
+    residual,
+    split_overlay,
+)
+from imgsim_index.verify.settings import (
+    BAND_MIN_ASPECT,
+    BAND_MIN_ROWS,
+    BASE_BLUR_SIGMA,
+    BLOCK_MIN_COVER,
+    BLUR_MIN_GAIN,
+    BLUR_STEPS,
+    COARSE_MIN_BLOCKS,
+    FILL_DARK,
+    FILL_GROW_PX,
+    FILL_LIGHT,
+    FILL_MAX_SHARE,
+    FILL_MIN_SHARE,
+    HUE_BLOCK_COVER,
+    HUE_MEAN_COLOURFUL,
+    HUE_MIN_COLOURFUL,
+    HUE_MIN_PIXELS,
+    HUE_MIN_SHARE,
+    LAB_ZERO,
+    MIN_BLOCK_PX,
+    MIN_BLOCKS,
+    NEUTRAL_CHROMA,
+    OVERLAP_ERODE_PX,
+    OVERLAY_NEWS_SHARE,
+    SCORE_MEDIAN_WEIGHT,
+    TURN_MIN_DEG,
+    MatchSettings,
+)
+
+Blurs = dict[tuple[int, float], np.ndarray]  # blurred thumbnails shared by one comparison
+
+
+@dataclass
+class Check:
+    """The result of checking one map."""
+
+    copy: bool
+    differing: float  # share of the judged blocks that differ
+    score: float  # how well the map aligns the pictures (the best map of a pair stands)
+    numbers: dict[str, float]
+    notes: list[Note]
+
+    @property
+    def words(self) -> list[str]:
+        return [n.words() for n in self.notes]
+
+
+def _failed(nums: dict[str, float], note: Note) -> Check:
+    return Check(False, 1.0, -1.0, nums, [note])
+
+
+def _box_mask(shape: tuple[int, int], box: tuple[int, int, int, int]) -> np.ndarray:
+    m = np.zeros(shape, np.uint8)
+    x0, y0, x1, y1 = box
+    m[y0:y1, x0:x1] = 1
+    return m
+
+
+def _extreme(g: np.ndarray) -> np.ndarray:
+    return (g <= FILL_DARK) | (g >= FILL_LIGHT)
+
+
+def _fill_mask(g: np.ndarray) -> np.ndarray:
+    """Near-black or near-white regions touching the border (a transform's constant fill),
+    grown to cover the resampled edge."""
+    n, lab = cv2.connectedComponents(_extreme(g).astype(np.uint8), connectivity=4)
+    keep = np.zeros(n, bool)
+    keep[np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]])] = True
+    keep[0] = False
+    grow = np.ones((FILL_GROW_PX, FILL_GROW_PX), np.uint8)
+    return cv2.dilate(keep[lab].astype(np.uint8), grow) > 0
+
+
+def _hue_change(a: Features, b: Features, m: np.ndarray, swap: bool, block: int,
+                grid: tuple[int, int], settings: MatchSettings) -> tuple[float, np.ndarray]:
+    """(mean absolute hue change in deg where both images are clearly coloured, -1 if
+    unknown; blocks of the residual grid (hb, wb) of `block` grey px, mostly coloured in
+    both, whose hue changed by more than settings.block_hue_deg: a subject recoloured, or
+    another one there)."""
+    src, dst = (a, b) if swap else (b, a)
+    half = np.array([[0.5, 0, 0], [0, 0.5, 0], [0, 0, 1]])
+    m3 = np.vstack([m, [0, 0, 1]])
+    if swap:
+        m3 = np.linalg.inv(m3)
+    to_half = (half @ m3 @ np.linalg.inv(half))[:2]
+    hd, wd = dst.chroma.shape[:2]
+    warped = cv2.warpAffine(src.chroma, to_half, (wd, hd), flags=cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_CONSTANT, borderValue=(LAB_ZERO, LAB_ZERO))
+    valid = cv2.warpAffine(np.ones(src.chroma.shape[:2], np.uint8), to_half, (wd, hd),
+                           flags=cv2.INTER_NEAREST) > 0
+    ab_d = dst.chroma.astype(np.float32) - LAB_ZERO
+    ab_s = warped.astype(np.float32) - LAB_ZERO
+    c_d, c_s = np.hypot(ab_d[..., 0], ab_d[..., 1]), np.hypot(ab_s[..., 0], ab_s[..., 1])
+    sel = valid & (c_d > NEUTRAL_CHROMA) & (c_s > NEUTRAL_CHROMA)
+    hb, wb = grid
+    blocks = np.zeros(grid, bool)
+    if sel.sum() < HUE_MIN_PIXELS:
+        return -1.0, blocks
+    d = np.abs(np.remainder(np.arctan2(ab_d[..., 1], ab_d[..., 0])
+                            - np.arctan2(ab_s[..., 1], ab_s[..., 0])
+                            + np.pi, 2 * np.pi) - np.pi).astype(np.float32)
+    w = np.where(sel, np.minimum(c_d, c_s), 0.0).astype(np.float32)
+    cbs = max(1, block // 2)  # the chroma is at half the grey size
+    if hb * cbs <= hd and wb * cbs <= wd:
+        wsum = block_sums(w, cbs, hb, wb)
+        cover = block_sums(sel.astype(np.float32), cbs, hb, wb) / (cbs * cbs)
+        deg = np.degrees(block_sums(d * w, cbs, hb, wb) / np.maximum(wsum, 1e-6))
+        blocks = (cover >= HUE_BLOCK_COVER) & (deg > settings.block_hue_deg)
+    if sel.sum() < HUE_MIN_SHARE * valid.sum():
+        return -1.0, blocks
+    return float(np.degrees(np.average(d[sel], weights=w[sel]))), blocks
+
+
+@dataclass
+class _Placed:
+    """Two thumbnails on one grid: `dst` as it is, `src` warped onto it by `to_dst`."""
+
+    src: Features
+    dst: Features
+    to_dst: np.ndarray  # 2x3, src px -> dst px
+    swap: bool  # src is the first image of the pair (the map was inverted)
+    warped: np.ndarray  # uint8 grey of src on dst's grid
+    valid: np.ndarray  # bool: where both have content (eroded at the edges)
+    overlap: float  # valid / the larger content area
+
+
+def _place(a: Features, b: Features, m: np.ndarray) -> tuple[_Placed, dict[str, float]]:
+    """The pair on one grid, and the map's numbers (scale, mirrored, overlap, rotation)."""
+    m3 = np.vstack([m, [0, 0, 1]])
+    det = float(np.linalg.det(m[:, :2]))
+    mirrored = det < 0
+    s = float(np.sqrt(abs(det)))
+    # warp the image whose content is smaller on screen onto the other (upsampling only)
+    swap = s < 1.0
+    src, dst, to_dst = (a, b, np.linalg.inv(m3)[:2]) if swap else (b, a, m)
+    hd, wd = dst.grey.shape
+    warped = cv2.warpAffine(src.grey, to_dst, (wd, hd), flags=cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_REPLICATE)
+    src_valid = cv2.warpAffine(_box_mask(src.grey.shape, src.box), to_dst, (wd, hd),
+                               flags=cv2.INTER_NEAREST)
+    valid = (src_valid > 0) & (_box_mask(dst.grey.shape, dst.box) > 0)
+    erode = np.ones((OVERLAP_ERODE_PX, OVERLAP_ERODE_PX), np.uint8)
+    valid = cv2.erode(valid.astype(np.uint8), erode) > 0
+    area_d = (dst.box[2] - dst.box[0]) * (dst.box[3] - dst.box[1])
+    area_s = (src.box[2] - src.box[0]) * (src.box[3] - src.box[1]) * abs(
+        np.linalg.det(to_dst[:, :2]))
+    overlap = float(valid.sum()) / max(area_d, area_s, 1.0)
+    nums: dict[str, float] = {"scale": s, "mirrored": float(mirrored), "overlap": overlap}
+    # rotation, in a's frame: angle of b's x axis
+    ang = float(np.degrees(np.arctan2(m[1, 0], m[0, 0])))
+    if mirrored:
+        ang = float(np.degrees(np.arctan2(-m[1, 0], -m[0, 0])))
+    nums["rotation_deg"] = ang
+    return _Placed(src, dst, to_dst, swap, warped, valid, overlap), nums
+
+
+def _mask_corner_fill(p: _Placed, nums: dict[str, float]) -> None:
+    """A copy turned by a few degrees without growing the canvas has its corners filled
+    with a constant; such fill in one image only is the edit's, not the picture's: it is
+    left out of the overlap."""
+    nums["fill_share"] = 0.0
+    ang = nums["rotation_deg"]
+    if abs(ang - round(ang / 90.0) * 90.0) <= TURN_MIN_DEG:
+        return
+    fill_d, fill_s = _fill_mask(p.dst.grey), _fill_mask(p.src.grey)
+    share = abs(float(fill_d.mean()) - float(fill_s.mean()))  # in one image only
+    if FILL_MIN_SHARE < share <= FILL_MAX_SHARE:
+        nums["fill_share"] = share
+        hd, wd = p.dst.grey.shape
+        fill_w = cv2.warpAffine(fill_s.astype(np.uint8), p.to_dst, (wd, hd),
+                                flags=cv2.INTER_NEAREST) > 0
+        p.valid &= ~((fill_d & ~_extreme(p.warped)) | (fill_w & ~_extreme(p.dst.grey)))
+
+
+def _hue(a: Features, b: Features, m: np.ndarray, p: _Placed, settings: MatchSettings,
+         nums: dict[str, float]) -> tuple[float, np.ndarray]:
+    """(mean hue change or -1, blocks whose hue changed) when both images have colour."""
+    hd, wd = p.dst.grey.shape
+    bs = settings.block
+    hue, hue_blocks = -1.0, np.zeros((hd // bs, wd // bs), bool)
+    if min(a.colourful, b.colourful) > HUE_MIN_COLOURFUL and hue_blocks.size:
+        hue, hue_blocks = _hue_change(a, b, m, p.swap, bs, hue_blocks.shape, settings)
+        if min(a.colourful, b.colourful) <= HUE_MEAN_COLOURFUL:
+            hue = -1.0  # too little colour for a mean over the picture
+    nums["hue_change_deg"] = hue
+    return hue, hue_blocks
+
+
+def _deblur(grey_d: np.ndarray, grey_s: np.ndarray, idx: np.ndarray, dst_blur: Blurs,
+            dst_key: int) -> tuple[float, np.ndarray, np.ndarray]:
+    """(signed blur sigma, dst blurred, src blurred): a light blur of both, then more blur
+    on one of them while it helps the tone curve predict one from the other (the error is
+    unimodal in it); > 0: dst blurred more, < 0: src."""
+    from imgsim_index.verify.tone import apply_curve, tone_curve
+
+    def blur_d(sigma: float) -> np.ndarray:  # the unwarped image's blurs: one per compare
+        key = (dst_key, sigma)
+        if key not in dst_blur:
+            dst_blur[key] = cv2.GaussianBlur(grey_d, (0, 0), sigma)
+        return dst_blur[key]
+
+    blurred_d = blur_d(BASE_BLUR_SIGMA)
+    blurred_s = cv2.GaussianBlur(grey_s, (0, 0), BASE_BLUR_SIGMA)
+    d_v, s_v = blurred_d.ravel().take(idx), blurred_s.ravel().take(idx)
+    curve = tone_curve(np.clip(s_v, 0, 255).astype(np.uint8), d_v)
+    pred_s = apply_curve(s_v, curve)
+    best = (float(np.mean(np.abs(d_v - pred_s))), 0.0, blurred_d, blurred_s)
+    for which in (0, 1):  # blur dst, then src, more while it helps
+        for sigma in BLUR_STEPS:
+            sig = float(np.hypot(sigma, BASE_BLUR_SIGMA))
+            x = blur_d(sig) if which == 0 else blurred_d
+            y = cv2.GaussianBlur(grey_s, (0, 0), sig) if which == 1 else blurred_s
+            yy = apply_curve(y.ravel().take(idx), curve) if which == 1 else pred_s
+            xv = x.ravel().take(idx) if which == 0 else d_v
+            err = float(np.mean(np.abs(xv - yy)))
+            if err >= best[0] * BLUR_MIN_GAIN:
+                break
+            best = (err, sigma if which == 0 else -sigma, x, y)
+    return best[1], best[2], best[3]
+
+
+@dataclass
+class _Judging:
+    """What the judgement of one map needs, for one or both prediction directions."""
+
+    p: _Placed
+    grey_d: np.ndarray  # float32 grey of dst, unblurred
+    grey_s: np.ndarray  # float32 grey of src warped, unblurred
+    blurred_d: np.ndarray
+    blurred_s: np.ndarray
+    idx: np.ndarray  # flat indices of the pixels the tone curves are fitted on
+    inside: np.ndarray  # float32 0/1: the overlap
+    counts: np.ndarray  # overlap pixels per block
+    used: np.ndarray  # bool: blocks judged
+    caption: np.ndarray  # bool: blocks of caption text
+    hue: float
+    hue_blocks: np.ndarray
+    nums: dict[str, float]
+    settings: MatchSettings
+    # set by prime()
+    std_d: np.ndarray = field(init=False)  # block grey std of dst (blurred)
+    std_s: np.ndarray = field(init=False)  # ...of src
+    cls_s: np.ndarray = field(init=False)  # src's colour classes on dst's grid
+    fwd: Residual = field(init=False)  # dst predicted from src, global curves
+    clipped: np.ndarray = field(init=False)  # blocks whose strong residuals are no content
+
+    def prime(self) -> None:
+        """The block contrasts, the clipped blocks and the prediction of dst from src
+        through the global tone curves, which every judgement of this map starts from."""
+        s, p = self.settings, self.p
+        self.std_d = block_std(self.blurred_d, self.inside, self.counts, s.block)
+        self.std_s = block_std(self.blurred_s, self.inside, self.counts, s.block)
+        hd, wd = p.dst.grey.shape
+        self.cls_s = cv2.warpAffine(p.src.tone_classes(), p.to_dst, (wd, hd),
+                                    flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)
+        self.fwd = self._predict(0)
+        self.nums["tone_shift"] = self.fwd.tone_shift
+        self.hue_blocks &= self.used
+        self.clipped = self._clipped()
+
+    def _predict(self, tiles: int, reverse: bool = False) -> Residual:
+        if reverse:
+            return residual(self.blurred_s, self.blurred_d, self.grey_d,
+                            self.p.dst.tone_classes(), self.std_s, self.idx, self.inside,
+                            self.counts, self.used, self.settings, tiles)
+        return residual(self.blurred_d, self.blurred_s, self.grey_s, self.cls_s, self.std_d,
+                        self.idx, self.inside, self.counts, self.used, self.settings, tiles)
+
+    def run(self, tiles: int) -> Check:
+        """Predict dst from src; when that alone allows a copy, src from dst too (a
+        direction can only add differing blocks, so the verdict is the same in either
+        order). tiles: local tone curves on top of the global ones (0: none)."""
+        fwd = self.fwd if not tiles else self._predict(tiles)
+        chk = _judge([fwd], self)
+        if chk.copy:
+            chk = _judge([fwd, self._predict(tiles, reverse=True)], self)
+        return chk
+
+    def _clipped(self) -> np.ndarray:
+        """Blocks largely clipped in either image (in any channel): an edit that clipped
+        them leaves residuals there that are no new content."""
+        p, bs = self.p, self.settings.block
+        hd, wd = p.dst.grey.shape
+        clip_w = cv2.warpAffine(p.src.clip, p.to_dst, (wd, hd), flags=cv2.INTER_LINEAR,
+                                borderMode=cv2.BORDER_REPLICATE)
+        clip = np.maximum(p.dst.clip, clip_w).astype(np.float32) * (self.inside / 255.0)
+        hb, wb = self.used.shape
+        return block_sums(clip, bs, hb, wb) > self.settings.strong_clip_share * np.maximum(
+            self.counts, 1.0)
+
+
+def _prepare(a: Features, b: Features, m: np.ndarray, settings: MatchSettings,
+             blurs: Blurs) -> _Judging | Check:
+    """Everything the judgement needs, or the failed Check when there is nothing to judge."""
+    p, nums = _place(a, b, m)
+    if p.overlap < settings.min_overlap:
+        return _failed(nums, Note("overlap_low", (p.overlap,)))
+    _mask_corner_fill(p, nums)
+    grey_d, grey_s, valid = p.dst.grey.astype(np.float32), p.warped.astype(np.float32), p.valid
+    hue, hue_blocks = _hue(a, b, m, p, settings, nums)
+    nums["std_a"], nums["std_b"] = float(grey_d[valid].std()), float(grey_s[valid].std())
+    if flat_pixels(grey_d[valid], settings) or flat_pixels(grey_s[valid], settings):
+        # flat where they overlap: nothing there tells a copy from another picture (two
+        # wholly flat images were judged by their colours before any alignment)
+        nums["mean_diff"] = abs(float(grey_d[valid].mean()) - float(grey_s[valid].mean()))
+        return _failed(nums, Note("flat_overlap"))
+    bs = settings.block
+    hb, wb = grey_d.shape[0] // bs, grey_d.shape[1] // bs
+    if hb == 0 or wb == 0:
+        return _failed(nums, Note("too_small"))
+    inside = valid.astype(np.float32)
+    counts = np.rint(block_sums(inside, bs, hb, wb))
+    used = counts >= BLOCK_MIN_COVER * bs * bs
+    if used.sum() < MIN_BLOCKS:
+        return _failed(nums, Note("overlap_small"))
+    caption = caption_blocks(grey_d, grey_s, inside, counts, used, settings)
+    fit = valid
+    if caption.any():  # the tone curves and the blur are the picture's, not the text's
+        fit = valid.copy()
+        fit[: hb * bs, : wb * bs] &= ~np.kron(caption, np.ones((bs, bs), bool))
+    idx = np.flatnonzero(fit)  # raster order: img.ravel().take(idx) = img[fit]
+    sigma, blurred_d, blurred_s = _deblur(grey_d, grey_s, idx, blurs, id(p.dst))
+    nums["blur_sigma"] = sigma
+    ready = _Judging(p, grey_d, grey_s, blurred_d, blurred_s, idx, inside, counts, used,
+                     caption, hue, hue_blocks, nums, settings)
+    ready.prime()
+    return ready
+
+
+def verify_map(a: Features, b: Features, m: np.ndarray, settings: MatchSettings,
+               blurs: Blurs | None = None, local: bool = False) -> Check:
+    """Check a 2x3 map m (b thumbnail px -> a thumbnail px). blurs: blurred thumbnails
+    shared by the checks of one comparison. local: predict each image from the other with
+    curves per tile (settings.local_tiles) on top of the global ones."""
+    ready = _prepare(a, b, m, settings, {} if blurs is None else blurs)
+    if isinstance(ready, Check):
+        return ready
+    if not local:
+        return ready.run(0)
+    chk = ready.run(settings.local_tiles)
+    chk.numbers["local_tone"] = 1.0
+    if chk.copy:
+        chk.notes.insert(0, Note("local_tone"))
+    return chk
+
+
+def _differing(dirs: list[Residual], j: _Judging,
+               nums: dict[str, float]) -> tuple[float, float, np.ndarray]:
+    """(differing share, overlay share, the differing blocks): text overlays are told apart
+    in each direction, then the blocks either direction finds differing, and not an overlay
+    band or caption there, are new content."""
+    settings, used, caption = j.settings, j.used, j.caption
+    n_used = float(used.sum())
+    split = [split_overlay(d, j.std_d, j.std_s, settings) for d in dirs]
+    rest = np.logical_or.reduce([r for r, _ in split] + [j.hue_blocks])
+    in_caption = rest & caption
+    rest &= ~caption
+    overlay = float((np.logical_or.reduce([b for _, b in split]) & ~rest & ~caption).sum())
+    differing = float(rest.sum()) / n_used
+    comps = components(rest)
+    nums["largest_region"] = max((c[4] for c in comps), default=0) / n_used
+    # shaped like a text band (the coarse check leaves such a region to the full one)
+    band_rows = max(BAND_MIN_ROWS, round(settings.band_rows * used.shape[0]))
+    nums["band_shaped"] = float(any(c[3] <= band_rows and c[2] >= BAND_MIN_ASPECT * c[3]
+                                    for c in comps))
+    nums["regions"] = float(len(comps))
+    overlay_share = overlay / n_used
+    if overlay_share > settings.max_overlay:
+        differing += overlay_share
+        overlay_share = 0.0
+    caption_share = float(in_caption.sum()) / n_used  # under max_caption: caption_blocks
+    nums["caption_share"] = caption_share
+    overlay_share += caption_share
+    nums["differing_share"], nums["overlay_share"] = differing, overlay_share
+    return differing, overlay_share, rest
+
+
+def _judge(dirs: list[Residual], j: _Judging) -> Check:
+    """The check's verdict from the residuals of one or both directions."""
+    settings, nums = j.settings, dict(j.nums)
+    notes: list[Note] = []
+    tone_dev = max(d.tone_dev for d in dirs)
+    med = max(d.median for d in dirs)
+    nums["tone_dev"], nums["block_median"] = tone_dev, med
+    differing, overlay_share, rest = _differing(dirs, j, nums)
+    copy = differing <= settings.max_differing and nums["largest_region"] <= settings.max_region
+    # a small object that moved, appeared or vanished (a ball between two video frames)
+    # stays under the shares above; its blocks differ by far, where an edit's do not
+    strong = np.logical_or.reduce([d.strong for d in dirs]) & rest & ~j.clipped
+    nums["strong_blocks"] = float(strong.sum())
+    if max((c[4] for c in components(strong)), default=0) >= settings.strong_min_blocks:
+        copy = False
+        notes.append(Note("small_change"))
+    if nums["largest_region"] > settings.max_region:
+        notes.append(Note("region", (nums["largest_region"],)))
+    if med > settings.max_block_median:
+        copy = False
+        notes.append(Note("throughout"))
+    # an exposure change is a gain (clipped at white) however strong: x0.6 on a bright
+    # picture moves its levels by 70 and more; another light (day and night) is no gain
+    gains = [d.gain for d in dirs if d.gain_dev <= settings.max_gain_dev]
+    nums["gain"] = dirs[0].gain
+    nums["gain_dev"] = max(d.gain_dev for d in dirs)
+    exposure = len(gains) == len(dirs) and all(
+        1.0 / settings.max_gain <= g <= settings.max_gain for g in gains)
+    if tone_dev > settings.max_tone_dev and not exposure:
+        copy = False
+        notes.append(Note("light"))
+    nums["local_tone_dev"] = max(d.local_dev for d in dirs)
+    if j.hue >= 0 and j.hue > settings.max_hue_deg:
+        copy = False
+        notes.append(Note("colours"))
+    if overlay_share >= OVERLAY_NEWS_SHARE:  # the share is in the numbers; less is no news
+        notes.append(Note("overlay", (overlay_share,)))
+    score = j.p.overlap - differing - SCORE_MEDIAN_WEIGHT * med
+    return Check(copy, differing, score, nums, notes)
+
+
+def _clearly_other(c: Check, s: MatchSettings) -> bool:
+    n, k = c.numbers, s.coarse_margin
+    regions = not n.get("band_shaped") and (c.differing > k * s.max_differing
+                                            or n.get("largest_region", 0.0) > k * s.max_region)
+    return (n.get("overlap", 1.0) < s.min_overlap or regions
+            or n.get("block_median", 0.0) > k * s.max_block_median
+            or n.get("tone_dev", 0.0) > k * s.max_tone_dev
+            or n.get("hue_change_deg", -1.0) > k * s.max_hue_deg)
+
+
+def _clearly_copy(c: Check, s: MatchSettings) -> bool:
+    n, k = c.numbers, s.coarse_margin
+    return (c.differing * k <= s.max_differing and n.get("largest_region", 0.0) * k <= s.max_region
+            and n.get("block_median", 0.0) * k <= s.max_block_median
+            and n.get("tone_dev", 0.0) * k <= s.max_tone_dev
+            and n.get("hue_change_deg", -1.0) * k <= s.max_hue_deg)
+
+
+def check_map(a: Features, b: Features, m: np.ndarray, settings: MatchSettings,
+              blurs: Blurs, local: bool = False) -> Check:
+    """verify_map, after checks at coarser sizes (coarse_levels halvings, coarsest first,
+    with blocks halved too) that settle a map failing there, or passing there
+    (coarse_accept), by coarse_margin on every limit; a map in between goes on to the next
+    size."""
+    if settings.coarse_margin and min(a.grey.shape + b.grey.shape) >= \
+            COARSE_MIN_BLOCKS * settings.block:
+        m3 = np.vstack([m, [0, 0, 1]])
+        for level in range(settings.coarse_levels, 0, -1):
+            block = settings.block >> level
+            if block < MIN_BLOCK_PX:
+                continue
+            ha, hb = a, b
+            for _ in range(level):
+                ha, hb = ha.half(), hb.half()
+            mh = to_level(a, ha) @ m3 @ np.linalg.inv(to_level(b, hb))
+            c = verify_map(ha, hb, mh[:2], dataclasses.replace(settings, block=block), blurs,
+                           local)
+            # below half size only a clear pass settles a map: resampling a noisy picture
+            # (a star field) that far makes blocks differ that agree at half size
+            if level == 1 and not c.copy and _clearly_other(c, settings):
+                c.numbers["coarse"] = float(level)
+                return c
+            if c.copy and settings.coarse_accept and _clearly_copy(c, settings):
+                c.numbers["coarse"] = float(level)
+                return c
+    return verify_map(a, b, m, settings, blurs, local)

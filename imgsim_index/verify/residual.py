@@ -1,0 +1,193 @@
+"""Residuals on a block grid: one image predicted from the other (aligned) through monotone
+tone curves, and the blocks where the prediction fails; which of those are a text overlay
+or caption text. check.py judges a map from them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from imgsim_index.verify.settings import (
+    BAND_MIN_ASPECT,
+    BAND_MIN_ROWS,
+    CLIP_HIGH,
+    CLIP_LOW,
+    CLIP_SPREAD_K,
+    REFIT_FLOOR_K,
+    REFIT_MEDIAN_K,
+    REFIT_SAMPLE,
+    STROKE_BLACK,
+    STROKE_CONTRAST,
+    STROKE_WHITE,
+    MatchSettings,
+)
+from imgsim_index.verify.tone import apply_curve, class_curves, gain_fit, local_correction
+
+
+def block_sums(x: np.ndarray, bs: int, hb: int, wb: int) -> np.ndarray:
+    """Sums over the (hb, wb) grid of bs x bs blocks of a float32 image (area resampling:
+    one pass in OpenCV instead of a strided NumPy reduction)."""
+    crop = np.ascontiguousarray(x[: hb * bs, : wb * bs])
+    return cv2.resize(crop, (wb, hb), interpolation=cv2.INTER_AREA).astype(np.float64) * (bs * bs)
+
+
+def block_std(g: np.ndarray, in_overlap: np.ndarray, n: np.ndarray, bs: int) -> np.ndarray:
+    """Grey std per block over the pixels where in_overlap (float32 0/1) is 1; n: their counts."""
+    hb, wb = n.shape
+    x = g * in_overlap
+    nn = np.maximum(n, 1.0)
+    mean = block_sums(x, bs, hb, wb) / nn
+    var = block_sums(x * g, bs, hb, wb) / nn - mean * mean
+    return np.sqrt(np.maximum(var, 0.0))
+
+
+def components(mask: np.ndarray) -> list[tuple[int, int, int, int, int]]:
+    """(x, y, w, h, area) of 8-connected components of a boolean block grid."""
+    n, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    return [tuple(int(v) for v in stats[i]) for i in range(1, n)]  # type: ignore[misc]
+
+
+
+@dataclass
+class Residual:
+    diff: np.ndarray  # blocks where the prediction fails
+    strong: np.ndarray  # ...by far (settings.strong_ratio, strong_floor): new content
+    median: float  # median block residual (grey levels)
+    tone_shift: float  # mean (curve - identity) over the predicting image's pixels
+    tone_dev: float  # mean |curve - identity|
+    gain: float  # the pure gain (exposure change, clipped at white) closest to the curves
+    gain_dev: float  # ...and the curves' mean |curve - that gain|
+    local_dev: float  # mean |local curve - identity| of the tiles' curves (0: global only)
+
+
+def _clip_tolerance(source0: np.ndarray, idx: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """Per pixel, the residual not counted: where the source is clipped (0-3 or 252-255)
+    an edit may have merged many levels of the target into one, so the residual there
+    counts only beyond twice the spread of the target over that level (a figure in a night
+    scene stands far outside the spread of the black it covers; the highlights a
+    brightening clipped stay within theirs). ys: the target at the fitted pixels idx."""
+    lv = np.clip(source0, 0, 255).astype(np.uint8)
+    lv_idx = lv.ravel().take(idx)
+    cnt = np.bincount(lv_idx, minlength=256)
+    mean = np.bincount(lv_idx, weights=ys, minlength=256) / np.maximum(cnt, 1)
+    var = np.bincount(lv_idx, weights=ys * ys, minlength=256) / np.maximum(cnt, 1) - mean ** 2
+    tol = np.zeros(256, np.float32)
+    clipped = np.r_[0:CLIP_LOW + 1, CLIP_HIGH:256]
+    tol[clipped] = CLIP_SPREAD_K * np.sqrt(np.maximum(var[clipped], 0.0))
+    return tol[lv]
+
+
+def residual(target: np.ndarray, source: np.ndarray, source0: np.ndarray,
+              cls: np.ndarray, st: np.ndarray, idx: np.ndarray, in_overlap: np.ndarray,
+              n: np.ndarray, used: np.ndarray, settings: MatchSettings,
+              tiles: int = 0) -> Residual:
+    """Predict `target` from `source` (aligned float32 grey images) through monotone tone
+    curves, one per colour class of the source (`cls`, aligned with it), fitted on the
+    overlap (flat pixel indices `idx`; in_overlap: the overlap as float32 0/1, n: its pixel count
+    per block; st: the target's block grey std); blocks (of settings.block px) whose mean
+    residual is out of line with the noise and the local contrast differ. Pixels that are
+    clipped in the source (`source0`, unblurred, at 0-3 or 252-255) are not judged: the
+    levels an edit clipped cannot be told apart there."""
+    bs = settings.block
+    hb, wb = used.shape
+    xs = np.clip(source.ravel().take(idx), 0, 255).astype(np.intp)
+    ys = target.ravel().take(idx)
+    cs = cls.ravel().take(idx)
+    curves = class_curves(xs, cs, ys, settings.min_class_share)
+    # refitted without the pixels it predicts worst: new content (text, a figure) whose grey
+    # levels also occur in the picture would otherwise pull the curve there (a white caption
+    # over red bends white towards red, and a white highlight elsewhere then differs)
+    err = np.abs(ys - curves[cs, xs])
+    inl = err <= max(REFIT_FLOOR_K * settings.diff_floor,
+                     REFIT_MEDIAN_K * float(np.median(err[::REFIT_SAMPLE])))
+    if not inl.all():
+        curves = class_curves(xs[inl], cs[inl], ys[inl], settings.min_class_share)
+    mapped = apply_curve(source, curves, cls).astype(np.float32)
+    dev = curves[cs, xs] - xs
+    gain, gain_dev = gain_fit(xs, curves[cs, xs])
+    local_dev = 0.0
+    if tiles:  # tone that varies over the picture: curves per tile on top of the global ones
+        fit = np.zeros(target.shape, bool)
+        fit.ravel()[idx] = True
+        mapped, local_dev = local_correction(mapped, target, fit, tiles)
+    res = np.abs(target - mapped)
+    res -= _clip_tolerance(source0, idx, ys)
+    np.maximum(res, 0.0, out=res)
+    res *= in_overlap
+    r = block_sums(res, bs, hb, wb)
+    block_res = np.where(used, r / np.maximum(n, 1.0), 0.0)
+    sm = block_std(mapped, in_overlap, n, bs)
+    med = float(np.median(block_res[used]))
+    # block contrast of either image: a misregistered or blurred edge leaves a residual well
+    # below the local contrast, new content (a moved subject) one of the order of it
+    noise = max(settings.diff_floor, settings.diff_noise_k * med)
+    thr = np.maximum(noise, settings.diff_contrast * np.maximum(st, sm))
+    diff = used & (block_res > thr)
+    strong = diff & (block_res > max(settings.strong_ratio * noise, settings.strong_floor))
+    return Residual(diff, strong, med, float(np.mean(dev)), float(np.mean(np.abs(dev))),
+                     gain, gain_dev, local_dev)
+
+
+def split_overlay(r: Residual, std_a: np.ndarray, std_b: np.ndarray,
+                   settings: MatchSettings) -> tuple[np.ndarray, np.ndarray]:
+    """(differing blocks that are not a text overlay, overlay blocks): an overlay is a thin
+    horizontal band of differing blocks where one image is far more contrasted (std_a,
+    std_b: block grey std of the two aligned images)."""
+    hb = r.diff.shape[0]
+    rest = r.diff.copy()
+    band = np.zeros_like(r.diff)
+    closed = cv2.dilate(r.diff.astype(np.uint8), np.ones((1, 3), np.uint8)) > 0
+    for cx, cy, cw, ch, _ in components(closed):
+        sub = r.diff[cy:cy + ch, cx:cx + cw]
+        if not (ch <= max(BAND_MIN_ROWS, round(settings.band_rows * hb))
+                and cw >= BAND_MIN_ASPECT * ch
+                and cw >= settings.overlay_min_width * r.diff.shape[1]):
+            continue
+        ca = float(std_a[cy:cy + ch, cx:cx + cw][sub].mean())
+        cb = float(std_b[cy:cy + ch, cx:cx + cw][sub].mean())
+        if max(ca, cb) >= settings.overlay_contrast * max(min(ca, cb), 1.0):
+            band[cy:cy + ch, cx:cx + cw] |= sub
+            rest[cy:cy + ch, cx:cx + cw] &= ~sub
+    return rest, band
+
+
+def caption_blocks(ga: np.ndarray, gb: np.ndarray, in_overlap: np.ndarray, n: np.ndarray,
+                    used: np.ndarray, settings: MatchSettings) -> np.ndarray:
+    """Blocks of caption text added to one image (meme text: white letters outlined in
+    black): blocks where one image has caption_stroke of their pixels near white over
+    darker ones of the other, and as many near black over lighter ones, grown by a block, in wide,
+    thin bands near the top or the bottom (caption_rows high at most, caption_min_width
+    wide at least, in the outer caption_zone of the rows), their text blocks together at
+    most max_caption of the blocks. A band taller than band_rows is an overlay only so."""
+    bs = settings.block
+    hb, wb = used.shape
+    out = np.zeros(used.shape, bool)
+    if not settings.max_caption:
+        return out
+    nn = np.maximum(n, 1.0)
+
+    def strokes(g: np.ndarray, other: np.ndarray) -> np.ndarray:
+        # near-white pixels over darker ones and near-black ones over lighter ones in the
+        # other image: letters and their outline, over any background
+        white = (g >= STROKE_WHITE) & (g - other >= STROKE_CONTRAST)
+        black = (g <= STROKE_BLACK) & (other - g >= STROKE_CONTRAST)
+        w_share, b_share = (block_sums((m * in_overlap).astype(np.float32), bs, hb, wb) / nn
+                            for m in (white, black))
+        return np.minimum(w_share, b_share)
+
+    text = used & (np.maximum(strokes(ga, gb), strokes(gb, ga)) >= settings.caption_stroke)
+    grown = (cv2.dilate(text.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0) & used
+    zone = settings.caption_zone * hb
+    for cx, cy, cw, ch, _ in components(grown):
+        if (ch <= max(BAND_MIN_ROWS, round(settings.caption_rows * hb))
+                and cw >= BAND_MIN_ASPECT * ch
+                and cw >= settings.caption_min_width * wb and (cy + ch <= zone
+                                                                 or cy >= hb - zone)):
+            out[cy:cy + ch, cx:cx + cw] |= grown[cy:cy + ch, cx:cx + cw]
+    if (out & text).sum() > settings.max_caption * used.sum():
+        out[:] = False
+    return out
+

@@ -1,0 +1,279 @@
+"""The walk over candidate pairs: which pairs are compared, in which rounds, on which workers.
+
+Pairs are walked by descending score with a union-find of the images joined through
+verified copies (_Sets): a pair whose two ends are already joined is a copy by
+transitivity and is not compared. Comparisons run in rounds: each round compares, in
+parallel, the pairs that would join two not yet (tentatively) joined sets; a pair whose ends
+a pending comparison may join waits for the next round. Between two sets, once `apart_votes`
+of their compared pairs were judged other shots (_Apart), their other pairs are not compared.
+
+Workers: threads of this process by default (decoding, SIFT, warps and residuals run in
+Pillow/OpenCV/NumPy code that releases the GIL; threads cost no interpreter start-up and
+share the images' keypoints), or a process pool when asked (workers >= 1).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from imgsim_index.defaults import verify_threads
+from imgsim_index.progress import Progress
+from imgsim_index.verify.verdict import UNVERIFIED, Verdict
+
+if TYPE_CHECKING:
+    from imgsim_index.index.catalog import Row
+    from imgsim_index.search import Pairs
+    from imgsim_index.verify import Verdicts, VerifySettings
+
+SKIPPED_EVIDENCE = "not compared: already grouped through verified copies"
+APART_EVIDENCE = "not compared: their groups are other shots"
+
+# A process pool pays for starting interpreters (spawn) and for pickling thumbnails; below
+# this many tasks in one round, or with a single worker, the work runs in this process.
+# Threads: measured on 2 cores, the evaluation set's verification took 7.5 s wall with 2
+# threads against 11.0 s in one (benchmarks/RESULTS.md); how many: defaults.verify_threads.
+POOL_MIN_TASKS = 16
+CHUNKS_PER_WORKER = 4  # a pool's tasks are sent in about this many chunks per worker
+ERROR_CHARS = 200  # an error kept in the evidence is cut to this many characters
+
+
+class _Sets:
+    def __init__(self, n: int) -> None:
+        self.parent = list(range(n))
+
+    def find(self, x: int) -> int:
+        p = self.parent
+        while p[x] != x:
+            p[x] = p[p[x]]
+            x = p[x]
+        return x
+
+    def union(self, a: int, b: int) -> tuple[int, int] | None:
+        """Join the sets of a and b; (surviving root, absorbed root), or None if joined."""
+        root_a, root_b = self.find(a), self.find(b)
+        if root_a == root_b:
+            return None
+        self.parent[max(root_a, root_b)] = min(root_a, root_b)
+        return min(root_a, root_b), max(root_a, root_b)
+
+    def copy(self) -> _Sets:
+        s = _Sets(0)
+        s.parent = list(self.parent)
+        return s
+
+
+class _Apart:
+    """Pairs of sets (by root) shown to be other shots of each other by `votes` compared
+    pairs: the same captures, edited, are no copies of each other either, so their other
+    pairs are not compared (the compared pairs stand for them)."""
+
+    def __init__(self, votes: int) -> None:
+        self.votes = votes
+        # root -> other root -> the compared pairs between them judged other shots
+        self.by_root: dict[int, dict[int, list[int]]] = {}
+
+    def decided(self, root_a: int, root_b: int) -> list[int] | None:
+        """The deciding pairs when sets root_a and root_b are apart, else None."""
+        pairs = self.by_root.get(root_a, {}).get(root_b, [])
+        return pairs if len(pairs) >= self.votes else None
+
+    def add(self, root_a: int, root_b: int, *pairs: int) -> None:
+        self.by_root.setdefault(root_a, {}).setdefault(root_b, []).extend(pairs)
+        self.by_root.setdefault(root_b, {}).setdefault(root_a, []).extend(pairs)
+
+    def merged(self, keep: int, gone: int) -> None:
+        """Sets `gone` joined `keep`: the verdicts against `gone` count against `keep`."""
+        for other, pairs in self.by_root.pop(gone, {}).items():
+            del self.by_root[other][gone]
+            if other != keep:
+                self.add(keep, other, *pairs)
+
+
+def _first_line(e: Exception) -> str:
+    return (str(e).splitlines() or [type(e).__name__])[0][:ERROR_CHARS]
+
+
+def _describe(task: tuple[int, str, str | None, int, Any]) -> tuple[int, Any, str]:
+    """(row, Features | None, error) for one image; never raises. Keypoints come later,
+    when a comparison needs them."""
+    k, path, digest, max_side, match_settings = task
+    from imgsim_index.verify import decode_for_verify
+    from imgsim_index.verify.features import describe
+
+    try:
+        rgb, shape = decode_for_verify(path, max_side)
+        return k, describe(rgb, digest, match_settings, sift=False, shape=shape), ""
+    except Exception as e:  # noqa: BLE001 - any decoder failure is this image's verdict
+        return k, None, _first_line(e)
+
+
+@dataclass
+class _Compared:
+    """A comparison's verdict, and the keypoints it computed (kept for later pairs)."""
+
+    pair: int
+    verdict: Verdict
+    keypoints_a: dict[str, Any]
+    keypoints_b: dict[str, Any]
+
+
+def _compare(task: tuple[int, Any, Any, Any]) -> _Compared:
+    """The verdict on one pair of described images; never raises."""
+    p, a, b, match_settings = task
+    from imgsim_index.verify import matching
+
+    had_a, had_b = set(a.sift_cache), set(b.sift_cache)
+    if a.shape == b.shape and a.pixel_hash == b.pixel_hash:
+        v = Verdict("exact", "same decoded pixels")
+    else:
+        try:  # a flat image is a copy only of one of its colour (matching.flat_verdict)
+            v = matching.compare(a, b, match_settings)
+        except Exception as e:  # noqa: BLE001 - one pair's failure never stops the run
+            # unverified is not a copy: it stays out of the groups, listed for review
+            v = Verdict("other_shot", f"{UNVERIFIED}: {type(e).__name__}: {e}"[:ERROR_CHARS],
+                        verified=False)
+    return _Compared(p, v, {k: x for k, x in a.sift_cache.items() if k not in had_a},
+                     {k: x for k, x in b.sift_cache.items() if k not in had_b})
+
+
+class _Workers:
+    """Runs a round's tasks: in threads, in a process pool, or here (see the module doc)."""
+
+    def __init__(self, workers: int | None) -> None:
+        self.n_workers = workers or 0
+        self.n_threads = verify_threads() if workers is None else 0
+        self.pool: Executor | None = None
+        self.threads: Executor | None = None
+
+    def map(self, fn: Callable[[Any], Any], tasks: list[Any]) -> list[Any]:
+        if self.n_threads > 1 and len(tasks) > 1:
+            if self.threads is None:
+                self.threads = ThreadPoolExecutor(self.n_threads, thread_name_prefix="verify")
+            return list(self.threads.map(fn, tasks))
+        if self.n_workers <= 1 or len(tasks) < POOL_MIN_TASKS:
+            return [fn(t) for t in tasks]
+        if self.pool is None:
+            import multiprocessing
+
+            self.pool = ProcessPoolExecutor(self.n_workers,
+                                            mp_context=multiprocessing.get_context("spawn"))
+        chunk = max(1, len(tasks) // (CHUNKS_PER_WORKER * self.n_workers))
+        return list(self.pool.map(fn, tasks, chunksize=chunk))
+
+    def close(self) -> None:
+        for ex in (self.pool, self.threads):
+            if ex is not None:
+                ex.shutdown()
+
+
+class PairWalk:
+    """One verify_pairs call: fills `out.pairs` (a Verdict per pair) round by round."""
+
+    def __init__(self, rows: Sequence[Row], pairs: Pairs, settings: VerifySettings,
+                 out: Verdicts, progress: Progress) -> None:
+        self.rows, self.settings, self.out, self.progress = rows, settings, out, progress
+        self.ends = list(zip(pairs.i.tolist(), pairs.j.tolist(), strict=True))
+        self.order = sorted(range(len(pairs)), key=lambda p: -float(pairs.score[p]))
+        self.match_settings = settings.matching()
+        self.sets = _Sets(len(rows))
+        self.apart = _Apart(settings.apart_votes)
+        self.features: dict[int, Any] = {}
+        self.workers = _Workers(settings.workers)
+
+    def run(self) -> None:
+        try:
+            pending = self.order
+            while pending:
+                batch, pending = self._sort(pending)
+                self._describe(batch)
+                self._compare(batch)
+        finally:
+            self.workers.close()
+
+    def _decide(self, p: int, verdict: Verdict) -> None:
+        self.out.pairs[p] = verdict
+        self.progress.update(1)
+
+    def _join(self, a: int, b: int) -> None:
+        joined = self.sets.union(a, b)
+        if joined:
+            self.apart.merged(*joined)
+
+    def _sort(self, pending: list[int]) -> tuple[list[int], list[int]]:
+        """(the pairs this round compares, those that wait); the rest are decided here."""
+        tentative = self.sets.copy()
+        batch: list[int] = []
+        later: list[int] = []
+        for p in pending:
+            a, b = self.ends[p]
+            root_a, root_b = self.sets.find(a), self.sets.find(b)
+            if root_a == root_b:
+                self._decide(p, Verdict("copy", SKIPPED_EVIDENCE))
+                self.out.skipped_as_grouped += 1
+            elif (deciding := self.apart.decided(root_a, root_b)) is not None:
+                self._decide(p, Verdict("other_shot", self._apart_evidence(deciding)))
+                self.out.skipped_as_other_shot += 1
+            elif tentative.find(a) == tentative.find(b):
+                later.append(p)  # a comparison in this round may join them
+            else:
+                digest_a, digest_b = self.rows[a].digest, self.rows[b].digest
+                if digest_a is not None and digest_a == digest_b:
+                    self._decide(p, Verdict("exact", "same bytes"))
+                    self.out.same_bytes += 1
+                    self._join(a, b)
+                else:
+                    batch.append(p)
+                tentative.union(a, b)
+        return batch, later
+
+    def _apart_evidence(self, deciding: list[int]) -> str:
+        names = "; ".join(f"{os.path.basename(self.rows[self.ends[q][0]].path)} and "
+                          f"{os.path.basename(self.rows[self.ends[q][1]].path)}"
+                          for q in deciding)
+        return f"{APART_EVIDENCE} (compared: {names})"
+
+    def _describe(self, batch: list[int]) -> None:
+        need = sorted({k for p in batch for k in self.ends[p]} - self.features.keys())
+        tasks = [(k, self.rows[k].path, self.rows[k].digest, self.settings.max_side,
+                  self.match_settings) for k in need]
+        for k, features, error in self.workers.map(_describe, tasks):
+            self.features[k] = features
+            if features is None:
+                self.out.errors[k] = error
+
+    def _compare(self, batch: list[int]) -> None:
+        tasks = []
+        for p in batch:
+            a, b = self.ends[p]
+            if self.features[a] is None or self.features[b] is None:
+                why = self.out.errors.get(a) or self.out.errors.get(b) or "unknown"
+                # a file that cannot be read now (vanished, changed, unreadable) is no
+                # evidence of a copy: the pair stays out of the groups, so nothing is
+                # proposed for removal on the embedding's word alone
+                self._decide(p, Verdict("other_shot", f"{UNVERIFIED}: could not read it for "
+                                        f"verification ({why})", verified=False))
+                self.out.not_verified += 1
+            else:
+                tasks.append((p, self.features[a], self.features[b], self.match_settings))
+        for done in self.workers.map(_compare, tasks):
+            self._record(done)
+
+    def _record(self, done: _Compared) -> None:
+        a, b = self.ends[done.pair]
+        self.features[a].sift_cache.update(done.keypoints_a)  # computed in a worker: keep
+        self.features[b].sift_cache.update(done.keypoints_b)
+        self.out.compared += 1
+        v = done.verdict
+        if v.kept:
+            self._join(a, b)
+        elif not v.verified:  # the comparison itself failed
+            self.out.not_verified += 1
+        elif "regions" in v.numbers:  # the aligned pictures were judged, and differ:
+            # not a failure to align or too little to judge (another member of the
+            # group may still align), nor a file that could not be read
+            self.apart.add(self.sets.find(a), self.sets.find(b), done.pair)
+        self._decide(done.pair, v)

@@ -3,6 +3,7 @@ nothing unless asked, and the search entry point reports how it searched."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
@@ -145,7 +146,13 @@ def test_dedupe_shows_progress_for_the_search(samples: Path, tmp_path: Path) -> 
             self.started.append((description, total))
 
     rec = Recorder()
-    dedupe(str(tmp_path / "idx"), [str(samples / "images")],
-           DedupeSettings(output=str(tmp_path / "out"),
-                          build=BuildSettings(model="efficientnet-lite0")), rec)
+    result = dedupe(str(tmp_path / "idx"), [str(samples / "images")],
+                    DedupeSettings(output=str(tmp_path / "out"),
+                                   build=BuildSettings(model="efficientnet-lite0")), rec)
     assert ("Pair search", 1) in rec.started
+    # the Duplicates is made once, with the build and every timing, and cannot change later
+    dups = result.duplicates
+    assert dups is not None and dups.build is result.build
+    assert list(dups.timings)[0] == "index_update" and "pair_search" in dups.timings
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        dups.build = None  # type: ignore[misc]

@@ -84,9 +84,10 @@ class DedupeSettings:
         choose_method(self.search, 0, self.pairs, self.new_only or self.since is not None)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Duplicates:
-    """What find_duplicates found. Row positions index `rows`; nothing is written yet."""
+    """What find_duplicates found. Row positions index `rows`; nothing is written yet.
+    Frozen: made once, by find_duplicates (dataclasses.replace for a changed copy)."""
 
     rows: list[Row]  # the images compared (embedded catalog rows)
     pairs: Pairs  # i < j row positions, score desc
@@ -544,8 +545,7 @@ def dedupe(
         update = {"index_update": time.perf_counter() - t}
     dups = find_duplicates(index_dir, folders, settings, progress, engine=engine,
                            present=set(built.scanned_paths) if built is not None else None)
-    dups.build = built
-    dups.timings = {**update, **dups.timings}
+    dups = replace(dups, build=built, timings={**update, **dups.timings})
     out_dir, stamp = make_output_dir(settings.output)
     files = write_report(dups, out_dir, timestamp=stamp, progress=progress)
     if not folders:  # the whole index was covered up to this snapshot

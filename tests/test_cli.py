@@ -351,3 +351,15 @@ def test_no_private_name_crosses_a_module() -> None:
                     and not node.attr.startswith("__")):
                 crossing.append(f"{path.name}: {node.value.id}.{node.attr}")
     assert crossing == [], crossing
+
+
+def test_serve_errors_carry_the_flag_hints_of_every_command(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """serve is a command like the others: its library errors get the same way out, and its
+    embedding options are the shared ones (a model name is checked as it is for query)."""
+    code, err = run_main(["serve", "--index", str(tmp_path / "none")], capsys)
+    assert code == 1
+    assert err[-1].endswith("; build one with `imgsim-index build FOLDER --index DIR`"), err
+    code, err = run_main(["serve", "--index", str(tmp_path / "none"), "--model", "nope"],
+                         capsys)
+    assert code == 2 and "'nope' is not one of" in err[-1], err

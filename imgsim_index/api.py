@@ -152,4 +152,18 @@ def apply_plan(plan: Plan, journal_path: str | None = None,
     return _apply_plan(plan, journal_path, progress)
 
 
-__all__ = ["Index", "apply_plan", "default_index_path", "find_duplicates", "make_plan"]
+def apply(report_path: str, action: str, move_to: str | None = None, *,
+          journal_path: str | None = None, progress: Progress | None = None,
+          wait: bool = False) -> ApplyResult:
+    """What `imgsim-index apply REPORT --yes` does: plan and carry out `action` (move |
+    hardlink | trash | delete) with the report's index locked from planning to the end,
+    every file re-checked just before it is touched, with an undo journal (default beside
+    the report). make_plan + apply_plan is the same with a look at the plan in between."""
+    from imgsim_index.actions.plan import apply_report
+
+    return apply_report(report_path, action, move_to, journal_path=journal_path,
+                        progress=progress, wait=wait)
+
+
+__all__ = ["Index", "apply", "apply_plan", "default_index_path", "find_duplicates",
+           "make_plan"]

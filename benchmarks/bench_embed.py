@@ -183,10 +183,10 @@ def model_only(model: Any, embedders: dict[str, Any], batch_size: int,
 def decode_core_ms(model: Any, paths: list[str], repeat: int = 2) -> float:
     """Milliseconds of one core per image for our decoding alone (JPEG draft, resize,
     crop: what a DataLoader worker does), best of `repeat` passes in this process."""
-    from imgsim_index.embed.embedder import _Files
+    from imgsim_index.embed.embedder import DecodedFiles
     from imgsim_index.ingest.decode import DEFAULT_MAX_PIXELS
 
-    dataset = _Files(paths, model.info.preprocess, DEFAULT_MAX_PIXELS)
+    dataset = DecodedFiles(paths, model.info.preprocess, DEFAULT_MAX_PIXELS)
     best = float("inf")
     for _ in range(repeat):
         t = time.process_time()

@@ -88,7 +88,7 @@ def timed_build(images: Path, index: Path, settings: BuildSettings, model: Any,
     shutil.rmtree(index, ignore_errors=True)
     t = time.perf_counter()
     r = build_index([str(images)], str(index), settings, model=model,
-                    engine=engine.file_embedder if engine else None)
+                    engine=engine)
     seconds = time.perf_counter() - t
     if r.errors or r.embedded != r.scanned:
         with IndexStore.open_reader(str(index)) as store:

@@ -8,6 +8,7 @@ The public API (see README, "Python"):
     write_report(duplicates, out_dir, collage=True, gallery=True) -> ReportFiles
     make_plan(report_json, "move" | "hardlink" | "delete", move_to) -> Plan
     apply_plan(plan, journal_path=None) -> ApplyResult;  undo(journal_path) -> UndoResult
+    apply(report_json, action, move_to) -> ApplyResult   (make_plan + apply_plan, locked)
     find_pairs(vectors, PairSettings(...), method="auto") -> (Pairs, SearchInfo)
 
 Names are imported on first use, so `import imgsim_index` (and the CLI's --help) stays
@@ -23,6 +24,7 @@ _EXPORTS = {
     "find_duplicates": "imgsim_index.api",
     "make_plan": "imgsim_index.api",
     "apply_plan": "imgsim_index.api",
+    "apply": "imgsim_index.api",
     "undo": "imgsim_index.actions.undo",
     "Duplicates": "imgsim_index.pipeline.dedupe",
     "DedupeSettings": "imgsim_index.pipeline.dedupe",
@@ -52,7 +54,7 @@ _EXPORTS = {
 
 if typing.TYPE_CHECKING:
     from imgsim_index.actions.undo import undo
-    from imgsim_index.api import Index, apply_plan, find_duplicates, make_plan
+    from imgsim_index.api import Index, apply, apply_plan, find_duplicates, make_plan
     from imgsim_index.embed.embedder import EmbedSettings
     from imgsim_index.errors import (
         ImgsimError,
@@ -95,7 +97,7 @@ def __dir__() -> list[str]:
 __all__ = ["ApproxSettings", "BuildResult", "BuildSettings", "DedupeResult", "DedupeSettings",
     "Duplicates", "EmbedSettings", "ImgsimError", "Index", "IndexFormatError",
     "IndexMismatchError", "IndexStore", "InputError", "KeepSettings", "ModelError",
-    "PairSettings", "Pairs", "QueryResult", "ReportFiles", "SearchInfo", "apply_plan",
+    "PairSettings", "Pairs", "QueryResult", "ReportFiles", "SearchInfo", "apply", "apply_plan",
     "build_index", "dedupe", "find_duplicates", "find_pairs", "make_plan", "query_index", "undo",
     "write_report"]
 

@@ -20,8 +20,8 @@ from imgsim_index.progress import Progress
 if TYPE_CHECKING:
     from imgsim_index.actions.plan import ApplyResult, Plan
     from imgsim_index.index.check import VerifyReport
+    from imgsim_index.pipeline.engine import Engine
     from imgsim_index.pipeline.query import QueryResult
-    from imgsim_index.search import SearchEngine
     from imgsim_index.verify import VerifySettings
 
 
@@ -39,11 +39,12 @@ class Index:
         return f"Index({self.path!r})"
 
     def add(self, paths: Sequence[str], progress: Progress | None = None,
-            engine: Any = None) -> BuildResult:
+            engine: Engine | None = None) -> BuildResult:
         """Embed the new or changed image and video files under `paths` (files or folders).
-        Files already indexed and unchanged are not read again."""
+        Files already indexed and unchanged are not read again. `engine`: where the
+        images are embedded (pipeline/engine.py; None: here)."""
         return build_index([str(p) for p in paths], self.path, self.settings, progress,
-                           engine=engine.file_embedder if engine is not None else None)
+                           engine=engine)
 
     def find_duplicates(self, folders: Sequence[str] | None = None, **options: Any
                         ) -> Duplicates:
@@ -79,7 +80,7 @@ def find_duplicates(
     threshold: float | None = None,
     settings: DedupeSettings | None = None,
     progress: Progress | None = None,
-    engine: SearchEngine | None = None,
+    engine: Engine | None = None,
 ) -> Duplicates:
     """Pairs at or above the threshold (cosine, 6 decimals), their groups and the keep
     decisions. Writes no report.
@@ -151,4 +152,18 @@ def apply_plan(plan: Plan, journal_path: str | None = None,
     return _apply_plan(plan, journal_path, progress)
 
 
-__all__ = ["Index", "apply_plan", "default_index_path", "find_duplicates", "make_plan"]
+def apply(report_path: str, action: str, move_to: str | None = None, *,
+          journal_path: str | None = None, progress: Progress | None = None,
+          wait: bool = False) -> ApplyResult:
+    """What `imgsim-index apply REPORT --yes` does: plan and carry out `action` (move |
+    hardlink | trash | delete) with the report's index locked from planning to the end,
+    every file re-checked just before it is touched, with an undo journal (default beside
+    the report). make_plan + apply_plan is the same with a look at the plan in between."""
+    from imgsim_index.actions.plan import apply_report
+
+    return apply_report(report_path, action, move_to, journal_path=journal_path,
+                        progress=progress, wait=wait)
+
+
+__all__ = ["Index", "apply", "apply_plan", "default_index_path", "find_duplicates",
+           "make_plan"]

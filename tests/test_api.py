@@ -3,6 +3,7 @@ nothing unless asked, and the search entry point reports how it searched."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
@@ -145,7 +146,59 @@ def test_dedupe_shows_progress_for_the_search(samples: Path, tmp_path: Path) -> 
             self.started.append((description, total))
 
     rec = Recorder()
-    dedupe(str(tmp_path / "idx"), [str(samples / "images")],
-           DedupeSettings(output=str(tmp_path / "out"),
-                          build=BuildSettings(model="efficientnet-lite0")), rec)
+    result = dedupe(str(tmp_path / "idx"), [str(samples / "images")],
+                    DedupeSettings(output=str(tmp_path / "out"),
+                                   build=BuildSettings(model="efficientnet-lite0")), rec)
     assert ("Pair search", 1) in rec.started
+    # the Duplicates is made once, with the build and every timing, and cannot change later
+    dups = result.duplicates
+    assert dups is not None and dups.build is result.build
+    assert list(dups.timings)[0] == "index_update" and "pair_search" in dups.timings
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        dups.build = None  # type: ignore[misc]
+
+
+class HereEngine:
+    """An engine (pipeline/engine.py) that computes in this process with the local code
+    and notes which part each stage asked it for."""
+
+    name = "here"
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def file_embedder(self, model: object) -> object:
+        from imgsim_index.embed.embedder import Embedder
+
+        self.asked.append("file_embedder")
+        return Embedder(model, "cpu")  # type: ignore[arg-type]
+
+    def candidates(self, x: np.ndarray, plan: object, on_progress: object = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        from imgsim_index.search.exact import exact_candidates
+
+        self.asked.append("candidates")
+        return exact_candidates(x, plan, on_progress)  # type: ignore[arg-type]
+
+    def ivf_candidates(self, *args: object, **kwargs: object) -> tuple[np.ndarray, np.ndarray]:
+        raise AssertionError("a small index has no on-disk IVF")
+
+
+def test_one_engine_object_goes_to_every_entry_point(samples: Path, tmp_path: Path) -> None:
+    """build_index, Index.add, find_duplicates and dedupe take the same engine object; each
+    stage asks it for its part, and the answer is the local one."""
+    from imgsim_index import BuildSettings, Index
+    from imgsim_index.pipeline.build import build_index
+
+    images = str(samples / "images")
+    here = HereEngine()
+    build = BuildSettings(model="efficientnet-lite0")
+    build_index([images], str(tmp_path / "built"), build, engine=here)
+    assert here.asked == ["file_embedder"]
+    dups = imgsim_index.find_duplicates(images, index=str(tmp_path / "idx"),
+                                        build=build, engine=here)
+    assert here.asked[1:] == ["file_embedder", "candidates"]
+    assert dups.search.engine == "here"
+    local = Index(str(tmp_path / "built")).find_duplicates()
+    assert local.search.engine == "local"
+    assert [p[:2] for p in dups.pair_paths()] == [p[:2] for p in local.pair_paths()]

@@ -168,3 +168,31 @@ def test_parked_rows_stay_out_of_whole_index_loads(tmp_path: Path) -> None:
     with IndexStore.open_reader(str(index)) as store:
         assert len(store.load().rows) == 4
         assert len(store.load([str(tmp_path / "dupes")]).rows) == 3
+
+
+def test_every_apply_flow_plans_and_acts_under_the_index_lock(tmp_path: Path) -> None:
+    """apply --yes, the Python API and the review page run one flow (apply_report): the
+    report's index is locked from planning to the end, and another writer is refused."""
+    import imgsim_index
+    from imgsim_index.actions.plan import apply_report
+    from imgsim_index.errors import IndexLockedError
+
+    _, first = simple_library(tmp_path)
+    lock = str(tmp_path / "index" / LOCK)
+    fd = acquire_writer_lock(lock, False)
+    try:
+        with pytest.raises(IndexLockedError):
+            imgsim_index.apply(first.report_path, "move", str(tmp_path / "dupes"))
+    finally:
+        release_writer_lock(fd)
+    assert not (tmp_path / "dupes").exists()
+    seen: list[str] = []
+
+    def planned(plan: object, journal: str) -> None:  # before any file is touched
+        with pytest.raises(IndexLockedError):
+            acquire_writer_lock(lock, False)
+        seen.append(journal)
+
+    result = apply_report(first.report_path, "move", str(tmp_path / "dupes"), on_plan=planned)
+    assert seen == [result.journal] and result.done
+    assert all(os.path.exists(op.target) for op in result.done)

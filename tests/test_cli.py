@@ -102,7 +102,8 @@ def test_keep_default_is_the_library_default() -> None:
 def test_command_modules_import_only_the_shared_modules() -> None:
     """The group imports the command modules; they import options/progress, never each other
     nor the group."""
-    assert COMMAND_MODULES == ["apply_cmds", "dedupe_cmd", "index_cmds", "query_cmds"]
+    assert COMMAND_MODULES == ["apply_cmds", "dedupe_cmd", "index_cmds", "query_cmds",
+                               "serve_cmd"]
     for path in CLI_DIR.glob("*.py"):
         imported = set()
         for node in ast.walk(ast.parse(path.read_text())):
@@ -323,3 +324,43 @@ def test_check_is_the_verify_command_under_the_apis_name(tmp_path: Path) -> None
     assert by_check.exit_code == by_verify.exit_code == 0, by_check.output
     assert by_check.output == by_verify.output
     assert "OK: the index is consistent." in by_check.output
+
+
+def test_no_private_name_crosses_a_module() -> None:
+    """A name with a leading underscore is its module's own: no other module of the package
+    imports it (`from imgsim_index.x import _name`) or reaches it through the module
+    (`x._name`). What two modules share is public."""
+    root = CLI_DIR.parent
+    crossing = []
+    for path in sorted(root.rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        modules = set()  # local names bound to a module of the package
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("imgsim_index"):
+                for a in node.names:
+                    if a.name.startswith("_") and not a.name.startswith("__"):
+                        crossing.append(f"{path.name}: from {node.module} import {a.name}")
+                    elif (root.parent / (node.module or "").replace(".", "/") / a.name).with_suffix(
+                            ".py").exists():
+                        modules.add(a.asname or a.name)
+            elif isinstance(node, ast.Import):
+                modules |= {a.asname for a in node.names
+                            if a.asname and a.name.startswith("imgsim_index")}
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                    and node.value.id in modules and node.attr.startswith("_")
+                    and not node.attr.startswith("__")):
+                crossing.append(f"{path.name}: {node.value.id}.{node.attr}")
+    assert crossing == [], crossing
+
+
+def test_serve_errors_carry_the_flag_hints_of_every_command(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """serve is a command like the others: its library errors get the same way out, and its
+    embedding options are the shared ones (a model name is checked as it is for query)."""
+    code, err = run_main(["serve", "--index", str(tmp_path / "none")], capsys)
+    assert code == 1
+    assert err[-1].endswith("; build one with `imgsim-index build FOLDER --index DIR`"), err
+    code, err = run_main(["serve", "--index", str(tmp_path / "none"), "--model", "nope"],
+                         capsys)
+    assert code == 2 and "'nope' is not one of" in err[-1], err

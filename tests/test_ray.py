@@ -89,7 +89,7 @@ def test_ray_build_equals_local_build(ray_session, photos, local_index, lite0, t
     idx = tmp_path / "ray"
     with make_engine("ray") as engine:  # type: ignore[union-attr]
         r = build_index([str(photos)], str(idx), SETTINGS, model=lite0,
-                        engine=engine.file_embedder)
+                        engine=engine)
     assert r.errors == 3 and r.embedded == r.scanned - 3
     assert_same_index(local_index, idx)
     assert ray_session.is_initialized()  # the engine joined the caller's session, left it open
@@ -148,7 +148,7 @@ def test_worker_killed_mid_build_loses_and_duplicates_nothing(ray_session, photo
     killer = KillAnActor()
     with make_engine("ray") as engine:  # type: ignore[union-attr]
         r = build_index([str(photos)], str(idx), SETTINGS, killer, model=lite0,
-                        engine=engine.file_embedder)
+                        engine=engine)
     assert killer.killed and killer.images == r.scanned  # killed early; every image came once
     assert killer.killed[0] not in embedding_actor_pids()
     assert r.embedded + r.errors == r.scanned
@@ -163,13 +163,13 @@ def test_interrupted_ray_build_resumes_to_the_same_index(ray_session, photos, lo
     batches = []
     with RayEngine() as engine:  # stop (as a watch's SIGTERM would) after two batches
         first = build_index([str(photos)], str(idx), SETTINGS, model=lite0,
-                            engine=engine.file_embedder,
+                            engine=engine,
                             should_stop=lambda: batches.append(1) or len(batches) >= 2)
     assert 0 < first.embedded + first.errors < first.scanned
     # the rest on the layout used with GPUs: decoding in tasks, embedding in an actor
     with RayEngine(RaySettings(decode_tasks=True)) as engine:
         second = build_index([str(photos)], str(idx), SETTINGS, model=lite0,
-                             engine=engine.file_embedder)
+                             engine=engine)
     assert second.unchanged == first.embedded + first.errors
     assert first.embedded + second.embedded == second.total_embedded
     rows_a, vec_a = catalog(local_index)

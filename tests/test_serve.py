@@ -42,7 +42,7 @@ def running_server(*args: str, host: str = "127.0.0.1", token: str | None = None
                    ) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     """`serve ARGS` in a subprocess; yields (base URL, process) once /v1/health answers."""
     port = free_port()
-    cmd = [sys.executable, "-c", "from imgsim_index.serve.command import serve; serve()",
+    cmd = [sys.executable, "-c", "from imgsim_index.cli import main; main()", "serve",
            *args, "--host", host, "--port", str(port), "--device", "cpu"]
     env = {**os.environ, **({"IMGSIM_TOKEN": token} if token else {})}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -308,7 +308,7 @@ def test_refusals_are_json(library: Path, server: str) -> None:
 def serve_refused(*args: str) -> subprocess.CompletedProcess[str]:
     """`serve ARGS` without a token, expected to stop before it serves."""
     run = subprocess.run([sys.executable, "-c",
-                          "from imgsim_index.serve.command import serve; serve()", *args],
+                          "from imgsim_index.cli import main; main()", "serve", *args],
                          capture_output=True, text=True, timeout=60,
                          env={k: v for k, v in os.environ.items() if k != "IMGSIM_TOKEN"})
     assert run.returncode == 1, run.stderr

@@ -24,7 +24,7 @@ import filecmp
 import os
 import stat
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -390,6 +390,29 @@ def apply_plan(plan: Plan, journal_path: str, progress: Progress | None = None,
     with index_lock(plan.context.index_path, wait), \
             Journal.create(journal_path, header) as journal:
         return _execute(plan, journal, progress or NoProgress())
+
+
+def apply_report(report_path: str, action: str, move_to: str | None = None, *,
+                 review: Callable[[], str] | None = None, journal_path: str | None = None,
+                 move_root: str | None = None, progress: Progress | None = None,
+                 wait: bool = False, on_plan: Callable[[Plan, str], None] | None = None
+                 ) -> ApplyResult:
+    """The apply flow every surface runs (`apply --yes`, api.apply, the review page), with
+    one locking rule: the report's index is locked from planning to the index update, so
+    no build, serve or other apply changes the files or the index in between.
+
+    `review`: writes the reviewed report (the user's choices) under the lock and returns
+    its path, which is then planned and named in the journal. `journal_path`: default
+    beside the (reviewed) report. `move_root`: see make_plan. `on_plan(plan, journal)`:
+    called once the plan is made, before any file is touched (the CLI prints refusals)."""
+    with index_lock(report_index(report_path), wait):
+        if review is not None:
+            report_path = review()
+        plan = make_plan(report_path, action, move_to, move_root=move_root)
+        journal = journal_path or default_journal_path(report_path, action)
+        if on_plan is not None:
+            on_plan(plan, journal)
+        return apply_plan(plan, journal, progress, wait)
 
 
 def resume_apply(journal_path: str, report_path: str | None = None,

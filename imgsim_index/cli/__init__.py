@@ -1,7 +1,7 @@
 """cli: the command line, a thin layer over the library (parse, call, print, map errors).
 
 This module holds the one group and `main`; commands live one family per module
-(index_cmds, dedupe_cmd, query_cmds, apply_cmds), each exposing COMMANDS. Imports go one
+(index_cmds, dedupe_cmd, query_cmds, apply_cmds, serve_cmd), each exposing COMMANDS. Imports go one
 way: this module imports the command modules, they import only `options` and `progress`.
 """
 
@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from imgsim_index.cli import apply_cmds, dedupe_cmd, index_cmds, query_cmds
+from imgsim_index.cli import apply_cmds, dedupe_cmd, index_cmds, query_cmds, serve_cmd
 from imgsim_index.errors import (
     FIX_CPU,
     FIX_INDEX_MODEL,
@@ -23,7 +23,6 @@ from imgsim_index.errors import (
     IndexMissingError,
     ModelError,
 )
-from imgsim_index.serve.command import serve
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -32,10 +31,9 @@ def cli() -> None:
     """Find duplicate and near-duplicate images with CNN embeddings and a FAISS index."""
 
 
-for _family in (index_cmds, dedupe_cmd, query_cmds, apply_cmds):
+for _family in (index_cmds, dedupe_cmd, query_cmds, apply_cmds, serve_cmd):
     for _command in _family.COMMANDS:
         cli.add_command(_command)
-cli.add_command(serve)  # the HTTP service: its options live beside it, in serve/
 
 # The library's messages speak of its own terms; these add the command-line way out.
 FLAG_HINTS: dict[type[ImgsimError], str] = {

@@ -86,14 +86,7 @@ def apply(report: str, move_to: str | None, hardlink: bool, trash: bool, delete:
     report, or that lies outside the report's input folders, is refused. With
     --yes, the report's index is locked from planning to the end, like a build.
     """
-    from imgsim_index.actions.plan import (
-        apply_plan,
-        default_journal_path,
-        index_lock,
-        make_plan,
-        report_index,
-        resume_apply,
-    )
+    from imgsim_index.actions.plan import apply_report, make_plan, resume_apply
 
     action = _chosen_action(move_to, hardlink, trash, delete)
     if choices and resume_journal:
@@ -114,22 +107,28 @@ def apply(report: str, move_to: str | None, hardlink: bool, trash: bool, delete:
             _print_refusals(plan.refused)
             _print_dry_run(plan)
             return
-        with index_lock(report_index(report), wait):  # planning to the end, one writer
-            if choices:
-                report = _reviewed(report, choices, True)
-            plan = make_plan(report, action, move_to)
+        planned: list[tuple[Any, str]] = []
+
+        def show(plan: Any, journal_path: str) -> None:
+            planned.append((plan, journal_path))
             _print_refusals(plan.refused)
-            journal = journal or default_journal_path(report, action)
-            click.echo(f"Journal: {journal}", err=True)
-            try:
-                result = apply_plan(plan, journal, TqdmProgress(not quiet))
-            except KeyboardInterrupt:
+            click.echo(f"Journal: {journal_path}", err=True)
+
+        try:
+            result = apply_report(
+                report, action, move_to, journal_path=journal, wait=wait, on_plan=show,
+                review=(lambda: _reviewed(report, choices, True)) if choices else None,
+                progress=TqdmProgress(not quiet))
+        except KeyboardInterrupt:
+            if planned:
+                plan, journal = planned[0]
                 j = shlex.quote(journal)
                 click.echo(f"Interrupted. Finish with: imgsim-index apply "
-                           f"{shlex.quote(report)} --resume {j} --yes   or take it back "
-                           f"with: imgsim-index undo {j}", err=True)
-                raise
-        _print_refusals(result.refused[len(plan.refused):])  # refused at the last moment
+                           f"{shlex.quote(plan.context.report_path)} --resume {j} --yes   "
+                           f"or take it back with: imgsim-index undo {j}", err=True)
+            raise
+        # refused at the last moment
+        _print_refusals(result.refused[len(planned[0][0].refused):])
     _print_applied(result)
     for f in result.failed:
         click.echo(f"failed {_shown(f.path)}: {f.reason}")

@@ -48,7 +48,7 @@ def _index_command(name: str, metavar: str, doc: str) -> click.Command:
                                   scan=scan)
         with engine_session(engine, ray_address) as eng:
             r = build_index(list(paths), index_dir, settings, TqdmProgress(not quiet),
-                            engine=eng.file_embedder if eng else None)
+                            engine=eng)
         moved = f", moved {r.moved} (vectors kept)" if r.moved else ""
         pruned = f", forgot {r.pruned} missing" if r.pruned else ""
         click.echo(f"Scanned {r.scanned} file{'s' if r.scanned != 1 else ''}: embedded "

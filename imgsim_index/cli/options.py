@@ -139,21 +139,27 @@ output_option = click.option(
     "--output", default="results", show_default=True, type=click.Path(file_okay=False),
     help="Reports go to OUTPUT/<timestamp>/.")
 
-# What embedding a query image needs: the model and where it runs.
+# What embedding an image needs: the model and where it runs (serve takes these one by one).
+model_option = click.option(
+    "--model", type=LazyChoice(_model_names), default=None,
+    help="Backbone. Default: the index's model, or resnet50 for a new index.")
+weights_option = click.option(
+    "--weights", type=click.Path(dir_okay=False), default=None,
+    help="Local state_dict file for the model (offline use).")
+device_option = click.option(
+    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+    show_default=True, help="Where the network runs.")
+backend_option = click.option(
+    "--backend", type=click.Choice(["torch", "onnx", "auto"]), default="auto",
+    show_default=True,
+    help="Inference engine: torch, or ONNX Runtime on the CPU (about 2x "
+         "faster; pip install 'imgsim-index[onnx]'); auto: onnx when "
+         "installed and on the CPU. Same vectors either way.")
+batch_size_option = click.option(
+    "--batch-size", type=click.IntRange(1, 4096), default=32, show_default=True,
+    help="Images per forward pass.")
 embed_options = _stack(
-    click.option("--model", type=LazyChoice(_model_names), default=None,
-                 help="Backbone. Default: the index's model, or resnet50 for a new index."),
-    click.option("--weights", type=click.Path(dir_okay=False), default=None,
-                 help="Local state_dict file for the model (offline use)."),
-    click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
-                 show_default=True, help="Where the network runs."),
-    click.option("--backend", type=click.Choice(["torch", "onnx", "auto"]), default="auto",
-                 show_default=True,
-                 help="Inference engine: torch, or ONNX Runtime on the CPU (about 2x "
-                      "faster; pip install 'imgsim-index[onnx]'); auto: onnx when "
-                      "installed and on the CPU. Same vectors either way."),
-    click.option("--batch-size", type=click.IntRange(1, 4096), default=32, show_default=True,
-                 help="Images per forward pass."),
+    model_option, weights_option, device_option, backend_option, batch_size_option,
     click.option("--workers", type=click.IntRange(0, 64), default=None,
                  help="Decoding threads (ONNX backend) or processes (torch) (default: "
                       f"cores - 1, at least 1, at most {MAX_EMBED_WORKERS})."),

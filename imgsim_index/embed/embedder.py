@@ -85,7 +85,7 @@ def resolve_device(name: str) -> str:
     return name
 
 
-class _Files:
+class DecodedFiles:
     """Map-style dataset: position -> (position, pixels | None, width, height, error, digest,
     perceptual hash)."""
 
@@ -359,7 +359,7 @@ class Embedder:
         # it is decoded here (no worker start, and no torch for the DataLoader)
         workers = 0 if len(paths) <= settings.batch_size else min(
             settings.resolved_workers(), len(paths))
-        dataset = _Files(paths, self.model.info.preprocess, settings.max_pixels)
+        dataset = DecodedFiles(paths, self.model.info.preprocess, settings.max_pixels)
         if workers and self.backend != "onnx":
             batches: Iterator[list[Any]] = iter(self._loader(dataset, settings, workers))
         else:

@@ -2,7 +2,7 @@
 
 The paths go out as a Ray dataset of (position, path) blocks. Actors (one per
 GPU, else one per `cpus_per_actor` CPUs) read and decode the files on their
-own node (decode.decode_file through embed._Files, so failures get the local
+own node (decode.decode_file through embedder.DecodedFiles, so failures get the local
 reasons) and embed them with embed.Embedder.embed_pixels, the local code; with
 GPUs, decoding runs in separate CPU tasks feeding the GPU actors. The model
 travels once per node through the object store, so workers need no weights
@@ -25,10 +25,10 @@ from typing import Any
 import numpy as np
 
 from imgsim_index.embed.embedder import (
+    DecodedFiles,
     EmbeddedBatch,
     Embedder,
     EmbedSettings,
-    _Files,
     resolve_device,
 )
 from imgsim_index.embed.models import LoadedModel
@@ -41,7 +41,7 @@ MAX_BATCHES_PER_BLOCK = 16  # a block is the unit Ray retries and the driver reo
 def decode_batch(batch: dict[str, np.ndarray], pre: Preprocess,
                  max_pixels: int) -> dict[str, np.ndarray]:
     """{pos, path} -> {pos, pixels (n, crop, crop, 3) uint8, width, height, error ('' if ok)}."""
-    files = _Files([str(p) for p in batch["path"]], pre, max_pixels)
+    files = DecodedFiles([str(p) for p in batch["path"]], pre, max_pixels)
     n = len(files)
     pixels = np.zeros((n, pre.crop, pre.crop, 3), np.uint8)
     width, height = np.zeros(n, np.int64), np.zeros(n, np.int64)

@@ -108,7 +108,9 @@ def check_pixels(path: str, max_pixels: int) -> None:
                             f"limit of {max_pixels} pixels per image")
 
 
-def _to_rgb(im: Image.Image, background: tuple[int, int, int]) -> Image.Image:
+def to_rgb(im: Image.Image, background: tuple[int, int, int]) -> Image.Image:
+    """`im` in RGB, as every reader of a file sees it: 16-bit and float greys scaled to
+    8 bits, palettes expanded, transparency laid over `background`."""
     if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         arr = np.asarray(im, dtype=np.float64)
         top = 65535.0 if arr.max(initial=0) > 255 else 255.0
@@ -155,7 +157,7 @@ def decode_bytes(
             if orientation != 1:
                 im = ImageOps.exif_transpose(im)
             uw, uh = (h, w) if orientation in (5, 6, 7, 8) else (w, h)
-            rgb = _to_rgb(im, pre.background)
+            rgb = to_rgb(im, pre.background)
     except DecodeError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -241,11 +243,11 @@ def decode_file(path: str, pre: Preprocess, max_pixels: int = DEFAULT_MAX_PIXELS
 
 
 # libraw's `flip` -> the number of quarter turns (counter-clockwise) that make it upright
-_FLIP_TURNS = {3: 2, 5: 1, 6: 3}
+FLIP_TURNS = {3: 2, 5: 1, 6: 3}
 
 
 @contextmanager
-def _raw_file(data: bytes, max_pixels: int) -> Iterator[tuple[Any, int, tuple[int, int]]]:
+def raw_file(data: bytes, max_pixels: int) -> Iterator[tuple[Any, int, tuple[int, int]]]:
     """rawpy's reader of a camera RAW file, its libraw `flip` and its upright full size;
     whatever fails inside becomes a DecodeError with its reason."""
     import rawpy
@@ -264,7 +266,7 @@ def _raw_file(data: bytes, max_pixels: int) -> Iterator[tuple[Any, int, tuple[in
         raise DecodeError("image too large to decode in memory") from None
 
 
-def _demosaic(raw: Any) -> Image.Image:
+def demosaic(raw: Any) -> Image.Image:
     """A half-size demosaic; libraw applies the orientation itself here."""
     return Image.fromarray(raw.postprocess(half_size=True, use_camera_wb=True, output_bps=8),
                            "RGB")
@@ -272,14 +274,14 @@ def _demosaic(raw: Any) -> Image.Image:
 
 def decode_raw(data: bytes, pre: Preprocess, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
     """A camera RAW file: its embedded preview when large enough, else a half-size demosaic."""
-    with _raw_file(data, max_pixels) as (raw, flip, upright):
+    with raw_file(data, max_pixels) as (raw, flip, upright):
         preview, upright_already = _raw_preview(raw, pre, max_pixels)
         if preview is not None:
             # the hash is of the preview as stored: hashes match in every orientation
-            turns = 0 if upright_already else _FLIP_TURNS.get(flip, 0)
+            turns = 0 if upright_already else FLIP_TURNS.get(flip, 0)
             return Decoded(np.ascontiguousarray(np.rot90(preview.pixels, turns)), *upright,
                            phash=preview.phash)
-        rgb = _demosaic(raw)
+        rgb = demosaic(raw)
     return Decoded(resize_and_crop(rgb, pre), *upright, phash=image_hash(rgb))
 
 

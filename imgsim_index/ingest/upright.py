@@ -15,14 +15,14 @@ from PIL import Image, ImageOps
 
 from imgsim_index.errors import DecodeError
 from imgsim_index.ingest.decode import (
-    _FLIP_TURNS,
     BACKGROUND,
     DEFAULT_MAX_PIXELS,
-    _demosaic,
-    _raw_file,
-    _to_rgb,
+    FLIP_TURNS,
+    demosaic,
     open_image,
+    raw_file,
     read_file,
+    to_rgb,
 )
 from imgsim_index.ingest.formats import format_of
 from imgsim_index.ingest.video import read_frame, split_frame_path
@@ -47,7 +47,7 @@ def upright_image(path: str, box: tuple[int, int], purpose: str = "decode") -> I
         im = ImageOps.exif_transpose(im)
         if (im.width > im.height) != (size[0] > size[1]):
             size = size[::-1]  # turned upright
-        im = _to_rgb(im, BACKGROUND)
+        im = to_rgb(im, BACKGROUND)
     im.thumbnail(box)
     im.info["upright_size"] = size  # (width, height) before any reduction
     return im
@@ -62,8 +62,8 @@ RAW_PREVIEW_MIN_SIDE = 512
 def _raw_image(data: bytes, box: tuple[int, int]) -> tuple[Image.Image, tuple[int, int]]:
     """A camera RAW file, upright: its embedded preview when large enough, else a half-size
     demosaic; and its upright full size."""
-    with _raw_file(data, DEFAULT_MAX_PIXELS) as (raw, flip, size):
-        return _raw_preview_image(raw, box, flip) or _demosaic(raw), size
+    with raw_file(data, DEFAULT_MAX_PIXELS) as (raw, flip, size):
+        return _raw_preview_image(raw, box, flip) or demosaic(raw), size
 
 
 def _raw_preview_image(raw: Any, box: tuple[int, int], flip: int) -> Image.Image | None:
@@ -80,12 +80,12 @@ def _raw_preview_image(raw: Any, box: tuple[int, int], flip: int) -> Image.Image
                 return None
             oriented = im.getexif().get(0x0112, 1) != 1
             im.draft("RGB", box)
-            im = _to_rgb(ImageOps.exif_transpose(im), BACKGROUND)
+            im = to_rgb(ImageOps.exif_transpose(im), BACKGROUND)
     except (rawpy.LibRawError, OSError, ValueError, SyntaxError):
         return None
     if min(im.size) < RAW_PREVIEW_MIN_SIDE and thumb.format == rawpy.ThumbFormat.BITMAP:
         return None
-    turns = 0 if oriented else _FLIP_TURNS.get(flip, 0)
+    turns = 0 if oriented else FLIP_TURNS.get(flip, 0)
     return im.rotate(90 * turns, expand=True) if turns else im
 
 

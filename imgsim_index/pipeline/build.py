@@ -22,7 +22,7 @@ import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
@@ -43,23 +43,8 @@ from imgsim_index.ingest.scan import (
     skipped_counts,
 )
 from imgsim_index.ingest.video import frame_path, split_frame_path
+from imgsim_index.pipeline.engine import Engine, FileEmbedder
 from imgsim_index.progress import NoProgress, Progress
-
-
-class FileEmbedder(Protocol):
-    """What embeds image files: `embed.Embedder` here, or another engine (a Ray cluster).
-
-    Yields batches in input order, each covering the next `settings.batch_size`
-    positions (as `Embedder.embed_files` does), so commits, and the catalog ids they
-    assign, come out the same whichever engine embedded the files."""
-
-    def embed_files(self, paths: Sequence[str], settings: EmbedSettings,
-                    on_progress: Callable[[int], None] | None = None
-                    ) -> Iterator[EmbeddedBatch]: ...
-
-
-# model -> the engine that embeds still images; videos are always embedded here
-ImageEngine = Callable[[LoadedModel], FileEmbedder]
 
 
 @dataclass(frozen=True)
@@ -129,7 +114,7 @@ def build_index(
     model: LoadedModel | None = None,
     accept: Callable[[ImageRef], bool] | None = None,
     should_stop: Callable[[], bool] | None = None,
-    engine: ImageEngine | None = None,
+    engine: Engine | None = None,
     store: IndexStore | None = None,
 ) -> BuildResult:
     """Bring the index up to date with `paths` (folders, image files, video files).
@@ -274,7 +259,7 @@ class _Update:
 
     def __init__(self, store: IndexStore, model: _ModelSlot, settings: BuildSettings,
                  progress: Progress, should_stop: Callable[[], bool] | None = None,
-                 engine: ImageEngine | None = None):
+                 engine: Engine | None = None):
         self.store, self.slot, self.settings, self.progress = store, model, settings, progress
         self.should_stop = should_stop or (lambda: False)
         self.rows: list[NewRow] = []
@@ -434,7 +419,8 @@ class _Update:
             self.progress.finish()
 
     def _embed_images(self, todo: list[ImageRef]) -> None:
-        source: FileEmbedder = self.engine(self.slot.get()) if self.engine else self.embedder
+        source: FileEmbedder = (self.engine.file_embedder(self.slot.get()) if self.engine
+                                else self.embedder)
         batches = source.embed_files([x.path for x in todo], self.settings.embed,
                                      on_progress=self.progress.update)
         self._drain("embedding images", len(todo), batches, lambda b: self._take_images(todo, b))
@@ -498,5 +484,5 @@ class _Update:
         return np.zeros((0, self.store.dim), np.float32)
 
 
-__all__ = ["BuildResult", "BuildSettings", "FileEmbedder", "ImageEngine", "build_index",
+__all__ = ["BuildResult", "BuildSettings", "build_index",
            "resolve_model"]

@@ -27,6 +27,7 @@ from imgsim_index.ingest.scan import skipped_report
 from imgsim_index.ingest.video import split_frame_path
 from imgsim_index.paths import deepest_folder
 from imgsim_index.pipeline.build import BuildResult, BuildSettings, build_index
+from imgsim_index.pipeline.engine import Engine
 from imgsim_index.pipeline.large import bring_ivf_up_to_date, search_ivf, wants_ivf
 from imgsim_index.progress import NoProgress, Progress
 from imgsim_index.report import build_report, write_collage
@@ -37,7 +38,6 @@ from imgsim_index.search import (
     ApproxSettings,
     Pairs,
     PairSettings,
-    SearchEngine,
     SearchInfo,
     find_pairs,
     query_rows,
@@ -90,9 +90,10 @@ class DedupeSettings:
         choose_method(self.search, 0, self.pairs, self.new_only or self.since is not None)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Duplicates:
-    """What find_duplicates found. Row positions index `rows`; nothing is written yet."""
+    """What find_duplicates found. Row positions index `rows`; nothing is written yet.
+    Frozen: made once, by find_duplicates (dataclasses.replace for a changed copy)."""
 
     rows: list[Row]  # the images compared (embedded catalog rows)
     pairs: Pairs  # i < j row positions, score desc
@@ -264,7 +265,7 @@ def find_duplicates(
     settings: DedupeSettings | None = None,
     progress: Progress | None = None,
     *,
-    engine: SearchEngine | None = None,
+    engine: Engine | None = None,
     present: set[str] | None = None,
 ) -> Duplicates:
     """Pairs, groups and keep decisions of the index's images (those under `folders` when
@@ -437,7 +438,7 @@ def _decide(found: _Found, settings: DedupeSettings, progress: Progress,
 
 def _find_large(index_dir: str, folders: Sequence[str] | None, settings: DedupeSettings,
                 progress: Progress, present: set[str] | None,
-                engine: SearchEngine | None = None) -> Duplicates:
+                engine: Engine | None = None) -> Duplicates:
     """find_duplicates over the on-disk IVF: memory set by the budget, not by N."""
     timings: dict[str, float] = {}
     t = time.perf_counter()
@@ -528,13 +529,14 @@ def dedupe(
     settings: DedupeSettings | None = None,
     progress: Progress | None = None,
     *,
-    engine: Any = None,
+    engine: Engine | None = None,
 ) -> DedupeResult:
     """The dedupe command: update the index from `folders` (if given), find duplicates,
     write the report files into a new OUTPUT/<timestamp>/ folder, and record the snapshot
     for the next new-only dedupe when the whole index was covered.
 
-    `engine`: a pipeline.ray_engine.RayEngine to embed and search on a Ray cluster."""
+    `engine`: where images are embedded and pairs searched (pipeline/engine.py; None:
+    here)."""
     settings = settings or DedupeSettings()
     progress = progress or NoProgress()
     settings.validate()
@@ -542,12 +544,11 @@ def dedupe(
     if folders:
         t = time.perf_counter()
         built = build_index(folders, index_dir, settings.build, progress,
-                            engine=engine.file_embedder if engine is not None else None)
+                            engine=engine)
         update = {"index_update": time.perf_counter() - t}
     dups = find_duplicates(index_dir, folders, settings, progress, engine=engine,
                            present=set(built.scanned_paths) if built is not None else None)
-    dups.build = built
-    dups.timings = {**update, **dups.timings}
+    dups = replace(dups, build=built, timings={**update, **dups.timings})
     out_dir, stamp = make_output_dir(settings.output)
     files = write_report(dups, out_dir, timestamp=stamp, progress=progress)
     if not folders:  # the whole index was covered up to this snapshot

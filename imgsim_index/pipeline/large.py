@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -20,6 +19,7 @@ from imgsim_index.index.catalog import Row
 from imgsim_index.index.ivf_sync import VectorLookup, needs_ivf
 from imgsim_index.index.store import IndexStore, scope_prefix
 from imgsim_index.ingest.video import split_frame_path
+from imgsim_index.pipeline.engine import Engine
 from imgsim_index.progress import Progress
 from imgsim_index.search import ApproxSettings, Pairs, SearchInfo
 from imgsim_index.search.ivf_search import ivf_pairs
@@ -65,7 +65,7 @@ def bring_ivf_up_to_date(index_dir: str, progress: Progress, wait: bool = False)
 def search_ivf(index_dir: str, folders: Sequence[str] | None, threshold: float,
                approx: ApproxSettings, new_after: int | None, budget: int | None,
                present: set[str] | None, on_progress: OnProgress | None,
-               engine: Any = None) -> LargeSearch:
+               engine: Engine | None = None) -> LargeSearch:
     with IndexStore.open_reader(index_dir) as store, store.snapshot():
         manifest = ivf.read_manifest(index_dir)
         assert manifest is not None
@@ -93,7 +93,7 @@ def search_ivf(index_dir: str, folders: Sequence[str] | None, threshold: float,
             vectors = lookup.read(used)
     pairs = Pairs(np.searchsorted(used, a), np.searchsorted(used, b), score)
     search = SearchInfo(
-        method="ivf", engine="local" if engine is None or new_after is not None else "ray",
+        method="ivf", engine="local" if engine is None or new_after is not None else engine.name,
         precision="fp32", vectors=info.vectors,
         queries=info.queries, candidates=info.candidates, pairs=len(pairs),
         seconds=info.seconds, nprobe=info.nprobe,

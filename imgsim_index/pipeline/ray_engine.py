@@ -3,7 +3,7 @@
 The process that runs `build` or `dedupe` stays the driver and the only writer
 of the index: Ray actors decode and embed images and hand vectors back, the
 driver commits them in the same checkpoints, in the same order, as a local
-build (indexer.FileEmbedder), so ids, crash safety and resume are the local
+build (pipeline.engine.FileEmbedder), so ids, crash safety and resume are the local
 ones. Pair search sends query shards to Ray tasks that search the whole
 vector set (one copy per node, in Ray's object store) and merges their
 candidates with the local threshold rule, so the pairs equal a local search.
@@ -88,7 +88,7 @@ class RayEngine:
         self._connected = True
 
     def file_embedder(self, model: LoadedModel) -> RayFileEmbedder:
-        """indexer.ImageEngine: the still images of a build are embedded on the cluster."""
+        """engine.Engine.file_embedder: a build's still images are embedded on the cluster."""
         from imgsim_index.embed.ray_embed import RayFileEmbedder
 
         self.connect()

@@ -35,7 +35,9 @@ from imgsim_index.search.tiles import resolve_precision
 
 
 class SearchEngine(Protocol):
-    """What a compute engine (e.g. pipeline.ray_engine.RayEngine) offers the search."""
+    """What a compute engine (pipeline/engine.py's Engine) offers the search."""
+
+    name: str  # SearchInfo.engine when it searched
 
     def candidates(self, x: np.ndarray, plan: SearchPlan, on_progress: OnProgress | None = None
                    ) -> tuple[np.ndarray, np.ndarray]: ...
@@ -107,7 +109,7 @@ def find_pairs(
     pairs = pairs_from_candidates(x, i, j, settings.cutoff, scoped,
                                   partial=rows is not None or chosen == "approx")
     info = SearchInfo(
-        method=chosen, engine="local" if engine is None or chosen == "approx" else "ray",
+        method=chosen, engine="local" if engine is None or chosen == "approx" else engine.name,
         precision=plan.precision, vectors=len(x),
         queries=None if rows is None else len(rows), candidates=len(i), pairs=len(pairs),
         seconds=time.perf_counter() - started,

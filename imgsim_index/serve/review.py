@@ -19,7 +19,7 @@ from fastapi import FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from imgsim_index.actions.choices import choices_from_review, reviewed_report, write_reviewed
-from imgsim_index.actions.plan import apply_plan, default_journal_path, make_plan
+from imgsim_index.actions.plan import apply_report
 from imgsim_index.actions.safety import load_report
 from imgsim_index.actions.undo import undo
 from imgsim_index.errors import InputError, ReportError
@@ -64,15 +64,21 @@ def apply_review(report_path: str, body: ApplyBody, move_root: str) -> dict[str,
     action = body.action
     if action not in PAGE_ACTIONS:
         raise InputError(f"the review page applies {' or '.join(PAGE_ACTIONS)}, not {action!r}")
-    report = load_report(report_path)
-    choices = choices_from_review(report, body.keepers, set(body.skip), set(body.skip_groups))
-    reviewed = reviewed_report(report, choices, os.path.basename(report_path))
-    reviewed_path = write_reviewed(report_path, reviewed)
+    written: list[str] = []
+
+    def review() -> str:
+        report = load_report(report_path)
+        choices = choices_from_review(report, body.keepers, set(body.skip),
+                                      set(body.skip_groups))
+        written.append(write_reviewed(report_path, reviewed_report(
+            report, choices, os.path.basename(report_path))))
+        return written[0]
+
     move_to = body.move_to or os.path.join(
         move_root, os.path.basename(os.path.dirname(report_path)), "moved")
-    plan = make_plan(reviewed_path, action, move_to if action == "move" else None,
-                     move_root=move_root)
-    result = apply_plan(plan, default_journal_path(reviewed_path, action))
+    result = apply_report(report_path, action, move_to if action == "move" else None,
+                          review=review, move_root=move_root)
+    reviewed_path = written[0]
     return {"journal": result.journal, "reviewed_report": reviewed_path, "action": action,
             "move_to": result.move_to,
             "done": [{"path": op.path, "target": op.target, "keeper": op.keeper}

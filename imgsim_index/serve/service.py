@@ -134,7 +134,8 @@ class IndexService:
 
     def _open_writer(self) -> None:
         identity = {k: self.manifest.get(k) for k in IDENTITY_KEYS}
-        self._store = IndexStore.open_writer(self.index_dir, identity)
+        self._store = IndexStore.open_writer(self.index_dir, identity,
+                                             wait=self.settings.build.wait_for_lock)
         self._store.lend_lock()  # applies and undos from the review page run on this thread
 
     def _close_writer(self) -> None:

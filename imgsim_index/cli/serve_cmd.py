@@ -1,4 +1,8 @@
-"""The `serve` click command: options -> ServeSettings -> uvicorn running the app."""
+"""The `serve` command: options -> ServeSettings -> uvicorn running the app.
+
+Its embedding options are the other commands' own (cli/options.py), and a library error
+reaches `main`, which prints it with the same flag hints as every other command.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,15 @@ import sys
 
 import click
 
-from imgsim_index.errors import ImgsimError
+from imgsim_index.cli.options import (
+    backend_option,
+    batch_size_option,
+    build_settings,
+    device_option,
+    model_option,
+    wait_option,
+    weights_option,
+)
 
 
 @click.command("serve")
@@ -33,43 +45,46 @@ from imgsim_index.errors import ImgsimError
               help="Largest image a query or upload may decode, read from its header first.")
 @click.option("--decode-slots", default=0, show_default=True, type=click.IntRange(0, 256),
               help="Requests decoding images at once; more get 429 (0: one per CPU core).")
-@click.option("--model", default=None, help="Model name (default: the index's own).")
-@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda")
+@model_option
+@weights_option
+@device_option
+@backend_option
+@batch_size_option
 @click.option("--workers", default=0, show_default=True, type=click.IntRange(0, 64),
               help="Decoding processes for adds (0: decode on the writer thread).")
 @click.option("--load-model/--lazy-model", default=False, show_default=True,
               help="Load the model at start rather than on the first query or add.")
+@wait_option
 def serve(index_dir: str, host: str, port: int, token: str | None, inbox: str | None,
           output: str, move_root: str | None, max_upload_mb: float, max_megapixels: float,
-          decode_slots: int, model: str | None, device: str, workers: int,
-          load_model: bool) -> None:
+          decode_slots: int, model: str | None, weights: str | None, device: str,
+          backend: str, batch_size: int, workers: int, load_model: bool, wait: bool) -> None:
     """Serve an index over HTTP: query, add, new pairs, dedupe jobs, and a review page.
 
     The service holds the index's writer lock while it runs; stop it with Ctrl-C or
     SIGTERM, which commits what was embedded."""
+    import dataclasses
+
     import uvicorn
 
-    from imgsim_index.embed.embedder import EmbedSettings
-    from imgsim_index.pipeline.build import BuildSettings
     from imgsim_index.serve.app import create_app
     from imgsim_index.serve.security import check_bind
     from imgsim_index.serve.service import IndexService, ServeSettings
 
-    try:
-        check_bind(host, token)
-        build = BuildSettings(model=model, embed=EmbedSettings(device=device, workers=workers),
-                              checkpoint_images=256, checkpoint_seconds=5.0)
-        settings = ServeSettings(index=index_dir, output=output, inbox=inbox,
-                                 max_upload_bytes=int(max_upload_mb * 1024 * 1024),
-                                 token=token or None, move_root=move_root,
-                                 max_pixels=int(max_megapixels * 1_000_000),
-                                 decode_slots=decode_slots or None, build=build)
-        service = IndexService(settings)
-        service.start()  # fail here (locked index, bad model) rather than inside uvicorn
-        if load_model:
-            service.embedder()
-    except ImgsimError as exc:
-        raise click.ClickException(str(exc)) from None
+    check_bind(host, token)
+    build = dataclasses.replace(
+        build_settings(model=model, weights=weights, device=device, backend=backend,
+                       batch_size=batch_size, workers=workers, wait=wait),
+        checkpoint_images=256, checkpoint_seconds=5.0)
+    settings = ServeSettings(index=index_dir, output=output, inbox=inbox,
+                             max_upload_bytes=int(max_upload_mb * 1024 * 1024),
+                             token=token or None, move_root=move_root,
+                             max_pixels=int(max_megapixels * 1_000_000),
+                             decode_slots=decode_slots or None, build=build)
+    service = IndexService(settings)
+    service.start()  # fail here (locked index, bad model) rather than inside uvicorn
+    if load_model:
+        service.embedder()
     app = create_app(service, start_service=False)
     click.echo(f"serving {service.index_dir} on http://{host}:{port} (API docs at /docs)",
                err=True)
@@ -83,4 +98,6 @@ def serve(index_dir: str, host: str, port: int, token: str | None, inbox: str | 
         click.echo("stopped; everything embedded is committed", err=True)
 
 
-__all__ = ["serve"]
+COMMANDS = [serve]
+
+__all__ = ["COMMANDS", "serve"]

@@ -7,15 +7,15 @@ earlier one's list, i.e. home(v) is among the first `nprobe` cells of u, where u
 A new-only dedupe therefore finds exactly the pairs a whole dedupe finds that involve a
 new vector (tests compare them).
 
-Whole scan, in passes: each pass holds one block of target lists (neighbours in a greedy
-walk over the centroids, as many as the memory budget holds, each read once) and streams
-the query lists, scoring only the entries whose stored probes name a list of the block;
-scores are float32 GEMMs against the SQ8 codes kept as floats. An approximate score
-differs from the exact one by at most e_u + e_v + e_u e_v (the two reconstruction errors,
-measured per list when the codes were written), so candidates are taken at radius - that
-bound - 1e-4 (float32 rounding) and nothing is lost to quantization; only the cells can
-miss a pair (recall in benchmarks/bench_scale.py).
-Memory: one block of lists, one GEMM tile, 8 bytes per candidate and per catalog id.
+Whole scan, in passes (scan_whole): each pass gathers the query rows that probe one block
+of target lists (neighbours in a greedy walk over the centroids) and scores each target
+once against all of them: float32 GEMMs against the SQ8 codes converted to floats.
+An approximate score differs from the exact one by at most e_u + e_v + e_u e_v (the two
+reconstruction errors, measured per list when the codes were written), so candidates are
+taken at radius - that bound - 1e-4 (float32 rounding) and nothing is lost to
+quantization; only the cells can miss a pair (recall in benchmarks/bench_scale.py).
+Memory: one block of gathered rows (as stored codes), one target and one GEMM tile, 8
+bytes per candidate and 40 per catalog row.
 """
 
 from __future__ import annotations
@@ -135,8 +135,8 @@ def _above(q: Queries, kq: np.ndarray, eq: float | np.ndarray, target: _List, ra
 
 def scan_order(coarse: Coarse, neighbours: int = 32) -> np.ndarray:
     """The cells in an order where each is followed by one of its nearest (a greedy walk
-    over the centroids): lists probed by one query list are mostly probed by the next
-    ones too, so the cache keeps them."""
+    over the centroids): the blocks of a whole scan are runs of it, so a block holds
+    neighbouring cells, which the same rows tend to probe."""
     import faiss
 
     q = faiss.downcast_index(coarse.quantizer)

@@ -44,6 +44,7 @@ from imgsim_index.verify.geometry import (
     refine_ecc,
     template,
 )
+from imgsim_index.verify.residual import Local
 from imgsim_index.verify.settings import SKETCH_ASPECT_LOG_TOL, SKETCH_MAPS, MatchSettings
 
 
@@ -83,7 +84,7 @@ class Alignment:
     def best_k(self) -> int:
         return self.order[0]
 
-    def check(self, m: np.ndarray, source: str, local: bool = False,
+    def check(self, m: np.ndarray, source: str, local: Local = "",
               keep: bool = True) -> Check:
         """Check map m; keep it among the tried maps when `keep`, or when it passes."""
         chk = check_map(self.a, self.b, m, self.settings, self.blurs, local)
@@ -197,16 +198,22 @@ class EccOfBestMap:
 
 class LocalTone:
     def wanted(self, s: Alignment) -> bool:
-        return bool(s.settings.local_tiles and s.tried)
+        return bool((s.settings.local_field or s.settings.local_tiles) and s.tried)
 
     def run(self, s: Alignment) -> None:
         # the best aligned by their global check (a keypoint map a fraction of a pixel off
-        # can score above the exact box map), under every limit of the global check
+        # can score above the exact box map), under every limit of the global check; the
+        # smooth gain field first (fewer degrees of freedom), then the curves per tile
         ranked = sorted(s.tried, key=lambda t: -t.check.score)[:s.settings.local_maps]
+        models: list[Local] = []
+        if s.settings.local_field:
+            models.append("field")
+        if s.settings.local_tiles:
+            models.append("tiles")
         for t in ranked:
             if t.check.numbers.get("hue_change_deg", -1.0) > s.settings.max_hue_deg:
                 continue
-            if s.check(t.map, t.source, local=True, keep=False).copy:
+            if any(s.check(t.map, t.source, local=m, keep=False).copy for m in models):
                 break
 
 

@@ -20,6 +20,7 @@ from imgsim_index.verify.evidence import Note
 from imgsim_index.verify.features import Features, flat_pixels
 from imgsim_index.verify.geometry import to_level
 from imgsim_index.verify.residual import (
+    Local,
     Residual,
     block_std,
     block_sums,
@@ -283,27 +284,28 @@ class _Judging:
         hd, wd = p.dst.grey.shape
         self.cls_s = cv2.warpAffine(p.src.tone_classes(), p.to_dst, (wd, hd),
                                     flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)
-        self.fwd = self._predict(0)
+        self.fwd = self._predict()
         self.nums["tone_shift"] = self.fwd.tone_shift
         self.hue_blocks &= self.used
         self.clipped = self._clipped()
 
-    def _predict(self, tiles: int, reverse: bool = False) -> Residual:
+    def _predict(self, local: Local = "", reverse: bool = False) -> Residual:
         if reverse:
             return residual(self.blurred_s, self.blurred_d, self.grey_d,
                             self.p.dst.tone_classes(), self.std_s, self.idx, self.inside,
-                            self.counts, self.used, self.settings, tiles)
+                            self.counts, self.used, self.settings, local)
         return residual(self.blurred_d, self.blurred_s, self.grey_s, self.cls_s, self.std_d,
-                        self.idx, self.inside, self.counts, self.used, self.settings, tiles)
+                        self.idx, self.inside, self.counts, self.used, self.settings, local)
 
-    def run(self, tiles: int) -> Check:
+    def run(self, local: Local = "") -> Check:
         """Predict dst from src; when that alone allows a copy, src from dst too (a
         direction can only add differing blocks, so the verdict is the same in either
-        order). tiles: local tone curves on top of the global ones (0: none)."""
-        fwd = self.fwd if not tiles else self._predict(tiles)
+        order). local: the tone model that varies over the picture on top of the global
+        curves ("": none)."""
+        fwd = self.fwd if not local else self._predict(local)
         chk = _judge([fwd], self)
         if chk.copy:
-            chk = _judge([fwd, self._predict(tiles, reverse=True)], self)
+            chk = _judge([fwd, self._predict(local, reverse=True)], self)
         return chk
 
     def _clipped(self) -> np.ndarray:
@@ -358,19 +360,20 @@ def _prepare(a: Features, b: Features, m: np.ndarray, settings: MatchSettings,
 
 
 def verify_map(a: Features, b: Features, m: np.ndarray, settings: MatchSettings,
-               blurs: Blurs | None = None, local: bool = False) -> Check:
+               blurs: Blurs | None = None, local: Local = "") -> Check:
     """Check a 2x3 map m (b thumbnail px -> a thumbnail px). blurs: blurred thumbnails
     shared by the checks of one comparison. local: predict each image from the other with
-    curves per tile (settings.local_tiles) on top of the global ones."""
+    a tone model that varies over the picture on top of the global curves ("tiles":
+    curves per tile, settings.local_tiles; "field": a smooth gain field,
+    settings.local_field)."""
     ready = _prepare(a, b, m, settings, {} if blurs is None else blurs)
     if isinstance(ready, Check):
         return ready
-    if not local:
-        return ready.run(0)
-    chk = ready.run(settings.local_tiles)
-    chk.numbers["local_tone"] = 1.0
-    if chk.copy:
-        chk.notes.insert(0, Note("local_tone"))
+    chk = ready.run(local)
+    if local:
+        chk.numbers["local_tone"] = 1.0
+        if chk.copy:
+            chk.notes.insert(0, Note("local_tone"))
     return chk
 
 
@@ -465,7 +468,7 @@ def _clearly_copy(c: Check, s: MatchSettings) -> bool:
 
 
 def check_map(a: Features, b: Features, m: np.ndarray, settings: MatchSettings,
-              blurs: Blurs, local: bool = False) -> Check:
+              blurs: Blurs, local: Local = "") -> Check:
     """verify_map, after checks at coarser sizes (coarse_levels halvings, coarsest first,
     with blocks halved too) that settle a map failing there, or passing there
     (coarse_accept), by coarse_margin on every limit; a map in between goes on to the next

@@ -6,6 +6,7 @@ or caption text. check.py judges a map from them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -16,6 +17,8 @@ from imgsim_index.verify.settings import (
     CLIP_HIGH,
     CLIP_LOW,
     CLIP_SPREAD_K,
+    FIELD_MIN_GAIN,
+    FIELD_ROUNDS,
     REFIT_FLOOR_K,
     REFIT_MEDIAN_K,
     REFIT_SAMPLE,
@@ -24,7 +27,17 @@ from imgsim_index.verify.settings import (
     STROKE_WHITE,
     MatchSettings,
 )
-from imgsim_index.verify.tone import apply_curve, class_curves, gain_fit, local_correction
+from imgsim_index.verify.tone import (
+    GainField,
+    apply_curve,
+    class_curves,
+    gain_fit,
+    local_correction,
+)
+
+# tone that varies over the picture, on top of the global curves: none, monotone curves
+# per tile (MatchSettings.local_tiles), a smooth gain field (MatchSettings.local_field)
+Local = Literal["", "tiles", "field"]
 
 
 def block_sums(x: np.ndarray, bs: int, hb: int, wb: int) -> np.ndarray:
@@ -80,10 +93,42 @@ def _clip_tolerance(source0: np.ndarray, idx: np.ndarray, ys: np.ndarray) -> np.
     return tol[lv]
 
 
+def _curves(xs: np.ndarray, cs: np.ndarray, ys: np.ndarray,
+            settings: MatchSettings) -> np.ndarray:
+    """The class curves mapping levels xs (of classes cs) onto ys, refitted without the
+    pixels they predict worst: new content (text, a figure) whose grey levels also occur
+    in the picture would otherwise pull a curve there (a white caption over red bends
+    white towards red, and a white highlight elsewhere then differs)."""
+    curves = class_curves(xs, cs, ys, settings.min_class_share)
+    err = np.abs(ys - curves[cs, xs])
+    inl = err <= max(REFIT_FLOOR_K * settings.diff_floor,
+                     REFIT_MEDIAN_K * float(np.median(err[::REFIT_SAMPLE])))
+    if not inl.all():
+        curves = class_curves(xs[inl], cs[inl], ys[inl], settings.min_class_share)
+    return curves
+
+
+def _field(target: np.ndarray, source: np.ndarray, cls: np.ndarray, fit: np.ndarray,
+           mapped: np.ndarray, fitted: tuple[np.ndarray, np.ndarray, np.ndarray],
+           settings: MatchSettings) -> tuple[np.ndarray, float]:
+    """(the prediction through class curves times a smooth gain field, the field's mean
+    |gain - 1|): field and curves fitted in turn (FIELD_ROUNDS times), so that the global
+    curves no longer carry the field's average darkening. fitted: the levels, classes and
+    target values at the fitted pixels (fit)."""
+    xs, cs, ys = fitted
+    gf = GainField(fit, settings.local_field)
+    field, dev = gf.fit(mapped, target)
+    for _ in range(FIELD_ROUNDS):
+        g = np.maximum(field[fit], FIELD_MIN_GAIN)
+        mapped = apply_curve(source, _curves(xs, cs, ys / g, settings), cls)
+        field, dev = gf.fit(mapped, target)
+    return (mapped * field).astype(np.float32), dev
+
+
 def residual(target: np.ndarray, source: np.ndarray, source0: np.ndarray,
               cls: np.ndarray, st: np.ndarray, idx: np.ndarray, in_overlap: np.ndarray,
               n: np.ndarray, used: np.ndarray, settings: MatchSettings,
-              tiles: int = 0) -> Residual:
+              local: Local = "") -> Residual:
     """Predict `target` from `source` (aligned float32 grey images) through monotone tone
     curves, one per colour class of the source (`cls`, aligned with it), fitted on the
     overlap (flat pixel indices `idx`; in_overlap: the overlap as float32 0/1, n: its pixel count
@@ -96,23 +141,19 @@ def residual(target: np.ndarray, source: np.ndarray, source0: np.ndarray,
     xs = np.clip(source.ravel().take(idx), 0, 255).astype(np.intp)
     ys = target.ravel().take(idx)
     cs = cls.ravel().take(idx)
-    curves = class_curves(xs, cs, ys, settings.min_class_share)
-    # refitted without the pixels it predicts worst: new content (text, a figure) whose grey
-    # levels also occur in the picture would otherwise pull the curve there (a white caption
-    # over red bends white towards red, and a white highlight elsewhere then differs)
-    err = np.abs(ys - curves[cs, xs])
-    inl = err <= max(REFIT_FLOOR_K * settings.diff_floor,
-                     REFIT_MEDIAN_K * float(np.median(err[::REFIT_SAMPLE])))
-    if not inl.all():
-        curves = class_curves(xs[inl], cs[inl], ys[inl], settings.min_class_share)
+    curves = _curves(xs, cs, ys, settings)
     mapped = apply_curve(source, curves, cls).astype(np.float32)
     dev = curves[cs, xs] - xs
     gain, gain_dev = gain_fit(xs, curves[cs, xs])
     local_dev = 0.0
-    if tiles:  # tone that varies over the picture: curves per tile on top of the global ones
+    if local:  # tone that varies over the picture, on top of the global curves
         fit = np.zeros(target.shape, bool)
         fit.ravel()[idx] = True
-        mapped, local_dev = local_correction(mapped, target, fit, tiles)
+        if local == "tiles":
+            mapped, local_dev = local_correction(mapped, target, fit, settings.local_tiles)
+        else:
+            mapped, local_dev = _field(target, source, cls, fit, mapped, (xs, cs, ys),
+                                       settings)
     res = np.abs(target - mapped)
     res -= _clip_tolerance(source0, idx, ys)
     np.maximum(res, 0.0, out=res)

@@ -40,6 +40,9 @@ class MatchSettings:
     # across the picture): a vignette, CLAHE, detail enhancement; 0 = never
     local_tiles: int = 4
     local_maps: int = 1  # ...on this many of the best-scoring maps (2 kept no more copies)
+    # ...and first with a smooth gain field on top instead (a vignette, a graduated filter,
+    # uneven light): a polynomial of this degree in x and y; 0 = never
+    local_field: int = 4
     band_rows: float = 0.12  # an overlay band is at most this share of the block rows high
     overlay_contrast: float = 1.5  # ...and this many times more contrasted in one image
     max_overlay: float = 0.12  # largest share of blocks a text-overlay band may cover
@@ -116,6 +119,7 @@ class MatchSettings:
              "max_gain_dev must be >= 0, max_gain >= 1"),
             (0 <= self.local_tiles <= 16 and self.local_maps >= 1,
              "local_tiles must be in [0, 16], local_maps >= 1"),
+            (0 <= self.local_field <= 8, "local_field must be in [0, 8]"),
             (0.0 < self.band_rows <= 1.0, "band_rows must be in (0, 1]"),
             (self.overlay_contrast >= 1.0, "overlay_contrast must be >= 1"),
             (0.0 <= self.max_overlay < 1.0, "max_overlay must be in [0, 1)"),
@@ -222,6 +226,12 @@ GAIN_MAX_LEVEL, GAIN_MIN_LEVEL = 250, 5  # a gain is fitted on curve values unde
 GAIN_MIN_PIXELS = 16  # ...at levels over this min, and only from this many pixels
 LOCAL_MIN_WEIGHT = 16.0  # a tile node's curve needs this much pixel weight around it...
 LOCAL_NODE_SHARE = 8  # ...or 1/this of a node's share of the pixels, if more
+# a smooth gain field (a vignette) is fitted on every FIELD_STRIDE-th overlap pixel, then
+# again without the pixels predicted worse than FIELD_OUTLIER grey levels (new content)
+FIELD_STRIDE, FIELD_OUTLIER = 5, 30.0
+FIELD_RIDGE = 1e-6  # a tiny ridge keeps the field's normal equations solvable
+FIELD_ROUNDS = 2  # field and global curves are fitted in turn this many times more
+FIELD_MIN_GAIN = 0.05  # the target is divided by the field, at least this, to refit curves
 
 # ---------------------------------------------------------------- evidence words (evidence.py)
 

@@ -12,6 +12,9 @@ from __future__ import annotations
 import numpy as np
 
 from imgsim_index.verify.settings import (
+    FIELD_OUTLIER,
+    FIELD_RIDGE,
+    FIELD_STRIDE,
     GAIN_MAX_LEVEL,
     GAIN_MIN_LEVEL,
     GAIN_MIN_PIXELS,
@@ -218,3 +221,55 @@ def gain_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     xf, yf = x[sel].astype(np.float64), y[sel].astype(np.float64)
     g = float((xf * yf).sum() / max(float((xf * xf).sum()), 1e-9))
     return g, float(np.mean(np.abs(y - np.minimum(g * x.astype(np.float64), 255.0))))
+
+
+def _powers(coord: np.ndarray, lo: int, hi: int, degree: int) -> np.ndarray:
+    """(n, degree + 1) powers 0..degree of coordinates scaled to [-1, 1] over [lo, hi)."""
+    t = (coord.astype(np.float64) - (lo + hi - 1) / 2) / max((hi - 1 - lo) / 2, 1.0)
+    out = np.ones((t.size, degree + 1))
+    out[:, 1:] = t[:, None]
+    return np.cumprod(out, axis=1)
+
+
+class GainField:
+    """A smooth gain field between two aligned images: a polynomial of the given degree
+    in the pixel coordinates (scaled over the bounding box of `valid`), fitted on every
+    stride-th pixel of `valid` by least squares so that pred x field matches the target,
+    then refitted without the pixels predicted worse than `outlier` grey levels (new
+    content). A vignette, a graduated filter, uneven light added to a copy are such
+    fields; a polynomial of low degree cannot follow one object's grey levels, so a
+    subject that moved or appeared stays a residual."""
+
+    def __init__(self, valid: np.ndarray, degree: int, outlier: float = FIELD_OUTLIER,
+                 stride: int = FIELD_STRIDE) -> None:
+        ys, xs = np.nonzero(valid)
+        self.shape, self.degree, self.outlier = valid.shape, degree, outlier
+        self.box = (0, 1, 0, 1)
+        if ys.size:
+            self.box = (int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1)
+        self.ys, self.xs = ys[::stride], xs[::stride]
+        y0, y1, x0, x1 = self.box
+        self.tri = np.add.outer(np.arange(degree + 1), np.arange(degree + 1)) <= degree
+        pv, pu = _powers(self.ys, y0, y1, degree), _powers(self.xs, x0, x1, degree)
+        self.basis = (pv[:, :, None] * pu[:, None, :])[:, self.tri]  # (n, terms): v^i u^j
+
+    def fit(self, pred: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, float]:
+        """(the field over the whole grid, its mean |gain - 1| at the fitted pixels)."""
+        if self.ys.size == 0:
+            return np.ones(self.shape, np.float32), 0.0
+        p = pred[self.ys, self.xs].astype(np.float64)
+        t = target[self.ys, self.xs].astype(np.float64)
+        a = self.basis * p[:, None]
+        inl = np.ones(p.size, bool)
+        coef = np.zeros(self.basis.shape[1])
+        for _ in range(2):  # least squares by the normal equations (a few dozen terms)
+            ai = a[inl]
+            coef = np.linalg.solve(ai.T @ ai + FIELD_RIDGE * np.eye(coef.size),
+                                   ai.T @ t[inl])
+            inl = np.abs(t - a @ coef) <= self.outlier
+        c = np.zeros(self.tri.shape)
+        c[self.tri] = coef
+        (h, w), (y0, y1, x0, x1), d = self.shape, self.box, self.degree
+        # separable: (h, d + 1) @ (d + 1, d + 1) @ (d + 1, w)
+        field = _powers(np.arange(h), y0, y1, d) @ c @ _powers(np.arange(w), x0, x1, d).T
+        return field.astype(np.float32), float(np.mean(np.abs(self.basis @ coef - 1.0)))

@@ -163,8 +163,8 @@ def test_undecodable_and_flat_images_get_a_verdict(tmp_path: Path) -> None:
     # a file that cannot be read for verification is no evidence of a copy: its pair stays
     # out of the groups (nothing proposed for removal); two flat images of other colours
     # are other pictures
-    assert v.match == ["other_shot", "other_shot"]
-    assert v.evidence[0].startswith("not verified: could not read it for verification (")
+    assert v.match == ["not_verified", "other_shot"]
+    assert v.evidence[0].startswith("could not read it for verification (")
     assert v.evidence[1] == "blank images of different colours (RGB 90/90/90 and RGB 200/30/30)"
     assert (v.not_verified, v.compared, sorted(v.errors)) == (1, 1, [1])
 
@@ -406,7 +406,7 @@ def test_group_near_misses_puts_them_back(dedupe_runs) -> None:  # type: ignore[
 
 def test_report_fields(dedupe_runs) -> None:  # type: ignore[no-untyped-def]
     rep = dedupe_runs["on"]
-    assert rep["report_schema_version"] == 3
+    assert rep["report_schema_version"] == 4
     assert (rep["threshold"], rep["threshold_source"]) == (0.5, "given")
     assert set(rep["verification"]) == {"ran", "compared", "skipped_as_grouped",
                                         "skipped_as_other_shot", "same_bytes", "not_verified",

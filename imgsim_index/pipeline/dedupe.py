@@ -416,7 +416,9 @@ def _decide(found: _Found, settings: DedupeSettings, progress: Progress,
             verdicts.numbers[k]["hash_distance"] = float(found.hash_distance[k])
     kept = verdicts.kept()
     pairs, near = subset(candidates, kept), subset(candidates, ~kept)
-    edges = candidates if settings.group_near_misses else pairs
+    # other shots join the groups when asked; a pair that could not be verified never does
+    edges = (subset(candidates, np.asarray([v.verified for v in verdicts.pairs], bool))
+             if settings.group_near_misses else pairs)
     groups = connected_components(len(rows), edges.i, edges.j)
     decisions = choose_keepers(rows, groups, KeepSettings(settings.keep, tuple(settings.protect)),
                                found.codes, found.vectors)

@@ -1,4 +1,5 @@
-"""verify: candidate pairs -> a Verdict per pair (exact | copy | other_shot), with evidence.
+"""verify: candidate pairs -> a Verdict per pair (exact | copy | other_shot | not_verified),
+with evidence.
 
 The stage between pair search and grouping. A candidate pair (cosine >= the threshold) is
 checked on the pixels themselves (matching.py: geometric alignment of the two images, then
@@ -43,7 +44,7 @@ from imgsim_index.errors import InputError
 from imgsim_index.progress import NoProgress, Progress
 from imgsim_index.verify.rounds import APART_EVIDENCE, SKIPPED_EVIDENCE, PairWalk
 from imgsim_index.verify.settings import DEFAULT, MatchSettings
-from imgsim_index.verify.verdict import KEPT, MATCHES, UNVERIFIED, Verdict
+from imgsim_index.verify.verdict import KEPT, MATCHES, NOT_VERIFIED, Verdict
 
 if TYPE_CHECKING:
     from imgsim_index.index.catalog import Row
@@ -117,7 +118,9 @@ class Verdicts:
     # pairs between two groups that apart_votes of their pairs showed to be other shots
     skipped_as_other_shot: int = 0
     same_bytes: int = 0  # pairs with equal content digests (exact, not decoded)
-    not_verified: int = 0  # pairs where an image could not be decoded or described here
+    # pairs whose verdict is not_verified: an image could not be decoded or described here,
+    # or the comparison failed
+    not_verified: int = 0
     seconds: float = 0.0
     ran: bool = True
     errors: dict[int, str] = field(default_factory=dict)  # row position -> why not described
@@ -184,6 +187,6 @@ def verify_pairs(
     return out
 
 
-__all__ = ["APART_EVIDENCE", "CANDIDATE_THRESHOLDS", "KEPT", "MATCHES", "SKIPPED_EVIDENCE",
-           "UNVERIFIED", "Verdict", "VerifySettings", "Verdicts", "candidate_threshold",
+__all__ = ["APART_EVIDENCE", "CANDIDATE_THRESHOLDS", "KEPT", "MATCHES", "NOT_VERIFIED",
+           "SKIPPED_EVIDENCE", "Verdict", "VerifySettings", "Verdicts", "candidate_threshold",
            "decode_for_verify", "unverified", "verify_pairs"]

@@ -169,6 +169,20 @@ def test_undecodable_and_flat_images_get_a_verdict(tmp_path: Path) -> None:
     assert (v.not_verified, v.compared, sorted(v.errors)) == (1, 1, [1])
 
 
+def test_files_the_index_does_not_hold_are_verified_by_path_and_digest(tmp_path: Path) -> None:
+    """verify_pairs takes what it reads of an image (ImageFile: path, digest), no catalog
+    row: equal digests are exact without decoding, a resized copy is a copy."""
+    from imgsim_index.verify import ImageFile
+
+    photo(5).save(tmp_path / "a.png")
+    photo(5).resize((320, 240), Image.Resampling.LANCZOS).save(tmp_path / "b.jpg", quality=90)
+    images = [ImageFile(str(tmp_path / "a.png")), ImageFile(str(tmp_path / "b.jpg")),
+              ImageFile("/nowhere/c.jpg", "d1"), ImageFile("/nowhere/d.jpg", "d1")]
+    v = verify_pairs(images, Pairs(np.array([0, 2]), np.array([1, 3]), np.array([0.97, 0.99])),
+                     VerifySettings(workers=0))
+    assert v.match == ["copy", "exact"] and v.evidence[1] == "same bytes"
+
+
 def blank_page() -> Image.Image:
     return Image.new("RGB", (800, 600), (250, 250, 250))
 

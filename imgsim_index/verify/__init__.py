@@ -31,7 +31,7 @@ import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -47,8 +47,26 @@ from imgsim_index.verify.settings import DEFAULT, MatchSettings
 from imgsim_index.verify.verdict import KEPT, MATCHES, NOT_VERIFIED, Verdict
 
 if TYPE_CHECKING:
-    from imgsim_index.index.catalog import Row
     from imgsim_index.search import Pairs
+
+
+class ImageSource(Protocol):
+    """What verification reads of an image: the file, and its content digest when known
+    (equal digests are an exact match without decoding). A catalog Row is one."""
+
+    @property
+    def path(self) -> str: ...
+
+    @property
+    def digest(self) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class ImageFile:
+    """An image to verify that the index does not hold (a query image)."""
+
+    path: str
+    digest: str | None = None
 
 
 def candidate_threshold(model: str | None, verify: bool = True) -> float:
@@ -166,12 +184,13 @@ def decode_for_verify(path: str, max_side: int) -> tuple[np.ndarray, tuple[int, 
 
 
 def verify_pairs(
-    rows: Sequence[Row],
+    images: Sequence[ImageSource],
     pairs: Pairs,
     settings: VerifySettings | None = None,
     progress: Progress | None = None,
 ) -> Verdicts:
-    """A verdict per pair of `pairs` (row positions into `rows`, score descending)."""
+    """A verdict per pair of `pairs` (positions into `images`: catalog rows, or ImageFile
+    for files the index does not hold)."""
     settings = (settings or VerifySettings()).validate()
     progress = progress or NoProgress()
     if settings.enabled is False:  # None (auto) is on here: the caller knows no better
@@ -180,7 +199,7 @@ def verify_pairs(
     out = Verdicts([Verdict("", "") for _ in range(len(pairs))])
     progress.start("Verifying pairs", len(pairs))
     try:
-        PairWalk(rows, pairs, settings, out, progress).run()
+        PairWalk(images, pairs, settings, out, progress).run()
     finally:
         progress.finish()
     out.seconds = time.perf_counter() - t0
@@ -188,5 +207,5 @@ def verify_pairs(
 
 
 __all__ = ["APART_EVIDENCE", "CANDIDATE_THRESHOLDS", "KEPT", "MATCHES", "NOT_VERIFIED",
-           "SKIPPED_EVIDENCE", "Verdict", "VerifySettings", "Verdicts", "candidate_threshold",
-           "decode_for_verify", "unverified", "verify_pairs"]
+           "SKIPPED_EVIDENCE", "ImageFile", "ImageSource", "Verdict", "VerifySettings",
+           "Verdicts", "candidate_threshold", "decode_for_verify", "unverified", "verify_pairs"]

@@ -25,9 +25,8 @@ from imgsim_index.progress import Progress
 from imgsim_index.verify.verdict import NOT_VERIFIED, Verdict
 
 if TYPE_CHECKING:
-    from imgsim_index.index.catalog import Row
     from imgsim_index.search import Pairs
-    from imgsim_index.verify import Verdicts, VerifySettings
+    from imgsim_index.verify import ImageSource, Verdicts, VerifySettings
 
 SKIPPED_EVIDENCE = "not compared: already grouped through verified copies"
 APART_EVIDENCE = "not compared: their groups are other shots"
@@ -172,7 +171,7 @@ class _Workers:
 class PairWalk:
     """One verify_pairs call: fills `out.pairs` (a Verdict per pair) round by round."""
 
-    def __init__(self, rows: Sequence[Row], pairs: Pairs, settings: VerifySettings,
+    def __init__(self, rows: Sequence[ImageSource], pairs: Pairs, settings: VerifySettings,
                  out: Verdicts, progress: Progress) -> None:
         self.rows, self.settings, self.out, self.progress = rows, settings, out, progress
         self.ends = list(zip(pairs.i.tolist(), pairs.j.tolist(), strict=True))

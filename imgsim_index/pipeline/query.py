@@ -25,6 +25,7 @@ from imgsim_index.embed.embedder import Embedder
 from imgsim_index.errors import IndexFormatError, InputError
 from imgsim_index.index.catalog import Row
 from imgsim_index.index.import_vectors import IMPORTED_WEIGHTS
+from imgsim_index.index.manifest import Manifest
 from imgsim_index.index.store import IndexStore, LoadedVectors, check_identity
 from imgsim_index.pipeline.build import BuildSettings, resolve_model
 from imgsim_index.search.threshold import SCORE_DECIMALS
@@ -69,7 +70,7 @@ class QueryResult:
                 "matches": self.rows()}
 
 
-def verify_enabled(settings: VerifySettings | None, manifest: dict[str, Any]) -> bool:
+def verify_enabled(settings: VerifySettings | None, manifest: Manifest) -> bool:
     """Verification as asked, else (auto) on, except for an index of imported vectors:
     the tool never read those files."""
     if settings is not None and settings.enabled is not None:
@@ -191,7 +192,7 @@ def query_index(
     from imgsim_index.verify import VerifySettings
 
     with IndexStore.open_reader(index_dir) as store:
-        manifest = dict(store.manifest)
+        manifest = store.manifest.copy()
         model = embedder.model if embedder else resolve_model(index_dir, settings)
         check_identity(manifest, model.identity(), index_dir)
         verify_on = verify_enabled(verify, manifest)

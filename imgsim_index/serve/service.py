@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from imgsim_index.defaults import IDENTITY_KEYS, decode_slots
+from imgsim_index.defaults import decode_slots
 from imgsim_index.embed.embedder import Embedder
 from imgsim_index.errors import (
     ActionError,
@@ -32,6 +32,7 @@ from imgsim_index.errors import (
     ResultTooLarge,
     ServiceBusy,
 )
+from imgsim_index.index.manifest import identity_of
 from imgsim_index.index.store import IndexStore, LoadedVectors
 from imgsim_index.pipeline.build import BuildSettings, build_index, resolve_model
 from imgsim_index.pipeline.dedupe import DedupeSettings, dedupe, folder_codes
@@ -147,7 +148,7 @@ class IndexService:
                 self._searcher = None
 
     def _open_writer(self) -> None:
-        identity = {k: self.manifest.get(k) for k in IDENTITY_KEYS}
+        identity = identity_of(self.manifest)
         self._store = IndexStore.open_writer(self.index_dir, identity,
                                              wait=self.settings.build.wait_for_lock)
         self._store.lend_lock()  # applies and undos from the review page run on this thread

@@ -148,3 +148,62 @@ def test_an_index_without_recorded_pairs_is_verified_at_apply(tmp_path: Path) ->
     db.close()
     plan = make_plan(first.report_path, "move", str(tmp_path / "dupes"))
     assert plan.refused == [] and len(plan.operations) == first.report["files_removable"] == 3
+
+
+def test_a_pair_that_cannot_be_verified_is_not_grouped_nor_removed(tmp_path: Path) -> None:
+    """An image unreadable at dedupe time: its pair is match not_verified in report.json (a
+    report the schema accepts), in no group even with other shots grouped, and apply
+    removes nothing; a not_verified verdict recorded in the index is no copy either."""
+    import jsonschema
+
+    from imgsim_index.report.contract import report_schema
+    from imgsim_index.report.html import review_data
+    from imgsim_index.report.json_report import near_miss_text
+
+    photos, index = make_library(tmp_path, [Img("a/sunset.jpg", 0, (120, 90)),
+                                            Img("a/sunset_small.jpg", 0, (60, 45))])
+    small = photos / "a/sunset_small.jpg"
+    small.write_bytes(b"\xff\xd8 not a jpeg any more")
+    for more in ({}, {"group_near_misses": True}):
+        got = run_dedupe(tmp_path, index, **more)
+        rep = json.loads(Path(got.report_path).read_text())
+        jsonschema.Draft202012Validator(report_schema()).validate(rep)
+        [near] = rep["near_misses"]
+        assert near["match"] == "not_verified", near
+        assert near["evidence"].startswith("could not read it for verification ("), near
+        assert rep["similar_pairs"] == [] and rep["groups"] == [], more
+        assert rep["verification"]["not_verified"] == 1
+        assert near_miss_text(rep) == "0 other shots and 1 pair not verified"
+        assert [n["match"] for n in review_data(rep)["near_misses"]] == ["not_verified"]
+        plan = make_plan(got.report_path, "move", str(tmp_path / "dupes"))
+        assert plan.operations == [] and plan.refused == []
+
+
+
+def test_a_not_verified_pair_recorded_in_the_index_is_no_copy(tmp_path: Path) -> None:
+    """Two other shots with one vector, their pair recorded in the index as not_verified
+    (with the rows' digests) and a report forged to remove one: apply verifies the files
+    and refuses, the record joins nothing."""
+    photos, index = make_library(tmp_path, BURST)
+    got = run_dedupe(tmp_path, index)
+    burst1, burst2 = str(photos / "c/burst1.jpg"), str(photos / "c/burst2.jpg")
+    db = sqlite3.connect(index / "catalog.sqlite")
+    (a, digest_a), (b, digest_b) = db.execute(
+        "SELECT id, digest FROM images ORDER BY id").fetchall()
+    db.execute("INSERT INTO verified_pairs VALUES (?, ?, 'not_verified', ?, ?)",
+               (a, b, digest_a, digest_b))
+    db.commit()
+    db.close()
+    before = Path(burst2).read_bytes()
+
+    def forge(rep: dict[str, Any]) -> None:
+        rep["groups"] = [{"group": 0, "size": 2, "keeper": burst1,
+                          "members": [{**member(burst1), "role": "keep"}, member(burst2)],
+                          "removable": [burst2], "bytes_removable": 1}]
+
+    edit_report(got.report_path, forge)
+    plan = make_plan(got.report_path, "move", str(tmp_path / "dupes"))
+    assert plan.operations == []
+    assert refusals(plan)[burst2].startswith(f"{NOT_A_COPY}: verified now from the files: ")
+    apply_plan(plan, str(tmp_path / "j.jsonl"))
+    assert Path(burst2).read_bytes() == before

@@ -80,7 +80,8 @@ def test_an_unverified_pair_is_not_called_another_shot(tmp_path: Path) -> None:
                     "--verify-workers", "0", "-q")
     report = report_of(stdout)
     [row] = report["near_misses"]
-    assert row["evidence"].startswith("not verified: could not read it"), row
+    assert row["match"] == "not_verified", row
+    assert row["evidence"].startswith("could not read it"), row
     assert "Listed apart: 0 other shots and 1 pair not verified." in stdout, stdout
     assert "1 other shots" not in stdout, stdout
     from imgsim_index.report.html import review_data

@@ -60,6 +60,18 @@ def add(index: Path, x: np.ndarray, start: int, tmp: Path) -> None:
     import_vectors(str(tmp / "v.npy"), str(tmp / "v.paths"), str(index), ImportSettings())
 
 
+def ivf_index(tmp: Path, n: int, seed: int, planted: int
+              ) -> tuple[Path, np.ndarray, list[tuple[int, int]], ivf.IvfManifest]:
+    """clustered(n, seed, planted) imported into tmp/index, an IVF (with small_ivf): the
+    folder, the vectors, the planted pairs and the IVF's manifest."""
+    index = tmp / "index"
+    x, planted_pairs = clustered(n, seed, planted)
+    add(index, x, 0, tmp)
+    manifest = ivf.read_manifest(str(index))
+    assert manifest is not None
+    return index, x, planted_pairs, manifest
+
+
 def pairs_of(index: Path, **kw: object) -> set[tuple[str, str, float]]:
     s = DedupeSettings(pairs=PairSettings(threshold=0.85))
     d = find_duplicates(str(index), settings=replace(s, **kw))  # type: ignore[arg-type]
@@ -73,11 +85,9 @@ def small_ivf(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_an_exhaustive_ivf_gives_exactly_the_brute_force_pairs(tmp_path: Path,
                                                                 small_ivf: None) -> None:
-    index = tmp_path / "index"
-    x, planted = clustered(1000, 0, 20)  # 16 lists, all probed: nothing left to chance
-    add(index, x, 0, tmp_path)
-    manifest = ivf.read_manifest(str(index))
-    assert manifest is not None and manifest.nlist == 16 and manifest.count == 1000
+    # 16 lists, all probed: nothing left to chance
+    index, _, planted, manifest = ivf_index(tmp_path, 1000, 0, 20)
+    assert manifest.nlist == 16 and manifest.count == 1000
     got = pairs_of(index)
     want = pairs_of(index, search="exact")
     assert got == want and len(want) >= 20
@@ -119,11 +129,7 @@ def test_a_scan_in_many_passes_finds_the_same_pairs(tmp_path: Path, small_ivf: N
 
 def test_new_vectors_go_into_a_new_part_and_new_only_equals_whole_restricted(
         tmp_path: Path, small_ivf: None) -> None:
-    index = tmp_path / "index"
-    x, _ = clustered(5000, 2, 30)
-    add(index, x, 0, tmp_path)
-    first = ivf.read_manifest(str(index))
-    assert first is not None
+    index, x, _, first = ivf_index(tmp_path, 5000, 2, 30)
     part_file = index / "ivf" / f"{first.parts[0].name}.ivfdata"
     before = part_file.stat()
     d = find_duplicates(str(index), settings=DedupeSettings(pairs=PairSettings(threshold=0.85)))
@@ -180,11 +186,7 @@ def test_many_parts_are_merged_into_one_with_the_same_pairs(tmp_path: Path,
 def test_faiss_reads_a_part_with_its_own_reader(tmp_path: Path, small_ivf: None) -> None:
     import faiss
 
-    index = tmp_path / "index"
-    x, planted = clustered(1000, 6, 5)
-    add(index, x, 0, tmp_path)
-    manifest = ivf.read_manifest(str(index))
-    assert manifest is not None
+    index, x, planted, manifest = ivf_index(tmp_path, 1000, 6, 5)
     part = index / "ivf" / f"{manifest.parts[0].name}.faiss"
     f = faiss.read_index(str(part), faiss.IO_FLAG_ONDISK_SAME_DIR | faiss.IO_FLAG_READ_ONLY)
     assert f.ntotal == 1000 and f.nlist == manifest.nlist
@@ -254,11 +256,7 @@ def test_sigkill_while_the_ivf_is_built_leaves_the_index_usable(
 
 def test_verify_names_a_damaged_ivf_and_repair_rebuilds_it(tmp_path: Path,
                                                             small_ivf: None) -> None:
-    index = tmp_path / "index"
-    x, _ = clustered(1000, 9, 10)
-    add(index, x, 0, tmp_path)
-    manifest = ivf.read_manifest(str(index))
-    assert manifest is not None
+    index, _, _, manifest = ivf_index(tmp_path, 1000, 9, 10)
     data = index / "ivf" / f"{manifest.parts[0].name}.ivfdata"
     with open(data, "r+b") as fh:
         fh.truncate(data.stat().st_size // 2)
@@ -305,11 +303,7 @@ def test_the_service_lists_new_pairs_through_the_ivf(tmp_path: Path, small_ivf: 
 
     from imgsim_index.serve.service import IndexService, ServeSettings
 
-    index = tmp_path / "index"
-    x, _ = clustered(3000, 12, 0)
-    add(index, x, 0, tmp_path)
-    first = ivf.read_manifest(str(index))
-    assert first is not None
+    index, x, _, first = ivf_index(tmp_path, 3000, 12, 0)
     x2, planted = clustered(200, 13, 20, start=3000, old=x)
     add(index, x2, 3000, tmp_path)
     want = {p for p in pairs_of(index) if {p[0], p[1]} & {path(k) for k in range(3000, 3200)}}
@@ -347,11 +341,7 @@ def test_the_ivf_scan_on_ray_equals_the_local_scan(tmp_path: Path, small_ivf: No
 
 
 def test_new_data_far_from_the_cells_retrains_them(tmp_path: Path, small_ivf: None) -> None:
-    index = tmp_path / "index"
-    x, _ = clustered(4000, 15, 0)
-    add(index, x, 0, tmp_path)
-    first = ivf.read_manifest(str(index))
-    assert first is not None
+    index, _, _, first = ivf_index(tmp_path, 4000, 15, 0)
     # a new camera: 1,500 vectors around one direction no cell was trained on
     rng = np.random.default_rng(16)
     centre = rng.standard_normal(DIM)

@@ -36,7 +36,8 @@ def test_schema_is_valid_draft_2020_12() -> None:
 
 def test_report_bytes_are_unchanged(tmp_path: Path) -> None:
     """The same inputs give the same report.json, byte for byte, as before the report was
-    typed (tests/data/report_golden.json was written by the untyped build_report)."""
+    typed (tests/data/report_golden.json was written by the untyped build_report; its
+    report_schema_version is 4 since not_verified became a match of its own)."""
     out = tmp_path / "report.json"
     write_report(sample_report(), str(out))
     assert out.read_bytes() == GOLDEN.read_bytes()
@@ -106,3 +107,20 @@ def test_schema_ships_as_package_data_and_readme_links_it() -> None:
     assert any(fnmatch.fnmatch(shipped, p) for p in patterns), patterns
     assert (ROOT / "imgsim_index" / shipped).is_file()
     assert f"imgsim_index/{shipped}" in (ROOT / "README.md").read_text()
+
+
+def test_schema_lists_every_match_a_verdict_has() -> None:
+    from imgsim_index.verify.verdict import MATCHES
+
+    pair = contract.report_schema()["$defs"]["pair"]["properties"]
+    assert pair["match"]["enum"] == list(MATCHES)
+    assert "not_verified" in MATCHES
+
+
+def test_a_schema_3_not_verified_pair_reads_as_not_verified() -> None:
+    old: Any = {"index": 0, "image1": "a", "image2": "b", "similarity_score": 0.99,
+                "match": "other_shot", "evidence": "not verified: could not read it"}
+    assert contract.pair_match(old) == "not_verified"
+    assert contract.pair_match({**old, "evidence": "other shot: 14% differs"}) == "other_shot"
+    assert contract.pair_match({**old, "match": "copy",
+                                "evidence": "not verified (cosine only)"}) == "copy"

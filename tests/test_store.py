@@ -379,3 +379,26 @@ def test_identity_mismatch_describes_each_side_with_its_own_values() -> None:
     assert "refusing to add vectors from resnet50 (model, dim differ)" in str(exc.value)
     assert "sha256:aaaa" not in str(exc.value).split("refusing")[1]
     check_identity(index, {k: v for k, v in index.items() if k != "weights_id"}, "i")
+
+
+def test_an_older_manifest_reads_unchanged_and_keeps_its_keys(tmp_path: Path) -> None:
+    """manifest.json is typed (index/manifest.py) but stays the JSON object it was: a
+    manifest without the newer keys, and with a key this version does not know, reads as
+    written and keeps that key when the index is written again; one without a model is a
+    format error, in one line."""
+    with IndexStore.open_writer(str(tmp_path), IDENTITY) as store:
+        store.commit(rows(names(2)), unit(2))
+    path = tmp_path / MANIFEST
+    old = {k: v for k, v in json.loads(path.read_text()).items()
+           if k not in ("weights_source", "counts", "created_at")}
+    old["written_by_a_later_version"] = {"x": 1}
+    path.write_text(json.dumps(old))
+    assert dict(IndexStore.read_manifest(str(tmp_path))) == old
+    with IndexStore.open_writer(str(tmp_path), IDENTITY) as store:
+        store.commit(rows(["more.jpg"]), unit(1, seed=3))
+    again = json.loads(path.read_text())
+    assert again["written_by_a_later_version"] == {"x": 1}
+    assert again["counts"]["embedded"] == 3 and again["model"] == IDENTITY["model"]
+    path.write_text(json.dumps({k: v for k, v in old.items() if k != "model"}))
+    with pytest.raises(IndexFormatError, match=r"has no valid 'model' \(None\); build the"):
+        IndexStore.read_manifest(str(tmp_path))

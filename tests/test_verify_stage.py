@@ -163,10 +163,24 @@ def test_undecodable_and_flat_images_get_a_verdict(tmp_path: Path) -> None:
     # a file that cannot be read for verification is no evidence of a copy: its pair stays
     # out of the groups (nothing proposed for removal); two flat images of other colours
     # are other pictures
-    assert v.match == ["other_shot", "other_shot"]
-    assert v.evidence[0].startswith("not verified: could not read it for verification (")
+    assert v.match == ["not_verified", "other_shot"]
+    assert v.evidence[0].startswith("could not read it for verification (")
     assert v.evidence[1] == "blank images of different colours (RGB 90/90/90 and RGB 200/30/30)"
     assert (v.not_verified, v.compared, sorted(v.errors)) == (1, 1, [1])
+
+
+def test_files_the_index_does_not_hold_are_verified_by_path_and_digest(tmp_path: Path) -> None:
+    """verify_pairs takes what it reads of an image (ImageFile: path, digest), no catalog
+    row: equal digests are exact without decoding, a resized copy is a copy."""
+    from imgsim_index.verify import ImageFile
+
+    photo(5).save(tmp_path / "a.png")
+    photo(5).resize((320, 240), Image.Resampling.LANCZOS).save(tmp_path / "b.jpg", quality=90)
+    images = [ImageFile(str(tmp_path / "a.png")), ImageFile(str(tmp_path / "b.jpg")),
+              ImageFile("/nowhere/c.jpg", "d1"), ImageFile("/nowhere/d.jpg", "d1")]
+    v = verify_pairs(images, Pairs(np.array([0, 2]), np.array([1, 3]), np.array([0.97, 0.99])),
+                     VerifySettings(workers=0))
+    assert v.match == ["copy", "exact"] and v.evidence[1] == "same bytes"
 
 
 def blank_page() -> Image.Image:
@@ -406,7 +420,7 @@ def test_group_near_misses_puts_them_back(dedupe_runs) -> None:  # type: ignore[
 
 def test_report_fields(dedupe_runs) -> None:  # type: ignore[no-untyped-def]
     rep = dedupe_runs["on"]
-    assert rep["report_schema_version"] == 3
+    assert rep["report_schema_version"] == 4
     assert (rep["threshold"], rep["threshold_source"]) == (0.5, "given")
     assert set(rep["verification"]) == {"ran", "compared", "skipped_as_grouped",
                                         "skipped_as_other_shot", "same_bytes", "not_verified",

@@ -31,7 +31,7 @@ import stat
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -49,6 +49,9 @@ from imgsim_index.ingest.identity import (
 )
 from imgsim_index.paths import under_any
 from imgsim_index.report.contract import Member, Report, as_report
+
+if TYPE_CHECKING:
+    from imgsim_index.verify.verdict import Verdict
 
 
 @dataclass(frozen=True)
@@ -227,7 +230,7 @@ def verify_files(pairs: Sequence[tuple[Row, Row]]) -> list[str | None]:
     """verified.VerifyNow for apply: each (removable, keeper) verified from the files now,
     with the default verification settings."""
     from imgsim_index.search import Pairs
-    from imgsim_index.verify import KEPT, VerifySettings, verify_pairs
+    from imgsim_index.verify import VerifySettings, verify_pairs
 
     rows: list[Row] = []
     at: dict[int, int] = {}
@@ -240,8 +243,16 @@ def verify_files(pairs: Sequence[tuple[Row, Row]]) -> list[str | None]:
             ends.append(at[r.id])
     i, j = np.asarray(ends[0::2], np.int64), np.asarray(ends[1::2], np.int64)
     got = verify_pairs(rows, Pairs(i, j, np.zeros(len(i))), VerifySettings(enabled=True))
-    return [None if m in KEPT else f"verified now from the files: {ev or m}"
-            for m, ev in zip(got.match, got.evidence, strict=True)]
+    return [_refusal(v) for v in got.pairs]
+
+
+def _refusal(verdict: Verdict) -> str | None:
+    """None when a verdict made now from the files is a copy, else why the file stays."""
+    if verdict.kept:
+        return None
+    if not verdict.verified:
+        return f"could not be verified from the files now: {verdict.evidence}"
+    return f"verified now from the files: {verdict.evidence or verdict.match}"
 
 
 def _row_vectors(folder: str, rows: list[Row]) -> dict[int, np.ndarray]:

@@ -49,7 +49,8 @@ def copy_floor(model: str | None) -> float:
 
 
 class CopyEvidence:
-    """The verified pairs among `rows` (by id) that still stand: both rows unchanged since
+    """The verified pairs among `rows` (by id) that still stand: recorded as exact or copy
+    (any other match, not_verified included, is no evidence), both rows unchanged since
     (their digests are the recorded ones) and their score at or above `floor` or their
     `hashes` (perceptual, by row id) within the hash channel's radius."""
 
@@ -59,10 +60,12 @@ class CopyEvidence:
         self.rows, self.vectors, self.floor = rows, vectors, floor
         self.hashes = hashes or {}
         self.links: dict[int, set[int]] = {}
+        from imgsim_index.verify.verdict import KEPT
+
         for p in pairs:
             ra, rb = rows.get(p.a), rows.get(p.b)
-            if (ra is None or rb is None or ra.digest != p.digest_a or rb.digest != p.digest_b
-                    or not self.meets_floor(p.a, p.b)):
+            if (p.match not in KEPT or ra is None or rb is None or ra.digest != p.digest_a
+                    or rb.digest != p.digest_b or not self.meets_floor(p.a, p.b)):
                 continue
             self.links.setdefault(p.a, set()).add(p.b)
             self.links.setdefault(p.b, set()).add(p.a)
@@ -150,7 +153,8 @@ def decided_pairs(rows: Sequence[Row], candidates: Pairs, verdicts: Verdicts
         if match in KEPT and verdicts.evidence[k] != SKIPPED_EVIDENCE:
             if ri.digest and rj.digest:
                 copies.append(VerifiedPair(ri.id, rj.id, match, ri.digest, rj.digest))
-        elif "regions" in verdicts.numbers[k]:  # judged on the aligned pictures
+        elif match == "other_shot" and "regions" in verdicts.numbers[k]:
+            # judged on the aligned pictures (a not_verified pair says nothing either way)
             others.append((ri.id, rj.id))
     return copies, others
 

@@ -29,6 +29,7 @@ import numpy as np
 
 from imgsim_index.errors import ImgsimError, IndexFormatError
 from imgsim_index.index.ivf_sync import check_ivf, drop_ivf
+from imgsim_index.index.manifest import manifest_to_dict
 from imgsim_index.index.store import SEGMENTS, IndexStore
 from imgsim_index.index.vector_file import VectorFile
 
@@ -140,7 +141,8 @@ def verify_index(index_dir: str, repair: bool = False, wait: bool = False) -> Ve
     if not repair or report.ok or report.unrepairable:
         return report
     manifest = IndexStore.read_manifest(index_dir)
-    store = IndexStore.open_writer(index_dir, manifest, wait=wait)  # removes orphan files
+    # opened with its own identity; opening removes orphan files
+    store = IndexStore.open_writer(index_dir, manifest_to_dict(manifest), wait=wait)
     try:
         damaged = _check(store, VerifyReport())
         if damaged:

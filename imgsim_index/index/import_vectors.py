@@ -214,26 +214,26 @@ def resolve_identity(index_dir: str, model: str | None, dim: int, source: str
     from imgsim_index.embed.models import MODEL_NAMES, model_info
 
     manifest = IndexStore.read_manifest(index_dir) if IndexStore.exists(index_dir) else None
-    name = model or (str(manifest["model"]) if manifest else DEFAULT_IMPORT_MODEL)
+    name = model or (manifest["model"] if manifest else DEFAULT_IMPORT_MODEL)
     if manifest is not None:
         if manifest.get("weights_id") != IMPORTED_WEIGHTS:
             raise IndexMismatchError(
                 f"the index at {index_dir} was built by imgsim-index with "
-                f"{manifest.get('model')}; imported vectors cannot be mixed with the ones it "
+                f"{manifest['model']}; imported vectors cannot be mixed with the ones it "
                 "embeds; import into another index folder", fix=FIX_OTHER_INDEX
             )
-        if manifest.get("dim") != dim:
+        if manifest["dim"] != dim:
             raise IndexMismatchError(
                 f"{source} holds {dim}-d vectors; the index at {index_dir} holds "
-                f"{manifest.get('dim')}-d vectors ({manifest.get('model')}); pick another "
+                f"{manifest['dim']}-d vectors ({manifest['model']}); pick another "
                 "index folder", fix=FIX_OTHER_INDEX
             )
-        if manifest.get("model") != name:
+        if manifest["model"] != name:
             raise IndexMismatchError(
                 f"the index at {index_dir} holds vectors imported as model "
-                f"{manifest.get('model')!r}; refusing to add vectors labelled {name!r}. "
-                f"label them {manifest.get('model')!r} or pick another index folder",
-                fix=FIX_INDEX_MODEL, fix_arg=str(manifest.get("model"))
+                f"{manifest['model']!r}; refusing to add vectors labelled {name!r}. "
+                f"label them {manifest['model']!r} or pick another index folder",
+                fix=FIX_INDEX_MODEL, fix_arg=manifest["model"]
             )
     if name in MODEL_NAMES and model_info(name).dim != dim:
         raise IndexMismatchError(

@@ -46,6 +46,12 @@ from imgsim_index.index.catalog import (
     db_name,
     writing,
 )
+from imgsim_index.index.manifest import (
+    Manifest,
+    identity_of,
+    manifest_from_dict,
+    manifest_to_dict,
+)
 from imgsim_index.index.vector_file import (
     CHUNK_BYTES,
     VECTORS_AT,
@@ -147,7 +153,7 @@ def describe_identity(identity: dict[str, Any]) -> str:
 class IndexStore:
     """An index folder. Open with `IndexStore.open_reader` or `IndexStore.open_writer`."""
 
-    def __init__(self, folder: str, catalog: Catalog, manifest: dict[str, Any], writable: bool):
+    def __init__(self, folder: str, catalog: Catalog, manifest: Manifest, writable: bool):
         self.folder = os.path.abspath(folder)
         self.catalog = catalog
         self.manifest = manifest
@@ -186,13 +192,13 @@ class IndexStore:
                     "version can open safely. Move it aside and build again."
                 )
             else:
-                manifest = {
+                manifest = manifest_from_dict({
                     "format_version": FORMAT_VERSION,
                     **identity,
                     "created_at": _now(),
                     "updated_at": _now(),
                     "counts": {"embedded": 0, "errors": 0},
-                }
+                }, os.path.join(folder, MANIFEST))
             catalog = Catalog(os.path.join(folder, CATALOG))
             store = cls(folder, catalog, manifest, writable=True)
             store._lock_fd = lock_fd
@@ -249,21 +255,22 @@ class IndexStore:
         return store
 
     @staticmethod
-    def read_manifest(folder: str) -> dict[str, Any]:
+    def read_manifest(folder: str) -> Manifest:
         path = os.path.join(folder, MANIFEST)
         if not os.path.isfile(path):
             raise IndexMissingError(f"no index at {folder} (missing {MANIFEST})")
         try:
             with open(path, encoding="utf-8") as fh:
-                manifest: dict[str, Any] = json.load(fh)
+                data = json.load(fh)
         except (OSError, json.JSONDecodeError) as exc:
             raise IndexFormatError(f"cannot read {path}: {exc}") from None
-        if manifest.get("format_version") != FORMAT_VERSION:
+        if not isinstance(data, dict) or data.get("format_version") != FORMAT_VERSION:
             raise IndexFormatError(
-                f"{path} has format version {manifest.get('format_version')}, "
+                f"{path} has format version "
+                f"{data.get('format_version') if isinstance(data, dict) else None}, "
                 f"this imgsim-index reads version {FORMAT_VERSION}"
             )
-        return manifest
+        return manifest_from_dict(data, path)
 
     def close(self) -> None:
         try:
@@ -395,7 +402,7 @@ class IndexStore:
         path = os.path.join(self.folder, MANIFEST)
         try:
             with writing(path):
-                atomic_write_json(path, self.manifest)
+                atomic_write_json(path, manifest_to_dict(self.manifest))
         except BaseException:
             with contextlib.suppress(OSError):  # a write that failed leaves its temporary
                 os.unlink(f"{path}.tmp-{os.getpid()}")
@@ -588,19 +595,20 @@ def _inside(path: str, roots: set[str]) -> bool:
     return True
 
 
-def check_identity(manifest: dict[str, Any], identity: dict[str, Any], folder: str) -> None:
+def check_identity(manifest: Manifest, identity: dict[str, Any], folder: str) -> None:
     """IndexMismatchError unless `identity` (the model at hand) matches the index's
     `manifest`. A key `identity` lacks is not known yet (the weights' digest before the
     model is loaded) and is neither compared nor named."""
+    built = identity_of(manifest)
     differ = [k for k in IDENTITY_KEYS
-              if k in identity and manifest.get(k) != identity.get(k)]
+              if k in identity and built.get(k) != identity.get(k)]
     if differ:
         raise IndexMismatchError(
-            f"the index at {folder} was built with {describe_identity(manifest)}; "
+            f"the index at {folder} was built with {describe_identity(built)}; "
             f"refusing to add vectors from {describe_identity(identity)} "
             f"({', '.join(differ)} {'differs' if len(differ) == 1 else 'differ'}); pick "
-            f"another index folder, or use the index's model {manifest.get('model')}",
-            fix=FIX_INDEX_MODEL, fix_arg=str(manifest.get("model"))
+            f"another index folder, or use the index's model {manifest['model']}",
+            fix=FIX_INDEX_MODEL, fix_arg=manifest["model"]
         )
 
 

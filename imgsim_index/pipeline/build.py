@@ -31,6 +31,7 @@ from imgsim_index.embed.models import DEFAULT_MODEL, LoadedModel, load_model, mo
 from imgsim_index.errors import InputError
 from imgsim_index.index.catalog import Catalog, NewRow, Row, VideoDone
 from imgsim_index.index.import_vectors import IMPORTED_WEIGHTS
+from imgsim_index.index.manifest import manifest_to_dict
 from imgsim_index.index.store import IndexStore, check_identity
 from imgsim_index.ingest.identity import file_digest
 from imgsim_index.ingest.scan import (
@@ -138,7 +139,8 @@ def build_index(
     if model is not None:
         identity = {**model.identity(), "weights_source": model.weights_source}
     else:  # the index's own identity: checked against the model once it is loaded
-        identity = store.manifest if store is not None else IndexStore.read_manifest(index_dir)
+        identity = manifest_to_dict(store.manifest if store is not None
+                                    else IndexStore.read_manifest(index_dir))
     owned = store is None
     created = store is None and not IndexStore.exists(index_dir)
     if store is None:
@@ -270,7 +272,7 @@ class _Update:
         self.forget_videos: list[str] = []
         self.forget_paths: list[str] = []  # a video's own error row, once it decodes
         self.last = time.monotonic()
-        self.result = BuildResult(index=store.folder, model=str(store.manifest["model"]))
+        self.result = BuildResult(index=store.folder, model=store.manifest["model"])
         self._embedder: Embedder | None = None
         self.engine = engine
 

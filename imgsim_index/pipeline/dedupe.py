@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
-from imgsim_index.defaults import DEFAULT_KEEP, DEFAULT_THRESHOLD, IDENTITY_KEYS
+from imgsim_index.defaults import DEFAULT_KEEP, DEFAULT_THRESHOLD
 from imgsim_index.groups.components import Groups, connected_components
 from imgsim_index.groups.keep import GroupDecision, KeepSettings, choose_keepers
 from imgsim_index.groups.verified import copy_floor, decided_pairs, screen_decisions
 from imgsim_index.index.catalog import Row, VerifiedPair
 from imgsim_index.index.import_vectors import IMPORTED_WEIGHTS
+from imgsim_index.index.manifest import Manifest, identity_of
 from imgsim_index.index.store import IndexStore, scope_prefix
 from imgsim_index.ingest.scan import skipped_report
 from imgsim_index.ingest.video import split_frame_path
@@ -285,7 +286,7 @@ def find_duplicates(
     with IndexStore.open_reader(index_dir) as store:
         loaded = store.load(folders or None)
         errors = store.error_rows(folders or None)
-        manifest = dict(store.manifest)
+        manifest = store.manifest.copy()
         index_path = store.folder
         last_dedupe = store.last_dedupe_seq()
         hash_ids, hashes = store.catalog.image_hashes()
@@ -391,7 +392,7 @@ class _Found:
     codes: np.ndarray  # input folder per row
     errors: list[Row]
     folder_list: list[str]
-    manifest: dict[str, Any]
+    manifest: Manifest
     index_path: str
     seq: int
     new_images: int | None
@@ -416,7 +417,9 @@ def _decide(found: _Found, settings: DedupeSettings, progress: Progress,
             verdicts.numbers[k]["hash_distance"] = float(found.hash_distance[k])
     kept = verdicts.kept()
     pairs, near = subset(candidates, kept), subset(candidates, ~kept)
-    edges = candidates if settings.group_near_misses else pairs
+    # other shots join the groups when asked; a pair that could not be verified never does
+    edges = (subset(candidates, np.asarray([v.verified for v in verdicts.pairs], bool))
+             if settings.group_near_misses else pairs)
     groups = connected_components(len(rows), edges.i, edges.j)
     decisions = choose_keepers(rows, groups, KeepSettings(settings.keep, tuple(settings.protect)),
                                found.codes, found.vectors)
@@ -428,7 +431,7 @@ def _decide(found: _Found, settings: DedupeSettings, progress: Progress,
         rows=list(rows), pairs=pairs, groups=groups, decisions=decisions,
         errors=list(found.errors), search=found.info, settings=settings,
         folder_list=found.folder_list,
-        model={k: m.get(k) for k in IDENTITY_KEYS},
+        model=identity_of(m),
         index_path=found.index_path, timings=timings, snapshot_seq=found.seq,
         new_images=found.new_images, new_since=found.new_since,
         candidates=candidates, verdicts=verdicts, near_misses=near,
@@ -446,7 +449,7 @@ def _find_large(index_dir: str, folders: Sequence[str] | None, settings: DedupeS
     timings["ivf_update"] = time.perf_counter() - t
     with IndexStore.open_reader(index_dir) as store:
         errors = store.error_rows(folders or None)
-        manifest = dict(store.manifest)
+        manifest = store.manifest.copy()
         index_path, seq = store.folder, store.catalog.last_seq()
         last_dedupe = store.last_dedupe_seq()
         roots = sorted(store.catalog.roots())
@@ -472,7 +475,7 @@ def _find_large(index_dir: str, folders: Sequence[str] | None, settings: DedupeS
     return _decide(found, settings, progress, timings)
 
 
-def _verify_auto(settings: DedupeSettings, manifest: dict[str, Any]) -> DedupeSettings:
+def _verify_auto(settings: DedupeSettings, manifest: Manifest) -> DedupeSettings:
     """Verification `auto`: on, except for imported vectors (the tool never read the files)."""
     if settings.verify.enabled is not None:
         return settings

@@ -25,15 +25,17 @@ from imgsim_index.embed.embedder import Embedder
 from imgsim_index.errors import IndexFormatError, InputError
 from imgsim_index.index.catalog import Row
 from imgsim_index.index.import_vectors import IMPORTED_WEIGHTS
+from imgsim_index.index.manifest import Manifest
 from imgsim_index.index.store import IndexStore, LoadedVectors, check_identity
 from imgsim_index.pipeline.build import BuildSettings, resolve_model
 from imgsim_index.search.threshold import SCORE_DECIMALS
+from imgsim_index.verify import ImageFile
 from imgsim_index.verify.verdict import Verdict
 
 if TYPE_CHECKING:
     from imgsim_index.search import Pairs
     from imgsim_index.search.ivf_search import IvfSearcher
-    from imgsim_index.verify import VerifySettings
+    from imgsim_index.verify import ImageSource, VerifySettings
 
 
 _QUERY_BLOCK = 32  # query images scored together: (rows, 32) float32 scores at a time
@@ -68,7 +70,7 @@ class QueryResult:
                 "matches": self.rows()}
 
 
-def verify_enabled(settings: VerifySettings | None, manifest: dict[str, Any]) -> bool:
+def verify_enabled(settings: VerifySettings | None, manifest: Manifest) -> bool:
     """Verification as asked, else (auto) on, except for an index of imported vectors:
     the tool never read those files."""
     if settings is not None and settings.enabled is not None:
@@ -97,14 +99,13 @@ def is_same_file(indexed: str, query_path: str) -> bool:
         return False
 
 
-def pair_verdicts(rows: Sequence[Row], pairs: Pairs, settings: VerifySettings | None
-                  ) -> list[Verdict]:
-    """The Verdict of each pair of `pairs` (positions into `rows`), compared as dedupe
+def pair_verdicts(images: Sequence[ImageSource], pairs: Pairs,
+                  settings: VerifySettings | None) -> list[Verdict]:
+    """The Verdict of each pair of `pairs` (positions into `images`), compared as dedupe
     compares its candidates; copy, "not verified (cosine only)" when verification is off."""
     from imgsim_index.verify import verify_pairs
 
-    v = verify_pairs(rows, pairs, settings)
-    return v.pairs
+    return verify_pairs(images, pairs, settings).pairs
 
 
 def verify_hits(results: Sequence[QueryResult], rows: dict[str, Row], threshold: float,
@@ -120,10 +121,7 @@ def verify_hits(results: Sequence[QueryResult], rows: dict[str, Row], threshold:
         hits = [k for k, (_, s) in enumerate(r.matches) if s >= threshold]
         if r.error or not hits:
             continue
-        query_row = Row(id=-1, path=r.path, root="", size=None, mtime_ns=None, width=None,
-                        height=None, status="query", error=None, segment=None, added_at=0.0,
-                        seq=0)
-        star = [query_row, *(rows[r.matches[k][0]] for k in hits)]
+        star: list[ImageSource] = [ImageFile(r.path), *(rows[r.matches[k][0]] for k in hits)]
         n = len(hits)
         pairs = Pairs(np.zeros(n, np.int64), np.arange(1, n + 1, dtype=np.int64),
                       np.asarray([r.matches[k][1] for k in hits], np.float64))
@@ -194,7 +192,7 @@ def query_index(
     from imgsim_index.verify import VerifySettings
 
     with IndexStore.open_reader(index_dir) as store:
-        manifest = dict(store.manifest)
+        manifest = store.manifest.copy()
         model = embedder.model if embedder else resolve_model(index_dir, settings)
         check_identity(manifest, model.identity(), index_dir)
         verify_on = verify_enabled(verify, manifest)

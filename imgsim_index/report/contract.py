@@ -32,7 +32,7 @@ class _PairRowRequired(TypedDict):
 class PairRow(_PairRowRequired, total=False):
     """A row of similar_pairs or near_misses."""
 
-    match: str  # exact | copy | other_shot
+    match: str  # exact | copy | other_shot | not_verified (read it with pair_match)
     evidence: str
     verification: dict[str, float]  # the numbers behind the verdict, rounded
 
@@ -146,11 +146,29 @@ def as_report(data: dict[str, Any]) -> Report:
     return cast(Report, data)
 
 
+# Reports of schema 3 wrote a pair that could not be verified as match other_shot with
+# evidence starting so; pair_match reads them as not_verified
+OLD_NOT_VERIFIED_EVIDENCE = "not verified"
+
+
+def pair_match(row: PairRow) -> str:
+    """A pair row's match ("" when it has none), reading a schema 3 report's not-verified
+    pair (other_shot, evidence "not verified: ...") as not_verified."""
+    from imgsim_index.verify.verdict import NOT_VERIFIED
+
+    match = str(row.get("match", ""))
+    if match == "other_shot" and str(row.get("evidence", "")).startswith(
+            OLD_NOT_VERIFIED_EVIDENCE):
+        return NOT_VERIFIED
+    return match
+
+
 def report_schema() -> dict[str, Any]:
     """The JSON Schema of report.json, as shipped with the package."""
     text = resources.files("imgsim_index.report").joinpath(SCHEMA_FILE).read_text("utf-8")
     return cast(dict[str, Any], json.loads(text))
 
 
-__all__ = ["SCHEMA_FILE", "ErrorEntry", "Group", "Member", "NotRemovable", "PairRow", "Report",
-           "Skipped", "SkippedEntry", "Verification", "as_report", "report_schema"]
+__all__ = ["OLD_NOT_VERIFIED_EVIDENCE", "SCHEMA_FILE", "ErrorEntry", "Group", "Member",
+           "NotRemovable", "PairRow", "Report", "Skipped", "SkippedEntry", "Verification",
+           "as_report", "pair_match", "report_schema"]

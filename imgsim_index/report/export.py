@@ -16,7 +16,7 @@ from typing import IO
 
 from imgsim_index.atomic_files import json_text
 from imgsim_index.errors import InputError
-from imgsim_index.report.contract import Group, PairRow, Report
+from imgsim_index.report.contract import Group, PairRow, Report, pair_match
 
 EXPORT_FORMATS = ("csv", "json", "jsonl")
 CSV_COLUMNS = ("group", "role", "path", "keeper", "score_to_keeper", "size_bytes", "width",
@@ -44,14 +44,14 @@ def _member_verdict(path: str, group: Group,
         return "", ""
     row = pairs.get(frozenset((path, group["keeper"])))
     if row is not None:
-        return str(row.get("match", "")), str(row.get("evidence", ""))
+        return pair_match(row), str(row.get("evidence", ""))
     linked = [r for m in group["members"] if m["path"] != path
               and (r := pairs.get(frozenset((path, m["path"])))) is not None]
     if not linked:
         return "", ""
     best = max(linked, key=lambda r: r["similarity_score"])
     other = best["image2"] if best["image1"] == path else best["image1"]
-    return str(best.get("match", "")), f"to {other}: {best.get('evidence', '')}"
+    return pair_match(best), f"to {other}: {best.get('evidence', '')}"
 
 
 def csv_rows(report: Report) -> Iterator[tuple[object, ...]]:

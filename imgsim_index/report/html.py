@@ -30,7 +30,7 @@ from typing import Any
 
 from imgsim_index.atomic_files import atomic_write_bytes
 from imgsim_index.progress import Progress
-from imgsim_index.report.contract import PairRow, Report
+from imgsim_index.report.contract import PairRow, Report, pair_match
 from imgsim_index.report.json_report import verification_text
 from imgsim_index.report.thumbs import write_thumbnails
 from imgsim_index.report.units import human_bytes
@@ -101,15 +101,9 @@ def _words(match: str, evidence: str) -> str:
 
 def _near_verdict(row: PairRow) -> dict[str, str]:
     """A near miss as the page shows it: a pair that could not be verified is labelled so
-    (report.json keeps match other_shot, its evidence saying "not verified"), never as
-    another shot."""
-    from imgsim_index.verify import UNVERIFIED
-
-    evidence = str(row.get("evidence", ""))
-    if evidence.startswith(UNVERIFIED):
-        return {"match": "not_verified", "evidence": evidence[len(UNVERIFIED):].lstrip(": ")}
-    match = str(row.get("match", "other_shot"))
-    return {"match": match, "evidence": _words(match, evidence)}
+    (contract.pair_match reads a schema 3 report's form too), never as another shot."""
+    match = pair_match(row) or "other_shot"
+    return {"match": match, "evidence": _words(match, str(row.get("evidence", "")))}
 
 
 def no_thumb(path: str) -> str | None:

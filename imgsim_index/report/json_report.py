@@ -14,9 +14,10 @@ apply accepts: groups/verified.py's rule, the one apply checks. `apply` re-check
 removable file's size and mtime_ns, stays inside folder_list, and takes nothing else
 from the report on trust.
 
-Verification (schema 3): each similar_pairs row adds match (exact | copy), evidence (a
+Verification (schema 3, 4): each similar_pairs row adds match (exact | copy), evidence (a
 short sentence) and verification (the numbers behind it, rounded); near_misses lists the
-other-shot pairs in the same shape (not in similar_pairs, groups or photos_to_remove);
+other_shot and not_verified pairs (could not be checked: an image unreadable) in the same
+shape (not in similar_pairs, groups or photos_to_remove);
 verification {ran, compared, skipped_as_grouped, skipped_as_other_shot, same_bytes,
 not_verified, seconds, and when it ran hash_candidates: pairs under the threshold that only
 the perceptual-hash channel found, whose rows carry verification.hash_distance};
@@ -36,23 +37,30 @@ from imgsim_index.atomic_files import atomic_write_json
 from imgsim_index.groups.components import Groups
 from imgsim_index.groups.keep import GroupDecision, KeepSettings, choose_keepers
 from imgsim_index.index.catalog import Row
-from imgsim_index.report.contract import Group, Member, PairRow, Report, Verification
+from imgsim_index.report.contract import (
+    Group,
+    Member,
+    PairRow,
+    Report,
+    Verification,
+    pair_match,
+)
 from imgsim_index.search import Pairs, PairSettings
-from imgsim_index.verify.verdict import Verdict
+from imgsim_index.verify.verdict import NOT_VERIFIED, Verdict
 
 # 2: groups carry keeper, members with size/resolution/mtime/score, removable
 # 3: pairs carry match, evidence and verification numbers; near_misses; verification
-REPORT_SCHEMA_VERSION = 3
+# 4: a pair that could not be verified has match not_verified (3: other_shot, its evidence
+#    starting "not verified"; contract.pair_match reads both)
+REPORT_SCHEMA_VERSION = 4
 
 
 
 def near_miss_text(report: Report) -> str:
     """What near_misses holds, in words: "N other shots", and "M pairs not verified" when
     some could not be checked (a file unreadable now): those are not other shots."""
-    from imgsim_index.verify import UNVERIFIED
-
     rows = report.get("near_misses") or []
-    unchecked = sum(str(r.get("evidence", "")).startswith(UNVERIFIED) for r in rows)
+    unchecked = sum(pair_match(r) == NOT_VERIFIED for r in rows)
     text = _count(len(rows) - unchecked, "other shot")
     return text + (f" and {_count(unchecked, 'pair')} not verified" if unchecked else "")
 

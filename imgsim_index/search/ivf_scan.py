@@ -186,8 +186,9 @@ def _blocks(cells: np.ndarray, cost: np.ndarray, budget: int) -> list[np.ndarray
 
 @dataclass
 class _Gathered:
-    """The query rows of one pass that probe its block: codes as stored, and per probe
-    into the block, the probed cell and the row."""
+    """The query rows of one pass that probe its block (codes as stored), and per probe
+    into the block the probed cell and the row; allocated once at the pass's exact size
+    (no copies made while gathering), filled up to n rows and m probes."""
 
     codes: np.ndarray
     ids: np.ndarray
@@ -195,12 +196,48 @@ class _Gathered:
     err: np.ndarray
     cell: np.ndarray
     row: np.ndarray
+    n: int = 0
+    m: int = 0
+
+    @classmethod
+    def allocate(cls, rows: int, probes: int, dim: int) -> _Gathered:
+        return cls(np.empty((rows, dim), np.uint8), np.empty(rows, np.int64),
+                   np.empty(rows, np.int64), np.empty(rows, np.float32),
+                   np.empty(probes, np.int64), np.empty(probes, np.int64))
+
+    def add(self, q: _List, cells: np.ndarray, at: np.ndarray) -> None:
+        n, m, k = self.n, self.m, len(q.ids)
+        self.codes[n:n + k] = q.codes
+        self.ids[n:n + k] = q.ids
+        self.keys[n:n + k] = q.keys
+        self.err[n:n + k] = q.err
+        self.cell[m:m + len(at)] = cells
+        self.row[m:m + len(at)] = at + n
+        self.n, self.m = n + k, m + len(at)
+
+
+def _block_sizes(readers: list[PartReader], order: np.ndarray, nprobe: int,
+                 blocks: list[np.ndarray], nlist: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, probes) per block: the query rows that probe a block (once each, however
+    many of its cells they probe) and their probes into it; stale entries included."""
+    block_of = np.zeros(nlist, np.int64)
+    for i, b in enumerate(blocks):
+        block_of[b] = i
+    rows = np.zeros(len(blocks), np.int64)
+    probes = np.zeros(len(blocks), np.int64)
+    for r in readers:
+        for c in order.tolist():
+            if r.sizes[c]:
+                bp = np.sort(block_of[r.list_probes(c)[:, :nprobe]], axis=1)
+                probes += np.bincount(bp.ravel(), minlength=len(blocks))
+                first = np.ones(bp.shape, bool)
+                first[:, 1:] = bp[:, 1:] != bp[:, :-1]
+                rows += np.bincount(bp[first], minlength=len(blocks))
+    return rows, probes
 
 
 def _gather(cache: ListCache, order: np.ndarray, nprobe: int, in_block: np.ndarray,
-            tick: Callable[[], None]) -> _Gathered:
-    codes, ids, keys, err, cell, row = [], [], [], [], [], []
-    n = 0
+            into: _Gathered, tick: Callable[[], None]) -> _Gathered:
     for k, r in enumerate(cache.readers):
         for c in order.tolist():
             tick()
@@ -211,22 +248,10 @@ def _gather(cache: ListCache, order: np.ndarray, nprobe: int, in_block: np.ndarr
             if not hits.any():
                 continue
             q = cache.load(k, c, hits.any(axis=1), as_float=False)
-            if not len(q.ids):
-                continue
-            at, which = np.nonzero(hits[q.pos])
-            codes.append(q.codes)
-            ids.append(q.ids)
-            keys.append(q.keys)
-            err.append(np.full(len(q.ids), q.err, np.float32))
-            cell.append(probes[q.pos][at, which])
-            row.append(at + n)
-            n += len(q.ids)
-    if not n:
-        empty = np.zeros(0, np.int64)
-        return _Gathered(np.zeros((0, 0), np.uint8), empty, empty, np.zeros(0, np.float32),
-                         empty, empty)
-    return _Gathered(np.concatenate(codes), np.concatenate(ids), np.concatenate(keys),
-                     np.concatenate(err), np.concatenate(cell), np.concatenate(row))
+            if len(q.ids):
+                at, which = np.nonzero(hits[q.pos])
+                into.add(q, probes[q.pos][at, which], at)
+    return into
 
 
 def scan_whole(cache: ListCache, nprobe: int, radius: float, order: np.ndarray,
@@ -263,10 +288,14 @@ def scan_whole(cache: ListCache, nprobe: int, radius: float, order: np.ndarray,
         if on_progress and (step % 256 == 0 or step == total):
             on_progress(step, total)
 
-    for block in blocks:
+    rows_in, probes_in = _block_sizes(readers, order, nprobe, blocks, nlist)
+    for block, rows_n, probes_n in zip(blocks, rows_in.tolist(), probes_in.tolist(),
+                                       strict=True):
         in_block = np.zeros(nlist, bool)
         in_block[block] = True
-        g = _gather(cache, order, nprobe, in_block, tick)
+        g = _gather(cache, order, nprobe, in_block, _Gathered.allocate(rows_n, probes_n, d),
+                    tick)
+        g.cell, g.row = g.cell[:g.m], g.row[:g.m]
         by_cell = np.argsort(g.cell, kind="stable")
         cells, first = np.unique(g.cell[by_cell], return_index=True)
         bounds = np.append(first, len(by_cell))

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from imgsim_index.defaults import IDENTITY_KEYS, decode_slots
+from imgsim_index.defaults import decode_slots
 from imgsim_index.embed.embedder import Embedder
 from imgsim_index.errors import (
     ActionError,
@@ -32,6 +32,7 @@ from imgsim_index.errors import (
     ResultTooLarge,
     ServiceBusy,
 )
+from imgsim_index.index.manifest import identity_of
 from imgsim_index.index.store import IndexStore, LoadedVectors
 from imgsim_index.pipeline.build import BuildSettings, build_index, resolve_model
 from imgsim_index.pipeline.dedupe import DedupeSettings, dedupe, folder_codes
@@ -48,6 +49,8 @@ from imgsim_index.serve.jobs import CANCELLED, Job, JobBoard, JobProgress, JobRu
 from imgsim_index.serve.metrics import Metrics
 
 if TYPE_CHECKING:
+    from imgsim_index.index.catalog import Row
+    from imgsim_index.search import Pairs
     from imgsim_index.search.ivf_search import IvfSearcher
 
 # Per request image: a decode takes about 4 bytes a pixel at its peak, so 100 MP is
@@ -80,6 +83,18 @@ class PairListing:
     threshold_source: str  # "given" | "model default"
     total: int = 0
     pairs: list[dict[str, Any]] = field(default_factory=list)
+
+
+def listed_pairs(rows: Sequence[Row], shown: Pairs, verify_on: bool) -> list[dict[str, Any]]:
+    """A page of a pair listing (positions into `rows`), verified when asked, spelled as
+    report.json's similar_pairs."""
+    from imgsim_index.verify import VerifySettings
+
+    verdicts = pair_verdicts(rows, shown, VerifySettings(enabled=verify_on))
+    return [{"image1": rows[i].path, "image2": rows[j].path, "similarity_score": score,
+             "match": v.match, "evidence": v.evidence}
+            for i, j, score, v in zip(shown.i.tolist(), shown.j.tolist(),
+                                      shown.score.tolist(), verdicts, strict=True)]
 
 
 # Rows per side of a listing's score tiles: smaller than a dedupe's 4096, so a search is
@@ -133,7 +148,7 @@ class IndexService:
                 self._searcher = None
 
     def _open_writer(self) -> None:
-        identity = {k: self.manifest.get(k) for k in IDENTITY_KEYS}
+        identity = identity_of(self.manifest)
         self._store = IndexStore.open_writer(self.index_dir, identity,
                                              wait=self.settings.build.wait_for_lock)
         self._store.lend_lock()  # applies and undos from the review page run on this thread
@@ -294,12 +309,7 @@ class IndexService:
         start = (page - 1) * page_size
         shown = Pairs(i[start:start + page_size], j[start:start + page_size],
                       score[start:start + page_size])
-        verdicts = pair_verdicts(rows, shown, VerifySettings(enabled=verify_on))
-        listing.pairs = [
-            {"image1": rows[a].path, "image2": rows[b].path, "similarity_score": s,
-             "match": v.match, "evidence": v.evidence}
-            for a, b, s, v in zip(shown.i.tolist(), shown.j.tolist(), shown.score.tolist(),
-                                  verdicts, strict=True)]
+        listing.pairs = listed_pairs(rows, shown, verify_on)
         return listing
 
     def _new_pairs_large(self, since: int, threshold: float, source: str, page: int,
@@ -310,7 +320,6 @@ class IndexService:
         from imgsim_index.index import ivf
         from imgsim_index.search import Pairs
         from imgsim_index.search.ivf_search import ivf_pairs
-        from imgsim_index.verify import VerifySettings
 
         with IndexStore.open_reader(self.index_dir) as store, store.snapshot():
             manifest = ivf.read_manifest(self.index_dir)
@@ -330,12 +339,7 @@ class IndexService:
         rows = [by_id[int(i)] for i in ids.tolist()]
         shown = Pairs(np.searchsorted(ids, a), np.searchsorted(ids, b),
                       found.score[start:start + page_size])
-        verdicts = pair_verdicts(rows, shown, VerifySettings(enabled=verify_on))
-        listing.pairs = [
-            {"image1": rows[i].path, "image2": rows[j].path, "similarity_score": sc,
-             "match": v.match, "evidence": v.evidence}
-            for i, j, sc, v in zip(shown.i.tolist(), shown.j.tolist(), shown.score.tolist(),
-                                   verdicts, strict=True)]
+        listing.pairs = listed_pairs(rows, shown, verify_on)
         return listing
 
     # -- jobs ---------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""verify: candidate pairs -> a Verdict per pair (exact | copy | other_shot), with evidence.
+"""verify: candidate pairs -> a Verdict per pair (exact | copy | other_shot | not_verified),
+with evidence.
 
 The stage between pair search and grouping. A candidate pair (cosine >= the threshold) is
 checked on the pixels themselves (matching.py: geometric alignment of the two images, then
@@ -30,7 +31,7 @@ import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -43,11 +44,29 @@ from imgsim_index.errors import InputError
 from imgsim_index.progress import NoProgress, Progress
 from imgsim_index.verify.rounds import APART_EVIDENCE, SKIPPED_EVIDENCE, PairWalk
 from imgsim_index.verify.settings import DEFAULT, MatchSettings
-from imgsim_index.verify.verdict import KEPT, MATCHES, UNVERIFIED, Verdict
+from imgsim_index.verify.verdict import KEPT, MATCHES, NOT_VERIFIED, Verdict
 
 if TYPE_CHECKING:
-    from imgsim_index.index.catalog import Row
     from imgsim_index.search import Pairs
+
+
+class ImageSource(Protocol):
+    """What verification reads of an image: the file, and its content digest when known
+    (equal digests are an exact match without decoding). A catalog Row is one."""
+
+    @property
+    def path(self) -> str: ...
+
+    @property
+    def digest(self) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class ImageFile:
+    """An image to verify that the index does not hold (a query image)."""
+
+    path: str
+    digest: str | None = None
 
 
 def candidate_threshold(model: str | None, verify: bool = True) -> float:
@@ -117,7 +136,9 @@ class Verdicts:
     # pairs between two groups that apart_votes of their pairs showed to be other shots
     skipped_as_other_shot: int = 0
     same_bytes: int = 0  # pairs with equal content digests (exact, not decoded)
-    not_verified: int = 0  # pairs where an image could not be decoded or described here
+    # pairs whose verdict is not_verified: an image could not be decoded or described here,
+    # or the comparison failed
+    not_verified: int = 0
     seconds: float = 0.0
     ran: bool = True
     errors: dict[int, str] = field(default_factory=dict)  # row position -> why not described
@@ -163,12 +184,13 @@ def decode_for_verify(path: str, max_side: int) -> tuple[np.ndarray, tuple[int, 
 
 
 def verify_pairs(
-    rows: Sequence[Row],
+    images: Sequence[ImageSource],
     pairs: Pairs,
     settings: VerifySettings | None = None,
     progress: Progress | None = None,
 ) -> Verdicts:
-    """A verdict per pair of `pairs` (row positions into `rows`, score descending)."""
+    """A verdict per pair of `pairs` (positions into `images`: catalog rows, or ImageFile
+    for files the index does not hold)."""
     settings = (settings or VerifySettings()).validate()
     progress = progress or NoProgress()
     if settings.enabled is False:  # None (auto) is on here: the caller knows no better
@@ -177,13 +199,13 @@ def verify_pairs(
     out = Verdicts([Verdict("", "") for _ in range(len(pairs))])
     progress.start("Verifying pairs", len(pairs))
     try:
-        PairWalk(rows, pairs, settings, out, progress).run()
+        PairWalk(images, pairs, settings, out, progress).run()
     finally:
         progress.finish()
     out.seconds = time.perf_counter() - t0
     return out
 
 
-__all__ = ["APART_EVIDENCE", "CANDIDATE_THRESHOLDS", "KEPT", "MATCHES", "SKIPPED_EVIDENCE",
-           "UNVERIFIED", "Verdict", "VerifySettings", "Verdicts", "candidate_threshold",
-           "decode_for_verify", "unverified", "verify_pairs"]
+__all__ = ["APART_EVIDENCE", "CANDIDATE_THRESHOLDS", "KEPT", "MATCHES", "NOT_VERIFIED",
+           "SKIPPED_EVIDENCE", "ImageFile", "ImageSource", "Verdict", "VerifySettings",
+           "Verdicts", "candidate_threshold", "decode_for_verify", "unverified", "verify_pairs"]

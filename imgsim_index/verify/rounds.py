@@ -22,12 +22,11 @@ from typing import TYPE_CHECKING, Any
 
 from imgsim_index.defaults import verify_threads
 from imgsim_index.progress import Progress
-from imgsim_index.verify.verdict import UNVERIFIED, Verdict
+from imgsim_index.verify.verdict import NOT_VERIFIED, Verdict
 
 if TYPE_CHECKING:
-    from imgsim_index.index.catalog import Row
     from imgsim_index.search import Pairs
-    from imgsim_index.verify import Verdicts, VerifySettings
+    from imgsim_index.verify import ImageSource, Verdicts, VerifySettings
 
 SKIPPED_EVIDENCE = "not compared: already grouped through verified copies"
 APART_EVIDENCE = "not compared: their groups are other shots"
@@ -133,9 +132,8 @@ def _compare(task: tuple[int, Any, Any, Any]) -> _Compared:
         try:  # a flat image is a copy only of one of its colour (matching.flat_verdict)
             v = matching.compare(a, b, match_settings)
         except Exception as e:  # noqa: BLE001 - one pair's failure never stops the run
-            # unverified is not a copy: it stays out of the groups, listed for review
-            v = Verdict("other_shot", f"{UNVERIFIED}: {type(e).__name__}: {e}"[:ERROR_CHARS],
-                        verified=False)
+            # not verified is not a copy: it stays out of the groups, listed for review
+            v = Verdict(NOT_VERIFIED, f"comparison failed: {type(e).__name__}: {e}"[:ERROR_CHARS])
     return _Compared(p, v, {k: x for k, x in a.sift_cache.items() if k not in had_a},
                      {k: x for k, x in b.sift_cache.items() if k not in had_b})
 
@@ -173,7 +171,7 @@ class _Workers:
 class PairWalk:
     """One verify_pairs call: fills `out.pairs` (a Verdict per pair) round by round."""
 
-    def __init__(self, rows: Sequence[Row], pairs: Pairs, settings: VerifySettings,
+    def __init__(self, rows: Sequence[ImageSource], pairs: Pairs, settings: VerifySettings,
                  out: Verdicts, progress: Progress) -> None:
         self.rows, self.settings, self.out, self.progress = rows, settings, out, progress
         self.ends = list(zip(pairs.i.tolist(), pairs.j.tolist(), strict=True))
@@ -254,8 +252,8 @@ class PairWalk:
                 # a file that cannot be read now (vanished, changed, unreadable) is no
                 # evidence of a copy: the pair stays out of the groups, so nothing is
                 # proposed for removal on the embedding's word alone
-                self._decide(p, Verdict("other_shot", f"{UNVERIFIED}: could not read it for "
-                                        f"verification ({why})", verified=False))
+                self._decide(p, Verdict(NOT_VERIFIED,
+                                        f"could not read it for verification ({why})"))
                 self.out.not_verified += 1
             else:
                 tasks.append((p, self.features[a], self.features[b], self.match_settings))

@@ -487,11 +487,13 @@ def check_map(a: Features, b: Features, m: np.ndarray, settings: MatchSettings,
             c = verify_map(ha, hb, mh[:2], dataclasses.replace(settings, block=block), blurs,
                            local)
             # below half size only a clear pass settles a map: resampling a noisy picture
-            # (a star field) that far makes blocks differ that agree at half size
+            # (a star field) that far makes blocks differ that agree at half size; a pass
+            # with local tone never does (local curves on coarse blocks follow a small
+            # object that moved, which the full size shows)
             if level == 1 and not c.copy and _clearly_other(c, settings):
                 c.numbers["coarse"] = float(level)
                 return c
-            if c.copy and settings.coarse_accept and _clearly_copy(c, settings):
+            if c.copy and settings.coarse_accept and not local and _clearly_copy(c, settings):
                 c.numbers["coarse"] = float(level)
                 return c
     return verify_map(a, b, m, settings, blurs, local)

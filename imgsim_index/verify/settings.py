@@ -36,9 +36,10 @@ class MatchSettings:
     max_gain_dev: float = 4.0
     max_gain: float = 3.0
     # when the global tone curves leave a map short of a copy, it is checked again with a
-    # monotone curve per tile of local_tiles x local_tiles tiles on top (blended bilinearly
-    # across the picture): a vignette, CLAHE, detail enhancement; 0 = never
-    local_tiles: int = 4
+    # monotone curve per tile of local_tiles x local_tiles tiles on top (at the tiles'
+    # centres, blended bilinearly across the picture, as CLAHE's default 8 x 8 tiles):
+    # CLAHE, detail enhancement; 0 = never
+    local_tiles: int = 8
     local_maps: int = 1  # ...on this many of the best-scoring maps (2 kept no more copies)
     # ...and first with a smooth gain field on top instead (a vignette, a graduated filter,
     # uneven light): a polynomial of this degree in x and y; 0 = never
@@ -117,8 +118,8 @@ class MatchSettings:
             (self.max_tone_dev > 0, "max_tone_dev must be > 0"),
             (self.max_gain_dev >= 0 and self.max_gain >= 1.0,
              "max_gain_dev must be >= 0, max_gain >= 1"),
-            (0 <= self.local_tiles <= 16 and self.local_maps >= 1,
-             "local_tiles must be in [0, 16], local_maps >= 1"),
+            (self.local_tiles in (0, *range(2, 17)) and self.local_maps >= 1,
+             "local_tiles must be 0 or in [2, 16], local_maps >= 1"),
             (0 <= self.local_field <= 8, "local_field must be in [0, 8]"),
             (0.0 < self.band_rows <= 1.0, "band_rows must be in (0, 1]"),
             (self.overlay_contrast >= 1.0, "overlay_contrast must be >= 1"),

@@ -132,8 +132,10 @@ def _node_curves(xs: np.ndarray, goal: np.ndarray, node: np.ndarray, wt: np.ndar
 
 def _cell(coord: np.ndarray, lo: int, hi: int, cells: int) -> tuple[np.ndarray, np.ndarray]:
     """(cell index, position in the cell 0..1) of pixel coordinates along one axis, for
-    cells + 1 nodes from the first pixel (lo) to the last (hi - 1)."""
-    t = np.clip((coord.astype(np.float64) - lo) * cells / max(hi - 1 - lo, 1), 0.0, cells)
+    cells + 1 nodes at the centres of as many tiles from lo to hi (as CLAHE places its
+    tiles' curves); beyond the outer centres a pixel takes the outer node alone."""
+    t = (coord.astype(np.float64) - lo + 0.5) * (cells + 1) / max(hi - lo, 1) - 0.5
+    t = np.clip(t, 0.0, cells)
     i = np.minimum(t.astype(np.intp), cells - 1)
     return i, t - i
 
@@ -150,26 +152,26 @@ def _spans(n: int, lo: int, hi: int, cells: int) -> list[tuple[np.ndarray, int, 
     return out
 
 
-def local_correction(pred: np.ndarray, target: np.ndarray, valid: np.ndarray, cells: int,
+def local_correction(pred: np.ndarray, target: np.ndarray, valid: np.ndarray, tiles: int,
                      bins: int = 32, outlier: float = 30.0,
                      steps: int = 3, stride: int = 3) -> tuple[np.ndarray, float]:
     """(pred corrected by local tone curves, their mean |curve - identity| per pixel).
 
-    A grid of (cells + 1) x (cells + 1) nodes spans the overlap's bounding box, corners
-    included; each node has a monotone curve of `bins` bins mapping the prediction (float32,
-    aligned with `target`) onto the target, fitted on the pixels of the four cells around it
-    weighted bilinearly, and refitted without the pixels predicted worse than `outlier` grey
-    levels (new content there). Each pixel takes the curves of its cell's four nodes,
-    weighted bilinearly (as CLAHE blends its tiles), so the correction varies smoothly over
-    the picture: a vignette, local contrast equalisation, a graduated filter; not the grey
-    levels of one object."""
+    The overlap's bounding box is cut into tiles x tiles tiles (tiles >= 2), a node at the
+    centre of each, as CLAHE cuts a picture; each node has a monotone curve of `bins` bins
+    mapping the prediction (float32, aligned with `target`) onto the target, fitted on the
+    pixels of the four cells between node centres around it weighted bilinearly, and
+    refitted without the pixels predicted worse than `outlier` grey levels (new content
+    there). Each pixel takes the curves of its cell's four nodes, weighted bilinearly (as
+    CLAHE blends its tiles), so the correction varies smoothly over the picture (local
+    contrast equalisation, detail enhancement), not the grey levels of one object."""
     ys_, xs_ = np.nonzero(valid)
     if ys_.size == 0:
         return pred, 0.0
     h, w = target.shape
     y0, y1, x0, x1 = int(ys_.min()), int(ys_.max()) + 1, int(xs_.min()), int(xs_.max()) + 1
     ys_, xs_ = ys_[::stride], xs_[::stride]  # the curves are fitted on every stride-th pixel
-    side = cells + 1
+    side, cells = tiles, tiles - 1
     iy, fy = _cell(ys_, y0, y1, cells)
     ix, fx = _cell(xs_, x0, x1, cells)
     node = np.stack([iy * side + ix, iy * side + ix + 1, (iy + 1) * side + ix,

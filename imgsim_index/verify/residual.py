@@ -61,6 +61,7 @@ class Residual:
     gain: float  # the pure gain (exposure change, clipped at white) closest to the curves
     gain_dev: float  # ...and the curves' mean |curve - that gain|
     local_dev: float  # mean |local curve - identity| of the tiles' curves (0: global only)
+    mapped: np.ndarray  # the source through the global curves (before any local ones)
 
 
 def _clip_tolerance(source0: np.ndarray, idx: np.ndarray, ys: np.ndarray) -> np.ndarray:
@@ -83,36 +84,25 @@ def _clip_tolerance(source0: np.ndarray, idx: np.ndarray, ys: np.ndarray) -> np.
 def residual(target: np.ndarray, source: np.ndarray, source0: np.ndarray,
               cls: np.ndarray, st: np.ndarray, idx: np.ndarray, in_overlap: np.ndarray,
               n: np.ndarray, used: np.ndarray, settings: MatchSettings,
-              tiles: int = 0) -> Residual:
+              tiles: int = 0, fitted: Residual | None = None) -> Residual:
     """Predict `target` from `source` (aligned float32 grey images) through monotone tone
     curves, one per colour class of the source (`cls`, aligned with it), fitted on the
     overlap (flat pixel indices `idx`; in_overlap: the overlap as float32 0/1, n: its pixel count
     per block; st: the target's block grey std); blocks (of settings.block px) whose mean
     residual is out of line with the noise and the local contrast differ. Pixels that are
     clipped in the source (`source0`, unblurred, at 0-3 or 252-255) are not judged: the
-    levels an edit clipped cannot be told apart there."""
-    bs = settings.block
-    hb, wb = used.shape
-    xs = np.clip(source.ravel().take(idx), 0, 255).astype(np.intp)
+    levels an edit clipped cannot be told apart there. fitted: the residual of the same
+    inputs without tiles, whose global curves are taken as they are (the same numbers)."""
     ys = target.ravel().take(idx)
-    cs = cls.ravel().take(idx)
-    curves = class_curves(xs, cs, ys, settings.min_class_share)
-    # refitted without the pixels it predicts worst: new content (text, a figure) whose grey
-    # levels also occur in the picture would otherwise pull the curve there (a white caption
-    # over red bends white towards red, and a white highlight elsewhere then differs)
-    err = np.abs(ys - curves[cs, xs])
-    inl = err <= max(REFIT_FLOOR_K * settings.diff_floor,
-                     REFIT_MEDIAN_K * float(np.median(err[::REFIT_SAMPLE])))
-    if not inl.all():
-        curves = class_curves(xs[inl], cs[inl], ys[inl], settings.min_class_share)
-    mapped = apply_curve(source, curves, cls).astype(np.float32)
-    dev = curves[cs, xs] - xs
-    gain, gain_dev = gain_fit(xs, curves[cs, xs])
-    local_dev = 0.0
+    if fitted is None:
+        fitted = _global_fit(source, cls, idx, ys, settings)
+    mapped, local_dev = fitted.mapped, 0.0
     if tiles:  # tone that varies over the picture: curves per tile on top of the global ones
         fit = np.zeros(target.shape, bool)
         fit.ravel()[idx] = True
         mapped, local_dev = local_correction(mapped, target, fit, tiles)
+    bs = settings.block
+    hb, wb = used.shape
     res = np.abs(target - mapped)
     res -= _clip_tolerance(source0, idx, ys)
     np.maximum(res, 0.0, out=res)
@@ -127,8 +117,32 @@ def residual(target: np.ndarray, source: np.ndarray, source0: np.ndarray,
     thr = np.maximum(noise, settings.diff_contrast * np.maximum(st, sm))
     diff = used & (block_res > thr)
     strong = diff & (block_res > max(settings.strong_ratio * noise, settings.strong_floor))
-    return Residual(diff, strong, med, float(np.mean(dev)), float(np.mean(np.abs(dev))),
-                     gain, gain_dev, local_dev)
+    return Residual(diff, strong, med, fitted.tone_shift, fitted.tone_dev, fitted.gain,
+                    fitted.gain_dev, local_dev, fitted.mapped)
+
+
+def _global_fit(source: np.ndarray, cls: np.ndarray, idx: np.ndarray, ys: np.ndarray,
+                settings: MatchSettings) -> Residual:
+    """The global tone curves of residual(): the source mapped through them and their
+    numbers (the blocks are left empty)."""
+    xs = np.clip(source.ravel().take(idx), 0, 255).astype(np.intp)
+    cs = cls.ravel().take(idx)
+    curves = class_curves(xs, cs, ys, settings.min_class_share)
+    # refitted without the pixels it predicts worst: new content (text, a figure) whose grey
+    # levels also occur in the picture would otherwise pull the curve there (a white caption
+    # over red bends white towards red, and a white highlight elsewhere then differs)
+    err = np.abs(ys - curves[cs, xs])
+    inl = err <= max(REFIT_FLOOR_K * settings.diff_floor,
+                     REFIT_MEDIAN_K * float(np.median(err[::REFIT_SAMPLE])))
+    if not inl.all():
+        curves = class_curves(xs[inl], cs[inl], ys[inl], settings.min_class_share)
+    mapped = apply_curve(source, curves, cls).astype(np.float32)
+    at = curves[cs, xs]  # the curves at the fitted pixels
+    dev = at - xs
+    gain, gain_dev = gain_fit(xs, at)
+    none = np.zeros((0, 0), bool)
+    return Residual(none, none, 0.0, float(np.mean(dev)), float(np.mean(np.abs(dev))), gain,
+                    gain_dev, 0.0, mapped)
 
 
 def split_overlay(r: Residual, std_a: np.ndarray, std_b: np.ndarray,

@@ -382,3 +382,37 @@ def test_a_gain_field_is_recovered_and_cannot_follow_one_object() -> None:
     assert float(np.abs(field - true)[~disc].max()) < 0.01
     assert float(np.abs(src * field - dst)[disc].mean()) > 50  # the disc stays a residual
     assert 0.1 < dev < 0.3
+
+
+def test_describe_means_and_clip_mask_are_numpys(photo: np.ndarray) -> None:
+    # the mean colour is in a flat pair's evidence and numbers: the same bits as NumPy's
+    rgb = photo.copy()
+    rgb[:40] = 255
+    rgb[40:60, :, 1] = 2
+    f = mt.describe(rgb)
+    small = cv2.resize(rgb, (f.grey.shape[1], f.grey.shape[0]), interpolation=cv2.INTER_AREA)
+    assert f.mean_rgb == tuple(float(v) for v in small.reshape(-1, 3).mean(axis=0))
+    want = np.where(((small <= 3) | (small >= 252)).any(axis=2), 255, 0).astype(np.uint8)
+    assert np.array_equal(f.clip, want) and want.any()
+
+
+def test_a_local_check_from_the_prepared_global_one_is_the_same(photo: np.ndarray) -> None:
+    # a vignette: the local tone check of a map reuses what its global check prepared
+    # and is judged the same as one made from nothing
+    h, w = photo.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w]
+    fall = 1.0 - 0.6 * (((yy - h / 2) / h) ** 2 + ((xx - w / 2) / w) ** 2) * 2
+    edited = np.clip(photo * fall[..., None], 0, 255).astype(np.uint8)
+    a, b = mt.describe(photo), mt.describe(edited)
+    m = np.array([[1.0, 0, 0], [0, 1.0, 0]])
+    from imgsim_index.verify.check import check_map
+
+    prepared: dict = {}  # type: ignore[type-arg]
+    first = check_map(a, b, m, mt.DEFAULT, {}, "", prepared)
+    assert prepared  # the global check left its judgements
+    for local in ("tiles", "field"):
+        again = check_map(a, b, m, mt.DEFAULT, {}, local, prepared)
+        fresh = check_map(a, b, m, mt.DEFAULT, {}, local, None)
+        assert (again.copy, again.numbers, again.words) == (fresh.copy, fresh.numbers,
+                                                            fresh.words)
+    assert first.numbers.get("local_tone") is None

@@ -32,7 +32,7 @@ from typing import Protocol
 
 import numpy as np
 
-from imgsim_index.verify.check import Blurs, Check, check_map
+from imgsim_index.verify.check import Blurs, Check, Prepared, check_map
 from imgsim_index.verify.features import Features
 from imgsim_index.verify.geometry import (
     MIRRORED,
@@ -73,6 +73,8 @@ class Alignment:
     confirmed: bool = False
     keypoints_failed: bool = False  # keypoint matching ran and found no map
     blurs: Blurs = field(default_factory=dict)
+    # the judgements the best-scoring map's checks prepared (its local check reuses them)
+    prepared: dict[bytes, Prepared] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.ncc = [float((self.a.sketch * dihedral(self.b.sketch, k)).sum())
@@ -87,9 +89,13 @@ class Alignment:
     def check(self, m: np.ndarray, source: str, local: Local = "",
               keep: bool = True) -> Check:
         """Check map m; keep it among the tried maps when `keep`, or when it passes."""
-        chk = check_map(self.a, self.b, m, self.settings, self.blurs, local)
+        key = m.tobytes()
+        chk = check_map(self.a, self.b, m, self.settings, self.blurs, local,
+                        self.prepared.setdefault(key, {}))
         if keep or chk.copy:
             self.tried.append(Tried(chk, m, source))
+        best = self.best_scoring().map.tobytes() if self.tried else None
+        self.prepared = {best: self.prepared[best]} if best in self.prepared else {}
         return chk
 
     def found_copy(self) -> bool:

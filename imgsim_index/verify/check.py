@@ -59,6 +59,7 @@ from imgsim_index.verify.settings import (
 )
 
 Blurs = dict[tuple[int, float], np.ndarray]  # blurred thumbnails shared by one comparison
+Prepared = dict[int, "_Judging"]  # one map's judgements ready to run, by block size
 
 
 @dataclass
@@ -294,8 +295,10 @@ class _Judging:
             return residual(self.blurred_s, self.blurred_d, self.grey_d,
                             self.p.dst.tone_classes(), self.std_s, self.idx, self.inside,
                             self.counts, self.used, self.settings, local)
+        fitted = self.fwd if local else None  # local tone goes on top of the same global
         return residual(self.blurred_d, self.blurred_s, self.grey_s, self.cls_s, self.std_d,
-                        self.idx, self.inside, self.counts, self.used, self.settings, local)
+                        self.idx, self.inside, self.counts, self.used, self.settings, local,
+                        fitted)
 
     def run(self, local: Local = "") -> Check:
         """Predict dst from src; when that alone allows a copy, src from dst too (a
@@ -307,6 +310,20 @@ class _Judging:
         if chk.copy:
             chk = _judge([fwd, self._predict(local, reverse=True)], self)
         return chk
+
+    def cannot_pass(self) -> bool:
+        """No curves on top of the global ones make this map a copy: the global curves
+        (not a gain) or the hue moved beyond their limits, which local curves leave as they
+        are (residual() takes the tone numbers from the global curves; _judge)."""
+        s, f = self.settings, self.fwd
+        exposure = f.gain_dev <= s.max_gain_dev and 1.0 / s.max_gain <= f.gain <= s.max_gain
+        return (f.tone_dev > s.max_tone_dev and not exposure) or self.hue > s.max_hue_deg
+
+    def clearly_other_if_not_copy(self, k: float) -> bool:
+        """_clearly_other holds of any check of this map that is not a copy (its tone
+        numbers are then the forward prediction's: _Judging.run)."""
+        s = self.settings
+        return self.fwd.tone_dev > k * s.max_tone_dev or self.hue > k * s.max_hue_deg
 
     def _clipped(self) -> np.ndarray:
         """Blocks largely clipped in either image (in any channel): an edit that clipped
@@ -359,14 +376,18 @@ def _prepare(a: Features, b: Features, m: np.ndarray, settings: MatchSettings,
     return ready
 
 
-def verify_map(a: Features, b: Features, m: np.ndarray, settings: MatchSettings,
-               blurs: Blurs | None = None, local: Local = "") -> Check:
-    """Check a 2x3 map m (b thumbnail px -> a thumbnail px). blurs: blurred thumbnails
-    shared by the checks of one comparison. local: predict each image from the other with
-    a tone model that varies over the picture on top of the global curves ("tiles":
-    curves per tile, settings.local_tiles; "field": a smooth gain field,
-    settings.local_field)."""
-    ready = _prepare(a, b, m, settings, {} if blurs is None else blurs)
+def _ready(a: Features, b: Features, m: np.ndarray, settings: MatchSettings, blurs: Blurs,
+           prepared: Prepared | None) -> _Judging | Check:
+    """_prepare, or what it gave before for this map at this block size (`prepared`)."""
+    if prepared is not None and settings.block in prepared:
+        return prepared[settings.block]
+    ready = _prepare(a, b, m, settings, blurs)
+    if prepared is not None and isinstance(ready, _Judging):
+        prepared[settings.block] = ready
+    return ready
+
+
+def _verify(ready: _Judging | Check, local: Local) -> Check:
     if isinstance(ready, Check):
         return ready
     chk = ready.run(local)
@@ -375,6 +396,19 @@ def verify_map(a: Features, b: Features, m: np.ndarray, settings: MatchSettings,
         if chk.copy:
             chk.notes.insert(0, Note("local_tone"))
     return chk
+
+
+def verify_map(a: Features, b: Features, m: np.ndarray, settings: MatchSettings,
+               blurs: Blurs | None = None, local: Local = "",
+               prepared: Prepared | None = None) -> Check:
+    """Check a 2x3 map m (b thumbnail px -> a thumbnail px). blurs: blurred thumbnails
+    shared by the checks of one comparison. local: predict each image from the other with
+    a tone model that varies over the picture on top of the global curves ("tiles":
+    curves per tile, settings.local_tiles; "field": a smooth gain field,
+    settings.local_field). prepared: this map's
+    judgements ready to run, by block size (filled here; the local check of a map its
+    global check prepared starts from them)."""
+    return _verify(_ready(a, b, m, settings, {} if blurs is None else blurs, prepared), local)
 
 
 def _differing(dirs: list[Residual], j: _Judging,
@@ -468,13 +502,15 @@ def _clearly_copy(c: Check, s: MatchSettings) -> bool:
 
 
 def check_map(a: Features, b: Features, m: np.ndarray, settings: MatchSettings,
-              blurs: Blurs, local: Local = "") -> Check:
+              blurs: Blurs, local: Local = "", prepared: Prepared | None = None) -> Check:
     """verify_map, after checks at coarser sizes (coarse_levels halvings, coarsest first,
     with blocks halved too) that settle a map failing there, or passing there
     (coarse_accept), by coarse_margin on every limit; a map in between goes on to the next
-    size."""
-    if settings.coarse_margin and min(a.grey.shape + b.grey.shape) >= \
-            COARSE_MIN_BLOCKS * settings.block:
+    size. local: only a copy counts (align.LocalTone) and only the full size passes a map
+    with local tone, so the coarse sizes judge it only at half size where the global tone
+    or hue rule it out (returned as its global check, not a copy)."""
+    k = settings.coarse_margin
+    if k and min(a.grey.shape + b.grey.shape) >= COARSE_MIN_BLOCKS * settings.block:
         m3 = np.vstack([m, [0, 0, 1]])
         for level in range(settings.coarse_levels, 0, -1):
             block = settings.block >> level
@@ -484,8 +520,14 @@ def check_map(a: Features, b: Features, m: np.ndarray, settings: MatchSettings,
             for _ in range(level):
                 ha, hb = ha.half(), hb.half()
             mh = to_level(a, ha) @ m3 @ np.linalg.inv(to_level(b, hb))
-            c = verify_map(ha, hb, mh[:2], dataclasses.replace(settings, block=block), blurs,
-                           local)
+            ready = _ready(ha, hb, mh[:2], dataclasses.replace(settings, block=block), blurs,
+                           prepared)
+            if local and isinstance(ready, _Judging):
+                if level == 1 and ready.cannot_pass() and ready.clearly_other_if_not_copy(k):
+                    return _verify(ready, "")  # not a copy, and clearly other: settled
+                if level > 1:
+                    continue  # only a pass could settle a map here, and a local one cannot
+            c = _verify(ready, local)
             # below half size only a clear pass settles a map: resampling a noisy picture
             # (a star field) that far makes blocks differ that agree at half size; a pass
             # with local tone never does (local curves on coarse blocks follow a small
@@ -496,4 +538,7 @@ def check_map(a: Features, b: Features, m: np.ndarray, settings: MatchSettings,
             if c.copy and settings.coarse_accept and not local and _clearly_copy(c, settings):
                 c.numbers["coarse"] = float(level)
                 return c
-    return verify_map(a, b, m, settings, blurs, local)
+    ready = _ready(a, b, m, settings, blurs, prepared)
+    if local and isinstance(ready, _Judging) and ready.cannot_pass():
+        return _verify(ready, "")
+    return _verify(ready, local)

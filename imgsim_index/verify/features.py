@@ -165,8 +165,24 @@ def _sift_arrays(g: np.ndarray, settings: MatchSettings) -> tuple[np.ndarray, np
 
 
 def _mean_rgb(rgb: np.ndarray) -> tuple[float, float, float]:
-    r, g, b = (float(v) for v in rgb.reshape(-1, 3).mean(axis=0))
-    return r, g, b
+    """Mean R, G, B: OpenCV's exact integer sums over the pixel count (what NumPy's mean
+    gives, bit for bit: a float64 sum of integers is exact; its strided reduction over
+    the channels cost more than the rest of describe)."""
+    n = rgb.shape[0] * rgb.shape[1]
+    sums = cv2.sumElems(np.ascontiguousarray(rgb))
+    return sums[0] / n, sums[1] / n, sums[2] / n
+
+
+_CLIP_LUT = np.zeros(256, np.uint8)
+_CLIP_LUT[: CLIP_LOW + 1] = 255
+_CLIP_LUT[CLIP_HIGH:] = 255
+
+
+def _clip_mask(rgb: np.ndarray) -> np.ndarray:
+    """uint8 255 where any channel is at 0..CLIP_LOW or CLIP_HIGH..255, else 0 (a table
+    per channel, then the channels' maximum)."""
+    r, g, b = cv2.split(cv2.LUT(np.ascontiguousarray(rgb), _CLIP_LUT))
+    return cv2.max(cv2.max(r, g), b)
 
 
 def describe(rgb: np.ndarray, digest: str | None = None,
@@ -193,9 +209,7 @@ def describe(rgb: np.ndarray, digest: str | None = None,
     box = _trim_box(grey, settings.trim_std)
     f = Features(shape=(h, w), digest=digest, pixel_hash=pixel_hash, grey=grey, chroma=chroma,
                  box=box, sketch=_sketch(grey, box), colourful=float((c > NEUTRAL_CHROMA).mean()),
-                 mean_rgb=_mean_rgb(small),
-                 clip=np.where(((small <= CLIP_LOW) | (small >= CLIP_HIGH)).any(axis=2), 255,
-                               0).astype(np.uint8))
+                 mean_rgb=_mean_rgb(small), clip=_clip_mask(small))
     if sift:
         f.keypoints(settings)
     return f

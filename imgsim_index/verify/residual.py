@@ -74,6 +74,7 @@ class Residual:
     gain: float  # the pure gain (exposure change, clipped at white) closest to the curves
     gain_dev: float  # ...and the curves' mean |curve - that gain|
     local_dev: float  # mean |local curve - identity| of the tiles' curves (0: global only)
+    mapped: np.ndarray  # the source through the global curves (before any local ones)
 
 
 def _clip_tolerance(source0: np.ndarray, idx: np.ndarray, ys: np.ndarray) -> np.ndarray:
@@ -108,14 +109,17 @@ def _curves(xs: np.ndarray, cs: np.ndarray, ys: np.ndarray,
     return curves
 
 
-def _field(target: np.ndarray, source: np.ndarray, cls: np.ndarray, fit: np.ndarray,
-           mapped: np.ndarray, fitted: tuple[np.ndarray, np.ndarray, np.ndarray],
+def _field(target: np.ndarray, source: np.ndarray, cls: np.ndarray,
+           fitted: tuple[np.ndarray, np.ndarray, np.ndarray], mapped: np.ndarray,
            settings: MatchSettings) -> tuple[np.ndarray, float]:
     """(the prediction through class curves times a smooth gain field, the field's mean
     |gain - 1|): field and curves fitted in turn (FIELD_ROUNDS times), so that the global
-    curves no longer carry the field's average darkening. fitted: the levels, classes and
-    target values at the fitted pixels (fit)."""
-    xs, cs, ys = fitted
+    curves no longer carry the field's average darkening. fitted: the mask of the fitted
+    pixels, their flat indices and the target there; mapped: the source through the
+    global curves."""
+    fit, idx, ys = fitted
+    xs = np.clip(source.ravel().take(idx), 0, 255).astype(np.intp)
+    cs = cls.ravel().take(idx)
     gf = GainField(fit, settings.local_field)
     field, dev = gf.fit(mapped, target)
     for _ in range(FIELD_ROUNDS):
@@ -128,32 +132,29 @@ def _field(target: np.ndarray, source: np.ndarray, cls: np.ndarray, fit: np.ndar
 def residual(target: np.ndarray, source: np.ndarray, source0: np.ndarray,
               cls: np.ndarray, st: np.ndarray, idx: np.ndarray, in_overlap: np.ndarray,
               n: np.ndarray, used: np.ndarray, settings: MatchSettings,
-              local: Local = "") -> Residual:
+              local: Local = "", fitted: Residual | None = None) -> Residual:
     """Predict `target` from `source` (aligned float32 grey images) through monotone tone
     curves, one per colour class of the source (`cls`, aligned with it), fitted on the
     overlap (flat pixel indices `idx`; in_overlap: the overlap as float32 0/1, n: its pixel count
     per block; st: the target's block grey std); blocks (of settings.block px) whose mean
     residual is out of line with the noise and the local contrast differ. Pixels that are
     clipped in the source (`source0`, unblurred, at 0-3 or 252-255) are not judged: the
-    levels an edit clipped cannot be told apart there."""
-    bs = settings.block
-    hb, wb = used.shape
-    xs = np.clip(source.ravel().take(idx), 0, 255).astype(np.intp)
+    levels an edit clipped cannot be told apart there. fitted: the residual of the same
+    inputs without local tone, whose global curves are taken as they are (the same
+    numbers: the tone numbers are always the global curves')."""
     ys = target.ravel().take(idx)
-    cs = cls.ravel().take(idx)
-    curves = _curves(xs, cs, ys, settings)
-    mapped = apply_curve(source, curves, cls).astype(np.float32)
-    dev = curves[cs, xs] - xs
-    gain, gain_dev = gain_fit(xs, curves[cs, xs])
-    local_dev = 0.0
+    if fitted is None:
+        fitted = _global_fit(source, cls, idx, ys, settings)
+    mapped, local_dev = fitted.mapped, 0.0
     if local:  # tone that varies over the picture, on top of the global curves
         fit = np.zeros(target.shape, bool)
         fit.ravel()[idx] = True
         if local == "tiles":
             mapped, local_dev = local_correction(mapped, target, fit, settings.local_tiles)
         else:
-            mapped, local_dev = _field(target, source, cls, fit, mapped, (xs, cs, ys),
-                                       settings)
+            mapped, local_dev = _field(target, source, cls, (fit, idx, ys), mapped, settings)
+    bs = settings.block
+    hb, wb = used.shape
     res = np.abs(target - mapped)
     res -= _clip_tolerance(source0, idx, ys)
     np.maximum(res, 0.0, out=res)
@@ -168,8 +169,24 @@ def residual(target: np.ndarray, source: np.ndarray, source0: np.ndarray,
     thr = np.maximum(noise, settings.diff_contrast * np.maximum(st, sm))
     diff = used & (block_res > thr)
     strong = diff & (block_res > max(settings.strong_ratio * noise, settings.strong_floor))
-    return Residual(diff, strong, med, float(np.mean(dev)), float(np.mean(np.abs(dev))),
-                     gain, gain_dev, local_dev)
+    return Residual(diff, strong, med, fitted.tone_shift, fitted.tone_dev, fitted.gain,
+                    fitted.gain_dev, local_dev, fitted.mapped)
+
+
+def _global_fit(source: np.ndarray, cls: np.ndarray, idx: np.ndarray, ys: np.ndarray,
+                settings: MatchSettings) -> Residual:
+    """The global tone curves of residual(): the source mapped through them and their
+    numbers (the blocks are left empty)."""
+    xs = np.clip(source.ravel().take(idx), 0, 255).astype(np.intp)
+    cs = cls.ravel().take(idx)
+    curves = _curves(xs, cs, ys, settings)
+    mapped = apply_curve(source, curves, cls).astype(np.float32)
+    at = curves[cs, xs]  # the curves at the fitted pixels
+    dev = at - xs
+    gain, gain_dev = gain_fit(xs, at)
+    none = np.zeros((0, 0), bool)
+    return Residual(none, none, 0.0, float(np.mean(dev)), float(np.mean(np.abs(dev))), gain,
+                    gain_dev, 0.0, mapped)
 
 
 def split_overlay(r: Residual, std_a: np.ndarray, std_b: np.ndarray,

@@ -353,3 +353,85 @@ def test_new_data_far_from_the_cells_retrains_them(tmp_path: Path, small_ivf: No
     assert after.trained_on == 5500 and len(after.parts) == 1
     assert ivf.imbalance(ivf.list_sizes(str(index), after)) < ivf.RETRAIN_IMBALANCE * 1.5
     assert pairs_of(index) <= pairs_of(index, search="exact")
+
+
+def near(v: np.ndarray, rng: np.random.Generator, t: float = 0.97) -> np.ndarray:
+    """A unit vector at cosine `t` to unit `v`."""
+    u = rng.standard_normal(len(v))
+    u -= (u @ v) * v
+    return (t * v + np.sqrt(1 - t * t) * u / np.linalg.norm(u)).astype(np.float32)
+
+
+def brute_ids(index: Path, threshold: float, new_after: int | None = None
+              ) -> set[tuple[int, int, float]]:
+    """The exact pairs of catalog ids (numpy, float64), with a row committed after
+    `new_after` when given."""
+    from imgsim_index.search.threshold import meets_threshold
+
+    with IndexStore.open_reader(str(index)) as store, store.snapshot():
+        flat = store.load_for_search()
+        seq = dict(store.catalog.db.execute(
+            "SELECT id, seq FROM images WHERE status = 'embedded'").fetchall())
+    x = flat.vectors.astype(np.float64)
+    s = x @ x.T
+    i, j = np.nonzero(np.triu(meets_threshold(s, threshold), 1))
+    out = set()
+    for a, b, sc in zip(flat.ids[i].tolist(), flat.ids[j].tolist(), s[i, j].tolist(),
+                        strict=True):
+        if new_after is None or max(seq[a], seq[b]) > new_after:
+            out.add((min(a, b), max(a, b), round(sc, 6)))
+    return out
+
+
+def ivf_ids(index: Path, threshold: float, **kw: object) -> set[tuple[int, int, float]]:
+    """ivf_pairs as a reader calls it (no IVF update first)."""
+    from imgsim_index.search.ivf_search import ivf_pairs
+
+    with IndexStore.open_reader(str(index)) as store, store.snapshot():
+        manifest = ivf.read_manifest(str(index))
+        assert manifest is not None
+        found, _ = ivf_pairs(store.folder, store.catalog, manifest, threshold,
+                             **kw)  # type: ignore[arg-type]
+    return {(int(a), int(b), float(s)) for a, b, s in zip(found.a, found.b, found.score,
+                                                         strict=True)}
+
+
+def test_rows_not_yet_filed_into_the_ivf_are_searched(tmp_path: Path, small_ivf: None) -> None:
+    """Rows committed after the IVF's last update (a writer stopped before filing them):
+    new rows near old ones, new rows near each other, changed rows; a whole search, a
+    new-only search and the service's listing give the brute force's pairs."""
+    from imgsim_index.serve.service import IndexService, ServeSettings
+
+    index, x, _, first = ivf_index(tmp_path, 3000, 17, 0)
+    rng = np.random.default_rng(18)
+    twins = [v for b in clustered(25, 19, 0)[0] for v in (b, near(b, rng))]
+    new = np.stack([near(x[k], rng) for k in range(40)] + twins)
+    changed = np.stack([near(x[2000 + k], rng) for k in range(10)])  # rows 100..109
+    with pytest.MonkeyPatch.context() as m:  # committed, not filed
+        m.setattr(IndexStore, "update_ivf", lambda self, *a, **k: None)
+        add(index, new, 3000, tmp_path)
+        add(index, changed, 100, tmp_path)
+    manifest = ivf.read_manifest(str(index))
+    assert manifest is not None and manifest.covered_seq == first.covered_seq
+    whole = brute_ids(index, 0.9)
+    since = brute_ids(index, 0.9, new_after=first.covered_seq)
+    assert len(since) >= 40 + 25 + 10
+    assert ivf_ids(index, 0.9) == whole
+    assert ivf_ids(index, 0.9, new_after=first.covered_seq) == since
+    service = IndexService(ServeSettings(index=str(index), output=str(tmp_path / "out")))
+    listing = service.new_pairs(first.covered_seq, 0.9, page_size=1000, verify=False)
+    assert listing.total == len(since)
+
+
+def test_too_many_rows_not_yet_filed_is_one_line(tmp_path: Path, small_ivf: None,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from imgsim_index.errors import IndexFormatError
+    from imgsim_index.search import ivf_search
+
+    index, x, _, _ = ivf_index(tmp_path, 1000, 20, 0)
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(IndexStore, "update_ivf", lambda self, *a, **k: None)
+        add(index, x[:30], 1000, tmp_path)
+    monkeypatch.setattr(ivf_search, "PENDING_MAX", 20)
+    with pytest.raises(IndexFormatError, match="30 rows are not in the IVF yet.*verify --repair"):
+        ivf_ids(index, 0.9)

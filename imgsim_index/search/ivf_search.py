@@ -4,8 +4,11 @@ in memory set by a budget, not by N.
 Whole index: every current entry probes its lists (ivf_scan.scan_whole). New only: the
 rows committed after a given commit are read in full precision and probe theirs
 (ivf_scan.scan_queries); the same candidate rule, so the same pairs as a whole search
-restricted to pairs with a new row. Candidates are then scored exactly from the vector
-files (float64 dot products, the one threshold rule of threshold.py), in chunks.
+restricted to pairs with a new row. Rows committed after the IVF's last update (pending:
+a writer stopped before filing them, or a reader's snapshot is newer than the IVF) are
+searched in both: they probe the lists and are scored exactly against each other; their
+old entries, if any, are stale and skipped. Candidates are then scored exactly from the
+vector files (float64 dot products, the one threshold rule of threshold.py), in chunks.
 """
 
 from __future__ import annotations
@@ -19,10 +22,13 @@ from typing import Any
 
 import numpy as np
 
+from imgsim_index.errors import IndexFormatError
 from imgsim_index.index import ivf
 from imgsim_index.index.catalog import Catalog
 from imgsim_index.index.ivf_sync import RowKeys, VectorLookup, iter_vectors, row_keys
 from imgsim_index.search.ivf_scan import (
+    F32_SLACK,
+    TILE_ROWS,
     ListCache,
     Queries,
     cache_budget,
@@ -36,6 +42,10 @@ from imgsim_index.search.settings import IVF_NPROBE, ApproxSettings
 from imgsim_index.search.threshold import SCORE_DECIMALS, meets_threshold, search_radius
 
 RESCORE_ROWS = 65_536  # candidate pairs scored exactly per step
+PENDING_ROWS = 8_192  # pending rows read per step
+# more rows than this not yet filed into the IVF are refused (scored against each other
+# they would cost O(P^2)): a dedupe or `verify --repair` files them
+PENDING_MAX = 200_000
 
 
 @dataclass
@@ -94,6 +104,7 @@ def ivf_pairs(folder: str, catalog: Catalog, manifest: ivf.IvfManifest, threshol
     nprobe = min(approx.probes_for(threshold, IVF_NPROBE), manifest.probes_stored)
     radius = search_radius(threshold)
     keys = row_keys(catalog, prefixes)
+    pending = _pending(folder, keys, manifest)
     coarse = ivf.load_coarse(folder, manifest)
     with ivf.open_parts(folder, manifest) as readers, VectorLookup(folder, catalog) as lookup:
         cache = ListCache(readers, coarse, keys.keys_of,
@@ -105,10 +116,15 @@ def ivf_pairs(folder: str, catalog: Catalog, manifest: ivf.IvfManifest, threshol
         elif new_after is None:
             u, v = scan_whole(cache, nprobe, radius, scan_order(coarse), on_progress)
         else:
-            u, v, queries = _scan_new(folder, catalog, cache, keys, new_after, nprobe, radius,
-                                      on_progress)
-        a, b = unique_pairs(u, v)
-        del u, v
+            u, v, queries = _scan_new(folder, catalog, cache, keys, new_after,
+                                      manifest.covered_seq, nprobe, radius, on_progress)
+        pu, pv, pq = _scan_pending(cache, lookup, keys, pending, new_after, nprobe, radius)
+        a, b = unique_pairs(np.concatenate([u, pu]), np.concatenate([v, pv]))
+        del u, v, pu, pv
+        if new_after is not None:  # pairs of two old rows were found from a pending one
+            new = np.maximum(keys.seq[a], keys.seq[b]) > new_after
+            a, b = a[new], b[new]
+            queries = (queries or 0) + pq
         pairs = rescore(lookup, a, b, threshold)
     info = IvfSearchInfo(candidates=len(a), pairs=len(pairs.a), nprobe=nprobe,
                          nlist=manifest.nlist, parts=len(manifest.parts), vectors=keys.count,
@@ -117,15 +133,25 @@ def ivf_pairs(folder: str, catalog: Catalog, manifest: ivf.IvfManifest, threshol
     return pairs, info
 
 
+def _pending(folder: str, keys: RowKeys, manifest: ivf.IvfManifest) -> np.ndarray:
+    """The ids in scope committed after the IVF's last update (ascending)."""
+    pending = np.flatnonzero(keys.seq > manifest.covered_seq)
+    if len(pending) > PENDING_MAX:
+        raise IndexFormatError(f"{folder}: {len(pending):,} rows are not in the IVF yet; a "
+                               "dedupe or `imgsim-index verify --repair` files them")
+    return pending
+
+
 def _scan_new(folder: str, catalog: Catalog, cache: ListCache, keys: RowKeys, after: int,
-              nprobe: int, radius: float,
+              covered: int, nprobe: int, radius: float,
               on_progress: Callable[[int, int], None] | None = None
               ) -> tuple[np.ndarray, np.ndarray, int]:
+    """Candidates of the rows in scope committed after `after` that the IVF holds."""
     found_u, found_v, n = [], [], 0
     for step, (ids, x) in enumerate(iter_vectors(folder, catalog, after)):
         if on_progress:
             on_progress(step, step + 1)
-        mine = keys.seq[ids] >= 0  # in scope
+        mine = (keys.seq[ids] >= 0) & (keys.seq[ids] <= covered)  # in scope, filed
         ids, x = ids[mine], x[mine]
         n += len(ids)
         if len(ids):
@@ -133,6 +159,35 @@ def _scan_new(folder: str, catalog: Catalog, cache: ListCache, keys: RowKeys, af
             found_u.append(u)
             found_v.append(v)
     return _cat(found_u, np.int64), _cat(found_v, np.int64), n
+
+
+def _scan_pending(cache: ListCache, lookup: VectorLookup, keys: RowKeys, pending: np.ndarray,
+                  after: int | None, nprobe: int, radius: float
+                  ) -> tuple[np.ndarray, np.ndarray, int]:
+    """Candidates of the pending rows (those committed after `after`, when given): they
+    probe the lists (the later row of a pair probes: every filed row is earlier) and are
+    scored against every pending row (float32 GEMM tiles). Returns them and the count of
+    pending rows searched from."""
+    queries = pending if after is None else pending[keys.seq[pending] > after]
+    found_u, found_v = [], []
+    for s in range(0, len(queries), PENDING_ROWS):
+        q = queries[s:s + PENDING_ROWS]
+        xq = lookup.read(q)
+        u, v = scan_queries(cache, xq, q, keys.key(q), nprobe, radius)
+        found_u.append(u)
+        found_v.append(v)
+        for t in range(0, len(pending), PENDING_ROWS):
+            p = pending[t:t + PENDING_ROWS]
+            if after is None and p[-1] < q[0]:
+                continue  # (q, p) found as (p, q) already
+            xp = xq if np.array_equal(p, q) else lookup.read(p)
+            for r in range(0, len(q), TILE_ROWS):
+                i, j = np.nonzero(xq[r:r + TILE_ROWS] @ xp.T >= radius - F32_SLACK)
+                i += r
+                keep = q[i] != p[j]
+                found_u.append(q[i[keep]])
+                found_v.append(p[j[keep]])
+    return _cat(found_u, np.int64), _cat(found_v, np.int64), len(queries)
 
 
 def _cat(parts: list[np.ndarray], dtype: type) -> np.ndarray:

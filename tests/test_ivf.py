@@ -5,12 +5,14 @@ flat index on first use. Indexes are made small by lowering ivf.IVF_ABOVE."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -435,3 +437,65 @@ def test_too_many_rows_not_yet_filed_is_one_line(tmp_path: Path, small_ivf: None
     monkeypatch.setattr(ivf_search, "PENDING_MAX", 20)
     with pytest.raises(IndexFormatError, match="30 rows are not in the IVF yet.*verify --repair"):
         ivf_ids(index, 0.9)
+
+
+def test_a_writer_merging_parts_during_a_dedupe_loses_no_pair(
+        tmp_path: Path, small_ivf: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A writer changes rows and merges the IVF's parts right after a dedupe took its
+    catalog snapshot: the dedupe finds its snapshot's pairs (the IVF it reads is never
+    newer than the snapshot; the merge deletes files it holds open)."""
+    from imgsim_index.pipeline.large import search_ivf
+    from imgsim_index.search import ApproxSettings
+
+    index = tmp_path / "index"
+    rng = np.random.default_rng(21)
+    x, _ = clustered(2000, 22, 0)
+    x[1000:1020] = np.stack([near(x[k], rng) for k in range(20)])  # rows 0..19 have copies
+    add(index, x, 0, tmp_path)
+    for k in range(7):
+        add(index, clustered(10, 23 + k, 0)[0], 2000 + 10 * k, tmp_path)
+    assert len(ivf.read_manifest(str(index)).parts) == ivf.MAX_PARTS  # type: ignore[union-attr]
+    want = brute_ids(index, 0.9)
+    assert len(want) >= 20
+    snapshot = IndexStore.snapshot
+    writes = []
+
+    @contextlib.contextmanager
+    def then_a_writer(self: IndexStore) -> Iterator[None]:
+        with snapshot(self):
+            self.catalog.last_seq()  # the read transaction starts here
+            if not writes:  # rows 0..19 get new vectors: a ninth part, merged into one
+                writes.append(1)
+                add(index, clustered(20, 40, 0)[0], 0, tmp_path)
+            yield
+
+    monkeypatch.setattr(IndexStore, "snapshot", then_a_writer)
+    got = search_ivf(str(index), None, 0.9, ApproxSettings(), None, None, None, None)
+    assert len(ivf.read_manifest(str(index)).parts) == 1  # type: ignore[union-attr]
+    ids = [r.id for r in got.rows]
+    assert {(ids[i], ids[j], float(s)) for i, j, s in zip(
+        got.candidates.i.tolist(), got.candidates.j.tolist(), got.candidates.score.tolist(),
+        strict=True)} == want
+
+
+def test_opening_the_ivf_reads_ivf_json_again_when_a_merge_removed_its_parts(
+        tmp_path: Path, small_ivf: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    index = tmp_path / "index"
+    x, _ = clustered(1000, 24, 0)
+    add(index, x[:600], 0, tmp_path)
+    add(index, x[600:], 600, tmp_path)
+    old = ivf.read_manifest(str(index))
+    assert old is not None and len(old.parts) == 2
+    with IndexStore.open_updater(str(index)) as store:
+        store.remove_paths([path(k) for k in range(500)])  # stale: the next writer merges
+    add(index, x[500:501], 1000, tmp_path)
+    new = ivf.read_manifest(str(index))
+    assert new is not None and len(new.parts) == 1 and new.parts[0].name not in {
+        p.name for p in old.parts}
+    assert not (index / "ivf" / f"{old.parts[0].name}.npz").exists()
+    reads = [old]  # the first read sees ivf.json as it was before the merge
+    read = ivf.read_manifest
+    monkeypatch.setattr(ivf, "read_manifest", lambda folder: reads.pop() if reads
+                        else read(folder))
+    with ivf.open_ivf(str(index)) as opened:
+        assert opened.manifest == new and len(opened.readers) == 1

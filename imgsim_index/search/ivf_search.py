@@ -13,10 +13,11 @@ vector files (float64 dot products, the one threshold rule of threshold.py), in 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,14 +91,39 @@ def rescore(lookup: VectorLookup, a: np.ndarray, b: np.ndarray, threshold: float
     return IdPairs(pa[order], pb[order], ps[order])
 
 
-def ivf_pairs(folder: str, catalog: Catalog, manifest: ivf.IvfManifest, threshold: float,
+def ivf_pairs(folder: str, catalog: Catalog, source: ivf.IvfManifest | ivf.OpenIvf,
+              threshold: float,
               *, approx: ApproxSettings | None = None, prefixes: Sequence[str] | None = None,
               new_after: int | None = None, budget: int | None = None,
               on_progress: Callable[[int, int], None] | None = None,
               engine: Any = None) -> tuple[IdPairs, IvfSearchInfo]:
     """Pairs of the rows in scope (paths under `prefixes`, or all) meeting `threshold`;
-    with `new_after`, only pairs with a row committed after that commit. `engine` (e.g.
-    a RayEngine): runs a whole scan's groups of lists as its tasks; same pairs."""
+    with `new_after`, only pairs with a row committed after that commit. `source`: the
+    IVF opened (ivf.open_ivf) before the caller's catalog snapshot was taken, or its
+    manifest (its parts are opened here). `engine` (e.g. a RayEngine): runs a whole
+    scan's groups of lists as its tasks; same pairs."""
+    with _opened(folder, source) as opened:
+        return _ivf_pairs(folder, catalog, opened, threshold, approx=approx,
+                          prefixes=prefixes, new_after=new_after, budget=budget,
+                          on_progress=on_progress, engine=engine)
+
+
+@contextlib.contextmanager
+def _opened(folder: str, source: ivf.IvfManifest | ivf.OpenIvf) -> Iterator[ivf.OpenIvf]:
+    """`source` when open (the caller closes it), else its parts opened for the call."""
+    if isinstance(source, ivf.OpenIvf):
+        yield source
+    else:
+        with ivf.OpenIvf.of(folder, source) as opened:
+            yield opened
+
+
+def _ivf_pairs(folder: str, catalog: Catalog, opened: ivf.OpenIvf, threshold: float, *,
+               approx: ApproxSettings | None, prefixes: Sequence[str] | None,
+               new_after: int | None, budget: int | None,
+               on_progress: Callable[[int, int], None] | None, engine: Any
+               ) -> tuple[IdPairs, IvfSearchInfo]:
+    manifest, coarse = opened.manifest, opened.coarse
     started = time.perf_counter()
     approx = approx or ApproxSettings()
     budget = budget or default_budget()
@@ -105,9 +131,8 @@ def ivf_pairs(folder: str, catalog: Catalog, manifest: ivf.IvfManifest, threshol
     radius = search_radius(threshold)
     keys = row_keys(catalog, prefixes)
     pending = _pending(folder, keys, manifest)
-    coarse = ivf.load_coarse(folder, manifest)
-    with ivf.open_parts(folder, manifest) as readers, VectorLookup(folder, catalog) as lookup:
-        cache = ListCache(readers, coarse, keys.keys_of,
+    with VectorLookup(folder, catalog) as lookup:
+        cache = ListCache(opened.readers, coarse, keys.keys_of,
                           cache_budget(budget, len(keys.seq), new_after is None))
         queries = None
         if new_after is None and engine is not None:
@@ -198,26 +223,31 @@ class IvfSearcher:
     """What answers top-k queries against an index's IVF as of one commit, kept between
     queries (a service keeps one per commit): the row keys, the vector map, the open
     parts and a small list cache. Setup reads 28 bytes per catalog row once; each query
-    then reads only its probed lists."""
+    then reads only its probed lists. `source`: the IVF opened (ivf.open_ivf) before the
+    caller's catalog snapshot was taken (the searcher closes it), or its manifest."""
 
-    def __init__(self, folder: str, catalog: Catalog, manifest: ivf.IvfManifest,
-                 budget: int | None = None):
+    def __init__(self, folder: str, catalog: Catalog,
+                 source: ivf.IvfManifest | ivf.OpenIvf, budget: int | None = None):
+        self._ivf = source if isinstance(source, ivf.OpenIvf) else ivf.OpenIvf.of(folder,
+                                                                                   source)
+        try:
+            self._setup(folder, catalog, budget)
+        except BaseException:
+            self._ivf.close()
+            raise
+
+    def _setup(self, folder: str, catalog: Catalog, budget: int | None) -> None:
+        manifest = self._ivf.manifest
         self.folder, self.manifest = folder, manifest
         self.seq = catalog.last_seq()
         # rows parked outside the index's folders (moved away by apply) are not searched
         self.keys = row_keys(catalog, [os.path.join(r, "") for r in sorted(catalog.roots())])
-        self.coarse = ivf.load_coarse(folder, manifest)
+        self.coarse = self._ivf.coarse
         pending = [(ids, v) for ids, v in iter_vectors(folder, catalog, manifest.covered_seq)]
         self.pending = [(ids[self.keys.seq[ids] >= 0], v[self.keys.seq[ids] >= 0])
                         for ids, v in pending]
-        self._parts = ivf.open_parts(folder, manifest)
-        readers = self._parts.__enter__()
-        try:
-            self.lookup = VectorLookup(folder, catalog)
-        except BaseException:
-            self._parts.__exit__(None, None, None)
-            raise
-        self.cache = ListCache(readers, self.coarse, self.keys.keys_of,
+        self.lookup = VectorLookup(folder, catalog)
+        self.cache = ListCache(self._ivf.readers, self.coarse, self.keys.keys_of,
                                cache_budget(budget or default_budget(), len(self.keys.seq),
                                             False))
         self._lock = threading.Lock()  # a service's request threads share one searcher
@@ -266,7 +296,7 @@ class IvfSearcher:
 
     def close(self) -> None:
         self.lookup.close()
-        self._parts.__exit__(None, None, None)
+        self._ivf.close()
 
     def __enter__(self) -> IvfSearcher:
         return self

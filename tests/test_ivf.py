@@ -499,3 +499,37 @@ def test_opening_the_ivf_reads_ivf_json_again_when_a_merge_removed_its_parts(
                         else read(folder))
     with ivf.open_ivf(str(index)) as opened:
         assert opened.manifest == new and len(opened.readers) == 1
+
+
+def test_new_only_probes_with_the_stored_probes_of_the_rows_the_ivf_holds(
+        tmp_path: Path, small_ivf: None) -> None:
+    """A new part whose stored probes (past the home cell) differ from what FAISS computes
+    for the same vectors now (near-ties decided otherwise, here made large): new-only
+    probes what the whole scan probes, so it finds exactly the whole scan's pairs with a
+    new row."""
+    index, x, _, _ = ivf_index(tmp_path, 5000, 25, 0)
+    d = find_duplicates(str(index), settings=DedupeSettings(pairs=PairSettings(threshold=0.85)))
+    IndexStore.record_dedupe(str(index), d.snapshot_seq)
+    x2, _ = clustered(400, 26, 40, start=5000, old=x)
+    add(index, x2, 5000, tmp_path)
+    manifest = ivf.read_manifest(str(index))
+    assert manifest is not None and len(manifest.parts) == 2
+    part = manifest.parts[1]
+    coarse = ivf.load_coarse(str(index), manifest)
+    cat = Catalog(str(index / "catalog.sqlite"), readonly=True)
+    row_of = {r.id: k for k in range(5000, 5400) if (r := cat.row_of(path(k))) is not None}
+    cat.close()
+    with ivf.open_parts(str(index), replace(manifest, parts=(part,))) as (reader,):
+        stored = [(c, reader.list_entries(c)[0]) for c in range(manifest.nlist)]
+        p = reader.nprobes
+    rewritten = []
+    for _, ids in stored:  # home kept; the other probes: cells FAISS ranks p..2p-2
+        near_cells = coarse.probes(x2[[row_of[int(i)] - 5000 for i in ids]], 2 * p - 1)
+        rewritten.append(np.concatenate([near_cells[:, :1], near_cells[:, p:]], axis=1))
+    (index / "ivf" / f"{part.name}.probes").write_bytes(
+        np.concatenate(rewritten).astype("<i4").tobytes())
+    new = {path(k) for k in range(5000, 5400)}
+    whole = pairs_of(index)
+    new_only = pairs_of(index, new_only=True)
+    assert new_only == {p for p in whole if p[0] in new or p[1] in new}
+    assert len(new_only) >= 20

@@ -180,10 +180,57 @@ def _scan_new(folder: str, catalog: Catalog, cache: ListCache, keys: RowKeys, af
         ids, x = ids[mine], x[mine]
         n += len(ids)
         if len(ids):
-            u, v = scan_queries(cache, x, ids, keys.key(ids), nprobe, radius)
+            u, v = scan_queries(cache, x, ids, keys.key(ids), nprobe, radius,
+                                probes=_stored_probes(cache, ids, x, nprobe))
             found_u.append(u)
             found_v.append(v)
     return _cat(found_u, np.int64), _cat(found_v, np.int64), n
+
+
+def _stored_probes(cache: ListCache, ids: np.ndarray, x: np.ndarray, nprobe: int
+                   ) -> np.ndarray:
+    """The first `nprobe` stored probes of rows the IVF holds (a whole scan probes with
+    these: the same cells, not FAISS's recomputation, whose near-ties can differ). Each
+    row is looked for in the lists nearest it, nearest first, until found in its home."""
+    out = np.empty((len(ids), nprobe), np.int64)
+    todo = np.arange(len(ids))
+    for k in (min(ivf.PROBES_STORED, cache.coarse.nlist), cache.coarse.nlist):
+        cells = cache.coarse.probes(x[todo], k)
+        for col in range(k):
+            if not len(todo):
+                return out
+            found, probes = _find_entries(cache, ids[todo], cells[:, col], nprobe)
+            out[todo[found]] = probes[found]
+            todo, cells = todo[~found], cells[~found]
+    if len(todo):
+        raise IndexFormatError("the IVF lacks rows it should hold; run "
+                               "`imgsim-index verify --repair`")
+    return out
+
+
+def _find_entries(cache: ListCache, want: np.ndarray, cells: np.ndarray, nprobe: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Whether each id of `want` is a current entry of list cells[i], and if so its first
+    `nprobe` stored probes."""
+    found = np.zeros(len(want), bool)
+    probes = np.zeros((len(want), nprobe), np.int64)
+    order = np.argsort(cells, kind="stable")
+    uniq, first = np.unique(cells[order], return_index=True)
+    for c, lo, hi in zip(uniq.tolist(), first.tolist(), [*first[1:].tolist(), len(order)],
+                         strict=True):
+        sel = order[lo:hi]
+        for k, reader in enumerate(cache.readers):
+            lst = cache.get(k, c)
+            if not len(lst.ids):
+                continue
+            by_id = np.argsort(lst.ids)
+            at = np.minimum(np.searchsorted(lst.ids[by_id], want[sel]), len(by_id) - 1)
+            hit = lst.ids[by_id[at]] == want[sel]
+            if hit.any():
+                pos = lst.pos[by_id[at[hit]]]  # where they are in the list on disk
+                probes[sel[hit]] = reader.list_probes(c)[pos, :nprobe]
+                found[sel[hit]] = True
+    return found, probes
 
 
 def _scan_pending(cache: ListCache, lookup: VectorLookup, keys: RowKeys, pending: np.ndarray,

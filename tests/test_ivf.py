@@ -533,3 +533,38 @@ def test_new_only_probes_with_the_stored_probes_of_the_rows_the_ivf_holds(
     new_only = pairs_of(index, new_only=True)
     assert new_only == {p for p in whole if p[0] in new or p[1] in new}
     assert len(new_only) >= 20
+
+
+def test_new_only_reads_only_the_new_rows_vectors_after_a_compaction(
+        tmp_path: Path, small_ivf: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a compaction the new rows sit in the one vector file with every other row:
+    a new-only search reads them by position, not the whole file."""
+    from imgsim_index.index import vector_file
+    from imgsim_index.index.ivf_sync import VectorLookup
+
+    index, x, _, first = ivf_index(tmp_path, 5000, 27, 0)
+    x2, _ = clustered(20, 28, 10, start=5000, old=x)
+    np.save(tmp_path / "y.npy", x2)
+    (tmp_path / "y.paths").write_text("".join(path(k) + "\n" for k in range(5000, 5020)))
+    import_vectors(str(tmp_path / "y.npy"), str(tmp_path / "y.paths"), str(index),
+                   ImportSettings(compact=True))
+    with IndexStore.open_reader(str(index)) as store:
+        assert len(store.catalog.segments()) == 1
+    want = brute_ids(index, 0.9, new_after=first.covered_seq)
+    read = {"rows": 0}
+    file_read, lookup_read = vector_file.VectorFile.read, VectorLookup.read
+
+    def counted_file(self: vector_file.VectorFile, a: int, b: int) -> np.ndarray:
+        out = file_read(self, a, b)
+        read["rows"] += len(out)
+        return out
+
+    def counted_lookup(self: VectorLookup, ids: np.ndarray) -> np.ndarray:
+        read["rows"] += len(ids)
+        return lookup_read(self, ids)
+
+    monkeypatch.setattr(vector_file.VectorFile, "read", counted_file)
+    monkeypatch.setattr(VectorLookup, "read", counted_lookup)
+    got = ivf_ids(index, 0.9, new_after=first.covered_seq)
+    assert read["rows"] < 500  # the 20 new rows, and the candidates' rows to rescore
+    assert got == want and len(got) >= 10

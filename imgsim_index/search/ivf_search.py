@@ -43,7 +43,7 @@ from imgsim_index.search.settings import IVF_NPROBE, ApproxSettings
 from imgsim_index.search.threshold import SCORE_DECIMALS, meets_threshold, search_radius
 
 RESCORE_ROWS = 65_536  # candidate pairs scored exactly per step
-PENDING_ROWS = 8_192  # pending rows read per step
+PENDING_ROWS = 8_192  # new or pending rows read per step
 # more rows than this not yet filed into the IVF are refused (scored against each other
 # they would cost O(P^2)): a dedupe or `verify --repair` files them
 PENDING_MAX = 200_000
@@ -141,8 +141,8 @@ def _ivf_pairs(folder: str, catalog: Catalog, opened: ivf.OpenIvf, threshold: fl
         elif new_after is None:
             u, v = scan_whole(cache, nprobe, radius, scan_order(coarse), on_progress)
         else:
-            u, v, queries = _scan_new(folder, catalog, cache, keys, new_after,
-                                      manifest.covered_seq, nprobe, radius, on_progress)
+            u, v, queries = _scan_new(cache, lookup, keys, new_after, manifest.covered_seq,
+                                      nprobe, radius, on_progress)
         pu, pv, pq = _scan_pending(cache, lookup, keys, pending, new_after, nprobe, radius)
         a, b = unique_pairs(np.concatenate([u, pu]), np.concatenate([v, pv]))
         del u, v, pu, pv
@@ -167,24 +167,25 @@ def _pending(folder: str, keys: RowKeys, manifest: ivf.IvfManifest) -> np.ndarra
     return pending
 
 
-def _scan_new(folder: str, catalog: Catalog, cache: ListCache, keys: RowKeys, after: int,
+def _scan_new(cache: ListCache, lookup: VectorLookup, keys: RowKeys, after: int,
               covered: int, nprobe: int, radius: float,
               on_progress: Callable[[int, int], None] | None = None
               ) -> tuple[np.ndarray, np.ndarray, int]:
-    """Candidates of the rows in scope committed after `after` that the IVF holds."""
-    found_u, found_v, n = [], [], 0
-    for step, (ids, x) in enumerate(iter_vectors(folder, catalog, after)):
+    """Candidates of the rows in scope committed after `after` that the IVF holds; their
+    vectors read by position (never whole vector files: after a compaction one holds N)."""
+    rows = np.flatnonzero((keys.seq > after) & (keys.seq <= covered))
+    found_u, found_v = [], []
+    steps = range(0, len(rows), PENDING_ROWS)
+    for step, s in enumerate(steps):
         if on_progress:
-            on_progress(step, step + 1)
-        mine = (keys.seq[ids] >= 0) & (keys.seq[ids] <= covered)  # in scope, filed
-        ids, x = ids[mine], x[mine]
-        n += len(ids)
-        if len(ids):
-            u, v = scan_queries(cache, x, ids, keys.key(ids), nprobe, radius,
-                                probes=_stored_probes(cache, ids, x, nprobe))
-            found_u.append(u)
-            found_v.append(v)
-    return _cat(found_u, np.int64), _cat(found_v, np.int64), n
+            on_progress(step, len(steps))
+        ids = rows[s:s + PENDING_ROWS]
+        x = lookup.read(ids)
+        u, v = scan_queries(cache, x, ids, keys.key(ids), nprobe, radius,
+                            probes=_stored_probes(cache, ids, x, nprobe))
+        found_u.append(u)
+        found_v.append(v)
+    return _cat(found_u, np.int64), _cat(found_v, np.int64), len(rows)
 
 
 def _stored_probes(cache: ListCache, ids: np.ndarray, x: np.ndarray, nprobe: int

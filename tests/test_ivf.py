@@ -5,12 +5,14 @@ flat index on first use. Indexes are made small by lowering ivf.IVF_ABOVE."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -353,3 +355,216 @@ def test_new_data_far_from_the_cells_retrains_them(tmp_path: Path, small_ivf: No
     assert after.trained_on == 5500 and len(after.parts) == 1
     assert ivf.imbalance(ivf.list_sizes(str(index), after)) < ivf.RETRAIN_IMBALANCE * 1.5
     assert pairs_of(index) <= pairs_of(index, search="exact")
+
+
+def near(v: np.ndarray, rng: np.random.Generator, t: float = 0.97) -> np.ndarray:
+    """A unit vector at cosine `t` to unit `v`."""
+    u = rng.standard_normal(len(v))
+    u -= (u @ v) * v
+    return (t * v + np.sqrt(1 - t * t) * u / np.linalg.norm(u)).astype(np.float32)
+
+
+def brute_ids(index: Path, threshold: float, new_after: int | None = None
+              ) -> set[tuple[int, int, float]]:
+    """The exact pairs of catalog ids (numpy, float64), with a row committed after
+    `new_after` when given."""
+    from imgsim_index.search.threshold import meets_threshold
+
+    with IndexStore.open_reader(str(index)) as store, store.snapshot():
+        flat = store.load_for_search()
+        seq = dict(store.catalog.db.execute(
+            "SELECT id, seq FROM images WHERE status = 'embedded'").fetchall())
+    x = flat.vectors.astype(np.float64)
+    s = x @ x.T
+    i, j = np.nonzero(np.triu(meets_threshold(s, threshold), 1))
+    out = set()
+    for a, b, sc in zip(flat.ids[i].tolist(), flat.ids[j].tolist(), s[i, j].tolist(),
+                        strict=True):
+        if new_after is None or max(seq[a], seq[b]) > new_after:
+            out.add((min(a, b), max(a, b), round(sc, 6)))
+    return out
+
+
+def ivf_ids(index: Path, threshold: float, **kw: object) -> set[tuple[int, int, float]]:
+    """ivf_pairs as a reader calls it (no IVF update first)."""
+    from imgsim_index.search.ivf_search import ivf_pairs
+
+    with IndexStore.open_reader(str(index)) as store, store.snapshot():
+        manifest = ivf.read_manifest(str(index))
+        assert manifest is not None
+        found, _ = ivf_pairs(store.folder, store.catalog, manifest, threshold,
+                             **kw)  # type: ignore[arg-type]
+    return {(int(a), int(b), float(s)) for a, b, s in zip(found.a, found.b, found.score,
+                                                         strict=True)}
+
+
+def test_rows_not_yet_filed_into_the_ivf_are_searched(tmp_path: Path, small_ivf: None) -> None:
+    """Rows committed after the IVF's last update (a writer stopped before filing them):
+    new rows near old ones, new rows near each other, changed rows; a whole search, a
+    new-only search and the service's listing give the brute force's pairs."""
+    from imgsim_index.serve.service import IndexService, ServeSettings
+
+    index, x, _, first = ivf_index(tmp_path, 3000, 17, 0)
+    rng = np.random.default_rng(18)
+    twins = [v for b in clustered(25, 19, 0)[0] for v in (b, near(b, rng))]
+    new = np.stack([near(x[k], rng) for k in range(40)] + twins)
+    changed = np.stack([near(x[2000 + k], rng) for k in range(10)])  # rows 100..109
+    with pytest.MonkeyPatch.context() as m:  # committed, not filed
+        m.setattr(IndexStore, "update_ivf", lambda self, *a, **k: None)
+        add(index, new, 3000, tmp_path)
+        add(index, changed, 100, tmp_path)
+    manifest = ivf.read_manifest(str(index))
+    assert manifest is not None and manifest.covered_seq == first.covered_seq
+    whole = brute_ids(index, 0.9)
+    since = brute_ids(index, 0.9, new_after=first.covered_seq)
+    assert len(since) >= 40 + 25 + 10
+    assert ivf_ids(index, 0.9) == whole
+    assert ivf_ids(index, 0.9, new_after=first.covered_seq) == since
+    service = IndexService(ServeSettings(index=str(index), output=str(tmp_path / "out")))
+    listing = service.new_pairs(first.covered_seq, 0.9, page_size=1000, verify=False)
+    assert listing.total == len(since)
+
+
+def test_too_many_rows_not_yet_filed_is_one_line(tmp_path: Path, small_ivf: None,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from imgsim_index.errors import IndexFormatError
+    from imgsim_index.search import ivf_search
+
+    index, x, _, _ = ivf_index(tmp_path, 1000, 20, 0)
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(IndexStore, "update_ivf", lambda self, *a, **k: None)
+        add(index, x[:30], 1000, tmp_path)
+    monkeypatch.setattr(ivf_search, "PENDING_MAX", 20)
+    with pytest.raises(IndexFormatError, match="30 rows are not in the IVF yet.*verify --repair"):
+        ivf_ids(index, 0.9)
+
+
+def test_a_writer_merging_parts_during_a_dedupe_loses_no_pair(
+        tmp_path: Path, small_ivf: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A writer changes rows and merges the IVF's parts right after a dedupe took its
+    catalog snapshot: the dedupe finds its snapshot's pairs (the IVF it reads is never
+    newer than the snapshot; the merge deletes files it holds open)."""
+    from imgsim_index.pipeline.large import search_ivf
+    from imgsim_index.search import ApproxSettings
+
+    index = tmp_path / "index"
+    rng = np.random.default_rng(21)
+    x, _ = clustered(2000, 22, 0)
+    x[1000:1020] = np.stack([near(x[k], rng) for k in range(20)])  # rows 0..19 have copies
+    add(index, x, 0, tmp_path)
+    for k in range(7):
+        add(index, clustered(10, 23 + k, 0)[0], 2000 + 10 * k, tmp_path)
+    assert len(ivf.read_manifest(str(index)).parts) == ivf.MAX_PARTS  # type: ignore[union-attr]
+    want = brute_ids(index, 0.9)
+    assert len(want) >= 20
+    snapshot = IndexStore.snapshot
+    writes = []
+
+    @contextlib.contextmanager
+    def then_a_writer(self: IndexStore) -> Iterator[None]:
+        with snapshot(self):
+            self.catalog.last_seq()  # the read transaction starts here
+            if not writes:  # rows 0..19 get new vectors: a ninth part, merged into one
+                writes.append(1)
+                add(index, clustered(20, 40, 0)[0], 0, tmp_path)
+            yield
+
+    monkeypatch.setattr(IndexStore, "snapshot", then_a_writer)
+    got = search_ivf(str(index), None, 0.9, ApproxSettings(), None, None, None, None)
+    assert len(ivf.read_manifest(str(index)).parts) == 1  # type: ignore[union-attr]
+    ids = [r.id for r in got.rows]
+    assert {(ids[i], ids[j], float(s)) for i, j, s in zip(
+        got.candidates.i.tolist(), got.candidates.j.tolist(), got.candidates.score.tolist(),
+        strict=True)} == want
+
+
+def test_opening_the_ivf_reads_ivf_json_again_when_a_merge_removed_its_parts(
+        tmp_path: Path, small_ivf: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    index = tmp_path / "index"
+    x, _ = clustered(1000, 24, 0)
+    add(index, x[:600], 0, tmp_path)
+    add(index, x[600:], 600, tmp_path)
+    old = ivf.read_manifest(str(index))
+    assert old is not None and len(old.parts) == 2
+    with IndexStore.open_updater(str(index)) as store:
+        store.remove_paths([path(k) for k in range(500)])  # stale: the next writer merges
+    add(index, x[500:501], 1000, tmp_path)
+    new = ivf.read_manifest(str(index))
+    assert new is not None and len(new.parts) == 1 and new.parts[0].name not in {
+        p.name for p in old.parts}
+    assert not (index / "ivf" / f"{old.parts[0].name}.npz").exists()
+    reads = [old]  # the first read sees ivf.json as it was before the merge
+    read = ivf.read_manifest
+    monkeypatch.setattr(ivf, "read_manifest", lambda folder: reads.pop() if reads
+                        else read(folder))
+    with ivf.open_ivf(str(index)) as opened:
+        assert opened.manifest == new and len(opened.readers) == 1
+
+
+def test_new_only_probes_with_the_stored_probes_of_the_rows_the_ivf_holds(
+        tmp_path: Path, small_ivf: None) -> None:
+    """A new part whose stored probes (past the home cell) differ from what FAISS computes
+    for the same vectors now (near-ties decided otherwise, here made large): new-only
+    probes what the whole scan probes, so it finds exactly the whole scan's pairs with a
+    new row."""
+    index, x, _, _ = ivf_index(tmp_path, 5000, 25, 0)
+    d = find_duplicates(str(index), settings=DedupeSettings(pairs=PairSettings(threshold=0.85)))
+    IndexStore.record_dedupe(str(index), d.snapshot_seq)
+    x2, _ = clustered(400, 26, 40, start=5000, old=x)
+    add(index, x2, 5000, tmp_path)
+    manifest = ivf.read_manifest(str(index))
+    assert manifest is not None and len(manifest.parts) == 2
+    part = manifest.parts[1]
+    coarse = ivf.load_coarse(str(index), manifest)
+    cat = Catalog(str(index / "catalog.sqlite"), readonly=True)
+    row_of = {r.id: k for k in range(5000, 5400) if (r := cat.row_of(path(k))) is not None}
+    cat.close()
+    with ivf.open_parts(str(index), replace(manifest, parts=(part,))) as (reader,):
+        stored = [(c, reader.list_entries(c)[0]) for c in range(manifest.nlist)]
+        p = reader.nprobes
+    rewritten = []
+    for _, ids in stored:  # home kept; the other probes: cells FAISS ranks p..2p-2
+        near_cells = coarse.probes(x2[[row_of[int(i)] - 5000 for i in ids]], 2 * p - 1)
+        rewritten.append(np.concatenate([near_cells[:, :1], near_cells[:, p:]], axis=1))
+    (index / "ivf" / f"{part.name}.probes").write_bytes(
+        np.concatenate(rewritten).astype("<i4").tobytes())
+    new = {path(k) for k in range(5000, 5400)}
+    whole = pairs_of(index)
+    new_only = pairs_of(index, new_only=True)
+    assert new_only == {p for p in whole if p[0] in new or p[1] in new}
+    assert len(new_only) >= 20
+
+
+def test_new_only_reads_only_the_new_rows_vectors_after_a_compaction(
+        tmp_path: Path, small_ivf: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a compaction the new rows sit in the one vector file with every other row:
+    a new-only search reads them by position, not the whole file."""
+    from imgsim_index.index import vector_file
+    from imgsim_index.index.ivf_sync import VectorLookup
+
+    index, x, _, first = ivf_index(tmp_path, 5000, 27, 0)
+    x2, _ = clustered(20, 28, 10, start=5000, old=x)
+    np.save(tmp_path / "y.npy", x2)
+    (tmp_path / "y.paths").write_text("".join(path(k) + "\n" for k in range(5000, 5020)))
+    import_vectors(str(tmp_path / "y.npy"), str(tmp_path / "y.paths"), str(index),
+                   ImportSettings(compact=True))
+    with IndexStore.open_reader(str(index)) as store:
+        assert len(store.catalog.segments()) == 1
+    want = brute_ids(index, 0.9, new_after=first.covered_seq)
+    read = {"rows": 0}
+    file_read, lookup_read = vector_file.VectorFile.read, VectorLookup.read
+
+    def counted_file(self: vector_file.VectorFile, a: int, b: int) -> np.ndarray:
+        out = file_read(self, a, b)
+        read["rows"] += len(out)
+        return out
+
+    def counted_lookup(self: VectorLookup, ids: np.ndarray) -> np.ndarray:
+        read["rows"] += len(ids)
+        return lookup_read(self, ids)
+
+    monkeypatch.setattr(vector_file.VectorFile, "read", counted_file)
+    monkeypatch.setattr(VectorLookup, "read", counted_lookup)
+    got = ivf_ids(index, 0.9, new_after=first.covered_seq)
+    assert read["rows"] < 500  # the 20 new rows, and the candidates' rows to rescore
+    assert got == want and len(got) >= 10

@@ -502,6 +502,59 @@ def open_parts(folder: str, manifest: IvfManifest) -> Iterator[list[PartReader]]
             r.close()
 
 
+OPEN_TRIES = 5  # times ivf.json is read again when a writer removed what it named
+
+
+@dataclass
+class OpenIvf(contextlib.AbstractContextManager["OpenIvf"]):
+    """An IVF as one ivf.json names it: the manifest, the trained quantizer and the parts,
+    open (open files outlive a writer's merge or retrain that deletes them)."""
+
+    manifest: IvfManifest
+    coarse: Coarse
+    readers: list[PartReader]
+
+    @classmethod
+    def of(cls, folder: str, manifest: IvfManifest) -> OpenIvf:
+        coarse = load_coarse(folder, manifest)
+        readers: list[PartReader] = []
+        try:
+            for p in manifest.parts:
+                readers.append(PartReader(folder, p, manifest.dim))
+        except BaseException:
+            for r in readers:
+                r.close()
+            raise
+        return cls(manifest, coarse, readers)
+
+    def close(self) -> None:
+        for r in self.readers:
+            r.close()
+        self.readers = []
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_ivf(folder: str) -> OpenIvf:
+    """The index's IVF, opened. A search opens it BEFORE it takes its catalog snapshot, so
+    the snapshot is never older than the IVF: rows changed since are pending (committed
+    after covered_seq), never held by the IVF with codes newer than the snapshot. A
+    writer that removed the named files between the read of ivf.json and their opening
+    (a merge, a retrain): ivf.json is read again."""
+    tries = 0
+    while True:
+        manifest = read_manifest(folder)
+        if manifest is None:
+            raise IndexFormatError(f"{folder} has no IVF; run `imgsim-index verify --repair`")
+        try:
+            return OpenIvf.of(folder, manifest)
+        except IndexFormatError:
+            tries += 1
+            if tries == OPEN_TRIES or read_manifest(folder) == manifest:
+                raise  # damaged, not replaced
+
+
 def merge_parts(folder: str, manifest: IvfManifest, live: Any, name: str) -> IvfManifest:
     """One part holding every current entry of `manifest`'s parts (codes copied, list by
     list; `live(ids, part) -> mask` says which entries are current). Returns the new
@@ -568,6 +621,7 @@ def now() -> str:
 
 
 __all__ = ["IVF_ABOVE", "IVF_DIR", "IVF_MANIFEST", "MAX_PARTS", "PROBES_STORED",
-           "Coarse", "IvfManifest", "Part", "PartReader", "cells_for", "load_coarse",
-           "merge_parts", "next_part_name", "open_parts", "read_manifest", "remove_unlisted",
-           "save_coarse", "train_coarse", "write_manifest", "write_part"]
+           "Coarse", "IvfManifest", "OpenIvf", "Part", "PartReader", "cells_for",
+           "load_coarse", "merge_parts", "next_part_name", "open_ivf", "open_parts",
+           "read_manifest", "remove_unlisted", "save_coarse", "train_coarse",
+           "write_manifest", "write_part"]

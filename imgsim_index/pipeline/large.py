@@ -66,11 +66,11 @@ def search_ivf(index_dir: str, folders: Sequence[str] | None, threshold: float,
                approx: ApproxSettings, new_after: int | None, budget: int | None,
                present: set[str] | None, on_progress: OnProgress | None,
                engine: Engine | None = None) -> LargeSearch:
-    with IndexStore.open_reader(index_dir) as store, store.snapshot():
-        manifest = ivf.read_manifest(index_dir)
-        assert manifest is not None
+    # the IVF is opened before the snapshot is taken: the snapshot is never older than it
+    with IndexStore.open_reader(index_dir) as store, ivf.open_ivf(index_dir) as opened, \
+            store.snapshot():
         prefixes = [scope_prefix(f) for f in folders] if folders else None
-        found, info = ivf_pairs(store.folder, store.catalog, manifest, threshold,
+        found, info = ivf_pairs(store.folder, store.catalog, opened, threshold,
                                 approx=approx, prefixes=prefixes, new_after=new_after,
                                 budget=budget, on_progress=on_progress, engine=engine)
         ids = np.unique(np.concatenate([found.a, found.b]))

@@ -314,10 +314,11 @@ def scan_whole(cache: ListCache, nprobe: int, radius: float, order: np.ndarray,
 
 
 def scan_queries(cache: ListCache, xq: np.ndarray, ids: np.ndarray, keys: np.ndarray,
-                 nprobe: int, radius: float, later_only: bool = True
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    """Candidate (query id, target id) pairs of full-precision query vectors."""
-    probes = cache.coarse.probes(xq, nprobe)
+                 nprobe: int, radius: float, later_only: bool = True,
+                 probes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate (query id, target id) pairs of full-precision query vectors; `probes`:
+    their (n, nprobe) cells (rows the IVF holds: their stored probes), else computed."""
+    probes = cache.coarse.probes(xq, nprobe) if probes is None else probes
     prepared = Queries.of(xq, cache.coarse)
     found_u, found_v = [], []
     for cell, rows in _by_cell(probes):

@@ -4,25 +4,32 @@ in memory set by a budget, not by N.
 Whole index: every current entry probes its lists (ivf_scan.scan_whole). New only: the
 rows committed after a given commit are read in full precision and probe theirs
 (ivf_scan.scan_queries); the same candidate rule, so the same pairs as a whole search
-restricted to pairs with a new row. Candidates are then scored exactly from the vector
-files (float64 dot products, the one threshold rule of threshold.py), in chunks.
+restricted to pairs with a new row. Rows committed after the IVF's last update (pending:
+a writer stopped before filing them, or a reader's snapshot is newer than the IVF) are
+searched in both: they probe the lists and are scored exactly against each other; their
+old entries, if any, are stale and skipped. Candidates are then scored exactly from the
+vector files (float64 dot products, the one threshold rule of threshold.py), in chunks.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from imgsim_index.errors import IndexFormatError
 from imgsim_index.index import ivf
 from imgsim_index.index.catalog import Catalog
 from imgsim_index.index.ivf_sync import RowKeys, VectorLookup, iter_vectors, row_keys
 from imgsim_index.search.ivf_scan import (
+    F32_SLACK,
+    TILE_ROWS,
     ListCache,
     Queries,
     cache_budget,
@@ -36,6 +43,10 @@ from imgsim_index.search.settings import IVF_NPROBE, ApproxSettings
 from imgsim_index.search.threshold import SCORE_DECIMALS, meets_threshold, search_radius
 
 RESCORE_ROWS = 65_536  # candidate pairs scored exactly per step
+PENDING_ROWS = 8_192  # new or pending rows read per step
+# more rows than this not yet filed into the IVF are refused (scored against each other
+# they would cost O(P^2)): a dedupe or `verify --repair` files them
+PENDING_MAX = 200_000
 
 
 @dataclass
@@ -80,23 +91,48 @@ def rescore(lookup: VectorLookup, a: np.ndarray, b: np.ndarray, threshold: float
     return IdPairs(pa[order], pb[order], ps[order])
 
 
-def ivf_pairs(folder: str, catalog: Catalog, manifest: ivf.IvfManifest, threshold: float,
+def ivf_pairs(folder: str, catalog: Catalog, source: ivf.IvfManifest | ivf.OpenIvf,
+              threshold: float,
               *, approx: ApproxSettings | None = None, prefixes: Sequence[str] | None = None,
               new_after: int | None = None, budget: int | None = None,
               on_progress: Callable[[int, int], None] | None = None,
               engine: Any = None) -> tuple[IdPairs, IvfSearchInfo]:
     """Pairs of the rows in scope (paths under `prefixes`, or all) meeting `threshold`;
-    with `new_after`, only pairs with a row committed after that commit. `engine` (e.g.
-    a RayEngine): runs a whole scan's groups of lists as its tasks; same pairs."""
+    with `new_after`, only pairs with a row committed after that commit. `source`: the
+    IVF opened (ivf.open_ivf) before the caller's catalog snapshot was taken, or its
+    manifest (its parts are opened here). `engine` (e.g. a RayEngine): runs a whole
+    scan's groups of lists as its tasks; same pairs."""
+    with _opened(folder, source) as opened:
+        return _ivf_pairs(folder, catalog, opened, threshold, approx=approx,
+                          prefixes=prefixes, new_after=new_after, budget=budget,
+                          on_progress=on_progress, engine=engine)
+
+
+@contextlib.contextmanager
+def _opened(folder: str, source: ivf.IvfManifest | ivf.OpenIvf) -> Iterator[ivf.OpenIvf]:
+    """`source` when open (the caller closes it), else its parts opened for the call."""
+    if isinstance(source, ivf.OpenIvf):
+        yield source
+    else:
+        with ivf.OpenIvf.of(folder, source) as opened:
+            yield opened
+
+
+def _ivf_pairs(folder: str, catalog: Catalog, opened: ivf.OpenIvf, threshold: float, *,
+               approx: ApproxSettings | None, prefixes: Sequence[str] | None,
+               new_after: int | None, budget: int | None,
+               on_progress: Callable[[int, int], None] | None, engine: Any
+               ) -> tuple[IdPairs, IvfSearchInfo]:
+    manifest, coarse = opened.manifest, opened.coarse
     started = time.perf_counter()
     approx = approx or ApproxSettings()
     budget = budget or default_budget()
     nprobe = min(approx.probes_for(threshold, IVF_NPROBE), manifest.probes_stored)
     radius = search_radius(threshold)
     keys = row_keys(catalog, prefixes)
-    coarse = ivf.load_coarse(folder, manifest)
-    with ivf.open_parts(folder, manifest) as readers, VectorLookup(folder, catalog) as lookup:
-        cache = ListCache(readers, coarse, keys.keys_of,
+    pending = _pending(folder, keys, manifest)
+    with VectorLookup(folder, catalog) as lookup:
+        cache = ListCache(opened.readers, coarse, keys.keys_of,
                           cache_budget(budget, len(keys.seq), new_after is None))
         queries = None
         if new_after is None and engine is not None:
@@ -105,10 +141,15 @@ def ivf_pairs(folder: str, catalog: Catalog, manifest: ivf.IvfManifest, threshol
         elif new_after is None:
             u, v = scan_whole(cache, nprobe, radius, scan_order(coarse), on_progress)
         else:
-            u, v, queries = _scan_new(folder, catalog, cache, keys, new_after, nprobe, radius,
-                                      on_progress)
-        a, b = unique_pairs(u, v)
-        del u, v
+            u, v, queries = _scan_new(cache, lookup, keys, new_after, manifest.covered_seq,
+                                      nprobe, radius, on_progress)
+        pu, pv, pq = _scan_pending(cache, lookup, keys, pending, new_after, nprobe, radius)
+        a, b = unique_pairs(np.concatenate([u, pu]), np.concatenate([v, pv]))
+        del u, v, pu, pv
+        if new_after is not None:  # pairs of two old rows were found from a pending one
+            new = np.maximum(keys.seq[a], keys.seq[b]) > new_after
+            a, b = a[new], b[new]
+            queries = (queries or 0) + pq
         pairs = rescore(lookup, a, b, threshold)
     info = IvfSearchInfo(candidates=len(a), pairs=len(pairs.a), nprobe=nprobe,
                          nlist=manifest.nlist, parts=len(manifest.parts), vectors=keys.count,
@@ -117,22 +158,109 @@ def ivf_pairs(folder: str, catalog: Catalog, manifest: ivf.IvfManifest, threshol
     return pairs, info
 
 
-def _scan_new(folder: str, catalog: Catalog, cache: ListCache, keys: RowKeys, after: int,
-              nprobe: int, radius: float,
+def _pending(folder: str, keys: RowKeys, manifest: ivf.IvfManifest) -> np.ndarray:
+    """The ids in scope committed after the IVF's last update (ascending)."""
+    pending = np.flatnonzero(keys.seq > manifest.covered_seq)
+    if len(pending) > PENDING_MAX:
+        raise IndexFormatError(f"{folder}: {len(pending):,} rows are not in the IVF yet; a "
+                               "dedupe or `imgsim-index verify --repair` files them")
+    return pending
+
+
+def _scan_new(cache: ListCache, lookup: VectorLookup, keys: RowKeys, after: int,
+              covered: int, nprobe: int, radius: float,
               on_progress: Callable[[int, int], None] | None = None
               ) -> tuple[np.ndarray, np.ndarray, int]:
-    found_u, found_v, n = [], [], 0
-    for step, (ids, x) in enumerate(iter_vectors(folder, catalog, after)):
+    """Candidates of the rows in scope committed after `after` that the IVF holds; their
+    vectors read by position (never whole vector files: after a compaction one holds N)."""
+    rows = np.flatnonzero((keys.seq > after) & (keys.seq <= covered))
+    found_u, found_v = [], []
+    steps = range(0, len(rows), PENDING_ROWS)
+    for step, s in enumerate(steps):
         if on_progress:
-            on_progress(step, step + 1)
-        mine = keys.seq[ids] >= 0  # in scope
-        ids, x = ids[mine], x[mine]
-        n += len(ids)
-        if len(ids):
-            u, v = scan_queries(cache, x, ids, keys.key(ids), nprobe, radius)
-            found_u.append(u)
-            found_v.append(v)
-    return _cat(found_u, np.int64), _cat(found_v, np.int64), n
+            on_progress(step, len(steps))
+        ids = rows[s:s + PENDING_ROWS]
+        x = lookup.read(ids)
+        u, v = scan_queries(cache, x, ids, keys.key(ids), nprobe, radius,
+                            probes=_stored_probes(cache, ids, x, nprobe))
+        found_u.append(u)
+        found_v.append(v)
+    return _cat(found_u, np.int64), _cat(found_v, np.int64), len(rows)
+
+
+def _stored_probes(cache: ListCache, ids: np.ndarray, x: np.ndarray, nprobe: int
+                   ) -> np.ndarray:
+    """The first `nprobe` stored probes of rows the IVF holds (a whole scan probes with
+    these: the same cells, not FAISS's recomputation, whose near-ties can differ). Each
+    row is looked for in the lists nearest it, nearest first, until found in its home."""
+    out = np.empty((len(ids), nprobe), np.int64)
+    todo = np.arange(len(ids))
+    for k in (min(ivf.PROBES_STORED, cache.coarse.nlist), cache.coarse.nlist):
+        cells = cache.coarse.probes(x[todo], k)
+        for col in range(k):
+            if not len(todo):
+                return out
+            found, probes = _find_entries(cache, ids[todo], cells[:, col], nprobe)
+            out[todo[found]] = probes[found]
+            todo, cells = todo[~found], cells[~found]
+    if len(todo):
+        raise IndexFormatError("the IVF lacks rows it should hold; run "
+                               "`imgsim-index verify --repair`")
+    return out
+
+
+def _find_entries(cache: ListCache, want: np.ndarray, cells: np.ndarray, nprobe: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Whether each id of `want` is a current entry of list cells[i], and if so its first
+    `nprobe` stored probes."""
+    found = np.zeros(len(want), bool)
+    probes = np.zeros((len(want), nprobe), np.int64)
+    order = np.argsort(cells, kind="stable")
+    uniq, first = np.unique(cells[order], return_index=True)
+    for c, lo, hi in zip(uniq.tolist(), first.tolist(), [*first[1:].tolist(), len(order)],
+                         strict=True):
+        sel = order[lo:hi]
+        for k, reader in enumerate(cache.readers):
+            lst = cache.get(k, c)
+            if not len(lst.ids):
+                continue
+            by_id = np.argsort(lst.ids)
+            at = np.minimum(np.searchsorted(lst.ids[by_id], want[sel]), len(by_id) - 1)
+            hit = lst.ids[by_id[at]] == want[sel]
+            if hit.any():
+                pos = lst.pos[by_id[at[hit]]]  # where they are in the list on disk
+                probes[sel[hit]] = reader.list_probes(c)[pos, :nprobe]
+                found[sel[hit]] = True
+    return found, probes
+
+
+def _scan_pending(cache: ListCache, lookup: VectorLookup, keys: RowKeys, pending: np.ndarray,
+                  after: int | None, nprobe: int, radius: float
+                  ) -> tuple[np.ndarray, np.ndarray, int]:
+    """Candidates of the pending rows (those committed after `after`, when given): they
+    probe the lists (the later row of a pair probes: every filed row is earlier) and are
+    scored against every pending row (float32 GEMM tiles). Returns them and the count of
+    pending rows searched from."""
+    queries = pending if after is None else pending[keys.seq[pending] > after]
+    found_u, found_v = [], []
+    for s in range(0, len(queries), PENDING_ROWS):
+        q = queries[s:s + PENDING_ROWS]
+        xq = lookup.read(q)
+        u, v = scan_queries(cache, xq, q, keys.key(q), nprobe, radius)
+        found_u.append(u)
+        found_v.append(v)
+        for t in range(0, len(pending), PENDING_ROWS):
+            p = pending[t:t + PENDING_ROWS]
+            if after is None and p[-1] < q[0]:
+                continue  # (q, p) found as (p, q) already
+            xp = xq if np.array_equal(p, q) else lookup.read(p)
+            for r in range(0, len(q), TILE_ROWS):
+                i, j = np.nonzero(xq[r:r + TILE_ROWS] @ xp.T >= radius - F32_SLACK)
+                i += r
+                keep = q[i] != p[j]
+                found_u.append(q[i[keep]])
+                found_v.append(p[j[keep]])
+    return _cat(found_u, np.int64), _cat(found_v, np.int64), len(queries)
 
 
 def _cat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
@@ -143,26 +271,31 @@ class IvfSearcher:
     """What answers top-k queries against an index's IVF as of one commit, kept between
     queries (a service keeps one per commit): the row keys, the vector map, the open
     parts and a small list cache. Setup reads 28 bytes per catalog row once; each query
-    then reads only its probed lists."""
+    then reads only its probed lists. `source`: the IVF opened (ivf.open_ivf) before the
+    caller's catalog snapshot was taken (the searcher closes it), or its manifest."""
 
-    def __init__(self, folder: str, catalog: Catalog, manifest: ivf.IvfManifest,
-                 budget: int | None = None):
+    def __init__(self, folder: str, catalog: Catalog,
+                 source: ivf.IvfManifest | ivf.OpenIvf, budget: int | None = None):
+        self._ivf = source if isinstance(source, ivf.OpenIvf) else ivf.OpenIvf.of(folder,
+                                                                                   source)
+        try:
+            self._setup(folder, catalog, budget)
+        except BaseException:
+            self._ivf.close()
+            raise
+
+    def _setup(self, folder: str, catalog: Catalog, budget: int | None) -> None:
+        manifest = self._ivf.manifest
         self.folder, self.manifest = folder, manifest
         self.seq = catalog.last_seq()
         # rows parked outside the index's folders (moved away by apply) are not searched
         self.keys = row_keys(catalog, [os.path.join(r, "") for r in sorted(catalog.roots())])
-        self.coarse = ivf.load_coarse(folder, manifest)
+        self.coarse = self._ivf.coarse
         pending = [(ids, v) for ids, v in iter_vectors(folder, catalog, manifest.covered_seq)]
         self.pending = [(ids[self.keys.seq[ids] >= 0], v[self.keys.seq[ids] >= 0])
                         for ids, v in pending]
-        self._parts = ivf.open_parts(folder, manifest)
-        readers = self._parts.__enter__()
-        try:
-            self.lookup = VectorLookup(folder, catalog)
-        except BaseException:
-            self._parts.__exit__(None, None, None)
-            raise
-        self.cache = ListCache(readers, self.coarse, self.keys.keys_of,
+        self.lookup = VectorLookup(folder, catalog)
+        self.cache = ListCache(self._ivf.readers, self.coarse, self.keys.keys_of,
                                cache_budget(budget or default_budget(), len(self.keys.seq),
                                             False))
         self._lock = threading.Lock()  # a service's request threads share one searcher
@@ -211,7 +344,7 @@ class IvfSearcher:
 
     def close(self) -> None:
         self.lookup.close()
-        self._parts.__exit__(None, None, None)
+        self._ivf.close()
 
     def __enter__(self) -> IvfSearcher:
         return self

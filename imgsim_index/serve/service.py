@@ -254,8 +254,10 @@ class IndexService:
             if self._searcher is None or self._searcher.seq != seq:
                 if self._searcher is not None:
                     self._searcher.close()
+                    self._searcher = None
+                opened = ivf.open_ivf(self.index_dir)  # before the snapshot: see open_ivf
                 with store.snapshot():
-                    self._searcher = IvfSearcher(store.folder, store.catalog, manifest)
+                    self._searcher = IvfSearcher(store.folder, store.catalog, opened)
             return self._searcher
 
     def large(self) -> bool:
@@ -321,11 +323,10 @@ class IndexService:
         from imgsim_index.search import Pairs
         from imgsim_index.search.ivf_search import ivf_pairs
 
-        with IndexStore.open_reader(self.index_dir) as store, store.snapshot():
-            manifest = ivf.read_manifest(self.index_dir)
-            assert manifest is not None
+        with IndexStore.open_reader(self.index_dir) as store, \
+                ivf.open_ivf(self.index_dir) as opened, store.snapshot():
             listing = PairListing(since, store.catalog.last_seq(), threshold, source)
-            found, info = ivf_pairs(store.folder, store.catalog, manifest, threshold,
+            found, info = ivf_pairs(store.folder, store.catalog, opened, threshold,
                                     new_after=since, on_progress=check_stop)
             if info.candidates > self.settings.max_listed_pairs:
                 raise ResultTooLarge(f"more than {self.settings.max_listed_pairs} pairs score "

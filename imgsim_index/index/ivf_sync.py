@@ -17,6 +17,7 @@ row's commit, whether it is in scope, and where its full-precision vector is.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -134,17 +135,12 @@ def update_ivf(folder: str, catalog: Catalog, progress: Progress | None = None,
         if manifest is None or n > ivf.RETRAIN_GROWTH * manifest.trained_on:
             return _rebuild(folder, catalog, n, last, progress)
         if manifest.covered_seq < last:
-            progress.note(f"adding new vectors to the IVF ({folder})")
-            name = ivf.next_part_name(manifest)
-            count = ivf.write_part(folder, ivf.load_coarse(folder, manifest), name,
-                                   iter_vectors(folder, catalog, manifest.covered_seq))
-            part = ivf.Part(name, manifest.covered_seq, last, count)
-            manifest = replace(manifest, parts=(*manifest.parts, part))
-            ivf.write_manifest(folder, manifest)
+            manifest = _add_new(folder, catalog, manifest, last, progress)
             if _drifted(folder, manifest):
                 return _rebuild(folder, catalog, n, last, progress)
         keys = row_keys(catalog)
-        stale = manifest.count - keys.count
+        held = _held(folder, manifest, keys)
+        stale = manifest.count - int(held.sum())
         if len(manifest.parts) > ivf.MAX_PARTS or stale > STALE_SHARE * max(manifest.count, 1):
             progress.note(f"merging the IVF's parts ({folder})")
             merged = ivf.merge_parts(folder, manifest, lambda ids, p: keys.keys_of(ids, p) >= 0,
@@ -152,7 +148,64 @@ def update_ivf(folder: str, catalog: Catalog, progress: Progress | None = None,
             ivf.write_manifest(folder, merged)
             ivf.remove_unlisted(folder, merged)
             manifest = merged
+        unfiled = np.flatnonzero((keys.seq >= 0) & (keys.seq <= manifest.covered_seq)
+                                 & (held == 0))
+        if len(unfiled):
+            manifest = _file_unfiled(folder, catalog, manifest, unfiled, progress)
         return manifest
+
+
+def _add_new(folder: str, catalog: Catalog, manifest: ivf.IvfManifest, last: int,
+             progress: Progress) -> ivf.IvfManifest:
+    """The rows committed after the IVF's last commit, up to `last`, filed as a new part;
+    commits that wrote no vector (removals, renames) only extend the newest part's range."""
+    batches = iter_vectors(folder, catalog, manifest.covered_seq)
+    first = next(batches, None)
+    if first is None:
+        newest = max(manifest.parts, key=lambda p: p.to_seq)
+        parts = tuple(replace(p, to_seq=last) if p is newest else p for p in manifest.parts)
+    else:
+        progress.note(f"adding new vectors to the IVF ({folder})")
+        name = ivf.next_part_name(manifest)
+        count = ivf.write_part(folder, ivf.load_coarse(folder, manifest), name,
+                               itertools.chain([first], batches))
+        parts = (*manifest.parts, ivf.Part(name, manifest.covered_seq, last, count))
+    manifest = replace(manifest, parts=parts)
+    ivf.write_manifest(folder, manifest)
+    return manifest
+
+
+def _held(folder: str, manifest: ivf.IvfManifest, keys: RowKeys) -> np.ndarray:
+    """Per catalog id: how many current entries the IVF holds of it (its ids read, not its
+    codes: 8 bytes per entry)."""
+    held = np.zeros(len(keys.seq), np.int32)
+    with ivf.open_parts(folder, manifest) as readers:
+        for reader in readers:
+            _count_held(reader, keys, held)
+    return held
+
+
+def _count_held(reader: ivf.PartReader, keys: RowKeys, held: np.ndarray) -> None:
+    for c in np.flatnonzero(reader.sizes).tolist():
+        ids = reader.list_ids(c)
+        cur = keys.keys_of(ids, reader.part) >= 0
+        np.add.at(held, ids[cur], 1)
+
+
+def _file_unfiled(folder: str, catalog: Catalog, manifest: ivf.IvfManifest, ids: np.ndarray,
+                  progress: Progress) -> ivf.IvfManifest:
+    """File rows the IVF covers but holds no current entry of (a row put back with its old
+    commit: never so since undo gives it a new one) as a part covering every commit."""
+    progress.note(f"filing {len(ids):,} vectors the IVF lacks ({folder})")
+    name = ivf.next_part_name(manifest)
+    with VectorLookup(folder, catalog) as lookup:
+        batches = ((ids[s:s + ivf.ENCODE_ROWS], lookup.read(ids[s:s + ivf.ENCODE_ROWS]))
+                   for s in range(0, len(ids), ivf.ENCODE_ROWS))
+        count = ivf.write_part(folder, ivf.load_coarse(folder, manifest), name, batches)
+    part = ivf.Part(name, 0, manifest.covered_seq, count)
+    manifest = replace(manifest, parts=(*manifest.parts, part))
+    ivf.write_manifest(folder, manifest)
+    return manifest
 
 
 def _drifted(folder: str, manifest: ivf.IvfManifest) -> bool:
@@ -300,10 +353,7 @@ def _check_part(folder: str, manifest: ivf.IvfManifest, part: ivf.Part, keys: Ro
             got = os.path.getsize(base + ".ivfdata")
             if got != want:
                 return [f"IVF part {part.name}: {got} bytes of lists where {want} were expected"]
-            for c in np.flatnonzero(reader.sizes).tolist():
-                ids, _ = reader.list_entries(c)
-                cur = keys.keys_of(ids, part) >= 0
-                np.add.at(held, ids[cur], 1)
+            _count_held(reader, keys, held)
     except (OSError, RuntimeError, IndexFormatError) as exc:
         return [f"IVF part {part.name} cannot be read: {str(exc).splitlines()[-1][:160]}"]
     return []

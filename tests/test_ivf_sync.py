@@ -1,0 +1,71 @@
+"""The on-disk IVF follows every catalog change (index/ivf_sync.py): rows put back by undo
+are filed again, removals are seen by kept searchers, verify checks every file of a part,
+large ids; brute force numpy is the ground truth. Indexes are made small by lowering
+ivf.IVF_ABOVE (the small_ivf fixture of test_ivf)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from test_ivf import add, clustered, ivf_index, pairs_of, path, small_ivf
+
+from imgsim_index.actions.index_sync import sync_index
+from imgsim_index.actions.journal import Journal
+from imgsim_index.index import ivf
+from imgsim_index.index.check import verify_index
+from imgsim_index.index.store import IndexStore
+
+__all__ = ["small_ivf"]  # the fixture, used by name
+
+
+def set_aside_then_merge(tmp: Path) -> tuple[Path, list[tuple[int, int]]]:
+    """An IVF index whose planted copies (rows b of the pairs) apply hard-linked to their
+    originals (set aside as aliases), then enough checkpoints for the IVF to merge its
+    parts (dropping the set-aside rows' entries as stale)."""
+    index, _, planted, _ = ivf_index(tmp, 2000, 20, 15)
+    with IndexStore.open_updater(str(index)) as store, store.catalog.transaction():
+        for a, b in planted:
+            assert store.catalog.set_alias(path(b), path(a))
+    for k in range(ivf.MAX_PARTS + 1):
+        add(index, clustered(10, 21 + k, 0)[0], 2000 + 10 * k, tmp)
+    manifest = ivf.read_manifest(str(index))
+    assert manifest is not None and len(manifest.parts) < ivf.MAX_PARTS  # merged
+    return index, planted
+
+
+def undo_links(tmp: Path, index: Path, planted: list[tuple[int, int]]) -> None:
+    """Undo's index update for apply's hard links of the planted copies."""
+    with Journal.create(str(tmp / "j.jsonl"), {"index": str(index)}) as journal:
+        for n, (a, b) in enumerate(planted, 1):
+            journal.append({"type": "begin", "n": n, "action": "hardlink", "path": path(b),
+                            "keeper": path(a)})
+            journal.append({"type": "done", "n": n})
+            journal.append({"type": "undone", "n": n})
+        assert sync_index(journal, undoing=True).relinked == len(planted)
+
+
+def test_rows_put_back_by_undo_are_searched_again_after_a_merge(tmp_path: Path,
+                                                                small_ivf: None) -> None:
+    index, planted = set_aside_then_merge(tmp_path)
+    undo_links(tmp_path, index, planted)
+    got = pairs_of(index)
+    assert got == pairs_of(index, search="exact")
+    assert {tuple(sorted((path(a), path(b)))) for a, b in planted} <= {(a, b) for a, b, _ in got}
+    assert verify_index(str(index)).ok
+
+
+def test_a_writer_files_covered_rows_the_ivf_holds_no_entry_of(tmp_path: Path,
+                                                                small_ivf: None) -> None:
+    """Rows put back with their old commit (as undo once did) are filed by the next writer."""
+    index, planted = set_aside_then_merge(tmp_path)
+    undo_links(tmp_path, index, planted)
+    with IndexStore.open_updater(str(index)) as store, store.catalog.transaction():
+        store.catalog.db.executemany("UPDATE images SET seq = 1 WHERE path = ?",
+                                     [(path(b),) for _, b in planted])  # the import's commit
+    assert any("lacks 15 embedded rows" in p for p in verify_index(str(index)).problems)
+    with IndexStore.open_updater(str(index)) as store:
+        store.update_ivf()
+    assert verify_index(str(index)).ok
+    got = pairs_of(index)
+    assert got == pairs_of(index, search="exact")
+    assert {tuple(sorted((path(a), path(b)))) for a, b in planted} <= {(a, b) for a, b, _ in got}

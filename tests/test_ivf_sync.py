@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from test_ivf import add, clustered, ivf_index, pairs_of, path, small_ivf
 
 from imgsim_index.actions.index_sync import sync_index
@@ -69,3 +70,31 @@ def test_a_writer_files_covered_rows_the_ivf_holds_no_entry_of(tmp_path: Path,
     got = pairs_of(index)
     assert got == pairs_of(index, search="exact")
     assert {tuple(sorted((path(a), path(b)))) for a, b in planted} <= {(a, b) for a, b, _ in got}
+
+
+def test_the_service_never_answers_with_a_removed_row(tmp_path: Path, small_ivf: None) -> None:
+    """serve keeps its IVF searcher per commit: a removal (store.remove_paths, apply's
+    delete) is a commit, so the next query sees it (no removed row, no damage error)."""
+    from imgsim_index.pipeline.query import _search_stored
+    from imgsim_index.serve.service import IndexService, ServeSettings
+
+    index, x, _, _ = ivf_index(tmp_path, 1000, 22, 0)
+    service = IndexService(ServeSettings(index=str(index), output=str(tmp_path / "out")))
+    ok = np.ones(2, bool)
+
+    def top1(rows: list[int]) -> list[int]:
+        with IndexStore.open_reader(str(index)) as store:
+            got = _search_stored(store, x[rows], ok, 1, searcher=service.ivf_searcher())
+            ids = [got[q][0][0] for q in range(len(rows))]
+            assert len(store.catalog.rows_by_id(ids)) == len(set(ids))  # every hit a row
+        return ids
+
+    first = top1([7, 8])
+    with IndexStore.open_updater(str(index)) as store:
+        store.remove_paths([path(7)])
+    assert first[0] not in top1([7, 8])
+    with Journal.create(str(tmp_path / "d.jsonl"), {"index": str(index)}) as journal:
+        journal.append({"type": "begin", "n": 1, "action": "delete", "path": path(8)})
+        journal.append({"type": "done", "n": 1})
+        assert sync_index(journal).removed == 1
+    assert not set(top1([7, 8])) & set(first)

@@ -5,9 +5,12 @@ ivf.IVF_ABOVE (the small_ivf fixture of test_ivf)."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pytest
 from test_ivf import add, clustered, ivf_index, pairs_of, path, small_ivf
 
 from imgsim_index.actions.index_sync import sync_index
@@ -98,3 +101,36 @@ def test_the_service_never_answers_with_a_removed_row(tmp_path: Path, small_ivf:
         journal.append({"type": "done", "n": 1})
         assert sync_index(journal).removed == 1
     assert not set(top1([7, 8])) & set(first)
+
+
+def _truncate_probes(base: Path) -> None:
+    probes = base.with_suffix(".probes")
+    os.truncate(probes, probes.stat().st_size // 2)
+
+
+def _npz(**change: Callable[[np.ndarray], np.ndarray]) -> Callable[[Path], None]:
+    def damage(base: Path) -> None:
+        npz = base.with_suffix(".npz")
+        with np.load(npz) as meta:
+            arrays = {k: change[k](meta[k]) if k in change else meta[k] for k in meta.files}
+        with open(npz, "wb") as fh:
+            np.savez(fh, **arrays)
+    return damage
+
+
+@pytest.mark.parametrize("damage", [
+    _truncate_probes,
+    _npz(offsets=lambda o: o + 8),
+    _npz(maxerr=lambda e: e[:-1]),
+    _npz(sizes=lambda s: np.concatenate([s[:-2], [s[-2] + s[-1], 0]])),
+], ids=["probes-truncated", "offsets", "maxerr-shape", "sizes"])
+def test_verify_finds_any_damaged_file_of_a_part_and_repair_rebuilds_it(
+        tmp_path: Path, small_ivf: None, damage: Callable[[Path], None]) -> None:
+    index, _, _, manifest = ivf_index(tmp_path, 1000, 23, 10)
+    damage(index / "ivf" / manifest.parts[0].name)
+    report = verify_index(str(index))
+    assert any(f"IVF part {manifest.parts[0].name}" in p for p in report.problems), report
+    fixed = verify_index(str(index), repair=True)
+    assert any("rebuilt the on-disk IVF" in r for r in fixed.repaired)
+    assert verify_index(str(index)).ok
+    assert pairs_of(index) == pairs_of(index, search="exact")

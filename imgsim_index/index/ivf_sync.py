@@ -349,14 +349,32 @@ def _check_part(folder: str, manifest: ivf.IvfManifest, part: ivf.Part, keys: Ro
             if int(reader.sizes.sum()) != part.count or index.ntotal != part.count:
                 return [f"IVF part {part.name}: {int(reader.sizes.sum())} entries in its "
                         f"lists, {index.ntotal} in its index, {part.count} in ivf.json"]
-            want = part.count * (manifest.dim + 8)
-            got = os.path.getsize(base + ".ivfdata")
-            if got != want:
-                return [f"IVF part {part.name}: {got} bytes of lists where {want} were expected"]
+            problem = _layout_problem(base, manifest, reader)
+            if problem:
+                return [f"IVF part {part.name}: {problem}"]
             _count_held(reader, keys, held)
     except (OSError, RuntimeError, IndexFormatError) as exc:
         return [f"IVF part {part.name} cannot be read: {str(exc).splitlines()[-1][:160]}"]
     return []
+
+
+def _layout_problem(base: str, manifest: ivf.IvfManifest, reader: ivf.PartReader) -> str:
+    """What is wrong with a part's files against its .npz (sizes, offsets, errors and
+    probes per list) and its entry count, or ''."""
+    n = manifest.nlist
+    shapes = (reader.sizes.shape, reader.offsets.shape, reader.maxerr.shape)
+    if shapes != ((n,),) * 3 or not 1 <= reader.nprobes <= n:
+        return f"its .npz describes {shapes} lists and {reader.nprobes} probes, not {n}"
+    count = int(reader.sizes.sum())
+    if (reader.sizes < 0).any() or not np.array_equal(reader.offsets,
+                                                       reader.starts * (manifest.dim + 8)):
+        return "its .npz gives list sizes or offsets that do not lay its lists end to end"
+    for ext, want in ((".ivfdata", count * (manifest.dim + 8)),
+                      (".probes", count * reader.nprobes * 4)):
+        got = os.path.getsize(base + ext)
+        if got != want:
+            return f"{got} bytes of {ext} where {want} were expected"
+    return ""
 
 
 def drop_ivf(folder: str) -> None:

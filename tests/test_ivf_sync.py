@@ -134,3 +134,46 @@ def test_verify_finds_any_damaged_file_of_a_part_and_repair_rebuilds_it(
     assert any("rebuilt the on-disk IVF" in r for r in fixed.repaired)
     assert verify_index(str(index)).ok
     assert pairs_of(index) == pairs_of(index, search="exact")
+
+
+def test_pairs_and_commit_order_hold_for_ids_past_32_bits() -> None:
+    from imgsim_index.search.ivf_scan import unique_pairs
+
+    u = np.array([2**31 + 5, 7, 2**32 + 3, 2**31 + 9, 2**40], np.int64)
+    v = np.array([2**31 + 9, 2**32 + 1, 11, 2**31 + 5, 3], np.int64)
+    a, b = unique_pairs(u, v)
+    assert list(zip(a.tolist(), b.tolist(), strict=True)) == [
+        (3, 2**40), (7, 2**32 + 1), (11, 2**32 + 3), (2**31 + 5, 2**31 + 9)]
+    # a row's key orders (commit, id): a later commit is later whatever the ids
+    from imgsim_index.index.ivf_sync import RowKeys
+
+    keys = RowKeys.of(np.array([2**33, 5, 2**40], np.int64), np.array([4, 5, 4], np.int64))
+    ordered = keys.key(np.array([2**33, 2**40, 5], np.int64))
+    assert ordered.tolist() == sorted(ordered.tolist())
+
+
+def test_row_keys_follow_the_live_rows_not_the_ids_ever_issued(tmp_path: Path,
+                                                                small_ivf: None) -> None:
+    """A rolling index (old rows removed, new ones added, ids never reused): the row keys
+    of a search hold the live rows only, and the pairs stay exact."""
+    import sqlite3
+
+    from imgsim_index.index.ivf_sync import row_keys
+
+    index, _, _, _ = ivf_index(tmp_path, 1000, 24, 0)
+    db = sqlite3.connect(str(index / "catalog.sqlite"))
+    db.execute("UPDATE sqlite_sequence SET seq = 3000000000 WHERE name = 'images'")
+    db.commit()
+    db.close()
+    x, planted = clustered(1000, 25, 10)
+    add(index, x, 1000, tmp_path)
+    with IndexStore.open_updater(str(index)) as store:
+        store.remove_paths([path(k) for k in range(1000)])
+        store.update_ivf()
+    with IndexStore.open_reader(str(index)) as store:
+        keys = row_keys(store.catalog)
+        assert keys.count == 1000 and keys.ids.min() > 3_000_000_000
+        assert keys.ids.nbytes + keys.seqs.nbytes + keys.ranks.nbytes == 24 * 1000
+    got = pairs_of(index)
+    assert got == pairs_of(index, search="exact") and len(got) >= 10
+    assert verify_index(str(index)).ok

@@ -36,24 +36,45 @@ STALE_SHARE = 1 / 3  # merge when this share of the IVF's entries is stale
 
 @dataclass
 class RowKeys:
-    """Per catalog id: seq (-1: not embedded or out of scope)."""
+    """The embedded rows (in scope), by ascending id: each one's commit and its rank in
+    (commit, id) order, the key a scan orders rows by ("later"). Sized by the rows, not by
+    the ids ever issued: 24 bytes per row, any int64 id."""
 
-    seq: np.ndarray  # int64 (max id + 1,)
+    ids: np.ndarray  # int64 (n,), ascending
+    seqs: np.ndarray  # int64 (n,)
+    ranks: np.ndarray  # int64 (n,)
+
+    @classmethod
+    def of(cls, ids: np.ndarray, seqs: np.ndarray) -> RowKeys:
+        order = np.argsort(ids, kind="stable")
+        ids, seqs = ids[order], seqs[order]
+        ranks = np.empty(len(ids), np.int64)
+        ranks[np.lexsort((ids, seqs))] = np.arange(len(ids), dtype=np.int64)
+        return cls(ids, seqs, ranks)
+
+    def position(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(index into the arrays, whether the id is a row here) of each id."""
+        at = np.minimum(np.searchsorted(self.ids, ids), max(len(self.ids) - 1, 0))
+        found = self.ids[at] == ids if len(self.ids) else np.zeros(len(ids), bool)
+        return at, found
+
+    def has(self, ids: np.ndarray) -> np.ndarray:
+        return self.position(ids)[1]
 
     def keys_of(self, ids: np.ndarray, part: ivf.Part) -> np.ndarray:
-        """(seq << 32 | id) of the entries of `part` that are current and in scope, else -1."""
-        ok = ids < len(self.seq)
-        s = np.full(len(ids), -1, np.int64)
-        s[ok] = self.seq[ids[ok]]
+        """The rank of the entries of `part` that are current and in scope, else -1."""
+        at, found = self.position(ids)
+        s = np.where(found, self.seqs[at] if len(self.seqs) else -1, -1)
         cur = (s > part.from_seq) & (s <= part.to_seq)
-        return np.where(cur, (s << 32) | ids, -1)
+        return np.where(cur, self.ranks[at] if len(self.ranks) else -1, -1)
 
     def key(self, ids: np.ndarray) -> np.ndarray:
-        return (self.seq[ids] << 32) | ids
+        """The rank of rows (all must be here)."""
+        return self.ranks[np.searchsorted(self.ids, ids)]
 
     @property
     def count(self) -> int:
-        return int((self.seq >= 0).sum())
+        return len(self.ids)
 
 
 def row_keys(catalog: Catalog, prefixes: Sequence[str] | None = None,
@@ -61,8 +82,6 @@ def row_keys(catalog: Catalog, prefixes: Sequence[str] | None = None,
     """The embedded rows' commits, limited to paths starting with one of `prefixes` when
     given, and to commits after `min_seq`. Streams the catalog: no Row objects."""
     db = catalog.db
-    top = db.execute("SELECT COALESCE(MAX(id), 0) FROM images").fetchone()[0]
-    seq = np.full(int(top) + 1, -1, np.int64)
     queries: list[tuple[str, tuple[object, ...]]] = []
     base = "SELECT id, seq FROM images WHERE status = 'embedded' AND seq > ?"
     if prefixes is None:
@@ -70,15 +89,14 @@ def row_keys(catalog: Catalog, prefixes: Sequence[str] | None = None,
     else:
         for p in prefixes:
             queries.append((base + " AND path >= ? AND path < ?", (min_seq, p, _after(p))))
+    got: list[np.ndarray] = [np.zeros((0, 2), np.int64)]
     for sql, params in queries:
         cur = db.execute(sql, params)
-        while True:
-            got = cur.fetchmany(FETCH)
-            if not got:
-                break
-            arr = np.asarray(got, np.int64)
-            seq[arr[:, 0]] = arr[:, 1]
-    return RowKeys(seq)
+        while rows := cur.fetchmany(FETCH):
+            got.append(np.asarray(rows, np.int64).reshape(-1, 2))
+    both = np.concatenate(got)
+    del got
+    return RowKeys.of(both[:, 0].copy(), both[:, 1].copy())
 
 
 def _after(prefix: str) -> str:
@@ -148,8 +166,7 @@ def update_ivf(folder: str, catalog: Catalog, progress: Progress | None = None,
             ivf.write_manifest(folder, merged)
             ivf.remove_unlisted(folder, merged)
             manifest = merged
-        unfiled = np.flatnonzero((keys.seq >= 0) & (keys.seq <= manifest.covered_seq)
-                                 & (held == 0))
+        unfiled = keys.ids[(keys.seqs <= manifest.covered_seq) & (held == 0)]
         if len(unfiled):
             manifest = _file_unfiled(folder, catalog, manifest, unfiled, progress)
         return manifest
@@ -178,7 +195,7 @@ def _add_new(folder: str, catalog: Catalog, manifest: ivf.IvfManifest, last: int
 def _held(folder: str, manifest: ivf.IvfManifest, keys: RowKeys) -> np.ndarray:
     """Per catalog id: how many current entries the IVF holds of it (its ids read, not its
     codes: 8 bytes per entry)."""
-    held = np.zeros(len(keys.seq), np.int32)
+    held = np.zeros(keys.count, np.int32)
     with ivf.open_parts(folder, manifest) as readers:
         for reader in readers:
             _count_held(reader, keys, held)
@@ -189,7 +206,7 @@ def _count_held(reader: ivf.PartReader, keys: RowKeys, held: np.ndarray) -> None
     for c in np.flatnonzero(reader.sizes).tolist():
         ids = reader.list_ids(c)
         cur = keys.keys_of(ids, reader.part) >= 0
-        np.add.at(held, ids[cur], 1)
+        np.add.at(held, keys.position(ids[cur])[0], 1)
 
 
 def _file_unfiled(folder: str, catalog: Catalog, manifest: ivf.IvfManifest, ids: np.ndarray,
@@ -316,10 +333,10 @@ def check_ivf(folder: str, catalog: Catalog) -> tuple[list[str], list[str]]:
     except IndexFormatError as exc:
         return [str(exc)], []
     keys = row_keys(catalog)
-    held = np.zeros(len(keys.seq), np.int32)
+    held = np.zeros(keys.count, np.int32)
     for part in manifest.parts:
         problems += _check_part(folder, manifest, part, keys, held)
-    covered = (keys.seq >= 0) & (keys.seq <= manifest.covered_seq)
+    covered = keys.seqs <= manifest.covered_seq
     missing = int((covered & (held == 0)).sum())
     twice = int((held > 1).sum())
     if missing:
@@ -327,7 +344,7 @@ def check_ivf(folder: str, catalog: Catalog) -> tuple[list[str], list[str]]:
     if twice:
         problems.append(f"the IVF holds {twice:,} rows more than once as current")
     notes = []
-    pending = int((keys.seq > manifest.covered_seq).sum())
+    pending = int((keys.seqs > manifest.covered_seq).sum())
     if pending:
         notes.append(f"{pending:,} rows are not in the IVF yet (the next writer or dedupe "
                      "files them)")

@@ -97,10 +97,10 @@ def ivf_pairs(folder: str, catalog: Catalog, manifest: ivf.IvfManifest, threshol
     coarse = ivf.load_coarse(folder, manifest)
     with ivf.open_parts(folder, manifest) as readers, VectorLookup(folder, catalog) as lookup:
         cache = ListCache(readers, coarse, keys.keys_of,
-                          cache_budget(budget, len(keys.seq), new_after is None))
+                          cache_budget(budget, keys.count, new_after is None))
         queries = None
         if new_after is None and engine is not None:
-            u, v = engine.ivf_candidates(folder, manifest, keys.seq, nprobe, radius,
+            u, v = engine.ivf_candidates(folder, manifest, keys, nprobe, radius,
                                          cache.budget, on_progress)
         elif new_after is None:
             u, v = scan_whole(cache, nprobe, radius, scan_order(coarse), on_progress)
@@ -125,7 +125,7 @@ def _scan_new(folder: str, catalog: Catalog, cache: ListCache, keys: RowKeys, af
     for step, (ids, x) in enumerate(iter_vectors(folder, catalog, after)):
         if on_progress:
             on_progress(step, step + 1)
-        mine = keys.seq[ids] >= 0  # in scope
+        mine = keys.has(ids)  # in scope
         ids, x = ids[mine], x[mine]
         n += len(ids)
         if len(ids):
@@ -153,7 +153,7 @@ class IvfSearcher:
         self.keys = row_keys(catalog, [os.path.join(r, "") for r in sorted(catalog.roots())])
         self.coarse = ivf.load_coarse(folder, manifest)
         pending = [(ids, v) for ids, v in iter_vectors(folder, catalog, manifest.covered_seq)]
-        self.pending = [(ids[self.keys.seq[ids] >= 0], v[self.keys.seq[ids] >= 0])
+        self.pending = [(ids[self.keys.has(ids)], v[self.keys.has(ids)])
                         for ids, v in pending]
         self._parts = ivf.open_parts(folder, manifest)
         readers = self._parts.__enter__()
@@ -163,7 +163,7 @@ class IvfSearcher:
             self._parts.__exit__(None, None, None)
             raise
         self.cache = ListCache(readers, self.coarse, self.keys.keys_of,
-                               cache_budget(budget or default_budget(), len(self.keys.seq),
+                               cache_budget(budget or default_budget(), self.keys.count,
                                             False))
         self._lock = threading.Lock()  # a service's request threads share one searcher
 

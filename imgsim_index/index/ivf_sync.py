@@ -10,8 +10,9 @@ RETRAIN_IMBALANCE times since (new data far from the trained cells). ivf.json is
 replaced last, so a crash leaves the previous IVF whole; a search treats rows the IVF
 does not hold yet as pending.
 
-`RowKeys` are the per-id arrays a scan needs (8 bytes per catalog id): each embedded
-row's commit, whether it is in scope, and where its full-precision vector is.
+`RowKeys` are what a scan needs per embedded row in scope (24 bytes per live row, any
+id): its commit and its rank in (commit, id) order. Every catalog change that affects a
+search is a commit of its own (a new seq), so what is kept per commit stays true.
 """
 
 from __future__ import annotations

@@ -72,11 +72,11 @@ def _rename(cat: Catalog, old: str, new: str) -> int:
     return int(cat.rename_path(old, new, st.st_dev, st.st_ino, digest))
 
 
-def _link(cat: Catalog, path: str, keeper: str, applied: bool) -> int:
+def _link(cat: Catalog, path: str, keeper: str, applied: bool, seq: int) -> int:
     """A hard link made by apply: the linked name's row is set aside while it is the
-    keeper's file (an alias, not a second image), and put back by undo."""
+    keeper's file (an alias, not a second image), and put back by undo (as commit `seq`)."""
     if not applied:
-        back = cat.restore_alias(path)
+        back = cat.restore_alias(path, seq)
         return max(int(back), _relink(cat, path))
     if same_file(path, keeper):
         return int(cat.set_alias(path, keeper))
@@ -119,6 +119,7 @@ def sync_index(journal: Journal, undoing: bool = False) -> IndexSync:
     try:
         cat = store.catalog
         with cat.transaction():
+            seq = cat.next_seq()  # a commit of its own: searches kept per commit see it
             for rec in journal.begun():
                 n = int(rec["n"])
                 if n not in done:
@@ -126,7 +127,7 @@ def sync_index(journal: Journal, undoing: bool = False) -> IndexSync:
                 rec = {**rec, **{k: v for k, v in finished[n].items() if k == "target"}}
                 applied = n not in undone
                 if rec["action"] == "hardlink":
-                    result.relinked += _link(cat, rec["path"], rec["keeper"], applied)
+                    result.relinked += _link(cat, rec["path"], rec["keeper"], applied, seq)
                 elif rec["action"] == "delete":
                     result.removed += cat.delete_paths([rec["path"]]) if applied else 0
                 elif _where(rec):

@@ -565,15 +565,19 @@ class Catalog:
         self.db.execute("DELETE FROM images WHERE path = ?", (name,))
         return True
 
-    def restore_alias(self, path: str) -> bool:
-        """Put the row set aside by `set_alias` back (same id, segment and vector). Not when
-        a row for `path` exists again (a build indexed it meanwhile) or its segment is gone:
-        then the set-aside row is dropped and a build embeds what is there."""
+    def restore_alias(self, path: str, seq: int) -> bool:
+        """Put the row set aside by `set_alias` back (same id, segment and vector), as written
+        by commit `seq` (the undo's): the IVF files it again like any new row, since its
+        entries may have been dropped while it was set aside. Not when a row for `path`
+        exists again (a build indexed it meanwhile) or its segment is gone: then the
+        set-aside row is dropped and a build embeds what is there."""
         name = db_name(path)
         got = self.db.execute(
             f"INSERT INTO images ({_ROW_COLUMNS}) SELECT {_ROW_COLUMNS} FROM aliases"
             " WHERE path = ? AND (segment IS NULL OR segment IN (SELECT name FROM segments))"
             " AND NOT EXISTS (SELECT 1 FROM images WHERE path = ?)", (name, name))
+        if got.rowcount:
+            self.db.execute("UPDATE images SET seq = ? WHERE path = ?", (seq, name))
         self.db.execute("DELETE FROM aliases WHERE path = ?", (name,))
         return bool(got.rowcount)
 

@@ -480,6 +480,12 @@ class PartReader:
         ids = np.frombuffer(raw, "<i8", n, n * self.dim).astype(np.int64)
         return ids, codes
 
+    def list_ids(self, c: int) -> np.ndarray:
+        """ids int64 (n,) of list c (its codes are not read)."""
+        n = int(self.sizes[c])
+        at = int(self.offsets[c]) + n * self.dim
+        return np.frombuffer(self._read(self._data, n * 8, at), "<i8").astype(np.int64)
+
     def list_probes(self, c: int) -> np.ndarray:
         n = int(self.sizes[c])
         raw = self._read(self._probes, n * 4 * self.nprobes, int(self.starts[c]) * 4 * self.nprobes)

@@ -10,13 +10,15 @@ RETRAIN_IMBALANCE times since (new data far from the trained cells). ivf.json is
 replaced last, so a crash leaves the previous IVF whole; a search treats rows the IVF
 does not hold yet as pending.
 
-`RowKeys` are the per-id arrays a scan needs (8 bytes per catalog id): each embedded
-row's commit, whether it is in scope, and where its full-precision vector is.
+`RowKeys` are what a scan needs per embedded row in scope (24 bytes per live row, any
+id): its commit and its rank in (commit, id) order. Every catalog change that affects a
+search is a commit of its own (a new seq), so what is kept per commit stays true.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -35,24 +37,49 @@ STALE_SHARE = 1 / 3  # merge when this share of the IVF's entries is stale
 
 @dataclass
 class RowKeys:
-    """Per catalog id: seq (-1: not embedded or out of scope)."""
+    """The embedded rows (in scope), by ascending id: each one's commit and its rank in
+    (commit, id) order, the key a scan orders rows by ("later"). Sized by the rows, not by
+    the ids ever issued: 24 bytes per row, any int64 id."""
 
-    seq: np.ndarray  # int64 (max id + 1,)
+    ids: np.ndarray  # int64 (n,), ascending
+    seqs: np.ndarray  # int64 (n,)
+    ranks: np.ndarray  # int64 (n,)
+
+    @classmethod
+    def of(cls, ids: np.ndarray, seqs: np.ndarray) -> RowKeys:
+        order = np.argsort(ids, kind="stable")
+        ids, seqs = ids[order], seqs[order]
+        ranks = np.empty(len(ids), np.int64)
+        ranks[np.lexsort((ids, seqs))] = np.arange(len(ids), dtype=np.int64)
+        return cls(ids, seqs, ranks)
+
+    def position(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(index into the arrays, whether the id is a row here) of each id."""
+        at = np.minimum(np.searchsorted(self.ids, ids), max(len(self.ids) - 1, 0))
+        found = self.ids[at] == ids if len(self.ids) else np.zeros(len(ids), bool)
+        return at, found
+
+    def has(self, ids: np.ndarray) -> np.ndarray:
+        return self.position(ids)[1]
 
     def keys_of(self, ids: np.ndarray, part: ivf.Part) -> np.ndarray:
-        """(seq << 32 | id) of the entries of `part` that are current and in scope, else -1."""
-        ok = ids < len(self.seq)
-        s = np.full(len(ids), -1, np.int64)
-        s[ok] = self.seq[ids[ok]]
+        """The rank of the entries of `part` that are current and in scope, else -1."""
+        at, found = self.position(ids)
+        s = np.where(found, self.seqs[at] if len(self.seqs) else -1, -1)
         cur = (s > part.from_seq) & (s <= part.to_seq)
-        return np.where(cur, (s << 32) | ids, -1)
+        return np.where(cur, self.ranks[at] if len(self.ranks) else -1, -1)
 
     def key(self, ids: np.ndarray) -> np.ndarray:
-        return (self.seq[ids] << 32) | ids
+        """The rank of rows (all must be here)."""
+        return self.ranks[np.searchsorted(self.ids, ids)]
+
+    def seq_of(self, ids: np.ndarray) -> np.ndarray:
+        """The commit of rows (all must be here)."""
+        return self.seqs[np.searchsorted(self.ids, ids)]
 
     @property
     def count(self) -> int:
-        return int((self.seq >= 0).sum())
+        return len(self.ids)
 
 
 def row_keys(catalog: Catalog, prefixes: Sequence[str] | None = None,
@@ -60,8 +87,6 @@ def row_keys(catalog: Catalog, prefixes: Sequence[str] | None = None,
     """The embedded rows' commits, limited to paths starting with one of `prefixes` when
     given, and to commits after `min_seq`. Streams the catalog: no Row objects."""
     db = catalog.db
-    top = db.execute("SELECT COALESCE(MAX(id), 0) FROM images").fetchone()[0]
-    seq = np.full(int(top) + 1, -1, np.int64)
     queries: list[tuple[str, tuple[object, ...]]] = []
     base = "SELECT id, seq FROM images WHERE status = 'embedded' AND seq > ?"
     if prefixes is None:
@@ -69,15 +94,14 @@ def row_keys(catalog: Catalog, prefixes: Sequence[str] | None = None,
     else:
         for p in prefixes:
             queries.append((base + " AND path >= ? AND path < ?", (min_seq, p, _after(p))))
+    got: list[np.ndarray] = [np.zeros((0, 2), np.int64)]
     for sql, params in queries:
         cur = db.execute(sql, params)
-        while True:
-            got = cur.fetchmany(FETCH)
-            if not got:
-                break
-            arr = np.asarray(got, np.int64)
-            seq[arr[:, 0]] = arr[:, 1]
-    return RowKeys(seq)
+        while rows := cur.fetchmany(FETCH):
+            got.append(np.asarray(rows, np.int64).reshape(-1, 2))
+    both = np.concatenate(got)
+    del got
+    return RowKeys.of(both[:, 0].copy(), both[:, 1].copy())
 
 
 def _after(prefix: str) -> str:
@@ -134,17 +158,12 @@ def update_ivf(folder: str, catalog: Catalog, progress: Progress | None = None,
         if manifest is None or n > ivf.RETRAIN_GROWTH * manifest.trained_on:
             return _rebuild(folder, catalog, n, last, progress)
         if manifest.covered_seq < last:
-            progress.note(f"adding new vectors to the IVF ({folder})")
-            name = ivf.next_part_name(manifest)
-            count = ivf.write_part(folder, ivf.load_coarse(folder, manifest), name,
-                                   iter_vectors(folder, catalog, manifest.covered_seq))
-            part = ivf.Part(name, manifest.covered_seq, last, count)
-            manifest = replace(manifest, parts=(*manifest.parts, part))
-            ivf.write_manifest(folder, manifest)
+            manifest = _add_new(folder, catalog, manifest, last, progress)
             if _drifted(folder, manifest):
                 return _rebuild(folder, catalog, n, last, progress)
         keys = row_keys(catalog)
-        stale = manifest.count - keys.count
+        held = _held(folder, manifest, keys)
+        stale = manifest.count - int(held.sum())
         if len(manifest.parts) > ivf.MAX_PARTS or stale > STALE_SHARE * max(manifest.count, 1):
             progress.note(f"merging the IVF's parts ({folder})")
             merged = ivf.merge_parts(folder, manifest, lambda ids, p: keys.keys_of(ids, p) >= 0,
@@ -152,7 +171,63 @@ def update_ivf(folder: str, catalog: Catalog, progress: Progress | None = None,
             ivf.write_manifest(folder, merged)
             ivf.remove_unlisted(folder, merged)
             manifest = merged
+        unfiled = keys.ids[(keys.seqs <= manifest.covered_seq) & (held == 0)]
+        if len(unfiled):
+            manifest = _file_unfiled(folder, catalog, manifest, unfiled, progress)
         return manifest
+
+
+def _add_new(folder: str, catalog: Catalog, manifest: ivf.IvfManifest, last: int,
+             progress: Progress) -> ivf.IvfManifest:
+    """The rows committed after the IVF's last commit, up to `last`, filed as a new part;
+    commits that wrote no vector (removals, renames) only extend the newest part's range."""
+    batches = iter_vectors(folder, catalog, manifest.covered_seq)
+    first = next(batches, None)
+    if first is None:
+        newest = max(manifest.parts, key=lambda p: p.to_seq)
+        parts = tuple(replace(p, to_seq=last) if p is newest else p for p in manifest.parts)
+    else:
+        progress.note(f"adding new vectors to the IVF ({folder})")
+        name = ivf.next_part_name(manifest)
+        count = ivf.write_part(folder, ivf.load_coarse(folder, manifest), name,
+                               itertools.chain([first], batches))
+        parts = (*manifest.parts, ivf.Part(name, manifest.covered_seq, last, count))
+    manifest = replace(manifest, parts=parts)
+    ivf.write_manifest(folder, manifest)
+    return manifest
+
+
+def _held(folder: str, manifest: ivf.IvfManifest, keys: RowKeys) -> np.ndarray:
+    """Per catalog id: how many current entries the IVF holds of it (its ids read, not its
+    codes: 8 bytes per entry)."""
+    held = np.zeros(keys.count, np.int32)
+    with ivf.open_parts(folder, manifest) as readers:
+        for reader in readers:
+            _count_held(reader, keys, held)
+    return held
+
+
+def _count_held(reader: ivf.PartReader, keys: RowKeys, held: np.ndarray) -> None:
+    for c in np.flatnonzero(reader.sizes).tolist():
+        ids = reader.list_ids(c)
+        cur = keys.keys_of(ids, reader.part) >= 0
+        np.add.at(held, keys.position(ids[cur])[0], 1)
+
+
+def _file_unfiled(folder: str, catalog: Catalog, manifest: ivf.IvfManifest, ids: np.ndarray,
+                  progress: Progress) -> ivf.IvfManifest:
+    """File rows the IVF covers but holds no current entry of (a row put back with its old
+    commit: never so since undo gives it a new one) as a part covering every commit."""
+    progress.note(f"filing {len(ids):,} vectors the IVF lacks ({folder})")
+    name = ivf.next_part_name(manifest)
+    with VectorLookup(folder, catalog) as lookup:
+        batches = ((ids[s:s + ivf.ENCODE_ROWS], lookup.read(ids[s:s + ivf.ENCODE_ROWS]))
+                   for s in range(0, len(ids), ivf.ENCODE_ROWS))
+        count = ivf.write_part(folder, ivf.load_coarse(folder, manifest), name, batches)
+    part = ivf.Part(name, 0, manifest.covered_seq, count)
+    manifest = replace(manifest, parts=(*manifest.parts, part))
+    ivf.write_manifest(folder, manifest)
+    return manifest
 
 
 def _drifted(folder: str, manifest: ivf.IvfManifest) -> bool:
@@ -263,10 +338,10 @@ def check_ivf(folder: str, catalog: Catalog) -> tuple[list[str], list[str]]:
     except IndexFormatError as exc:
         return [str(exc)], []
     keys = row_keys(catalog)
-    held = np.zeros(len(keys.seq), np.int32)
+    held = np.zeros(keys.count, np.int32)
     for part in manifest.parts:
         problems += _check_part(folder, manifest, part, keys, held)
-    covered = (keys.seq >= 0) & (keys.seq <= manifest.covered_seq)
+    covered = keys.seqs <= manifest.covered_seq
     missing = int((covered & (held == 0)).sum())
     twice = int((held > 1).sum())
     if missing:
@@ -274,7 +349,7 @@ def check_ivf(folder: str, catalog: Catalog) -> tuple[list[str], list[str]]:
     if twice:
         problems.append(f"the IVF holds {twice:,} rows more than once as current")
     notes = []
-    pending = int((keys.seq > manifest.covered_seq).sum())
+    pending = int((keys.seqs > manifest.covered_seq).sum())
     if pending:
         notes.append(f"{pending:,} rows are not in the IVF yet (the next writer or dedupe "
                      "files them)")
@@ -296,17 +371,32 @@ def _check_part(folder: str, manifest: ivf.IvfManifest, part: ivf.Part, keys: Ro
             if int(reader.sizes.sum()) != part.count or index.ntotal != part.count:
                 return [f"IVF part {part.name}: {int(reader.sizes.sum())} entries in its "
                         f"lists, {index.ntotal} in its index, {part.count} in ivf.json"]
-            want = part.count * (manifest.dim + 8)
-            got = os.path.getsize(base + ".ivfdata")
-            if got != want:
-                return [f"IVF part {part.name}: {got} bytes of lists where {want} were expected"]
-            for c in np.flatnonzero(reader.sizes).tolist():
-                ids, _ = reader.list_entries(c)
-                cur = keys.keys_of(ids, part) >= 0
-                np.add.at(held, ids[cur], 1)
+            problem = _layout_problem(base, manifest, reader)
+            if problem:
+                return [f"IVF part {part.name}: {problem}"]
+            _count_held(reader, keys, held)
     except (OSError, RuntimeError, IndexFormatError) as exc:
         return [f"IVF part {part.name} cannot be read: {str(exc).splitlines()[-1][:160]}"]
     return []
+
+
+def _layout_problem(base: str, manifest: ivf.IvfManifest, reader: ivf.PartReader) -> str:
+    """What is wrong with a part's files against its .npz (sizes, offsets, errors and
+    probes per list) and its entry count, or ''."""
+    n = manifest.nlist
+    shapes = (reader.sizes.shape, reader.offsets.shape, reader.maxerr.shape)
+    if shapes != ((n,),) * 3 or not 1 <= reader.nprobes <= n:
+        return f"its .npz describes {shapes} lists and {reader.nprobes} probes, not {n}"
+    count = int(reader.sizes.sum())
+    if (reader.sizes < 0).any() or not np.array_equal(reader.offsets,
+                                                       reader.starts * (manifest.dim + 8)):
+        return "its .npz gives list sizes or offsets that do not lay its lists end to end"
+    for ext, want in ((".ivfdata", count * (manifest.dim + 8)),
+                      (".probes", count * reader.nprobes * 4)):
+        got = os.path.getsize(base + ext)
+        if got != want:
+            return f"{got} bytes of {ext} where {want} were expected"
+    return ""
 
 
 def drop_ivf(folder: str) -> None:

@@ -348,8 +348,10 @@ class IndexStore:
         return update_ivf(self.folder, self.catalog, progress, force)
 
     def remove_paths(self, paths: Sequence[str]) -> int:
-        """Forget files (their vectors become garbage until the next compaction)."""
+        """Forget files (their vectors become garbage until the next compaction), as a
+        commit of its own: searchers kept per commit (serve) see the removal."""
         with self.catalog.transaction():
+            self.catalog.next_seq()
             return self.catalog.delete_paths(paths)
 
     def needs_compaction(self) -> bool:

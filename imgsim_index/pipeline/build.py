@@ -343,6 +343,7 @@ class _Update:
                 found[copy.path] = (x, copy, digest)
         if found:
             with self.store.catalog.transaction():
+                self.store.catalog.next_seq()  # rows change path: a commit of its own
                 for old, (x, row, digest) in found.items():
                     self.store.catalog.rename_path(old, x.path, x.dev, x.ino, digest, NewRow(
                         x.path, x.root, x.size, x.mtime_ns))

@@ -47,7 +47,7 @@ class Engine(Protocol):
         """search.plan.CandidateSearch: the exact search's candidate pairs."""
         ...
 
-    def ivf_candidates(self, folder: str, manifest: Any, seq: np.ndarray, nprobe: int,
+    def ivf_candidates(self, folder: str, manifest: Any, keys: Any, nprobe: int,
                        radius: float, cache_bytes: int, on_progress: OnProgress | None = None
                        ) -> tuple[np.ndarray, np.ndarray]:
         """search.ivf_search's whole scan of an on-disk IVF."""

@@ -102,7 +102,7 @@ class RayEngine:
         self.connect()
         return ray_candidates(x, plan, on_progress, self.settings.max_retries)
 
-    def ivf_candidates(self, folder: str, manifest: Any, seq: np.ndarray, nprobe: int,
+    def ivf_candidates(self, folder: str, manifest: Any, keys: Any, nprobe: int,
                        radius: float, cache_bytes: int, on_progress: OnProgress | None = None
                        ) -> tuple[np.ndarray, np.ndarray]:
         """search.ivf_search's whole scan, by groups of lists, as Ray tasks reading the
@@ -113,7 +113,7 @@ class RayEngine:
 
         self.connect()
         tasks = 4 * max(1, int(ray.cluster_resources().get("CPU", 1)))
-        return ray_ivf_candidates(folder, manifest, seq, nprobe, radius, cache_bytes, tasks,
+        return ray_ivf_candidates(folder, manifest, keys, nprobe, radius, cache_bytes, tasks,
                                   on_progress, self.settings.max_retries)
 
     def close(self) -> None:

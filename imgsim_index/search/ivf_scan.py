@@ -338,9 +338,12 @@ def _concat(parts: list[np.ndarray]) -> np.ndarray:
 
 def unique_pairs(u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each unordered pair once, as (smaller id, larger id), sorted."""
-    a, b = np.minimum(u, v), np.maximum(u, v)
-    code = np.unique(a.astype(np.int64) << 32 | b.astype(np.int64))
-    return code >> 32, code & 0xFFFFFFFF
+    a, b = np.minimum(u, v).astype(np.int64), np.maximum(u, v).astype(np.int64)
+    order = np.lexsort((b, a))  # two columns: any int64 ids
+    a, b = a[order], b[order]
+    first = np.ones(len(a), bool)
+    first[1:] = (a[1:] != a[:-1]) | (b[1:] != b[:-1])
+    return a[first], b[first]
 
 
 def default_budget() -> int:

@@ -133,10 +133,10 @@ def _ivf_pairs(folder: str, catalog: Catalog, opened: ivf.OpenIvf, threshold: fl
     pending = _pending(folder, keys, manifest)
     with VectorLookup(folder, catalog) as lookup:
         cache = ListCache(opened.readers, coarse, keys.keys_of,
-                          cache_budget(budget, len(keys.seq), new_after is None))
+                          cache_budget(budget, keys.count, new_after is None))
         queries = None
         if new_after is None and engine is not None:
-            u, v = engine.ivf_candidates(folder, manifest, keys.seq, nprobe, radius,
+            u, v = engine.ivf_candidates(folder, manifest, keys, nprobe, radius,
                                          cache.budget, on_progress)
         elif new_after is None:
             u, v = scan_whole(cache, nprobe, radius, scan_order(coarse), on_progress)
@@ -147,7 +147,7 @@ def _ivf_pairs(folder: str, catalog: Catalog, opened: ivf.OpenIvf, threshold: fl
         a, b = unique_pairs(np.concatenate([u, pu]), np.concatenate([v, pv]))
         del u, v, pu, pv
         if new_after is not None:  # pairs of two old rows were found from a pending one
-            new = np.maximum(keys.seq[a], keys.seq[b]) > new_after
+            new = np.maximum(keys.seq_of(a), keys.seq_of(b)) > new_after
             a, b = a[new], b[new]
             queries = (queries or 0) + pq
         pairs = rescore(lookup, a, b, threshold)
@@ -160,7 +160,7 @@ def _ivf_pairs(folder: str, catalog: Catalog, opened: ivf.OpenIvf, threshold: fl
 
 def _pending(folder: str, keys: RowKeys, manifest: ivf.IvfManifest) -> np.ndarray:
     """The ids in scope committed after the IVF's last update (ascending)."""
-    pending = np.flatnonzero(keys.seq > manifest.covered_seq)
+    pending = keys.ids[keys.seqs > manifest.covered_seq]
     if len(pending) > PENDING_MAX:
         raise IndexFormatError(f"{folder}: {len(pending):,} rows are not in the IVF yet; a "
                                "dedupe or `imgsim-index verify --repair` files them")
@@ -173,7 +173,7 @@ def _scan_new(cache: ListCache, lookup: VectorLookup, keys: RowKeys, after: int,
               ) -> tuple[np.ndarray, np.ndarray, int]:
     """Candidates of the rows in scope committed after `after` that the IVF holds; their
     vectors read by position (never whole vector files: after a compaction one holds N)."""
-    rows = np.flatnonzero((keys.seq > after) & (keys.seq <= covered))
+    rows = keys.ids[(keys.seqs > after) & (keys.seqs <= covered)]
     found_u, found_v = [], []
     steps = range(0, len(rows), PENDING_ROWS)
     for step, s in enumerate(steps):
@@ -241,7 +241,7 @@ def _scan_pending(cache: ListCache, lookup: VectorLookup, keys: RowKeys, pending
     probe the lists (the later row of a pair probes: every filed row is earlier) and are
     scored against every pending row (float32 GEMM tiles). Returns them and the count of
     pending rows searched from."""
-    queries = pending if after is None else pending[keys.seq[pending] > after]
+    queries = pending if after is None else pending[keys.seq_of(pending) > after]
     found_u, found_v = [], []
     for s in range(0, len(queries), PENDING_ROWS):
         q = queries[s:s + PENDING_ROWS]
@@ -292,11 +292,11 @@ class IvfSearcher:
         self.keys = row_keys(catalog, [os.path.join(r, "") for r in sorted(catalog.roots())])
         self.coarse = self._ivf.coarse
         pending = [(ids, v) for ids, v in iter_vectors(folder, catalog, manifest.covered_seq)]
-        self.pending = [(ids[self.keys.seq[ids] >= 0], v[self.keys.seq[ids] >= 0])
+        self.pending = [(ids[self.keys.has(ids)], v[self.keys.has(ids)])
                         for ids, v in pending]
         self.lookup = VectorLookup(folder, catalog)
         self.cache = ListCache(self._ivf.readers, self.coarse, self.keys.keys_of,
-                               cache_budget(budget or default_budget(), len(self.keys.seq),
+                               cache_budget(budget or default_budget(), self.keys.count,
                                             False))
         self._lock = threading.Lock()  # a service's request threads share one searcher
 

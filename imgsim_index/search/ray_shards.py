@@ -75,23 +75,21 @@ def _gather(pending: list[Any], on_progress: OnProgress | None, what: str
     return concat_candidates(found_i, found_j)
 
 
-def scan_cell_group(folder: str, manifest: Any, seq: np.ndarray, cells: np.ndarray,
+def scan_cell_group(folder: str, manifest: Any, keys: Any, cells: np.ndarray,
                     nprobe: int, radius: float, cache_bytes: int
                     ) -> tuple[np.ndarray, np.ndarray]:
     """One task's share of a whole on-disk IVF scan: the query lists `cells` (every part)
     against the lists their entries probe, read from the index folder (shared storage)."""
     from imgsim_index.index import ivf
-    from imgsim_index.index.ivf_sync import RowKeys
     from imgsim_index.search.ivf_scan import ListCache, scan_whole
 
-    keys = RowKeys(seq)
     coarse = ivf.load_coarse(folder, manifest)
     with ivf.open_parts(folder, manifest) as readers:
         cache = ListCache(readers, coarse, keys.keys_of, cache_bytes)
         return scan_whole(cache, nprobe, radius, cells)
 
 
-def ray_ivf_candidates(folder: str, manifest: Any, seq: np.ndarray, nprobe: int,
+def ray_ivf_candidates(folder: str, manifest: Any, keys: Any, nprobe: int,
                        radius: float, cache_bytes: int, tasks: int,
                        on_progress: OnProgress | None = None, max_retries: int = 4
                        ) -> tuple[np.ndarray, np.ndarray]:
@@ -101,17 +99,17 @@ def ray_ivf_candidates(folder: str, manifest: Any, seq: np.ndarray, nprobe: int,
     import ray
 
     scan = ray.remote(scan_cell_group).options(num_cpus=1, max_retries=max_retries)
-    seq_ref = ray.put(seq)
+    keys_ref = ray.put(keys)
     from imgsim_index.index import ivf
     from imgsim_index.search.ivf_scan import scan_order
 
     # consecutive cells of the local scan's order: neighbours share the lists they probe
     groups = np.array_split(scan_order(ivf.load_coarse(folder, manifest)), max(1, tasks))
     try:
-        return _gather([scan.remote(folder, manifest, seq_ref, g, nprobe, radius, cache_bytes)
+        return _gather([scan.remote(folder, manifest, keys_ref, g, nprobe, radius, cache_bytes)
                         for g in groups if len(g)], on_progress, "IVF scan")
     finally:
-        del seq_ref
+        del keys_ref
 
 
 __all__ = ["ray_candidates", "ray_ivf_candidates", "scan_cell_group", "search_shard", "shards"]

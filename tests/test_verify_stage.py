@@ -252,7 +252,7 @@ def test_a_file_gone_during_dedupe_groups_nothing(tmp_path: Path) -> None:
     (tmp_path / "gone.png").unlink()
     pairs = Pairs(np.array([0, 1]), np.array([1, 2]), np.array([0.99, 0.9]))
     v = verify_pairs(rows, pairs, VerifySettings(workers=0))
-    assert v.match == ["other_shot", "other_shot"]
+    assert v.match == ["not_verified", "not_verified"]  # never "other shot"
     kept = v.kept()
     groups = connected_components(3, pairs.i[kept], pairs.j[kept])
     assert groups.members == [] and groups.n_removable == 0

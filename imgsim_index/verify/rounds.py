@@ -26,7 +26,7 @@ from imgsim_index.verify.verdict import NOT_VERIFIED, Verdict
 
 if TYPE_CHECKING:
     from imgsim_index.search import Pairs
-    from imgsim_index.verify import ImageSource, Verdicts, VerifySettings
+    from imgsim_index.verify.inputs import ImageSource, Verdicts, VerifySettings
 
 SKIPPED_EVIDENCE = "not compared: already grouped through verified copies"
 APART_EVIDENCE = "not compared: their groups are other shots"
@@ -100,8 +100,8 @@ def _describe(task: tuple[int, str, str | None, int, Any]) -> tuple[int, Any, st
     """(row, Features | None, error) for one image; never raises. Keypoints come later,
     when a comparison needs them."""
     k, path, digest, max_side, match_settings = task
-    from imgsim_index.verify import decode_for_verify
     from imgsim_index.verify.features import describe
+    from imgsim_index.verify.inputs import decode_for_verify
 
     try:
         rgb, shape = decode_for_verify(path, max_side)

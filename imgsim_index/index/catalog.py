@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
 import sqlite3
 import time
@@ -52,6 +53,8 @@ import numpy as np
 from imgsim_index.errors import FIX_OTHER_INDEX, NO_SPACE, IndexFormatError, no_space
 
 SCHEMA_VERSION = 2
+LOOKUP_IDS = 50_000  # ids looked up per statement
+FETCH_ROWS = 200_000  # rows fetched per step when a column is read whole
 _T = TypeVar("_T")
 
 # the columns after id and path: an `images` row, and a row set aside in `aliases`
@@ -362,9 +365,30 @@ class Catalog:
         without building their rows."""
         names = [str(r[0]) for r in self.db.execute(
             "SELECT DISTINCT segment FROM images WHERE status = 'embedded'")]
-        return {name: np.fromiter((r[0] for r in self.db.execute(
+        return {name: _int_column(self.db.execute(
             "SELECT id FROM images WHERE segment = ? AND status = 'embedded' ORDER BY id",
-            (name,))), np.int64) for name in names}
+            (name,))) for name in names}
+
+    def count_embedded(self, prefixes: Sequence[str] | None = None) -> int:
+        """The embedded rows (whose path starts with one of `prefixes` when given)."""
+        if prefixes is None:
+            return int(self.db.execute(
+                "SELECT COUNT(*) FROM images WHERE status = 'embedded'").fetchone()[0])
+        return sum(int(self.db.execute(
+            "SELECT COUNT(*) FROM images WHERE status = 'embedded' AND path >= ? AND path < ?",
+            (p, prefix_end(p))).fetchone()[0])
+            for p in prefixes)
+
+    def segments_of(self, ids: np.ndarray) -> dict[int, str]:
+        """id -> the vector file of each of `ids` that is an embedded row (looked up by id:
+        work follows len(ids), not the catalog's size)."""
+        out: dict[int, str] = {}
+        for s in range(0, len(ids), LOOKUP_IDS):
+            chunk = json.dumps([int(i) for i in ids[s:s + LOOKUP_IDS].tolist()])
+            out.update((int(i), str(n)) for i, n in self.db.execute(
+                "SELECT id, segment FROM images WHERE status = 'embedded' AND id IN "
+                "(SELECT value FROM json_each(?))", (chunk,)))
+        return out
 
     def embedded_outside(self, prefixes: Sequence[str]) -> list[Row]:
         """The embedded rows whose path starts with none of `prefixes` (text), found by
@@ -602,3 +626,18 @@ class Catalog:
 
     def set_meta(self, key: str, value: str) -> None:
         self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+
+def _int_column(cursor: Any) -> np.ndarray:
+    """The first column of a query's rows as int64, fetched in steps (no object per row
+    kept)."""
+    parts = [np.zeros(0, np.int64)]
+    while rows := cursor.fetchmany(FETCH_ROWS):
+        parts.append(np.asarray(rows, np.int64)[:, 0])
+    return np.concatenate(parts)
+
+
+def prefix_end(prefix: str) -> str:
+    """The smallest string greater than every string starting with `prefix`."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1) if prefix else "\U0010ffff"
+

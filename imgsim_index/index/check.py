@@ -154,7 +154,7 @@ def verify_index(index_dir: str, repair: bool = False, wait: bool = False) -> Ve
         report.repaired.append("removed orphan files, compacted the vectors, rewrote the manifest")
         if report.ivf_damaged:
             drop_ivf(store.folder)
-        if store.update_ivf() is not None and report.ivf_damaged:
+        if store.update_ivf(audit=True) is not None and report.ivf_damaged:
             report.repaired.append("rebuilt the on-disk IVF from the vector files")
     except (OSError, ImgsimError) as exc:
         report.unrepairable.append(f"repair stopped: {exc}; the index is as it was before "

@@ -3,12 +3,12 @@
 `update_ivf` runs under the writer lock: it creates the IVF when the index passes
 IVF_ABOVE vectors (or when asked: `verify --repair`, a conversion of an existing flat
 index on first use), adds the rows committed since the IVF's last commit as a new part
-(work proportional to what is new), merges parts when there are more than MAX_PARTS or a
-third of the entries are stale, and retrains when the index has grown RETRAIN_GROWTH
-times past what the cells were trained on or the lists' imbalance has grown
-RETRAIN_IMBALANCE times since (new data far from the trained cells). ivf.json is
-replaced last, so a crash leaves the previous IVF whole; a search treats rows the IVF
-does not hold yet as pending.
+(work proportional to what is new: stale entries are counted from the catalog, not
+read), merges parts when there are more than MAX_PARTS or a third of the entries are
+stale, and retrains when the index has grown RETRAIN_GROWTH times past what the cells
+were trained on or the lists' imbalance has grown RETRAIN_IMBALANCE times since (new
+data far from the trained cells). ivf.json is replaced last, so a crash leaves the
+previous IVF whole; a search treats rows the IVF does not hold yet as pending.
 
 `RowKeys` are what a scan needs per embedded row in scope (24 bytes per live row, any
 id): its commit and its rank in (commit, id) order. Every catalog change that affects a
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -27,7 +28,7 @@ import numpy as np
 
 from imgsim_index.errors import IndexFormatError
 from imgsim_index.index import ivf
-from imgsim_index.index.catalog import Catalog, writing
+from imgsim_index.index.catalog import LOOKUP_IDS, Catalog, prefix_end, writing
 from imgsim_index.index.vector_file import CHUNK_BYTES, VECTORS_AT, VectorFile, rows_per_chunk
 from imgsim_index.progress import NoProgress, Progress
 
@@ -85,28 +86,45 @@ class RowKeys:
 def row_keys(catalog: Catalog, prefixes: Sequence[str] | None = None,
              min_seq: int = -1) -> RowKeys:
     """The embedded rows' commits, limited to paths starting with one of `prefixes` when
-    given, and to commits after `min_seq`. Streams the catalog: no Row objects."""
-    db = catalog.db
-    queries: list[tuple[str, tuple[object, ...]]] = []
+    given, and to commits after `min_seq`. Streams the catalog: no Row objects. With
+    `min_seq`, the rows are found by commit (the seq index): work follows the rows
+    committed since, not the catalog's size."""
     base = "SELECT id, seq FROM images WHERE status = 'embedded' AND seq > ?"
+    # `+path`: a prefix must not steer SQLite to a scan of the prefix's whole path range
+    path = "+path" if min_seq >= 0 else "path"
+    return _keys_of_query(catalog, base, (min_seq,), prefixes, path)
+
+
+def keys_of_ids(catalog: Catalog, ids: np.ndarray,
+                prefixes: Sequence[str] | None = None) -> RowKeys:
+    """RowKeys of those of `ids` that are embedded rows in scope (looked up by id)."""
+    got = [RowKeys.of(np.zeros(0, np.int64), np.zeros(0, np.int64))]
+    base = ("SELECT id, seq FROM images WHERE status = 'embedded' AND id IN "
+            "(SELECT value FROM json_each(?))")
+    for s in range(0, len(ids), LOOKUP_IDS):
+        chunk = json.dumps([int(i) for i in ids[s:s + LOOKUP_IDS].tolist()])
+        got.append(_keys_of_query(catalog, base, (chunk,), prefixes, "+path"))
+    return RowKeys.of(np.concatenate([k.ids for k in got]),
+                      np.concatenate([k.seqs for k in got]))
+
+
+def _keys_of_query(catalog: Catalog, base: str, params: tuple[object, ...],
+                   prefixes: Sequence[str] | None, path: str) -> RowKeys:
+    queries: list[tuple[str, tuple[object, ...]]] = []
     if prefixes is None:
-        queries.append((base, (min_seq,)))
+        queries.append((base, params))
     else:
         for p in prefixes:
-            queries.append((base + " AND path >= ? AND path < ?", (min_seq, p, _after(p))))
+            queries.append((base + f" AND {path} >= ? AND {path} < ?",
+                            (*params, p, prefix_end(p))))
     got: list[np.ndarray] = [np.zeros((0, 2), np.int64)]
-    for sql, params in queries:
-        cur = db.execute(sql, params)
+    for sql, args in queries:
+        cur = catalog.db.execute(sql, args)
         while rows := cur.fetchmany(FETCH):
             got.append(np.asarray(rows, np.int64).reshape(-1, 2))
     both = np.concatenate(got)
     del got
     return RowKeys.of(both[:, 0].copy(), both[:, 1].copy())
-
-
-def _after(prefix: str) -> str:
-    """The smallest string greater than every string starting with `prefix`."""
-    return prefix[:-1] + chr(ord(prefix[-1]) + 1) if prefix else "\U0010ffff"
 
 
 def iter_vectors(folder: str, catalog: Catalog, min_seq: int = 0,
@@ -141,12 +159,14 @@ def _sample(folder: str, catalog: Catalog, n: int, size: int, seed: int) -> np.n
 def needs_ivf(catalog: Catalog, manifest: ivf.IvfManifest | None) -> bool:
     if manifest is not None:
         return True
-    return catalog.counts().get("embedded", 0) > ivf.IVF_ABOVE
+    return catalog.count_embedded() > ivf.IVF_ABOVE
 
 
 def update_ivf(folder: str, catalog: Catalog, progress: Progress | None = None,
-               force: bool = False) -> ivf.IvfManifest | None:
-    """Bring the IVF up to the catalog's last commit (the caller holds the writer lock)."""
+               force: bool = False, audit: bool = False) -> ivf.IvfManifest | None:
+    """Bring the IVF up to the catalog's last commit (the caller holds the writer lock).
+    `force`: create it even for a small index; `audit`: read every entry's id and file
+    covered rows it lacks (`verify --repair`)."""
     progress = progress or NoProgress()
     manifest = ivf.read_manifest(folder)
     if not force and not needs_ivf(catalog, manifest):
@@ -154,27 +174,41 @@ def update_ivf(folder: str, catalog: Catalog, progress: Progress | None = None,
     with writing(f"the IVF of {folder}"):
         ivf.remove_unlisted(folder, manifest)
         last = catalog.last_seq()
-        n = catalog.counts().get("embedded", 0)
+        n = catalog.count_embedded()
         if manifest is None or n > ivf.RETRAIN_GROWTH * manifest.trained_on:
             return _rebuild(folder, catalog, n, last, progress)
         if manifest.covered_seq < last:
             manifest = _add_new(folder, catalog, manifest, last, progress)
             if _drifted(folder, manifest):
                 return _rebuild(folder, catalog, n, last, progress)
-        keys = row_keys(catalog)
-        held = _held(folder, manifest, keys)
-        stale = manifest.count - int(held.sum())
-        if len(manifest.parts) > ivf.MAX_PARTS or stale > STALE_SHARE * max(manifest.count, 1):
-            progress.note(f"merging the IVF's parts ({folder})")
-            merged = ivf.merge_parts(folder, manifest, lambda ids, p: keys.keys_of(ids, p) >= 0,
-                                     ivf.next_part_name(manifest))
-            ivf.write_manifest(folder, merged)
-            ivf.remove_unlisted(folder, merged)
-            manifest = merged
-        unfiled = keys.ids[(keys.seqs <= manifest.covered_seq) & (held == 0)]
-        if len(unfiled):
-            manifest = _file_unfiled(folder, catalog, manifest, unfiled, progress)
+        # every embedded row the IVF covers has one current entry, so the others are stale:
+        # counted, not read (an update costs what is new); `force` reads every entry
+        stale = manifest.count - n
+        if audit or len(manifest.parts) > ivf.MAX_PARTS or stale > STALE_SHARE * max(
+                manifest.count, 1):
+            manifest = _merge_and_file(folder, catalog, manifest, progress)
         return manifest
+
+
+def _merge_and_file(folder: str, catalog: Catalog, manifest: ivf.IvfManifest,
+                    progress: Progress) -> ivf.IvfManifest:
+    """Merge the parts (dropping stale entries) when there are too many or too much is
+    stale, then file covered rows the IVF holds no current entry of (a row put back with
+    its old commit, as undo once did): both read every entry's id."""
+    keys = row_keys(catalog)
+    held = _held(folder, manifest, keys)
+    stale = manifest.count - int(held.sum())
+    if len(manifest.parts) > ivf.MAX_PARTS or stale > STALE_SHARE * max(manifest.count, 1):
+        progress.note(f"merging the IVF's parts ({folder})")
+        merged = ivf.merge_parts(folder, manifest, lambda ids, p: keys.keys_of(ids, p) >= 0,
+                                 ivf.next_part_name(manifest))
+        ivf.write_manifest(folder, merged)
+        ivf.remove_unlisted(folder, merged)
+        manifest = merged
+    unfiled = keys.ids[(keys.seqs <= manifest.covered_seq) & (held == 0)]
+    if len(unfiled):
+        manifest = _file_unfiled(folder, catalog, manifest, unfiled, progress)
+    return manifest
 
 
 def _add_new(folder: str, catalog: Catalog, manifest: ivf.IvfManifest, last: int,
@@ -263,54 +297,83 @@ def _rebuild(folder: str, catalog: Catalog, n: int, last: int, progress: Progres
 
 
 class VectorLookup:
-    """Full-precision vectors of any embedded rows by id, read with os.pread from the file
-    each row names. Memory: 16 bytes per embedded row for the map."""
+    """Full-precision vectors of embedded rows by id, read with os.pread from the file each
+    row names (its current vector). By default the rows asked for are looked up in the
+    catalog when read (work and memory follow the rows read, not N: a new-only search);
+    `VectorLookup.whole` maps every embedded row once (16 bytes per row) for callers that
+    read most of the index (a whole scan's rescoring, a service's searcher)."""
 
     def __init__(self, folder: str, catalog: Catalog):
-        by_segment = catalog.embedded_ids()
-        self._files: list[VectorFile] = []
-        ids_parts, file_parts, pos_parts = [], [], []
+        self.folder, self.catalog = folder, catalog
+        self._files: dict[str, _Located] = {}
+        self._map: tuple[np.ndarray, list[str], np.ndarray, np.ndarray] | None = None
+
+    @classmethod
+    def whole(cls, folder: str, catalog: Catalog) -> VectorLookup:
+        lookup = cls(folder, catalog)
         try:
-            for name in sorted(by_segment):
-                vf = VectorFile(os.path.join(folder, name))
-                self._files.append(vf)
-                order = np.argsort(vf.ids, kind="stable")
-                wanted = by_segment[name]
-                at = np.searchsorted(vf.ids[order], wanted)
-                at = np.minimum(at, max(len(order) - 1, 0))
-                found = vf.ids[order][at] == wanted if len(order) else np.zeros(0, bool)
-                if not found.all():
-                    raise IndexFormatError(f"{folder}: {name} lacks vectors its catalog rows "
-                                           "name; run `imgsim-index verify --repair`")
+            names = sorted(catalog.embedded_ids().items())
+            ids_parts, file_parts, pos_parts = [], [], []
+            for k, (name, wanted) in enumerate(names):
                 ids_parts.append(wanted)
-                file_parts.append(np.full(len(wanted), len(self._files) - 1, np.int32))
-                pos_parts.append(order[at].astype(np.int64))
+                file_parts.append(np.full(len(wanted), k, np.int32))
+                pos_parts.append(lookup._file(name).positions(wanted))
         except BaseException:
-            self.close()
+            lookup.close()
             raise
         ids = np.concatenate(ids_parts) if ids_parts else np.zeros(0, np.int64)
         order = np.argsort(ids)
-        self.ids = ids[order]
-        self.file = (np.concatenate(file_parts) if file_parts else np.zeros(0, np.int32))[order]
-        self.pos = (np.concatenate(pos_parts) if pos_parts else np.zeros(0, np.int64))[order]
-        self.dim = self._files[0].dim if self._files else 0
+        lookup._map = (ids[order], [n for n, _ in names],
+                       (np.concatenate(file_parts) if file_parts
+                        else np.zeros(0, np.int32))[order],
+                       (np.concatenate(pos_parts) if pos_parts
+                        else np.zeros(0, np.int64))[order])
+        return lookup
+
+    def _file(self, name: str) -> _Located:
+        got = self._files.get(name)
+        if got is None:
+            got = self._files[name] = _Located(self.folder, name)
+        return got
+
+    def _locate(self, ids: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """(file names, per id the index of its file, its row in that file)."""
+        if self._map is not None:
+            mids, names, file, pos = self._map
+            at = np.searchsorted(mids, ids)
+            return names, file[at], pos[at]
+        segment = self.catalog.segments_of(np.unique(ids))
+        names = sorted(set(segment.values()))
+        index = {n: k for k, n in enumerate(names)}
+        missing = [int(i) for i in ids.tolist() if int(i) not in segment]
+        if missing:
+            raise IndexFormatError(f"{self.folder}: row {missing[0]} has no vector; run "
+                                   "`imgsim-index verify --repair`")
+        file = np.fromiter((index[segment[int(i)]] for i in ids.tolist()), np.int32, len(ids))
+        pos = np.empty(len(ids), np.int64)
+        for k, name in enumerate(names):
+            sel = file == k
+            pos[sel] = self._file(name).positions(ids[sel])
+        return names, file, pos
 
     def read(self, ids: np.ndarray) -> np.ndarray:
         """float32 (len(ids), dim): the current vector of each id (all must be embedded)."""
-        at = np.searchsorted(self.ids, ids)
-        out = np.empty((len(ids), self.dim), np.float32)
-        row = 4 * self.dim
-        order = np.lexsort((self.pos[at], self.file[at]))  # file order: sequential-ish reads
-        for k in order.tolist():
-            f = self._files[int(self.file[at[k]])]
-            raw = os.pread(f.fileno(), row, VECTORS_AT + int(self.pos[at[k]]) * row)
+        ids = np.asarray(ids, np.int64)
+        names, file, pos = self._locate(ids)
+        files = [self._file(n).vf for n in names]
+        dim = files[0].dim if files else 0
+        out = np.empty((len(ids), dim), np.float32)
+        row = 4 * dim
+        for k in np.lexsort((pos, file)).tolist():  # file order: sequential-ish reads
+            f = files[int(file[k])]
+            raw = os.pread(f.fileno(), row, VECTORS_AT + int(pos[k]) * row)
             out[k] = np.frombuffer(raw, "<f4")
         return out
 
     def close(self) -> None:
-        for f in self._files:
-            f.close()
-        self._files = []
+        for f in self._files.values():
+            f.vf.close()
+        self._files = {}
 
     def __enter__(self) -> VectorLookup:
         return self
@@ -319,6 +382,25 @@ class VectorLookup:
         self.close()
 
 
+class _Located:
+    """One vector file opened, and how to find a row in it by id (its ids as written are
+    ascending unless rows were appended out of order: then an argsort)."""
+
+    def __init__(self, folder: str, name: str):
+        self.folder, self.name = folder, name
+        self.vf = VectorFile(os.path.join(folder, name))
+        ids = self.vf.ids
+        self.order = None if bool(np.all(ids[1:] > ids[:-1])) else np.argsort(ids,
+                                                                              kind="stable")
+        self.sorted_ids = ids if self.order is None else ids[self.order]
+
+    def positions(self, wanted: np.ndarray) -> np.ndarray:
+        ids = self.sorted_ids
+        at = np.minimum(np.searchsorted(ids, wanted), max(len(ids) - 1, 0))
+        if len(wanted) and (not len(ids) or not bool(np.all(ids[at] == wanted))):
+            raise IndexFormatError(f"{self.folder}: {self.name} lacks vectors its catalog "
+                                   "rows name; run `imgsim-index verify --repair`")
+        return at if self.order is None else self.order[at].astype(np.int64)
 
 
 def check_ivf(folder: str, catalog: Catalog) -> tuple[list[str], list[str]]:
@@ -410,5 +492,6 @@ def drop_ivf(folder: str) -> None:
     ivf.remove_unlisted(folder, None)
 
 
-__all__ = ["RowKeys", "VectorLookup", "check_ivf", "drop_ivf", "iter_vectors", "needs_ivf",
+__all__ = ["RowKeys", "VectorLookup", "check_ivf", "drop_ivf", "iter_vectors", "keys_of_ids",
+           "needs_ivf",
            "row_keys", "update_ivf"]

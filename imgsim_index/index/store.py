@@ -339,13 +339,15 @@ class IndexStore:
                 cat.video_done(v, seq)
         return ids
 
-    def update_ivf(self, progress: Any = None, force: bool = False) -> Any:
+    def update_ivf(self, progress: Any = None, force: bool = False, audit: bool = False
+                   ) -> Any:
         """File the vectors committed since the IVF's last update into it (creating it when
-        the index passes ivf.IVF_ABOVE vectors, or when `force`); see index/ivf_sync.py."""
+        the index passes ivf.IVF_ABOVE vectors, or when `force`; `audit`: every entry read
+        and covered rows it lacks filed); see index/ivf_sync.py."""
         from imgsim_index.index.ivf_sync import update_ivf
 
         assert self.writable
-        return update_ivf(self.folder, self.catalog, progress, force)
+        return update_ivf(self.folder, self.catalog, progress, force, audit)
 
     def remove_paths(self, paths: Sequence[str]) -> int:
         """Forget files (their vectors become garbage until the next compaction), as a

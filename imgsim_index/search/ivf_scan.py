@@ -315,21 +315,24 @@ def scan_whole(cache: ListCache, nprobe: int, radius: float, order: np.ndarray,
 
 def scan_queries(cache: ListCache, xq: np.ndarray, ids: np.ndarray, keys: np.ndarray,
                  nprobe: int, radius: float, later_only: bool = True,
-                 probes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Candidate (query id, target id) pairs of full-precision query vectors; `probes`:
-    their (n, nprobe) cells (rows the IVF holds: their stored probes), else computed."""
+                 probes: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Candidate (query id, target id, the target's part) of full-precision query vectors;
+    `probes`: their (n, nprobe) cells (rows the IVF holds: their stored probes), else
+    computed."""
     probes = cache.coarse.probes(xq, nprobe) if probes is None else probes
     prepared = Queries.of(xq, cache.coarse)
-    found_u, found_v = [], []
+    found_u, found_v, found_t = [], [], []
     for cell, rows in _by_cell(probes):
         for t in range(len(cache.readers)):
             target = cache.get(t, cell)
             a, b = _above(prepared.rows(rows), keys[rows], 0.0, target, radius, later_only)
             found_u.append(ids[rows[a]])
             found_v.append(target.ids[b])
-    u, v = _concat(found_u), _concat(found_v)
+            found_t.append(np.full(len(b), t, np.int64))
+    u, v, t_ = _concat(found_u), _concat(found_v), _concat(found_t)
     keep = u != v
-    return u[keep], v[keep]
+    return u[keep], v[keep], t_[keep]
 
 
 def _concat(parts: list[np.ndarray]) -> np.ndarray:
@@ -370,6 +373,6 @@ def cache_budget(budget: int, rows: int, whole: bool) -> int:
     return left if whole else min(left, SMALL_CACHE)
 
 
-__all__ = ["ListCache", "Queries", "cache_budget", "default_budget", "scan_order",
+__all__ = ["SMALL_CACHE", "ListCache", "Queries", "cache_budget", "default_budget", "scan_order",
            "scan_queries", "scan_whole",
            "unique_pairs"]

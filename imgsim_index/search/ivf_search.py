@@ -26,9 +26,16 @@ import numpy as np
 from imgsim_index.errors import IndexFormatError
 from imgsim_index.index import ivf
 from imgsim_index.index.catalog import Catalog
-from imgsim_index.index.ivf_sync import RowKeys, VectorLookup, iter_vectors, row_keys
+from imgsim_index.index.ivf_sync import (
+    RowKeys,
+    VectorLookup,
+    iter_vectors,
+    keys_of_ids,
+    row_keys,
+)
 from imgsim_index.search.ivf_scan import (
     F32_SLACK,
+    SMALL_CACHE,
     TILE_ROWS,
     ListCache,
     Queries,
@@ -129,33 +136,91 @@ def _ivf_pairs(folder: str, catalog: Catalog, opened: ivf.OpenIvf, threshold: fl
     budget = budget or default_budget()
     nprobe = min(approx.probes_for(threshold, IVF_NPROBE), manifest.probes_stored)
     radius = search_radius(threshold)
-    keys = row_keys(catalog, prefixes)
-    pending = _pending(folder, keys, manifest)
-    with VectorLookup(folder, catalog) as lookup:
+    if new_after is not None:
+        a, b, queries, count, reads, pairs = _new_pairs(
+            folder, catalog, opened, threshold, prefixes, new_after, nprobe, on_progress)
+    else:
+        keys = row_keys(catalog, prefixes)
+        pending = _pending(folder, keys, manifest)
         cache = ListCache(opened.readers, coarse, keys.keys_of,
-                          cache_budget(budget, keys.count, new_after is None))
-        queries = None
-        if new_after is None and engine is not None:
+                          cache_budget(budget, keys.count, True))
+        if engine is not None:
             u, v = engine.ivf_candidates(folder, manifest, keys, nprobe, radius,
                                          cache.budget, on_progress)
-        elif new_after is None:
-            u, v = scan_whole(cache, nprobe, radius, scan_order(coarse), on_progress)
         else:
-            u, v, queries = _scan_new(cache, lookup, keys, new_after, manifest.covered_seq,
-                                      nprobe, radius, on_progress)
-        pu, pv, pq = _scan_pending(cache, lookup, keys, pending, new_after, nprobe, radius)
-        a, b = unique_pairs(np.concatenate([u, pu]), np.concatenate([v, pv]))
-        del u, v, pu, pv
-        if new_after is not None:  # pairs of two old rows were found from a pending one
-            new = np.maximum(keys.seq_of(a), keys.seq_of(b)) > new_after
-            a, b = a[new], b[new]
-            queries = (queries or 0) + pq
-        pairs = rescore(lookup, a, b, threshold)
+            u, v = scan_whole(cache, nprobe, radius, scan_order(coarse), on_progress)
+        with VectorLookup.whole(folder, catalog) as lookup:
+            pu, pv, _, _ = _scan_pending(cache, lookup, keys, pending, None, nprobe, radius)
+            a, b = unique_pairs(np.concatenate([u, pu]), np.concatenate([v, pv]))
+            del u, v, pu, pv
+            pairs = rescore(lookup, a, b, threshold)
+        queries, count, reads = None, keys.count, cache.reads
     info = IvfSearchInfo(candidates=len(a), pairs=len(pairs.a), nprobe=nprobe,
-                         nlist=manifest.nlist, parts=len(manifest.parts), vectors=keys.count,
-                         queries=queries, lists_read=cache.reads, budget_bytes=budget,
+                         nlist=manifest.nlist, parts=len(manifest.parts), vectors=count,
+                         queries=queries, lists_read=reads, budget_bytes=budget,
                          seconds=time.perf_counter() - started)
     return pairs, info
+
+
+def _new_pairs(folder: str, catalog: Catalog, opened: ivf.OpenIvf, threshold: float,
+               prefixes: Sequence[str] | None, after: int, nprobe: int,
+               on_progress: Callable[[int, int], None] | None
+               ) -> tuple[np.ndarray, np.ndarray, int, int, int, IdPairs]:
+    """A new-only search whose work follows the new rows, not N: the rows committed after
+    `after` (found by commit) probe their lists; every entry of a probed list is scored,
+    and only the candidates' rows are then looked up in the catalog to drop stale,
+    out-of-scope and earlier-probing entries (the same rule a whole scan applies before
+    scoring, so the same pairs). Returns (candidates a, b, queries, rows in scope, lists
+    read, pairs)."""
+    manifest = opened.manifest
+    radius = search_radius(threshold)
+    keys = row_keys(catalog, prefixes, min(after, manifest.covered_seq))
+    pending = _pending(folder, keys, manifest)
+    cache = ListCache(opened.readers, opened.coarse, _every_entry, SMALL_CACHE)
+    with VectorLookup(folder, catalog) as lookup:
+        u, v, t, queries = _scan_new(cache, lookup, keys, after, manifest, nprobe, radius,
+                                     on_progress)
+        pu, pv, pt, pq = _scan_pending(cache, lookup, keys, pending, after, nprobe, radius,
+                                       later_only=False)
+        u, v, t = np.concatenate([u, pu]), np.concatenate([v, pv]), np.concatenate([t, pt])
+        targets = keys_of_ids(catalog, np.unique(v[t != -1]), prefixes)
+        both = RowKeys.of(np.concatenate([keys.ids, targets.ids]),
+                          np.concatenate([keys.seqs, targets.seqs]))
+        both = RowKeys.of(*_unique_rows(both))
+        keep = _current(u, v, t, both, manifest)
+        a, b = unique_pairs(u[keep], v[keep])
+        new = np.maximum(both.seq_of(a), both.seq_of(b)) > after
+        a, b = a[new], b[new]
+        pairs = rescore(lookup, a, b, threshold)
+    return a, b, queries + pq, catalog.count_embedded(prefixes), cache.reads, pairs
+
+
+def _every_entry(ids: np.ndarray, part: ivf.Part) -> np.ndarray:
+    """A new-only scan keeps every entry of a list (checked after scoring)."""
+    return np.zeros(len(ids), np.int64)
+
+
+def _unique_rows(keys: RowKeys) -> tuple[np.ndarray, np.ndarray]:
+    first = np.ones(len(keys.ids), bool)
+    first[1:] = keys.ids[1:] != keys.ids[:-1]
+    return keys.ids[first], keys.seqs[first]
+
+
+def _current(u: np.ndarray, v: np.ndarray, t: np.ndarray, keys: RowKeys,
+             manifest: ivf.IvfManifest) -> np.ndarray:
+    """Which candidates (query u, target v found in part t; -1: a pending row, scored from
+    its vector) stand: v a row in scope, its entry current (its commit inside the part's
+    range), and u the later of the two (by commit, then id)."""
+    at, found = keys.position(v)
+    sv = np.where(found, keys.seqs[at] if len(keys.seqs) else -1, -1)
+    su = keys.seq_of(u)
+    filed = t >= 0
+    part = np.where(filed, t, 0)
+    lo = np.asarray([p.from_seq for p in manifest.parts], np.int64)[part]
+    hi = np.asarray([p.to_seq for p in manifest.parts], np.int64)[part]
+    current = ~filed | ((sv > lo) & (sv <= hi))
+    later = ~filed | (su > sv) | ((su == sv) & (u > v))
+    return found & (u != v) & current & later
 
 
 def _pending(folder: str, keys: RowKeys, manifest: ivf.IvfManifest) -> np.ndarray:
@@ -168,31 +233,45 @@ def _pending(folder: str, keys: RowKeys, manifest: ivf.IvfManifest) -> np.ndarra
 
 
 def _scan_new(cache: ListCache, lookup: VectorLookup, keys: RowKeys, after: int,
-              covered: int, nprobe: int, radius: float,
+              manifest: ivf.IvfManifest, nprobe: int, radius: float,
               on_progress: Callable[[int, int], None] | None = None
-              ) -> tuple[np.ndarray, np.ndarray, int]:
-    """Candidates of the rows in scope committed after `after` that the IVF holds; their
-    vectors read by position (never whole vector files: after a compaction one holds N)."""
-    rows = keys.ids[(keys.seqs > after) & (keys.seqs <= covered)]
-    found_u, found_v = [], []
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Candidates (query, target, the target's part) of the rows in scope committed after
+    `after` that the IVF holds, with the number of those rows; their vectors read by
+    position (never whole vector files: after a compaction one holds N)."""
+    filed = (keys.seqs > after) & (keys.seqs <= manifest.covered_seq)
+    rows, seqs = keys.ids[filed], keys.seqs[filed]
+    found_u, found_v, found_t = [], [], []
     steps = range(0, len(rows), PENDING_ROWS)
     for step, s in enumerate(steps):
         if on_progress:
             on_progress(step, len(steps))
         ids = rows[s:s + PENDING_ROWS]
         x = lookup.read(ids)
-        u, v = scan_queries(cache, x, ids, keys.key(ids), nprobe, radius,
-                            probes=_stored_probes(cache, ids, x, nprobe))
+        home = _part_of(manifest, seqs[s:s + PENDING_ROWS])
+        u, v, t = scan_queries(cache, x, ids, keys.key(ids), nprobe, radius, later_only=False,
+                               probes=_stored_probes(cache, ids, x, nprobe, home))
         found_u.append(u)
         found_v.append(v)
-    return _cat(found_u, np.int64), _cat(found_v, np.int64), len(rows)
+        found_t.append(t)
+    return (_cat(found_u, np.int64), _cat(found_v, np.int64), _cat(found_t, np.int64),
+            len(rows))
 
 
-def _stored_probes(cache: ListCache, ids: np.ndarray, x: np.ndarray, nprobe: int
-                   ) -> np.ndarray:
+def _part_of(manifest: ivf.IvfManifest, seqs: np.ndarray) -> np.ndarray:
+    """The part that holds the entry of rows committed at `seqs` (covered by the IVF)."""
+    out = np.full(len(seqs), -1, np.int64)
+    for k, p in enumerate(manifest.parts):
+        out[(seqs > p.from_seq) & (seqs <= p.to_seq)] = k
+    return out
+
+
+def _stored_probes(cache: ListCache, ids: np.ndarray, x: np.ndarray, nprobe: int,
+                   home: np.ndarray | None = None) -> np.ndarray:
     """The first `nprobe` stored probes of rows the IVF holds (a whole scan probes with
     these: the same cells, not FAISS's recomputation, whose near-ties can differ). Each
-    row is looked for in the lists nearest it, nearest first, until found in its home."""
+    row is looked for in the lists nearest it, nearest first, until found in its home;
+    `home`: the part that holds each row's current entry (else any part's current one)."""
     out = np.empty((len(ids), nprobe), np.int64)
     todo = np.arange(len(ids))
     for k in (min(ivf.PROBES_STORED, cache.coarse.nlist), cache.coarse.nlist):
@@ -200,7 +279,8 @@ def _stored_probes(cache: ListCache, ids: np.ndarray, x: np.ndarray, nprobe: int
         for col in range(k):
             if not len(todo):
                 return out
-            found, probes = _find_entries(cache, ids[todo], cells[:, col], nprobe)
+            found, probes = _find_entries(cache, ids[todo], cells[:, col], nprobe,
+                                          None if home is None else home[todo])
             out[todo[found]] = probes[found]
             todo, cells = todo[~found], cells[~found]
     if len(todo):
@@ -209,10 +289,10 @@ def _stored_probes(cache: ListCache, ids: np.ndarray, x: np.ndarray, nprobe: int
     return out
 
 
-def _find_entries(cache: ListCache, want: np.ndarray, cells: np.ndarray, nprobe: int
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """Whether each id of `want` is a current entry of list cells[i], and if so its first
-    `nprobe` stored probes."""
+def _find_entries(cache: ListCache, want: np.ndarray, cells: np.ndarray, nprobe: int,
+                  home: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Whether each id of `want` is an entry of list cells[i] (in part home[i] when given,
+    else a current one), and if so its first `nprobe` stored probes."""
     found = np.zeros(len(want), bool)
     probes = np.zeros((len(want), nprobe), np.int64)
     order = np.argsort(cells, kind="stable")
@@ -221,36 +301,41 @@ def _find_entries(cache: ListCache, want: np.ndarray, cells: np.ndarray, nprobe:
                          strict=True):
         sel = order[lo:hi]
         for k, reader in enumerate(cache.readers):
+            mine = sel if home is None else sel[home[sel] == k]
+            if not len(mine):
+                continue
             lst = cache.get(k, c)
             if not len(lst.ids):
                 continue
             by_id = np.argsort(lst.ids)
-            at = np.minimum(np.searchsorted(lst.ids[by_id], want[sel]), len(by_id) - 1)
-            hit = lst.ids[by_id[at]] == want[sel]
+            at = np.minimum(np.searchsorted(lst.ids[by_id], want[mine]), len(by_id) - 1)
+            hit = lst.ids[by_id[at]] == want[mine]
             if hit.any():
                 pos = lst.pos[by_id[at[hit]]]  # where they are in the list on disk
-                probes[sel[hit]] = reader.list_probes(c)[pos, :nprobe]
-                found[sel[hit]] = True
+                probes[mine[hit]] = reader.list_probes(c)[pos, :nprobe]
+                found[mine[hit]] = True
     return found, probes
 
 
 def _scan_pending(cache: ListCache, lookup: VectorLookup, keys: RowKeys, pending: np.ndarray,
-                  after: int | None, nprobe: int, radius: float
-                  ) -> tuple[np.ndarray, np.ndarray, int]:
+                  after: int | None, nprobe: int, radius: float, later_only: bool = True
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Candidates of the pending rows (those committed after `after`, when given): they
     probe the lists (the later row of a pair probes: every filed row is earlier) and are
-    scored against every pending row (float32 GEMM tiles). Returns them and the count of
-    pending rows searched from."""
+    scored against every pending row (float32 GEMM tiles). Returns them (query, target,
+    the target's part, -1 for a pending target) and the count of pending rows searched
+    from."""
     queries = pending if after is None else pending[keys.seq_of(pending) > after]
-    found_u, found_v = [], []
+    found_u, found_v, found_t = [], [], []
     for s in range(0, len(queries), PENDING_ROWS):
         q = queries[s:s + PENDING_ROWS]
         xq = lookup.read(q)
-        u, v = scan_queries(cache, xq, q, keys.key(q), nprobe, radius)
+        u, v, t = scan_queries(cache, xq, q, keys.key(q), nprobe, radius, later_only)
         found_u.append(u)
         found_v.append(v)
-        for t in range(0, len(pending), PENDING_ROWS):
-            p = pending[t:t + PENDING_ROWS]
+        found_t.append(t)
+        for r0 in range(0, len(pending), PENDING_ROWS):
+            p = pending[r0:r0 + PENDING_ROWS]
             if after is None and p[-1] < q[0]:
                 continue  # (q, p) found as (p, q) already
             xp = xq if np.array_equal(p, q) else lookup.read(p)
@@ -260,7 +345,9 @@ def _scan_pending(cache: ListCache, lookup: VectorLookup, keys: RowKeys, pending
                 keep = q[i] != p[j]
                 found_u.append(q[i[keep]])
                 found_v.append(p[j[keep]])
-    return _cat(found_u, np.int64), _cat(found_v, np.int64), len(queries)
+                found_t.append(np.full(int(keep.sum()), -1, np.int64))
+    return (_cat(found_u, np.int64), _cat(found_v, np.int64), _cat(found_t, np.int64),
+            len(queries))
 
 
 def _cat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
@@ -294,7 +381,7 @@ class IvfSearcher:
         pending = [(ids, v) for ids, v in iter_vectors(folder, catalog, manifest.covered_seq)]
         self.pending = [(ids[self.keys.has(ids)], v[self.keys.has(ids)])
                         for ids, v in pending]
-        self.lookup = VectorLookup(folder, catalog)
+        self.lookup = VectorLookup.whole(folder, catalog)
         self.cache = ListCache(self._ivf.readers, self.coarse, self.keys.keys_of,
                                cache_budget(budget or default_budget(), self.keys.count,
                                             False))

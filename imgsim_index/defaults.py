@@ -54,6 +54,10 @@ MAX_THUMBNAIL_WORKERS = 8
 # against 11.0 s for one on 2 cores, benchmarks/RESULTS.md); the cap bounds the images and
 # keypoints held at once.
 MAX_VERIFY_THREADS = 8
+# `dedupe FOLDER` keeps the verification thumbnails its build decodes (at most 0.75 MiB
+# each, so about 680 images) for verification, which then decodes only the others
+# (ingest/kept.py); the cap bounds the memory they hold.
+VERIFY_KEPT_BYTES = 512 * 1024 * 1024
 
 
 def usable_cores() -> int:
@@ -86,5 +90,5 @@ def decode_slots() -> int:
 
 __all__ = ["CANDIDATE_THRESHOLDS", "COSINE_ONLY_THRESHOLDS", "DEFAULT_KEEP", "DEFAULT_THRESHOLD",
            "FALLBACK_THRESHOLD", "IDENTITY_KEYS", "MAX_EMBED_WORKERS", "MAX_THUMBNAIL_WORKERS",
-           "MAX_VERIFY_THREADS", "decode_slots", "embed_workers", "thumbnail_workers",
-           "usable_cores", "verify_threads"]
+           "MAX_VERIFY_THREADS", "VERIFY_KEPT_BYTES", "decode_slots", "embed_workers",
+           "thumbnail_workers", "usable_cores", "verify_threads"]

@@ -33,6 +33,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from imgsim_index.errors import DecodeError, ImageTooLarge
+from imgsim_index.ingest import kept
 from imgsim_index.ingest.formats import (
     PLUGINS,
     Format,
@@ -42,6 +43,7 @@ from imgsim_index.ingest.formats import (
     register_plugins,
 )
 from imgsim_index.ingest.identity import content_digest
+from imgsim_index.ingest.kept import Thumb
 from imgsim_index.ingest.phash import image_hash
 from imgsim_index.ingest.preprocess import BACKGROUND as BACKGROUND
 from imgsim_index.ingest.preprocess import Preprocess as Preprocess
@@ -59,6 +61,7 @@ class Decoded:
     height: int
     digest: str | None = None  # of the file's bytes (decode_file), see ingest/identity.py
     phash: bytes | None = None  # perceptual hash of the whole image (ingest/phash.py)
+    upright: Thumb | None = None  # upright_image's thumbnail, when asked (decode_bytes)
 
 
 def read_file(path: str, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
@@ -132,8 +135,12 @@ def to_rgb(im: Image.Image, background: tuple[int, int, int]) -> Image.Image:
 
 def decode_bytes(
     data: bytes, pre: Preprocess, max_pixels: int = DEFAULT_MAX_PIXELS, name: str = "",
+    upright_box: tuple[int, int] | None = None,
 ) -> Decoded:
-    """`data` (a file's bytes; `name`, when known, picks the readers to register)."""
+    """`data` (a file's bytes; `name`, when known, picks the readers to register).
+    upright_box: also upright_image's thumbnail of the file for this box, where these
+    pixels are the ones it decodes (upright_thumb)."""
+    upright = None
     try:
         with warnings.catch_warnings():
             # Pillow warns from ~89 MP; `max_pixels` (checked below) is the limit that counts
@@ -152,12 +159,15 @@ def decode_bytes(
                 scale = min(w, h) / (2 * pre.resize)
                 if scale >= 2:  # draft can halve at least once
                     im.draft("RGB", (max(1, int(w / scale)), max(1, int(h / scale))))
+            drafted = (im.format, im.size, getattr(im, "decoderconfig", ()) or (1, 0))
             im.seek(0)
             im.load()
             if orientation != 1:
                 im = ImageOps.exif_transpose(im)
             uw, uh = (h, w) if orientation in (5, 6, 7, 8) else (w, h)
             rgb = to_rgb(im, pre.background)
+            if upright_box is not None:
+                upright = upright_thumb(data, name, drafted, rgb, pre, upright_box, (w, h))
     except DecodeError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -168,7 +178,31 @@ def decode_bytes(
         raise DecodeError(f"corrupt or truncated image: {exc}") from None
     except MemoryError:
         raise DecodeError("image too large to decode in memory") from None
-    return Decoded(resize_and_crop(rgb, pre), uw, uh, phash=image_hash(rgb))
+    return Decoded(resize_and_crop(rgb, pre), uw, uh, phash=image_hash(rgb), upright=upright)
+
+
+def upright_thumb(data: bytes, name: str, drafted: tuple[Any, ...], rgb: Image.Image,
+                  pre: Preprocess, box: tuple[int, int], size: tuple[int, int]) -> Thumb | None:
+    """upright_image(name, box)'s pixels and upright (height, width) from `rgb` (the
+    upright RGB image decode_bytes made of a file of stored (width, height) `size`, decoded
+    as `drafted`: its format, size and decoder configuration), or None where they could
+    differ: formats other than JPEG and PNG (whose orientation both read alike), another
+    background, an image over upright_image's pixel limit, or a JPEG decoded at another DCT
+    scale than upright_image's draft for `box` picks."""
+    fmt, decoded_size, config = drafted
+    if fmt not in ("JPEG", "PNG") or pre.background != BACKGROUND or (
+            size[0] * size[1] > DEFAULT_MAX_PIXELS):
+        return None
+    if fmt == "JPEG":
+        probe = open_image(data, name)  # the header only: the scale its draft picks
+        probe.draft("RGB", box)
+        if (probe.size, getattr(probe, "decoderconfig", ()) or (1, 0)) != (decoded_size, config):
+            return None
+    if (rgb.width > rgb.height) != (size[0] > size[1]):
+        size = size[::-1]  # turned upright (upright_image's rule)
+    thumb = rgb.copy()
+    thumb.thumbnail(box)
+    return np.asarray(thumb.convert("RGB"), np.uint8), (size[1], size[0])
 
 
 def _require_decoder(fmt: Format | None) -> None:
@@ -237,9 +271,13 @@ def decode_file(path: str, pre: Preprocess, max_pixels: int = DEFAULT_MAX_PIXELS
     fmt = format_of(path)
     _require_decoder(fmt)
     data = read_file(path)
+    box = kept.wanted_box()  # a later stage of this command wants upright thumbnails
     decoded = (decode_raw(data, pre, max_pixels) if fmt is not None and fmt.raw
-               else decode_bytes(data, pre, max_pixels, path))
-    return replace(decoded, digest=content_digest(data))
+               else decode_bytes(data, pre, max_pixels, path, box))
+    digest = content_digest(data)
+    if decoded.upright is not None and box is not None:
+        kept.keep(path, digest, box, decoded.upright)
+    return replace(decoded, digest=digest, upright=None)
 
 
 # libraw's `flip` -> the number of quarter turns (counter-clockwise) that make it upright

@@ -11,12 +11,13 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
-from imgsim_index.defaults import DEFAULT_KEEP, DEFAULT_THRESHOLD
+from imgsim_index.defaults import DEFAULT_KEEP, DEFAULT_THRESHOLD, VERIFY_KEPT_BYTES
 from imgsim_index.groups.components import Groups, connected_components
 from imgsim_index.groups.keep import GroupDecision, KeepSettings, choose_keepers
 from imgsim_index.groups.verified import copy_floor, decided_pairs, screen_decisions
@@ -24,6 +25,7 @@ from imgsim_index.index.catalog import Row, VerifiedPair
 from imgsim_index.index.import_vectors import IMPORTED_WEIGHTS
 from imgsim_index.index.manifest import Manifest, identity_of
 from imgsim_index.index.store import IndexStore, scope_prefix
+from imgsim_index.ingest import kept
 from imgsim_index.ingest.scan import skipped_report
 from imgsim_index.ingest.video import split_frame_path
 from imgsim_index.paths import deepest_folder
@@ -544,13 +546,17 @@ def dedupe(
     progress = progress or NoProgress()
     settings.validate()
     built, update = None, {}
-    if folders:
-        t = time.perf_counter()
-        built = build_index(folders, index_dir, settings.build, progress,
-                            engine=engine)
-        update = {"index_update": time.perf_counter() - t}
-    dups = find_duplicates(index_dir, folders, settings, progress, engine=engine,
-                           present=set(built.scanned_paths) if built is not None else None)
+    side = settings.verify.max_side
+    # the build decodes every image: verification takes its thumbnails from there
+    with (kept.keeping((side, side), VERIFY_KEPT_BYTES) if folders and settings.verify.enabled
+          is not False else nullcontext()):
+        if folders:
+            t = time.perf_counter()
+            built = build_index(folders, index_dir, settings.build, progress,
+                                engine=engine)
+            update = {"index_update": time.perf_counter() - t}
+        dups = find_duplicates(index_dir, folders, settings, progress, engine=engine,
+                               present=set(built.scanned_paths) if built is not None else None)
     dups = replace(dups, build=built, timings={**update, **dups.timings})
     out_dir, stamp = make_output_dir(settings.output)
     files = write_report(dups, out_dir, timestamp=stamp, progress=progress)

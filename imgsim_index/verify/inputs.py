@@ -143,11 +143,17 @@ def unverified(n: int) -> Verdicts:
     return Verdicts([Verdict("copy", "not verified (cosine only)") for _ in range(n)], ran=False)
 
 
-def decode_for_verify(path: str, max_side: int) -> tuple[np.ndarray, tuple[int, int]]:
+def decode_for_verify(path: str, max_side: int, digest: str | None = None
+                      ) -> tuple[np.ndarray, tuple[int, int]]:
     """An indexed entry as upright RGB uint8 pixels, long side <= max_side, and its
-    upright (height, width) before reduction."""
+    upright (height, width) before reduction: the thumbnail this command's decoding kept
+    of this content (digest), if any (ingest/kept.py), else decoded here."""
+    from imgsim_index.ingest import kept
     from imgsim_index.ingest.upright import upright_image
 
+    thumb = kept.take(path, digest, (max_side, max_side))
+    if thumb is not None:
+        return thumb
     im = upright_image(path, (max_side, max_side), "verify")
     w, h = im.info["upright_size"]
     return np.asarray(im.convert("RGB"), np.uint8), (h, w)

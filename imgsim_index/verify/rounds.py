@@ -104,7 +104,7 @@ def _describe(task: tuple[int, str, str | None, int, Any]) -> tuple[int, Any, st
     from imgsim_index.verify.inputs import decode_for_verify
 
     try:
-        rgb, shape = decode_for_verify(path, max_side)
+        rgb, shape = decode_for_verify(path, max_side, digest)
         return k, describe(rgb, digest, match_settings, sift=False, shape=shape), ""
     except Exception as e:  # noqa: BLE001 - any decoder failure is this image's verdict
         return k, None, _first_line(e)

@@ -109,17 +109,26 @@ def _extend(curve_bins: np.ndarray, used: np.ndarray, bins: int) -> np.ndarray:
     return np.where(x > hi, curve_bins[-1] + (x - hi), out)
 
 
-def _node_curves(xs: np.ndarray, goal: np.ndarray, node: np.ndarray, wt: np.ndarray,
-                 n_nodes: int, bins: int, min_weight: float) -> np.ndarray:
-    """(n_nodes, 256) monotone curves of xs (int levels) onto goal, one per grid node, each
-    fitted on the pixels around it weighted by their bilinear weight (node, wt, goal:
-    (4, n), the nodes of each pixel's cell, their weights and the levels each should map
-    the pixel to); a node with less than min_weight keeps the identity."""
+def _node_weights(xs: np.ndarray, node: np.ndarray, wt: np.ndarray, n_nodes: int,
+                  bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(bin key, weight, weight per node and bin) of the (4, n) pairs of pixel and node
+    around it (node, wt: the nodes of each pixel's cell and their bilinear weights; xs: the
+    pixels' int levels): what _node_curves fits on, the same for every goal."""
     key = (node * bins + (xs * bins // 256)[None, :]).ravel()
     w = wt.ravel().astype(np.float64)
-    size = n_nodes * bins
-    cnt = np.bincount(key, weights=w, minlength=size).reshape(n_nodes, bins)
-    tot = np.bincount(key, weights=w * goal.ravel(), minlength=size).reshape(n_nodes, bins)
+    cnt = np.bincount(key, weights=w, minlength=n_nodes * bins).reshape(n_nodes, bins)
+    return key, w, cnt
+
+
+def _node_curves(weights: tuple[np.ndarray, np.ndarray, np.ndarray], goal: np.ndarray,
+                 bins: int, min_weight: float) -> np.ndarray:
+    """(n_nodes, 256) monotone curves of the pixels' levels onto goal ((4, n): the level
+    each pixel should map to through each node of its cell), one per grid node, each
+    fitted on the pixels around it weighted by their bilinear weight (weights:
+    _node_weights); a node with less than min_weight keeps the identity."""
+    key, w, cnt = weights
+    n_nodes = cnt.shape[0]
+    tot = np.bincount(key, weights=w * goal.ravel(), minlength=cnt.size).reshape(n_nodes, bins)
     curves = np.tile(np.arange(256, dtype=np.float64), (n_nodes, 1))
     for t in range(n_nodes):
         used = cnt[t] > 1e-6
@@ -180,7 +189,8 @@ def local_correction(pred: np.ndarray, target: np.ndarray, valid: np.ndarray, ti
     xs = np.clip(pred[ys_, xs_], 0, 255).astype(np.intp)
     ys = target[ys_, xs_].astype(np.float64)
     min_weight = max(LOCAL_MIN_WEIGHT, ys_.size / (side * side * LOCAL_NODE_SHARE))
-    inl = np.ones(ys.size, bool)
+    sel = None  # the pixels fitted (None: all)
+    weights = _node_weights(xs, node, wt, side * side, bins)
     curves = np.tile(np.arange(256, dtype=np.float64), (side * side, 1))
     vals = curves[node, xs[None, :]]
     at = xs.astype(np.float64)
@@ -188,14 +198,24 @@ def local_correction(pred: np.ndarray, target: np.ndarray, valid: np.ndarray, ti
         # each node's curve moves by the residual of the blended prediction around it, so
         # the blend, not each node alone, fits the target (backfitting steps)
         goal = vals + (ys - at)[None, :]
-        curves = _node_curves(xs[inl], goal[:, inl], node[:, inl], wt[:, inl], side * side,
-                              bins, min_weight)
+        curves = _node_curves(weights, goal if sel is None else goal[:, sel], bins,
+                              min_weight)
         vals = curves[node, xs[None, :]]
         at = (vals * wt).sum(axis=0)
         if step == steps - 1:  # new content (text, a figure) is left out of the next fits
             inl = np.abs(ys - at) <= outlier
-    spans_y = _spans(h, y0, y1, cells)
-    spans_x = _spans(w, x0, x1, cells)
+            if not inl.all():
+                sel = np.flatnonzero(inl)
+                weights = _node_weights(xs[sel], node[:, sel], wt[:, sel], side * side, bins)
+    return _blend(pred, curves, _spans(h, y0, y1, cells), _spans(w, x0, x1, cells)), float(
+        np.mean(np.abs(at - xs)))
+
+
+def _blend(pred: np.ndarray, curves: np.ndarray, spans_y: list[tuple[np.ndarray, int, int]],
+           spans_x: list[tuple[np.ndarray, int, int]]) -> np.ndarray:
+    """pred through the nodes' curves, each pixel through those of its cell's four nodes
+    weighted bilinearly (spans: _spans along each axis)."""
+    side, w = len(spans_x), pred.shape[1]
     q = np.clip(pred, 0.0, 255.0).astype(np.float32)
     lo = np.minimum(q.astype(np.intp), 254)
     frac = q - lo
@@ -211,7 +231,7 @@ def local_correction(pred: np.ndarray, target: np.ndarray, valid: np.ndarray, ti
             acc[:, c0:c1] += v
         acc *= wy[:, None]
         out[r0:r1] += acc
-    return out, float(np.mean(np.abs(at - xs)))
+    return out
 
 
 def gain_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:

@@ -1,0 +1,96 @@
+"""ingest/kept: the verification thumbnails `dedupe FOLDER`'s build keeps are the very
+pixels verification decodes, and verification takes them instead of the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from imgsim_index.embed.models.efficientnet import EFFICIENTNET_LITE0
+from imgsim_index.errors import DecodeError
+from imgsim_index.ingest import kept
+from imgsim_index.ingest.decode import decode_file
+from imgsim_index.ingest.identity import content_digest
+from imgsim_index.ingest.upright import upright_image
+from imgsim_index.verify.inputs import decode_for_verify
+
+PRE = EFFICIENTNET_LITE0.preprocess
+BOX = (512, 512)
+
+
+def picture(w: int, h: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w]
+    rgb = np.dstack([x * 255 // w, y * 255 // h, (x // 37 + y // 23) % 2 * 200]).astype(np.uint8)
+    rgb[: h // 6, : w // 5] = rng.integers(0, 256, 3)
+    return rgb
+
+
+def write_files(folder: Path) -> list[Path]:
+    """JPEGs at the sizes where the build's DCT scale and verification's agree and where they
+    may not, one turned by EXIF, PNGs with transparency and in 16-bit grey, and a GIF."""
+    out = []
+    for name, (w, h) in {"big": (2400, 1600), "odd": (1100, 1300), "small": (640, 480),
+                         "wide": (4000, 900), "tall": (700, 2600)}.items():
+        p = folder / f"{name}.jpg"
+        Image.fromarray(picture(w, h)).save(p, quality=90)
+        out.append(p)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    p = folder / "turned.jpg"
+    Image.fromarray(picture(1800, 1200, 1)).save(p, quality=90, exif=exif)
+    out.append(p)
+    rgba = np.dstack([picture(900, 600, 2), np.tile(np.arange(900) % 256, (600, 1))])
+    Image.fromarray(rgba.astype(np.uint8), "RGBA").save(folder / "alpha.png")
+    grey = (np.arange(700 * 500).reshape(500, 700) * 97 % 65536).astype(np.uint16)
+    Image.fromarray(grey).save(folder / "grey16.png")
+    Image.fromarray(picture(300, 200, 3)).convert("P").save(folder / "palette.gif")
+    return [*out, folder / "alpha.png", folder / "grey16.png", folder / "palette.gif"]
+
+
+def test_kept_thumbnails_are_the_pixels_verification_decodes(tmp_path: Path) -> None:
+    files = write_files(tmp_path)
+    with kept.keeping(BOX, 1 << 30):
+        for p in files:
+            decode_file(str(p), PRE)
+        taken = {p.name: kept.take(str(p), content_digest(p.read_bytes()), BOX) for p in files}
+    assert taken["palette.gif"] is None  # another format: verification decodes it
+    assert sum(t is not None for t in taken.values()) >= len(files) - 2
+    for p in files:
+        thumb = taken[p.name]
+        if thumb is None:
+            continue
+        im = upright_image(str(p), BOX, "verify")
+        w, h = im.info["upright_size"]
+        assert thumb[1] == (h, w), p.name
+        assert np.array_equal(thumb[0], np.asarray(im.convert("RGB"), np.uint8)), p.name
+
+
+def test_verification_takes_a_kept_thumbnail_once_and_only_for_its_content(
+        tmp_path: Path) -> None:
+    p = write_files(tmp_path)[0]
+    digest = content_digest(p.read_bytes())
+    with kept.keeping(BOX, 1 << 30):
+        decode_file(str(p), PRE)
+        p.unlink()  # verification no longer needs the file: the build's pixels stand
+        assert kept.take(str(p), "another content", BOX) is None
+        rgb, shape = decode_for_verify(str(p), 512, digest)
+        assert rgb.shape[2] == 3 and max(rgb.shape[:2]) == 512 and shape == (1600, 2400)
+        with pytest.raises(DecodeError):  # given once: now it is read from the file
+            decode_for_verify(str(p), 512, digest)
+
+
+def test_nothing_is_kept_outside_the_block_or_beyond_its_bytes(tmp_path: Path) -> None:
+    files = write_files(tmp_path)[:3]
+    digests = [content_digest(p.read_bytes()) for p in files]
+    decode_file(str(files[0]), PRE)
+    with kept.keeping(BOX, 1):  # room for none
+        for p in files:
+            decode_file(str(p), PRE)
+        assert all(kept.take(str(p), d, BOX) is None for p, d in zip(files, digests, strict=True))
+    with kept.keeping(BOX, 1 << 30):
+        pass
+    assert kept.take(str(files[0]), digests[0], BOX) is None

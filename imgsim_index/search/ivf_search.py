@@ -184,9 +184,8 @@ def _new_pairs(folder: str, catalog: Catalog, opened: ivf.OpenIvf, threshold: fl
                                        later_only=False)
         u, v, t = np.concatenate([u, pu]), np.concatenate([v, pv]), np.concatenate([t, pt])
         targets = keys_of_ids(catalog, np.unique(v[t != -1]), prefixes)
-        both = RowKeys.of(np.concatenate([keys.ids, targets.ids]),
-                          np.concatenate([keys.seqs, targets.seqs]))
-        both = RowKeys.of(*_unique_rows(both))
+        ids, first = np.unique(np.concatenate([keys.ids, targets.ids]), return_index=True)
+        both = RowKeys.of(ids, np.concatenate([keys.seqs, targets.seqs])[first])
         keep = _current(u, v, t, both, manifest)
         a, b = unique_pairs(u[keep], v[keep])
         new = np.maximum(both.seq_of(a), both.seq_of(b)) > after
@@ -198,12 +197,6 @@ def _new_pairs(folder: str, catalog: Catalog, opened: ivf.OpenIvf, threshold: fl
 def _every_entry(ids: np.ndarray, part: ivf.Part) -> np.ndarray:
     """A new-only scan keeps every entry of a list (checked after scoring)."""
     return np.zeros(len(ids), np.int64)
-
-
-def _unique_rows(keys: RowKeys) -> tuple[np.ndarray, np.ndarray]:
-    first = np.ones(len(keys.ids), bool)
-    first[1:] = keys.ids[1:] != keys.ids[:-1]
-    return keys.ids[first], keys.seqs[first]
 
 
 def _current(u: np.ndarray, v: np.ndarray, t: np.ndarray, keys: RowKeys,

@@ -11,7 +11,9 @@ check_map runs it at coarser sizes first (a clear result there settles the map).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import cv2
 import numpy as np
@@ -27,16 +29,23 @@ from imgsim_index.verify.residual import (
     caption_blocks,
     components,
     residual,
+    solid_blobs,
     split_overlay,
 )
 from imgsim_index.verify.settings import (
     BAND_MIN_ASPECT,
     BAND_MIN_ROWS,
     BASE_BLUR_SIGMA,
+    BLOB_MIN_SHARE,
+    BLOB_OPEN_DIV,
     BLOCK_MIN_COVER,
     BLUR_MIN_GAIN,
     BLUR_STEPS,
+    CLIP_GREY_LIGHT,
     COARSE_MIN_BLOCKS,
+    COLOUR_LEVEL,
+    COLOUR_MEAN_K,
+    COLOUR_NOISE_K,
     FILL_DARK,
     FILL_GROW_PX,
     FILL_LIGHT,
@@ -53,6 +62,7 @@ from imgsim_index.verify.settings import (
     NEUTRAL_CHROMA,
     OVERLAP_ERODE_PX,
     OVERLAY_NEWS_SHARE,
+    REFIT_MEDIAN_K,
     SCORE_MEDIAN_WEIGHT,
     TURN_MIN_DEG,
     MatchSettings,
@@ -104,11 +114,13 @@ def _fill_mask(g: np.ndarray) -> np.ndarray:
 
 
 def _hue_change(a: Features, b: Features, m: np.ndarray, swap: bool, block: int,
-                grid: tuple[int, int], settings: MatchSettings) -> tuple[float, np.ndarray]:
+                grid: tuple[int, int], settings: MatchSettings
+                ) -> tuple[float, np.ndarray, Callable[[], np.ndarray]]:
     """(mean absolute hue change in deg where both images are clearly coloured, -1 if
     unknown; blocks of the residual grid (hb, wb) of `block` grey px, mostly coloured in
     both, whose hue changed by more than settings.block_hue_deg: a subject recoloured, or
-    another one there)."""
+    another one there; what finds the blocks touched by a blob of another colour,
+    _colour_blobs)."""
     src, dst = (a, b) if swap else (b, a)
     half = np.array([[0.5, 0, 0], [0, 0.5, 0], [0, 0, 1]])
     m3 = np.vstack([m, [0, 0, 1]])
@@ -126,21 +138,63 @@ def _hue_change(a: Features, b: Features, m: np.ndarray, swap: bool, block: int,
     sel = valid & (c_d > NEUTRAL_CHROMA) & (c_s > NEUTRAL_CHROMA)
     hb, wb = grid
     blocks = np.zeros(grid, bool)
+    cbs = max(1, block // 2)  # the chroma is at half the grey size
+    blobs = partial(_colour_blobs, ab_d, ab_s, valid, (dst.clip, src.clip, (half @ m3)[:2]),
+                    cbs, grid)
     if sel.sum() < HUE_MIN_PIXELS:
-        return -1.0, blocks
+        return -1.0, blocks, blobs
     d = np.abs(np.remainder(np.arctan2(ab_d[..., 1], ab_d[..., 0])
                             - np.arctan2(ab_s[..., 1], ab_s[..., 0])
                             + np.pi, 2 * np.pi) - np.pi).astype(np.float32)
     w = np.where(sel, np.minimum(c_d, c_s), 0.0).astype(np.float32)
-    cbs = max(1, block // 2)  # the chroma is at half the grey size
     if hb * cbs <= hd and wb * cbs <= wd:
         wsum = block_sums(w, cbs, hb, wb)
         cover = block_sums(sel.astype(np.float32), cbs, hb, wb) / (cbs * cbs)
         deg = np.degrees(block_sums(d * w, cbs, hb, wb) / np.maximum(wsum, 1e-6))
         blocks = (cover >= HUE_BLOCK_COVER) & (deg > settings.block_hue_deg)
     if sel.sum() < HUE_MIN_SHARE * valid.sum():
-        return -1.0, blocks
-    return float(np.degrees(np.average(d[sel], weights=w[sel]))), blocks
+        return -1.0, blocks, blobs
+    return float(np.degrees(np.average(d[sel], weights=w[sel]))), blocks, blobs
+
+
+def _colour_blobs(ab_d: np.ndarray, ab_s: np.ndarray, valid: np.ndarray,
+                  clips: tuple[np.ndarray, np.ndarray, np.ndarray], cbs: int,
+                  grid: tuple[int, int]) -> np.ndarray:
+    """Blocks of the residual grid (blocks of cbs chroma px) touched by a solid blob of
+    another colour: ab_d (a*, b* of dst, 0 = neutral) predicted from ab_s (src's, aligned)
+    by one affine map fitted where both are valid and neither is clipped (clips: dst's clip
+    mask, src's, and the map of src's grey px onto the chroma grid), and again without the
+    worst pixels (the blob's own), the residual's blobs (residual.solid_blobs) above
+    COLOUR_LEVEL and COLOUR_NOISE_K x the median residual, COLOUR_MEAN_K x that on
+    average."""
+    hb, wb = grid
+    hd, wd = valid.shape
+    clip = cv2.resize(clips[0], (wd, hd), interpolation=cv2.INTER_AREA) > 0
+    clip |= cv2.warpAffine(clips[1], clips[2], (wd, hd), flags=cv2.INTER_LINEAR) > 0
+    fit = valid & ~clip
+    none = np.zeros(grid, bool)
+    n_fit = int(fit.sum())
+    if n_fit < HUE_MIN_PIXELS or hb * cbs > fit.shape[0] or wb * cbs > fit.shape[1]:
+        return none
+    x = np.concatenate([ab_s, np.ones(ab_s.shape[:2] + (1,), np.float32)], axis=2)
+    x = x.reshape(-1, 3).astype(np.float64)
+    y = ab_d.reshape(-1, 2).astype(np.float64)
+    inl = fit.ravel()
+    for _ in range(2):
+        xi = x[inl]
+        coef = np.linalg.lstsq(xi.T @ xi, xi.T @ y[inl], rcond=None)[0]
+        err = np.linalg.norm(y - x @ coef, axis=1)
+        inl = fit.ravel() & (err <= max(REFIT_MEDIAN_K * float(np.median(err[fit.ravel()])),
+                                        COLOUR_LEVEL / 2))
+        if inl.sum() < HUE_MIN_PIXELS:
+            return none
+    res = np.where(fit, err.reshape(fit.shape), 0.0).astype(np.float32)
+    level = max(COLOUR_LEVEL, COLOUR_NOISE_K * float(np.median(res[fit])))
+    keep = solid_blobs(res, level, None, cbs // BLOB_OPEN_DIV, BLOB_MIN_SHARE * n_fit,
+                       COLOUR_MEAN_K)
+    if keep is None:
+        return none
+    return block_sums(keep, cbs, hb, wb) > 0
 
 
 @dataclass
@@ -205,17 +259,19 @@ def _mask_corner_fill(p: _Placed, nums: dict[str, float]) -> None:
 
 
 def _hue(a: Features, b: Features, m: np.ndarray, p: _Placed, settings: MatchSettings,
-         nums: dict[str, float]) -> tuple[float, np.ndarray]:
-    """(mean hue change or -1, blocks whose hue changed) when both images have colour."""
+         nums: dict[str, float]) -> tuple[float, np.ndarray, Callable[[], np.ndarray]]:
+    """(mean hue change or -1, blocks whose hue changed, what finds the blocks touched by a
+    blob of another colour) when both images have colour."""
     hd, wd = p.dst.grey.shape
     bs = settings.block
     hue, hue_blocks = -1.0, np.zeros((hd // bs, wd // bs), bool)
+    blobs: Callable[[], np.ndarray] = partial(np.zeros, hue_blocks.shape, bool)
     if min(a.colourful, b.colourful) > HUE_MIN_COLOURFUL and hue_blocks.size:
-        hue, hue_blocks = _hue_change(a, b, m, p.swap, bs, hue_blocks.shape, settings)
+        hue, hue_blocks, blobs = _hue_change(a, b, m, p.swap, bs, hue_blocks.shape, settings)
         if min(a.colourful, b.colourful) <= HUE_MEAN_COLOURFUL:
             hue = -1.0  # too little colour for a mean over the picture
     nums["hue_change_deg"] = hue
-    return hue, hue_blocks
+    return hue, hue_blocks, blobs
 
 
 def _deblur(grey_d: np.ndarray, grey_s: np.ndarray, idx: np.ndarray, dst_blur: Blurs,
@@ -267,6 +323,7 @@ class _Judging:
     caption: np.ndarray  # bool: blocks of caption text
     hue: float
     hue_blocks: np.ndarray
+    colour_fn: Callable[[], np.ndarray]  # blocks touched by a blob of another colour
     nums: dict[str, float]
     settings: MatchSettings
     # set by prime()
@@ -275,6 +332,10 @@ class _Judging:
     cls_s: np.ndarray = field(init=False)  # src's colour classes on dst's grid
     fwd: Residual = field(init=False)  # dst predicted from src, global curves
     clipped: np.ndarray = field(init=False)  # blocks whose strong residuals are no content
+    colour_cache: np.ndarray | None = field(init=False, default=None)
+    # bool per px, left out of the blobs when predicting dst from src (fwd) and back (rev)
+    unjudged_fwd: np.ndarray = field(init=False)
+    unjudged_rev: np.ndarray = field(init=False)
 
     def prime(self) -> None:
         """The block contrasts, the clipped blocks and the prediction of dst from src
@@ -285,20 +346,27 @@ class _Judging:
         hd, wd = p.dst.grey.shape
         self.cls_s = cv2.warpAffine(p.src.tone_classes(), p.to_dst, (wd, hd),
                                     flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)
+        self.clipped = self._clipped()
         self.fwd = self._predict()
         self.nums["tone_shift"] = self.fwd.tone_shift
         self.hue_blocks &= self.used
-        self.clipped = self._clipped()
 
     def _predict(self, local: Local = "", reverse: bool = False) -> Residual:
         if reverse:
             return residual(self.blurred_s, self.blurred_d, self.grey_d,
                             self.p.dst.tone_classes(), self.std_s, self.idx, self.inside,
-                            self.counts, self.used, self.settings, local)
+                            self.counts, self.used, self.settings, local,
+                            left_out=self.unjudged_rev)
         fitted = self.fwd if local else None  # local tone goes on top of the same global
         return residual(self.blurred_d, self.blurred_s, self.grey_s, self.cls_s, self.std_d,
                         self.idx, self.inside, self.counts, self.used, self.settings, local,
-                        fitted)
+                        fitted, self.unjudged_fwd)
+
+    def colour_blobs(self) -> np.ndarray:
+        """Blocks touched by a blob of another colour (found on first use)."""
+        if self.colour_cache is None:
+            self.colour_cache = self.colour_fn() & self.used
+        return self.colour_cache
 
     def run(self, local: Local = "") -> Check:
         """Predict dst from src; when that alone allows a copy, src from dst too (a
@@ -332,6 +400,12 @@ class _Judging:
         hd, wd = p.dst.grey.shape
         clip_w = cv2.warpAffine(p.src.clip, p.to_dst, (wd, hd), flags=cv2.INTER_LINEAR,
                                 borderMode=cv2.BORDER_REPLICATE)
+        # pixels clipped in the source (any channel) say nothing of the target's level
+        # there, nor do pixels clipped light in the target (a channel at white: its grey
+        # is no function of the source's); a target clipped dark still shows what is there
+        clip_s, clip_d = clip_w > 0, p.dst.clip > 0
+        self.unjudged_fwd = clip_s | (clip_d & (self.grey_d >= CLIP_GREY_LIGHT))
+        self.unjudged_rev = clip_d | (clip_s & (self.grey_s >= CLIP_GREY_LIGHT))
         clip = np.maximum(p.dst.clip, clip_w).astype(np.float32) * (self.inside / 255.0)
         hb, wb = self.used.shape
         return block_sums(clip, bs, hb, wb) > self.settings.strong_clip_share * np.maximum(
@@ -346,7 +420,7 @@ def _prepare(a: Features, b: Features, m: np.ndarray, settings: MatchSettings,
         return _failed(nums, Note("overlap_low", (p.overlap,)))
     _mask_corner_fill(p, nums)
     grey_d, grey_s, valid = p.dst.grey.astype(np.float32), p.warped.astype(np.float32), p.valid
-    hue, hue_blocks = _hue(a, b, m, p, settings, nums)
+    hue, hue_blocks, colour_fn = _hue(a, b, m, p, settings, nums)
     nums["std_a"], nums["std_b"] = float(grey_d[valid].std()), float(grey_s[valid].std())
     if flat_pixels(grey_d[valid], settings) or flat_pixels(grey_s[valid], settings):
         # flat where they overlap: nothing there tells a copy from another picture (two
@@ -371,7 +445,7 @@ def _prepare(a: Features, b: Features, m: np.ndarray, settings: MatchSettings,
     sigma, blurred_d, blurred_s = _deblur(grey_d, grey_s, idx, blurs, id(p.dst))
     nums["blur_sigma"] = sigma
     ready = _Judging(p, grey_d, grey_s, blurred_d, blurred_s, idx, inside, counts, used,
-                     caption, hue, hue_blocks, nums, settings)
+                     caption, hue, hue_blocks, colour_fn, nums, settings)
     ready.prime()
     return ready
 
@@ -412,17 +486,19 @@ def verify_map(a: Features, b: Features, m: np.ndarray, settings: MatchSettings,
 
 
 def _differing(dirs: list[Residual], j: _Judging,
-               nums: dict[str, float]) -> tuple[float, float, np.ndarray]:
-    """(differing share, overlay share, the differing blocks): text overlays are told apart
-    in each direction, then the blocks either direction finds differing, and not an overlay
-    band or caption there, are new content."""
+               nums: dict[str, float]) -> tuple[float, float, np.ndarray, np.ndarray]:
+    """(differing share, overlay share, the differing blocks, the overlay bands' and
+    captions' blocks): text overlays are told apart in each direction, then the blocks
+    either direction finds differing, and not an overlay band or caption there, are new
+    content."""
     settings, used, caption = j.settings, j.used, j.caption
     n_used = float(used.sum())
     split = [split_overlay(d, j.std_d, j.std_s, settings) for d in dirs]
     rest = np.logical_or.reduce([r for r, _ in split] + [j.hue_blocks])
     in_caption = rest & caption
     rest &= ~caption
-    overlay = float((np.logical_or.reduce([b for _, b in split]) & ~rest & ~caption).sum())
+    bands = np.logical_or.reduce([b for _, b in split]) & ~rest & ~caption
+    overlay = float(bands.sum())
     differing = float(rest.sum()) / n_used
     comps = components(rest)
     nums["largest_region"] = max((c[4] for c in comps), default=0) / n_used
@@ -439,7 +515,7 @@ def _differing(dirs: list[Residual], j: _Judging,
     nums["caption_share"] = caption_share
     overlay_share += caption_share
     nums["differing_share"], nums["overlay_share"] = differing, overlay_share
-    return differing, overlay_share, rest
+    return differing, overlay_share, rest, bands | caption
 
 
 def _judge(dirs: list[Residual], j: _Judging) -> Check:
@@ -449,7 +525,7 @@ def _judge(dirs: list[Residual], j: _Judging) -> Check:
     tone_dev = max(d.tone_dev for d in dirs)
     med = max(d.median for d in dirs)
     nums["tone_dev"], nums["block_median"] = tone_dev, med
-    differing, overlay_share, rest = _differing(dirs, j, nums)
+    differing, overlay_share, rest, text = _differing(dirs, j, nums)
     copy = differing <= settings.max_differing and nums["largest_region"] <= settings.max_region
     # a small object that moved, appeared or vanished (a ball between two video frames)
     # stays under the shares above; its blocks differ by far, where an edit's do not
@@ -479,8 +555,25 @@ def _judge(dirs: list[Residual], j: _Judging) -> Check:
         notes.append(Note("colours"))
     if overlay_share >= OVERLAY_NEWS_SHARE:  # the share is in the numbers; less is no news
         notes.append(Note("overlay", (overlay_share,)))
+    if copy and _solid_blobs(dirs, j, text, nums):
+        copy = False
+        notes.insert(0, Note("small_change"))
     score = j.p.overlap - differing - SCORE_MEDIAN_WEIGHT * med
     return Check(copy, differing, score, nums, notes)
+
+
+def _solid_blobs(dirs: list[Residual], j: _Judging, text: np.ndarray,
+                 nums: dict[str, float]) -> bool:
+    """A solid blob of pixels that differ by far, in grey or in colour (a small object that
+    moved, whose blocks stay under the strong level), outside text: the block rows of a
+    text band or caption are its line (letters the rules did not take for text sit beside
+    those they did). Asked only of a map that passes every other limit."""
+    near_text = cv2.dilate(text.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    near_text |= near_text.any(axis=1, keepdims=True)
+    blobs = np.logical_or.reduce([d.blobs() for d in dirs] + [j.colour_blobs()])
+    blobs &= j.used & ~near_text
+    nums["blob_blocks"] = float(blobs.sum())
+    return bool(blobs.any())
 
 
 def _clearly_other(c: Check, s: MatchSettings) -> bool:

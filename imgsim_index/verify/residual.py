@@ -5,7 +5,9 @@ or caption text. check.py judges a map from them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
 from typing import Literal
 
 import cv2
@@ -14,6 +16,11 @@ import numpy as np
 from imgsim_index.verify.settings import (
     BAND_MIN_ASPECT,
     BAND_MIN_ROWS,
+    BLOB_MAX_COUNT,
+    BLOB_MEAN_K,
+    BLOB_MIN_SHARE,
+    BLOB_OPEN_DIV,
+    BLOB_SAME_NCC,
     CLIP_HIGH,
     CLIP_LOW,
     CLIP_SPREAD_K,
@@ -75,6 +82,16 @@ class Residual:
     gain_dev: float  # ...and the curves' mean |curve - that gain|
     local_dev: float  # mean |local curve - identity| of the tiles' curves (0: global only)
     mapped: np.ndarray  # the source through the global curves (before any local ones)
+    # the blocks touched by a solid blob of pixels differing by far (_blobs), computed on
+    # first use: only a map that passes every other limit needs them
+    blob_fn: Callable[[], np.ndarray] | None = field(default=None, repr=False)
+    blob_cache: np.ndarray | None = field(default=None, repr=False)
+
+    def blobs(self) -> np.ndarray:
+        if self.blob_cache is None:
+            self.blob_cache = (self.blob_fn() if self.blob_fn is not None
+                               else np.zeros(self.diff.shape, bool))
+        return self.blob_cache
 
 
 def _clip_tolerance(source0: np.ndarray, idx: np.ndarray, ys: np.ndarray) -> np.ndarray:
@@ -132,7 +149,8 @@ def _field(target: np.ndarray, source: np.ndarray, cls: np.ndarray,
 def residual(target: np.ndarray, source: np.ndarray, source0: np.ndarray,
               cls: np.ndarray, st: np.ndarray, idx: np.ndarray, in_overlap: np.ndarray,
               n: np.ndarray, used: np.ndarray, settings: MatchSettings,
-              local: Local = "", fitted: Residual | None = None) -> Residual:
+              local: Local = "", fitted: Residual | None = None,
+              left_out: np.ndarray | None = None) -> Residual:
     """Predict `target` from `source` (aligned float32 grey images) through monotone tone
     curves, one per colour class of the source (`cls`, aligned with it), fitted on the
     overlap (flat pixel indices `idx`; in_overlap: the overlap as float32 0/1, n: its pixel count
@@ -141,7 +159,8 @@ def residual(target: np.ndarray, source: np.ndarray, source0: np.ndarray,
     clipped in the source (`source0`, unblurred, at 0-3 or 252-255) are not judged: the
     levels an edit clipped cannot be told apart there. fitted: the residual of the same
     inputs without local tone, whose global curves are taken as they are (the same
-    numbers: the tone numbers are always the global curves')."""
+    numbers: the tone numbers are always the global curves'). left_out: bool, the pixels
+    left out of the blobs (clipped)."""
     ys = target.ravel().take(idx)
     if fitted is None:
         fitted = _global_fit(source, cls, idx, ys, settings)
@@ -168,9 +187,76 @@ def residual(target: np.ndarray, source: np.ndarray, source0: np.ndarray,
     noise = max(settings.diff_floor, settings.diff_noise_k * med)
     thr = np.maximum(noise, settings.diff_contrast * np.maximum(st, sm))
     diff = used & (block_res > thr)
-    strong = diff & (block_res > max(settings.strong_ratio * noise, settings.strong_floor))
+    level = max(settings.strong_ratio * noise, settings.strong_floor)
+    strong = diff & (block_res > level)
+    blobs = partial(_blobs, res, level, left_out, in_overlap, bs, used, (target, source))
     return Residual(diff, strong, med, fitted.tone_shift, fitted.tone_dev, fitted.gain,
-                    fitted.gain_dev, local_dev, fitted.mapped)
+                    fitted.gain_dev, local_dev, fitted.mapped, blobs)
+
+
+def _blobs(res: np.ndarray, level: float, left_out: np.ndarray | None,
+           in_overlap: np.ndarray, bs: int, used: np.ndarray,
+           pair: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Blocks touched by a blob of pixels whose residual is above `level`, still there after
+    an opening by a disc of about bs / BLOB_OPEN_DIV px (an edge a little off, a blur
+    difference, a stroke of text are thinner), covering BLOB_MIN_SHARE of the overlap and
+    BLOB_MEAN_K times the level on average: a small object that moved, appeared or
+    vanished. Pixels left_out (clipped) are not judged."""
+    hb, wb = used.shape
+    keep = solid_blobs(res, level, left_out, bs // BLOB_OPEN_DIV,
+                       BLOB_MIN_SHARE * float(in_overlap.sum()), BLOB_MEAN_K, pair)
+    if keep is None:
+        return np.zeros(used.shape, bool)
+    return used & (block_sums(keep, bs, hb, wb) > 0)
+
+
+def solid_blobs(res: np.ndarray, level: float, left_out: np.ndarray | None, open_px: int,
+                min_px: float, mean_k: float,
+                pair: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray | None:
+    """float32 0/1 mask of the blobs of pixels whose residual `res` is above `level` (but
+    where left_out), still there after an opening by a disc of about open_px, of min_px
+    pixels at least and a mean residual of mean_k x level at least; None when there is
+    none, or more than BLOB_MAX_COUNT (many solid blobs are text the overlay and caption
+    rules did not see, or an edit; new content that large is judged by its share). pair:
+    the two aligned images the residual is of; a blob where they correlate by BLOB_SAME_NCC
+    or more shows the same structure in another tone (a tone curve that misses a few
+    colours), not new content."""
+    hot = res > level
+    if left_out is not None:
+        hot &= ~left_out
+    if not hot.any():
+        return None
+    k = max(1, open_px) | 1
+    hot8: np.ndarray = hot.astype(np.uint8)
+    if k > 1:
+        hot8 = cv2.morphologyEx(hot8, cv2.MORPH_OPEN,
+                                cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(hot8, connectivity=8)
+    area = stats[:, cv2.CC_STAT_AREA]
+    big = area >= min_px
+    big[0] = False
+    if big.any():  # ...and far above the level on average (a local tone edit is not)
+        mean = np.bincount(lab.ravel(), weights=res.ravel(), minlength=n) / np.maximum(area, 1)
+        big &= mean >= mean_k * level
+    if pair is not None and 0 < big.sum() <= BLOB_MAX_COUNT:
+        for i in np.flatnonzero(big):
+            big[i] = not _same_structure(pair, stats[i], k)
+    if not big.any() or big.sum() > BLOB_MAX_COUNT:
+        return None
+    return big[lab].astype(np.float32)
+
+
+def _same_structure(pair: tuple[np.ndarray, np.ndarray], box: np.ndarray, grow: int) -> bool:
+    """The two images correlate by BLOB_SAME_NCC or more over the box (x, y, w, h, ...),
+    grown by `grow` px (a flat patch in either correlates with nothing)."""
+    x, y, w, h = (int(v) for v in box[:4])
+    ys, xs = slice(max(0, y - grow), y + h + grow), slice(max(0, x - grow), x + w + grow)
+    t = pair[0][ys, xs].astype(np.float64).ravel()
+    s = pair[1][ys, xs].astype(np.float64).ravel()
+    t -= t.mean()
+    s -= s.mean()
+    den = float(np.sqrt((t * t).sum() * (s * s).sum()))
+    return den > 0 and float((t * s).sum()) / den >= BLOB_SAME_NCC
 
 
 def _global_fit(source: np.ndarray, cls: np.ndarray, idx: np.ndarray, ys: np.ndarray,

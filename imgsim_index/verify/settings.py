@@ -210,6 +210,24 @@ REFIT_FLOOR_K = 3.0  # the tone curve is refitted without pixels predicted worse
 REFIT_MEDIAN_K = 6.0  # diff_floor and this x the median error (new content)...
 REFIT_SAMPLE = 7  # ...the median taken over every this-th pixel
 CLIP_SPREAD_K = 2.0  # at a clipped level a residual counts beyond this x the target's spread
+# a blob of pixels whose residual is above the strong level, solid after an opening by a
+# disc of about block / BLOB_OPEN_DIV px (a misregistered edge or a stroke is thinner) and
+# covering BLOB_MIN_SHARE of the overlap at least, BLOB_MEAN_K times the level on average,
+# is new content (a small ball that moved over a textured background leaves no block whose
+# mean residual is strong; the blobs a local tone edit leaves are near the level)
+BLOB_OPEN_DIV = 3
+BLOB_MIN_SHARE = 0.0008
+BLOB_MEAN_K = 1.5
+CLIP_GREY_LIGHT = 128  # a clipped pixel this light or lighter is clipped at white
+BLOB_MAX_COUNT = 3  # ...and at most this many (an object that moved: two places)
+BLOB_SAME_NCC = 0.9  # ...where the two images do not correlate by this much
+# colour blobs: a* b* of one image predicted from the other's by one affine map (a white
+# balance, a saturation or hue change is one); a solid blob (as above) whose residual is
+# above COLOUR_LEVEL and COLOUR_NOISE_K x its median, COLOUR_MEAN_K x that on average, is an
+# object of another colour (a ball of the background's grey level that moved)
+COLOUR_LEVEL = 12.0
+COLOUR_NOISE_K = 6.0
+COLOUR_MEAN_K = 2.0
 BAND_MIN_ROWS = 3  # a band (overlay, caption) may always be this many block rows high
 BAND_MIN_ASPECT = 2  # a band is at least this many times wider than high
 STROKE_WHITE, STROKE_BLACK = 220, 50  # caption letters are near white, outlined near black...

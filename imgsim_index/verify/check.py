@@ -486,19 +486,17 @@ def verify_map(a: Features, b: Features, m: np.ndarray, settings: MatchSettings,
 
 
 def _differing(dirs: list[Residual], j: _Judging,
-               nums: dict[str, float]) -> tuple[float, float, np.ndarray, np.ndarray]:
-    """(differing share, overlay share, the differing blocks, the overlay bands' and
-    captions' blocks): text overlays are told apart in each direction, then the blocks
-    either direction finds differing, and not an overlay band or caption there, are new
-    content."""
+               nums: dict[str, float]) -> tuple[float, float, np.ndarray]:
+    """(differing share, overlay share, the differing blocks): text overlays are told apart
+    in each direction, then the blocks either direction finds differing, and not an overlay
+    band or caption there, are new content."""
     settings, used, caption = j.settings, j.used, j.caption
     n_used = float(used.sum())
     split = [split_overlay(d, j.std_d, j.std_s, settings) for d in dirs]
     rest = np.logical_or.reduce([r for r, _ in split] + [j.hue_blocks])
     in_caption = rest & caption
     rest &= ~caption
-    bands = np.logical_or.reduce([b for _, b in split]) & ~rest & ~caption
-    overlay = float(bands.sum())
+    overlay = float((np.logical_or.reduce([b for _, b in split]) & ~rest & ~caption).sum())
     differing = float(rest.sum()) / n_used
     comps = components(rest)
     nums["largest_region"] = max((c[4] for c in comps), default=0) / n_used
@@ -515,7 +513,7 @@ def _differing(dirs: list[Residual], j: _Judging,
     nums["caption_share"] = caption_share
     overlay_share += caption_share
     nums["differing_share"], nums["overlay_share"] = differing, overlay_share
-    return differing, overlay_share, rest, bands | caption
+    return differing, overlay_share, rest
 
 
 def _judge(dirs: list[Residual], j: _Judging) -> Check:
@@ -525,7 +523,7 @@ def _judge(dirs: list[Residual], j: _Judging) -> Check:
     tone_dev = max(d.tone_dev for d in dirs)
     med = max(d.median for d in dirs)
     nums["tone_dev"], nums["block_median"] = tone_dev, med
-    differing, overlay_share, rest, text = _differing(dirs, j, nums)
+    differing, overlay_share, rest = _differing(dirs, j, nums)
     copy = differing <= settings.max_differing and nums["largest_region"] <= settings.max_region
     # a small object that moved, appeared or vanished (a ball between two video frames)
     # stays under the shares above; its blocks differ by far, where an edit's do not
@@ -555,20 +553,21 @@ def _judge(dirs: list[Residual], j: _Judging) -> Check:
         notes.append(Note("colours"))
     if overlay_share >= OVERLAY_NEWS_SHARE:  # the share is in the numbers; less is no news
         notes.append(Note("overlay", (overlay_share,)))
-    if copy and _solid_blobs(dirs, j, text, nums):
+    if copy and _solid_blobs(dirs, j, nums):
         copy = False
         notes.insert(0, Note("small_change"))
     score = j.p.overlap - differing - SCORE_MEDIAN_WEIGHT * med
     return Check(copy, differing, score, nums, notes)
 
 
-def _solid_blobs(dirs: list[Residual], j: _Judging, text: np.ndarray,
-                 nums: dict[str, float]) -> bool:
+def _solid_blobs(dirs: list[Residual], j: _Judging, nums: dict[str, float]) -> bool:
     """A solid blob of pixels that differ by far, in grey or in colour (a small object that
-    moved, whose blocks stay under the strong level), outside text: the block rows of a
-    text band or caption are its line (letters the rules did not take for text sit beside
-    those they did). Asked only of a map that passes every other limit."""
-    near_text = cv2.dilate(text.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    moved, whose blocks stay under the strong level), outside captions: the block rows of
+    a caption are its line (big letters the caption rule did not take for text sit beside
+    those it did; an overlay band's strokes are too thin to be blobs, and a line of text
+    makes more than BLOB_MAX_COUNT of them). Asked only of a map that passes every other
+    limit."""
+    near_text = cv2.dilate(j.caption.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
     near_text |= near_text.any(axis=1, keepdims=True)
     blobs = np.logical_or.reduce([d.blobs() for d in dirs] + [j.colour_blobs()])
     blobs &= j.used & ~near_text

@@ -219,7 +219,7 @@ BLOB_OPEN_DIV = 3
 BLOB_MIN_SHARE = 0.0008
 BLOB_MEAN_K = 1.5
 CLIP_GREY_LIGHT = 128  # a clipped pixel this light or lighter is clipped at white
-BLOB_MAX_COUNT = 3  # ...and at most this many (an object that moved: two places)
+BLOB_MAX_COUNT = 2  # ...and at most this many (an object that moved: its two places)
 BLOB_SAME_NCC = 0.9  # ...where the two images do not correlate by this much
 # colour blobs: a* b* of one image predicted from the other's by one affine map (a white
 # balance, a saturation or hue change is one); a solid blob (as above) whose residual is

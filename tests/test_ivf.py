@@ -535,6 +535,32 @@ def test_new_only_probes_with_the_stored_probes_of_the_rows_the_ivf_holds(
     assert len(new_only) >= 20
 
 
+def test_frames_imported_a_few_at_a_time_never_rewrite_the_base(tmp_path: Path,
+                                                                 small_ivf: None) -> None:
+    """CCTV: frames imported 20 at a time. Past 16 vector files the smallest segments are
+    merged into one; the compacted base is never rewritten (an import costs what it
+    adds), and the pairs stay those of the exact search."""
+    from imgsim_index.index.store import BASE, MAX_SEGMENTS
+
+    index, x, _, _ = ivf_index(tmp_path, 3000, 41, 0)
+    base = (index / BASE).stat()
+    every, planted = x, []
+    for k in range(MAX_SEGMENTS + 4):
+        xk, pk = clustered(20, 100 + k, 3, start=len(every), old=every)
+        add(index, xk, len(every), tmp_path)
+        every, planted = np.concatenate([every, xk]), planted + pk
+    with IndexStore.open_reader(str(index)) as store:
+        segs = store.catalog.segments()
+    assert len(segs) <= MAX_SEGMENTS and any(n.endswith("-0.faiss") for n in segs)
+    st = (index / BASE).stat()
+    assert (st.st_ino, st.st_mtime_ns) == (base.st_ino, base.st_mtime_ns)
+    whole = pairs_of(index)
+    assert whole <= pairs_of(index, search="exact")
+    assert {tuple(sorted((path(a), path(b)))) for a, b in planted} <= {(a, b)
+                                                                        for a, b, _ in whole}
+    assert not verify_index(str(index)).problems
+
+
 def test_new_only_reads_only_the_new_rows_vectors_after_a_compaction(
         tmp_path: Path, small_ivf: None, monkeypatch: pytest.MonkeyPatch) -> None:
     """After a compaction the new rows sit in the one vector file with every other row:

@@ -216,6 +216,46 @@ def test_compact_preserves_load_and_removes_segments(tmp_path: Path, chunk_bytes
     assert np.array_equal(reread, again.vectors)
 
 
+def test_too_many_segments_merge_the_smallest_and_leave_the_base(tmp_path: Path) -> None:
+    """Past MAX_SEGMENTS files the MERGE_SEGMENTS smallest segments become one (their stale
+    vectors dropped); the compacted base is not rewritten, so adding a few vectors costs
+    what they are, not a rewrite of the whole index."""
+    from imgsim_index.index.store import MAX_SEGMENTS, MERGE_SEGMENTS
+
+    with IndexStore.open_writer(str(tmp_path), IDENTITY) as store:
+        store.commit(rows(names(200, "base")), unit(200, 1))
+        store.compact()
+        base = (tmp_path / BASE).stat()
+        for k in range(MAX_SEGMENTS):
+            store.commit(rows(names(2 + k, f"s{k}_")), unit(2 + k, 10 + k))
+        store.commit(rows(names(1, "s0_")), unit(1, 99))  # a stale vector in a small segment
+        assert store.needs_merge() and not store.needs_compaction()
+        before = store.load()
+        smallest = sorted((c, n) for n, c in store.catalog.segments().items() if n != BASE)
+        assert store.tidy() == "merged"
+        segs = store.catalog.segments()
+        assert len(segs) == MAX_SEGMENTS + 2 - MERGE_SEGMENTS + 1
+        new = [n for n in segs if n != BASE and n not in {m for _, m in smallest}]
+        assert len(new) == 1
+        # the 8 smallest held 1 + 2 + ... vectors, one of them now stale
+        want = sum(c for c, _ in smallest[:MERGE_SEGMENTS]) - 1
+        assert segs[new[0]] == want and len(read_segment(str(tmp_path / new[0]))[0]) == want
+        assert sorted(segment_files(tmp_path)) == sorted(n.split("/")[1] for n in segs
+                                                           if n != BASE)
+        st = (tmp_path / BASE).stat()
+        assert (st.st_ino, st.st_mtime_ns) == (base.st_ino, base.st_mtime_ns)
+        after = store.load()
+        assert [r.path for r in after.rows] == [r.path for r in before.rows]
+        assert np.array_equal(after.vectors, before.vectors)
+        assert not store.needs_merge()
+    # a merge that died before the catalog named its file leaves an orphan, removed later
+    orphan = tmp_path / SEGMENTS / "99999999-0.faiss"
+    orphan.write_bytes(b"half a merge")
+    with IndexStore.open_writer(str(tmp_path), IDENTITY) as store:
+        assert not orphan.exists()
+        assert np.array_equal(store.load().vectors, after.vectors)
+
+
 def test_orphan_segment_is_removed_by_the_next_writer(tmp_path: Path) -> None:
     with IndexStore.open_writer(str(tmp_path), IDENTITY) as store:
         store.commit(rows(names(3)), unit(3))

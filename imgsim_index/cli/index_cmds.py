@@ -81,8 +81,9 @@ add = _index_command(
                    "Default: the index's, or \"imported\" for a new index.")
 @click.option("--compact/--no-compact", default=None,
               help="Rewrite the index's vectors into one file afterwards (streamed, in "
-                   "chunks). Default: when the index needs it (over 16 segment files, or more "
-                   "vectors in segments than in the compacted file).")
+                   "chunks). Default: when the segment files hold more vectors than the "
+                   "compacted file; past 16 segment files the 8 smallest are merged into one "
+                   "instead (the cost follows what was added).")
 @click.option("--chunk-mb", type=click.IntRange(1, 1 << 20), default=64, show_default=True,
               help="Vectors read, normalised and written per step: memory stays about 3x "
                    "this, whatever the number of vectors.")

@@ -546,6 +546,17 @@ class Catalog:
             "INSERT OR REPLACE INTO segments VALUES (?, ?, ?)", (name, count, time.time())
         )
 
+    def move_segments(self, names: Sequence[str], segment: str, count: int) -> None:
+        """After a merge: the embedded rows whose vector lived in one of `names` now find it
+        in `segment` (by the segment index: work follows the rows moved)."""
+        for old in names:
+            self.db.execute("UPDATE images SET segment = ? WHERE segment = ? AND "
+                            "status = 'embedded'", (segment, old))
+            self.db.execute("UPDATE aliases SET segment = ? WHERE segment = ? AND "
+                            "status = 'embedded'", (segment, old))
+            self.db.execute("DELETE FROM segments WHERE name = ?", (old,))
+        self.add_segment(segment, count)
+
     def move_all_to(self, segment: str, count: int) -> None:
         """After a compaction: every embedded row's vector now lives in `segment`."""
         self.db.execute("UPDATE images SET segment = ? WHERE status = 'embedded'", (segment,))

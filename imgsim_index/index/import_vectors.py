@@ -302,10 +302,14 @@ def _import(mm: NpyRows, vectors_file: str, paths_file: str, index_dir: str,
         finally:
             progress.finish()
         total = store.catalog.counts()["embedded"]
-        if settings.compact or (settings.compact is None and store.needs_compaction()):
+        if settings.compact:
             progress.note("compacting the index")
             store.compact(settings.chunk_bytes)
             compacted = True
+        elif settings.compact is None and (store.needs_compaction() or store.needs_merge()):
+            progress.note("compacting the index" if store.needs_compaction()
+                          else "merging small vector files")
+            compacted = store.tidy(settings.chunk_bytes) == "compacted"
         store.update_ivf(progress)
     finally:
         store.close()

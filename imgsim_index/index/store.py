@@ -70,6 +70,11 @@ CATALOG = "catalog.sqlite"
 MANIFEST = "manifest.json"
 LOCK = "writer.lock"
 MAX_SEGMENTS = 16
+# past MAX_SEGMENTS files, the smallest MERGE_SEGMENTS segments are merged into one (the
+# compacted base is left alone until the segments hold more vectors than it): tiered, so
+# each vector is rewritten about log(N) times, and an import of k vectors costs O(k)
+# amortised instead of a rewrite of all N every MAX_SEGMENTS imports
+MERGE_SEGMENTS = 8
 
 # index folders (real paths) whose writer lock this process holds through
 # IndexStore.writer_lock, with the descriptor: open_updater reuses it
@@ -357,10 +362,63 @@ class IndexStore:
             return self.catalog.delete_paths(paths)
 
     def needs_compaction(self) -> bool:
+        """More vectors in segments than in the compacted base: time to rewrite them all
+        into one file (each vector is then rewritten O(1) times, amortised)."""
         segs = self.catalog.segments()
         base = segs.get(BASE, 0)
         delta = sum(c for name, c in segs.items() if name != BASE)
-        return len(segs) > MAX_SEGMENTS or delta > base
+        return delta > base
+
+    def needs_merge(self) -> bool:
+        """More than MAX_SEGMENTS vector files: the smallest segments are due a merge."""
+        return len(self.catalog.segments()) > MAX_SEGMENTS
+
+    def tidy(self, chunk_bytes: int = CHUNK_BYTES) -> str:
+        """Keep the vector files few at a cost that follows what was added: a compaction
+        when the segments outgrow the base, else a merge of the smallest segments when there
+        are too many files, else nothing. Returns "compacted", "merged" or ""."""
+        if self.needs_compaction():
+            self.compact(chunk_bytes)
+            return "compacted"
+        if self.needs_merge():
+            self.merge_smallest(chunk_bytes)
+            return "merged"
+        return ""
+
+    def merge_smallest(self, chunk_bytes: int = CHUNK_BYTES) -> str:
+        """Merge the MERGE_SEGMENTS smallest segments (by vectors; never the base) into one
+        new segment, streamed like compact(); returns its name. Crash-safe like compact():
+        the new file is complete before the catalog names it, and an unnamed file is an
+        orphan that the next writer removes."""
+        segs = {n: c for n, c in self.catalog.segments().items() if n != BASE}
+        names = sorted(segs, key=lambda n: (segs[n], n))[:MERGE_SEGMENTS]
+        if len(names) < 2:
+            return ""
+        k, last = 0, self.catalog.last_seq()
+        while True:
+            name = f"{SEGMENTS}/{last:08d}-{k}.faiss"
+            if name not in segs and not os.path.exists(os.path.join(self.folder, name)):
+                break
+            k += 1
+        with writing(f"the index {self.folder} (merging segments)"):
+            with VectorFileWriter(os.path.join(self.folder, name), self.dim) as out:
+                self._copy_live(sorted(names), out, chunk_bytes)
+                count = out.finish()
+            with self.catalog.transaction():
+                self.catalog.move_segments(names, name, count)
+            self._remove_orphans()
+        return name
+
+    def _copy_live(self, segments: list[str], out: VectorFileWriter, chunk_bytes: int) -> None:
+        """Append the live vectors of `segments` (in this order) to `out`, chunk by chunk."""
+        for segment in segments:
+            wanted = self.catalog.live_ids(segment)
+            if not len(wanted):
+                continue
+            with VectorFile(os.path.join(self.folder, segment)) as vf:
+                for ids, vecs in vf.chunks(chunk_bytes):
+                    live = _members(ids, wanted)
+                    out.append(ids[live], vecs[live])
 
     def compact(self, chunk_bytes: int = CHUNK_BYTES) -> None:
         """Rewrite all live vectors into vectors.faiss and drop the segments.
@@ -374,14 +432,7 @@ class IndexStore:
     def _compact(self, chunk_bytes: int) -> None:
         path = os.path.join(self.folder, BASE)
         with VectorFileWriter(path, self.dim) as out:
-            for segment in sorted(self.catalog.segments()):  # the base sorts first
-                wanted = self.catalog.live_ids(segment)
-                if not len(wanted):
-                    continue
-                with VectorFile(os.path.join(self.folder, segment)) as vf:
-                    for ids, vecs in vf.chunks(chunk_bytes):
-                        live = _members(ids, wanted)
-                        out.append(ids[live], vecs[live])
+            self._copy_live(sorted(self.catalog.segments()), out, chunk_bytes)  # base first
             # Safe at every step: the new base holds every live vector, so rows that still
             # name an old segment and rows that name the base both find theirs.
             count = out.finish()

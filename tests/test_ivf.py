@@ -464,14 +464,15 @@ def test_a_writer_merging_parts_during_a_dedupe_loses_no_pair(
     def then_a_writer(self: IndexStore) -> Iterator[None]:
         with snapshot(self):
             self.catalog.last_seq()  # the read transaction starts here
-            if not writes:  # rows 0..19 get new vectors: a ninth part, merged into one
+            if not writes:  # rows 0..19 get new vectors: a ninth part, 4 parts merged
                 writes.append(1)
                 add(index, clustered(20, 40, 0)[0], 0, tmp_path)
             yield
 
     monkeypatch.setattr(IndexStore, "snapshot", then_a_writer)
     got = search_ivf(str(index), None, 0.9, ApproxSettings(), None, None, None, None)
-    assert len(ivf.read_manifest(str(index)).parts) == 1  # type: ignore[union-attr]
+    assert len(ivf.read_manifest(str(index)).parts) == (  # type: ignore[union-attr]
+        ivf.MAX_PARTS + 1 - ivf.MERGE_PARTS + 1)
     ids = [r.id for r in got.rows]
     assert {(ids[i], ids[j], float(s)) for i, j, s in zip(
         got.candidates.i.tolist(), got.candidates.j.tolist(), got.candidates.score.tolist(),
@@ -538,23 +539,39 @@ def test_new_only_probes_with_the_stored_probes_of_the_rows_the_ivf_holds(
 def test_frames_imported_a_few_at_a_time_never_rewrite_the_base(tmp_path: Path,
                                                                  small_ivf: None) -> None:
     """CCTV: frames imported 20 at a time. Past 16 vector files the smallest segments are
-    merged into one; the compacted base is never rewritten (an import costs what it
-    adds), and the pairs stay those of the exact search."""
+    merged into one, past 8 IVF parts the 4 adjacent ones holding the least: neither the
+    compacted base nor the IVF's first part is ever rewritten (an import costs what it
+    adds), and the pairs stay those of the exact search, new-only ones included."""
     from imgsim_index.index.store import BASE, MAX_SEGMENTS
 
-    index, x, _, _ = ivf_index(tmp_path, 3000, 41, 0)
+    index, x, _, first = ivf_index(tmp_path, 3000, 41, 0)
     base = (index / BASE).stat()
+    big = [(index / "ivf" / f).stat() for f in ivf.part_files(first.parts[0].name)]
     every, planted = x, []
     for k in range(MAX_SEGMENTS + 4):
         xk, pk = clustered(20, 100 + k, 3, start=len(every), old=every)
         add(index, xk, len(every), tmp_path)
         every, planted = np.concatenate([every, xk]), planted + pk
+        if k == 3:  # a frame filed again with another vector: a stale entry in a small part
+            add(index, every[3040:3041] * -1.0, 3040, tmp_path)
+            every[3040] *= -1.0
+        if k == MAX_SEGMENTS:
+            d = find_duplicates(str(index), settings=DedupeSettings(
+                pairs=PairSettings(threshold=0.85)))
+            IndexStore.record_dedupe(str(index), d.snapshot_seq)
+            new = {path(i) for i in range(len(every), len(every) + 60)}
     with IndexStore.open_reader(str(index)) as store:
         segs = store.catalog.segments()
     assert len(segs) <= MAX_SEGMENTS and any(n.endswith("-0.faiss") for n in segs)
     st = (index / BASE).stat()
     assert (st.st_ino, st.st_mtime_ns) == (base.st_ino, base.st_mtime_ns)
+    manifest = ivf.read_manifest(str(index))
+    assert manifest is not None and len(manifest.parts) <= ivf.MAX_PARTS
+    assert manifest.parts[0].name == first.parts[0].name and manifest.count == len(every)
+    assert [(index / "ivf" / f).stat().st_mtime_ns
+            for f in ivf.part_files(first.parts[0].name)] == [s.st_mtime_ns for s in big]
     whole = pairs_of(index)
+    assert pairs_of(index, new_only=True) == {p for p in whole if p[0] in new or p[1] in new}
     assert whole <= pairs_of(index, search="exact")
     assert {tuple(sorted((path(a), path(b)))) for a, b in planted} <= {(a, b)
                                                                         for a, b, _ in whole}

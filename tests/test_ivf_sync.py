@@ -23,17 +23,22 @@ __all__ = ["small_ivf"]  # the fixture, used by name
 
 
 def set_aside_then_merge(tmp: Path) -> tuple[Path, list[tuple[int, int]]]:
-    """An IVF index whose planted copies (rows b of the pairs) apply hard-linked to their
-    originals (set aside as aliases), then enough checkpoints for the IVF to merge its
-    parts (dropping the set-aside rows' entries as stale)."""
-    index, _, planted, _ = ivf_index(tmp, 2000, 20, 15)
+    """An IVF index and a small import of copies of its rows (the rows b of the pairs),
+    which apply hard-linked to their originals (set aside as aliases), then enough
+    checkpoints for the IVF to merge its small parts, dropping the set-aside rows'
+    entries as stale."""
+    index, x, _, first = ivf_index(tmp, 2000, 20, 0)
+    copies, planted = clustered(10, 21, 10, start=2000, old=x)
+    add(index, copies, 2000, tmp)
     with IndexStore.open_updater(str(index)) as store, store.catalog.transaction():
         for a, b in planted:
             assert store.catalog.set_alias(path(b), path(a))
-    for k in range(ivf.MAX_PARTS + 1):
-        add(index, clustered(10, 21 + k, 0)[0], 2000 + 10 * k, tmp)
+    for k in range(ivf.MAX_PARTS):
+        add(index, clustered(10, 22 + k, 0)[0], 2010 + 10 * k, tmp)
     manifest = ivf.read_manifest(str(index))
     assert manifest is not None and len(manifest.parts) < ivf.MAX_PARTS  # merged
+    assert manifest.parts[0] == first.parts[0]  # the large first part was left as it was
+    assert manifest.count == 2000 + 10 * ivf.MAX_PARTS  # the copies' entries dropped
     return index, planted
 
 
@@ -67,7 +72,7 @@ def test_a_writer_files_covered_rows_the_ivf_holds_no_entry_of(tmp_path: Path,
     with IndexStore.open_updater(str(index)) as store, store.catalog.transaction():
         store.catalog.db.executemany("UPDATE images SET seq = 1 WHERE path = ?",
                                      [(path(b),) for _, b in planted])  # the import's commit
-    assert any("lacks 15 embedded rows" in p for p in verify_index(str(index)).problems)
+    assert any("lacks 10 embedded rows" in p for p in verify_index(str(index)).problems)
     assert verify_index(str(index), repair=True).repaired
     assert verify_index(str(index)).ok
     got = pairs_of(index)

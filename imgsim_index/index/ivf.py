@@ -51,7 +51,8 @@ IVF_MANIFEST = "ivf.json"
 IVF_FORMAT = 1
 # an index gets an IVF above this many vectors (below it the exact tiles are as fast)
 IVF_ABOVE = 200_000
-MAX_PARTS = 8  # more parts than this are merged into one
+MAX_PARTS = 8  # more parts than this: the MERGE_PARTS adjacent ones that hold the least...
+MERGE_PARTS = 4  # ...are merged into one (ivf_sync._merge_window)
 PROBES_STORED = 16  # nearest cells kept per entry; a scan probes up to this many
 COARSE_DIM = 128  # PCA dimensions of the quantizer's space
 TRAIN_POINTS = 24  # k-means sample per cell
@@ -626,7 +627,7 @@ def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
-__all__ = ["IVF_ABOVE", "IVF_DIR", "IVF_MANIFEST", "MAX_PARTS", "PROBES_STORED",
+__all__ = ["IVF_ABOVE", "IVF_DIR", "IVF_MANIFEST", "MAX_PARTS", "MERGE_PARTS", "PROBES_STORED",
            "Coarse", "IvfManifest", "OpenIvf", "Part", "PartReader", "cells_for",
            "load_coarse", "merge_parts", "next_part_name", "open_ivf", "open_parts",
            "read_manifest", "remove_unlisted", "save_coarse", "train_coarse",

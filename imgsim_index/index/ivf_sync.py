@@ -4,10 +4,11 @@
 IVF_ABOVE vectors (or when asked: `verify --repair`, a conversion of an existing flat
 index on first use), adds the rows committed since the IVF's last commit as a new part
 (work proportional to what is new: stale entries are counted from the catalog, not
-read), merges parts when there are more than MAX_PARTS or a third of the entries are
-stale, and retrains when the index has grown RETRAIN_GROWTH times past what the cells
-were trained on or the lists' imbalance has grown RETRAIN_IMBALANCE times since (new
-data far from the trained cells). ivf.json is replaced last, so a crash leaves the
+read), merges the MERGE_PARTS adjacent parts that hold the fewest entries when there are
+more than MAX_PARTS (so a merge costs what the small parts hold), all of them when a third
+of the entries are stale, and retrains when the index has grown RETRAIN_GROWTH times past
+what the cells were trained on or the lists' imbalance has grown RETRAIN_IMBALANCE times
+since (new data far from the trained cells). ivf.json is replaced last, so a crash leaves the
 previous IVF whole; a search treats rows the IVF does not hold yet as pending.
 
 `RowKeys` are what a scan needs per embedded row in scope (24 bytes per live row, any
@@ -184,10 +185,35 @@ def update_ivf(folder: str, catalog: Catalog, progress: Progress | None = None,
         # every embedded row the IVF covers has one current entry, so the others are stale:
         # counted, not read (an update costs what is new); `force` reads every entry
         stale = manifest.count - n
-        if audit or len(manifest.parts) > ivf.MAX_PARTS or stale > STALE_SHARE * max(
-                manifest.count, 1):
+        if audit or stale > STALE_SHARE * max(manifest.count, 1):
             manifest = _merge_and_file(folder, catalog, manifest, progress)
+        elif len(manifest.parts) > ivf.MAX_PARTS:
+            manifest = _merge_window(folder, catalog, manifest, progress)
         return manifest
+
+
+def _merge_window(folder: str, catalog: Catalog, manifest: ivf.IvfManifest,
+                  progress: Progress) -> ivf.IvfManifest:
+    """Too many parts: the MERGE_PARTS adjacent parts (in commit order) that hold the
+    fewest entries become one, their stale entries dropped (the rows of their ids looked up
+    by id): the large old parts are left as they are, so merging costs what the small parts
+    hold (each entry is merged about log(N) times), not a rewrite of the whole IVF."""
+    parts = sorted(manifest.parts, key=lambda p: p.from_seq)
+    k = min(ivf.MERGE_PARTS, len(parts))
+    sums = [sum(p.count for p in parts[i:i + k]) for i in range(len(parts) - k + 1)]
+    at = int(np.argmin(sums))
+    window = replace(manifest, parts=tuple(parts[at:at + k]))
+    with ivf.open_parts(folder, window) as readers:
+        ids = np.unique(np.concatenate([np.zeros(0, np.int64)] + [
+            r.list_ids(c) for r in readers for c in np.flatnonzero(r.sizes).tolist()]))
+    keys = keys_of_ids(catalog, ids)
+    progress.note(f"merging {k} of the IVF's parts ({folder})")
+    merged = ivf.merge_parts(folder, window, lambda i, p: keys.keys_of(i, p) >= 0,
+                             ivf.next_part_name(manifest))
+    out = replace(manifest, parts=tuple(parts[:at]) + merged.parts + tuple(parts[at + k:]))
+    ivf.write_manifest(folder, out)
+    ivf.remove_unlisted(folder, out)
+    return out
 
 
 def _merge_and_file(folder: str, catalog: Catalog, manifest: ivf.IvfManifest,

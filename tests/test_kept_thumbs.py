@@ -75,12 +75,47 @@ def test_verification_takes_a_kept_thumbnail_once_and_only_for_its_content(
     digest = content_digest(p.read_bytes())
     with kept.keeping(BOX, 1 << 30):
         decode_file(str(p), PRE)
-        p.unlink()  # verification no longer needs the file: the build's pixels stand
         assert kept.take(str(p), "another content", BOX) is None
         rgb, shape = decode_for_verify(str(p), 512, digest)
         assert rgb.shape[2] == 3 and max(rgb.shape[:2]) == 512 and shape == (1600, 2400)
-        with pytest.raises(DecodeError):  # given once: now it is read from the file
-            decode_for_verify(str(p), 512, digest)
+        assert kept.take(str(p), digest, BOX) is None  # given once: now read from the file
+
+
+def test_a_file_replaced_or_deleted_after_the_build_is_read_again(tmp_path: Path) -> None:
+    """A kept thumbnail stands for the file only while it is the file that was read: one
+    replaced since (another picture under the same name, same size and mtime) or deleted
+    is decoded (or found missing) by verification, as if nothing had been kept: a
+    keeper deleted mid-run is no evidence of a copy."""
+    import os
+
+    a, b = write_files(tmp_path)[:2]
+    digests = {q: content_digest(q.read_bytes()) for q in (a, b)}
+    with kept.keeping(BOX, 1 << 30):
+        for q in (a, b):
+            decode_file(str(q), PRE)
+        st = a.stat()
+        other = tmp_path / "other.jpg"
+        Image.fromarray(picture(2400, 1600, 9)).save(other, quality=90)
+        os.replace(other, a)  # another picture under a's name
+        os.utime(a, ns=(st.st_atime_ns, st.st_mtime_ns))
+        assert kept.take(str(a), digests[a], BOX) is None
+        rgb, _ = decode_for_verify(str(a), 512, digests[a])  # the file as it is now
+        now = np.asarray(upright_image(str(a), BOX, "verify").convert("RGB"), np.uint8)
+        assert np.array_equal(rgb, now)
+        b.unlink()
+        with pytest.raises(DecodeError, match="vanished|No such file"):
+            decode_for_verify(str(b), 512, digests[b])
+
+
+def test_thumbnails_of_files_in_no_candidate_pair_are_dropped(tmp_path: Path) -> None:
+    files = write_files(tmp_path)[:3]
+    digests = [content_digest(p.read_bytes()) for p in files]
+    with kept.keeping(BOX, 1 << 30):
+        for p in files:
+            decode_file(str(p), PRE)
+        kept.retain({str(files[0])})
+        got = [kept.take(str(p), d, BOX) for p, d in zip(files, digests, strict=True)]
+    assert got[0] is not None and got[1] is None and got[2] is None
 
 
 def test_nothing_is_kept_outside_the_block_or_beyond_its_bytes(tmp_path: Path) -> None:
@@ -94,3 +129,15 @@ def test_nothing_is_kept_outside_the_block_or_beyond_its_bytes(tmp_path: Path) -
     with kept.keeping(BOX, 1 << 30):
         pass
     assert kept.take(str(files[0]), digests[0], BOX) is None
+
+
+def test_blocks_that_end_out_of_order_leave_none_open() -> None:
+    """Two dedupes overlapping in one process (library use from two threads): whichever
+    ends first, nothing is kept once both have ended."""
+    first, second = kept.keeping(BOX, 1 << 30), kept.keeping(BOX, 1 << 30)
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    assert kept.wanted_box() == BOX  # the second is still open
+    second.__exit__(None, None, None)
+    assert kept.wanted_box() is None

@@ -66,6 +66,12 @@ class Decoded:
 
 def read_file(path: str, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
     """Read a regular file whole; never blocks on a FIFO or device."""
+    return read_file_stat(path, max_bytes)[0]
+
+
+def read_file_stat(path: str, max_bytes: int = DEFAULT_MAX_BYTES
+                   ) -> tuple[bytes, os.stat_result]:
+    """read_file, and the fstat of the file the bytes were read from."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
@@ -81,7 +87,7 @@ def read_file(path: str, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
         if st.st_size > max_bytes:
             raise DecodeError(f"file too large ({st.st_size} bytes > {max_bytes})")
         with os.fdopen(fd, "rb", closefd=False) as fh:
-            return fh.read()
+            return fh.read(), st
     finally:
         os.close(fd)
 
@@ -270,13 +276,13 @@ def _resize_crop_window(im: Image.Image, pre: Preprocess, resized: tuple[int, in
 def decode_file(path: str, pre: Preprocess, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
     fmt = format_of(path)
     _require_decoder(fmt)
-    data = read_file(path)
+    data, st = read_file_stat(path)
     box = kept.wanted_box()  # a later stage of this command wants upright thumbnails
     decoded = (decode_raw(data, pre, max_pixels) if fmt is not None and fmt.raw
                else decode_bytes(data, pre, max_pixels, path, box))
     digest = content_digest(data)
     if decoded.upright is not None and box is not None:
-        kept.keep(path, digest, box, decoded.upright)
+        kept.keep(path, digest, box, decoded.upright, kept.identity(st))
     return replace(decoded, digest=digest, upright=None)
 
 

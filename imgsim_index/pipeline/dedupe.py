@@ -26,6 +26,7 @@ from imgsim_index.index.import_vectors import IMPORTED_WEIGHTS
 from imgsim_index.index.manifest import Manifest, identity_of
 from imgsim_index.index.store import IndexStore, scope_prefix
 from imgsim_index.ingest import kept
+from imgsim_index.ingest.kept import retain as retain_thumbs
 from imgsim_index.ingest.scan import skipped_report
 from imgsim_index.ingest.video import split_frame_path
 from imgsim_index.paths import deepest_folder
@@ -410,6 +411,9 @@ def _decide(found: _Found, settings: DedupeSettings, progress: Progress,
             timings: dict[str, float]) -> Duplicates:
     """Verify the candidates, group the verified pairs, choose keepers."""
     rows, candidates = found.rows, found.candidates
+    # the build's kept thumbnails of files in no candidate pair are not needed
+    retain_thumbs({rows[k].path for k in np.unique(np.concatenate(
+        [candidates.i, candidates.j])).tolist()})
     t = time.perf_counter()
     verdicts = verify_pairs(rows, candidates, settings.verify, progress)
     if verdicts.ran:

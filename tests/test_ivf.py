@@ -320,9 +320,23 @@ def test_the_service_lists_new_pairs_through_the_ivf(tmp_path: Path, small_ivf: 
     assert listed == want and len(want) >= 20
 
 
-def test_the_ivf_scan_on_ray_equals_the_local_scan(tmp_path: Path, small_ivf: None) -> None:
+def test_the_ivf_scan_on_ray_equals_the_local_scan(tmp_path: Path, small_ivf: None,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same pairs; each scan task asks Ray for the memory its list cache and process
+    hold (so a node runs no more of them than its memory holds), never more than a node
+    has."""
     ray = pytest.importorskip("ray", reason="Ray is not installed: pip install '.[ray]'")
-    from imgsim_index.pipeline.ray_engine import RayEngine
+    from imgsim_index.pipeline.ray_engine import RAY_TASK_OVERHEAD, RayEngine
+    from imgsim_index.search import ray_shards
+
+    asked: list[tuple[int, int]] = []
+    real = ray_shards.ray_ivf_candidates
+
+    def spy(*args: object) -> tuple[np.ndarray, np.ndarray]:
+        asked.append((int(args[5]), int(args[-1])))  # type: ignore[call-overload]
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ray_shards, "ray_ivf_candidates", spy)
 
     index = tmp_path / "index"
     x, _ = clustered(20_000, 14, 60)
@@ -340,6 +354,8 @@ def test_the_ivf_scan_on_ray_equals_the_local_scan(tmp_path: Path, small_ivf: No
         ray.shutdown()
     assert on_ray.search.engine == "ray" and local.search.engine == "local"
     assert on_ray.pair_paths() == local.pair_paths() and len(local.pairs) >= 60
+    (cache, memory), = asked
+    assert 0 < memory <= cache + RAY_TASK_OVERHEAD
 
 
 def test_new_data_far_from_the_cells_retrains_them(tmp_path: Path, small_ivf: None) -> None:

@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 ENGINES = ("local", "ray")
 INSTALL_HINT = "the Ray engine needs Ray: pip install 'imgsim-index[ray]'"
 
+# what a scan task's process holds besides its list cache (the interpreter, numpy, faiss)
+RAY_TASK_OVERHEAD = 512 << 20
+
 
 def require_ray() -> None:
     """Raise RayMissingError, with the install command, unless ray and ray.data import."""
@@ -113,8 +116,15 @@ class RayEngine:
 
         self.connect()
         tasks = 4 * max(1, int(ray.cluster_resources().get("CPU", 1)))
+        # each task holds its list cache and its process: Ray places no more of them on a
+        # node than its memory holds (not one per CPU whatever the budget); never more than
+        # the largest node has, or no node could run one
+        largest = max((float(n.get("Resources", {}).get("memory", 0)) for n in ray.nodes()
+                       if n.get("Alive")), default=0.0)
+        memory = cache_bytes + RAY_TASK_OVERHEAD
+        memory = int(min(memory, largest)) if largest > 0 else 0
         return ray_ivf_candidates(folder, manifest, keys, nprobe, radius, cache_bytes, tasks,
-                                  on_progress, self.settings.max_retries)
+                                  on_progress, self.settings.max_retries, memory)
 
     def close(self) -> None:
         if self._started:

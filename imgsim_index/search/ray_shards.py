@@ -91,14 +91,16 @@ def scan_cell_group(folder: str, manifest: Any, keys: Any, cells: np.ndarray,
 
 def ray_ivf_candidates(folder: str, manifest: Any, keys: Any, nprobe: int,
                        radius: float, cache_bytes: int, tasks: int,
-                       on_progress: OnProgress | None = None, max_retries: int = 4
-                       ) -> tuple[np.ndarray, np.ndarray]:
+                       on_progress: OnProgress | None = None, max_retries: int = 4,
+                       memory: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """ivf_scan.scan_whole over every list, the lists split into `tasks` groups of
     consecutive cells (neighbours in the scan order share the lists they probe), each a
-    Ray task; the union is exactly the local scan's candidates."""
+    Ray task asking for `memory` bytes of the node's memory (0: none asked); the union is
+    exactly the local scan's candidates."""
     import ray
 
-    scan = ray.remote(scan_cell_group).options(num_cpus=1, max_retries=max_retries)
+    scan = ray.remote(scan_cell_group).options(num_cpus=1, max_retries=max_retries,
+                                               **({"memory": memory} if memory else {}))
     keys_ref = ray.put(keys)
     from imgsim_index.index import ivf
     from imgsim_index.search.ivf_scan import scan_order

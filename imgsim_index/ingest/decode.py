@@ -172,7 +172,8 @@ def decode_bytes(
                 im = ImageOps.exif_transpose(im)
             uw, uh = (h, w) if orientation in (5, 6, 7, 8) else (w, h)
             rgb = to_rgb(im, pre.background)
-            if upright_box is not None:
+            pixels, phash = resize_and_crop(rgb, pre), image_hash(rgb)
+            if upright_box is not None:  # last: it reduces rgb in place (no full-size copy)
                 upright = upright_thumb(data, name, drafted, rgb, pre, upright_box, (w, h))
     except DecodeError:
         raise
@@ -184,7 +185,7 @@ def decode_bytes(
         raise DecodeError(f"corrupt or truncated image: {exc}") from None
     except MemoryError:
         raise DecodeError("image too large to decode in memory") from None
-    return Decoded(resize_and_crop(rgb, pre), uw, uh, phash=image_hash(rgb), upright=upright)
+    return Decoded(pixels, uw, uh, phash=phash, upright=upright)
 
 
 def upright_thumb(data: bytes, name: str, drafted: tuple[Any, ...], rgb: Image.Image,
@@ -194,7 +195,8 @@ def upright_thumb(data: bytes, name: str, drafted: tuple[Any, ...], rgb: Image.I
     as `drafted`: its format, size and decoder configuration), or None where they could
     differ: formats other than JPEG and PNG (whose orientation both read alike), another
     background, an image over upright_image's pixel limit, or a JPEG decoded at another DCT
-    scale than upright_image's draft for `box` picks."""
+    scale than upright_image's draft for `box` picks. `rgb` is reduced in place (a copy
+    would hold a second full-size image)."""
     fmt, decoded_size, config = drafted
     if fmt not in ("JPEG", "PNG") or pre.background != BACKGROUND or (
             size[0] * size[1] > DEFAULT_MAX_PIXELS):
@@ -206,9 +208,8 @@ def upright_thumb(data: bytes, name: str, drafted: tuple[Any, ...], rgb: Image.I
             return None
     if (rgb.width > rgb.height) != (size[0] > size[1]):
         size = size[::-1]  # turned upright (upright_image's rule)
-    thumb = rgb.copy()
-    thumb.thumbnail(box)
-    return np.asarray(thumb.convert("RGB"), np.uint8), (size[1], size[0])
+    rgb.thumbnail(box)
+    return np.asarray(rgb.convert("RGB"), np.uint8), (size[1], size[0])
 
 
 def _require_decoder(fmt: Format | None) -> None:

@@ -627,3 +627,35 @@ def test_new_only_reads_only_the_new_rows_vectors_after_a_compaction(
     got = ivf_ids(index, 0.9, new_after=first.covered_seq)
     assert read["rows"] < 500  # the 20 new rows, and the candidates' rows to rescore
     assert got == want and len(got) >= 10
+
+
+def test_a_dedupe_whose_vector_files_a_writer_merges_meanwhile_runs_again(
+        tmp_path: Path, small_ivf: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A writer merges the small vector files right after a dedupe's scan, before it reads
+    its pairs' vectors by the file names of its snapshot: the search runs again from a new
+    snapshot and finds the exact pairs of the index as it now is (no FileNotFoundError)."""
+    import imgsim_index.pipeline.large as large
+    from imgsim_index.index.store import MAX_SEGMENTS
+
+    index, x, _, _ = ivf_index(tmp_path, 2000, 51, 0)
+    every = x
+    for k in range(MAX_SEGMENTS - 1):  # 15 segments with copies of old rows, and the base
+        xk, _ = clustered(10, 60 + k, 2, start=len(every), old=every)
+        add(index, xk, len(every), tmp_path)
+        every = np.concatenate([every, xk])
+    real, calls = large.ivf_pairs, []
+
+    def then_a_writer(*args: object, **kw: object) -> object:
+        got = real(*args, **kw)  # type: ignore[arg-type]
+        calls.append(1)
+        if len(calls) == 1:  # the 17th file: the 8 smallest segments are merged
+            xk, _ = clustered(10, 99, 2, start=len(every), old=every)
+            add(index, xk, len(every), tmp_path)
+        return got
+
+    monkeypatch.setattr(large, "ivf_pairs", then_a_writer)
+    got = pairs_of(index)
+    assert len(calls) == 2
+    monkeypatch.setattr(large, "ivf_pairs", real)
+    assert got == pairs_of(index) and got <= pairs_of(index, search="exact")
+    assert len(got) >= 30

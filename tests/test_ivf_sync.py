@@ -182,3 +182,26 @@ def test_row_keys_follow_the_live_rows_not_the_ids_ever_issued(tmp_path: Path,
     got = pairs_of(index)
     assert got == pairs_of(index, search="exact") and len(got) >= 10
     assert verify_index(str(index)).ok
+
+
+def test_a_stream_of_small_parts_is_merged_about_log_n_times_per_entry() -> None:
+    """The window rule on a stream of 3,000 parts of one entry after a first part of 1,000:
+    windows of like-sized parts are merged, so each entry is rewritten a few times (not
+    once per merge: the rule that merged the 4 smallest adjacent parts, however unequal,
+    rewrote the growing last part every third update), and the first part only once the
+    others together outgrow it."""
+    from imgsim_index.index.ivf_sync import merge_window
+
+    parts, written, first_rewritten_at = [1000], 0, None
+    for t in range(3000):
+        parts.append(1)
+        if len(parts) > ivf.MAX_PARTS:
+            at = merge_window(parts, ivf.MERGE_PARTS)
+            if at == 0 and first_rewritten_at is None:
+                first_rewritten_at = t
+                assert sum(parts[1:ivf.MERGE_PARTS]) >= 1000
+            merged = sum(parts[at:at + ivf.MERGE_PARTS])
+            written += merged
+            parts[at:at + ivf.MERGE_PARTS] = [merged]
+    assert written / 3000 < 12 and len(parts) <= ivf.MAX_PARTS
+    assert first_rewritten_at is not None and first_rewritten_at > 900

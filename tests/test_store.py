@@ -256,6 +256,25 @@ def test_too_many_segments_merge_the_smallest_and_leave_the_base(tmp_path: Path)
         assert np.array_equal(store.load().vectors, after.vectors)
 
 
+def test_many_checkpoints_in_one_writer_leave_at_most_max_segments_files(
+        tmp_path: Path) -> None:
+    """A build of many checkpoints onto a large base: tidy merges the smallest segments
+    until no more than MAX_SEGMENTS files are left, the base untouched."""
+    from imgsim_index.index.store import MAX_SEGMENTS
+
+    with IndexStore.open_writer(str(tmp_path), IDENTITY) as store:
+        store.commit(rows(names(500, "base")), unit(500, 1))
+        store.compact()
+        base = (tmp_path / BASE).stat()
+        for k in range(60):
+            store.commit(rows(names(3, f"c{k}_")), unit(3, 100 + k))
+        before = store.load()
+        assert store.tidy() == "merged"
+        assert len(store.catalog.segments()) <= MAX_SEGMENTS
+        assert (tmp_path / BASE).stat().st_mtime_ns == base.st_mtime_ns
+        assert np.array_equal(store.load().vectors, before.vectors)
+
+
 def test_orphan_segment_is_removed_by_the_next_writer(tmp_path: Path) -> None:
     with IndexStore.open_writer(str(tmp_path), IDENTITY) as store:
         store.commit(rows(names(3)), unit(3))

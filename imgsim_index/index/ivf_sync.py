@@ -192,16 +192,26 @@ def update_ivf(folder: str, catalog: Catalog, progress: Progress | None = None,
         return manifest
 
 
+def merge_window(counts: list[int], k: int) -> int:
+    """The first of the k adjacent parts (of these entry counts) to merge: among the
+    windows whose largest part holds no more than the others together (parts of a like
+    size, so an entry is merged again only into a part at least twice as large: about
+    log(N) times in all), the one holding the fewest entries; the fewest of all windows
+    when no window is balanced."""
+    sums = [sum(counts[i:i + k]) for i in range(len(counts) - k + 1)]
+    balanced = [i for i in range(len(sums)) if 2 * max(counts[i:i + k]) <= sums[i]]
+    return min(balanced or range(len(sums)), key=lambda i: (sums[i], i))
+
+
 def _merge_window(folder: str, catalog: Catalog, manifest: ivf.IvfManifest,
                   progress: Progress) -> ivf.IvfManifest:
-    """Too many parts: the MERGE_PARTS adjacent parts (in commit order) that hold the
-    fewest entries become one, their stale entries dropped (the rows of their ids looked up
-    by id): the large old parts are left as they are, so merging costs what the small parts
-    hold (each entry is merged about log(N) times), not a rewrite of the whole IVF."""
+    """Too many parts: MERGE_PARTS adjacent parts (in commit order, merge_window) become
+    one, their stale entries dropped (the rows of their ids looked up by id): the large old
+    parts are left as they are, so merging costs what the small parts hold, not a rewrite
+    of the whole IVF."""
     parts = sorted(manifest.parts, key=lambda p: p.from_seq)
     k = min(ivf.MERGE_PARTS, len(parts))
-    sums = [sum(p.count for p in parts[i:i + k]) for i in range(len(parts) - k + 1)]
-    at = int(np.argmin(sums))
+    at = merge_window([p.count for p in parts], k)
     window = replace(manifest, parts=tuple(parts[at:at + k]))
     with ivf.open_parts(folder, window) as readers:
         ids = np.unique(np.concatenate([np.zeros(0, np.int64)] + [

@@ -380,10 +380,12 @@ class IndexStore:
         if self.needs_compaction():
             self.compact(chunk_bytes)
             return "compacted"
-        if self.needs_merge():
-            self.merge_smallest(chunk_bytes)
-            return "merged"
-        return ""
+        merged = ""
+        while self.needs_merge():  # a build of many checkpoints may leave many files
+            if not self.merge_smallest(chunk_bytes):
+                break
+            merged = "merged"
+        return merged
 
     def merge_smallest(self, chunk_bytes: int = CHUNK_BYTES) -> str:
         """Merge the MERGE_SEGMENTS smallest segments (by vectors; never the base) into one
@@ -432,7 +434,7 @@ class IndexStore:
     def _compact(self, chunk_bytes: int) -> None:
         path = os.path.join(self.folder, BASE)
         with VectorFileWriter(path, self.dim) as out:
-            self._copy_live(sorted(self.catalog.segments()), out, chunk_bytes)  # base first
+            self._copy_live(sorted(self.catalog.segments()), out, chunk_bytes)
             # Safe at every step: the new base holds every live vector, so rows that still
             # name an old segment and rows that name the base both find theirs.
             count = out.finish()

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from imgsim_index.errors import IndexLockedError
+from imgsim_index.errors import IndexFormatError, IndexLockedError
 from imgsim_index.index import ivf
 from imgsim_index.index.catalog import Row
 from imgsim_index.index.ivf_sync import VectorLookup, needs_ivf
@@ -34,6 +34,10 @@ class LargeSearch:
     info: SearchInfo
     total: int  # images in scope
     queries: int | None  # new-only: rows searched from
+
+
+# a search whose vector files a writer deleted (merged) meanwhile runs again this often
+RACE_RETRIES = 2
 
 
 def wants_ivf(index_dir: str, search: str, sampled: bool, since: bool) -> bool:
@@ -66,6 +70,27 @@ def search_ivf(index_dir: str, folders: Sequence[str] | None, threshold: float,
                approx: ApproxSettings, new_after: int | None, budget: int | None,
                present: set[str] | None, on_progress: OnProgress | None,
                engine: Engine | None = None) -> LargeSearch:
+    """The IVF search of a dedupe, from one catalog snapshot. A writer that merges or
+    compacts vector files meanwhile deletes files the snapshot names (the vectors live on
+    in the new file): the search then runs again from a new snapshot (RACE_RETRIES times
+    at most, then a one-line error)."""
+    for attempt in range(RACE_RETRIES + 1):
+        try:
+            return _search_ivf_once(index_dir, folders, threshold, approx, new_after, budget,
+                                    present, on_progress, engine)
+        except FileNotFoundError as exc:
+            if attempt == RACE_RETRIES:
+                raise IndexFormatError(
+                    f"{index_dir}: the vector file {exc.filename} vanished while this dedupe "
+                    "read it, again and again (a writer merging files, or a damaged index: "
+                    "run `imgsim-index verify --index ... --repair`)") from None
+    raise AssertionError("unreachable")
+
+
+def _search_ivf_once(index_dir: str, folders: Sequence[str] | None, threshold: float,
+                     approx: ApproxSettings, new_after: int | None, budget: int | None,
+                     present: set[str] | None, on_progress: OnProgress | None,
+                     engine: Engine | None) -> LargeSearch:
     # the IVF is opened before the snapshot is taken: the snapshot is never older than it
     with IndexStore.open_reader(index_dir) as store, ivf.open_ivf(index_dir) as opened, \
             store.snapshot():

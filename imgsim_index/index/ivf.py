@@ -51,8 +51,8 @@ IVF_MANIFEST = "ivf.json"
 IVF_FORMAT = 1
 # an index gets an IVF above this many vectors (below it the exact tiles are as fast)
 IVF_ABOVE = 200_000
-MAX_PARTS = 8  # more parts than this: the MERGE_PARTS adjacent ones that hold the least...
-MERGE_PARTS = 4  # ...are merged into one (ivf_sync._merge_window)
+MAX_PARTS = 8  # more parts than this: MERGE_PARTS adjacent ones of a like size...
+MERGE_PARTS = 4  # ...are merged into one (ivf_sync.merge_window)
 PROBES_STORED = 16  # nearest cells kept per entry; a scan probes up to this many
 COARSE_DIM = 128  # PCA dimensions of the quantizer's space
 TRAIN_POINTS = 24  # k-means sample per cell

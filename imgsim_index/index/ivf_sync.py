@@ -4,8 +4,8 @@
 IVF_ABOVE vectors (or when asked: `verify --repair`, a conversion of an existing flat
 index on first use), adds the rows committed since the IVF's last commit as a new part
 (work proportional to what is new: stale entries are counted from the catalog, not
-read), merges the MERGE_PARTS adjacent parts that hold the fewest entries when there are
-more than MAX_PARTS (so a merge costs what the small parts hold), all of them when a third
+read), merges MERGE_PARTS adjacent parts of a like size when there are more than
+MAX_PARTS (so a merge costs what the small parts hold), all of them when a third
 of the entries are stale, and retrains when the index has grown RETRAIN_GROWTH times past
 what the cells were trained on or the lists' imbalance has grown RETRAIN_IMBALANCE times
 since (new data far from the trained cells). ivf.json is replaced last, so a crash leaves the

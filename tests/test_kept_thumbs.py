@@ -141,3 +141,28 @@ def test_blocks_that_end_out_of_order_leave_none_open() -> None:
     assert kept.wanted_box() == BOX  # the second is still open
     second.__exit__(None, None, None)
     assert kept.wanted_box() is None
+
+
+@pytest.mark.parametrize(("workers", "keeps"), [(None, True), (0, True), (2, False)])
+def test_the_build_keeps_thumbnails_only_for_verification_in_this_process(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int | None,
+        keeps: bool) -> None:
+    """Worker processes decode for themselves: with --verify-workers 2 the build keeps
+    nothing (it would hold up to 512 MiB that no one takes)."""
+    import imgsim_index.pipeline.dedupe as dd
+    from tests.conftest import cli_ok
+
+    opened: list[tuple[int, int]] = []
+    real = kept.keeping
+
+    def spy(box: tuple[int, int], max_bytes: int):  # type: ignore[no-untyped-def]
+        opened.append(box)
+        return real(box, max_bytes)
+
+    monkeypatch.setattr(dd.kept, "keeping", spy)
+    (tmp_path / "photos").mkdir()
+    write_files(tmp_path / "photos")
+    args = ["dedupe", str(tmp_path / "photos"), "--index", str(tmp_path / "idx"), "--output",
+            str(tmp_path / "out"), "--model", "efficientnet-lite0", "-q"]
+    cli_ok(*args, *([] if workers is None else ["--verify-workers", str(workers)]))
+    assert bool(opened) == keeps

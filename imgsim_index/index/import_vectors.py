@@ -306,10 +306,8 @@ def _import(mm: NpyRows, vectors_file: str, paths_file: str, index_dir: str,
             progress.note("compacting the index")
             store.compact(settings.chunk_bytes)
             compacted = True
-        elif settings.compact is None and (store.needs_compaction() or store.needs_merge()):
-            progress.note("compacting the index" if store.needs_compaction()
-                          else "merging small vector files")
-            compacted = store.tidy(settings.chunk_bytes) == "compacted"
+        elif settings.compact is None:
+            compacted = store.tidy(settings.chunk_bytes, progress) == "compacted"
         store.update_ivf(progress)
     finally:
         store.close()

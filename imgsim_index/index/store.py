@@ -373,14 +373,19 @@ class IndexStore:
         """More than MAX_SEGMENTS vector files: the smallest segments are due a merge."""
         return len(self.catalog.segments()) > MAX_SEGMENTS
 
-    def tidy(self, chunk_bytes: int = CHUNK_BYTES) -> str:
+    def tidy(self, chunk_bytes: int = CHUNK_BYTES, progress: Any = None) -> str:
         """Keep the vector files few at a cost that follows what was added: a compaction
         when the segments outgrow the base, else a merge of the smallest segments when there
-        are too many files, else nothing. Returns "compacted", "merged" or ""."""
+        are too many files, else nothing (said on `progress`). Returns "compacted", "merged"
+        or ""."""
         if self.needs_compaction():
+            if progress is not None:
+                progress.note("compacting the index")
             self.compact(chunk_bytes)
             return "compacted"
         merged = ""
+        if progress is not None and self.needs_merge():
+            progress.note("merging small vector files")
         while self.needs_merge():  # a build of many checkpoints may leave many files
             if not self.merge_smallest(chunk_bytes):
                 break

@@ -165,10 +165,7 @@ def build_index(
         result.skipped, result.skipped_paths = skipped_counts(found.skipped), found.skipped
         result.model_loaded = slot.loaded is not None
         result.created = created
-        if store.needs_compaction() or store.needs_merge():
-            progress.note("compacting the index" if store.needs_compaction()
-                          else "merging small vector files")
-            store.tidy()
+        store.tidy(progress=progress)
         store.update_ivf(progress)  # a large index files its new vectors into the IVF
         counts = store.catalog.counts()
     finally:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cache, partial
 
 import cv2
 import numpy as np
@@ -323,7 +323,8 @@ class _Judging:
     caption: np.ndarray  # bool: blocks of caption text
     hue: float
     hue_blocks: np.ndarray
-    colour_fn: Callable[[], np.ndarray]  # blocks touched by a blob of another colour
+    # blocks touched by a blob of another colour (_colour_blobs), computed on first call
+    colour_blobs: Callable[[], np.ndarray]
     nums: dict[str, float]
     settings: MatchSettings
     # set by prime()
@@ -332,7 +333,6 @@ class _Judging:
     cls_s: np.ndarray = field(init=False)  # src's colour classes on dst's grid
     fwd: Residual = field(init=False)  # dst predicted from src, global curves
     clipped: np.ndarray = field(init=False)  # blocks whose strong residuals are no content
-    colour_cache: np.ndarray | None = field(init=False, default=None)
     # bool per px, left out of the blobs when predicting dst from src (fwd) and back (rev)
     unjudged_fwd: np.ndarray = field(init=False)
     unjudged_rev: np.ndarray = field(init=False)
@@ -361,12 +361,6 @@ class _Judging:
         return residual(self.blurred_d, self.blurred_s, self.grey_s, self.cls_s, self.std_d,
                         self.idx, self.inside, self.counts, self.used, self.settings, local,
                         fitted, self.unjudged_fwd)
-
-    def colour_blobs(self) -> np.ndarray:
-        """Blocks touched by a blob of another colour (found on first use)."""
-        if self.colour_cache is None:
-            self.colour_cache = self.colour_fn() & self.used
-        return self.colour_cache
 
     def run(self, local: Local = "") -> Check:
         """Predict dst from src; when that alone allows a copy, src from dst too (a
@@ -420,7 +414,7 @@ def _prepare(a: Features, b: Features, m: np.ndarray, settings: MatchSettings,
         return _failed(nums, Note("overlap_low", (p.overlap,)))
     _mask_corner_fill(p, nums)
     grey_d, grey_s, valid = p.dst.grey.astype(np.float32), p.warped.astype(np.float32), p.valid
-    hue, hue_blocks, colour_fn = _hue(a, b, m, p, settings, nums)
+    hue, hue_blocks, colour_blobs = _hue(a, b, m, p, settings, nums)
     nums["std_a"], nums["std_b"] = float(grey_d[valid].std()), float(grey_s[valid].std())
     if flat_pixels(grey_d[valid], settings) or flat_pixels(grey_s[valid], settings):
         # flat where they overlap: nothing there tells a copy from another picture (two
@@ -445,7 +439,7 @@ def _prepare(a: Features, b: Features, m: np.ndarray, settings: MatchSettings,
     sigma, blurred_d, blurred_s = _deblur(grey_d, grey_s, idx, blurs, id(p.dst))
     nums["blur_sigma"] = sigma
     ready = _Judging(p, grey_d, grey_s, blurred_d, blurred_s, idx, inside, counts, used,
-                     caption, hue, hue_blocks, colour_fn, nums, settings)
+                     caption, hue, hue_blocks, cache(colour_blobs), nums, settings)
     ready.prime()
     return ready
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cache, partial
 from typing import Literal
 
 import cv2
@@ -83,15 +83,9 @@ class Residual:
     local_dev: float  # mean |local curve - identity| of the tiles' curves (0: global only)
     mapped: np.ndarray  # the source through the global curves (before any local ones)
     # the blocks touched by a solid blob of pixels differing by far (_blobs), computed on
-    # first use: only a map that passes every other limit needs them
-    blob_fn: Callable[[], np.ndarray] | None = field(default=None, repr=False)
-    blob_cache: np.ndarray | None = field(default=None, repr=False)
-
-    def blobs(self) -> np.ndarray:
-        if self.blob_cache is None:
-            self.blob_cache = (self.blob_fn() if self.blob_fn is not None
-                               else np.zeros(self.diff.shape, bool))
-        return self.blob_cache
+    # first call and kept: only a map that passes every other limit asks
+    blobs: Callable[[], np.ndarray] = field(default=lambda: np.zeros((0, 0), bool),
+                                            repr=False)
 
 
 def _clip_tolerance(source0: np.ndarray, idx: np.ndarray, ys: np.ndarray) -> np.ndarray:
@@ -189,7 +183,7 @@ def residual(target: np.ndarray, source: np.ndarray, source0: np.ndarray,
     diff = used & (block_res > thr)
     level = max(settings.strong_ratio * noise, settings.strong_floor)
     strong = diff & (block_res > level)
-    blobs = partial(_blobs, res, level, left_out, in_overlap, bs, used, (target, source))
+    blobs = cache(partial(_blobs, res, level, left_out, in_overlap, bs, used, (target, source)))
     return Residual(diff, strong, med, fitted.tone_shift, fitted.tone_dev, fitted.gain,
                     fitted.gain_dev, local_dev, fitted.mapped, blobs)
 

@@ -291,6 +291,16 @@ def test_a_small_ball_that_moved_between_two_frames_is_another_shot(photo: np.nd
     assert _both_ways(*ball_frames(photo, seed)) == ("other_shot", "other_shot")
 
 
+def test_a_map_a_coarse_size_finds_a_block_differing_in_goes_on_to_the_full_size() -> None:
+    """Rocket, seed 301: a dark blue ball moved over the sky and the tower. At a quarter of
+    the size it is a few pixels wide and leaves one differing block, under every share a
+    copy may differ by, so the coarse check passed the map as a copy; a coarse size now
+    passes a map only where no block differs, and the full size sees the ball."""
+    from benchmarks.hard_edits import ball_frames, sample
+
+    assert _both_ways(*ball_frames(sample("rocket"), 301)) == ("other_shot", "other_shot")
+
+
 def _ball_frames_at(rgb: np.ndarray, colour: tuple[int, int, int], x: int, y: int,
                     r: int, step: int) -> tuple[np.ndarray, np.ndarray]:
     frames = []

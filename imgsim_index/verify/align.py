@@ -32,7 +32,14 @@ from typing import Protocol
 
 import numpy as np
 
-from imgsim_index.verify.check import Blurs, Check, Prepared, check_map
+from imgsim_index.verify.check import (
+    Blurs,
+    Check,
+    Prepared,
+    check_map,
+    coarse_check,
+    full_check,
+)
 from imgsim_index.verify.features import Features
 from imgsim_index.verify.geometry import (
     MIRRORED,
@@ -69,6 +76,8 @@ class Alignment:
     numbers: dict[str, float] = field(init=False)  # found on the way (inliers, ...)
     tried: list[Tried] = field(default_factory=list)
     refined: list[np.ndarray] = field(default_factory=list)  # maps ECC started from
+    # map bytes -> (ECC's shift of it in px, the refined map); (None, None): ECC failed
+    shifts: dict[bytes, tuple[float | None, np.ndarray | None]] = field(default_factory=dict)
     # ECC left the best sketch map in place: the alignment is right, the pictures differ
     confirmed: bool = False
     keypoints_failed: bool = False  # keypoint matching ran and found no map
@@ -89,9 +98,37 @@ class Alignment:
     def check(self, m: np.ndarray, source: str, local: Local = "",
               keep: bool = True) -> Check:
         """Check map m; keep it among the tried maps when `keep`, or when it passes."""
-        key = m.tobytes()
         chk = check_map(self.a, self.b, m, self.settings, self.blurs, local,
-                        self.prepared.setdefault(key, {}))
+                        self.prepared.setdefault(m.tobytes(), {}))
+        return self._record(chk, m, source, keep)
+
+    def settle(self, m: np.ndarray, source: str) -> Check | None:
+        """check(m) when the coarse sizes settle it, else None (finish() checks it then)."""
+        chk = coarse_check(self.a, self.b, m, self.settings, self.blurs, "",
+                           self.prepared.setdefault(m.tobytes(), {}))
+        return None if chk is None else self._record(chk, m, source, True)
+
+    def finish(self, m: np.ndarray, source: str) -> Check:
+        """check(m) at full size, for a map the coarse sizes did not settle (settle())."""
+        chk = full_check(self.a, self.b, m, self.settings, self.blurs, "",
+                         self.prepared.setdefault(m.tobytes(), {}))
+        return self._record(chk, m, source, True)
+
+    def refine(self, m: np.ndarray) -> np.ndarray | None:
+        """ECC's refinement of map m when it moves m by more than ecc_confirm_px, else None
+        (the shift is kept: shifts)."""
+        key = m.tobytes()
+        if key not in self.shifts:
+            self.refined.append(m)
+            refined = refine_ecc(self.a, self.b, m)
+            shift = None if refined is None else map_shift(m, refined, self.b.box)
+            self.shifts[key] = (shift, refined)
+            if shift is not None:
+                self.numbers["ecc_shift_px"] = shift
+        shift, refined = self.shifts[key]
+        return refined if shift is not None and shift > self.settings.ecc_confirm_px else None
+
+    def _record(self, chk: Check, m: np.ndarray, source: str, keep: bool) -> Check:
         if keep or chk.copy:
             self.tried.append(Tried(chk, m, source))
         best = self.best_scoring().map.tobytes() if self.tried else None
@@ -123,24 +160,38 @@ class SketchMaps:
             w, h = b[2] - b[0], b[3] - b[1]
             aspect_b = (h / w) if k % 2 else (w / h)  # odd k: turned by 90 deg
             tol = max(SKETCH_ASPECT_LOG_TOL, np.log(s.settings.max_squash))
-            if abs(np.log(aspect_a / aspect_b)) < tol and s.check(
-                    dihedral_matrix(k, a, b), "sketch").copy:
+            if abs(np.log(aspect_a / aspect_b)) >= tol:
+                continue
+            m = dihedral_matrix(k, a, b)
+            chk = s.settle(m, "sketch")
+            if chk is None:  # not settled at the coarse sizes: the full size decides
+                # the best-correlated map ECC moves is a copy turned or cropped a little
+                # (the sketch map's full check would fail: ECC would run next), whose
+                # refined map passes; the sketch map then is not checked at full size
+                if not s.tried and (refined := s.refine(m)) is not None and s.check(
+                        refined, "ecc").copy:
+                    break
+                chk = s.finish(m, "sketch")
+            if chk.copy:
                 break
+
+
+def _sketch_tried(s: Alignment) -> list[Tried]:
+    return [t for t in s.tried if t.source == "sketch"]
 
 
 class EccOfSketchMap:
     def wanted(self, s: Alignment) -> bool:
-        return bool(s.tried)
+        return bool(_sketch_tried(s))
 
     def run(self, s: Alignment) -> None:
-        best = s.best_scoring()
-        refined = refine_ecc(s.a, s.b, best.map)
-        s.refined.append(best.map)
-        if refined is None:
+        best = max(_sketch_tried(s), key=lambda t: t.check.score)
+        before = best.map.tobytes() in s.shifts  # refined (and checked) by SketchMaps
+        refined = s.refine(best.map)
+        shift = s.shifts[best.map.tobytes()][0]
+        if shift is None:
             return
-        shift = map_shift(best.map, refined, s.b.box)
-        s.numbers["ecc_shift_px"] = shift
-        if shift > s.settings.ecc_confirm_px:
+        if refined is not None and not before:
             s.check(refined, "ecc")
         s.confirmed = shift <= s.settings.ecc_confirm_px \
             and best.check.numbers.get("overlap", 0.0) >= s.settings.min_overlap

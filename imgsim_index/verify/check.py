@@ -582,6 +582,7 @@ def _clearly_other(c: Check, s: MatchSettings) -> bool:
 def _clearly_copy(c: Check, s: MatchSettings) -> bool:
     n, k = c.numbers, s.coarse_margin
     return (c.differing * k <= s.max_differing and n.get("largest_region", 0.0) * k <= s.max_region
+            and not n.get("regions", 0.0)
             and n.get("block_median", 0.0) * k <= s.max_block_median
             and n.get("tone_dev", 0.0) * k <= s.max_tone_dev
             and n.get("hue_change_deg", -1.0) * k <= s.max_hue_deg)
@@ -589,41 +590,60 @@ def _clearly_copy(c: Check, s: MatchSettings) -> bool:
 
 def check_map(a: Features, b: Features, m: np.ndarray, settings: MatchSettings,
               blurs: Blurs, local: Local = "", prepared: Prepared | None = None) -> Check:
-    """verify_map, after checks at coarser sizes (coarse_levels halvings, coarsest first,
-    with blocks halved too) that settle a map failing there, or passing there
-    (coarse_accept), by coarse_margin on every limit; a map in between goes on to the next
-    size. local: only a copy counts (align.LocalTone) and only the full size passes a map
-    with local tone, so the coarse sizes judge it only at half size where the global tone
-    or hue rule it out (returned as its global check, not a copy)."""
+    """verify_map, after checks at coarser sizes that settle a map clearly failing or
+    passing there (coarse_check)."""
+    settled = coarse_check(a, b, m, settings, blurs, local, prepared)
+    return settled if settled is not None else full_check(a, b, m, settings, blurs, local,
+                                                           prepared)
+
+
+def coarse_check(a: Features, b: Features, m: np.ndarray, settings: MatchSettings,
+                 blurs: Blurs, local: Local = "", prepared: Prepared | None = None
+                 ) -> Check | None:
+    """The check of map m at coarser sizes (coarse_levels halvings, coarsest first, with
+    blocks halved too) when one settles it, failing there, or passing there
+    (coarse_accept), by coarse_margin on every limit; else None (a map in between goes on
+    to the next size, the last to full_check). local: only a copy counts (align.LocalTone)
+    and only the full size passes a map with local tone, so the coarse sizes judge it only
+    at half size where the global tone or hue rule it out (returned as its global check,
+    not a copy)."""
     k = settings.coarse_margin
-    if k and min(a.grey.shape + b.grey.shape) >= COARSE_MIN_BLOCKS * settings.block:
-        m3 = np.vstack([m, [0, 0, 1]])
-        for level in range(settings.coarse_levels, 0, -1):
-            block = settings.block >> level
-            if block < MIN_BLOCK_PX:
-                continue
-            ha, hb = a, b
-            for _ in range(level):
-                ha, hb = ha.half(), hb.half()
-            mh = to_level(a, ha) @ m3 @ np.linalg.inv(to_level(b, hb))
-            ready = _ready(ha, hb, mh[:2], dataclasses.replace(settings, block=block), blurs,
-                           prepared)
-            if local and isinstance(ready, _Judging):
-                if level == 1 and ready.cannot_pass() and ready.clearly_other_if_not_copy(k):
-                    return _verify(ready, "")  # not a copy, and clearly other: settled
-                if level > 1:
-                    continue  # only a pass could settle a map here, and a local one cannot
-            c = _verify(ready, local)
-            # below half size only a clear pass settles a map: resampling a noisy picture
-            # (a star field) that far makes blocks differ that agree at half size; a pass
-            # with local tone never does (local curves on coarse blocks follow a small
-            # object that moved, which the full size shows)
-            if level == 1 and not c.copy and _clearly_other(c, settings):
-                c.numbers["coarse"] = float(level)
-                return c
-            if c.copy and settings.coarse_accept and not local and _clearly_copy(c, settings):
-                c.numbers["coarse"] = float(level)
-                return c
+    if not k or min(a.grey.shape + b.grey.shape) < COARSE_MIN_BLOCKS * settings.block:
+        return None
+    m3 = np.vstack([m, [0, 0, 1]])
+    for level in range(settings.coarse_levels, 0, -1):
+        block = settings.block >> level
+        if block < MIN_BLOCK_PX:
+            continue
+        ha, hb = a, b
+        for _ in range(level):
+            ha, hb = ha.half(), hb.half()
+        mh = to_level(a, ha) @ m3 @ np.linalg.inv(to_level(b, hb))
+        ready = _ready(ha, hb, mh[:2], dataclasses.replace(settings, block=block), blurs,
+                       prepared)
+        if local and isinstance(ready, _Judging):
+            if level == 1 and ready.cannot_pass() and ready.clearly_other_if_not_copy(k):
+                return _verify(ready, "")  # not a copy, and clearly other: settled
+            if level > 1:
+                continue  # only a pass could settle a map here, and a local one cannot
+        c = _verify(ready, local)
+        # below half size only a clear pass settles a map: resampling a noisy picture
+        # (a star field) that far makes blocks differ that agree at half size; a pass
+        # with local tone never does (local curves on coarse blocks follow a small
+        # object that moved, which the full size shows)
+        if level == 1 and not c.copy and _clearly_other(c, settings):
+            c.numbers["coarse"] = float(level)
+            return c
+        if c.copy and settings.coarse_accept and not local and _clearly_copy(c, settings):
+            c.numbers["coarse"] = float(level)
+            return c
+    return None
+
+
+def full_check(a: Features, b: Features, m: np.ndarray, settings: MatchSettings,
+               blurs: Blurs, local: Local = "", prepared: Prepared | None = None) -> Check:
+    """verify_map at the thumbnails' size; with local tone, the global check alone where
+    no local curves can make the map a copy (_Judging.cannot_pass)."""
     ready = _ready(a, b, m, settings, blurs, prepared)
     if local and isinstance(ready, _Judging) and ready.cannot_pass():
         return _verify(ready, "")

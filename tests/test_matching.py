@@ -301,6 +301,32 @@ def test_a_map_a_coarse_size_finds_a_block_differing_in_goes_on_to_the_full_size
     assert _both_ways(*ball_frames(sample("rocket"), 301)) == ("other_shot", "other_shot")
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_local_tone_is_not_tried_where_only_a_small_change_fails_the_map(
+        photo: np.ndarray, seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ball that moved fails the global check on its compact strong change alone, within
+    every share, median and tone limit: local tone curves are not fitted over it (they
+    could only hide it; at full size they cost a quarter of a second a map). A vignette,
+    which fails the share limits, is still a copy through them."""
+    import imgsim_index.verify.align as al
+    from benchmarks.hard_edits import ball_frames, jpeg, vignette
+
+    local: list[str] = []
+    real = al.check_map
+
+    def spy(*args, **kw):  # type: ignore[no-untyped-def]
+        local.append(args[5] if len(args) > 5 else kw.get("local", ""))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(al, "check_map", spy)
+    a, b = (mt.describe(x) for x in ball_frames(photo, seed))
+    v = mt.compare(a, b)
+    assert v.match == "other_shot" and "something small appears" in v.evidence
+    assert not any(local)
+    v = mt.compare(mt.describe(photo), mt.describe(jpeg(vignette(photo))))
+    assert v.match == "copy" and "tone changed locally" in v.evidence and any(local)
+
+
 def _ball_frames_at(rgb: np.ndarray, colour: tuple[int, int, int], x: int, y: int,
                     r: int, step: int) -> tuple[np.ndarray, np.ndarray]:
     frames = []

@@ -22,7 +22,8 @@ earlier ones found:
    box maps cannot rotate; a copy turned by a few degrees needs this).
 7. local tone: no map passed with one tone curve for the whole picture; the best maps are
    checked again with tone curves per tile (a vignette, CLAHE, detail enhancement). Last,
-   so local curves never stand in for a better map.
+   so local curves never stand in for a better map; not for a map that failed only on a
+   small change (check.small_change_only: curves fitted around it could only hide it).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from imgsim_index.verify.check import (
     check_map,
     coarse_check,
     full_check,
+    small_change_only,
 )
 from imgsim_index.verify.features import Features
 from imgsim_index.verify.geometry import (
@@ -270,6 +272,8 @@ class LocalTone:
         for t in ranked:
             if t.check.numbers.get("hue_change_deg", -1.0) > s.settings.max_hue_deg:
                 continue
+            if small_change_only(t.check, s.settings):
+                continue  # local curves would only hide what moved
             if any(s.check(t.map, t.source, local=m, keep=False).copy for m in models):
                 break
 

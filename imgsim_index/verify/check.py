@@ -569,6 +569,18 @@ def _solid_blobs(dirs: list[Residual], j: _Judging, nums: dict[str, float]) -> b
     return bool(blobs.any())
 
 
+def small_change_only(c: Check, s: MatchSettings) -> bool:
+    """c failed only because something small appeared, moved or vanished: the pictures
+    agree within every share, median, tone and hue limit, and a compact region differs by
+    far. Tone that varies over a copy (a vignette, CLAHE) spreads its residual and fails
+    those limits; local curves fitted around a compact change could only hide it."""
+    kinds = {n.kind for n in c.notes}
+    return (not c.copy and "small_change" in kinds
+            and not kinds & {"throughout", "light", "colours"}
+            and c.differing <= s.max_differing
+            and c.numbers.get("largest_region", 0.0) <= s.max_region)
+
+
 def _clearly_other(c: Check, s: MatchSettings) -> bool:
     n, k = c.numbers, s.coarse_margin
     regions = not n.get("band_shaped") and (c.differing > k * s.max_differing

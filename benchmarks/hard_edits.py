@@ -12,6 +12,12 @@ photo moved elsewhere. Every labelled pair goes through `verify_pairs` with the 
 import path (run it with PYTHONPATH set to another tree to measure that tree), in both
 orders; prints the right verdicts per class, and with --write-results writes them to RESULTS.md.
 The tests use the same edits (tests/test_matching.py).
+
+--folder also runs `imgsim-index dedupe` on all the images as one folder (every candidate
+pair of the set, a ball frame against the photo and its edits too) and scores its report:
+copy verdicts against the truth (two images are copies when both are the photo or an edit
+of it; a frame with a ball and a photo with a patch moved are other shots of everything),
+and the files it would remove that are no copy of their group's keeper.
 """
 
 from __future__ import annotations
@@ -141,11 +147,57 @@ def pairs() -> list[tuple[str, str, np.ndarray, np.ndarray, bool]]:
     return out
 
 
+def _what(path: str) -> tuple[str, str]:
+    """(photo, what the file shows): "photo" for the photo and its edits (the a side of
+    each pair, the b side of a copy class), else the file's own name (its own picture)."""
+    n, name, rest = Path(path).stem.split("_", 2)
+    cls, side = rest.rsplit("_", 1)
+    plain = cls in COPIES or (cls == "patch_moved" and side == "a")
+    return name, "photo" if plain else Path(path).stem
+
+
+def folder_scores(root: Path, work: Path) -> str:
+    """`imgsim-index dedupe ROOT` (this tree's code, one thread) scored against _what."""
+    import json
+    import os
+    import subprocess
+    import time
+
+    out = work / "results"
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "imgsim_index", "dedupe", str(root), "--index",
+                    str(work / "index"), "--model", "efficientnet-lite0", "--output", str(out),
+                    "--verify-workers", "0", "-q"], check=False, capture_output=True,
+                   env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    wall = time.perf_counter() - t
+    report = json.loads(next(out.glob("*/report.json")).read_text())
+    said = {True: [0, 0], False: [0, 0]}  # truth -> [copy verdicts, pairs]
+    for p in report["similar_pairs"] + report["near_misses"]:
+        a, b = _what(p["image1"]), _what(p["image2"])
+        truth = a == b and a[1] == "photo"
+        said[truth][0] += p["match"] in ("copy", "exact")
+        said[truth][1] += 1
+    right = wrong = 0
+    for g in report["groups"]:
+        for m in g["removable"]:
+            ok = _what(m) == _what(g["keeper"]) and _what(m)[1] == "photo"
+            right, wrong = right + ok, wrong + (not ok)
+    tp, fp = said[True][0], said[False][0]
+    return (f"\n\nAs one folder (`dedupe`, {wall:.1f} s wall, verification "
+            f"{report['timings_seconds'].get('verify', 0):.1f} s in one thread): "
+            f"{said[True][1]} candidate pairs of copies, {said[False][1]} of other shots; copy "
+            f"verdicts right {tp}, wrong {fp} (precision {tp / max(tp + fp, 1):.3f}, recall "
+            f"{tp / max(said[True][1], 1):.3f}); files it would remove: {right} copies of "
+            f"their keeper, {wrong} not")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", help="folder for the images (default: a temporary one)")
     ap.add_argument("--write-results", action="store_true")
     ap.add_argument("-v", "--verbose", action="store_true", help="print each wrong verdict")
+    ap.add_argument("--folder", action="store_true",
+                    help="also dedupe the images as one folder and score the report")
     args = ap.parse_args()
     from imgsim_index.index.catalog import Row
     from imgsim_index.search import Pairs
@@ -169,6 +221,7 @@ def main() -> None:
         score = np.full(len(idx), 0.9)
         v = [verify_pairs(rows, Pairs(idx[:, 0], idx[:, 1], score), settings),
              verify_pairs(rows, Pairs(idx[:, 1], idx[:, 0], score), settings)]
+        folder = folder_scores(root, Path(tmp)) if args.folder else ""
     tally: dict[str, list[int]] = {}
     for n, (name, cls, _, _, copy) in enumerate(labelled):
         for order in v:
@@ -189,13 +242,14 @@ def main() -> None:
     secs = v[0].seconds + v[1].seconds
     lines.append(f"\ncopies kept {kept}/{n_copies}, other shots passed as copies "
                  f"{wrong}/{n_other}; {secs:.1f} s for {2 * len(idx)} verdicts")
-    text = "\n".join(lines)
+    text = "\n".join(lines) + folder
     print(text)
     if args.write_results:
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-        from benchmarks.results_file import update_section
+        from benchmarks.results_file import this_command, update_section
 
-        update_section("Verification on generated hard edits", text)
+        update_section("hard-edits", "Verification on generated hard edits", this_command(),
+                       text)
 
 
 if __name__ == "__main__":

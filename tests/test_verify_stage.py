@@ -480,3 +480,30 @@ def test_whole_number_settings_given_as_floats_are_used() -> None:
     m = VerifySettings(tunables=(("local_tiles", 3.0), ("block", 8.0))).matching()
     assert (m.local_tiles, m.block) == (3, 8)
     assert isinstance(m.local_tiles, int) and isinstance(m.block, int)
+
+
+def test_blas_runs_in_one_thread_while_pairs_are_verified(
+        edits: tuple[Path, list[str]], monkeypatch: pytest.MonkeyPatch) -> None:
+    """OpenBLAS's threads spin while they wait: during verification every BLAS loaded runs
+    in one thread, and gets its threads back afterwards."""
+    from threadpoolctl import threadpool_info
+
+    import imgsim_index.verify.rounds as rounds
+
+    def blas() -> set[int]:
+        return {int(d["num_threads"]) for d in threadpool_info() if d["user_api"] == "blas"}
+
+    seen: list[set[int]] = []
+    real = rounds.PairWalk._compare
+
+    def spy(self, batch):  # type: ignore[no-untyped-def]
+        seen.append(blas())
+        return real(self, batch)
+
+    monkeypatch.setattr(rounds.PairWalk, "_compare", spy)
+    d, _ = edits
+    before = blas()
+    rows = [row(0, d / "base.png"), row(1, d / "reencoded.jpg")]
+    v = verify_pairs(rows, Pairs(np.array([0]), np.array([1]), np.array([0.99])))
+    assert v.match == ["copy"] and seen and all(s == {1} for s in seen)
+    assert blas() == before

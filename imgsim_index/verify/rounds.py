@@ -15,8 +15,9 @@ share the images' keypoints), or a process pool when asked (workers >= 1).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -92,6 +93,28 @@ class _Apart:
                 self.add(keep, other, *pairs)
 
 
+@contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """BLAS (every OpenBLAS loaded: NumPy's, OpenCV's, FAISS's) in one thread while pairs
+    are verified. Its products here are small (a gain field's normal equations, a colour
+    map's least squares) and its threads, which spin while they wait, took the cores from
+    the verification threads: on 2 cores, 60 compares of the hard edits took 5.3 s in two
+    threads, 3.7 s with one BLAS thread (benchmarks/RESULTS.md)."""
+    import cv2  # noqa: F401  (its OpenBLAS is loaded with it: load it first, to limit it)
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+def _worker_start() -> None:
+    """A worker process's BLAS in one thread for its life (one_blas_thread)."""
+    import cv2  # noqa: F401  (see one_blas_thread)
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")
+
+
 def _first_line(e: Exception) -> str:
     return (str(e).splitlines() or [type(e).__name__])[0][:ERROR_CHARS]
 
@@ -158,7 +181,8 @@ class _Workers:
             import multiprocessing
 
             self.pool = ProcessPoolExecutor(self.n_workers,
-                                            mp_context=multiprocessing.get_context("spawn"))
+                                            mp_context=multiprocessing.get_context("spawn"),
+                                            initializer=_worker_start)
         chunk = max(1, len(tasks) // (CHUNKS_PER_WORKER * self.n_workers))
         return list(self.pool.map(fn, tasks, chunksize=chunk))
 
@@ -183,12 +207,15 @@ class PairWalk:
         self.workers = _Workers(settings.workers)
 
     def run(self) -> None:
+        if not self.order:
+            return
         try:
-            pending = self.order
-            while pending:
-                batch, pending = self._sort(pending)
-                self._describe(batch)
-                self._compare(batch)
+            with one_blas_thread():
+                pending = self.order
+                while pending:
+                    batch, pending = self._sort(pending)
+                    self._describe(batch)
+                    self._compare(batch)
         finally:
             self.workers.close()
 

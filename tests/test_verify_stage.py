@@ -507,3 +507,53 @@ def test_blas_runs_in_one_thread_while_pairs_are_verified(
     v = verify_pairs(rows, Pairs(np.array([0]), np.array([1]), np.array([0.99])))
     assert v.match == ["copy"] and seen and all(s == {1} for s in seen)
     assert blas() == before
+
+
+def test_worker_processes_give_the_verdicts_of_one_thread(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A first round of 18 comparisons (9 scenes, each with a re-encoded copy and another
+    shot of it) goes to 2 worker processes (a pool started while the images are described),
+    the next rounds too: the same verdicts, evidence and numbers as in one thread."""
+    import imgsim_index.verify.rounds as rounds
+
+    rows, i, j = [], [], []
+    for k in range(9):
+        base = photo(20 + k)
+        for name, im in (("base", base), ("copy", base), ("moved", moved(base))):
+            path = tmp_path / f"{k}_{name}.{'jpg' if name == 'copy' else 'png'}"
+            im.save(path)
+            rows.append(row(len(rows), path))
+        i += [3 * k, 3 * k, 3 * k + 1]
+        j += [3 * k + 1, 3 * k + 2, 3 * k + 2]
+    pairs = Pairs(np.array(i), np.array(j), np.linspace(0.99, 0.9, len(i)))
+    started: list[int] = []
+    real = rounds._pool_context
+
+    def spy():  # type: ignore[no-untyped-def]
+        started.append(1)
+        return real()
+
+    monkeypatch.setattr(rounds, "_pool_context", spy)
+    one = verify_pairs(rows, pairs, VerifySettings(workers=0))
+    pooled = verify_pairs(rows, pairs, VerifySettings(workers=2))
+    assert started == [1]
+    assert (pooled.match, pooled.evidence, pooled.compared) == (one.match, one.evidence,
+                                                                one.compared)
+    assert [v.numbers for v in pooled.pairs] == [v.numbers for v in one.pairs]
+    assert one.match.count("copy") == 9 and one.match.count("other_shot") == 18
+
+
+def test_a_worker_keeps_images_apart_by_content_digest_and_size() -> None:
+    """The images a worker process keeps are keyed by decoded pixels, file digest and size:
+    two files with the same pixels and other bytes stay two images (their pair is 'same
+    decoded pixels', never 'same bytes')."""
+    from imgsim_index.verify import rounds
+    from imgsim_index.verify.features import describe
+
+    rgb = np.asarray(photo(3))
+    a, b = describe(rgb, "digest-a"), describe(rgb, "digest-b")
+    rounds._worker_images.clear()
+    assert rounds._seen(a) is a and rounds._seen(b) is b and rounds._seen(a) is a
+    done = rounds._in_worker((0, a, b, VerifySettings().matching()))
+    assert (done.verdict.match, done.verdict.evidence) == ("exact", "same decoded pixels")
+    rounds._worker_images.clear()

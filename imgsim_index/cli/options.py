@@ -131,8 +131,9 @@ verify_options = _stack(
     click.option("--group-near-misses", is_flag=True,
                  help="Put other-shot pairs (bursts, a moved subject) back into the groups."),
     click.option("--verify-workers", type=click.IntRange(0, 256), default=None,
-                 help="Verification worker processes (default: threads, one per core, at "
-                      f"most {MAX_VERIFY_THREADS}; 0: one thread)."),
+                 help="Verification worker processes for rounds of 16 comparisons or more "
+                      f"(default: one per core, at most {MAX_VERIFY_THREADS}; 1: threads of "
+                      "this process; 0: one thread)."),
 )
 
 output_option = click.option(

@@ -551,10 +551,9 @@ def dedupe(
     settings.validate()
     built, update = None, {}
     side = settings.verify.max_side
-    # the build decodes every image: verification takes its thumbnails from there, when it
-    # runs in this process (threads; worker processes decode for themselves)
-    here = settings.verify.workers is None or settings.verify.workers <= 1
-    with (kept.keeping((side, side), VERIFY_KEPT_BYTES) if folders and here
+    # the build decodes every image: verification, which describes the images in this
+    # process (worker processes only compare them), takes its thumbnails from there
+    with (kept.keeping((side, side), VERIFY_KEPT_BYTES) if folders
           and settings.verify.enabled is not False else nullcontext()):
         if folders:
             t = time.perf_counter()

@@ -50,8 +50,12 @@ class VerifySettings:
     # None: on, except for an index of imported vectors (the tool never read those files,
     # so it has nothing to check them against); True / False: as asked
     enabled: bool | None = None
-    # None: threads in this process, one per core (at most defaults.MAX_VERIFY_THREADS);
-    # 0: in this process, one at a time; N >= 1: N worker processes
+    # None or 1: threads in this process, one per core (at most
+    # defaults.MAX_VERIFY_THREADS); 0: in this process, one at a time; N >= 2: images are
+    # described in threads here, pairs compared in N worker processes (a first round of
+    # fewer than rounds.POOL_MIN_TASKS comparisons in threads). Worker processes import
+    # the main module again where it is a script: a script that asks for them needs its
+    # `if __name__ == "__main__":` guard (the CLI asks: defaults.verify_processes)
     workers: int | None = None
     # images are decoded with their long side at most this (JPEG: at a reduced DCT scale);
     # describe() works on 512 px thumbnails, so more only costs decoding time

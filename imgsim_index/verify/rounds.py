@@ -7,9 +7,13 @@ parallel, the pairs that would join two not yet (tentatively) joined sets; a pai
 a pending comparison may join waits for the next round. Between two sets, once `apart_votes`
 of their compared pairs were judged other shots (_Apart), their other pairs are not compared.
 
-Workers: threads of this process by default (decoding, SIFT, warps and residuals run in
-Pillow/OpenCV/NumPy code that releases the GIL; threads cost no interpreter start-up and
-share the images' keypoints), or a process pool when asked (workers >= 1).
+Workers: images are decoded (or taken from the build's thumbnails: ingest/kept.py) and
+described in threads of this process. Pairs are compared there too by default (threads
+cost no start-up and share the images' keypoints, but their NumPy calls on small arrays
+hold the GIL), or, with workers >= 2 (the CLI's default), in a process pool started while
+the images are described, for rounds of POOL_MIN_TASKS comparisons or more (each worker
+keeps the images it was sent last, with what it derived from them). BLAS runs in one
+thread meanwhile (one_blas_thread).
 """
 
 from __future__ import annotations
@@ -32,12 +36,12 @@ if TYPE_CHECKING:
 SKIPPED_EVIDENCE = "not compared: already grouped through verified copies"
 APART_EVIDENCE = "not compared: their groups are other shots"
 
-# A process pool pays for starting interpreters (spawn) and for pickling thumbnails; below
-# this many tasks in one round, or with a single worker, the work runs in this process.
-# Threads: measured on 2 cores, the evaluation set's verification took 7.5 s wall with 2
-# threads against 11.0 s in one (benchmarks/RESULTS.md); how many: defaults.verify_threads.
+# A process pool pays for starting workers (forkserver: forks of a server that imported
+# verification; spawn: an interpreter each) and for pickling the images of each pair; a
+# first round of fewer comparisons than this runs in threads of this process. On 2 cores
+# the evaluation set (84 compares) took the same time either way, the hard edits as one
+# folder (231) 30% less in processes (benchmarks/RESULTS.md).
 POOL_MIN_TASKS = 16
-CHUNKS_PER_WORKER = 4  # a pool's tasks are sent in about this many chunks per worker
 ERROR_CHARS = 200  # an error kept in the evidence is cut to this many characters
 
 
@@ -115,6 +119,10 @@ def _worker_start() -> None:
     threadpool_limits(limits=1, user_api="blas")
 
 
+def _started() -> None:
+    """A task that only starts a worker process."""
+
+
 def _first_line(e: Exception) -> str:
     return (str(e).splitlines() or [type(e).__name__])[0][:ERROR_CHARS]
 
@@ -161,30 +169,82 @@ def _compare(task: tuple[int, Any, Any, Any]) -> _Compared:
                      {k: x for k, x in b.sift_cache.items() if k not in had_b})
 
 
+# a worker process keeps the images of its recent tasks (with what it derived from them:
+# half sizes, colour classes, keypoints), so pairs sharing an image do not derive it again
+WORKER_IMAGES = 64
+_worker_images: dict[tuple[str, str | None, tuple[int, int]], Any] = {}
+
+
+def _in_worker(task: tuple[int, Any, Any, Any]) -> _Compared:
+    """_compare in a worker process, each image replaced by the same image sent before."""
+    p, a, b, match_settings = task
+    return _compare((p, _seen(a), _seen(b), match_settings))
+
+
+def _seen(f: Any) -> Any:
+    key = (f.pixel_hash, f.digest, f.shape)
+    kept = _worker_images.pop(key, f)
+    if kept is not f:
+        kept.sift_cache.update(f.sift_cache)
+    _worker_images[key] = kept  # the most recent last
+    while len(_worker_images) > WORKER_IMAGES:
+        del _worker_images[next(iter(_worker_images))]
+    return kept
+
+
+def _pool_context() -> Any:
+    """Workers that start from a fresh interpreter: forkserver where the platform has it
+    (its server imports verification once; each worker is a fork of it), else spawn."""
+    import multiprocessing
+
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["imgsim_index.verify.rounds", "imgsim_index.verify.matching"])
+        return ctx
+    return multiprocessing.get_context("spawn")
+
+
 class _Workers:
-    """Runs a round's tasks: in threads, in a process pool, or here (see the module doc)."""
+    """Runs a round's tasks: describing images in threads of this process (or in this
+    thread), comparing pairs there too or, with workers >= 2, in a process pool for a round
+    of POOL_MIN_TASKS or more (see the module doc)."""
 
     def __init__(self, workers: int | None) -> None:
         self.n_workers = workers or 0
-        self.n_threads = verify_threads() if workers is None else 0
+        self.n_threads = 0 if workers == 0 else verify_threads()
         self.pool: Executor | None = None
         self.threads: Executor | None = None
 
-    def map(self, fn: Callable[[Any], Any], tasks: list[Any]) -> list[Any]:
+    def _pool(self) -> Executor:
+        if self.pool is None:
+            self.pool = ProcessPoolExecutor(self.n_workers, mp_context=_pool_context(),
+                                            initializer=_worker_start)
+        return self.pool
+
+    def _pooled(self, n_tasks: int) -> bool:
+        # once started, the pool takes any round it can share out
+        return self.n_workers > 1 and n_tasks >= (2 if self.pool else POOL_MIN_TASKS)
+
+    def start(self, n_tasks: int) -> None:
+        """Start the pool's processes now, while this process describes the images, when
+        a round of n_tasks comparisons will use it."""
+        if self.pool is None and self._pooled(n_tasks):
+            for _ in range(self.n_workers):
+                self._pool().submit(_started)
+
+    def here(self, fn: Callable[[Any], Any], tasks: list[Any]) -> list[Any]:
+        """fn over tasks in this process: in threads, or in this thread."""
         if self.n_threads > 1 and len(tasks) > 1:
             if self.threads is None:
                 self.threads = ThreadPoolExecutor(self.n_threads, thread_name_prefix="verify")
             return list(self.threads.map(fn, tasks))
-        if self.n_workers <= 1 or len(tasks) < POOL_MIN_TASKS:
-            return [fn(t) for t in tasks]
-        if self.pool is None:
-            import multiprocessing
+        return [fn(t) for t in tasks]
 
-            self.pool = ProcessPoolExecutor(self.n_workers,
-                                            mp_context=multiprocessing.get_context("spawn"),
-                                            initializer=_worker_start)
-        chunk = max(1, len(tasks) // (CHUNKS_PER_WORKER * self.n_workers))
-        return list(self.pool.map(fn, tasks, chunksize=chunk))
+    def compare(self, tasks: list[Any]) -> list[_Compared]:
+        if not self._pooled(len(tasks)):
+            return self.here(_compare, tasks)
+        # one task at a time: a comparison takes from a millisecond to a tenth of a second
+        return list(self._pool().map(_in_worker, tasks, chunksize=1))
 
     def close(self) -> None:
         for ex in (self.pool, self.threads):
@@ -214,6 +274,7 @@ class PairWalk:
                 pending = self.order
                 while pending:
                     batch, pending = self._sort(pending)
+                    self.workers.start(len(batch))
                     self._describe(batch)
                     self._compare(batch)
         finally:
@@ -265,7 +326,7 @@ class PairWalk:
         need = sorted({k for p in batch for k in self.ends[p]} - self.features.keys())
         tasks = [(k, self.rows[k].path, self.rows[k].digest, self.settings.max_side,
                   self.match_settings) for k in need]
-        for k, features, error in self.workers.map(_describe, tasks):
+        for k, features, error in self.workers.here(_describe, tasks):
             self.features[k] = features
             if features is None:
                 self.out.errors[k] = error
@@ -284,7 +345,7 @@ class PairWalk:
                 self.out.not_verified += 1
             else:
                 tasks.append((p, self.features[a], self.features[b], self.match_settings))
-        for done in self.workers.map(_compare, tasks):
+        for done in self.workers.compare(tasks):
             self._record(done)
 
     def _record(self, done: _Compared) -> None:

@@ -557,3 +557,37 @@ def test_a_worker_keeps_images_apart_by_content_digest_and_size() -> None:
     done = rounds._in_worker((0, a, b, VerifySettings().matching()))
     assert (done.verdict.match, done.verdict.evidence) == ("exact", "same decoded pixels")
     rounds._worker_images.clear()
+
+
+class _KillsItsReader:
+    """Unpickled, it ends the process that reads it (a worker process dying mid-round)."""
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        import os
+
+        return (os._exit, (3,))
+
+
+def test_a_worker_process_that_dies_leaves_the_round_to_threads() -> None:
+    """A worker process that dies (killed, out of memory) breaks the pool: the round is
+    compared again in threads of this process, with the same verdicts, and the pool is not
+    used again."""
+    import dataclasses
+
+    from imgsim_index.verify import rounds
+    from imgsim_index.verify.features import describe
+
+    ms = VerifySettings().matching()
+    a, b = describe(np.asarray(photo(4))), describe(np.asarray(moved(photo(4))))
+    deadly = dataclasses.replace(a, sift_cache={"unused": _KillsItsReader()})
+    tasks = [(k, a, b, ms) for k in range(rounds.POOL_MIN_TASKS)]
+    workers = rounds._Workers(2)
+    try:
+        got = workers.compare([(99, deadly, b, ms), *tasks])
+        assert workers.broken and workers.threads is not None
+        again = workers.compare(tasks)
+    finally:
+        workers.close()
+    want = rounds._compare(tasks[0]).verdict
+    assert [d.pair for d in got] == [99, *range(len(tasks))]
+    assert all(d.verdict == want for d in got + again)

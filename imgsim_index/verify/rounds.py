@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -214,6 +215,7 @@ class _Workers:
         self.n_threads = 0 if workers == 0 else verify_threads()
         self.pool: Executor | None = None
         self.threads: Executor | None = None
+        self.broken = False  # a worker process died: the pool is not used again
 
     def _pool(self) -> Executor:
         if self.pool is None:
@@ -223,7 +225,8 @@ class _Workers:
 
     def _pooled(self, n_tasks: int) -> bool:
         # once started, the pool takes any round it can share out
-        return self.n_workers > 1 and n_tasks >= (2 if self.pool else POOL_MIN_TASKS)
+        return (self.n_workers > 1 and not self.broken
+                and n_tasks >= (2 if self.pool else POOL_MIN_TASKS))
 
     def start(self, n_tasks: int) -> None:
         """Start the pool's processes now, while this process describes the images, when
@@ -243,8 +246,14 @@ class _Workers:
     def compare(self, tasks: list[Any]) -> list[_Compared]:
         if not self._pooled(len(tasks)):
             return self.here(_compare, tasks)
-        # one task at a time: a comparison takes from a millisecond to a tenth of a second
-        return list(self._pool().map(_in_worker, tasks, chunksize=1))
+        try:
+            # one task at a time: a comparison takes from a millisecond to a tenth of a second
+            return list(self._pool().map(_in_worker, tasks, chunksize=1))
+        except BrokenProcessPool:
+            # a worker died (killed, out of memory): the round is compared again here, in
+            # threads, and so are the rounds after it (every comparison is deterministic)
+            self.broken = True
+            return self.here(_compare, tasks)
 
     def close(self) -> None:
         for ex in (self.pool, self.threads):

@@ -50,9 +50,9 @@ MAX_EMBED_WORKERS = 8
 # Thumbnails decode and encode in threads (PIL and OpenCV release the GIL); the cap bounds
 # the full-size images decoded at once.
 MAX_THUMBNAIL_WORKERS = 8
-# Verification threads, and the CLI's worker processes (threads share the GIL: the hard
-# edits as one folder verified in 15.2 s in 2 threads, 10.7 s in 2 processes on 2 cores,
-# benchmarks/RESULTS.md); the cap bounds the images and keypoints held at once.
+# Verification threads (they share the GIL: on 2 cores the hard edits as one folder verified
+# in 15.2 s in 2 threads, 10.7 s in 2 processes, but 4,005 quick pairs in 10.8 s against
+# 16.7 s, benchmarks/RESULTS.md); the cap bounds the images and keypoints held at once.
 MAX_VERIFY_THREADS = 8
 # `dedupe FOLDER` keeps the verification thumbnails its build decodes (at most 0.75 MiB
 # each, so about 680 images) for verification, which then decodes only the others
@@ -82,13 +82,6 @@ def verify_threads() -> int:
     return min(MAX_VERIFY_THREADS, usable_cores())
 
 
-def verify_processes() -> int:
-    """Worker processes the CLI's dedupe compares pairs in (rounds of many comparisons): one
-    per core, at most MAX_VERIFY_THREADS; 0 on one core (one thread of this process)."""
-    n = min(MAX_VERIFY_THREADS, usable_cores())
-    return n if n > 1 else 0
-
-
 def decode_slots() -> int:
     """Requests the service decodes at once: one per core, so a burst of uploads cannot
     hold more decoded images in memory than the machine can work on."""
@@ -98,4 +91,4 @@ def decode_slots() -> int:
 __all__ = ["CANDIDATE_THRESHOLDS", "COSINE_ONLY_THRESHOLDS", "DEFAULT_KEEP", "DEFAULT_THRESHOLD",
            "FALLBACK_THRESHOLD", "IDENTITY_KEYS", "MAX_EMBED_WORKERS", "MAX_THUMBNAIL_WORKERS",
            "MAX_VERIFY_THREADS", "VERIFY_KEPT_BYTES", "decode_slots", "embed_workers",
-           "thumbnail_workers", "usable_cores", "verify_processes", "verify_threads"]
+           "thumbnail_workers", "usable_cores", "verify_threads"]

@@ -591,3 +591,24 @@ def test_a_worker_process_that_dies_leaves_the_round_to_threads() -> None:
     want = rounds._compare(tasks[0]).verdict
     assert [d.pair for d in got] == [99, *range(len(tasks))]
     assert all(d.verdict == want for d in got + again)
+
+
+def test_overlapping_verifications_give_blas_its_threads_back() -> None:
+    """Two verifications that overlap (a server's requests: A starts, B starts, A ends, B
+    ends) share one limit; when the last ends, every BLAS has its threads back."""
+    from threadpoolctl import threadpool_info
+
+    from imgsim_index.verify.rounds import one_blas_thread
+
+    def blas() -> list[int]:
+        return [int(d["num_threads"]) for d in threadpool_info() if d["user_api"] == "blas"]
+
+    before = blas()
+    a, b = one_blas_thread(), one_blas_thread()
+    a.__enter__()
+    b.__enter__()
+    assert set(blas()) == {1}
+    a.__exit__(None, None, None)
+    assert set(blas()) == {1}
+    b.__exit__(None, None, None)
+    assert blas() == before

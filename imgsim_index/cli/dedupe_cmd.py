@@ -89,7 +89,6 @@ def dedupe(folders: tuple[str, ...], index_dir: str, threshold: float | None, ve
     or video files) first if given, and look only at them then.
 
     The options of the embedding model and the scan filters apply to that update only."""
-    from imgsim_index.defaults import verify_processes
     from imgsim_index.pipeline.dedupe import DedupeSettings
     from imgsim_index.pipeline.dedupe import dedupe as run_dedupe
     from imgsim_index.search import ApproxSettings, PairSettings
@@ -98,8 +97,7 @@ def dedupe(folders: tuple[str, ...], index_dir: str, threshold: float | None, ve
     settings = DedupeSettings(
         threshold=threshold,
         verify=VerifySettings(enabled=None if verify == "auto" else verify == "on",
-                              workers=verify_processes() if verify_workers is None
-                              else verify_workers),
+                              workers=verify_workers),
         group_near_misses=group_near_misses,
         pairs=PairSettings(compare_mode=compare_mode, sample_ratio=sample_ratio, seed=seed,
                            compare_scope=compare_scope.replace("-", "_")),  # the seed's value

@@ -132,8 +132,9 @@ verify_options = _stack(
                  help="Put other-shot pairs (bursts, a moved subject) back into the groups."),
     click.option("--verify-workers", type=click.IntRange(0, 256), default=None,
                  help="Verification worker processes for rounds of 16 comparisons or more "
-                      f"(default: one per core, at most {MAX_VERIFY_THREADS}; 1: threads of "
-                      "this process; 0: one thread)."),
+                      f"(default: threads, one per core, at most {MAX_VERIFY_THREADS}; 0: one "
+                      "thread). Processes pay where comparisons are slow (other shots of a "
+                      "static camera) and cost memory and time where they are quick."),
 )
 
 output_option = click.option(

@@ -55,7 +55,7 @@ class VerifySettings:
     # described in threads here, pairs compared in N worker processes (a first round of
     # fewer than rounds.POOL_MIN_TASKS comparisons in threads). Worker processes import
     # the main module again where it is a script: a script that asks for them needs its
-    # `if __name__ == "__main__":` guard (the CLI asks: defaults.verify_processes)
+    # `if __name__ == "__main__":` guard
     workers: int | None = None
     # images are decoded with their long side at most this (JPEG: at a reduced DCT scale);
     # describe() works on 512 px thumbnails, so more only costs decoding time

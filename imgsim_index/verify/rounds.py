@@ -10,15 +10,18 @@ of their compared pairs were judged other shots (_Apart), their other pairs are 
 Workers: images are decoded (or taken from the build's thumbnails: ingest/kept.py) and
 described in threads of this process. Pairs are compared there too by default (threads
 cost no start-up and share the images' keypoints, but their NumPy calls on small arrays
-hold the GIL), or, with workers >= 2 (the CLI's default), in a process pool started while
-the images are described, for rounds of POOL_MIN_TASKS comparisons or more (each worker
-keeps the images it was sent last, with what it derived from them). BLAS runs in one
-thread meanwhile (one_blas_thread).
+hold the GIL), or, with workers >= 2 (`--verify-workers N`), in a process pool started
+while the images are described, for rounds of POOL_MIN_TASKS comparisons or more (each
+worker keeps the images it was sent last, with what it derived from them). Each task
+sends both images (0.7-1.2 MB pickled): processes pay where comparisons are slow and lose
+where they are quick, so threads are the default. BLAS runs in one thread meanwhile
+(one_blas_thread).
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -41,7 +44,7 @@ APART_EVIDENCE = "not compared: their groups are other shots"
 # verification; spawn: an interpreter each) and for pickling the images of each pair; a
 # first round of fewer comparisons than this runs in threads of this process. On 2 cores
 # the evaluation set (84 compares) took the same time either way, the hard edits as one
-# folder (231) 30% less in processes (benchmarks/RESULTS.md).
+# folder (231 slow ones) 30% less in processes, 4,005 quick pairs 55% more.
 POOL_MIN_TASKS = 16
 ERROR_CHARS = 200  # an error kept in the evidence is cut to this many characters
 
@@ -98,18 +101,37 @@ class _Apart:
                 self.add(keep, other, *pairs)
 
 
+_blas_lock = threading.Lock()
+_blas_users = 0  # verify_pairs calls under one_blas_thread now (threads of a server)
+_blas_limit: Any = None  # the limit they share, restored by the last to leave
+
+
 @contextmanager
 def one_blas_thread() -> Iterator[None]:
     """BLAS (every OpenBLAS loaded: NumPy's, OpenCV's, FAISS's) in one thread while pairs
     are verified. Its products here are small (a gain field's normal equations, a colour
     map's least squares) and its threads, which spin while they wait, took the cores from
     the verification threads: on 2 cores, 60 compares of the hard edits took 5.3 s in two
-    threads, 3.7 s with one BLAS thread (benchmarks/RESULTS.md)."""
+    threads, 3.7 s with one BLAS thread (benchmarks/RESULTS.md). The setting is the
+    process's: overlapping calls (a server verifying two requests) share one limit, set by
+    the first and restored by the last, so none leaves BLAS at one thread for good; other
+    BLAS work in the process meanwhile (a search in another thread) runs in one thread."""
+    global _blas_users, _blas_limit
     import cv2  # noqa: F401  (its OpenBLAS is loaded with it: load it first, to limit it)
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(limits=1, user_api="blas"):
+    with _blas_lock:
+        if _blas_users == 0:
+            _blas_limit = threadpool_limits(limits=1, user_api="blas")
+        _blas_users += 1
+    try:
         yield
+    finally:
+        with _blas_lock:
+            _blas_users -= 1
+            if _blas_users == 0:
+                _blas_limit.restore_original_limits()
+                _blas_limit = None
 
 
 def _worker_start() -> None:

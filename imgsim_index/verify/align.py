@@ -77,9 +77,9 @@ class Alignment:
     order: list[int] = field(init=False)  # the transforms, best-correlated first
     numbers: dict[str, float] = field(init=False)  # found on the way (inliers, ...)
     tried: list[Tried] = field(default_factory=list)
-    refined: list[np.ndarray] = field(default_factory=list)  # maps ECC started from
-    # map bytes -> (ECC's shift of it in px, the refined map); (None, None): ECC failed
-    shifts: dict[bytes, tuple[float | None, np.ndarray | None]] = field(default_factory=dict)
+    # the maps ECC started from (their bytes) -> (ECC's shift of each in px, the refined
+    # map when it moved by more than ecc_confirm_px); (None, None): ECC failed
+    refined: dict[bytes, tuple[float | None, np.ndarray | None]] = field(default_factory=dict)
     # ECC left the best sketch map in place: the alignment is right, the pictures differ
     confirmed: bool = False
     keypoints_failed: bool = False  # keypoint matching ran and found no map
@@ -116,19 +116,18 @@ class Alignment:
                          self.prepared.setdefault(m.tobytes(), {}))
         return self._record(chk, m, source, True)
 
-    def refine(self, m: np.ndarray) -> np.ndarray | None:
-        """ECC's refinement of map m when it moves m by more than ecc_confirm_px, else None
-        (the shift is kept: shifts)."""
+    def refine(self, m: np.ndarray) -> tuple[float | None, np.ndarray | None]:
+        """(ECC's shift of map m in px or None where ECC failed, the refined map where it
+        moved m by more than ecc_confirm_px); computed once per map (refined)."""
         key = m.tobytes()
-        if key not in self.shifts:
-            self.refined.append(m)
+        if key not in self.refined:
             refined = refine_ecc(self.a, self.b, m)
             shift = None if refined is None else map_shift(m, refined, self.b.box)
-            self.shifts[key] = (shift, refined)
+            moved = shift is not None and shift > self.settings.ecc_confirm_px
+            self.refined[key] = (shift, refined if moved else None)
             if shift is not None:
                 self.numbers["ecc_shift_px"] = shift
-        shift, refined = self.shifts[key]
-        return refined if shift is not None and shift > self.settings.ecc_confirm_px else None
+        return self.refined[key]
 
     def _record(self, chk: Check, m: np.ndarray, source: str, keep: bool) -> Check:
         if keep or chk.copy:
@@ -170,7 +169,7 @@ class SketchMaps:
                 # the best-correlated map ECC moves is a copy turned or cropped a little
                 # (the sketch map's full check would fail: ECC would run next), whose
                 # refined map passes; the sketch map then is not checked at full size
-                if not s.tried and (refined := s.refine(m)) is not None and s.check(
+                if not s.tried and (refined := s.refine(m)[1]) is not None and s.check(
                         refined, "ecc").copy:
                     break
                 chk = s.finish(m, "sketch")
@@ -188,9 +187,8 @@ class EccOfSketchMap:
 
     def run(self, s: Alignment) -> None:
         best = max(_sketch_tried(s), key=lambda t: t.check.score)
-        before = best.map.tobytes() in s.shifts  # refined (and checked) by SketchMaps
-        refined = s.refine(best.map)
-        shift = s.shifts[best.map.tobytes()][0]
+        before = best.map.tobytes() in s.refined  # refined (and checked) by SketchMaps
+        shift, refined = s.refine(best.map)
         if shift is None:
             return
         if refined is not None and not before:
@@ -248,7 +246,7 @@ class EccOfBestMap:
 
     def run(self, s: Alignment) -> None:
         best = s.best_scoring().map
-        if any(best is r for r in s.refined):
+        if best.tobytes() in s.refined:
             return
         refined = refine_ecc(s.a, s.b, best)
         if refined is not None:

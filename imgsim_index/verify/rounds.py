@@ -117,12 +117,9 @@ def one_blas_thread() -> Iterator[None]:
     the first and restored by the last, so none leaves BLAS at one thread for good; other
     BLAS work in the process meanwhile (a search in another thread) runs in one thread."""
     global _blas_users, _blas_limit
-    import cv2  # noqa: F401  (its OpenBLAS is loaded with it: load it first, to limit it)
-    from threadpoolctl import threadpool_limits
-
     with _blas_lock:
         if _blas_users == 0:
-            _blas_limit = threadpool_limits(limits=1, user_api="blas")
+            _blas_limit = _limit_blas()
         _blas_users += 1
     try:
         yield
@@ -134,12 +131,17 @@ def one_blas_thread() -> Iterator[None]:
                 _blas_limit = None
 
 
-def _worker_start() -> None:
-    """A worker process's BLAS in one thread for its life (one_blas_thread)."""
-    import cv2  # noqa: F401  (see one_blas_thread)
+def _limit_blas() -> Any:
+    """Every BLAS loaded in one thread; the limit (threadpoolctl) restores them."""
+    import cv2  # noqa: F401  (its OpenBLAS is loaded with it: load it first, to limit it)
     from threadpoolctl import threadpool_limits
 
-    threadpool_limits(limits=1, user_api="blas")
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def _worker_start() -> None:
+    """A worker process's BLAS in one thread for its life (one_blas_thread)."""
+    _limit_blas()
 
 
 def _started() -> None:

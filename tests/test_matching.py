@@ -495,3 +495,34 @@ def test_a_local_check_from_the_prepared_global_one_is_the_same(photo: np.ndarra
         assert (again.copy, again.numbers, again.words) == (fresh.copy, fresh.numbers,
                                                             fresh.words)
     assert first.numbers.get("local_tone") is None
+
+
+def test_batched_isotonic_fits_equal_pool_adjacent_violators() -> None:
+    """The node curves fitted all at once (min-max form) are the loop's fits, row by row,
+    with unused bins (weight 0) left out and the curves extended parallel to the identity."""
+    from imgsim_index.verify.tone import _extend_rows, isotonic, isotonic_rows
+
+    rng = np.random.default_rng(7)
+    bins = 32
+    w = rng.random((50, bins)) * 10
+    w[rng.random((50, bins)) < 0.4] = 0.0  # levels a tile lacks
+    w[3] = 0.0
+    w[3, 17] = 2.0  # one used bin
+    w[4, :] = 0.0
+    w[4, [0, bins - 1]] = 1.0  # the outer bins only
+    y = np.cumsum(rng.normal(4.0, 12.0, (50, bins)), axis=1)  # rising, with violations
+    fits = isotonic_rows(y, w)
+    curves = _extend_rows(fits, w > 0, bins)
+    x = np.arange(256, dtype=np.float64)
+    for r in range(50):
+        used = w[r] > 0
+        if not used.any():
+            continue
+        loop = isotonic(y[r][used], w[r][used])
+        assert np.allclose(fits[r][used], loop, rtol=0, atol=1e-9)
+        centres = (np.flatnonzero(used) + 0.5) * 256 / bins
+        want = np.interp(x, centres, loop)
+        want = np.where(x < centres[0], loop[0] + (x - centres[0]), want)
+        want = np.where(x > centres[-1], loop[-1] + (x - centres[-1]), want)
+        assert np.allclose(curves[r], want, rtol=0, atol=1e-9)
+        assert np.all(np.diff(curves[r]) >= -1e-9)  # monotone

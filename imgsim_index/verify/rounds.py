@@ -292,7 +292,8 @@ class PairWalk:
                  out: Verdicts, progress: Progress) -> None:
         self.rows, self.settings, self.out, self.progress = rows, settings, out, progress
         self.ends = list(zip(pairs.i.tolist(), pairs.j.tolist(), strict=True))
-        self.order = sorted(range(len(pairs)), key=lambda p: -float(pairs.score[p]))
+        self.scores = pairs.score.tolist()
+        self.order = sorted(range(len(pairs)), key=lambda p: -self.scores[p])
         self.match_settings = settings.matching()
         self.sets = _Sets(len(rows))
         self.apart = _Apart(settings.apart_votes)
@@ -378,8 +379,13 @@ class PairWalk:
                 self.out.not_verified += 1
             else:
                 tasks.append((p, self.features[a], self.features[b], self.match_settings))
-        for done in self.workers.compare(tasks):
-            self._record(done)
+        # the least similar first: they are the slowest (other shots try every strategy), so
+        # quick comparisons, not a slow one, end the round while another worker waits; the
+        # verdicts are recorded in the walk's order whatever order they were computed in
+        slow_first = sorted(tasks, key=lambda t: self.scores[t[0]])
+        done = {c.pair: c for c in self.workers.compare(slow_first)}
+        for task in tasks:
+            self._record(done[task[0]])
 
     def _record(self, done: _Compared) -> None:
         a, b = self.ends[done.pair]

@@ -98,15 +98,55 @@ def class_curves(src: np.ndarray, cls: np.ndarray, dst: np.ndarray, min_share: f
                      else overall for c in range(k)])
 
 
-def _extend(curve_bins: np.ndarray, used: np.ndarray, bins: int) -> np.ndarray:
-    """256-entry curve through the fitted bin centres; beyond the levels fitted it goes on
-    parallel to the identity (a level a tile lacks keeps its offset, not a constant)."""
-    centres = (np.flatnonzero(used) + 0.5) * 256 / bins
-    x = np.arange(256, dtype=np.float64)
-    out = np.interp(x, centres, curve_bins)
-    lo, hi = centres[0], centres[-1]
-    out = np.where(x < lo, curve_bins[0] + (x - lo), out)
-    return np.where(x > hi, curve_bins[-1] + (x - hi), out)
+def isotonic_rows(y: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Weighted non-decreasing least-squares fits of the rows of y (n, m), weights w (n, m),
+    all at once: fit_i = max over j <= i of min over k >= i of the weighted mean of y[j..k],
+    the min-max form of what pool adjacent violators (isotonic) finds, in O(m^2) NumPy work
+    per row instead of a Python loop per row. A value of weight 0 takes part in no mean;
+    its own fit means nothing (inf where no weighted value follows it)."""
+    n, m = y.shape
+    cw = np.zeros((m + 1, n))
+    np.cumsum(w.T, axis=0, out=cw[1:])
+    cs = np.zeros((m + 1, n))
+    np.cumsum((w * y).T, axis=0, out=cs[1:])
+    weight = cw[1:, None, :] - cw[None, :-1, :]  # [k, j, row]: the weight of j..k
+    means = cs[1:, None, :] - cs[None, :-1, :]
+    np.divide(means, weight, out=means, where=weight > 0)
+    means[weight <= 0] = np.inf  # no values in j..k (or k < j): no bound
+    for k in range(m - 2, -1, -1):  # [i, j]: the least mean of j..k over k >= i
+        np.minimum(means[k], means[k + 1], out=means[k])
+    means[np.triu_indices(m, 1)] = -np.inf  # j > i: no bound
+    return means.max(axis=1).T
+
+
+def _extend_rows(fits: np.ndarray, used: np.ndarray, bins: int) -> np.ndarray:
+    """(n, 256) curves through the fitted bin centres of each row (fits, used: (n, bins),
+    the rows' fits at their used bins); beyond the levels a row fitted it goes on parallel
+    to the identity (a level a tile lacks keeps its offset, not a constant). Rows with no
+    used bin give nothing meaningful."""
+    step = 256 / bins
+    b = np.arange(bins)
+    prev = np.maximum.accumulate(np.where(used, b, -1), axis=1)  # last used bin <= b
+    nxt = np.minimum.accumulate(np.where(used, b, bins)[:, ::-1], axis=1)[:, ::-1]
+    at_prev = np.take_along_axis(fits, np.clip(prev, 0, bins - 1), axis=1)
+    at_next = np.take_along_axis(fits, np.clip(nxt, 0, bins - 1), axis=1)
+    with np.errstate(invalid="ignore", over="ignore"):  # rows with no used bin: nan
+        # every bin on the curve: between used bins on the line joining them, before the
+        # first and after the last parallel to the identity
+        full = at_prev + (at_next - at_prev) * (b - prev) / np.maximum(nxt - prev, 1)
+        full = np.where(prev < 0, at_next + (b - nxt) * step, full)
+        full = np.where(nxt >= bins, at_prev + (b - prev) * step, full)
+        full = np.where(used, fits, full)
+        x = np.arange(256, dtype=np.float64)
+        first, last = 0.5 * step, (bins - 0.5) * step  # the outer bin centres
+        t = (x - first) / step
+        i = np.clip(t.astype(np.intp), 0, bins - 2)
+        frac = t - i
+        out = full[:, i] * (1.0 - frac) + full[:, i + 1] * frac
+    below, above = x < first, x > last
+    out[:, below] = full[:, :1] + (x[below] - first)
+    out[:, above] = full[:, -1:] + (x[above] - last)
+    return out
 
 
 def _node_weights(xs: np.ndarray, node: np.ndarray, wt: np.ndarray, n_nodes: int,
@@ -129,14 +169,12 @@ def _node_curves(weights: tuple[np.ndarray, np.ndarray, np.ndarray], goal: np.nd
     key, w, cnt = weights
     n_nodes = cnt.shape[0]
     tot = np.bincount(key, weights=w * goal.ravel(), minlength=cnt.size).reshape(n_nodes, bins)
-    curves = np.tile(np.arange(256, dtype=np.float64), (n_nodes, 1))
-    for t in range(n_nodes):
-        used = cnt[t] > 1e-6
-        if cnt[t].sum() < min_weight:
-            continue
-        fit = isotonic(tot[t][used] / cnt[t][used], cnt[t][used])
-        curves[t] = _extend(fit, used, bins)
-    return curves
+    used = cnt > 1e-6
+    weight = np.where(used, cnt, 0.0)
+    fits = isotonic_rows(np.divide(tot, cnt, out=np.zeros_like(tot), where=used), weight)
+    fitted = cnt.sum(axis=1) >= min_weight
+    return np.where(fitted[:, None], _extend_rows(fits, used, bins),
+                    np.arange(256, dtype=np.float64)[None, :])
 
 
 def _cell(coord: np.ndarray, lo: int, hi: int, cells: int) -> tuple[np.ndarray, np.ndarray]:
@@ -191,16 +229,17 @@ def local_correction(pred: np.ndarray, target: np.ndarray, valid: np.ndarray, ti
     min_weight = max(LOCAL_MIN_WEIGHT, ys_.size / (side * side * LOCAL_NODE_SHARE))
     sel = None  # the pixels fitted (None: all)
     weights = _node_weights(xs, node, wt, side * side, bins)
-    curves = np.tile(np.arange(256, dtype=np.float64), (side * side, 1))
-    vals = curves[node, xs[None, :]]
+    flat = node * 256 + xs[None, :]  # each pixel's level on each of its nodes' curves
     at = xs.astype(np.float64)
+    vals = np.broadcast_to(at, node.shape)  # through the identity curves, at first
+    curves = np.empty((side * side, 256))
     for step in range(2 * steps):
         # each node's curve moves by the residual of the blended prediction around it, so
         # the blend, not each node alone, fits the target (backfitting steps)
         goal = vals + (ys - at)[None, :]
         curves = _node_curves(weights, goal if sel is None else goal[:, sel], bins,
                               min_weight)
-        vals = curves[node, xs[None, :]]
+        vals = curves.take(flat)
         at = (vals * wt).sum(axis=0)
         if step == steps - 1:  # new content (text, a figure) is left out of the next fits
             inl = np.abs(ys - at) <= outlier

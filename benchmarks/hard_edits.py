@@ -2,7 +2,7 @@
 """A generated hard set for verification: seeded edits that are copies, and other shots that
 look like copies, on scikit-image's sample photos (shipped with the package; no download).
 
-usage: python benchmarks/hard_edits.py [--out DIR] [--write-results]
+usage: python benchmarks/hard_edits.py [--out DIR] [-v] [--folder] [--sweep] [--write-results]
 
 Copies (each of a photo): a vignette, "meme" text (big white letters outlined in black at the
 top and bottom), CLAHE on the L channel, detail enhancement (cv2.detailEnhance) and an unsharp
@@ -18,6 +18,9 @@ pair of the set, a ball frame against the photo and its edits too) and scores it
 copy verdicts against the truth (two images are copies when both are the photo or an edit
 of it; a frame with a ball and a photo with a patch moved are other shots of everything),
 and the files it would remove that are no copy of their group's keeper.
+
+--sweep also counts verdicts beyond the labelled pairs (sweep()): ball frames of new seeds,
+a ball frame against every edit of its photo, and each edit at other strengths.
 """
 
 from __future__ import annotations
@@ -191,6 +194,73 @@ def folder_scores(root: Path, work: Path) -> str:
             f"their keeper, {wrong} not")
 
 
+def _both_copies(a: np.ndarray, b: np.ndarray) -> tuple[bool, bool]:
+    """Whether compare() calls a and b a copy (or exact), in each order."""
+    from imgsim_index.verify import matching as mt
+
+    fa, fb = mt.describe(a), mt.describe(b)
+    return (mt.compare(fa, fb).match in ("exact", "copy"),
+            mt.compare(fb, fa).match in ("exact", "copy"))
+
+
+def _clahe_clip(clip: float) -> Callable[[np.ndarray], np.ndarray]:
+    def edit(rgb: np.ndarray) -> np.ndarray:
+        lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB)
+        lab[:, :, 0] = cv2.createCLAHE(clipLimit=clip, tileGridSize=(8, 8)).apply(lab[:, :, 0])
+        return cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)
+    return edit
+
+
+def _detail(sigma_s: float, sigma_r: float) -> Callable[[np.ndarray], np.ndarray]:
+    return lambda rgb: cv2.detailEnhance(rgb, sigma_s=sigma_s, sigma_r=sigma_r)
+
+
+def _vignette(strength: float) -> Callable[[np.ndarray], np.ndarray]:
+    return lambda rgb: vignette(rgb, strength)
+
+
+STRENGTHS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    **{f"vignette {s}": _vignette(s) for s in (0.5, 0.6, 0.7, 0.8, 0.9)},
+    **{f"CLAHE clip {c}": _clahe_clip(c) for c in (1.5, 2.0, 3.0, 5.0)},
+    **{f"detail {s}/{r}": _detail(s, r) for s, r in ((10, 0.15), (20, 0.3), (40, 0.5))},
+    "vignette 0.6 + exposure x1.3": lambda rgb: exposure(vignette(rgb, 0.6), 1.3),
+}
+
+
+def sweep() -> str:
+    """Verdicts beyond the labelled pairs, in both orders (compare() in this thread): ball
+    frames of new seeds (1000-1009) at two radii, a ball frame against each edit of its
+    photo (seeds 1000-1002: two pictures, never a copy), and each edit at other strengths
+    (copies)."""
+    balls = [0, 0]
+    mixed = [0, 0]
+    kept: dict[str, list[int]] = {k: [0, 0] for k in STRENGTHS}
+    for name in PHOTOS:
+        rgb = sample(name)
+        w = rgb.shape[1]
+        for seed in range(1000, 1010):
+            for share in (0.025, 0.015):
+                balls[0] += any(_both_copies(*ball_frames(rgb, seed, max(4, round(share * w)))))
+                balls[1] += 1
+        for seed in range(1000, 1003):
+            frame = ball_frames(rgb, seed)[0]
+            for edit in COPIES.values():
+                mixed[0] += any(_both_copies(frame, jpeg(edit(rgb))))
+                mixed[1] += 1
+        for label, edit in STRENGTHS.items():
+            kept[label][0] += sum(_both_copies(rgb, jpeg(edit(rgb))))
+            kept[label][1] += 2
+    lines = ["\n\nSweep (`--sweep`): pairs called a copy in either order, which are other "
+             f"shots: new ball seeds {balls[0]}/{balls[1]}; a ball frame against an edit "
+             f"of its photo {mixed[0]}/{mixed[1]}. Copies kept at other strengths "
+             f"(both orders, {len(PHOTOS)} photos):", "",
+             "| edit | copies kept |", "|---|---|"]
+    lines += [f"| {label} | {ok}/{total} |" for label, (ok, total) in kept.items()]
+    total = [sum(v[i] for v in kept.values()) for i in (0, 1)]
+    lines.append(f"| all | {total[0]}/{total[1]} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", help="folder for the images (default: a temporary one)")
@@ -198,6 +268,8 @@ def main() -> None:
     ap.add_argument("-v", "--verbose", action="store_true", help="print each wrong verdict")
     ap.add_argument("--folder", action="store_true",
                     help="also dedupe the images as one folder and score the report")
+    ap.add_argument("--sweep", action="store_true",
+                    help="also new ball seeds, ball frames against edits, edit strengths")
     args = ap.parse_args()
     from imgsim_index.index.catalog import Row
     from imgsim_index.search import Pairs
@@ -242,7 +314,7 @@ def main() -> None:
     secs = v[0].seconds + v[1].seconds
     lines.append(f"\ncopies kept {kept}/{n_copies}, other shots passed as copies "
                  f"{wrong}/{n_other}; {secs:.1f} s for {2 * len(idx)} verdicts")
-    text = "\n".join(lines) + folder
+    text = "\n".join(lines) + folder + (sweep() if args.sweep else "")
     print(text)
     if args.write_results:
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

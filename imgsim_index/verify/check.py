@@ -41,6 +41,7 @@ from imgsim_index.verify.settings import (
     BLOCK_MIN_COVER,
     BLUR_MIN_GAIN,
     BLUR_STEPS,
+    CLIP_GREY_DARK,
     CLIP_GREY_LIGHT,
     COARSE_MIN_BLOCKS,
     COLOUR_LEVEL,
@@ -368,9 +369,9 @@ class _Judging:
         order). local: the tone model that varies over the picture on top of the global
         curves ("": none)."""
         fwd = self.fwd if not local else self._predict(local)
-        chk = _judge([fwd], self)
+        chk = _judge([fwd], self, local)
         if chk.copy:
-            chk = _judge([fwd, self._predict(local, reverse=True)], self)
+            chk = _judge([fwd, self._predict(local, reverse=True)], self, local)
         return chk
 
     def cannot_pass(self) -> bool:
@@ -396,11 +397,16 @@ class _Judging:
                                 borderMode=cv2.BORDER_REPLICATE)
         # pixels clipped in the source (any channel) say nothing of the target's level
         # there, nor do pixels clipped light in the target (a channel at white: its grey
-        # is no function of the source's); a target clipped dark still shows what is there
+        # is no function of the source's); a target clipped dark still shows what is
+        # there, and so does a target lighter than CLIP_GREY_DARK where the source is
+        # clipped dark (a shadow crushed to black hid dark levels, not a ball on it)
         clip_s, clip_d = clip_w > 0, p.dst.clip > 0
-        self.unjudged_fwd = clip_s | (clip_d & (self.grey_d >= CLIP_GREY_LIGHT))
-        self.unjudged_rev = clip_d | (clip_s & (self.grey_s >= CLIP_GREY_LIGHT))
-        clip = np.maximum(p.dst.clip, clip_w).astype(np.float32) * (self.inside / 255.0)
+        dark_s, dark_d = self.grey_s < CLIP_GREY_DARK, self.grey_d < CLIP_GREY_DARK
+        self.unjudged_fwd = (clip_s & ~(dark_s & ~dark_d)) | (
+            clip_d & (self.grey_d >= CLIP_GREY_LIGHT))
+        self.unjudged_rev = (clip_d & ~(dark_d & ~dark_s)) | (
+            clip_s & (self.grey_s >= CLIP_GREY_LIGHT))
+        clip = (self.unjudged_fwd | self.unjudged_rev).astype(np.float32) * self.inside
         hb, wb = self.used.shape
         return block_sums(clip, bs, hb, wb) > self.settings.strong_clip_share * np.maximum(
             self.counts, 1.0)
@@ -510,8 +516,9 @@ def _differing(dirs: list[Residual], j: _Judging,
     return differing, overlay_share, rest
 
 
-def _judge(dirs: list[Residual], j: _Judging) -> Check:
-    """The check's verdict from the residuals of one or both directions."""
+def _judge(dirs: list[Residual], j: _Judging, local: Local = "") -> Check:
+    """The check's verdict from the residuals of one or both directions (local: the tone
+    model that varies over the picture, "" for none)."""
     settings, nums = j.settings, dict(j.nums)
     notes: list[Note] = []
     tone_dev = max(d.tone_dev for d in dirs)
@@ -522,6 +529,8 @@ def _judge(dirs: list[Residual], j: _Judging) -> Check:
     # a small object that moved, appeared or vanished (a ball between two video frames)
     # stays under the shares above; its blocks differ by far, where an edit's do not
     strong = np.logical_or.reduce([d.strong for d in dirs]) & rest & ~j.clipped
+    if local and strong.any():  # local contrast a tile's curve could not follow: no content
+        strong &= ~_same_structure(j, strong)
     nums["strong_blocks"] = float(strong.sum())
     if max((c[4] for c in components(strong)), default=0) >= settings.strong_min_blocks:
         copy = False
@@ -552,6 +561,24 @@ def _judge(dirs: list[Residual], j: _Judging) -> Check:
         notes.insert(0, Note("small_change"))
     score = j.p.overlap - differing - SCORE_MEDIAN_WEIGHT * med
     return Check(copy, differing, score, nums, notes)
+
+
+def _same_structure(j: _Judging, blocks: np.ndarray) -> np.ndarray:
+    """Of `blocks` (bool per block), those whose grey content correlates at least
+    strong_same_ncc between the two images (zero-mean, over the overlap): the same
+    structure at another contrast (CLAHE, detail enhancement), where new content (a ball
+    that moved) leaves the correlation near zero or below."""
+    bs, out = j.settings.block, np.zeros_like(blocks)
+    for y, x in zip(*np.nonzero(blocks), strict=True):
+        sl = (slice(y * bs, (y + 1) * bs), slice(x * bs, (x + 1) * bs))
+        inside = j.inside[sl] > 0
+        d = j.grey_d[sl][inside].astype(np.float64)
+        s = j.grey_s[sl][inside].astype(np.float64)
+        d -= d.mean()
+        s -= s.mean()
+        den = float(np.sqrt((d * d).sum() * (s * s).sum()))
+        out[y, x] = den > 0 and float((d * s).sum()) >= j.settings.strong_same_ncc * den
+    return out
 
 
 def _solid_blobs(dirs: list[Residual], j: _Judging, nums: dict[str, float]) -> bool:

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from imgsim_index.verify.settings import (
+    CLIP_GREY_DARK,
     CLIP_HIGH,
     CLIP_LOW,
     DEFAULT,
@@ -41,7 +42,7 @@ class Features:
     sketch: np.ndarray  # float32 32x32 zero-mean unit-norm sketch of the content box
     colourful: float  # share of thumbnail pixels with clear colour (chroma > 10)
     mean_rgb: tuple[float, float, float]  # mean R, G, B of the thumbnail
-    clip: np.ndarray  # uint8 255 where any channel of the thumbnail is at 0-3 or 252-255
+    clip: np.ndarray  # uint8 255 where the thumbnail is clipped (_clip_mask)
     # SIFT keypoints (float32 (n, 2) x, y in thumbnail px) and descriptors (uint8 (n, 128)),
     # computed on first use (most copies align by their sketches and never need them) and
     # kept: key "d" or "m" (of the mirrored thumbnail) + the settings they depend on
@@ -173,16 +174,24 @@ def _mean_rgb(rgb: np.ndarray) -> tuple[float, float, float]:
     return sums[0] / n, sums[1] / n, sums[2] / n
 
 
-_CLIP_LUT = np.zeros(256, np.uint8)
-_CLIP_LUT[: CLIP_LOW + 1] = 255
-_CLIP_LUT[CLIP_HIGH:] = 255
+_LIGHT_LUT = np.zeros(256, np.uint8)
+_LIGHT_LUT[CLIP_HIGH:] = 255
+_DARK_LUT = np.zeros(256, np.uint8)
+_DARK_LUT[: CLIP_LOW + 1] = 255
 
 
-def _clip_mask(rgb: np.ndarray) -> np.ndarray:
-    """uint8 255 where any channel is at 0..CLIP_LOW or CLIP_HIGH..255, else 0 (a table
-    per channel, then the channels' maximum)."""
-    r, g, b = cv2.split(cv2.LUT(np.ascontiguousarray(rgb), _CLIP_LUT))
-    return cv2.max(cv2.max(r, g), b)
+def _clip_mask(rgb: np.ndarray, grey: np.ndarray) -> np.ndarray:
+    """uint8 255 where a channel is clipped: at CLIP_HIGH..255 (light), or at 0..CLIP_LOW in
+    a pixel darker than CLIP_GREY_DARK (a crushed shadow; a saturated colour with a channel
+    at 0, a magenta ball, is no shadow and its grey level shows what is there), else 0. A
+    table per channel, then the channels' maximum."""
+    rgb = np.ascontiguousarray(rgb)
+    r, g, b = cv2.split(cv2.LUT(rgb, _LIGHT_LUT))
+    light = cv2.max(cv2.max(r, g), b)
+    r, g, b = cv2.split(cv2.LUT(rgb, _DARK_LUT))
+    dark = cv2.max(cv2.max(r, g), b)
+    dark[grey >= CLIP_GREY_DARK] = 0
+    return cv2.max(light, dark)
 
 
 def describe(rgb: np.ndarray, digest: str | None = None,
@@ -209,7 +218,7 @@ def describe(rgb: np.ndarray, digest: str | None = None,
     box = _trim_box(grey, settings.trim_std)
     f = Features(shape=(h, w), digest=digest, pixel_hash=pixel_hash, grey=grey, chroma=chroma,
                  box=box, sketch=_sketch(grey, box), colourful=float((c > NEUTRAL_CHROMA).mean()),
-                 mean_rgb=_mean_rgb(small), clip=_clip_mask(small))
+                 mean_rgb=_mean_rgb(small), clip=_clip_mask(small, grey))
     if sift:
         f.keypoints(settings)
     return f

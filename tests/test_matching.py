@@ -383,7 +383,12 @@ def test_clipped_channels_are_no_new_content(photo: np.ndarray) -> None:
     ("vignette", "coffee"), ("clahe", "coffee"), ("clahe", "rocket"), ("clahe", "chelsea"),
     ("clahe", "immunohistochemistry"),
     ("meme", "chelsea"), ("meme", "immunohistochemistry"), ("detail", "chelsea"),
-    ("detail", "rocket"), ("exposure_0.6", "immunohistochemistry"), ("clahe", "astronaut")])
+    ("detail", "rocket"), ("exposure_0.6", "immunohistochemistry"),
+    pytest.param("clahe", "astronaut", marks=pytest.mark.xfail(
+        strict=True, reason="not handled yet: predicting the original from the CLAHE copy "
+        "(CLAHE on L, not grey), blocks of saturated dark red and of skin stay far off the "
+        "grey curves per tile; not counting them (they correlate 0.91 and more with their "
+        "counterparts) let a ball or a word added to the photo pass against the CLAHE copy"))])
 def test_local_tone_edits_meme_text_and_strong_exposure_are_copies(edit: str,
                                                                    name: str) -> None:
     """A vignette, CLAHE and detail enhancement change the tone differently over the picture
@@ -475,18 +480,35 @@ def test_describe_means_and_clip_mask_are_numpys(photo: np.ndarray) -> None:
         (small <= 3).any(axis=2) & (f.grey >= 64)].any()  # a green at 2 in a light pixel
 
 
-def test_local_contrast_a_tile_curve_cannot_follow_is_not_new_content() -> None:
-    """CLAHE doubles the contrast of flat blocks (the astronaut's suit): a curve per tile
-    cannot follow it within a block, whose residual stays strong, yet the block holds the
-    same structure in both (correlation above 0.9), where a ball's blocks correlate 0.5 or
-    less; under local tone such a block is not new content."""
+def test_a_faint_ball_against_the_vignette_copy_is_another_shot() -> None:
+    """A grey ball on chelsea (seed 202), faint: its blob's mean residual is 1.47x the
+    strong level against the photo's vignette copy (1.5x was asked: the frame was a copy
+    of the vignette copy, and as one folder it was proposed for removal)."""
     from benchmarks.hard_edits import COPIES, ball_frames, sample
+    from benchmarks.hard_edits import jpeg as set_jpeg  # the set's encoder (OpenCV, q 85)
+
+    rgb = sample("chelsea")
+    frame, _ = ball_frames(rgb, 202)
+    assert _both_ways(frame, set_jpeg(COPIES["vignette"](rgb))) == ("other_shot",
+                                                                      "other_shot")
+
+
+def test_an_object_added_to_a_photo_is_no_copy_of_its_clahe_copy() -> None:
+    """A ball or a word added to the astronaut photo, against the photo's CLAHE copy: the
+    local tone checks must not let them through (dropping the strong blocks of contrast
+    the tile curves miss, which correlate with their counterparts, did: under local tone
+    the added object's block is neither strong nor a blob)."""
+    from benchmarks.hard_edits import COPIES, ball_frames, sample
+    from benchmarks.hard_edits import jpeg as set_jpeg
 
     rgb = sample("astronaut")
-    assert _both_ways(rgb, jpeg(COPIES["clahe"](rgb))) == ("copy", "copy")
-    for seed in (0, 1, 2):  # the ball frames against a copy with local tone: still other
-        frame, _ = ball_frames(rgb, 1000 + seed)
-        assert "copy" not in _both_ways(frame, jpeg(COPIES["clahe"](rgb)))
+    copy = set_jpeg(COPIES["clahe"](rgb))
+    brown = rgb.copy()
+    cv2.circle(brown, (97, 282), 13, (112, 91, 61), -1, lineType=cv2.LINE_AA)
+    im = Image.fromarray(rgb.copy())
+    ImageDraw.Draw(im).text((227, 89), "EXIT 42", fill=(255, 0, 0), font_size=20)
+    for changed in (brown, np.asarray(im), *(ball_frames(rgb, 1000 + s)[0] for s in range(3))):
+        assert _both_ways(set_jpeg(changed, 90), copy) == ("other_shot", "other_shot")
 
 
 @pytest.mark.parametrize("edit", ["", "vignette", "meme", "detail", "unsharp"])

@@ -369,9 +369,9 @@ class _Judging:
         order). local: the tone model that varies over the picture on top of the global
         curves ("": none)."""
         fwd = self.fwd if not local else self._predict(local)
-        chk = _judge([fwd], self, local)
+        chk = _judge([fwd], self)
         if chk.copy:
-            chk = _judge([fwd, self._predict(local, reverse=True)], self, local)
+            chk = _judge([fwd, self._predict(local, reverse=True)], self)
         return chk
 
     def cannot_pass(self) -> bool:
@@ -516,9 +516,8 @@ def _differing(dirs: list[Residual], j: _Judging,
     return differing, overlay_share, rest
 
 
-def _judge(dirs: list[Residual], j: _Judging, local: Local = "") -> Check:
-    """The check's verdict from the residuals of one or both directions (local: the tone
-    model that varies over the picture, "" for none)."""
+def _judge(dirs: list[Residual], j: _Judging) -> Check:
+    """The check's verdict from the residuals of one or both directions."""
     settings, nums = j.settings, dict(j.nums)
     notes: list[Note] = []
     tone_dev = max(d.tone_dev for d in dirs)
@@ -529,8 +528,6 @@ def _judge(dirs: list[Residual], j: _Judging, local: Local = "") -> Check:
     # a small object that moved, appeared or vanished (a ball between two video frames)
     # stays under the shares above; its blocks differ by far, where an edit's do not
     strong = np.logical_or.reduce([d.strong for d in dirs]) & rest & ~j.clipped
-    if local and strong.any():  # local contrast a tile's curve could not follow: no content
-        strong &= ~_same_structure(j, strong)
     nums["strong_blocks"] = float(strong.sum())
     if max((c[4] for c in components(strong)), default=0) >= settings.strong_min_blocks:
         copy = False
@@ -561,24 +558,6 @@ def _judge(dirs: list[Residual], j: _Judging, local: Local = "") -> Check:
         notes.insert(0, Note("small_change"))
     score = j.p.overlap - differing - SCORE_MEDIAN_WEIGHT * med
     return Check(copy, differing, score, nums, notes)
-
-
-def _same_structure(j: _Judging, blocks: np.ndarray) -> np.ndarray:
-    """Of `blocks` (bool per block), those whose grey content correlates at least
-    strong_same_ncc between the two images (zero-mean, over the overlap): the same
-    structure at another contrast (CLAHE, detail enhancement), where new content (a ball
-    that moved) leaves the correlation near zero or below."""
-    bs, out = j.settings.block, np.zeros_like(blocks)
-    for y, x in zip(*np.nonzero(blocks), strict=True):
-        sl = (slice(y * bs, (y + 1) * bs), slice(x * bs, (x + 1) * bs))
-        inside = j.inside[sl] > 0
-        d = j.grey_d[sl][inside].astype(np.float64)
-        s = j.grey_s[sl][inside].astype(np.float64)
-        d -= d.mean()
-        s -= s.mean()
-        den = float(np.sqrt((d * d).sum() * (s * s).sum()))
-        out[y, x] = den > 0 and float((d * s).sum()) >= j.settings.strong_same_ncc * den
-    return out
 
 
 def _solid_blobs(dirs: list[Residual], j: _Judging, nums: dict[str, float]) -> bool:

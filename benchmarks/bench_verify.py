@@ -6,8 +6,9 @@ usage: python benchmarks/bench_verify.py --evalset DIR [--baseline TREE] [--repe
 
 Builds an index of DIR/images and of the README's generated CCTV clip (60 s, 1 frame/s),
 then times real `imgsim-index dedupe` runs on each (median wall seconds of --repeats, and the
-child's CPU seconds) with `--verify off` and with verification, both of the existing index and
-from the folder into a new index (the README's command, embedding included), at the thresholds the
+child's CPU seconds; runs in rounds, each code cosine-only then verified back to back, the
+ratio the median of the rounds' ratios) with `--verify off` and with verification, both of
+the existing index and from the folder into a new index (the README's command, embedding included), at the thresholds the
 README and the quality benchmark use (evaluation set: the model's default; CCTV: 0.99).
 --baseline names a source tree of another commit (for example `git archive <commit> | tar -x
 -C TREE`), timed in the same run with the same indexes. For the clip it checks that the
@@ -126,43 +127,51 @@ def main() -> None:
                                     a.model, "-q"])
             notes.append(f"- {name}: building the index (decode + embed) took {wall:.1f} s "
                          "wall, not included in the rows of an existing index.")
-            for code, tree in trees:
-                for mode in ("existing index", "from the folder"):
-                    res: dict[str, tuple[float, float, dict]] = {}  # type: ignore[type-arg]
-                    for verify in ("off", "on"):
-                        times, cpus = [], []
-                        for k in range(a.repeats):
+            modes = ("existing index", "from the folder")
+            # run k of every code and both settings back to back (round k), so a ratio
+            # pairs runs made moments apart: the machine's speed drifts between rounds
+            runs: dict[tuple[str, str, str], list[tuple[float, float, str]]] = {}
+            for mode in modes:
+                for k in range(a.repeats):
+                    for code, tree in trees:
+                        for verify in ("off", "on"):
                             if mode == "existing index":
                                 target, where = [], index
                             else:  # the README's command: a new index, embedding included
                                 target = [str(folder)]
                                 where = Path(tmp) / f"fresh-{name.split()[0]}-{code}-{verify}-{k}"
-                            w, c, out = run(tree, ["dedupe", *target, "--index", str(where),
-                                                   "--model", a.model, "--threshold",
-                                                   threshold, "--verify", verify, "--output",
-                                                   str(Path(tmp) / "out"), "-q"])
-                            times.append(w)
-                            cpus.append(c)
-                        res[verify] = (statistics.median(times), statistics.median(cpus),
-                                       report_of(out))
-                    (w0, c0, _), (w1, c1, rep) = res["off"], res["on"]
+                            runs.setdefault((code, mode, verify), []).append(run(
+                                tree, ["dedupe", *target, "--index", str(where), "--model",
+                                       a.model, "--threshold", threshold, "--verify", verify,
+                                       "--output", str(Path(tmp) / "out"), "-q"]))
+            for code, _ in trees:
+                for mode in modes:
+                    off, on = runs[(code, mode, "off")], runs[(code, mode, "on")]
+                    w0, c0 = statistics.median(r[0] for r in off), statistics.median(
+                        r[1] for r in off)
+                    w1, c1 = statistics.median(r[0] for r in on), statistics.median(
+                        r[1] for r in on)
+                    ratio_w = statistics.median(y[0] / x[0] for x, y in zip(off, on, strict=True))
+                    ratio_c = statistics.median(y[1] / x[1] for x, y in zip(off, on, strict=True))
+                    rep = report_of(on[-1][2])
                     v = rep["verification"]
                     rows.append(f"| {name} (threshold {threshold}) | {code} | {mode} | "
-                                f"{w0:.2f} ({c0:.2f}) | {w1:.2f} ({c1:.2f}) | {w1 / w0:.2f}x | "
-                                f"{c1 / c0:.2f}x | {v['compared']} / "
+                                f"{w0:.2f} ({c0:.2f}) | {w1:.2f} ({c1:.2f}) | {ratio_w:.2f}x | "
+                                f"{ratio_c:.2f}x | {v['compared']} / "
                                 f"{v['skipped_as_grouped']} / "
                                 f"{v.get('skipped_as_other_shot', 0)} |")
                     if name == "CCTV clip" and mode == "existing index":
                         notes.append(f"- CCTV clip, {code}, quiet stretches (s) {quiet}: "
-                                     f"cosine only: {stretches_check(res['off'][2], quiet)}. "
-                                     f"Verified: {stretches_check(rep, quiet)}.")
+                                     f"cosine only: {stretches_check(report_of(off[-1][2]), quiet)}"
+                                     f". Verified: {stretches_check(rep, quiet)}.")
     body = "\n".join([
         f"Model: {a.model}. Median of {a.repeats} runs each; wall seconds of the whole command "
         "(Python start-up, loading the index, pair search, verification, report, gallery; "
         "'from the folder' is the README's `dedupe FOLDER --index NEW`: decoding and embedding "
         "every image too), "
         "with the child's CPU seconds (user + system) in brackets. The machine is shared, so "
-        "wall times carry noise; ratios compare runs made one after the other.", "",
+        "wall times carry noise; the runs are made in rounds (each code, cosine only then "
+        "verified, back to back) and a ratio is the median of the rounds' ratios.", "",
         *rows, "", *notes])
     print(body)
     update_section(f"verify-cost-{a.model}", f"Verification cost ({a.model})", this_command(),

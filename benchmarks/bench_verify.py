@@ -8,8 +8,8 @@ Builds an index of DIR/images and of the README's generated CCTV clip (60 s, 1 f
 then times real `imgsim-index dedupe` runs on each (median wall seconds of --repeats, and the
 child's CPU seconds; runs in rounds, each code cosine-only then verified back to back, the
 ratio the median of the rounds' ratios) with `--verify off` and with verification, both of
-the existing index and from the folder into a new index (the README's command, embedding included), at the thresholds the
-README and the quality benchmark use (evaluation set: the model's default; CCTV: 0.99).
+the existing index and from the folder into a new index (the README's command, embedding
+included), at the thresholds the README and the quality benchmark use (evaluation set: the model's default; CCTV: 0.99).
 --baseline names a source tree of another commit (for example `git archive <commit> | tar -x
 -C TREE`), timed in the same run with the same indexes. For the clip it checks that the
 verified groups are one per quiet stretch, none mixing two.

@@ -9,7 +9,8 @@ then times real `imgsim-index dedupe` runs on each (median wall seconds of --rep
 child's CPU seconds; runs in rounds, each code cosine-only then verified back to back, the
 ratio the median of the rounds' ratios) with `--verify off` and with verification, both of
 the existing index and from the folder into a new index (the README's command, embedding
-included), at the thresholds the README and the quality benchmark use (evaluation set: the model's default; CCTV: 0.99).
+included), at the thresholds the README and the quality benchmark use (evaluation set: the
+model's default; CCTV: 0.99).
 --baseline names a source tree of another commit (for example `git archive <commit> | tar -x
 -C TREE`), timed in the same run with the same indexes. For the clip it checks that the
 verified groups are one per quiet stretch, none mixing two.

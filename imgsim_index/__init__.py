@@ -42,6 +42,7 @@ _EXPORTS = {
     "PairSettings": "imgsim_index.search",
     "ApproxSettings": "imgsim_index.search",
     "Pairs": "imgsim_index.search",
+    "VerifySettings": "imgsim_index.verify.inputs",
     "SearchInfo": "imgsim_index.search",
     "find_pairs": "imgsim_index.search",
     "IndexStore": "imgsim_index.index.store",
@@ -76,6 +77,7 @@ if typing.TYPE_CHECKING:
     )
     from imgsim_index.pipeline.query import QueryResult, query_index
     from imgsim_index.search import ApproxSettings, Pairs, PairSettings, SearchInfo, find_pairs
+    from imgsim_index.verify.inputs import VerifySettings
 
 
 def __getattr__(name: str) -> object:
@@ -97,7 +99,8 @@ def __dir__() -> list[str]:
 __all__ = ["ApproxSettings", "BuildResult", "BuildSettings", "DedupeResult", "DedupeSettings",
     "Duplicates", "EmbedSettings", "ImgsimError", "Index", "IndexFormatError",
     "IndexMismatchError", "IndexStore", "InputError", "KeepSettings", "ModelError",
-    "PairSettings", "Pairs", "QueryResult", "ReportFiles", "SearchInfo", "apply", "apply_plan",
+    "PairSettings", "Pairs", "QueryResult", "ReportFiles", "SearchInfo", "VerifySettings",
+    "apply", "apply_plan",
     "build_index", "dedupe", "find_duplicates", "find_pairs", "make_plan", "query_index", "undo",
     "write_report"]
 

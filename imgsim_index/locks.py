@@ -1,6 +1,6 @@
 """locks: the index writer lock (on `writer.lock`), the file lock it and the apply journal
-share, and the registry of locks this process holds, so that forked decoding workers can
-close their inherited copies.
+share, and the registry of locks this process holds, so that forked workers (decoding,
+verification) can close their inherited copies.
 
 The lock is flock where there is fcntl (Linux, macOS): held by the open file, released by
 the kernel when its holder dies. On Windows (no fcntl) it is msvcrt's lock of one byte far
@@ -106,5 +106,25 @@ def release_inherited_locks() -> None:
     _HELD.clear()
 
 
-__all__ = ["acquire_writer_lock", "host_name", "lock_file", "release_inherited_locks",
-           "release_writer_lock"]
+def forked_worker_start(parent: int) -> None:
+    """In a worker forked from process `parent` (decoding, verification): it dies with
+    its parent, and closes its copies of the parent's locks (release_inherited_locks).
+
+    If the parent is SIGKILLed (or OOM-killed), a worker blocked on its full result queue
+    would otherwise hang forever, holding memory (seen in the crash tests).
+    """
+    release_inherited_locks()
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+__all__ = ["acquire_writer_lock", "forked_worker_start", "host_name", "lock_file",
+           "release_inherited_locks", "release_writer_lock"]

@@ -509,38 +509,108 @@ def test_blas_runs_in_one_thread_while_pairs_are_verified(
     assert blas() == before
 
 
-def test_worker_processes_give_the_verdicts_of_one_thread(tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    """A first round of 18 comparisons (9 scenes, each with a re-encoded copy and another
-    shot of it) goes to 2 worker processes (a pool started while the images are described),
-    the next rounds too: the same verdicts, evidence and numbers as in one thread."""
-    import imgsim_index.verify.rounds as rounds
-
+def _scenes(folder: Path, n: int = 9) -> tuple[list[Row], Pairs]:
+    """n scenes, each a photo, its re-encoded copy and another shot of it: a first round of
+    2n comparisons (each photo against its copy and its other shot), then n more."""
     rows, i, j = [], [], []
-    for k in range(9):
+    for k in range(n):
         base = photo(20 + k)
         for name, im in (("base", base), ("copy", base), ("moved", moved(base))):
-            path = tmp_path / f"{k}_{name}.{'jpg' if name == 'copy' else 'png'}"
+            path = folder / f"{k}_{name}.{'jpg' if name == 'copy' else 'png'}"
             im.save(path)
             rows.append(row(len(rows), path))
         i += [3 * k, 3 * k, 3 * k + 1]
         j += [3 * k + 1, 3 * k + 2, 3 * k + 2]
-    pairs = Pairs(np.array(i), np.array(j), np.linspace(0.99, 0.9, len(i)))
-    started: list[int] = []
-    real = rounds._pool_context
+    return rows, Pairs(np.array(i), np.array(j), np.linspace(0.99, 0.9, len(i)))
 
-    def spy():  # type: ignore[no-untyped-def]
-        started.append(1)
-        return real()
 
-    monkeypatch.setattr(rounds, "_pool_context", spy)
+@pytest.mark.parametrize("fork", [False, True])
+def test_worker_processes_give_the_verdicts_of_one_thread(tmp_path: Path, fork: bool,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A first round of 18 comparisons (9 scenes, each with a re-encoded copy and another
+    shot of it) goes to 2 worker processes, the next rounds too: the same verdicts,
+    evidence and numbers as in one thread. Without fork the pool starts while the images
+    are described and is sent them; with fork (Linux) its workers are forks of this
+    process made when the comparisons start, which inherit the described images."""
+    import imgsim_index.verify.rounds as rounds
+
+    if fork and not rounds.can_fork():
+        pytest.skip("this platform does not fork")
+    rows, pairs = _scenes(tmp_path)
+    started: list[str] = []
+    for name in ("_pool_context", "_fork_context"):
+        real = getattr(rounds, name)
+
+        def spy(real=real, name=name):  # type: ignore[no-untyped-def]
+            started.append(name)
+            return real()
+
+        monkeypatch.setattr(rounds, name, spy)
     one = verify_pairs(rows, pairs, VerifySettings(workers=0))
-    pooled = verify_pairs(rows, pairs, VerifySettings(workers=2))
-    assert started == [1]
+    pooled = verify_pairs(rows, pairs, VerifySettings(workers=2, fork=fork))
+    assert started == ["_fork_context" if fork else "_pool_context"]
     assert (pooled.match, pooled.evidence, pooled.compared) == (one.match, one.evidence,
                                                                 one.compared)
     assert [v.numbers for v in pooled.pairs] == [v.numbers for v in one.pairs]
     assert one.match.count("copy") == 9 and one.match.count("other_shot") == 18
+    assert rounds._inherited == {}  # the parent lets go of the images it lent
+
+
+def test_forked_workers_by_default_where_the_platform_forks(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """fork with no worker count: one forked worker per core where the platform forks and
+    there are two cores or more; threads elsewhere, and always with workers 0 or 1."""
+    from imgsim_index.verify import rounds
+
+    monkeypatch.setattr(rounds, "verify_threads", lambda: 4)
+    monkeypatch.setattr(rounds, "can_fork", lambda: True)
+    w = rounds._Workers(None, True)
+    assert (w.fork, w.n_workers) == (True, 4)
+    for workers in (0, 1):
+        w = rounds._Workers(workers, True)
+        assert not w.fork and not w._pooled(100)
+    assert not rounds._Workers(None, False)._pooled(100)  # a library caller: threads
+    monkeypatch.setattr(rounds, "verify_threads", lambda: 1)
+    assert not rounds._Workers(None, True)._pooled(100)  # one core: this thread
+    monkeypatch.setattr(rounds, "can_fork", lambda: False)
+    monkeypatch.setattr(rounds, "verify_threads", lambda: 4)
+    w = rounds._Workers(None, True)
+    assert not w.fork and not w._pooled(100)  # macOS, Windows: threads
+
+
+def test_a_forked_worker_takes_inherited_images_by_row_and_later_ones_whole() -> None:
+    from imgsim_index.verify import rounds
+    from imgsim_index.verify.features import describe
+
+    a = describe(np.asarray(photo(5)))
+    b = describe(np.asarray(moved(photo(5))))
+    ms = VerifySettings().matching()
+    rounds._inherited = {7: a}
+    try:
+        got = rounds._in_fork((0, 7, b, ms)).verdict
+    finally:
+        rounds._inherited = {}
+        rounds._worker_images.clear()
+    assert got == rounds._compare((0, a, b, ms)).verdict
+    assert got.match == "other_shot"
+
+
+def test_the_commands_forked_workers_give_the_report_of_one_thread(tmp_path: Path) -> None:
+    """`dedupe FOLDER` at its defaults (forked workers on Linux) writes the report one
+    thread writes, but for the run's times and index folder."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    _scenes(folder)
+    reports = []
+    for extra in ([], ["--verify-workers", "0"]):
+        r = report_of(cli_ok("dedupe", str(folder), "--index", str(tmp_path / f"i{len(reports)}"),
+                             "--output", str(tmp_path / f"out{len(reports)}"), "--model",
+                             "efficientnet-lite0", "-q", *extra))
+        assert r["verification"].pop("seconds") >= 0 and r["verification"]["compared"] >= 18
+        reports.append({k: v for k, v in r.items()
+                        if k not in ("timestamp", "timings_seconds", "index_path")})
+    assert reports[0] == reports[1]
+    assert reports[0]["number_of_near_misses"] >= 9
 
 
 def test_a_worker_keeps_images_apart_by_content_digest_and_size() -> None:
@@ -580,15 +650,16 @@ def test_a_worker_process_that_dies_leaves_the_round_to_threads() -> None:
     ms = VerifySettings().matching()
     a, b = describe(np.asarray(photo(4))), describe(np.asarray(moved(photo(4))))
     deadly = dataclasses.replace(a, sift_cache={"unused": _KillsItsReader()})
-    tasks = [(k, a, b, ms) for k in range(rounds.POOL_MIN_TASKS)]
-    workers = rounds._Workers(2)
+    features = {0: a, 1: b, 2: deadly}
+    tasks = [(k, 0, 1, ms) for k in range(rounds.POOL_MIN_TASKS)]
+    workers = rounds._Workers(2, False)
     try:
-        got = workers.compare([(99, deadly, b, ms), *tasks])
+        got = workers.compare([(99, 2, 1, ms), *tasks], features)
         assert workers.broken and workers.threads is not None
-        again = workers.compare(tasks)
+        again = workers.compare(tasks, features)
     finally:
         workers.close()
-    want = rounds._compare(tasks[0]).verdict
+    want = rounds._compare((0, a, b, ms)).verdict
     assert [d.pair for d in got] == [99, *range(len(tasks))]
     assert all(d.verdict == want for d in got + again)
 

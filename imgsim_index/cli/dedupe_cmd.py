@@ -97,7 +97,8 @@ def dedupe(folders: tuple[str, ...], index_dir: str, threshold: float | None, ve
     settings = DedupeSettings(
         threshold=threshold,
         verify=VerifySettings(enabled=None if verify == "auto" else verify == "on",
-                              workers=verify_workers),
+                              # a command runs nothing else while it verifies
+                              workers=verify_workers, fork=True),
         group_near_misses=group_near_misses,
         pairs=PairSettings(compare_mode=compare_mode, sample_ratio=sample_ratio, seed=seed,
                            compare_scope=compare_scope.replace("-", "_")),  # the seed's value

@@ -132,9 +132,11 @@ verify_options = _stack(
                  help="Put other-shot pairs (bursts, a moved subject) back into the groups."),
     click.option("--verify-workers", type=click.IntRange(0, 256), default=None,
                  help="Verification worker processes for rounds of 16 comparisons or more "
-                      f"(default: threads, one per core, at most {MAX_VERIFY_THREADS}; 0: one "
-                      "thread). Processes pay where comparisons are slow (other shots of a "
-                      "static camera) and cost memory and time where they are quick."),
+                      "(default: on Linux, forks of this command, one per core, at most "
+                      f"{MAX_VERIFY_THREADS}, that inherit the decoded images; elsewhere "
+                      "threads; 0: one thread). Where the platform cannot fork, processes "
+                      "are sent the images: they pay where comparisons are slow and cost "
+                      "time where they are quick."),
 )
 
 output_option = click.option(

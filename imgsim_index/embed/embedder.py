@@ -10,9 +10,7 @@ goes on without it.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import sys
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -211,30 +209,12 @@ def _collate(items: list[Any]) -> list[Any]:
     return items
 
 
-def _die_with_parent(parent: int) -> None:
-    """A decoding worker must not outlive the process it decodes for.
-
-    If that process is SIGKILLed (or OOM-killed), a worker blocked on its full result
-    queue would otherwise hang forever, holding memory (seen in the crash tests).
-    """
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-
-    pr_set_pdeathsig = 1
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os._exit(1)
-
-
 def _init_worker(_: int, parent: int) -> None:
     import torch
 
-    from imgsim_index.locks import release_inherited_locks
+    from imgsim_index.locks import forked_worker_start
 
-    _die_with_parent(parent)
-    release_inherited_locks()
+    forked_worker_start(parent)
     torch.set_num_threads(1)
 
 

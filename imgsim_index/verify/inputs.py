@@ -51,12 +51,18 @@ class VerifySettings:
     # so it has nothing to check them against); True / False: as asked
     enabled: bool | None = None
     # None or 1: threads in this process, one per core (at most
-    # defaults.MAX_VERIFY_THREADS); 0: in this process, one at a time; N >= 2: images are
-    # described in threads here, pairs compared in N worker processes (a first round of
-    # fewer than rounds.POOL_MIN_TASKS comparisons in threads). Worker processes import
-    # the main module again where it is a script: a script that asks for them needs its
-    # `if __name__ == "__main__":` guard
+    # defaults.MAX_VERIFY_THREADS), or forks with `fork`; 0: in this process, one at a
+    # time; N >= 2: images are described in threads here, pairs compared in N worker
+    # processes (a first round of fewer than rounds.POOL_MIN_TASKS comparisons in
+    # threads). Worker processes that are not forks import the main module again where it
+    # is a script: a script that asks for them needs its `if __name__ == "__main__":` guard
     workers: int | None = None
+    # this process does nothing else while it verifies (a command, not a server or a
+    # program with threads of its own): where the platform forks (Linux), the worker
+    # processes (one per core with workers None) are forks of it, made when comparisons
+    # start, that inherit the images described so far and are sent only later ones. Unsafe
+    # where another thread may be inside OpenCV or BLAS at that moment: off by default
+    fork: bool = False
     # images are decoded with their long side at most this (JPEG: at a reduced DCT scale);
     # describe() works on 512 px thumbnails, so more only costs decoding time
     max_side: int = 512

@@ -587,7 +587,7 @@ def test_a_forked_worker_takes_inherited_images_by_row_and_later_ones_whole() ->
     ms = VerifySettings().matching()
     rounds._inherited = {7: a}
     try:
-        got = rounds._in_fork((0, 7, b, ms)).verdict
+        got = rounds._in_worker((0, 7, b, ms)).verdict
     finally:
         rounds._inherited = {}
         rounds._worker_images.clear()

@@ -210,19 +210,14 @@ WORKER_IMAGES = 64
 _worker_images: dict[tuple[str, str | None, tuple[int, int]], Any] = {}
 
 
-def _in_worker(task: tuple[int, Any, Any, Any]) -> _Compared:
-    """_compare in a worker process, each image replaced by the same image sent before."""
-    p, a, b, match_settings = task
-    return _compare((p, _seen(a), _seen(b), match_settings))
-
-
-# in a forked worker: the images its parent had described when it forked, by row
+# in a forked worker: the images its parent had described when it forked, by row (empty
+# in a worker started apart, which is sent every image)
 _inherited: dict[int, Any] = {}
 
 
-def _in_fork(task: tuple[int, Any, Any, Any]) -> _Compared:
-    """_compare in a forked worker: an image given by its row is the one it inherited, one
-    described after the fork is sent whole (and kept: _seen)."""
+def _in_worker(task: tuple[int, Any, Any, Any]) -> _Compared:
+    """_compare in a worker process: an image given by its row is the one a forked worker
+    inherited; one sent whole is replaced by the same image sent before (and kept: _seen)."""
     p, a, b, match_settings = task
     return _compare((p, _inherited[a] if isinstance(a, int) else _seen(a),
                      _inherited[b] if isinstance(b, int) else _seen(b), match_settings))
@@ -329,13 +324,9 @@ class _Workers:
         """The verdicts of tasks (pair, row a, row b, match settings), rows in `features`."""
         if self._pooled(len(tasks)):
             pool = self._pool(features)
-            if self.fork:
-                fn, sent = _in_fork, [(p, a if a in self.forked else features[a],
-                                       b if b in self.forked else features[b], s)
-                                      for p, a, b, s in tasks]
-            else:
-                fn, sent = _in_worker, [(p, features[a], features[b], s)
-                                        for p, a, b, s in tasks]
+            # a row the workers inherited goes as its number, any other image whole
+            sent = [(p, a if a in self.forked else features[a],
+                     b if b in self.forked else features[b], s) for p, a, b, s in tasks]
             try:
                 with warnings.catch_warnings():
                     # Python 3.12+ warns of any fork of a process with threads: these are
@@ -344,7 +335,7 @@ class _Workers:
                                             DeprecationWarning)
                     # one task at a time: a comparison takes from a millisecond to a tenth
                     # of a second
-                    return list(pool.map(fn, sent, chunksize=1))
+                    return list(pool.map(_in_worker, sent, chunksize=1))
             except BrokenProcessPool:
                 # a worker died (killed, out of memory): the round is compared again here,
                 # in threads, and so are the rounds after it (comparisons are deterministic)

@@ -216,9 +216,12 @@ CLIP_SPREAD_K = 2.0  # at a clipped level a residual counts beyond this x the ta
 # is new content (a small ball that moved over a textured background leaves no block whose
 # mean residual is strong; the blobs a local tone edit leaves are near the level: 1.4 lets
 # none of the copies' blobs through in the hard edits and their sweep of strengths, and
-# catches a grey ball at 1.47x the level on the vignette copy of chelsea)
+# catches a grey ball at 1.47x the level on the vignette copy of chelsea). 0.0005 of the
+# overlap is a ball of radius 1.5% of the width (0.0008 let three of 50 such balls through
+# as copies; 0.0003 still loses no copy of the hard edits, their strengths, or JPEGs of
+# quality 30)
 BLOB_OPEN_DIV = 3
-BLOB_MIN_SHARE = 0.0008
+BLOB_MIN_SHARE = 0.0005
 BLOB_MEAN_K = 1.4
 CLIP_GREY_LIGHT = 128  # a clipped pixel this light or lighter is clipped at white
 # a channel at 0-3 is clipped dark only in a pixel darker than this (a crushed shadow), and

@@ -36,6 +36,7 @@ from imgsim_index.verify.settings import (
     BAND_MIN_ASPECT,
     BAND_MIN_ROWS,
     BASE_BLUR_SIGMA,
+    BLOB_MEAN_K,
     BLOB_MIN_SHARE,
     BLOB_OPEN_DIV,
     BLOCK_MIN_COVER,
@@ -63,6 +64,8 @@ from imgsim_index.verify.settings import (
     NEUTRAL_CHROMA,
     OVERLAP_ERODE_PX,
     OVERLAY_NEWS_SHARE,
+    PROBE_FIT_STRIDE,
+    PROBE_OPEN_PX,
     REFIT_MEDIAN_K,
     SCORE_MEDIAN_WEIGHT,
     TURN_MIN_DEG,
@@ -653,9 +656,45 @@ def coarse_check(a: Features, b: Features, m: np.ndarray, settings: MatchSetting
             c.numbers["coarse"] = float(level)
             return c
         if c.copy and settings.coarse_accept and not local and _clearly_copy(c, settings):
+            if level > 1 and _probe(a, b, m, settings):
+                continue  # something small the full size shows: the half size goes on
             c.numbers["coarse"] = float(level)
             return c
     return None
+
+
+def _probe(a: Features, b: Features, m: np.ndarray, settings: MatchSettings) -> bool:
+    """At the thumbnails' size, a solid blob of pixels far off from one tone curve's
+    prediction (a small object that moved, appeared or vanished, which a quarter of the
+    size shows as a few pixels): a cheap look, a few milliseconds, before a map is passed
+    below half size. It only sends the map on to the next size, which judges it."""
+    from imgsim_index.verify.tone import tone_curve
+
+    p, _ = _place(a, b, m)
+    idx = np.flatnonzero(p.valid)
+    bs = settings.block
+    hb, wb = p.valid.shape[0] // bs, p.valid.shape[1] // bs
+    if idx.size == 0 or hb == 0 or wb == 0:
+        return False
+    dst = p.dst.grey.astype(np.float32)
+    fit = idx[::PROBE_FIT_STRIDE]
+    curve = tone_curve(p.warped.ravel().take(fit), dst.ravel().take(fit)).astype(np.float32)
+    src = curve.take(p.warped)  # the warped grey levels through the curve
+    res = np.abs(dst - src)
+    inside = p.valid.astype(np.float32)
+    res *= inside
+    counts = block_sums(inside, bs, hb, wb)
+    used = counts >= BLOCK_MIN_COVER * bs * bs
+    if not used.any():
+        return False
+    median = float(np.median((block_sums(res, bs, hb, wb) / np.maximum(counts, 1.0))[used]))
+    noise = max(settings.diff_floor, settings.diff_noise_k * median)
+    level = max(settings.strong_ratio * noise, settings.strong_floor)
+    hd, wd = p.valid.shape
+    clipped = (cv2.warpAffine(p.src.clip, p.to_dst, (wd, hd), flags=cv2.INTER_NEAREST,
+                              borderMode=cv2.BORDER_REPLICATE) > 0) | (p.dst.clip > 0)
+    return solid_blobs(res, level, clipped, PROBE_OPEN_PX, BLOB_MIN_SHARE * float(idx.size),
+                       BLOB_MEAN_K, (dst, src)) is not None
 
 
 def full_check(a: Features, b: Features, m: np.ndarray, settings: MatchSettings,

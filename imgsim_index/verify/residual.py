@@ -225,19 +225,29 @@ def solid_blobs(res: np.ndarray, level: float, left_out: np.ndarray | None, open
     if k > 1:
         hot8 = cv2.morphologyEx(hot8, cv2.MORPH_OPEN,
                                 cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
-    n, lab, stats, _ = cv2.connectedComponentsWithStats(hot8, connectivity=8)
+    # labelled within the box of what is left (a few blobs in a large picture)
+    x, y, w, h = cv2.boundingRect(hot8)
+    if w == 0 or h == 0:
+        return None
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(hot8[y:y + h, x:x + w],
+                                                        connectivity=8)
+    stats[:, 0] += x
+    stats[:, 1] += y
     area = stats[:, cv2.CC_STAT_AREA]
     big = area >= min_px
     big[0] = False
     if big.any():  # ...and far above the level on average (a local tone edit is not)
-        mean = np.bincount(lab.ravel(), weights=res.ravel(), minlength=n) / np.maximum(area, 1)
+        mean = np.bincount(lab.ravel(), weights=res[y:y + h, x:x + w].ravel(),
+                           minlength=n) / np.maximum(area, 1)
         big &= mean >= mean_k * level
     if pair is not None and 0 < big.sum() <= BLOB_MAX_COUNT:
         for i in np.flatnonzero(big):
             big[i] = not _same_structure(pair, stats[i], k)
     if not big.any() or big.sum() > BLOB_MAX_COUNT:
         return None
-    return big[lab].astype(np.float32)
+    out = np.zeros(res.shape, np.float32)
+    out[y:y + h, x:x + w] = big[lab]
+    return out
 
 
 def _same_structure(pair: tuple[np.ndarray, np.ndarray], box: np.ndarray, grow: int) -> bool:

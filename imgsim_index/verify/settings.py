@@ -203,6 +203,13 @@ BLUR_STEPS = (1.0, 2.0, 3.0)  # further blurs tried on either image (sigma, on t
 BLUR_MIN_GAIN = 0.97  # a stronger blur is kept only when it brings the error below this x
 COARSE_MIN_BLOCKS = 8  # the coarse check needs images of at least this many blocks a side
 MIN_BLOCK_PX = 4  # a coarse level whose blocks would be smaller than this is skipped
+# below half size a small object is a few pixels wide: a map passed there is passed only
+# when the thumbnails at their size show no solid blob of pixels far off (check._probe),
+# judged after an opening by a disc of this side (the full check's is a third of a block:
+# a ball of radius 7 px keeps too little of itself), one tone curve fitted on every
+# this-th overlap pixel
+PROBE_OPEN_PX = 3
+PROBE_FIT_STRIDE = 4
 
 # ---------------------------------------------------------------- residuals (residual.py)
 

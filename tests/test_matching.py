@@ -293,16 +293,19 @@ def test_a_small_ball_that_moved_between_two_frames_is_another_shot(photo: np.nd
 
 @pytest.mark.parametrize(("name", "seed"), [
     ("astronaut", 1001), ("chelsea", 1009), ("immunohistochemistry", 1000),
-    ("chelsea", 1003), ("immunohistochemistry", 1009)])
+    ("chelsea", 1003), ("immunohistochemistry", 1009), ("immunohistochemistry", 1031),
+    ("chelsea", 1035)])
 def test_a_ball_of_one_and_a_half_percent_of_the_width_that_moved_is_another_shot(
         name: str, seed: int) -> None:
     """A smaller ball (radius 1.5% of the width: 7-8 px on the thumbnail, about 0.05% of
     the overlap at each place) that moved between two frames: a magenta ball on the black
     ground of the astronaut photo, brown balls over chelsea's fur and the stained tissue.
     Its solid blob is under the 0.08% of the overlap that used to be asked of new content,
-    so the first three were copies; the last two were passed at a quarter of the size,
+    so the first three were copies; the next two were passed at a quarter of the size,
     where such a ball is 2 px wide (check._probe now looks at the thumbnails' size
-    first)."""
+    first), and so were the last two, balls of about the ground's grey in another colour
+    (a yellow ball on the light tissue), until the probe looked for blobs of another
+    colour too."""
     from benchmarks.hard_edits import ball_frames, sample
 
     rgb = sample(name)
@@ -608,3 +611,21 @@ def test_batched_isotonic_fits_equal_pool_adjacent_violators() -> None:
         want = np.where(x > centres[-1], loop[-1] + (x - centres[-1]), want)
         assert np.allclose(curves[r], want, rtol=0, atol=1e-9)
         assert np.all(np.diff(curves[r]) >= -1e-9)  # monotone
+
+
+def test_a_speck_beside_an_object_that_moved_does_not_hide_it() -> None:
+    """Two solid blobs (an object at its two places) and a speck just over the blob
+    minimum: more than BLOB_MAX_COUNT blobs read as text, and hid the object once the
+    minimum was lowered; only blobs of the old minimum's size count now."""
+    from imgsim_index.verify.residual import solid_blobs
+    from imgsim_index.verify.settings import BLOB_MIN_SHARE
+
+    res = np.zeros((512, 512), np.float32)
+    for centre, r in (((100, 100), 13), ((140, 100), 13), ((400, 400), 7)):
+        cv2.circle(res, centre, r, 60.0, -1)
+    found = solid_blobs(res, 20.0, None, 5, BLOB_MIN_SHARE * res.size, 1.4)
+    assert found is not None and found[100, 100] == 1.0 and found[100, 140] == 1.0
+    words = np.zeros((512, 512), np.float32)  # three letter-sized blobs: no new content
+    for x in (100, 160, 220):
+        cv2.circle(words, (x, 300), 13, 60.0, -1)
+    assert solid_blobs(words, 20.0, None, 5, BLOB_MIN_SHARE * words.size, 1.4) is None

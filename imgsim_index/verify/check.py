@@ -18,6 +18,7 @@ from functools import cache, partial
 import cv2
 import numpy as np
 
+from imgsim_index.verify.colour import chroma_pair, colour_probe, hue_change
 from imgsim_index.verify.evidence import Note
 from imgsim_index.verify.features import Features, flat_pixels
 from imgsim_index.verify.geometry import to_level
@@ -38,35 +39,25 @@ from imgsim_index.verify.settings import (
     BASE_BLUR_SIGMA,
     BLOB_MEAN_K,
     BLOB_MIN_SHARE,
-    BLOB_OPEN_DIV,
     BLOCK_MIN_COVER,
     BLUR_MIN_GAIN,
     BLUR_STEPS,
     CLIP_GREY_DARK,
     CLIP_GREY_LIGHT,
     COARSE_MIN_BLOCKS,
-    COLOUR_LEVEL,
-    COLOUR_MEAN_K,
-    COLOUR_NOISE_K,
     FILL_DARK,
     FILL_GROW_PX,
     FILL_LIGHT,
     FILL_MAX_SHARE,
     FILL_MIN_SHARE,
-    HUE_BLOCK_COVER,
     HUE_MEAN_COLOURFUL,
     HUE_MIN_COLOURFUL,
-    HUE_MIN_PIXELS,
-    HUE_MIN_SHARE,
-    LAB_ZERO,
     MIN_BLOCK_PX,
     MIN_BLOCKS,
-    NEUTRAL_CHROMA,
     OVERLAP_ERODE_PX,
     OVERLAY_NEWS_SHARE,
     PROBE_FIT_STRIDE,
     PROBE_OPEN_PX,
-    REFIT_MEDIAN_K,
     SCORE_MEDIAN_WEIGHT,
     TURN_MIN_DEG,
     MatchSettings,
@@ -115,90 +106,6 @@ def _fill_mask(g: np.ndarray) -> np.ndarray:
     keep[0] = False
     grow = np.ones((FILL_GROW_PX, FILL_GROW_PX), np.uint8)
     return cv2.dilate(keep[lab].astype(np.uint8), grow) > 0
-
-
-def _hue_change(a: Features, b: Features, m: np.ndarray, swap: bool, block: int,
-                grid: tuple[int, int], settings: MatchSettings
-                ) -> tuple[float, np.ndarray, Callable[[], np.ndarray]]:
-    """(mean absolute hue change in deg where both images are clearly coloured, -1 if
-    unknown; blocks of the residual grid (hb, wb) of `block` grey px, mostly coloured in
-    both, whose hue changed by more than settings.block_hue_deg: a subject recoloured, or
-    another one there; what finds the blocks touched by a blob of another colour,
-    _colour_blobs)."""
-    src, dst = (a, b) if swap else (b, a)
-    half = np.array([[0.5, 0, 0], [0, 0.5, 0], [0, 0, 1]])
-    m3 = np.vstack([m, [0, 0, 1]])
-    if swap:
-        m3 = np.linalg.inv(m3)
-    to_half = (half @ m3 @ np.linalg.inv(half))[:2]
-    hd, wd = dst.chroma.shape[:2]
-    warped = cv2.warpAffine(src.chroma, to_half, (wd, hd), flags=cv2.INTER_LINEAR,
-                            borderMode=cv2.BORDER_CONSTANT, borderValue=(LAB_ZERO, LAB_ZERO))
-    valid = cv2.warpAffine(np.ones(src.chroma.shape[:2], np.uint8), to_half, (wd, hd),
-                           flags=cv2.INTER_NEAREST) > 0
-    ab_d = dst.chroma.astype(np.float32) - LAB_ZERO
-    ab_s = warped.astype(np.float32) - LAB_ZERO
-    c_d, c_s = np.hypot(ab_d[..., 0], ab_d[..., 1]), np.hypot(ab_s[..., 0], ab_s[..., 1])
-    sel = valid & (c_d > NEUTRAL_CHROMA) & (c_s > NEUTRAL_CHROMA)
-    hb, wb = grid
-    blocks = np.zeros(grid, bool)
-    cbs = max(1, block // 2)  # the chroma is at half the grey size
-    blobs = partial(_colour_blobs, ab_d, ab_s, valid, (dst.clip, src.clip, (half @ m3)[:2]),
-                    cbs, grid)
-    if sel.sum() < HUE_MIN_PIXELS:
-        return -1.0, blocks, blobs
-    d = np.abs(np.remainder(np.arctan2(ab_d[..., 1], ab_d[..., 0])
-                            - np.arctan2(ab_s[..., 1], ab_s[..., 0])
-                            + np.pi, 2 * np.pi) - np.pi).astype(np.float32)
-    w = np.where(sel, np.minimum(c_d, c_s), 0.0).astype(np.float32)
-    if hb * cbs <= hd and wb * cbs <= wd:
-        wsum = block_sums(w, cbs, hb, wb)
-        cover = block_sums(sel.astype(np.float32), cbs, hb, wb) / (cbs * cbs)
-        deg = np.degrees(block_sums(d * w, cbs, hb, wb) / np.maximum(wsum, 1e-6))
-        blocks = (cover >= HUE_BLOCK_COVER) & (deg > settings.block_hue_deg)
-    if sel.sum() < HUE_MIN_SHARE * valid.sum():
-        return -1.0, blocks, blobs
-    return float(np.degrees(np.average(d[sel], weights=w[sel]))), blocks, blobs
-
-
-def _colour_blobs(ab_d: np.ndarray, ab_s: np.ndarray, valid: np.ndarray,
-                  clips: tuple[np.ndarray, np.ndarray, np.ndarray], cbs: int,
-                  grid: tuple[int, int]) -> np.ndarray:
-    """Blocks of the residual grid (blocks of cbs chroma px) touched by a solid blob of
-    another colour: ab_d (a*, b* of dst, 0 = neutral) predicted from ab_s (src's, aligned)
-    by one affine map fitted where both are valid and neither is clipped (clips: dst's clip
-    mask, src's, and the map of src's grey px onto the chroma grid), and again without the
-    worst pixels (the blob's own), the residual's blobs (residual.solid_blobs) above
-    COLOUR_LEVEL and COLOUR_NOISE_K x the median residual, COLOUR_MEAN_K x that on
-    average."""
-    hb, wb = grid
-    hd, wd = valid.shape
-    clip = cv2.resize(clips[0], (wd, hd), interpolation=cv2.INTER_AREA) > 0
-    clip |= cv2.warpAffine(clips[1], clips[2], (wd, hd), flags=cv2.INTER_LINEAR) > 0
-    fit = valid & ~clip
-    none = np.zeros(grid, bool)
-    n_fit = int(fit.sum())
-    if n_fit < HUE_MIN_PIXELS or hb * cbs > fit.shape[0] or wb * cbs > fit.shape[1]:
-        return none
-    x = np.concatenate([ab_s, np.ones(ab_s.shape[:2] + (1,), np.float32)], axis=2)
-    x = x.reshape(-1, 3).astype(np.float64)
-    y = ab_d.reshape(-1, 2).astype(np.float64)
-    inl = fit.ravel()
-    for _ in range(2):
-        xi = x[inl]
-        coef = np.linalg.lstsq(xi.T @ xi, xi.T @ y[inl], rcond=None)[0]
-        err = np.linalg.norm(y - x @ coef, axis=1)
-        inl = fit.ravel() & (err <= max(REFIT_MEDIAN_K * float(np.median(err[fit.ravel()])),
-                                        COLOUR_LEVEL / 2))
-        if inl.sum() < HUE_MIN_PIXELS:
-            return none
-    res = np.where(fit, err.reshape(fit.shape), 0.0).astype(np.float32)
-    level = max(COLOUR_LEVEL, COLOUR_NOISE_K * float(np.median(res[fit])))
-    keep = solid_blobs(res, level, None, cbs // BLOB_OPEN_DIV, BLOB_MIN_SHARE * n_fit,
-                       COLOUR_MEAN_K)
-    if keep is None:
-        return none
-    return block_sums(keep, cbs, hb, wb) > 0
 
 
 @dataclass
@@ -271,7 +178,7 @@ def _hue(a: Features, b: Features, m: np.ndarray, p: _Placed, settings: MatchSet
     hue, hue_blocks = -1.0, np.zeros((hd // bs, wd // bs), bool)
     blobs: Callable[[], np.ndarray] = partial(np.zeros, hue_blocks.shape, bool)
     if min(a.colourful, b.colourful) > HUE_MIN_COLOURFUL and hue_blocks.size:
-        hue, hue_blocks, blobs = _hue_change(a, b, m, p.swap, bs, hue_blocks.shape, settings)
+        hue, hue_blocks, blobs = hue_change(a, b, m, p.swap, bs, hue_blocks.shape, settings)
         if min(a.colourful, b.colourful) <= HUE_MEAN_COLOURFUL:
             hue = -1.0  # too little colour for a mean over the picture
     nums["hue_change_deg"] = hue
@@ -327,7 +234,7 @@ class _Judging:
     caption: np.ndarray  # bool: blocks of caption text
     hue: float
     hue_blocks: np.ndarray
-    # blocks touched by a blob of another colour (_colour_blobs), computed on first call
+    # blocks touched by a blob of another colour (colour_blobs), computed on first call
     colour_blobs: Callable[[], np.ndarray]
     nums: dict[str, float]
     settings: MatchSettings
@@ -665,9 +572,10 @@ def coarse_check(a: Features, b: Features, m: np.ndarray, settings: MatchSetting
 
 def _probe(a: Features, b: Features, m: np.ndarray, settings: MatchSettings) -> bool:
     """At the thumbnails' size, a solid blob of pixels far off from one tone curve's
-    prediction (a small object that moved, appeared or vanished, which a quarter of the
-    size shows as a few pixels): a cheap look, a few milliseconds, before a map is passed
-    below half size. It only sends the map on to the next size, which judges it."""
+    prediction, or of another colour (colour_blobs): a small object that moved, appeared
+    or vanished, which a quarter of the size shows as a few pixels. A cheap look, a few
+    milliseconds, before a map is passed below half size; it only sends the map on to
+    the next size, which judges it."""
     from imgsim_index.verify.tone import tone_curve
 
     p, _ = _place(a, b, m)
@@ -693,8 +601,13 @@ def _probe(a: Features, b: Features, m: np.ndarray, settings: MatchSettings) -> 
     hd, wd = p.valid.shape
     clipped = (cv2.warpAffine(p.src.clip, p.to_dst, (wd, hd), flags=cv2.INTER_NEAREST,
                               borderMode=cv2.BORDER_REPLICATE) > 0) | (p.dst.clip > 0)
-    return solid_blobs(res, level, clipped, PROBE_OPEN_PX, BLOB_MIN_SHARE * float(idx.size),
-                       BLOB_MEAN_K, (dst, src)) is not None
+    if solid_blobs(res, level, clipped, PROBE_OPEN_PX, BLOB_MIN_SHARE * float(idx.size),
+                   BLOB_MEAN_K, (dst, src)) is not None:
+        return True
+    if min(a.colourful, b.colourful) <= HUE_MIN_COLOURFUL:
+        return False
+    # a ball of the ground's grey in another colour: the full check's colour blobs
+    return colour_probe(*chroma_pair(a, b, m, p.swap), max(1, bs // 2), PROBE_FIT_STRIDE)
 
 
 def full_check(a: Features, b: Features, m: np.ndarray, settings: MatchSettings,

@@ -16,6 +16,7 @@ import numpy as np
 from imgsim_index.verify.settings import (
     BAND_MIN_ASPECT,
     BAND_MIN_ROWS,
+    BLOB_COUNT_K,
     BLOB_MAX_COUNT,
     BLOB_MEAN_K,
     BLOB_MIN_SHARE,
@@ -210,8 +211,9 @@ def solid_blobs(res: np.ndarray, level: float, left_out: np.ndarray | None, open
     """float32 0/1 mask of the blobs of pixels whose residual `res` is above `level` (but
     where left_out), still there after an opening by a disc of about open_px, of min_px
     pixels at least and a mean residual of mean_k x level at least; None when there is
-    none, or more than BLOB_MAX_COUNT (many solid blobs are text the overlay and caption
-    rules did not see, or an edit; new content that large is judged by its share). pair:
+    none, or more than BLOB_MAX_COUNT of BLOB_COUNT_K x min_px (many solid blobs are text
+    the overlay and caption rules did not see, or an edit; new content that large is
+    judged by its share). pair:
     the two aligned images the residual is of; a blob where they correlate by BLOB_SAME_NCC
     or more shows the same structure in another tone (a tone curve that misses a few
     colours), not new content."""
@@ -240,10 +242,13 @@ def solid_blobs(res: np.ndarray, level: float, left_out: np.ndarray | None, open
         mean = np.bincount(lab.ravel(), weights=res[y:y + h, x:x + w].ravel(),
                            minlength=n) / np.maximum(area, 1)
         big &= mean >= mean_k * level
-    if pair is not None and 0 < big.sum() <= BLOB_MAX_COUNT:
+    # only blobs of BLOB_COUNT_K x min_px count towards BLOB_MAX_COUNT: a speck just over
+    # the minimum beside an object that moved is no third letter of a word
+    counted = area >= BLOB_COUNT_K * min_px
+    if pair is not None and big.any() and (big & counted).sum() <= BLOB_MAX_COUNT:
         for i in np.flatnonzero(big):
             big[i] = not _same_structure(pair, stats[i], k)
-    if not big.any() or big.sum() > BLOB_MAX_COUNT:
+    if not big.any() or (big & counted).sum() > BLOB_MAX_COUNT:
         return None
     out = np.zeros(res.shape, np.float32)
     out[y:y + h, x:x + w] = big[lab]

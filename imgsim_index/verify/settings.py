@@ -235,6 +235,9 @@ CLIP_GREY_LIGHT = 128  # a clipped pixel this light or lighter is clipped at whi
 # hides only the other image's levels darker than this (a ball on a black ground is judged)
 CLIP_GREY_DARK = 64
 BLOB_MAX_COUNT = 2  # ...and at most this many (an object that moved: its two places)
+# ...counting only blobs of this x the minimum share (0.08% of the overlap, the minimum
+# before it was lowered): a smaller speck beside a moved object must not hide it
+BLOB_COUNT_K = 1.6
 BLOB_SAME_NCC = 0.9  # ...where the two images do not correlate by this much
 # colour blobs: a* b* of one image predicted from the other's by one affine map (a white
 # balance, a saturation or hue change is one); a solid blob (as above) whose residual is

@@ -1,0 +1,157 @@
+"""Colour of an aligned pair: the chroma of both on one grid (chroma_pair), the hue change
+over the picture and per block (hue_change), and solid blobs of another colour
+(colour_blobs): a subject recoloured, or a ball of the ground's grey in another colour.
+check.py judges a map with them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+
+import cv2
+import numpy as np
+
+from imgsim_index.verify.features import Features
+from imgsim_index.verify.residual import block_sums, solid_blobs
+from imgsim_index.verify.settings import (
+    BLOB_MIN_SHARE,
+    BLOB_OPEN_DIV,
+    COLOUR_LEVEL,
+    COLOUR_MEAN_K,
+    COLOUR_NOISE_K,
+    HUE_BLOCK_COVER,
+    HUE_MIN_PIXELS,
+    HUE_MIN_SHARE,
+    LAB_ZERO,
+    NEUTRAL_CHROMA,
+    REFIT_MEDIAN_K,
+    MatchSettings,
+)
+
+
+def chroma_pair(a: Features, b: Features, m: np.ndarray, swap: bool
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                            tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(a* b* of dst and of src warped onto it, 0 = neutral; where src's chroma lands;
+    the clip masks and the map colour_blobs takes: dst's, src's, src grey px -> the
+    chroma grid): the chroma (half the grey size) of the pair on dst's grid."""
+    src, dst = (a, b) if swap else (b, a)
+    half = np.array([[0.5, 0, 0], [0, 0.5, 0], [0, 0, 1]])
+    m3 = np.vstack([m, [0, 0, 1]])
+    if swap:
+        m3 = np.linalg.inv(m3)
+    to_half = (half @ m3 @ np.linalg.inv(half))[:2]
+    hd, wd = dst.chroma.shape[:2]
+    warped = cv2.warpAffine(src.chroma, to_half, (wd, hd), flags=cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_CONSTANT, borderValue=(LAB_ZERO, LAB_ZERO))
+    valid = cv2.warpAffine(np.ones(src.chroma.shape[:2], np.uint8), to_half, (wd, hd),
+                           flags=cv2.INTER_NEAREST) > 0
+    return (dst.chroma.astype(np.float32) - LAB_ZERO, warped.astype(np.float32) - LAB_ZERO,
+            valid, (dst.clip, src.clip, (half @ m3)[:2]))
+
+
+def hue_change(a: Features, b: Features, m: np.ndarray, swap: bool, block: int,
+                grid: tuple[int, int], settings: MatchSettings
+                ) -> tuple[float, np.ndarray, Callable[[], np.ndarray]]:
+    """(mean absolute hue change in deg where both images are clearly coloured, -1 if
+    unknown; blocks of the residual grid (hb, wb) of `block` grey px, mostly coloured in
+    both, whose hue changed by more than settings.block_hue_deg: a subject recoloured, or
+    another one there; what finds the blocks touched by a blob of another colour,
+    colour_blobs)."""
+    ab_d, ab_s, valid, clips = chroma_pair(a, b, m, swap)
+    hd, wd = valid.shape
+    c_d, c_s = np.hypot(ab_d[..., 0], ab_d[..., 1]), np.hypot(ab_s[..., 0], ab_s[..., 1])
+    sel = valid & (c_d > NEUTRAL_CHROMA) & (c_s > NEUTRAL_CHROMA)
+    hb, wb = grid
+    blocks = np.zeros(grid, bool)
+    cbs = max(1, block // 2)  # the chroma is at half the grey size
+    blobs = partial(colour_blobs, ab_d, ab_s, valid, clips, cbs, grid)
+    if sel.sum() < HUE_MIN_PIXELS:
+        return -1.0, blocks, blobs
+    d = np.abs(np.remainder(np.arctan2(ab_d[..., 1], ab_d[..., 0])
+                            - np.arctan2(ab_s[..., 1], ab_s[..., 0])
+                            + np.pi, 2 * np.pi) - np.pi).astype(np.float32)
+    w = np.where(sel, np.minimum(c_d, c_s), 0.0).astype(np.float32)
+    if hb * cbs <= hd and wb * cbs <= wd:
+        wsum = block_sums(w, cbs, hb, wb)
+        cover = block_sums(sel.astype(np.float32), cbs, hb, wb) / (cbs * cbs)
+        deg = np.degrees(block_sums(d * w, cbs, hb, wb) / np.maximum(wsum, 1e-6))
+        blocks = (cover >= HUE_BLOCK_COVER) & (deg > settings.block_hue_deg)
+    if sel.sum() < HUE_MIN_SHARE * valid.sum():
+        return -1.0, blocks, blobs
+    return float(np.degrees(np.average(d[sel], weights=w[sel]))), blocks, blobs
+
+
+def colour_blobs(ab_d: np.ndarray, ab_s: np.ndarray, valid: np.ndarray,
+                  clips: tuple[np.ndarray, np.ndarray, np.ndarray], cbs: int,
+                  grid: tuple[int, int]) -> np.ndarray:
+    """Blocks of the residual grid (blocks of cbs chroma px) touched by a solid blob of
+    another colour: ab_d (a*, b* of dst, 0 = neutral) predicted from ab_s (src's, aligned)
+    by one affine map fitted where both are valid and neither is clipped (clips: dst's clip
+    mask, src's, and the map of src's grey px onto the chroma grid), and again without the
+    worst pixels (the blob's own), the residual's blobs (residual.solid_blobs) above
+    COLOUR_LEVEL and COLOUR_NOISE_K x the median residual, COLOUR_MEAN_K x that on
+    average."""
+    hb, wb = grid
+    hd, wd = valid.shape
+    clip = cv2.resize(clips[0], (wd, hd), interpolation=cv2.INTER_AREA) > 0
+    clip |= cv2.warpAffine(clips[1], clips[2], (wd, hd), flags=cv2.INTER_LINEAR) > 0
+    fit = valid & ~clip
+    none = np.zeros(grid, bool)
+    n_fit = int(fit.sum())
+    if n_fit < HUE_MIN_PIXELS or hb * cbs > fit.shape[0] or wb * cbs > fit.shape[1]:
+        return none
+    x = np.concatenate([ab_s, np.ones(ab_s.shape[:2] + (1,), np.float32)], axis=2)
+    x = x.reshape(-1, 3).astype(np.float64)
+    y = ab_d.reshape(-1, 2).astype(np.float64)
+    inl = fit.ravel()
+    for _ in range(2):
+        xi = x[inl]
+        coef = np.linalg.lstsq(xi.T @ xi, xi.T @ y[inl], rcond=None)[0]
+        err = np.linalg.norm(y - x @ coef, axis=1)
+        inl = fit.ravel() & (err <= max(REFIT_MEDIAN_K * float(np.median(err[fit.ravel()])),
+                                        COLOUR_LEVEL / 2))
+        if inl.sum() < HUE_MIN_PIXELS:
+            return none
+    res = np.where(fit, err.reshape(fit.shape), 0.0).astype(np.float32)
+    level = max(COLOUR_LEVEL, COLOUR_NOISE_K * float(np.median(res[fit])))
+    keep = solid_blobs(res, level, None, cbs // BLOB_OPEN_DIV, BLOB_MIN_SHARE * n_fit,
+                       COLOUR_MEAN_K)
+    if keep is None:
+        return none
+    return block_sums(keep, cbs, hb, wb) > 0
+
+
+def colour_probe(ab_d: np.ndarray, ab_s: np.ndarray, valid: np.ndarray,
+                 clips: tuple[np.ndarray, np.ndarray, np.ndarray], cbs: int,
+                 stride: int) -> bool:
+    """colour_blobs' question in a few milliseconds, for check's look before a coarse
+    pass: the affine map of a* b* fitted (and refitted without the worst) on every
+    stride-th pixel where both are valid and neither is clipped, then the blobs of the
+    whole residual; True when there is one."""
+    hd, wd = valid.shape
+    clip = cv2.resize(clips[0], (wd, hd), interpolation=cv2.INTER_AREA) > 0
+    clip |= cv2.warpAffine(clips[1], clips[2], (wd, hd), flags=cv2.INTER_LINEAR) > 0
+    fit = valid & ~clip
+    idx = np.flatnonzero(fit)
+    sample = idx[::stride]
+    if sample.size < HUE_MIN_PIXELS:
+        return False
+    x = np.ones((sample.size, 3))
+    x[:, :2] = ab_s.reshape(-1, 2)[sample]
+    y = ab_d.reshape(-1, 2)[sample].astype(np.float64)
+    inl = np.ones(sample.size, bool)
+    for _ in range(2):
+        coef = np.linalg.lstsq(x[inl], y[inl], rcond=None)[0]  # (3, 2)
+        err = np.sqrt(((y - x @ coef) ** 2).sum(axis=1))
+        inl = err <= max(REFIT_MEDIAN_K * float(np.median(err)), COLOUR_LEVEL / 2)
+        if inl.sum() < HUE_MIN_PIXELS:
+            return False
+    pred = cv2.transform(ab_s, coef.T.astype(np.float32))  # a*, b* of src through the map
+    diff = ab_d - pred
+    res = cv2.magnitude(np.ascontiguousarray(diff[..., 0]), np.ascontiguousarray(diff[..., 1]))
+    res *= fit
+    level = max(COLOUR_LEVEL, COLOUR_NOISE_K * float(np.median(res.ravel()[sample])))
+    return solid_blobs(res, level, None, cbs // BLOB_OPEN_DIV, BLOB_MIN_SHARE * idx.size,
+                       COLOUR_MEAN_K) is not None

@@ -29,6 +29,7 @@ from imgsim_index.verify.residual import (
     block_sums,
     caption_blocks,
     components,
+    noise_and_level,
     residual,
     solid_blobs,
     split_overlay,
@@ -539,6 +540,7 @@ def coarse_check(a: Features, b: Features, m: np.ndarray, settings: MatchSetting
     if not k or min(a.grey.shape + b.grey.shape) < COARSE_MIN_BLOCKS * settings.block:
         return None
     m3 = np.vstack([m, [0, 0, 1]])
+    probed = False  # the full-size look found a blob (asked once per map)
     for level in range(settings.coarse_levels, 0, -1):
         block = settings.block >> level
         if block < MIN_BLOCK_PX:
@@ -563,7 +565,7 @@ def coarse_check(a: Features, b: Features, m: np.ndarray, settings: MatchSetting
             c.numbers["coarse"] = float(level)
             return c
         if c.copy and settings.coarse_accept and not local and _clearly_copy(c, settings):
-            if level > 1 and _probe(a, b, m, settings):
+            if level > 1 and (probed := probed or _probe(a, b, m, settings)):
                 continue  # something small the full size shows: the half size goes on
             c.numbers["coarse"] = float(level)
             return c
@@ -596,8 +598,7 @@ def _probe(a: Features, b: Features, m: np.ndarray, settings: MatchSettings) -> 
     if not used.any():
         return False
     median = float(np.median((block_sums(res, bs, hb, wb) / np.maximum(counts, 1.0))[used]))
-    noise = max(settings.diff_floor, settings.diff_noise_k * median)
-    level = max(settings.strong_ratio * noise, settings.strong_floor)
+    level = noise_and_level(median, settings)[1]
     hd, wd = p.valid.shape
     clipped = (cv2.warpAffine(p.src.clip, p.to_dst, (wd, hd), flags=cv2.INTER_NEAREST,
                               borderMode=cv2.BORDER_REPLICATE) > 0) | (p.dst.clip > 0)

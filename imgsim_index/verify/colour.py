@@ -83,6 +83,17 @@ def hue_change(a: Features, b: Features, m: np.ndarray, swap: bool, block: int,
     return float(np.degrees(np.average(d[sel], weights=w[sel]))), blocks, blobs
 
 
+def _fit_mask(valid: np.ndarray, clips: tuple[np.ndarray, np.ndarray, np.ndarray]
+              ) -> np.ndarray:
+    """Where the colour map is fitted and judged: src's chroma landed (valid) and neither
+    image is clipped (clips: dst's clip mask, src's, and the map of src's grey px onto the
+    chroma grid)."""
+    hd, wd = valid.shape
+    clip = cv2.resize(clips[0], (wd, hd), interpolation=cv2.INTER_AREA) > 0
+    clip |= cv2.warpAffine(clips[1], clips[2], (wd, hd), flags=cv2.INTER_LINEAR) > 0
+    return valid & ~clip
+
+
 def colour_blobs(ab_d: np.ndarray, ab_s: np.ndarray, valid: np.ndarray,
                   clips: tuple[np.ndarray, np.ndarray, np.ndarray], cbs: int,
                   grid: tuple[int, int]) -> np.ndarray:
@@ -94,10 +105,7 @@ def colour_blobs(ab_d: np.ndarray, ab_s: np.ndarray, valid: np.ndarray,
     COLOUR_LEVEL and COLOUR_NOISE_K x the median residual, COLOUR_MEAN_K x that on
     average."""
     hb, wb = grid
-    hd, wd = valid.shape
-    clip = cv2.resize(clips[0], (wd, hd), interpolation=cv2.INTER_AREA) > 0
-    clip |= cv2.warpAffine(clips[1], clips[2], (wd, hd), flags=cv2.INTER_LINEAR) > 0
-    fit = valid & ~clip
+    fit = _fit_mask(valid, clips)
     none = np.zeros(grid, bool)
     n_fit = int(fit.sum())
     if n_fit < HUE_MIN_PIXELS or hb * cbs > fit.shape[0] or wb * cbs > fit.shape[1]:
@@ -130,10 +138,7 @@ def colour_probe(ab_d: np.ndarray, ab_s: np.ndarray, valid: np.ndarray,
     pass: the affine map of a* b* fitted (and refitted without the worst) on every
     stride-th pixel where both are valid and neither is clipped, then the blobs of the
     whole residual; True when there is one."""
-    hd, wd = valid.shape
-    clip = cv2.resize(clips[0], (wd, hd), interpolation=cv2.INTER_AREA) > 0
-    clip |= cv2.warpAffine(clips[1], clips[2], (wd, hd), flags=cv2.INTER_LINEAR) > 0
-    fit = valid & ~clip
+    fit = _fit_mask(valid, clips)
     idx = np.flatnonzero(fit)
     sample = idx[::stride]
     if sample.size < HUE_MIN_PIXELS:

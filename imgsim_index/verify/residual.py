@@ -141,6 +141,13 @@ def _field(target: np.ndarray, source: np.ndarray, cls: np.ndarray,
     return (mapped * field).astype(np.float32), dev
 
 
+def noise_and_level(median: float, settings: MatchSettings) -> tuple[float, float]:
+    """(the noise a block's mean residual is judged against, the strong level: new
+    content) from the median block residual."""
+    noise = max(settings.diff_floor, settings.diff_noise_k * median)
+    return noise, max(settings.strong_ratio * noise, settings.strong_floor)
+
+
 def residual(target: np.ndarray, source: np.ndarray, source0: np.ndarray,
               cls: np.ndarray, st: np.ndarray, idx: np.ndarray, in_overlap: np.ndarray,
               n: np.ndarray, used: np.ndarray, settings: MatchSettings,
@@ -179,10 +186,9 @@ def residual(target: np.ndarray, source: np.ndarray, source0: np.ndarray,
     med = float(np.median(block_res[used]))
     # block contrast of either image: a misregistered or blurred edge leaves a residual well
     # below the local contrast, new content (a moved subject) one of the order of it
-    noise = max(settings.diff_floor, settings.diff_noise_k * med)
+    noise, level = noise_and_level(med, settings)
     thr = np.maximum(noise, settings.diff_contrast * np.maximum(st, sm))
     diff = used & (block_res > thr)
-    level = max(settings.strong_ratio * noise, settings.strong_floor)
     strong = diff & (block_res > level)
     blobs = cache(partial(_blobs, res, level, left_out, in_overlap, bs, used, (target, source)))
     return Residual(diff, strong, med, fitted.tone_shift, fitted.tone_dev, fitted.gain,

@@ -20,7 +20,9 @@ of it; a frame with a ball and a photo with a patch moved are other shots of eve
 and the files it would remove that are no copy of their group's keeper.
 
 --sweep also counts verdicts beyond the labelled pairs (sweep()): ball frames of new seeds,
-a ball frame against every edit of its photo, and each edit at other strengths.
+a ball frame against every edit of its photo and (30 seeds) against its meme copy, each
+edit at other strengths, and small changes in textured spots against the copies that
+pass with local tone.
 """
 
 from __future__ import annotations
@@ -136,6 +138,45 @@ def patch_moved(rgb: np.ndarray) -> np.ndarray:
     return out
 
 
+def textured_spots(rgb: np.ndarray, n: int = 3) -> list[tuple[int, int]]:
+    """Centres (x, y) of the n most textured windows (grey std over a sixteenth of the
+    width), at least two windows apart: where a small change hides best."""
+    h, w = rgb.shape[:2]
+    g = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    win = max(16, w // 16)
+    mean = cv2.blur(g, (win, win))
+    sd = np.sqrt(np.maximum(cv2.blur(g * g, (win, win)) - mean * mean, 0))
+    spots = []
+    for _ in range(n):
+        inner = sd[win:-win, win:-win]
+        y, x = np.unravel_index(int(np.argmax(inner)), inner.shape)
+        y, x = int(y) + win, int(x) + win
+        spots.append((x, y))
+        sd[max(0, y - 2 * win):y + 2 * win, max(0, x - 2 * win):x + 2 * win] = 0
+    return spots
+
+
+def textured_changes(rgb: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """Small changes where the photo is most textured (textured_spots): at each spot the
+    word SOLD (white or red, a sixteenth of the height) and a ball of the spot's own colour
+    (radius 2% of the width); and ball frames (ball_frames, seeds 1000-1002). Each is
+    another picture than any edit of the photo (JPEG q 90)."""
+    h, w = rgb.shape[:2]
+    out = []
+    for k, (x, y) in enumerate(textured_spots(rgb)):
+        im = Image.fromarray(rgb.copy())
+        ImageDraw.Draw(im).text((x - w // 16, y - h // 32), "SOLD",
+                                fill=(255, 255, 255) if k % 2 else (200, 20, 20),
+                                font_size=max(12, h // 16))
+        out.append((f"word{k}", jpeg(np.asarray(im), 90)))
+        ball = rgb.copy()
+        cv2.circle(ball, (x, y), max(6, round(0.02 * w)), tuple(int(v) for v in rgb[y, x]),
+                   -1, lineType=cv2.LINE_AA)
+        out.append((f"ball{k}", jpeg(ball, 90)))
+    out += [(f"frame{s}", ball_frames(rgb, 1000 + s)[0]) for s in range(3)]
+    return out
+
+
 def pairs() -> list[tuple[str, str, np.ndarray, np.ndarray, bool]]:
     """(photo, class, A, B, is a copy) for every labelled pair of the set."""
     out = []
@@ -225,6 +266,11 @@ STRENGTHS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     **{f"detail {s}/{r}": _detail(s, r) for s, r in ((10, 0.15), (20, 0.3), (40, 0.5))},
     "vignette 0.6 + exposure x1.3": lambda rgb: exposure(vignette(rgb, 0.6), 1.3),
 }
+# the copies that pass only with local tone curves, against which textured_changes are judged
+LOCAL_TONE_COPIES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "vignette": vignette, "clahe": clahe, "detail": detail,
+    "CLAHE clip 3.0": _clahe_clip(3.0), "vignette 0.7": _vignette(0.7),
+}
 
 
 def sweep() -> str:
@@ -235,6 +281,8 @@ def sweep() -> str:
     balls = [0, 0]
     mixed = [0, 0]
     kept: dict[str, list[int]] = {k: [0, 0] for k in STRENGTHS}
+    textured: dict[str, list[int]] = {k: [0, 0] for k in LOCAL_TONE_COPIES}
+    under_meme = [0, 0]
     for name in PHOTOS:
         rgb = sample(name)
         w = rgb.shape[1]
@@ -250,13 +298,32 @@ def sweep() -> str:
         for label, edit in STRENGTHS.items():
             kept[label][0] += sum(_both_copies(rgb, jpeg(edit(rgb))))
             kept[label][1] += 2
+        meme_copy = jpeg(meme(rgb))
+        for seed in range(200, 230):
+            under_meme[0] += any(_both_copies(ball_frames(rgb, seed)[0], meme_copy))
+            under_meme[1] += 1
+        changes = textured_changes(rgb)
+        for label, edit in LOCAL_TONE_COPIES.items():
+            copy = jpeg(edit(rgb))
+            for _, changed in changes:
+                textured[label][0] += any(_both_copies(changed, copy))
+                textured[label][1] += 1
     lines = ["\n\nSweep (`--sweep`): pairs called a copy in either order, which are other "
              f"shots: new ball seeds {balls[0]}/{balls[1]}; a ball frame against an edit "
-             f"of its photo {mixed[0]}/{mixed[1]}. Copies kept at other strengths "
+             f"of its photo {mixed[0]}/{mixed[1]}; a ball frame (seeds 200-229) against "
+             f"the meme copy of its photo {under_meme[0]}/{under_meme[1]}. Copies kept at "
+             "other strengths "
              f"(both orders, {len(PHOTOS)} photos):", "",
              "| edit | copies kept |", "|---|---|"]
     lines += [f"| {label} | {ok}/{total} |" for label, (ok, total) in kept.items()]
     total = [sum(v[i] for v in kept.values()) for i in (0, 1)]
+    lines.append(f"| all | {total[0]}/{total[1]} |")
+    lines += ["", "A word or a ball in a textured spot, or a ball frame (textured_changes), "
+              "against a copy that passes with local tone: pairs called a copy in either "
+              "order, which are other shots:", "", "| copy | changes passed as copies |",
+              "|---|---|"]
+    lines += [f"| {label} | {ok}/{total} |" for label, (ok, total) in textured.items()]
+    total = [sum(v[i] for v in textured.values()) for i in (0, 1)]
     lines.append(f"| all | {total[0]}/{total[1]} |")
     return "\n".join(lines)
 

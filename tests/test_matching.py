@@ -631,30 +631,15 @@ def test_a_speck_beside_an_object_that_moved_does_not_hide_it() -> None:
     assert solid_blobs(words, 20.0, None, 5, BLOB_MIN_SHARE * words.size, 1.4) is None
 
 
-@pytest.mark.parametrize(("name", "seed"), [
-    ("astronaut", 205), ("chelsea", 208), ("coffee", 208), ("rocket", 201),
-    ("immunohistochemistry", 214)])
-def test_a_ball_in_the_rows_of_meme_text_is_new_content(name: str, seed: int) -> None:
-    """A frame with a ball (ball_frames) in or beside the rows of a meme copy's text,
-    against that meme copy: two pictures. The rows of caption text were left out of the
-    solid blobs whole, so the ball was not seen and the pair was a copy; now only the
-    letters' strokes are left out (residual.caption_strokes). Over seeds 200-229 on the
-    five photos, such pairs called a copy went from 41/150 to 22/150."""
-    from benchmarks.hard_edits import COPIES, ball_frames, sample
-    from benchmarks.hard_edits import jpeg as set_jpeg
-
-    rgb = sample(name)
-    frame, _ = ball_frames(rgb, seed)
-    assert _both_ways(frame, set_jpeg(COPIES["meme"](rgb))) == ("other_shot", "other_shot")
-
-
-@pytest.mark.xfail(strict=True, reason="not handled yet: two thirds of the ball are under "
-                   "the letters, and what shows between them is thinner than a blob "
-                   "(benchmarks/RESULTS.md, hard edits)")
+@pytest.mark.xfail(strict=True, reason="not handled yet: the rows of caption text are left "
+                   "out of the solid blobs whole, so a ball in them is not seen; leaving out "
+                   "only the letters' strokes lost copies with captions (benchmarks/RESULTS.md, "
+                   "hard edits)")
 def test_a_ball_under_a_meme_copys_text_is_new_content() -> None:
     """A frame of the chelsea photo with a ball (ball_frames seed 201, at about (134, 275),
     under the bottom text) against the photo's meme copy: two pictures, whichever is
-    kept. In the hard edits as one folder the pair is not compared while the meme copy
+    kept (ball frames against meme copies, seeds 200-229 on five photos: 41/150 called a
+    copy). In the hard edits as one folder the pair is not compared while the meme copy
     is joined to the photo's group; once that group splits, it is, and the frame was
     proposed for removal with the meme copy as its keeper."""
     from benchmarks.hard_edits import COPIES, ball_frames, sample

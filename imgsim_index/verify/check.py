@@ -28,7 +28,6 @@ from imgsim_index.verify.residual import (
     block_std,
     block_sums,
     caption_blocks,
-    caption_strokes,
     components,
     noise_and_level,
     residual,
@@ -320,10 +319,6 @@ class _Judging:
             clip_s & (self.grey_s >= CLIP_GREY_LIGHT))
         clip = (self.unjudged_fwd | self.unjudged_rev).astype(np.float32) * self.inside
         hb, wb = self.used.shape
-        # the letters of captions are no blobs either (_solid_blobs)
-        letters = caption_strokes(self.grey_d, self.grey_s, self.caption, bs)
-        self.unjudged_fwd |= letters
-        self.unjudged_rev |= letters
         return block_sums(clip, bs, hb, wb) > self.settings.strong_clip_share * np.maximum(
             self.counts, 1.0)
 
@@ -478,15 +473,15 @@ def _judge(dirs: list[Residual], j: _Judging) -> Check:
 
 def _solid_blobs(dirs: list[Residual], j: _Judging, nums: dict[str, float]) -> bool:
     """A solid blob of pixels that differ by far, in grey or in colour (a small object that
-    moved, whose blocks stay under the strong level), outside the letters of captions:
-    their strokes in the caption's rows are left out pixel by pixel (caption_strokes: big
-    letters the caption rule did not take for text sit beside those it did), and what is
-    between them is judged (a ball under meme text, seen between the letters; leaving the
-    rows out whole hid it). An overlay band's strokes are too thin to be blobs, and a line
-    of text makes more than BLOB_MAX_COUNT of them. Asked only of a map that passes every
-    other limit."""
+    moved, whose blocks stay under the strong level), outside captions: the block rows of
+    a caption are its line (big letters the caption rule did not take for text sit beside
+    those it did; an overlay band's strokes are too thin to be blobs, and a line of text
+    makes more than BLOB_MAX_COUNT of them). Asked only of a map that passes every other
+    limit."""
+    near_text = cv2.dilate(j.caption.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    near_text |= near_text.any(axis=1, keepdims=True)
     blobs = np.logical_or.reduce([d.blobs() for d in dirs] + [j.colour_blobs()])
-    blobs &= j.used
+    blobs &= j.used & ~near_text
     nums["blob_blocks"] = float(blobs.sum())
     return bool(blobs.any())
 

@@ -32,7 +32,6 @@ from imgsim_index.verify.settings import (
     REFIT_SAMPLE,
     STROKE_BLACK,
     STROKE_CONTRAST,
-    STROKE_GROW_PX,
     STROKE_WHITE,
     MatchSettings,
 )
@@ -314,32 +313,6 @@ def split_overlay(r: Residual, std_a: np.ndarray, std_b: np.ndarray,
     return rest, band
 
 
-def _strokes(g: np.ndarray, other: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(near-white pixels of g over darker ones of the other image, near-black ones over
-    lighter ones): letters and their outline, over any background."""
-    white = (g >= STROKE_WHITE) & (g - other >= STROKE_CONTRAST)
-    black = (g <= STROKE_BLACK) & (other - g >= STROKE_CONTRAST)
-    return white, black
-
-
-def caption_strokes(ga: np.ndarray, gb: np.ndarray, caption: np.ndarray,
-                    bs: int) -> np.ndarray:
-    """The stroke pixels (_strokes, of either image over the other) in the block rows of
-    caption text and the rows beside them, grown by STROKE_GROW_PX: the letters, which a
-    judgement of what is between them leaves out."""
-    out = np.zeros(ga.shape, bool)
-    if not caption.any():
-        return out
-    near = cv2.dilate(caption.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
-    rows = np.repeat(near.any(axis=1), bs)
-    band = slice(0, rows.size)
-    for g, other in ((ga, gb), (gb, ga)):
-        for m in _strokes(g[band], other[band]):
-            out[band] |= m & rows[:, None]
-    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (STROKE_GROW_PX, STROKE_GROW_PX))
-    return cv2.dilate(out.astype(np.uint8), disc) > 0
-
-
 def caption_blocks(ga: np.ndarray, gb: np.ndarray, in_overlap: np.ndarray, n: np.ndarray,
                     used: np.ndarray, settings: MatchSettings) -> np.ndarray:
     """Blocks of caption text added to one image (meme text: white letters outlined in
@@ -356,8 +329,12 @@ def caption_blocks(ga: np.ndarray, gb: np.ndarray, in_overlap: np.ndarray, n: np
     nn = np.maximum(n, 1.0)
 
     def strokes(g: np.ndarray, other: np.ndarray) -> np.ndarray:
+        # near-white pixels over darker ones and near-black ones over lighter ones in the
+        # other image: letters and their outline, over any background
+        white = (g >= STROKE_WHITE) & (g - other >= STROKE_CONTRAST)
+        black = (g <= STROKE_BLACK) & (other - g >= STROKE_CONTRAST)
         w_share, b_share = (block_sums((m * in_overlap).astype(np.float32), bs, hb, wb) / nn
-                            for m in _strokes(g, other))
+                            for m in (white, black))
         return np.minimum(w_share, b_share)
 
     text = used & (np.maximum(strokes(ga, gb), strokes(gb, ga)) >= settings.caption_stroke)

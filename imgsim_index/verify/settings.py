@@ -252,9 +252,6 @@ BAND_MIN_ROWS = 3  # a band (overlay, caption) may always be this many block row
 BAND_MIN_ASPECT = 2  # a band is at least this many times wider than high
 STROKE_WHITE, STROKE_BLACK = 220, 50  # caption letters are near white, outlined near black...
 STROKE_CONTRAST = 40  # ...this many levels lighter / darker than the other image there
-# the strokes in a caption's rows, grown by a disc of this side (their anti-aliased and
-# re-encoded edges), are left out of the solid blobs; what is between them is judged
-STROKE_GROW_PX = 5
 
 # ---------------------------------------------------------------- judging (check.py)
 

@@ -276,8 +276,9 @@ LOCAL_TONE_COPIES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 def sweep() -> str:
     """Verdicts beyond the labelled pairs, in both orders (compare() in this thread): ball
     frames of new seeds (1000-1009) at two radii, a ball frame against each edit of its
-    photo (seeds 1000-1002: two pictures, never a copy), and each edit at other strengths
-    (copies)."""
+    photo (seeds 1000-1002) and against its meme copy (seeds 200-229), small changes in
+    textured spots against the copies that pass with local tone (all two pictures, never
+    a copy), and each edit at other strengths (copies)."""
     balls = [0, 0]
     mixed = [0, 0]
     kept: dict[str, list[int]] = {k: [0, 0] for k in STRENGTHS}

@@ -268,8 +268,8 @@ STRENGTHS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 }
 # the copies that pass only with local tone curves, against which textured_changes are judged
 LOCAL_TONE_COPIES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "vignette": vignette, "clahe": clahe, "detail": detail,
-    "CLAHE clip 3.0": _clahe_clip(3.0), "vignette 0.7": _vignette(0.7),
+    **{k: COPIES[k] for k in ("vignette", "clahe", "detail")},
+    **{k: STRENGTHS[k] for k in ("CLAHE clip 3.0", "vignette 0.7")},
 }
 
 

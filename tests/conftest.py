@@ -65,6 +65,18 @@ def cli_ok(*args: str) -> str:
     return result.stdout
 
 
+def cli_main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """Run the CLI's own entry point (its one-line errors, its exit codes): (exit code,
+    stdout, stderr)."""
+    from imgsim_index.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+        raise SystemExit(0)
+    out = capsys.readouterr()
+    return int(exit_.value.code or 0), out.out, out.err
+
+
 def report_of(stdout: str) -> dict:  # type: ignore[type-arg]
     """The report.json a dedupe run printed the path of."""
     line = next(x for x in stdout.splitlines() if x.startswith("Result JSON: "))

@@ -283,7 +283,7 @@ def test_undo_of_a_report_and_a_second_undo(lib: dict[str, Path]) -> None:
     cli("apply", str(lib["report"]), "--hardlink", "--yes", "-q", check=True)
     (journal,) = journals(lib["report"])
     first = cli("undo", str(journal), check=True)
-    assert "Index updated: 0 files renamed, 0 removed, 3 hard-linked" in first.stdout
+    assert "Index updated: 0 files back under their names, 3 hard links undone" in first.stdout
     second = cli("undo", str(journal), check=True)
     assert second.stdout == "Restored 0 files; 0 not restored.\n"
 
@@ -305,7 +305,7 @@ def test_resume_of_an_undone_journal_whose_index_is_pending(lib: dict[str, Path]
                           "it\n")
     again = cli("undo", str(journal), check=True)
     assert again.stdout == ("Restored 0 files; 0 not restored.\n"
-                            f"Index updated: 3 files renamed, 0 removed, 0 hard-linked "
-                            f"({lib['index']})\n")
+                            f"Index updated: 3 files back under their names, 0 hard links "
+                            f"undone ({lib['index']})\n")
     done = cli("apply", str(lib["report"]), "--resume", str(journal), "--yes")
     assert done.stderr == f"Error: {journal} has been undone; run apply again for a new plan\n"

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import cli_main
 from library_fixture import DIM, Img, make_library, run_dedupe
 
-from imgsim_index.cli import main
 from imgsim_index.errors import IndexFormatError
 from imgsim_index.index.check import verify_index
 from imgsim_index.index.store import IndexStore
@@ -20,11 +20,7 @@ IMAGES = [Img("a.jpg", 0, (90, 60)), Img("b.jpg", 0, (60, 40)), Img("c.jpg")]
 
 
 def cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_:
-        main(args)
-        raise SystemExit(0)
-    out = capsys.readouterr()
-    return int(exit_.value.code or 0), out.out, out.err
+    return cli_main(args, capsys)
 
 
 def catalog_pages(index: Path) -> tuple[Path, int, bytearray]:
@@ -154,3 +150,23 @@ def test_garbage_pages_are_one_line_for_every_command(
         assert "Traceback" not in err and err.count("\n") == 1, (args, err)
         assert "is damaged (database disk image is malformed)" in err, (args, err)
         assert "run `imgsim-index verify --repair`" in err, (args, err)
+
+
+def test_a_catalog_that_cannot_be_written_is_not_called_damaged(tmp_path: Path) -> None:
+    """SQLite's 'attempt to write a readonly database' (a catalog this user may read but
+    not write) is a permission to fix, not damage to repair: the error says which."""
+    import sqlite3
+
+    from imgsim_index.errors import InputError
+    from imgsim_index.index.catalog import _Connection
+
+    path = tmp_path / "catalog.sqlite"
+    sqlite3.connect(path).execute("CREATE TABLE t (x)").connection.close()
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, factory=_Connection)
+    db.catalog_path = str(path)
+    with pytest.raises(InputError) as got:
+        db.execute("INSERT INTO t VALUES (1)")
+    db.close()
+    assert str(got.value) == (f"the index catalog {path} is not writable (attempt to write a "
+                              "readonly database); check the permissions of the index folder "
+                              "and its files (nothing is damaged)")

@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 from conftest import cli_ok
 from library_fixture import write_image
 
@@ -107,3 +108,29 @@ def test_the_build_summary_counts_moves_and_loads_no_model(tmp_path: Path, lite0
         in out
     again = build_index([str(photos)], str(idx))
     assert (again.moved, again.model_loaded) == (0, False)
+
+
+def test_a_folder_that_cannot_be_listed_is_counted_and_its_rows_are_not_pruned(
+        tmp_path: Path, lite0, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """A subfolder the scan cannot list (no permission: PermissionError from the system,
+    injected here because the tests may run as root) is skipped as an unreadable folder,
+    never silently, and a prune does not forget the rows of the files in it."""
+    import imgsim_index.ingest.scan as scan
+
+    photos, idx = library(tmp_path)
+    assert build(photos, idx, lite0).embedded == 3
+    locked = str(photos / "sub")
+    listing = os.scandir
+
+    def refuse(path):  # type: ignore[no-untyped-def]
+        if os.fspath(path) == locked:
+            raise PermissionError(13, "Permission denied", locked)
+        return listing(path)
+
+    monkeypatch.setattr(scan.os, "scandir", refuse)
+    result = build(photos, idx, lite0, prune=True)
+    assert result.skipped == {"unreadable folder": 1}
+    assert [(s.path, s.reason, s.folder) for s in result.skipped_paths] == [
+        (locked, "unreadable folder", True)]
+    assert result.pruned == 0
+    assert str(photos / "sub" / "c.jpg") in vectors(idx)

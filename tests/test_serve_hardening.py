@@ -113,6 +113,8 @@ def test_apply_moves_only_under_the_move_root(tmp_path: Path) -> None:
                 f"may go to ({results}); pick a folder inside it")
         assert sorted(p for p in photos.rglob("*") if p.is_file()) == before
         assert not elsewhere.exists()
+        # a refused request writes no reviewed report either
+        assert not list(results.rglob("report-reviewed-*.json"))
         done = client.post("/v1/apply", json={"action": "move", "move_to": "dupes"})
         assert done.status_code == 200, done.text
         assert done.json()["move_to"] == str(results / "dupes")
@@ -121,6 +123,67 @@ def test_apply_moves_only_under_the_move_root(tmp_path: Path) -> None:
         undone = client.post("/v1/undo", json={"journal": done.json()["journal"]})
         assert undone.status_code == 200 and len(undone.json()["restored"]) == 3
     assert sorted(p for p in photos.rglob("*") if p.is_file()) == before
+
+
+def test_apply_refuses_choices_the_report_does_not_have(tmp_path: Path) -> None:
+    """A file to leave alone named otherwise than the report names it (relative, or not
+    its absolute path), or a group the report does not have: 400 with the reason,
+    nothing moved and nothing written. Named as the report names it, the file stays."""
+    photos, result = simple_library(tmp_path)
+    results = tmp_path / "results"
+    report = json.loads(Path(result.report_path).read_text())
+    group = report["groups"][0]
+    leave = group["removable"][0]
+    relative = os.path.relpath(leave, tmp_path)
+    before = sorted(p for p in photos.rglob("*") if p.is_file())
+    with running_server("--index", str(tmp_path / "index"), "--output", str(results)) as (url, _), \
+            httpx.Client(base_url=url, timeout=60) as client:
+        for body, message in (
+                ({"skip": [relative]}, f"skip: {relative} is not a file of the report's groups "
+                 "(name it by its absolute path, as the report does)"),
+                ({"skip": [leave + ".x"]}, f"skip: {leave}.x is not a file of the report's "
+                 "groups (name it by its absolute path, as the report does)"),
+                ({"keepers": {"77": leave}}, "keepers: the report has no group '77'"),
+                ({"keepers": {"first": leave}}, "keepers: the report has no group 'first'"),
+                ({"skip_groups": [77]}, "skip_groups: the report has no group 77")):
+            res = client.post("/v1/apply", json={"action": "move", "move_to": "dupes", **body})
+            assert res.status_code == 400, res.text
+            assert res.json()["error"] == message
+        assert sorted(p for p in photos.rglob("*") if p.is_file()) == before
+        assert not list(results.rglob("report-reviewed-*.json"))
+        # the same file named with a folded spelling of its absolute path is left alone
+        spelled = leave.replace(os.sep, os.sep + "." + os.sep, 1)
+        done = client.post("/v1/apply", json={"action": "move", "move_to": "dupes",
+                                              "skip": [spelled]})
+        assert done.status_code == 200, done.text
+        assert leave not in {op["path"] for op in done.json()["done"]}
+        assert os.path.isfile(leave)
+        assert len(done.json()["done"]) == report["files_removable"] - 1
+
+
+def test_folders_and_files_that_are_not_journals_are_400(library: Path,  # noqa: F811
+                                                         server: str) -> None:  # noqa: F811
+    """A folder where an image or a journal is named, a journal that is no text, a journal
+    outside the output folder: 400 with the reason, never a 500 or 422."""
+    folder = library / "photos" / "copies"
+    results = library / "results"
+    results.mkdir(exist_ok=True)
+    garbled = results / "garbled.jsonl"
+    garbled.write_bytes(b"\xff\xfe{")
+    with httpx.Client(base_url=server, timeout=60) as client:
+        got = client.get("/v1/thumb", params={"path": str(folder)})
+        assert (got.status_code, got.json()) == (400, {"error": f"{folder} is not a file"})
+        got = client.post("/v1/query", json={"path": str(folder)})
+        assert (got.status_code, got.json()["error"]) == (
+            400, f"{folder} is not a file; a query names image files")
+        for journal, message in (
+                (garbled, f"{garbled} is not an imgsim-index apply journal (not UTF-8 text)"),
+                (results, f"cannot open journal {results}: Is a directory"),
+                (library / "index" / "manifest.json",
+                 f"{library / 'index' / 'manifest.json'} is not inside the output folder; "
+                 f"only files under {results} can be named")):
+            got = client.post("/v1/undo", json={"journal": str(journal)})
+            assert (got.status_code, got.json()["error"]) == (400, message)
 
 
 @pytest.mark.parametrize("route, body, message", [

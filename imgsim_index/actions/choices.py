@@ -27,6 +27,7 @@ from collections.abc import Collection, Mapping
 from imgsim_index.actions.safety import load_report
 from imgsim_index.atomic_files import atomic_write_json
 from imgsim_index.errors import InputError
+from imgsim_index.ingest.identity import normal_path
 from imgsim_index.report.contract import Group, Report
 
 CHOICES_FORMAT = "imgsim-index-choices"
@@ -85,14 +86,36 @@ def reviewed_report(report: Report, choices: Mapping[int, Choice], source: str) 
 
 def choices_from_review(report: Report, keepers: Mapping[str, str],
                         skip: Collection[str], skip_groups: Collection[int]) -> dict[int, Choice]:
-    """The review page's form (keepers by group number, unticked files and groups) as choices."""
+    """The review page's form (keepers by group number, unticked files and groups) as
+    choices. Every choice must name what the report has: a group number it does not
+    have, or a file to leave alone that is none of its groups' keep or remove entries
+    (written otherwise than the report writes it: relative, or a spelling that is not
+    its absolute path), is refused with the reason, so a file the user meant to keep is
+    never acted on because its name did not match."""
+    numbers = {g["group"] for g in report["groups"]}
+    for number in skip_groups:
+        if number not in numbers:
+            raise InputError(f"skip_groups: the report has no group {number}")
+    for key in keepers:
+        if not key.lstrip("-").isdigit() or int(key) not in numbers:
+            raise InputError(f"keepers: the report has no group {key!r}")
+    members = {p for g in report["groups"] for p in _candidates(g)}
+    leave = set()
+    for path in skip:
+        if path in members:
+            leave.add(path)
+        elif os.path.isabs(path) and normal_path(path) in members:
+            leave.add(normal_path(path))
+        else:
+            raise InputError(f"skip: {path} is not a file of the report's groups (name "
+                             "it by its absolute path, as the report does)")
     out: dict[int, Choice] = {}
     for g in report["groups"]:
         if g["group"] in skip_groups:
             continue
         keeper = keepers.get(str(g["group"]), g["keeper"])
         _check_keeper(g, keeper)
-        out[g["group"]] = (keeper, _candidates(g) - {keeper} - set(skip))
+        out[g["group"]] = (keeper, _candidates(g) - {keeper} - leave)
     return out
 
 

@@ -59,7 +59,12 @@ class Journal:
             raise ActionError(f"cannot open journal {path}: {exc.strerror or exc}") from None
         journal = cls(path, fh, [])
         journal._lock()
-        text = fh.read()
+        try:
+            text = fh.read()
+        except UnicodeDecodeError:
+            fh.close()
+            raise ActionError(f"{path} is not an imgsim-index apply journal (not UTF-8 "
+                              "text)") from None
         journal.records = _parse(text)
         journal.last_number = max((int(r["n"]) for r in journal.begun()), default=0)
         head = journal.records[0] if journal.records else {}

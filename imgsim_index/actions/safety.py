@@ -300,10 +300,23 @@ def _changed(path: str, member: Member) -> str | None:
         return "is now a symbolic link"
     if not stat.S_ISREG(st.st_mode):
         return "is not a regular file"
-    if st.st_size != member["size"] or st.st_mtime_ns != member["mtime_ns"]:
-        return (f"changed since the report (size {member['size']} -> {st.st_size} bytes, "
-                f"mtime {member['mtime_ns']} -> {st.st_mtime_ns}); run dedupe again")
+    changes = []
+    if st.st_size != member["size"]:
+        changes.append(f"size {member['size']} -> {st.st_size} bytes")
+    if st.st_mtime_ns != member["mtime_ns"]:
+        changes.append(f"modified {_when(member['mtime_ns'])} -> {_when(st.st_mtime_ns)}")
+    if changes:
+        return f"changed since the report ({', '.join(changes)}); run dedupe again"
     return None
+
+
+def _when(mtime_ns: int | None) -> str:
+    """A modification time as local date and time, to the microsecond (two saves within
+    a second differ)."""
+    if mtime_ns is None:
+        return "unknown"
+    secs, ns = divmod(int(mtime_ns), 10**9)
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(secs)) + f".{ns // 1000:06d}"
 
 
 def problem_with(path: str, ctx: ReportContext) -> str | None:

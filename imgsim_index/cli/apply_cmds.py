@@ -133,7 +133,7 @@ def apply(report: str, move_to: str | None, hardlink: bool, trash: bool, delete:
     for f in result.failed:
         click.echo(f"failed {_shown(f.path)}: {f.reason}")
     if result.failed:
-        click.echo(f"{len(result.failed)} files failed and were left as they were; "
+        click.echo(f"{_files(len(result.failed))} failed and were left as they were; "
                    "see the journal", err=True)
         sys.exit(1)
 
@@ -187,6 +187,10 @@ def _print_applied(result: Any) -> None:
         click.echo(f"Undo with: imgsim-index undo {shlex.quote(result.journal)}")
 
 
+def _files(n: int) -> str:
+    return f"{n} file" if n == 1 else f"{n} files"
+
+
 def _print_index(sync: Any, again: str) -> None:
     """How the report's index learnt what apply or undo did (or why it could not)."""
     if sync is None or not sync.index:
@@ -196,6 +200,10 @@ def _print_index(sync: Any, again: str) -> None:
                    f"`imgsim-index {again}` when it is free; "
                    "until then a dedupe of the index lists these files' pairs as not "
                    "verified (never as removable)", err=True)
+        return
+    if again.startswith("undo"):  # the rows went back to where the files are again
+        click.echo(f"Index updated: {sync.renamed} files back under their names, "
+                   f"{sync.relinked} hard links undone ({_shown(sync.index)})")
         return
     click.echo(f"Index updated: {sync.renamed} files renamed, {sync.removed} removed, "
                f"{sync.relinked} hard-linked ({_shown(sync.index)})")
@@ -231,6 +239,7 @@ def undo(journal: str, wait: bool, quiet: bool) -> None:
 def export(report: str, fmt: str, output: str | None) -> None:
     """Write REPORT's groups as a table, one row (object) per file."""
     from imgsim_index.actions.safety import load_report
+    from imgsim_index.errors import InputError
     from imgsim_index.report.export import write_export
 
     data = load_report(report)
@@ -238,8 +247,11 @@ def export(report: str, fmt: str, output: str | None) -> None:
         write_export(data, sys.stdout, fmt)
         return
     path = output or os.path.splitext(report)[0] + "." + fmt
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        rows = write_export(data, fh, fmt)
+    try:
+        with open(path, "w", newline="", encoding="utf-8") as fh:
+            rows = write_export(data, fh, fmt)
+    except OSError as exc:
+        raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
     click.echo(f"{fmt.upper()} saved: {path} ({rows} files)")
 
 

@@ -39,6 +39,7 @@ without it has none recorded.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import json
 import os
@@ -50,7 +51,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from imgsim_index.errors import FIX_OTHER_INDEX, NO_SPACE, IndexFormatError, no_space
+from imgsim_index.errors import FIX_OTHER_INDEX, NO_SPACE, IndexFormatError, InputError, no_space
 
 SCHEMA_VERSION = 2
 LOOKUP_IDS = 50_000  # ids looked up per statement
@@ -202,6 +203,19 @@ def damaged(path: str, exc: sqlite3.Error) -> IndexFormatError:
     return IndexFormatError(f"the index catalog {path} is damaged ({exc}); {REPAIR_HINT}")
 
 
+def not_writable(path: str, exc: object) -> InputError:
+    """The one-line error for a catalog (or index file) this user cannot write."""
+    return InputError(f"the index {path} is not writable ({exc}); check the permissions of "
+                      "the index folder and its files (nothing is damaged)")
+
+
+# SQLite's result codes for a catalog that cannot be written: read-only, no permission
+_READONLY_CODES = frozenset({sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM,
+                             sqlite3.SQLITE_CANTOPEN})
+# errno values of a file or folder this user cannot write
+_NO_WRITE = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
+
+
 # SQLite's result codes for a file it cannot read as a database: a damaged page (CORRUPT,
 # "database disk image is malformed") or no database at all (NOTADB)
 _DAMAGE_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
@@ -217,10 +231,14 @@ def _checked(method: Callable[..., _T]) -> Callable[..., _T]:
         try:
             return method(self, *args)
         except sqlite3.DatabaseError as exc:
-            if getattr(exc, "sqlite_errorcode", 0) & 0xFF not in _DAMAGE_CODES:
+            code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+            if code not in _DAMAGE_CODES and code not in _READONLY_CODES:
                 raise
             conn = self if isinstance(self, sqlite3.Connection) else self.connection
-            raise damaged(getattr(conn, "catalog_path", "?"), exc) from None
+            path = getattr(conn, "catalog_path", "?")
+            if code in _READONLY_CODES:
+                raise not_writable(f"catalog {path}", exc) from None
+            raise damaged(path, exc) from None
 
     return run
 
@@ -268,6 +286,9 @@ def writing(what: str) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
+        if exc.errno in _NO_WRITE:
+            raise InputError(f"cannot write {what}: {exc.strerror} ({exc.filename}); check "
+                             "its permissions") from None
         if exc.errno not in NO_SPACE:
             raise
         raise no_space(what, exc.strerror or exc) from None
@@ -295,6 +316,8 @@ class Catalog:
                 raise
             if not readonly and _no_room(exc):
                 raise no_space(f"the index catalog {path}", f"SQLite: {exc}") from None
+            if getattr(exc, "sqlite_errorcode", 0) & 0xFF in _READONLY_CODES:
+                raise not_writable(f"catalog {path}", exc) from None
             raise damaged(path, exc) from None
 
     def _open(self, path: str, readonly: bool) -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import stat
 import warnings
 from collections.abc import Iterator
@@ -100,16 +101,28 @@ def check_pixels(path: str, max_pixels: int) -> None:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError:
         return
+    try:
+        regular = stat.S_ISREG(os.fstat(fd).st_mode)
+    except OSError:
+        regular = False
+    if not regular:  # a folder, a device: not opened as a file here
+        os.close(fd)
+        return
     with os.fdopen(fd, "rb") as fh:
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                return
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 with Image.open(fh) as im:
                     w, h = im.size
         except Image.DecompressionBombError as exc:
-            raise ImageTooLarge(f"{os.path.basename(path)}: {exc}") from None
+            # Pillow's own limit (twice Image.MAX_IMAGE_PIXELS), mostly over ours too
+            found = re.search(r"\((\d+) pixels\)", str(exc))
+            declared = int(found.group(1)) if found else None
+            limit = (f"the limit of {max_pixels} pixels per image"
+                     if declared is None or declared > max_pixels else
+                     f"the image reader's limit of {2 * (Image.MAX_IMAGE_PIXELS or 0)} pixels")
+            raise ImageTooLarge(f"{os.path.basename(path)} declares "
+                                f"{declared or 'too many'} pixels, over {limit}") from None
         except Exception:  # not an image Pillow knows by its header: the decoder says why
             return
     if w * h > max_pixels:

@@ -43,9 +43,9 @@ from imgsim_index.ingest.video import is_video_name
 # (.DS_Store, .thumbnails, .git, ...): NAS thumbnail folders and Windows' clutter
 HIDDEN_NAMES = frozenset({"@eadir", "thumbs.db", "desktop.ini", "$recycle.bin"})
 
-HIDDEN, EXCLUDED, UNSUPPORTED, TOO_SMALL = (
-    "hidden", "excluded", "unsupported extension", "too small")
-SKIP_REASONS = (HIDDEN, EXCLUDED, UNSUPPORTED, TOO_SMALL)
+HIDDEN, EXCLUDED, UNSUPPORTED, TOO_SMALL, UNREADABLE_FOLDER = (
+    "hidden", "excluded", "unsupported extension", "too small", "unreadable folder")
+SKIP_REASONS = (HIDDEN, EXCLUDED, UNSUPPORTED, TOO_SMALL, UNREADABLE_FOLDER)
 
 
 @dataclass(frozen=True)
@@ -230,7 +230,8 @@ def scan_folder(root: str, settings: ScanSettings | None = None,
         try:
             with os.scandir(folder) as it:
                 entries = sorted(it, key=lambda e: e.name)
-        except OSError:
+        except OSError:  # no permission to list it, or gone: counted, never silent
+            keep.skipped.append(Skipped(folder, UNREADABLE_FOLDER, folder=True))
             continue
         subfolders = []
         for entry in entries:

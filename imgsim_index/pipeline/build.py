@@ -35,6 +35,7 @@ from imgsim_index.index.manifest import manifest_to_dict
 from imgsim_index.index.store import IndexStore, check_identity
 from imgsim_index.ingest.identity import file_digest
 from imgsim_index.ingest.scan import (
+    UNREADABLE_FOLDER,
     Alias,
     ImageRef,
     Scan,
@@ -160,9 +161,12 @@ def build_index(
         if accept is not None:
             refs = [r for r in refs if accept(r)]
         slot = _ModelSlot(model, lambda: _load_for(writer, index_dir, settings, progress))
-        result = _Update(store, slot, settings, progress, should_stop, engine).run(refs, paths)
+        update = _Update(store, slot, settings, progress, should_stop, engine)
+        # before run: a prune leaves alone the rows under folders the scan could not list
+        update.result.skipped = skipped_counts(found.skipped)
+        update.result.skipped_paths = found.skipped
+        result = update.run(refs, paths)
         result.aliases = found.aliases
-        result.skipped, result.skipped_paths = skipped_counts(found.skipped), found.skipped
         result.model_loaded = slot.loaded is not None
         result.created = created
         store.tidy(progress=progress)
@@ -399,8 +403,12 @@ class _Update:
     def _prune(self, refs: list[ImageRef], paths: Sequence[str], known: dict[str, Row],
                videos_done: dict[str, tuple[int | None, int | None, int]]) -> None:
         seen, under = {x.path for x in refs}, _under(paths)
-        gone = [p for p in known if split_frame_path(p)[0] not in seen and under(p)]
-        gone_videos = [v for v in videos_done if v not in seen and under(v)]
+        # a folder the scan could not list is not gone: its rows stay
+        unlisted = _under([s.path for s in self.result.skipped_paths
+                           if s.reason == UNREADABLE_FOLDER])
+        gone = [p for p in known if split_frame_path(p)[0] not in seen and under(p)
+                and not unlisted(p)]
+        gone_videos = [v for v in videos_done if v not in seen and under(v) and not unlisted(v)]
         if gone or gone_videos:
             self.store.commit([], self._empty(), forget=gone, forget_videos=gone_videos)
             self.result.pruned = len(gone)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 
 from imgsim_index.defaults import DEFAULT_KEEP, DEFAULT_THRESHOLD, VERIFY_KEPT_BYTES
+from imgsim_index.errors import InputError
 from imgsim_index.groups.components import Groups, connected_components
 from imgsim_index.groups.keep import GroupDecision, KeepSettings, choose_keepers
 from imgsim_index.groups.verified import copy_floor, decided_pairs, screen_decisions
@@ -223,19 +224,35 @@ class DedupeResult:
     duplicates: Duplicates | None = None
 
 
+def check_output_dir(base: str) -> None:
+    """InputError unless result folders can be made in `base`: a folder that is writable,
+    or that can be made inside the nearest folder above it that exists. Checked before
+    any work, so a long run does not end in an error."""
+    path = os.path.abspath(base)
+    while not os.path.lexists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    if not os.path.isdir(path):
+        raise InputError(f"cannot write results to {base}: {path} is not a folder")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise InputError(f"cannot write results to {base}: {path} is not writable")
+
+
 def make_output_dir(base: str) -> tuple[str, str]:
     """OUTPUT/<YYYYmmdd_HHMMSS>, never an existing one. Returns (folder, timestamp)."""
     stamp = time.strftime("%Y%m%d_%H%M%S")
-    os.makedirs(base, exist_ok=True)
-    for k in range(1, 1000):
-        name = stamp if k == 1 else f"{stamp}_{k}"
-        path = os.path.join(base, name)
-        try:
-            os.mkdir(path)
-            return path, stamp
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"too many result folders for {stamp} in {base}")
+    try:
+        os.makedirs(base, exist_ok=True)
+        for k in range(1, 1000):
+            name = stamp if k == 1 else f"{stamp}_{k}"
+            path = os.path.join(base, name)
+            try:
+                os.mkdir(path)
+                return path, stamp
+            except FileExistsError:
+                continue
+    except OSError as exc:
+        raise InputError(f"cannot write results to {base}: {exc.strerror or exc}") from None
+    raise InputError(f"too many result folders for {stamp} in {base}")
 
 
 def folder_codes(rows: Sequence[Row], folders: Sequence[str] | None) -> np.ndarray:
@@ -549,6 +566,7 @@ def dedupe(
     settings = settings or DedupeSettings()
     progress = progress or NoProgress()
     settings.validate()
+    check_output_dir(settings.output)
     built, update = None, {}
     side = settings.verify.max_side
     # the build decodes every image: verification, which describes the images in this

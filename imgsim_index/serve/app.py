@@ -3,8 +3,9 @@
 Every error leaves as {"error": message} with a status: 400 for bad input (a query
 parameter or JSON field that fails its model included: never 422), 401/403 for
 refused callers, 404 for unknown things, 409 for a locked index, 413 for a too-large
-upload or image, 429 (with Retry-After) when every decoding slot is busy; anything
-unexpected is a 500 with a one-line message, never a stack trace.
+upload or image, 429 (with Retry-After) when every decoding slot is busy, 507 for a full
+disk; an index or model that cannot serve (damaged, no weights) and anything unexpected
+are a 500 with a one-line message, never a stack trace.
 """
 
 from __future__ import annotations
@@ -26,10 +27,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from imgsim_index.errors import (
+    ActionError,
     Cancelled,
+    DecodeError,
+    DiskFullError,
     ImageTooLarge,
     ImgsimError,
     IndexLockedError,
+    IndexMismatchError,
     InputError,
     ReportError,
     RequestRefused,
@@ -72,9 +77,12 @@ def _status_of(exc: ImgsimError) -> int:
         return 429
     if isinstance(exc, Cancelled):
         return 499  # nobody reads it: the client closed the request
-    if isinstance(exc, (InputError, ReportError)):
-        return 400
-    return 422
+    if isinstance(exc, (InputError, ReportError, ActionError, DecodeError,
+                        IndexMismatchError)):
+        return 400  # what was asked cannot be done as asked: the message says why
+    if isinstance(exc, DiskFullError):
+        return 507
+    return 500  # the index or the model cannot serve it (damaged, missing weights)
 
 
 class Guard:
@@ -240,6 +248,9 @@ def add_api_routes(app: FastAPI, service: IndexService) -> None:
                 names, paths = [u[0] for u in uploads], [u[1] for u in uploads]
             else:
                 paths = _paths_from(await read_json(request), service.roots())
+                for path in paths:
+                    if not os.path.isfile(path):
+                        raise InputError(f"{path} is not a file; a query names image files")
                 names = paths
             with service.decoding():  # held while the images decode and embed, not uploads
                 results, seq = await run_in_threadpool(_query, paths, k, threshold, verify,

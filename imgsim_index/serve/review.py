@@ -20,7 +20,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from imgsim_index.actions.choices import choices_from_review, reviewed_report, write_reviewed
 from imgsim_index.actions.plan import apply_report
-from imgsim_index.actions.safety import load_report
+from imgsim_index.actions.safety import check_move_to, load_report, report_context
 from imgsim_index.actions.undo import undo
 from imgsim_index.errors import InputError, ReportError
 from imgsim_index.report.html import page_csp, render_page, review_data
@@ -48,7 +48,7 @@ def list_reports(output: str) -> list[str]:
 
 def pick_report(output: str, report: str | None) -> str:
     if report:
-        path = resolve_inside(report, [output])
+        path = resolve_inside(report, [output], "the output folder")
         if os.path.basename(path) != "report.json" or not os.path.isfile(path):
             raise InputError(f"{report} is not a report.json under {output}")
         return path
@@ -65,17 +65,19 @@ def apply_review(report_path: str, body: ApplyBody, move_root: str) -> dict[str,
     if action not in PAGE_ACTIONS:
         raise InputError(f"the review page applies {' or '.join(PAGE_ACTIONS)}, not {action!r}")
     written: list[str] = []
+    move_to = body.move_to or os.path.join(
+        move_root, os.path.basename(os.path.dirname(report_path)), "moved")
 
     def review() -> str:
         report = load_report(report_path)
         choices = choices_from_review(report, body.keepers, set(body.skip),
                                       set(body.skip_groups))
-        written.append(write_reviewed(report_path, reviewed_report(
-            report, choices, os.path.basename(report_path))))
+        reviewed = reviewed_report(report, choices, os.path.basename(report_path))
+        if action == "move":  # a refused destination writes nothing
+            check_move_to(move_to, report_context(reviewed, report_path), move_root)
+        written.append(write_reviewed(report_path, reviewed))
         return written[0]
 
-    move_to = body.move_to or os.path.join(
-        move_root, os.path.basename(os.path.dirname(report_path)), "moved")
     result = apply_report(report_path, action, move_to if action == "move" else None,
                           review=review, move_root=move_root)
     reviewed_path = written[0]
@@ -132,6 +134,8 @@ def add_review_routes(app: FastAPI, service: IndexService) -> None:
         from imgsim_index.report.preview import preview_image
 
         src = resolve_inside(path, service.roots())
+        if not os.path.isfile(src):
+            raise InputError(f"{path} is not a file")
         buf = io.BytesIO()
         with service.decoding(wait=THUMB_WAIT):
             service.check_pixels([src])
@@ -159,7 +163,7 @@ def add_review_routes(app: FastAPI, service: IndexService) -> None:
         from starlette.concurrency import run_in_threadpool
 
         body = await read_body(request, UndoBody)
-        journal = resolve_inside(body.journal, [output])
+        journal = resolve_inside(body.journal, [output], "the output folder")
         result = await run_in_threadpool(service.on_writer, "undo", lambda: undo(journal))
         return {"restored": result.restored,
                 "not_restored": [{"path": r.path, "reason": r.reason}

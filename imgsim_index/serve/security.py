@@ -95,8 +95,9 @@ def check_request(method: str, path: str, headers: dict[str, str], cookies: dict
             raise RequestRefused(403, "cross-site request refused")
 
 
-def resolve_inside(path: str, roots: Sequence[str]) -> str:
-    """`path` as an absolute path, if it resolves inside one of `roots`; else InputError."""
+def resolve_inside(path: str, roots: Sequence[str], where: str = "the index's folders") -> str:
+    """`path` as an absolute path, if it resolves inside one of `roots` (`where`, in
+    words); else InputError."""
     if not isinstance(path, str) or not path or "\0" in path:
         raise InputError("a path must be a non-empty string")
     absolute = os.path.abspath(path)
@@ -104,7 +105,7 @@ def resolve_inside(path: str, roots: Sequence[str]) -> str:
     for root in roots:
         if _within(real, os.path.realpath(root)) and _within(absolute, os.path.abspath(root)):
             return absolute
-    raise InputError(f"{path} is not inside the index's folders; only files under "
+    raise InputError(f"{path} is not inside {where}; only files under "
                      f"{', '.join(sorted(set(roots))) or '(none yet)'} can be named")
 
 

@@ -14,7 +14,13 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 from imgsim_index.errors import InputError
 from imgsim_index.index.catalog import Row
 from imgsim_index.search import Pairs
-from imgsim_index.verify import APART_EVIDENCE, SKIPPED_EVIDENCE, VerifySettings, verify_pairs
+from imgsim_index.verify import (
+    APART_EVIDENCE,
+    SKIPPED_EVIDENCE,
+    UNALIGNED_EVIDENCE,
+    VerifySettings,
+    verify_pairs,
+)
 from tests.conftest import _load_script, cli_ok, report_of
 
 SIZE = (640, 480)
@@ -316,6 +322,41 @@ def test_two_groups_of_other_shots_cost_two_compares_between_them(
     assert (v.compared, v.skipped_as_grouped, v.skipped_as_other_shot) == (6, 2, 7)
     assert v.evidence[-1].startswith(f"{APART_EVIDENCE} (compared: ") \
         and v.evidence[-1].count(" and ") == 2, v.evidence[-1]
+
+
+def test_pictures_that_do_not_align_cost_a_few_compares_between_their_groups(
+        tmp_path: Path) -> None:
+    """Two unrelated photos with four copies each (look-alikes to the embedding, say):
+    12 pairs within the groups, 16 across. The pairs across do not align; once
+    unaligned_votes (4) of them were compared, the other 12 are not, and say so."""
+    from benchmarks.hard_edits import jpeg, sample
+
+    files = []
+    for name in ("astronaut", "coffee"):
+        rgb = sample(name)
+        for k, quality in enumerate((95, 85, 75, 65)):
+            path = tmp_path / f"{name}{k}.jpg"
+            path.write_bytes(png_bytes(jpeg(rgb, quality)))
+            files.append(path)
+    rows = [row(k, f) for k, f in enumerate(files)]
+    within = [(a, b) for g in (0, 4) for a in range(g, g + 4) for b in range(a + 1, g + 4)]
+    across = [(a, b) for a in range(4) for b in range(4, 8)]
+    ij = np.array(within + across)
+    v = verify_pairs(rows, Pairs(ij[:, 0], ij[:, 1], np.linspace(0.99, 0.9, len(ij))),
+                     VerifySettings(workers=0))
+    assert v.match == ["copy"] * 12 + ["other_shot"] * 16
+    assert (v.compared, v.skipped_as_grouped, v.skipped_as_other_shot) == (6 + 4, 6, 12)
+    assert all(e.startswith("no alignment") for e in v.evidence[12:16]), v.evidence[12:16]
+    assert v.evidence[-1].startswith(f"{UNALIGNED_EVIDENCE} (compared: ") \
+        and v.evidence[-1].count(" and ") == 4, v.evidence[-1]
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "PNG")
+    return buf.getvalue()
 
 
 def test_one_wrong_other_shot_verdict_does_not_split_a_group_of_copies(

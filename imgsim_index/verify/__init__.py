@@ -37,7 +37,12 @@ from imgsim_index.defaults import (  # noqa: F401  (names this package has alway
     FALLBACK_THRESHOLD,
 )
 from imgsim_index.progress import NoProgress, Progress
-from imgsim_index.verify.rounds import APART_EVIDENCE, SKIPPED_EVIDENCE, PairWalk
+from imgsim_index.verify.rounds import (
+    APART_EVIDENCE,
+    SKIPPED_EVIDENCE,
+    UNALIGNED_EVIDENCE,
+    PairWalk,
+)
 from imgsim_index.verify.settings import DEFAULT, MatchSettings  # noqa: F401
 from imgsim_index.verify.verdict import KEPT, MATCHES, NOT_VERIFIED, Verdict
 
@@ -80,5 +85,6 @@ def verify_pairs(
 
 
 __all__ = ["APART_EVIDENCE", "CANDIDATE_THRESHOLDS", "KEPT", "MATCHES", "NOT_VERIFIED",
-           "SKIPPED_EVIDENCE", "ImageFile", "ImageSource", "Verdict", "VerifySettings",
-           "Verdicts", "candidate_threshold", "decode_for_verify", "unverified", "verify_pairs"]
+           "SKIPPED_EVIDENCE", "UNALIGNED_EVIDENCE", "ImageFile", "ImageSource",
+           "Verdict", "Verdicts", "VerifySettings", "candidate_threshold",
+           "decode_for_verify", "unverified", "verify_pairs"]

@@ -39,6 +39,7 @@ from imgsim_index.verify.check import (
     Prepared,
     check_map,
     coarse_check,
+    detail_differs,
     full_check,
     small_change_only,
 )
@@ -130,6 +131,8 @@ class Alignment:
         return self.refined[key]
 
     def _record(self, chk: Check, m: np.ndarray, source: str, keep: bool) -> Check:
+        if chk.copy:  # whichever size passed it, the fine detail must agree
+            chk = detail_differs(self.a, self.b, m, chk)
         if keep or chk.copy:
             self.tried.append(Tried(chk, m, source))
         best = self.best_scoring().map.tobytes() if self.tried else None

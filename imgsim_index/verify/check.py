@@ -21,7 +21,7 @@ import numpy as np
 from imgsim_index.verify.colour import chroma_pair, colour_probe, hue_change
 from imgsim_index.verify.evidence import Note
 from imgsim_index.verify.features import Features, flat_pixels
-from imgsim_index.verify.geometry import to_level
+from imgsim_index.verify.geometry import stretch, to_level
 from imgsim_index.verify.residual import (
     Local,
     Residual,
@@ -46,6 +46,9 @@ from imgsim_index.verify.settings import (
     CLIP_GREY_DARK,
     CLIP_GREY_LIGHT,
     COARSE_MIN_BLOCKS,
+    DETAIL_MIN_CORR,
+    DETAIL_MIN_STD,
+    DETAIL_SIGMA,
     FILL_DARK,
     FILL_GROW_PX,
     FILL_LIGHT,
@@ -60,6 +63,8 @@ from imgsim_index.verify.settings import (
     PROBE_FIT_STRIDE,
     PROBE_OPEN_PX,
     SCORE_MEDIAN_WEIGHT,
+    SLANT_MAX,
+    STRETCH_MIN_ANISOTROPY,
     TURN_MIN_DEG,
     MatchSettings,
 )
@@ -329,6 +334,10 @@ def _prepare(a: Features, b: Features, m: np.ndarray, settings: MatchSettings,
     p, nums = _place(a, b, m)
     if p.overlap < settings.min_overlap:
         return _failed(nums, Note("overlap_low", (p.overlap,)))
+    anisotropy, slant = stretch(m)
+    nums["anisotropy"], nums["slant"] = anisotropy, min(slant, 1e6)
+    if anisotropy > STRETCH_MIN_ANISOTROPY and slant > SLANT_MAX:
+        return _failed(nums, Note("slanted"))
     _mask_corner_fill(p, nums)
     grey_d, grey_s, valid = p.dst.grey.astype(np.float32), p.warped.astype(np.float32), p.valid
     hue, hue_blocks, colour_blobs = _hue(a, b, m, p, settings, nums)
@@ -609,6 +618,36 @@ def _probe(a: Features, b: Features, m: np.ndarray, settings: MatchSettings) -> 
         return False
     # a ball of the ground's grey in another colour: the full check's colour blobs
     return colour_probe(*chroma_pair(a, b, m, p.swap), max(1, bs // 2), PROBE_FIT_STRIDE)
+
+
+def fine_detail(a: Features, b: Features, m: np.ndarray) -> tuple[float, float]:
+    """(the smaller of the two images' fine-detail std over the overlap, the correlation of
+    their fine detail) under map m, at the thumbnails' size: the grey minus its Gaussian
+    blur (DETAIL_SIGMA), the source warped onto the target. A copy's detail follows the
+    original's; two smooth pictures that a map and tone curves fit (gradients under
+    their own noise) have detail that does not correlate at all."""
+    p, _ = _place(a, b, m)
+    v = p.valid
+    if not v.any():
+        return 0.0, 0.0
+    hp = []
+    for g in (p.dst.grey.astype(np.float32), p.warped.astype(np.float32)):
+        x = (g - cv2.GaussianBlur(g, (0, 0), DETAIL_SIGMA))[v]
+        hp.append(x - x.mean())
+    x, y = hp
+    den = float(np.sqrt((x * x).sum() * (y * y).sum()))
+    corr = float((x * y).sum()) / den if den > 0 else 0.0
+    return min(float(x.std()), float(y.std())), corr
+
+
+def detail_differs(a: Features, b: Features, m: np.ndarray, chk: Check) -> Check:
+    """chk, a copy, failed when the fine detail of both images is there and does not
+    correlate (fine_detail); else chk."""
+    std, corr = fine_detail(a, b, m)
+    chk.numbers["detail_std"], chk.numbers["detail_corr"] = std, corr
+    if std < DETAIL_MIN_STD or corr >= DETAIL_MIN_CORR:
+        return chk
+    return Check(False, chk.differing, chk.score, chk.numbers, [Note("detail")])
 
 
 def full_check(a: Features, b: Features, m: np.ndarray, settings: MatchSettings,

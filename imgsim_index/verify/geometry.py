@@ -138,6 +138,34 @@ def refine_ecc(a: Features, b: Features, m: np.ndarray) -> np.ndarray | None:
     return b_to_a[:2]
 
 
+# the eight linear parts of the dihedral transforms (right-angle turns, mirror first)
+_DIHEDRAL_2X2 = [np.array(m, np.float64) for m in (
+    [[1, 0], [0, 1]], [[0, -1], [1, 0]], [[-1, 0], [0, -1]], [[0, 1], [-1, 0]],
+    [[-1, 0], [0, 1]], [[0, 1], [1, 0]], [[1, 0], [0, -1]], [[0, -1], [-1, 0]])]
+
+
+def stretch(m: np.ndarray) -> tuple[float, float]:
+    """(anisotropy, slant) of a 2x3 map's linear part: the ratio of its two scales along
+    their own axes (1: the aspect kept), and how far those axes are off the picture's,
+    as the larger off-diagonal term over the diagonal once the nearest right-angle turn
+    or mirror is taken out (0: a resize along the picture's axes; tan of the angle). A
+    copy is resized along its own axes, or turned at any angle without being squashed;
+    a squash along a slanted axis is no edit (a free affine map found on smooth
+    pictures)."""
+    lin = np.asarray(m, np.float64)[:, :2]
+    sv = np.linalg.svd(lin, compute_uv=False)
+    anisotropy = float(sv[0] / max(sv[1], 1e-12))
+    slant = min(_slant(d.T @ lin) for d in _DIHEDRAL_2X2)
+    return anisotropy, slant
+
+
+def _slant(lin: np.ndarray) -> float:
+    diag = min(lin[0, 0], lin[1, 1])
+    if diag <= 0:
+        return float("inf")
+    return float(max(abs(lin[0, 1]) / lin[1, 1], abs(lin[1, 0]) / lin[0, 0]))
+
+
 def map_shift(m1: np.ndarray, m2: np.ndarray, box: Box) -> float:
     """Largest distance (px) between where two b->a maps put the corners of b's box."""
     x0, y0, x1, y1 = box

@@ -72,6 +72,11 @@ class VerifySettings:
     # shots on aligned pixels; a copy verdict on any of their pairs joins them. 1 lets one
     # wrong verdict split a group of copies (an exposure edit beyond the tone limit, say)
     apart_votes: int = 2
+    # ...or once this many of their compared pairs were other shots at all, the rest not
+    # aligned or with too little to judge (a pair that does not align rarely has a copy of
+    # its ends that does): a cap on the comparisons between two groups of distinct
+    # pictures that look alike to the embedding (products on white, synthetic images)
+    unaligned_votes: int = 4
 
     def validate(self) -> VerifySettings:
         if self.workers is not None and not 0 <= self.workers <= 256:
@@ -82,6 +87,9 @@ class VerifySettings:
         if not 1 <= self.apart_votes <= 100:
             raise InputError(f"verification apart votes must be in [1, 100], got "
                              f"{self.apart_votes}")
+        if not self.apart_votes <= self.unaligned_votes <= 10_000:
+            raise InputError(f"verification unaligned votes must be in [apart votes "
+                             f"({self.apart_votes}), 10000], got {self.unaligned_votes}")
         self.matching()
         return self
 
@@ -113,7 +121,8 @@ class Verdicts:
     pairs: list[Verdict]
     compared: int = 0  # pairs compared on their pixels
     skipped_as_grouped: int = 0  # pairs joined through verified copies, not compared
-    # pairs between two groups that apart_votes of their pairs showed to be other shots
+    # pairs between two groups that apart_votes (unaligned_votes) of their pairs showed
+    # to be other shots
     skipped_as_other_shot: int = 0
     same_bytes: int = 0  # pairs with equal content digests (exact, not decoded)
     # pairs whose verdict is not_verified: an image could not be decoded or described here,

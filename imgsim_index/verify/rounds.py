@@ -5,7 +5,8 @@ verified copies (_Sets): a pair whose two ends are already joined is a copy by
 transitivity and is not compared. Comparisons run in rounds: each round compares, in
 parallel, the pairs that would join two not yet (tentatively) joined sets; a pair whose ends
 a pending comparison may join waits for the next round. Between two sets, once `apart_votes`
-of their compared pairs were judged other shots (_Apart), their other pairs are not compared.
+of their compared pairs were judged other shots on aligned pixels, or `unaligned_votes`
+were other shots at all (_Apart), their other pairs are not compared.
 
 Workers: images are decoded (or taken from the build's thumbnails: ingest/kept.py) and
 described in threads of this process. Pairs are compared, for rounds of POOL_MIN_TASKS
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
 
 SKIPPED_EVIDENCE = "not compared: already grouped through verified copies"
 APART_EVIDENCE = "not compared: their groups are other shots"
+UNALIGNED_EVIDENCE = "not compared: their groups do not align"
 
 # A process pool pays for starting workers (forkserver: forks of a server that imported
 # verification; spawn: an interpreter each) and for pickling the images of each pair; a
@@ -86,20 +88,30 @@ class _Sets:
 
 class _Apart:
     """Pairs of sets (by root) shown to be other shots of each other by `votes` compared
-    pairs: the same captures, edited, are no copies of each other either, so their other
-    pairs are not compared (the compared pairs stand for them)."""
+    pairs judged on aligned pixels (the same captures, edited, are no copies of each
+    other either, so their other pairs are not compared: the compared pairs stand for
+    them), or by `unaligned` compared pairs of which the rest did not align: pictures that
+    look alike to the embedding but share no geometry (products on white, synthetic
+    images) would otherwise compare every pair between two groups of their copies."""
 
-    def __init__(self, votes: int) -> None:
-        self.votes = votes
-        # root -> other root -> the compared pairs between them judged other shots
-        self.by_root: dict[int, dict[int, list[int]]] = {}
+    def __init__(self, votes: int, unaligned: int) -> None:
+        self.votes, self.unaligned = votes, unaligned
+        # root -> other root -> the compared pairs between them that were not copies:
+        # (pair, judged on aligned pixels)
+        self.by_root: dict[int, dict[int, list[tuple[int, bool]]]] = {}
 
-    def decided(self, root_a: int, root_b: int) -> list[int] | None:
-        """The deciding pairs when sets root_a and root_b are apart, else None."""
+    def decided(self, root_a: int, root_b: int) -> tuple[list[int], bool] | None:
+        """(the deciding pairs, whether they were judged on aligned pixels) when sets
+        root_a and root_b are apart, else None."""
         pairs = self.by_root.get(root_a, {}).get(root_b, [])
-        return pairs if len(pairs) >= self.votes else None
+        aligned = [p for p, judged in pairs if judged]
+        if len(aligned) >= self.votes:
+            return aligned, True
+        if len(pairs) >= self.unaligned:
+            return [p for p, _ in pairs], False
+        return None
 
-    def add(self, root_a: int, root_b: int, *pairs: int) -> None:
+    def add(self, root_a: int, root_b: int, *pairs: tuple[int, bool]) -> None:
         self.by_root.setdefault(root_a, {}).setdefault(root_b, []).extend(pairs)
         self.by_root.setdefault(root_b, {}).setdefault(root_a, []).extend(pairs)
 
@@ -361,7 +373,7 @@ class PairWalk:
         self.order = sorted(range(len(pairs)), key=lambda p: -self.scores[p])
         self.match_settings = settings.matching()
         self.sets = _Sets(len(rows))
-        self.apart = _Apart(settings.apart_votes)
+        self.apart = _Apart(settings.apart_votes, settings.unaligned_votes)
         self.features: dict[int, Any] = {}
         self.workers = _Workers(settings.workers, settings.fork)
 
@@ -400,7 +412,7 @@ class PairWalk:
                 self._decide(p, Verdict("copy", SKIPPED_EVIDENCE))
                 self.out.skipped_as_grouped += 1
             elif (deciding := self.apart.decided(root_a, root_b)) is not None:
-                self._decide(p, Verdict("other_shot", self._apart_evidence(deciding)))
+                self._decide(p, Verdict("other_shot", self._apart_evidence(*deciding)))
                 self.out.skipped_as_other_shot += 1
             elif tentative.find(a) == tentative.find(b):
                 later.append(p)  # a comparison in this round may join them
@@ -415,11 +427,11 @@ class PairWalk:
                 tentative.union(a, b)
         return batch, later
 
-    def _apart_evidence(self, deciding: list[int]) -> str:
+    def _apart_evidence(self, deciding: list[int], aligned: bool) -> str:
         names = "; ".join(f"{os.path.basename(self.rows[self.ends[q][0]].path)} and "
                           f"{os.path.basename(self.rows[self.ends[q][1]].path)}"
                           for q in deciding)
-        return f"{APART_EVIDENCE} (compared: {names})"
+        return f"{APART_EVIDENCE if aligned else UNALIGNED_EVIDENCE} (compared: {names})"
 
     def _describe(self, batch: list[int]) -> None:
         need = sorted({k for p in batch for k in self.ends[p]} - self.features.keys())
@@ -462,8 +474,9 @@ class PairWalk:
             self._join(a, b)
         elif not v.verified:  # the comparison itself failed
             self.out.not_verified += 1
-        elif "regions" in v.numbers:  # the aligned pictures were judged, and differ:
-            # not a failure to align or too little to judge (another member of the
-            # group may still align), nor a file that could not be read
-            self.apart.add(self.sets.find(a), self.sets.find(b), done.pair)
+        else:  # judged on aligned pixels ("regions": they differ), or not: a failure
+            # to align or too little to judge, which counts less (another member of the
+            # group may still align); a file that could not be read counts not at all
+            self.apart.add(self.sets.find(a), self.sets.find(b),
+                           (done.pair, "regions" in v.numbers))
         self._decide(done.pair, v)

@@ -186,6 +186,19 @@ ECC_ITERS, ECC_EPS, ECC_GAUSS = 100, 1e-5, 3  # its stop criteria and Gaussian p
 # ---------------------------------------------------------------- checking one map (check.py)
 
 OVERLAP_ERODE_PX = 5  # the overlap is eroded by a window of this side (resampled edges)
+# a copy's fine detail (the grey minus its Gaussian blur of DETAIL_SIGMA px) follows the
+# original's: where both images have some (a std of DETAIL_MIN_STD levels or more over
+# the overlap; a blurred or downscaled copy has less), a copy needs the two to correlate
+# by DETAIL_MIN_CORR at least. Copies of the hard edits (meme text, half size, JPEG 30,
+# noise added) correlate 0.24 and more; smooth look-alikes that any map and tone curves
+# fit (gradients under independent noise) about 0 (-0.01..0.02)
+DETAIL_SIGMA = 1.5
+DETAIL_MIN_STD = 1.0
+DETAIL_MIN_CORR = 0.1
+# a map whose two scales differ by more than this factor (a squash) must keep the
+# picture's axes: at most SLANT_MAX off them (tan of the angle), else it is no copy edit
+STRETCH_MIN_ANISOTROPY = 1.05
+SLANT_MAX = 0.05
 TURN_MIN_DEG = 0.3  # a map turned more than this off a right angle may have filled corners
 # the corner fill of a turn counts only in one image and within this share of the picture
 FILL_MIN_SHARE, FILL_MAX_SHARE = 0.002, 0.15

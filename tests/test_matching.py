@@ -672,17 +672,38 @@ def test_smooth_look_alikes_are_other_shots_and_their_copies_copies() -> None:
             assert mt.compare(feats[k], mt.describe(copy)).match == "copy"
 
 
-def test_a_squash_along_a_slanted_axis_is_no_copy_edit() -> None:
-    """A map turned by 25 deg and squashed along its own axes: anisotropy 2.5 at a slant
-    of tan 25 deg; a turn alone, a squash alone or a squash after a right-angle turn
-    keep the picture's axes."""
+def test_a_squash_with_a_large_turn_is_no_copy_edit() -> None:
+    """stretch gives a map's anisotropy and its turn off the nearest right angle (the
+    rotation of its polar decomposition): 25 deg with a 63% x 160% squash (what fitted
+    smooth look-alikes) is refused; a turn alone, a squash alone or after a right-angle
+    turn, and a skewed scan (turned 2-3 deg) squashed into a box are copy edits."""
     from imgsim_index.verify.geometry import stretch
+    from imgsim_index.verify.settings import SQUASHED_TURN_MAX, STRETCH_MIN_ANISOTROPY
 
-    th = np.radians(-25.0)
-    turn = np.array([[np.cos(th), -np.sin(th)], [np.sin(th), np.cos(th)]])
+    def turned(deg: float) -> np.ndarray:
+        t = np.radians(deg)
+        return np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
+
     zero = np.zeros((2, 1))
-    aniso, slant = stretch(np.hstack([turn @ np.diag([0.63, 1.6]), zero]))
-    assert aniso == pytest.approx(1.6 / 0.63) and slant == pytest.approx(np.tan(-th))
-    assert stretch(np.hstack([1.2 * turn, zero]))[0] == pytest.approx(1.0)
-    assert stretch(np.array([[1.6, 0.0, 3.0], [0.0, 0.63, 1.0]]))[1] == 0.0
-    assert stretch(np.array([[0.0, 1.33, 0.0], [0.75, 0.0, 0.0]]))[1] == 0.0
+    aniso, turn = stretch(np.hstack([turned(-25.0) @ np.diag([0.63, 1.6]), zero]))
+    assert aniso == pytest.approx(1.6 / 0.63) and turn == pytest.approx(25.0)
+    assert aniso > STRETCH_MIN_ANISOTROPY and turn > SQUASHED_TURN_MAX
+    assert stretch(np.hstack([1.2 * turned(25.0), zero]))[0] == pytest.approx(1.0)
+    assert stretch(np.array([[1.6, 0.0, 3.0], [0.0, 0.63, 1.0]]))[1] == pytest.approx(0.0)
+    assert stretch(np.array([[0.0, 1.33, 0.0], [0.75, 0.0, 0.0]]))[1] == pytest.approx(0.0)
+    box = np.hstack([np.diag([300 / 640, 300 / 480]) @ turned(2.0), zero])
+    assert stretch(box)[1] == pytest.approx(2.0)
+    assert stretch(box)[1] < SQUASHED_TURN_MAX
+
+
+def test_a_skewed_scan_squashed_into_a_box_is_a_copy() -> None:
+    """A photo turned by 3 deg, then resized without keeping its aspect (a skewed scan
+    forced into a fixed box): a turn with a squash, under SQUASHED_TURN_MAX."""
+    from benchmarks.hard_edits import sample
+
+    rgb = sample("astronaut")
+    h, w = rgb.shape[:2]
+    turned = cv2.warpAffine(rgb, cv2.getRotationMatrix2D((w / 2, h / 2), 3, 1.0), (w, h))
+    boxed = cv2.resize(turned, (460, 512), interpolation=cv2.INTER_AREA)
+    fa, fb = mt.describe(rgb), mt.describe(boxed)
+    assert (mt.compare(fa, fb).match, mt.compare(fb, fa).match) == ("copy", "copy")

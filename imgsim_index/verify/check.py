@@ -63,7 +63,7 @@ from imgsim_index.verify.settings import (
     PROBE_FIT_STRIDE,
     PROBE_OPEN_PX,
     SCORE_MEDIAN_WEIGHT,
-    SLANT_MAX,
+    SQUASHED_TURN_MAX,
     STRETCH_MIN_ANISOTROPY,
     TURN_MIN_DEG,
     MatchSettings,
@@ -334,9 +334,9 @@ def _prepare(a: Features, b: Features, m: np.ndarray, settings: MatchSettings,
     p, nums = _place(a, b, m)
     if p.overlap < settings.min_overlap:
         return _failed(nums, Note("overlap_low", (p.overlap,)))
-    anisotropy, slant = stretch(m)
-    nums["anisotropy"], nums["slant"] = anisotropy, min(slant, 1e6)
-    if anisotropy > STRETCH_MIN_ANISOTROPY and slant > SLANT_MAX:
+    anisotropy, turn = stretch(m)
+    nums["anisotropy"], nums["squashed_turn_deg"] = anisotropy, turn
+    if anisotropy > STRETCH_MIN_ANISOTROPY and turn > SQUASHED_TURN_MAX:
         return _failed(nums, Note("slanted"))
     _mask_corner_fill(p, nums)
     grey_d, grey_s, valid = p.dst.grey.astype(np.float32), p.warped.astype(np.float32), p.valid

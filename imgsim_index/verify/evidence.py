@@ -42,7 +42,7 @@ WORDS = {
     "overlay": "text or an overlay on {0:.0%} of the picture",
     "local_tone": "tone changed locally",
     "detail": "their fine detail differs (smooth pictures that only look alike)",
-    "slanted": "aligning them would squash one along a slanted axis, which no edit does",
+    "slanted": "aligning them would turn one and squash it, which no edit does",
     # how a copy was made (copy_notes)
     "mirrored": "mirrored",
     "rotated": "rotated {0} deg",

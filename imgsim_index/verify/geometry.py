@@ -145,25 +145,25 @@ _DIHEDRAL_2X2 = [np.array(m, np.float64) for m in (
 
 
 def stretch(m: np.ndarray) -> tuple[float, float]:
-    """(anisotropy, slant) of a 2x3 map's linear part: the ratio of its two scales along
-    their own axes (1: the aspect kept), and how far those axes are off the picture's,
-    as the larger off-diagonal term over the diagonal once the nearest right-angle turn
-    or mirror is taken out (0: a resize along the picture's axes; tan of the angle). A
-    copy is resized along its own axes, or turned at any angle without being squashed;
-    a squash along a slanted axis is no edit (a free affine map found on smooth
-    pictures)."""
+    """(anisotropy, turn) of a 2x3 map's linear part: the ratio of its two scales along
+    their own axes (1: the aspect kept), and the angle in degrees by which it turns the
+    picture once the nearest right-angle turn or mirror is taken out (the rotation of its
+    polar decomposition). A copy is squashed along its own axes, turned at any angle
+    without being squashed, or both with a small turn (a skewed scan forced into a box);
+    a large turn with a squash is no edit (a free affine map found on smooth pictures)."""
     lin = np.asarray(m, np.float64)[:, :2]
-    sv = np.linalg.svd(lin, compute_uv=False)
+    u, sv, vt = np.linalg.svd(lin)
     anisotropy = float(sv[0] / max(sv[1], 1e-12))
-    slant = min(_slant(d.T @ lin) for d in _DIHEDRAL_2X2)
-    return anisotropy, slant
+    rot = u @ vt  # the rotation (or reflection) of the polar decomposition
+    turn = min(_angle(d.T @ rot) for d in _DIHEDRAL_2X2)
+    return anisotropy, turn
 
 
-def _slant(lin: np.ndarray) -> float:
-    diag = min(lin[0, 0], lin[1, 1])
-    if diag <= 0:
-        return float("inf")
-    return float(max(abs(lin[0, 1]) / lin[1, 1], abs(lin[1, 0]) / lin[0, 0]))
+def _angle(r: np.ndarray) -> float:
+    """The angle in degrees of a 2x2 rotation; 180 for a reflection."""
+    if np.linalg.det(r) < 0:
+        return 180.0
+    return float(abs(np.degrees(np.arctan2(r[1, 0], r[0, 0]))))
 
 
 def map_shift(m1: np.ndarray, m2: np.ndarray, box: Box) -> float:

@@ -195,10 +195,12 @@ OVERLAP_ERODE_PX = 5  # the overlap is eroded by a window of this side (resample
 DETAIL_SIGMA = 1.5
 DETAIL_MIN_STD = 1.0
 DETAIL_MIN_CORR = 0.1
-# a map whose two scales differ by more than this factor (a squash) must keep the
-# picture's axes: at most SLANT_MAX off them (tan of the angle), else it is no copy edit
+# a map whose two scales differ by more than this factor (a squash) turns the picture
+# by at most SQUASHED_TURN_MAX degrees off a right angle, else it is no copy edit (smooth
+# look-alikes were fitted by 14-25 deg turns with a squash; skewed scans squashed into a
+# box turn by a few degrees)
 STRETCH_MIN_ANISOTROPY = 1.05
-SLANT_MAX = 0.05
+SQUASHED_TURN_MAX = 10.0
 TURN_MIN_DEG = 0.3  # a map turned more than this off a right angle may have filled corners
 # the corner fill of a turn counts only in one image and within this share of the picture
 FILL_MIN_SHARE, FILL_MAX_SHARE = 0.002, 0.15

@@ -190,11 +190,12 @@ OVERLAP_ERODE_PX = 5  # the overlap is eroded by a window of this side (resample
 # original's: where both images have some (a std of DETAIL_MIN_STD levels or more over
 # the overlap; a blurred or downscaled copy has less), a copy needs the two to correlate
 # by DETAIL_MIN_CORR at least. Copies of the hard edits (meme text, half size, JPEG 30,
-# noise added) correlate 0.24 and more; smooth look-alikes that any map and tone curves
-# fit (gradients under independent noise) about 0 (-0.01..0.02)
+# noise added) correlate 0.24 and more, a small smooth picture turned 2 deg (96 x 72 px,
+# a map a fraction of a degree off) 0.087; smooth look-alikes that any map and tone
+# curves fit (gradients under independent noise, 320 x 240 px) -0.01..0.02
 DETAIL_SIGMA = 1.5
 DETAIL_MIN_STD = 1.0
-DETAIL_MIN_CORR = 0.1
+DETAIL_MIN_CORR = 0.05
 # a map whose two scales differ by more than this factor (a squash) turns the picture
 # by at most SQUASHED_TURN_MAX degrees off a right angle, else it is no copy edit (smooth
 # look-alikes were fitted by 14-25 deg turns with a squash; skewed scans squashed into a

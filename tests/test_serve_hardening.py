@@ -145,6 +145,9 @@ def test_apply_refuses_choices_the_report_does_not_have(tmp_path: Path) -> None:
                  "groups (name it by its absolute path, as the report does)"),
                 ({"keepers": {"77": leave}}, "keepers: the report has no group '77'"),
                 ({"keepers": {"first": leave}}, "keepers: the report has no group 'first'"),
+                # other spellings of group 0's number: the keeper they name would be moved
+                *(({"keepers": {key: leave}}, f"keepers: the report has no group {key!r}")
+                  for key in ("00", "-0", "\uff10", "--0", "\u00b2", "9" * 5000)),
                 ({"skip_groups": [77]}, "skip_groups: the report has no group 77")):
             res = client.post("/v1/apply", json={"action": "move", "move_to": "dupes", **body})
             assert res.status_code == 400, res.text

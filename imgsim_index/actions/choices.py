@@ -96,8 +96,10 @@ def choices_from_review(report: Report, keepers: Mapping[str, str],
     for number in skip_groups:
         if number not in numbers:
             raise InputError(f"skip_groups: the report has no group {number}")
+    # a key names a group exactly as its number is written ("0", not "00", "-0" or a
+    # digit of another script): another spelling would pass a check and miss the lookup
     for key in keepers:
-        if not key.lstrip("-").isdigit() or int(key) not in numbers:
+        if key not in {str(n) for n in numbers}:
             raise InputError(f"keepers: the report has no group {key!r}")
     members = {p for g in report["groups"] for p in _candidates(g)}
     leave = set()

@@ -117,7 +117,10 @@ def test_two_applies_with_swapped_keepers_keep_every_picture(lib: dict[str, Path
                              stderr=subprocess.PIPE, text=True)
             for r in reports]
     outs = [r.communicate(timeout=180) for r in runs]
-    assert [r.returncode for r in runs] == [0, 0], outs
+    # whichever came second found every keeper gone: it did nothing, and says so with 1
+    assert sorted(r.returncode for r in runs) == [0, 1], outs
+    assert sum("Nothing was done: all 3 files apply would act on were refused" in err
+               for _, err in outs) == 1, outs
     left = names(lib["photos"])
     assert len(left) == 3 and {n.split("_")[0].split(".")[0] for n in left} == {
         "img0", "img1", "img2"}
@@ -309,3 +312,19 @@ def test_resume_of_an_undone_journal_whose_index_is_pending(lib: dict[str, Path]
                             f"undone ({lib['index']})\n")
     done = cli("apply", str(lib["report"]), "--resume", str(journal), "--yes")
     assert done.stderr == f"Error: {journal} has been undone; run apply again for a new plan\n"
+
+
+def test_an_apply_that_did_nothing_because_all_was_refused_exits_1(
+        lib: dict[str, Path]) -> None:
+    first = cli("apply", str(lib["report"]), "--move-to", str(lib["root"] / "dupes"), "--yes",
+                "-q", check=True)
+    assert "Done: moved 3 files" in first.stdout
+    again = cli("apply", str(lib["report"]), "--move-to", str(lib["root"] / "dupes"), "--yes",
+                "-q")
+    assert again.returncode == 1, again.stderr
+    assert "Done: moved 0 files" in again.stdout and "3 refused" in again.stdout
+    assert again.stderr.strip().splitlines()[-1] == (
+        "Nothing was done: all 3 files apply would act on were refused (reasons above)")
+    dry = cli("apply", str(lib["report"]), "--move-to", str(lib["root"] / "dupes"))
+    assert dry.returncode == 0, dry.stderr  # a dry run only shows
+    assert names(lib["photos"]) == ["img0.png", "img1.png", "img2.png"]

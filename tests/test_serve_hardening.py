@@ -190,14 +190,20 @@ def test_folders_and_files_that_are_not_journals_are_400(library: Path,  # noqa:
 
 
 @pytest.mark.parametrize("route, body, message", [
-    ("/v1/dedupe", {"threshold": "abc"},
-     "body.threshold: Input should be a valid number, unable to parse string as a number"),
+    ("/v1/dedupe", {"threshold": "abc"}, "body.threshold: Input should be a valid number"),
+    # strict: no coercion of strings, booleans or floats into what a field holds
+    ("/v1/dedupe", {"threshold": "0.9"}, "body.threshold: Input should be a valid number"),
+    ("/v1/dedupe", {"threshold": True}, "body.threshold: Input should be a valid number"),
+    ("/v1/dedupe", {"new_only": "yes"}, "body.new_only: Input should be a valid boolean"),
+    ("/v1/dedupe", {"new_only": 1}, "body.new_only: Input should be a valid boolean"),
+    ("/v1/apply", {"skip_groups": [True]}, "body.skip_groups.0: Input should be a valid integer"),
+    ("/v1/apply", {"skip_groups": ["1"]}, "body.skip_groups.0: Input should be a valid integer"),
+    ("/v1/apply", {"skip_groups": [0.0]}, "body.skip_groups.0: Input should be a valid integer"),
     ("/v1/dedupe", {"threshold": 10**400}, "body.threshold: Input should be a valid number"),
     ("/v1/dedupe", [1, 2], "body: Input should be a valid dictionary or instance of DedupeBody"),
     ("/v1/dedupe", {"threshold": float("nan")}, "body.threshold: Input should be a finite number"),
     ("/v1/dedupe", {"colour": 1}, "body.colour: Extra inputs are not permitted"),
-    ("/v1/apply", {"skip_groups": ["x"]},
-     "body.skip_groups.0: Input should be a valid integer, unable to parse string as an integer"),
+    ("/v1/apply", {"skip_groups": ["x"]}, "body.skip_groups.0: Input should be a valid integer"),
     ("/v1/apply", {"keepers": {"0": ["a"]}}, "body.keepers.0: Input should be a valid string"),
     ("/v1/apply", {"move_to": 5}, "body.move_to: Input should be a valid string"),
     ("/v1/apply", ["report"], "body: Input should be a valid dictionary or instance of ApplyBody"),

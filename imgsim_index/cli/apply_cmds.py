@@ -136,6 +136,13 @@ def apply(report: str, move_to: str | None, hardlink: bool, trash: bool, delete:
         click.echo(f"{_files(len(result.failed))} failed and were left as they were; "
                    "see the journal", err=True)
         sys.exit(1)
+    if result.refused and not result.done and not result.already_done:
+        # a script that runs apply must not read "cleaned up" into a run that did nothing
+        click.echo(f"Nothing was done: {'the' if len(result.refused) == 1 else 'all'} "
+                   f"{_files(len(result.refused))} apply would act on "
+                   f"{'was' if len(result.refused) == 1 else 'were'} refused (reasons above)",
+                   err=True)
+        sys.exit(1)
 
 
 @overload

@@ -1,6 +1,7 @@
 """body: a request's JSON body, checked against the route's model, or a clear InputError.
 
-Every body is a pydantic model (unknown fields refused, numbers finite); a body that is
+Every body is a pydantic model in strict mode (unknown fields refused, numbers finite, no
+coercion: `"1"` or `true` is no group number, `"yes"` no boolean); a body that is
 not JSON, nests too deep for the parser, or fails its model is an InputError naming
 the field (`body.keepers.0: Input should be a valid string`), which the app answers
 with 400, as it does FastAPI's own checks of query parameters.
@@ -22,7 +23,7 @@ M = TypeVar("M", bound="Body")
 
 
 class Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
 
 class PathsBody(Body):

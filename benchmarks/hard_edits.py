@@ -19,10 +19,10 @@ copy verdicts against the truth (two images are copies when both are the photo o
 of it; a frame with a ball and a photo with a patch moved are other shots of everything),
 and the files it would remove that are no copy of their group's keeper.
 
---sweep also counts verdicts beyond the labelled pairs (sweep()): ball frames of new seeds,
-a ball frame against every edit of its photo and (30 seeds) against its meme copy, each
-edit at other strengths, and small changes in textured spots against the copies that
-pass with local tone.
+--sweep also counts verdicts beyond the labelled pairs (sweep()): ball frames of new seeds
+(of a bright saturated ball too), a ball frame against every edit of its photo and (30
+seeds) against its meme copy, each edit at other strengths, and small changes in textured
+spots against the copies that pass with local tone.
 """
 
 from __future__ import annotations
@@ -125,6 +125,28 @@ def ball_frames(rgb: np.ndarray, seed: int, radius: int | None = None,
         cv2.circle(f, (x, y0), r, colour, -1, lineType=cv2.LINE_AA)
         cv2.circle(f, (x - r // 3, y0 - r // 3), max(1, r // 4), (255, 255, 255), -1,
                    lineType=cv2.LINE_AA)  # a highlight: a ball, not a disc
+        noisy = f.astype(np.int16) + rng.integers(-2, 3, f.shape)
+        frames.append(jpeg(np.clip(noisy, 0, 255).astype(np.uint8), 90))
+    return frames[0], frames[1]
+
+
+def saturated_ball_frames(rgb: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """ball_frames with a bright saturated ball (a random hue at saturation 0.55-1 and full
+    value: one channel at 255, clipped in both frames where the ball is), moved by 3 radii,
+    without a highlight: a red, green or yellow object that moved between two frames."""
+    import colorsys
+
+    rng = np.random.default_rng(seed)
+    h, w = rgb.shape[:2]
+    r = max(4, round(0.025 * w))
+    x0 = int(rng.integers(2 * r, w - 5 * r))
+    y0 = int(rng.integers(2 * r, h - 2 * r))
+    hsv = (float(rng.random()), float(rng.uniform(0.55, 1.0)), 1.0)
+    colour = tuple(int(round(255 * c)) for c in colorsys.hsv_to_rgb(*hsv))
+    frames = []
+    for x in (x0, x0 + 3 * r):
+        f = rgb.copy()
+        cv2.circle(f, (x, y0), r, colour, -1, lineType=cv2.LINE_AA)
         noisy = f.astype(np.int16) + rng.integers(-2, 3, f.shape)
         frames.append(jpeg(np.clip(noisy, 0, 255).astype(np.uint8), 90))
     return frames[0], frames[1]
@@ -275,11 +297,13 @@ LOCAL_TONE_COPIES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 
 def sweep() -> str:
     """Verdicts beyond the labelled pairs, in both orders (compare() in this thread): ball
-    frames of new seeds (1000-1009) at two radii, a ball frame against each edit of its
+    frames of new seeds (1000-1009) at two radii, frames of a bright saturated ball
+    (saturated_ball_frames, seeds 1000-1019), a ball frame against each edit of its
     photo (seeds 1000-1002) and against its meme copy (seeds 200-229), small changes in
     textured spots against the copies that pass with local tone (all two pictures, never
     a copy), and each edit at other strengths (copies)."""
     balls = [0, 0]
+    saturated = [0, 0]
     mixed = [0, 0]
     kept: dict[str, list[int]] = {k: [0, 0] for k in STRENGTHS}
     textured: dict[str, list[int]] = {k: [0, 0] for k in LOCAL_TONE_COPIES}
@@ -291,6 +315,9 @@ def sweep() -> str:
             for share in (0.025, 0.015):
                 balls[0] += any(_both_copies(*ball_frames(rgb, seed, max(4, round(share * w)))))
                 balls[1] += 1
+        for seed in range(1000, 1020):
+            saturated[0] += any(_both_copies(*saturated_ball_frames(rgb, seed)))
+            saturated[1] += 1
         for seed in range(1000, 1003):
             frame = ball_frames(rgb, seed)[0]
             for edit in COPIES.values():
@@ -310,7 +337,9 @@ def sweep() -> str:
                 textured[label][0] += any(_both_copies(changed, copy))
                 textured[label][1] += 1
     lines = ["\n\nSweep (`--sweep`): pairs called a copy in either order, which are other "
-             f"shots: new ball seeds {balls[0]}/{balls[1]}; a ball frame against an edit "
+             f"shots: new ball seeds {balls[0]}/{balls[1]}; bright saturated balls (a "
+             f"channel at 255, seeds 1000-1019) {saturated[0]}/{saturated[1]}; a ball frame "
+             "against an edit "
              f"of its photo {mixed[0]}/{mixed[1]}; a ball frame (seeds 200-229) against "
              f"the meme copy of its photo {under_meme[0]}/{under_meme[1]}. Copies kept at "
              "other strengths "

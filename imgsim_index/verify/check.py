@@ -62,9 +62,11 @@ from imgsim_index.verify.settings import (
     OVERLAY_NEWS_SHARE,
     PROBE_FIT_STRIDE,
     PROBE_OPEN_PX,
+    SAME_LIGHT_TONE_DEV,
     SCORE_MEDIAN_WEIGHT,
     SQUASHED_TURN_MAX,
     STRETCH_MIN_ANISOTROPY,
+    TEXT_LINE_ASPECT,
     TURN_MIN_DEG,
     MatchSettings,
 )
@@ -175,14 +177,19 @@ def _mask_corner_fill(p: _Placed, nums: dict[str, float]) -> None:
         p.valid &= ~((fill_d & ~_extreme(p.warped)) | (fill_w & ~_extreme(p.dst.grey)))
 
 
+def _no_blobs(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    return np.zeros(shape, bool), np.zeros(shape, bool)
+
+
 def _hue(a: Features, b: Features, m: np.ndarray, p: _Placed, settings: MatchSettings,
-         nums: dict[str, float]) -> tuple[float, np.ndarray, Callable[[], np.ndarray]]:
+         nums: dict[str, float]
+         ) -> tuple[float, np.ndarray, Callable[[], tuple[np.ndarray, np.ndarray]]]:
     """(mean hue change or -1, blocks whose hue changed, what finds the blocks touched by a
     blob of another colour) when both images have colour."""
     hd, wd = p.dst.grey.shape
     bs = settings.block
     hue, hue_blocks = -1.0, np.zeros((hd // bs, wd // bs), bool)
-    blobs: Callable[[], np.ndarray] = partial(np.zeros, hue_blocks.shape, bool)
+    blobs: Callable[[], tuple[np.ndarray, np.ndarray]] = partial(_no_blobs, hue_blocks.shape)
     if min(a.colourful, b.colourful) > HUE_MIN_COLOURFUL and hue_blocks.size:
         hue, hue_blocks, blobs = hue_change(a, b, m, p.swap, bs, hue_blocks.shape, settings)
         if min(a.colourful, b.colourful) <= HUE_MEAN_COLOURFUL:
@@ -240,8 +247,9 @@ class _Judging:
     caption: np.ndarray  # bool: blocks of caption text
     hue: float
     hue_blocks: np.ndarray
-    # blocks touched by a blob of another colour (colour_blobs), computed on first call
-    colour_blobs: Callable[[], np.ndarray]
+    # blocks touched by a blob of another colour (colour_blobs: judged where neither image
+    # is clipped; and where one only is, clearly coloured there), computed on first call
+    colour_blobs: Callable[[], tuple[np.ndarray, np.ndarray]]
     nums: dict[str, float]
     settings: MatchSettings
     # set by prime()
@@ -406,8 +414,9 @@ def verify_map(a: Features, b: Features, m: np.ndarray, settings: MatchSettings,
 
 
 def _differing(dirs: list[Residual], j: _Judging,
-               nums: dict[str, float]) -> tuple[float, float, np.ndarray]:
-    """(differing share, overlay share, the differing blocks): text overlays are told apart
+               nums: dict[str, float]) -> tuple[float, float, np.ndarray, np.ndarray]:
+    """(differing share, overlay share, the differing blocks, the overlay's blocks): text
+    overlays are told apart
     in each direction, then the blocks either direction finds differing, and not an overlay
     band or caption there, are new content."""
     settings, used, caption = j.settings, j.used, j.caption
@@ -416,7 +425,8 @@ def _differing(dirs: list[Residual], j: _Judging,
     rest = np.logical_or.reduce([r for r, _ in split] + [j.hue_blocks])
     in_caption = rest & caption
     rest &= ~caption
-    overlay = float((np.logical_or.reduce([b for _, b in split]) & ~rest & ~caption).sum())
+    overlay_blocks = np.logical_or.reduce([b for _, b in split]) & ~rest & ~caption
+    overlay = float(overlay_blocks.sum())
     differing = float(rest.sum()) / n_used
     comps = components(rest)
     nums["largest_region"] = max((c[4] for c in comps), default=0) / n_used
@@ -433,7 +443,7 @@ def _differing(dirs: list[Residual], j: _Judging,
     nums["caption_share"] = caption_share
     overlay_share += caption_share
     nums["differing_share"], nums["overlay_share"] = differing, overlay_share
-    return differing, overlay_share, rest
+    return differing, overlay_share, rest, overlay_blocks
 
 
 def _judge(dirs: list[Residual], j: _Judging) -> Check:
@@ -443,7 +453,7 @@ def _judge(dirs: list[Residual], j: _Judging) -> Check:
     tone_dev = max(d.tone_dev for d in dirs)
     med = max(d.median for d in dirs)
     nums["tone_dev"], nums["block_median"] = tone_dev, med
-    differing, overlay_share, rest = _differing(dirs, j, nums)
+    differing, overlay_share, rest, overlay_blocks = _differing(dirs, j, nums)
     copy = differing <= settings.max_differing and nums["largest_region"] <= settings.max_region
     # a small object that moved, appeared or vanished (a ball between two video frames)
     # stays under the shares above; its blocks differ by far, where an edit's do not
@@ -473,26 +483,43 @@ def _judge(dirs: list[Residual], j: _Judging) -> Check:
         notes.append(Note("colours"))
     if overlay_share >= OVERLAY_NEWS_SHARE:  # the share is in the numbers; less is no news
         notes.append(Note("overlay", (overlay_share,)))
-    if copy and _solid_blobs(dirs, j, nums):
+    if copy and _solid_blobs(dirs, j, nums, overlay_blocks):
         copy = False
         notes.insert(0, Note("small_change"))
     score = j.p.overlap - differing - SCORE_MEDIAN_WEIGHT * med
     return Check(copy, differing, score, nums, notes)
 
 
-def _solid_blobs(dirs: list[Residual], j: _Judging, nums: dict[str, float]) -> bool:
+def _solid_blobs(dirs: list[Residual], j: _Judging, nums: dict[str, float],
+                 overlay: np.ndarray) -> bool:
     """A solid blob of pixels that differ by far, in grey or in colour (a small object that
     moved, whose blocks stay under the strong level), outside captions: the block rows of
     a caption are its line (big letters the caption rule did not take for text sit beside
     those it did; an overlay band's strokes are too thin to be blobs, and a line of text
-    makes more than BLOB_MAX_COUNT of them). Asked only of a map that passes every other
-    limit."""
-    near_text = cv2.dilate(j.caption.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
-    near_text |= near_text.any(axis=1, keepdims=True)
-    blobs = np.logical_or.reduce([d.blobs() for d in dirs] + [j.colour_blobs()])
-    blobs &= j.used & ~near_text
+    makes more than BLOB_MAX_COUNT of them). Where the two have the same exposure (tone
+    curves within SAME_LIGHT_TONE_DEV of identity), a colour clipped in one image only is
+    no exposure's doing: its blobs count too (a bright red or green ball that moved has a
+    channel at 255), outside the rows of an overlay (a yellow subtitle is clipped and
+    coloured: the rows of the overlay's components TEXT_LINE_ASPECT times wider than
+    high). Asked only of a map that passes every other limit."""
+    base, clipped = j.colour_blobs()
+    blobs = np.logical_or.reduce([d.blobs() for d in dirs] + [base])
+    if max(d.tone_dev for d in dirs) <= SAME_LIGHT_TONE_DEV:
+        lines = np.zeros_like(overlay)
+        for x, y, w, h, _ in components(overlay):  # a line of text, not an object's places
+            if w >= TEXT_LINE_ASPECT * h:
+                lines[y:y + h, x:x + w] |= overlay[y:y + h, x:x + w]
+        blobs |= clipped & ~_rows_near(lines)
+    blobs &= j.used & ~_rows_near(j.caption)
     nums["blob_blocks"] = float(blobs.sum())
     return bool(blobs.any())
+
+
+def _rows_near(blocks: np.ndarray) -> np.ndarray:
+    """The block rows of `blocks`, and the blocks beside them (text's line)."""
+    near = cv2.dilate(blocks.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    near |= near.any(axis=1, keepdims=True)
+    return near
 
 
 def small_change_only(c: Check, s: MatchSettings) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -17,6 +18,7 @@ from imgsim_index.verify.residual import block_sums, solid_blobs
 from imgsim_index.verify.settings import (
     BLOB_MIN_SHARE,
     BLOB_OPEN_DIV,
+    CLIP_COLOUR_CHROMA,
     COLOUR_LEVEL,
     COLOUR_MEAN_K,
     COLOUR_NOISE_K,
@@ -30,12 +32,21 @@ from imgsim_index.verify.settings import (
 )
 
 
+class Clips(NamedTuple):
+    """What colour_blobs takes of the pair's clipping (Features.clip, .bright)."""
+
+    dst: np.ndarray  # dst's clip mask, at its grey size
+    src: np.ndarray  # src's
+    to_chroma: np.ndarray  # 2x3: src grey px -> dst's chroma grid
+    dst_bright: np.ndarray  # dst's bright mask (a channel near clipping)
+    src_bright: np.ndarray
+
+
 def chroma_pair(a: Features, b: Features, m: np.ndarray, swap: bool
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray,
-                            tuple[np.ndarray, np.ndarray, np.ndarray]]:
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Clips]:
     """(a* b* of dst and of src warped onto it, 0 = neutral; where src's chroma lands;
-    the clip masks and the map colour_blobs takes: dst's, src's, src grey px -> the
-    chroma grid): the chroma (half the grey size) of the pair on dst's grid."""
+    the clip masks and the map colour_blobs takes): the chroma (half the grey size) of
+    the pair on dst's grid."""
     src, dst = (a, b) if swap else (b, a)
     half = np.array([[0.5, 0, 0], [0, 0.5, 0], [0, 0, 1]])
     m3 = np.vstack([m, [0, 0, 1]])
@@ -48,12 +59,12 @@ def chroma_pair(a: Features, b: Features, m: np.ndarray, swap: bool
     valid = cv2.warpAffine(np.ones(src.chroma.shape[:2], np.uint8), to_half, (wd, hd),
                            flags=cv2.INTER_NEAREST) > 0
     return (dst.chroma.astype(np.float32) - LAB_ZERO, warped.astype(np.float32) - LAB_ZERO,
-            valid, (dst.clip, src.clip, (half @ m3)[:2]))
+            valid, Clips(dst.clip, src.clip, (half @ m3)[:2], dst.bright, src.bright))
 
 
 def hue_change(a: Features, b: Features, m: np.ndarray, swap: bool, block: int,
                 grid: tuple[int, int], settings: MatchSettings
-                ) -> tuple[float, np.ndarray, Callable[[], np.ndarray]]:
+                ) -> tuple[float, np.ndarray, Callable[[], tuple[np.ndarray, np.ndarray]]]:
     """(mean absolute hue change in deg where both images are clearly coloured, -1 if
     unknown; blocks of the residual grid (hb, wb) of `block` grey px, mostly coloured in
     both, whose hue changed by more than settings.block_hue_deg: a subject recoloured, or
@@ -83,33 +94,46 @@ def hue_change(a: Features, b: Features, m: np.ndarray, swap: bool, block: int,
     return float(np.degrees(np.average(d[sel], weights=w[sel]))), blocks, blobs
 
 
-def _fit_mask(valid: np.ndarray, clips: tuple[np.ndarray, np.ndarray, np.ndarray]
-              ) -> np.ndarray:
-    """Where the colour map is fitted and judged: src's chroma landed (valid) and neither
-    image is clipped (clips: dst's clip mask, src's, and the map of src's grey px onto the
-    chroma grid)."""
+def _fit_mask(valid: np.ndarray, clips: Clips,
+              ab: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(where the colour map is fitted, where its residual is judged). Fitted: src's chroma
+    landed (valid) and neither image is clipped. Judged: those, and the pixels clipped in
+    one image, clearly coloured there (chroma CLIP_COLOUR_CHROMA or more), where the
+    other has no channel near clipping (Features.bright): a saturated ball (a channel at
+    255) that moved is clipped where it is, and only there; a clipped colour resized or
+    re-encoded stays near clipping, and a white caption or highlight is neutral."""
     hd, wd = valid.shape
-    clip = cv2.resize(clips[0], (wd, hd), interpolation=cv2.INTER_AREA) > 0
-    clip |= cv2.warpAffine(clips[1], clips[2], (wd, hd), flags=cv2.INTER_LINEAR) > 0
-    return valid & ~clip
+    clip_d = cv2.resize(clips.dst, (wd, hd), interpolation=cv2.INTER_AREA) > 0
+    clip_s = cv2.warpAffine(clips.src, clips.to_chroma, (wd, hd), flags=cv2.INTER_LINEAR) > 0
+    fit = valid & ~(clip_d | clip_s)
+    if not (clip_d | clip_s).any():
+        return fit, fit
+    bright_d = cv2.resize(clips.dst_bright, (wd, hd), interpolation=cv2.INTER_AREA) > 0
+    bright_s = cv2.warpAffine(clips.src_bright, clips.to_chroma, (wd, hd),
+                              flags=cv2.INTER_LINEAR) > 0
+    ab_d, ab_s = ab
+    k2 = CLIP_COLOUR_CHROMA ** 2
+    coloured_d = (ab_d[..., 0] ** 2 + ab_d[..., 1] ** 2) >= k2
+    coloured_s = (ab_s[..., 0] ** 2 + ab_s[..., 1] ** 2) >= k2
+    one_sided = (clip_d & ~bright_s & coloured_d) | (clip_s & ~bright_d & coloured_s)
+    return fit, fit | (valid & one_sided)
 
 
-def colour_blobs(ab_d: np.ndarray, ab_s: np.ndarray, valid: np.ndarray,
-                  clips: tuple[np.ndarray, np.ndarray, np.ndarray], cbs: int,
-                  grid: tuple[int, int]) -> np.ndarray:
+def colour_blobs(ab_d: np.ndarray, ab_s: np.ndarray, valid: np.ndarray, clips: Clips,
+                 cbs: int, grid: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Blocks of the residual grid (blocks of cbs chroma px) touched by a solid blob of
     another colour: ab_d (a*, b* of dst, 0 = neutral) predicted from ab_s (src's, aligned)
-    by one affine map fitted where both are valid and neither is clipped (clips: dst's clip
-    mask, src's, and the map of src's grey px onto the chroma grid), and again without the
-    worst pixels (the blob's own), the residual's blobs (residual.solid_blobs) above
-    COLOUR_LEVEL and COLOUR_NOISE_K x the median residual, COLOUR_MEAN_K x that on
-    average."""
+    by one affine map fitted where both are valid and neither is clipped, and again
+    without the worst pixels (the blob's own), the residual's blobs (residual.solid_blobs)
+    above COLOUR_LEVEL and COLOUR_NOISE_K x the median residual, COLOUR_MEAN_K x that on
+    average. Two masks: the blobs judged where neither image is clipped, and those judged
+    where a clipped colour faces no clipping too (_fit_mask)."""
     hb, wb = grid
-    fit = _fit_mask(valid, clips)
+    fit, judged = _fit_mask(valid, clips, (ab_d, ab_s))
     none = np.zeros(grid, bool)
     n_fit = int(fit.sum())
     if n_fit < HUE_MIN_PIXELS or hb * cbs > fit.shape[0] or wb * cbs > fit.shape[1]:
-        return none
+        return none, none
     x = np.concatenate([ab_s, np.ones(ab_s.shape[:2] + (1,), np.float32)], axis=2)
     x = x.reshape(-1, 3).astype(np.float64)
     y = ab_d.reshape(-1, 2).astype(np.float64)
@@ -121,24 +145,26 @@ def colour_blobs(ab_d: np.ndarray, ab_s: np.ndarray, valid: np.ndarray,
         inl = fit.ravel() & (err <= max(REFIT_MEDIAN_K * float(np.median(err[fit.ravel()])),
                                         COLOUR_LEVEL / 2))
         if inl.sum() < HUE_MIN_PIXELS:
-            return none
-    res = np.where(fit, err.reshape(fit.shape), 0.0).astype(np.float32)
-    level = max(COLOUR_LEVEL, COLOUR_NOISE_K * float(np.median(res[fit])))
-    keep = solid_blobs(res, level, None, cbs // BLOB_OPEN_DIV, BLOB_MIN_SHARE * n_fit,
-                       COLOUR_MEAN_K)
-    if keep is None:
-        return none
-    return block_sums(keep, cbs, hb, wb) > 0
+            return none, none
+    err2 = err.reshape(fit.shape)
+    level = max(COLOUR_LEVEL, COLOUR_NOISE_K * float(np.median(err2[fit])))
+    found = []
+    for where in (fit, judged) if (judged & ~fit).any() else (fit,):
+        res = np.where(where, err2, 0.0).astype(np.float32)
+        keep = solid_blobs(res, level, None, cbs // BLOB_OPEN_DIV, BLOB_MIN_SHARE * n_fit,
+                           COLOUR_MEAN_K)
+        found.append(none if keep is None else block_sums(keep, cbs, hb, wb) > 0)
+    return found[0], found[-1]
 
 
 def colour_probe(ab_d: np.ndarray, ab_s: np.ndarray, valid: np.ndarray,
-                 clips: tuple[np.ndarray, np.ndarray, np.ndarray], cbs: int,
+                 clips: Clips, cbs: int,
                  stride: int) -> bool:
     """colour_blobs' question in a few milliseconds, for check's look before a coarse
     pass: the affine map of a* b* fitted (and refitted without the worst) on every
     stride-th pixel where both are valid and neither is clipped, then the blobs of the
     whole residual; True when there is one."""
-    fit = _fit_mask(valid, clips)
+    fit, judged = _fit_mask(valid, clips, (ab_d, ab_s))
     idx = np.flatnonzero(fit)
     sample = idx[::stride]
     if sample.size < HUE_MIN_PIXELS:
@@ -156,7 +182,7 @@ def colour_probe(ab_d: np.ndarray, ab_s: np.ndarray, valid: np.ndarray,
     pred = cv2.transform(ab_s, coef.T.astype(np.float32))  # a*, b* of src through the map
     diff = ab_d - pred
     res = cv2.magnitude(np.ascontiguousarray(diff[..., 0]), np.ascontiguousarray(diff[..., 1]))
-    res *= fit
+    res *= judged
     level = max(COLOUR_LEVEL, COLOUR_NOISE_K * float(np.median(res.ravel()[sample])))
     return solid_blobs(res, level, None, cbs // BLOB_OPEN_DIV, BLOB_MIN_SHARE * idx.size,
                        COLOUR_MEAN_K) is not None

@@ -17,6 +17,7 @@ from imgsim_index.verify.settings import (
     CLIP_GREY_DARK,
     CLIP_HIGH,
     CLIP_LOW,
+    CLIP_NEAR,
     DEFAULT,
     LAB_ZERO,
     NEUTRAL_CHROMA,
@@ -43,6 +44,9 @@ class Features:
     colourful: float  # share of thumbnail pixels with clear colour (chroma > 10)
     mean_rgb: tuple[float, float, float]  # mean R, G, B of the thumbnail
     clip: np.ndarray  # uint8 255 where the thumbnail is clipped (_clip_mask)
+    # uint8 255 where a channel is CLIP_NEAR or more (clipped, or near it after a resize
+    # or re-encoding of a clipped colour)
+    bright: np.ndarray
     # SIFT keypoints (float32 (n, 2) x, y in thumbnail px) and descriptors (uint8 (n, 128)),
     # computed on first use (most copies align by their sketches and never need them) and
     # kept: key "d" or "m" (of the mirrored thumbnail) + the settings they depend on
@@ -89,7 +93,8 @@ class Features:
                 chroma=cv2.resize(self.chroma, csize, interpolation=cv2.INTER_AREA),
                 box=(int(x0 * fx), int(y0 * fy), int(np.ceil(x1 * fx)), int(np.ceil(y1 * fy))),
                 sketch=self.sketch, colourful=self.colourful, mean_rgb=self.mean_rgb,
-                clip=cv2.resize(self.clip, size, interpolation=cv2.INTER_AREA))
+                clip=cv2.resize(self.clip, size, interpolation=cv2.INTER_AREA),
+                bright=cv2.resize(self.bright, size, interpolation=cv2.INTER_AREA))
         return self.derived["half"]
 
     @property
@@ -183,22 +188,23 @@ def _mean_rgb(rgb: np.ndarray) -> tuple[float, float, float]:
 
 _LIGHT_LUT = np.zeros(256, np.uint8)
 _LIGHT_LUT[CLIP_HIGH:] = 255
+_NEAR_LUT = np.zeros(256, np.uint8)
+_NEAR_LUT[CLIP_NEAR:] = 255
 _DARK_LUT = np.zeros(256, np.uint8)
 _DARK_LUT[: CLIP_LOW + 1] = 255
 
 
-def _clip_mask(rgb: np.ndarray, grey: np.ndarray) -> np.ndarray:
-    """uint8 255 where a channel is clipped: at CLIP_HIGH..255 (light), or at 0..CLIP_LOW in
-    a pixel darker than CLIP_GREY_DARK (a crushed shadow; a saturated colour with a channel
-    at 0, a magenta ball, is no shadow and its grey level shows what is there), else 0. A
-    table per channel, then the channels' maximum."""
-    rgb = np.ascontiguousarray(rgb)
-    r, g, b = cv2.split(cv2.LUT(rgb, _LIGHT_LUT))
-    light = cv2.max(cv2.max(r, g), b)
-    r, g, b = cv2.split(cv2.LUT(rgb, _DARK_LUT))
-    dark = cv2.max(cv2.max(r, g), b)
+def _clip_masks(rgb: np.ndarray, grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(clip, bright): uint8 255 where a channel is clipped: at CLIP_HIGH..255 (light), or
+    at 0..CLIP_LOW in a pixel darker than CLIP_GREY_DARK (a crushed shadow; a saturated
+    colour with a channel at 0, a magenta ball, is no shadow and its grey level shows what
+    is there), else 0; and 255 where a channel is CLIP_NEAR or more. Each table is a step,
+    so the channels' maximum (minimum for the dark one) goes through it once."""
+    r, g, b = cv2.split(np.ascontiguousarray(rgb))
+    top, bottom = cv2.max(cv2.max(r, g), b), cv2.min(cv2.min(r, g), b)
+    dark = cv2.LUT(bottom, _DARK_LUT)
     dark[grey >= CLIP_GREY_DARK] = 0
-    return cv2.max(light, dark)
+    return cv2.max(cv2.LUT(top, _LIGHT_LUT), dark), cv2.LUT(top, _NEAR_LUT)
 
 
 def describe(rgb: np.ndarray, digest: str | None = None,
@@ -223,9 +229,10 @@ def describe(rgb: np.ndarray, digest: str | None = None,
     c = np.hypot(chroma[:, :, 0].astype(np.float32) - LAB_ZERO,
                  chroma[:, :, 1].astype(np.float32) - LAB_ZERO)
     box = _trim_box(grey, settings.trim_std)
+    clip, bright = _clip_masks(small, grey)
     f = Features(shape=(h, w), digest=digest, pixel_hash=pixel_hash, grey=grey, chroma=chroma,
                  box=box, sketch=_sketch(grey, box), colourful=float((c > NEUTRAL_CHROMA).mean()),
-                 mean_rgb=_mean_rgb(small), clip=_clip_mask(small, grey))
+                 mean_rgb=_mean_rgb(small), clip=clip, bright=bright)
     if sift:
         f.keypoints(settings)
     return f

@@ -246,6 +246,7 @@ CLIP_SPREAD_K = 2.0  # at a clipped level a residual counts beyond this x the ta
 BLOB_OPEN_DIV = 3
 BLOB_MIN_SHARE = 0.0005
 BLOB_MEAN_K = 1.4
+CLIP_NEAR = 200  # a channel this light or lighter may be clipped in a copy (Features.bright)
 CLIP_GREY_LIGHT = 128  # a clipped pixel this light or lighter is clipped at white
 # a channel at 0-3 is clipped dark only in a pixel darker than this (a crushed shadow), and
 # hides only the other image's levels darker than this (a ball on a black ground is judged)
@@ -262,6 +263,11 @@ BLOB_SAME_NCC = 0.9  # ...where the two images do not correlate by this much
 # ball over the rocket's tower is 1.67x, and no copy's colour blob of the hard edits and
 # their sweep of strengths reaches 1.6x; at 1.5x the astronaut's 0.7 vignette fails)
 COLOUR_LEVEL = 12.0
+# a pixel clipped in one image only, clearly coloured there (Lab chroma this or more), is
+# judged by the colour blobs: a saturated object (a channel at 255) that moved
+CLIP_COLOUR_CHROMA = 20.0
+SAME_LIGHT_TONE_DEV = 3.0  # tone curves this close to identity: the same exposure
+TEXT_LINE_ASPECT = 3  # an overlay's component this many times wider than high: text
 COLOUR_NOISE_K = 6.0
 COLOUR_MEAN_K = 1.6
 BAND_MIN_ROWS = 3  # a band (overlay, caption) may always be this many block rows high

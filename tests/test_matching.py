@@ -575,6 +575,19 @@ def test_a_bright_saturated_ball_that_moved_is_another_shot(name: str, seed: int
                                                                       "other_shot")
 
 
+@pytest.mark.parametrize("gain", [1.03, 0.95, 1.2])
+def test_a_saturated_ball_that_moved_while_the_exposure_drifted_is_another_shot(
+        gain: float) -> None:
+    """The second frame a few percent lighter or darker (a camera's automatic exposure):
+    a pure gain under CLIP_HIGH / CLIP_NEAR cannot clip a channel the other frame has
+    under CLIP_NEAR, so the ball's clipped colour is judged as at one exposure. Before
+    (tone curves within 3 levels of identity only): a copy both ways at x1.03."""
+    from benchmarks.hard_edits import exposure, sample, saturated_ball_frames
+
+    a, b = saturated_ball_frames(sample("astronaut"), 1002)
+    assert _both_ways(a, jpeg(exposure(b, gain), 90)) == ("other_shot", "other_shot")
+
+
 @pytest.mark.parametrize("gain", [1.4, 0.7])
 def test_an_exposure_copy_of_a_frame_with_a_saturated_ball_is_a_copy(gain: float) -> None:
     """The same frame made lighter (the ball's and other saturated colours clip in the

@@ -45,6 +45,8 @@ from imgsim_index.verify.settings import (
     BLUR_STEPS,
     CLIP_GREY_DARK,
     CLIP_GREY_LIGHT,
+    CLIP_HIGH,
+    CLIP_NEAR,
     COARSE_MIN_BLOCKS,
     DETAIL_MIN_CORR,
     DETAIL_MIN_STD,
@@ -504,7 +506,7 @@ def _solid_blobs(dirs: list[Residual], j: _Judging, nums: dict[str, float],
     high). Asked only of a map that passes every other limit."""
     base, clipped = j.colour_blobs()
     blobs = np.logical_or.reduce([d.blobs() for d in dirs] + [base])
-    if max(d.tone_dev for d in dirs) <= SAME_LIGHT_TONE_DEV:
+    if _same_light(dirs, j.settings):
         lines = np.zeros_like(overlay)
         for x, y, w, h, _ in components(overlay):  # a line of text, not an object's places
             if w >= TEXT_LINE_ASPECT * h:
@@ -513,6 +515,18 @@ def _solid_blobs(dirs: list[Residual], j: _Judging, nums: dict[str, float],
     blobs &= j.used & ~_rows_near(j.caption)
     nums["blob_blocks"] = float(blobs.sum())
     return bool(blobs.any())
+
+
+def _same_light(dirs: list[Residual], settings: MatchSettings) -> bool:
+    """The two images' levels differ by too little for an exposure change to clip a
+    channel in one that was under CLIP_NEAR in the other: tone curves within
+    SAME_LIGHT_TONE_DEV of identity, or a pure gain under CLIP_HIGH / CLIP_NEAR (a camera's
+    exposure drifting a few percent between frames)."""
+    if max(d.tone_dev for d in dirs) <= SAME_LIGHT_TONE_DEV:
+        return True
+    most = CLIP_HIGH / CLIP_NEAR
+    return all(d.gain_dev <= settings.max_gain_dev and 1.0 / most <= d.gain <= most
+               for d in dirs)
 
 
 def _rows_near(blocks: np.ndarray) -> np.ndarray:

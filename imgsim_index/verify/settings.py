@@ -266,7 +266,9 @@ COLOUR_LEVEL = 12.0
 # a pixel clipped in one image only, clearly coloured there (Lab chroma this or more), is
 # judged by the colour blobs: a saturated object (a channel at 255) that moved
 CLIP_COLOUR_CHROMA = 20.0
-SAME_LIGHT_TONE_DEV = 3.0  # tone curves this close to identity: the same exposure
+# the same exposure as far as clipping goes: tone curves this close to identity, or a pure
+# gain under CLIP_HIGH / CLIP_NEAR either way (it cannot clip a channel under CLIP_NEAR)
+SAME_LIGHT_TONE_DEV = 3.0
 TEXT_LINE_ASPECT = 3  # an overlay's component this many times wider than high: text
 COLOUR_NOISE_K = 6.0
 COLOUR_MEAN_K = 1.6

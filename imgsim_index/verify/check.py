@@ -31,6 +31,7 @@ from imgsim_index.verify.residual import (
     components,
     noise_and_level,
     residual,
+    rows_near,
     solid_blobs,
     split_overlay,
 )
@@ -511,8 +512,8 @@ def _solid_blobs(dirs: list[Residual], j: _Judging, nums: dict[str, float],
         for x, y, w, h, _ in components(overlay):  # a line of text, not an object's places
             if w >= TEXT_LINE_ASPECT * h:
                 lines[y:y + h, x:x + w] |= overlay[y:y + h, x:x + w]
-        blobs |= clipped & ~_rows_near(lines)
-    blobs &= j.used & ~_rows_near(j.caption)
+        blobs |= clipped & ~rows_near(lines)
+    blobs &= j.used & ~rows_near(j.caption)
     nums["blob_blocks"] = float(blobs.sum())
     return bool(blobs.any())
 
@@ -527,13 +528,6 @@ def _same_light(dirs: list[Residual], settings: MatchSettings) -> bool:
     most = CLIP_HIGH / CLIP_NEAR
     return all(d.gain_dev <= settings.max_gain_dev and 1.0 / most <= d.gain <= most
                for d in dirs)
-
-
-def _rows_near(blocks: np.ndarray) -> np.ndarray:
-    """The block rows of `blocks`, and the blocks beside them (text's line)."""
-    near = cv2.dilate(blocks.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
-    near |= near.any(axis=1, keepdims=True)
-    return near
 
 
 def small_change_only(c: Check, s: MatchSettings) -> bool:

@@ -72,6 +72,13 @@ def components(mask: np.ndarray) -> list[tuple[int, int, int, int, int]]:
 
 
 
+def rows_near(blocks: np.ndarray) -> np.ndarray:
+    """The block rows of `blocks`, and the blocks beside them (a line of text)."""
+    near = cv2.dilate(blocks.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    near |= near.any(axis=1, keepdims=True)
+    return near
+
+
 @dataclass
 class Residual:
     diff: np.ndarray  # blocks where the prediction fails

@@ -499,15 +499,15 @@ def _solid_blobs(dirs: list[Residual], j: _Judging, nums: dict[str, float],
     moved, whose blocks stay under the strong level), outside captions: the block rows of
     a caption are its line (big letters the caption rule did not take for text sit beside
     those it did; an overlay band's strokes are too thin to be blobs, and a line of text
-    makes more than BLOB_MAX_COUNT of them). Where the two have the same exposure (tone
-    curves within SAME_LIGHT_TONE_DEV of identity), a colour clipped in one image only is
+    makes more than BLOB_MAX_COUNT of them). Where the two have the same exposure
+    (_same_light), a colour clipped in one image only is
     no exposure's doing: its blobs count too (a bright red or green ball that moved has a
     channel at 255), outside the rows of an overlay (a yellow subtitle is clipped and
     coloured: the rows of the overlay's components TEXT_LINE_ASPECT times wider than
     high). Asked only of a map that passes every other limit."""
     base, clipped = j.colour_blobs()
     blobs = np.logical_or.reduce([d.blobs() for d in dirs] + [base])
-    if _same_light(dirs, j.settings):
+    if clipped.any() and _same_light(dirs, j.settings):
         lines = np.zeros_like(overlay)
         for x, y, w, h, _ in components(overlay):  # a line of text, not an object's places
             if w >= TEXT_LINE_ASPECT * h:

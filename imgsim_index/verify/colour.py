@@ -163,7 +163,8 @@ def colour_probe(ab_d: np.ndarray, ab_s: np.ndarray, valid: np.ndarray,
     """colour_blobs' question in a few milliseconds, for check's look before a coarse
     pass: the affine map of a* b* fitted (and refitted without the worst) on every
     stride-th pixel where both are valid and neither is clipped, then the blobs of the
-    whole residual; True when there is one."""
+    residual where colour_blobs judges it (with the one-sided clipped colours, whatever
+    the exposure: the probe only sends a map on); True when there is one."""
     fit, judged = _fit_mask(valid, clips, (ab_d, ab_s))
     idx = np.flatnonzero(fit)
     sample = idx[::stride]

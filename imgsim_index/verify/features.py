@@ -43,7 +43,7 @@ class Features:
     sketch: np.ndarray  # float32 32x32 zero-mean unit-norm sketch of the content box
     colourful: float  # share of thumbnail pixels with clear colour (chroma > 10)
     mean_rgb: tuple[float, float, float]  # mean R, G, B of the thumbnail
-    clip: np.ndarray  # uint8 255 where the thumbnail is clipped (_clip_mask)
+    clip: np.ndarray  # uint8 255 where the thumbnail is clipped (_clip_masks)
     # uint8 255 where a channel is CLIP_NEAR or more (clipped, or near it after a resize
     # or re-encoding of a clipped colour)
     bright: np.ndarray

@@ -71,7 +71,6 @@ def components(mask: np.ndarray) -> list[tuple[int, int, int, int, int]]:
     return [tuple(int(v) for v in stats[i]) for i in range(1, n)]  # type: ignore[misc]
 
 
-
 def rows_near(blocks: np.ndarray) -> np.ndarray:
     """The block rows of `blocks`, and the blocks beside them (a line of text)."""
     near = cv2.dilate(blocks.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0

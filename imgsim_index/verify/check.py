@@ -28,12 +28,14 @@ from imgsim_index.verify.residual import (
     block_std,
     block_sums,
     caption_blocks,
+    caption_letters,
     components,
     noise_and_level,
     residual,
     rows_near,
     solid_blobs,
     split_overlay,
+    text_line_rows,
 )
 from imgsim_index.verify.settings import (
     BAND_MIN_ASPECT,
@@ -69,7 +71,6 @@ from imgsim_index.verify.settings import (
     SCORE_MEDIAN_WEIGHT,
     SQUASHED_TURN_MAX,
     STRETCH_MIN_ANISOTROPY,
-    TEXT_LINE_ASPECT,
     TURN_MIN_DEG,
     MatchSettings,
 )
@@ -275,6 +276,9 @@ class _Judging:
         self.cls_s = cv2.warpAffine(p.src.tone_classes(), p.to_dst, (wd, hd),
                                     flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)
         self.clipped = self._clipped()
+        letters = caption_letters(self.grey_d, self.grey_s, self.caption, s.block)
+        self.unjudged_fwd = self.unjudged_fwd | letters  # judged between a caption's letters
+        self.unjudged_rev = self.unjudged_rev | letters
         self.fwd = self._predict()
         self.nums["tone_shift"] = self.fwd.tone_shift
         self.hue_blocks &= self.used
@@ -496,24 +500,19 @@ def _judge(dirs: list[Residual], j: _Judging) -> Check:
 def _solid_blobs(dirs: list[Residual], j: _Judging, nums: dict[str, float],
                  overlay: np.ndarray) -> bool:
     """A solid blob of pixels that differ by far, in grey or in colour (a small object that
-    moved, whose blocks stay under the strong level), outside captions: the block rows of
-    a caption are its line (big letters the caption rule did not take for text sit beside
-    those it did; an overlay band's strokes are too thin to be blobs, and a line of text
-    makes more than BLOB_MAX_COUNT of them). Where the two have the same exposure
-    (_same_light), a colour clipped in one image only is
-    no exposure's doing: its blobs count too (a bright red or green ball that moved has a
-    channel at 255), outside the rows of an overlay (a yellow subtitle is clipped and
-    coloured: the rows of the overlay's components TEXT_LINE_ASPECT times wider than
-    high). Asked only of a map that passes every other limit."""
-    base, clipped = j.colour_blobs()
-    blobs = np.logical_or.reduce([d.blobs() for d in dirs] + [base])
+    moved, whose blocks stay under the strong level). Grey blobs are sought everywhere
+    but on a caption's letters (caption_letters, left out per pixel in prime): a ball
+    between or beside the letters counts. Colour blobs are sought outside the block rows
+    of a caption (coloured letters and their anti-aliased edges). Where the two have the
+    same exposure (_same_light), a colour clipped in one image only is no exposure's
+    doing: its blobs count too (a bright red or green ball that moved has a channel at
+    255), outside the rows of an overlay's lines of text (text_line_rows: a yellow
+    subtitle is clipped and coloured). Asked only of a map that passes every other limit."""
+    colour, clipped = j.colour_blobs()
     if clipped.any() and _same_light(dirs, j.settings):
-        lines = np.zeros_like(overlay)
-        for x, y, w, h, _ in components(overlay):  # a line of text, not an object's places
-            if w >= TEXT_LINE_ASPECT * h:
-                lines[y:y + h, x:x + w] |= overlay[y:y + h, x:x + w]
-        blobs |= clipped & ~rows_near(lines)
-    blobs &= j.used & ~rows_near(j.caption)
+        colour = colour | (clipped & ~text_line_rows(overlay))
+    grey = np.logical_or.reduce([d.blobs() for d in dirs])  # left out: caption_letters
+    blobs = (grey | (colour & ~rows_near(j.caption))) & j.used
     nums["blob_blocks"] = float(blobs.sum())
     return bool(blobs.any())
 
@@ -646,6 +645,9 @@ def _probe(a: Features, b: Features, m: np.ndarray, settings: MatchSettings) -> 
     hd, wd = p.valid.shape
     clipped = (cv2.warpAffine(p.src.clip, p.to_dst, (wd, hd), flags=cv2.INTER_NEAREST,
                               borderMode=cv2.BORDER_REPLICATE) > 0) | (p.dst.clip > 0)
+    warped = p.warped.astype(np.float32)  # judged between a caption's letters, as below
+    clipped |= caption_letters(dst, warped, caption_blocks(dst, warped, inside, counts, used,
+                                                           settings), bs)
     if solid_blobs(res, level, clipped, PROBE_OPEN_PX, BLOB_MIN_SHARE * float(idx.size),
                    BLOB_MEAN_K, (dst, src)) is not None:
         return True

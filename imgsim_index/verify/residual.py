@@ -27,12 +27,17 @@ from imgsim_index.verify.settings import (
     CLIP_SPREAD_K,
     FIELD_MIN_GAIN,
     FIELD_ROUNDS,
+    LETTER_CONTRAST,
+    LETTER_GROW_DIV,
+    LETTER_RANGE,
+    LETTER_ROWS,
     REFIT_FLOOR_K,
     REFIT_MEDIAN_K,
     REFIT_SAMPLE,
     STROKE_BLACK,
     STROKE_CONTRAST,
     STROKE_WHITE,
+    TEXT_LINE_ASPECT,
     MatchSettings,
 )
 from imgsim_index.verify.tone import (
@@ -76,6 +81,41 @@ def rows_near(blocks: np.ndarray) -> np.ndarray:
     near = cv2.dilate(blocks.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
     near |= near.any(axis=1, keepdims=True)
     return near
+
+
+def caption_letters(ga: np.ndarray, gb: np.ndarray, caption: np.ndarray, bs: int) -> np.ndarray:
+    """bool per px: a caption's letters near the rows of its blocks (LETTER_ROWS block rows
+    on either side), grown by bs // LETTER_GROW_DIV px; none without a caption. The
+    letters are those of the image with more of them: its pixels that differ from the
+    other image's by LETTER_CONTRAST and lie within that many px of pixels LETTER_RANGE
+    levels apart in it (a letter's fill beside its outline or the picture: thin,
+    contrasted strokes). A ball under the text is in the image without it, and the middle
+    of a ball is far from its edge. Left out of the grey blobs, what shows between the
+    letters is judged like the rest of the picture (a ball under a meme's text moved)."""
+    rows = np.zeros(ga.shape, bool)
+    if not caption.any():
+        return rows
+    band = np.convolve(caption.any(axis=1), np.ones(2 * LETTER_ROWS + 1), "same") > 0
+    rows[: band.size * bs] = np.repeat(band, bs)[:, None]
+    k = 2 * max(1, bs // LETTER_GROW_DIV) + 1
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+    differs = rows & (np.abs(ga - gb) >= LETTER_CONTRAST)
+    best = np.zeros(ga.shape, bool)
+    for g in (ga, gb):
+        letters = differs & (cv2.dilate(g, disc) - cv2.erode(g, disc) >= LETTER_RANGE)
+        if letters.sum() > best.sum():
+            best = letters
+    return (cv2.dilate(best.astype(np.uint8), disc) > 0) & rows
+
+
+def text_line_rows(overlay: np.ndarray) -> np.ndarray:
+    """bool per block: the rows near (rows_near) an overlay's lines of text, its components
+    TEXT_LINE_ASPECT times wider than high (an object's two places are not that wide)."""
+    lines = np.zeros_like(overlay)
+    for x, y, w, h, _ in components(overlay):
+        if w >= TEXT_LINE_ASPECT * h:
+            lines[y:y + h, x:x + w] |= overlay[y:y + h, x:x + w]
+    return rows_near(lines)
 
 
 @dataclass

@@ -276,6 +276,13 @@ BAND_MIN_ROWS = 3  # a band (overlay, caption) may always be this many block row
 BAND_MIN_ASPECT = 2  # a band is at least this many times wider than high
 STROKE_WHITE, STROKE_BLACK = 220, 50  # caption letters are near white, outlined near black...
 STROKE_CONTRAST = 40  # ...this many levels lighter / darker than the other image there
+# a caption's letters, left out of the grey blobs within LETTER_ROWS block rows of its
+# blocks: pixels LETTER_CONTRAST levels from the other image's, within block /
+# LETTER_GROW_DIV px of pixels LETTER_RANGE levels apart (a stroke and its outline)
+LETTER_CONTRAST = 20
+LETTER_RANGE = 100
+LETTER_GROW_DIV = 4
+LETTER_ROWS = 2
 
 # ---------------------------------------------------------------- judging (check.py)
 

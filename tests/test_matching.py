@@ -698,6 +698,28 @@ def test_meme_copies_stay_copies_with_their_letters_left_out(name: str, q: int) 
     assert _both_ways(set_jpeg(rgb), set_jpeg(COPIES["meme"](rgb), q)) == ("copy", "copy")
 
 
+def test_a_captioned_copy_resized_to_half_is_a_copy() -> None:
+    """The astronaut with one line of meme text at the bottom, resized to 50% (area
+    average) and re-encoded, against the photo's JPEG: a copy both ways. Leaving the
+    letters out of the colour blobs (not their whole rows) made it an other shot: the
+    resize blurs the colour of the small mission patch, whose colour blobs the letters'
+    own had drowned (benchmarks/RESULTS.md, hard edits, third part)."""
+    from benchmarks.hard_edits import jpeg as set_jpeg
+    from benchmarks.hard_edits import sample
+
+    rgb = sample("astronaut")
+    im = Image.fromarray(rgb)
+    size = im.height // 9
+    d = ImageDraw.Draw(im)
+    text = "FINALLY PASSES"
+    d.text(((im.width - d.textlength(text, font_size=size)) / 2,
+            im.height - im.height // 30 - int(size * 1.15)), text, fill=(255, 255, 255),
+           font_size=size, stroke_width=size // 12, stroke_fill=(0, 0, 0))
+    half = cv2.resize(np.asarray(im), (rgb.shape[1] // 2, rgb.shape[0] // 2),
+                      interpolation=cv2.INTER_AREA)
+    assert _both_ways(set_jpeg(rgb), set_jpeg(half)) == ("copy", "copy")
+
+
 @pytest.mark.xfail(strict=True, reason="not handled yet: a ball mostly under the letters "
                    "is left out with them (caption_letters); too little of it shows between "
                    "them for a blob (benchmarks/RESULTS.md, hard edits)")

@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.append(str(Path(__file__).resolve().parents[1]))  # after PYTHONPATH: another tree
 from benchmarks.hard_edits import PHOTOS, ball_frames, jpeg, meme, sample  # noqa: E402
 
 WHITE = (255, 255, 255, 255)
@@ -204,6 +204,9 @@ def main() -> None:
     if args.compare:
         print(compare_files(*args.compare))
         return
+    import imgsim_index
+
+    print(f"code: {Path(imgsim_index.__file__).parent}", file=sys.stderr)
     res = run(args.only)
     print(summary(res))
     if args.json:

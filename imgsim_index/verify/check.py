@@ -32,7 +32,6 @@ from imgsim_index.verify.residual import (
     components,
     noise_and_level,
     residual,
-    rows_near,
     solid_blobs,
     split_overlay,
     text_line_rows,
@@ -502,8 +501,9 @@ def _solid_blobs(dirs: list[Residual], j: _Judging, nums: dict[str, float],
     """A solid blob of pixels that differ by far, in grey or in colour (a small object that
     moved, whose blocks stay under the strong level). Grey blobs are sought everywhere
     but on a caption's letters (caption_letters, left out per pixel in prime): a ball
-    between or beside the letters counts. Colour blobs are sought outside the block rows
-    of a caption (coloured letters and their anti-aliased edges). Where the two have the
+    between or beside the letters counts. Colour blobs are sought outside the caption's
+    block rows (its letters' colour and anti-aliased edges; the blocks are grown by one
+    already: a ball just above or below the text counts). Where the two have the
     same exposure (_same_light), a colour clipped in one image only is no exposure's
     doing: its blobs count too (a bright red or green ball that moved has a channel at
     255), outside the rows of an overlay's lines of text (text_line_rows: a yellow
@@ -512,7 +512,7 @@ def _solid_blobs(dirs: list[Residual], j: _Judging, nums: dict[str, float],
     if clipped.any() and _same_light(dirs, j.settings):
         colour = colour | (clipped & ~text_line_rows(overlay))
     grey = np.logical_or.reduce([d.blobs() for d in dirs])  # left out: caption_letters
-    blobs = (grey | (colour & ~rows_near(j.caption))) & j.used
+    blobs = (grey | (colour & ~j.caption.any(axis=1, keepdims=True))) & j.used
     nums["blob_blocks"] = float(blobs.sum())
     return bool(blobs.any())
 

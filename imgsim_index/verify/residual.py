@@ -87,7 +87,7 @@ def caption_letters(ga: np.ndarray, gb: np.ndarray, caption: np.ndarray, bs: int
     """bool per px: a caption's letters near the rows of its blocks (LETTER_ROWS block rows
     on either side), grown by bs // LETTER_GROW_DIV px; none without a caption. The
     letters are those of the image with more of them: its pixels that differ from the
-    other image's by LETTER_CONTRAST and lie within that many px of pixels LETTER_RANGE
+    other image's by LETTER_CONTRAST and lie within the same disc of pixels LETTER_RANGE
     levels apart in it (a letter's fill beside its outline or the picture: thin,
     contrasted strokes). A ball under the text is in the image without it, and the middle
     of a ball is far from its edge. Left out of the grey blobs, what shows between the
@@ -102,7 +102,7 @@ def caption_letters(ga: np.ndarray, gb: np.ndarray, caption: np.ndarray, bs: int
     differs = rows & (np.abs(ga - gb) >= LETTER_CONTRAST)
     best = np.zeros(ga.shape, bool)
     for g in (ga, gb):
-        letters = differs & (cv2.dilate(g, disc) - cv2.erode(g, disc) >= LETTER_RANGE)
+        letters = differs & (cv2.morphologyEx(g, cv2.MORPH_GRADIENT, disc) >= LETTER_RANGE)
         if letters.sum() > best.sum():
             best = letters
     return (cv2.dilate(best.astype(np.uint8), disc) > 0) & rows

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Captions against verification: captioned copies, balls under captions, burnt-in timestamps.
 
-usage: python benchmarks/captions.py [--only copies|balls|timestamps] [--json OUT]
+usage: python benchmarks/captions.py [--only copies|balls|timestamps|small] [--json OUT]
        python benchmarks/captions.py --compare BASE.json THIS.json
 
 On scikit-image's five sample photos (hard_edits.PHOTOS), every pair through `compare` in
@@ -12,7 +12,11 @@ to measure that tree):
 - balls: a ball frame (hard_edits.ball_frames, seeds 200-229) against a captioned copy
   of its photo (6 styles): other shots, counted when a copy in either order;
 - timestamps: CCTV frames with a burnt-in clock that changes (white, plain or outlined):
-  still frames are copies both ways, frames in which a ball moved are other shots.
+  still frames are copies both ways, frames in which a ball moved are other shots;
+- small (small_copies, small_balls): each photo resized to SMALL_WIDTHS px wide (INTER_AREA,
+  JPEG 85) against its copy with one outlined line of caption (SMALL_STYLES, JPEG 85):
+  copies both ways; a ball frame of the small photo (seeds 200-209) against its meme
+  copy: other shots. Small pictures have few block rows (a 133 px high thumbnail: 8).
 --json writes every pair's verdicts; --compare prints the pairs two such files disagree
 on (won: a right verdict that the first file lacks; lost: the other way).
 """
@@ -83,6 +87,8 @@ STYLES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "black_white_stroke": lambda im: caption(im, ["THE END"], 9, (0, 0, 0, 255), 12,
                                              stroke=(255, 255, 255), where="top"),
 }
+SMALL_STYLES = ("meme", "meme_bottom", "white_thick", "black_white_stroke")
+SMALL_WIDTHS = (160, 200, 240, 280)
 BALL_STYLES = ("meme", "white_thick", "white_large", "white_2lines", "yellow_sub",
                "black_on_white")
 
@@ -124,11 +130,29 @@ def _frame(rgb: np.ndarray, second: int, rng: np.random.Generator, outlined: boo
     return jpeg(np.clip(noisy, 0, 255).astype(np.uint8), 90)
 
 
+def _small(name: str, rgb: np.ndarray, out: dict[str, dict[str, list[bool]]]) -> None:
+    """The small sets of one photo (module docstring)."""
+    h, w = rgb.shape[:2]
+    for width in SMALL_WIDTHS:
+        small = cv2.resize(rgb, (width, round(h * width / w)), interpolation=cv2.INTER_AREA)
+        plain = jpeg(small)
+        for style in SMALL_STYLES:
+            out["small_copies"][f"{name}|w{width}|{style}"] = _copies(
+                plain, jpeg(STYLES[style](small)))
+        copy = jpeg(meme(small))
+        for seed in range(200, 210):
+            out["small_balls"][f"{name}|w{width}|{seed}"] = _copies(
+                ball_frames(small, seed)[0], copy)
+
+
 def run(only: str | None) -> dict[str, dict[str, list[bool]]]:
     """Every pair's verdicts (copy or exact, in each order) per set."""
-    out: dict[str, dict[str, list[bool]]] = {"copies": {}, "balls": {}, "timestamps": {}}
+    out: dict[str, dict[str, list[bool]]] = {"copies": {}, "balls": {}, "timestamps": {},
+                                             "small_copies": {}, "small_balls": {}}
     for name in PHOTOS:
         rgb = sample(name)
+        if only in (None, "small"):
+            _small(name, rgb, out)
         plain = jpeg(rgb)
         for style, edit in STYLES.items():
             captioned = edit(rgb)
@@ -161,7 +185,7 @@ def run(only: str | None) -> dict[str, dict[str, list[bool]]]:
 def right(kind: str, key: str, verdicts: list[bool]) -> bool:
     """Whether a pair's verdicts are right: copies both ways for captioned copies and
     still frames, no copy in either order for balls."""
-    if kind == "copies" or (kind == "timestamps" and "|still|" in key):
+    if kind in ("copies", "small_copies") or (kind == "timestamps" and "|still|" in key):
         return all(verdicts)
     return not any(verdicts)
 
@@ -197,7 +221,7 @@ def compare_files(base: Path, this: Path) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--only", choices=("copies", "balls", "timestamps"))
+    ap.add_argument("--only", choices=("copies", "balls", "timestamps", "small"))
     ap.add_argument("--json", type=Path, help="write every pair's verdicts here")
     ap.add_argument("--compare", nargs=2, type=Path, metavar=("BASE", "THIS"))
     args = ap.parse_args()

@@ -180,19 +180,20 @@ def _mask_corner_fill(p: _Placed, nums: dict[str, float]) -> None:
         p.valid &= ~((fill_d & ~_extreme(p.warped)) | (fill_w & ~_extreme(p.dst.grey)))
 
 
-def _no_blobs(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+def _no_blobs(shape: tuple[int, int], skip_rows: np.ndarray | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
     return np.zeros(shape, bool), np.zeros(shape, bool)
 
 
 def _hue(a: Features, b: Features, m: np.ndarray, p: _Placed, settings: MatchSettings,
          nums: dict[str, float]
-         ) -> tuple[float, np.ndarray, Callable[[], tuple[np.ndarray, np.ndarray]]]:
+         ) -> tuple[float, np.ndarray, Callable[..., tuple[np.ndarray, np.ndarray]]]:
     """(mean hue change or -1, blocks whose hue changed, what finds the blocks touched by a
-    blob of another colour) when both images have colour."""
+    blob of another colour, given the block rows to skip) when both images have colour."""
     hd, wd = p.dst.grey.shape
     bs = settings.block
     hue, hue_blocks = -1.0, np.zeros((hd // bs, wd // bs), bool)
-    blobs: Callable[[], tuple[np.ndarray, np.ndarray]] = partial(_no_blobs, hue_blocks.shape)
+    blobs: Callable[..., tuple[np.ndarray, np.ndarray]] = partial(_no_blobs, hue_blocks.shape)
     if min(a.colourful, b.colourful) > HUE_MIN_COLOURFUL and hue_blocks.size:
         hue, hue_blocks, blobs = hue_change(a, b, m, p.swap, bs, hue_blocks.shape, settings)
         if min(a.colourful, b.colourful) <= HUE_MEAN_COLOURFUL:
@@ -379,7 +380,8 @@ def _prepare(a: Features, b: Features, m: np.ndarray, settings: MatchSettings,
     sigma, blurred_d, blurred_s = _deblur(grey_d, grey_s, idx, blurs, id(p.dst))
     nums["blur_sigma"] = sigma
     ready = _Judging(p, grey_d, grey_s, blurred_d, blurred_s, idx, inside, counts, used,
-                     caption, hue, hue_blocks, cache(colour_blobs), nums, settings)
+                     caption, hue, hue_blocks,
+                     cache(partial(colour_blobs, skip_rows=caption.any(axis=1))), nums, settings)
     ready.prime()
     return ready
 
@@ -646,15 +648,16 @@ def _probe(a: Features, b: Features, m: np.ndarray, settings: MatchSettings) -> 
     clipped = (cv2.warpAffine(p.src.clip, p.to_dst, (wd, hd), flags=cv2.INTER_NEAREST,
                               borderMode=cv2.BORDER_REPLICATE) > 0) | (p.dst.clip > 0)
     warped = p.warped.astype(np.float32)  # judged between a caption's letters, as below
-    clipped |= caption_letters(dst, warped, caption_blocks(dst, warped, inside, counts, used,
-                                                           settings), bs)
+    caption = caption_blocks(dst, warped, inside, counts, used, settings)
+    clipped |= caption_letters(dst, warped, caption, bs)
     if solid_blobs(res, level, clipped, PROBE_OPEN_PX, BLOB_MIN_SHARE * float(idx.size),
                    BLOB_MEAN_K, (dst, src)) is not None:
         return True
     if min(a.colourful, b.colourful) <= HUE_MIN_COLOURFUL:
         return False
     # a ball of the ground's grey in another colour: the full check's colour blobs
-    return colour_probe(*chroma_pair(a, b, m, p.swap), max(1, bs // 2), PROBE_FIT_STRIDE)
+    return colour_probe(*chroma_pair(a, b, m, p.swap), max(1, bs // 2), PROBE_FIT_STRIDE,
+                        np.asarray(caption.any(axis=1)))
 
 
 def fine_detail(a: Features, b: Features, m: np.ndarray) -> tuple[float, float]:

@@ -64,7 +64,7 @@ def chroma_pair(a: Features, b: Features, m: np.ndarray, swap: bool
 
 def hue_change(a: Features, b: Features, m: np.ndarray, swap: bool, block: int,
                 grid: tuple[int, int], settings: MatchSettings
-                ) -> tuple[float, np.ndarray, Callable[[], tuple[np.ndarray, np.ndarray]]]:
+                ) -> tuple[float, np.ndarray, Callable[..., tuple[np.ndarray, np.ndarray]]]:
     """(mean absolute hue change in deg where both images are clearly coloured, -1 if
     unknown; blocks of the residual grid (hb, wb) of `block` grey px, mostly coloured in
     both, whose hue changed by more than settings.block_hue_deg: a subject recoloured, or
@@ -119,15 +119,31 @@ def _fit_mask(valid: np.ndarray, clips: Clips,
     return fit, fit | (valid & one_sided)
 
 
+def skipped_rows(rows: np.ndarray | None, cbs: int, shape: tuple[int, ...]
+                 ) -> np.ndarray | None:
+    """bool per chroma px: the block rows `rows` (bool per row of blocks of cbs chroma px,
+    a caption's) at the chroma's size; None where there are none."""
+    if rows is None or not rows.any():
+        return None
+    out = np.zeros(shape[:2], bool)
+    n = min(rows.size * cbs, out.shape[0])
+    out[:n] = np.repeat(rows, cbs)[:n, None]
+    return out
+
+
 def colour_blobs(ab_d: np.ndarray, ab_s: np.ndarray, valid: np.ndarray, clips: Clips,
-                 cbs: int, grid: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+                 cbs: int, grid: tuple[int, int], skip_rows: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
     """Blocks of the residual grid (blocks of cbs chroma px) touched by a solid blob of
     another colour: ab_d (a*, b* of dst, 0 = neutral) predicted from ab_s (src's, aligned)
     by one affine map fitted where both are valid and neither is clipped, and again
     without the worst pixels (the blob's own), the residual's blobs (residual.solid_blobs)
     above COLOUR_LEVEL and COLOUR_NOISE_K x the median residual, COLOUR_MEAN_K x that on
     average. Two masks: the blobs judged where neither image is clipped, and those judged
-    where a clipped colour faces no clipping too (_fit_mask)."""
+    where a clipped colour faces no clipping too (_fit_mask). A blob wholly in skip_rows
+    (bool per block row: a caption's) is not counted: a caption's letters make many blobs
+    of their own, which would hide an object beside them (solid_blobs finds none among
+    too many); an object reaching out of them is judged whole."""
     hb, wb = grid
     fit, judged = _fit_mask(valid, clips, (ab_d, ab_s))
     none = np.zeros(grid, bool)
@@ -149,22 +165,24 @@ def colour_blobs(ab_d: np.ndarray, ab_s: np.ndarray, valid: np.ndarray, clips: C
     err2 = err.reshape(fit.shape)
     level = max(COLOUR_LEVEL, COLOUR_NOISE_K * float(np.median(err2[fit])))
     found = []
+    skip = skipped_rows(skip_rows, cbs, fit.shape)
     for where in (fit, judged) if (judged & ~fit).any() else (fit,):
         res = np.where(where, err2, 0.0).astype(np.float32)
         keep = solid_blobs(res, level, None, cbs // BLOB_OPEN_DIV, BLOB_MIN_SHARE * n_fit,
-                           COLOUR_MEAN_K)
+                           COLOUR_MEAN_K, skip=skip)
         found.append(none if keep is None else block_sums(keep, cbs, hb, wb) > 0)
     return found[0], found[-1]
 
 
 def colour_probe(ab_d: np.ndarray, ab_s: np.ndarray, valid: np.ndarray,
-                 clips: Clips, cbs: int,
-                 stride: int) -> bool:
+                 clips: Clips, cbs: int, stride: int,
+                 skip_rows: np.ndarray | None = None) -> bool:
     """colour_blobs' question in a few milliseconds, for check's look before a coarse
     pass: the affine map of a* b* fitted (and refitted without the worst) on every
     stride-th pixel where both are valid and neither is clipped, then the blobs of the
     residual where colour_blobs judges it (with the one-sided clipped colours, whatever
-    the exposure: the probe only sends a map on); True when there is one."""
+    the exposure: the probe only sends a map on), not counting blobs wholly in skip_rows
+    (a caption's block rows, as colour_blobs); True when there is one."""
     fit, judged = _fit_mask(valid, clips, (ab_d, ab_s))
     idx = np.flatnonzero(fit)
     sample = idx[::stride]
@@ -186,4 +204,4 @@ def colour_probe(ab_d: np.ndarray, ab_s: np.ndarray, valid: np.ndarray,
     res *= judged
     level = max(COLOUR_LEVEL, COLOUR_NOISE_K * float(np.median(res.ravel()[sample])))
     return solid_blobs(res, level, None, cbs // BLOB_OPEN_DIV, BLOB_MIN_SHARE * idx.size,
-                       COLOUR_MEAN_K) is not None
+                       COLOUR_MEAN_K, skip=skipped_rows(skip_rows, cbs, res.shape)) is not None

@@ -259,7 +259,8 @@ def _blobs(res: np.ndarray, level: float, left_out: np.ndarray | None,
 
 def solid_blobs(res: np.ndarray, level: float, left_out: np.ndarray | None, open_px: int,
                 min_px: float, mean_k: float,
-                pair: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray | None:
+                pair: tuple[np.ndarray, np.ndarray] | None = None,
+                skip: np.ndarray | None = None) -> np.ndarray | None:
     """float32 0/1 mask of the blobs of pixels whose residual `res` is above `level` (but
     where left_out), still there after an opening by a disc of about open_px, of min_px
     pixels at least and a mean residual of mean_k x level at least; None when there is
@@ -268,7 +269,8 @@ def solid_blobs(res: np.ndarray, level: float, left_out: np.ndarray | None, open
     judged by its share). pair:
     the two aligned images the residual is of; a blob where they correlate by BLOB_SAME_NCC
     or more shows the same structure in another tone (a tone curve that misses a few
-    colours), not new content."""
+    colours), not new content. skip: bool per px; a blob wholly there is neither kept nor
+    counted (a caption's letters), one reaching out of it is judged whole."""
     hot = res > level
     if left_out is not None:
         hot &= ~left_out
@@ -290,6 +292,9 @@ def solid_blobs(res: np.ndarray, level: float, left_out: np.ndarray | None, open
     area = stats[:, cv2.CC_STAT_AREA]
     big = area >= min_px
     big[0] = False
+    if skip is not None:
+        inside = np.bincount(lab.ravel(), weights=skip[y:y + h, x:x + w].ravel(), minlength=n)
+        big &= inside < area
     if big.any():  # ...and far above the level on average (a local tone edit is not)
         mean = np.bincount(lab.ravel(), weights=res[y:y + h, x:x + w].ravel(),
                            minlength=n) / np.maximum(area, 1)

@@ -742,17 +742,12 @@ def test_meme_copies_stay_copies_with_their_letters_left_out(name: str, q: int) 
     assert _both_ways(set_jpeg(rgb), set_jpeg(COPIES["meme"](rgb), q)) == ("copy", "copy")
 
 
-@pytest.mark.xfail(strict=True, reason="not handled yet: once a caption's letters no longer "
-                   "count among the colour blobs (they hid a ball beside a small meme's "
-                   "text), the resize's blur of the mission patch's colour shows as one or "
-                   "two blobs: an other shot (missed, never removed; benchmarks/RESULTS.md, "
-                   "captions on small pictures)")
 def test_a_captioned_copy_resized_to_half_is_a_copy() -> None:
     """The astronaut with one line of meme text at the bottom, resized to 50% (area
-    average) and re-encoded, against the photo's JPEG: a copy both ways. Leaving the
-    letters out of the colour blobs (not their whole rows) made it an other shot: the
-    resize blurs the colour of the small mission patch, whose colour blobs the letters'
-    own had drowned (benchmarks/RESULTS.md, hard edits, third part)."""
+    average) and re-encoded, against the photo's JPEG: a copy both ways. The resize blurs
+    the colour of the small mission patch, whose colour blobs the letters' own had
+    drowned (more than BLOB_MAX_COUNT); once the letters' blobs no longer count, the
+    larger image's colours are judged at the smaller one's resolution (band_limited)."""
     from benchmarks.hard_edits import jpeg as set_jpeg
     from benchmarks.hard_edits import sample
 

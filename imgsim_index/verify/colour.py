@@ -18,6 +18,7 @@ from imgsim_index.verify.residual import block_sums, solid_blobs
 from imgsim_index.verify.settings import (
     BLOB_MIN_SHARE,
     BLOB_OPEN_DIV,
+    CHROMA_BAND_SCALE,
     CLIP_COLOUR_CHROMA,
     COLOUR_LEVEL,
     COLOUR_MEAN_K,
@@ -46,7 +47,7 @@ def chroma_pair(a: Features, b: Features, m: np.ndarray, swap: bool
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Clips]:
     """(a* b* of dst and of src warped onto it, 0 = neutral; where src's chroma lands;
     the clip masks and the map colour_blobs takes): the chroma (half the grey size) of
-    the pair on dst's grid."""
+    the pair on dst's grid, at the resolution of the smaller (band_limited)."""
     src, dst = (a, b) if swap else (b, a)
     half = np.array([[0.5, 0, 0], [0, 0.5, 0], [0, 0, 1]])
     m3 = np.vstack([m, [0, 0, 1]])
@@ -58,8 +59,24 @@ def chroma_pair(a: Features, b: Features, m: np.ndarray, swap: bool
                             borderMode=cv2.BORDER_CONSTANT, borderValue=(LAB_ZERO, LAB_ZERO))
     valid = cv2.warpAffine(np.ones(src.chroma.shape[:2], np.uint8), to_half, (wd, hd),
                            flags=cv2.INTER_NEAREST) > 0
-    return (dst.chroma.astype(np.float32) - LAB_ZERO, warped.astype(np.float32) - LAB_ZERO,
+    return (band_limited(dst.chroma, to_half).astype(np.float32) - LAB_ZERO,
+            warped.astype(np.float32) - LAB_ZERO,
             valid, Clips(dst.clip, src.clip, (half @ m3)[:2], dst.bright, src.bright))
+
+
+def band_limited(chroma: np.ndarray, to_dst: np.ndarray) -> np.ndarray:
+    """dst's chroma at the resolution of src's, where the map to_dst (src px -> dst px)
+    enlarges src by CHROMA_BAND_SCALE or more: reduced by that factor (area average) and
+    enlarged back (bilinear), as src's chroma was on its way to dst's grid; else as it is.
+    The colours of a resized copy are blurred at a saturated detail (a small badge), which
+    no other colour is."""
+    f = float(np.sqrt(abs(np.linalg.det(to_dst[:, :2]))))
+    if f < CHROMA_BAND_SCALE:
+        return chroma
+    h, w = chroma.shape[:2]
+    small = cv2.resize(chroma, (max(1, round(w / f)), max(1, round(h / f))),
+                       interpolation=cv2.INTER_AREA)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 def hue_change(a: Features, b: Features, m: np.ndarray, swap: bool, block: int,

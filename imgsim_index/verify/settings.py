@@ -263,6 +263,10 @@ BLOB_SAME_NCC = 0.9  # ...where the two images do not correlate by this much
 # ball over the rocket's tower is 1.67x, and no copy's colour blob of the hard edits and
 # their sweep of strengths reaches 1.6x; at 1.5x the astronaut's 0.7 vignette fails)
 COLOUR_LEVEL = 12.0
+# where src's chroma is enlarged onto dst's grid by this factor or more, dst's chroma is
+# judged at src's resolution (reduced to it and enlarged back): a resized copy's colours
+# are blurred, and an enlarged copy holds no finer colour than its source
+CHROMA_BAND_SCALE = 1.2
 # a pixel clipped in one image only, clearly coloured there (Lab chroma this or more), is
 # judged by the colour blobs: a saturated object (a channel at 255) that moved
 CLIP_COLOUR_CHROMA = 20.0

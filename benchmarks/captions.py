@@ -13,10 +13,12 @@ to measure that tree):
   of its photo (6 styles): other shots, counted when a copy in either order;
 - timestamps: CCTV frames with a burnt-in clock that changes (white, plain or outlined):
   still frames are copies both ways, frames in which a ball moved are other shots;
-- small (small_copies, small_balls): each photo resized to SMALL_WIDTHS px wide (INTER_AREA,
-  JPEG 85) against its copy with one outlined line of caption (SMALL_STYLES, JPEG 85):
-  copies both ways; a ball frame of the small photo (seeds 200-209) against its meme
-  copy: other shots. Small pictures have few block rows (a 133 px high thumbnail: 8).
+- small (small_copies, small_balls, small_plain, small_frames): each photo resized to
+  SMALL_WIDTHS px wide (INTER_AREA, JPEG 85) against its copy with one outlined line of
+  caption (SMALL_STYLES, JPEG 85): copies both ways; a ball frame of the small photo
+  (seeds 200-209) against its meme copy, against the small photo itself, and against
+  the frame in which the ball moved: other shots. Small pictures have few block rows (a
+  133 px high thumbnail: 8).
 --json writes every pair's verdicts; --compare prints the pairs two such files disagree
 on (won: a right verdict that the first file lacks; lost: the other way).
 """
@@ -141,14 +143,17 @@ def _small(name: str, rgb: np.ndarray, out: dict[str, dict[str, list[bool]]]) ->
                 plain, jpeg(STYLES[style](small)))
         copy = jpeg(meme(small))
         for seed in range(200, 210):
-            out["small_balls"][f"{name}|w{width}|{seed}"] = _copies(
-                ball_frames(small, seed)[0], copy)
+            frame, moved = ball_frames(small, seed)
+            out["small_balls"][f"{name}|w{width}|{seed}"] = _copies(frame, copy)
+            out["small_plain"][f"{name}|w{width}|{seed}"] = _copies(frame, plain)
+            out["small_frames"][f"{name}|w{width}|{seed}"] = _copies(frame, moved)
 
 
 def run(only: str | None) -> dict[str, dict[str, list[bool]]]:
     """Every pair's verdicts (copy or exact, in each order) per set."""
-    out: dict[str, dict[str, list[bool]]] = {"copies": {}, "balls": {}, "timestamps": {},
-                                             "small_copies": {}, "small_balls": {}}
+    out: dict[str, dict[str, list[bool]]] = {
+        "copies": {}, "balls": {}, "timestamps": {}, "small_copies": {}, "small_balls": {},
+        "small_plain": {}, "small_frames": {}}
     for name in PHOTOS:
         rgb = sample(name)
         if only in (None, "small"):

@@ -729,6 +729,28 @@ def test_a_ball_beside_a_small_meme_copys_text_is_new_content(name: str, seed: i
     assert _both_ways(frame, set_jpeg(meme(small))) == ("other_shot", "other_shot")
 
 
+@pytest.mark.xfail(strict=True, reason="not handled yet: the map passes at half size, where "
+                   "the ball is 2 px across; asking the full-size probe before a half-size "
+                   "pass catches it, but sends mirrored and turned lossless copies of "
+                   "tests/test_verify_stage.py's photo to the full-size check, whose colour "
+                   "blobs fail them (benchmarks/RESULTS.md, objects beside a caption)")
+@pytest.mark.parametrize(("name", "seed"), [("astronaut", 202), ("immunohistochemistry", 200)])
+def test_a_ball_in_a_small_picture_is_new_content(name: str, seed: int) -> None:
+    """A ball frame of a 160 px picture (ball_frames: radius 4 px; a dark ball on the
+    astronaut's light wall) against the picture itself: two pictures. The map passes at
+    half size, where the ball is 2 px across and its blob's box correlates with the
+    ground's edges; the full-size look (the probe), which sees it, is asked only before
+    a pass at a quarter size."""
+    from benchmarks.hard_edits import ball_frames, sample
+    from benchmarks.hard_edits import jpeg as set_jpeg
+
+    rgb = sample(name)
+    h, w = rgb.shape[:2]
+    small = cv2.resize(rgb, (160, round(h * 160 / w)), interpolation=cv2.INTER_AREA)
+    frame, _ = ball_frames(small, seed)
+    assert _both_ways(frame, set_jpeg(small)) == ("other_shot", "other_shot")
+
+
 @pytest.mark.parametrize(("name", "q"), [("astronaut", 50), ("rocket", 95),
                                          ("immunohistochemistry", 70)])
 def test_meme_copies_stay_copies_with_their_letters_left_out(name: str, q: int) -> None:

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from imgsim_index.verify.features import Features
-from imgsim_index.verify.residual import block_sums, solid_blobs
+from imgsim_index.verify.residual import block_sums, row_pixels, solid_blobs
 from imgsim_index.verify.settings import (
     BLOB_MIN_SHARE,
     BLOB_OPEN_DIV,
@@ -140,12 +140,7 @@ def skipped_rows(rows: np.ndarray | None, cbs: int, shape: tuple[int, ...]
                  ) -> np.ndarray | None:
     """bool per chroma px: the block rows `rows` (bool per row of blocks of cbs chroma px,
     a caption's) at the chroma's size; None where there are none."""
-    if rows is None or not rows.any():
-        return None
-    out = np.zeros(shape[:2], bool)
-    n = min(rows.size * cbs, out.shape[0])
-    out[:n] = np.repeat(rows, cbs)[:n, None]
-    return out
+    return None if rows is None or not rows.any() else row_pixels(rows, cbs, shape)
 
 
 def colour_blobs(ab_d: np.ndarray, ab_s: np.ndarray, valid: np.ndarray, clips: Clips,

@@ -83,6 +83,15 @@ def rows_near(blocks: np.ndarray) -> np.ndarray:
     return near
 
 
+def row_pixels(rows: np.ndarray, bs: int, shape: tuple[int, ...]) -> np.ndarray:
+    """bool per px of an image of `shape`: the rows of blocks of bs px marked in `rows`
+    (bool per block row)."""
+    out = np.zeros(shape[:2], bool)
+    n = min(rows.size * bs, out.shape[0])
+    out[:n] = np.repeat(rows, bs)[:n, None]
+    return out
+
+
 def caption_letters(ga: np.ndarray, gb: np.ndarray, caption: np.ndarray, bs: int) -> np.ndarray:
     """bool per px: a caption's letters near the rows of its blocks (LETTER_ROWS block rows
     on either side), grown by bs // LETTER_GROW_DIV px; none without a caption. The
@@ -92,11 +101,10 @@ def caption_letters(ga: np.ndarray, gb: np.ndarray, caption: np.ndarray, bs: int
     contrasted strokes). A ball under the text is in the image without it, and the middle
     of a ball is far from its edge. Left out of the grey blobs, what shows between the
     letters is judged like the rest of the picture (a ball under a meme's text moved)."""
-    rows = np.zeros(ga.shape, bool)
     if not caption.any():
-        return rows
+        return np.zeros(ga.shape, bool)
     band = np.convolve(caption.any(axis=1), np.ones(2 * LETTER_ROWS + 1), "same") > 0
-    rows[: band.size * bs] = np.repeat(band, bs)[:, None]
+    rows = row_pixels(band, bs, ga.shape)
     k = 2 * max(1, bs // LETTER_GROW_DIV) + 1
     disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
     differs = rows & (np.abs(ga - gb) >= LETTER_CONTRAST)

@@ -585,7 +585,7 @@ def coarse_check(a: Features, b: Features, m: np.ndarray, settings: MatchSetting
     if not k or min(a.grey.shape + b.grey.shape) < COARSE_MIN_BLOCKS * settings.block:
         return None
     m3 = np.vstack([m, [0, 0, 1]])
-    probed = False  # the full-size look found a blob (asked once per map)
+    probed = None  # the full-size look (_probe) found a blob: asked once per map
     for level in range(settings.coarse_levels, 0, -1):
         block = settings.block >> level
         if block < MIN_BLOCK_PX:
@@ -610,8 +610,8 @@ def coarse_check(a: Features, b: Features, m: np.ndarray, settings: MatchSetting
             c.numbers["coarse"] = float(level)
             return c
         if c.copy and settings.coarse_accept and not local and _clearly_copy(c, settings):
-            if level > 1 and (probed := probed or _probe(a, b, m, settings)):
-                continue  # something small the full size shows: the half size goes on
+            if probed := _probe(a, b, m, settings) if probed is None else probed:
+                continue  # something small the full size shows: the next size judges it
             c.numbers["coarse"] = float(level)
             return c
     return None
@@ -621,7 +621,7 @@ def _probe(a: Features, b: Features, m: np.ndarray, settings: MatchSettings) -> 
     """At the thumbnails' size, a solid blob of pixels far off from one tone curve's
     prediction, or of another colour (colour_blobs): a small object that moved, appeared
     or vanished, which a quarter of the size shows as a few pixels. A cheap look, a few
-    milliseconds, before a map is passed below half size; it only sends the map on to
+    milliseconds, before a map is passed at a coarser size; it only sends the map on to
     the next size, which judges it."""
     from imgsim_index.verify.tone import tone_curve
 
@@ -656,7 +656,7 @@ def _probe(a: Features, b: Features, m: np.ndarray, settings: MatchSettings) -> 
     if min(a.colourful, b.colourful) <= HUE_MIN_COLOURFUL:
         return False
     # a ball of the ground's grey in another colour: the full check's colour blobs
-    return colour_probe(*chroma_pair(a, b, m, p.swap), max(1, bs // 2), PROBE_FIT_STRIDE,
+    return colour_probe(chroma_pair(a, b, m, p.swap), max(1, bs // 2), PROBE_FIT_STRIDE,
                         np.asarray(caption.any(axis=1)))
 
 

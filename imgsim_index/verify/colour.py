@@ -20,6 +20,7 @@ from imgsim_index.verify.settings import (
     BLOB_OPEN_DIV,
     CHROMA_BAND_SCALE,
     CLIP_COLOUR_CHROMA,
+    CLIP_INSIDE_PX,
     COLOUR_LEVEL,
     COLOUR_MEAN_K,
     COLOUR_NOISE_K,
@@ -27,6 +28,10 @@ from imgsim_index.verify.settings import (
     HUE_MIN_PIXELS,
     HUE_MIN_SHARE,
     LAB_ZERO,
+    LIGHT_CELLS_PER_SIGMA,
+    LIGHT_CHROMA_POWER,
+    LIGHT_MIN_CHANGE,
+    LIGHT_SIGMA,
     NEUTRAL_CHROMA,
     REFIT_MEDIAN_K,
     MatchSettings,
@@ -43,25 +48,80 @@ class Clips(NamedTuple):
     src_bright: np.ndarray
 
 
-def chroma_pair(a: Features, b: Features, m: np.ndarray, swap: bool
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Clips]:
-    """(a* b* of dst and of src warped onto it, 0 = neutral; where src's chroma lands;
-    the clip masks and the map colour_blobs takes): the chroma (half the grey size) of
-    the pair on dst's grid, at the resolution of the smaller (band_limited)."""
+class ChromaPair(NamedTuple):
+    """The chroma (half the grey size) of an aligned pair on dst's grid."""
+
+    dst: np.ndarray  # a* b* of dst, float32, 0 = neutral, at the resolution of the
+    # smaller image (band_limited)
+    src: np.ndarray  # src's, warped onto dst's grid
+    valid: np.ndarray  # where src's chroma lands
+    clips: Clips
+    light: np.ndarray  # per chroma px, the smooth light change (light_change)
+
+
+def chroma_pair(a: Features, b: Features, m: np.ndarray, swap: bool) -> ChromaPair:
+    """The chroma of the pair under map m on dst's grid (ChromaPair)."""
     src, dst = (a, b) if swap else (b, a)
-    half = np.array([[0.5, 0, 0], [0, 0.5, 0], [0, 0, 1]])
     m3 = np.vstack([m, [0, 0, 1]])
     if swap:
         m3 = np.linalg.inv(m3)
-    to_half = (half @ m3 @ np.linalg.inv(half))[:2]
+    to_chroma = _grey_to_chroma(dst) @ m3  # src grey px -> dst chroma px
+    to_half = (to_chroma @ np.linalg.inv(_grey_to_chroma(src)))[:2]
     hd, wd = dst.chroma.shape[:2]
     warped = cv2.warpAffine(src.chroma, to_half, (wd, hd), flags=cv2.INTER_LINEAR,
                             borderMode=cv2.BORDER_CONSTANT, borderValue=(LAB_ZERO, LAB_ZERO))
     valid = cv2.warpAffine(np.ones(src.chroma.shape[:2], np.uint8), to_half, (wd, hd),
                            flags=cv2.INTER_NEAREST) > 0
-    return (band_limited(dst.chroma, to_half).astype(np.float32) - LAB_ZERO,
-            warped.astype(np.float32) - LAB_ZERO,
-            valid, Clips(dst.clip, src.clip, (half @ m3)[:2], dst.bright, src.bright))
+    return ChromaPair(band_limited(dst.chroma, to_half).astype(np.float32) - LAB_ZERO,
+                      warped.astype(np.float32) - LAB_ZERO, valid,
+                      Clips(dst.clip, src.clip, to_chroma[:2], dst.bright, src.bright),
+                      light_change(dst, src, to_chroma[:2], valid))
+
+
+def light_change(dst: Features, src: Features, to_chroma: np.ndarray, valid: np.ndarray
+                 ) -> np.ndarray:
+    """Per chroma px of dst's grid, how much a smooth gain (a vignette, uneven light)
+    scales a* and b* from src to dst: both greys brought to the grid (src's through
+    to_chroma, its grey px -> dst's chroma px) and smoothed over LIGHT_SIGMA of the width
+    where src lands (on a grid LIGHT_CELLS_PER_SIGMA cells per sigma, then enlarged),
+    their ratio to the power LIGHT_CHROMA_POWER (RGB times g scales a* b* by about
+    g ** 0.73: the sRGB curve, then Lab's cube root); 1 where unknown. Smooth, it
+    follows the light over the picture, not a small object's own."""
+    hd, wd = valid.shape
+    sigma = LIGHT_SIGMA * max(wd, hd)
+    f = max(1.0, sigma / LIGHT_CELLS_PER_SIGMA)  # chroma px per cell
+    size = (max(1, round(wd / f)), max(1, round(hd / f)))
+    small_s = cv2.resize(src.grey, (max(1, round(src.grey.shape[1] / f)),
+                                    max(1, round(src.grey.shape[0] / f))),
+                         interpolation=cv2.INTER_AREA).astype(np.float32)
+    # src's small px -> its grey px -> dst's chroma px -> a cell
+    to_cells = (_centres(size[0] / wd, size[1] / hd) @ np.vstack([to_chroma, [0, 0, 1]])
+                @ np.linalg.inv(_centres(small_s.shape[1] / src.grey.shape[1],
+                                         small_s.shape[0] / src.grey.shape[0])))
+    grey_d = cv2.resize(dst.grey, size, interpolation=cv2.INTER_AREA).astype(np.float32)
+    grey_s = cv2.warpAffine(small_s, to_cells[:2], size, flags=cv2.INTER_LINEAR)
+    inside = cv2.resize(valid.astype(np.float32), size, interpolation=cv2.INTER_AREA)
+    weight = cv2.GaussianBlur(inside, (0, 0), LIGHT_CELLS_PER_SIGMA)
+    smooth_d, smooth_s = (cv2.GaussianBlur(g * inside, (0, 0), LIGHT_CELLS_PER_SIGMA)
+                          for g in (grey_d, grey_s))
+    ratio = np.ones(weight.shape, np.float32)
+    ok = weight > 1e-3
+    ratio[ok] = ((smooth_d[ok] + 1.0) / (smooth_s[ok] + 1.0)) ** LIGHT_CHROMA_POWER
+    return cv2.resize(ratio, (wd, hd), interpolation=cv2.INTER_LINEAR)
+
+
+def _centres(sx: float, sy: float) -> np.ndarray:
+    """3x3 map from an image's px to a resized copy's (sx, sy times its size), pixel
+    centres: as the maps are (geometry.to_level)."""
+    return np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1]])
+
+
+def _grey_to_chroma(f: Features) -> np.ndarray:
+    """3x3 map from f's grey px to its chroma px, pixel centres: the chroma is the grey's
+    picture reduced to about half (its own rounded size), so a mirror or turn lands on
+    the same chroma pixels."""
+    (hg, wg), (hc, wc) = f.grey.shape[:2], f.chroma.shape[:2]
+    return _centres(wc / wg, hc / hg)
 
 
 def band_limited(chroma: np.ndarray, to_dst: np.ndarray) -> np.ndarray:
@@ -87,14 +147,15 @@ def hue_change(a: Features, b: Features, m: np.ndarray, swap: bool, block: int,
     both, whose hue changed by more than settings.block_hue_deg: a subject recoloured, or
     another one there; what finds the blocks touched by a blob of another colour,
     colour_blobs)."""
-    ab_d, ab_s, valid, clips = chroma_pair(a, b, m, swap)
+    pair = chroma_pair(a, b, m, swap)
+    ab_d, ab_s, valid = pair.dst, pair.src, pair.valid
     hd, wd = valid.shape
     c_d, c_s = np.hypot(ab_d[..., 0], ab_d[..., 1]), np.hypot(ab_s[..., 0], ab_s[..., 1])
     sel = valid & (c_d > NEUTRAL_CHROMA) & (c_s > NEUTRAL_CHROMA)
     hb, wb = grid
     blocks = np.zeros(grid, bool)
     cbs = max(1, block // 2)  # the chroma is at half the grey size
-    blobs = partial(colour_blobs, ab_d, ab_s, valid, clips, cbs, grid)
+    blobs = partial(colour_blobs, pair, cbs, grid)
     if sel.sum() < HUE_MIN_PIXELS:
         return -1.0, blocks, blobs
     d = np.abs(np.remainder(np.arctan2(ab_d[..., 1], ab_d[..., 0])
@@ -133,7 +194,12 @@ def _fit_mask(valid: np.ndarray, clips: Clips,
     coloured_d = (ab_d[..., 0] ** 2 + ab_d[..., 1] ** 2) >= k2
     coloured_s = (ab_s[..., 0] ** 2 + ab_s[..., 1] ** 2) >= k2
     one_sided = (clip_d & ~bright_s & coloured_d) | (clip_s & ~bright_d & coloured_s)
-    return fit, fit | (valid & one_sided)
+    # a clipped colour facing a light one that is not clipped: judged CLIP_INSIDE_PX in
+    # from its edge (a copy's resampled clipped colour differs at the edge only; a
+    # saturated ball on a light orange ground differs throughout)
+    facing = ((clip_d & ~clip_s & coloured_d) | (clip_s & ~clip_d & coloured_s)).astype(np.uint8)
+    inside = cv2.erode(facing, np.ones((2 * CLIP_INSIDE_PX + 1,) * 2, np.uint8)) > 0
+    return fit, fit | (valid & (one_sided | inside))
 
 
 def skipped_rows(rows: np.ndarray | None, cbs: int, shape: tuple[int, ...]
@@ -143,39 +209,78 @@ def skipped_rows(rows: np.ndarray | None, cbs: int, shape: tuple[int, ...]
     return None if rows is None or not rows.any() else row_pixels(rows, cbs, shape)
 
 
-def colour_blobs(ab_d: np.ndarray, ab_s: np.ndarray, valid: np.ndarray, clips: Clips,
-                 cbs: int, grid: tuple[int, int], skip_rows: np.ndarray | None = None
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def _sources(pair: ChromaPair) -> list[np.ndarray]:
+    """src's a* b* as they are, and (where the light changes by LIGHT_MIN_CHANGE or more
+    somewhere) scaled by the light's change: a vignette darkens colours with the grey,
+    an edit of lightness alone (CLAHE on L*) does not. The colour map is fitted to each
+    and the closer kept: one choice, not a degree of freedom per pixel. A light changed
+    alike everywhere (an exposure) is the map's own scale: the colours as they are."""
+    if float(pair.light.max()) < (1.0 + LIGHT_MIN_CHANGE) * float(pair.light.min()):
+        return [pair.src]
+    return [pair.src, pair.src * pair.light[..., None]]
+
+
+def _affine_fit(src: np.ndarray, dst: np.ndarray, sample: np.ndarray
+                ) -> tuple[np.ndarray, float] | None:
+    """(the 3x2 affine map of a* b* from src to dst, (a*, b*, 1) @ map, fitted on the
+    flat indices `sample` and again without the worst; the median error there), or None
+    where too few pixels fit."""
+    x = np.ones((sample.size, 3))
+    x[:, :2] = src.reshape(-1, 2)[sample]
+    y = dst.reshape(-1, 2)[sample].astype(np.float64)
+    inl = np.ones(sample.size, bool)
+    for _ in range(2):
+        xi = x[inl]
+        coef = np.linalg.lstsq(xi.T @ xi, xi.T @ y[inl], rcond=None)[0]
+        err = np.sqrt(((y - x @ coef) ** 2).sum(axis=1))
+        median = float(np.median(err))
+        inl = err <= max(REFIT_MEDIAN_K * median, COLOUR_LEVEL / 2)
+        if inl.sum() < HUE_MIN_PIXELS:
+            return None
+    return coef, median
+
+
+def _colour_residual(pair: ChromaPair, sample: np.ndarray
+                     ) -> tuple[np.ndarray, float] | None:
+    """(|dst's a* b* - their prediction from src's| per chroma px, its median over
+    `sample`) for the closer of _sources' fits, or None where none fits."""
+    best: tuple[np.ndarray, np.ndarray, float] | None = None
+    for src in _sources(pair):
+        got = _affine_fit(src, pair.dst, sample)
+        if got is not None and (best is None or got[1] < best[2]):
+            best = (src, *got)
+    if best is None:
+        return None
+    src, coef, _ = best
+    diff = pair.dst - cv2.transform(src, coef.T.astype(np.float32))
+    res = cv2.magnitude(np.ascontiguousarray(diff[..., 0]), np.ascontiguousarray(diff[..., 1]))
+    return res, float(np.median(res.ravel()[sample]))
+
+
+def colour_blobs(pair: ChromaPair, cbs: int, grid: tuple[int, int],
+                 skip_rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Blocks of the residual grid (blocks of cbs chroma px) touched by a solid blob of
-    another colour: ab_d (a*, b* of dst, 0 = neutral) predicted from ab_s (src's, aligned)
-    by one affine map fitted where both are valid and neither is clipped, and again
-    without the worst pixels (the blob's own), the residual's blobs (residual.solid_blobs)
-    above COLOUR_LEVEL and COLOUR_NOISE_K x the median residual, COLOUR_MEAN_K x that on
-    average. Two masks: the blobs judged where neither image is clipped, and those judged
-    where a clipped colour faces no clipping too (_fit_mask). A blob wholly in skip_rows
-    (bool per block row: a caption's) is not counted: a caption's letters make many blobs
-    of their own, which would hide an object beside them (solid_blobs finds none among
-    too many); an object reaching out of them is judged whole."""
+    another colour: dst's a* b* predicted from src's (aligned; as they are or under the
+    light's change, _sources) by one affine map fitted where both are valid and neither
+    is clipped, and again without the worst pixels (the blob's own), the residual's
+    blobs (residual.solid_blobs) above COLOUR_LEVEL and COLOUR_NOISE_K x the median
+    residual, COLOUR_MEAN_K x that on average. Two masks: the blobs judged where neither
+    image is clipped, and those judged where a clipped colour faces no clipping too
+    (_fit_mask). A blob wholly in skip_rows (bool per block row: a caption's) is not
+    counted: a caption's letters make many blobs of their own, which would hide an
+    object beside them (solid_blobs finds none among too many); an object reaching out
+    of them is judged whole."""
     hb, wb = grid
-    fit, judged = _fit_mask(valid, clips, (ab_d, ab_s))
+    fit, judged = _fit_mask(pair.valid, pair.clips, (pair.dst, pair.src))
     none = np.zeros(grid, bool)
     n_fit = int(fit.sum())
     if n_fit < HUE_MIN_PIXELS or hb * cbs > fit.shape[0] or wb * cbs > fit.shape[1]:
         return none, none
-    x = np.concatenate([ab_s, np.ones(ab_s.shape[:2] + (1,), np.float32)], axis=2)
-    x = x.reshape(-1, 3).astype(np.float64)
-    y = ab_d.reshape(-1, 2).astype(np.float64)
-    inl = fit.ravel()
-    for _ in range(2):
-        xi = x[inl]
-        coef = np.linalg.lstsq(xi.T @ xi, xi.T @ y[inl], rcond=None)[0]
-        err = np.linalg.norm(y - x @ coef, axis=1)
-        inl = fit.ravel() & (err <= max(REFIT_MEDIAN_K * float(np.median(err[fit.ravel()])),
-                                        COLOUR_LEVEL / 2))
-        if inl.sum() < HUE_MIN_PIXELS:
-            return none, none
-    err2 = err.reshape(fit.shape)
-    level = max(COLOUR_LEVEL, COLOUR_NOISE_K * float(np.median(err2[fit])))
+    got = _colour_residual(pair, np.flatnonzero(fit))
+    if got is None:
+        return none, none
+    err2, median = got
+    level = max(COLOUR_LEVEL, COLOUR_NOISE_K * median)
     found = []
     skip = skipped_rows(skip_rows, cbs, fit.shape)
     for where in (fit, judged) if (judged & ~fit).any() else (fit,):
@@ -186,8 +291,7 @@ def colour_blobs(ab_d: np.ndarray, ab_s: np.ndarray, valid: np.ndarray, clips: C
     return found[0], found[-1]
 
 
-def colour_probe(ab_d: np.ndarray, ab_s: np.ndarray, valid: np.ndarray,
-                 clips: Clips, cbs: int, stride: int,
+def colour_probe(pair: ChromaPair, cbs: int, stride: int,
                  skip_rows: np.ndarray | None = None) -> bool:
     """colour_blobs' question in a few milliseconds, for check's look before a coarse
     pass: the affine map of a* b* fitted (and refitted without the worst) on every
@@ -195,25 +299,16 @@ def colour_probe(ab_d: np.ndarray, ab_s: np.ndarray, valid: np.ndarray,
     residual where colour_blobs judges it (with the one-sided clipped colours, whatever
     the exposure: the probe only sends a map on), not counting blobs wholly in skip_rows
     (a caption's block rows, as colour_blobs); True when there is one."""
-    fit, judged = _fit_mask(valid, clips, (ab_d, ab_s))
+    fit, judged = _fit_mask(pair.valid, pair.clips, (pair.dst, pair.src))
     idx = np.flatnonzero(fit)
     sample = idx[::stride]
     if sample.size < HUE_MIN_PIXELS:
         return False
-    x = np.ones((sample.size, 3))
-    x[:, :2] = ab_s.reshape(-1, 2)[sample]
-    y = ab_d.reshape(-1, 2)[sample].astype(np.float64)
-    inl = np.ones(sample.size, bool)
-    for _ in range(2):
-        coef = np.linalg.lstsq(x[inl], y[inl], rcond=None)[0]  # (3, 2)
-        err = np.sqrt(((y - x @ coef) ** 2).sum(axis=1))
-        inl = err <= max(REFIT_MEDIAN_K * float(np.median(err)), COLOUR_LEVEL / 2)
-        if inl.sum() < HUE_MIN_PIXELS:
-            return False
-    pred = cv2.transform(ab_s, coef.T.astype(np.float32))  # a*, b* of src through the map
-    diff = ab_d - pred
-    res = cv2.magnitude(np.ascontiguousarray(diff[..., 0]), np.ascontiguousarray(diff[..., 1]))
+    got = _colour_residual(pair, sample)
+    if got is None:
+        return False
+    res, median = got
     res *= judged
-    level = max(COLOUR_LEVEL, COLOUR_NOISE_K * float(np.median(res.ravel()[sample])))
+    level = max(COLOUR_LEVEL, COLOUR_NOISE_K * median)
     return solid_blobs(res, level, None, cbs // BLOB_OPEN_DIV, BLOB_MIN_SHARE * idx.size,
                        COLOUR_MEAN_K, skip=skipped_rows(skip_rows, cbs, res.shape)) is not None

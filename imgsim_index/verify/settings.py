@@ -267,9 +267,20 @@ COLOUR_LEVEL = 12.0
 # judged at src's resolution (reduced to it and enlarged back): a resized copy's colours
 # are blurred, and an enlarged copy holds no finer colour than its source
 CHROMA_BAND_SCALE = 1.2
+# the colour map also scales a* b* by a smooth light change (colour.light_change): the
+# greys' ratio smoothed by a Gaussian of this share of the width (a vignette's scale, not a
+# ball's), to the power that a gain on RGB scales a* b* by (the sRGB curve, then Lab's
+# cube root: 2.2 / 3)
+LIGHT_SIGMA = 1 / 12
+LIGHT_CELLS_PER_SIGMA = 2.0  # the light smoothed on a grid this fine, then enlarged
+LIGHT_CHROMA_POWER = 0.73
+LIGHT_MIN_CHANGE = 0.05  # a light varying less than this: the colours as they are
 # a pixel clipped in one image only, clearly coloured there (Lab chroma this or more), is
 # judged by the colour blobs: a saturated object (a channel at 255) that moved
 CLIP_COLOUR_CHROMA = 20.0
+# ...and, where the other image is light (a channel at CLIP_NEAR) but not clipped, this many
+# chroma px in from the clipped colour's edge
+CLIP_INSIDE_PX = 2
 # the same exposure as far as clipping goes: tone curves this close to identity, or a pure
 # gain under CLIP_HIGH / CLIP_NEAR either way (it cannot clip a channel under CLIP_NEAR)
 SAME_LIGHT_TONE_DEV = 3.0

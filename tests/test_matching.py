@@ -801,6 +801,26 @@ def test_a_ball_in_a_small_picture_is_new_content(name: str, seed: int) -> None:
     assert _both_ways(frame, set_jpeg(small)) == ("other_shot", "other_shot")
 
 
+@pytest.mark.xfail(strict=True, reason="not handled yet: the letters' colour blobs are "
+                   "judged; leaving out the colour blobs on an overlay's line of text (its "
+                   "box grown by a block) found these and 4 more captioned copies but let 3 "
+                   "balls in a subtitle's line pass (benchmarks/RESULTS.md, the chroma grid "
+                   "by pixel centres)")
+@pytest.mark.parametrize("encoding", ["q70", "half"])
+def test_a_translucent_watermarks_letters_are_no_colour_blobs(encoding: str) -> None:
+    """coffee with a translucent white word over it (captions.py's watermark, alpha 110),
+    JPEG 70 or halved: the letters pale the colours under them, colour blobs on the
+    overlay's line of text. A copy at 38b77e7, where the chroma grid was half a pixel
+    off; an other shot since the grid is by pixel centres."""
+    from benchmarks.captions import ENCODINGS, STYLES
+    from benchmarks.hard_edits import jpeg as set_jpeg
+    from benchmarks.hard_edits import sample
+
+    rgb = sample("coffee")
+    copy = ENCODINGS[encoding](STYLES["watermark"](rgb))
+    assert _both_ways(set_jpeg(rgb), copy) == ("copy", "copy")
+
+
 @pytest.mark.parametrize(("name", "q"), [("astronaut", 50), ("rocket", 95),
                                          ("immunohistochemistry", 70)])
 def test_meme_copies_stay_copies_with_their_letters_left_out(name: str, q: int) -> None:

@@ -197,8 +197,9 @@ def _fit_mask(valid: np.ndarray, clips: Clips,
     # a clipped colour facing a light one that is not clipped: judged CLIP_INSIDE_PX in
     # from its edge (a copy's resampled clipped colour differs at the edge only; a
     # saturated ball on a light orange ground differs throughout)
-    facing = ((clip_d & ~clip_s & coloured_d) | (clip_s & ~clip_d & coloured_s)).astype(np.uint8)
-    inside = cv2.erode(facing, np.ones((2 * CLIP_INSIDE_PX + 1,) * 2, np.uint8)) > 0
+    facing = valid & ((clip_d & ~clip_s & coloured_d) | (clip_s & ~clip_d & coloured_s))
+    inside = cv2.erode(facing.astype(np.uint8), np.ones((2 * CLIP_INSIDE_PX + 1,) * 2, np.uint8),
+                       borderType=cv2.BORDER_CONSTANT, borderValue=0) > 0  # the frame's edge too
     return fit, fit | (valid & (one_sided | inside))
 
 

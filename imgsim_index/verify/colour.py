@@ -7,7 +7,7 @@ check.py judges a map with them.
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import partial
+from functools import cache, partial
 from typing import NamedTuple
 
 import cv2
@@ -56,7 +56,9 @@ class ChromaPair(NamedTuple):
     src: np.ndarray  # src's, warped onto dst's grid
     valid: np.ndarray  # where src's chroma lands
     clips: Clips
-    light: np.ndarray  # per chroma px, the smooth light change (light_change)
+    # per chroma px, the smooth light change (light_change): made on first call, as only
+    # the colour blobs of a map that passes every other limit ask
+    light: Callable[[], np.ndarray]
 
 
 def chroma_pair(a: Features, b: Features, m: np.ndarray, swap: bool) -> ChromaPair:
@@ -75,7 +77,7 @@ def chroma_pair(a: Features, b: Features, m: np.ndarray, swap: bool) -> ChromaPa
     return ChromaPair(band_limited(dst.chroma, to_half).astype(np.float32) - LAB_ZERO,
                       warped.astype(np.float32) - LAB_ZERO, valid,
                       Clips(dst.clip, src.clip, to_chroma[:2], dst.bright, src.bright),
-                      light_change(dst, src, to_chroma[:2], valid))
+                      cache(partial(light_change, dst, src, to_chroma[:2], valid)))
 
 
 def light_change(dst: Features, src: Features, to_chroma: np.ndarray, valid: np.ndarray
@@ -216,9 +218,10 @@ def _sources(pair: ChromaPair) -> list[np.ndarray]:
     an edit of lightness alone (CLAHE on L*) does not. The colour map is fitted to each
     and the closer kept: one choice, not a degree of freedom per pixel. A light changed
     alike everywhere (an exposure) is the map's own scale: the colours as they are."""
-    if float(pair.light.max()) < (1.0 + LIGHT_MIN_CHANGE) * float(pair.light.min()):
+    light = pair.light()
+    if float(light.max()) < (1.0 + LIGHT_MIN_CHANGE) * float(light.min()):
         return [pair.src]
-    return [pair.src, pair.src * pair.light[..., None]]
+    return [pair.src, pair.src * light[..., None]]
 
 
 def _affine_fit(src: np.ndarray, dst: np.ndarray, sample: np.ndarray

@@ -7,7 +7,9 @@ earlier ones found:
 
 1. sketch: the dihedral transforms (mirror x rot90) of the 32x32 content-box sketches,
    the best-correlated two. Exact, mirrored, rotated, resized, bordered copies and a
-   picture resized without keeping its aspect align here, in microseconds.
+   picture resized without keeping its aspect align here, in microseconds. Where the
+   whole frames' map is within FRAME_SNAP_PX of the boxes' map (a margin's edge that
+   re-encoding moved by a row), it is checked too when the boxes' map fails.
 2. ecc of the sketch map: when a sketch map was checked and failed, ECC refines the best
    one densely on 128 px thumbnails (about a millisecond): a copy turned or cropped
    slightly aligns here. When ECC leaves the map in place the alignment is confirmed: the
@@ -55,7 +57,12 @@ from imgsim_index.verify.geometry import (
     template,
 )
 from imgsim_index.verify.residual import Local
-from imgsim_index.verify.settings import SKETCH_ASPECT_LOG_TOL, SKETCH_MAPS, MatchSettings
+from imgsim_index.verify.settings import (
+    FRAME_SNAP_PX,
+    SKETCH_ASPECT_LOG_TOL,
+    SKETCH_MAPS,
+    MatchSettings,
+)
 
 
 @dataclass
@@ -167,17 +174,29 @@ class SketchMaps:
             if abs(np.log(aspect_a / aspect_b)) >= tol:
                 continue
             m = dihedral_matrix(k, a, b)
-            chk = s.settle(m, "sketch")
-            if chk is None:  # not settled at the coarse sizes: the full size decides
-                # the best-correlated map ECC moves is a copy turned or cropped a little
-                # (the sketch map's full check would fail: ECC would run next), whose
-                # refined map passes; the sketch map then is not checked at full size
-                if not s.tried and (refined := s.refine(m)[1]) is not None and s.check(
-                        refined, "ecc").copy:
-                    break
-                chk = s.finish(m, "sketch")
-            if chk.copy:
+            if self._passes(s, m):
                 break
+            frames = dihedral_matrix(k, _frame(s.a), _frame(s.b))
+            if 0.25 < map_shift(m, frames, b) <= FRAME_SNAP_PX and self._passes(s, frames):
+                break
+
+    @staticmethod
+    def _passes(s: Alignment, m: np.ndarray) -> bool:
+        chk = s.settle(m, "sketch")
+        if chk is None:  # not settled at the coarse sizes: the full size decides
+            # the best-correlated map ECC moves is a copy turned or cropped a little (the
+            # sketch map's full check would fail: ECC would run next), whose refined map
+            # passes; the sketch map then is not checked at full size
+            if not s.tried and (refined := s.refine(m)[1]) is not None and s.check(
+                    refined, "ecc").copy:
+                return True
+            chk = s.finish(m, "sketch")
+        return chk.copy
+
+
+def _frame(f: Features) -> tuple[int, int, int, int]:
+    h, w = f.grey.shape
+    return 0, 0, w, h
 
 
 def _sketch_tried(s: Alignment) -> list[Tried]:

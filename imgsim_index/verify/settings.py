@@ -174,6 +174,10 @@ TRIM_MIN_MARGIN_PX = 2  # a margin of this many px or fewer is resampling noise,
 SKETCH_MAPS = 2  # the best-correlated dihedral transforms of the sketches that are tried
 # the content boxes' aspect ratios may differ by this (log) on top of MatchSettings.max_squash
 SKETCH_ASPECT_LOG_TOL = 0.04
+# a content box's edge where the margin fades into the picture moves by a px or two with
+# re-encoding: where the whole frames' map puts b's box within this many px of the boxes'
+# map, it is tried too when the boxes' map fails (a JPEG copy a row shorter in its box)
+FRAME_SNAP_PX = 3.0
 RANSAC_SEED = 12345  # OpenCV's RNG seed before RANSAC: the same pair gives the same map
 RANSAC_ITERS, RANSAC_CONFIDENCE, RANSAC_REFINE_ITERS = 2000, 0.995, 10
 TEMPLATE_SIDE = 64.0  # the template search runs on content boxes of this long side...

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 from library_fixture import DIM, Img, make_library, run_dedupe, simple_library
+from PIL import Image
 
 from imgsim_index.actions.plan import apply_plan, make_plan
 from imgsim_index.groups.verified import NOT_A_COPY
@@ -190,8 +191,8 @@ def test_a_not_verified_pair_recorded_in_the_index_is_no_copy(tmp_path: Path) ->
     db = sqlite3.connect(index / "catalog.sqlite")
     (a, digest_a), (b, digest_b) = db.execute(
         "SELECT id, digest FROM images ORDER BY id").fetchall()
-    db.execute("INSERT INTO verified_pairs VALUES (?, ?, 'not_verified', ?, ?)",
-               (a, b, digest_a, digest_b))
+    db.execute("INSERT INTO verified_pairs (a, b, match, digest_a, digest_b, lacks) "
+               "VALUES (?, ?, 'not_verified', ?, ?, 0)", (a, b, digest_a, digest_b))
     db.commit()
     db.close()
     before = Path(burst2).read_bytes()
@@ -207,3 +208,147 @@ def test_a_not_verified_pair_recorded_in_the_index_is_no_copy(tmp_path: Path) ->
     assert refusals(plan)[burst2].startswith(f"{NOT_A_COPY}: verified now from the files: ")
     apply_plan(plan, str(tmp_path / "j.jsonl"))
     assert Path(burst2).read_bytes() == before
+
+
+def _crop_library(tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
+    """A photo (PNG), the photo with a ball in its lower right corner (PNG) and a JPEG crop
+    of the photo that leaves the corner out: the crop is a copy of both, the two are other
+    shots. One vector for all three: every pair is a candidate."""
+    from benchmarks.hard_edits import sample
+
+    rgb = sample("chelsea")
+    h, w = rgb.shape[:2]
+    ball = rgb.copy()
+    yy, xx = np.mgrid[0:h, 0:w]
+    ball[(xx - (w - 30)) ** 2 + (yy - (h - 30)) ** 2 <= 12 ** 2] = (30, 140, 230)
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.fromarray(rgb).save(src / "photo.png")
+    Image.fromarray(ball).save(src / "ball.png")
+    Image.fromarray(rgb[: int(h * 0.78), : int(w * 0.82)]).save(src / "crop.jpg", quality=92)
+    photos, index = make_library(tmp_path, [
+        Img(name, 0, same_bytes_as=str(src / name))
+        for name in ("photo.png", "ball.png", "crop.jpg")])
+    return photos, index, {k: str(photos / f"{k}.{e}")
+                           for k, e in (("photo", "png"), ("ball", "png"), ("crop", "jpg"))}
+
+
+def test_a_crop_stands_for_no_picture_it_was_cut_from(tmp_path: Path) -> None:
+    """The crop is a copy of the photo and of the ball frame, which are other shots of each
+    other. Before, with --keep original (JPEG over PNG) the crop was the keeper and both
+    whole pictures were removable: apply deleted the ball frame, which no file left shows,
+    and the rest of the photo. Now the keeper is a whole picture, the crop goes, and the
+    other whole picture stays: only the crop joins it to the keeper."""
+    from imgsim_index.groups.verified import THROUGH_CROP
+
+    photos, index, f = _crop_library(tmp_path)
+    got = run_dedupe(tmp_path, index, keep="original")
+    [group] = got.report["groups"]
+    assert group["keeper"] in (f["photo"], f["ball"])
+    assert group["keep_reason"].startswith("showing the whole picture: ")
+    assert group["removable"] == [f["crop"]] and got.report["files_removable"] == 1
+    other = f["ball"] if group["keeper"] == f["photo"] else f["photo"]
+    assert group["not_removable"] == [{"path": other,
+                                       "reason": f"{NOT_A_COPY}: {THROUGH_CROP}"}]
+    plan = make_plan(got.report_path, "delete", None)
+    result = apply_plan(plan, str(tmp_path / "j.jsonl"))
+    assert [op.path for op in result.done] == [f["crop"]]
+    assert Path(f["photo"]).exists() and Path(f["ball"]).exists()
+
+
+def test_a_report_that_keeps_the_crop_removes_no_whole_picture(tmp_path: Path) -> None:
+    """A report edited to keep the crop and remove both whole pictures (what dedupe chose
+    before): the index shows no chain on which the crop stands for them, so apply verifies
+    the files now, and refuses both (the crop lacks part of each); the same where the pairs
+    were recorded by a version that did not say which image lacks what (lacks NULL)."""
+    from imgsim_index.groups.verified import KEEPER_LACKS
+
+    photos, index, f = _crop_library(tmp_path)
+    got = run_dedupe(tmp_path, index, keep="original")
+
+    def keep_crop(rep: dict[str, Any]) -> None:
+        rep["groups"] = [{"group": 0, "size": 3, "keeper": f["crop"],
+                          "members": [{**member(f["crop"]), "role": "keep"},
+                                      member(f["photo"]), member(f["ball"])],
+                          "removable": [f["photo"], f["ball"]], "bytes_removable": 1}]
+
+    edit_report(got.report_path, keep_crop)
+    before = {k: Path(v).read_bytes() for k, v in f.items()}
+    for recorded in ("lacks", "NULL"):
+        db = sqlite3.connect(index / "catalog.sqlite")
+        db.execute(f"UPDATE verified_pairs SET lacks = {recorded}")
+        db.commit()
+        db.close()
+        plan = make_plan(got.report_path, "delete", None)
+        assert plan.operations == []
+        for path in (f["photo"], f["ball"]):
+            assert refusals(plan)[path].startswith(
+                f"{NOT_A_COPY}: verified now from the files: {KEEPER_LACKS} (B cropped "), \
+                refusals(plan)
+        apply_plan(plan, str(tmp_path / f"j-{recorded}.jsonl"))
+        assert {k: Path(v).read_bytes() for k, v in f.items()} == before
+
+
+def test_which_image_of_a_copy_lacks_part_of_the_other() -> None:
+    """lacks(): from the crop shares of a copy's numbers (> 0: B lacks that side of A),
+    beyond the share the evidence names (more where a turn filled the corners)."""
+    from imgsim_index.verify.verdict import LACKS_A, LACKS_B, lacks, swapped
+
+    assert lacks({}) == 0
+    assert lacks({"crop_right": 0.18, "crop_bottom": 0.22}) == LACKS_B
+    assert lacks({"crop_left": -0.05}) == LACKS_A
+    assert lacks({"crop_left": -0.05, "crop_top": 0.05}) == LACKS_A | LACKS_B
+    assert lacks({"crop_right": 0.015}) == 0
+    assert lacks({"crop_right": 0.05, "fill_share": 0.01}) == 0
+    assert swapped(LACKS_A) == LACKS_B and swapped(LACKS_B) == LACKS_A
+    assert swapped(None) is None and swapped(LACKS_A | LACKS_B) == LACKS_A | LACKS_B
+
+
+def test_a_catalog_whose_pairs_do_not_say_what_they_lack(tmp_path: Path) -> None:
+    """A catalog written before verified pairs said which image lacks what: read-only,
+    its pairs read with lacks None; opened for writing, the column is added in place."""
+    from imgsim_index.index.catalog import Catalog, VerifiedPair
+
+    path = str(tmp_path / "catalog.sqlite")
+    cat = Catalog(path)
+    cat.record_verified([VerifiedPair(1, 2, "copy", "d1", "d2", 2)], [])
+    cat.close()
+    db = sqlite3.connect(path)
+    db.execute("ALTER TABLE verified_pairs DROP COLUMN lacks")
+    db.commit()
+    db.close()
+    ro = Catalog(path, readonly=True)
+    assert ro.verified_pairs([1, 2]) == [VerifiedPair(1, 2, "copy", "d1", "d2", None)]
+    ro.close()
+    rw = Catalog(path)
+    assert rw.verified_pairs([1, 2]) == [VerifiedPair(1, 2, "copy", "d1", "d2", None)]
+    rw.record_verified([VerifiedPair(1, 2, "copy", "d1", "d2", 1)], [])
+    assert rw.verified_pairs([1, 2]) == [VerifiedPair(1, 2, "copy", "d1", "d2", 1)]
+    rw.close()
+
+
+def test_a_caption_hides_what_is_beneath_it(tmp_path: Path) -> None:
+    """A photo, a frame of it in which a ball appeared under where a meme's letters go,
+    and the meme copy of the photo: the meme is a copy of both (its letters cover the
+    ball), the photo and the frame are other shots. The meme carries the text (text_in),
+    so it stands for neither: it is the one file that goes, whatever the policy picks."""
+    from benchmarks.hard_edits import ball_frames, jpeg, meme, sample
+    from imgsim_index.groups.verified import THROUGH_CROP
+
+    rgb = sample("coffee")
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.fromarray(rgb).save(src / "photo.png")
+    Image.fromarray(ball_frames(rgb, 201)[0]).save(src / "frame.png")
+    Image.fromarray(jpeg(meme(rgb))).save(src / "meme.jpg", quality=95)
+    photos, index = make_library(tmp_path, [Img(name, 0, same_bytes_as=str(src / name))
+                                            for name in ("photo.png", "frame.png", "meme.jpg")])
+    f = {name: str(photos / name) for name in ("photo.png", "frame.png", "meme.jpg")}
+    for keep in ("original", "highest-resolution"):
+        got = run_dedupe(tmp_path, index, keep=keep)
+        [group] = got.report["groups"]
+        assert group["keeper"] in (f["photo.png"], f["frame.png"]), keep
+        assert group["removable"] == [f["meme.jpg"]], keep
+        other = f["frame.png"] if group["keeper"] == f["photo.png"] else f["photo.png"]
+        assert group["not_removable"] == [{"path": other,
+                                           "reason": f"{NOT_A_COPY}: {THROUGH_CROP}"}]

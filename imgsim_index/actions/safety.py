@@ -247,7 +247,12 @@ def verify_files(pairs: Sequence[tuple[Row, Row]]) -> list[str | None]:
 
 
 def _refusal(verdict: Verdict) -> str | None:
-    """None when a verdict made now from the files is a copy, else why the file stays."""
+    """None when a verdict made now from the files (A: the removable file, B: its keeper)
+    is a copy of which the keeper lacks nothing, else why the file stays."""
+    from imgsim_index.groups.verified import KEEPER_LACKS, LACKS_B, lacks
+
+    if verdict.kept and lacks(verdict.numbers) & LACKS_B:
+        return f"verified now from the files: {KEEPER_LACKS} ({verdict.evidence})"
     if verdict.kept:
         return None
     if not verdict.verified:

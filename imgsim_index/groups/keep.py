@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -229,11 +229,15 @@ def choose_keepers(
     settings: KeepSettings,
     folder_codes: np.ndarray | None = None,
     vectors: np.ndarray | None = None,
+    partial: Collection[int] = (),
 ) -> list[GroupDecision]:
     """One decision per group of `groups.members`, in the same order.
 
     `folder_codes`: each row's input folder in command-line order (for "first");
-    `vectors`: the rows' vectors, to score every member against its keeper.
+    `vectors`: the rows' vectors, to score every member against its keeper; `partial`:
+    the rows a verified copy shows to lack part of another's picture (a crop): the policy's
+    pick only where every candidate is one (a crop stands for no picture it was cut from:
+    groups/verified.py).
     """
     import numpy as np
 
@@ -251,11 +255,23 @@ def choose_keepers(
                       members[~frames] if not frames.all() else members)
         cands = candidates.tolist()
         best, reason = _pick([_Member(rows[m], int(codes[m])) for m in cands], rules)
+        whole = [m for m in cands if m not in partial]
+        # the policy's pick lacks part of another member's picture: the whole ones decide
+        cropped = cands[best] in partial and bool(whole)
+        if cropped:
+            cands = whole
+            best, reason = _pick([_Member(rows[m], int(codes[m])) for m in cands], rules)
         keeper = cands[best]
-        if len(cands) == 1:
+        if len(cands) == 1 and cropped:
+            reason = ("the only protected file showing the whole picture" if protected.any()
+                      else "the only file showing the whole picture")
+        elif len(cands) == 1:
             reason = ("the only protected file" if protected.any() else "the only still image")
-        elif protected.any() and not protected.all():
-            reason = f"protected: {reason}"
+        else:
+            if cropped:
+                reason = f"showing the whole picture: {reason}"
+            if protected.any() and not protected.all():
+                reason = f"protected: {reason}"
         fixed = (protected | frames).tolist()
         removable = [m for m, f in zip(members.tolist(), fixed, strict=True)
                      if m != keeper and not f]

@@ -14,11 +14,15 @@ A removable file R passes with keeper K when:
    (`copy_floor`: the model's calibrated candidate threshold, never a report's), or the
    two rows' stored perceptual hashes within search.hash_pairs.HASH_RADIUS bits in some
    rotation or mirror (the pairs the hash channel makes candidates: grey copies and
-   quarter turns score under the floor); or
-3. neither is recorded (a `--verify off` report, or an index from before pairs were
-   recorded), the score of R and K meets the floor, and `verify_now` says the two are a
-   copy: apply verifies the files themselves at that point; dedupe without verification
-   lists such files as `verify_at_apply`.
+   quarter turns score under the floor); and along the chain from R to K, each image
+   shows all of the one before it (`lacks`: a crop stands for no picture it was cut
+   from, so a crop kept never costs the rest of the picture, nor a picture that differs
+   from another only outside the crop, which both copies of the crop would otherwise
+   join); or
+3. no such chain is recorded (a `--verify off` report, or an index from before pairs or
+   their `lacks` were recorded), the score of R and K meets the floor, and `verify_now`
+   says the two are a copy of which K lacks nothing: apply verifies the files themselves
+   at that point; dedupe without verification lists such files as `verify_at_apply`.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from imgsim_index.index.catalog import VerifiedPair
+from imgsim_index.verify.verdict import LACKS_A, LACKS_B, lacks, swapped
 
 if TYPE_CHECKING:
     from imgsim_index.groups.keep import GroupDecision
@@ -37,6 +42,8 @@ if TYPE_CHECKING:
     from imgsim_index.verify import Verdicts
 
 NOT_A_COPY = "is not a verified copy of its keeper in the index"
+KEEPER_LACKS = "its keeper shows only part of its picture"
+THROUGH_CROP = "only a copy that shows part of its picture joins them (a crop, or text over it)"
 
 
 def copy_floor(model: str | None) -> float:
@@ -52,7 +59,8 @@ class CopyEvidence:
     """The verified pairs among `rows` (by id) that still stand: recorded as exact or copy
     (any other match, not_verified included, is no evidence), both rows unchanged since
     (their digests are the recorded ones) and their score at or above `floor` or their
-    `hashes` (perceptual, by row id) within the hash channel's radius."""
+    `hashes` (perceptual, by row id) within the hash channel's radius. `links`: both ways;
+    `steps`: x -> y where y shows all of x's picture (y may stand for x)."""
 
     def __init__(self, rows: Mapping[int, Row], pairs: Iterable[VerifiedPair],
                  vectors: Mapping[int, np.ndarray], floor: float,
@@ -60,6 +68,7 @@ class CopyEvidence:
         self.rows, self.vectors, self.floor = rows, vectors, floor
         self.hashes = hashes or {}
         self.links: dict[int, set[int]] = {}
+        self.steps: dict[int, set[int]] = {}
         from imgsim_index.verify.verdict import KEPT
 
         for p in pairs:
@@ -69,6 +78,12 @@ class CopyEvidence:
                 continue
             self.links.setdefault(p.a, set()).add(p.b)
             self.links.setdefault(p.b, set()).add(p.a)
+            if p.lacks is None:
+                continue  # recorded by a version that did not say: no step either way
+            if not p.lacks & LACKS_B:
+                self.steps.setdefault(p.a, set()).add(p.b)
+            if not p.lacks & LACKS_A:
+                self.steps.setdefault(p.b, set()).add(p.a)
 
     def score(self, a: int, b: int) -> float | None:
         """The rounded score of two rows' stored vectors (None: a vector is missing)."""
@@ -91,16 +106,26 @@ class CopyEvidence:
         return ha is not None and hb is not None and dihedral_distance(ha, hb) <= HASH_RADIUS
 
     def joined(self, a: int, b: int) -> bool:
-        """Are rows a and b joined by a chain of standing verified pairs?"""
-        seen, todo = {a}, [a]
-        while todo:
-            for n in self.links.get(todo.pop(), ()):
-                if n == b:
-                    return True
-                if n not in seen:
-                    seen.add(n)
-                    todo.append(n)
-        return False
+        """Is row a joined to row b by a chain of standing verified pairs, each image of
+        which shows all of the one before it (b may stand for a)?"""
+        return _reaches(self.steps, a, b)
+
+    def linked(self, a: int, b: int) -> bool:
+        """Are rows a and b joined by a chain of standing verified pairs, whatever each
+        image shows of the others?"""
+        return _reaches(self.links, a, b)
+
+
+def _reaches(edges: Mapping[int, set[int]], a: int, b: int) -> bool:
+    seen, todo = {a}, [a]
+    while todo:
+        for n in edges.get(todo.pop(), ()):
+            if n == b:
+                return True
+            if n not in seen:
+                seen.add(n)
+                todo.append(n)
+    return False
 
 
 # the pairs (removable, keeper) apply would have to verify from the files now -> for each,
@@ -125,8 +150,12 @@ def screen(pairs: Sequence[tuple[Row, Row]], evidence: CopyEvidence,
             if score is None:
                 out.append(f"{NOT_A_COPY} (no stored vector)")
                 continue
-            out.append(f"{NOT_A_COPY}: no verified copy joins them (score {score:.6f}, the "
-                       f"model's floor is {evidence.floor})")
+            if evidence.linked(r.id, keep.id):
+                direct = keep.id in evidence.links.get(r.id, ())
+                out.append(f"{NOT_A_COPY}: {KEEPER_LACKS if direct else THROUGH_CROP}")
+            else:
+                out.append(f"{NOT_A_COPY}: no verified copy joins them (score {score:.6f}, "
+                           f"the model's floor is {evidence.floor})")
             if score >= evidence.floor and verify_now is not None:
                 pending.append(k)
     if pending:
@@ -147,16 +176,38 @@ def decided_pairs(rows: Sequence[Row], candidates: Pairs, verdicts: Verdicts
     others: list[tuple[int, int]] = []
     if not verdicts.ran:
         return copies, others
-    for k, (i, j) in enumerate(zip(candidates.i.tolist(), candidates.j.tolist(), strict=True)):
+    for v, i, j in zip(verdicts.pairs, candidates.i.tolist(), candidates.j.tolist(),
+                       strict=True):
         ri, rj = sorted((rows[i], rows[j]), key=lambda r: r.id)
-        match = verdicts.match[k]
-        if match in KEPT and verdicts.evidence[k] != SKIPPED_EVIDENCE:
+        match = v.match
+        if match in KEPT and v.evidence != SKIPPED_EVIDENCE:
             if ri.digest and rj.digest:
-                copies.append(VerifiedPair(ri.id, rj.id, match, ri.digest, rj.digest))
-        elif match == "other_shot" and "regions" in verdicts.numbers[k]:
+                bits = lacks(v.numbers)  # A: rows[i]
+                copies.append(VerifiedPair(ri.id, rj.id, match, ri.digest, rj.digest,
+                                           bits if ri.id == rows[i].id else swapped(bits)))
+        elif match == "other_shot" and "regions" in v.numbers:
             # judged on the aligned pictures (a not_verified pair says nothing either way)
             others.append((ri.id, rj.id))
     return copies, others
+
+
+def partial_rows(candidates: Pairs, verdicts: Verdicts) -> set[int]:
+    """The rows (positions) that a copy verdict among the candidates shows to lack part of
+    the other image's picture (lacks): no keeper where the group has a whole picture."""
+    from imgsim_index.verify import KEPT
+
+    out: set[int] = set()
+    if not verdicts.ran:
+        return out
+    for v, i, j in zip(verdicts.pairs, candidates.i.tolist(), candidates.j.tolist(),
+                       strict=True):
+        if v.match in KEPT:
+            bits = lacks(v.numbers)
+            if bits & LACKS_A:
+                out.add(i)
+            if bits & LACKS_B:
+                out.add(j)
+    return out
 
 
 def screen_decisions(decisions: Sequence[GroupDecision], rows: Sequence[Row],
@@ -191,5 +242,6 @@ def screen_decisions(decisions: Sequence[GroupDecision], rows: Sequence[Row],
     return out
 
 
-__all__ = ["NOT_A_COPY", "CopyEvidence", "VerifiedPair", "VerifyNow", "copy_floor", "decided_pairs",
-           "screen", "screen_decisions"]
+__all__ = ["KEEPER_LACKS", "LACKS_A", "LACKS_B", "NOT_A_COPY", "THROUGH_CROP", "CopyEvidence",
+           "VerifiedPair", "VerifyNow", "copy_floor", "decided_pairs", "lacks", "partial_rows",
+           "screen", "screen_decisions", "swapped"]

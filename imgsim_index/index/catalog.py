@@ -31,9 +31,11 @@ of rows deleted since are ignored by readers and dropped at compaction. Created 
 way; a catalog without it has no hashes.
 
 Verified pairs: `verified_pairs` holds the pairs of rows (by id, a < b) a dedupe verified
-as exact or copy, with both rows' content digests then; apply takes a removable file as a
-copy of its keeper through them (groups/verified.py). Created the same way; a catalog
-without it has none recorded.
+as exact or copy, with both rows' content digests then and which of the two lacks part of
+the other's picture (`lacks`: groups/verified.py's bits; NULL where an older version
+recorded the pair); apply takes a removable file as a copy of its keeper through them
+(groups/verified.py). Created the same way, the column added in place; a catalog without
+the table has none recorded.
 """
 
 from __future__ import annotations
@@ -101,6 +103,7 @@ CREATE TABLE IF NOT EXISTS verified_pairs (
     match TEXT NOT NULL,
     digest_a TEXT NOT NULL,
     digest_b TEXT NOT NULL,
+    lacks INTEGER,
     PRIMARY KEY (a, b)
 );
 CREATE TABLE IF NOT EXISTS image_hashes (id INTEGER PRIMARY KEY, hash BLOB NOT NULL);
@@ -159,6 +162,9 @@ class VerifiedPair:
     match: str
     digest_a: str
     digest_b: str
+    # which of the two lacks part of the other's picture (a crop): groups/verified.py's
+    # LACKS_A / LACKS_B bits; None where the version that recorded it did not say
+    lacks: int | None = 0
 
 
 @dataclass(frozen=True)
@@ -344,11 +350,14 @@ class Catalog:
         self._columns = ", ".join([_COLUMNS, *extra])
 
     def _migrate(self) -> None:
-        """Schema 1 -> 2: the identity columns, added in place (old rows hold NULL)."""
+        """Schema 1 -> 2: the identity columns, added in place (old rows hold NULL); the
+        verified pairs' `lacks`, likewise."""
         have = {r[1] for r in self.db.execute("PRAGMA table_info(images)")}
         for name, kind in _IDENTITY_COLUMNS:
             if name not in have:
                 self.db.execute(f"ALTER TABLE images ADD COLUMN {name} {kind}")
+        if "lacks" not in self._columns_of("verified_pairs"):
+            self.db.execute("ALTER TABLE verified_pairs ADD COLUMN lacks INTEGER")
         self.db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
                         (str(SCHEMA_VERSION),))
 
@@ -429,6 +438,9 @@ class Catalog:
         """The folders the rows were found under (the index's input folders)."""
         return {py_name(r[0]) for r in self.db.execute("SELECT DISTINCT root FROM images")}
 
+    def _columns_of(self, table: str) -> set[str]:
+        return {r[1] for r in self.db.execute(f"PRAGMA table_info({table})")}
+
     def _has_table(self, name: str) -> bool:
         return self.db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
                                (name,)).fetchone() is not None
@@ -463,11 +475,13 @@ class Catalog:
             return []  # a catalog from before pairs were recorded
         want = sorted(set(ids))
         keep = set(want)
+        # a catalog an older version wrote, opened read-only: its pairs do not say
+        lacks = "lacks" if "lacks" in self._columns_of("verified_pairs") else "NULL"
         out = []
         for s in range(0, len(want), 500):  # within SQLite's limit on bound values
             part = want[s:s + 500]
             out += [VerifiedPair(*r) for r in self.db.execute(
-                "SELECT a, b, match, digest_a, digest_b FROM verified_pairs"
+                f"SELECT a, b, match, digest_a, digest_b, {lacks} FROM verified_pairs"
                 f" WHERE a IN ({', '.join('?' * len(part))})", part) if r[1] in keep]
         return out
 
@@ -654,8 +668,10 @@ class Catalog:
                         not_copies: Iterable[tuple[int, int]]) -> None:
         """Record pairs verified as exact or copy; forget those now found to be other
         shots (a, b: row ids, a < b)."""
-        self.db.executemany("INSERT OR REPLACE INTO verified_pairs VALUES (?, ?, ?, ?, ?)",
-                            [(p.a, p.b, p.match, p.digest_a, p.digest_b) for p in copies])
+        self.db.executemany("INSERT OR REPLACE INTO verified_pairs (a, b, match, digest_a, "
+                            "digest_b, lacks) VALUES (?, ?, ?, ?, ?, ?)",
+                            [(p.a, p.b, p.match, p.digest_a, p.digest_b, p.lacks)
+                             for p in copies])
         self.db.executemany("DELETE FROM verified_pairs WHERE a = ? AND b = ?", not_copies)
 
     def set_meta(self, key: str, value: str) -> None:

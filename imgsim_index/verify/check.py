@@ -34,6 +34,7 @@ from imgsim_index.verify.residual import (
     residual,
     solid_blobs,
     split_overlay,
+    text_in,
     text_line_rows,
 )
 from imgsim_index.verify.settings import (
@@ -98,8 +99,7 @@ def _failed(nums: dict[str, float], note: Note) -> Check:
 
 
 def _box_mask(shape: tuple[int, int], box: tuple[int, int, int, int]) -> np.ndarray:
-    m = np.zeros(shape, np.uint8)
-    x0, y0, x1, y1 = box
+    m, (x0, y0, x1, y1) = np.zeros(shape, np.uint8), box
     m[y0:y1, x0:x1] = 1
     return m
 
@@ -424,9 +424,8 @@ def verify_map(a: Features, b: Features, m: np.ndarray, settings: MatchSettings,
 def _differing(dirs: list[Residual], j: _Judging,
                nums: dict[str, float]) -> tuple[float, float, np.ndarray, np.ndarray]:
     """(differing share, overlay share, the differing blocks, the overlay's blocks): text
-    overlays are told apart
-    in each direction, then the blocks either direction finds differing, and not an overlay
-    band or caption there, are new content."""
+    overlays are told apart in each direction, then the blocks either direction finds
+    differing, and not an overlay band or caption there, are new content."""
     settings, used, caption = j.settings, j.used, j.caption
     n_used = float(used.sum())
     split = [split_overlay(d, j.std_d, j.std_s, settings) for d in dirs]
@@ -451,6 +450,9 @@ def _differing(dirs: list[Residual], j: _Judging,
     nums["caption_share"] = caption_share
     overlay_share += caption_share
     nums["differing_share"], nums["overlay_share"] = differing, overlay_share
+    text = (overlay_blocks if overlay_share else np.zeros_like(used)) | (caption & used)
+    if carrier := text_in(j.std_d, j.std_s, text, n_used, settings.overlay_contrast, j.p.swap):
+        nums["text_in"] = carrier  # which image carries the text (verdict.lacks)
     return differing, overlay_share, rest, overlay_blocks
 
 
@@ -567,8 +569,7 @@ def check_map(a: Features, b: Features, m: np.ndarray, settings: MatchSettings,
     """verify_map, after checks at coarser sizes that settle a map clearly failing or
     passing there (coarse_check)."""
     settled = coarse_check(a, b, m, settings, blurs, local, prepared)
-    return settled if settled is not None else full_check(a, b, m, settings, blurs, local,
-                                                           prepared)
+    return settled if settled is not None else full_check(a, b, m, settings, blurs, local, prepared)
 
 
 def coarse_check(a: Features, b: Features, m: np.ndarray, settings: MatchSettings,
@@ -594,8 +595,7 @@ def coarse_check(a: Features, b: Features, m: np.ndarray, settings: MatchSetting
         for _ in range(level):
             ha, hb = ha.half(), hb.half()
         mh = to_level(a, ha) @ m3 @ np.linalg.inv(to_level(b, hb))
-        ready = _ready(ha, hb, mh[:2], dataclasses.replace(settings, block=block), blurs,
-                       prepared)
+        ready = _ready(ha, hb, mh[:2], dataclasses.replace(settings, block=block), blurs, prepared)
         if local and isinstance(ready, _Judging):
             if level == 1 and ready.cannot_pass() and ready.clearly_other_if_not_copy(k):
                 return _verify(ready, "")  # not a copy, and clearly other: settled

@@ -2,11 +2,38 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+from imgsim_index.verify.settings import CROP_MIN_SHARE, CROP_MIN_SHARE_FILLED
 
 NOT_VERIFIED = "not_verified"  # the pair could not be checked: never grouped, never a copy
 MATCHES = ("exact", "copy", "other_shot", NOT_VERIFIED)
 KEPT = ("exact", "copy")  # the matches that group: duplicates
+
+# which image of a copy lacks part of the other's picture (a crop), as bits: the first
+# (A) lacks part of B's, and the other way round (groups/verified.py: a crop stands for
+# no picture it was cut from)
+LACKS_A, LACKS_B = 1, 2
+
+
+def lacks(numbers: Mapping[str, float]) -> int:
+    """The LACKS_A / LACKS_B bits of a copy verdict's numbers (A, B: the compared images
+    in their order): an image lacks part of the other's picture where the other shows
+    more of it on some side than the evidence's crop share (verify/evidence.py: a side
+    named as cropped; more where a turn filled the corners), or where it carries text or
+    an overlay (check's `text_in`, the same bits: its letters cover the picture beneath,
+    a ball under a meme's caption)."""
+    share = CROP_MIN_SHARE_FILLED if numbers.get("fill_share", 0.0) > 0 else CROP_MIN_SHARE
+    sides = [numbers.get(f"crop_{side}", 0.0) for side in ("left", "right", "top", "bottom")]
+    # crop_<side> > 0: B lacks that side of A; < 0: A lacks it
+    bits = (LACKS_A if min(sides) < -share else 0) | (LACKS_B if max(sides) > share else 0)
+    return bits | int(numbers.get("text_in", 0.0)) & (LACKS_A | LACKS_B)
+
+
+def swapped(bits: int | None) -> int | None:
+    """lacks() of the pair in the other order."""
+    return None if bits is None else ((bits & LACKS_A) << 1) | ((bits & LACKS_B) >> 1)
 
 
 @dataclass(frozen=True)

@@ -239,6 +239,7 @@ def test_a_crop_stands_for_no_picture_it_was_cut_from(tmp_path: Path) -> None:
     whole pictures were removable: apply deleted the ball frame, which no file left shows,
     and the rest of the photo. Now the keeper is a whole picture, the crop goes, and the
     other whole picture stays: only the crop joins it to the keeper."""
+    from imgsim_index.cli.dedupe_cmd import kept_line
     from imgsim_index.groups.verified import THROUGH_CROP
 
     photos, index, f = _crop_library(tmp_path)
@@ -250,6 +251,9 @@ def test_a_crop_stands_for_no_picture_it_was_cut_from(tmp_path: Path) -> None:
     other = f["ball"] if group["keeper"] == f["photo"] else f["photo"]
     assert group["not_removable"] == [{"path": other,
                                        "reason": f"{NOT_A_COPY}: {THROUGH_CROP}"}]
+    assert kept_line(got.report) == (
+        "Apply leaves 1 of the 2 photos beyond one per group: 1 are not verified copies of "
+        "their keepers (report.json says why under not_removable).")
     plan = make_plan(got.report_path, "delete", None)
     result = apply_plan(plan, str(tmp_path / "j.jsonl"))
     assert [op.path for op in result.done] == [f["crop"]]

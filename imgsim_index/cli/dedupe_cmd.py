@@ -195,7 +195,9 @@ def kept_line(rep: Report) -> str:
     roles = Counter(m["role"] for g in rep.get("groups", []) for m in g["members"])
     parts = [f"{n} {text}" for n, text in (
         (roles["frame"], "are video frames, and apply never removes a video for its frames"),
-        (roles["protected"], "are in --protect folders")) if n]
+        (roles["protected"], "are in --protect folders"),
+        (roles["unverified"], "are not verified copies of their keepers (report.json says why "
+                              "under not_removable)")) if n]
     if gap <= 0 or not parts:
         return ""
     lead = ("Apply removes none" if gap == total else f"Apply leaves {gap}")

@@ -10,7 +10,9 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
+import pytest
 from library_fixture import DIM, Img, make_library, run_dedupe, simple_library
 from PIL import Image
 
@@ -191,8 +193,8 @@ def test_a_not_verified_pair_recorded_in_the_index_is_no_copy(tmp_path: Path) ->
     db = sqlite3.connect(index / "catalog.sqlite")
     (a, digest_a), (b, digest_b) = db.execute(
         "SELECT id, digest FROM images ORDER BY id").fetchall()
-    db.execute("INSERT INTO verified_pairs (a, b, match, digest_a, digest_b, lacks) "
-               "VALUES (?, ?, 'not_verified', ?, ?, 0)", (a, b, digest_a, digest_b))
+    db.execute("INSERT INTO verified_pairs VALUES (?, ?, 'not_verified', ?, ?)",
+               (a, b, digest_a, digest_b))
     db.commit()
     db.close()
     before = Path(burst2).read_bytes()
@@ -264,7 +266,7 @@ def test_a_report_that_keeps_the_crop_removes_no_whole_picture(tmp_path: Path) -
     """A report edited to keep the crop and remove both whole pictures (what dedupe chose
     before): the index shows no chain on which the crop stands for them, so apply verifies
     the files now, and refuses both (the crop lacks part of each); the same where the pairs
-    were recorded by a version that did not say which image lacks what (lacks NULL)."""
+    were recorded by a version that did not say which image lacks what (no pair_lacks)."""
     from imgsim_index.groups.verified import KEEPER_LACKS
 
     photos, index, f = _crop_library(tmp_path)
@@ -278,11 +280,12 @@ def test_a_report_that_keeps_the_crop_removes_no_whole_picture(tmp_path: Path) -
 
     edit_report(got.report_path, keep_crop)
     before = {k: Path(v).read_bytes() for k, v in f.items()}
-    for recorded in ("lacks", "NULL"):
-        db = sqlite3.connect(index / "catalog.sqlite")
-        db.execute(f"UPDATE verified_pairs SET lacks = {recorded}")
-        db.commit()
-        db.close()
+    for recorded in (True, False):
+        if not recorded:  # as a version that did not say left them
+            db = sqlite3.connect(index / "catalog.sqlite")
+            db.execute("DELETE FROM pair_lacks")
+            db.commit()
+            db.close()
         plan = make_plan(got.report_path, "delete", None)
         assert plan.operations == []
         for path in (f["photo"], f["ball"]):
@@ -294,23 +297,49 @@ def test_a_report_that_keeps_the_crop_removes_no_whole_picture(tmp_path: Path) -
 
 
 def test_which_image_of_a_copy_lacks_part_of_the_other() -> None:
-    """lacks(): from the crop shares of a copy's numbers (> 0: B lacks that side of A),
-    beyond the share the evidence names (more where a turn filled the corners)."""
+    """lacks(): from the shares of each content box the other's leaves out (above 1%), and
+    the image that carries the text."""
     from imgsim_index.verify.verdict import LACKS_A, LACKS_B, lacks, swapped
 
     assert lacks({}) == 0
-    assert lacks({"crop_right": 0.18, "crop_bottom": 0.22}) == LACKS_B
-    assert lacks({"crop_left": -0.05}) == LACKS_A
-    assert lacks({"crop_left": -0.05, "crop_top": 0.05}) == LACKS_A | LACKS_B
-    assert lacks({"crop_right": 0.015}) == 0
-    assert lacks({"crop_right": 0.05, "fill_share": 0.01}) == 0
+    assert lacks({"lacks_a": 0.0, "lacks_b": 0.19}) == LACKS_B
+    assert lacks({"lacks_a": 0.02, "lacks_b": 0.0}) == LACKS_A
+    assert lacks({"lacks_a": 0.02, "lacks_b": 0.02}) == LACKS_A | LACKS_B
+    assert lacks({"lacks_a": 0.005, "lacks_b": 0.009}) == 0
+    assert lacks({"text_in": 2.0}) == LACKS_B and lacks({"text_in": 1.0}) == LACKS_A
     assert swapped(LACKS_A) == LACKS_B and swapped(LACKS_B) == LACKS_A
     assert swapped(None) is None and swapped(LACKS_A | LACKS_B) == LACKS_A | LACKS_B
 
 
+@pytest.mark.parametrize("turn", [2, 5])
+@pytest.mark.parametrize("order", ["original first", "turned first"])
+def test_a_turned_copys_filled_corners_are_what_it_lacks(turn: int, order: str) -> None:
+    """A photo and a copy turned by a few degrees with its corners filled black: the turned
+    copy lacks the original's corners, in either order; its fill is no picture the
+    original lacks (before, the turned frame's bounding box made the original look
+    cropped, and the turned copy was kept over it)."""
+    from benchmarks.hard_edits import jpeg, sample
+    from imgsim_index.verify import matching as mt
+    from imgsim_index.verify.verdict import LACKS_A, LACKS_B, lacks
+
+    rgb = sample("chelsea")
+    h, w = rgb.shape[:2]
+    rot = cv2.getRotationMatrix2D((w / 2, h / 2), turn, 1.0)
+    turned = jpeg(cv2.warpAffine(rgb, rot, (w, h), borderValue=(0, 0, 0)))
+    a, b = (mt.describe(rgb), mt.describe(turned))
+    if order == "turned first":
+        a, b = b, a
+    v = mt.compare(a, b)
+    assert v.match == "copy", v.evidence
+    assert lacks(v.numbers) == (LACKS_B if order == "original first" else LACKS_A), v.numbers
+
+
 def test_a_catalog_whose_pairs_do_not_say_what_they_lack(tmp_path: Path) -> None:
-    """A catalog written before verified pairs said which image lacks what: read-only,
-    its pairs read with lacks None; opened for writing, the column is added in place."""
+    """What each pair lacks sits in a table of its own (pair_lacks, by the pair and its
+    digests), so an older version still records pairs in verified_pairs as it did. A
+    catalog without that table, read-only: its pairs read with lacks None; opened for
+    writing, the table is made; an entry for other digests is another content's; a pair
+    found to be other shots goes from both."""
     from imgsim_index.index.catalog import Catalog, VerifiedPair
 
     path = str(tmp_path / "catalog.sqlite")
@@ -318,7 +347,8 @@ def test_a_catalog_whose_pairs_do_not_say_what_they_lack(tmp_path: Path) -> None
     cat.record_verified([VerifiedPair(1, 2, "copy", "d1", "d2", 2)], [])
     cat.close()
     db = sqlite3.connect(path)
-    db.execute("ALTER TABLE verified_pairs DROP COLUMN lacks")
+    db.execute("DROP TABLE pair_lacks")
+    db.execute("INSERT INTO verified_pairs VALUES (3, 4, 'copy', 'd3', 'd4')")  # 5 columns
     db.commit()
     db.close()
     ro = Catalog(path, readonly=True)
@@ -328,6 +358,10 @@ def test_a_catalog_whose_pairs_do_not_say_what_they_lack(tmp_path: Path) -> None
     assert rw.verified_pairs([1, 2]) == [VerifiedPair(1, 2, "copy", "d1", "d2", None)]
     rw.record_verified([VerifiedPair(1, 2, "copy", "d1", "d2", 1)], [])
     assert rw.verified_pairs([1, 2]) == [VerifiedPair(1, 2, "copy", "d1", "d2", 1)]
+    rw.db.execute("UPDATE verified_pairs SET digest_b = 'new' WHERE a = 1")
+    assert rw.verified_pairs([1, 2]) == [VerifiedPair(1, 2, "copy", "d1", "new", None)]
+    rw.record_verified([], [(1, 2)])
+    assert rw.verified_pairs([1, 2, 3, 4]) == [VerifiedPair(3, 4, "copy", "d3", "d4", None)]
     rw.close()
 
 
@@ -356,3 +390,50 @@ def test_a_caption_hides_what_is_beneath_it(tmp_path: Path) -> None:
         other = f["frame.png"] if group["keeper"] == f["photo.png"] else f["photo.png"]
         assert group["not_removable"] == [{"path": other,
                                            "reason": f"{NOT_A_COPY}: {THROUGH_CROP}"}]
+
+
+@pytest.mark.parametrize("order", [("photo.jpg", "turned.jpg"), ("turned.jpg", "photo.jpg")])
+def test_a_turned_copy_is_no_keeper_over_its_photo(tmp_path: Path, order: tuple[str, ...]
+                                                   ) -> None:
+    """A photo and a copy of it turned by 8 degrees, corners filled black (older, so the
+    policies `oldest` and `original` would pick it): the photo is kept, in either order
+    of indexing, and the turned copy goes. Before, the turned frame made the photo look
+    cropped: the turned copy was kept and apply deleted the photo's corners."""
+    from benchmarks.hard_edits import sample
+
+    rgb = sample("chelsea")
+    h, w = rgb.shape[:2]
+    turned = cv2.warpAffine(rgb, cv2.getRotationMatrix2D((w / 2, h / 2), 8, 1.0), (w, h),
+                            borderValue=(0, 0, 0))
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.fromarray(rgb).save(src / "photo.jpg", quality=95)
+    Image.fromarray(turned).save(src / "turned.jpg", quality=95)
+    photos, index = make_library(tmp_path, [
+        Img(name, 0, same_bytes_as=str(src / name),
+            mtime=1_400_000_000 if name == "turned.jpg" else 1_600_000_000)
+        for name in order])
+    for keep in ("oldest", "original"):
+        [group] = run_dedupe(tmp_path, index, keep=keep).report["groups"]
+        assert group["keeper"] == str(photos / "photo.jpg"), (keep, group["keep_reason"])
+        assert group["removable"] == [str(photos / "turned.jpg")]
+
+
+def test_the_keeper_is_the_picture_most_copies_show_whole() -> None:
+    """whole_rank on hand-made verdicts: a crop steps to the photo, the photo and its
+    re-encoded copy show all of each other, a turned copy whose fill was not seen and the
+    photo seem to lack each other's corners: the photo's set ranks first (3 rows can go
+    for it), the turned copy 1, the crop 0; pairs joined through others say nothing."""
+    from imgsim_index.groups.verified import whole_rank
+    from imgsim_index.search import Pairs
+    from imgsim_index.verify import SKIPPED_EVIDENCE, Verdicts
+    from imgsim_index.verify.verdict import Verdict
+
+    crop, photo, jpeg, turned = 0, 1, 2, 3
+    pairs = Pairs(np.array([crop, photo, photo, crop]), np.array([photo, jpeg, turned, turned]),
+                  np.ones(4))
+    verdicts = Verdicts([Verdict("copy", "A cropped 10%", {"lacks_a": 0.19, "lacks_b": 0.0}),
+                         Verdict("copy", "same picture", {}),
+                         Verdict("copy", "turned", {"lacks_a": 0.02, "lacks_b": 0.02}),
+                         Verdict("copy", SKIPPED_EVIDENCE)])
+    assert whole_rank(pairs, verdicts) == {crop: 0, photo: 3, jpeg: 3, turned: 1}

@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -229,15 +229,15 @@ def choose_keepers(
     settings: KeepSettings,
     folder_codes: np.ndarray | None = None,
     vectors: np.ndarray | None = None,
-    partial: Collection[int] = (),
+    rank: Mapping[int, int] | None = None,
 ) -> list[GroupDecision]:
     """One decision per group of `groups.members`, in the same order.
 
     `folder_codes`: each row's input folder in command-line order (for "first");
-    `vectors`: the rows' vectors, to score every member against its keeper; `partial`:
-    the rows a verified copy shows to lack part of another's picture (a crop): the policy's
-    pick only where every candidate is one (a crop stands for no picture it was cut from:
-    groups/verified.py).
+    `vectors`: the rows' vectors, to score every member against its keeper; `rank`: how
+    many rows may go for each (verified.whole_rank: 0 for a crop of another member's
+    picture, or one with text over it): the keeper is of the highest, then the policy's
+    (a crop stands for no picture it was cut from: groups/verified.py).
     """
     import numpy as np
 
@@ -255,9 +255,10 @@ def choose_keepers(
                       members[~frames] if not frames.all() else members)
         cands = candidates.tolist()
         best, reason = _pick([_Member(rows[m], int(codes[m])) for m in cands], rules)
-        whole = [m for m in cands if m not in partial]
-        # the policy's pick lacks part of another member's picture: the whole ones decide
-        cropped = cands[best] in partial and bool(whole)
+        top = max((rank or {}).get(m, 0) for m in cands)
+        whole = [m for m in cands if (rank or {}).get(m, 0) == top]
+        # the policy's pick shows less than another member's picture: the whole ones decide
+        cropped = cands[best] not in whole
         if cropped:
             cands = whole
             best, reason = _pick([_Member(rows[m], int(codes[m])) for m in cands], rules)

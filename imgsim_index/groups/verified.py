@@ -191,23 +191,51 @@ def decided_pairs(rows: Sequence[Row], candidates: Pairs, verdicts: Verdicts
     return copies, others
 
 
-def partial_rows(candidates: Pairs, verdicts: Verdicts) -> set[int]:
-    """The rows (positions) that a copy verdict among the candidates shows to lack part of
-    the other image's picture (lacks): no keeper where the group has a whole picture."""
-    from imgsim_index.verify import KEPT
+def whole_rank(candidates: Pairs, verdicts: Verdicts) -> dict[int, int]:
+    """For each row (position) of a compared copy, how many rows can go for it: the
+    compared copies (not those joined through others) give steps x -> y where y shows all
+    of x (lacks); a row in a strongly connected set of steps with no step out of it (no
+    set shows more) ranks by the rows with a path of steps to it, any other row 0. The
+    keeper is one of the highest (keep.choose_keepers): a crop never, where the group has
+    its whole picture; of two whole pictures, the one more copies show whole (a turned
+    copy whose fill the black picture hides lacks the photo's corners, and the photo
+    seems to lack its black corners: the photo, with its resized and re-encoded copies)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import breadth_first_order, connected_components
 
-    out: set[int] = set()
-    if not verdicts.ran:
-        return out
+    from imgsim_index.verify import KEPT, SKIPPED_EVIDENCE
+
+    if not verdicts.ran or not len(candidates):
+        return {}
+    src: list[int] = []
+    dst: list[int] = []
+    nodes: set[int] = set()
     for v, i, j in zip(verdicts.pairs, candidates.i.tolist(), candidates.j.tolist(),
                        strict=True):
-        if v.match in KEPT:
+        if v.match in KEPT and v.evidence != SKIPPED_EVIDENCE:
+            nodes.update((i, j))
             bits = lacks(v.numbers)
-            if bits & LACKS_A:
-                out.add(i)
-            if bits & LACKS_B:
-                out.add(j)
-    return out
+            if not bits & LACKS_B:  # j shows all of i
+                src.append(i)
+                dst.append(j)
+            if not bits & LACKS_A:
+                src.append(j)
+                dst.append(i)
+    if not nodes:
+        return {}
+    n = max(nodes) + 1
+    back = coo_matrix((np.ones(len(src)), (dst, src)), shape=(n, n)).tocsr()  # y -> x
+    _, label = connected_components(back, directed=True, connection="strong")
+    left = {int(label[a]) for a, b in zip(src, dst, strict=True) if label[a] != label[b]}
+    rank: dict[int, int] = {}
+    for k in sorted(nodes):
+        if int(label[k]) in left:
+            rank[k] = 0
+        elif k not in rank:  # a sink set: every row of it reaches the same rows
+            reach = len(breadth_first_order(back, k, directed=True,
+                                            return_predecessors=False))
+            rank.update({int(x): reach for x in np.flatnonzero(label == label[k]).tolist()})
+    return rank
 
 
 def screen_decisions(decisions: Sequence[GroupDecision], rows: Sequence[Row],
@@ -243,5 +271,5 @@ def screen_decisions(decisions: Sequence[GroupDecision], rows: Sequence[Row],
 
 
 __all__ = ["KEEPER_LACKS", "LACKS_A", "LACKS_B", "NOT_A_COPY", "THROUGH_CROP", "CopyEvidence",
-           "VerifiedPair", "VerifyNow", "copy_floor", "decided_pairs", "lacks", "partial_rows",
+           "VerifiedPair", "VerifyNow", "copy_floor", "decided_pairs", "lacks", "whole_rank",
            "screen", "screen_decisions", "swapped"]

@@ -31,12 +31,9 @@ of rows deleted since are ignored by readers and dropped at compaction. Created 
 way; a catalog without it has no hashes.
 
 Verified pairs: `verified_pairs` holds the pairs of rows (by id, a < b) a dedupe verified
-as exact or copy, with both rows' content digests then and which of the two lacks part of
-the other's picture (`lacks`: groups/verified.py's bits; NULL where an older version
-recorded the pair); apply takes a removable file as a copy of its keeper through them
-(groups/verified.py). Created the same way, the column added in place; a catalog without
-the table has none recorded.
-"""
+as exact or copy, with their digests then (apply's evidence: groups/verified.py);
+`pair_lacks`, for the pair and digests, which lacks part of the other's picture (an older
+version writes only `verified_pairs`: lacks None). Created the same way."""
 
 from __future__ import annotations
 
@@ -103,7 +100,14 @@ CREATE TABLE IF NOT EXISTS verified_pairs (
     match TEXT NOT NULL,
     digest_a TEXT NOT NULL,
     digest_b TEXT NOT NULL,
-    lacks INTEGER,
+    PRIMARY KEY (a, b)
+);
+CREATE TABLE IF NOT EXISTS pair_lacks (
+    a INTEGER NOT NULL,
+    b INTEGER NOT NULL,
+    digest_a TEXT NOT NULL,
+    digest_b TEXT NOT NULL,
+    lacks INTEGER NOT NULL,
     PRIMARY KEY (a, b)
 );
 CREATE TABLE IF NOT EXISTS image_hashes (id INTEGER PRIMARY KEY, hash BLOB NOT NULL);
@@ -350,14 +354,11 @@ class Catalog:
         self._columns = ", ".join([_COLUMNS, *extra])
 
     def _migrate(self) -> None:
-        """Schema 1 -> 2: the identity columns, added in place (old rows hold NULL); the
-        verified pairs' `lacks`, likewise."""
+        """Schema 1 -> 2: the identity columns, added in place (old rows hold NULL)."""
         have = {r[1] for r in self.db.execute("PRAGMA table_info(images)")}
         for name, kind in _IDENTITY_COLUMNS:
             if name not in have:
                 self.db.execute(f"ALTER TABLE images ADD COLUMN {name} {kind}")
-        if "lacks" not in self._columns_of("verified_pairs"):
-            self.db.execute("ALTER TABLE verified_pairs ADD COLUMN lacks INTEGER")
         self.db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
                         (str(SCHEMA_VERSION),))
 
@@ -438,9 +439,6 @@ class Catalog:
         """The folders the rows were found under (the index's input folders)."""
         return {py_name(r[0]) for r in self.db.execute("SELECT DISTINCT root FROM images")}
 
-    def _columns_of(self, table: str) -> set[str]:
-        return {r[1] for r in self.db.execute(f"PRAGMA table_info({table})")}
-
     def _has_table(self, name: str) -> bool:
         return self.db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
                                (name,)).fetchone() is not None
@@ -475,14 +473,18 @@ class Catalog:
             return []  # a catalog from before pairs were recorded
         want = sorted(set(ids))
         keep = set(want)
-        # a catalog an older version wrote, opened read-only: its pairs do not say
-        lacks = "lacks" if "lacks" in self._columns_of("verified_pairs") else "NULL"
+        # an older version's catalog, opened read-only, has no pair_lacks; an entry for
+        # other digests is another content's
+        lacks, join = (("l.lacks", " LEFT JOIN pair_lacks l ON l.a = v.a AND l.b = v.b AND "
+                        "l.digest_a = v.digest_a AND l.digest_b = v.digest_b")
+                       if self._has_table("pair_lacks") else ("NULL", ""))
         out = []
         for s in range(0, len(want), 500):  # within SQLite's limit on bound values
             part = want[s:s + 500]
             out += [VerifiedPair(*r) for r in self.db.execute(
-                f"SELECT a, b, match, digest_a, digest_b, {lacks} FROM verified_pairs"
-                f" WHERE a IN ({', '.join('?' * len(part))})", part) if r[1] in keep]
+                f"SELECT v.a, v.b, v.match, v.digest_a, v.digest_b, {lacks} FROM "
+                f"verified_pairs v{join} WHERE v.a IN ({', '.join('?' * len(part))})", part)
+                if r[1] in keep]
         return out
 
     def rows_by_path(self) -> dict[str, Row]:
@@ -668,11 +670,16 @@ class Catalog:
                         not_copies: Iterable[tuple[int, int]]) -> None:
         """Record pairs verified as exact or copy; forget those now found to be other
         shots (a, b: row ids, a < b)."""
+        copies, gone = list(copies), list(not_copies)
         self.db.executemany("INSERT OR REPLACE INTO verified_pairs (a, b, match, digest_a, "
-                            "digest_b, lacks) VALUES (?, ?, ?, ?, ?, ?)",
-                            [(p.a, p.b, p.match, p.digest_a, p.digest_b, p.lacks)
-                             for p in copies])
-        self.db.executemany("DELETE FROM verified_pairs WHERE a = ? AND b = ?", not_copies)
+                            "digest_b) VALUES (?, ?, ?, ?, ?)",
+                            [(p.a, p.b, p.match, p.digest_a, p.digest_b) for p in copies])
+        self.db.executemany("INSERT OR REPLACE INTO pair_lacks VALUES (?, ?, ?, ?, ?)",
+                            [(p.a, p.b, p.digest_a, p.digest_b, p.lacks) for p in copies
+                             if p.lacks is not None])
+        self.db.executemany("DELETE FROM verified_pairs WHERE a = ? AND b = ?", gone)
+        unknown = [(p.a, p.b) for p in copies if p.lacks is None]
+        self.db.executemany("DELETE FROM pair_lacks WHERE a = ? AND b = ?", gone + unknown)
 
     def set_meta(self, key: str, value: str) -> None:
         self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))

@@ -21,7 +21,7 @@ from imgsim_index.defaults import DEFAULT_KEEP, DEFAULT_THRESHOLD, VERIFY_KEPT_B
 from imgsim_index.errors import InputError
 from imgsim_index.groups.components import Groups, connected_components
 from imgsim_index.groups.keep import GroupDecision, KeepSettings, choose_keepers
-from imgsim_index.groups.verified import copy_floor, decided_pairs, partial_rows, screen_decisions
+from imgsim_index.groups.verified import copy_floor, decided_pairs, screen_decisions, whole_rank
 from imgsim_index.index.catalog import Row, VerifiedPair
 from imgsim_index.index.import_vectors import IMPORTED_WEIGHTS
 from imgsim_index.index.manifest import Manifest, identity_of
@@ -446,7 +446,7 @@ def _decide(found: _Found, settings: DedupeSettings, progress: Progress,
              if settings.group_near_misses else pairs)
     groups = connected_components(len(rows), edges.i, edges.j)
     decisions = choose_keepers(rows, groups, KeepSettings(settings.keep, tuple(settings.protect)),
-                               found.codes, found.vectors, partial_rows(candidates, verdicts))
+                               found.codes, found.vectors, whole_rank(candidates, verdicts))
     m = found.manifest
     copies, other_shots = decided_pairs(rows, candidates, verdicts)
     decisions = screen_decisions(decisions, rows, found.vectors, copies,

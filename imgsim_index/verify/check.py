@@ -171,9 +171,9 @@ def _mask_corner_fill(p: _Placed, nums: dict[str, float]) -> None:
     if abs(ang - round(ang / 90.0) * 90.0) <= TURN_MIN_DEG:
         return
     fill_d, fill_s = _fill_mask(p.dst.grey), _fill_mask(p.src.grey)
-    share = abs(float(fill_d.mean()) - float(fill_s.mean()))  # in one image only
-    if FILL_MIN_SHARE < share <= FILL_MAX_SHARE:
-        nums["fill_share"] = share
+    signed = float(fill_d.mean()) - float(fill_s.mean())  # in one image only: which
+    if FILL_MIN_SHARE < (share := abs(signed)) <= FILL_MAX_SHARE:
+        nums["fill_share"], nums["fill_in"] = share, 1.0 + float((signed > 0) == p.swap)
         hd, wd = p.dst.grey.shape
         fill_w = cv2.warpAffine(fill_s.astype(np.uint8), p.to_dst, (wd, hd),
                                 flags=cv2.INTER_NEAREST) > 0

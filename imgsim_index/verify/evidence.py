@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import cv2
 import numpy as np
 
 from imgsim_index.verify.features import Features
@@ -162,6 +163,30 @@ def _tone_notes(a: Features, b: Features, nums: dict[str, float]) -> list[Note]:
     return notes
 
 
+def _lacks_shares(a: Features, b: Features, m: np.ndarray, nums: dict[str, float]) -> None:
+    """lacks_a: the share of B's content box (mapped onto A by m) outside A's, what A lacks
+    of B's picture; lacks_b: the share of A's that B's does not cover. A turned copy's
+    filled corners are no picture: the fill's share of that image (fill_in, fill_share)
+    is taken off. lacks_edge: the smaller box's perimeter over its area, in its own px
+    (verdict.lacks allows LACK_EDGE_PX of its edge: a box edge is known to a pixel)."""
+    x0, y0, x1, y1 = b.box
+    quad = np.array([[x0, y0, 1], [x1, y0, 1], [x1, y1, 1], [x0, y1, 1]], np.float64)
+    q = (quad @ np.vstack([m, [0, 0, 1]]).T)[:, :2].astype(np.float32)
+    ax0, ay0, ax1, ay1 = a.box
+    r = np.array([[ax0, ay0], [ax1, ay0], [ax1, ay1], [ax0, ay1]], np.float32)
+    area_q, area_r = float(cv2.contourArea(q)), float(cv2.contourArea(r))
+    both = float(cv2.intersectConvexConvex(r, q)[0])
+    fill = nums.get("fill_share", 0.0)
+    fill_a, fill_b = (fill, 0.0) if nums.get("fill_in") == 1.0 else (
+        (0.0, fill) if nums.get("fill_in") == 2.0 else (0.0, 0.0))
+    nums["lacks_a"] = max(0.0, 1.0 - both / area_q - fill_b) if area_q > 0 else 0.0
+    nums["lacks_b"] = max(0.0, 1.0 - both / area_r - fill_a) if area_r > 0 else 0.0
+    # the smaller image in its own px: its thumbnail's scale back to the original
+    w, h = min(((x1 - x0) / b.scale, (y1 - y0) / b.scale), ((ax1 - ax0) / a.scale,
+               (ay1 - ay0) / a.scale), key=lambda s: s[0] * s[1])
+    nums["lacks_edge"] = 2.0 * (w + h) / max(w * h, 1.0)
+
+
 def copy_notes(a: Features, b: Features, m: np.ndarray, nums: dict[str, float],
                found: list[Note]) -> list[Note]:
     """How B was made from A (or A from B), from the map m (b px -> a px) that passed and
@@ -174,6 +199,7 @@ def copy_notes(a: Features, b: Features, m: np.ndarray, nums: dict[str, float],
     # the filled corners of a turned copy extend its frame a little: not a crop
     notes += _crop_notes(a, b, m, nums, CROP_MIN_SHARE_FILLED if filled else CROP_MIN_SHARE)
     notes += _border_notes(a, b, nums)
+    _lacks_shares(a, b, m, nums)
     notes += _tone_notes(a, b, nums)
     notes += found
     if nums.get("block_median", 0.0) > NOISE_NAMED:

@@ -376,16 +376,19 @@ def split_overlay(r: Residual, std_a: np.ndarray, std_b: np.ndarray,
 def text_in(std_d: np.ndarray, std_s: np.ndarray, text: np.ndarray, n_used: float,
             contrast: float, swap: bool) -> float:
     """Which image carries the text on blocks `text` (an overlay's, a caption's), where
-    they are OVERLAY_NEWS_SHARE of the n_used blocks or more (else 0): the one `contrast`
-    times more contrasted there (std_d, std_s: block grey std of dst and src), else both;
-    as verdict.lacks' bits (1: A, 2: B, 3: both; swap: src is A). What its letters cover
-    of the other's picture, that image lacks."""
+    they are OVERLAY_NEWS_SHARE of the n_used blocks or more: the one `contrast` times
+    more contrasted there (std_d, std_s: block grey std of dst and src), as verdict.lacks'
+    bits (1: A, 2: B; swap: src is A); 0 where neither is (text in both, or contrast an
+    edit changed: detail enhancement). What its letters cover of the other's picture,
+    that image lacks."""
     if text.sum() < OVERLAY_NEWS_SHARE * n_used:
         return 0.0
     c_d, c_s = float(std_d[text].sum()), float(std_s[text].sum())
-    on_d, on_s = c_d * contrast > c_s, c_s * contrast > c_d
-    a, b = (on_s, on_d) if swap else (on_d, on_s)
-    return float(a) + 2.0 * float(b)
+    if c_d >= contrast * c_s:
+        return 2.0 if swap else 1.0
+    if c_s >= contrast * c_d:
+        return 1.0 if swap else 2.0
+    return 0.0
 
 
 def caption_blocks(ga: np.ndarray, gb: np.ndarray, in_overlap: np.ndarray, n: np.ndarray,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from imgsim_index.verify.settings import CROP_MIN_SHARE, CROP_MIN_SHARE_FILLED
+from imgsim_index.verify.settings import LACK_EDGE_PX, LACK_MIN_SHARE
 
 NOT_VERIFIED = "not_verified"  # the pair could not be checked: never grouped, never a copy
 MATCHES = ("exact", "copy", "other_shot", NOT_VERIFIED)
@@ -22,12 +22,11 @@ def lacks(numbers: Mapping[str, float]) -> int:
     in their order): an image lacks part of the other's picture where the other shows
     more of it on some side than the evidence's crop share (verify/evidence.py: a side
     named as cropped; more where a turn filled the corners), or where it carries text or
-    an overlay (check's `text_in`, the same bits: its letters cover the picture beneath,
-    a ball under a meme's caption)."""
-    share = CROP_MIN_SHARE_FILLED if numbers.get("fill_share", 0.0) > 0 else CROP_MIN_SHARE
-    sides = [numbers.get(f"crop_{side}", 0.0) for side in ("left", "right", "top", "bottom")]
-    # crop_<side> > 0: B lacks that side of A; < 0: A lacks it
-    bits = (LACKS_A if min(sides) < -share else 0) | (LACKS_B if max(sides) > share else 0)
+    an overlay (check's `text_in`, 1 or 2 as these bits: its letters cover the picture
+    beneath, a ball under a meme's caption)."""
+    tol = max(LACK_MIN_SHARE, LACK_EDGE_PX * numbers.get("lacks_edge", 0.0))
+    bits = (LACKS_A if numbers.get("lacks_a", 0.0) > tol else 0) | (
+        LACKS_B if numbers.get("lacks_b", 0.0) > tol else 0)
     return bits | int(numbers.get("text_in", 0.0)) & (LACKS_A | LACKS_B)
 
 

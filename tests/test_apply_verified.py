@@ -297,15 +297,18 @@ def test_a_report_that_keeps_the_crop_removes_no_whole_picture(tmp_path: Path) -
 
 
 def test_which_image_of_a_copy_lacks_part_of_the_other() -> None:
-    """lacks(): from the shares of each content box the other's leaves out (above 1%), and
-    the image that carries the text."""
+    """lacks(): from the shares of each content box the other's leaves out (above 0.5% and
+    a band of half a pixel along the smaller box's edge), and the image that carries a
+    caption."""
     from imgsim_index.verify.verdict import LACKS_A, LACKS_B, lacks, swapped
 
     assert lacks({}) == 0
     assert lacks({"lacks_a": 0.0, "lacks_b": 0.19}) == LACKS_B
     assert lacks({"lacks_a": 0.02, "lacks_b": 0.0}) == LACKS_A
     assert lacks({"lacks_a": 0.02, "lacks_b": 0.02}) == LACKS_A | LACKS_B
-    assert lacks({"lacks_a": 0.005, "lacks_b": 0.009}) == 0
+    assert lacks({"lacks_a": 0.004, "lacks_b": 0.005}) == 0
+    assert lacks({"lacks_a": 0.009, "lacks_edge": 0.02}) == 0  # 0.5 px of a 100 px box
+    assert lacks({"lacks_a": 0.011, "lacks_edge": 0.02}) == LACKS_A
     assert lacks({"text_in": 2.0}) == LACKS_B and lacks({"text_in": 1.0}) == LACKS_A
     assert swapped(LACKS_A) == LACKS_B and swapped(LACKS_B) == LACKS_A
     assert swapped(None) is None and swapped(LACKS_A | LACKS_B) == LACKS_A | LACKS_B
@@ -437,3 +440,42 @@ def test_the_keeper_is_the_picture_most_copies_show_whole() -> None:
                          Verdict("copy", "turned", {"lacks_a": 0.02, "lacks_b": 0.02}),
                          Verdict("copy", SKIPPED_EVIDENCE)])
     assert whole_rank(pairs, verdicts) == {crop: 0, photo: 3, jpeg: 3, turned: 1}
+
+
+def test_a_member_only_a_partial_copy_joins_is_compared_with_its_keeper(tmp_path: Path
+                                                                        ) -> None:
+    """direct_copies: a crop that only a turned copy joined to the photo (the walk never
+    compared it with the photo) is compared with its keeper itself; a copy of which the
+    keeper lacks nothing is returned to record, with the pair's lacks in id order; the
+    keeper a crop of the member is no such copy."""
+    from benchmarks.hard_edits import sample
+    from imgsim_index.groups.keep import GroupDecision
+    from imgsim_index.groups.verified import THROUGH_CROP, direct_copies
+    from imgsim_index.index.catalog import Catalog
+    from imgsim_index.verify import VerifySettings
+    from imgsim_index.verify.verdict import LACKS_A, LACKS_B
+
+    rgb = sample("chelsea")
+    h, w = rgb.shape[:2]
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.fromarray(rgb).save(src / "photo.png")
+    Image.fromarray(rgb[: int(h * 0.9), : int(w * 0.9)]).save(src / "crop.jpg", quality=92)
+    photos, index = make_library(tmp_path, [Img(n, 0, same_bytes_as=str(src / n))
+                                            for n in ("crop.jpg", "photo.png")])
+    cat = Catalog(str(index / "catalog.sqlite"), readonly=True)
+    rows = sorted(cat.rows("WHERE status = 'embedded'"), key=lambda r: r.path)
+    cat.close()
+    crop, photo = (next(k for k, r in enumerate(rows) if r.path.endswith(n))
+                   for n in ("crop.jpg", "photo.png"))
+
+    def decision(member: int, keeper: int) -> GroupDecision:
+        return GroupDecision(np.array(sorted((member, keeper))), keeper, np.zeros(2, bool),
+                             np.zeros(2, bool), [], None,
+                             not_removable={member: f"{NOT_A_COPY}: {THROUGH_CROP}"})
+
+    [pair] = direct_copies(rows, [decision(crop, photo)], VerifySettings(enabled=True))
+    assert (pair.a, pair.b) == tuple(sorted((rows[crop].id, rows[photo].id)))
+    assert pair.match == "copy"
+    assert pair.lacks == (LACKS_A if pair.a == rows[crop].id else LACKS_B)
+    assert direct_copies(rows, [decision(photo, crop)], VerifySettings(enabled=True)) == []

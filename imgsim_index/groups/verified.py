@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from imgsim_index.groups.keep import GroupDecision
     from imgsim_index.index.catalog import Row
     from imgsim_index.search import Pairs
-    from imgsim_index.verify import Verdicts
+    from imgsim_index.verify import Verdicts, VerifySettings
 
 NOT_A_COPY = "is not a verified copy of its keeper in the index"
 KEEPER_LACKS = "its keeper shows only part of its picture"
@@ -69,6 +69,9 @@ class CopyEvidence:
         self.hashes = hashes or {}
         self.links: dict[int, set[int]] = {}
         self.steps: dict[int, set[int]] = {}
+        self._back: dict[int, set[int]] = {}  # steps, reversed
+        self._to: dict[int, set[int]] = {}  # keeper -> the rows that may go for it
+        self._linked: dict[int, set[int]] = {}  # row -> the rows linked to it
         from imgsim_index.verify.verdict import KEPT
 
         for p in pairs:
@@ -108,24 +111,31 @@ class CopyEvidence:
     def joined(self, a: int, b: int) -> bool:
         """Is row a joined to row b by a chain of standing verified pairs, each image of
         which shows all of the one before it (b may stand for a)?"""
-        return _reaches(self.steps, a, b)
+        if not self._back:
+            for x, ys in self.steps.items():
+                for y in ys:
+                    self._back.setdefault(y, set()).add(x)
+        if b not in self._to:  # the rows with such a chain to b: one walk per keeper
+            self._to[b] = _reached(self._back, b)
+        return a in self._to[b]
 
     def linked(self, a: int, b: int) -> bool:
         """Are rows a and b joined by a chain of standing verified pairs, whatever each
         image shows of the others?"""
-        return _reaches(self.links, a, b)
+        if b not in self._linked:
+            for k in (got := _reached(self.links, b)):
+                self._linked[k] = got
+        return a in self._linked.get(b, ())
 
 
-def _reaches(edges: Mapping[int, set[int]], a: int, b: int) -> bool:
+def _reached(edges: Mapping[int, set[int]], a: int) -> set[int]:
     seen, todo = {a}, [a]
     while todo:
         for n in edges.get(todo.pop(), ()):
-            if n == b:
-                return True
             if n not in seen:
                 seen.add(n)
                 todo.append(n)
-    return False
+    return seen
 
 
 # the pairs (removable, keeper) apply would have to verify from the files now -> for each,
@@ -223,19 +233,46 @@ def whole_rank(candidates: Pairs, verdicts: Verdicts) -> dict[int, int]:
                 dst.append(i)
     if not nodes:
         return {}
-    n = max(nodes) + 1
-    back = coo_matrix((np.ones(len(src)), (dst, src)), shape=(n, n)).tocsr()  # y -> x
-    _, label = connected_components(back, directed=True, connection="strong")
-    left = {int(label[a]) for a, b in zip(src, dst, strict=True) if label[a] != label[b]}
+    row = sorted(nodes)  # compact: the graph has the compared rows only
+    at = {k: n for n, k in enumerate(row)}
+    s_at, d_at = [at[k] for k in src], [at[k] for k in dst]
+    back = coo_matrix((np.ones(len(src)), (d_at, s_at)), shape=(len(row),) * 2).tocsr()
+    n_sets, label = connected_components(back, directed=True, connection="strong")
+    left = {int(label[a]) for a, b in zip(s_at, d_at, strict=True) if label[a] != label[b]}
+    members: list[list[int]] = [[] for _ in range(n_sets)]
+    for n, lab in enumerate(label.tolist()):
+        members[lab].append(n)
     rank: dict[int, int] = {}
-    for k in sorted(nodes):
-        if int(label[k]) in left:
-            rank[k] = 0
-        elif k not in rank:  # a sink set: every row of it reaches the same rows
-            reach = len(breadth_first_order(back, k, directed=True,
-                                            return_predecessors=False))
-            rank.update({int(x): reach for x in np.flatnonzero(label == label[k]).tolist()})
+    for lab, ns in enumerate(members):  # a sink set: every row of it reaches the same rows
+        reach = 0 if lab in left else len(breadth_first_order(
+            back, ns[0], directed=True, return_predecessors=False))
+        rank.update({row[n]: reach for n in ns})
     return rank
+
+
+def direct_copies(rows: Sequence[Row], decisions: Sequence[GroupDecision],
+                  settings: VerifySettings) -> list[VerifiedPair]:
+    """The members that only a partial copy joins to their keeper (THROUGH_CROP: a crop
+    compared with a turned copy, never with the photo), compared with the keeper itself:
+    the pairs found to be copies of which the keeper lacks nothing, to record."""
+    from imgsim_index.search import Pairs
+    from imgsim_index.verify import verify_pairs
+
+    ends = [(m, d.keeper) for d in decisions for m, why in d.not_removable.items()
+            if why.endswith(THROUGH_CROP) and rows[m].digest and rows[d.keeper].digest]
+    if not ends:
+        return []
+    got = verify_pairs(rows, Pairs(np.asarray([m for m, _ in ends], np.int64),
+                                   np.asarray([k for _, k in ends], np.int64),
+                                   np.ones(len(ends))), settings)
+    out = []
+    for (m, k), v in zip(ends, got.pairs, strict=True):
+        bits = lacks(v.numbers)  # A: the member, B: its keeper
+        if v.kept and not bits & LACKS_B:
+            a, b = (m, k) if rows[m].id < rows[k].id else (k, m)
+            out.append(VerifiedPair(rows[a].id, rows[b].id, v.match, str(rows[a].digest),
+                                    str(rows[b].digest), bits if a == m else swapped(bits)))
+    return out
 
 
 def screen_decisions(decisions: Sequence[GroupDecision], rows: Sequence[Row],
@@ -271,5 +308,5 @@ def screen_decisions(decisions: Sequence[GroupDecision], rows: Sequence[Row],
 
 
 __all__ = ["KEEPER_LACKS", "LACKS_A", "LACKS_B", "NOT_A_COPY", "THROUGH_CROP", "CopyEvidence",
-           "VerifiedPair", "VerifyNow", "copy_floor", "decided_pairs", "lacks", "whole_rank",
-           "screen", "screen_decisions", "swapped"]
+           "VerifiedPair", "VerifyNow", "copy_floor", "decided_pairs", "direct_copies", "lacks",
+           "screen", "screen_decisions", "swapped", "whole_rank"]

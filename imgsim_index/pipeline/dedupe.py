@@ -21,7 +21,13 @@ from imgsim_index.defaults import DEFAULT_KEEP, DEFAULT_THRESHOLD, VERIFY_KEPT_B
 from imgsim_index.errors import InputError
 from imgsim_index.groups.components import Groups, connected_components
 from imgsim_index.groups.keep import GroupDecision, KeepSettings, choose_keepers
-from imgsim_index.groups.verified import copy_floor, decided_pairs, screen_decisions, whole_rank
+from imgsim_index.groups.verified import (
+    copy_floor,
+    decided_pairs,
+    direct_copies,
+    screen_decisions,
+    whole_rank,
+)
 from imgsim_index.index.catalog import Row, VerifiedPair
 from imgsim_index.index.import_vectors import IMPORTED_WEIGHTS
 from imgsim_index.index.manifest import Manifest, identity_of
@@ -449,8 +455,14 @@ def _decide(found: _Found, settings: DedupeSettings, progress: Progress,
                                found.codes, found.vectors, whole_rank(candidates, verdicts))
     m = found.manifest
     copies, other_shots = decided_pairs(rows, candidates, verdicts)
-    decisions = screen_decisions(decisions, rows, found.vectors, copies,
-                                 copy_floor(m.get("model")), verdicts.ran, found.hashes)
+    floor = copy_floor(m.get("model"))
+    screened = screen_decisions(decisions, rows, found.vectors, copies, floor, verdicts.ran,
+                                found.hashes)
+    if verdicts.ran and (more := direct_copies(rows, screened, settings.verify)):
+        copies += more  # compared with the keeper itself: recorded, then screened again
+        screened = screen_decisions(decisions, rows, found.vectors, copies, floor, True,
+                                    found.hashes)
+    decisions = screened
     return Duplicates(
         rows=list(rows), pairs=pairs, groups=groups, decisions=decisions,
         errors=list(found.errors), search=found.info, settings=settings,

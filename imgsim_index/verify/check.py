@@ -450,9 +450,9 @@ def _differing(dirs: list[Residual], j: _Judging,
     nums["caption_share"] = caption_share
     overlay_share += caption_share
     nums["differing_share"], nums["overlay_share"] = differing, overlay_share
-    text = (overlay_blocks if overlay_share else np.zeros_like(used)) | (caption & used)
-    if carrier := text_in(j.std_d, j.std_s, text, n_used, settings.overlay_contrast, j.p.swap):
-        nums["text_in"] = carrier  # which image carries the text (verdict.lacks)
+    if carrier := text_in(j.grey_d, j.grey_s, caption & used, settings.block, n_used,
+                          settings.overlay_contrast, j.p.swap):
+        nums["text_in"] = carrier  # which image carries the caption (verdict.lacks)
     return differing, overlay_share, rest, overlay_blocks
 
 

@@ -373,20 +373,30 @@ def split_overlay(r: Residual, std_a: np.ndarray, std_b: np.ndarray,
     return rest, band
 
 
-def text_in(std_d: np.ndarray, std_s: np.ndarray, text: np.ndarray, n_used: float,
+def text_in(ga: np.ndarray, gb: np.ndarray, caption: np.ndarray, bs: int, n_used: float,
             contrast: float, swap: bool) -> float:
-    """Which image carries the text on blocks `text` (an overlay's, a caption's), where
-    they are OVERLAY_NEWS_SHARE of the n_used blocks or more: the one `contrast` times
-    more contrasted there (std_d, std_s: block grey std of dst and src), as verdict.lacks'
-    bits (1: A, 2: B; swap: src is A); 0 where neither is (text in both, or contrast an
-    edit changed: detail enhancement). What its letters cover of the other's picture,
-    that image lacks."""
-    if text.sum() < OVERLAY_NEWS_SHARE * n_used:
+    """Which image carries a caption's letters (caption_blocks: white letters outlined in
+    black), where its blocks are OVERLAY_NEWS_SHARE of the n_used blocks or more: the one
+    with `contrast` times the other's stroke pixels there (near white over darker, near
+    black over lighter, the fewer of the two), as verdict.lacks' bits (1: A, 2: B; ga:
+    dst's grey, swap: src is A); else 0. What its letters cover of the other's picture,
+    that image lacks. Only letters count: a band one image shows sharper (the other
+    blurred there, a face blurred out) is no text of the sharper one."""
+    if caption.sum() < OVERLAY_NEWS_SHARE * n_used:
         return 0.0
-    c_d, c_s = float(std_d[text].sum()), float(std_s[text].sum())
-    if c_d >= contrast * c_s:
+    hb, wb = caption.shape
+    inside = np.zeros(ga.shape, bool)
+    inside[: hb * bs, : wb * bs] = np.kron(caption, np.ones((bs, bs), bool))
+
+    def strokes(g: np.ndarray, other: np.ndarray) -> int:
+        white = int(((g >= STROKE_WHITE) & (g - other >= STROKE_CONTRAST) & inside).sum())
+        black = int(((g <= STROKE_BLACK) & (other - g >= STROKE_CONTRAST) & inside).sum())
+        return min(white, black)
+
+    on_d, on_s = strokes(ga, gb), strokes(gb, ga)
+    if on_d > 0 and on_d >= contrast * on_s:
         return 2.0 if swap else 1.0
-    if c_s >= contrast * c_d:
+    if on_s > 0 and on_s >= contrast * on_d:
         return 1.0 if swap else 2.0
     return 0.0
 

@@ -327,8 +327,8 @@ FIELD_MIN_GAIN = 0.05  # the target is divided by the field, at least this, to r
 # a copy lacks part of the other's picture (verdict.lacks) where more than this share of
 # the other's content box falls outside its own (evidence._lacks_shares), and more than a
 # band of LACK_EDGE_PX px along the smaller box's edge (in its own px)
-LACK_MIN_SHARE = 0.01
-LACK_EDGE_PX = 1.0
+LACK_MIN_SHARE = 0.005
+LACK_EDGE_PX = 0.5
 CROP_MIN_SHARE = 0.02  # a side cut by more than this share is named as cropped...
 CROP_MIN_SHARE_FILLED = 0.075  # ...or by more than this when a turn filled the corners
 CENTRED_TOL = 0.03  # opposite sides cut within this of each other: a centred crop

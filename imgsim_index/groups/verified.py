@@ -210,9 +210,6 @@ def whole_rank(candidates: Pairs, verdicts: Verdicts) -> dict[int, int]:
     its whole picture; of two whole pictures, the one more copies show whole (a turned
     copy whose fill the black picture hides lacks the photo's corners, and the photo
     seems to lack its black corners: the photo, with its resized and re-encoded copies)."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import breadth_first_order, connected_components
-
     from imgsim_index.verify import KEPT, SKIPPED_EVIDENCE
 
     if not verdicts.ran or not len(candidates):
@@ -220,10 +217,12 @@ def whole_rank(candidates: Pairs, verdicts: Verdicts) -> dict[int, int]:
     src: list[int] = []
     dst: list[int] = []
     nodes: set[int] = set()
+    n_copies = 0
     for v, i, j in zip(verdicts.pairs, candidates.i.tolist(), candidates.j.tolist(),
                        strict=True):
         if v.match in KEPT and v.evidence != SKIPPED_EVIDENCE:
             nodes.update((i, j))
+            n_copies += 1
             bits = lacks(v.numbers)
             if not bits & LACKS_B:  # j shows all of i
                 src.append(i)
@@ -231,8 +230,11 @@ def whole_rank(candidates: Pairs, verdicts: Verdicts) -> dict[int, int]:
             if not bits & LACKS_A:
                 src.append(j)
                 dst.append(i)
-    if not nodes:
-        return {}
+    if len(src) == 2 * n_copies:
+        return {}  # every copy shows all of the other: the policy decides (scipy not loaded)
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import breadth_first_order, connected_components
+
     row = sorted(nodes)  # compact: the graph has the compared rows only
     at = {k: n for n, k in enumerate(row)}
     s_at, d_at = [at[k] for k in src], [at[k] for k in dst]

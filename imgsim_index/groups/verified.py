@@ -128,7 +128,7 @@ class CopyEvidence:
         return a in self._linked.get(b, ())
 
 
-def _reached(edges: Mapping[int, set[int]], a: int) -> set[int]:
+def _reached(edges: Mapping[int, Iterable[int]], a: int) -> set[int]:
     seen, todo = {a}, [a]
     while todo:
         for n in edges.get(todo.pop(), ()):
@@ -231,25 +231,54 @@ def whole_rank(candidates: Pairs, verdicts: Verdicts) -> dict[int, int]:
                 src.append(j)
                 dst.append(i)
     if len(src) == 2 * n_copies:
-        return {}  # every copy shows all of the other: the policy decides (scipy not loaded)
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import breadth_first_order, connected_components
-
-    row = sorted(nodes)  # compact: the graph has the compared rows only
-    at = {k: n for n, k in enumerate(row)}
-    s_at, d_at = [at[k] for k in src], [at[k] for k in dst]
-    back = coo_matrix((np.ones(len(src)), (d_at, s_at)), shape=(len(row),) * 2).tocsr()
-    n_sets, label = connected_components(back, directed=True, connection="strong")
-    left = {int(label[a]) for a, b in zip(s_at, d_at, strict=True) if label[a] != label[b]}
-    members: list[list[int]] = [[] for _ in range(n_sets)]
-    for n, lab in enumerate(label.tolist()):
-        members[lab].append(n)
+        return {}  # every copy shows all of the other: the policy decides
+    fwd: dict[int, list[int]] = {k: [] for k in nodes}
+    back: dict[int, list[int]] = {k: [] for k in nodes}
+    for x, y in zip(src, dst, strict=True):
+        fwd[x].append(y)
+        back[y].append(x)
+    label = _strong_sets(fwd, back)
+    left = {label[x] for x, y in zip(src, dst, strict=True) if label[x] != label[y]}
+    sets: dict[int, list[int]] = {}
+    for k in sorted(nodes):
+        sets.setdefault(label[k], []).append(k)
     rank: dict[int, int] = {}
-    for lab, ns in enumerate(members):  # a sink set: every row of it reaches the same rows
-        reach = 0 if lab in left else len(breadth_first_order(
-            back, ns[0], directed=True, return_predecessors=False))
-        rank.update({row[n]: reach for n in ns})
+    for lab, ks in sets.items():  # a sink set: every row of it reaches the same rows
+        reach = 0 if lab in left else len(_reached(back, ks[0]))
+        rank.update(dict.fromkeys(ks, reach))
     return rank
+
+
+def _strong_sets(fwd: Mapping[int, list[int]], back: Mapping[int, list[int]]) -> dict[int, int]:
+    """Kosaraju: a label per node, equal for the nodes of one strongly connected set."""
+    order: list[int] = []
+    seen: set[int] = set()
+    for start in fwd:
+        if start in seen:
+            continue
+        seen.add(start)
+        stack = [(start, iter(fwd[start]))]
+        while stack:
+            node, it = stack[-1]
+            for nxt in it:
+                if nxt not in seen:
+                    seen.add(nxt)
+                    stack.append((nxt, iter(fwd[nxt])))
+                    break
+            else:
+                stack.pop()
+                order.append(node)
+    label: dict[int, int] = {}
+    for start in reversed(order):
+        if start in label:
+            continue
+        label[start], todo = start, [start]
+        while todo:
+            for prev in back[todo.pop()]:
+                if prev not in label:
+                    label[prev] = start
+                    todo.append(prev)
+    return label
 
 
 def direct_copies(rows: Sequence[Row], decisions: Sequence[GroupDecision],

@@ -245,6 +245,7 @@ def choose_keepers(
 
     settings.validate()
     rules = _POLICY_RULES[settings.policy]
+    ranks = rank or {}
     codes = folder_codes if folder_codes is not None else np.zeros(len(rows), np.int64)
     out = []
     for members in groups.members:
@@ -255,8 +256,8 @@ def choose_keepers(
                       members[~frames] if not frames.all() else members)
         cands = candidates.tolist()
         best, reason = _pick([_Member(rows[m], int(codes[m])) for m in cands], rules)
-        top = max((rank or {}).get(m, 0) for m in cands)
-        whole = [m for m in cands if (rank or {}).get(m, 0) == top]
+        top = max(ranks.get(m, 0) for m in cands)
+        whole = [m for m in cands if ranks.get(m, 0) == top]
         # the policy's pick shows less than another member's picture: the whole ones decide
         cropped = cands[best] not in whole
         if cropped:

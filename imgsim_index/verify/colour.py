@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from imgsim_index.verify.features import Features
+from imgsim_index.verify.geometry import centres
 from imgsim_index.verify.residual import block_sums, row_pixels, solid_blobs
 from imgsim_index.verify.settings import (
     BLOB_MIN_SHARE,
@@ -97,8 +98,8 @@ def light_change(dst: Features, src: Features, to_chroma: np.ndarray, valid: np.
                                     max(1, round(src.grey.shape[0] / f))),
                          interpolation=cv2.INTER_AREA).astype(np.float32)
     # src's small px -> its grey px -> dst's chroma px -> a cell
-    to_cells = (_centres(size[0] / wd, size[1] / hd) @ np.vstack([to_chroma, [0, 0, 1]])
-                @ np.linalg.inv(_centres(small_s.shape[1] / src.grey.shape[1],
+    to_cells = (centres(size[0] / wd, size[1] / hd) @ np.vstack([to_chroma, [0, 0, 1]])
+                @ np.linalg.inv(centres(small_s.shape[1] / src.grey.shape[1],
                                          small_s.shape[0] / src.grey.shape[0])))
     grey_d = cv2.resize(dst.grey, size, interpolation=cv2.INTER_AREA).astype(np.float32)
     grey_s = cv2.warpAffine(small_s, to_cells[:2], size, flags=cv2.INTER_LINEAR)
@@ -112,18 +113,12 @@ def light_change(dst: Features, src: Features, to_chroma: np.ndarray, valid: np.
     return cv2.resize(ratio, (wd, hd), interpolation=cv2.INTER_LINEAR)
 
 
-def _centres(sx: float, sy: float) -> np.ndarray:
-    """3x3 map from an image's px to a resized copy's (sx, sy times its size), pixel
-    centres: as the maps are (geometry.to_level)."""
-    return np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1]])
-
-
 def _grey_to_chroma(f: Features) -> np.ndarray:
     """3x3 map from f's grey px to its chroma px, pixel centres: the chroma is the grey's
     picture reduced to about half (its own rounded size), so a mirror or turn lands on
     the same chroma pixels."""
     (hg, wg), (hc, wc) = f.grey.shape[:2], f.chroma.shape[:2]
-    return _centres(wc / wg, hc / hg)
+    return centres(wc / wg, hc / hg)
 
 
 def band_limited(chroma: np.ndarray, to_dst: np.ndarray) -> np.ndarray:

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from imgsim_index.verify.features import Features
+from imgsim_index.verify.geometry import box_corners
 from imgsim_index.verify.settings import (
     BORDER_NAMED,
     CENTRED_TOL,
@@ -87,9 +88,7 @@ def _crop_notes(a: Features, b: Features, m: np.ndarray, nums: dict[str, float],
                 min_share: float) -> list[Note]:
     """Crop shares per side: parts of one content box that the other lacks (named from
     `min_share`); a crop of all four sides, even on each axis, is one centred crop."""
-    x0, y0, x1, y1 = b.box
-    corners = np.array([[x0, y0, 1], [x1, y0, 1], [x1, y1, 1], [x0, y1, 1]], np.float64)
-    pa = corners @ np.vstack([m, [0, 0, 1]]).T
+    pa = box_corners(b.box) @ np.vstack([m, [0, 0, 1]]).T
     bx0, by0 = pa[:, 0].min(), pa[:, 1].min()
     bx1, by1 = pa[:, 0].max(), pa[:, 1].max()
     ax0, ay0, ax1, ay1 = a.box
@@ -169,11 +168,8 @@ def _lacks_shares(a: Features, b: Features, m: np.ndarray, nums: dict[str, float
     filled corners are no picture: the fill's share of that image (fill_in, fill_share)
     is taken off. lacks_edge: the smaller box's perimeter over its area, in its own px
     (verdict.lacks allows LACK_EDGE_PX of its edge: a box edge is known to a pixel)."""
-    x0, y0, x1, y1 = b.box
-    quad = np.array([[x0, y0, 1], [x1, y0, 1], [x1, y1, 1], [x0, y1, 1]], np.float64)
-    q = (quad @ np.vstack([m, [0, 0, 1]]).T)[:, :2].astype(np.float32)
-    ax0, ay0, ax1, ay1 = a.box
-    r = np.array([[ax0, ay0], [ax1, ay0], [ax1, ay1], [ax0, ay1]], np.float32)
+    q = (box_corners(b.box) @ np.vstack([m, [0, 0, 1]]).T)[:, :2].astype(np.float32)
+    r = box_corners(a.box)[:, :2].astype(np.float32)
     area_q, area_r = float(cv2.contourArea(q)), float(cv2.contourArea(r))
     both = float(cv2.intersectConvexConvex(r, q)[0])
     fill = nums.get("fill_share", 0.0)
@@ -182,8 +178,8 @@ def _lacks_shares(a: Features, b: Features, m: np.ndarray, nums: dict[str, float
     nums["lacks_a"] = max(0.0, 1.0 - both / area_q - fill_b) if area_q > 0 else 0.0
     nums["lacks_b"] = max(0.0, 1.0 - both / area_r - fill_a) if area_r > 0 else 0.0
     # the smaller image in its own px: its thumbnail's scale back to the original
-    w, h = min(((x1 - x0) / b.scale, (y1 - y0) / b.scale), ((ax1 - ax0) / a.scale,
-               (ay1 - ay0) / a.scale), key=lambda s: s[0] * s[1])
+    w, h = min((((f.box[2] - f.box[0]) / f.scale, (f.box[3] - f.box[1]) / f.scale)
+                for f in (a, b)), key=lambda s: s[0] * s[1])
     nums["lacks_edge"] = 2.0 * (w + h) / max(w * h, 1.0)
 
 

@@ -166,11 +166,16 @@ def _angle(r: np.ndarray) -> float:
     return float(abs(np.degrees(np.arctan2(r[1, 0], r[0, 0]))))
 
 
+def box_corners(box: Box) -> np.ndarray:
+    """The 4 corners of a box (x0, y0, x1, y1), clockwise from the top left, as rows
+    (x, y, 1)."""
+    x0, y0, x1, y1 = box
+    return np.array([[x0, y0, 1], [x1, y0, 1], [x1, y1, 1], [x0, y1, 1]], np.float64)
+
+
 def map_shift(m1: np.ndarray, m2: np.ndarray, box: Box) -> float:
     """Largest distance (px) between where two b->a maps put the corners of b's box."""
-    x0, y0, x1, y1 = box
-    c = np.array([[x0, y0, 1], [x1, y0, 1], [x1, y1, 1], [x0, y1, 1]], np.float64)
-    return float(np.max(np.hypot(*(c @ (m1 - m2).T).T)))
+    return float(np.max(np.hypot(*(box_corners(box) @ (m1 - m2).T).T)))
 
 
 def flip_matrix(w: int) -> np.ndarray:
@@ -178,8 +183,13 @@ def flip_matrix(w: int) -> np.ndarray:
 
 
 
+def centres(sx: float, sy: float) -> np.ndarray:
+    """3x3 map from an image's px to a resized copy's (sx, sy times its size), pixel
+    centres."""
+    return np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1]])
+
+
 def to_level(f: Features, h: Features) -> np.ndarray:
     """3x3 map from f's thumbnail px to a reduced copy's px (pixel centres)."""
-    sx, sy = h.grey.shape[1] / f.grey.shape[1], h.grey.shape[0] / f.grey.shape[0]
-    return np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1]])
+    return centres(h.grey.shape[1] / f.grey.shape[1], h.grey.shape[0] / f.grey.shape[0])
 

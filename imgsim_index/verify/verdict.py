@@ -19,11 +19,12 @@ LACKS_A, LACKS_B = 1, 2
 
 def lacks(numbers: Mapping[str, float]) -> int:
     """The LACKS_A / LACKS_B bits of a copy verdict's numbers (A, B: the compared images
-    in their order): an image lacks part of the other's picture where the other shows
-    more of it on some side than the evidence's crop share (verify/evidence.py: a side
-    named as cropped; more where a turn filled the corners), or where it carries text or
-    an overlay (check's `text_in`, 1 or 2 as these bits: its letters cover the picture
-    beneath, a ball under a meme's caption)."""
+    in their order): an image lacks part of the other's picture where more than
+    LACK_MIN_SHARE of the other's content box, and more than a band of LACK_EDGE_PX
+    along the smaller box's edge, falls outside its own (lacks_a, lacks_b, lacks_edge:
+    evidence._lacks_shares; a turned copy's filled corners are its own loss), or where
+    it carries a caption (check's `text_in`, 1 or 2 as these bits: its letters cover the
+    picture beneath, a ball under a meme's caption)."""
     tol = max(LACK_MIN_SHARE, LACK_EDGE_PX * numbers.get("lacks_edge", 0.0))
     bits = (LACKS_A if numbers.get("lacks_a", 0.0) > tol else 0) | (
         LACKS_B if numbers.get("lacks_b", 0.0) > tol else 0)

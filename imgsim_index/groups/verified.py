@@ -43,7 +43,8 @@ if TYPE_CHECKING:
 
 NOT_A_COPY = "is not a verified copy of its keeper in the index"
 KEEPER_LACKS = "its keeper shows only part of its picture"
-THROUGH_CROP = "only a copy that shows part of its picture joins them (a crop, or text over it)"
+THROUGH_CROP = ("only a copy that shows part of its picture joins them (a crop, a turn with filled "
+                "corners, or a caption over it)")
 
 
 def copy_floor(model: str | None) -> float:

@@ -288,7 +288,7 @@ def direct_copies(rows: Sequence[Row], decisions: Sequence[GroupDecision],
     compared with a turned copy, never with the photo), compared with the keeper itself:
     the pairs found to be copies of which the keeper lacks nothing, to record."""
     from imgsim_index.search import Pairs
-    from imgsim_index.verify import verify_pairs
+    from imgsim_index.verify import SKIPPED_EVIDENCE, verify_pairs
 
     ends = [(m, d.keeper) for d in decisions for m, why in d.not_removable.items()
             if why.endswith(THROUGH_CROP) and rows[m].digest and rows[d.keeper].digest]
@@ -300,7 +300,7 @@ def direct_copies(rows: Sequence[Row], decisions: Sequence[GroupDecision],
     out = []
     for (m, k), v in zip(ends, got.pairs, strict=True):
         bits = lacks(v.numbers)  # A: the member, B: its keeper
-        if v.kept and not bits & LACKS_B:
+        if v.kept and v.evidence != SKIPPED_EVIDENCE and not bits & LACKS_B:  # compared
             a, b = (m, k) if rows[m].id < rows[k].id else (k, m)
             out.append(VerifiedPair(rows[a].id, rows[b].id, v.match, str(rows[a].digest),
                                     str(rows[b].digest), bits if a == m else swapped(bits)))

@@ -266,6 +266,48 @@ def test_the_camera_is_named_once_when_the_model_repeats_the_make(tmp_path: Path
         assert _decide([png, jpg], "original") == (jpg.path, f"camera EXIF ({want})")
 
 
+def _png_chunks(data: bytes) -> list[bytes]:
+    out, i = [], 8
+    while i < len(data):
+        n = int.from_bytes(data[i:i + 4], "big")
+        out.append(data[i:i + 12 + n])
+        i += 12 + n
+    return out
+
+
+@pytest.mark.parametrize("where", ["before the pixels", "after the pixels", "none"])
+def test_a_pngs_exif_is_read_without_decoding_its_pixels(tmp_path: Path, where: str) -> None:
+    """Keepers read each member's camera and capture time from its header: a PNG's eXIf
+    chunk may come after its pixel data, where Pillow's getexif decodes the whole image
+    to find it (0.4 s of a 100-image dedupe); header_exif walks the chunks instead."""
+    from PIL import Image
+
+    from imgsim_index.groups.keep import file_facts
+    from imgsim_index.ingest.decode import header_exif, open_image
+
+    exif = Image.Exif()
+    exif[271], exif[272], exif[306] = "Canon", "Canon EOS R5", "2020:01:02 03:04:05"
+    first = tmp_path / "first.png"
+    Image.new("RGB", (64, 48), (10, 20, 30)).save(first, exif=exif)
+    chunks = _png_chunks(first.read_bytes())
+    assert [c[4:8] for c in chunks] == [b"IHDR", b"eXIf", b"IDAT", b"IEND"]
+    ex, rest = chunks[1], [chunks[0], *chunks[2:]]
+    body = {"before the pixels": chunks, "after the pixels": [*rest[:-1], ex, rest[-1]],
+            "none": rest}[where]
+    path = tmp_path / "photo.png"
+    path.write_bytes(first.read_bytes()[:8] + b"".join(body))
+    with open_image(str(path)) as im:
+        got = dict(header_exif(im))
+        assert im._im is None  # no pixels decoded
+    with Image.open(path) as im:  # Pillow's own reading (decoding the pixels)
+        assert got == dict(im.getexif())
+    facts = file_facts(str(path))
+    if where == "none":
+        assert got == {} and facts.camera is None and facts.captured is None
+    else:
+        assert facts.camera == "Canon EOS R5" and facts.captured == 1577934245.0
+
+
 def test_original_format_beats_a_conversion_when_neither_has_exif(tmp_path: Path) -> None:
     jpg = _photo(tmp_path / "a" / "x.jpg")
     tif = _photo(tmp_path / "x.tif")  # shorter path, bigger file

@@ -121,10 +121,10 @@ def file_facts(path: str) -> FileFacts:
     if is_frame(path):
         return FileFacts()
     try:
-        from imgsim_index.ingest.decode import open_image
+        from imgsim_index.ingest.decode import header_exif, open_image
 
         with open_image(path) as im:
-            exif = im.getexif()
+            exif = header_exif(im)
             make, model = (str(exif.get(t) or "").strip().rstrip("\x00") for t in (271, 272))
             captured = _exif_time(exif.get_ifd(0x8769).get(0x9003) or exif.get(306) or "")
     except Exception:  # noqa: BLE001 - an unreadable header tells nothing

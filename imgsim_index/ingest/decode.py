@@ -257,6 +257,39 @@ def open_image(source: str | bytes, name: str | None = None) -> Image.Image:
         return opened()
 
 
+def header_exif(im: Image.Image) -> Image.Exif:
+    """The EXIF of an image opened with open_image, without decoding its pixels. Pillow's
+    PNG reader decodes the whole image to look for an eXIf chunk after the pixel data
+    (getexif loads it) when none came before: here the file's chunks are walked instead,
+    seeking past the pixel data."""
+    if im.format == "PNG" and "exif" not in im.info:
+        fp = getattr(im, "fp", None)  # the open stream of a file not yet loaded
+        data = _png_exif_chunk(fp) if fp is not None else None
+        if data is None:
+            return Image.Exif()
+        im.info["exif"] = data  # getexif now reads it, and decodes nothing
+    return im.getexif()
+
+
+def _png_exif_chunk(fp: Any) -> bytes | None:
+    """The data of a PNG stream's eXIf chunk (anywhere before IEND), or None; the stream's
+    position is restored."""
+    at = fp.tell()
+    try:
+        fp.seek(8)  # the signature
+        while len(head := fp.read(8)) == 8:
+            size, kind = int.from_bytes(head[:4], "big"), head[4:]
+            if kind == b"eXIf":
+                data = fp.read(size)
+                return data if len(data) == size else None
+            if kind == b"IEND":
+                return None
+            fp.seek(size + 4, os.SEEK_CUR)  # the data and its CRC
+        return None
+    finally:
+        fp.seek(at)
+
+
 # Beyond this long side the resized image is never built whole: only the region the
 # centre crop keeps is resampled (see resize_and_crop). Resizing the shorter side of a
 # 1 x 100000 strip to 256 would otherwise make a 256 x 25.6M image (about 20 GB).

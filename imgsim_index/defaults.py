@@ -58,6 +58,12 @@ MAX_VERIFY_THREADS = 8
 # each, so about 680 images) for verification, which then decodes only the others
 # (ingest/kept.py); the cap bounds the memory they hold.
 VERIFY_KEPT_BYTES = 512 * 1024 * 1024
+# Verification holds the images it has described (about 0.9 MiB each from a 640x480 photo:
+# grey, chroma and clip thumbnails, what comparisons derive) while pairs that need them are
+# undecided, up to this; a round of comparisons needing more goes in parts, and an image
+# dropped for room is described again if a later pair needs it (verify/rounds.py).
+# `dedupe --memory-budget` sets it to half the budget.
+VERIFY_IMAGES_BYTES = 512 * 1024 * 1024
 
 
 def usable_cores() -> int:
@@ -90,5 +96,5 @@ def decode_slots() -> int:
 
 __all__ = ["CANDIDATE_THRESHOLDS", "COSINE_ONLY_THRESHOLDS", "DEFAULT_KEEP", "DEFAULT_THRESHOLD",
            "FALLBACK_THRESHOLD", "IDENTITY_KEYS", "MAX_EMBED_WORKERS", "MAX_THUMBNAIL_WORKERS",
-           "MAX_VERIFY_THREADS", "VERIFY_KEPT_BYTES", "decode_slots", "embed_workers",
-           "thumbnail_workers", "usable_cores", "verify_threads"]
+           "MAX_VERIFY_THREADS", "VERIFY_IMAGES_BYTES", "VERIFY_KEPT_BYTES", "decode_slots",
+           "embed_workers", "thumbnail_workers", "usable_cores", "verify_threads"]

@@ -393,6 +393,8 @@ def test_one_wrong_other_shot_verdict_does_not_split_a_group_of_copies(
     (VerifySettings(workers=-1), "verification workers must be in [0, 256], got -1"),
     (VerifySettings(max_side=10), "verification max side must be in [128, 8192], got 10"),
     (VerifySettings(apart_votes=0), "verification apart votes must be in [1, 100], got 0"),
+    (VerifySettings(memory_bytes=1000),
+     "verification memory must be at least 16 MiB, got 1000 bytes"),
     (VerifySettings(tunables=(("ratio", 2.0),)), "VerifySettings: ratio must be in [0.5, 1)"),
     (VerifySettings(tunables=(("nope", 1.0),)), "unknown verification setting 'nope'"),
     (VerifySettings(tunables=(("local_tiles", 2.5),)),
@@ -595,6 +597,44 @@ def test_worker_processes_give_the_verdicts_of_one_thread(tmp_path: Path, fork: 
     assert [v.numbers for v in pooled.pairs] == [v.numbers for v in one.pairs]
     assert one.match.count("copy") == 9 and one.match.count("other_shot") == 18
     assert rounds._inherited == {}  # the parent lets go of the images it lent
+
+
+@pytest.mark.parametrize("fork", [False, True])
+def test_a_memory_budget_verifies_in_parts_with_the_same_verdicts(
+        tmp_path: Path, fork: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The walk holds at most memory_bytes of described images: the scenes' images are
+    described and compared in parts (of at most budget / 1.44 MB images, a 512 px square
+    thumbnail's bound), an image dropped once no pair needs it, with the verdicts,
+    evidence and numbers of one part. Forked workers are made again for a part whose
+    images they did not inherit (parts of 16 pairs or more go to them)."""
+    import imgsim_index.verify.rounds as rounds
+
+    if fork and not rounds.can_fork():
+        pytest.skip("this platform does not fork")
+    # threads: 9 scenes in parts of 11 images; forks: 18 scenes in parts of 24 (16 pairs)
+    scenes, budget = (18, 35 << 20) if fork else (9, 16 << 20)
+    rows, pairs = _scenes(tmp_path, scenes)
+    held: list[int] = []
+    forks: list[int] = []
+    real_describe, real_fork = rounds.PairWalk._describe, rounds._fork_context
+
+    def describe(self, batch):  # type: ignore[no-untyped-def]
+        real_describe(self, batch)
+        held.append(sum(f.nbytes() for f in self.features.values()))
+
+    monkeypatch.setattr(rounds.PairWalk, "_describe", describe)
+    monkeypatch.setattr(rounds, "_fork_context", lambda: forks.append(1) or real_fork())
+    whole = verify_pairs(rows, pairs, VerifySettings(workers=0))
+    assert len(held) == 2 and max(held) > budget  # two rounds, every image held at once
+    held.clear()
+    parts = verify_pairs(rows, pairs, VerifySettings(workers=2 if fork else 0, fork=fork,
+                                                     memory_bytes=budget))
+    assert len(held) >= 4 and max(held) <= budget
+    assert (parts.match, parts.evidence, parts.compared) == (whole.match, whole.evidence,
+                                                             whole.compared)
+    assert [v.numbers for v in parts.pairs] == [v.numbers for v in whole.pairs]
+    assert whole.match.count("copy") == scenes and whole.compared == 3 * scenes
+    assert len(forks) == (2 if fork else 0)
 
 
 def test_forked_workers_by_default_where_the_platform_forks(

@@ -66,7 +66,8 @@ if TYPE_CHECKING:
 @click.option("--memory-budget", type=ByteSize(), default=None, metavar="SIZE",
               help="Memory a dedupe of a large index (on-disk IVF) stays about within, "
                    "e.g. 2G or 512M; more keeps more lists decoded (faster). Default: a "
-                   "tenth of this machine's memory, between 512M and 4G.")
+                   "tenth of this machine's memory, between 512M and 4G. Verification "
+                   "holds the images it has described up to half of it (default 512M).")
 @keep_options
 @click.option("--json", "as_json", is_flag=True,
               help="Print one JSON summary (counts, paths of the report files) on stdout "

@@ -437,6 +437,10 @@ def _decide(found: _Found, settings: DedupeSettings, progress: Progress,
     # the build's kept thumbnails of files in no candidate pair are not needed
     retain_thumbs({rows[k].path for k in np.unique(np.concatenate(
         [candidates.i, candidates.j])).tolist()})
+    if settings.memory_budget and settings.verify.memory_bytes is None:
+        # the described images verification holds: half the budget
+        half = max(settings.memory_budget // 2, 16 << 20)
+        settings = replace(settings, verify=replace(settings.verify, memory_bytes=half))
     t = time.perf_counter()
     verdicts = verify_pairs(rows, candidates, settings.verify, progress)
     if verdicts.ran:

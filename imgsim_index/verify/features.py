@@ -65,6 +65,13 @@ class Features:
         state["derived"], state["class_cache"] = {}, {}
         return state
 
+    def nbytes(self) -> int:
+        """The bytes this image holds: its thumbnails, and what comparisons derived."""
+        own = sum(x.nbytes for x in (self.grey, self.chroma, self.sketch, self.clip, self.bright))
+        return (own + sum(f.nbytes() for f in self.derived.values())
+                + sum(x.nbytes for x in self.class_cache.values())
+                + sum(xy.nbytes + d.nbytes for xy, d in self.sift_cache.values()))
+
     def tone_classes(self) -> np.ndarray:
         """uint8 colour class per grey thumbnail pixel: 0 neutral (chroma < 10), else
         1 + the hue's sextant. Tone curves are fitted per class, so an edit that maps the

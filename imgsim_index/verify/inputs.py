@@ -67,6 +67,8 @@ class VerifySettings:
     # describe() works on 512 px thumbnails, so more only costs decoding time
     max_side: int = 512
     tunables: tuple[tuple[str, float], ...] = ()  # settings.MatchSettings fields to change
+    # bytes of described images the walk holds at once (None: defaults.VERIFY_IMAGES_BYTES)
+    memory_bytes: int | None = None
     # two groups are other shots of each other, and their other candidate pairs are not
     # compared, once this many of their pairs (the best-scoring first) were judged other
     # shots on aligned pixels; a copy verdict on any of their pairs joins them. 1 lets one
@@ -84,6 +86,9 @@ class VerifySettings:
         if not 128 <= self.max_side <= 8192:
             raise InputError(f"verification max side must be in [128, 8192], got "
                              f"{self.max_side}")
+        if self.memory_bytes is not None and self.memory_bytes < 16 << 20:
+            raise InputError(f"verification memory must be at least 16 MiB, got "
+                             f"{self.memory_bytes} bytes")
         if not 1 <= self.apart_votes <= 100:
             raise InputError(f"verification apart votes must be in [1, 100], got "
                              f"{self.apart_votes}")

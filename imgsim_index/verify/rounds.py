@@ -24,6 +24,13 @@ comparisons or more:
 - else in threads of this process (no start-up, keypoints shared, but their NumPy calls
   on small arrays hold the GIL: two threads do the work of about 1.3).
 BLAS runs in one thread meanwhile (one_blas_thread); a fork inherits that.
+
+Memory: an image's description is dropped once every pair that needs it is decided, and
+the walk holds at most settings.memory_bytes of them (defaults.VERIFY_IMAGES_BYTES): a
+round whose pairs need more images than fit goes in parts (the same pairs compared, the
+same verdicts), and an image dropped for room (the least recently used first) is described
+again if a later round needs it. Forks are made again for a part whose images they did not
+inherit (REFORK_MIN_IMAGES), so the images are not sent to them whole.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ import os
 import sys
 import threading
 import warnings
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -39,7 +47,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from imgsim_index.defaults import verify_threads
+from imgsim_index.defaults import VERIFY_IMAGES_BYTES, verify_threads
 from imgsim_index.locks import forked_worker_start
 from imgsim_index.progress import Progress
 from imgsim_index.verify.verdict import NOT_VERIFIED, Verdict
@@ -59,6 +67,13 @@ UNALIGNED_EVIDENCE = "not compared: their groups do not align"
 # folder (231 slow ones) 30% less in processes, 4,005 quick pairs 55% more.
 POOL_MIN_TASKS = 16
 ERROR_CHARS = 200  # an error kept in the evidence is cut to this many characters
+# what one described image may hold, per pixel of a square thumbnail: grey, clip and bright
+# masks (1 byte each), chroma at half size (0.5), the half size and colour classes that
+# comparisons derive (about 2); the parts of a round are sized by it
+IMAGE_BYTES_PER_PX = 5.5
+# forked workers are made again for a part of a round that needs this many images they did
+# not inherit (else those are sent whole with each task, 0.7-1.2 MB pickled)
+REFORK_MIN_IMAGES = 16
 
 
 class _Sets:
@@ -323,6 +338,15 @@ class _Workers:
             for _ in range(self.n_workers):
                 self._pool({}).submit(_started)
 
+    def refork(self, rows: set[int]) -> None:
+        """End the forked workers before a part of a round that needs REFORK_MIN_IMAGES
+        images they did not inherit: its comparisons fork new ones, which inherit them. Ended
+        before those images are described: pages this process shares with live forks are
+        copied as it writes them (describing took 40% longer with idle forks alive)."""
+        if self.fork and self.pool is not None and len(rows - self.forked) >= REFORK_MIN_IMAGES:
+            self.pool.shutdown()
+            self.pool = None
+
     def here(self, fn: Callable[[Any], Any], tasks: list[Any]) -> list[Any]:
         """fn over tasks in this process: in threads, or in this thread."""
         if self.n_threads > 1 and len(tasks) > 1:
@@ -374,7 +398,12 @@ class PairWalk:
         self.match_settings = settings.matching()
         self.sets = _Sets(len(rows))
         self.apart = _Apart(settings.apart_votes, settings.unaligned_votes)
+        # described images (None: could not be), least recently used first
         self.features: dict[int, Any] = {}
+        self.need = Counter(k for ends in self.ends for k in ends)  # pairs undecided, by row
+        self.budget = settings.memory_bytes or VERIFY_IMAGES_BYTES
+        side = self.match_settings.thumb_side
+        self.per_image = int(IMAGE_BYTES_PER_PX * side * side)
         self.workers = _Workers(settings.workers, settings.fork)
 
     def run(self) -> None:
@@ -385,15 +414,45 @@ class PairWalk:
                 pending = self.order
                 while pending:
                     batch, pending = self._sort(pending)
-                    self.workers.start(len(batch))
-                    self._describe(batch)
-                    self._compare(batch)
+                    for part in self._parts(batch):
+                        self.workers.start(len(part))
+                        self._describe(part)
+                        self._compare(part)
         finally:
             self.workers.close()
 
     def _decide(self, p: int, verdict: Verdict) -> None:
         self.out.pairs[p] = verdict
         self.progress.update(1)
+        for k in self.ends[p]:
+            self.need[k] -= 1
+            if self.need[k] == 0:  # no pair needs it any more
+                self.features.pop(k, None)
+
+    def _parts(self, batch: list[int]) -> Iterator[list[int]]:
+        """The round's pairs in parts whose images fit the memory budget together."""
+        cap = max(2, self.budget // self.per_image)
+        part: list[int] = []
+        rows: set[int] = set()
+        for p in batch:
+            ends = set(self.ends[p])
+            if part and len(rows | ends) > cap:
+                yield part
+                part, rows = [], set()
+            part.append(p)
+            rows |= ends
+        if part:
+            yield part
+
+    def _make_room(self, rows: set[int], new: int) -> None:
+        """Drop described images outside `rows` (the least recently used first) until
+        `new` more fit the budget."""
+        held = sum(f.nbytes() for f in self.features.values() if f is not None)
+        for k in [k for k in self.features if k not in rows]:
+            if held + new * self.per_image <= self.budget:
+                return
+            f = self.features.pop(k)
+            held -= f.nbytes() if f is not None else 0
 
     def _join(self, a: int, b: int) -> None:
         joined = self.sets.union(a, b)
@@ -434,7 +493,12 @@ class PairWalk:
         return f"{APART_EVIDENCE if aligned else UNALIGNED_EVIDENCE} (compared: {names})"
 
     def _describe(self, batch: list[int]) -> None:
-        need = sorted({k for p in batch for k in self.ends[p]} - self.features.keys())
+        rows = {k for p in batch for k in self.ends[p]}
+        for k in rows & self.features.keys():  # used now: the most recent
+            self.features[k] = self.features.pop(k)
+        need = sorted(rows - self.features.keys())
+        self.workers.refork(rows)
+        self._make_room(rows, len(need))
         tasks = [(k, self.rows[k].path, self.rows[k].digest, self.settings.max_side,
                   self.match_settings) for k in need]
         for k, features, error in self.workers.here(_describe, tasks):

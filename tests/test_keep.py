@@ -266,6 +266,19 @@ def test_the_camera_is_named_once_when_the_model_repeats_the_make(tmp_path: Path
         assert _decide([png, jpg], "original") == (jpg.path, f"camera EXIF ({want})")
 
 
+def test_a_file_to_protect_is_refused_not_ignored(tmp_path: Path) -> None:
+    """The command line takes --protect as an existing folder; the library's KeepSettings
+    refuses a file too, which would otherwise protect nothing (no path lies under it)."""
+    photo = tmp_path / "keep-me.jpg"
+    photo.write_bytes(b"x")
+    with pytest.raises(InputError) as e:
+        keeper_of([row(0, str(photo)), row(1, str(tmp_path / "copy.jpg"))], "original",
+                  protect=(str(photo),))
+    assert str(e.value) == (f"protect takes folders: {str(photo)!r} is a file (protect the "
+                            f"folder that holds it)")
+    assert keeper_of([row(0, str(photo)), row(1, str(tmp_path / "b" / "copy.jpg"))],
+                     "original", protect=(str(tmp_path / "b"),)) == str(tmp_path / "b" / "copy.jpg")
+
 def _png_chunks(data: bytes) -> list[bytes]:
     out, i = [], 8
     while i < len(data):

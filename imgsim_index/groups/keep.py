@@ -82,6 +82,11 @@ class KeepSettings:
             raise InputError(
                 f"unknown keep policy {self.policy!r}; choose one of {', '.join(KEEP_POLICIES)}"
             )
+        # a file given as a folder would protect nothing (no path lies under it): refused
+        files = [p for p in self.protect if os.path.isfile(p)]
+        if files:
+            raise InputError(f"protect takes folders: {files[0]!r} is a file (protect the "
+                             f"folder that holds it)")
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import random
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from PIL import Image, ImageDraw, ImageFont
 
+from imgsim_index.defaults import thumbnail_workers
 from imgsim_index.report.preview import preview_image
 
 THUMB = (360, 270)
@@ -59,10 +61,14 @@ def write_collage(
         if threshold is not None:
             msg += f" ({threshold})"
         draw.text((PAD, PAD + 40), msg, fill=(0, 0, 0), font=font)
+    # decoded in threads (Pillow releases the GIL while decoding): each distinct file once
+    paths = list(dict.fromkeys(p for a, b, _ in chosen for p in (a, b)))
+    with ThreadPoolExecutor(max_workers=thumbnail_workers()) as pool:
+        thumbs = dict(zip(paths, pool.map(_thumb, paths), strict=True))
     for k, (a, b, score) in enumerate(chosen):
         top = PAD + k * row_h
         for col, p in enumerate((a, b)):
-            im = _thumb(p)
+            im = thumbs[p]
             left = PAD + col * (THUMB[0] + PAD)
             canvas.paste(im, (left + (THUMB[0] - im.width) // 2, top + (THUMB[1] - im.height) // 2))
             draw.text((left, top + THUMB[1] + 4), _short(p, 40), fill=(0, 0, 0), font=font)

@@ -28,9 +28,11 @@ BLAS runs in one thread meanwhile (one_blas_thread); a fork inherits that.
 Memory: an image's description is dropped once every pair that needs it is decided, and
 the walk holds at most settings.memory_bytes of them (defaults.VERIFY_IMAGES_BYTES): a
 round whose pairs need more images than fit goes in parts (the same pairs compared, the
-same verdicts), and an image dropped for room (the least recently used first) is described
-again if a later round needs it. Forks are made again for a part whose images they did not
-inherit (REFORK_MIN_IMAGES), so the images are not sent to them whole.
+same verdicts while the files stay as they are), and an image dropped for room (the least
+recently used first) is described again if a later round needs it: a file whose pixels
+changed since its first reading is then not verified (CHANGED_ERROR). Forks are made
+again for a part whose images they did not inherit (REFORK_MIN_IMAGES), so the images are
+not sent to them whole.
 """
 
 from __future__ import annotations
@@ -68,9 +70,12 @@ UNALIGNED_EVIDENCE = "not compared: their groups do not align"
 POOL_MIN_TASKS = 16
 ERROR_CHARS = 200  # an error kept in the evidence is cut to this many characters
 # what one described image may hold, per pixel of a square thumbnail: grey, clip and bright
-# masks (1 byte each), chroma at half size (0.5), the half size and colour classes that
-# comparisons derive (about 2); the parts of a round are sized by it
-IMAGE_BYTES_PER_PX = 5.5
+# masks (1 byte each), chroma at half size (0.5), the half and quarter sizes, colour
+# classes and keypoints that comparisons derive (up to 3; 6.2 measured on a square
+# picture); the parts of a round are sized by it
+IMAGE_BYTES_PER_PX = 6.5
+# the error of an image whose file changed between two readings of one walk
+CHANGED_ERROR = "the file changed while it was being verified"
 # forked workers are made again for a part of a round that needs this many images they did
 # not inherit (else those are sent whole with each task, 0.7-1.2 MB pickled)
 REFORK_MIN_IMAGES = 16
@@ -401,6 +406,7 @@ class PairWalk:
         # described images (None: could not be), least recently used first
         self.features: dict[int, Any] = {}
         self.need = Counter(k for ends in self.ends for k in ends)  # pairs undecided, by row
+        self.pixels: dict[int, str | None] = {}  # each row's first reading (its pixel hash)
         self.budget = settings.memory_bytes or VERIFY_IMAGES_BYTES
         side = self.match_settings.thumb_side
         self.per_image = int(IMAGE_BYTES_PER_PX * side * side)
@@ -448,11 +454,11 @@ class PairWalk:
         """Drop described images outside `rows` (the least recently used first) until
         `new` more fit the budget."""
         held = sum(f.nbytes() for f in self.features.values() if f is not None)
-        for k in [k for k in self.features if k not in rows]:
+        # an image that could not be read holds nothing: kept, so it is not read again
+        for k in [k for k, f in self.features.items() if k not in rows and f is not None]:
             if held + new * self.per_image <= self.budget:
                 return
-            f = self.features.pop(k)
-            held -= f.nbytes() if f is not None else 0
+            held -= self.features.pop(k).nbytes()
 
     def _join(self, a: int, b: int) -> None:
         joined = self.sets.union(a, b)
@@ -502,6 +508,11 @@ class PairWalk:
         tasks = [(k, self.rows[k].path, self.rows[k].digest, self.settings.max_side,
                   self.match_settings) for k in need]
         for k, features, error in self.workers.here(_describe, tasks):
+            seen = self.pixels.setdefault(k, None if features is None else features.pixel_hash)
+            if features is not None and seen != features.pixel_hash:
+                # described again after it was dropped for room, and the file's pixels
+                # are not those of its first reading: no verdict on a file that changed
+                features, error = None, CHANGED_ERROR
             self.features[k] = features
             if features is None:
                 self.out.errors[k] = error

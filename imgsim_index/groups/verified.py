@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from imgsim_index.groups.keep import GroupDecision
     from imgsim_index.index.catalog import Row
     from imgsim_index.search import Pairs
-    from imgsim_index.verify import Verdicts, VerifySettings
+    from imgsim_index.verify import Verdict, Verdicts, VerifySettings
 
 NOT_A_COPY = "is not a verified copy of its keeper in the index"
 KEEPER_LACKS = "its keeper shows only part of its picture"
@@ -181,25 +181,35 @@ def decided_pairs(rows: Sequence[Row], candidates: Pairs, verdicts: Verdicts
     """What a dedupe's verification decided, as catalog row ids (a < b): the pairs it found
     to be exact or copy (not those only joined through others), and those whose pictures it
     compared and found to be other shots. Nothing when verification did not run."""
-    from imgsim_index.verify import KEPT, SKIPPED_EVIDENCE
-
     copies: list[VerifiedPair] = []
     others: list[tuple[int, int]] = []
     if not verdicts.ran:
         return copies, others
     for v, i, j in zip(verdicts.pairs, candidates.i.tolist(), candidates.j.tolist(),
                        strict=True):
-        ri, rj = sorted((rows[i], rows[j]), key=lambda r: r.id)
-        match = v.match
-        if match in KEPT and v.evidence != SKIPPED_EVIDENCE:
-            if ri.digest and rj.digest:
-                bits = lacks(v.numbers)  # A: rows[i]
-                copies.append(VerifiedPair(ri.id, rj.id, match, ri.digest, rj.digest,
-                                           bits if ri.id == rows[i].id else swapped(bits)))
-        elif match == "other_shot" and "regions" in v.numbers:
+        if compared_copy(v):
+            if rows[i].digest and rows[j].digest:
+                copies.append(recorded(rows[i], rows[j], v))
+        elif v.match == "other_shot" and "regions" in v.numbers:
             # judged on the aligned pictures (a not_verified pair says nothing either way)
-            others.append((ri.id, rj.id))
+            others.append((min(rows[i].id, rows[j].id), max(rows[i].id, rows[j].id)))
     return copies, others
+
+
+def compared_copy(v: Verdict) -> bool:
+    """An exact or copy verdict of a comparison (not a pair only joined through others)."""
+    from imgsim_index.verify import SKIPPED_EVIDENCE
+
+    return v.kept and v.evidence != SKIPPED_EVIDENCE
+
+
+def recorded(a: Row, b: Row, v: Verdict) -> VerifiedPair:
+    """Verdict v on rows a and b (its A and B) as the index records it: ids ascending, the
+    lacks bits in that order."""
+    bits = lacks(v.numbers)
+    lo, hi = (a, b) if a.id < b.id else (b, a)
+    return VerifiedPair(lo.id, hi.id, v.match, str(lo.digest), str(hi.digest),
+                        bits if lo is a else swapped(bits))
 
 
 def whole_rank(candidates: Pairs, verdicts: Verdicts) -> dict[int, int]:
@@ -211,8 +221,6 @@ def whole_rank(candidates: Pairs, verdicts: Verdicts) -> dict[int, int]:
     its whole picture; of two whole pictures, the one more copies show whole (a turned
     copy whose fill the black picture hides lacks the photo's corners, and the photo
     seems to lack its black corners: the photo, with its resized and re-encoded copies)."""
-    from imgsim_index.verify import KEPT, SKIPPED_EVIDENCE
-
     if not verdicts.ran or not len(candidates):
         return {}
     src: list[int] = []
@@ -221,7 +229,7 @@ def whole_rank(candidates: Pairs, verdicts: Verdicts) -> dict[int, int]:
     n_copies = 0
     for v, i, j in zip(verdicts.pairs, candidates.i.tolist(), candidates.j.tolist(),
                        strict=True):
-        if v.match in KEPT and v.evidence != SKIPPED_EVIDENCE:
+        if compared_copy(v):
             nodes.update((i, j))
             n_copies += 1
             bits = lacks(v.numbers)
@@ -288,7 +296,7 @@ def direct_copies(rows: Sequence[Row], decisions: Sequence[GroupDecision],
     compared with a turned copy, never with the photo), compared with the keeper itself:
     the pairs found to be copies of which the keeper lacks nothing, to record."""
     from imgsim_index.search import Pairs
-    from imgsim_index.verify import SKIPPED_EVIDENCE, verify_pairs
+    from imgsim_index.verify import verify_pairs
 
     ends = [(m, d.keeper) for d in decisions for m, why in d.not_removable.items()
             if why.endswith(THROUGH_CROP) and rows[m].digest and rows[d.keeper].digest]
@@ -297,14 +305,9 @@ def direct_copies(rows: Sequence[Row], decisions: Sequence[GroupDecision],
     got = verify_pairs(rows, Pairs(np.asarray([m for m, _ in ends], np.int64),
                                    np.asarray([k for _, k in ends], np.int64),
                                    np.ones(len(ends))), settings)
-    out = []
-    for (m, k), v in zip(ends, got.pairs, strict=True):
-        bits = lacks(v.numbers)  # A: the member, B: its keeper
-        if v.kept and v.evidence != SKIPPED_EVIDENCE and not bits & LACKS_B:  # compared
-            a, b = (m, k) if rows[m].id < rows[k].id else (k, m)
-            out.append(VerifiedPair(rows[a].id, rows[b].id, v.match, str(rows[a].digest),
-                                    str(rows[b].digest), bits if a == m else swapped(bits)))
-    return out
+    # A: the member, B: its keeper, which must lack nothing of the member's picture
+    return [recorded(rows[m], rows[k], v) for (m, k), v in zip(ends, got.pairs, strict=True)
+            if compared_copy(v) and not lacks(v.numbers) & LACKS_B]
 
 
 def screen_decisions(decisions: Sequence[GroupDecision], rows: Sequence[Row],

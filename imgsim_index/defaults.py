@@ -64,6 +64,13 @@ VERIFY_KEPT_BYTES = 512 * 1024 * 1024
 # dropped for room is described again if a later pair needs it (verify/rounds.py).
 # `dedupe --memory-budget` sets it to half the budget.
 VERIFY_IMAGES_BYTES = 512 * 1024 * 1024
+# An image whose comparisons found this many other shots is compared no more: its other
+# candidate pairs are listed not verified (verify/rounds.py). Pictures the embedding cannot
+# tell apart (products on white, scans, generated images) make almost every pair a
+# candidate: 400 smooth colour fields gave 75,557 of the 79,800 pairs at Lite0's 0.75,
+# verified in 80 s; 2,000 gave 1,956,959 (hours). With the cap such a walk costs about
+# N * cap / 2 comparisons. The evaluation set's images meet at most 2 other shots each.
+VERIFY_OTHER_SHOTS_PER_IMAGE = 32
 
 
 def usable_cores() -> int:
@@ -96,5 +103,6 @@ def decode_slots() -> int:
 
 __all__ = ["CANDIDATE_THRESHOLDS", "COSINE_ONLY_THRESHOLDS", "DEFAULT_KEEP", "DEFAULT_THRESHOLD",
            "FALLBACK_THRESHOLD", "IDENTITY_KEYS", "MAX_EMBED_WORKERS", "MAX_THUMBNAIL_WORKERS",
-           "MAX_VERIFY_THREADS", "VERIFY_IMAGES_BYTES", "VERIFY_KEPT_BYTES", "decode_slots",
+           "MAX_VERIFY_THREADS", "VERIFY_IMAGES_BYTES", "VERIFY_KEPT_BYTES",
+           "VERIFY_OTHER_SHOTS_PER_IMAGE", "decode_slots",
            "embed_workers", "thumbnail_workers", "usable_cores", "verify_threads"]

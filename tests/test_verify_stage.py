@@ -16,6 +16,7 @@ from imgsim_index.index.catalog import Row
 from imgsim_index.search import Pairs
 from imgsim_index.verify import (
     APART_EVIDENCE,
+    CAPPED_EVIDENCE,
     SKIPPED_EVIDENCE,
     UNALIGNED_EVIDENCE,
     VerifySettings,
@@ -351,6 +352,77 @@ def test_pictures_that_do_not_align_cost_a_few_compares_between_their_groups(
         and v.evidence[-1].count(" and ") == 4, v.evidence[-1]
 
 
+def colour_fields(folder: Path, n: int) -> list[Path]:
+    """n distinct smooth random colour fields (pictures alike to the embedding, that no
+    map aligns), PNG."""
+    import cv2
+
+    files = []
+    for k in range(n):
+        rng = np.random.default_rng(k)
+        small = rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)
+        img = cv2.resize(small, SIZE, interpolation=cv2.INTER_CUBIC)
+        img = np.clip(img + rng.normal(0, 6, img.shape), 0, 255).astype(np.uint8)
+        files.append(folder / f"field{k}.png")
+        Image.fromarray(img).save(files[-1])
+    return files
+
+
+def test_an_image_is_compared_with_at_most_the_limit_of_other_shots(tmp_path: Path) -> None:
+    """Nine distinct pictures, every pair a candidate (36), and a copy of the first, whose
+    pair scores lowest (found by another channel, say). With a limit of 2 other shots per
+    image, no image takes part in more than 2 comparisons that found other shots; the pairs
+    left are not verified and say why; the copy's pair, marked to compare whatever the
+    limit, is still a copy; with no limit every pair is compared."""
+    files = colour_fields(tmp_path, 9)
+    Image.open(files[0]).save(tmp_path / "copy.jpg", quality=85)
+    files.append(tmp_path / "copy.jpg")
+    rows = [row(k, f) for k, f in enumerate(files)]
+    ij = np.array([(a, b) for a in range(9) for b in range(a + 1, 9)] + [(0, 9)])
+    pairs = Pairs(ij[:, 0], ij[:, 1], np.linspace(0.99, 0.8, len(ij)))
+    uncapped = [False] * 36 + [True]
+    v = verify_pairs(rows, pairs, VerifySettings(workers=0, other_shots_per_image=2),
+                     uncapped=uncapped)
+    assert v.match[-1] == "copy", v.evidence[-1]
+    compared = [k for k, e in enumerate(v.evidence[:36]) if not e.startswith("not compared")]
+    per_image = np.bincount(ij[compared].ravel(), minlength=10)
+    assert per_image.max() <= 2 and len(compared) >= 6, per_image
+    assert all(v.match[k] == "other_shot" for k in compared)
+    capped = [k for k, e in enumerate(v.evidence) if e.startswith(CAPPED_EVIDENCE)]
+    assert v.skipped_per_image == len(capped) == 36 - len(compared) > 0
+    assert v.not_verified == len(capped) and v.compared == len(compared) + 1
+    assert all(v.match[k] == "not_verified" for k in capped)
+    assert v.evidence[capped[0]].endswith("differs from the 2 images it was compared with)")
+    every = verify_pairs(rows, pairs, VerifySettings(workers=0, other_shots_per_image=0))
+    assert every.compared == 37 and every.skipped_per_image == 0
+    assert [every.match[k] for k in compared] == [v.match[k] for k in compared]
+
+
+def test_dedupe_says_how_many_pairs_the_limit_of_other_shots_left(tmp_path: Path,
+                                                                    lite0) -> None:  # type: ignore[no-untyped-def]
+    """Every pair of seven distinct pictures and a JPEG copy of one a candidate
+    (--threshold -1), at most 1 other shot per image: the copy is still found (its pair
+    scores highest), the pairs left are not verified, counted in the report and named on
+    the console; nothing but the copy is removable."""
+    d = tmp_path / "fields"
+    d.mkdir()
+    files = colour_fields(d, 7)
+    Image.open(files[0]).save(d / "field0_copy.jpg", quality=85)
+    out = cli_ok("dedupe", str(d), "--index", str(tmp_path / "idx"), "--model",
+                 "efficientnet-lite0", "--output", str(tmp_path / "out"), "--threshold", "-1",
+                 "--max-other-shots", "1", "--verify-workers", "0")
+    rep = report_of(out)
+    v = rep["verification"]
+    left = [r for r in rep["near_misses"] if r["evidence"].startswith(CAPPED_EVIDENCE)]
+    assert v["skipped_per_image"] == len(left) > 0 and v["not_verified"] == len(left)
+    assert {r["match"] for r in left} == {"not_verified"}
+    assert f"{len(left)} pairs not compared: an image in each had already been found " \
+        "unlike as many images as the limit allows" in out, out
+    assert [sorted(Path(p).name for p in g["removable"]) for g in rep["groups"]] in (
+        [["field0.png"]], [["field0_copy.jpg"]])
+    assert v["compared"] + v["skipped_as_other_shot"] + v["skipped_per_image"] == 28
+
+
 def png_bytes(rgb: np.ndarray) -> bytes:
     import io
 
@@ -393,6 +465,8 @@ def test_one_wrong_other_shot_verdict_does_not_split_a_group_of_copies(
     (VerifySettings(workers=-1), "verification workers must be in [0, 256], got -1"),
     (VerifySettings(max_side=10), "verification max side must be in [128, 8192], got 10"),
     (VerifySettings(apart_votes=0), "verification apart votes must be in [1, 100], got 0"),
+    (VerifySettings(other_shots_per_image=-1), "verification other shots per image must be "
+     "in [0, 1000000] (0: no limit), got -1"),
     (VerifySettings(memory_bytes=1000),
      "verification memory must be at least 16 MiB, got 1000 bytes"),
     (VerifySettings(tunables=(("ratio", 2.0),)), "VerifySettings: ratio must be in [0.5, 1)"),
@@ -467,10 +541,10 @@ def test_report_fields(dedupe_runs) -> None:  # type: ignore[no-untyped-def]
     assert (rep["threshold"], rep["threshold_source"]) == (0.5, "given")
     assert set(rep["verification"]) == {"ran", "compared", "skipped_as_grouped",
                                         "skipped_as_other_shot", "same_bytes", "not_verified",
-                                        "seconds", "hash_candidates"}
+                                        "seconds", "hash_candidates", "skipped_per_image"}
     v = rep["verification"]
     assert v["ran"] is True and v["compared"] + v["skipped_as_grouped"] \
-        + v["skipped_as_other_shot"] + v["same_bytes"] \
+        + v["skipped_as_other_shot"] + v["same_bytes"] + v["skipped_per_image"] \
         == len(rep["similar_pairs"]) + len(rep["near_misses"])
     assert rep["number_of_similar_pairs"] == len(rep["similar_pairs"])
     assert rep["number_of_near_misses"] == len(rep["near_misses"])

@@ -242,7 +242,9 @@ def verify_files(pairs: Sequence[tuple[Row, Row]]) -> list[str | None]:
                 rows.append(r)
             ends.append(at[r.id])
     i, j = np.asarray(ends[0::2], np.int64), np.asarray(ends[1::2], np.int64)
-    got = verify_pairs(rows, Pairs(i, j, np.zeros(len(i))), VerifySettings(enabled=True))
+    # every pair asked about is compared: no limit of other shots per image
+    everything = VerifySettings(enabled=True, other_shots_per_image=0)
+    got = verify_pairs(rows, Pairs(i, j, np.zeros(len(i))), everything)
     return [_refusal(v) for v in got.pairs]
 
 

@@ -77,7 +77,8 @@ if TYPE_CHECKING:
 @quiet_option
 @engine_options
 def dedupe(folders: tuple[str, ...], index_dir: str, threshold: float | None, verify: str,
-           group_near_misses: bool, verify_workers: int | None, compare_mode: str,
+           group_near_misses: bool, verify_workers: int | None, max_other_shots: int,
+           compare_mode: str,
            sample_ratio: float, seed: int, compare_scope: str, max_pairs_for_collage: int,
            output: str, new_only: bool, since: datetime.datetime | None, exact: bool | None,
            nprobe: int | None, memory_budget: int | None, keep: str,
@@ -99,7 +100,8 @@ def dedupe(folders: tuple[str, ...], index_dir: str, threshold: float | None, ve
         threshold=threshold,
         verify=VerifySettings(enabled=None if verify == "auto" else verify == "on",
                               # a command runs nothing else while it verifies
-                              workers=verify_workers, fork=True),
+                              workers=verify_workers, fork=True,
+                              other_shots_per_image=max_other_shots),
         group_near_misses=group_near_misses,
         pairs=PairSettings(compare_mode=compare_mode, sample_ratio=sample_ratio, seed=seed,
                            compare_scope=compare_scope.replace("-", "_")),  # the seed's value

@@ -22,6 +22,7 @@ from imgsim_index.defaults import (
     DEFAULT_THRESHOLD,
     MAX_EMBED_WORKERS,
     MAX_VERIFY_THREADS,
+    VERIFY_OTHER_SHOTS_PER_IMAGE,
 )
 
 if TYPE_CHECKING:
@@ -137,6 +138,14 @@ verify_options = _stack(
                       "threads; 0: one thread). Where the platform cannot fork, processes "
                       "are sent the images: they pay where comparisons are slow and cost "
                       "time where they are quick."),
+    click.option("--max-other-shots", type=click.IntRange(0, 1_000_000),
+                 default=VERIFY_OTHER_SHOTS_PER_IMAGE, show_default=True,
+                 help="Compare an image with at most this many images that turn out to be "
+                      "other shots; its candidate pairs left then are listed as not verified "
+                      "(never removed). A limit for pictures the model cannot tell apart "
+                      "(products on white, scans), where nearly every pair is a candidate. "
+                      "Pairs the perceptual hashes found are compared whatever it. 0: no "
+                      "limit."),
 )
 
 output_option = click.option(

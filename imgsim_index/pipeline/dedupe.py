@@ -442,7 +442,9 @@ def _decide(found: _Found, settings: DedupeSettings, progress: Progress,
         half = max(settings.memory_budget // 2, 16 << 20)
         settings = replace(settings, verify=replace(settings.verify, memory_bytes=half))
     t = time.perf_counter()
-    verdicts = verify_pairs(rows, candidates, settings.verify, progress)
+    # a pair the perceptual hashes found is compared whatever an image's other shots
+    uncapped = None if found.hash_distance is None else (found.hash_distance >= 0).tolist()
+    verdicts = verify_pairs(rows, candidates, settings.verify, progress, uncapped)
     if verdicts.ran:
         timings["verify"] = time.perf_counter() - t
     if found.hash_distance is not None:  # the channel that found a pair, in its numbers

@@ -16,11 +16,13 @@ from the report on trust.
 
 Verification (schema 3, 4): each similar_pairs row adds match (exact | copy), evidence (a
 short sentence) and verification (the numbers behind it, rounded); near_misses lists the
-other_shot and not_verified pairs (could not be checked: an image unreadable) in the same
-shape (not in similar_pairs, groups or photos_to_remove);
+other_shot and not_verified pairs (could not be checked: an image unreadable; or not
+compared: an image had met the limit of other shots per image) in the same shape (not in
+similar_pairs, groups or photos_to_remove);
 verification {ran, compared, skipped_as_grouped, skipped_as_other_shot, same_bytes,
 not_verified, seconds, and when it ran hash_candidates: pairs under the threshold that only
-the perceptual-hash channel found, whose rows carry verification.hash_distance};
+the perceptual-hash channel found, whose rows carry verification.hash_distance, and
+skipped_per_image: the not_verified pairs left at the limit of other shots per image};
 threshold_source "model default" | "given".
 
 The keys and their types are typed in report/contract.py (`Report`) and described for
@@ -78,6 +80,10 @@ def verification_text(report: Report) -> str:
     if apart := v.get("skipped_as_other_shot", 0):
         text.append(f"{_count(apart, 'pair')} between groups already shown to be other "
                     "shots, not compared.")
+    if capped := v.get("skipped_per_image", 0):
+        text.append(f"{_count(capped, 'pair')} not compared: an image in each had already "
+                    "been found unlike as many images as the limit allows (these images "
+                    "look alike to the model: a higher threshold tells them apart sooner).")
     text.append(f"Listed apart: {near_miss_text(report)}.")
     return " ".join(text)
 

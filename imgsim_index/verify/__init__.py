@@ -20,7 +20,10 @@ two ends are already joined through verified copies is not compared (it is a cop
 transitivity). A static scene of N mutually similar frames costs about N - 1 compares.
 Between two groups the best-scoring pair is compared first; once `apart_votes` (2) of their
 compared pairs are other shots, their other pairs are not compared (other shots, by
-transitivity of a capture), and a copy on any of them joins the groups (rounds.py).
+transitivity of a capture), and a copy on any of them joins the groups (rounds.py). An
+image compared with `other_shots_per_image` (32) images that were all other shots is
+compared no more: its undecided pairs are not verified (pictures the embedding cannot tell
+apart would otherwise cost a comparison per pair of images).
 
 cv2 is imported by `matching`, which is loaded only when a pair needs decoding.
 """
@@ -39,6 +42,7 @@ from imgsim_index.defaults import (  # noqa: F401  (names this package has alway
 from imgsim_index.progress import NoProgress, Progress
 from imgsim_index.verify.rounds import (
     APART_EVIDENCE,
+    CAPPED_EVIDENCE,
     SKIPPED_EVIDENCE,
     UNALIGNED_EVIDENCE,
     PairWalk,
@@ -66,25 +70,33 @@ def verify_pairs(
     pairs: Pairs,
     settings: VerifySettings | None = None,
     progress: Progress | None = None,
+    uncapped: Sequence[bool] | None = None,
 ) -> Verdicts:
     """A verdict per pair of `pairs` (positions into `images`: catalog rows, or ImageFile
-    for files the index does not hold)."""
+    for files the index does not hold). `uncapped`: per pair, True to compare it whatever
+    `settings.other_shots_per_image` (pairs other evidence points to, as the perceptual
+    hash's)."""
     settings = (settings or VerifySettings()).validate()
     progress = progress or NoProgress()
     if settings.enabled is False:  # None (auto) is on here: the caller knows no better
         return unverified(len(pairs))
     t0 = time.perf_counter()
     out = Verdicts([Verdict("", "") for _ in range(len(pairs))])
+    cap = settings.other_shots_per_image
+    if cap and len(pairs) > cap * (n := len(set(pairs.i.tolist()) | set(pairs.j.tolist()))):
+        progress.note(f"{len(pairs):,} candidate pairs among {n:,} images: they look alike "
+                      f"to the model; each image is compared with at most {cap} that prove "
+                      f"to be other shots (a higher threshold gives fewer candidates)")
     progress.start("Verifying pairs", len(pairs))
     try:
-        PairWalk(images, pairs, settings, out, progress).run()
+        PairWalk(images, pairs, settings, out, progress, uncapped).run()
     finally:
         progress.finish()
     out.seconds = time.perf_counter() - t0
     return out
 
 
-__all__ = ["APART_EVIDENCE", "CANDIDATE_THRESHOLDS", "KEPT", "MATCHES", "NOT_VERIFIED",
-           "SKIPPED_EVIDENCE", "UNALIGNED_EVIDENCE", "ImageFile", "ImageSource",
+__all__ = ["APART_EVIDENCE", "CANDIDATE_THRESHOLDS", "CAPPED_EVIDENCE", "KEPT", "MATCHES",
+           "NOT_VERIFIED", "SKIPPED_EVIDENCE", "UNALIGNED_EVIDENCE", "ImageFile", "ImageSource",
            "Verdict", "Verdicts", "VerifySettings", "candidate_threshold",
            "decode_for_verify", "unverified", "verify_pairs"]

@@ -14,6 +14,7 @@ from imgsim_index.defaults import (
     CANDIDATE_THRESHOLDS,
     COSINE_ONLY_THRESHOLDS,
     FALLBACK_THRESHOLD,
+    VERIFY_OTHER_SHOTS_PER_IMAGE,
 )
 from imgsim_index.errors import InputError
 from imgsim_index.verify.settings import DEFAULT, MatchSettings
@@ -79,6 +80,12 @@ class VerifySettings:
     # its ends that does): a cap on the comparisons between two groups of distinct
     # pictures that look alike to the embedding (products on white, synthetic images)
     unaligned_votes: int = 4
+    # an image is compared no more once this many of its comparisons found other shots: its
+    # pairs not decided by then are not verified ("not compared: ...", counted as
+    # Verdicts.skipped_per_image), except those verify_pairs is told to compare whatever
+    # the cap (dedupe: the perceptual-hash channel's). Bounds a walk through pictures the
+    # embedding cannot tell apart to about N * this / 2 comparisons; 0: no cap
+    other_shots_per_image: int = VERIFY_OTHER_SHOTS_PER_IMAGE
 
     def validate(self) -> VerifySettings:
         if self.workers is not None and not 0 <= self.workers <= 256:
@@ -95,6 +102,9 @@ class VerifySettings:
         if not self.apart_votes <= self.unaligned_votes <= 10_000:
             raise InputError(f"verification unaligned votes must be in [apart votes "
                              f"({self.apart_votes}), 10000], got {self.unaligned_votes}")
+        if not 0 <= self.other_shots_per_image <= 1_000_000:
+            raise InputError(f"verification other shots per image must be in [0, 1000000] "
+                             f"(0: no limit), got {self.other_shots_per_image}")
         self.matching()
         return self
 
@@ -130,6 +140,9 @@ class Verdicts:
     # to be other shots
     skipped_as_other_shot: int = 0
     same_bytes: int = 0  # pairs with equal content digests (exact, not decoded)
+    # pairs not compared because an end had met VerifySettings.other_shots_per_image other
+    # shots (not_verified: counted in not_verified too)
+    skipped_per_image: int = 0
     # pairs whose verdict is not_verified: an image could not be decoded or described here,
     # or the comparison failed
     not_verified: int = 0
@@ -159,7 +172,8 @@ class Verdicts:
         return {"ran": self.ran, "compared": self.compared,
                 "skipped_as_grouped": self.skipped_as_grouped,
                 "skipped_as_other_shot": self.skipped_as_other_shot, "same_bytes": self.same_bytes,
-                "not_verified": self.not_verified, "seconds": round(self.seconds, 3)}
+                "skipped_per_image": self.skipped_per_image, "not_verified": self.not_verified,
+                "seconds": round(self.seconds, 3)}
 
 
 def unverified(n: int) -> Verdicts:

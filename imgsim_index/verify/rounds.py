@@ -61,6 +61,8 @@ if TYPE_CHECKING:
 SKIPPED_EVIDENCE = "not compared: already grouped through verified copies"
 APART_EVIDENCE = "not compared: their groups are other shots"
 UNALIGNED_EVIDENCE = "not compared: their groups do not align"
+# a pair with an image that has met VerifySettings.other_shots_per_image other shots
+CAPPED_EVIDENCE = "not compared: the limit of other shots per image"
 
 # A process pool pays for starting workers (forkserver: forks of a server that imported
 # verification; spawn: an interpreter each) and for pickling the images of each pair; a
@@ -395,7 +397,8 @@ class PairWalk:
     """One verify_pairs call: fills `out.pairs` (a Verdict per pair) round by round."""
 
     def __init__(self, rows: Sequence[ImageSource], pairs: Pairs, settings: VerifySettings,
-                 out: Verdicts, progress: Progress) -> None:
+                 out: Verdicts, progress: Progress, uncapped: Sequence[bool] | None = None
+                 ) -> None:
         self.rows, self.settings, self.out, self.progress = rows, settings, out, progress
         self.ends = list(zip(pairs.i.tolist(), pairs.j.tolist(), strict=True))
         self.scores = pairs.score.tolist()
@@ -411,6 +414,12 @@ class PairWalk:
         side = self.match_settings.thumb_side
         self.per_image = int(IMAGE_BYTES_PER_PX * side * side)
         self.workers = _Workers(settings.workers, settings.fork)
+        # other shots found by comparisons, by row; pairs compared whatever the count
+        self.differs: Counter[int] = Counter()
+        self.cap = settings.other_shots_per_image or len(rows) + 1
+        self.capped: dict[int, str] = {}  # the evidence of pairs left at the cap, by row
+        self.uncapped = frozenset(
+            p for p, u in enumerate(() if uncapped is None else uncapped) if u)
 
     def run(self) -> None:
         if not self.order:
@@ -470,6 +479,7 @@ class PairWalk:
         tentative = self.sets.copy()
         batch: list[int] = []
         later: list[int] = []
+        planned: Counter[int] = Counter()  # comparisons in this round, by row
         for p in pending:
             a, b = self.ends[p]
             root_a, root_b = self.sets.find(a), self.sets.find(b)
@@ -479,8 +489,16 @@ class PairWalk:
             elif (deciding := self.apart.decided(root_a, root_b)) is not None:
                 self._decide(p, Verdict("other_shot", self._apart_evidence(*deciding)))
                 self.out.skipped_as_other_shot += 1
-            elif tentative.find(a) == tentative.find(b):
-                later.append(p)  # a comparison in this round may join them
+            elif max(self.differs[a], self.differs[b]) >= self.cap and p not in self.uncapped:
+                self._decide(p, Verdict(NOT_VERIFIED, self._capped_evidence(a, b)))
+                self.out.skipped_per_image += 1
+                self.out.not_verified += 1
+            elif tentative.find(a) == tentative.find(b) or (
+                    p not in self.uncapped and max(self.differs[a] + planned[a],
+                                                   self.differs[b] + planned[b]) >= self.cap):
+                # a comparison in this round may join them; or those of this round may
+                # bring an end to the limit (a copy found does not count towards it)
+                later.append(p)
             else:
                 digest_a, digest_b = self.rows[a].digest, self.rows[b].digest
                 if digest_a is not None and digest_a == digest_b:
@@ -489,6 +507,7 @@ class PairWalk:
                     self._join(a, b)
                 else:
                     batch.append(p)
+                    planned.update((a, b))
                 tentative.union(a, b)
         return batch, later
 
@@ -497,6 +516,14 @@ class PairWalk:
                           f"{os.path.basename(self.rows[self.ends[q][1]].path)}"
                           for q in deciding)
         return f"{APART_EVIDENCE if aligned else UNALIGNED_EVIDENCE} (compared: {names})"
+
+    def _capped_evidence(self, a: int, b: int) -> str:
+        k = a if self.differs[a] >= self.cap else b
+        if k not in self.capped:  # one string per image: look-alikes leave millions of pairs
+            self.capped[k] = (f"{CAPPED_EVIDENCE} ({os.path.basename(self.rows[k].path)} "
+                              f"differs from the {self.differs[k]} images it was compared "
+                              "with)")
+        return self.capped[k]
 
     def _describe(self, batch: list[int]) -> None:
         rows = {k for p in batch for k in self.ends[p]}
@@ -554,4 +581,6 @@ class PairWalk:
             # group may still align); a file that could not be read counts not at all
             self.apart.add(self.sets.find(a), self.sets.find(b),
                            (done.pair, "regions" in v.numbers))
+            self.differs[a] += 1
+            self.differs[b] += 1
         self._decide(done.pair, v)

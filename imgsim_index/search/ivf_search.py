@@ -47,9 +47,13 @@ from imgsim_index.search.ivf_scan import (
     unique_pairs,
 )
 from imgsim_index.search.settings import IVF_NPROBE, ApproxSettings
-from imgsim_index.search.threshold import SCORE_DECIMALS, meets_threshold, search_radius
+from imgsim_index.search.threshold import (
+    SCORE_DECIMALS,
+    meets_threshold,
+    rescore_step,
+    search_radius,
+)
 
-RESCORE_ROWS = 65_536  # candidate pairs scored exactly per step
 PENDING_ROWS = 8_192  # new or pending rows read per step
 # more rows than this not yet filed into the IVF are refused (scored against each other
 # they would cost O(P^2)): a dedupe or `verify --repair` files them
@@ -82,10 +86,13 @@ class IvfSearchInfo:
 def rescore(lookup: VectorLookup, a: np.ndarray, b: np.ndarray, threshold: float) -> IdPairs:
     """Exact scores of candidate id pairs; those meeting `threshold`, highest first."""
     keep_a, keep_b, keep_s = [], [], []
-    for s in range(0, len(a), RESCORE_ROWS):
-        ca, cb = a[s:s + RESCORE_ROWS], b[s:s + RESCORE_ROWS]
+    s, step = 0, rescore_step(0)  # a first small step, then sized by the vectors' dim
+    while s < len(a):
+        ca, cb = a[s:s + step], b[s:s + step]
+        s += len(ca)
         ids, inv = np.unique(np.concatenate([ca, cb]), return_inverse=True)
         x = lookup.read(ids).astype(np.float64)
+        step = rescore_step(x.shape[1])
         ia, ib = inv[:len(ca)], inv[len(ca):]
         score = np.einsum("ij,ij->i", x[ia], x[ib])
         ok = meets_threshold(score, threshold)

@@ -68,7 +68,7 @@ VERIFY_IMAGES_BYTES = 512 * 1024 * 1024
 # candidate pairs are listed not verified (verify/rounds.py). Pictures the embedding cannot
 # tell apart (products on white, scans, generated images) make almost every pair a
 # candidate: 400 smooth colour fields gave 75,557 of the 79,800 pairs at Lite0's 0.75,
-# verified in 80 s; 2,000 gave 1,956,959 (hours). With the cap such a walk costs about
+# verified in 80 s; 2,000 gave 1,953,304 (hours). With the cap such a walk costs about
 # N * cap / 2 comparisons. The evaluation set's images meet at most 2 other shots each.
 VERIFY_OTHER_SHOTS_PER_IMAGE = 32
 

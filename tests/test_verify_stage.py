@@ -369,21 +369,24 @@ def colour_fields(folder: Path, n: int) -> list[Path]:
 
 
 def test_an_image_is_compared_with_at_most_the_limit_of_other_shots(tmp_path: Path) -> None:
-    """Nine distinct pictures, every pair a candidate (36), and a copy of the first, whose
-    pair scores lowest (found by another channel, say). With a limit of 2 other shots per
+    """Nine distinct pictures, every pair a candidate (36), a copy of the first and a file
+    with the second's bytes, whose pairs score lowest. With a limit of 2 other shots per
     image, no image takes part in more than 2 comparisons that found other shots; the pairs
     left are not verified and say why; the copy's pair, marked to compare whatever the
-    limit, is still a copy; with no limit every pair is compared."""
+    limit (as dedupe marks the hash channel's), is still a copy, and the same bytes are
+    still exact; with no limit every pair is compared."""
     files = colour_fields(tmp_path, 9)
     Image.open(files[0]).save(tmp_path / "copy.jpg", quality=85)
-    files.append(tmp_path / "copy.jpg")
-    rows = [row(k, f) for k, f in enumerate(files)]
-    ij = np.array([(a, b) for a in range(9) for b in range(a + 1, 9)] + [(0, 9)])
+    (tmp_path / "same.png").write_bytes(files[1].read_bytes())
+    files += [tmp_path / "copy.jpg", tmp_path / "same.png"]
+    rows = [row(k, f, "same" if k in (1, 10) else None) for k, f in enumerate(files)]
+    ij = np.array([(a, b) for a in range(9) for b in range(a + 1, 9)] + [(0, 9), (1, 10)])
     pairs = Pairs(ij[:, 0], ij[:, 1], np.linspace(0.99, 0.8, len(ij)))
-    uncapped = [False] * 36 + [True]
+    uncapped = np.arange(len(ij)) == 36  # an array or a list of bools
     v = verify_pairs(rows, pairs, VerifySettings(workers=0, other_shots_per_image=2),
                      uncapped=uncapped)
-    assert v.match[-1] == "copy", v.evidence[-1]
+    assert v.match[36:] == ["copy", "exact"] and v.evidence[37] == "same bytes", v.evidence
+    assert v.same_bytes == 1 and v.other_shots_per_image == 2
     compared = [k for k, e in enumerate(v.evidence[:36]) if not e.startswith("not compared")]
     per_image = np.bincount(ij[compared].ravel(), minlength=10)
     assert per_image.max() <= 2 and len(compared) >= 6, per_image
@@ -392,9 +395,9 @@ def test_an_image_is_compared_with_at_most_the_limit_of_other_shots(tmp_path: Pa
     assert v.skipped_per_image == len(capped) == 36 - len(compared) > 0
     assert v.not_verified == len(capped) and v.compared == len(compared) + 1
     assert all(v.match[k] == "not_verified" for k in capped)
-    assert v.evidence[capped[0]].endswith("differs from the 2 images it was compared with)")
+    assert v.evidence[capped[0]].endswith(" was already found unlike 2 other images)")
     every = verify_pairs(rows, pairs, VerifySettings(workers=0, other_shots_per_image=0))
-    assert every.compared == 37 and every.skipped_per_image == 0
+    assert every.compared == 37 and every.skipped_per_image == 0 and every.same_bytes == 1
     assert [every.match[k] for k in compared] == [v.match[k] for k in compared]
 
 
@@ -417,7 +420,8 @@ def test_dedupe_says_how_many_pairs_the_limit_of_other_shots_left(tmp_path: Path
     assert v["skipped_per_image"] == len(left) > 0 and v["not_verified"] == len(left)
     assert {r["match"] for r in left} == {"not_verified"}
     assert f"{len(left)} pairs not compared: an image in each had already been found " \
-        "unlike as many images as the limit allows" in out, out
+        "unlike 1 other image, the limit per image (--max-other-shots;" in out, out
+    assert v["other_shots_per_image"] == 1
     assert [sorted(Path(p).name for p in g["removable"]) for g in rep["groups"]] in (
         [["field0.png"]], [["field0_copy.jpg"]])
     assert v["compared"] + v["skipped_as_other_shot"] + v["skipped_per_image"] == 28
@@ -541,7 +545,8 @@ def test_report_fields(dedupe_runs) -> None:  # type: ignore[no-untyped-def]
     assert (rep["threshold"], rep["threshold_source"]) == (0.5, "given")
     assert set(rep["verification"]) == {"ran", "compared", "skipped_as_grouped",
                                         "skipped_as_other_shot", "same_bytes", "not_verified",
-                                        "seconds", "hash_candidates", "skipped_per_image"}
+                                        "seconds", "hash_candidates", "skipped_per_image",
+                                        "other_shots_per_image"}
     v = rep["verification"]
     assert v["ran"] is True and v["compared"] + v["skipped_as_grouped"] \
         + v["skipped_as_other_shot"] + v["same_bytes"] + v["skipped_per_image"] \

@@ -27,6 +27,7 @@ A removable file R passes with keeper K when:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -302,9 +303,10 @@ def direct_copies(rows: Sequence[Row], decisions: Sequence[GroupDecision],
             if why.endswith(THROUGH_CROP) and rows[m].digest and rows[d.keeper].digest]
     if not ends:
         return []
+    every = dataclasses.replace(settings, other_shots_per_image=0)  # each pair asked about
     got = verify_pairs(rows, Pairs(np.asarray([m for m, _ in ends], np.int64),
                                    np.asarray([k for _, k in ends], np.int64),
-                                   np.ones(len(ends))), settings)
+                                   np.ones(len(ends))), every)
     # A: the member, B: its keeper, which must lack nothing of the member's picture
     return [recorded(rows[m], rows[k], v) for (m, k), v in zip(ends, got.pairs, strict=True)
             if compared_copy(v) and not lacks(v.numbers) & LACKS_B]

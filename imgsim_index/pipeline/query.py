@@ -103,9 +103,11 @@ def pair_verdicts(images: Sequence[ImageSource], pairs: Pairs,
                   settings: VerifySettings | None) -> list[Verdict]:
     """The Verdict of each pair of `pairs` (positions into `images`), compared as dedupe
     compares its candidates; copy, "not verified (cosine only)" when verification is off."""
-    from imgsim_index.verify import verify_pairs
+    from imgsim_index.verify import VerifySettings, verify_pairs
 
-    return verify_pairs(images, pairs, settings).pairs
+    # every pair asked about is compared: no limit of other shots per image
+    every = replace(settings or VerifySettings(), other_shots_per_image=0)
+    return verify_pairs(images, pairs, every).pairs
 
 
 def verify_hits(results: Sequence[QueryResult], rows: dict[str, Row], threshold: float,

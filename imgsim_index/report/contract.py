@@ -79,6 +79,7 @@ class _VerificationRequired(TypedDict):
 class Verification(_VerificationRequired, total=False):
     hash_candidates: int  # pairs under the threshold only the perceptual hashes found
     skipped_per_image: int  # not_verified pairs left at the limit of other shots per image
+    other_shots_per_image: int  # that limit (0: none)
 
 
 class ErrorEntry(TypedDict):

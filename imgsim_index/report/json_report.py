@@ -21,8 +21,9 @@ compared: an image had met the limit of other shots per image) in the same shape
 similar_pairs, groups or photos_to_remove);
 verification {ran, compared, skipped_as_grouped, skipped_as_other_shot, same_bytes,
 not_verified, seconds, and when it ran hash_candidates: pairs under the threshold that only
-the perceptual-hash channel found, whose rows carry verification.hash_distance, and
-skipped_per_image: the not_verified pairs left at the limit of other shots per image};
+the perceptual-hash channel found, whose rows carry verification.hash_distance;
+skipped_per_image: the not_verified pairs left at the limit of other shots per image, and
+other_shots_per_image: that limit (0: none)};
 threshold_source "model default" | "given".
 
 The keys and their types are typed in report/contract.py (`Report`) and described for
@@ -81,9 +82,11 @@ def verification_text(report: Report) -> str:
         text.append(f"{_count(apart, 'pair')} between groups already shown to be other "
                     "shots, not compared.")
     if capped := v.get("skipped_per_image", 0):
+        limit = v.get("other_shots_per_image", 0)
         text.append(f"{_count(capped, 'pair')} not compared: an image in each had already "
-                    "been found unlike as many images as the limit allows (these images "
-                    "look alike to the model: a higher threshold tells them apart sooner).")
+                    f"been found unlike {_count(limit, 'other image')}, the limit per image "
+                    "(--max-other-shots; these images look alike to the model: a higher "
+                    "threshold tells them apart sooner).")
     text.append(f"Listed apart: {near_miss_text(report)}.")
     return " ".join(text)
 

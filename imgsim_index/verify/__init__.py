@@ -81,8 +81,8 @@ def verify_pairs(
     if settings.enabled is False:  # None (auto) is on here: the caller knows no better
         return unverified(len(pairs))
     t0 = time.perf_counter()
-    out = Verdicts([Verdict("", "") for _ in range(len(pairs))])
     cap = settings.other_shots_per_image
+    out = Verdicts([Verdict("", "") for _ in range(len(pairs))], other_shots_per_image=cap)
     if cap and len(pairs) > cap * (n := len(set(pairs.i.tolist()) | set(pairs.j.tolist()))):
         progress.note(f"{len(pairs):,} candidate pairs among {n:,} images: they look alike "
                       f"to the model; each image is compared with at most {cap} that prove "

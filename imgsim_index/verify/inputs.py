@@ -143,6 +143,7 @@ class Verdicts:
     # pairs not compared because an end had met VerifySettings.other_shots_per_image other
     # shots (not_verified: counted in not_verified too)
     skipped_per_image: int = 0
+    other_shots_per_image: int = 0  # the limit these verdicts were given under (0: none)
     # pairs whose verdict is not_verified: an image could not be decoded or described here,
     # or the comparison failed
     not_verified: int = 0
@@ -172,8 +173,9 @@ class Verdicts:
         return {"ran": self.ran, "compared": self.compared,
                 "skipped_as_grouped": self.skipped_as_grouped,
                 "skipped_as_other_shot": self.skipped_as_other_shot, "same_bytes": self.same_bytes,
-                "skipped_per_image": self.skipped_per_image, "not_verified": self.not_verified,
-                "seconds": round(self.seconds, 3)}
+                "skipped_per_image": self.skipped_per_image,
+                "other_shots_per_image": self.other_shots_per_image,
+                "not_verified": self.not_verified, "seconds": round(self.seconds, 3)}
 
 
 def unverified(n: int) -> Verdicts:

@@ -489,27 +489,38 @@ class PairWalk:
             elif (deciding := self.apart.decided(root_a, root_b)) is not None:
                 self._decide(p, Verdict("other_shot", self._apart_evidence(*deciding)))
                 self.out.skipped_as_other_shot += 1
-            elif max(self.differs[a], self.differs[b]) >= self.cap and p not in self.uncapped:
+            elif self._capped(p) and not self._same_bytes(p):
                 self._decide(p, Verdict(NOT_VERIFIED, self._capped_evidence(a, b)))
                 self.out.skipped_per_image += 1
                 self.out.not_verified += 1
-            elif tentative.find(a) == tentative.find(b) or (
-                    p not in self.uncapped and max(self.differs[a] + planned[a],
-                                                   self.differs[b] + planned[b]) >= self.cap):
-                # a comparison in this round may join them; or those of this round may
-                # bring an end to the limit (a copy found does not count towards it)
-                later.append(p)
+            elif tentative.find(a) == tentative.find(b):
+                later.append(p)  # a comparison in this round may join them
+            elif self._same_bytes(p):
+                self._decide(p, Verdict("exact", "same bytes"))
+                self.out.same_bytes += 1
+                self._join(a, b)
+                tentative.union(a, b)
+            elif self._capped(p, planned):
+                later.append(p)  # this round's comparisons may bring an end to the limit
             else:
-                digest_a, digest_b = self.rows[a].digest, self.rows[b].digest
-                if digest_a is not None and digest_a == digest_b:
-                    self._decide(p, Verdict("exact", "same bytes"))
-                    self.out.same_bytes += 1
-                    self._join(a, b)
-                else:
-                    batch.append(p)
-                    planned.update((a, b))
+                batch.append(p)
+                planned.update((a, b))  # a copy found does not count towards the limit
                 tentative.union(a, b)
         return batch, later
+
+    def _capped(self, p: int, planned: Counter[int] | None = None) -> bool:
+        """An end of pair p has met the limit of other shots (with the comparisons planned
+        in this round), and p is not to be compared whatever it."""
+        if p in self.uncapped:
+            return False
+        a, b = self.ends[p]
+        if planned is None:
+            return max(self.differs[a], self.differs[b]) >= self.cap
+        return max(self.differs[a] + planned[a], self.differs[b] + planned[b]) >= self.cap
+
+    def _same_bytes(self, p: int) -> bool:
+        digest_a, digest_b = (self.rows[k].digest for k in self.ends[p])
+        return digest_a is not None and digest_a == digest_b
 
     def _apart_evidence(self, deciding: list[int], aligned: bool) -> str:
         names = "; ".join(f"{os.path.basename(self.rows[self.ends[q][0]].path)} and "
@@ -520,9 +531,9 @@ class PairWalk:
     def _capped_evidence(self, a: int, b: int) -> str:
         k = a if self.differs[a] >= self.cap else b
         if k not in self.capped:  # one string per image: look-alikes leave millions of pairs
-            self.capped[k] = (f"{CAPPED_EVIDENCE} ({os.path.basename(self.rows[k].path)} "
-                              f"differs from the {self.differs[k]} images it was compared "
-                              "with)")
+            n = self.differs[k]
+            self.capped[k] = (f"{CAPPED_EVIDENCE} ({os.path.basename(self.rows[k].path)} was "
+                              f"already found unlike {n} other image{'s' if n > 1 else ''})")
         return self.capped[k]
 
     def _describe(self, batch: list[int]) -> None:

@@ -231,7 +231,7 @@ window.addEventListener("error", (e) => {
     if (!near.length) return;
     const unverified = near.some((p) => p.match === "not_verified");
     box.append(el("h2", null, "Other shots of the same scene" +
-      (unverified ? ", and pairs that could not be verified" : "") +
+      (unverified ? ", and pairs not verified" : "") +
       ": not proposed for removal (" + data.near_misses_total + " pairs)"));
     for (const p of near) {
       const row = el("div", "near-pair");

@@ -11,7 +11,7 @@ import pytest
 from conftest import cli_ok, report_of, write_scene_video
 from library_fixture import write_image
 
-from imgsim_index.atomic_files import json_text
+from imgsim_index.atomic_files import JSON_WRITE_CHARS, atomic_write_json, json_text
 from imgsim_index.index.catalog import Catalog, NewRow, db_name
 from imgsim_index.index.store import CATALOG
 from imgsim_index.ingest.scan import scan_inputs
@@ -38,6 +38,25 @@ def test_scan_lists_the_name_and_json_text_round_trips_its_bytes(tmp_path: Path)
     assert text == '{"p": "' + str(tmp_path) + '/caf\\udce9 \\udcff.jpg"}'
     text.encode("utf-8")  # writable as UTF-8
     assert os.fsencode(json.loads(text)["p"]) == os.fsencode(str(tmp_path)) + b"/" + BAD
+
+
+def test_a_json_file_is_written_as_it_is_encoded_with_the_same_bytes(tmp_path: Path) -> None:
+    """atomic_write_json streams the encoder's pieces (a report of millions of pairs is
+    never one string): the bytes are json_text's with indent 2 and a newline, across many
+    writes and with names that are not UTF-8; an object it cannot encode leaves the old
+    file and no part file."""
+    rows = [{"image1": f"/x/\udcff{k}.jpg", "image2": f"/y/é{k}.png", "score": k / 7}
+            for k in range(3 * JSON_WRITE_CHARS // 60)]
+    obj = {"similar_pairs": rows, "name": "\udce9"}
+    path = tmp_path / "report.json"
+    atomic_write_json(str(path), obj)
+    data = path.read_bytes()
+    assert len(data) > 2 * JSON_WRITE_CHARS
+    assert data == (json_text(obj, indent=2) + "\n").encode("utf-8")
+    assert json.loads(data)["similar_pairs"][5]["image1"] == "/x/\udcff5.jpg"
+    with pytest.raises(TypeError):
+        atomic_write_json(str(path), {"rows": rows, "bad": object()})
+    assert path.read_bytes() == data and os.listdir(tmp_path) == ["report.json"]
 
 
 def test_catalog_stores_the_exact_bytes_and_old_text_rows_unchanged(tmp_path: Path) -> None:

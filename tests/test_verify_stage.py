@@ -852,7 +852,10 @@ def test_a_worker_process_that_dies_leaves_the_round_to_threads() -> None:
 
 def test_overlapping_verifications_give_blas_its_threads_back() -> None:
     """Two verifications that overlap (a server's requests: A starts, B starts, A ends, B
-    ends) share one limit; when the last ends, every BLAS has its threads back."""
+    ends) share one limit; when the last ends, every BLAS and OpenCV have their threads
+    back. OpenCV runs in one thread meanwhile: its pool is not safe across the forks
+    that compare pairs (a forked worker hung in SIFT)."""
+    import cv2
     from threadpoolctl import threadpool_info
 
     from imgsim_index.verify.rounds import one_blas_thread
@@ -860,12 +863,12 @@ def test_overlapping_verifications_give_blas_its_threads_back() -> None:
     def blas() -> list[int]:
         return [int(d["num_threads"]) for d in threadpool_info() if d["user_api"] == "blas"]
 
-    before = blas()
+    before, cv_before = blas(), cv2.getNumThreads()
     a, b = one_blas_thread(), one_blas_thread()
     a.__enter__()
     b.__enter__()
-    assert set(blas()) == {1}
+    assert set(blas()) == {1} and cv2.getNumThreads() == 1
     a.__exit__(None, None, None)
-    assert set(blas()) == {1}
+    assert set(blas()) == {1} and cv2.getNumThreads() == 1
     b.__exit__(None, None, None)
-    assert blas() == before
+    assert blas() == before and cv2.getNumThreads() == cv_before

@@ -23,7 +23,11 @@ comparisons or more:
   are slow and loses where they are quick;
 - else in threads of this process (no start-up, keypoints shared, but their NumPy calls
   on small arrays hold the GIL: two threads do the work of about 1.3).
-BLAS runs in one thread meanwhile (one_blas_thread); a fork inherits that.
+BLAS and OpenCV run in one thread each meanwhile (one_blas_thread); a fork inherits that.
+OpenCV's own thread pool is not safe across a fork: a worker forked while the pool's
+threads were busy (describing a part's images in this process's threads) hung for good
+in its first SIFT (once in a verified dedupe of 2,000 look-alikes that forked workers for
+about 200 parts); with OpenCV at one thread its pool is never used here.
 
 Memory: an image's description is dropped once every pair that needs it is decided, and
 the walk holds at most settings.memory_bytes of them (defaults.VERIFY_IMAGES_BYTES): a
@@ -148,6 +152,7 @@ class _Apart:
 _blas_lock = threading.Lock()
 _blas_users = 0  # verify_pairs calls under one_blas_thread now (threads of a server)
 _blas_limit: Any = None  # the limit they share, restored by the last to leave
+_cv_threads = 0  # OpenCV's thread count before, restored by the last to leave
 
 
 @contextmanager
@@ -160,10 +165,11 @@ def one_blas_thread() -> Iterator[None]:
     process's: overlapping calls (a server verifying two requests) share one limit, set by
     the first and restored by the last, so none leaves BLAS at one thread for good; other
     BLAS work in the process meanwhile (a search in another thread) runs in one thread."""
-    global _blas_users, _blas_limit
+    global _blas_users, _blas_limit, _cv_threads
     with _blas_lock:
         if _blas_users == 0:
             _blas_limit = _limit_blas()
+            _cv_threads = _one_cv_thread()
         _blas_users += 1
     try:
         yield
@@ -173,6 +179,9 @@ def one_blas_thread() -> Iterator[None]:
             if _blas_users == 0:
                 _blas_limit.restore_original_limits()
                 _blas_limit = None
+                import cv2
+
+                cv2.setNumThreads(_cv_threads)
 
 
 def _limit_blas() -> Any:
@@ -183,9 +192,19 @@ def _limit_blas() -> Any:
     return threadpool_limits(limits=1, user_api="blas")
 
 
+def _one_cv_thread() -> int:
+    """OpenCV in one thread (never in a fork: it hangs there); the count it had."""
+    import cv2
+
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    return int(before)
+
+
 def _worker_start() -> None:
-    """A worker process's BLAS in one thread for its life (one_blas_thread)."""
+    """A worker process's BLAS and OpenCV in one thread for its life (one_blas_thread)."""
     _limit_blas()
+    _one_cv_thread()
 
 
 def _started() -> None:

@@ -254,8 +254,8 @@ def test_a_crop_stands_for_no_picture_it_was_cut_from(tmp_path: Path) -> None:
     assert group["not_removable"] == [{"path": other,
                                        "reason": f"{NOT_A_COPY}: {THROUGH_CROP}"}]
     assert kept_line(got.report) == (
-        "Apply leaves 1 of the 2 photos beyond one per group: 1 are not verified copies of "
-        "their keepers (report.json says why under not_removable).")
+        "Apply leaves 1 of the 2 photos beyond one per group: 1 is not a verified copy of "
+        "its keeper (report.json says why under not_removable).")
     plan = make_plan(got.report_path, "delete", None)
     result = apply_plan(plan, str(tmp_path / "j.jsonl"))
     assert [op.path for op in result.done] == [f["crop"]]

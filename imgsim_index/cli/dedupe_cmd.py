@@ -196,11 +196,13 @@ def kept_line(rep: Report) -> str:
     group, when it would ("" otherwise): the non-keepers it leaves, by reason."""
     total, gap = rep["photos_to_remove"], rep["photos_to_remove"] - rep["files_removable"]
     roles = Counter(m["role"] for g in rep.get("groups", []) for m in g["members"])
-    parts = [f"{n} {text}" for n, text in (
-        (roles["frame"], "are video frames, and apply never removes a video for its frames"),
-        (roles["protected"], "are in --protect folders"),
-        (roles["unverified"], "are not verified copies of their keepers (report.json says why "
-                              "under not_removable)")) if n]
+    parts = [f"{n} {one if n == 1 else many}" for n, one, many in (
+        (roles["frame"], "is a video frame, and apply never removes a video for its frames",
+         "are video frames, and apply never removes a video for its frames"),
+        (roles["protected"], "is in a --protect folder", "are in --protect folders"),
+        (roles["unverified"], "is not a verified copy of its keeper (report.json says why "
+         "under not_removable)", "are not verified copies of their keepers (report.json "
+         "says why under not_removable)")) if n]
     if gap <= 0 or not parts:
         return ""
     lead = ("Apply removes none" if gap == total else f"Apply leaves {gap}")

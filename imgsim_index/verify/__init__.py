@@ -83,7 +83,9 @@ def verify_pairs(
     t0 = time.perf_counter()
     cap = settings.other_shots_per_image
     out = Verdicts([Verdict("", "") for _ in range(len(pairs))], other_shots_per_image=cap)
-    if cap and len(pairs) > cap * (n := len(set(pairs.i.tolist()) | set(pairs.j.tolist()))):
+    # the images counted only where there are more pairs than the limit (a set of every
+    # row of millions of pairs is not free)
+    if cap and len(pairs) > cap and len(pairs) > cap * (n := _images_in(pairs)):
         progress.note(f"{len(pairs):,} candidate pairs among {n:,} images: they look alike "
                       f"to the model; each image is compared with at most {cap} that prove "
                       f"to be other shots (a higher threshold gives fewer candidates)")
@@ -94,6 +96,12 @@ def verify_pairs(
         progress.finish()
     out.seconds = time.perf_counter() - t0
     return out
+
+
+def _images_in(pairs: Pairs) -> int:
+    import numpy as np
+
+    return len(np.union1d(pairs.i, pairs.j))
 
 
 __all__ = ["APART_EVIDENCE", "CANDIDATE_THRESHOLDS", "CAPPED_EVIDENCE", "KEPT", "MATCHES",

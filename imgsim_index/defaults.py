@@ -71,6 +71,11 @@ VERIFY_IMAGES_BYTES = 512 * 1024 * 1024
 # verified in 80 s; 2,000 gave 1,953,304 (hours). With the cap such a walk costs about
 # N * cap / 2 comparisons. The evaluation set's images meet at most 2 other shots each.
 VERIFY_OTHER_SHOTS_PER_IMAGE = 32
+# A verification worker process that finishes none of its comparisons in this long is
+# taken for stuck (a comparison takes milliseconds to a second: the slowest of the hard
+# edits 0.4 s on 2 cores); it is stopped and its comparisons go to new workers. Without
+# this a hung worker (a fork that inherited a lock held by a thread) hung the command.
+VERIFY_STALL_SECONDS = 300.0
 
 
 def usable_cores() -> int:
@@ -104,5 +109,5 @@ def decode_slots() -> int:
 __all__ = ["CANDIDATE_THRESHOLDS", "COSINE_ONLY_THRESHOLDS", "DEFAULT_KEEP", "DEFAULT_THRESHOLD",
            "FALLBACK_THRESHOLD", "IDENTITY_KEYS", "MAX_EMBED_WORKERS", "MAX_THUMBNAIL_WORKERS",
            "MAX_VERIFY_THREADS", "VERIFY_IMAGES_BYTES", "VERIFY_KEPT_BYTES",
-           "VERIFY_OTHER_SHOTS_PER_IMAGE", "decode_slots",
+           "VERIFY_OTHER_SHOTS_PER_IMAGE", "VERIFY_STALL_SECONDS", "decode_slots",
            "embed_workers", "thumbnail_workers", "usable_cores", "verify_threads"]

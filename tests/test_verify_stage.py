@@ -3,8 +3,11 @@ place in dedupe (near_misses, --verify off, the report's fields), with Efficient
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import random
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -471,6 +474,8 @@ def test_one_wrong_other_shot_verdict_does_not_split_a_group_of_copies(
     (VerifySettings(apart_votes=0), "verification apart votes must be in [1, 100], got 0"),
     (VerifySettings(other_shots_per_image=-1), "verification other shots per image must be "
      "in [0, 1000000] (0: no limit), got -1"),
+    (VerifySettings(stall_seconds=0), "verification stall seconds must be in [0.1, 86400], "
+     "got 0"),
     (VerifySettings(memory_bytes=1000),
      "verification memory must be at least 16 MiB, got 1000 bytes"),
     (VerifySettings(tunables=(("ratio", 2.0),)), "VerifySettings: ratio must be in [0.5, 1)"),
@@ -714,6 +719,101 @@ def test_a_memory_budget_verifies_in_parts_with_the_same_verdicts(
     assert [v.numbers for v in parts.pairs] == [v.numbers for v in whole.pairs]
     assert whole.match.count("copy") == scenes and whole.compared == 3 * scenes
     assert len(forks) >= 2 if fork else not forks  # made again for a later part
+
+
+class _Notes:
+    """A Progress that keeps the notes it is given."""
+
+    def __init__(self) -> None:
+        self.notes: list[str] = []
+
+    def start(self, desc: str, total: int | None = None) -> None: ...
+    def update(self, n: int = 1) -> None: ...
+    def finish(self) -> None: ...
+
+    def note(self, message: str) -> None:
+        self.notes.append(message)
+
+
+@contextlib.contextmanager
+def _stopping_workers(every: bool) -> Iterator[list[int]]:
+    """SIGSTOP the worker processes of this process as they appear: the first two only
+    (a pool that stalls once), or every one (each pool stalls)."""
+    import multiprocessing
+    import signal
+    import threading
+
+    stopped: list[int] = []
+    done = threading.Event()
+
+    def run() -> None:
+        while not done.wait(0.01):
+            if not every and len(stopped) >= 2:
+                return
+            for child in multiprocessing.active_children():
+                if child.pid not in stopped and child.pid is not None:
+                    os.kill(child.pid, signal.SIGSTOP)
+                    stopped.append(child.pid)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    try:
+        yield stopped
+    finally:
+        done.set()
+        t.join()
+
+
+@pytest.mark.parametrize("fork", [False, True])
+def test_stalled_worker_processes_are_replaced_with_the_same_verdicts(
+        tmp_path: Path, fork: bool) -> None:
+    """Worker processes that finish no comparison in stall_seconds (here both are stopped
+    with SIGSTOP) are ended, and their comparisons go to new ones: the walk ends, with the
+    verdicts, evidence and numbers of one thread, and says so."""
+    import multiprocessing
+
+    import imgsim_index.verify.rounds as rounds
+
+    if fork and not rounds.can_fork():
+        pytest.skip("this platform does not fork")
+    rows, pairs = _scenes(tmp_path)
+    one = verify_pairs(rows, pairs, VerifySettings(workers=0))
+    notes = _Notes()
+    with _stopping_workers(every=False) as stopped:
+        pooled = verify_pairs(rows, pairs, VerifySettings(workers=2, fork=fork,
+                                                          stall_seconds=1.0), notes)
+    assert len(stopped) == 2
+    assert (pooled.match, pooled.evidence, pooled.compared) == (one.match, one.evidence,
+                                                                one.compared)
+    assert [v.numbers for v in pooled.pairs] == [v.numbers for v in one.pairs]
+    stall = [n for n in notes.notes if "finished no comparison in 1 s" in n]
+    assert len(stall) == 1 and stall[0].endswith("comparisons go to new workers")
+    assert not multiprocessing.active_children()  # the stopped ones were ended
+
+
+def test_a_comparison_under_way_at_two_stalls_is_not_verified(tmp_path: Path) -> None:
+    """Where every worker process stalls, each comparison under way at two stalls is not
+    verified (with the reason), the others go to new workers: the walk ends, and no pair
+    is a copy on a comparison that did not run."""
+    import multiprocessing
+
+    import imgsim_index.verify.rounds as rounds
+
+    if not rounds.can_fork():
+        pytest.skip("this platform does not fork")
+    rows, pairs = _scenes(tmp_path)
+    with _stopping_workers(every=True) as stopped:
+        v = verify_pairs(rows, pairs, VerifySettings(workers=2, fork=True, stall_seconds=0.3))
+    stalled = rounds.STALLED_EVIDENCE.format(0.3, rounds.STALL_TRIES)
+    assert stalled == ("not verified: its comparison was under way when the verification "
+                       "workers finished nothing in 0.3 s, 2 times")
+    # the first round's 18 comparisons all went to workers that never ran them
+    first = [p for p in range(len(pairs)) if p % 3 != 2]
+    assert len(stopped) >= 4 and all(v.pairs[p].match == "not_verified" for p in first)
+    assert all(v.pairs[p].evidence == stalled for p in first)
+    assert v.not_verified >= 18 and all(x.match != "copy" or x.evidence for x in v.pairs)
+    assert "" not in v.match
+    assert not multiprocessing.active_children()
 
 
 def test_a_file_that_changes_between_two_readings_is_not_verified(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from imgsim_index.defaults import (
     COSINE_ONLY_THRESHOLDS,
     FALLBACK_THRESHOLD,
     VERIFY_OTHER_SHOTS_PER_IMAGE,
+    VERIFY_STALL_SECONDS,
 )
 from imgsim_index.errors import InputError
 from imgsim_index.verify.settings import DEFAULT, MatchSettings
@@ -86,6 +87,11 @@ class VerifySettings:
     # the cap (dedupe: the perceptual-hash channel's). Bounds a walk through pictures the
     # embedding cannot tell apart to about N * this / 2 comparisons; 0: no cap
     other_shots_per_image: int = VERIFY_OTHER_SHOTS_PER_IMAGE
+    # worker processes that finish no comparison in this many seconds are stopped and their
+    # comparisons given to new ones; a comparison that was under way at rounds.STALL_TRIES
+    # such stops is not verified (it names the limit). Process workers only: a thread
+    # cannot be stopped (workers 0, or threads, are not guarded)
+    stall_seconds: float = VERIFY_STALL_SECONDS
 
     def validate(self) -> VerifySettings:
         if self.workers is not None and not 0 <= self.workers <= 256:
@@ -105,6 +111,9 @@ class VerifySettings:
         if not 0 <= self.other_shots_per_image <= 1_000_000:
             raise InputError(f"verification other shots per image must be in [0, 1000000] "
                              f"(0: no limit), got {self.other_shots_per_image}")
+        if not 0.1 <= self.stall_seconds <= 86_400:
+            raise InputError(f"verification stall seconds must be in [0.1, 86400], got "
+                             f"{self.stall_seconds}")
         self.matching()
         return self
 

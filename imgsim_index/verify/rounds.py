@@ -47,13 +47,19 @@ import threading
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Executor,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from imgsim_index.defaults import VERIFY_IMAGES_BYTES, verify_threads
+from imgsim_index.defaults import VERIFY_IMAGES_BYTES, VERIFY_STALL_SECONDS, verify_threads
 from imgsim_index.locks import forked_worker_start
 from imgsim_index.progress import Progress
 from imgsim_index.verify.verdict import NOT_VERIFIED, Verdict
@@ -65,6 +71,10 @@ if TYPE_CHECKING:
 SKIPPED_EVIDENCE = "not compared: already grouped through verified copies"
 APART_EVIDENCE = "not compared: their groups are other shots"
 UNALIGNED_EVIDENCE = "not compared: their groups do not align"
+# a pair whose comparison was under way each time the worker processes stalled
+STALLED_EVIDENCE = ("not verified: its comparison was under way when the verification "
+                    "workers finished nothing in {:g} s, {} times")
+STALL_TRIES = 2  # stalls a comparison may be under way at before it is given up
 # a pair with an image that has met VerifySettings.other_shots_per_image other shots
 CAPPED_EVIDENCE = "not compared: the limit of other shots per image"
 
@@ -321,7 +331,10 @@ class _Workers:
     the platform forks), else workers started apart that are sent them (workers >= 2; see
     the module doc)."""
 
-    def __init__(self, workers: int | None, fork: bool) -> None:
+    def __init__(self, workers: int | None, fork: bool, stall_seconds: float = VERIFY_STALL_SECONDS,
+                 note: Callable[[str], None] = lambda _: None) -> None:
+        self.stall_seconds, self.note = stall_seconds, note
+        self.stalls: Counter[int] = Counter()  # pool stops each task was under way at
         self.fork = fork and can_fork() and workers != 0
         if self.fork and workers is None:
             workers = verify_threads()
@@ -385,24 +398,64 @@ class _Workers:
                 features: dict[int, Any]) -> list[_Compared]:
         """The verdicts of tasks (pair, row a, row b, match settings), rows in `features`."""
         if self._pooled(len(tasks)):
-            pool = self._pool(features)
-            # a row the workers inherited goes as its number, any other image whole
-            sent = [(p, a if a in self.forked else features[a],
-                     b if b in self.forked else features[b], s) for p, a, b, s in tasks]
             try:
-                with warnings.catch_warnings():
-                    # Python 3.12+ warns of any fork of a process with threads: these are
-                    # idle here (module doc of VerifySettings.fork)
-                    warnings.filterwarnings("ignore", ".*multi-threaded.*fork",
-                                            DeprecationWarning)
-                    # one task at a time: a comparison takes from a millisecond to a tenth
-                    # of a second
-                    return list(pool.map(_in_worker, sent, chunksize=1))
+                return self._in_pool(tasks, features)
             except BrokenProcessPool:
                 # a worker died (killed, out of memory): the round is compared again here,
                 # in threads, and so are the rounds after it (comparisons are deterministic)
                 self.broken = True
         return self.here(_compare, [(p, features[a], features[b], s) for p, a, b, s in tasks])
+
+    def _in_pool(self, tasks: list[tuple[int, int, int, Any]],
+                 features: dict[int, Any]) -> list[_Compared]:
+        """The tasks compared in the pool, one at a time (a comparison takes from a
+        millisecond to a tenth of a second). Where the pool finishes none in stall_seconds,
+        its processes are stopped and the unfinished tasks go to new ones; a task under way
+        at STALL_TRIES stops is not verified."""
+        done: dict[int, _Compared] = {}
+        todo = tasks
+        while todo:
+            pool = self._pool(features)
+            # a row the workers inherited goes as its number, any other image whole
+            with warnings.catch_warnings():
+                # Python 3.12+ warns of any fork of a process with threads: these are idle
+                # here (module doc of VerifySettings.fork)
+                warnings.filterwarnings("ignore", ".*multi-threaded.*fork", DeprecationWarning)
+                futures = {pool.submit(_in_worker, (p, a if a in self.forked else features[a],
+                                                    b if b in self.forked else features[b],
+                                                    s)): (p, a, b, s)
+                           for p, a, b, s in todo}
+            waiting = set(futures)
+            while waiting:
+                finished, waiting = wait(waiting, self.stall_seconds, FIRST_COMPLETED)
+                for f in finished:
+                    done[futures[f][0]] = f.result()  # BrokenProcessPool: a worker died
+                if not finished:
+                    break  # a stall: the waiting tasks are taken back
+            # under way: sent to a worker (or next in its queue) when the pool stalled
+            running = [futures[f][0] for f in waiting if f.running()]
+            if waiting:
+                self._stop_pool()
+                self.stalls.update(running)
+                self.note(f"verification workers finished no comparison in "
+                          f"{self.stall_seconds:g} s: stopped; {len(waiting)} comparisons "
+                          f"go to new workers")
+            for p in running:
+                if self.stalls[p] >= STALL_TRIES:
+                    done[p] = _Compared(p, Verdict(NOT_VERIFIED, STALLED_EVIDENCE.format(
+                        self.stall_seconds, STALL_TRIES)), {}, {})
+            todo = [futures[f] for f in waiting if futures[f][0] not in done]
+        return [done[t[0]] for t in tasks]
+
+    def _stop_pool(self) -> None:
+        """End the pool's processes now (a stalled one may be stopped, or deep in a loop)."""
+        pool, self.pool = self.pool, None
+        if pool is None:
+            return
+        # ProcessPoolExecutor has no public way to end its workers before Python 3.14
+        for proc in list((getattr(pool, "_processes", None) or {}).values()):
+            proc.kill()
+        pool.shutdown(wait=True, cancel_futures=True)
 
     def close(self) -> None:
         global _inherited
@@ -432,7 +485,8 @@ class PairWalk:
         self.budget = settings.memory_bytes or VERIFY_IMAGES_BYTES
         side = self.match_settings.thumb_side
         self.per_image = int(IMAGE_BYTES_PER_PX * side * side)
-        self.workers = _Workers(settings.workers, settings.fork)
+        self.workers = _Workers(settings.workers, settings.fork, settings.stall_seconds,
+                                progress.note)
         # other shots found by comparisons, by row; pairs compared whatever the count
         self.differs: Counter[int] = Counter()
         self.cap = settings.other_shots_per_image or len(rows) + 1

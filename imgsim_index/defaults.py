@@ -64,6 +64,10 @@ VERIFY_KEPT_BYTES = 512 * 1024 * 1024
 # dropped for room is described again if a later pair needs it (verify/rounds.py).
 # `dedupe --memory-budget` sets it to half the budget.
 VERIFY_IMAGES_BYTES = 512 * 1024 * 1024
+# Described images dropped for room while a pair still needs them are kept on disk, next
+# to the index, up to this (about 1 MiB each), and read back instead of being decoded and
+# described again (verify/spill.py).
+VERIFY_SPILL_BYTES = 16 << 30
 # An image whose comparisons found this many other shots is compared no more: its other
 # candidate pairs are listed not verified (verify/rounds.py). Pictures the embedding cannot
 # tell apart (products on white, scans, generated images) make almost every pair a
@@ -109,5 +113,5 @@ def decode_slots() -> int:
 __all__ = ["CANDIDATE_THRESHOLDS", "COSINE_ONLY_THRESHOLDS", "DEFAULT_KEEP", "DEFAULT_THRESHOLD",
            "FALLBACK_THRESHOLD", "IDENTITY_KEYS", "MAX_EMBED_WORKERS", "MAX_THUMBNAIL_WORKERS",
            "MAX_VERIFY_THREADS", "VERIFY_IMAGES_BYTES", "VERIFY_KEPT_BYTES",
-           "VERIFY_OTHER_SHOTS_PER_IMAGE", "VERIFY_STALL_SECONDS", "decode_slots",
-           "embed_workers", "thumbnail_workers", "usable_cores", "verify_threads"]
+           "VERIFY_OTHER_SHOTS_PER_IMAGE", "VERIFY_SPILL_BYTES", "VERIFY_STALL_SECONDS",
+           "decode_slots", "embed_workers", "thumbnail_workers", "usable_cores", "verify_threads"]

@@ -816,6 +816,81 @@ def test_a_comparison_under_way_at_two_stalls_is_not_verified(tmp_path: Path) ->
     assert not multiprocessing.active_children()
 
 
+def test_images_dropped_for_room_are_read_back_from_disk_not_described_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a spill folder, an image dropped for room while a pair still needs it is kept
+    on disk and read back: every image is described once, with the verdicts, evidence and
+    numbers of a walk that held them all; the folder's own subfolder is gone at the end,
+    and so is one that a process no longer running left there."""
+    import imgsim_index.verify.rounds as rounds
+    from imgsim_index.verify.spill import PREFIX
+
+    rows, pairs = _scenes(tmp_path)
+    described: list[int] = []
+    real = rounds._describe
+    monkeypatch.setattr(rounds, "_describe", lambda t: described.append(t[0]) or real(t))
+    whole = verify_pairs(rows, pairs, VerifySettings(workers=0))
+    assert sorted(described) == list(range(27))
+    described.clear()
+    again = verify_pairs(rows, pairs, VerifySettings(workers=0, memory_bytes=16 << 20))
+    assert len(described) > 27  # parts: images described again without a spill folder
+    spill = tmp_path / "spill"
+    (spill / f"{PREFIX}999999999-gone").mkdir(parents=True)  # no such process
+    (spill / f"{PREFIX}999999999-gone" / "3.pickle").write_bytes(b"old")
+    (spill / "kept").mkdir()  # not ours
+    written: list[int] = []
+    real_put = rounds.Spill.put
+    monkeypatch.setattr(rounds.Spill, "put",
+                        lambda self, k, f: written.append(k) or real_put(self, k, f))
+    described.clear()
+    spilled = verify_pairs(rows, pairs, VerifySettings(workers=0, memory_bytes=16 << 20,
+                                                       spill_dir=str(spill)))
+    assert written and sorted(described) == list(range(27))  # each image described once
+    for v in (again, spilled):
+        assert (v.match, v.evidence, v.compared) == (whole.match, whole.evidence,
+                                                     whole.compared)
+        assert [x.numbers for x in v.pairs] == [x.numbers for x in whole.pairs]
+    assert sorted(p.name for p in spill.iterdir()) == ["kept"]
+
+
+def test_dedupe_keeps_images_dropped_for_room_beside_the_index(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lite0) -> None:  # type: ignore[no-untyped-def]
+    """`dedupe --memory-budget` small enough to verify in parts: the images dropped for
+    room wait in a folder inside the index's, removed at the end; the report is that of a
+    dedupe with room for every image."""
+    import imgsim_index.verify.rounds as rounds
+
+    d = tmp_path / "scenes"
+    d.mkdir()
+    _scenes(d, 16)  # 48 images: about 19 fit the 32 MiB left to verification
+    parents: list[str] = []
+    real_put = rounds.Spill.put
+    monkeypatch.setattr(rounds.Spill, "put",
+                        lambda self, k, f: parents.append(self.parent) or real_put(self, k, f))
+    idx = tmp_path / "idx"
+    args = ["dedupe", str(d), "--index", str(idx), "--model", "efficientnet-lite0",
+            "--verify-workers", "0", "--output"]
+    whole = report_of(cli_ok(*args, str(tmp_path / "a")))
+    assert not parents
+    parts = report_of(cli_ok(*args, str(tmp_path / "b"), "--memory-budget", "64M"))
+    assert parents and set(parents) == {str(idx)}
+    assert not [p for p in idx.iterdir() if p.name.startswith("verify-spill-")]
+    for key in ("similar_pairs", "near_misses", "groups"):
+        assert parts[key] == whole[key]
+
+
+def test_a_spill_folder_that_cannot_be_written_describes_images_again(tmp_path: Path) -> None:
+    rows, pairs = _scenes(tmp_path)
+    whole = verify_pairs(rows, pairs, VerifySettings(workers=0))
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("x")
+    for where in (not_a_folder, tmp_path / "missing"):
+        v = verify_pairs(rows, pairs, VerifySettings(workers=0, memory_bytes=16 << 20,
+                                                     spill_dir=str(where)))
+        assert (v.match, v.evidence) == (whole.match, whole.evidence)
+    assert not_a_folder.read_text() == "x" and not (tmp_path / "missing").exists()
+
+
 def test_a_file_that_changes_between_two_readings_is_not_verified(tmp_path: Path) -> None:
     """Under a memory budget an image dropped for room is read again when a later round
     needs it: a file whose pixels changed since its first reading gets no verdict on its

@@ -441,6 +441,9 @@ def _decide(found: _Found, settings: DedupeSettings, progress: Progress,
         # the described images verification holds: half the budget
         half = max(settings.memory_budget // 2, 16 << 20)
         settings = replace(settings, verify=replace(settings.verify, memory_bytes=half))
+    if settings.verify.spill_dir is None:  # images dropped for room wait beside the index
+        settings = replace(settings, verify=replace(settings.verify,
+                                                    spill_dir=found.index_path))
     t = time.perf_counter()
     # a pair the perceptual hashes found is compared whatever an image's other shots
     uncapped = None if found.hash_distance is None else (found.hash_distance >= 0).tolist()

@@ -71,6 +71,10 @@ class VerifySettings:
     tunables: tuple[tuple[str, float], ...] = ()  # settings.MatchSettings fields to change
     # bytes of described images the walk holds at once (None: defaults.VERIFY_IMAGES_BYTES)
     memory_bytes: int | None = None
+    # a folder in which the walk keeps, on disk, the described images it drops for room
+    # while a pair still needs them (verify/spill.py; dedupe: the index's folder); None:
+    # they are described again when needed
+    spill_dir: str | None = None
     # two groups are other shots of each other, and their other candidate pairs are not
     # compared, once this many of their pairs (the best-scoring first) were judged other
     # shots on aligned pixels; a copy verdict on any of their pairs joins them. 1 lets one

@@ -33,8 +33,10 @@ Memory: an image's description is dropped once every pair that needs it is decid
 the walk holds at most settings.memory_bytes of them (defaults.VERIFY_IMAGES_BYTES): a
 round whose pairs need more images than fit goes in parts (the same pairs compared, the
 same verdicts while the files stay as they are), and an image dropped for room (the least
-recently used first) is described again if a later round needs it: a file whose pixels
-changed since its first reading is then not verified (CHANGED_ERROR). Forks are made
+recently used first) is kept on disk while a pair needs it, where settings.spill_dir
+names a folder (spill.py; dedupe: the index's), and read back when a later round needs
+it; else (no folder, or the disk full) it is described again: a file whose pixels changed
+since its first reading is then not verified (CHANGED_ERROR). Forks are made
 again for a part whose images they did not inherit (REFORK_MIN_IMAGES), so the images are
 not sent to them whole.
 """
@@ -62,6 +64,7 @@ from typing import TYPE_CHECKING, Any
 from imgsim_index.defaults import VERIFY_IMAGES_BYTES, VERIFY_STALL_SECONDS, verify_threads
 from imgsim_index.locks import forked_worker_start
 from imgsim_index.progress import Progress
+from imgsim_index.verify.spill import Spill
 from imgsim_index.verify.verdict import NOT_VERIFIED, Verdict
 
 if TYPE_CHECKING:
@@ -493,6 +496,8 @@ class PairWalk:
         self.capped: dict[int, str] = {}  # the evidence of pairs left at the cap, by row
         self.uncapped = frozenset(
             p for p, u in enumerate(() if uncapped is None else uncapped) if u)
+        # descriptions dropped for room while a pair needs them, on disk (spill.py)
+        self.spill = None if settings.spill_dir is None else Spill(settings.spill_dir)
 
     def run(self) -> None:
         if not self.order:
@@ -508,6 +513,8 @@ class PairWalk:
                         self._compare(part)
         finally:
             self.workers.close()
+            if self.spill is not None:
+                self.spill.close()
 
     def _decide(self, p: int, verdict: Verdict) -> None:
         self.out.pairs[p] = verdict
@@ -516,6 +523,8 @@ class PairWalk:
             self.need[k] -= 1
             if self.need[k] == 0:  # no pair needs it any more
                 self.features.pop(k, None)
+                if self.spill is not None:
+                    self.spill.drop(k)
 
     def _parts(self, batch: list[int]) -> Iterator[list[int]]:
         """The round's pairs in parts whose images fit the memory budget together."""
@@ -540,7 +549,10 @@ class PairWalk:
         for k in [k for k, f in self.features.items() if k not in rows and f is not None]:
             if held + new * self.per_image <= self.budget:
                 return
-            held -= self.features.pop(k).nbytes()
+            dropped = self.features.pop(k)
+            held -= dropped.nbytes()
+            if self.spill is not None and self.need[k] > 0:
+                self.spill.put(k, dropped)
 
     def _join(self, a: int, b: int) -> None:
         joined = self.sets.union(a, b)
@@ -616,6 +628,11 @@ class PairWalk:
         need = sorted(rows - self.features.keys())
         self.workers.refork(rows)
         self._make_room(rows, len(need))
+        if self.spill is not None:  # those on disk are read back, not described again
+            for k in need:
+                if (got := self.spill.take(k)) is not None:
+                    self.features[k] = got
+            need = [k for k in need if k not in self.features]
         tasks = [(k, self.rows[k].path, self.rows[k].digest, self.settings.max_side,
                   self.match_settings) for k in need]
         for k, features, error in self.workers.here(_describe, tasks):

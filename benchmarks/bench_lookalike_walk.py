@@ -4,7 +4,8 @@ other shots per image (`--max-other-shots`, default 32), without it, and with a 
 tree.
 
 usage: python benchmarks/bench_lookalike_walk.py [--sizes 400,2000] [--unlimited-up-to 400]
-         [--baseline TREE --baseline-name REV] [--budget 8G] [--model efficientnet-lite0]
+         [--baseline TREE --baseline-name REV [--baseline-has-limit]] [--budget 8G]
+         [--model efficientnet-lite0]
 
 Generates N/2 smooth random colour fields with a number drawn on (640x480 PNG) and a
 re-encoded JPEG copy of each (bench_verify_memory.make_images; not kept), builds an index
@@ -48,6 +49,8 @@ def main() -> None:
     ap.add_argument("--unlimited-up-to", type=int, default=400)
     ap.add_argument("--baseline", type=Path, default=None)
     ap.add_argument("--baseline-name", default="baseline")
+    ap.add_argument("--baseline-has-limit", action="store_true",
+                    help="the baseline has --max-other-shots: run it at every size")
     ap.add_argument("--model", default="efficientnet-lite0")
     ap.add_argument("--budget", default="8G",
                     help="a --memory-budget whose half holds every described image ('' to skip)")
@@ -64,10 +67,12 @@ def main() -> None:
             if a.budget:  # verification holds half of it: every image at once, no parts
                 runs.append((f"this tree (limit 32), `--memory-budget {a.budget}`", ROOT,
                              ["--memory-budget", a.budget]))
+            if a.baseline and a.baseline_has_limit:  # the same walk: at every size
+                runs.insert(0, (f"{a.baseline_name} (limit 32)", a.baseline, []))
             if n <= a.unlimited_up_to:
                 runs.append(("this tree, `--max-other-shots 0`", ROOT,
                              ["--max-other-shots", "0"]))
-                if a.baseline:
+                if a.baseline and not a.baseline_has_limit:
                     runs.append((a.baseline_name, a.baseline, []))
             for name, tree, extra in runs:
                 wall, rss, out = run(tree, base + extra)

@@ -115,8 +115,8 @@ class VerifySettings:
         if not 0 <= self.other_shots_per_image <= 1_000_000:
             raise InputError(f"verification other shots per image must be in [0, 1000000] "
                              f"(0: no limit), got {self.other_shots_per_image}")
-        if not 0.1 <= self.stall_seconds <= 86_400:
-            raise InputError(f"verification stall seconds must be in [0.1, 86400], got "
+        if not 1 <= self.stall_seconds <= 86_400:
+            raise InputError(f"verification stall seconds must be in [1, 86400], got "
                              f"{self.stall_seconds}")
         self.matching()
         return self

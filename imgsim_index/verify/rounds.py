@@ -1,12 +1,12 @@
 """The walk over candidate pairs: which pairs are compared, in which rounds, on which workers.
 
 Pairs are walked by descending score with a union-find of the images joined through
-verified copies (_Sets): a pair whose two ends are already joined is a copy by
+verified copies (Sets): a pair whose two ends are already joined is a copy by
 transitivity and is not compared. Comparisons run in rounds: each round compares, in
 parallel, the pairs that would join two not yet (tentatively) joined sets; a pair whose ends
 a pending comparison may join waits for the next round. Between two sets, once `apart_votes`
 of their compared pairs were judged other shots on aligned pixels, or `unaligned_votes`
-were other shots at all (_Apart), their other pairs are not compared.
+were other shots at all (Apart), their other pairs are not compared.
 
 Workers: images are decoded (or taken from the build's thumbnails: ingest/kept.py) and
 described in threads of this process. Pairs are compared, for rounds of POOL_MIN_TASKS
@@ -23,6 +23,9 @@ comparisons or more:
   are slow and loses where they are quick;
 - else in threads of this process (no start-up, keypoints shared, but their NumPy calls
   on small arrays hold the GIL: two threads do the work of about 1.3).
+Worker processes that finish no comparison in settings.stall_seconds are ended (a hung
+one would hang the command) and the round's unfinished comparisons go to new workers,
+started apart (a fork may inherit a lock a thread held); see _Workers._in_pool.
 BLAS and OpenCV run in one thread each meanwhile (one_blas_thread); a fork inherits that.
 OpenCV's own thread pool is not safe across a fork: a worker forked while the pool's
 threads were busy (describing a part's images in this process's threads) hung for good
@@ -44,18 +47,14 @@ not sent to them whole.
 from __future__ import annotations
 
 import os
+import queue
 import sys
 import threading
+import time
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import (
-    FIRST_COMPLETED,
-    Executor,
-    ProcessPoolExecutor,
-    ThreadPoolExecutor,
-    wait,
-)
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -64,6 +63,7 @@ from typing import TYPE_CHECKING, Any
 from imgsim_index.defaults import VERIFY_IMAGES_BYTES, VERIFY_STALL_SECONDS, verify_threads
 from imgsim_index.locks import forked_worker_start
 from imgsim_index.progress import Progress
+from imgsim_index.verify.sets import Apart, Sets
 from imgsim_index.verify.spill import Spill
 from imgsim_index.verify.verdict import NOT_VERIFIED, Verdict
 
@@ -77,7 +77,11 @@ UNALIGNED_EVIDENCE = "not compared: their groups do not align"
 # a pair whose comparison was under way each time the worker processes stalled
 STALLED_EVIDENCE = ("not verified: its comparison was under way when the verification "
                     "workers finished nothing in {:g} s, {} times")
+GIVEN_UP_EVIDENCE = ("not verified: the verification workers finished nothing in {:g} s, "
+                     "{} times in a row")
 STALL_TRIES = 2  # stalls a comparison may be under way at before it is given up
+STALLS_IN_A_ROW = 3  # stalls with nothing finished between them: the round's rest is given up
+POOL_START_SECONDS = 60.0  # allowed on top of stall_seconds while workers started apart start
 # a pair with an image that has met VerifySettings.other_shots_per_image other shots
 CAPPED_EVIDENCE = "not compared: the limit of other shots per image"
 
@@ -98,68 +102,6 @@ CHANGED_ERROR = "the file changed while it was being verified"
 # forked workers are made again for a part of a round that needs this many images they did
 # not inherit (else those are sent whole with each task, 0.7-1.2 MB pickled)
 REFORK_MIN_IMAGES = 16
-
-
-class _Sets:
-    def __init__(self, n: int) -> None:
-        self.parent = list(range(n))
-
-    def find(self, x: int) -> int:
-        p = self.parent
-        while p[x] != x:
-            p[x] = p[p[x]]
-            x = p[x]
-        return x
-
-    def union(self, a: int, b: int) -> tuple[int, int] | None:
-        """Join the sets of a and b; (surviving root, absorbed root), or None if joined."""
-        root_a, root_b = self.find(a), self.find(b)
-        if root_a == root_b:
-            return None
-        self.parent[max(root_a, root_b)] = min(root_a, root_b)
-        return min(root_a, root_b), max(root_a, root_b)
-
-    def copy(self) -> _Sets:
-        s = _Sets(0)
-        s.parent = list(self.parent)
-        return s
-
-
-class _Apart:
-    """Pairs of sets (by root) shown to be other shots of each other by `votes` compared
-    pairs judged on aligned pixels (the same captures, edited, are no copies of each
-    other either, so their other pairs are not compared: the compared pairs stand for
-    them), or by `unaligned` compared pairs of which the rest did not align: pictures that
-    look alike to the embedding but share no geometry (products on white, synthetic
-    images) would otherwise compare every pair between two groups of their copies."""
-
-    def __init__(self, votes: int, unaligned: int) -> None:
-        self.votes, self.unaligned = votes, unaligned
-        # root -> other root -> the compared pairs between them that were not copies:
-        # (pair, judged on aligned pixels)
-        self.by_root: dict[int, dict[int, list[tuple[int, bool]]]] = {}
-
-    def decided(self, root_a: int, root_b: int) -> tuple[list[int], bool] | None:
-        """(the deciding pairs, whether they were judged on aligned pixels) when sets
-        root_a and root_b are apart, else None."""
-        pairs = self.by_root.get(root_a, {}).get(root_b, [])
-        aligned = [p for p, judged in pairs if judged]
-        if len(aligned) >= self.votes:
-            return aligned, True
-        if len(pairs) >= self.unaligned:
-            return [p for p, _ in pairs], False
-        return None
-
-    def add(self, root_a: int, root_b: int, *pairs: tuple[int, bool]) -> None:
-        self.by_root.setdefault(root_a, {}).setdefault(root_b, []).extend(pairs)
-        self.by_root.setdefault(root_b, {}).setdefault(root_a, []).extend(pairs)
-
-    def merged(self, keep: int, gone: int) -> None:
-        """Sets `gone` joined `keep`: the verdicts against `gone` count against `keep`."""
-        for other, pairs in self.by_root.pop(gone, {}).items():
-            del self.by_root[other][gone]
-            if other != keep:
-                self.add(keep, other, *pairs)
 
 
 _blas_lock = threading.Lock()
@@ -250,6 +192,7 @@ class _Compared:
     verdict: Verdict
     keypoints_a: dict[str, Any]
     keypoints_b: dict[str, Any]
+    ran: bool = True  # False: given up (its workers stalled), not compared
 
 
 def _compare(task: tuple[int, Any, Any, Any]) -> _Compared:
@@ -338,6 +281,7 @@ class _Workers:
                  note: Callable[[str], None] = lambda _: None) -> None:
         self.stall_seconds, self.note = stall_seconds, note
         self.stalls: Counter[int] = Counter()  # pool stops each task was under way at
+        self.started = 0.0  # when the pool of workers started apart was made
         self.fork = fork and can_fork() and workers != 0
         if self.fork and workers is None:
             workers = verify_threads()
@@ -365,7 +309,17 @@ class _Workers:
             else:
                 self.pool = ProcessPoolExecutor(self.n_workers, mp_context=_pool_context(),
                                                 initializer=_worker_start)
+                self.started = time.monotonic()
         return self.pool
+
+    def _stall_timeout(self) -> float:
+        """stall_seconds, and for workers started apart up to POOL_START_SECONDS (at most
+        twice stall_seconds) more while they start (they import verification: seconds,
+        more on a loaded machine)."""
+        if self.fork:
+            return self.stall_seconds
+        grace = min(POOL_START_SECONDS, 2 * self.stall_seconds)
+        return self.stall_seconds + max(0.0, self.started + grace - time.monotonic())
 
     def _pooled(self, n_tasks: int) -> bool:
         # once started, the pool takes any round it can share out
@@ -401,24 +355,22 @@ class _Workers:
                 features: dict[int, Any]) -> list[_Compared]:
         """The verdicts of tasks (pair, row a, row b, match settings), rows in `features`."""
         if self._pooled(len(tasks)):
-            try:
-                return self._in_pool(tasks, features)
-            except BrokenProcessPool:
-                # a worker died (killed, out of memory): the round is compared again here,
-                # in threads, and so are the rounds after it (comparisons are deterministic)
-                self.broken = True
+            return self._in_pool(tasks, features)
         return self.here(_compare, [(p, features[a], features[b], s) for p, a, b, s in tasks])
 
     def _in_pool(self, tasks: list[tuple[int, int, int, Any]],
                  features: dict[int, Any]) -> list[_Compared]:
         """The tasks compared in the pool, one at a time (a comparison takes from a
         millisecond to a tenth of a second). Where the pool finishes none in stall_seconds,
-        its processes are stopped and the unfinished tasks go to new ones; a task under way
-        at STALL_TRIES stops is not verified."""
+        its processes are ended and the unfinished tasks go to new ones (started apart, not
+        forks: a fork may have inherited a lock held by a thread); a task under way at
+        STALL_TRIES stalls, or every task left after STALLS_IN_A_ROW stalls with nothing
+        finished between them, is not verified."""
         done: dict[int, _Compared] = {}
-        todo = tasks
+        todo, in_a_row = tasks, 0
         while todo:
             pool = self._pool(features)
+            finished: queue.SimpleQueue[Future[_Compared]] = queue.SimpleQueue()
             # a row the workers inherited goes as its number, any other image whole
             with warnings.catch_warnings():
                 # Python 3.12+ warns of any fork of a process with threads: these are idle
@@ -427,28 +379,56 @@ class _Workers:
                 futures = {pool.submit(_in_worker, (p, a if a in self.forked else features[a],
                                                     b if b in self.forked else features[b],
                                                     s)): (p, a, b, s)
-                           for p, a, b, s in todo}
-            waiting = set(futures)
-            while waiting:
-                finished, waiting = wait(waiting, self.stall_seconds, FIRST_COMPLETED)
-                for f in finished:
+                           for p, a, b, s in todo}  # in order: the call queue is FIFO
+            for f in futures:
+                f.add_done_callback(finished.put)
+            try:
+                for _ in futures:
+                    f = finished.get(timeout=self._stall_timeout())
                     done[futures[f][0]] = f.result()  # BrokenProcessPool: a worker died
-                if not finished:
-                    break  # a stall: the waiting tasks are taken back
-            # under way: sent to a worker (or next in its queue) when the pool stalled
-            running = [futures[f][0] for f in waiting if f.running()]
-            if waiting:
-                self._stop_pool()
-                self.stalls.update(running)
-                self.note(f"verification workers finished no comparison in "
-                          f"{self.stall_seconds:g} s: stopped; {len(waiting)} comparisons "
-                          f"go to new workers")
-            for p in running:
-                if self.stalls[p] >= STALL_TRIES:
-                    done[p] = _Compared(p, Verdict(NOT_VERIFIED, STALLED_EVIDENCE.format(
-                        self.stall_seconds, STALL_TRIES)), {}, {})
-            todo = [futures[f] for f in waiting if futures[f][0] not in done]
+                    in_a_row = 0
+                return [done[t[0]] for t in tasks]
+            except BrokenProcessPool:
+                # a worker died (killed, out of memory): the rest are compared here, in
+                # threads, and so are the rounds after it (comparisons are deterministic)
+                self.broken = True
+                rest = [(p, features[a], features[b], s) for p, a, b, s in futures.values()
+                        if p not in done]
+                done.update((c.pair, c) for c in self.here(_compare, rest))
+                return [done[t[0]] for t in tasks]
+            except queue.Empty:
+                in_a_row += 1
+                todo = self._stalled(futures, done, in_a_row)
         return [done[t[0]] for t in tasks]
+
+    def _stalled(self, futures: dict[Future[_Compared], tuple[int, int, int, Any]],
+                 done: dict[int, _Compared], in_a_row: int) -> list[tuple[int, int, int, Any]]:
+        """After a stall: the pool ended, the verdicts given up added to `done`; the tasks
+        for new workers (started apart, not forks)."""
+        # in the workers: the first n_workers running in submission order (each holds one
+        # task; the others running() are only queued)
+        running = [t[0] for f, t in futures.items()
+                   if not f.done() and f.running()][:self.n_workers]
+        self._stop_pool()
+        for f, t in futures.items():  # finished before they were ended
+            if f.done() and not f.cancelled() and f.exception() is None:
+                done[t[0]] = f.result()
+        self.stalls.update(p for p in running if p not in done)
+        todo = [t for t in futures.values() if t[0] not in done]
+        for p, *_ in todo:
+            if self.stalls[p] >= STALL_TRIES:
+                why = STALLED_EVIDENCE.format(self.stall_seconds, STALL_TRIES)
+            elif in_a_row >= STALLS_IN_A_ROW:
+                why = GIVEN_UP_EVIDENCE.format(self.stall_seconds, in_a_row)
+            else:
+                continue
+            done[p] = _Compared(p, Verdict(NOT_VERIFIED, why), {}, {}, ran=False)
+        left = [t for t in todo if t[0] not in done]
+        self.note(f"verification workers finished no comparison in {self.stall_seconds:g} s: "
+                  f"ended; {len(left)} comparisons go to new workers"
+                  + (f", {len(todo) - len(left)} not verified" if len(todo) > len(left) else ""))
+        self.fork, self.forked = False, frozenset()
+        return left
 
     def _stop_pool(self) -> None:
         """End the pool's processes now (a stalled one may be stopped, or deep in a loop)."""
@@ -458,7 +438,20 @@ class _Workers:
         # ProcessPoolExecutor has no public way to end its workers before Python 3.14
         for proc in list((getattr(pool, "_processes", None) or {}).values()):
             proc.kill()
+        # a worker ended part-way through writing its result leaves the pool's thread
+        # reading it: with this process's own end of the pipe closed, that read ends
+        results = getattr(pool, "_result_queue", None)
+        writer = getattr(results, "_writer", None)
+        if writer is not None:
+            writer.close()
         pool.shutdown(wait=True, cancel_futures=True)
+
+    def abort(self) -> None:
+        """End the workers now: the walk was interrupted (Ctrl-C), maybe while one hangs."""
+        self._stop_pool()
+        if self.threads is not None:
+            self.threads.shutdown(wait=False, cancel_futures=True)
+            self.threads = None
 
     def close(self) -> None:
         global _inherited
@@ -479,8 +472,8 @@ class PairWalk:
         self.scores = pairs.score.tolist()
         self.order = sorted(range(len(pairs)), key=lambda p: -self.scores[p])
         self.match_settings = settings.matching()
-        self.sets = _Sets(len(rows))
-        self.apart = _Apart(settings.apart_votes, settings.unaligned_votes)
+        self.sets = Sets(len(rows))
+        self.apart = Apart(settings.apart_votes, settings.unaligned_votes)
         # described images (None: could not be), least recently used first
         self.features: dict[int, Any] = {}
         self.need = Counter(k for ends in self.ends for k in ends)  # pairs undecided, by row
@@ -511,6 +504,9 @@ class PairWalk:
                         self.workers.start(len(part))
                         self._describe(part)
                         self._compare(part)
+        except BaseException:
+            self.workers.abort()  # Ctrl-C: not waiting on a worker that may hang
+            raise
         finally:
             self.workers.close()
             if self.spill is not None:
@@ -671,7 +667,7 @@ class PairWalk:
         a, b = self.ends[done.pair]
         self.features[a].sift_cache.update(done.keypoints_a)  # computed in a worker: keep
         self.features[b].sift_cache.update(done.keypoints_b)
-        self.out.compared += 1
+        self.out.compared += done.ran
         v = done.verdict
         if v.kept:
             self._join(a, b)

@@ -3,11 +3,12 @@ needs them, so a later round reads them back instead of decoding and describing 
 
 A walk through more images than its memory holds (settings.memory_bytes) goes in parts,
 and a round touches most of its images again: without this, 800 look-alike pictures with
-room for 75 were described 18,396 times (294 s against 50 s with room for all;
-benchmarks/RESULTS.md). A description is pickled once, when it is first dropped for room
-while a pair still needs it (about 1 MiB: thumbnails and what comparisons derived, its
-keypoints included), and removed when no pair needs it; reading one back costs about a
-millisecond against about 10 (decoding and describing) to 25 (with keypoints).
+room for 75 were described 18,396 times; 2,000 took 637 s at the default 512 MiB, 279 s
+with this, 203 s with room for all (benchmarks/RESULTS.md). A description is pickled
+when it is first dropped for room while a pair still needs it (about 1 MiB: thumbnails,
+keypoints), again only where comparisons have given it keypoints since, and removed when
+no pair needs it; reading one back costs about half a millisecond against about 10
+(decoding and describing) to 25 (with keypoints).
 
 The folder is made, on first need, inside `parent` (`dedupe`: the index's folder, on the
 disk that holds the index rather than a /tmp that may be memory), as

@@ -856,8 +856,8 @@ def test_images_dropped_for_room_are_read_back_from_disk_not_described_again(
     again = verify_pairs(rows, pairs, VerifySettings(workers=0, memory_bytes=16 << 20))
     assert len(described) > 27  # parts: images described again without a spill folder
     spill = tmp_path / "spill"
-    (spill / f"{PREFIX}999999999-gone").mkdir(parents=True)  # no such process
-    (spill / f"{PREFIX}999999999-gone" / "3.pickle").write_bytes(b"old")
+    (spill / f"{PREFIX}999999999-gone_abc").mkdir(parents=True)  # no such process
+    (spill / f"{PREFIX}999999999-gone_abc" / "3.pickle").write_bytes(b"old")
     (spill / "kept").mkdir()  # not ours
     written: list[int] = []
     real_put = rounds.Spill.put
@@ -867,7 +867,9 @@ def test_images_dropped_for_room_are_read_back_from_disk_not_described_again(
     spilled = verify_pairs(rows, pairs, VerifySettings(workers=0, memory_bytes=16 << 20,
                                                        spill_dir=str(spill)))
     assert written and sorted(described) == list(range(27))  # each image described once
-    for v in (again, spilled):
+    forked = verify_pairs(rows, pairs, VerifySettings(
+        workers=2, fork=rounds.can_fork(), memory_bytes=16 << 20, spill_dir=str(spill)))
+    for v in (again, spilled, forked):
         assert (v.match, v.evidence, v.compared) == (whole.match, whole.evidence,
                                                      whole.compared)
         assert [x.numbers for x in v.pairs] == [x.numbers for x in whole.pairs]
@@ -898,6 +900,53 @@ def test_dedupe_keeps_images_dropped_for_room_beside_the_index(
     assert not [p for p in idx.iterdir() if p.name.startswith("verify-spill-")]
     for key in ("similar_pairs", "near_misses", "groups"):
         assert parts[key] == whole[key]
+
+
+def test_a_spilled_file_is_read_back_only_with_the_bytes_written(tmp_path: Path) -> None:
+    """A spill file swapped for another's, or changed, is never unpickled: take() gives
+    None (the image is described again); the walk's own files read back whole."""
+    from imgsim_index.verify.features import describe
+    from imgsim_index.verify.settings import DEFAULT
+    from imgsim_index.verify.spill import Spill
+
+    feats = [describe(np.asarray(photo(40 + k)), None, DEFAULT) for k in range(3)]
+    spill = Spill(str(tmp_path))
+    for k, f in enumerate(feats):
+        spill.put(k, f)
+    assert spill.dir is not None and spill.written == 3
+    files = [Path(spill.dir) / f"{k}.pickle" for k in range(3)]
+    files[1].write_bytes(files[0].read_bytes())  # another row's description
+    data = bytearray(files[2].read_bytes())
+    data[len(data) // 2] ^= 1  # one bit changed, in the pixels
+    files[2].write_bytes(bytes(data))
+    assert spill.take(1) is None and spill.take(2) is None
+    got = spill.take(0)
+    assert got is not None and got.pixel_hash == feats[0].pixel_hash
+    assert np.array_equal(got.grey, feats[0].grey)
+    spill.close()
+    assert not list(tmp_path.iterdir())
+
+
+def test_stale_spill_folders_go_and_nothing_else(tmp_path: Path) -> None:
+    """Only a folder named as a walk names it, of a process that no longer runs, holding
+    only N.pickle files, is removed; odd names never stop a dedupe."""
+    from imgsim_index.verify.spill import PREFIX, Spill
+
+    if os.name != "posix":
+        pytest.skip("stale folders are removed on POSIX only")
+    gone = tmp_path / f"{PREFIX}999999999-abcd_123"  # no such process
+    gone.mkdir()
+    (gone / "3.pickle").write_bytes(b"old")
+    photos = tmp_path / f"{PREFIX}999999999-holidays"  # a name like ours, not only ours
+    photos.mkdir()
+    (photos / "beach.jpg").write_bytes(b"jpeg")
+    odd = [f"{PREFIX}99999999999999999999", f"{PREFIX}\u00b2-abcdefgh",
+           f"{PREFIX}{os.getpid()}-abcdefgh"]  # huge, not ASCII digits, a live process
+    for name in odd:
+        (tmp_path / name).mkdir()
+    Spill(str(tmp_path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([photos.name, *odd])
+    assert (photos / "beach.jpg").read_bytes() == b"jpeg"
 
 
 def test_a_spill_folder_that_cannot_be_written_describes_images_again(tmp_path: Path) -> None:

@@ -296,7 +296,8 @@ def find_duplicates(
     present: set[str] | None = None,
 ) -> Duplicates:
     """Pairs, groups and keep decisions of the index's images (those under `folders` when
-    given), read from the last committed state. Writes nothing.
+    given), read from the last committed state. Writes nothing but what verification
+    drops for room, in a folder inside the index's that it removes (verify/spill.py).
 
     `present`: only files in this set of paths (e.g. what a scan found just now), so rows
     of files deleted since they were indexed are left out.

@@ -626,7 +626,8 @@ class PairWalk:
         self._make_room(rows, len(need))
         if self.spill is not None:  # those on disk are read back, not described again
             for k in need:
-                if (got := self.spill.take(k)) is not None:
+                got = self.spill.take(k)
+                if got is not None and got.pixel_hash == self.pixels.get(k):
                     self.features[k] = got
             need = [k for k in need if k not in self.features]
         tasks = [(k, self.rows[k].path, self.rows[k].digest, self.settings.max_side,

@@ -12,8 +12,11 @@ no pair needs it; reading one back costs about half a millisecond against about 
 
 The folder is made, on first need, inside `parent` (`dedupe`: the index's folder, on the
 disk that holds the index rather than a /tmp that may be memory), as
-verify-spill-PID-XXXX (mode 0700), and removed when the walk ends; one left by a process
-that no longer runs (killed) is removed by the next walk that spills there (POSIX). Within
+verify-spill-PID-XXXXXXXX (mode 0700), and removed when the walk ends; one left by a
+process that no longer runs (killed) is removed by the next walk there (POSIX; only such
+a name, a folder of this user's holding only N.pickle files). A file is read back only
+if its bytes are those written (length and BLAKE2b digest kept in memory): a file
+swapped or damaged meanwhile is never unpickled; the image is described again. Within
 VERIFY_SPILL_BYTES, and never where the disk would keep less than SPILL_MIN_FREE_BYTES
 free: past either, or where the folder cannot be written, an image dropped for room is
 described again when needed, as without this. A description read back is the first
@@ -23,9 +26,12 @@ reading's, so the verdicts are those of a walk that held every image.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import pickle
+import re
 import shutil
+import stat
 import tempfile
 from typing import Any
 
@@ -38,10 +44,13 @@ SPILL_MIN_FREE_BYTES = 1 << 30  # the disk keeps at least this much free
 class Spill:
     def __init__(self, parent: str, max_bytes: int = VERIFY_SPILL_BYTES) -> None:
         self.parent, self.max_bytes = parent, max_bytes
+        with contextlib.suppress(OSError):  # what killed walks left, whether this one spills
+            _remove_stale(parent)
         self.dir: str | None = None
         self.unusable = False  # the folder could not be made: nothing is spilled
         self.sizes: dict[int, int] = {}  # row -> bytes of its file
         self.keypoints: dict[int, int] = {}  # row -> keypoint sets its file holds
+        self.digests: dict[int, bytes] = {}  # row -> BLAKE2b of its file: read back only if equal
         self.used = 0
         self.written = self.read = 0  # descriptions written, and read back
 
@@ -65,6 +74,7 @@ class Spill:
                 os.unlink(path)
             return
         self.sizes[k] = len(data)
+        self.digests[k] = hashlib.blake2b(data, digest_size=16).digest()
         self.keypoints[k] = len(features.sift_cache)
         self.used += len(data)
         self.written += 1
@@ -76,7 +86,11 @@ class Spill:
             return None
         try:
             with open(self._path(k), "rb") as f:
-                got = pickle.load(f)  # noqa: S301 - our own file, in a folder only we can write
+                data = f.read(self.sizes[k] + 1)
+            if len(data) != self.sizes[k] or \
+                    hashlib.blake2b(data, digest_size=16).digest() != self.digests[k]:
+                raise ValueError("not the file written")  # never unpickled
+            got = pickle.loads(data)  # noqa: S301 - the bytes this walk wrote
         except Exception:  # noqa: BLE001 - gone or damaged: described from its file instead
             self.drop(k)
             return None
@@ -87,6 +101,7 @@ class Spill:
         """No pair needs row k any more: its file goes."""
         size = self.sizes.pop(k, None)
         self.keypoints.pop(k, None)
+        self.digests.pop(k, None)
         if size is not None:
             self.used -= size
             with contextlib.suppress(OSError):
@@ -107,7 +122,6 @@ class Spill:
     def _ready(self) -> bool:
         if self.dir is None:
             try:
-                _remove_stale(self.parent)
                 self.dir = tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=self.parent)
             except OSError:  # read-only, gone, not a folder
                 self.unusable = True
@@ -128,9 +142,25 @@ def _remove_stale(parent: str) -> None:
     if os.name != "posix":
         return
     for name in os.listdir(parent):
-        pid = name[len(PREFIX):].split("-", 1)[0] if name.startswith(PREFIX) else ""
-        if pid.isdigit() and int(pid) != os.getpid() and not _running(int(pid)):
-            shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+        m = _OURS.fullmatch(name)
+        if m is None or int(m[1]) == os.getpid() or _running(int(m[1])):
+            continue
+        path = os.path.join(parent, name)
+        try:
+            st = os.lstat(path)
+            if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+                continue
+            for entry in os.listdir(path):  # only what a walk writes: N.pickle
+                if _FILE.fullmatch(entry):
+                    os.unlink(os.path.join(path, entry))
+            os.rmdir(path)  # fails, keeping it, where anything else is inside
+        except OSError:
+            continue
+
+
+# a name tempfile.mkdtemp gave a walk: the prefix, a PID, 8 random characters
+_OURS = re.compile(rf"{PREFIX}([0-9]{{1,9}})-[a-z0-9_]{{8}}", re.ASCII)
+_FILE = re.compile(r"[0-9]+\.pickle", re.ASCII)
 
 
 def _running(pid: int) -> bool:

@@ -15,8 +15,9 @@ disk that holds the index rather than a /tmp that may be memory), as
 verify-spill-PID-XXXXXXXX (mode 0700), and removed when the walk ends; one left by a
 process that no longer runs (killed) is removed by the next walk there (POSIX; only such
 a name, a folder of this user's holding only N.pickle files). A file is read back only
-if its bytes are those written (length and BLAKE2b digest kept in memory): a file
-swapped or damaged meanwhile is never unpickled; the image is described again. Within
+if it is the file written (device, inode, size, mtime) and its bytes are (length,
+CRC-32): a file swapped or damaged meanwhile is never unpickled (the image is described
+again), and files are made 0600, never through a link. Within
 VERIFY_SPILL_BYTES, and never where the disk would keep less than SPILL_MIN_FREE_BYTES
 free: past either, or where the folder cannot be written, an image dropped for room is
 described again when needed, as without this. A description read back is the first
@@ -26,13 +27,13 @@ reading's, so the verdicts are those of a walk that held every image.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import pickle
 import re
 import shutil
 import stat
 import tempfile
+import zlib
 from typing import Any
 
 from imgsim_index.defaults import VERIFY_SPILL_BYTES
@@ -50,7 +51,10 @@ class Spill:
         self.unusable = False  # the folder could not be made: nothing is spilled
         self.sizes: dict[int, int] = {}  # row -> bytes of its file
         self.keypoints: dict[int, int] = {}  # row -> keypoint sets its file holds
-        self.digests: dict[int, bytes] = {}  # row -> BLAKE2b of its file: read back only if equal
+        # row -> its file's identity when written (device, inode, size, mtime: a file put in
+        # its place is another inode, ours still existing) and the CRC-32 of its bytes: a
+        # file is unpickled only if both are those written
+        self.checks: dict[int, tuple[tuple[int, ...], int]] = {}
         self.used = 0
         self.written = self.read = 0  # descriptions written, and read back
 
@@ -66,15 +70,18 @@ class Spill:
             return
         self.drop(k)
         path = self._path(k)
-        try:
-            with open(path, "wb") as f:
+        try:  # a new file, only ours to read and write, never through a link
+            with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o600),
+                      "wb") as f:
                 f.write(data)
+                f.flush()
+                ident = _identity(os.fstat(f.fileno()))
         except OSError:  # the disk filled since: this one is described again when needed
             with contextlib.suppress(OSError):
                 os.unlink(path)
             return
         self.sizes[k] = len(data)
-        self.digests[k] = hashlib.blake2b(data, digest_size=16).digest()
+        self.checks[k] = (ident, zlib.crc32(data))
         self.keypoints[k] = len(features.sift_cache)
         self.used += len(data)
         self.written += 1
@@ -85,10 +92,10 @@ class Spill:
         if k not in self.sizes:
             return None
         try:
-            with open(self._path(k), "rb") as f:
+            with open(os.open(self._path(k), os.O_RDONLY | _NOFOLLOW), "rb") as f:
+                ident = _identity(os.fstat(f.fileno()))
                 data = f.read(self.sizes[k] + 1)
-            if len(data) != self.sizes[k] or \
-                    hashlib.blake2b(data, digest_size=16).digest() != self.digests[k]:
+            if len(data) != self.sizes[k] or (ident, zlib.crc32(data)) != self.checks[k]:
                 raise ValueError("not the file written")  # never unpickled
             got = pickle.loads(data)  # noqa: S301 - the bytes this walk wrote
         except Exception:  # noqa: BLE001 - gone or damaged: described from its file instead
@@ -101,7 +108,7 @@ class Spill:
         """No pair needs row k any more: its file goes."""
         size = self.sizes.pop(k, None)
         self.keypoints.pop(k, None)
-        self.digests.pop(k, None)
+        self.checks.pop(k, None)
         if size is not None:
             self.used -= size
             with contextlib.suppress(OSError):
@@ -159,6 +166,14 @@ def _remove_stale(parent: str) -> None:
 
 
 # a name tempfile.mkdtemp gave a walk: the prefix, a PID, 8 random characters
+# never through a link (POSIX); binary, not text, on Windows
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+
+
+def _identity(st: os.stat_result) -> tuple[int, ...]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 _OURS = re.compile(rf"{PREFIX}([0-9]{{1,9}})-[a-z0-9_]{{8}}", re.ASCII)
 _FILE = re.compile(r"[0-9]+\.pickle", re.ASCII)
 

@@ -15,7 +15,7 @@ disk that holds the index rather than a /tmp that may be memory), as
 verify-spill-PID-XXXXXXXX (mode 0700), and removed when the walk ends; one left by a
 process that no longer runs (killed) is removed by the next walk there (POSIX; only such
 a name, a folder of this user's holding only N.pickle files). A file is read back only
-if it is the file written (device, inode, size, mtime) and its bytes are (length,
+if it is the file written (device, inode, size, times) and its bytes are (length,
 CRC-32): a file swapped or damaged meanwhile is never unpickled (the image is described
 again), and files are made 0600, never through a link. Within
 VERIFY_SPILL_BYTES, and never where the disk would keep less than SPILL_MIN_FREE_BYTES
@@ -37,6 +37,7 @@ import zlib
 from typing import Any
 
 from imgsim_index.defaults import VERIFY_SPILL_BYTES
+from imgsim_index.ingest.kept import Identity, identity
 
 PREFIX = "verify-spill-"
 SPILL_MIN_FREE_BYTES = 1 << 30  # the disk keeps at least this much free
@@ -51,10 +52,10 @@ class Spill:
         self.unusable = False  # the folder could not be made: nothing is spilled
         self.sizes: dict[int, int] = {}  # row -> bytes of its file
         self.keypoints: dict[int, int] = {}  # row -> keypoint sets its file holds
-        # row -> its file's identity when written (device, inode, size, mtime: a file put in
-        # its place is another inode, ours still existing) and the CRC-32 of its bytes: a
-        # file is unpickled only if both are those written
-        self.checks: dict[int, tuple[tuple[int, ...], int]] = {}
+        # row -> its file's identity when written (device, inode, size, times: a file put
+        # in its place is another inode, ours still existing) and the CRC-32 of its bytes:
+        # a file is unpickled only if both are those written
+        self.checks: dict[int, tuple[Identity, int]] = {}
         self.used = 0
         self.written = self.read = 0  # descriptions written, and read back
 
@@ -75,7 +76,7 @@ class Spill:
                       "wb") as f:
                 f.write(data)
                 f.flush()
-                ident = _identity(os.fstat(f.fileno()))
+                ident = identity(os.fstat(f.fileno()))
         except OSError:  # the disk filled since: this one is described again when needed
             with contextlib.suppress(OSError):
                 os.unlink(path)
@@ -93,7 +94,7 @@ class Spill:
             return None
         try:
             with open(os.open(self._path(k), os.O_RDONLY | _NOFOLLOW), "rb") as f:
-                ident = _identity(os.fstat(f.fileno()))
+                ident = identity(os.fstat(f.fileno()))
                 data = f.read(self.sizes[k] + 1)
             if len(data) != self.sizes[k] or (ident, zlib.crc32(data)) != self.checks[k]:
                 raise ValueError("not the file written")  # never unpickled
@@ -168,10 +169,6 @@ def _remove_stale(parent: str) -> None:
 # a name tempfile.mkdtemp gave a walk: the prefix, a PID, 8 random characters
 # never through a link (POSIX); binary, not text, on Windows
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
-
-
-def _identity(st: os.stat_result) -> tuple[int, ...]:
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 _OURS = re.compile(rf"{PREFIX}([0-9]{{1,9}})-[a-z0-9_]{{8}}", re.ASCII)
